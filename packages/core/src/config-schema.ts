@@ -1,0 +1,145 @@
+import { z } from 'zod';
+import { DEFAULTS } from './defaults.js';
+import { LOG_LEVELS } from './logger.js';
+
+// Strict objects: a misspelt key is an error that names it, not a silent default.
+// `prefault({})` runs an absent section through its schema so its defaults apply.
+const ms = (fallback: number) => z.number().int().positive().default(fallback);
+const port = z.number().int().min(0).max(65_535);
+const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only');
+
+const credential = z.strictObject({ username: z.string().min(1), password: z.string().min(1) });
+
+export const brokerNodeSchema = z.strictObject({
+  name: id,
+  host: z.string().default('127.0.0.1'),
+  port,
+});
+
+const brokersSchema = z.strictObject({
+  /** `aedes` (Faultline's own broker nodes) or `mosquitto` (started from the system's binary). */
+  kind: z.enum(['aedes', 'mosquitto']).default('aedes'),
+  nodes: z
+    .array(brokerNodeSchema)
+    .min(1)
+    .default([
+      { name: 'a', host: '127.0.0.1', port: 1883 },
+      { name: 'b', host: '127.0.0.1', port: 1884 },
+    ]),
+  credentials: z.strictObject({ sp: credential, agent: credential, autoscaler: credential }).default({
+    sp: { username: 'sp', password: 'sp-secret' },
+    agent: { username: 'agent', password: 'agent-secret' },
+    autoscaler: { username: 'autoscaler', password: 'autoscaler-secret' },
+  }),
+});
+
+const messagingSchema = z.strictObject({
+  pingIntervalMs: ms(DEFAULTS.pingIntervalMs),
+  resubscribeIntervalMs: ms(DEFAULTS.resubscribeIntervalMs),
+  republishIntervalMs: ms(DEFAULTS.republishIntervalMs),
+  maxMessageBytes: ms(DEFAULTS.maxMessageBytes),
+});
+
+const spNodeSchema = z.strictObject({
+  id,
+  host: z.string().default('127.0.0.1'),
+  thriftPort: port,
+  syncPort: port,
+});
+
+const streamProcessorSchema = z
+  .strictObject({
+    groupId: id.default('sp'),
+    heartbeatIntervalMs: ms(DEFAULTS.heartbeatIntervalMs),
+    heartbeatMaxRetry: z.number().int().min(1).default(DEFAULTS.heartbeatMaxRetry),
+    fencingMarginMs: z.number().int().min(0).default(DEFAULTS.fencingMarginMs),
+    maxFrameBytes: ms(DEFAULTS.maxFrameBytes),
+    nodes: z
+      .array(spNodeSchema)
+      .min(1)
+      .max(2)
+      .default([
+        { id: 'sp-1', host: '127.0.0.1', thriftPort: 7611, syncPort: 7711 },
+        { id: 'sp-2', host: '127.0.0.1', thriftPort: 7612, syncPort: 7712 },
+      ]),
+  })
+  .refine((sp) => sp.fencingMarginMs < sp.heartbeatIntervalMs * sp.heartbeatMaxRetry, {
+    message: 'must be shorter than heartbeatIntervalMs × heartbeatMaxRetry',
+    path: ['fencingMarginMs'],
+  });
+
+const cepSchema = z.strictObject({
+  faultTimeoutMs: ms(DEFAULTS.faultTimeoutMs),
+  windowMs: ms(DEFAULTS.windowMs),
+  /** Grace after a takeover before any new fault. @default faultTimeoutMs */
+  graceAfterTakeoverMs: z.number().int().min(0).optional(),
+});
+
+const agentSchema = z.strictObject({
+  statIntervalMs: ms(DEFAULTS.statIntervalMs),
+  maxUnackedBatches: z.number().int().positive().default(1_000),
+});
+
+const autoscalerSchema = z.strictObject({
+  monitorIntervalMs: ms(DEFAULTS.monitorIntervalMs),
+  pendingTimeoutMs: ms(DEFAULTS.pendingTimeoutMs),
+  backoffInitialMs: ms(DEFAULTS.backoffInitialMs),
+  backoffMaxMs: ms(DEFAULTS.backoffMaxMs),
+  scaleDownConsecutive: z.number().int().positive().default(3),
+});
+
+const thresholdsSchema = z.strictObject({
+  requestsInFlight: z.number().positive().default(80),
+  memoryConsumption: z.number().positive().max(100).default(80),
+  loadAverage: z.number().positive().default(80),
+});
+
+export const clusterSchema = z
+  .strictObject({
+    id,
+    cartridgeType: id,
+    min: z.number().int().min(0),
+    max: z.number().int().positive(),
+    partitions: z
+      .array(z.strictObject({ id, networkPartitionId: id.default('np-1') }))
+      .min(1)
+      .default([{ id: 'p-1', networkPartitionId: 'np-1' }]),
+    thresholds: thresholdsSchema.prefault({}),
+    /** Workload behaviour of this cluster's members (local driver). */
+    workload: z.strictObject({ latencyMs: z.number().int().min(0).default(20) }).prefault({}),
+  })
+  .refine((c) => c.min <= c.max, { message: 'min must not exceed max', path: ['min'] });
+
+export const configSchema = z
+  .strictObject({
+    logging: z
+      .strictObject({
+        level: z.enum(LOG_LEVELS).default('info'),
+        /** Folder of the per-service JSON-lines files, relative to the working directory. */
+        dir: z.string().default('.faultline/logs'),
+      })
+      .prefault({}),
+    database: z
+      .strictObject({
+        /** A PostgreSQL URL. When absent, the stack starts an embedded PostgreSQL. */
+        url: z.string().url().optional(),
+        embeddedPort: port.default(5439),
+        embeddedDataDir: z.string().default('.faultline/pg'),
+      })
+      .prefault({}),
+    brokers: brokersSchema.prefault({}),
+    messaging: messagingSchema.prefault({}),
+    streamProcessor: streamProcessorSchema.prefault({}),
+    cep: cepSchema.prefault({}),
+    agent: agentSchema.prefault({}),
+    autoscaler: autoscalerSchema.prefault({}),
+    clusters: z.array(clusterSchema).default([]),
+  })
+  .refine((c) => new Set(c.clusters.map((x) => x.id)).size === c.clusters.length, {
+    message: 'cluster ids must be unique',
+    path: ['clusters'],
+  });
+
+export type FaultlineConfig = z.infer<typeof configSchema>;
+export type ClusterConfig = z.infer<typeof clusterSchema>;
+export type BrokerNodeConfig = z.infer<typeof brokerNodeSchema>;

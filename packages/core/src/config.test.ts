@@ -1,0 +1,113 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { envNameFor, loadConfig, resolveConfig } from './config.js';
+import { DEFAULTS } from './defaults.js';
+import { ConfigError } from './errors.js';
+
+function writeYaml(text: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-config-'));
+  const file = path.join(dir, 'faultline.yaml');
+  writeFileSync(file, text);
+  return file;
+}
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('loads the default stack file', () => {
+    const config = loadConfig({ env: {} });
+    expect(config.clusters.map((c) => c.id)).toEqual(['php', 'tomcat']);
+    expect(config.brokers.nodes).toHaveLength(2);
+    expect(config.streamProcessor.nodes.map((n) => n.id)).toEqual(['sp-1', 'sp-2']);
+  });
+
+  it('fills every default of DESIGN.md for an empty file', () => {
+    const config = resolveConfig({}, { env: {} });
+    expect(config.messaging).toEqual({
+      pingIntervalMs: 1_000,
+      resubscribeIntervalMs: 30_000,
+      republishIntervalMs: 60_000,
+      maxMessageBytes: DEFAULTS.maxMessageBytes,
+    });
+    expect(config.streamProcessor.heartbeatIntervalMs).toBe(1_000);
+    expect(config.streamProcessor.heartbeatMaxRetry).toBe(2);
+    expect(config.cep.faultTimeoutMs).toBe(60_000);
+    expect(config.agent.statIntervalMs).toBe(15_000);
+    expect(config.autoscaler.pendingTimeoutMs).toBe(900_000);
+    expect(config.autoscaler.monitorIntervalMs).toBe(15_000);
+    expect(config.clusters).toEqual([]);
+  });
+
+  it('applies env overrides by key name, coerced to the key type', () => {
+    const config = resolveConfig(
+      {},
+      {
+        env: {
+          FAULTLINE_CEP_FAULT_TIMEOUT_MS: '5000',
+          FAULTLINE_LOG_LEVEL: 'debug',
+          DATABASE_URL: 'postgres://u:p@db:5432/x',
+          FAULTLINE_BROKERS_KIND: 'mosquitto',
+        },
+      },
+    );
+    expect(config.cep.faultTimeoutMs).toBe(5_000);
+    expect(config.logging.level).toBe('debug');
+    expect(config.database.url).toBe('postgres://u:p@db:5432/x');
+    expect(config.brokers.kind).toBe('mosquitto');
+  });
+
+  it('names the env variable when an override is invalid', () => {
+    const error = configError(() => resolveConfig({}, { env: { FAULTLINE_CEP_FAULT_TIMEOUT_MS: 'soon' } }));
+    expect(error.issues[0]?.key).toBe('cep.faultTimeoutMs');
+    expect(error.issues[0]?.reason).toContain('FAULTLINE_CEP_FAULT_TIMEOUT_MS');
+  });
+
+  it('derives env names from key paths', () => {
+    expect(envNameFor(['streamProcessor', 'heartbeatIntervalMs'])).toBe(
+      'FAULTLINE_STREAM_PROCESSOR_HEARTBEAT_INTERVAL_MS',
+    );
+  });
+
+  it('names the key and the reason for a bad value', () => {
+    const file = writeYaml('cep:\n  faultTimeoutMs: -5\n');
+    const error = configError(() => loadConfig({ path: file, env: {} }));
+    expect(error.code).toBe('FL_ERR_CONFIG_INVALID');
+    expect(error.issues.map((i) => i.key)).toEqual(['cep.faultTimeoutMs']);
+    expect(error.message).toContain('cep.faultTimeoutMs');
+    expect(error.message).toContain(file);
+  });
+
+  it('refuses a misspelt key instead of ignoring it', () => {
+    const error = configError(() => resolveConfig({ cep: { faultTimeout: 5 } }, { env: {} }));
+    expect(error.message).toMatch(/faultTimeout/);
+  });
+
+  it('checks cross-field rules: min ≤ max, unique cluster ids', () => {
+    const cluster = { id: 'c', cartridgeType: 'php', min: 5, max: 2 };
+    const error = configError(() => resolveConfig({ clusters: [cluster, cluster] }, { env: {} }));
+    const keys = error.issues.map((i) => i.key);
+    expect(keys).toContain('clusters.0.min');
+  });
+
+  it('reports invalid YAML and a missing file with their own codes', () => {
+    const broken = writeYaml('cep: [unclosed\n');
+    expect(configError(() => loadConfig({ path: broken, env: {} })).issues[0]?.key).toBe('(yaml)');
+    const missing = configError(() => loadConfig({ path: '/nonexistent/faultline.yaml', env: {} }));
+    expect(missing.code).toBe('FL_ERR_CONFIG_NOT_FOUND');
+  });
+
+  it('takes the file from FAULTLINE_CONFIG', () => {
+    const file = writeYaml('clusters:\n  - { id: one, cartridgeType: php, min: 1, max: 1 }\n');
+    expect(loadConfig({ env: { FAULTLINE_CONFIG: file } }).clusters[0]?.id).toBe('one');
+  });
+});

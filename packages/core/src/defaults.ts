@@ -1,0 +1,35 @@
+/**
+ * Every timing default of DESIGN.md, in one place, so the YAML schema and each
+ * package's `addDefaults()` agree by construction. Never edit one to make a
+ * test fast: tests pass short values through options or config.
+ */
+export const DEFAULTS = {
+  /** Subscriber ping to topic `ping` (the seed). */
+  pingIntervalMs: 1_000,
+  /** Subscriber reconnect + resubscribe while the broker is down (the seed). */
+  resubscribeIntervalMs: 30_000,
+  /** Publisher republish of its outbox while the broker is down (the seed). */
+  republishIntervalMs: 60_000,
+  /** Largest MQTT payload a subscriber reads; larger ones are dropped and counted. */
+  maxMessageBytes: 64 * 1024,
+  /** Cartridge agent health-stat interval (Stratos agent). */
+  statIntervalMs: 15_000,
+  /** No stats from a member for this long means MemberFault (Stratos CEP). */
+  faultTimeoutMs: 60_000,
+  /** Summarized-stat window (Stratos CEP, 1 min). */
+  windowMs: 60_000,
+  /** SP heartbeat interval and retries (WSO2 SP's shipped deployment.yaml). */
+  heartbeatIntervalMs: 1_000,
+  heartbeatMaxRetry: 2,
+  /** Self-fencing steps down this long before the lease can be taken by the peer. */
+  fencingMarginMs: 300,
+  /** Largest Thrift frame the SP source accepts. */
+  maxFrameBytes: 1024 * 1024,
+  /** Stratos autoscaler: a member must activate within this. */
+  pendingTimeoutMs: 900_000,
+  /** Autoscaler cluster-monitor interval (Stratos used 90 s). */
+  monitorIntervalMs: 15_000,
+  /** Replacement backoff per cluster: 10 s doubling to 5 min. */
+  backoffInitialMs: 10_000,
+  backoffMaxMs: 300_000,
+} as const;

@@ -1,0 +1,71 @@
+/**
+ * One table of every error code Faultline raises (fastify's lib/errors.js is
+ * the model). Each code is stable: callers and operators match on `code`,
+ * never on message text. The README's "Error codes" table is checked against
+ * this object by errors.test.ts, so code and docs cannot drift apart.
+ */
+export const ERROR_CODES = {
+  FL_ERR_CONFIG_NOT_FOUND: 'The configuration file does not exist or cannot be read.',
+  FL_ERR_CONFIG_INVALID:
+    'The configuration is not valid YAML, or a key fails validation; the message names each key and the reason.',
+  FL_ERR_ENVELOPE_INVALID:
+    'An MQTT payload is not a valid event envelope: not JSON, unknown type, or a missing or malformed field.',
+  FL_ERR_ENVELOPE_TOO_LARGE: 'An MQTT payload is larger than the envelope size limit; it is dropped unread.',
+  FL_ERR_BATCH_INVALID: 'A Thrift health-stat batch cannot be decoded or has missing fields or out-of-range values.',
+  FL_ERR_MIGRATION_FAILED: 'A SQL migration failed and was rolled back; the database is left as it was.',
+  FL_ERR_MIGRATION_CHANGED: 'A migration file was edited after it was applied (its checksum no longer matches).',
+  FL_ERR_CLOSED: 'A component was used after close().',
+} as const satisfies Record<`FL_ERR_${string}`, string>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface FaultlineErrorOptions {
+  /** Readable, structured facts about the failure (keys, ids, paths). */
+  context?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+/** Base class of every Faultline error: a stable `code`, context fields, a cause. */
+export class FaultlineError extends Error {
+  readonly code: ErrorCode;
+  readonly context: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: FaultlineErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.context = options.context ?? {};
+  }
+}
+
+export interface ConfigIssue {
+  /** Dotted path of the offending key, e.g. `cep.faultTimeoutMs`. */
+  key: string;
+  reason: string;
+}
+
+/** The configuration cannot be used. `main.ts` turns it into exit code 2. */
+export class ConfigError extends FaultlineError {
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(
+    code: 'FL_ERR_CONFIG_NOT_FOUND' | 'FL_ERR_CONFIG_INVALID',
+    message: string,
+    options: FaultlineErrorOptions & { issues?: ConfigIssue[] } = {},
+  ) {
+    super(code, message, options);
+    this.issues = options.issues ?? [];
+  }
+}
+
+export class MigrationError extends FaultlineError {}
+
+export class ClosedError extends FaultlineError {
+  constructor(component: string) {
+    super('FL_ERR_CLOSED', `${component} is closed`, { context: { component } });
+  }
+}
+
+export function isFaultlineError(value: unknown): value is FaultlineError {
+  return value instanceof FaultlineError;
+}

@@ -1,0 +1,39 @@
+export { type Clock, sleep, systemClock, type TimerHandle } from './clock.js';
+export {
+  configSchema,
+  DEFAULT_CONFIG_PATH,
+  envNameFor,
+  type FaultlineConfig,
+  type LoadConfigOptions,
+  loadConfig,
+  REPO_ROOT,
+  resolveConfig,
+} from './config.js';
+export type { BrokerNodeConfig, ClusterConfig } from './config-schema.js';
+export { DEFAULTS } from './defaults.js';
+export {
+  ClosedError,
+  ConfigError,
+  type ConfigIssue,
+  ERROR_CODES,
+  type ErrorCode,
+  FaultlineError,
+  type FaultlineErrorOptions,
+  isFaultlineError,
+  MigrationError,
+} from './errors.js';
+export { type Closeable, closeAll, type MainContext, once, type RunMainOptions, runMain } from './lifecycle.js';
+export {
+  createLogger,
+  createMemoryLogger,
+  formatPretty,
+  LOG_LEVELS,
+  type LogFields,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+  type LogRecord,
+  nullLogger,
+} from './logger.js';
+export { DEFAULT_MIGRATIONS_DIR, type MigrateOptions, type MigrateResult, migrate } from './migrate.js';
+export { err, ok, type Result } from './result.js';

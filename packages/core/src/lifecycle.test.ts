@@ -1,0 +1,111 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it, vi } from 'vitest';
+import { ConfigError } from './errors.js';
+import { closeAll, once, runMain } from './lifecycle.js';
+import { createMemoryLogger } from './logger.js';
+
+function fakeProcess() {
+  const emitter = new EventEmitter() as EventEmitter & {
+    exit: ReturnType<typeof vi.fn>;
+    stderr: { write: ReturnType<typeof vi.fn> };
+  };
+  emitter.exit = vi.fn();
+  emitter.stderr = { write: vi.fn() };
+  return emitter;
+}
+
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('once', () => {
+  it('runs the function a single time and shares its promise', async () => {
+    const fn = vi.fn(async () => 42);
+    const close = once(fn);
+    const [a, b] = await Promise.all([close(), close()]);
+    expect(await close()).toBe(42);
+    expect([a, b]).toEqual([42, 42]);
+    expect(fn).toHaveBeenCalledOnce();
+  });
+});
+
+describe('closeAll', () => {
+  it('closes in reverse order and keeps going after a failure', async () => {
+    const order: string[] = [];
+    const log = createMemoryLogger();
+    await closeAll(
+      [
+        { close: async () => void order.push('first') },
+        {
+          close: async () => {
+            order.push('second');
+            throw new Error('nope');
+          },
+        },
+        undefined,
+        { close: async () => void order.push('third') },
+      ],
+      log,
+    );
+    expect(order).toEqual(['third', 'second', 'first']);
+    expect(log.records[0]?.message).toBe('close failed');
+  });
+});
+
+describe('runMain', () => {
+  it('closes the service on SIGTERM and exits 0', async () => {
+    const proc = fakeProcess();
+    const close = vi.fn(async () => {});
+    const log = createMemoryLogger();
+    await runMain(
+      () => log,
+      async () => ({ close }),
+      { proc: proc as unknown as NodeJS.Process },
+    );
+    proc.emit('SIGTERM');
+    await settle();
+    expect(close).toHaveBeenCalledOnce();
+    expect(proc.exit).toHaveBeenCalledWith(0);
+    expect(log.records.map((r) => r.message)).toEqual(['signal received, stopping', 'stopped']);
+  });
+
+  it('exits 1 at once on a second signal', async () => {
+    const proc = fakeProcess();
+    await runMain(
+      () => createMemoryLogger(),
+      async () => ({ close: () => new Promise<void>(() => {}) }),
+      {
+        proc: proc as unknown as NodeJS.Process,
+      },
+    );
+    proc.emit('SIGINT');
+    proc.emit('SIGINT');
+    await settle();
+    expect(proc.exit).toHaveBeenCalledWith(1);
+  });
+
+  it('prints a ConfigError and exits 2', async () => {
+    const proc = fakeProcess();
+    await runMain(
+      () => createMemoryLogger(),
+      async () => {
+        throw new ConfigError('FL_ERR_CONFIG_INVALID', 'invalid configuration:\n  - cep.faultTimeoutMs: too small');
+      },
+      { proc: proc as unknown as NodeJS.Process },
+    );
+    expect(proc.stderr.write).toHaveBeenCalledWith(expect.stringContaining('cep.faultTimeoutMs'));
+    expect(proc.exit).toHaveBeenCalledWith(2);
+  });
+
+  it('logs any other start failure and exits 1', async () => {
+    const proc = fakeProcess();
+    const log = createMemoryLogger();
+    await runMain(
+      () => log,
+      async () => {
+        throw new Error('port in use');
+      },
+      { proc: proc as unknown as NodeJS.Process },
+    );
+    expect(log.records[0]?.message).toBe('start failed');
+    expect(proc.exit).toHaveBeenCalledWith(1);
+  });
+});

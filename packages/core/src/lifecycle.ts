@@ -1,0 +1,122 @@
+import { ConfigError, isFaultlineError } from './errors.js';
+import type { Logger } from './logger.js';
+
+/** Anything with an idempotent async close (STYLE.md habit 7). */
+export interface Closeable {
+  close(): Promise<void>;
+}
+
+/**
+ * Wraps `fn` so it runs once; every later call returns the first call's
+ * promise. This is how every `close()` in the project is made safe to call
+ * twice (aedes' close() is the model).
+ */
+export function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => {
+    pending ??= fn();
+    return pending;
+  };
+}
+
+/** Closes children in reverse order of start; one failure does not stop the rest. */
+export async function closeAll(children: readonly (Closeable | undefined)[], log?: Logger): Promise<void> {
+  for (const child of [...children].reverse()) {
+    if (!child) continue;
+    try {
+      await child.close();
+    } catch (error) {
+      log?.warn('close failed', { error });
+    }
+  }
+}
+
+export interface MainContext {
+  logger: Logger;
+  /** Aborted when a signal asks the process to stop. */
+  signal: AbortSignal;
+}
+
+export interface RunMainOptions {
+  /** Longest wait for close() on SIGINT/SIGTERM before exiting anyway. @default 10_000 */
+  closeTimeoutMs?: number;
+  /** The process to attach to (tests pass a fake). @default process */
+  proc?: NodeJS.Process;
+}
+
+/**
+ * The one way a `main.ts` runs a service: builds it with `start`, closes it on
+ * SIGINT/SIGTERM (a second signal exits at once), exits 2 on a ConfigError with
+ * its message (naming the key), 1 on any other start failure or an uncaught
+ * error. `makeLogger` runs after config loading so the level can come from it.
+ */
+export async function runMain(
+  makeLogger: () => Logger & { flush?(): Promise<void> },
+  start: (ctx: MainContext) => Promise<Closeable>,
+  options: RunMainOptions = {},
+): Promise<void> {
+  const proc = options.proc ?? process;
+  const closeTimeoutMs = options.closeTimeoutMs ?? 10_000;
+  let logger: (Logger & { flush?(): Promise<void> }) | undefined;
+  const controller = new AbortController();
+  let service: Closeable | undefined;
+  const exit = async (code: number): Promise<never> => {
+    await logger?.flush?.().catch(() => {});
+    proc.exit(code);
+    // proc.exit does not return in production; a test's fake may.
+    return undefined as never;
+  };
+  const shutdown = once(async () => {
+    controller.abort();
+    // A deadline, not a timer of the service: the process exits regardless.
+    const deadline = setTimeout(() => {
+      logger?.error('close timed out, exiting', { closeTimeoutMs });
+      void exit(1);
+    }, closeTimeoutMs);
+    deadline.unref();
+    try {
+      await service?.close();
+      logger?.info('stopped');
+      clearTimeout(deadline);
+      await exit(0);
+    } catch (error) {
+      logger?.error('close failed', { error });
+      await exit(1);
+    }
+  });
+  let signals = 0;
+  const onSignal = (name: string) => () => {
+    signals += 1;
+    if (signals > 1) {
+      logger?.warn('second signal, exiting now', { signal: name });
+      void exit(1);
+      return;
+    }
+    logger?.info('signal received, stopping', { signal: name });
+    void shutdown();
+  };
+  proc.on('SIGINT', onSignal('SIGINT'));
+  proc.on('SIGTERM', onSignal('SIGTERM'));
+  proc.on('uncaughtException', (error) => {
+    logger?.error('uncaught exception', { error, stack: error.stack });
+    void shutdown();
+  });
+  proc.on('unhandledRejection', (reason) => {
+    logger?.error('unhandled rejection', { error: reason instanceof Error ? reason : String(reason) });
+    void shutdown();
+  });
+  try {
+    logger = makeLogger();
+    service = await start({ logger, signal: controller.signal });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      proc.stderr.write(`${error.message}\n`);
+      await exit(2);
+      return;
+    }
+    const code = isFaultlineError(error) ? error.code : undefined;
+    if (logger) logger.error('start failed', { error, code });
+    else proc.stderr.write(`start failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    await exit(1);
+  }
+}

@@ -1,0 +1,187 @@
+import path from 'node:path';
+import winston from 'winston';
+
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type LogFields = Readonly<Record<string, unknown>>;
+
+/**
+ * The narrow logging surface every package depends on (STYLE.md habit 8).
+ * Only core and the `main.ts` files know that winston is behind it.
+ */
+export interface Logger {
+  error(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  debug(message: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every record (e.g. `{ component: 'publisher' }`). */
+  child(fields: LogFields): Logger;
+}
+
+export interface LoggerOptions {
+  /** Service name: the console prefix and the JSON file name (`<dir>/<service>.jsonl`). */
+  service: string;
+  /** @default 'info' */
+  level?: LogLevel;
+  /** Folder for the JSON-lines file. @default undefined (no file) */
+  dir?: string;
+  /**
+   * Console output: `pretty` (colored, service-prefixed), `json` (one JSON object
+   * a line, for a supervisor that re-reads it) or `none`.
+   * @default 'pretty'
+   */
+  console?: 'pretty' | 'json' | 'none';
+  /** Colors on the pretty console. @default process.stdout.isTTY || FORCE_COLOR */
+  colors?: boolean;
+}
+
+const SERVICE_COLORS = [36, 35, 33, 32, 34, 96, 95, 93, 92, 94];
+const LEVEL_COLORS: Record<string, number> = { error: 31, warn: 33, info: 32, debug: 90 };
+
+function paint(enabled: boolean, code: number, text: string): string {
+  return enabled ? `\u001b[${code}m${text}\u001b[0m` : text;
+}
+
+function serviceColor(service: string): number {
+  let hash = 0;
+  for (const ch of service) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+  return SERVICE_COLORS[hash % SERVICE_COLORS.length] ?? 36;
+}
+
+function formatValue(value: unknown): string {
+  if (typeof value === 'string') return /[\s="]/.test(value) ? JSON.stringify(value) : value;
+  if (value instanceof Error) return JSON.stringify(value.message);
+  return JSON.stringify(value) ?? String(value);
+}
+
+/** `12:00:01.234 sp-1      info  became active epoch=3 peer=sp-2` */
+export function formatPretty(
+  record: { level: string; message: string; timestamp?: string; service: string } & Record<string, unknown>,
+  colors: boolean,
+): string {
+  const { level, message, timestamp, service, ...fields } = record;
+  const time = (timestamp ?? new Date().toISOString()).slice(11, 23);
+  const rest = Object.entries(fields)
+    .filter(([key]) => typeof key === 'string')
+    .map(([key, value]) => `${paint(colors, 90, `${key}=`)}${formatValue(value)}`)
+    .join(' ');
+  return [
+    paint(colors, 90, time),
+    paint(colors, serviceColor(service), service.padEnd(12)),
+    paint(colors, LEVEL_COLORS[level] ?? 37, level.padEnd(5)),
+    message,
+    rest,
+  ]
+    .filter((part) => part.length > 0)
+    .join(' ');
+}
+
+function serializeErrors(fields: LogFields | undefined): Record<string, unknown> {
+  if (!fields) return {};
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fields)) {
+    out[key] =
+      value instanceof Error
+        ? { message: value.message, name: value.name, code: (value as { code?: unknown }).code }
+        : value;
+  }
+  return out;
+}
+
+class WinstonLogger implements Logger {
+  constructor(
+    private readonly inner: winston.Logger,
+    private readonly fields: LogFields,
+  ) {}
+  private log(level: LogLevel, message: string, fields?: LogFields): void {
+    this.inner.log(level, message, { ...this.fields, ...serializeErrors(fields) });
+  }
+  error(message: string, fields?: LogFields): void {
+    this.log('error', message, fields);
+  }
+  warn(message: string, fields?: LogFields): void {
+    this.log('warn', message, fields);
+  }
+  info(message: string, fields?: LogFields): void {
+    this.log('info', message, fields);
+  }
+  debug(message: string, fields?: LogFields): void {
+    this.log('debug', message, fields);
+  }
+  child(fields: LogFields): Logger {
+    return new WinstonLogger(this.inner, { ...this.fields, ...fields });
+  }
+}
+
+/** Builds the process's logger. Call it from `main.ts` only. */
+export function createLogger(options: LoggerOptions): Logger & { flush(): Promise<void> } {
+  const level = options.level ?? 'info';
+  const consoleMode = options.console ?? 'pretty';
+  const colors = options.colors ?? (Boolean(process.stdout.isTTY) || Boolean(process.env.FORCE_COLOR));
+  const transports: winston.transport[] = [];
+  if (consoleMode !== 'none') {
+    const format =
+      consoleMode === 'json'
+        ? winston.format.json()
+        : winston.format.printf((info) => formatPretty(info as Parameters<typeof formatPretty>[0], colors));
+    transports.push(new winston.transports.Console({ format }));
+  }
+  if (options.dir) {
+    transports.push(
+      new winston.transports.File({
+        filename: path.join(options.dir, `${options.service}.jsonl`),
+        format: winston.format.json(),
+      }),
+    );
+  }
+  const inner = winston.createLogger({
+    level,
+    levels: { error: 0, warn: 1, info: 2, debug: 3 },
+    format: winston.format.combine(winston.format.timestamp()),
+    defaultMeta: { service: options.service },
+    transports,
+  });
+  const logger = new WinstonLogger(inner, {});
+  return Object.assign(logger, {
+    flush: () =>
+      new Promise<void>((resolve) => {
+        inner.on('finish', () => resolve());
+        inner.end();
+      }),
+  });
+}
+
+export interface LogRecord {
+  level: LogLevel;
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+/** A logger that keeps records in memory: for tests that assert on log lines. */
+export function createMemoryLogger(): Logger & { records: LogRecord[] } {
+  const records: LogRecord[] = [];
+  const make = (base: LogFields): Logger => {
+    const at =
+      (level: LogLevel) =>
+      (message: string, fields?: LogFields): void => {
+        records.push({ level, message, fields: { ...base, ...fields } });
+      };
+    return {
+      error: at('error'),
+      warn: at('warn'),
+      info: at('info'),
+      debug: at('debug'),
+      child: (fields) => make({ ...base, ...fields }),
+    };
+  };
+  return Object.assign(make({}), { records });
+}
+
+/** A logger that drops everything. */
+export const nullLogger: Logger = {
+  error: () => {},
+  warn: () => {},
+  info: () => {},
+  debug: () => {},
+  child: () => nullLogger,
+};

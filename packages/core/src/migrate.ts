@@ -1,0 +1,82 @@
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type pg from 'pg';
+import { REPO_ROOT } from './config.js';
+import { MigrationError } from './errors.js';
+import { type Logger, nullLogger } from './logger.js';
+
+export const DEFAULT_MIGRATIONS_DIR = path.join(REPO_ROOT, 'infra/sql');
+
+export interface MigrateOptions {
+  /** Folder of `NNN_name.sql` files, applied in name order. @default infra/sql */
+  dir?: string;
+  logger?: Logger;
+}
+
+export interface MigrateResult {
+  applied: string[];
+  alreadyApplied: string[];
+}
+
+// Any constant works; it only has to be the same for every process migrating this database.
+const MIGRATION_LOCK_KEY = 0x6661_756c; // "faul"
+
+/**
+ * Applies the SQL files not yet recorded in `faultline_migrations`, each in its
+ * own transaction. A session-level advisory lock serialises concurrent runners
+ * (two SP nodes starting together), so running it twice, or from two processes
+ * at once, is harmless. An applied file whose checksum changed is refused.
+ */
+export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const dir = options.dir ?? DEFAULT_MIGRATIONS_DIR;
+  const log = options.logger ?? nullLogger;
+  const files = readdirSync(dir)
+    .filter((name) => name.endsWith('.sql'))
+    .sort();
+  const client = await pool.connect();
+  const result: MigrateResult = { applied: [], alreadyApplied: [] };
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query(`CREATE TABLE IF NOT EXISTS faultline_migrations (
+      name text PRIMARY KEY,
+      checksum text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+    const { rows } = await client.query<{ name: string; checksum: string }>(
+      'SELECT name, checksum FROM faultline_migrations',
+    );
+    const done = new Map(rows.map((row) => [row.name, row.checksum]));
+    for (const name of files) {
+      const sql = readFileSync(path.join(dir, name), 'utf8');
+      const checksum = createHash('sha256').update(sql).digest('hex');
+      const previous = done.get(name);
+      if (previous !== undefined) {
+        if (previous !== checksum) {
+          throw new MigrationError('FL_ERR_MIGRATION_CHANGED', `migration ${name} changed after it was applied`, {
+            context: { name, applied: previous, now: checksum },
+          });
+        }
+        result.alreadyApplied.push(name);
+        continue;
+      }
+      try {
+        await client.query('BEGIN');
+        await client.query(sql);
+        await client.query('INSERT INTO faultline_migrations (name, checksum) VALUES ($1, $2)', [name, checksum]);
+        await client.query('COMMIT');
+      } catch (cause) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw new MigrationError('FL_ERR_MIGRATION_FAILED', `migration ${name} failed: ${String(cause)}`, {
+          cause,
+          context: { name },
+        });
+      }
+      log.info('migration applied', { name });
+      result.applied.push(name);
+    }
+    return result;
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => {});
+    client.release();
+  }
+}

@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { createEnvelope, decodeEnvelope, type Envelope, encodeEnvelope, validateEnvelope } from './envelope.js';
+import { EVENT_TYPES } from './events.js';
+import { topicFor } from './topics.js';
+
+const member = {
+  clusterId: 'php',
+  clusterInstanceId: 'php-1',
+  networkPartitionId: 'np-1',
+  partitionId: 'p-1',
+  memberId: 'php-m-1',
+};
+
+const fault = createEnvelope(
+  'MemberFaultEvent',
+  { ...member, reason: 'timeout', lastStatAt: 1_700_000_000_000, silentForMs: 60_000 },
+  { source: 'sp-1', epoch: 4, id: 'fault:php-m-1:1700000000000', time: 1_700_000_060_000 },
+);
+
+describe('envelope codec', () => {
+  it('round-trips a MemberFaultEvent with its epoch and deterministic id', () => {
+    const decoded = decodeEnvelope(encodeEnvelope(fault), { topic: 'summarized-health-stats/MemberFaultEvent' });
+    expect(decoded).toEqual({ ok: true, value: fault });
+  });
+
+  it('knows every event type of the design', () => {
+    for (const name of [
+      'MemberFaultEvent',
+      'AverageLoadAverageEvent',
+      'GradientOfMemoryConsumptionEvent',
+      'SecondDerivativeOfRequestsInFlightEvent',
+      'MemberAverageLoadAverageEvent',
+      'InstanceStartedEvent',
+      'InstanceActivatedEvent',
+      'MemberCreatedEvent',
+      'MemberTerminatedEvent',
+      'MemberTerminateAction',
+      'MemberSpawnAction',
+      'ScaleUpAction',
+      'ScaleDownAction',
+      'FaultStormHeld',
+    ]) {
+      expect(EVENT_TYPES).toContain(name);
+    }
+  });
+
+  it('narrows data by type (tagged union)', () => {
+    const result = decodeEnvelope(encodeEnvelope(fault));
+    if (!result.ok) throw result.error;
+    const envelope: Envelope = result.value;
+    if (envelope.type === 'MemberFaultEvent') expect(envelope.data.reason).toBe('timeout');
+    else throw new Error('wrong type');
+  });
+
+  it.each([
+    ['not JSON', '{"id":', 'FL_ERR_ENVELOPE_INVALID', /not JSON/],
+    ['an array', '[1,2]', 'FL_ERR_ENVELOPE_INVALID', /invalid envelope/],
+    [
+      'an unknown type',
+      JSON.stringify({ ...fault, type: 'MemberHappyEvent' }),
+      'FL_ERR_ENVELOPE_INVALID',
+      /unknown event type/,
+    ],
+    ['a missing id', JSON.stringify({ ...fault, id: undefined }), 'FL_ERR_ENVELOPE_INVALID', /id/],
+    [
+      'a data field of the wrong type',
+      JSON.stringify({ ...fault, data: { ...fault.data, silentForMs: 'long' } }),
+      'FL_ERR_ENVELOPE_INVALID',
+      /data\.silentForMs/,
+    ],
+    [
+      'a missing data field',
+      JSON.stringify({ ...fault, data: { ...fault.data, memberId: undefined } }),
+      'FL_ERR_ENVELOPE_INVALID',
+      /data\.memberId/,
+    ],
+    ['a negative epoch', JSON.stringify({ ...fault, epoch: -1 }), 'FL_ERR_ENVELOPE_INVALID', /epoch/],
+  ])('rejects %s with a typed error', (_label, payload, code, message) => {
+    const result = decodeEnvelope(payload);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.error.code).toBe(code);
+    expect(result.error.message).toMatch(message);
+  });
+
+  it('rejects an event on a topic that does not carry it', () => {
+    const result = decodeEnvelope(encodeEnvelope(fault), { topic: topicFor('AverageLoadAverageEvent') });
+    expect(result.ok).toBe(false);
+  });
+
+  it('rejects an oversized payload before parsing it', () => {
+    const result = decodeEnvelope(Buffer.alloc(70_000, 0x20));
+    expect(!result.ok && result.error.code).toBe('FL_ERR_ENVELOPE_TOO_LARGE');
+    expect(decodeEnvelope(encodeEnvelope(fault), { maxBytes: 10 }).ok).toBe(false);
+  });
+
+  it('never throws on 5 000 random payloads', () => {
+    for (let i = 0; i < 5_000; i++) {
+      const payload =
+        i % 2 === 0 ? randomBytes(i % 300) : JSON.stringify({ ...fault, data: randomBytes(8).toString() });
+      expect(() => decodeEnvelope(payload)).not.toThrow();
+      expect(decodeEnvelope(payload).ok).toBe(false);
+    }
+  });
+
+  it('refuses to encode an invalid envelope of our own (a bug, so it throws)', () => {
+    const bad = { ...fault, data: { ...fault.data, reason: 'bored' } } as unknown as Envelope;
+    expect(() => encodeEnvelope(bad)).toThrowError(expect.objectContaining({ code: 'FL_ERR_ENVELOPE_INVALID' }));
+    expect(validateEnvelope(bad).ok).toBe(false);
+  });
+
+  it('createEnvelope omits epoch when not given and defaults id and time', () => {
+    const envelope = createEnvelope('InstanceStartedEvent', member, { source: 'agent-1' });
+    expect(envelope).not.toHaveProperty('epoch');
+    expect(envelope.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(envelope.time).toBeGreaterThan(0);
+  });
+});

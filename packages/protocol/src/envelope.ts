@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto';
+import { err, FaultlineError, ok, type Result } from '@faultline/core';
+import { z } from 'zod';
+import { EVENT_SCHEMAS, type EventDataMap, type EventType, isEventType } from './events.js';
+import { eventTypeOfTopic } from './topics.js';
+
+/**
+ * The JSON envelope of every MQTT message (DESIGN.md):
+ * `{ id, type, time, source, epoch?, data }`, a tagged union on `type`.
+ */
+export type EnvelopeOf<K extends EventType> = {
+  /** Deterministic where the same fact can be produced twice, so consumers dedupe. */
+  id: string;
+  type: K;
+  /** Epoch ms when the source produced it. */
+  time: number;
+  /** The producing service instance, e.g. `sp-1`. */
+  source: string;
+  /** The SP leader's fencing epoch (SP events only). */
+  epoch?: number;
+  data: EventDataMap[K];
+};
+export type Envelope = { [K in EventType]: EnvelopeOf<K> }[EventType];
+
+/** Default size limit of one encoded envelope. */
+export const MAX_ENVELOPE_BYTES = 64 * 1024;
+
+export class EnvelopeDecodeError extends FaultlineError {
+  constructor(
+    code: 'FL_ERR_ENVELOPE_INVALID' | 'FL_ERR_ENVELOPE_TOO_LARGE',
+    message: string,
+    context: Record<string, unknown> = {},
+    cause?: unknown,
+  ) {
+    super(code, message, { context, cause });
+  }
+}
+
+const headerSchema = z.object({
+  id: z.string().min(1).max(256),
+  type: z.string(),
+  time: z.number().int().min(0),
+  source: z.string().min(1).max(256),
+  epoch: z.number().int().min(0).optional(),
+  data: z.unknown(),
+});
+
+export interface CreateEnvelopeOptions {
+  source: string;
+  epoch?: number;
+  /** @default a random UUID: pass a deterministic id for facts that can repeat. */
+  id?: string;
+  /** @default Date.now() — pass clock.now() */
+  time?: number;
+}
+
+export function createEnvelope<K extends EventType>(
+  type: K,
+  data: EventDataMap[K],
+  options: CreateEnvelopeOptions,
+): EnvelopeOf<K> {
+  const envelope: EnvelopeOf<K> = {
+    id: options.id ?? randomUUID(),
+    type,
+    time: options.time ?? Date.now(),
+    source: options.source,
+    data,
+  };
+  if (options.epoch !== undefined) envelope.epoch = options.epoch;
+  return envelope;
+}
+
+function issuesOf(error: z.ZodError, prefix: string): string {
+  return error.issues
+    .map((i) => `${[prefix, ...i.path.map(String)].filter(Boolean).join('.')}: ${i.message}`)
+    .join('; ');
+}
+
+/** Validates a value as an envelope. Never throws. */
+export function validateEnvelope(value: unknown): Result<Envelope, EnvelopeDecodeError> {
+  const header = headerSchema.safeParse(value);
+  if (!header.success) {
+    return err(new EnvelopeDecodeError('FL_ERR_ENVELOPE_INVALID', `invalid envelope: ${issuesOf(header.error, '')}`));
+  }
+  const { type } = header.data;
+  if (!isEventType(type)) {
+    return err(
+      new EnvelopeDecodeError('FL_ERR_ENVELOPE_INVALID', `unknown event type ${JSON.stringify(type)}`, {
+        id: header.data.id,
+        type,
+      }),
+    );
+  }
+  const data = EVENT_SCHEMAS[type].safeParse(header.data.data);
+  if (!data.success) {
+    return err(
+      new EnvelopeDecodeError('FL_ERR_ENVELOPE_INVALID', `invalid ${type}: ${issuesOf(data.error, 'data')}`, {
+        id: header.data.id,
+        type,
+      }),
+    );
+  }
+  return ok({ ...header.data, type, data: data.data } as Envelope);
+}
+
+export interface DecodeEnvelopeOptions {
+  /** When given, the envelope's type must be the one this topic carries. */
+  topic?: string;
+  /** @default MAX_ENVELOPE_BYTES */
+  maxBytes?: number;
+}
+
+/** Parses and validates an MQTT payload. Never throws: a typed error instead. */
+export function decodeEnvelope(
+  payload: Buffer | string,
+  options: DecodeEnvelopeOptions = {},
+): Result<Envelope, EnvelopeDecodeError> {
+  const maxBytes = options.maxBytes ?? MAX_ENVELOPE_BYTES;
+  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  if (size > maxBytes) {
+    return err(
+      new EnvelopeDecodeError('FL_ERR_ENVELOPE_TOO_LARGE', `payload of ${size} bytes exceeds ${maxBytes}`, {
+        size,
+        maxBytes,
+        topic: options.topic,
+      }),
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+  } catch (cause) {
+    return err(
+      new EnvelopeDecodeError('FL_ERR_ENVELOPE_INVALID', 'payload is not JSON', { topic: options.topic }, cause),
+    );
+  }
+  const result = validateEnvelope(value);
+  if (!result.ok || options.topic === undefined) return result;
+  const expected = eventTypeOfTopic(options.topic);
+  if (expected !== result.value.type) {
+    return err(
+      new EnvelopeDecodeError(
+        'FL_ERR_ENVELOPE_INVALID',
+        `a ${result.value.type} does not belong on topic ${options.topic}`,
+        { id: result.value.id, topic: options.topic },
+      ),
+    );
+  }
+  return result;
+}
+
+/** Serializes an envelope after validating it; our own invalid event is a bug, so this throws. */
+export function encodeEnvelope(envelope: Envelope): Buffer {
+  const checked = validateEnvelope(envelope);
+  if (!checked.ok) throw checked.error;
+  return Buffer.from(JSON.stringify(envelope));
+}

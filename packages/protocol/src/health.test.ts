@@ -1,0 +1,61 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { decodeBatch, encodeBatch, type HealthStatBatch, validateBatch } from './health.js';
+import { generated, thrift } from './thrift.js';
+
+const stat = {
+  clusterId: 'php',
+  clusterInstanceId: 'php-1',
+  networkPartitionId: 'np-1',
+  partitionId: 'p-1',
+  memberId: 'php-m-1',
+  healthDescription: 'load_average' as const,
+  value: 12.5,
+  timestamp: 1_700_000_000_123,
+};
+const batch: HealthStatBatch = { agentId: 'agent-php-m-1', sequence: 7, stats: [stat, { ...stat, value: 13 }] };
+
+describe('health-stat batch codec', () => {
+  it('round-trips through the binary protocol, i64 fields as numbers', () => {
+    expect(decodeBatch(encodeBatch(batch))).toEqual({ ok: true, value: batch });
+  });
+
+  it('rejects a batch with missing required fields with a typed error', () => {
+    // The generated reader does not enforce `required`: bytes without agentId decode to null.
+    const wire = new generated.HealthStatBatch();
+    wire.sequence = 1;
+    wire.stats = [];
+    const chunks: Buffer[] = [];
+    const transport = new thrift.TBufferedTransport(undefined, (buf?: Buffer) => void (buf && chunks.push(buf)));
+    (wire as unknown as { write(p: unknown): void }).write(new thrift.TBinaryProtocol(transport));
+    transport.flush();
+    const result = decodeBatch(Buffer.concat(chunks));
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.error.code).toBe('FL_ERR_BATCH_INVALID');
+      expect(result.error.message).toContain('agentId');
+    }
+  });
+
+  it.each([
+    [
+      'an unknown health description',
+      { ...batch, stats: [{ ...stat, healthDescription: 'mood' }] },
+      'healthDescription',
+    ],
+    ['a zero sequence', { ...batch, sequence: 0 }, 'sequence'],
+    ['a NaN value', { ...batch, stats: [{ ...stat, value: Number.NaN }] }, 'value'],
+    ['an empty member id', { ...batch, stats: [{ ...stat, memberId: '' }] }, 'memberId'],
+    ['stats that are not a list', { ...batch, stats: null }, 'stats'],
+  ])('rejects %s', (_label, wire, field) => {
+    const result = validateBatch(wire);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.error.message).toContain(field);
+  });
+
+  it('never throws on truncated or random bytes', () => {
+    const good = encodeBatch(batch);
+    for (let cut = 0; cut < good.length; cut++) expect(decodeBatch(good.subarray(0, cut)).ok).toBe(false);
+    for (let i = 0; i < 2_000; i++) expect(() => decodeBatch(randomBytes(1 + (i % 200)))).not.toThrow();
+  });
+});

@@ -1,0 +1,129 @@
+import { err, FaultlineError, ok, type Result } from '@faultline/core';
+import { z } from 'zod';
+import { type BatchAckWire, generated, type HealthStatBatchWire, type Int64Like, thrift } from './thrift.js';
+
+/** The four health descriptions of the Stratos cartridge agent. */
+export const HEALTH_DESCRIPTIONS = [
+  'load_average',
+  'memory_consumption',
+  'requests_in_flight',
+  'ports_not_open',
+] as const;
+export type HealthDescription = (typeof HEALTH_DESCRIPTIONS)[number];
+
+/** Limits a batch must respect; an SP refuses anything larger as InvalidBatch. */
+export const BATCH_LIMITS = { maxStats: 10_000, maxIdLength: 256 } as const;
+
+function isInt64(value: unknown): value is Int64Like {
+  return typeof value === 'object' && value !== null && typeof (value as Int64Like).toNumber === 'function';
+}
+
+/** i64 from the wire → a safe integer, or NaN so validation rejects it. */
+const int64 = z.preprocess(
+  (value) => (isInt64(value) ? value.toNumber(false) : value),
+  z.number().int().refine(Number.isSafeInteger, 'outside the safe integer range'),
+);
+const idString = z.string().min(1).max(BATCH_LIMITS.maxIdLength);
+
+const healthStatSchema = z.object({
+  clusterId: idString,
+  clusterInstanceId: idString,
+  networkPartitionId: idString,
+  partitionId: idString,
+  memberId: idString,
+  healthDescription: z.enum(HEALTH_DESCRIPTIONS),
+  value: z.number().refine(Number.isFinite, 'must be a finite number'),
+  timestamp: int64.pipe(z.number().min(0)),
+});
+
+const healthStatBatchSchema = z.object({
+  agentId: idString,
+  sequence: int64.pipe(z.number().min(1)),
+  stats: z.array(healthStatSchema).max(BATCH_LIMITS.maxStats),
+});
+
+export type HealthStat = z.infer<typeof healthStatSchema>;
+export type HealthStatBatch = z.infer<typeof healthStatBatchSchema>;
+
+export interface BatchAck {
+  agentId: string;
+  sequence: number;
+  duplicate: boolean;
+  epoch: number;
+  replicated: boolean;
+}
+
+export class BatchDecodeError extends FaultlineError {
+  constructor(message: string, context: Record<string, unknown> = {}, cause?: unknown) {
+    super('FL_ERR_BATCH_INVALID', message, { context, cause });
+  }
+}
+
+function describe(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join('.') || '(batch)'}: ${issue.message}`).join('; ');
+}
+
+/**
+ * Validates a batch as thrift's runtime decoded it (required fields may be
+ * null: the generated reader does not enforce `required`). Never throws.
+ */
+export function validateBatch(wire: unknown): Result<HealthStatBatch, BatchDecodeError> {
+  const parsed = healthStatBatchSchema.safeParse(wire);
+  if (parsed.success) return ok(parsed.data);
+  const agentId =
+    typeof (wire as { agentId?: unknown })?.agentId === 'string' ? (wire as { agentId: string }).agentId : undefined;
+  return err(new BatchDecodeError(`invalid health-stat batch: ${describe(parsed.error)}`, { agentId }));
+}
+
+export function toBatchWire(batch: HealthStatBatch): HealthStatBatchWire {
+  return new generated.HealthStatBatch({
+    agentId: batch.agentId,
+    sequence: batch.sequence,
+    stats: batch.stats.map((stat) => new generated.HealthStat(stat)),
+  });
+}
+
+export function toAckWire(ack: BatchAck): BatchAckWire {
+  return new generated.BatchAck(ack);
+}
+
+export function fromAckWire(wire: BatchAckWire): BatchAck {
+  const num = (v: number | Int64Like) => (isInt64(v) ? v.toNumber(true) : v);
+  return {
+    agentId: wire.agentId,
+    sequence: num(wire.sequence),
+    duplicate: wire.duplicate,
+    epoch: num(wire.epoch),
+    replicated: wire.replicated,
+  };
+}
+
+/** Binary-protocol bytes of a batch (no framing): for tests, benchmarks and the sync log. */
+export function encodeBatch(batch: HealthStatBatch): Buffer {
+  const chunks: Buffer[] = [];
+  const transport = new thrift.TBufferedTransport(undefined, (buf?: Buffer) => {
+    if (buf) chunks.push(buf);
+  });
+  const protocol = new thrift.TBinaryProtocol(transport);
+  (toBatchWire(batch) as unknown as { write(p: unknown): void }).write(protocol);
+  transport.flush();
+  return Buffer.concat(chunks);
+}
+
+/** Decodes and validates binary-protocol bytes of a batch. Never throws. */
+export function decodeBatch(bytes: Buffer): Result<HealthStatBatch, BatchDecodeError> {
+  let wire: unknown;
+  try {
+    const Transport = thrift.TBufferedTransport as unknown as {
+      receiver(cb: (reader: unknown) => void, seqid: number, maxLength?: number): (data: Buffer) => void;
+    };
+    Transport.receiver((reader) => {
+      const struct = new generated.HealthStatBatch();
+      struct.read(new thrift.TBinaryProtocol(reader as never));
+      wire = struct;
+    }, 0)(bytes);
+  } catch (cause) {
+    return err(new BatchDecodeError(`undecodable health-stat batch: ${String(cause)}`, { bytes: bytes.length }, cause));
+  }
+  return validateBatch(wire);
+}

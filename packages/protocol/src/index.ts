@@ -1,0 +1,16 @@
+export * from './envelope.js';
+export * from './events.js';
+export * from './health.js';
+export {
+  type BatchAckWire,
+  generated as thriftGenerated,
+  type HealthStatBatchWire,
+  HealthStatService,
+  type HealthStatServiceClient,
+  type HealthStatServiceHandler,
+  type HealthStatWire,
+  type Int64Like,
+  thrift,
+} from './thrift.js';
+export * from './thrift-service.js';
+export * from './topics.js';

@@ -1,0 +1,98 @@
+import type net from 'node:net';
+import {
+  type BatchAckWire,
+  type HealthStatBatchWire,
+  HealthStatService,
+  type HealthStatServiceClient,
+  type HealthStatServiceHandler,
+  thrift,
+} from './thrift.js';
+
+/** DESIGN.md: framed transport, binary protocol, 1 MiB frames. */
+export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
+
+export interface HealthStatServerOptions {
+  /** Largest frame accepted; a larger or negative size closes that connection. @default 1 MiB */
+  maxFrameBytes?: number;
+  /**
+   * Called for every connection-level failure (bad frame, oversized frame,
+   * socket error). The server has already closed that connection and keeps
+   * serving every other one; the SP counts and logs these.
+   */
+  onConnectionError: (error: Error) => void;
+}
+
+/**
+ * A HealthStatService server over TCP with the project's fixed settings. It is
+ * not listening yet: the caller decides when (the SP only while ACTIVE).
+ * npm thrift 0.24.0 exactly: earlier versions hang on a negative frame size.
+ */
+export function createHealthStatServer(
+  handler: HealthStatServiceHandler,
+  options: HealthStatServerOptions,
+): net.Server {
+  // The generated processor picks promise or callback style by `publish.length`:
+  // a handler declared without its parameter would be called callback-style and
+  // never answer. Wrapping fixes the arity to 1 whatever the caller wrote.
+  const wrapped: HealthStatServiceHandler = { publish: (batch) => handler.publish(batch) };
+  const server = thrift.createServer(
+    HealthStatService as never,
+    wrapped as never,
+    {
+      transport: thrift.TFramedTransport,
+      protocol: thrift.TBinaryProtocol,
+      maxLength: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+    } as never,
+  ) as unknown as net.Server;
+  // Without this listener one bad frame would be an uncaught 'error' event and kill the process.
+  server.on('error', options.onConnectionError);
+  return server;
+}
+
+export interface HealthStatConnection {
+  client: HealthStatServiceClient;
+  /** Resolves once the TCP connection is up; rejects if it fails first. */
+  ready: Promise<void>;
+  close(): void;
+  /** Errors after `ready` (the connection drops): the caller moves to another endpoint. */
+  onError(listener: (error: Error) => void): void;
+}
+
+/** A promise client of HealthStatService over framed binary TCP. */
+export function connectHealthStat(
+  host: string,
+  port: number,
+  options: { connectTimeoutMs?: number } = {},
+): HealthStatConnection {
+  const connection = thrift.createConnection(host, port, {
+    transport: thrift.TFramedTransport,
+    protocol: thrift.TBinaryProtocol,
+    connect_timeout: options.connectTimeoutMs ?? 2_000,
+    max_attempts: 0,
+  } as never) as unknown as NodeJS.EventEmitter & { end(): void; destroy?(): void };
+  const listeners: ((error: Error) => void)[] = [];
+  let opened = false;
+  const ready = new Promise<void>((resolve, reject) => {
+    connection.once('connect', () => {
+      opened = true;
+      resolve();
+    });
+    connection.on('error', (error: Error) => {
+      if (!opened) reject(error);
+      for (const listener of listeners) listener(error);
+    });
+    connection.on('close', () => {
+      if (!opened) reject(new Error(`connection to ${host}:${port} closed`));
+    });
+  });
+  ready.catch(() => {});
+  const client = thrift.createClient(HealthStatService.Client as never, connection as never) as unknown as {
+    publish(batch: HealthStatBatchWire): Promise<BatchAckWire>;
+  };
+  return {
+    client,
+    ready,
+    close: () => connection.end(),
+    onError: (listener) => listeners.push(listener),
+  };
+}

@@ -1,0 +1,1 @@
+export { freePort, type StartPostgresOptions, startPostgres, type TestPostgres } from './postgres.js';

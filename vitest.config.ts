@@ -1,0 +1,38 @@
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { defineConfig } from 'vitest/config';
+
+const root = import.meta.dirname;
+// Tests run the TypeScript sources of every workspace package directly; child
+// processes started by integration and e2e tests run the built `dist/` (npm
+// test builds first).
+const alias = Object.fromEntries(
+  readdirSync(path.join(root, 'packages')).map((name) => [
+    `@faultline/${name}`,
+    path.join(root, 'packages', name, 'src/index.ts'),
+  ]),
+);
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    projects: [
+      {
+        resolve: { alias },
+        test: {
+          name: 'unit',
+          include: ['packages/*/src/**/*.test.ts'],
+        },
+      },
+      {
+        resolve: { alias },
+        test: {
+          name: 'integration',
+          include: ['packages/*/test/**/*.test.ts', 'test/integration/**/*.test.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
