@@ -16,7 +16,14 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const file = path.join(root, 'package-lock.json');
 const lock = JSON.parse(readFileSync(file, 'utf8'));
 
-const OS = { darwin: 'darwin', linux: 'linux', windows: 'win32', win32: 'win32', android: 'android', freebsd: 'freebsd' };
+const OS = {
+  darwin: 'darwin',
+  linux: 'linux',
+  windows: 'win32',
+  win32: 'win32',
+  android: 'android',
+  freebsd: 'freebsd',
+};
 const CPU = { 64: 'x64', x64: 'x64', arm64: 'arm64', arm: 'arm', ia32: 'ia32' };
 
 /** `@turbo/darwin-64` → darwin/x64; `@biomejs/cli-linux-x64-musl` → linux/x64/musl. */
@@ -38,7 +45,9 @@ for (const [key, pkg] of Object.entries(lock.packages)) {
     if (lock.packages[depKey]) continue;
     const platform = platformOf(dep);
     if (!platform) {
-      console.error(`lock-platforms: ${dep} (optional dependency of ${key || 'the root'}) is missing and not a platform binary`);
+      console.error(
+        `lock-platforms: ${dep} (optional dependency of ${key || 'the root'}) is missing and not a platform binary`,
+      );
       process.exitCode = 1;
       continue;
     }
@@ -46,6 +55,8 @@ for (const [key, pkg] of Object.entries(lock.packages)) {
     added += 1;
   }
 }
-lock.packages = Object.fromEntries(Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)));
+lock.packages = Object.fromEntries(
+  Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)),
+);
 writeFileSync(file, `${JSON.stringify(lock, null, 2)}\n`);
 console.log(`lock-platforms: added ${added} platform entries`);
