@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EVENT_TYPES } from './events.js';
-import { allOf, eventTypeOfTopic, PING_TOPIC, TOPIC_PUBLISHERS, topicFor } from './topics.js';
+import { allOf, eventTypeOfTopic, mayPublish, maySubscribe, PING_TOPIC, TOPIC_PUBLISHERS, topicFor } from './topics.js';
 
 describe('topics', () => {
   it('follows Stratos 4.1 topic names', () => {
@@ -27,5 +27,32 @@ describe('topics', () => {
     expect(TOPIC_PUBLISHERS['instance/status']).toBe('agent');
     expect(TOPIC_PUBLISHERS.topology).toBe('autoscaler');
     expect(TOPIC_PUBLISHERS.autoscaler).toBe('autoscaler');
+  });
+});
+
+describe('ACL', () => {
+  it('lets each role publish only under its roots, and everyone ping', () => {
+    expect(mayPublish('sp', 'summarized-health-stats/MemberFaultEvent')).toBe(true);
+    expect(mayPublish('agent', 'summarized-health-stats/MemberFaultEvent')).toBe(false);
+    expect(mayPublish('agent', 'instance/status/InstanceStartedEvent')).toBe(true);
+    expect(mayPublish('autoscaler', 'topology/MemberCreatedEvent')).toBe(true);
+    expect(mayPublish('autoscaler', 'autoscaler/ScaleUpAction')).toBe(true);
+    expect(mayPublish('sp', 'autoscaler/ScaleUpAction')).toBe(false);
+    expect(mayPublish('observer', 'topology/MemberCreatedEvent')).toBe(false);
+    for (const role of ['sp', 'agent', 'autoscaler', 'observer'] as const) expect(mayPublish(role, 'ping')).toBe(true);
+    expect(mayPublish('sp', 'summarized-health-stats-x/y')).toBe(false);
+    expect(mayPublish('sp', 'summarized-health-stats/#')).toBe(false);
+  });
+
+  it('lets each role subscribe only within its filters', () => {
+    expect(maySubscribe('autoscaler', 'summarized-health-stats/#')).toBe(true);
+    expect(maySubscribe('autoscaler', 'summarized-health-stats/MemberFaultEvent')).toBe(true);
+    expect(maySubscribe('autoscaler', 'summarized-health-stats')).toBe(true);
+    expect(maySubscribe('sp', 'topology/+')).toBe(true);
+    expect(maySubscribe('sp', 'summarized-health-stats/#')).toBe(false);
+    expect(maySubscribe('agent', '#')).toBe(false);
+    expect(maySubscribe('agent', '+/status/#')).toBe(false);
+    expect(maySubscribe('observer', 'autoscaler/#')).toBe(true);
+    expect(maySubscribe('observer', 'ping')).toBe(true);
   });
 });

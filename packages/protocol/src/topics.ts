@@ -12,8 +12,14 @@ export type TopicRoot = (typeof TOPIC_ROOTS)[keyof typeof TOPIC_ROOTS];
 /** Every subscriber publishes its liveness ping here (the seed). */
 export const PING_TOPIC = 'ping';
 
+/**
+ * Who a broker client is. `observer` is read-only (status views, operators'
+ * tools such as mosquitto_sub); the three services publish under their roots.
+ */
+export const SERVICE_ROLES = ['sp', 'agent', 'autoscaler', 'observer'] as const;
+export type ServiceRole = (typeof SERVICE_ROLES)[number];
+
 /** The service role allowed to publish under each root (the brokers' ACL). */
-export type ServiceRole = 'sp' | 'agent' | 'autoscaler';
 export const TOPIC_PUBLISHERS: Readonly<Record<TopicRoot, ServiceRole>> = {
   'summarized-health-stats': 'sp',
   'instance/status': 'agent',
@@ -44,4 +50,45 @@ export function eventTypeOfTopic(topic: string): EventType | undefined {
 /** The wildcard that subscribes to a whole root: `summarized-health-stats/#`. */
 export function allOf(root: TopicRoot): string {
   return `${root}/#`;
+}
+
+/**
+ * The brokers' ACL, one table for aedes and for the generated Mosquitto
+ * acl_file. Every role may publish and subscribe `ping` (the seed's liveness
+ * check). Publishing is allowed only under the roots a role owns
+ * (TOPIC_PUBLISHERS); subscribing only to filters within these.
+ */
+export const SUBSCRIBE_ACL: Readonly<Record<ServiceRole, readonly string[]>> = {
+  // The SP forgets members the topology removed.
+  sp: ['topology/#'],
+  // Agents follow the topology (Stratos agents do, for their own member).
+  agent: ['topology/#'],
+  autoscaler: ['summarized-health-stats/#', 'instance/status/#', 'topology/#', 'autoscaler/#'],
+  observer: ['summarized-health-stats/#', 'instance/status/#', 'topology/#', 'autoscaler/#'],
+};
+
+export function publishRootsOf(role: ServiceRole): TopicRoot[] {
+  return (Object.keys(TOPIC_PUBLISHERS) as TopicRoot[]).filter((root) => TOPIC_PUBLISHERS[root] === role);
+}
+
+/** Whether `role` may publish on `topic` (a concrete topic: wildcards are refused). */
+export function mayPublish(role: ServiceRole, topic: string): boolean {
+  if (topic.includes('+') || topic.includes('#')) return false;
+  if (topic === PING_TOPIC) return true;
+  return publishRootsOf(role).some((root) => topic.startsWith(`${root}/`));
+}
+
+/** Whether `filter` selects only topics within the allowed filter `allowed` (`root/#`). */
+function within(filter: string, allowed: string): boolean {
+  if (filter === allowed) return true;
+  if (!allowed.endsWith('/#')) return false;
+  const prefix = allowed.slice(0, -2);
+  // [MQTT-4.7.1-2] `root/#` also matches `root` itself.
+  return filter === prefix || filter.startsWith(`${prefix}/`);
+}
+
+/** Whether `role` may subscribe with `filter`. */
+export function maySubscribe(role: ServiceRole, filter: string): boolean {
+  if (filter === PING_TOPIC) return true;
+  return SUBSCRIBE_ACL[role].some((allowed) => within(filter, allowed));
 }
