@@ -26,11 +26,16 @@ const brokersSchema = z.strictObject({
       { name: 'a', host: '127.0.0.1', port: 1883 },
       { name: 'b', host: '127.0.0.1', port: 1884 },
     ]),
-  credentials: z.strictObject({ sp: credential, agent: credential, autoscaler: credential }).default({
-    sp: { username: 'sp', password: 'sp-secret' },
-    agent: { username: 'agent', password: 'agent-secret' },
-    autoscaler: { username: 'autoscaler', password: 'autoscaler-secret' },
-  }),
+  // Each role's credential has its own default, so a file may set just one.
+  credentials: z
+    .strictObject({
+      sp: credential.default({ username: 'sp', password: 'sp-secret' }),
+      agent: credential.default({ username: 'agent', password: 'agent-secret' }),
+      autoscaler: credential.default({ username: 'autoscaler', password: 'autoscaler-secret' }),
+      // Read-only: status views and operators' tools (mosquitto_sub).
+      observer: credential.default({ username: 'observer', password: 'observer-secret' }),
+    })
+    .prefault({}),
 });
 
 const messagingSchema = z.strictObject({

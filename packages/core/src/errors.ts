@@ -15,6 +15,9 @@ export const ERROR_CODES = {
   FL_ERR_MIGRATION_FAILED: 'A SQL migration failed and was rolled back; the database is left as it was.',
   FL_ERR_MIGRATION_CHANGED: 'A migration file was edited after it was applied (its checksum no longer matches).',
   FL_ERR_CLOSED: 'A component was used after close().',
+  FL_ERR_SUBSCRIBE_REFUSED:
+    'A broker refused a subscription (SUBACK 0x80): the credentials lack the ACL for that filter.',
+  FL_ERR_CONNECTION_LOST: 'The connection to a broker ended before an operation (publish, subscribe) completed.',
 } as const satisfies Record<`FL_ERR_${string}`, string>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

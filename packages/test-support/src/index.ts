@@ -1,1 +1,10 @@
+export {
+  type BrokerKind,
+  mosquittoAvailable,
+  type StartBrokerOptions,
+  startBroker,
+  startBrokerPair,
+  TEST_CREDENTIALS,
+  type TestBroker,
+} from './brokers.js';
 export { freePort, type StartPostgresOptions, startPostgres, type TestPostgres } from './postgres.js';

@@ -1,0 +1,143 @@
+import { createMemoryLogger } from '@faultline/core';
+import type { Client, PublishPacket, Subscription } from 'aedes';
+import { describe, expect, it } from 'vitest';
+import { createAccessControl, emptyCounters } from './access.js';
+import { UserTable } from './users.js';
+
+// The hooks only read `id` from the client, and key roles by its identity.
+const fakeClient = (id: string) => ({ id }) as unknown as Client;
+const publish = (topic: string) =>
+  ({ cmd: 'publish', topic, payload: '', qos: 1, retain: false, dup: false }) as PublishPacket;
+const subscription = (topic: string) => ({ topic, qos: 1 }) as Subscription;
+
+function setup() {
+  const log = createMemoryLogger();
+  const counters = emptyCounters();
+  const users = new UserTable([
+    { username: 'sp', password: 'sp-secret', role: 'sp' },
+    { username: 'agent', password: 'agent-secret', role: 'agent' },
+    { username: 'watcher', password: 'watch', role: 'observer' },
+  ]);
+  const access = createAccessControl(users, log, counters);
+  const login = (client: Client, username: string | undefined, password: string | undefined) => {
+    let result: { error: (Error & { returnCode?: number }) | null; ok: boolean | null } | undefined;
+    access.authenticate(client, username, password === undefined ? undefined : Buffer.from(password), (error, ok) => {
+      result = { error, ok };
+    });
+    if (!result) throw new Error('authenticate did not call back synchronously');
+    return result;
+  };
+  const mayPublish = (client: Client | null, topic: string) => {
+    let outcome: Error | null | undefined;
+    access.authorizePublish(client, publish(topic), (error) => {
+      outcome = error ?? null;
+    });
+    return outcome === null;
+  };
+  const subscribe = (client: Client, filter: string) => {
+    let granted: Subscription | null | undefined;
+    access.authorizeSubscribe(client, subscription(filter), (error, sub) => {
+      if (error) throw error;
+      granted = sub;
+    });
+    return granted;
+  };
+  return { log, counters, access, login, mayPublish, subscribe };
+}
+
+describe('authenticate', () => {
+  it('accepts valid credentials and remembers the role on that client object only', () => {
+    const { access, login, counters } = setup();
+    const client = fakeClient('c1');
+    expect(login(client, 'sp', 'sp-secret')).toEqual({ error: null, ok: true });
+    expect(access.roleOf(client)).toBe('sp');
+    expect(access.roleOf(fakeClient('c1'))).toBeUndefined();
+    expect(counters.authFailures).toBe(0);
+  });
+
+  it('refuses anonymous with 5 and bad credentials with 4, one warn line and one count each', () => {
+    const { login, log, counters, access } = setup();
+    const anonymous = login(fakeClient('anon'), undefined, undefined);
+    expect(anonymous.ok).toBe(false);
+    expect(anonymous.error?.returnCode).toBe(5);
+    expect(login(fakeClient('w'), 'sp', 'nope').error?.returnCode).toBe(4);
+    const unknown = fakeClient('u');
+    expect(login(unknown, 'ghost', 'sp-secret').error?.returnCode).toBe(4);
+    expect(access.roleOf(unknown)).toBeUndefined();
+    expect(counters.authFailures).toBe(3);
+    expect(log.records).toEqual([
+      {
+        level: 'warn',
+        message: 'connect refused',
+        fields: { clientId: 'anon', username: undefined, reason: 'anonymous' },
+      },
+      {
+        level: 'warn',
+        message: 'connect refused',
+        fields: { clientId: 'w', username: 'sp', reason: 'wrong password' },
+      },
+      {
+        level: 'warn',
+        message: 'connect refused',
+        fields: { clientId: 'u', username: 'ghost', reason: 'unknown user' },
+      },
+    ]);
+  });
+});
+
+describe('authorizePublish', () => {
+  it('follows mayPublish for the role the client authenticated as', () => {
+    const { login, mayPublish, counters, log } = setup();
+    const sp = fakeClient('sp-1');
+    const agent = fakeClient('agent-1');
+    login(sp, 'sp', 'sp-secret');
+    login(agent, 'agent', 'agent-secret');
+    expect(mayPublish(sp, 'summarized-health-stats/MemberFaultEvent')).toBe(true);
+    expect(mayPublish(agent, 'instance/status/InstanceActivatedEvent')).toBe(true);
+    expect(mayPublish(agent, 'ping')).toBe(true);
+    expect(counters.publishRefused).toBe(0);
+    expect(mayPublish(agent, 'summarized-health-stats/MemberFaultEvent')).toBe(false);
+    expect(mayPublish(sp, 'topology/MemberTerminatedEvent')).toBe(false);
+    expect(counters.publishRefused).toBe(2);
+    expect(log.records.at(-1)).toEqual({
+      level: 'warn',
+      message: 'publish refused',
+      fields: { clientId: 'sp-1', role: 'sp', topic: 'topology/MemberTerminatedEvent' },
+    });
+  });
+
+  it('refuses a client that never authenticated', () => {
+    const { mayPublish } = setup();
+    expect(mayPublish(fakeClient('stranger'), 'ping')).toBe(false);
+  });
+
+  it('lets only $SYS through when aedes publishes without a client (its will sweep)', () => {
+    const { mayPublish, counters } = setup();
+    expect(mayPublish(null, '$SYS/faultline-a/heartbeat')).toBe(true);
+    expect(mayPublish(null, 'summarized-health-stats/MemberFaultEvent')).toBe(false);
+    expect(counters.publishRefused).toBe(1);
+  });
+});
+
+describe('authorizeSubscribe', () => {
+  it('grants allowed filters unchanged and negates the others with null (SUBACK 0x80)', () => {
+    const { login, subscribe, counters, log } = setup();
+    const agent = fakeClient('agent-1');
+    const watcher = fakeClient('watcher-1');
+    login(agent, 'agent', 'agent-secret');
+    login(watcher, 'watcher', 'watch');
+    expect(subscribe(watcher, 'summarized-health-stats/#')).toEqual(subscription('summarized-health-stats/#'));
+    expect(subscribe(agent, 'topology/#')).toEqual(subscription('topology/#'));
+    expect(subscribe(agent, 'ping')).toEqual(subscription('ping'));
+    expect(counters.subscribeRefused).toBe(0);
+    expect(subscribe(agent, 'summarized-health-stats/#')).toBeNull();
+    expect(subscribe(agent, '#')).toBeNull();
+    expect(subscribe(fakeClient('stranger'), 'ping')).toBeNull();
+    expect(counters.subscribeRefused).toBe(3);
+    expect(log.records.at(-3)).toEqual({
+      level: 'warn',
+      message: 'subscribe refused',
+      fields: { clientId: 'agent-1', role: 'agent', filter: 'summarized-health-stats/#' },
+    });
+  });
+});

@@ -1,0 +1,97 @@
+import type { Logger } from '@faultline/core';
+import { mayPublish, maySubscribe, type ServiceRole } from '@faultline/protocol';
+import type { AedesOptions, AuthErrorCode, AuthenticateError, Client } from 'aedes';
+import type { UserTable } from './users.js';
+
+/** What a broker node counts; a snapshot is read through `BrokerNode.counters`. */
+export interface BrokerCounters {
+  /** CONNECTs accepted (CONNACK 0), over the node's life. */
+  connections: number;
+  /** CONNECTs refused: anonymous, unknown user or wrong password. */
+  authFailures: number;
+  /** PUBLISHes the ACL refused (each one also cost its client the connection). */
+  publishRefused: number;
+  /** Topic filters the ACL refused (SUBACK 0x80; the connection stays). */
+  subscribeRefused: number;
+  /** PUBLISHes from clients (pings included) that the ACL allowed and the broker routed. */
+  published: number;
+}
+
+export function emptyCounters(): BrokerCounters {
+  return { connections: 0, authFailures: 0, publishRefused: 0, subscribeRefused: 0, published: 0 };
+}
+
+// aedes declares these as an ambient `const enum`, which isolatedModules cannot
+// read, so the two values (MQTT 3.1.1 §3.2.2.3, CONNACK return codes) are here.
+const BAD_USERNAME_OR_PASSWORD = 4 as AuthErrorCode;
+const NOT_AUTHORIZED = 5 as AuthErrorCode;
+
+const SYS_PREFIX = '$SYS/';
+
+type AccessHooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe'>>;
+
+export interface AccessControl extends AccessHooks {
+  /** The role a connected client authenticated as; undefined before CONNACK. */
+  roleOf(client: Client): ServiceRole | undefined;
+}
+
+/**
+ * The aedes hooks that enforce DESIGN.md's broker rules: every client
+ * authenticates as one service role, and publishes and subscribes only where
+ * `mayPublish`/`maySubscribe` (the same table as the Mosquitto acl_file) allow.
+ * Every refusal is one warn line and one counter, never a thrown error.
+ */
+export function createAccessControl(users: UserTable, log: Logger, counters: BrokerCounters): AccessControl {
+  // Keyed by the aedes Client object, so the role dies with the connection and
+  // a client id taken over by a new connection [MQTT-3.1.4-2] starts afresh.
+  const roles = new WeakMap<Client, ServiceRole>();
+
+  const authenticate: AccessHooks['authenticate'] = (client, username, password, done) => {
+    const result = users.check(username, password);
+    if (result.ok) {
+      roles.set(client, result.role);
+      done(null, true);
+      return;
+    }
+    counters.authFailures += 1;
+    log.warn('connect refused', { clientId: client.id, username, reason: result.reason });
+    // Anonymous clients are refused outright (5); a failed login says 4, as
+    // MQTT 3.1.1 §3.2.2.3 defines. aedes sends the CONNACK and then closes the
+    // connection [MQTT-3.2.2-5].
+    const returnCode = result.reason === 'anonymous' ? NOT_AUTHORIZED : BAD_USERNAME_OR_PASSWORD;
+    const error: AuthenticateError = Object.assign(new Error(`connect refused: ${result.reason}`), { returnCode });
+    done(error, false);
+  };
+
+  const authorizePublish: AccessHooks['authorizePublish'] = (client, packet, done) => {
+    if (client === null) {
+      // Only aedes' will sweep passes no client: wills persisted by a broker
+      // that has gone. Nobody can vouch for those, so only $SYS traffic passes.
+      if (packet.topic.startsWith(SYS_PREFIX)) return done(null);
+      counters.publishRefused += 1;
+      log.warn('publish refused', { clientId: null, topic: packet.topic, reason: 'no client' });
+      return done(new Error(`publish to ${packet.topic} refused: no client`));
+    }
+    const role = roles.get(client);
+    if (role !== undefined && mayPublish(role, packet.topic)) return done(null);
+    counters.publishRefused += 1;
+    log.warn('publish refused', { clientId: client.id, role, topic: packet.topic });
+    // [MQTT-3.3.5-2] MQTT 3.1.1 cannot tell a client its PUBLISH was refused:
+    // the server either acknowledges it as usual or closes the connection.
+    // aedes closes it when this callback gets an error; Mosquitto acknowledges
+    // and drops. Either way no subscriber receives the message.
+    done(new Error(`publish to ${packet.topic} refused for role ${role ?? 'none'}`));
+  };
+
+  const authorizeSubscribe: AccessHooks['authorizeSubscribe'] = (client, subscription, done) => {
+    const role = roles.get(client);
+    if (role !== undefined && maySubscribe(role, subscription.topic)) return done(null, subscription);
+    counters.subscribeRefused += 1;
+    log.warn('subscribe refused', { clientId: client.id, role, filter: subscription.topic });
+    // A null subscription makes aedes answer 0x80 (Failure, MQTT 3.1.1 §3.9.3)
+    // for this filter only [MQTT-3.8.4-5]; the others and the connection stay.
+    done(null, null);
+  };
+
+  return { authenticate, authorizePublish, authorizeSubscribe, roleOf: (client) => roles.get(client) };
+}

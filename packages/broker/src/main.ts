@@ -1,0 +1,30 @@
+/**
+ * One broker node as a service:
+ *   node packages/broker/dist/main.js --name a     (or FAULTLINE_BROKER_NAME=a)
+ * The node's host and port come from `brokers.nodes`, its users from
+ * `brokers.credentials` (FAULTLINE_CONFIG, else infra/config/faultline.yaml).
+ */
+import { createLogger, loadConfig, runMain } from '@faultline/core';
+import { type BrokerServiceConfig, brokerNameFrom, brokerServiceConfig, startBrokerService } from './service.js';
+
+let service: BrokerServiceConfig | undefined;
+
+await runMain(
+  // Config is read here, before the logger exists, because the logger's
+  // service name, level and folder come from it; runMain turns a ConfigError
+  // thrown here into exit 2 with the message on stderr.
+  () => {
+    const config = loadConfig();
+    service = brokerServiceConfig(config, brokerNameFrom(process.argv.slice(2), process.env));
+    return createLogger({
+      service: `broker-${service.node.name}`,
+      level: config.logging.level,
+      dir: config.logging.dir,
+      console: 'pretty',
+    });
+  },
+  async ({ logger }) => {
+    if (!service) throw new Error('broker configuration was not loaded');
+    return startBrokerService(service, logger);
+  },
+);

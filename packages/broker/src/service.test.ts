@@ -1,0 +1,90 @@
+import { ConfigError, createMemoryLogger, resolveConfig } from '@faultline/core';
+import { describe, expect, it } from 'vitest';
+import { brokerNameFrom, brokerServiceConfig, startBrokerService, usersFromCredentials } from './service.js';
+
+describe('brokerNameFrom', () => {
+  it('reads --name in both spellings, before the environment', () => {
+    expect(brokerNameFrom(['--name', 'a'], {})).toBe('a');
+    expect(brokerNameFrom(['--name=b'], { FAULTLINE_BROKER_NAME: 'a' })).toBe('b');
+    expect(brokerNameFrom([], { FAULTLINE_BROKER_NAME: 'a' })).toBe('a');
+  });
+
+  it('is undefined when neither is set or both are empty', () => {
+    expect(brokerNameFrom([], {})).toBeUndefined();
+    expect(brokerNameFrom(['--name='], { FAULTLINE_BROKER_NAME: '' })).toBeUndefined();
+    expect(brokerNameFrom(['--verbose', 'x'], {})).toBeUndefined();
+  });
+});
+
+describe('usersFromCredentials', () => {
+  it('turns each role key into one user of that role', () => {
+    expect(
+      usersFromCredentials({
+        sp: { username: 'sp', password: 'p1' },
+        observer: { username: 'ops', password: 'p2' },
+      }),
+    ).toEqual([
+      { username: 'sp', password: 'p1', role: 'sp' },
+      { username: 'ops', password: 'p2', role: 'observer' },
+    ]);
+  });
+});
+
+describe('brokerServiceConfig', () => {
+  const config = resolveConfig(
+    {
+      brokers: {
+        nodes: [
+          { name: 'a', port: 1883 },
+          { name: 'b', host: '0.0.0.0', port: 1884 },
+        ],
+      },
+    },
+    { env: {} },
+  );
+
+  it('picks the named node and every configured credential', () => {
+    const service = brokerServiceConfig(config, 'b');
+    expect(service.node).toEqual({ name: 'b', host: '0.0.0.0', port: 1884 });
+    expect(service.users.map((user) => user.role)).toEqual(['sp', 'agent', 'autoscaler', 'observer']);
+    expect(service.users[0]).toEqual({ username: 'sp', password: 'sp-secret', role: 'sp' });
+  });
+
+  it('names brokers.nodes when the node is unknown', () => {
+    let caught: unknown;
+    try {
+      brokerServiceConfig(config, 'c');
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).code).toBe('FL_ERR_CONFIG_INVALID');
+    expect((caught as ConfigError).issues).toEqual([
+      { key: 'brokers.nodes', reason: 'no node named "c" (configured: a, b)' },
+    ]);
+  });
+
+  it('asks for --name when there is none', () => {
+    expect(() => brokerServiceConfig(config, undefined)).toThrow(/--name or set FAULTLINE_BROKER_NAME/);
+  });
+});
+
+describe('startBrokerService', () => {
+  it('logs `broker listening` with the name and the actual port', async () => {
+    const log = createMemoryLogger();
+    const broker = await startBrokerService(
+      { node: { name: 'a', host: '127.0.0.1', port: 0 }, users: usersFromCredentials({}) },
+      log,
+    );
+    try {
+      expect(broker.port).toBeGreaterThan(0);
+      expect(log.records).toContainEqual({
+        level: 'info',
+        message: 'broker listening',
+        fields: { name: 'a', host: '127.0.0.1', port: broker.port, roles: [] },
+      });
+    } finally {
+      await broker.close();
+    }
+  });
+});

@@ -1,0 +1,69 @@
+import { parseArgs } from 'node:util';
+import { type BrokerNodeConfig, ConfigError, type FaultlineConfig, type Logger } from '@faultline/core';
+import { SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
+import { type BrokerNode, createBrokerNode } from './broker.js';
+import type { BrokerUser } from './users.js';
+
+/** The environment variable naming the node when `--name` is not given. */
+export const BROKER_NAME_ENV = 'FAULTLINE_BROKER_NAME';
+
+/** `--name a`, `--name=a`, else FAULTLINE_BROKER_NAME; undefined when neither is set. */
+export function brokerNameFrom(argv: readonly string[], env: NodeJS.ProcessEnv): string | undefined {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { name: { type: 'string' } },
+    strict: false,
+    allowPositionals: true,
+  });
+  const name = typeof values.name === 'string' ? values.name : env[BROKER_NAME_ENV];
+  return name === undefined || name === '' ? undefined : name;
+}
+
+type Credentials = Partial<Record<ServiceRole, { username: string; password: string }>>;
+
+/** `brokers.credentials` is keyed by role; every present role becomes one broker user. */
+export function usersFromCredentials(credentials: Credentials): BrokerUser[] {
+  return SERVICE_ROLES.flatMap((role) => {
+    const credential = credentials[role];
+    return credential ? [{ username: credential.username, password: credential.password, role }] : [];
+  });
+}
+
+export interface BrokerServiceConfig {
+  node: BrokerNodeConfig;
+  users: BrokerUser[];
+}
+
+/**
+ * Picks this node out of `brokers.nodes`. A missing or unknown name is a
+ * configuration error (exit 2 from runMain) that names the key to fix.
+ */
+export function brokerServiceConfig(config: FaultlineConfig, name: string | undefined): BrokerServiceConfig {
+  const known = config.brokers.nodes.map((node) => node.name);
+  if (name === undefined) {
+    const reason = `no broker name: pass --name or set ${BROKER_NAME_ENV} to one of ${known.join(', ')}`;
+    throw new ConfigError('FL_ERR_CONFIG_INVALID', reason, { issues: [{ key: '--name', reason }] });
+  }
+  const node = config.brokers.nodes.find((candidate) => candidate.name === name);
+  if (!node) {
+    const reason = `no node named "${name}" (configured: ${known.join(', ')})`;
+    throw new ConfigError('FL_ERR_CONFIG_INVALID', `brokers.nodes: ${reason}`, {
+      issues: [{ key: 'brokers.nodes', reason }],
+      context: { name },
+    });
+  }
+  return { node, users: usersFromCredentials(config.brokers.credentials) };
+}
+
+/** Starts the configured node and logs `broker listening` once it accepts connections. */
+export async function startBrokerService(service: BrokerServiceConfig, logger: Logger): Promise<BrokerNode> {
+  const { node, users } = service;
+  const broker = await createBrokerNode({ name: node.name, host: node.host, port: node.port, users, logger });
+  logger.info('broker listening', {
+    name: broker.name,
+    host: broker.host,
+    port: broker.port,
+    roles: users.map((user) => user.role),
+  });
+  return broker;
+}

@@ -1,0 +1,183 @@
+import { createMemoryLogger, type LogRecord } from '@faultline/core';
+import { SERVICE_ROLES, type ServiceRole, topicFor } from '@faultline/protocol';
+import { type BrokerKind, mosquittoAvailable, startBroker, TEST_CREDENTIALS } from '@faultline/test-support';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type BrokerCounters, createBrokerNode } from '../src/index.js';
+import { connackRefusal, connect, type TestClient, unique } from './mqtt.js';
+
+// The same authentication and ACL checks against both brokers the stack can
+// run. Where MQTT 3.1.1 leaves the broker a choice, each row says which one it
+// makes: aedes closes the connection of a refused PUBLISH and answers 0x80 to a
+// refused SUBSCRIBE; Mosquitto 2.0 acknowledges the PUBLISH and drops it, and
+// grants the SUBSCRIBE but delivers nothing its read ACL does not allow.
+interface Running {
+  url: string;
+  counters?: Readonly<BrokerCounters>;
+  logs?: LogRecord[];
+  close(): Promise<void>;
+}
+
+interface Target {
+  kind: BrokerKind;
+  available: boolean;
+  start(): Promise<Running>;
+  anonymousCode: number;
+  wrongPasswordCode: number;
+  refusedPublish: 'disconnected' | 'acknowledged';
+  refusedSubscribeGrant: number;
+}
+
+const users = SERVICE_ROLES.map((role) => ({ ...TEST_CREDENTIALS[role], role }));
+const MEMBER_FAULT = topicFor('MemberFaultEvent');
+
+const targets: Target[] = [
+  {
+    kind: 'aedes',
+    available: true,
+    start: async () => {
+      const logger = createMemoryLogger();
+      const node = await createBrokerNode({ name: 'acl', users, logger });
+      return { url: `mqtt://127.0.0.1:${node.port}`, counters: node.counters, logs: logger.records, close: node.close };
+    },
+    anonymousCode: 5,
+    wrongPasswordCode: 4,
+    refusedPublish: 'disconnected',
+    refusedSubscribeGrant: 0x80,
+  },
+  {
+    kind: 'mosquitto',
+    available: mosquittoAvailable(),
+    start: async () => {
+      const broker = await startBroker({ kind: 'mosquitto', name: 'acl' });
+      return { url: broker.url, close: broker.stop };
+    },
+    anonymousCode: 5,
+    wrongPasswordCode: 5,
+    refusedPublish: 'acknowledged',
+    refusedSubscribeGrant: 1,
+  },
+];
+
+describe.each(targets)('$kind broker: authentication and ACL', (target) => {
+  const test = target.available ? it : it.skip;
+  let broker: Running;
+  const clients: TestClient[] = [];
+  const as = async (role: ServiceRole) => {
+    const client = await connect(broker.url, TEST_CREDENTIALS[role]);
+    clients.push(client);
+    return client;
+  };
+  // Counter deltas are asserted where the broker has counters (aedes).
+  const snapshot = () => ({ ...broker.counters }) as BrokerCounters;
+  const expectDelta = async (before: BrokerCounters, delta: Partial<BrokerCounters>) => {
+    const counters = broker.counters;
+    if (!counters) return;
+    await vi.waitFor(() => {
+      for (const [key, value] of Object.entries(delta)) {
+        expect(counters[key as keyof BrokerCounters] - before[key as keyof BrokerCounters], key).toBe(value);
+      }
+    });
+  };
+
+  beforeAll(async () => {
+    if (target.available) broker = await target.start();
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((client) => client.end()));
+    await broker?.close();
+  });
+
+  test('refuses an anonymous client', async () => {
+    const before = snapshot();
+    expect(await connackRefusal(broker.url)).toBe(target.anonymousCode);
+    await expectDelta(before, { authFailures: 1, connections: 0 });
+    if (broker.logs) {
+      expect(broker.logs.filter((r) => r.level === 'warn').at(-1)).toMatchObject({
+        message: 'connect refused',
+        fields: { reason: 'anonymous' },
+      });
+    }
+  });
+
+  test('refuses a wrong password and an unknown user', async () => {
+    const before = snapshot();
+    expect(await connackRefusal(broker.url, { username: 'sp', password: 'agent-test-secret' })).toBe(
+      target.wrongPasswordCode,
+    );
+    expect(await connackRefusal(broker.url, { username: 'root', password: 'sp-test-secret' })).toBe(
+      target.wrongPasswordCode,
+    );
+    await expectDelta(before, { authFailures: 2 });
+  });
+
+  test("does not route an agent's MemberFaultEvent to anyone", async () => {
+    const observer = await as('observer');
+    expect(await observer.subscribe('summarized-health-stats/#')).toEqual([1]);
+    const agent = await as('agent');
+    const sp = await as('sp');
+    const before = snapshot();
+
+    const forged = unique('forged');
+    const outcome = await Promise.race([
+      agent.closed.then(() => 'disconnected' as const),
+      agent.mqtt.publishAsync(MEMBER_FAULT, forged, { qos: 1 }).then(() => 'acknowledged' as const),
+    ]);
+    expect(outcome).toBe(target.refusedPublish);
+    expect(agent.mqtt.connected).toBe(target.refusedPublish === 'acknowledged');
+
+    // A marker from the SP on the same topic, published after the refusal was
+    // settled: once it arrives, the forged message would have arrived before it.
+    const marker = unique('marker');
+    await sp.mqtt.publishAsync(MEMBER_FAULT, marker, { qos: 1 });
+    await observer.waitFor(marker);
+    expect(observer.received.map((message) => message.payload)).toEqual([marker]);
+    await expectDelta(before, { publishRefused: 1, published: 1 });
+  });
+
+  test('routes the SP MemberFaultEvent to the observer and the autoscaler', async () => {
+    const observer = await as('observer');
+    const autoscaler = await as('autoscaler');
+    expect(await observer.subscribe('summarized-health-stats/#')).toEqual([1]);
+    expect(await autoscaler.subscribe(MEMBER_FAULT)).toEqual([1]);
+    const sp = await as('sp');
+    const payload = unique('fault');
+    await sp.mqtt.publishAsync(MEMBER_FAULT, payload, { qos: 1 });
+    await observer.waitFor(payload);
+    await autoscaler.waitFor(payload);
+    expect(autoscaler.received).toEqual([{ topic: MEMBER_FAULT, payload }]);
+  });
+
+  test("refuses an agent's subscription to summarized-health-stats/# and keeps its connection", async () => {
+    const agent = await as('agent');
+    const before = snapshot();
+    // One SUBSCRIBE, two filters: only the forbidden one fails [MQTT-3.8.4-5].
+    expect(await agent.subscribe('summarized-health-stats/#', 'ping')).toEqual([target.refusedSubscribeGrant, 1]);
+    await expectDelta(before, { subscribeRefused: 1 });
+
+    const observer = await as('observer');
+    expect(await observer.subscribe(MEMBER_FAULT)).toEqual([1]);
+    const sp = await as('sp');
+    const fault = unique('fault');
+    await sp.mqtt.publishAsync(MEMBER_FAULT, fault, { qos: 1 });
+    await observer.waitFor(fault);
+    // The agent's own ping comes back after anything already routed to it.
+    const ping = unique('ping');
+    await agent.mqtt.publishAsync('ping', ping, { qos: 1 });
+    await agent.waitFor(ping);
+    expect(agent.received).toEqual([{ topic: 'ping', payload: ping }]);
+    expect(agent.mqtt.connected).toBe(true);
+  });
+
+  test('lets every role publish and subscribe ping', async () => {
+    const before = snapshot();
+    for (const role of SERVICE_ROLES) {
+      const client = await as(role);
+      expect(await client.subscribe('ping')).toEqual([1]);
+      const payload = unique(`ping-${role}`);
+      await client.mqtt.publishAsync('ping', payload, { qos: 1 });
+      await client.waitFor(payload);
+      expect(client.errors).toEqual([]);
+    }
+    await expectDelta(before, { connections: 4, published: 4, publishRefused: 0, subscribeRefused: 0 });
+  });
+});

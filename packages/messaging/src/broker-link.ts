@@ -1,0 +1,158 @@
+import type { Clock, Logger, TimerHandle } from '@faultline/core';
+import { PING_TOPIC } from '@faultline/protocol';
+import type { BrokerEndpoint, Connector, Credentials, MqttConnection } from './connection.js';
+import { PingMonitor } from './ping-monitor.js';
+import type { StatusListener } from './status.js';
+
+export type LinkState = 'connecting' | 'up' | 'down' | 'closed';
+
+export interface BrokerLinkOptions {
+  endpoint: BrokerEndpoint;
+  connector: Connector;
+  clientId: string;
+  credentials: Credentials;
+  filters: readonly string[];
+  clock: Clock;
+  logger: Logger;
+  pingIntervalMs: number;
+  resubscribeIntervalMs: number;
+  connectTimeoutMs: number;
+  onMessage: (topic: string, payload: Buffer, broker: string) => void;
+  onStatus: StatusListener;
+  onPing: () => void;
+}
+
+/**
+ * A subscriber's hold on one broker, the seed's loop: connect and subscribe;
+ * ping every second; on a failed or late ping (or a closed connection) close,
+ * wait 30 s, connect and resubscribe, and repeat every 30 s until it works.
+ */
+export class BrokerLink {
+  state: LinkState = 'down';
+  private connection: MqttConnection | undefined;
+  private retryTimer: TimerHandle | undefined;
+  private readonly monitor: PingMonitor;
+  private everUp = false;
+  private attempt = 0;
+  private pingSeq = 0;
+
+  constructor(private readonly options: BrokerLinkOptions) {
+    this.monitor = new PingMonitor(
+      {
+        ping: () => {
+          const connection = this.connection;
+          if (!connection) return Promise.reject(new Error('not connected'));
+          this.options.onPing();
+          const payload = JSON.stringify({ clientId: options.clientId, seq: ++this.pingSeq });
+          return connection.publish(PING_TOPIC, Buffer.from(payload), 1);
+        },
+      },
+      { intervalMs: options.pingIntervalMs, clock: options.clock, onDown: (reason) => this.down(reason) },
+    );
+  }
+
+  get broker(): string {
+    return this.options.endpoint.name;
+  }
+
+  /** Connects at once; failures are retried on the resubscribe interval. */
+  start(): void {
+    if (this.state === 'closed') return;
+    void this.connect();
+  }
+
+  close(): void {
+    this.state = 'closed';
+    this.monitor.stop();
+    this.options.clock.clearTimeout(this.retryTimer);
+    this.connection?.close();
+    this.connection = undefined;
+  }
+
+  private async connect(): Promise<void> {
+    const { endpoint, clock, connectTimeoutMs } = this.options;
+    this.state = 'connecting';
+    const attempt = ++this.attempt;
+    let timer: TimerHandle | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = clock.setTimeout(() => reject(new Error(`no answer within ${connectTimeoutMs} ms`)), connectTimeoutMs);
+    });
+    const connecting = this.options.connector(endpoint, {
+      clientId: this.options.clientId,
+      credentials: this.options.credentials,
+    });
+    try {
+      const connection = await Promise.race([connecting, deadline]);
+      if (this.superseded(attempt)) {
+        connection.close();
+        return;
+      }
+      this.connection = connection;
+      connection.onMessage((topic, payload) => this.options.onMessage(topic, payload, endpoint.name));
+      connection.onClose((error) => {
+        if (this.connection === connection) this.down(`connection closed${error ? `: ${error.message}` : ''}`);
+      });
+      await Promise.race([connection.subscribe(this.options.filters), deadline]);
+      if (this.connection !== connection) return;
+      this.state = 'up';
+      this.monitor.start();
+      const status = this.everUp ? 'resubscribed' : 'connected';
+      this.everUp = true;
+      this.options.logger.info(status === 'connected' ? 'subscriber connected' : 'subscriber resubscribed', {
+        broker: endpoint.name,
+        filters: this.options.filters,
+      });
+      this.options.onStatus({ type: status, broker: endpoint.name });
+    } catch (error) {
+      // A connection that arrives after the deadline is closed, not leaked.
+      connecting.then((late) => late !== this.connection && late.close()).catch(() => {});
+      if (this.superseded(attempt)) return;
+      const reason = error instanceof Error ? error.message : String(error);
+      this.failed(reason);
+    } finally {
+      clock.clearTimeout(timer);
+    }
+  }
+
+  /** A newer attempt started, or the link was closed, while this one awaited. */
+  private superseded(attempt: number): boolean {
+    return this.state === 'closed' || attempt !== this.attempt;
+  }
+
+  /** The broker was up and is not any more. */
+  private down(reason: string): void {
+    if (this.state === 'closed' || this.state === 'down') return;
+    const wasUp = this.state === 'up';
+    this.dropConnection();
+    if (wasUp) {
+      this.options.logger.warn('broker down', { broker: this.broker, reason });
+      this.options.onStatus({ type: 'broker-down', broker: this.broker, reason });
+    }
+    this.scheduleRetry();
+  }
+
+  /** A connect or subscribe attempt failed. */
+  private failed(reason: string): void {
+    this.dropConnection();
+    const retryInMs = this.options.resubscribeIntervalMs;
+    this.options.logger.warn('reconnect failed', { broker: this.broker, reason, retryInMs });
+    this.options.onStatus({ type: 'reconnect-failed', broker: this.broker, reason, retryInMs });
+    this.scheduleRetry();
+  }
+
+  private dropConnection(): void {
+    this.monitor.stop();
+    const connection = this.connection;
+    this.connection = undefined;
+    this.state = 'down';
+    connection?.close();
+  }
+
+  private scheduleRetry(): void {
+    this.options.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = this.options.clock.setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.state === 'down') void this.connect();
+    }, this.options.resubscribeIntervalMs);
+  }
+}

@@ -1,0 +1,154 @@
+import { randomBytes } from 'node:crypto';
+import { FaultlineError } from '@faultline/core';
+import mqtt from 'mqtt';
+
+/** One broker of the pair. */
+export interface BrokerEndpoint {
+  /** `a`, `b`: the name in logs and status. */
+  name: string;
+  host: string;
+  port: number;
+}
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+/**
+ * The narrow surface the resilient clients need from one MQTT connection
+ * (nats.js' heartbeat depends on a three-method interface the same way), so
+ * their timer logic is unit-tested against a fake and the real MQTT.js client
+ * stays behind `mqttConnector`.
+ */
+export interface MqttConnection {
+  readonly endpoint: BrokerEndpoint;
+  /** QoS 1 resolves on PUBACK; rejects when the connection ends first. */
+  publish(topic: string, payload: Buffer, qos: 0 | 1): Promise<void>;
+  /** Subscribes at QoS 1; rejects when the broker refuses any filter (SUBACK 0x80). */
+  subscribe(filters: readonly string[]): Promise<void>;
+  onMessage(listener: (topic: string, payload: Buffer) => void): void;
+  /** Called once when the connection ends, for whatever reason. */
+  onClose(listener: (error?: Error) => void): void;
+  /** Ends the connection at once; idempotent. */
+  close(): void;
+}
+
+export interface ConnectOptions {
+  /** Unique per process and purpose; a random suffix is added so a restarted process never kicks its old self. */
+  clientId: string;
+  credentials: Credentials;
+}
+
+export type Connector = (endpoint: BrokerEndpoint, options: ConnectOptions) => Promise<MqttConnection>;
+
+export class SubscribeRefusedError extends FaultlineError {
+  constructor(broker: string, filters: readonly string[]) {
+    super('FL_ERR_SUBSCRIBE_REFUSED', `broker ${broker} refused the subscription to ${filters.join(', ')}`, {
+      context: { broker, filters },
+    });
+  }
+}
+
+export class ConnectionLostError extends FaultlineError {
+  constructor(broker: string, cause?: unknown) {
+    super('FL_ERR_CONNECTION_LOST', `connection to broker ${broker} ended`, { context: { broker }, cause });
+  }
+}
+
+/**
+ * The real connector: MQTT.js 5 speaking MQTT 3.1.1 (aedes does not speak 5),
+ * clean sessions, and none of MQTT.js' own recovery: no automatic reconnect,
+ * no keepalive timer, no offline queue. Liveness (ping), reconnect and resend
+ * are the resilient clients' job, on the injected Clock, because MQTT.js'
+ * offline queue dies with the process and its reconnect runs on global timers.
+ */
+export const mqttConnector: Connector = (endpoint, options) =>
+  new Promise((resolve, reject) => {
+    const client = mqtt.connect({
+      host: endpoint.host,
+      port: endpoint.port,
+      protocol: 'mqtt',
+      protocolVersion: 4,
+      clientId: `${options.clientId}-${randomBytes(3).toString('hex')}`,
+      username: options.credentials.username,
+      password: options.credentials.password,
+      clean: true,
+      reconnectPeriod: 0,
+      keepalive: 0,
+      resubscribe: false,
+      queueQoSZero: false,
+      connectTimeout: 30_000,
+    });
+    let opened = false;
+    let closed = false;
+    const closeListeners: ((error?: Error) => void)[] = [];
+    const messageListeners: ((topic: string, payload: Buffer) => void)[] = [];
+    const pending = new Set<(error: Error) => void>();
+    let lastError: Error | undefined;
+
+    const finish = (): void => {
+      if (closed) return;
+      closed = true;
+      const error = new ConnectionLostError(endpoint.name, lastError);
+      for (const fail of pending) fail(error);
+      pending.clear();
+      if (!opened) reject(lastError ?? error);
+      else for (const listener of closeListeners) listener(lastError);
+    };
+    // Always listen for 'error': MQTT.js emits it for refused CONNACKs and socket errors.
+    client.on('error', (error) => {
+      lastError = error;
+      if (!opened) client.end(true);
+    });
+    client.on('close', finish);
+    client.on('message', (topic, payload) => {
+      for (const listener of messageListeners) listener(topic, payload);
+    });
+    client.once('connect', () => {
+      opened = true;
+      resolve(connection);
+    });
+
+    const connection: MqttConnection = {
+      endpoint,
+      publish: (topic, payload, qos) =>
+        new Promise<void>((done, fail) => {
+          if (closed) {
+            fail(new ConnectionLostError(endpoint.name));
+            return;
+          }
+          pending.add(fail);
+          client.publish(topic, payload, { qos }, (error) => {
+            pending.delete(fail);
+            if (error) fail(error);
+            else done();
+          });
+        }),
+      subscribe: (filters) =>
+        new Promise<void>((done, fail) => {
+          if (closed) {
+            fail(new ConnectionLostError(endpoint.name));
+            return;
+          }
+          pending.add(fail);
+          client.subscribe([...filters], { qos: 1 }, (error, granted) => {
+            pending.delete(fail);
+            if (error) fail(error);
+            // [MQTT-3.9.3-2] return code 0x80 marks a refused filter.
+            else if (granted?.some((g) => g.qos === 128)) fail(new SubscribeRefusedError(endpoint.name, filters));
+            else done();
+          });
+        }),
+      onMessage: (listener) => {
+        messageListeners.push(listener);
+      },
+      onClose: (listener) => {
+        closeListeners.push(listener);
+      },
+      close: () => {
+        client.end(true);
+        finish();
+      },
+    };
+  });

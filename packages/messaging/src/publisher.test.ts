@@ -1,0 +1,203 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { systemClock } from '@faultline/core';
+import { decodeEnvelope } from '@faultline/protocol';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FakeBrokers } from './fake-broker.js';
+import { createPublisher, type PublisherOptions } from './publisher.js';
+import type { MessagingStatus } from './status.js';
+import { createSubscriber } from './subscriber.js';
+import { numberedFault } from './test-envelopes.js';
+
+function setup(brokers: FakeBrokers, extra: Partial<PublisherOptions> = {}) {
+  const statuses: MessagingStatus[] = [];
+  const publisher = createPublisher({
+    brokers: [
+      { name: 'a', host: 'h', port: 1 },
+      { name: 'b', host: 'h', port: 2 },
+    ],
+    credentials: { username: 'u', password: 'p' },
+    clientId: 'sp-1',
+    outboxFile: path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-pub-')), 'sp-1.outbox'),
+    clock: systemClock,
+    connector: brokers.connector,
+    ...extra,
+  });
+  publisher.onStatus((s) => statuses.push(s));
+  return { publisher, statuses };
+}
+
+const ids = (brokers: FakeBrokers, name: string) =>
+  brokers.messages(name).map((m) => {
+    const r = decodeEnvelope(m.payload);
+    return r.ok ? r.value.id : 'invalid';
+  });
+
+// Real file I/O (the outbox) interleaves with fake time: let it settle.
+async function settle(ms = 0) {
+  for (let i = 0; i < 5; i++) {
+    await vi.advanceTimersByTimeAsync(ms / 5);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+describe('resilient publisher', () => {
+  beforeEach(() =>
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'] }),
+  );
+  afterEach(() => vi.useRealTimers());
+
+  it('sends QoS 1 and empties the outbox on PUBACK', async () => {
+    const brokers = new FakeBrokers();
+    const { publisher } = setup(brokers);
+    await publisher.start();
+    await settle();
+    for (let i = 1; i <= 3; i++) await publisher.publish(numberedFault(i));
+    await publisher.drained();
+    expect(ids(brokers, 'a')).toEqual(['fault-1', 'fault-2', 'fault-3']);
+    expect(publisher.counters).toMatchObject({ published: 3, sent: 3, acked: 3, retried: 0 });
+    expect(publisher.pending).toBe(0);
+    await publisher.close();
+  });
+
+  it('fails over to broker b at once when a dies, resending what a had not acked', async () => {
+    const brokers = new FakeBrokers();
+    const { publisher, statuses } = setup(brokers);
+    await publisher.start();
+    await settle();
+    await publisher.publish(numberedFault(1));
+    await publisher.drained();
+    brokers.set('a', 'hung');
+    await publisher.publish(numberedFault(2)); // written to a, never acked
+    brokers.set('a', 'down'); // a crashes
+    await settle();
+    expect(publisher.broker).toBe('b');
+    await publisher.publish(numberedFault(3));
+    await publisher.drained();
+    expect(ids(brokers, 'b')).toEqual(['fault-2', 'fault-3']);
+    expect(statuses).toContainEqual({ type: 'republished', broker: 'b', count: 1 });
+    expect(publisher.counters.retried).toBe(1);
+    await publisher.close();
+  });
+
+  it('keeps messages while both brokers are down and republishes after exactly 60 s, in order', async () => {
+    const brokers = new FakeBrokers();
+    brokers.set('a', 'down');
+    brokers.set('b', 'down');
+    const { publisher, statuses } = setup(brokers);
+    await publisher.start();
+    await settle();
+    expect(statuses.at(-1)).toMatchObject({ type: 'reconnect-failed', retryInMs: 60_000 });
+    for (let i = 1; i <= 5; i++) await publisher.publish(numberedFault(i));
+    brokers.set('a', 'up');
+    await settle(59_990);
+    expect(brokers.messages('a')).toHaveLength(0);
+    await settle(10); // t = 60 000
+    await publisher.drained();
+    expect(ids(brokers, 'a')).toEqual(['fault-1', 'fault-2', 'fault-3', 'fault-4', 'fault-5']);
+    expect(statuses).toContainEqual({ type: 'republished', broker: 'a', count: 5 });
+    await publisher.close();
+  });
+
+  it('fails over from a broker that keeps a message unacknowledged for a whole interval', async () => {
+    const brokers = new FakeBrokers();
+    const { publisher, statuses } = setup(brokers);
+    await publisher.start();
+    await settle();
+    brokers.set('a', 'hung');
+    await publisher.publish(numberedFault(1));
+    await settle(59_000);
+    expect(publisher.broker).toBe('a');
+    await settle(1_000);
+    await publisher.drained();
+    expect(statuses).toContainEqual(
+      expect.objectContaining({ type: 'broker-down', broker: 'a', reason: 'no PUBACK within 60000 ms' }),
+    );
+    expect(ids(brokers, 'b')).toEqual(['fault-1']);
+    await publisher.close();
+  });
+
+  it('a restarted publisher republishes what its outbox still holds (the kill -9 case is an integration test)', async () => {
+    const brokers = new FakeBrokers();
+    brokers.set('a', 'down');
+    brokers.set('b', 'down');
+    const outboxFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-pub-')), 'sp-1.outbox');
+    const first = setup(brokers, { outboxFile });
+    await first.publisher.start();
+    await settle();
+    for (let i = 1; i <= 4; i++) await first.publisher.publish(numberedFault(i));
+    await first.publisher.close(); // stopping never drops what is pending
+    brokers.set('b', 'up');
+    const second = setup(brokers, { outboxFile });
+    await second.publisher.start();
+    await settle();
+    await second.publisher.drained();
+    expect(second.statuses[0]).toEqual({ type: 'outbox-recovered', count: 4 });
+    expect(ids(brokers, 'b')).toEqual(['fault-1', 'fault-2', 'fault-3', 'fault-4']);
+    await second.publisher.close();
+  });
+
+  it('refuses an invalid envelope with a counter, keeping the outbox clean', async () => {
+    const brokers = new FakeBrokers();
+    const { publisher } = setup(brokers);
+    await publisher.start();
+    const bad = { ...numberedFault(1), data: { reason: 'bored' } } as never;
+    await expect(publisher.publish(bad)).rejects.toMatchObject({ code: 'FL_ERR_ENVELOPE_INVALID' });
+    expect(publisher.counters.droppedInvalid).toBe(1);
+    expect(publisher.pending).toBe(0);
+    await publisher.close();
+  });
+
+  describe('awaiting subscribers (a restarted broker keeps no subscriptions)', () => {
+    const subscriberOn = (brokers: FakeBrokers, names: string[], received: string[]) =>
+      createSubscriber({
+        brokers: names.map((name, i) => ({ name, host: 'h', port: i })),
+        credentials: { username: 'u', password: 'p' },
+        clientId: 'autoscaler',
+        topics: ['summarized-health-stats/#'],
+        onEnvelope: (e) => void received.push(e.id),
+        clock: systemClock,
+        connector: brokers.connector,
+      });
+
+    it('holds messages until the subscriber pings on that broker, then sends them in order', async () => {
+      const brokers = new FakeBrokers();
+      const { publisher } = setup(brokers, { awaitSubscribers: ['autoscaler'] });
+      await publisher.start();
+      await settle();
+      await publisher.publish(numberedFault(1));
+      await publisher.publish(numberedFault(2));
+      await settle(5_000);
+      expect(brokers.messages('a').filter((m) => m.topic !== 'ping')).toHaveLength(0);
+      const received: string[] = [];
+      const subscriber = subscriberOn(brokers, ['a', 'b'], received);
+      subscriber.start();
+      await settle(1_000); // its first ping
+      await publisher.drained();
+      expect(received).toEqual(['fault-1', 'fault-2']);
+      await subscriber.close();
+      await publisher.close();
+    });
+
+    it('fails over to the broker where the subscriber is, after one republish interval', async () => {
+      const brokers = new FakeBrokers();
+      const received: string[] = [];
+      const subscriber = subscriberOn(brokers, ['b'], received);
+      subscriber.start();
+      const { publisher, statuses } = setup(brokers, { awaitSubscribers: ['autoscaler'] });
+      await publisher.start();
+      await settle();
+      expect(publisher.broker).toBe('a');
+      await publisher.publish(numberedFault(7));
+      await settle(60_000);
+      await settle(2_000); // the subscriber's next ping, now seen on b
+      await publisher.drained();
+      expect(statuses).toContainEqual(expect.objectContaining({ type: 'broker-down', broker: 'a' }));
+      expect(publisher.broker).toBe('b');
+      expect(received).toEqual(['fault-7']);
+      await subscriber.close();
+      await publisher.close();
+    });
+  });
+});

@@ -1,0 +1,340 @@
+import { type Clock, DEFAULTS, type Logger, nullLogger, once, systemClock, type TimerHandle } from '@faultline/core';
+import { type Envelope, encodeEnvelope, PING_TOPIC, topicFor } from '@faultline/protocol';
+import {
+  type BrokerEndpoint,
+  type Connector,
+  type Credentials,
+  type MqttConnection,
+  mqttConnector,
+} from './connection.js';
+import { Outbox, type OutboxEntry } from './outbox.js';
+import { SendQueue } from './send-queue.js';
+import type { MessagingStatus, PublisherCounters, StatusListener } from './status.js';
+
+export interface PublisherOptions {
+  /** The broker pair, in order of preference; the publisher fails over between them. */
+  brokers: readonly BrokerEndpoint[];
+  credentials: Credentials;
+  /** Prefix of the MQTT client id, e.g. `sp-1`. */
+  clientId: string;
+  /** Durable outbox log, e.g. `.faultline/run/sp-1.outbox`. */
+  outboxFile: string;
+  /** @default DEFAULTS.republishIntervalMs (60 000, the seed) */
+  republishIntervalMs?: number;
+  /** @default 5_000 */
+  connectTimeoutMs?: number;
+  /** Messages awaiting PUBACK at once. @default 1_000 */
+  maxInflight?: number;
+  /**
+   * Client ids (the subscribers' `clientId` prefixes, e.g. `autoscaler`) that
+   * must be present on a broker before messages are sent through it. A broker
+   * restarted without persistence keeps no subscriptions, and it drops what
+   * arrives before its subscribers are back; every subscriber pings `ping`
+   * each second once subscribed, so a recent ping on this connection proves
+   * it is there. A broker where one stays absent for a whole republish
+   * interval is failed over. @default [] (send at once)
+   */
+  awaitSubscribers?: readonly string[];
+  /** A subscriber counts as present this long after its last ping. @default 3 × DEFAULTS.pingIntervalMs */
+  presenceWindowMs?: number;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default nullLogger */
+  logger?: Logger;
+  /** @default mqttConnector (MQTT.js) */
+  connector?: Connector;
+}
+
+export type PublisherState = 'idle' | 'connecting' | 'connected' | 'closed';
+
+export interface Publisher {
+  /** Opens (and recovers) the outbox, then starts connecting; does not wait for a broker. */
+  start(): Promise<void>;
+  /** Resolves once the envelope is durable in the outbox; it is sent as soon as a broker takes it. */
+  publish(envelope: Envelope): Promise<void>;
+  /** Resolves when the outbox is empty. */
+  drained(): Promise<void>;
+  close(): Promise<void>;
+  readonly counters: Readonly<PublisherCounters>;
+  readonly state: PublisherState;
+  /** Messages not yet acknowledged. */
+  readonly pending: number;
+  /** The broker it is connected to, if any. */
+  readonly broker: string | undefined;
+  onStatus(listener: StatusListener): void;
+}
+
+/**
+ * The resilient publisher of DESIGN.md: QoS 1 through a durable outbox; a
+ * message leaves it only on PUBACK. It talks to one broker of the pair at a
+ * time and fails over to the other at once when the connection ends; while
+ * no broker takes messages it retries every 60 s, and a broker that keeps a
+ * message unacknowledged for a whole interval counts as down. Order is kept:
+ * every (re)connection resends what is pending, oldest first.
+ */
+export function createPublisher(input: PublisherOptions): Publisher {
+  const options: Required<PublisherOptions> = {
+    republishIntervalMs: DEFAULTS.republishIntervalMs,
+    connectTimeoutMs: 5_000,
+    maxInflight: 1_000,
+    awaitSubscribers: [],
+    presenceWindowMs: 3 * DEFAULTS.pingIntervalMs,
+    clock: systemClock,
+    logger: nullLogger,
+    connector: mqttConnector,
+    ...input,
+  };
+  if (options.brokers.length === 0) throw new RangeError('a publisher needs at least one broker');
+  const { clock } = options;
+  const log = options.logger.child({ component: 'publisher' });
+  const counters: PublisherCounters = { published: 0, sent: 0, acked: 0, retried: 0, droppedInvalid: 0 };
+  const listeners: StatusListener[] = [];
+  const queue = new SendQueue<OutboxEntry>();
+  /** seq → monotonic time it was written to the current connection. */
+  const inflight = new Map<number, number>();
+  let drainWaiters: (() => void)[] = [];
+  let outbox: Outbox | undefined;
+  let connection: MqttConnection | undefined;
+  let state: PublisherState = 'idle';
+  let brokerIndex = 0;
+  let ticker: TimerHandle | undefined;
+  /** clientId → monotonic time of its last ping seen on the current connection. */
+  const presence = new Map<string, number>();
+  let connectedAt = 0;
+
+  const subscribersPresent = (): boolean =>
+    options.awaitSubscribers.every((id) => {
+      const seen = presence.get(id);
+      return seen !== undefined && clock.monotonicNow() - seen <= options.presenceWindowMs;
+    });
+
+  const watchPresence = (conn: MqttConnection): void => {
+    conn.onMessage((topic, payload) => {
+      if (topic !== PING_TOPIC || connection !== conn) return;
+      let clientId: unknown;
+      try {
+        clientId = (JSON.parse(payload.toString('utf8')) as { clientId?: unknown }).clientId;
+      } catch {
+        return; // someone else's ping format: not a presence signal
+      }
+      if (typeof clientId !== 'string' || !options.awaitSubscribers.includes(clientId)) return;
+      const first = !presence.has(clientId);
+      presence.set(clientId, clock.monotonicNow());
+      if (first) log.info('subscriber present', { broker: conn.endpoint.name, clientId });
+      pump();
+    });
+    conn.subscribe([PING_TOPIC]).catch((error: unknown) => {
+      if (connection === conn)
+        lost(`cannot watch ${PING_TOPIC}: ${error instanceof Error ? error.message : String(error)}`);
+    });
+  };
+
+  const emit = (status: MessagingStatus): void => {
+    for (const listener of listeners) listener(status);
+  };
+
+  const settleDrain = (): void => {
+    if (!outbox || outbox.size > 0) return;
+    const waiters = drainWaiters;
+    drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  };
+
+  const pump = (): void => {
+    const conn = connection;
+    if (state !== 'connected' || !conn || !outbox || !subscribersPresent()) return;
+    while (inflight.size < options.maxInflight) {
+      const entry = queue.shift();
+      if (!entry) return;
+      if (!outbox.has(entry.seq)) continue; // acknowledged meanwhile (a PUBACK from the previous connection)
+      inflight.set(entry.seq, clock.monotonicNow());
+      entry.attempts += 1;
+      counters.sent += 1;
+      conn.publish(entry.topic, entry.payload, 1).then(
+        () => {
+          if (connection === conn) inflight.delete(entry.seq);
+          if (outbox?.has(entry.seq)) {
+            outbox.ack(entry.seq);
+            counters.acked += 1;
+          }
+          settleDrain();
+          pump();
+        },
+        // The connection ended: onClose fails over and requeues everything pending.
+        () => {},
+      );
+    }
+  };
+
+  const onConnected = (conn: MqttConnection, index: number): void => {
+    const previous = state;
+    connection = conn;
+    brokerIndex = index;
+    state = 'connected';
+    inflight.clear();
+    presence.clear();
+    connectedAt = clock.monotonicNow();
+    queue.reset(outbox ? [...outbox.entries()] : []);
+    const resend = queue.length;
+    const retried = [...queue].filter((entry) => entry.attempts > 0).length;
+    counters.retried += retried;
+    const broker = conn.endpoint.name;
+    conn.onClose((error) => {
+      if (connection === conn) lost(`connection closed${error ? `: ${error.message}` : ''}`);
+    });
+    if (options.awaitSubscribers.length > 0) watchPresence(conn);
+    log.info('publisher connected', { broker, pending: resend });
+    emit({ type: 'connected', broker });
+    if (resend > 0 && previous !== 'closed') {
+      log.info('republishing', { broker, count: resend });
+      emit({ type: 'republished', broker, count: resend });
+    }
+    pump();
+  };
+
+  const connectRound = async (): Promise<void> => {
+    if (state !== 'idle') return;
+    state = 'connecting';
+    const n = options.brokers.length;
+    const reasons: string[] = [];
+    for (let k = 0; k < n; k++) {
+      const index = (brokerIndex + k) % n;
+      const endpoint = options.brokers[index] as BrokerEndpoint;
+      try {
+        const conn = await withDeadline(
+          options.connector(endpoint, { clientId: options.clientId, credentials: options.credentials }),
+          clock,
+          options.connectTimeoutMs,
+        );
+        if (state !== 'connecting') {
+          conn.close();
+          return;
+        }
+        onConnected(conn, index);
+        return;
+      } catch (error) {
+        reasons.push(`${endpoint.name}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      if (state !== 'connecting') return;
+    }
+    state = 'idle';
+    const retryInMs = options.republishIntervalMs;
+    log.warn('no broker takes messages, keeping them in the outbox', {
+      pending: outbox?.size ?? 0,
+      retryInMs,
+      reasons,
+    });
+    emit({
+      type: 'reconnect-failed',
+      broker: options.brokers.map((b) => b.name).join(','),
+      reason: reasons.join('; '),
+      retryInMs,
+    });
+  };
+
+  const lost = (reason: string): void => {
+    const conn = connection;
+    if (!conn || state === 'closed') return;
+    connection = undefined;
+    state = 'idle';
+    inflight.clear();
+    conn.close();
+    const broker = conn.endpoint.name;
+    log.warn('broker down', { broker, reason, pending: outbox?.size ?? 0 });
+    emit({ type: 'broker-down', broker, reason });
+    // Fail over: the next broker of the pair first, at once.
+    brokerIndex = (brokerIndex + 1) % options.brokers.length;
+    void connectRound();
+  };
+
+  /** Every republish interval: reconnect if nothing takes messages; fail over from a broker that stopped acking. */
+  const tick = (): void => {
+    if (state === 'idle') {
+      void connectRound();
+      return;
+    }
+    if (state !== 'connected') return;
+    const now = clock.monotonicNow();
+    const oldest = inflight.values().next().value;
+    if (oldest !== undefined && now - oldest >= options.republishIntervalMs) {
+      lost(`no PUBACK within ${options.republishIntervalMs} ms`);
+    } else if (queue.length > 0 && !subscribersPresent() && now - connectedAt >= options.republishIntervalMs) {
+      const absent = options.awaitSubscribers.filter((id) => !presence.has(id));
+      lost(`subscribers absent for ${options.republishIntervalMs} ms: ${absent.join(', ') || 'pings stopped'}`);
+    }
+  };
+
+  return {
+    start: async () => {
+      outbox = await Outbox.open({ file: options.outboxFile, logger: log });
+      if (outbox.size > 0) {
+        log.info('outbox recovered', { count: outbox.size, file: options.outboxFile });
+        emit({ type: 'outbox-recovered', count: outbox.size });
+      }
+      ticker = clock.setInterval(tick, options.republishIntervalMs);
+      void connectRound();
+    },
+    publish: async (envelope) => {
+      let payload: Buffer;
+      try {
+        payload = encodeEnvelope(envelope);
+      } catch (error) {
+        counters.droppedInvalid += 1;
+        log.error('refusing to publish an invalid envelope', { id: envelope.id, type: envelope.type, error });
+        throw error;
+      }
+      if (!outbox) throw new Error('publisher not started');
+      const entry = await outbox.append(topicFor(envelope.type), payload);
+      counters.published += 1;
+      queue.push(entry);
+      pump();
+    },
+    drained: () =>
+      new Promise<void>((resolve) => {
+        drainWaiters.push(resolve);
+        settleDrain();
+      }),
+    close: once(async () => {
+      state = 'closed';
+      clock.clearInterval(ticker);
+      connection?.close();
+      connection = undefined;
+      await outbox?.close();
+    }),
+    counters,
+    get state() {
+      return state;
+    },
+    get pending() {
+      return outbox?.size ?? 0;
+    },
+    get broker() {
+      return state === 'connected' ? connection?.endpoint.name : undefined;
+    },
+    onStatus: (listener) => {
+      listeners.push(listener);
+    },
+  };
+}
+
+/** Rejects when `promise` takes longer than `ms` on the clock; a late value is closed. */
+function withDeadline(promise: Promise<MqttConnection>, clock: Clock, ms: number): Promise<MqttConnection> {
+  return new Promise((resolve, reject) => {
+    let late = false;
+    const timer = clock.setTimeout(() => {
+      late = true;
+      reject(new Error(`no answer within ${ms} ms`));
+    }, ms);
+    promise.then(
+      (value) => {
+        clock.clearTimeout(timer);
+        if (late) value.close();
+        else resolve(value);
+      },
+      (error: unknown) => {
+        clock.clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * A FIFO with O(1) push and shift (an array and a head index, compacted now
+ * and then), for the publisher's unsent messages: a backlog of 100 000
+ * after a long outage must not turn every PUBACK into an O(n) shift.
+ */
+export class SendQueue<T> implements Iterable<T> {
+  private items: T[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head] as T;
+    this.head += 1;
+    if (this.head > 1_024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  reset(items: T[]): void {
+    this.items = items;
+    this.head = 0;
+  }
+
+  *[Symbol.iterator](): Iterator<T> {
+    for (let i = this.head; i < this.items.length; i++) yield this.items[i] as T;
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What the resilient clients report, as one tagged union (nats.js' status
+ * events are the model). Every event is also one log line.
+ */
+export type MessagingStatus =
+  /** First connection to a broker (subscriber: with its subscriptions). */
+  | { type: 'connected'; broker: string }
+  /** A broker stopped answering (failed or late ping, closed connection, no PUBACK). */
+  | { type: 'broker-down'; broker: string; reason: string }
+  /** A reconnect attempt failed; the next one is in `retryInMs`. */
+  | { type: 'reconnect-failed'; broker: string; reason: string; retryInMs: number }
+  /** Subscriber: connected again with every subscription restored. */
+  | { type: 'resubscribed'; broker: string }
+  /** Publisher: resent `count` outbox messages after a (re)connection. */
+  | { type: 'republished'; broker: string; count: number }
+  /** Publisher: found `count` unsent messages in its outbox at start (a restart after a crash). */
+  | { type: 'outbox-recovered'; count: number };
+
+export type StatusListener = (status: MessagingStatus) => void;
+
+/** Subscriber counters. */
+export interface SubscriberCounters {
+  /** Messages received from any broker (before validation and dedupe). */
+  received: number;
+  /** Envelopes handed to the application, each id once. */
+  delivered: number;
+  /** Envelopes already delivered (second broker, republish). */
+  duplicates: number;
+  /** Payloads that were not valid envelopes for their topic. */
+  droppedInvalid: number;
+  /** Payloads larger than maxMessageBytes. */
+  droppedOversized: number;
+  /** The application's handler threw or rejected. */
+  handlerErrors: number;
+  pingsSent: number;
+}
+
+/** Publisher counters. */
+export interface PublisherCounters {
+  /** Envelopes accepted into the outbox. */
+  published: number;
+  /** PUBLISH packets written (first sends and resends). */
+  sent: number;
+  /** Messages acknowledged by a broker and removed from the outbox. */
+  acked: number;
+  /** Resends after a failover, a reconnect or a restart. */
+  retried: number;
+  /** Envelopes refused before entering the outbox (invalid). */
+  droppedInvalid: number;
+}

@@ -1,0 +1,145 @@
+import { createMemoryLogger, systemClock } from '@faultline/core';
+import { type Envelope, encodeEnvelope, topicFor } from '@faultline/protocol';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FakeBrokers } from './fake-broker.js';
+import type { MessagingStatus } from './status.js';
+import { createSubscriber } from './subscriber.js';
+import { numberedFault } from './test-envelopes.js';
+
+const TOPIC = topicFor('MemberFaultEvent');
+
+function setup(brokers = new FakeBrokers()) {
+  const received: Envelope[] = [];
+  const statuses: MessagingStatus[] = [];
+  const logger = createMemoryLogger();
+  const subscriber = createSubscriber({
+    brokers: [
+      { name: 'a', host: 'h', port: 1 },
+      { name: 'b', host: 'h', port: 2 },
+    ],
+    credentials: { username: 'u', password: 'p' },
+    clientId: 'test',
+    topics: ['summarized-health-stats/#'],
+    onEnvelope: (envelope) => void received.push(envelope),
+    clock: systemClock,
+    logger,
+    connector: brokers.connector,
+  });
+  subscriber.onStatus((s) => statuses.push(s));
+  subscriber.start();
+  return { brokers, subscriber, received, statuses, logger };
+}
+
+describe('resilient subscriber', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('holds both brokers and delivers an envelope that arrives through both once', async () => {
+    const { brokers, subscriber, received, statuses } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(subscriber.links()).toEqual({ a: 'up', b: 'up' });
+    expect(statuses).toEqual([
+      { type: 'connected', broker: 'a' },
+      { type: 'connected', broker: 'b' },
+    ]);
+    const payload = encodeEnvelope(numberedFault(1));
+    brokers.inject('a', TOPIC, payload);
+    brokers.inject('b', TOPIC, payload);
+    expect(received.map((e) => e.id)).toEqual(['fault-1']);
+    expect(subscriber.counters).toMatchObject({ received: 2, delivered: 1, duplicates: 1 });
+  });
+
+  it('pings each broker every 1 s', async () => {
+    const { brokers, subscriber } = setup();
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(brokers.messages('a').filter((m) => m.topic === 'ping')).toHaveLength(3);
+    expect(brokers.messages('b').filter((m) => m.topic === 'ping')).toHaveLength(3);
+    expect(subscriber.counters.pingsSent).toBe(6);
+  });
+
+  it('a late ping marks the broker down; it resubscribes after exactly 30 s, every 30 s until it succeeds', async () => {
+    const { brokers, subscriber, statuses } = setup();
+    await vi.advanceTimersByTimeAsync(500);
+    brokers.set('a', 'hung'); // accepts nothing, answers nothing
+    await vi.advanceTimersByTimeAsync(500); // t=1000: the ping to a goes out and is never acked
+    await vi.advanceTimersByTimeAsync(999);
+    expect(subscriber.links().a).toBe('up');
+    await vi.advanceTimersByTimeAsync(1); // t=2000: unacknowledged within 1 s
+    expect(subscriber.links()).toEqual({ a: 'down', b: 'up' });
+    expect(statuses.at(-1)).toMatchObject({ type: 'broker-down', broker: 'a' });
+    brokers.set('a', 'down');
+    const connectsAtDown = brokers.connects.get('a');
+    await vi.advanceTimersByTimeAsync(29_999);
+    expect(brokers.connects.get('a')).toBe(connectsAtDown);
+    await vi.advanceTimersByTimeAsync(1); // t=32000: first retry, refused
+    expect(brokers.connects.get('a')).toBe((connectsAtDown ?? 0) + 1);
+    expect(statuses.at(-1)).toMatchObject({ type: 'reconnect-failed', broker: 'a', retryInMs: 30_000 });
+    brokers.set('a', 'up');
+    await vi.advanceTimersByTimeAsync(29_999);
+    expect(subscriber.links().a).toBe('down');
+    await vi.advanceTimersByTimeAsync(1); // t=62000: second retry succeeds
+    expect(subscriber.links().a).toBe('up');
+    expect(statuses.at(-1)).toEqual({ type: 'resubscribed', broker: 'a' });
+    brokers.inject('a', TOPIC, encodeEnvelope(numberedFault(2)));
+    expect(subscriber.counters.delivered).toBe(1);
+  });
+
+  it('a closed connection marks the broker down at once, without waiting for a ping', async () => {
+    const { brokers, subscriber, statuses } = setup();
+    await vi.advanceTimersByTimeAsync(10);
+    brokers.kill('b');
+    expect(subscriber.links().b).toBe('down');
+    expect(statuses.at(-1)).toMatchObject({
+      type: 'broker-down',
+      broker: 'b',
+      reason: 'connection closed: connection reset',
+    });
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(subscriber.links().b).toBe('up');
+  });
+
+  it('a hung connect counts as failed after the connect timeout', async () => {
+    const brokers = new FakeBrokers();
+    brokers.set('a', 'hung');
+    const { subscriber, statuses } = setup(brokers);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(statuses).toContainEqual(expect.objectContaining({ type: 'reconnect-failed', broker: 'a' }));
+    expect(subscriber.links().a).toBe('down');
+  });
+
+  it('drops garbage, wrong envelopes and oversized payloads with counters and log lines, and keeps running', async () => {
+    const { brokers, subscriber, received, logger } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    brokers.inject('a', TOPIC, Buffer.from('not json'));
+    brokers.inject('a', TOPIC, Buffer.from(JSON.stringify({ id: 'x', type: 'MemberFaultEvent' })));
+    brokers.inject('a', topicFor('AverageLoadAverageEvent'), encodeEnvelope(numberedFault(3)));
+    brokers.inject('a', TOPIC, Buffer.alloc(70_000, 0x7b));
+    brokers.inject('a', TOPIC, encodeEnvelope(numberedFault(4)));
+    expect(subscriber.counters).toMatchObject({ received: 5, droppedInvalid: 3, droppedOversized: 1, delivered: 1 });
+    expect(received.map((e) => e.id)).toEqual(['fault-4']);
+    expect(logger.records.filter((r) => r.message === 'message dropped')).toHaveLength(4);
+  });
+
+  it('counts a failing handler and goes on', async () => {
+    const brokers = new FakeBrokers();
+    const subscriber = createSubscriber({
+      brokers: [{ name: 'a', host: 'h', port: 1 }],
+      credentials: { username: 'u', password: 'p' },
+      clientId: 't',
+      topics: ['#'],
+      onEnvelope: async () => {
+        throw new Error('boom');
+      },
+      clock: systemClock,
+      connector: brokers.connector,
+    });
+    subscriber.start();
+    await vi.advanceTimersByTimeAsync(0);
+    brokers.inject('a', TOPIC, encodeEnvelope(numberedFault(1)));
+    brokers.inject('a', TOPIC, encodeEnvelope(numberedFault(2)));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(subscriber.counters.handlerErrors).toBe(2);
+    await subscriber.close();
+    await subscriber.close();
+  });
+});
