@@ -50,6 +50,8 @@ const spNodeSchema = z.strictObject({
   host: z.string().default('127.0.0.1'),
   thriftPort: port,
   syncPort: port,
+  /** HTTP status of the node (`GET /status`), on 127.0.0.1. */
+  statusPort: port,
 });
 
 const streamProcessorSchema = z
@@ -64,8 +66,8 @@ const streamProcessorSchema = z
       .min(1)
       .max(2)
       .default([
-        { id: 'sp-1', host: '127.0.0.1', thriftPort: 7611, syncPort: 7711 },
-        { id: 'sp-2', host: '127.0.0.1', thriftPort: 7612, syncPort: 7712 },
+        { id: 'sp-1', host: '127.0.0.1', thriftPort: 7611, syncPort: 7711, statusPort: 7811 },
+        { id: 'sp-2', host: '127.0.0.1', thriftPort: 7612, syncPort: 7712, statusPort: 7812 },
       ]),
   })
   .refine((sp) => sp.fencingMarginMs < sp.heartbeatIntervalMs * sp.heartbeatMaxRetry, {

@@ -36,4 +36,5 @@ export {
   nullLogger,
 } from './logger.js';
 export { DEFAULT_MIGRATIONS_DIR, type MigrateOptions, type MigrateResult, migrate } from './migrate.js';
+export { createPgPool, type PgPoolOptions } from './pg-pool.js';
 export { err, ok, type Result } from './result.js';

@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { decodeBatch, encodeBatch, type HealthStatBatch, validateBatch } from './health.js';
+import {
+  decodeBatch,
+  encodeBatch,
+  fastBatch,
+  type HealthStatBatch,
+  healthStatBatchSchema,
+  validateBatch,
+} from './health.js';
 import { generated, thrift } from './thrift.js';
 
 const stat = {
@@ -57,5 +64,43 @@ describe('health-stat batch codec', () => {
     const good = encodeBatch(batch);
     for (let cut = 0; cut < good.length; cut++) expect(decodeBatch(good.subarray(0, cut)).ok).toBe(false);
     for (let i = 0; i < 2_000; i++) expect(() => decodeBatch(randomBytes(1 + (i % 200)))).not.toThrow();
+  });
+
+  it('the fast path accepts exactly what the zod schema accepts (10 000 mutations)', () => {
+    const mutations: ((b: Record<string, unknown>, s: Record<string, unknown>) => void)[] = [
+      (b) => (b.agentId = ''),
+      (b) => (b.agentId = 'x'.repeat(257)),
+      (b) => (b.sequence = 0),
+      (b) => (b.sequence = 2 ** 53),
+      (b) => (b.sequence = 1.5),
+      (b) => (b.stats = 'no'),
+      (_, s) => (s.value = Number.POSITIVE_INFINITY),
+      (_, s) => (s.value = '3'),
+      (_, s) => (s.timestamp = -1),
+      (_, s) => (s.timestamp = null),
+      (_, s) => (s.healthDescription = 'cpu'),
+      (_, s) => (s.memberId = 42),
+      (_, s) => delete s.partitionId,
+      () => {},
+    ];
+    let accepted = 0;
+    for (let i = 0; i < 10_000; i++) {
+      const copy = structuredClone({ ...batch, stats: [stat, { ...stat, value: i }] }) as unknown as Record<
+        string,
+        unknown
+      >;
+      const stats = copy.stats as Record<string, unknown>[];
+      const target = stats[i % 2] as Record<string, unknown>;
+      (mutations[i % mutations.length] as (b: Record<string, unknown>, s: Record<string, unknown>) => void)(
+        copy,
+        target,
+      );
+      const fast = fastBatch(copy) !== undefined;
+      const slow = healthStatBatchSchema.safeParse(copy).success;
+      expect(fast, JSON.stringify(copy)).toBe(slow);
+      if (fast) accepted += 1;
+    }
+    expect(accepted).toBeGreaterThan(0);
+    expect(accepted).toBeLessThan(10_000);
   });
 });

@@ -36,7 +36,8 @@ const healthStatSchema = z.object({
   timestamp: int64.pipe(z.number().min(0)),
 });
 
-const healthStatBatchSchema = z.object({
+/** The rules of a batch; `validateBatch` is the way to apply them. */
+export const healthStatBatchSchema = z.object({
   agentId: idString,
   sequence: int64.pipe(z.number().min(1)),
   stats: z.array(healthStatSchema).max(BATCH_LIMITS.maxStats),
@@ -63,11 +64,70 @@ function describe(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.join('.') || '(batch)'}: ${issue.message}`).join('; ');
 }
 
+const DESCRIPTIONS: ReadonlySet<string> = new Set(HEALTH_DESCRIPTIONS);
+
+const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= BATCH_LIMITS.maxIdLength;
+
+function safeInt(v: unknown): number | undefined {
+  const n = isInt64(v) ? v.toNumber(false) : v;
+  return typeof n === 'number' && Number.isSafeInteger(n) ? n : undefined;
+}
+
+/**
+ * The hot path of validation: the same rules as the zod schema, checked by
+ * hand, because zod costs ~2.7 µs a stat (a third of the SP's per-stat
+ * budget at 100k stats/s) and every batch is validated on both SP nodes.
+ * Anything it does not accept goes through zod, which stays the one source of
+ * the rules' wording; a test keeps the two in agreement.
+ */
+export function fastBatch(wire: unknown): HealthStatBatch | undefined {
+  if (typeof wire !== 'object' || wire === null) return undefined;
+  const w = wire as { agentId?: unknown; sequence?: unknown; stats?: unknown };
+  const sequence = safeInt(w.sequence);
+  if (!isId(w.agentId) || sequence === undefined || sequence < 1) return undefined;
+  if (!Array.isArray(w.stats) || w.stats.length > BATCH_LIMITS.maxStats) return undefined;
+  const stats: HealthStat[] = new Array(w.stats.length);
+  for (let i = 0; i < w.stats.length; i++) {
+    const s = w.stats[i] as Record<string, unknown> | null;
+    if (typeof s !== 'object' || s === null) return undefined;
+    const timestamp = safeInt(s.timestamp);
+    const { clusterId, clusterInstanceId, networkPartitionId, partitionId, memberId, healthDescription, value } = s;
+    if (
+      !isId(clusterId) ||
+      !isId(clusterInstanceId) ||
+      !isId(networkPartitionId) ||
+      !isId(partitionId) ||
+      !isId(memberId) ||
+      typeof healthDescription !== 'string' ||
+      !DESCRIPTIONS.has(healthDescription) ||
+      typeof value !== 'number' ||
+      !Number.isFinite(value) ||
+      timestamp === undefined ||
+      timestamp < 0
+    ) {
+      return undefined;
+    }
+    stats[i] = {
+      clusterId,
+      clusterInstanceId,
+      networkPartitionId,
+      partitionId,
+      memberId,
+      healthDescription: healthDescription as HealthDescription,
+      value,
+      timestamp,
+    };
+  }
+  return { agentId: w.agentId, sequence, stats };
+}
+
 /**
  * Validates a batch as thrift's runtime decoded it (required fields may be
  * null: the generated reader does not enforce `required`). Never throws.
  */
 export function validateBatch(wire: unknown): Result<HealthStatBatch, BatchDecodeError> {
+  const fast = fastBatch(wire);
+  if (fast) return ok(fast);
   const parsed = healthStatBatchSchema.safeParse(wire);
   if (parsed.success) return ok(parsed.data);
   const agentId =

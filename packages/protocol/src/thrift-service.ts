@@ -71,6 +71,10 @@ export function connectHealthStat(
     max_attempts: 0,
   } as never) as unknown as NodeJS.EventEmitter & { end(): void; destroy?(): void };
   const listeners: ((error: Error) => void)[] = [];
+  // Thrift's client leaves a call pending forever when its connection dies
+  // (kill -9 of the server): every call also fails when the connection closes.
+  const inFlight = new Set<(error: Error) => void>();
+  let closedError: Error | undefined;
   let opened = false;
   const ready = new Promise<void>((resolve, reject) => {
     connection.once('connect', () => {
@@ -82,12 +86,27 @@ export function connectHealthStat(
       for (const listener of listeners) listener(error);
     });
     connection.on('close', () => {
-      if (!opened) reject(new Error(`connection to ${host}:${port} closed`));
+      closedError = new Error(`connection to ${host}:${port} closed`);
+      for (const fail of inFlight) fail(closedError);
+      inFlight.clear();
+      if (!opened) reject(closedError);
     });
   });
   ready.catch(() => {});
-  const client = thrift.createClient(HealthStatService.Client as never, connection as never) as unknown as {
+  const raw = thrift.createClient(HealthStatService.Client as never, connection as never) as unknown as {
     publish(batch: HealthStatBatchWire): Promise<BatchAckWire>;
+  };
+  const client: HealthStatServiceClient = {
+    publish: (batch) => {
+      if (closedError) return Promise.reject(closedError);
+      return new Promise<BatchAckWire>((resolve, reject) => {
+        inFlight.add(reject);
+        raw
+          .publish(batch)
+          .then(resolve, reject)
+          .finally(() => inFlight.delete(reject));
+      });
+    },
   };
   return {
     client,

@@ -8,3 +8,4 @@ export {
   type TestBroker,
 } from './brokers.js';
 export { freePort, type StartPostgresOptions, startPostgres, type TestPostgres } from './postgres.js';
+export { type SpPairOptions, type SpStatusJson, startSpPair, type TestSpNode } from './sp.js';

@@ -11,6 +11,10 @@ export interface TestPostgres {
   connectionString: string;
   /** Stops the server (embedded) or drops the database (DATABASE_URL); idempotent. */
   stop(): Promise<void>;
+  /** Stops the server keeping its data, as an outage would (embedded only). */
+  pause(): Promise<void>;
+  /** Starts it again after pause(), same port, same data. */
+  resume(): Promise<void>;
 }
 
 export interface StartPostgresOptions {
@@ -46,8 +50,13 @@ async function onExistingServer(url: string): Promise<TestPostgres> {
   const target = new URL(url);
   target.pathname = `/${name}`;
   let stopped: Promise<void> | undefined;
+  const unsupported = async () => {
+    throw new Error('pause/resume needs the embedded PostgreSQL (DATABASE_URL is set)');
+  };
   return {
     connectionString: target.toString(),
+    pause: unsupported,
+    resume: unsupported,
     stop: () => {
       stopped ??= (async () => {
         const client = new pg.Client({ connectionString: url });
@@ -79,7 +88,8 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     port,
     user: 'postgres',
     password,
-    persistent: false,
+    // Kept on stop so pause()/resume() work; stop() removes the folder itself.
+    persistent: true,
     createPostgresUser: process.getuid?.() === 0,
     onLog: options.onLog ?? (() => {}),
     onError: (error: unknown) => options.onLog?.(String(error)),
@@ -88,11 +98,23 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   await server.start();
   await server.createDatabase('faultline');
   let stopped: Promise<void> | undefined;
+  let running = true;
   return {
     connectionString: `postgres://postgres:${password}@127.0.0.1:${port}/faultline`,
+    pause: async () => {
+      if (!running) return;
+      running = false;
+      await server.stop();
+    },
+    resume: async () => {
+      if (running) return;
+      await server.start();
+      running = true;
+    },
     stop: () => {
       stopped ??= (async () => {
-        await server.stop();
+        if (running) await server.stop();
+        running = false;
         await rm(databaseDir, { recursive: true, force: true });
       })();
       return stopped;

@@ -1,0 +1,32 @@
+import { describe, expect, it, vi } from 'vitest';
+import { encodeFrame, FrameReader } from './framing.js';
+
+describe('sync framing', () => {
+  it('reassembles frames split anywhere across chunks', () => {
+    const messages = [{ t: 'hello' }, { t: 'batch', seq: 1, text: 'é✓'.repeat(100) }, { t: 'ack', seq: 1 }];
+    const bytes = Buffer.concat(messages.map(encodeFrame));
+    for (const size of [1, 3, 7, 64, bytes.length]) {
+      const got: unknown[] = [];
+      const reader = new FrameReader(
+        1_024,
+        (m) => got.push(m),
+        () => {
+          throw new Error('no violation expected');
+        },
+      );
+      for (let i = 0; i < bytes.length; i += size) reader.push(bytes.subarray(i, i + size));
+      expect(got).toEqual(messages);
+    }
+  });
+
+  it('reports an oversized frame and a non-JSON frame', () => {
+    const violation = vi.fn();
+    const big = new FrameReader(10, () => {}, violation);
+    big.push(encodeFrame({ t: 'x'.repeat(20) }));
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(3);
+    const bad = new FrameReader(10, () => {}, violation);
+    bad.push(Buffer.concat([header, Buffer.from('{{{')]));
+    expect(violation.mock.calls.map((c) => c[0])).toEqual(['frame of 28 bytes exceeds 10', 'frame is not JSON']);
+  });
+});

@@ -1,0 +1,71 @@
+/**
+ * One stream-processor node as a service:
+ *   node packages/stream-processor/dist/main.js --node sp-1   (or FAULTLINE_SP_NODE=sp-1)
+ * Ports from `streamProcessor.nodes`, timings from `streamProcessor`, the
+ * cluster database from `database.url` (or DATABASE_URL).
+ */
+
+import { PgLeaseStore } from '@faultline/coordination';
+import {
+  ConfigError,
+  closeAll,
+  createLogger,
+  createPgPool,
+  type FaultlineConfig,
+  loadConfig,
+  migrate,
+  runMain,
+} from '@faultline/core';
+import { createSpNode } from './node.js';
+import { startStatusServer } from './status-server.js';
+
+function invalid(key: string, reason: string): ConfigError {
+  return new ConfigError('FL_ERR_CONFIG_INVALID', `${key}: ${reason}`, { issues: [{ key, reason }] });
+}
+
+/** The node's own settings; throws a ConfigError (exit 2) naming the key. */
+function settings(argv: string[], env: NodeJS.ProcessEnv) {
+  const config: FaultlineConfig = loadConfig({ env });
+  const at = argv.indexOf('--node');
+  const nodeId = (at >= 0 ? argv[at + 1] : undefined) ?? env.FAULTLINE_SP_NODE;
+  const spec = config.streamProcessor.nodes.find((n) => n.id === nodeId);
+  const known = config.streamProcessor.nodes.map((n) => n.id).join(', ');
+  if (!spec)
+    throw invalid('streamProcessor.nodes', nodeId ? `no node ${nodeId} (known: ${known})` : 'pass --node <id>');
+  const url = config.database.url;
+  if (!url) throw invalid('database.url', 'a stream-processor node needs database.url (or DATABASE_URL)');
+  return { config, spec, url };
+}
+
+let resolved: ReturnType<typeof settings> | undefined;
+
+await runMain(
+  () => {
+    resolved = settings(process.argv.slice(2), process.env);
+    const { config, spec } = resolved;
+    return createLogger({ service: spec.id, level: config.logging.level, dir: config.logging.dir });
+  },
+  async ({ logger }) => {
+    if (!resolved) throw new Error('settings were not resolved');
+    const { config, spec, url } = resolved;
+    const sp = config.streamProcessor;
+    const pool = createPgPool({ connectionString: url, logger });
+    await migrate(pool, { logger });
+    const node = createSpNode({
+      nodeId: spec.id,
+      groupId: sp.groupId,
+      store: new PgLeaseStore(pool),
+      thrift: { host: spec.host, port: spec.thriftPort },
+      sync: { host: spec.host, port: spec.syncPort },
+      heartbeatIntervalMs: sp.heartbeatIntervalMs,
+      heartbeatMaxRetry: sp.heartbeatMaxRetry,
+      fencingMarginMs: sp.fencingMarginMs,
+      maxFrameBytes: sp.maxFrameBytes,
+      logger,
+    });
+    await node.start();
+    const status = await startStatusServer(node, { host: '127.0.0.1', port: spec.statusPort, logger });
+    logger.info('status server listening', { port: status.port });
+    return { close: () => closeAll([{ close: () => pool.end() }, node, status], logger) };
+  },
+);

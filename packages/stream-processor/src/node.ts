@@ -1,0 +1,279 @@
+import { LeaderLease, type LeaseStore } from '@faultline/coordination';
+import { type Clock, DEFAULTS, type Logger, nullLogger, once, systemClock, type TimerHandle } from '@faultline/core';
+import {
+  type BatchAckWire,
+  DEFAULT_MAX_FRAME_BYTES,
+  type HealthStatBatchWire,
+  thriftGenerated,
+  toAckWire,
+  validateBatch,
+} from '@faultline/protocol';
+import { BatchDedupe } from './dedupe.js';
+import { type QueryEngine, StatLedger } from './engine.js';
+import { ThriftSource } from './source.js';
+import { SyncLink } from './sync-link.js';
+import { SyncServer } from './sync-server.js';
+
+export type SpRole = 'PASSIVE' | 'ACTIVE' | 'STEPPING_DOWN';
+
+export interface Endpoint {
+  host: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+}
+
+export interface SpNodeOptions {
+  nodeId: string;
+  /** @default 'sp' */
+  groupId?: string;
+  store: LeaseStore;
+  thrift: Endpoint;
+  sync: Endpoint;
+  /** @default DEFAULTS.heartbeatIntervalMs */
+  heartbeatIntervalMs?: number;
+  /** @default DEFAULTS.heartbeatMaxRetry */
+  heartbeatMaxRetry?: number;
+  /** @default DEFAULTS.fencingMarginMs */
+  fencingMarginMs?: number;
+  /** Thrift and sync frame limit. @default 1 MiB */
+  maxFrameBytes?: number;
+  /** The passive must acknowledge a batch within this. @default heartbeatIntervalMs */
+  syncAckTimeoutMs?: number;
+  /** @default a StatLedger */
+  engine?: QueryEngine;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface SpCounters {
+  batchesAccepted: number;
+  eventsAccepted: number;
+  duplicates: number;
+  invalidBatches: number;
+  refusedNotActive: number;
+  /** Acknowledged without a passive holding the batch. */
+  unreplicatedAcks: number;
+}
+
+export interface SpStatus {
+  nodeId: string;
+  groupId: string;
+  role: SpRole;
+  epoch: number | undefined;
+  thriftPort: number | undefined;
+  syncPort: number;
+  /** Active: the passive it replicates to. */
+  passive: { endpoint: string | undefined; link: string; lagBatches: number; lagMs: number };
+  /** Passive: the active it follows. */
+  following: { nodeId: string; epoch: number; lastSeq: number } | undefined;
+  counters: SpCounters & { badFrames: number; syncViolations: number; syncBatchesApplied: number };
+  engine: Record<string, unknown>;
+}
+
+export interface SpNode {
+  start(): Promise<void>;
+  close(): Promise<void>;
+  status(): SpStatus;
+  readonly role: SpRole;
+  /** The engine's whole state (the status server's /engine). */
+  engineState(): unknown;
+}
+
+/**
+ * One stream-processor node of the active/passive pair (DESIGN.md): it
+ * heartbeats into the cluster database; while it holds the lease it opens the
+ * Thrift source, applies every batch to its engine, forwards it to the
+ * passive and acknowledges the agent once the passive holds it; otherwise it
+ * follows the active as a hot standby. Every transition is logged with the epoch.
+ */
+export function createSpNode(options: SpNodeOptions): SpNode {
+  const clock = options.clock ?? systemClock;
+  const groupId = options.groupId ?? 'sp';
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs;
+  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  const log = (options.logger ?? nullLogger).child({ nodeId: options.nodeId });
+  const engine = options.engine ?? new StatLedger();
+  const dedupe = new BatchDedupe();
+  const counters: SpCounters = {
+    batchesAccepted: 0,
+    eventsAccepted: 0,
+    duplicates: 0,
+    invalidBatches: 0,
+    refusedNotActive: 0,
+    unreplicatedAcks: 0,
+  };
+  let role: SpRole = 'PASSIVE';
+  let syncPort = options.sync.port;
+  let peerWatch: TimerHandle | undefined;
+  const replicating = new Map<string, Promise<boolean>>();
+
+  const link = new SyncLink({
+    nodeId: options.nodeId,
+    maxFrameBytes,
+    ackTimeoutMs: options.syncAckTimeoutMs ?? heartbeatIntervalMs,
+    clock,
+    logger: log,
+    snapshot: () => ({ engine: engine.exportState(), dedupe: dedupe.export() }),
+  });
+  const syncServer = new SyncServer({
+    host: options.sync.host,
+    port: options.sync.port,
+    maxFrameBytes,
+    logger: log,
+    accepting: () => role === 'PASSIVE',
+    onSnapshot: (snapshot) => {
+      engine.importState(snapshot.engine);
+      dedupe.import(snapshot.dedupe);
+    },
+    onBatch: (batch, receivedAt) => {
+      if (dedupe.add(batch.agentId, batch.sequence)) engine.apply(batch, receivedAt);
+    },
+  });
+
+  const notActive = (): Error => {
+    counters.refusedNotActive += 1;
+    return new thriftGenerated.NotActive({
+      message: `${options.nodeId} is not the active node`,
+      nodeId: options.nodeId,
+    });
+  };
+
+  const publish = async (wire: HealthStatBatchWire): Promise<BatchAckWire> => {
+    const epoch = role === 'ACTIVE' ? lease.epoch : undefined;
+    if (epoch === undefined) throw notActive();
+    const checked = validateBatch(wire);
+    if (!checked.ok) {
+      counters.invalidBatches += 1;
+      log.warn('invalid batch refused', { agentId: checked.error.context.agentId, reason: checked.error.message });
+      throw new thriftGenerated.InvalidBatch({ message: checked.error.message });
+    }
+    const batch = checked.value;
+    const ack = (duplicate: boolean, replicated: boolean) =>
+      toAckWire({ agentId: batch.agentId, sequence: batch.sequence, duplicate, epoch, replicated });
+    const key = `${batch.agentId}\u0000${batch.sequence}`;
+    const inFlight = replicating.get(key);
+    if (inFlight) return ack(true, await inFlight);
+    if (!dedupe.add(batch.agentId, batch.sequence)) {
+      counters.duplicates += 1;
+      return ack(true, link.status === 'ready');
+    }
+    engine.apply(batch, clock.now());
+    counters.batchesAccepted += 1;
+    counters.eventsAccepted += batch.stats.length;
+    const replication = link.replicate(batch, clock.now());
+    replicating.set(key, replication);
+    const replicated = await replication.finally(() => replicating.delete(key));
+    if (!replicated) counters.unreplicatedAcks += 1;
+    // Lost the lease meanwhile: no ack under an old epoch; the agent resends to the new active.
+    if (lease.epoch !== epoch) throw notActive();
+    return ack(false, replicated);
+  };
+
+  const source = new ThriftSource({
+    host: options.thrift.host,
+    port: options.thrift.port,
+    maxFrameBytes,
+    handler: { publish },
+    logger: log,
+  });
+
+  const watchPeer = async (epoch: number): Promise<void> => {
+    const members = await options.store.members(groupId, lease.lengthMs).catch(() => []);
+    if (role !== 'ACTIVE' || lease.epoch !== epoch) return;
+    const peer = members.find((m) => m.alive && m.nodeId !== options.nodeId);
+    if (peer) link.attach(peer.syncEndpoint, epoch);
+  };
+
+  const becomeActive = async (epoch: number): Promise<void> => {
+    role = 'ACTIVE';
+    syncServer.drop();
+    engine.activate(epoch);
+    log.info('became active', { epoch });
+    clock.clearInterval(peerWatch);
+    peerWatch = clock.setInterval(() => void watchPeer(epoch), heartbeatIntervalMs);
+    void watchPeer(epoch);
+    try {
+      const port = await source.open();
+      if (lease.epoch === epoch) log.info('thrift source open', { epoch, port });
+      else await source.close();
+    } catch (error) {
+      log.error('thrift source cannot open; resigning the lease', { epoch, error });
+      await lease.resign(`thrift port ${options.thrift.port} unavailable`);
+    }
+  };
+
+  const becomePassive = async (epoch: number, reason: string): Promise<void> => {
+    role = 'STEPPING_DOWN';
+    log.warn('stepping down', { epoch, reason });
+    engine.deactivate();
+    clock.clearInterval(peerWatch);
+    link.detach('stepping down');
+    await source.close();
+    role = 'PASSIVE';
+    log.info('now passive', { epoch });
+  };
+
+  // Transitions are applied one at a time, in the order the lease reports them.
+  let transitions: Promise<void> = Promise.resolve();
+  const lease: LeaderLease = new LeaderLease({
+    store: options.store,
+    groupId,
+    nodeId: options.nodeId,
+    clock,
+    logger: log,
+    heartbeatIntervalMs,
+    ...(options.heartbeatMaxRetry === undefined ? {} : { heartbeatMaxRetry: options.heartbeatMaxRetry }),
+    ...(options.fencingMarginMs === undefined ? {} : { fencingMarginMs: options.fencingMarginMs }),
+    describe: () => ({
+      role,
+      syncEndpoint: `${options.sync.host}:${syncPort}`,
+      thriftEndpoint: `${options.thrift.host}:${options.thrift.port}`,
+    }),
+    onChange: (event) => {
+      transitions = transitions.then(() =>
+        event.type === 'acquired' ? becomeActive(event.epoch) : becomePassive(event.epoch, event.reason),
+      );
+    },
+  });
+
+  return {
+    start: async () => {
+      syncPort = await syncServer.listen();
+      log.info('node started', { role, syncPort, thriftPort: options.thrift.port });
+      lease.start();
+    },
+    close: once(async () => {
+      await lease.close();
+      await transitions;
+      clock.clearInterval(peerWatch);
+      link.detach('closing');
+      await source.close();
+      await syncServer.close();
+      engine.close();
+    }),
+    status: () => {
+      const lag = link.lag();
+      return {
+        nodeId: options.nodeId,
+        groupId,
+        role,
+        epoch: lease.epoch,
+        thriftPort: source.port,
+        syncPort,
+        passive: { endpoint: link.peer, link: link.status, lagBatches: lag.batches, lagMs: Math.round(lag.oldestMs) },
+        following: role === 'PASSIVE' ? syncServer.following : undefined,
+        counters: {
+          ...counters,
+          badFrames: source.badFrames,
+          syncViolations: syncServer.counters.violations,
+          syncBatchesApplied: syncServer.counters.batchesApplied,
+        },
+        engine: engine.status(),
+      };
+    },
+    get role() {
+      return role;
+    },
+    engineState: () => engine.exportState(),
+  };
+}

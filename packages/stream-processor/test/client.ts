@@ -1,0 +1,92 @@
+import {
+  type BatchAck,
+  connectHealthStat,
+  fromAckWire,
+  type HealthStatBatch,
+  type HealthStatConnection,
+  toBatchWire,
+} from '@faultline/protocol';
+
+export const stat = (memberId: string, value: number) => ({
+  clusterId: 'c',
+  clusterInstanceId: 'c-1',
+  networkPartitionId: 'np-1',
+  partitionId: 'p-1',
+  memberId,
+  healthDescription: 'load_average' as const,
+  value,
+  timestamp: 1_700_000_000_000 + value,
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * What an agent does, reduced to the essentials the pair's tests need: send
+ * one batch at a time, and on refusal, error or timeout move to the next
+ * endpoint and resend the same batch until some node acknowledges it.
+ */
+export class FailoverClient {
+  acks: { ack: BatchAck; port: number; at: number }[] = [];
+  private index = 0;
+  private connection: HealthStatConnection | undefined;
+
+  constructor(
+    private readonly ports: number[],
+    private readonly callTimeoutMs = 2_000,
+  ) {}
+
+  async send(batch: HealthStatBatch, deadlineMs = 30_000): Promise<BatchAck> {
+    const deadline = Date.now() + deadlineMs;
+    let failures = 0;
+    for (;;) {
+      const port = this.ports[this.index % this.ports.length] as number;
+      try {
+        const ack = await this.call(port, batch);
+        this.acks.push({ ack, port, at: performance.now() });
+        return ack;
+      } catch {
+        this.connection?.close();
+        this.connection = undefined;
+        this.index += 1;
+        failures += 1;
+        if (Date.now() > deadline) throw new Error(`batch ${batch.sequence} not acknowledged within ${deadlineMs} ms`);
+        if (failures % this.ports.length === 0) await sleep(50);
+      }
+    }
+  }
+
+  close(): void {
+    this.connection?.close();
+  }
+
+  private async call(port: number, batch: HealthStatBatch): Promise<BatchAck> {
+    if (!this.connection) {
+      const connection = connectHealthStat('127.0.0.1', port, { connectTimeoutMs: 1_000 });
+      this.connection = connection;
+      await connection.ready;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('timeout')), this.callTimeoutMs);
+    });
+    try {
+      return fromAckWire(await Promise.race([this.connection.client.publish(toBatchWire(batch)), timeout]));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined> | T | undefined,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}

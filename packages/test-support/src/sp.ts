@@ -1,0 +1,187 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { REPO_ROOT, resolveConfig } from '@faultline/core';
+import { freePort } from './postgres.js';
+import { onceExited, trackChild, trackTempDir, untilListening } from './process.js';
+
+const HOST = '127.0.0.1';
+const SP_MAIN = path.join(REPO_ROOT, 'packages/stream-processor/dist/main.js');
+
+export interface SpPairOptions {
+  databaseUrl: string;
+  /** @default 1 000 (the design's value: tests of the pair run at real timings) */
+  heartbeatIntervalMs?: number;
+  /** @default 2 */
+  heartbeatMaxRetry?: number;
+  /** @default 'info' */
+  logLevel?: 'error' | 'warn' | 'info' | 'debug';
+}
+
+/** What `GET /status` of a node returns (the fields tests look at). */
+export interface SpStatusJson {
+  nodeId: string;
+  role: 'PASSIVE' | 'ACTIVE' | 'STEPPING_DOWN';
+  epoch?: number;
+  thriftPort?: number;
+  passive: { endpoint?: string; link: string; lagBatches: number; lagMs: number };
+  following?: { nodeId: string; epoch: number; lastSeq: number };
+  counters: Record<string, number>;
+  engine: Record<string, unknown>;
+}
+
+export interface TestSpNode {
+  readonly nodeId: string;
+  readonly thriftPort: number;
+  readonly syncPort: number;
+  readonly statusPort: number;
+  readonly pid: number | undefined;
+  /** undefined while the node does not answer. */
+  status(): Promise<SpStatusJson | undefined>;
+  engine(): Promise<unknown>;
+  /** The node's JSON log records so far. */
+  logs(): Record<string, unknown>[];
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** SIGSTOP / SIGCONT without waiting for anything. */
+  signal(signal: NodeJS.Signals): void;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Two stream-processor nodes as real processes (the built main.js) sharing
+ * one cluster database, on free loopback ports. Both are started; which one
+ * becomes active is for the test to find out.
+ */
+export async function startSpPair(options: SpPairOptions): Promise<[TestSpNode, TestSpNode]> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'faultline-sp-'));
+  const untrack = trackTempDir(dir);
+  if (!existsSync(SP_MAIN))
+    throw new Error(`${SP_MAIN} is missing: build first (npx tsc -b packages/stream-processor)`);
+  const ports = await Promise.all(Array.from({ length: 6 }, () => freePort()));
+  const nodes = ['sp-1', 'sp-2'].map((id, i) => ({
+    id,
+    host: HOST,
+    thriftPort: ports[i * 3] as number,
+    syncPort: ports[i * 3 + 1] as number,
+    statusPort: ports[i * 3 + 2] as number,
+  }));
+  const config = {
+    logging: { level: options.logLevel ?? 'info', dir: path.join(dir, 'logs') },
+    database: { url: options.databaseUrl },
+    streamProcessor: {
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1_000,
+      heartbeatMaxRetry: options.heartbeatMaxRetry ?? 2,
+      nodes,
+    },
+  };
+  resolveConfig(config, { source: 'startSpPair', env: {} });
+  const configFile = path.join(dir, 'faultline.yaml');
+  await writeFile(configFile, JSON.stringify(config, null, 2));
+  let stopped = 0;
+  const pair = nodes.map(
+    (spec) =>
+      new ProcessSpNode(spec, configFile, path.join(dir, 'logs', `${spec.id}.jsonl`), async () => {
+        stopped += 1;
+        if (stopped === 2) {
+          await rm(dir, { recursive: true, force: true });
+          untrack();
+        }
+      }),
+  ) as [ProcessSpNode, ProcessSpNode];
+  await Promise.all(pair.map((node) => node.start()));
+  return pair;
+}
+
+class ProcessSpNode implements TestSpNode {
+  private child: ChildProcess | undefined;
+  private stopping: Promise<void> | undefined;
+  readonly nodeId: string;
+  readonly thriftPort: number;
+  readonly syncPort: number;
+  readonly statusPort: number;
+
+  constructor(
+    spec: { id: string; thriftPort: number; syncPort: number; statusPort: number },
+    private readonly configFile: string,
+    private readonly logFile: string,
+    private readonly onStopped: () => Promise<void>,
+  ) {
+    this.nodeId = spec.id;
+    this.thriftPort = spec.thriftPort;
+    this.syncPort = spec.syncPort;
+    this.statusPort = spec.statusPort;
+  }
+
+  get pid(): number | undefined {
+    const child = this.child;
+    return child && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
+  }
+
+  async start(): Promise<void> {
+    const child = spawn(process.execPath, [SP_MAIN, '--node', this.nodeId], {
+      env: { ...process.env, FAULTLINE_CONFIG: this.configFile, DATABASE_URL: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    const output = trackChild(child);
+    await untilListening(child, HOST, this.statusPort, output, { timeoutMs: 20_000 });
+  }
+
+  readonly status = async (): Promise<SpStatusJson | undefined> => {
+    try {
+      const response = await fetch(`http://${HOST}:${this.statusPort}/status`, { signal: AbortSignal.timeout(1_000) });
+      return (await response.json()) as SpStatusJson;
+    } catch {
+      return undefined;
+    }
+  };
+
+  readonly engine = async (): Promise<unknown> => {
+    const response = await fetch(`http://${HOST}:${this.statusPort}/engine`, { signal: AbortSignal.timeout(5_000) });
+    return response.json();
+  };
+
+  readonly logs = (): Record<string, unknown>[] => {
+    if (!existsSync(this.logFile)) return [];
+    return readFileSync(this.logFile, 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  };
+
+  readonly kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
+    const child = this.child;
+    if (!child || this.pid === undefined) return;
+    const exited = onceExited(child);
+    child.kill(signal);
+    await exited;
+  };
+
+  readonly signal = (signal: NodeJS.Signals): void => {
+    this.child?.kill(signal);
+  };
+
+  readonly restart = async (): Promise<void> => {
+    await this.kill('SIGKILL');
+    await this.start();
+  };
+
+  readonly stop = (): Promise<void> => {
+    this.stopping ??= (async () => {
+      const child = this.child;
+      if (child && this.pid !== undefined) {
+        child.kill('SIGCONT');
+        const exited = onceExited(child);
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await this.onStopped();
+    })();
+    return this.stopping;
+  };
+}

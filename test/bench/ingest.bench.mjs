@@ -1,0 +1,111 @@
+// Ingest: health stats per second through the active SP node, with every batch
+// synced to the passive before the agent's acknowledgement, beside a bare
+// Thrift decode + validation of the same batches in this process. Both SP
+// nodes are real processes on this machine, so load generator, active and
+// passive share its cores.
+import { decodeBatch, encodeBatch } from '@faultline/protocol';
+import { startPostgres, startSpPair } from '@faultline/test-support';
+import { encodeTemplate, RawThriftLane } from './raw-thrift.mjs';
+
+export const description = 'events/s through the active with sync to the passive vs bare Thrift decode';
+
+const STATS_PER_BATCH = 200;
+const CONNECTIONS = 4;
+const SECONDS = 6;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const batchOf = (agentId, sequence) => ({
+  agentId,
+  sequence,
+  stats: Array.from({ length: STATS_PER_BATCH }, (_, i) => ({
+    clusterId: 'php',
+    clusterInstanceId: 'php-1',
+    networkPartitionId: 'np-1',
+    partitionId: 'p-1',
+    memberId: `php-m-${(sequence * STATS_PER_BATCH + i) % 10_000}`,
+    healthDescription: ['load_average', 'memory_consumption', 'requests_in_flight'][i % 3],
+    value: i % 100,
+    timestamp: 1_700_000_000_000 + sequence,
+  })),
+});
+
+function bareDecode() {
+  const bytes = encodeBatch(batchOf('bare', 1));
+  let stats = 0;
+  const started = performance.now();
+  while (performance.now() - started < 2_000) {
+    const result = decodeBatch(bytes);
+    if (!result.ok) throw result.error;
+    stats += result.value.stats.length;
+  }
+  return stats / ((performance.now() - started) / 1000);
+}
+
+async function throughPair() {
+  const db = await startPostgres();
+  const pair = await startSpPair({ databaseUrl: db.connectionString, logLevel: 'warn' });
+  try {
+    let active;
+    let passive;
+    for (;;) {
+      const s = await Promise.all(pair.map((n) => n.status()));
+      const i = s.findIndex((x) => x?.role === 'ACTIVE');
+      if (i >= 0 && s[1 - i]?.following?.epoch === s[i].epoch) {
+        active = pair[i];
+        passive = pair[1 - i];
+        break;
+      }
+      await sleep(50);
+    }
+    const lanes = Array.from(
+      { length: CONNECTIONS },
+      (_, c) => new RawThriftLane(active.thriftPort, encodeTemplate(batchOf(`agent-${c}`, 1))),
+    );
+    await Promise.all(lanes.map((lane) => lane.ready));
+    for (const lane of lanes) lane.start();
+    const acked = () => lanes.reduce((n, lane) => n + lane.acked, 0);
+    await sleep(1_000); // warm-up
+    const from = { acks: acked(), at: performance.now() };
+    await sleep(SECONDS * 1_000);
+    const rate = ((acked() - from.acks) * STATS_PER_BATCH) / ((performance.now() - from.at) / 1000);
+    for (const lane of lanes) lane.stop();
+    const acks = acked();
+    const replicated = lanes.reduce((n, lane) => n + lane.replicated, 0);
+    const errors = lanes.reduce((n, lane) => n + lane.errors, 0);
+    const passiveStatus = await passive.status();
+    return {
+      rate,
+      replicatedShare: replicated / acks,
+      passiveApplied: passiveStatus?.counters.syncBatchesApplied ?? 0,
+      acks,
+      errors,
+    };
+  } finally {
+    await Promise.all(pair.map((n) => n.stop()));
+    await db.stop();
+  }
+}
+
+export async function run() {
+  const bare = bareDecode();
+  const pair = await throughPair();
+  const fmt = (x) => Math.round(x).toLocaleString('en-US');
+  const share = pair.rate / bare;
+  return [
+    {
+      name: `stats/s through the active, synced to the passive (${CONNECTIONS} connections × 16 in flight, ${STATS_PER_BATCH} stats/batch)`,
+      value: fmt(pair.rate),
+      unit: 'stats/s',
+      baseline: { name: 'bare Thrift decode + validate, one core', value: fmt(bare) },
+      goal: '≥ 100,000 stats/s and ≥ 50 % of bare',
+      met: pair.rate >= 100_000 && share >= 0.5,
+    },
+    {
+      name: 'acknowledged batches the passive held (replicated)',
+      value: `${(pair.replicatedShare * 100).toFixed(1)} %`,
+      unit: `of ${fmt(pair.acks)}`,
+      goal: '100 %',
+      met: pair.replicatedShare === 1,
+    },
+  ];
+}
