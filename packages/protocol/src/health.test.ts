@@ -2,13 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   decodeBatch,
+  decodePublishCall,
   encodeBatch,
   fastBatch,
   type HealthStatBatch,
   healthStatBatchSchema,
+  toBatchWire,
   validateBatch,
 } from './health.js';
-import { generated, thrift } from './thrift.js';
+import { generated, HealthStatService, thrift } from './thrift.js';
 
 const stat = {
   clusterId: 'php',
@@ -102,5 +104,19 @@ describe('health-stat batch codec', () => {
     }
     expect(accepted).toBeGreaterThan(0);
     expect(accepted).toBeLessThan(10_000);
+  });
+
+  it('decodes a raw publish call as a server receives it, and refuses anything else', () => {
+    let frame = Buffer.alloc(0);
+    const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => {
+      if (buf) frame = Buffer.from(buf);
+    });
+    const client = new HealthStatService.Client(transport, thrift.TBinaryProtocol) as unknown as {
+      send_publish(batch: unknown): void;
+    };
+    client.send_publish(toBatchWire(batch));
+    expect(decodePublishCall(frame.subarray(4))).toEqual({ ok: true, value: batch });
+    expect(decodePublishCall(randomBytes(40)).ok).toBe(false);
+    expect(decodePublishCall(frame.subarray(4, 30)).ok).toBe(false);
   });
 });

@@ -187,3 +187,40 @@ export function decodeBatch(bytes: Buffer): Result<HealthStatBatch, BatchDecodeE
   }
   return validateBatch(wire);
 }
+
+/**
+ * Decodes a raw `publish` call as a server receives it (the frame's payload:
+ * message header and arguments) and validates its batch. The SP's passive
+ * uses it on the bytes the active forwards. Never throws.
+ */
+export function decodePublishCall(call: Buffer): Result<HealthStatBatch, BatchDecodeError> {
+  let wire: unknown;
+  try {
+    const reader = new thrift.TFramedTransport(call);
+    const protocol = new thrift.TBinaryProtocol(reader as never) as unknown as {
+      readMessageBegin(): { fname: string };
+      readStructBegin(): void;
+      readFieldBegin(): { ftype: number; fid: number };
+      readFieldEnd(): void;
+      skip(type: number): void;
+    };
+    const { fname } = protocol.readMessageBegin();
+    if (fname !== 'publish') throw new Error(`not a publish call: ${fname}`);
+    protocol.readStructBegin();
+    for (;;) {
+      const { ftype, fid } = protocol.readFieldBegin();
+      if (ftype === thrift.Thrift.Type.STOP) break;
+      if (fid === 1 && ftype === thrift.Thrift.Type.STRUCT) {
+        const struct = new generated.HealthStatBatch();
+        struct.read(protocol as never);
+        wire = struct;
+      } else {
+        protocol.skip(ftype);
+      }
+      protocol.readFieldEnd();
+    }
+  } catch (cause) {
+    return err(new BatchDecodeError(`undecodable publish call: ${String(cause)}`, { bytes: call.length }, cause));
+  }
+  return validateBatch(wire);
+}

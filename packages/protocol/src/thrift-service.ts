@@ -34,12 +34,39 @@ export function createHealthStatServer(
   // The generated processor picks promise or callback style by `publish.length`:
   // a handler declared without its parameter would be called callback-style and
   // never answer. Wrapping fixes the arity to 1 whatever the caller wrote.
-  const wrapped: HealthStatServiceHandler = { publish: (batch) => handler.publish(batch) };
+  // It also hands the handler the raw request: thrift calls the handler
+  // synchronously from inside the frame callback, where `current` is set.
+  let current: Buffer | undefined;
+  const wrapped = { publish: (batch: HealthStatBatchWire) => handler.publish(batch, current) };
+  const Framed = thrift.TFramedTransport as unknown as {
+    new (...args: unknown[]): unknown;
+    receiver(
+      cb: (reader: { inBuf: Buffer }, seqid: unknown) => void,
+      seqid: unknown,
+      max?: number,
+    ): (data: Buffer) => void;
+  };
+  class RecordingFramedTransport extends (Framed as new (...args: unknown[]) => object) {
+    static receiver(cb: (reader: { inBuf: Buffer }, seqid: unknown) => void, seqid: unknown, max?: number) {
+      return Framed.receiver(
+        (reader, id) => {
+          current = reader.inBuf;
+          try {
+            cb(reader, id);
+          } finally {
+            current = undefined;
+          }
+        },
+        seqid,
+        max,
+      );
+    }
+  }
   const server = thrift.createServer(
     HealthStatService as never,
     wrapped as never,
     {
-      transport: thrift.TFramedTransport,
+      transport: RecordingFramedTransport,
       protocol: thrift.TBinaryProtocol,
       maxLength: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
     } as never,

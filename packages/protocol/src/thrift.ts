@@ -59,7 +59,11 @@ interface GeneratedTypes {
 
 /** What a server-side handler of HealthStatService implements (es6: async). */
 export interface HealthStatServiceHandler {
-  publish(batch: HealthStatBatchWire): Promise<BatchAckWire>;
+  /**
+   * `call` is the raw framed request this batch came in (server side only):
+   * the SP forwards those bytes to its passive instead of re-encoding.
+   */
+  publish(batch: HealthStatBatchWire, call?: Buffer): Promise<BatchAckWire>;
 }
 
 /** The promise client the generator makes. */

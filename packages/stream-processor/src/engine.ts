@@ -1,4 +1,4 @@
-import type { HealthStatBatch } from '@faultline/protocol';
+import type { Envelope, HealthStatBatch } from '@faultline/protocol';
 
 /**
  * What the SP node asks of its query engine (the CEP monitor implements it).
@@ -18,6 +18,18 @@ export interface QueryEngine {
   /** A small summary for the status call. */
   status(): Record<string, unknown>;
   close(): void;
+  /** Engines with outputs (the CEP monitor) emit them here, on the active only. */
+  onOutput?(listener: (envelope: Envelope) => void): void;
+  /** Passive: the active has published these outputs; drop them from what a takeover would publish. */
+  confirm?(ids: readonly string[]): void;
+  /** The topology removed this member (MemberTerminatedEvent): stop watching it. */
+  forget?(memberId: string): void;
+}
+
+/** Where the active's outputs go: the durable MQTT publisher. */
+export interface OutputSink {
+  /** Resolves once the envelope is durable (in the outbox). */
+  publish(envelope: Envelope): Promise<void>;
 }
 
 interface MemberLedger {

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { encodeFrame, FrameReader } from './framing.js';
+import { encodeFrame, encodeRawBatch, FrameReader, RawBatch } from './framing.js';
 
 describe('sync framing', () => {
   it('reassembles frames split anywhere across chunks', () => {
@@ -28,5 +28,19 @@ describe('sync framing', () => {
     const bad = new FrameReader(10, () => {}, violation);
     bad.push(Buffer.concat([header, Buffer.from('{{{')]));
     expect(violation.mock.calls.map((c) => c[0])).toEqual(['frame of 28 bytes exceeds 10', 'frame is not JSON']);
+  });
+
+  it('carries a raw Thrift call beside JSON frames', () => {
+    const call = Buffer.from([0x80, 0x01, 0x00, 0x01, 0xde, 0xad]);
+    const got: unknown[] = [];
+    const reader = new FrameReader(
+      1_024,
+      (m) => got.push(m),
+      () => {},
+    );
+    reader.push(Buffer.concat([encodeFrame({ t: 'hello' }), encodeRawBatch(7, 1_700_000_000_123.5, call)]));
+    expect(got[0]).toEqual({ t: 'hello' });
+    expect(got[1]).toBeInstanceOf(RawBatch);
+    expect(got[1]).toMatchObject({ seq: 7, receivedAt: 1_700_000_000_123.5, call });
   });
 });

@@ -9,7 +9,7 @@ import {
   validateBatch,
 } from '@faultline/protocol';
 import { BatchDedupe } from './dedupe.js';
-import { type QueryEngine, StatLedger } from './engine.js';
+import { type OutputSink, type QueryEngine, StatLedger } from './engine.js';
 import { ThriftSource } from './source.js';
 import { SyncLink } from './sync-link.js';
 import { SyncServer } from './sync-server.js';
@@ -41,6 +41,8 @@ export interface SpNodeOptions {
   syncAckTimeoutMs?: number;
   /** @default a StatLedger */
   engine?: QueryEngine;
+  /** Where the engine's outputs go while this node is active (the durable publisher). */
+  sink?: OutputSink;
   clock?: Clock;
   logger?: Logger;
 }
@@ -53,6 +55,12 @@ export interface SpCounters {
   refusedNotActive: number;
   /** Acknowledged without a passive holding the batch. */
   unreplicatedAcks: number;
+  /** Outputs handed to the sink. */
+  outputsPublished: number;
+  /** Outputs withheld because the lease was not valid at that instant (self-fencing). */
+  outputsFenced: number;
+  /** The sink refused an output (its outbox failed). */
+  outputsFailed: number;
 }
 
 export interface SpStatus {
@@ -92,7 +100,7 @@ export function createSpNode(options: SpNodeOptions): SpNode {
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs;
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const log = (options.logger ?? nullLogger).child({ nodeId: options.nodeId });
-  const engine = options.engine ?? new StatLedger();
+  const engine: QueryEngine = options.engine ?? new StatLedger();
   const dedupe = new BatchDedupe();
   const counters: SpCounters = {
     batchesAccepted: 0,
@@ -101,6 +109,9 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     invalidBatches: 0,
     refusedNotActive: 0,
     unreplicatedAcks: 0,
+    outputsPublished: 0,
+    outputsFenced: 0,
+    outputsFailed: 0,
   };
   let role: SpRole = 'PASSIVE';
   let syncPort = options.sync.port;
@@ -128,6 +139,26 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     onBatch: (batch, receivedAt) => {
       if (dedupe.add(batch.agentId, batch.sequence)) engine.apply(batch, receivedAt);
     },
+    onPublished: (ids) => engine.confirm?.(ids),
+  });
+
+  // The engine emits only while activated; this is the last gate before the
+  // outside world: no output leaves unless the lease is valid at this very
+  // instant (a process that woke from a pause is fenced here, synchronously).
+  engine.onOutput?.((envelope) => {
+    if (role !== 'ACTIVE' || lease.epoch === undefined || !options.sink) {
+      counters.outputsFenced += 1;
+      log.warn('output withheld: not the active', { id: envelope.id, type: envelope.type });
+      return;
+    }
+    counters.outputsPublished += 1;
+    options.sink.publish(envelope).then(
+      () => link.confirm([envelope.id]),
+      (error: unknown) => {
+        counters.outputsFailed += 1;
+        log.error('output could not be published', { id: envelope.id, type: envelope.type, error });
+      },
+    );
   });
 
   const notActive = (): Error => {
@@ -138,7 +169,7 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     });
   };
 
-  const publish = async (wire: HealthStatBatchWire): Promise<BatchAckWire> => {
+  const publish = async (wire: HealthStatBatchWire, call?: Buffer): Promise<BatchAckWire> => {
     const epoch = role === 'ACTIVE' ? lease.epoch : undefined;
     if (epoch === undefined) throw notActive();
     const checked = validateBatch(wire);
@@ -160,7 +191,7 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     engine.apply(batch, clock.now());
     counters.batchesAccepted += 1;
     counters.eventsAccepted += batch.stats.length;
-    const replication = link.replicate(batch, clock.now());
+    const replication = link.replicate(batch, clock.now(), call);
     replicating.set(key, replication);
     const replicated = await replication.finally(() => replicating.delete(key));
     if (!replicated) counters.unreplicatedAcks += 1;

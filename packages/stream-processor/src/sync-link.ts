@@ -2,7 +2,7 @@ import net from 'node:net';
 import type { Clock, Logger, TimerHandle } from '@faultline/core';
 import type { HealthStatBatch } from '@faultline/protocol';
 import type { DedupeState } from './dedupe.js';
-import { encodeFrame, FrameReader } from './framing.js';
+import { encodeFrame, encodeRawBatch, FrameReader } from './framing.js';
 import { syncMessageSchema } from './sync-messages.js';
 
 export interface SyncLinkOptions {
@@ -98,8 +98,11 @@ export class SyncLink {
     );
   }
 
-  /** Forwards a batch; resolves whether the passive holds it. */
-  replicate(batch: HealthStatBatch, receivedAt: number): Promise<boolean> {
+  /**
+   * Forwards a batch — as the raw Thrift call when there is one, else as
+   * JSON — and resolves whether the passive holds it.
+   */
+  replicate(batch: HealthStatBatch, receivedAt: number, call?: Buffer): Promise<boolean> {
     const socket = this.socket;
     if (this.status !== 'ready' || !socket) {
       this.degraded += 1;
@@ -112,10 +115,25 @@ export class SyncLink {
       socket.cork();
       process.nextTick(() => socket.uncork());
     }
-    socket.write(encodeFrame({ t: 'batch', seq, receivedAt, batch }));
+    socket.write(call ? encodeRawBatch(seq, receivedAt, call) : encodeFrame({ t: 'batch', seq, receivedAt, batch }));
     return new Promise((resolve) => {
       this.pending.push({ seq, sentAt: this.options.clock.monotonicNow(), resolve });
     });
+  }
+
+  private confirmed: string[] = [];
+
+  /** Tells the passive these outputs are published; sent once per turn of the event loop. */
+  confirm(ids: readonly string[]): void {
+    if (this.status !== 'ready' || ids.length === 0) return;
+    if (this.confirmed.length === 0) {
+      process.nextTick(() => {
+        const batch = this.confirmed;
+        this.confirmed = [];
+        if (this.status === 'ready') this.socket?.write(encodeFrame({ t: 'published', ids: batch }));
+      });
+    }
+    this.confirmed.push(...ids);
   }
 
   detach(reason: string): void {

@@ -10,6 +10,8 @@ export const syncMessageSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('snapshot'), seq: z.number().int().min(0), engine: z.unknown(), dedupe: dedupeState }),
   /** One accepted batch, stamped with the active's receive time and the link sequence. */
   z.object({ t: z.literal('batch'), seq: z.number().int().positive(), receivedAt: z.number(), batch: z.unknown() }),
+  /** The active published these outputs (durable in its outbox). */
+  z.object({ t: z.literal('published'), ids: z.array(z.string().min(1)).max(100_000) }),
   /** Passive → active: everything up to `seq` is applied. */
   z.object({ t: z.literal('ack'), seq: z.number().int().min(0) }),
 ]);

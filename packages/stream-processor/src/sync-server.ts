@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { type Logger, once } from '@faultline/core';
-import { type HealthStatBatch, validateBatch } from '@faultline/protocol';
-import { encodeFrame, FrameReader } from './framing.js';
+import { decodePublishCall, type HealthStatBatch, validateBatch } from '@faultline/protocol';
+import { encodeFrame, FrameReader, RawBatch } from './framing.js';
 import { type SnapshotMessage, syncMessageSchema } from './sync-messages.js';
 
 export interface SyncServerOptions {
@@ -13,6 +13,7 @@ export interface SyncServerOptions {
   accepting: () => boolean;
   onSnapshot: (snapshot: SnapshotMessage, from: string) => void;
   onBatch: (batch: HealthStatBatch, receivedAt: number) => void;
+  onPublished: (ids: readonly string[]) => void;
 }
 
 export interface SyncServerCounters {
@@ -65,6 +66,21 @@ export class SyncServer {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   });
 
+  /** Applies one batch and acknowledges it; acks of one turn of the event loop leave as one (they are cumulative). */
+  private applied(socket: net.Socket, seq: number, batch: HealthStatBatch, receivedAt: number): void {
+    this.options.onBatch(batch, receivedAt);
+    this.counters.batchesApplied += 1;
+    this.lastSeq = seq;
+    if (this.ackPending) return;
+    this.ackPending = true;
+    setImmediate(() => {
+      this.ackPending = false;
+      if (this.current?.socket === socket) socket.write(encodeFrame({ t: 'ack', seq: this.lastSeq }));
+    });
+  }
+
+  private ackPending = false;
+
   private accept(socket: net.Socket): void {
     const log = this.options.logger;
     socket.setNoDelay(true);
@@ -78,6 +94,13 @@ export class SyncServer {
     const reader = new FrameReader(
       this.options.maxFrameBytes,
       (raw) => {
+        if (raw instanceof RawBatch) {
+          if (!peer || this.current?.socket !== socket) return violation('batch before hello');
+          const batch = decodePublishCall(raw.call);
+          if (!batch.ok) return violation(batch.error.message);
+          this.applied(socket, raw.seq, batch.value, raw.receivedAt);
+          return;
+        }
         const parsed = syncMessageSchema.safeParse(raw);
         if (!parsed.success) return violation(`invalid message: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
         const message = parsed.data;
@@ -94,20 +117,24 @@ export class SyncServer {
           return;
         }
         if (!peer || this.current?.socket !== socket) return violation(`${message.t} before hello`);
-        if (message.t === 'snapshot') {
-          this.options.onSnapshot(message, peer.nodeId);
-          this.lastSeq = message.seq;
-          socket.write(encodeFrame({ t: 'ack', seq: message.seq }));
-          log.info('snapshot applied', { from: peer.nodeId, seq: message.seq });
-        } else if (message.t === 'batch') {
-          const batch = validateBatch(message.batch);
-          if (!batch.ok) return violation(batch.error.message);
-          this.options.onBatch(batch.value, message.receivedAt);
-          this.counters.batchesApplied += 1;
-          this.lastSeq = message.seq;
-          socket.write(encodeFrame({ t: 'ack', seq: message.seq }));
-        } else {
-          return violation('unexpected ack');
+        switch (message.t) {
+          case 'snapshot':
+            this.options.onSnapshot(message, peer.nodeId);
+            this.lastSeq = message.seq;
+            socket.write(encodeFrame({ t: 'ack', seq: message.seq }));
+            log.info('snapshot applied', { from: peer.nodeId, seq: message.seq });
+            return;
+          case 'batch': {
+            const batch = validateBatch(message.batch);
+            if (!batch.ok) return violation(batch.error.message);
+            this.applied(socket, message.seq, batch.value, message.receivedAt);
+            return;
+          }
+          case 'published':
+            this.options.onPublished(message.ids);
+            return;
+          case 'ack':
+            return violation('unexpected ack');
         }
       },
       violation,
