@@ -43,6 +43,8 @@ const messagingSchema = z.strictObject({
   resubscribeIntervalMs: ms(DEFAULTS.resubscribeIntervalMs),
   republishIntervalMs: ms(DEFAULTS.republishIntervalMs),
   maxMessageBytes: ms(DEFAULTS.maxMessageBytes),
+  /** Folder of the publishers' durable outboxes, one file per service. */
+  outboxDir: z.string().default('.faultline/outbox'),
 });
 
 const spNodeSchema = z.strictObject({
@@ -61,6 +63,8 @@ const streamProcessorSchema = z
     heartbeatMaxRetry: z.number().int().min(1).default(DEFAULTS.heartbeatMaxRetry),
     fencingMarginMs: z.number().int().min(0).default(DEFAULTS.fencingMarginMs),
     maxFrameBytes: ms(DEFAULTS.maxFrameBytes),
+    /** `cep`: the CEP monitor (MemberFault, summaries). `ledger`: counts stats only (tests, benchmarks). */
+    engine: z.enum(['cep', 'ledger']).default('cep'),
     nodes: z
       .array(spNodeSchema)
       .min(1)
@@ -78,6 +82,8 @@ const streamProcessorSchema = z
 const cepSchema = z.strictObject({
   faultTimeoutMs: ms(DEFAULTS.faultTimeoutMs),
   windowMs: ms(DEFAULTS.windowMs),
+  /** How often summarized stats are computed and published. */
+  summaryIntervalMs: ms(DEFAULTS.statIntervalMs),
   /** Grace after a takeover before any new fault. @default faultTimeoutMs */
   graceAfterTakeoverMs: z.number().int().min(0).optional(),
 });

@@ -38,6 +38,7 @@ describe('loadConfig', () => {
       resubscribeIntervalMs: 30_000,
       republishIntervalMs: 60_000,
       maxMessageBytes: DEFAULTS.maxMessageBytes,
+      outboxDir: '.faultline/outbox',
     });
     expect(config.streamProcessor.heartbeatIntervalMs).toBe(1_000);
     expect(config.streamProcessor.heartbeatMaxRetry).toBe(2);

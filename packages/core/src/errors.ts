@@ -18,6 +18,15 @@ export const ERROR_CODES = {
   FL_ERR_SUBSCRIBE_REFUSED:
     'A broker refused a subscription (SUBACK 0x80): the credentials lack the ACL for that filter.',
   FL_ERR_CONNECTION_LOST: 'The connection to a broker ended before an operation (publish, subscribe) completed.',
+  FL_ERR_MEMBER_SPEC_INVALID:
+    'A member spec, or a member instance handed back for adoption, is malformed; the message names each field.',
+  FL_ERR_MEMBER_EXISTS:
+    'A member with this id is already known to the cloud controller; spawn refuses to start it twice.',
+  FL_ERR_SPAWN_FAILED:
+    "A member's processes could not be started or did not report ready in time; whatever had started was killed.",
+  FL_ERR_PLATFORM_UNSUPPORTED:
+    'The local cloud-controller driver needs Linux /proc (process start times, process groups); this platform has none.',
+  FL_ERR_CALL_TIMEOUT: 'A remote call (a Thrift publish, a workload probe) got no answer within its deadline.',
 } as const satisfies Record<`FL_ERR_${string}`, string>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -120,3 +120,14 @@ export async function runMain(
     await exit(1);
   }
 }
+
+/**
+ * Resolves options once (STYLE.md): every field of `defaults` that `input`
+ * leaves undefined keeps its default. A plain spread would let an explicit
+ * `undefined` (an unset config key passed through) replace the default.
+ */
+export function withDefaults<D extends object, I extends object>(defaults: D, input: I): D & I {
+  const out = { ...defaults } as Record<string, unknown>;
+  for (const [key, value] of Object.entries(input)) if (value !== undefined) out[key] = value;
+  return out as D & I;
+}

@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, resolveConfig } from '@faultline/core';
+import { TEST_CREDENTIALS } from './brokers.js';
 import { freePort } from './postgres.js';
 import { onceExited, trackChild, trackTempDir, untilListening } from './process.js';
 
@@ -18,6 +19,14 @@ export interface SpPairOptions {
   heartbeatMaxRetry?: number;
   /** @default 'info' */
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  /** `ledger` counts stats (the pair's own tests); `cep` runs the CEP monitor and publishes. @default 'ledger' */
+  engine?: 'ledger' | 'cep';
+  /** The broker pair the CEP publishes to and follows the topology on. */
+  brokers?: readonly { name: string; host: string; port: number }[];
+  /** `cep` section of the config (faultTimeoutMs, summaryIntervalMs, …). */
+  cep?: Record<string, number>;
+  /** `messaging` section timings (pingIntervalMs, resubscribeIntervalMs, republishIntervalMs). */
+  messaging?: Record<string, number>;
 }
 
 /** What `GET /status` of a node returns (the fields tests look at). */
@@ -71,9 +80,16 @@ export async function startSpPair(options: SpPairOptions): Promise<[TestSpNode, 
   const config = {
     logging: { level: options.logLevel ?? 'info', dir: path.join(dir, 'logs') },
     database: { url: options.databaseUrl },
+    brokers: {
+      ...(options.brokers ? { nodes: options.brokers } : {}),
+      credentials: TEST_CREDENTIALS,
+    },
+    messaging: { ...options.messaging, outboxDir: path.join(dir, 'outbox') },
+    cep: { ...options.cep },
     streamProcessor: {
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1_000,
       heartbeatMaxRetry: options.heartbeatMaxRetry ?? 2,
+      engine: options.engine ?? 'ledger',
       nodes,
     },
   };

@@ -1,0 +1,115 @@
+import os from 'node:os';
+import type { Clock, Logger } from '@faultline/core';
+import type { HealthDescription, HealthStat, InstanceStatus } from '@faultline/protocol';
+
+/** The machine figures the agent reports; an interface so tests can pin them. */
+export interface SystemStats {
+  /** 1-minute load average. */
+  loadAverage(): number;
+  cpuCount(): number;
+  freeMemoryBytes(): number;
+  totalMemoryBytes(): number;
+}
+
+export const osSystemStats: SystemStats = {
+  loadAverage: () => os.loadavg()[0] ?? 0,
+  // os.cpus() is empty in some sandboxes; availableParallelism() always answers.
+  cpuCount: () => os.availableParallelism(),
+  freeMemoryBytes: () => os.freemem(),
+  totalMemoryBytes: () => os.totalmem(),
+};
+
+/** What the workload answered on `GET /stats`. */
+export type ProbeResult =
+  | { type: 'ok'; requestsInFlight: number }
+  /** No HTTP answer at all (refused, reset, timed out): the port is not open (Stratos `ports_not_open`). */
+  | { type: 'no-answer'; reason: string }
+  /** It answered, but not with valid stats: the port is open, the figure unknown. */
+  | { type: 'invalid'; reason: string };
+
+export interface WorkloadProbe {
+  stats(): Promise<ProbeResult>;
+  /** Whether `GET /healthz` answers 200: the activation check. */
+  healthy(): Promise<boolean>;
+}
+
+export interface StatCollectorCounters {
+  collections: number;
+  /** Collections where the workload port did not answer. */
+  portsNotOpen: number;
+  /** Answers of the workload that were not valid stats (logged, figure left out). */
+  invalidWorkloadStats: number;
+  /** Machine figures that were not finite numbers (left out). */
+  invalidSystemStats: number;
+}
+
+const round2 = (value: number) => Math.round(value * 100) / 100;
+
+/**
+ * One round of the Stratos agent's health stats: load average as a share of
+ * the cores, memory consumption, and the workload's requests in flight, or
+ * `ports_not_open` (value 1) when its port does not answer, which the SP
+ * treats as an immediate fault.
+ */
+export class StatCollector {
+  readonly counters: StatCollectorCounters = {
+    collections: 0,
+    portsNotOpen: 0,
+    invalidWorkloadStats: 0,
+    invalidSystemStats: 0,
+  };
+  private portWasOpen = true;
+
+  constructor(
+    private readonly member: InstanceStatus,
+    private readonly system: SystemStats,
+    private readonly probe: WorkloadProbe,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  async collect(): Promise<HealthStat[]> {
+    this.counters.collections += 1;
+    const stats: HealthStat[] = [];
+    const add = (healthDescription: HealthDescription, value: number) => {
+      stats.push({ ...this.member, healthDescription, value, timestamp: this.clock.now() });
+    };
+    const cores = this.system.cpuCount();
+    const load = (this.system.loadAverage() / Math.max(1, cores)) * 100;
+    const total = this.system.totalMemoryBytes();
+    const memory = total > 0 ? (1 - this.system.freeMemoryBytes() / total) * 100 : Number.NaN;
+    const figures: [HealthDescription, number][] = [
+      ['load_average', load],
+      ['memory_consumption', Math.min(100, memory)],
+    ];
+    for (const [name, value] of figures) {
+      if (Number.isFinite(value) && value >= 0) add(name, round2(value));
+      else {
+        this.counters.invalidSystemStats += 1;
+        this.log.warn('machine figure unusable, left out', { healthDescription: name, value: String(value) });
+      }
+    }
+    const probe = await this.probe.stats();
+    switch (probe.type) {
+      case 'ok':
+        add('requests_in_flight', probe.requestsInFlight);
+        if (!this.portWasOpen) this.log.info('workload port answers again');
+        this.portWasOpen = true;
+        break;
+      case 'no-answer':
+        this.counters.portsNotOpen += 1;
+        add('ports_not_open', 1);
+        // Once per change, not per interval: an instance that is gone stays gone.
+        if (this.portWasOpen)
+          this.log.warn('workload port does not answer, reporting ports_not_open', { reason: probe.reason });
+        this.portWasOpen = false;
+        break;
+      case 'invalid':
+        this.counters.invalidWorkloadStats += 1;
+        this.portWasOpen = true;
+        this.log.warn('workload stats unusable, requests_in_flight left out', { reason: probe.reason });
+        break;
+    }
+    return stats;
+  }
+}

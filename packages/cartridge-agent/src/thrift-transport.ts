@@ -1,0 +1,76 @@
+import { type Logger, nullLogger } from '@faultline/core';
+import {
+  connectHealthStat,
+  fromAckWire,
+  type HealthStatConnection,
+  thriftGenerated,
+  toBatchWire,
+} from '@faultline/protocol';
+import type { BatchTransport, SpEndpoint } from './batch-sender.js';
+
+export interface ThriftTransportOptions {
+  /** @default 2_000 */
+  connectTimeoutMs?: number;
+  /** @default nullLogger */
+  logger?: Logger;
+}
+
+const keyOf = (endpoint: SpEndpoint) => `${endpoint.host}:${endpoint.port}`;
+
+/**
+ * The batch sender's wire: one framed/binary Thrift connection per SP
+ * endpoint (protocol's `connectHealthStat`), opened on first use and dropped
+ * on any error so the next publish reconnects. The runtime keeps a call
+ * pending forever when its connection dies; the sender's call timeout is what
+ * ends it, and `reset()` then drops the connection.
+ */
+export function thriftTransport(options: ThriftTransportOptions = {}): BatchTransport {
+  const log = (options.logger ?? nullLogger).child({ component: 'thrift-transport' });
+  const connections = new Map<string, HealthStatConnection>();
+
+  const drop = (key: string, connection?: HealthStatConnection): void => {
+    const current = connections.get(key);
+    if (!current || (connection && current !== connection)) return;
+    connections.delete(key);
+    current.close();
+  };
+
+  const connectionFor = (endpoint: SpEndpoint): HealthStatConnection => {
+    const key = keyOf(endpoint);
+    let connection = connections.get(key);
+    if (!connection) {
+      const opened = connectHealthStat(endpoint.host, endpoint.port, { connectTimeoutMs: options.connectTimeoutMs });
+      opened.onError((error) => {
+        log.debug('SP connection failed', { endpoint: key, error });
+        drop(key, opened);
+      });
+      connections.set(key, opened);
+      connection = opened;
+    }
+    return connection;
+  };
+
+  return {
+    publish: async (endpoint, batch) => {
+      const key = keyOf(endpoint);
+      const connection = connectionFor(endpoint);
+      try {
+        await connection.ready;
+        const ack = await connection.client.publish(toBatchWire(batch));
+        return { type: 'ack', ack: fromAckWire(ack) };
+      } catch (error) {
+        // Declared exceptions arrive as instances of the generated classes; the connection stays good.
+        if (error instanceof thriftGenerated.NotActive) {
+          return { type: 'not-active', reason: `${error.message}${error.nodeId ? ` (${error.nodeId})` : ''}` };
+        }
+        if (error instanceof thriftGenerated.InvalidBatch) return { type: 'invalid', reason: error.message };
+        drop(key, connection);
+        throw error;
+      }
+    },
+    reset: (endpoint) => drop(keyOf(endpoint)),
+    close: () => {
+      for (const key of [...connections.keys()]) drop(key);
+    },
+  };
+}

@@ -1,0 +1,125 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createWorkload, type Workload } from '@faultline/cloud-controller';
+import { freePort } from '@faultline/test-support';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, logRecords, pause, spawnAgent, startSpPair, waitFor } from './helpers.js';
+
+/*
+ * The cartridge agent as a real process (the built main.js) against two real
+ * Thrift endpoints whose accepting node flips, as an SP pair's does on
+ * failover; a real workload on loopback. Intervals are shortened through the
+ * agent's environment, never by editing a default.
+ */
+describe('cartridge agent process', () => {
+  const cleanups: (() => unknown)[] = [];
+  beforeAll(assertBuilt);
+  afterEach(async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+  });
+
+  async function setup() {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-agent-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const workload: Workload = createWorkload({ latencyMs: 5 });
+    const workloadPort = await workload.listen(0, '127.0.0.1');
+    cleanups.push(() => workload.close());
+    const pair = await startSpPair();
+    cleanups.push(() => pair.close());
+    // Nothing listens on the broker port: status events wait in the outbox, which this test does not look at.
+    const brokerPort = await freePort();
+    const env = {
+      FAULTLINE_MEMBER_ID: 'm-1',
+      FAULTLINE_CLUSTER_ID: 'php',
+      FAULTLINE_CLUSTER_INSTANCE_ID: 'php-1',
+      FAULTLINE_NETWORK_PARTITION_ID: 'np-1',
+      FAULTLINE_PARTITION_ID: 'p-1',
+      FAULTLINE_SP_ENDPOINTS: pair.ports.map((port) => `127.0.0.1:${port}`).join(','),
+      FAULTLINE_BROKERS: `a@127.0.0.1:${brokerPort}`,
+      FAULTLINE_AGENT_USERNAME: 'agent',
+      FAULTLINE_AGENT_PASSWORD: 'agent-test-secret',
+      FAULTLINE_WORKLOAD_PORT: String(workloadPort),
+      FAULTLINE_OUTBOX_DIR: path.join(dir, 'outbox'),
+      FAULTLINE_LOGGING_DIR: dir,
+      FAULTLINE_LOG_LEVEL: 'debug',
+      FAULTLINE_AGENT_STAT_INTERVAL_MS: '100',
+      FAULTLINE_AGENT_CALL_TIMEOUT_MS: '300',
+    };
+    return { dir, workload, pair, env, logFile: path.join(dir, 'agent-m-1.jsonl') };
+  }
+
+  it('every batch is taken exactly once by one of two endpoints whose accepting node flips, none lost', async () => {
+    const { pair, env, logFile } = await setup();
+    const agent = spawnAgent(env);
+    cleanups.push(() => agent.child.kill('SIGKILL'));
+    const taken = () => pair.taken.length;
+    await waitFor(() => taken() >= 3, `first batches (agent output: ${agent.output()})`);
+
+    const flip = async (sp1: 'active' | 'passive' | 'ack-lost', sp2: 'active' | 'passive', ms: number) => {
+      pair.modes['sp-1'] = sp1;
+      pair.modes['sp-2'] = sp2;
+      await pause(ms);
+    };
+    await flip('passive', 'active', 500);
+    await flip('active', 'passive', 500);
+    // The active takes a batch and its ack is lost (a node dying mid-call): the resend must be a duplicate.
+    await flip('ack-lost', 'passive', 400);
+    await flip('passive', 'active', 1_500);
+    await flip('active', 'passive', 500);
+    await flip('passive', 'active', 500);
+    // Settle on one node until the agent has caught up with everything it held.
+    await flip('active', 'passive', 0);
+    const before = taken();
+    await waitFor(() => taken() >= before + 5, 'batches after the last flip');
+
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+    const [stopped] = logRecords(logFile, 'agent stopped');
+    expect(stopped, agent.output()).toBeDefined();
+    const counters = stopped as Record<'batches' | 'queued' | 'duplicates' | 'refused' | 'timeouts', number>;
+
+    const sequences = pair.taken.map((t) => t.sequence).sort((a, b) => a - b);
+    // Exactly once: no sequence taken twice, by the same or the other node.
+    expect(new Set(sequences).size).toBe(sequences.length);
+    // None lost: 1..n without a gap, n = every batch the agent made except the last in flight at SIGTERM.
+    expect(sequences).toEqual(sequences.map((_, i) => i + 1));
+    expect(sequences.length).toBeGreaterThanOrEqual(counters.batches - counters.queued);
+    expect(new Set(pair.taken.map((t) => t.node))).toEqual(new Set(['sp-1', 'sp-2']));
+    expect(new Set(pair.taken.map((t) => t.agentId)).size).toBe(1);
+    expect(counters).toMatchObject({ droppedBatches: 0, rejectedBatches: 0 });
+    expect(counters.duplicates).toBeGreaterThanOrEqual(1);
+    expect(counters.duplicates).toBe(pair.replies.duplicates);
+    expect(counters.refused).toBe(pair.replies.refused);
+    expect(counters.timeouts).toBeGreaterThanOrEqual(1);
+  });
+
+  it('reports requests in flight, and ports_not_open once the workload stops answering', async () => {
+    const { pair, env, workload, logFile } = await setup();
+    const agent = spawnAgent(env);
+    cleanups.push(() => agent.child.kill('SIGKILL'));
+    await waitFor(() => pair.taken.length >= 2, `first batches (agent output: ${agent.output()})`);
+    await workload.close();
+    const closedAt = pair.taken.length;
+    await waitFor(() => pair.taken.length >= closedAt + 4, 'batches after the workload stopped');
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toBe(0);
+    const last = (index: number) => pair.taken[index]?.stats.at(-1);
+    expect(last(0)).toMatchObject({ healthDescription: 'requests_in_flight', memberId: 'm-1' });
+    // The batch in the making when the port closed may still carry the old figure; the rest do not.
+    for (let i = closedAt + 1; i < pair.taken.length; i++) {
+      expect(last(i)).toMatchObject({ healthDescription: 'ports_not_open', value: 1 });
+    }
+    expect(logRecords(logFile, 'workload port does not answer, reporting ports_not_open')).toHaveLength(1);
+    const [stopped] = logRecords(logFile, 'agent stopped');
+    expect((stopped as Record<string, number>).portsNotOpen).toBeGreaterThanOrEqual(3);
+  });
+
+  it('exits 2 naming the variable when its environment is incomplete', async () => {
+    const { env } = await setup();
+    const agent = spawnAgent({ ...env, FAULTLINE_SP_ENDPOINTS: '', FAULTLINE_WORKLOAD_PORT: 'eighty' });
+    expect(await agent.exited).toBe(2);
+    expect(agent.output()).toMatch(/FAULTLINE_SP_ENDPOINTS: is required/);
+    expect(agent.output()).toMatch(/FAULTLINE_WORKLOAD_PORT: must be an integer/);
+  });
+});

@@ -1,0 +1,131 @@
+/**
+ * The cloud controller's driver interface (DESIGN.md "Cloud controller and
+ * members"): what the autoscaler needs from an IaaS, and nothing of how. The
+ * local driver runs members as process groups on this machine; an EC2,
+ * OpenStack or Kubernetes driver implements the same six methods and the
+ * autoscaler does not change. The README section "Members" explains how to
+ * write one.
+ */
+
+/** Who a member is, as the autoscaler and the topology name it (Stratos 4.1). */
+export interface MemberIdentity {
+  memberId: string;
+  clusterId: string;
+  clusterInstanceId: string;
+  networkPartitionId: string;
+  partitionId: string;
+  cartridgeType: string;
+}
+
+/** One stream-processor Thrift endpoint; the agent tries them in order. */
+export interface SpEndpoint {
+  host: string;
+  port: number;
+}
+
+/** One broker of the MQTT pair (the shape of messaging's BrokerEndpoint). */
+export interface MemberBrokerEndpoint {
+  name: string;
+  host: string;
+  port: number;
+}
+
+/** What the member's cartridge agent needs to report; a driver hands it to the instance. */
+export interface AgentSettings {
+  /** The SP nodes, active or passive: only the active accepts, the agent moves on from the others. */
+  spEndpoints: readonly SpEndpoint[];
+  /** The broker pair the agent publishes `instance/status/*` to. */
+  brokers: readonly MemberBrokerEndpoint[];
+  /** The broker account of role `agent`. */
+  credentials: { username: string; password: string };
+  /** @default DEFAULTS.statIntervalMs (15 000, Stratos agent) */
+  statIntervalMs?: number;
+  /** Bound of the agent's resend buffer. @default 1 000 (config `agent.maxUnackedBatches`) */
+  maxUnackedBatches?: number;
+  /** @default DEFAULTS.republishIntervalMs (60 000, the seed) */
+  republishIntervalMs?: number;
+  /** Subscribers (client id prefixes) that must be present on a broker before the agent publishes through it. @default [] */
+  awaitSubscribers?: readonly string[];
+}
+
+/** Everything needed to start one member. */
+export interface MemberSpec extends MemberIdentity {
+  agent: AgentSettings;
+  workload?: {
+    /** Latency of each request the demo workload serves. @default 20 (config `clusters[].workload.latencyMs`) */
+    latencyMs?: number;
+  };
+}
+
+/**
+ * A running member as the driver knows it: plain JSON, so the autoscaler can
+ * keep it in its PostgreSQL registry and hand it back to `adopt()` after a
+ * restart. Credentials are deliberately not part of it.
+ */
+export interface MemberInstance extends MemberIdentity {
+  /** The driver that spawned it, e.g. `local`; a driver adopts only its own instances. */
+  driver: string;
+  /** Epoch ms of the spawn. */
+  spawnedAt: number;
+  /** Where the member's workload serves HTTP. */
+  address: { host: string; port: number };
+  /**
+   * What this driver needs to find the instance again (local: process group,
+   * pids and start times; a cloud: the instance id). Opaque to the autoscaler.
+   */
+  handle: unknown;
+}
+
+export interface TerminateOptions {
+  /** How long the member may take to stop after SIGTERM (or the cloud's soft stop). @default the driver's defaultGraceMs */
+  graceMs?: number;
+}
+
+/**
+ * How a terminate ended.
+ * - `terminated`: it stopped within the grace period;
+ * - `killed`: it had to be killed (SIGKILL, a cloud's force-stop);
+ * - `already-gone`: the driver knew it, but nothing of it was running any more;
+ * - `unknown`: the driver never knew this member (or forgot it after an earlier terminate);
+ * - `stuck`: it was killed but something of it is still there (uninterruptible
+ *   I/O); the member stays known, so a later terminate tries again.
+ */
+export type TerminateOutcome = 'terminated' | 'killed' | 'already-gone' | 'unknown' | 'stuck';
+
+export interface TerminateResult {
+  memberId: string;
+  outcome: TerminateOutcome;
+  /** Time from the request to the outcome, ms on the driver's clock. */
+  elapsedMs: number;
+}
+
+export interface AdoptResult {
+  /** Still running: the driver knows them again (terminate and isRunning work on them). */
+  adopted: MemberInstance[];
+  /** No longer running (or another instance now holds their pid): forgotten; whatever was left of them is stopped. */
+  gone: { memberId: string; reason: string }[];
+  /** Not an instance of this driver, or malformed: ignored, logged and counted. */
+  invalid: { index: number; memberId: string | undefined; reason: string }[];
+}
+
+export interface Iaas {
+  /** The driver's name, recorded in every instance it spawns (`local`). */
+  readonly name: string;
+  /** Starts a member; resolves once it runs (local: the workload listens and its agent was started). */
+  spawn(spec: MemberSpec): Promise<MemberInstance>;
+  /**
+   * Stops a member and forgets it. Idempotent: an unknown or already stopped
+   * member resolves (`unknown`, `already-gone`), never rejects. It also cleans
+   * up what is left of a member whose instance died by itself (a lingering
+   * agent), so callers terminate every member they forget.
+   */
+  terminate(memberId: string, options?: TerminateOptions): Promise<TerminateResult>;
+  /** Whether the member's instance (its workload) still runs, whatever its agent does. False for unknown members. */
+  isRunning(memberId: string): Promise<boolean>;
+  /** Every member the driver knows (spawned or adopted, not yet terminated), running or not. */
+  list(): Promise<MemberInstance[]>;
+  /** Takes over members spawned by an earlier life of the driver (the registry's rows), keeping only those still running. */
+  adopt(instances: readonly unknown[]): Promise<AdoptResult>;
+  /** Stops the driver itself. Members keep running: they belong to the registry, not to this process. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,189 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createMemoryLogger } from '@faultline/core';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FakeProcessTable } from './fake-process-table.js';
+import type { MemberSpec } from './iaas.js';
+import { type Launcher, type LaunchRequest, SpawnError } from './launcher.js';
+import { createLocalIaas } from './local-iaas.js';
+import type { LocalIaasOptions } from './local-iaas-options.js';
+import { localHandle } from './local-instance.js';
+
+const spec = (memberId: string): MemberSpec => ({
+  memberId,
+  clusterId: 'php',
+  clusterInstanceId: 'php-1',
+  networkPartitionId: 'np-1',
+  partitionId: 'p-1',
+  cartridgeType: 'php',
+  agent: {
+    spEndpoints: [{ host: '127.0.0.1', port: 7611 }],
+    brokers: [{ name: 'a', host: '127.0.0.1', port: 1883 }],
+    credentials: { username: 'agent', password: 'secret' },
+  },
+});
+
+/** Starts "processes" in the fake table: workload pid N leads group N, its agent is N + 1. */
+class FakeLauncher implements Launcher {
+  readonly requests: LaunchRequest[] = [];
+  next = 1_000;
+  agentDiesAtOnce = false;
+  constructor(private readonly table: FakeProcessTable) {}
+  async launch(request: LaunchRequest) {
+    this.requests.push(request);
+    const pid = this.next;
+    this.next += 10;
+    this.table.add({ pid });
+    if (!this.agentDiesAtOnce) this.table.add({ pid: pid + 1, pgid: pid });
+    return { pid, port: 40_000 + pid, agentPid: pid + 1 };
+  }
+}
+
+function setup(extra: Partial<LocalIaasOptions> = {}) {
+  const table = new FakeProcessTable();
+  const launcher = new FakeLauncher(table);
+  const logger = createMemoryLogger();
+  const runDir = mkdtempSync(path.join(os.tmpdir(), 'faultline-iaas-'));
+  const iaas = createLocalIaas({ runDir, processTable: table, launcher, logger, ...extra });
+  return { table, launcher, logger, iaas };
+}
+
+describe('local iaas (fake processes)', () => {
+  beforeEach(() => vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance', 'Date'] }));
+  afterEach(() => vi.useRealTimers());
+
+  it('spawns a member and records its group, pids and start times as plain JSON', async () => {
+    const { iaas, table, launcher } = setup();
+    const instance = await iaas.spawn(spec('m-1'));
+    expect(instance).toMatchObject({ memberId: 'm-1', clusterId: 'php', driver: 'local' });
+    expect(instance.address).toEqual({ host: '127.0.0.1', port: 41_000 });
+    expect(localHandle(instance)).toEqual({
+      bootId: 'boot-1',
+      pgid: 1_000,
+      workload: { pid: 1_000, startTime: table.stat(1_000)?.startTime },
+      agent: { pid: 1_001, startTime: table.stat(1_001)?.startTime },
+    });
+    expect(JSON.parse(JSON.stringify(instance))).toEqual(instance);
+    // The agent's settings travel in the environment; the password never lands in the instance.
+    expect(launcher.requests[0]?.env.FAULTLINE_AGENT_PASSWORD).toBe('secret');
+    expect(JSON.stringify(instance)).not.toContain('secret');
+    expect(await iaas.isRunning('m-1')).toBe(true);
+    expect((await iaas.list()).map((m) => m.memberId)).toEqual(['m-1']);
+  });
+
+  it('refuses a member id it already runs, and a malformed spec with every bad field named', async () => {
+    const { iaas, logger } = setup();
+    await iaas.spawn(spec('m-1'));
+    await expect(iaas.spawn(spec('m-1'))).rejects.toMatchObject({ code: 'FL_ERR_MEMBER_EXISTS' });
+    const bad = { ...spec('../etc'), agent: { ...spec('x').agent, spEndpoints: [] } };
+    await expect(iaas.spawn(bad)).rejects.toMatchObject({
+      code: 'FL_ERR_MEMBER_SPEC_INVALID',
+      issues: [expect.stringMatching(/^memberId/), expect.stringMatching(/^agent\.spEndpoints/)],
+    });
+    expect(iaas.counters.invalidInput).toBe(1);
+    expect(logger.records.some((r) => r.message === 'member spec refused')).toBe(true);
+  });
+
+  it('fails a spawn whose agent died at once, and stops what had started', async () => {
+    const { iaas, table, launcher } = setup();
+    launcher.agentDiesAtOnce = true;
+    await expect(iaas.spawn(spec('m-1'))).rejects.toBeInstanceOf(SpawnError);
+    expect(table.has(1_000)).toBe(false);
+    expect(await iaas.list()).toEqual([]);
+    expect(iaas.counters).toMatchObject({ spawned: 0, spawnFailed: 1 });
+  });
+
+  it('says the instance runs while only its agent is gone, and not once the workload is', async () => {
+    const { iaas, table } = setup();
+    await iaas.spawn(spec('m-1'));
+    table.exit(1_001);
+    expect(await iaas.isRunning('m-1')).toBe(true);
+    table.exit(1_000, { zombie: true });
+    expect(await iaas.isRunning('m-1')).toBe(false);
+    expect(await iaas.isRunning('nobody')).toBe(false);
+  });
+
+  it('terminates idempotently: concurrent calls share one stop, later ones say unknown', async () => {
+    const { iaas, table } = setup();
+    await iaas.spawn(spec('m-1'));
+    const [first, second] = await Promise.all([iaas.terminate('m-1'), iaas.terminate('m-1')]);
+    expect(first).toBe(second);
+    expect(first.outcome).toBe('terminated');
+    expect(table.signals.filter((s) => s.signal === 'SIGTERM')).toHaveLength(1);
+    expect((await iaas.terminate('m-1')).outcome).toBe('unknown');
+    expect(await iaas.list()).toEqual([]);
+    expect(iaas.counters.terminated).toBe(1);
+  });
+
+  it('says already-gone for a member that died by itself, and forgets it', async () => {
+    const { iaas, table } = setup();
+    await iaas.spawn(spec('m-1'));
+    table.exit(1_000);
+    table.exit(1_001);
+    expect((await iaas.terminate('m-1')).outcome).toBe('already-gone');
+    expect(table.signals).toEqual([]);
+    expect(await iaas.list()).toEqual([]);
+  });
+
+  it('kills a member that ignores SIGTERM after the grace period it was given', async () => {
+    const { iaas, table, launcher } = setup();
+    launcher.launch = async () => {
+      table.add({ pid: 500, ignoresTerm: true });
+      table.add({ pid: 501, pgid: 500, ignoresTerm: true });
+      return { pid: 500, port: 8080, agentPid: 501 };
+    };
+    await iaas.spawn(spec('m-1'));
+    const result = iaas.terminate('m-1', { graceMs: 2_000 });
+    await vi.advanceTimersByTimeAsync(2_100);
+    await expect(result).resolves.toMatchObject({ outcome: 'killed' });
+    expect((await result).elapsedMs).toBeGreaterThanOrEqual(2_000);
+    expect(iaas.counters.killed).toBe(1);
+  });
+
+  it('adopts what still runs, reports the rest gone, and refuses what is not its own', async () => {
+    const first = setup();
+    const alive = await first.iaas.spawn(spec('alive'));
+    const exited = await first.iaas.spawn(spec('exited'));
+    const reused = await first.iaas.spawn(spec('reused'));
+    const orphan = await first.iaas.spawn(spec('orphan'));
+    await first.iaas.close();
+    const { table } = first;
+    table.exit(localHandle(exited)?.workload.pid ?? 0);
+    table.exit(localHandle(exited)?.agent?.pid ?? 0);
+    const reusedPid = localHandle(reused)?.workload.pid ?? 0;
+    table.exit(reusedPid);
+    table.exit(reusedPid + 1);
+    table.add({ pid: reusedPid, startTime: 7 }); // someone else's process now
+    table.exit(localHandle(orphan)?.workload.pid ?? 0); // its agent lingers
+    const rows = JSON.parse(JSON.stringify([alive, exited, reused, orphan, { ...alive, driver: 'ec2' }, 42]));
+
+    const second = createLocalIaas({ runDir: '/nonexistent', processTable: table, launcher: first.launcher });
+    const result = await second.adopt(rows);
+    expect(result.adopted.map((m) => m.memberId)).toEqual(['alive']);
+    expect(result.gone).toEqual([
+      { memberId: 'exited', reason: 'the workload exited' },
+      { memberId: 'reused', reason: `pid ${reusedPid} now belongs to another process` },
+      { memberId: 'orphan', reason: 'the workload exited' },
+    ]);
+    expect(result.invalid.map((i) => i.index)).toEqual([4, 5]);
+    expect(result.invalid[0]?.reason).toMatch(/driver "ec2" is not local/);
+    expect(table.has(reusedPid)).toBe(true); // the stranger is untouched
+    expect(table.has((localHandle(orphan)?.pgid ?? 0) + 1)).toBe(false); // the lingering agent was stopped
+    expect(second.counters).toMatchObject({ adopted: 1, adoptedGone: 3, invalidInput: 2 });
+    expect(await second.isRunning('alive')).toBe(true);
+    // Adopting twice is harmless: a known member stays as it is.
+    expect((await second.adopt([rows[0]])).adopted.map((m) => m.memberId)).toEqual(['alive']);
+    expect(second.counters.adopted).toBe(1);
+    expect((await second.terminate('alive')).outcome).toBe('terminated');
+  });
+
+  it('refuses every call after close, and close is idempotent', async () => {
+    const { iaas } = setup();
+    await iaas.close();
+    await iaas.close();
+    await expect(iaas.spawn(spec('m-1'))).rejects.toMatchObject({ code: 'FL_ERR_CLOSED' });
+    await expect(iaas.terminate('m-1')).rejects.toMatchObject({ code: 'FL_ERR_CLOSED' });
+    await expect(iaas.isRunning('m-1')).rejects.toMatchObject({ code: 'FL_ERR_CLOSED' });
+  });
+});

@@ -1,0 +1,217 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { ClosedError, FaultlineError, once } from '@faultline/core';
+import type { AdoptResult, Iaas, MemberInstance, MemberSpec, TerminateOptions, TerminateResult } from './iaas.js';
+import { processLauncher, SpawnError } from './launcher.js';
+import { addDefaults, type LocalIaasCounters, type LocalIaasOptions } from './local-iaas-options.js';
+import { checkInstance, goneReason, type LocalInstance } from './local-instance.js';
+import { memberEnv } from './member-env.js';
+import { ownsGroup, processState, stopGroup } from './member-processes.js';
+import { assertProcfs, linuxProcessTable } from './proc-table.js';
+import { validateSpec } from './validate.js';
+
+export interface LocalIaas extends Iaas {
+  readonly counters: Readonly<LocalIaasCounters>;
+}
+
+export class MemberExistsError extends FaultlineError {
+  constructor(memberId: string) {
+    super('FL_ERR_MEMBER_EXISTS', `member ${memberId} already exists`, { context: { memberId } });
+  }
+}
+
+/**
+ * The local-process driver (DESIGN.md "Cloud controller and members"): every
+ * member is its own process group of two processes, the workload (group
+ * leader) and its cartridge agent. Liveness is the workload's pid *and* its
+ * start time, so a reused pid is never taken for a member.
+ */
+export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
+  const options = addDefaults(input);
+  const { clock, processTable: table } = options;
+  if (table === linuxProcessTable) assertProcfs(table);
+  const log = options.logger.child({ component: 'local-iaas' });
+  const launcher =
+    options.launcher ??
+    processLauncher({
+      nodePath: options.nodePath,
+      workloadMain: options.workloadMain,
+      clock,
+      log,
+      spawnTimeoutMs: options.spawnTimeoutMs,
+      pollMs: options.pollMs,
+    });
+  const counters: LocalIaasCounters = {
+    spawned: 0,
+    spawnFailed: 0,
+    terminated: 0,
+    killed: 0,
+    adopted: 0,
+    adoptedGone: 0,
+    invalidInput: 0,
+  };
+  const members = new Map<string, LocalInstance>();
+  const spawning = new Set<string>();
+  const stopping = new Map<string, Promise<TerminateResult>>();
+  let closed = false;
+
+  const ensureOpen = () => {
+    if (closed) throw new ClosedError('local iaas');
+  };
+
+  const stop = (instance: LocalInstance, graceMs: number) =>
+    stopGroup(instance.handle, { table, clock, log, graceMs, pollMs: options.pollMs, killWaitMs: options.killWaitMs });
+
+  const spawn = async (spec: MemberSpec): Promise<MemberInstance> => {
+    ensureOpen();
+    const checked = validateSpec(spec);
+    if (!checked.ok) {
+      counters.invalidInput += 1;
+      log.warn('member spec refused', { memberId: checked.error.context.memberId, issues: checked.error.issues });
+      throw checked.error;
+    }
+    const { memberId } = spec;
+    if (members.has(memberId) || spawning.has(memberId)) throw new MemberExistsError(memberId);
+    spawning.add(memberId);
+    try {
+      const outboxDir = path.join(options.runDir, 'outbox');
+      await Promise.all([mkdir(outboxDir, { recursive: true }), mkdir(options.logsDir, { recursive: true })]);
+      const readyFile = path.join(options.runDir, `${memberId}.ready.json`);
+      const env = memberEnv(
+        spec,
+        {
+          host: options.host,
+          readyFile,
+          agentMain: options.agentMain,
+          outboxDir,
+          logDir: options.logsDir,
+          logLevel: options.memberLogLevel,
+          defaultLatencyMs: options.defaultLatencyMs,
+        },
+        options.env,
+      );
+      const outputFile = path.join(options.logsDir, `member-${memberId}.out`);
+      const report = await launcher.launch({ memberId, env, readyFile, outputFile });
+      const workload = table.stat(report.pid);
+      const agent = table.stat(report.agentPid);
+      const instance: LocalInstance = {
+        memberId,
+        clusterId: spec.clusterId,
+        clusterInstanceId: spec.clusterInstanceId,
+        networkPartitionId: spec.networkPartitionId,
+        partitionId: spec.partitionId,
+        cartridgeType: spec.cartridgeType,
+        driver: 'local',
+        spawnedAt: clock.now(),
+        address: { host: options.host, port: report.port },
+        handle: {
+          bootId: table.bootId(),
+          pgid: report.pid,
+          workload: { pid: report.pid, startTime: workload?.startTime ?? 0 },
+          agent: agent ? { pid: report.agentPid, startTime: agent.startTime } : null,
+        },
+      };
+      // The workload must lead its own group, or terminate would miss its agent.
+      const problem = !workload
+        ? 'workload exited right after reporting ready'
+        : workload.pgid !== report.pid
+          ? `workload is not a group leader (pgid ${workload.pgid})`
+          : !agent || agent.pgid !== report.pid
+            ? `cartridge agent exited at once or left the group (see ${outputFile})`
+            : closed
+              ? 'the driver was closed meanwhile'
+              : undefined;
+      if (problem) {
+        await stop(instance, 0);
+        throw new SpawnError(memberId, problem);
+      }
+      members.set(memberId, instance);
+      counters.spawned += 1;
+      log.info('member spawned', { memberId, pgid: report.pid, agentPid: report.agentPid, port: report.port });
+      return structuredClone(instance);
+    } catch (error) {
+      counters.spawnFailed += 1;
+      log.error('member spawn failed', { memberId, error });
+      throw error;
+    } finally {
+      spawning.delete(memberId);
+    }
+  };
+
+  const terminate = (memberId: string, terminateOptions: TerminateOptions = {}): Promise<TerminateResult> => {
+    if (closed) return Promise.reject(new ClosedError('local iaas'));
+    const running = stopping.get(memberId);
+    if (running) return running;
+    const started = clock.monotonicNow();
+    const instance = members.get(memberId);
+    if (!instance) return Promise.resolve({ memberId, outcome: 'unknown', elapsedMs: 0 });
+    const graceMs = terminateOptions.graceMs ?? options.defaultGraceMs;
+    const result = (async (): Promise<TerminateResult> => {
+      const outcome = await stop(instance, graceMs);
+      if (outcome !== 'stuck') members.delete(memberId);
+      if (outcome === 'terminated') counters.terminated += 1;
+      if (outcome === 'killed') counters.killed += 1;
+      const elapsedMs = clock.monotonicNow() - started;
+      log.info('member terminated', { memberId, outcome, elapsedMs, pgid: instance.handle.pgid });
+      return { memberId, outcome, elapsedMs };
+    })().finally(() => stopping.delete(memberId));
+    stopping.set(memberId, result);
+    return result;
+  };
+
+  const adopt = async (instances: readonly unknown[]): Promise<AdoptResult> => {
+    ensureOpen();
+    const result: AdoptResult = { adopted: [], gone: [], invalid: [] };
+    for (const [index, value] of instances.entries()) {
+      const checked = checkInstance(value);
+      if (!checked.ok) {
+        counters.invalidInput += 1;
+        result.invalid.push({ index, memberId: checked.memberId, reason: checked.reason });
+        log.warn('member instance refused', { index, memberId: checked.memberId, reason: checked.reason });
+        continue;
+      }
+      const instance = checked.instance;
+      const known = members.get(instance.memberId);
+      if (known) {
+        result.adopted.push(structuredClone(known));
+        continue;
+      }
+      const reason = goneReason(table, instance.handle);
+      if (reason === undefined) {
+        members.set(instance.memberId, instance);
+        counters.adopted += 1;
+        result.adopted.push(structuredClone(instance));
+        log.info('member adopted', { memberId: instance.memberId, pgid: instance.handle.pgid });
+        continue;
+      }
+      counters.adoptedGone += 1;
+      result.gone.push({ memberId: instance.memberId, reason });
+      log.info('member gone while the driver was away', { memberId: instance.memberId, reason });
+      // Its instance is gone but its agent may linger in the group: nobody would ever stop it otherwise.
+      if (ownsGroup(table, instance.handle)) await stop(instance, options.defaultGraceMs);
+    }
+    return result;
+  };
+
+  return {
+    name: 'local',
+    counters,
+    spawn,
+    terminate,
+    adopt,
+    isRunning: async (memberId) => {
+      ensureOpen();
+      const instance = members.get(memberId);
+      return instance !== undefined && processState(table, instance.handle, instance.handle.workload) !== 'gone';
+    },
+    list: async () => {
+      ensureOpen();
+      return [...members.values()].map((instance) => structuredClone(instance));
+    },
+    close: once(async () => {
+      closed = true;
+      // Members keep running; only stops already under way are finished.
+      await Promise.allSettled([...stopping.values()]);
+    }),
+  };
+}

@@ -1,0 +1,263 @@
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { createSubscriber, type Subscriber } from '@faultline/messaging';
+import type { Envelope } from '@faultline/protocol';
+import { startBrokerPair, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createLocalIaas,
+  type LocalHandle,
+  type LocalIaas,
+  linuxProcessTable,
+  localHandle,
+  type MemberInstance,
+  type MemberSpec,
+} from '../src/index.js';
+import { assertBuilt, expectGroupsGone, groupOf, startTestSp, type TestSp, waitFor } from './helpers.js';
+
+/*
+ * Issue 6 acceptance against real processes: members spawned by the local
+ * driver (the built workload and cartridge agent), a real Thrift endpoint
+ * standing in for the SP, and a real broker pair with the autoscaler's
+ * subscriber. Short intervals come through the spec, never from the defaults.
+ */
+const run = promisify(execFile);
+
+describe('local driver with real members', () => {
+  let brokers: [TestBroker, TestBroker];
+  let sp: TestSp;
+  let subscriber: Subscriber;
+  const envelopes: Envelope[] = [];
+  const drivers: LocalIaas[] = [];
+  const pgids = new Set<number>();
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    assertBuilt();
+    [brokers, sp] = await Promise.all([startBrokerPair(), startTestSp()]);
+    subscriber = createSubscriber({
+      brokers: brokers.map((b) => ({ name: b.name, host: b.host, port: b.port })),
+      credentials: TEST_CREDENTIALS.autoscaler,
+      clientId: 'autoscaler',
+      topics: ['instance/status/#'],
+      onEnvelope: (envelope) => void envelopes.push(envelope),
+      pingIntervalMs: 200,
+      resubscribeIntervalMs: 500,
+    });
+    subscriber.start();
+    await waitFor(
+      () => Object.values(subscriber.links()).every((state) => state === 'up'),
+      'subscriber on both brokers',
+    );
+  });
+
+  afterEach(async () => {
+    for (const iaas of drivers.splice(0)) {
+      for (const member of await iaas.list()) await iaas.terminate(member.memberId, { graceMs: 2_000 });
+      await iaas.close();
+    }
+    expectGroupsGone(pgids);
+  });
+
+  afterAll(async () => {
+    await subscriber?.close();
+    await Promise.all([...(brokers ?? []).map((b) => b.stop()), sp?.close()]);
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const tempDir = () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-members-'));
+    dirs.push(dir);
+    return dir;
+  };
+
+  const driver = (runDir = tempDir()) => {
+    const iaas = createLocalIaas({ runDir, spawnTimeoutMs: 20_000 });
+    drivers.push(iaas);
+    return iaas;
+  };
+
+  const spec = (memberId: string): MemberSpec => ({
+    memberId,
+    clusterId: 'php',
+    clusterInstanceId: 'php-1',
+    networkPartitionId: 'np-1',
+    partitionId: 'p-1',
+    cartridgeType: 'php',
+    agent: {
+      spEndpoints: [{ host: '127.0.0.1', port: sp.port }],
+      brokers: brokers.map((b) => ({ name: b.name, host: b.host, port: b.port })),
+      credentials: TEST_CREDENTIALS.agent,
+      statIntervalMs: 200,
+      republishIntervalMs: 2_000,
+      awaitSubscribers: ['autoscaler'],
+    },
+    workload: { latencyMs: 5 },
+  });
+
+  const handleOf = (instance: MemberInstance): LocalHandle => {
+    const handle = localHandle(instance);
+    if (!handle) throw new Error(`${instance.memberId} has no local handle`);
+    pgids.add(handle.pgid);
+    return handle;
+  };
+
+  const eventOf = (type: string, memberId: string) =>
+    envelopes.find((e) => e.type === type && 'memberId' in e.data && e.data.memberId === memberId);
+
+  it('spawns 5 members: 10 processes, stats from every agent, every InstanceActivatedEvent on the brokers', async () => {
+    const iaas = driver();
+    const ids = ['php-1', 'php-2', 'php-3', 'php-4', 'php-5'];
+    const instances = await Promise.all(ids.map((id) => iaas.spawn(spec(`${id}-a`))));
+    const handles = instances.map(handleOf);
+    for (const handle of handles) {
+      // Each member is one group of exactly its workload (the leader) and its agent.
+      expect(groupOf(handle.pgid)).toEqual([handle.workload.pid, handle.agent?.pid].sort((a = 0, b = 0) => a - b));
+    }
+    expect(handles.flatMap((h) => groupOf(h.pgid))).toHaveLength(10);
+
+    const memberIds = instances.map((m) => m.memberId);
+    await waitFor(() => memberIds.every((id) => sp.batchesOf(id).length >= 3), 'three batches from every agent');
+    for (const id of memberIds) {
+      const batches = sp.batchesOf(id);
+      expect(batches.map((b) => b.sequence).slice(0, 3)).toEqual([1, 2, 3]);
+      expect(new Set(batches.map((b) => b.agentId)).size).toBe(1);
+      const kinds = batches[0]?.stats.map((s) => s.healthDescription);
+      expect(kinds).toEqual(['load_average', 'memory_consumption', 'requests_in_flight']);
+      expect(batches[0]?.stats[0]).toMatchObject({ clusterId: 'php', partitionId: 'p-1', memberId: id });
+    }
+    await waitFor(() => memberIds.every((id) => eventOf('InstanceActivatedEvent', id)), 'every InstanceActivatedEvent');
+    for (const id of memberIds) expect(eventOf('InstanceStartedEvent', id)?.source).toBe(`agent-${id}`);
+
+    const results = await Promise.all(memberIds.map((id) => iaas.terminate(id)));
+    expect(results.map((r) => r.outcome)).toEqual(memberIds.map(() => 'terminated'));
+    expectGroupsGone(handles.map((h) => h.pgid));
+    expect(await iaas.list()).toEqual([]);
+  });
+
+  it('an agent killed alone leaves the instance running; terminate removes the whole group', async () => {
+    const iaas = driver();
+    const handle = handleOf(await iaas.spawn(spec('agent-down')));
+    await waitFor(() => sp.batchesOf('agent-down').length >= 1, 'first stats');
+    process.kill(handle.agent?.pid ?? 0, 'SIGKILL');
+    await waitFor(() => groupOf(handle.pgid).length === 1, 'the agent gone');
+    expect(groupOf(handle.pgid)).toEqual([handle.workload.pid]);
+    expect(await iaas.isRunning('agent-down')).toBe(true);
+    // Agent down is a real state: the SP hears nothing more from this member.
+    const heard = sp.batchesOf('agent-down').length;
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(sp.batchesOf('agent-down').length).toBe(heard);
+    expect(await iaas.isRunning('agent-down')).toBe(true);
+
+    expect((await iaas.terminate('agent-down')).outcome).toBe('terminated');
+    expectGroupsGone([handle.pgid]);
+    expect((await iaas.terminate('agent-down')).outcome).toBe('unknown');
+  });
+
+  it('a killed workload is a stopped instance: its agent reports ports_not_open until terminate removes it', async () => {
+    const iaas = driver();
+    const handle = handleOf(await iaas.spawn(spec('instance-down')));
+    await waitFor(() => sp.batchesOf('instance-down').length >= 1, 'first stats');
+    process.kill(handle.workload.pid, 'SIGKILL');
+    await waitFor(async () => !(await iaas.isRunning('instance-down')), 'isRunning false');
+    expect(groupOf(handle.pgid)).toEqual([handle.agent?.pid]);
+    await waitFor(
+      () => sp.statsOf('instance-down').some((s) => s.healthDescription === 'ports_not_open' && s.value === 1),
+      'ports_not_open from the orphaned agent',
+    );
+    expect(await iaas.isRunning('instance-down')).toBe(false);
+    expect((await iaas.terminate('instance-down')).outcome).toBe('terminated');
+    expectGroupsGone([handle.pgid]);
+  });
+
+  it('a workload stopped alone takes its agent along', async () => {
+    const iaas = driver();
+    const handle = handleOf(await iaas.spawn(spec('stopped-alone')));
+    process.kill(handle.workload.pid, 'SIGTERM');
+    await waitFor(() => groupOf(handle.pgid).length === 0, 'workload and agent gone');
+    expect(await iaas.isRunning('stopped-alone')).toBe(false);
+    expect((await iaas.terminate('stopped-alone')).outcome).toBe('already-gone');
+  });
+
+  it('fails a spawn whose agent cannot start, leaving nothing behind', async () => {
+    const runDir = tempDir();
+    const iaas = createLocalIaas({ runDir, agentMain: path.join(runDir, 'no-such-agent.js') });
+    drivers.push(iaas);
+    await expect(iaas.spawn(spec('broken'))).rejects.toMatchObject({
+      code: 'FL_ERR_SPAWN_FAILED',
+      message: expect.stringMatching(/exited \(code 2\) before it was ready; its output is in .*member-broken\.out/),
+    });
+    expect(await iaas.list()).toEqual([]);
+    expect(iaas.counters.spawnFailed).toBe(1);
+  });
+
+  it('does not take a process that holds a recorded pid for the member', async () => {
+    const iaas = driver();
+    // A stranger: its own group, like a member's workload would be.
+    const stranger = spawn('sleep', ['60'], { detached: true, stdio: 'ignore' });
+    stranger.unref();
+    const pid = stranger.pid ?? 0;
+    try {
+      const stat = linuxProcessTable.stat(pid);
+      expect(stat?.pgid).toBe(pid);
+      const recorded = {
+        ...spec('reused'),
+        driver: 'local',
+        spawnedAt: Date.now() - 60_000,
+        address: { host: '127.0.0.1', port: 40_000 },
+        // The member that had this pid started earlier: another start time.
+        handle: {
+          bootId: linuxProcessTable.bootId(),
+          pgid: pid,
+          workload: { pid, startTime: (stat?.startTime ?? 1) - 1 },
+          agent: null,
+        },
+      };
+      const result = await iaas.adopt([recorded]);
+      expect(result.adopted).toEqual([]);
+      expect(result.gone).toEqual([{ memberId: 'reused', reason: `pid ${pid} now belongs to another process` }]);
+      expect(await iaas.isRunning('reused')).toBe(false);
+      expect((await iaas.terminate('reused')).outcome).toBe('unknown');
+      expect(linuxProcessTable.stat(pid)?.startTime).toBe(stat?.startTime); // untouched
+    } finally {
+      stranger.kill('SIGKILL');
+    }
+  });
+
+  it('a restarted driver adopts running members; terminate works on them, even SIGSTOPped', async () => {
+    const runDir = tempDir();
+    // The first driver life is another process, and it is over before the second begins.
+    const { stdout } = await run(
+      process.execPath,
+      [
+        path.join(import.meta.dirname, 'fixtures/spawn-members.mjs'),
+        JSON.stringify({ runDir, specs: [spec('kept-1'), spec('kept-2')] }),
+      ],
+      { timeout: 30_000 },
+    );
+    const rows: unknown[] = JSON.parse(stdout);
+    const handles = (rows as MemberInstance[]).map(handleOf);
+    for (const handle of handles) expect(groupOf(handle.pgid)).toHaveLength(2);
+
+    const iaas = driver(runDir);
+    const result = await iaas.adopt(rows);
+    expect(result.adopted.map((m) => m.memberId)).toEqual(['kept-1', 'kept-2']);
+    expect(result.gone).toEqual([]);
+    expect(await iaas.isRunning('kept-1')).toBe(true);
+    await waitFor(() => sp.batchesOf('kept-2').length >= 2, 'stats after the driver restart');
+
+    // A hung member (chaos hang-member): SIGCONT after SIGTERM lets it stop well within the grace.
+    const hung = handles[0] as LocalHandle;
+    process.kill(-hung.pgid, 'SIGSTOP');
+    await waitFor(() => linuxProcessTable.stat(hung.workload.pid)?.state === 'T', 'the workload stopped');
+    expect(await iaas.isRunning('kept-1')).toBe(true);
+    const stopped = await iaas.terminate('kept-1', { graceMs: 10_000 });
+    expect(stopped.outcome).toBe('terminated');
+    expect(stopped.elapsedMs).toBeLessThan(10_000);
+    expect((await iaas.terminate('kept-2')).outcome).toBe('terminated');
+    expectGroupsGone(handles.map((h) => h.pgid));
+  });
+});
