@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   FL_ERR_PLATFORM_UNSUPPORTED:
     'The local cloud-controller driver needs Linux /proc (process start times, process groups); this platform has none.',
   FL_ERR_CALL_TIMEOUT: 'A remote call (a Thrift publish, a workload probe) got no answer within its deadline.',
+  FL_ERR_REGISTRY_FAILED:
+    "The autoscaler's member registry in PostgreSQL could not be read or written; a failed write is retried at the next monitor tick.",
 } as const satisfies Record<`FL_ERR_${string}`, string>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -5,6 +5,8 @@
  * cluster database from `database.url` (or DATABASE_URL).
  */
 
+import path from 'node:path';
+import { createCepEngine } from '@faultline/cep';
 import { PgLeaseStore } from '@faultline/coordination';
 import {
   ConfigError,
@@ -16,6 +18,8 @@ import {
   migrate,
   runMain,
 } from '@faultline/core';
+import { createPublisher, createSubscriber } from '@faultline/messaging';
+import { type QueryEngine, StatLedger } from './engine.js';
 import { createSpNode } from './node.js';
 import { startStatusServer } from './status-server.js';
 
@@ -51,6 +55,54 @@ await runMain(
     const sp = config.streamProcessor;
     const pool = createPgPool({ connectionString: url, logger });
     await migrate(pool, { logger });
+    const brokers = config.brokers.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port }));
+    const credentials = config.brokers.credentials.sp;
+    const { messaging, cep } = config;
+    const timings = {
+      pingIntervalMs: messaging.pingIntervalMs,
+      resubscribeIntervalMs: messaging.resubscribeIntervalMs,
+      maxMessageBytes: messaging.maxMessageBytes,
+    };
+    // The CEP monitor publishes through the durable outbox, and only once the
+    // autoscaler (its critical consumer) is subscribed on that broker.
+    const useCep = sp.engine === 'cep';
+    const publisher = useCep
+      ? createPublisher({
+          brokers,
+          credentials,
+          clientId: spec.id,
+          outboxFile: path.join(messaging.outboxDir, `${spec.id}.outbox`),
+          republishIntervalMs: messaging.republishIntervalMs,
+          awaitSubscribers: ['autoscaler'],
+          logger,
+        })
+      : undefined;
+    const engine: QueryEngine = useCep
+      ? createCepEngine({
+          source: spec.id,
+          faultTimeoutMs: cep.faultTimeoutMs,
+          windowMs: cep.windowMs,
+          summaryIntervalMs: cep.summaryIntervalMs,
+          ...(cep.graceAfterTakeoverMs === undefined ? {} : { graceAfterTakeoverMs: cep.graceAfterTakeoverMs }),
+          logger,
+        })
+      : new StatLedger();
+    // Both nodes follow the topology, so the passive forgets removed members too.
+    const topology = useCep
+      ? createSubscriber({
+          brokers,
+          credentials,
+          clientId: `${spec.id}-topology`,
+          topics: ['topology/#'],
+          onEnvelope: (envelope) => {
+            if (envelope.type === 'MemberTerminatedEvent') engine.forget?.(envelope.data.memberId);
+          },
+          ...timings,
+          logger,
+        })
+      : undefined;
+    await publisher?.start();
+    topology?.start();
     const node = createSpNode({
       nodeId: spec.id,
       groupId: sp.groupId,
@@ -61,11 +113,13 @@ await runMain(
       heartbeatMaxRetry: sp.heartbeatMaxRetry,
       fencingMarginMs: sp.fencingMarginMs,
       maxFrameBytes: sp.maxFrameBytes,
+      engine,
+      ...(publisher ? { sink: publisher } : {}),
       logger,
     });
     await node.start();
     const status = await startStatusServer(node, { host: '127.0.0.1', port: spec.statusPort, logger });
-    logger.info('status server listening', { port: status.port });
-    return { close: () => closeAll([{ close: () => pool.end() }, node, status], logger) };
+    logger.info('status server listening', { port: status.port, engine: sp.engine });
+    return { close: () => closeAll([{ close: () => pool.end() }, publisher, topology, node, status], logger) };
   },
 );

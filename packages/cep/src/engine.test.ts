@@ -1,0 +1,441 @@
+import { ConfigError, createMemoryLogger, FaultlineError } from '@faultline/core';
+import {
+  type ClusterStatEventType,
+  type Envelope,
+  type EnvelopeOf,
+  type HealthDescription,
+  type HealthStat,
+  type HealthStatBatch,
+  type MemberStatEventType,
+  topicFor,
+  validateEnvelope,
+} from '@faultline/protocol';
+import type { QueryEngine } from '@faultline/stream-processor';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { type CepEngine, type CepEngineOptions, createCepEngine } from './index.js';
+
+const stat = (
+  memberId: string,
+  healthDescription: HealthDescription,
+  value: number,
+  timestamp: number,
+  clusterId = 'php',
+): HealthStat => ({
+  clusterId,
+  clusterInstanceId: `${clusterId}-1`,
+  networkPartitionId: 'np-1',
+  partitionId: 'p-1',
+  memberId,
+  healthDescription,
+  value,
+  timestamp,
+});
+
+let sequence = 0;
+const batch = (...stats: HealthStat[]): HealthStatBatch => ({ agentId: 'agent-1', sequence: ++sequence, stats });
+/** One agent round: load, memory and requests in flight of one member. */
+const round = (memberId: string, timestamp: number, value = 1) =>
+  batch(
+    stat(memberId, 'load_average', value, timestamp),
+    stat(memberId, 'memory_consumption', value, timestamp),
+    stat(memberId, 'requests_in_flight', value, timestamp),
+  );
+
+type SummaryEnvelope = Extract<Envelope, { type: ClusterStatEventType | MemberStatEventType }>;
+
+const engines: CepEngine[] = [];
+function engine(options: CepEngineOptions = {}) {
+  const logger = createMemoryLogger();
+  const e = createCepEngine({ source: 'sp-1', logger, ...options });
+  engines.push(e);
+  const out: Envelope[] = [];
+  e.onOutput((envelope) => out.push(envelope));
+  const faults = () => out.filter((o): o is EnvelopeOf<'MemberFaultEvent'> => o.type === 'MemberFaultEvent');
+  const summaries = () => out.filter((o): o is SummaryEnvelope => o.type !== 'MemberFaultEvent');
+  return { e, out, faults, summaries, logger };
+}
+
+describe('CepEngine', () => {
+  beforeEach(() => vi.useFakeTimers({ now: 0 }));
+  afterEach(() => {
+    for (const e of engines.splice(0)) e.close();
+    vi.useRealTimers();
+  });
+
+  it('has the shape of the stream processor’s QueryEngine', () => {
+    const asQueryEngine: QueryEngine = createCepEngine();
+    asQueryEngine.close();
+  });
+
+  it('publishes a MemberFault at exactly the fault timeout, with a deterministic id and the epoch', async () => {
+    const { e, faults, logger } = engine();
+    e.activate(3);
+    e.apply(round('m-1', 1_000));
+    await vi.advanceTimersByTimeAsync(59_999);
+    expect(faults()).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults()).toEqual([
+      {
+        id: 'MemberFaultEvent:m-1:1000',
+        type: 'MemberFaultEvent',
+        time: 60_000,
+        source: 'sp-1',
+        epoch: 3,
+        data: {
+          clusterId: 'php',
+          clusterInstanceId: 'php-1',
+          networkPartitionId: 'np-1',
+          partitionId: 'p-1',
+          memberId: 'm-1',
+          reason: 'timeout',
+          lastStatAt: 1_000,
+          silentForMs: 60_000,
+        },
+      },
+    ]);
+    const [fault] = faults();
+    expect(validateEnvelope(fault).ok).toBe(true);
+    expect(topicFor('MemberFaultEvent')).toBe('summarized-health-stats/MemberFaultEvent');
+    expect(logger.records).toContainEqual({
+      level: 'info',
+      message: 'member fault',
+      fields: expect.objectContaining({ component: 'cep', memberId: 'm-1', reason: 'timeout', silentForMs: 60_000 }),
+    });
+  });
+
+  it('declares no fault while stats flow, one per silence, and again after a new life', async () => {
+    const { e, faults } = engine();
+    e.activate(1);
+    for (let t = 0; t < 300_000; t += 15_000) {
+      e.apply(round('m-1', t));
+      await vi.advanceTimersByTimeAsync(15_000);
+    }
+    expect(faults()).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(faults().map((f) => [f.id, f.time])).toEqual([['MemberFaultEvent:m-1:285000', 345_000]]);
+    e.apply(round('m-1', 900_000));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(faults().map((f) => f.id)).toEqual(['MemberFaultEvent:m-1:285000', 'MemberFaultEvent:m-1:900000']);
+    expect(e.status()).toMatchObject({ members: 1, faulted: 1, faultsDeclared: 2, faultsEmitted: 2 });
+  });
+
+  it('a stat resent after the fault, not newer than the last, starts no new life', async () => {
+    const { e, faults } = engine();
+    e.activate(1);
+    e.apply(round('m-1', 5_000));
+    await vi.advanceTimersByTimeAsync(60_000);
+    e.apply(round('m-1', 5_000));
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(faults()).toHaveLength(1);
+    expect(e.status().lateStats).toBe(3);
+  });
+
+  it('ports_not_open is an immediate fault, once per life', async () => {
+    const { e, faults } = engine();
+    e.activate(1);
+    e.apply(round('m-1', 1_000));
+    await vi.advanceTimersByTimeAsync(5_000);
+    e.apply(batch(stat('m-1', 'ports_not_open', 1, 6_000)));
+    e.apply(batch(stat('m-1', 'ports_not_open', 1, 7_000)));
+    expect(faults().map((f) => [f.id, f.time, f.data])).toEqual([
+      ['MemberFaultEvent:m-1:6000', 5_000, expect.objectContaining({ reason: 'ports_not_open', silentForMs: 0 })],
+    ]);
+    // No timeout fault for the same life either.
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(faults()).toHaveLength(1);
+    // A member first seen by its ports_not_open faults at once too.
+    e.apply(batch(stat('m-2', 'ports_not_open', 1, 8_000)));
+    expect(faults().map((f) => f.id)).toEqual(['MemberFaultEvent:m-1:6000', 'MemberFaultEvent:m-2:8000']);
+  });
+
+  it('forget ends detection; late stats of the forgotten member are ignored, newer ones track it anew', async () => {
+    const { e, faults, summaries } = engine({ summaryIntervalMs: 15_000 });
+    e.activate(1);
+    e.apply(round('m-1', 1_000));
+    e.apply(round('m-2', 1_000));
+    await vi.advanceTimersByTimeAsync(10_000);
+    e.forget('m-1');
+    e.apply(round('m-1', 1_000));
+    expect(e.status().ignoredStats).toBe(3);
+    await vi.advanceTimersByTimeAsync(50_000);
+    expect(faults().map((f) => f.data.memberId)).toEqual(['m-2']);
+    expect(summaries().some((s) => 'memberId' in s.data && s.data.memberId === 'm-1')).toBe(false);
+    e.apply(round('m-1', 70_000));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(faults().map((f) => f.id)).toEqual(['MemberFaultEvent:m-2:1000', 'MemberFaultEvent:m-1:70000']);
+  });
+
+  it('a passive emits nothing; activate publishes the unconfirmed outputs stamped with the new epoch', async () => {
+    const { e, faults } = engine({ summaryIntervalMs: 1_000_000 });
+    e.apply(round('m-1', 1_000));
+    e.apply(round('m-2', 2_000));
+    e.apply(round('m-3', 3_000));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(faults()).toHaveLength(0);
+    expect(e.status()).toMatchObject({ role: 'PASSIVE', pendingOutputs: 3, faultsDeclared: 3, faultsEmitted: 0 });
+    // The active published m-1's and m-3's faults.
+    e.confirm(['MemberFaultEvent:m-1:1000', 'MemberFaultEvent:m-3:3000']);
+    expect(e.status().pendingOutputs).toBe(1);
+    await vi.advanceTimersByTimeAsync(5_000);
+    e.activate(7);
+    expect(faults().map((f) => [f.id, f.epoch, f.time, f.source])).toEqual([
+      ['MemberFaultEvent:m-2:2000', 7, 60_000, 'sp-1'],
+    ]);
+    expect(e.status()).toMatchObject({ role: 'ACTIVE', epoch: 7, pendingOutputs: 0, faultsEmitted: 1 });
+  });
+
+  it('a confirmation that overtakes the passive’s own fault keeps it from being held', async () => {
+    const { e, faults } = engine({ summaryIntervalMs: 1_000_000 });
+    e.apply(round('m-1', 1_000));
+    e.confirm(['MemberFaultEvent:m-1:1000']);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(e.status()).toMatchObject({ faultsDeclared: 1, pendingOutputs: 0, outputsAlreadyPublished: 1 });
+    e.activate(2);
+    expect(faults()).toHaveLength(0);
+  });
+
+  it('after a takeover every member gets the grace period before any new fault', async () => {
+    const { e, faults } = engine({ graceAfterTakeoverMs: 60_000 });
+    e.apply(round('m-1', 0));
+    await vi.advanceTimersByTimeAsync(50_000);
+    e.activate(2); // m-1 was due at 60 000; now not before 110 000
+    await vi.advanceTimersByTimeAsync(59_999);
+    expect(faults()).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults().map((f) => [f.id, f.time, f.epoch, f.data.silentForMs])).toEqual([
+      ['MemberFaultEvent:m-1:0', 110_000, 2, 110_000],
+    ]);
+  });
+
+  it('the grace defaults to one fault timeout and a member first seen after the takeover has the plain timeout', async () => {
+    const { e, faults } = engine({ faultTimeoutMs: 10_000 });
+    e.apply(round('old', 0));
+    await vi.advanceTimersByTimeAsync(9_000);
+    e.activate(2);
+    e.apply(round('new', 9_000));
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(
+      faults()
+        .map((f) => [f.data.memberId, f.time])
+        .sort(),
+    ).toEqual([
+      ['new', 19_000],
+      ['old', 19_000],
+    ]);
+  });
+
+  it('deactivate holds outputs again; a repeated activate is no new takeover', async () => {
+    const { e, faults } = engine({ faultTimeoutMs: 10_000 });
+    e.activate(1);
+    e.activate(1);
+    e.apply(round('m-1', 0));
+    e.deactivate();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(faults()).toHaveLength(0);
+    e.activate(2);
+    expect(faults().map((f) => f.epoch)).toEqual([2]);
+  });
+
+  it('two engines fed the same batches produce the same ids', async () => {
+    const a = engine({ source: 'sp-1' });
+    const b = engine({ source: 'sp-2' });
+    a.e.activate(1);
+    b.e.activate(1);
+    for (let t = 0; t < 120_000; t += 15_000) {
+      const batches = [round('m-1', t, t / 1000), round('m-2', t + 500, 50 - t / 5000)];
+      if (t < 45_000) batches.push(round('m-3', t + 900, 3));
+      for (const x of batches) {
+        a.e.apply(x);
+        b.e.apply(x);
+      }
+      await vi.advanceTimersByTimeAsync(15_000);
+    }
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(a.out.length).toBeGreaterThan(50);
+    expect(a.out.map((o) => o.id)).toEqual(b.out.map((o) => o.id));
+    expect(a.out.map((o) => o.data)).toEqual(b.out.map((o) => o.data));
+    expect(new Set(a.out.map((o) => o.id)).size).toBe(a.out.length);
+    expect(new Set(b.out.map((o) => o.source))).toEqual(new Set(['sp-2']));
+    expect(a.faults().map((f) => [f.id, f.time])).toEqual([
+      ['MemberFaultEvent:m-3:30900', 90_000],
+      expect.anything(),
+      expect.anything(),
+    ]);
+    expect(
+      a
+        .faults()
+        .map((f) => f.id)
+        .sort(),
+    ).toEqual(['MemberFaultEvent:m-1:105000', 'MemberFaultEvent:m-2:105500', 'MemberFaultEvent:m-3:30900']);
+  });
+
+  it('summaries: window math on the wire, ids aligned to the tick, every envelope valid', async () => {
+    const { e, summaries } = engine({ faultTimeoutMs: 600_000 });
+    e.activate(4);
+    // m-1 load 1, 2, 4, 8 and m-2 load 10, 40 (see window-stats.test.ts for the hand computation).
+    for (const [t, v] of [
+      [15, 1],
+      [30, 2],
+      [45, 4],
+      [60, 8],
+    ] as const) {
+      e.apply(batch(stat('m-1', 'load_average', v, t * 1000)));
+    }
+    e.apply(batch(stat('m-2', 'load_average', 10, 20_000), stat('m-2', 'load_average', 40, 50_000)));
+    await vi.advanceTimersByTimeAsync(60_000);
+    const at60 = summaries().filter((s) => s.data.windowTo === 60_000);
+    const byId = Object.fromEntries(at60.map((s) => [s.id, s.data.value]));
+    expect(byId).toEqual({
+      'AverageLoadAverageEvent:php:np-1:60000': expect.closeTo(65 / 6, 12),
+      'GradientOfLoadAverageEvent:php:np-1:60000': expect.closeTo(26 / 45, 12),
+      'SecondDerivativeOfLoadAverageEvent:php:np-1:60000': expect.closeTo(1 / 150, 12),
+      'MemberAverageLoadAverageEvent:php:np-1:m-1:60000': 3.75,
+      'MemberGradientOfLoadAverageEvent:php:np-1:m-1:60000': expect.closeTo(7 / 45, 12),
+      'MemberSecondDerivativeOfLoadAverageEvent:php:np-1:m-1:60000': expect.closeTo(1 / 150, 12),
+      'MemberAverageLoadAverageEvent:php:np-1:m-2:60000': 25,
+      'MemberGradientOfLoadAverageEvent:php:np-1:m-2:60000': 1,
+    });
+    for (const s of summaries()) {
+      expect(validateEnvelope(s).ok).toBe(true);
+      expect(s.epoch).toBe(4);
+      expect(s.data.windowTo % 15_000).toBe(0);
+      expect(s.data.windowFrom).toBe(s.data.windowTo - 60_000);
+    }
+    // Tick at 15 000: only m-1's sample at 15 000 is in (−45 000, 15 000]: an average, no gradient.
+    expect(
+      summaries()
+        .filter((s) => s.data.windowTo === 15_000)
+        .map((s) => s.type),
+    ).toEqual(['AverageLoadAverageEvent', 'MemberAverageLoadAverageEvent']);
+  });
+
+  it('summaries while passive wait, only the newest per stream, and go out on activate', async () => {
+    const { e, summaries } = engine({ faultTimeoutMs: 600_000 });
+    e.apply(batch(stat('m-1', 'requests_in_flight', 5, 1_000)));
+    await vi.advanceTimersByTimeAsync(45_000);
+    expect(summaries()).toHaveLength(0);
+    expect(e.status()).toMatchObject({ pendingOutputs: 1, outputsSuperseded: 2 });
+    e.activate(9);
+    expect(summaries().map((s) => [s.id, s.epoch, s.time])).toEqual([
+      ['AverageRequestsInFlightEvent:php:np-1:45000', 9, 45_000],
+    ]);
+  });
+
+  it('a passive over maxPendingOutputs drops the oldest, summaries first, and warns about faults only', async () => {
+    const { e, logger } = engine({ faultTimeoutMs: 20_000, maxPendingOutputs: 4 });
+    e.apply(round('m-1', 1_000));
+    e.apply(round('m-2', 1_000));
+    await vi.advanceTimersByTimeAsync(15_000); // 3 cluster + 2 × 2 member averages: 3 summaries dropped
+    expect(e.status()).toMatchObject({ pendingOutputs: 4, outputsDropped: 3, faultsDropped: 0 });
+    expect(logger.records.some((r) => r.level === 'warn')).toBe(false);
+    e.apply(round('m-3', 2_000));
+    e.apply(round('m-4', 3_000));
+    e.apply(round('m-5', 4_000));
+    await vi.advanceTimersByTimeAsync(35_000); // faults of m-1 … m-5 at 20 000 and 35 000
+    expect(e.status()).toMatchObject({ pendingOutputs: 4, faultsDropped: 1 });
+    expect(logger.records.filter((r) => r.level === 'warn')).toHaveLength(1);
+    e.activate(2);
+  });
+
+  it('a passive whose tick comes after the active’s confirmation of that tick holds none of it', async () => {
+    const { e } = engine({ faultTimeoutMs: 600_000 });
+    e.apply(round('m-1', 1_000));
+    e.confirm(['AverageLoadAverageEvent:php:np-1:15000']);
+    await vi.advanceTimersByTimeAsync(15_000);
+    expect(e.status()).toMatchObject({ pendingOutputs: 0, summariesComputed: 5, outputsAlreadyPublished: 5 });
+    await vi.advanceTimersByTimeAsync(15_000);
+    expect(e.status()).toMatchObject({ pendingOutputs: 5, summariesComputed: 10 });
+  });
+
+  it('export → JSON → import on another engine keeps detection and windows going', async () => {
+    const a = engine({ faultTimeoutMs: 60_000, summaryIntervalMs: 15_000 });
+    a.e.apply(round('m-1', 0, 1));
+    a.e.apply(round('m-2', 0, 1));
+    await vi.advanceTimersByTimeAsync(10_000);
+    a.e.apply(round('m-1', 10_000, 3));
+    a.e.apply(batch(stat('m-3', 'ports_not_open', 1, 10_000)));
+    a.e.forget('m-2');
+    const state = JSON.parse(JSON.stringify(a.e.exportState()));
+    expect(state).toMatchObject({ version: 1, pending: [expect.objectContaining({ kind: 'fault' })] });
+    a.e.close();
+
+    const b = engine({ faultTimeoutMs: 60_000, summaryIntervalMs: 15_000, source: 'sp-2' });
+    b.e.importState(state);
+    expect(b.e.status()).toMatchObject({ members: 2, faulted: 1, pendingOutputs: 1 });
+    b.e.apply(round('m-2', 0));
+    expect(b.e.status().ignoredStats).toBe(3);
+    b.e.activate(5);
+    expect(b.faults().map((f) => [f.id, f.time, f.epoch])).toEqual([['MemberFaultEvent:m-3:10000', 10_000, 5]]);
+    await vi.advanceTimersByTimeAsync(5_000);
+    // m-1's samples moved with it: (3 − 1) / 10 s.
+    const at15 = b.summaries().filter((s) => s.data.windowTo === 15_000);
+    expect(at15.find((s) => s.id === 'MemberGradientOfLoadAverageEvent:php:np-1:m-1:15000')?.data.value).toBe(0.2);
+    expect(at15.some((s) => 'memberId' in s.data && s.data.memberId === 'm-2')).toBe(false);
+    // m-1's deadline moved with it: last stat applied at 10 000, due at 70 000.
+    await vi.advanceTimersByTimeAsync(54_999);
+    expect(b.faults()).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(b.faults().map((f) => [f.id, f.time])).toEqual([
+      ['MemberFaultEvent:m-3:10000', 10_000],
+      ['MemberFaultEvent:m-1:10000', 70_000],
+    ]);
+  });
+
+  it('refuses a state that is not its own, naming the field', () => {
+    const { e } = engine();
+    expect(() => e.importState({ version: 2 })).toThrow(/version: expected 1, got 2/);
+    const good = e.exportState();
+    expect(() => e.importState({ ...good, members: [{ memberId: 'm-1' }] })).toThrow(
+      /members\[0\]\.clusterId: not a non-empty string/,
+    );
+    expect(() => e.importState({ ...good, pending: [{ kind: 'fault', stream: 's', seq: 1, envelope: {} }] })).toThrow(
+      /pending\[0\]\.envelope/,
+    );
+    expect(() => e.importState(good)).not.toThrow();
+  });
+
+  it('validates its options up front with one ConfigError naming each', () => {
+    const attempt = () => createCepEngine({ faultTimeoutMs: 0, windowMs: 1.5, source: '' });
+    expect(attempt).toThrow(ConfigError);
+    try {
+      attempt();
+    } catch (error) {
+      expect((error as ConfigError).code).toBe('FL_ERR_CONFIG_INVALID');
+      expect((error as ConfigError).issues.map((i) => i.key)).toEqual([
+        'cep.source',
+        'cep.faultTimeoutMs',
+        'cep.windowMs',
+      ]);
+    }
+  });
+
+  it('a throwing listener is logged and counted; the others still receive the output', async () => {
+    const { e, faults, logger } = engine({ faultTimeoutMs: 1_000 });
+    const unsubscribe = e.onOutput(() => {
+      throw new Error('boom');
+    });
+    e.activate(1);
+    e.apply(round('m-1', 0));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(faults()).toHaveLength(1);
+    expect(e.status().listenerErrors).toBe(1);
+    expect(logger.records.some((r) => r.level === 'error' && r.message === 'output listener failed')).toBe(true);
+    unsubscribe();
+    e.apply(round('m-2', 0));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(e.status().listenerErrors).toBe(1);
+  });
+
+  it('close is idempotent, stops every timer, and refuses later batches', async () => {
+    const { e, out } = engine({ faultTimeoutMs: 1_000 });
+    e.activate(1);
+    e.apply(round('m-1', 0));
+    e.close();
+    e.close();
+    expect(e.role).toBe('CLOSED');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(out).toHaveLength(0);
+    expect(vi.getTimerCount()).toBe(0);
+    expect(() => e.apply(round('m-1', 1))).toThrow(FaultlineError);
+  });
+});

@@ -1,0 +1,328 @@
+import { ClosedError, type Logger, type TimerHandle } from '@faultline/core';
+import type { Envelope, HealthDescription, HealthStatBatch, Metric } from '@faultline/protocol';
+import { FaultDetector, type FaultInfo, type MemberRef } from './fault-detector.js';
+import { type CepEngineOptions, type ResolvedCepOptions, resolveOptions } from './options.js';
+import { type Output, OutputLedger } from './output-ledger.js';
+import { faultOutput, faultStream, summaryOutput } from './outputs.js';
+import { CEP_STATE_VERSION, type CepState, parseCepState } from './state.js';
+import { WindowStats } from './window-stats.js';
+
+export type CepRole = 'PASSIVE' | 'ACTIVE' | 'CLOSED';
+export type OutputListener = (envelope: Envelope) => void;
+
+/** The status call's summary (a type alias, so it is a `Record<string, unknown>` as the SP node expects). */
+export type CepStatus = {
+  engine: 'cep';
+  role: CepRole;
+  epoch: number | undefined;
+  /** Members tracked by the fault detector, alive and faulted. */
+  members: number;
+  faulted: number;
+  /** (cluster, network partition) pairs with samples in the window. */
+  clusters: number;
+  /** Outputs held for the active's confirmation (passive only). */
+  pendingOutputs: number;
+  /** Pending outputs the bound dropped (summaries first; see faultsDropped). */
+  outputsDropped: number;
+  /** Pending faults the bound dropped: confirmations are not arriving. */
+  faultsDropped: number;
+  /** Pending summaries replaced by a newer tick's. */
+  outputsSuperseded: number;
+} & CepCounters;
+
+export type CepCounters = {
+  statsApplied: number;
+  /** Stats of a faulted life that arrived after its fault (not newer than the last seen): no new life. */
+  lateStats: number;
+  /** Stats of a forgotten member, not newer than its last: ignored. */
+  ignoredStats: number;
+  faultsDeclared: number;
+  faultsEmitted: number;
+  summariesComputed: number;
+  summariesEmitted: number;
+  /** Outputs not kept or emitted because the active had already published them. */
+  outputsAlreadyPublished: number;
+  confirmations: number;
+  listenerErrors: number;
+};
+
+/**
+ * The CEP monitor's query engine. It has the shape of the stream processor's
+ * `QueryEngine` (apply, activate, deactivate, exportState, importState,
+ * status, close) without depending on it, plus what only the CEP needs.
+ */
+export interface CepEngine {
+  /** Applies a batch of health stats (both nodes, same order). `receivedAt` is not used: deadlines run on this node's clock. */
+  apply(batch: HealthStatBatch, receivedAt?: number): void;
+  /** This node became active under `epoch`: pending outputs go out stamped with it, then every member gets the grace period. */
+  activate(epoch: number): void;
+  /** Passive (again): outputs are held until the active confirms them. */
+  deactivate(): void;
+  exportState(): CepState;
+  /** Replaces the whole state with a peer's export; throws a TypeError naming the first bad field. */
+  importState(state: unknown): void;
+  status(): CepStatus;
+  close(): void;
+  /** The topology removed the member (MemberTerminatedEvent): no more detection, no more member summaries. */
+  forget(memberId: string): void;
+  /** The active published these output ids: the passive no longer holds them. */
+  confirm(ids: readonly string[]): void;
+  /** Receives every output while active, epoch set. Returns the unsubscribe. */
+  onOutput(listener: OutputListener): () => void;
+  readonly role: CepRole;
+}
+
+const METRIC_OF: Readonly<Record<Exclude<HealthDescription, 'ports_not_open'>, Metric>> = {
+  load_average: 'LoadAverage',
+  memory_consumption: 'MemoryConsumption',
+  requests_in_flight: 'RequestsInFlight',
+};
+
+/** Forgotten members remembered (to ignore their late stats), oldest forgotten first. */
+const MAX_FORGOTTEN = 10_000;
+const DROP_WARNING_EVERY_MS = 60_000;
+
+class CepMonitor implements CepEngine {
+  private readonly options: ResolvedCepOptions;
+  private readonly log: Logger;
+  private readonly detector: FaultDetector;
+  private readonly windows: WindowStats;
+  private readonly ledger: OutputLedger;
+  private readonly listeners = new Set<OutputListener>();
+  /** memberId → agent timestamp of its last stat when the topology removed it. */
+  private readonly forgotten = new Map<string, number>();
+  private epoch: number | undefined;
+  private closed = false;
+  private summaryTimer: TimerHandle | undefined;
+  private nextSummaryAt = 0;
+  private lastWindowTo = Number.NEGATIVE_INFINITY;
+  private lastDropWarning: number | undefined;
+  private readonly counters: CepCounters = {
+    statsApplied: 0,
+    lateStats: 0,
+    ignoredStats: 0,
+    faultsDeclared: 0,
+    faultsEmitted: 0,
+    summariesComputed: 0,
+    summariesEmitted: 0,
+    outputsAlreadyPublished: 0,
+    confirmations: 0,
+    listenerErrors: 0,
+  };
+
+  constructor(input: CepEngineOptions) {
+    this.options = resolveOptions(input);
+    this.log = this.options.logger.child({ component: 'cep' });
+    this.detector = new FaultDetector({
+      faultTimeoutMs: this.options.faultTimeoutMs,
+      clock: this.options.clock,
+      onFault: (member, info) => this.fault(member, info),
+    });
+    this.windows = new WindowStats(this.options);
+    this.ledger = new OutputLedger(this.options.maxPendingOutputs);
+    this.scheduleSummary();
+  }
+
+  get role(): CepRole {
+    if (this.closed) return 'CLOSED';
+    return this.epoch === undefined ? 'PASSIVE' : 'ACTIVE';
+  }
+
+  apply(batch: HealthStatBatch): void {
+    if (this.closed) throw new ClosedError('cep engine');
+    for (const stat of batch.stats) {
+      this.counters.statsApplied += 1;
+      const gone = this.forgotten.get(stat.memberId);
+      if (gone !== undefined) {
+        if (stat.timestamp <= gone) {
+          this.counters.ignoredStats += 1;
+          continue;
+        }
+        // Newer than anything it sent before removal: a member id reused, or an agent that outlived its member.
+        this.forgotten.delete(stat.memberId);
+      }
+      // ports_not_open is a fault of its own (Stratos maps it straight to MemberFault), once per life;
+      // it starts no new life: a member faulted already stays faulted, and it carries no sample.
+      if (stat.healthDescription === 'ports_not_open') {
+        this.detector.faultNow(stat, 'ports_not_open', stat.timestamp);
+        continue;
+      }
+      const touched = this.detector.touch(stat, stat.timestamp);
+      if (touched === 'late') this.counters.lateStats += 1;
+      else if (touched === 'revived') this.log.info('member reporting again: a new life', { memberId: stat.memberId });
+      // A late stat is still a true sample of its time: it counts in the window.
+      this.windows.add(stat, METRIC_OF[stat.healthDescription], stat.timestamp, stat.value);
+    }
+  }
+
+  activate(epoch: number): void {
+    if (this.closed) return;
+    const takeover = this.epoch === undefined;
+    this.epoch = epoch;
+    if (!takeover) return;
+    // Publish what the old active may not have (deterministic ids make repeats harmless), then
+    // give every member one grace period to find the new active before any new fault.
+    const pending = this.ledger.takeAll();
+    for (const output of pending) this.emit(output, epoch);
+    this.detector.grace(this.options.graceAfterTakeoverMs);
+    this.log.info('cep active', { epoch, republished: pending.length, graceMs: this.options.graceAfterTakeoverMs });
+  }
+
+  deactivate(): void {
+    if (this.closed || this.epoch === undefined) return;
+    this.log.info('cep passive: outputs held until the active confirms them', { epoch: this.epoch });
+    this.epoch = undefined;
+  }
+
+  forget(memberId: string): void {
+    if (this.closed) return;
+    const known = this.detector.member(memberId);
+    if (known) {
+      if (known.lastStatAt !== null) this.forgotten.set(memberId, known.lastStatAt);
+      if (this.forgotten.size > MAX_FORGOTTEN) this.forgotten.delete(this.forgotten.keys().next().value as string);
+      this.ledger.forgetStream(faultStream(memberId));
+    }
+    this.detector.forget(memberId);
+    this.windows.forgetMember(memberId);
+    this.log.debug('member forgotten', { memberId, known: known !== undefined });
+  }
+
+  confirm(ids: readonly string[]): void {
+    this.counters.confirmations += ids.length;
+    this.ledger.confirm(ids);
+  }
+
+  onOutput(listener: OutputListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  exportState(): CepState {
+    return {
+      version: CEP_STATE_VERSION,
+      exportedAt: this.options.clock.now(),
+      members: this.detector.export(),
+      forgotten: [...this.forgotten],
+      series: this.windows.export(),
+      ...this.ledger.export(),
+    };
+  }
+
+  importState(value: unknown): void {
+    if (this.closed) throw new ClosedError('cep engine');
+    const state = parseCepState(value);
+    this.detector.import(state.members);
+    this.windows.import(state.series);
+    this.ledger.import(state);
+    this.forgotten.clear();
+    for (const [memberId, lastStatAt] of state.forgotten) this.forgotten.set(memberId, lastStatAt);
+    this.log.info('cep state imported', { members: state.members.length, pending: state.pending.length });
+    // Only a passive imports in the SP pair; an active one would otherwise sit on the imported pending outputs.
+    if (this.epoch !== undefined) for (const output of this.ledger.takeAll()) this.emit(output, this.epoch);
+  }
+
+  status(): CepStatus {
+    return {
+      engine: 'cep',
+      role: this.role,
+      epoch: this.epoch,
+      members: this.detector.size,
+      faulted: this.detector.faulted,
+      clusters: this.windows.clusters,
+      pendingOutputs: this.ledger.size,
+      outputsDropped: this.ledger.dropped,
+      faultsDropped: this.ledger.faultsDropped,
+      outputsSuperseded: this.ledger.superseded,
+      ...this.counters,
+    };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.options.clock.clearTimeout(this.summaryTimer);
+    this.summaryTimer = undefined;
+    this.detector.close();
+    this.listeners.clear();
+  }
+
+  private fault(member: Readonly<MemberRef>, info: FaultInfo): void {
+    this.counters.faultsDeclared += 1;
+    this.log.info('member fault', {
+      memberId: member.memberId,
+      clusterId: member.clusterId,
+      reason: info.reason,
+      silentForMs: info.silentForMs,
+      lastStatAt: info.lastStatAt,
+      role: this.role,
+    });
+    const output = faultOutput(member, info, this.options.source, this.options.clock.now());
+    if (this.ledger.faultPublished(output)) this.counters.outputsAlreadyPublished += 1;
+    else this.produce(output);
+  }
+
+  /** Summary ticks fall on multiples of summaryIntervalMs of the wall clock: both nodes tick alike. */
+  private scheduleSummary(): void {
+    if (this.closed) return;
+    const { clock, summaryIntervalMs } = this.options;
+    const now = clock.now();
+    if (this.nextSummaryAt <= now) this.nextSummaryAt = (Math.floor(now / summaryIntervalMs) + 1) * summaryIntervalMs;
+    this.summaryTimer = clock.setTimeout(() => this.summarize(), this.nextSummaryAt - now);
+  }
+
+  private summarize(): void {
+    if (this.closed) return;
+    const { clock, summaryIntervalMs, source } = this.options;
+    const now = clock.now();
+    // A timer that fires a little early keeps its own tick; one late by whole intervals (a pause) does the latest due.
+    const windowTo = Math.max(this.nextSummaryAt, Math.floor(now / summaryIntervalMs) * summaryIntervalMs);
+    this.nextSummaryAt = windowTo + summaryIntervalMs;
+    try {
+      // A wall clock stepped back must not repeat a tick (and its ids).
+      if (windowTo <= this.lastWindowTo) return;
+      this.lastWindowTo = windowTo;
+      const summaries = this.windows.summarize(windowTo);
+      this.counters.summariesComputed += summaries.length;
+      // A tick is emitted whole, so one check covers it: the active's confirmations got here first.
+      if (this.ledger.tickPublished(windowTo)) this.counters.outputsAlreadyPublished += summaries.length;
+      else for (const summary of summaries) this.produce(summaryOutput(summary, source, now));
+    } finally {
+      this.scheduleSummary();
+    }
+  }
+
+  private produce(output: Output): void {
+    if (this.epoch !== undefined) this.emit(output, this.epoch);
+    else if (this.ledger.hold(output) > 0) this.warnDropped();
+  }
+
+  private emit(output: Output, epoch: number): void {
+    this.ledger.markPublished(output);
+    const envelope = { ...output.envelope, epoch } as Envelope;
+    if (output.kind === 'fault') this.counters.faultsEmitted += 1;
+    else this.counters.summariesEmitted += 1;
+    for (const listener of this.listeners) {
+      try {
+        listener(envelope);
+      } catch (error) {
+        this.counters.listenerErrors += 1;
+        this.log.error('output listener failed', { id: envelope.id, type: envelope.type, error });
+      }
+    }
+  }
+
+  private warnDropped(): void {
+    const now = this.options.clock.monotonicNow();
+    if (this.lastDropWarning !== undefined && now - this.lastDropWarning < DROP_WARNING_EVERY_MS) return;
+    this.lastDropWarning = now;
+    this.log.warn('pending faults over the bound: oldest dropped, a takeover would not publish them', {
+      maxPendingOutputs: this.options.maxPendingOutputs,
+      faultsDropped: this.ledger.faultsDropped,
+    });
+  }
+}
+
+/** The CEP monitor's engine: member fault detection and summarized stats (issue 5). */
+export function createCepEngine(options: CepEngineOptions = {}): CepEngine {
+  return new CepMonitor(options);
+}

@@ -1,0 +1,210 @@
+import { type Clock, systemClock } from '@faultline/core';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FaultDetector, type FaultInfo, type MemberRef } from './fault-detector.js';
+
+const member = (memberId: string): MemberRef => ({
+  clusterId: 'php',
+  clusterInstanceId: 'php-1',
+  networkPartitionId: 'np-1',
+  partitionId: 'p-1',
+  memberId,
+});
+
+function detector(faultTimeoutMs = 60_000, clock: Clock = systemClock) {
+  const faults: { memberId: string; at: number; info: FaultInfo }[] = [];
+  const d = new FaultDetector({
+    faultTimeoutMs,
+    clock,
+    onFault: (m, info) => faults.push({ memberId: m.memberId, at: Date.now(), info }),
+  });
+  return { d, faults };
+}
+
+describe('FaultDetector', () => {
+  beforeEach(() => vi.useFakeTimers({ now: 0 }));
+  afterEach(() => vi.useRealTimers());
+
+  it('faults at exactly the timeout after the last stat, not 1 ms before', async () => {
+    const { d, faults } = detector();
+    expect(d.touch(member('m-1'), 1_000)).toBe('new');
+    await vi.advanceTimersByTimeAsync(59_999);
+    expect(faults).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults).toEqual([
+      { memberId: 'm-1', at: 60_000, info: { reason: 'timeout', lastStatAt: 1_000, silentForMs: 60_000 } },
+    ]);
+    expect(d.member('m-1')?.state).toBe('faulted');
+    expect(d.faulted).toBe(1);
+  });
+
+  it('never faults while stats flow, and measures the timeout from the last one', async () => {
+    const { d, faults } = detector();
+    for (let t = 0; t <= 300_000; t += 15_000) {
+      d.touch(member('m-1'), t);
+      await vi.advanceTimersByTimeAsync(15_000);
+    }
+    expect(faults).toHaveLength(0);
+    // Last stat at 300 000 (applied then); now 315 000: the fault is due at 360 000.
+    await vi.advanceTimersByTimeAsync(44_999);
+    expect(faults).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults.map((f) => f.at)).toEqual([360_000]);
+  });
+
+  it('faults once per silence, however long it lasts', async () => {
+    const { d, faults } = detector();
+    d.touch(member('m-1'), 0);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(faults).toHaveLength(1);
+  });
+
+  it('a member that reports again after its fault is a new life whose silence faults again', async () => {
+    const { d, faults } = detector();
+    d.touch(member('m-1'), 0);
+    await vi.advanceTimersByTimeAsync(70_000);
+    expect(d.touch(member('m-1'), 70_000)).toBe('revived');
+    expect(d.faulted).toBe(0);
+    await vi.advanceTimersByTimeAsync(59_999);
+    expect(faults).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults.map((f) => [f.at, f.info.lastStatAt])).toEqual([
+      [60_000, 0],
+      [130_000, 70_000],
+    ]);
+  });
+
+  it('a late stat (not newer than the last seen) does not revive a faulted member', async () => {
+    const { d, faults } = detector();
+    d.touch(member('m-1'), 5_000);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(d.touch(member('m-1'), 4_000)).toBe('late');
+    expect(d.touch(member('m-1'), 5_000)).toBe('late');
+    expect(d.member('m-1')?.state).toBe('faulted');
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(faults).toHaveLength(1);
+  });
+
+  it('faultNow declares at once, once per life', async () => {
+    const { d, faults } = detector();
+    expect(d.faultNow(member('m-1'), 'ports_not_open', 2_000)).toBe(true);
+    expect(d.faultNow(member('m-1'), 'ports_not_open', 3_000)).toBe(false);
+    expect(faults).toEqual([
+      { memberId: 'm-1', at: 0, info: { reason: 'ports_not_open', lastStatAt: 2_000, silentForMs: 0 } },
+    ]);
+    // No timeout fault follows a ports_not_open fault of the same life.
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(faults).toHaveLength(1);
+    d.touch(member('m-1'), 200_000);
+    expect(d.faultNow(member('m-1'), 'ports_not_open', 200_000)).toBe(true);
+    expect(faults).toHaveLength(2);
+  });
+
+  it('forget stops detection of that member only', async () => {
+    const { d, faults } = detector();
+    d.touch(member('m-1'), 0);
+    d.touch(member('m-2'), 0);
+    expect(d.forget('m-1')).toBe(true);
+    expect(d.forget('m-1')).toBe(false);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(faults.map((f) => f.memberId)).toEqual(['m-2']);
+    expect(d.size).toBe(1);
+  });
+
+  it('grace moves every alive deadline to at least now + grace, never earlier', async () => {
+    const { d, faults } = detector();
+    d.touch(member('early'), 0);
+    await vi.advanceTimersByTimeAsync(50_000);
+    d.touch(member('late'), 50_000);
+    d.grace(30_000); // early: 60 000 → 80 000; late: 110 000 stays
+    await vi.advanceTimersByTimeAsync(29_999);
+    expect(faults).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults.map((f) => [f.memberId, f.at, f.info.silentForMs])).toEqual([['early', 80_000, 80_000]]);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(faults.map((f) => [f.memberId, f.at])).toEqual([
+      ['early', 80_000],
+      ['late', 110_000],
+    ]);
+  });
+
+  it('faults every member due in one timer pass, each exactly at its deadline', async () => {
+    let timers = 0;
+    const counting: Clock = {
+      ...systemClock,
+      setTimeout: (fn, ms) => {
+        timers += 1;
+        return systemClock.setTimeout(fn, ms);
+      },
+    };
+    const { d, faults } = detector(60_000, counting);
+    for (let i = 0; i < 1_000; i++) d.touch(member(`m-${i}`), 0);
+    await vi.advanceTimersByTimeAsync(10);
+    for (let i = 0; i < 1_000; i++) d.touch(member(`n-${i}`), 10);
+    // One timer for the earliest deadline, not one per member or per stat.
+    expect(timers).toBe(1);
+    await vi.advanceTimersByTimeAsync(59_990);
+    expect(faults).toHaveLength(1_000);
+    expect(new Set(faults.map((f) => f.at))).toEqual(new Set([60_000]));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(faults).toHaveLength(2_000);
+    expect(timers).toBe(2);
+    d.close();
+  });
+
+  it('a fault listener may forget or touch members during the pass', async () => {
+    let offset = 0;
+    const clock: Clock = { ...systemClock, monotonicNow: () => systemClock.monotonicNow() + offset };
+    const faulted: string[] = [];
+    const d: FaultDetector = new FaultDetector({
+      faultTimeoutMs: 1_000,
+      clock,
+      onFault: (m) => {
+        faulted.push(m.memberId);
+        if (m.memberId === 'a') {
+          d.forget('b');
+          d.touch(member('c'), 5_000);
+        }
+      },
+    });
+    d.touch(member('a'), 0);
+    offset = 1;
+    d.touch(member('b'), 0);
+    d.touch(member('c'), 0);
+    // At 1 000 the monotonic clock reads 1 001: all three are due in the same pass, `a` first.
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(faulted).toEqual(['a']);
+    expect(d.member('b')).toBeUndefined();
+    expect(d.member('c')?.state).toBe('alive');
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(faulted).toEqual(['a', 'c']);
+  });
+
+  it('export and import keep the time left, not the clock reading', async () => {
+    const { d } = detector();
+    d.touch(member('alive'), 1_000);
+    d.faultNow(member('faulted'), 'ports_not_open', 1_000);
+    await vi.advanceTimersByTimeAsync(20_000);
+    const state = JSON.parse(JSON.stringify(d.export()));
+    expect(state).toEqual([
+      { ...member('alive'), state: 'alive', lastStatAt: 1_000, lastSeenAgoMs: 20_000, remainingMs: 40_000 },
+      { ...member('faulted'), state: 'faulted', lastStatAt: 1_000, lastSeenAgoMs: 20_000, remainingMs: null },
+    ]);
+    d.close();
+    await vi.advanceTimersByTimeAsync(5_000);
+    const { d: copy, faults } = detector();
+    copy.import(state);
+    expect(copy.faulted).toBe(1);
+    await vi.advanceTimersByTimeAsync(39_999);
+    expect(faults).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults.map((f) => [f.memberId, f.at, f.info.silentForMs])).toEqual([['alive', 65_000, 60_000]]);
+  });
+
+  it('close stops the timer', async () => {
+    const { d, faults } = detector();
+    d.touch(member('m-1'), 0);
+    d.close();
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(faults).toHaveLength(0);
+  });
+});

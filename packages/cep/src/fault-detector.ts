@@ -1,0 +1,271 @@
+import type { Clock, TimerHandle } from '@faultline/core';
+import { DeadlineHeap, type HeapItem } from './deadline-heap.js';
+
+/** Where a member lives: the fields every MemberFaultEvent carries. */
+export interface MemberRef {
+  clusterId: string;
+  clusterInstanceId: string;
+  networkPartitionId: string;
+  partitionId: string;
+  memberId: string;
+}
+
+export type FaultReason = 'timeout' | 'ports_not_open';
+/** `alive`: a deadline runs. `faulted`: declared once, quiet until the member reports again. */
+export type MemberLifeState = 'alive' | 'faulted';
+/** What a stat did: first sight, a reset deadline, a new life after a fault, or a late stat of the faulted life. */
+export type TouchResult = 'new' | 'alive' | 'revived' | 'late';
+
+export interface FaultInfo {
+  reason: FaultReason;
+  /** Agent timestamp of the newest stat seen from the member (its id derives from it). */
+  lastStatAt: number | null;
+  /** How long the member had been silent when the fault was declared (0 for ports_not_open). */
+  silentForMs: number;
+}
+
+export interface FaultDetectorOptions {
+  faultTimeoutMs: number;
+  clock: Clock;
+  /** Called exactly once per silence (or per ports_not_open) of a member's life. */
+  onFault: (member: Readonly<MemberRef>, info: FaultInfo) => void;
+}
+
+/** One member in exported state. Times are relative ("ms ago", "ms left") so they survive another node's clock. */
+export interface DetectorMemberState extends MemberRef {
+  state: MemberLifeState;
+  lastStatAt: number | null;
+  /** How long ago (ms) the last stat was applied on the exporting node. */
+  lastSeenAgoMs: number;
+  /** Time left (ms) before the fault; null when faulted. May be negative: overdue, fires at once on import. */
+  remainingMs: number | null;
+}
+
+interface Tracked extends HeapItem {
+  ref: MemberRef;
+  state: MemberLifeState;
+  lastStatAt: number | null;
+  /** Monotonic time the last stat was applied here. */
+  lastSeenAt: number;
+}
+
+/**
+ * The member fault detector (issue 5, part 1): one deadline per member in a
+ * min-heap, and ONE timer on the injected Clock, armed for the earliest one.
+ *
+ * Time base: deadlines run on `clock.monotonicNow()`, the clock core reserves
+ * for elapsed time, so an NTP step of the wall clock neither fires nor delays
+ * faults; fake timers advance it with `Date.now()`. A deadline is set from the
+ * moment a stat is applied on this node (not the agent's timestamp, which is
+ * another machine's clock): a passive applies synced stats a little after the
+ * active, so it never faults a member earlier than the active does.
+ *
+ * Lives: the first stat of a member starts its life; a fault ends it (state
+ * `faulted`, no deadline); a later stat whose agent timestamp is newer than
+ * the last one seen starts a new life, whose silence faults again. A stat that
+ * is not newer (a batch resent after a failover) is late news of the faulted
+ * life and revives nothing. So a fault is declared once per silence, never as
+ * a flapping duplicate.
+ *
+ * When the timer fires, every member whose deadline has passed is faulted in
+ * the same pass, so 10 000 deadlines falling together cost one wake-up.
+ */
+export class FaultDetector {
+  private readonly members = new Map<string, Tracked>();
+  private readonly heap = new DeadlineHeap<Tracked>();
+  private timer: TimerHandle | undefined;
+  /** Deadline the armed timer targets; a timer armed for a later time is re-armed earlier, never the reverse. */
+  private armedFor: number | undefined;
+  private firing = false;
+  private closed = false;
+  private faultedCount = 0;
+
+  constructor(private readonly options: FaultDetectorOptions) {}
+
+  /** Members tracked (alive and faulted). */
+  get size(): number {
+    return this.members.size;
+  }
+
+  get faulted(): number {
+    return this.faultedCount;
+  }
+
+  /** What the detector knows of a member, or undefined when it does not track it. */
+  member(
+    memberId: string,
+  ): { ref: Readonly<MemberRef>; state: MemberLifeState; lastStatAt: number | null } | undefined {
+    const tracked = this.members.get(memberId);
+    return tracked && { ref: tracked.ref, state: tracked.state, lastStatAt: tracked.lastStatAt };
+  }
+
+  /** A stat arrived from `member` (agent timestamp `statAt`): its deadline restarts. */
+  touch(member: MemberRef, statAt: number): TouchResult {
+    const now = this.options.clock.monotonicNow();
+    let tracked = this.members.get(member.memberId);
+    let result: TouchResult;
+    if (!tracked) {
+      tracked = this.track(member, statAt, now);
+      result = 'new';
+    } else if (tracked.state === 'faulted') {
+      if (tracked.lastStatAt !== null && statAt <= tracked.lastStatAt) return 'late';
+      tracked.state = 'alive';
+      this.faultedCount -= 1;
+      result = 'revived';
+    } else {
+      result = 'alive';
+    }
+    if (tracked.lastStatAt === null || statAt > tracked.lastStatAt) tracked.lastStatAt = statAt;
+    tracked.lastSeenAt = now;
+    tracked.deadline = now + this.options.faultTimeoutMs;
+    if (tracked.heapIndex < 0) this.heap.push(tracked);
+    else this.heap.update(tracked);
+    this.arm();
+    return result;
+  }
+
+  /**
+   * Declares a fault at once (a `ports_not_open` stat). Once per life: a
+   * member already faulted stays faulted and nothing is declared again.
+   * Returns whether a fault was declared.
+   */
+  faultNow(member: MemberRef, reason: FaultReason, statAt: number): boolean {
+    const now = this.options.clock.monotonicNow();
+    let tracked = this.members.get(member.memberId);
+    if (tracked?.state === 'faulted') return false;
+    if (!tracked) tracked = this.track(member, statAt, now);
+    if (tracked.lastStatAt === null || statAt > tracked.lastStatAt) tracked.lastStatAt = statAt;
+    tracked.lastSeenAt = now;
+    this.declare(tracked, reason, 0);
+    this.arm();
+    return true;
+  }
+
+  /** The topology removed the member: no deadline, no state. */
+  forget(memberId: string): boolean {
+    const tracked = this.members.get(memberId);
+    if (!tracked) return false;
+    this.heap.remove(tracked);
+    this.members.delete(memberId);
+    if (tracked.state === 'faulted') this.faultedCount -= 1;
+    this.arm();
+    return true;
+  }
+
+  /** Every alive member gets at least `ms` from now before it can be faulted (after a takeover). */
+  grace(ms: number): void {
+    const floor = this.options.clock.monotonicNow() + ms;
+    for (const tracked of this.heap.values()) {
+      if (tracked.deadline < floor) tracked.deadline = floor;
+    }
+    this.heap.heapify();
+    this.arm();
+  }
+
+  export(): DetectorMemberState[] {
+    const now = this.options.clock.monotonicNow();
+    return [...this.members.values()].map((t) => ({
+      ...t.ref,
+      state: t.state,
+      lastStatAt: t.lastStatAt,
+      lastSeenAgoMs: Math.max(0, Math.round(now - t.lastSeenAt)),
+      remainingMs: t.state === 'alive' ? Math.round(t.deadline - now) : null,
+    }));
+  }
+
+  /** Replaces every member with `members` (a peer's export). */
+  import(members: readonly DetectorMemberState[]): void {
+    const now = this.options.clock.monotonicNow();
+    this.heap.clear();
+    this.members.clear();
+    this.faultedCount = 0;
+    for (const m of members) {
+      const tracked: Tracked = {
+        ref: refOf(m),
+        state: m.state,
+        lastStatAt: m.lastStatAt,
+        lastSeenAt: now - m.lastSeenAgoMs,
+        deadline: now + (m.remainingMs ?? 0),
+        heapIndex: -1,
+      };
+      this.members.set(m.memberId, tracked);
+      if (m.state === 'alive') this.heap.push(tracked);
+      else this.faultedCount += 1;
+    }
+    this.disarm();
+    this.arm();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.disarm();
+  }
+
+  private track(member: MemberRef, statAt: number, now: number): Tracked {
+    const tracked: Tracked = {
+      ref: refOf(member),
+      state: 'alive',
+      lastStatAt: statAt,
+      lastSeenAt: now,
+      deadline: now + this.options.faultTimeoutMs,
+      heapIndex: -1,
+    };
+    this.members.set(member.memberId, tracked);
+    return tracked;
+  }
+
+  private declare(tracked: Tracked, reason: FaultReason, silentForMs: number): void {
+    this.heap.remove(tracked);
+    tracked.state = 'faulted';
+    this.faultedCount += 1;
+    this.options.onFault(tracked.ref, { reason, lastStatAt: tracked.lastStatAt, silentForMs });
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    this.armedFor = undefined;
+    const now = this.options.clock.monotonicNow();
+    this.firing = true;
+    try {
+      // Everything due goes in this one pass; onFault may forget or touch members, so re-read the top each time.
+      for (let top = this.heap.peek(); top && top.deadline <= now; top = this.heap.peek()) {
+        this.declare(top, 'timeout', Math.max(0, Math.round(now - top.lastSeenAt)));
+      }
+    } finally {
+      this.firing = false;
+      this.arm();
+    }
+  }
+
+  private arm(): void {
+    if (this.firing || this.closed) return;
+    const top = this.heap.peek();
+    if (!top) {
+      this.disarm();
+      return;
+    }
+    // Stats push deadlines later: the armed timer then fires early, finds nothing due and
+    // re-arms. Cheaper than a clear + set for every stat that moves the earliest member.
+    if (this.armedFor !== undefined && this.armedFor <= top.deadline) return;
+    this.disarm();
+    const delay = Math.max(0, Math.ceil(top.deadline - this.options.clock.monotonicNow()));
+    this.armedFor = top.deadline;
+    this.timer = this.options.clock.setTimeout(() => this.fire(), delay);
+  }
+
+  private disarm(): void {
+    this.options.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedFor = undefined;
+  }
+}
+
+function refOf(m: MemberRef): MemberRef {
+  return {
+    clusterId: m.clusterId,
+    clusterInstanceId: m.clusterInstanceId,
+    networkPartitionId: m.networkPartitionId,
+    partitionId: m.partitionId,
+    memberId: m.memberId,
+  };
+}

@@ -1,0 +1,38 @@
+export { DeadlineHeap, type HeapItem } from './deadline-heap.js';
+export {
+  type CepCounters,
+  type CepEngine,
+  type CepRole,
+  type CepStatus,
+  createCepEngine,
+  type OutputListener,
+} from './engine.js';
+export {
+  type DetectorMemberState,
+  FaultDetector,
+  type FaultDetectorOptions,
+  type FaultInfo,
+  type FaultReason,
+  type MemberLifeState,
+  type MemberRef,
+  type TouchResult,
+} from './fault-detector.js';
+export type { CepEngineOptions, ResolvedCepOptions } from './options.js';
+export {
+  type LedgerState,
+  type Output,
+  type OutputKind,
+  OutputLedger,
+  outputId,
+  parseOutputId,
+} from './output-ledger.js';
+export { faultStream, summaryStream, summaryType } from './outputs.js';
+export { CEP_STATE_VERSION, type CepState, parseCepState } from './state.js';
+export { gradientOf, type SeriesSummary, secondDerivativeOf, slopePerSecond, summarize } from './window-math.js';
+export {
+  type MemberSeriesState,
+  type SampleSource,
+  WindowStats,
+  type WindowStatsOptions,
+  type WindowSummary,
+} from './window-stats.js';

@@ -1,0 +1,86 @@
+import {
+  type Clock,
+  ConfigError,
+  type ConfigIssue,
+  DEFAULTS,
+  type Logger,
+  nullLogger,
+  systemClock,
+} from '@faultline/core';
+
+export interface CepEngineOptions {
+  /** The `source` of every envelope: this SP node's id, e.g. `sp-1`. @default 'sp' */
+  source?: string;
+  /** No stat from a member for this long is a MemberFault (Stratos CEP). @default DEFAULTS.faultTimeoutMs (60 000) */
+  faultTimeoutMs?: number;
+  /** The summarized-stat window (Stratos CEP, 1 min). @default DEFAULTS.windowMs (60 000) */
+  windowMs?: number;
+  /**
+   * How often the summaries are computed and emitted, on ticks aligned to
+   * multiples of this on the wall clock, so both SP nodes compute the same
+   * ticks (and so the same ids). @default DEFAULTS.statIntervalMs (15 000)
+   */
+  summaryIntervalMs?: number;
+  /**
+   * After a takeover, no member is faulted before it had this long to report
+   * to the new active (DESIGN.md, "SP active/passive"). @default faultTimeoutMs
+   */
+  graceAfterTakeoverMs?: number;
+  /**
+   * Bound of the unconfirmed outputs a passive keeps; beyond it the oldest
+   * summary (then the oldest fault) is dropped and counted. @default 10_000
+   */
+  maxPendingOutputs?: number;
+  /** Samples kept per member and metric; a flooding agent loses its oldest ones. @default 1_000 */
+  maxSamplesPerSeries?: number;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default nullLogger */
+  logger?: Logger;
+}
+
+export type ResolvedCepOptions = Required<CepEngineOptions>;
+
+function positiveInt(issues: ConfigIssue[], key: string, value: number, min = 1): void {
+  if (!Number.isSafeInteger(value) || value < min) {
+    issues.push({ key: `cep.${key}`, reason: `must be an integer ≥ ${min}, got ${String(value)}` });
+  }
+}
+
+/**
+ * Resolves every default once (STYLE.md habit 2) and fails fast with one
+ * ConfigError naming every bad option, rather than a detector that never fires.
+ */
+export function resolveOptions(input: CepEngineOptions = {}): ResolvedCepOptions {
+  const faultTimeoutMs = input.faultTimeoutMs ?? DEFAULTS.faultTimeoutMs;
+  const options: ResolvedCepOptions = {
+    source: input.source ?? 'sp',
+    faultTimeoutMs,
+    windowMs: input.windowMs ?? DEFAULTS.windowMs,
+    summaryIntervalMs: input.summaryIntervalMs ?? DEFAULTS.statIntervalMs,
+    graceAfterTakeoverMs: input.graceAfterTakeoverMs ?? faultTimeoutMs,
+    maxPendingOutputs: input.maxPendingOutputs ?? 10_000,
+    maxSamplesPerSeries: input.maxSamplesPerSeries ?? 1_000,
+    clock: input.clock ?? systemClock,
+    logger: input.logger ?? nullLogger,
+  };
+  const issues: ConfigIssue[] = [];
+  if (typeof options.source !== 'string' || options.source.length === 0 || options.source.length > 256) {
+    issues.push({ key: 'cep.source', reason: 'must be a non-empty string of at most 256 characters' });
+  }
+  positiveInt(issues, 'faultTimeoutMs', options.faultTimeoutMs);
+  positiveInt(issues, 'windowMs', options.windowMs);
+  positiveInt(issues, 'summaryIntervalMs', options.summaryIntervalMs);
+  positiveInt(issues, 'graceAfterTakeoverMs', options.graceAfterTakeoverMs, 0);
+  positiveInt(issues, 'maxPendingOutputs', options.maxPendingOutputs);
+  // Three samples are the least a second derivative needs.
+  positiveInt(issues, 'maxSamplesPerSeries', options.maxSamplesPerSeries, 3);
+  if (issues.length > 0) {
+    throw new ConfigError(
+      'FL_ERR_CONFIG_INVALID',
+      `invalid CEP options: ${issues.map((i) => `${i.key} ${i.reason}`).join('; ')}`,
+      { issues },
+    );
+  }
+  return options;
+}
