@@ -22,7 +22,15 @@ export {
   isFaultlineError,
   MigrationError,
 } from './errors.js';
-export { type Closeable, closeAll, type MainContext, once, type RunMainOptions, runMain } from './lifecycle.js';
+export {
+  type Closeable,
+  closeAll,
+  type MainContext,
+  once,
+  type RunMainOptions,
+  runMain,
+  withDefaults,
+} from './lifecycle.js';
 export {
   createLogger,
   createMemoryLogger,

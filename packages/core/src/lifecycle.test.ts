@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
 import { ConfigError } from './errors.js';
-import { closeAll, once, runMain } from './lifecycle.js';
+import { closeAll, once, runMain, withDefaults } from './lifecycle.js';
 import { createMemoryLogger } from './logger.js';
 
 function fakeProcess() {
@@ -107,5 +107,12 @@ describe('runMain', () => {
     );
     expect(log.records[0]?.message).toBe('start failed');
     expect(proc.exit).toHaveBeenCalledWith(1);
+  });
+});
+
+describe('withDefaults', () => {
+  it('keeps a default where the input is undefined, takes every defined value', () => {
+    const input: { a?: number; b?: number; c?: string } = { a: undefined, b: 0, c: 'x' };
+    expect(withDefaults({ a: 60_000, b: 5 }, input)).toEqual({ a: 60_000, b: 0, c: 'x' });
   });
 });

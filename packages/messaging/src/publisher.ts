@@ -1,4 +1,13 @@
-import { type Clock, DEFAULTS, type Logger, nullLogger, once, systemClock, type TimerHandle } from '@faultline/core';
+import {
+  type Clock,
+  DEFAULTS,
+  type Logger,
+  nullLogger,
+  once,
+  systemClock,
+  type TimerHandle,
+  withDefaults,
+} from '@faultline/core';
 import { type Envelope, encodeEnvelope, PING_TOPIC, topicFor } from '@faultline/protocol';
 import {
   type BrokerEndpoint,
@@ -37,6 +46,14 @@ export interface PublisherOptions {
   awaitSubscribers?: readonly string[];
   /** A subscriber counts as present this long after its last ping. @default 3 × DEFAULTS.pingIntervalMs */
   presenceWindowMs?: number;
+  /**
+   * A PUBACK means the broker has the message, not that it delivered it: a
+   * broker killed -9 right after acknowledging loses what it had not yet
+   * written to its subscribers. So on failover the publisher also resends
+   * what the lost broker acknowledged within this window (subscribers drop
+   * the copies by id). @default 10_000
+   */
+  replayWindowMs?: number;
   /** @default systemClock */
   clock?: Clock;
   /** @default nullLogger */
@@ -73,21 +90,27 @@ export interface Publisher {
  * every (re)connection resends what is pending, oldest first.
  */
 export function createPublisher(input: PublisherOptions): Publisher {
-  const options: Required<PublisherOptions> = {
-    republishIntervalMs: DEFAULTS.republishIntervalMs,
-    connectTimeoutMs: 5_000,
-    maxInflight: 1_000,
-    awaitSubscribers: [],
-    presenceWindowMs: 3 * DEFAULTS.pingIntervalMs,
-    clock: systemClock,
-    logger: nullLogger,
-    connector: mqttConnector,
-    ...input,
-  };
+  // withDefaults, not a spread: an explicit `undefined` (an unset config key
+  // passed through) must not replace a default — it once made the 60 s
+  // republish a 1 ms loop.
+  const options: Required<PublisherOptions> = withDefaults(
+    {
+      republishIntervalMs: DEFAULTS.republishIntervalMs as number,
+      connectTimeoutMs: 5_000,
+      maxInflight: 1_000,
+      awaitSubscribers: [] as readonly string[],
+      presenceWindowMs: 3 * DEFAULTS.pingIntervalMs,
+      replayWindowMs: 10_000,
+      clock: systemClock,
+      logger: nullLogger,
+      connector: mqttConnector,
+    },
+    input,
+  );
   if (options.brokers.length === 0) throw new RangeError('a publisher needs at least one broker');
   const { clock } = options;
   const log = options.logger.child({ component: 'publisher' });
-  const counters: PublisherCounters = { published: 0, sent: 0, acked: 0, retried: 0, droppedInvalid: 0 };
+  const counters: PublisherCounters = { published: 0, sent: 0, acked: 0, retried: 0, replayed: 0, droppedInvalid: 0 };
   const listeners: StatusListener[] = [];
   const queue = new SendQueue<OutboxEntry>();
   /** seq → monotonic time it was written to the current connection. */
@@ -101,6 +124,10 @@ export function createPublisher(input: PublisherOptions): Publisher {
   /** clientId → monotonic time of its last ping seen on the current connection. */
   const presence = new Map<string, number>();
   let connectedAt = 0;
+  /** Acknowledged lately by the current broker, oldest first: replayed if that broker is lost. */
+  let recentlyAcked: { entry: OutboxEntry; at: number }[] = [];
+  /** Entries being resent to a new broker after their first broker was lost with them. */
+  const replaying = new Set<OutboxEntry>();
 
   const subscribersPresent = (): boolean =>
     options.awaitSubscribers.every((id) => {
@@ -146,16 +173,21 @@ export function createPublisher(input: PublisherOptions): Publisher {
     while (inflight.size < options.maxInflight) {
       const entry = queue.shift();
       if (!entry) return;
-      if (!outbox.has(entry.seq)) continue; // acknowledged meanwhile (a PUBACK from the previous connection)
+      const replay = replaying.has(entry);
+      if (!replay && !outbox.has(entry.seq)) continue; // acknowledged meanwhile (a PUBACK from the previous connection)
       inflight.set(entry.seq, clock.monotonicNow());
       entry.attempts += 1;
       counters.sent += 1;
       conn.publish(entry.topic, entry.payload, 1).then(
         () => {
           if (connection === conn) inflight.delete(entry.seq);
-          if (outbox?.has(entry.seq)) {
+          if (replay) {
+            replaying.delete(entry);
+          } else if (outbox?.has(entry.seq)) {
             outbox.ack(entry.seq);
             counters.acked += 1;
+            recentlyAcked.push({ entry, at: clock.monotonicNow() });
+            if (recentlyAcked.length > 20_000) recentlyAcked = recentlyAcked.slice(-10_000);
           }
           settleDrain();
           pump();
@@ -174,9 +206,10 @@ export function createPublisher(input: PublisherOptions): Publisher {
     inflight.clear();
     presence.clear();
     connectedAt = clock.monotonicNow();
-    queue.reset(outbox ? [...outbox.entries()] : []);
+    // What the lost broker may not have delivered first (it is older), then what is pending.
+    queue.reset([...replaying, ...(outbox ? outbox.entries() : [])]);
     const resend = queue.length;
-    const retried = [...queue].filter((entry) => entry.attempts > 0).length;
+    const retried = [...queue].filter((entry) => entry.attempts > 0 && !replaying.has(entry)).length;
     counters.retried += retried;
     const broker = conn.endpoint.name;
     conn.onClose((error) => {
@@ -239,6 +272,10 @@ export function createPublisher(input: PublisherOptions): Publisher {
     state = 'idle';
     inflight.clear();
     conn.close();
+    const since = clock.monotonicNow() - options.replayWindowMs;
+    for (const { entry, at } of recentlyAcked) if (at >= since) replaying.add(entry);
+    recentlyAcked = [];
+    counters.replayed += replaying.size;
     const broker = conn.endpoint.name;
     log.warn('broker down', { broker, reason, pending: outbox?.size ?? 0 });
     emit({ type: 'broker-down', broker, reason });

@@ -45,6 +45,8 @@ export interface PublisherCounters {
   acked: number;
   /** Resends after a failover, a reconnect or a restart. */
   retried: number;
+  /** Already acknowledged, resent after their broker was lost (it may not have delivered them). */
+  replayed: number;
   /** Envelopes refused before entering the outbox (invalid). */
   droppedInvalid: number;
 }

@@ -1,4 +1,4 @@
-import { type Clock, DEFAULTS, type Logger, nullLogger, once, systemClock } from '@faultline/core';
+import { type Clock, DEFAULTS, type Logger, nullLogger, once, systemClock, withDefaults } from '@faultline/core';
 import { decodeEnvelope, type Envelope } from '@faultline/protocol';
 import { BrokerLink, type LinkState } from './broker-link.js';
 import { type BrokerEndpoint, type Connector, type Credentials, mqttConnector } from './connection.js';
@@ -42,17 +42,19 @@ export interface SubscriberOptions {
 type ResolvedSubscriberOptions = Required<SubscriberOptions>;
 
 function addDefaults(options: SubscriberOptions): ResolvedSubscriberOptions {
-  return {
-    pingIntervalMs: DEFAULTS.pingIntervalMs,
-    resubscribeIntervalMs: DEFAULTS.resubscribeIntervalMs,
-    connectTimeoutMs: 5_000,
-    maxMessageBytes: DEFAULTS.maxMessageBytes,
-    dedupeCapacity: 100_000,
-    clock: systemClock,
-    logger: nullLogger,
-    connector: mqttConnector,
-    ...options,
-  };
+  return withDefaults(
+    {
+      pingIntervalMs: DEFAULTS.pingIntervalMs as number,
+      resubscribeIntervalMs: DEFAULTS.resubscribeIntervalMs as number,
+      connectTimeoutMs: 5_000,
+      maxMessageBytes: DEFAULTS.maxMessageBytes as number,
+      dedupeCapacity: 100_000,
+      clock: systemClock,
+      logger: nullLogger,
+      connector: mqttConnector,
+    },
+    options,
+  );
 }
 
 export interface Subscriber {
