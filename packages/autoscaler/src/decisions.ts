@@ -1,0 +1,119 @@
+import type { MemberIdentity } from '@faultline/cloud-controller';
+import { createEnvelope, type Envelope } from '@faultline/protocol';
+
+/**
+ * Every decision the autoscaler takes, as the `action` of its log record and
+ * of its row in the registry's action table:
+ *
+ * - `MemberTerminateAction`  terminate a member whose instance still runs (fault, pending timeout);
+ * - `MemberRemoved`          forget a member: out of the context, Terminated in the registry,
+ *                            MemberTerminatedEvent on `topology/` (when it had been created);
+ * - `MemberSpawnAction`      spawn a member for the minimum rule;
+ * - `ScaleUpAction`          spawn a member because a predicted metric is over 0.8 × its threshold;
+ * - `ScaleDownAction`        terminate the least loaded member (every metric under 0.1 × threshold,
+ *                            or the cluster is over max);
+ * - `FaultStormHeld`         stop acting on the cluster's faults;
+ * - `FaultStormReleased`     the cluster's stats resumed; held faults are re-checked.
+ *
+ * The five with an event type of their own go out as `autoscaler/<action>`;
+ * `MemberRemoved` is announced by `topology/MemberTerminatedEvent`;
+ * `FaultStormReleased` has no event in the protocol yet (log and registry only).
+ */
+export const ACTION_TYPES = [
+  'MemberTerminateAction',
+  'MemberRemoved',
+  'MemberSpawnAction',
+  'ScaleUpAction',
+  'ScaleDownAction',
+  'FaultStormHeld',
+  'FaultStormReleased',
+] as const;
+export type ActionType = (typeof ACTION_TYPES)[number];
+
+export interface Decision {
+  action: ActionType;
+  clusterId: string;
+  memberId?: string | undefined;
+  reason: string;
+  /** The SP leader epoch of the event that caused it, when one did. */
+  epoch?: number | undefined;
+  /** FaultStormHeld only. */
+  storm?: { faultedMemberIds: string[]; clusterSize: number; windowMs: number };
+}
+
+/** A decision as logged, persisted and shown by status. */
+export interface ActionRecord {
+  /** Epoch ms. */
+  at: number;
+  action: ActionType;
+  clusterId: string;
+  memberId: string | null;
+  reason: string;
+  epoch: number | null;
+}
+
+export const AUTOSCALER_SOURCE = 'autoscaler';
+const MAX_REASON = 1024;
+
+const clip = (reason: string): string => (reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON - 1)}…` : reason);
+
+export function toActionRecord(decision: Decision, at: number): ActionRecord {
+  return {
+    at,
+    action: decision.action,
+    clusterId: decision.clusterId,
+    memberId: decision.memberId ?? null,
+    reason: decision.reason,
+    epoch: decision.epoch ?? null,
+  };
+}
+
+/**
+ * The `autoscaler/<Event>` message of a decision, or undefined for the two
+ * without one. Ids are deterministic (`<action>:<memberId>`: each member is
+ * spawned and terminated once), so a decision redone after a restart is
+ * deduplicated by subscribers.
+ */
+export function decisionEnvelope(decision: Decision, time: number): Envelope | undefined {
+  const { action, clusterId, memberId, epoch } = decision;
+  const reason = clip(decision.reason);
+  const options = (suffix: string) => ({ source: AUTOSCALER_SOURCE, id: `${action}:${suffix}`, time });
+  switch (action) {
+    case 'MemberTerminateAction':
+    case 'MemberSpawnAction':
+    case 'ScaleUpAction':
+    case 'ScaleDownAction': {
+      const data = {
+        clusterId,
+        reason,
+        ...(memberId === undefined ? {} : { memberId }),
+        ...(epoch === undefined ? {} : { causeEpoch: epoch }),
+      };
+      return createEnvelope(action, data, options(memberId ?? `${clusterId}:${time}`));
+    }
+    case 'FaultStormHeld': {
+      const storm = decision.storm ?? { faultedMemberIds: [], clusterSize: 0, windowMs: 1 };
+      return createEnvelope('FaultStormHeld', { clusterId, ...storm }, options(`${clusterId}:${time}`));
+    }
+    case 'MemberRemoved':
+    case 'FaultStormReleased':
+      return undefined;
+  }
+}
+
+/** `topology/MemberCreatedEvent` or `topology/MemberTerminatedEvent` of a member. */
+export function topologyEnvelope(
+  type: 'MemberCreatedEvent' | 'MemberTerminatedEvent',
+  member: MemberIdentity,
+  time: number,
+  reason?: string,
+): Envelope {
+  const data = {
+    clusterId: member.clusterId,
+    networkPartitionId: member.networkPartitionId,
+    partitionId: member.partitionId,
+    memberId: member.memberId,
+    ...(reason === undefined ? {} : { reason: clip(reason) }),
+  };
+  return createEnvelope(type, data, { source: AUTOSCALER_SOURCE, id: `${type}:${member.memberId}`, time });
+}

@@ -1,0 +1,186 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { events, flush, harness, T0, useFakeTime } from './test-harness.js';
+
+/*
+ * The seed's chain, on fake time with a fake Iaas: "If the instance is still
+ * running, Auto-scaler will terminate the instance and remove all the
+ * in-memory content related to that member. Thereafter, based on the
+ * Auto-scaler rules, Auto-scaler will decide whether another instance should
+ * be spawned."
+ */
+describe('MemberFault handling', () => {
+  beforeEach(useFakeTime);
+  afterEach(() => vi.useRealTimers());
+
+  it('starts a min=3 cluster: three spawns, each announced, each row in the registry', async () => {
+    const h = harness();
+    await h.core.start();
+    await flush();
+    expect(h.actions()).toEqual(['MemberSpawnAction php-1', 'MemberSpawnAction php-2', 'MemberSpawnAction php-3']);
+    expect(h.iaas.running).toEqual(['php-1', 'php-2', 'php-3']);
+    expect(h.messages()).toEqual([
+      'autoscaler/MemberSpawnAction php-1',
+      'autoscaler/MemberSpawnAction php-2',
+      'autoscaler/MemberSpawnAction php-3',
+      'topology/MemberCreatedEvent php-1',
+      'topology/MemberCreatedEvent php-2',
+      'topology/MemberCreatedEvent php-3',
+    ]);
+    expect(h.decisions()[0]?.fields).toEqual({
+      action: 'MemberSpawnAction',
+      memberId: 'php-1',
+      clusterId: 'php',
+      reason: 'minimum rule: 0 < min 3',
+      epoch: null,
+    });
+    const row = h.registry.members.get('php-1');
+    expect(row).toMatchObject({ state: 'Created', createdAt: T0, instance: { driver: 'fake', memberId: 'php-1' } });
+    await h.core.close();
+  });
+
+  it('Created → Starting → Active from the agent events, recorded in the registry', async () => {
+    const h = harness();
+    await h.core.start();
+    await flush();
+    await h.core.handle(events.started('php-1'));
+    expect(h.stateOf('php-1')).toBe('Starting');
+    vi.setSystemTime(T0 + 4_000);
+    await h.core.handle(events.activated('php-1'));
+    // Activated may overtake Started (two brokers): Created goes straight to Active.
+    await h.core.handle(events.activated('php-2'));
+    await h.core.handle(events.started('php-2'));
+    await flush();
+    expect([h.stateOf('php-1'), h.stateOf('php-2'), h.stateOf('php-3')]).toEqual(['Active', 'Active', 'Created']);
+    expect(h.registry.members.get('php-1')).toMatchObject({ state: 'Active', activatedAt: T0 + 4_000 });
+    await h.core.close();
+  });
+
+  it('a running member: terminate, then remove, then spawn — in that order, even with a tick in between', async () => {
+    const h = harness();
+    await h.startActive();
+    h.iaas.terminateDelayMs = 2_500; // longer than the 1 s monitor interval
+    const before = h.actions().length;
+    await h.core.handle(events.fault('php-2', { epoch: 4 }));
+    expect(h.stateOf('php-2')).toBe('Terminating');
+    await vi.advanceTimersByTimeAsync(1_500); // a tick while it terminates: no replacement yet
+    expect(h.actions().slice(before)).toEqual(['MemberTerminateAction php-2']);
+    await vi.advanceTimersByTimeAsync(1_000);
+    await flush();
+    expect(h.actions().slice(before)).toEqual([
+      'MemberTerminateAction php-2',
+      'MemberRemoved php-2',
+      'MemberSpawnAction php-4',
+    ]);
+    const [terminate, removed, spawn] = h.decisions().slice(before);
+    expect(terminate?.fields).toEqual({
+      action: 'MemberTerminateAction',
+      memberId: 'php-2',
+      clusterId: 'php',
+      reason: 'MemberFault (timeout, silent 60000 ms); instance still running',
+      epoch: 4,
+    });
+    expect(removed?.fields.reason).toBe('MemberFault (timeout, silent 60000 ms); terminated in 2500 ms');
+    expect(spawn?.fields).toMatchObject({ reason: 'minimum rule: 2 < min 3', epoch: 4 });
+    expect(h.iaas.calls.filter((c) => c.memberId === 'php-2' || c.op === 'spawn').slice(-3)).toMatchObject([
+      { op: 'isRunning', memberId: 'php-2' },
+      { op: 'terminate', memberId: 'php-2' },
+      { op: 'spawn', memberId: 'php-4' },
+    ]);
+    expect(h.messages().slice(-4)).toEqual([
+      'autoscaler/MemberTerminateAction php-2',
+      'topology/MemberTerminatedEvent php-2',
+      'autoscaler/MemberSpawnAction php-4',
+      'topology/MemberCreatedEvent php-4',
+    ]);
+    expect(h.registry.members.get('php-2')).toMatchObject({ state: 'Terminated', terminatedAt: T0 + 2_500 });
+    expect(h.memberIds()).toEqual(['php-1', 'php-3', 'php-4']);
+    expect(h.core.counters).toMatchObject({ faults: 1, terminated: 1, spawned: 4 });
+    await h.core.close();
+  });
+
+  it('a dead member: remove, then spawn, no terminate action — its leftovers are still reaped', async () => {
+    const h = harness();
+    await h.startActive();
+    h.iaas.kill('php-1');
+    const before = h.actions().length;
+    await h.core.handle(events.fault('php-1', { reason: 'ports_not_open' }));
+    await flush();
+    expect(h.actions().slice(before)).toEqual(['MemberRemoved php-1', 'MemberSpawnAction php-4']);
+    expect(h.decisions()[before]?.fields.reason).toBe('MemberFault (ports_not_open); instance not running');
+    // Quietly: the Iaas is told to terminate (a lingering agent), without a MemberTerminateAction.
+    expect(h.iaas.callsOf('terminate', 'php-1')).toHaveLength(1);
+    expect(h.messages()).not.toContain('autoscaler/MemberTerminateAction php-1');
+    expect(h.messages()).toContain('topology/MemberTerminatedEvent php-1');
+    await h.core.close();
+  });
+
+  it('is idempotent: a second fault of the member, a fault of a terminating or unknown member, are ignored', async () => {
+    const h = harness();
+    await h.startActive();
+    h.iaas.terminateDelayMs = 1_000;
+    const before = h.actions().length;
+    await h.core.handle(events.fault('php-1', { id: 'f-1' }));
+    // Another fault id for the same member (the other SP node, a later lastStatAt): it is already terminating.
+    await h.core.handle(events.fault('php-1', { id: 'f-2', lastStatAt: T0 + 1 }));
+    await vi.advanceTimersByTimeAsync(1_000);
+    await flush();
+    // And after it is gone: unknown.
+    await h.core.handle(events.fault('php-1', { id: 'f-3', lastStatAt: T0 + 2 }));
+    await h.core.handle(events.fault('never-existed'));
+    await flush();
+    expect(h.actions().slice(before)).toEqual([
+      'MemberTerminateAction php-1',
+      'MemberRemoved php-1',
+      'MemberSpawnAction php-4',
+    ]);
+    expect(h.iaas.callsOf('terminate', 'php-1')).toHaveLength(1);
+    expect(h.core.counters).toMatchObject({ faults: 1, faultsIgnored: 3 });
+    const ignored = h.logger.records.filter((r) => r.message === 'fault ignored').map((r) => r.fields.why);
+    expect(ignored).toEqual([
+      'already terminating',
+      'unknown or already terminated member',
+      'unknown or already terminated member',
+    ]);
+    await h.core.close();
+  });
+
+  it('fences stale epochs: a fault under an older SP epoch is dropped, counted and logged', async () => {
+    const h = harness();
+    await h.startActive();
+    await h.core.handle(events.clusterStat('AverageLoadAverageEvent', 20, T0, 7));
+    await h.core.handle(events.fault('php-1', { epoch: 6 }));
+    await flush();
+    expect(h.actions().filter((a) => a.includes('php-1'))).toEqual(['MemberSpawnAction php-1']);
+    expect(h.core.counters.staleEpochDropped).toBe(1);
+    expect(h.logger.records.find((r) => r.message === 'event of a stale SP epoch dropped')?.fields).toMatchObject({
+      type: 'MemberFaultEvent',
+      epoch: 6,
+      newestEpoch: 7,
+    });
+    // The same epoch and newer ones pass; the newest is kept in the registry for the next life.
+    await h.core.handle(events.fault('php-1', { epoch: 7 }));
+    await flush();
+    expect(h.actions()).toContain('MemberTerminateAction php-1');
+    expect(h.registry.epoch).toBe(7);
+    expect(h.core.status().newestEpoch).toBe(7);
+    await h.core.close();
+
+    // A restarted autoscaler fences from the first event on.
+    const again = harness({ registry: h.registry, iaas: h.iaas });
+    await again.core.start();
+    await again.core.handle(events.fault('php-3', { epoch: 5 }));
+    expect(again.core.counters.staleEpochDropped).toBe(1);
+    await again.core.close();
+  });
+
+  it('ignores events of clusters it does not manage', async () => {
+    const h = harness();
+    await h.startActive();
+    const other = events.fault('x-1');
+    (other.data as { clusterId: string }).clusterId = 'other';
+    await h.core.handle(other);
+    expect(h.core.counters.unknownCluster).toBe(1);
+    expect(h.logger.records.some((r) => r.message === 'event of an unmanaged cluster ignored')).toBe(true);
+    await h.core.close();
+  });
+});

@@ -1,0 +1,66 @@
+/**
+ * The autoscaler as a service:
+ *   node packages/autoscaler/dist/main.js
+ * Policies from `clusters`, timings from `autoscaler`, the registry in
+ * `database.url` (or DATABASE_URL), members run by the local driver with
+ * their ready files under `.faultline/run/members` (relative to the working
+ * directory, like every `.faultline/` path) and their logs in `logging.dir`.
+ */
+import path from 'node:path';
+import { createLocalIaas } from '@faultline/cloud-controller';
+import {
+  ConfigError,
+  closeAll,
+  createLogger,
+  createPgPool,
+  type FaultlineConfig,
+  loadConfig,
+  migrate,
+  runMain,
+} from '@faultline/core';
+import { createAutoscaler } from './autoscaler.js';
+import { PgRegistry } from './pg-registry.js';
+import { autoscalerOptionsFrom } from './settings.js';
+
+const MEMBERS_RUN_DIR = '.faultline/run/members';
+
+let resolved: { config: FaultlineConfig; url: string } | undefined;
+
+await runMain(
+  () => {
+    const config = loadConfig();
+    const url = config.database.url;
+    if (!url) {
+      const issue = {
+        key: 'database.url',
+        reason: 'the autoscaler keeps its member registry there (or set DATABASE_URL)',
+      };
+      throw new ConfigError('FL_ERR_CONFIG_INVALID', `${issue.key}: ${issue.reason}`, { issues: [issue] });
+    }
+    resolved = { config, url };
+    return createLogger({ service: 'autoscaler', level: config.logging.level, dir: config.logging.dir });
+  },
+  async ({ logger }) => {
+    if (!resolved) throw new Error('configuration was not loaded');
+    const { config, url } = resolved;
+    const pool = createPgPool({ connectionString: url, logger });
+    const iaas = createLocalIaas({
+      runDir: path.resolve(MEMBERS_RUN_DIR),
+      logsDir: path.resolve(config.logging.dir),
+      memberLogLevel: config.logging.level,
+      logger,
+    });
+    const autoscaler = createAutoscaler(
+      autoscalerOptionsFrom(config, { iaas, registry: new PgRegistry(pool), logger }),
+    );
+    const service = { close: () => closeAll([{ close: () => pool.end() }, iaas, autoscaler], logger) };
+    try {
+      await migrate(pool, { logger });
+      await autoscaler.start();
+    } catch (error) {
+      await service.close();
+      throw error;
+    }
+    return service;
+  },
+);

@@ -1,0 +1,114 @@
+import type { MemberIdentity, MemberInstance } from '@faultline/cloud-controller';
+
+/**
+ * A member's life as the autoscaler sees it (Stratos' member states):
+ *
+ *   Created ──InstanceStartedEvent──► Starting ──InstanceActivatedEvent──► Active
+ *      │                                 │                                   │
+ *      └──────── terminate (fault, pending timeout, scale down) ─────────────┴──► Terminating ──► Terminated
+ *
+ * Created may go straight to Active (the two events can arrive in either
+ * order through different brokers). Terminated members leave the monitor's
+ * context; only the registry keeps them.
+ */
+export const MEMBER_STATES = ['Created', 'Starting', 'Active', 'Terminating', 'Terminated'] as const;
+export type MemberState = (typeof MEMBER_STATES)[number];
+
+interface Base extends MemberIdentity {
+  /** Epoch ms the autoscaler created it (decided to spawn it). */
+  createdAt: number;
+  /** What the Iaas returned from spawn; undefined while the spawn is under way. */
+  instance: MemberInstance | undefined;
+}
+
+export type MemberContext =
+  | (Base & { state: 'Created' })
+  | (Base & { state: 'Starting'; startedAt: number })
+  | (Base & { state: 'Active'; activatedAt: number })
+  | (Base & { state: 'Terminating'; reason: string; since: number; activatedAt: number | undefined })
+  | (Base & { state: 'Terminated'; reason: string; terminatedAt: number; activatedAt: number | undefined });
+
+/** Created, Starting or Active: a member that is, or will be, serving. */
+export type LiveMember = Extract<MemberContext, { state: 'Created' | 'Starting' | 'Active' }>;
+
+export function isLive(member: MemberContext): member is LiveMember {
+  return member.state === 'Created' || member.state === 'Starting' || member.state === 'Active';
+}
+
+export function isPending(member: MemberContext): boolean {
+  return member.state === 'Created' || member.state === 'Starting';
+}
+
+export function activatedAtOf(member: MemberContext): number | undefined {
+  return member.state === 'Active' || member.state === 'Terminating' || member.state === 'Terminated'
+    ? member.activatedAt
+    : undefined;
+}
+
+/** A registry row: plain data, one per member ever created. */
+export interface MemberRecord extends MemberIdentity {
+  state: MemberState;
+  /** The Iaas's MemberInstance (driver, address, handle with pids and start times); null until spawned. */
+  instance: MemberInstance | null;
+  /** Why it is terminating or terminated. */
+  reason: string | null;
+  createdAt: number;
+  activatedAt: number | null;
+  terminatedAt: number | null;
+}
+
+export function identityOf(member: MemberIdentity): MemberIdentity {
+  return {
+    memberId: member.memberId,
+    clusterId: member.clusterId,
+    clusterInstanceId: member.clusterInstanceId,
+    networkPartitionId: member.networkPartitionId,
+    partitionId: member.partitionId,
+    cartridgeType: member.cartridgeType,
+  };
+}
+
+export function toRecord(member: MemberContext): MemberRecord {
+  return {
+    ...identityOf(member),
+    state: member.state,
+    instance: member.instance ?? null,
+    reason: member.state === 'Terminating' || member.state === 'Terminated' ? member.reason : null,
+    createdAt: member.createdAt,
+    activatedAt: activatedAtOf(member) ?? null,
+    terminatedAt: member.state === 'Terminated' ? member.terminatedAt : null,
+  };
+}
+
+/**
+ * The context of a member loaded from the registry (after a restart), with
+ * the instance the Iaas adopted. Terminated rows are not loaded.
+ */
+export function fromRecord(record: MemberRecord, instance: MemberInstance | undefined, now: number): MemberContext {
+  const base: Base = { ...identityOf(record), createdAt: record.createdAt, instance };
+  switch (record.state) {
+    case 'Created':
+      return { ...base, state: 'Created' };
+    case 'Starting':
+      // The row does not keep when the agent started; only the pending timeout reads it, from createdAt.
+      return { ...base, state: 'Starting', startedAt: record.createdAt };
+    case 'Active':
+      return { ...base, state: 'Active', activatedAt: record.activatedAt ?? record.createdAt };
+    case 'Terminating':
+      return {
+        ...base,
+        state: 'Terminating',
+        reason: record.reason ?? 'terminating before a restart',
+        since: now,
+        activatedAt: record.activatedAt ?? undefined,
+      };
+    case 'Terminated':
+      return {
+        ...base,
+        state: 'Terminated',
+        reason: record.reason ?? 'terminated',
+        terminatedAt: record.terminatedAt ?? now,
+        activatedAt: record.activatedAt ?? undefined,
+      };
+  }
+}

@@ -1,0 +1,181 @@
+import type { MemberInstance } from '@faultline/cloud-controller';
+import type pg from 'pg';
+import type { ActionRecord, ActionType } from './decisions.js';
+import type { MemberRecord, MemberState } from './member.js';
+import { type Registry, RegistryError } from './registry.js';
+
+export interface PgRegistryOptions {
+  /** Rows of autoscaler_action kept; older ones are pruned. @default 10_000 */
+  keepActions?: number;
+  /** Terminated member rows kept (newest first); older ones are pruned. @default 1_000 */
+  keepTerminated?: number;
+}
+
+interface MemberRow {
+  member_id: string;
+  cluster_id: string;
+  cluster_instance_id: string;
+  network_partition_id: string;
+  partition_id: string;
+  cartridge_type: string;
+  state: MemberState;
+  instance: MemberInstance | null;
+  reason: string | null;
+  created_at: number;
+  activated_at: number | null;
+  terminated_at: number | null;
+}
+
+interface ActionRow {
+  at: number;
+  action: ActionType;
+  cluster_id: string;
+  member_id: string | null;
+  reason: string;
+  epoch: string | null;
+}
+
+/** Milliseconds of a timestamptz column, as float8 (bigint would come back as a string). */
+const ms = (column: string): string => `(extract(epoch FROM ${column}) * 1000)::float8 AS ${column}`;
+/** Parameter `$n` (epoch ms or NULL) as a timestamptz. */
+const ts = (n: number): string => `to_timestamp($${n}::float8 / 1000)`;
+/** Writes between two prunes of the action table. */
+const PRUNE_EVERY = 100;
+
+/**
+ * The registry in PostgreSQL (infra/sql/002_autoscaler_registry.sql): one row
+ * per member ever created, the last actions, the newest SP epoch. Every
+ * failure becomes a RegistryError with the pg error as its cause.
+ */
+export class PgRegistry implements Registry {
+  private readonly keepActions: number;
+  private readonly keepTerminated: number;
+  private actionWrites = 0;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    options: PgRegistryOptions = {},
+  ) {
+    this.keepActions = options.keepActions ?? 10_000;
+    this.keepTerminated = options.keepTerminated ?? 1_000;
+  }
+
+  private async query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = []) {
+    try {
+      return await this.pool.query<R>(sql, params);
+    } catch (cause) {
+      throw new RegistryError(operation, { cause });
+    }
+  }
+
+  async liveMembers(): Promise<MemberRecord[]> {
+    const { rows } = await this.query<MemberRow>(
+      'read members',
+      `SELECT member_id, cluster_id, cluster_instance_id, network_partition_id, partition_id, cartridge_type,
+              state, instance, reason, ${ms('created_at')}, ${ms('activated_at')}, ${ms('terminated_at')}
+         FROM autoscaler_member WHERE state <> 'Terminated' ORDER BY created_at, member_id`,
+    );
+    return rows.map((row) => ({
+      memberId: row.member_id,
+      clusterId: row.cluster_id,
+      clusterInstanceId: row.cluster_instance_id,
+      networkPartitionId: row.network_partition_id,
+      partitionId: row.partition_id,
+      cartridgeType: row.cartridge_type,
+      state: row.state,
+      instance: row.instance,
+      reason: row.reason,
+      createdAt: Math.round(row.created_at),
+      activatedAt: row.activated_at === null ? null : Math.round(row.activated_at),
+      terminatedAt: row.terminated_at === null ? null : Math.round(row.terminated_at),
+    }));
+  }
+
+  async saveMember(r: MemberRecord): Promise<void> {
+    await this.query(
+      'write member',
+      `INSERT INTO autoscaler_member (member_id, cluster_id, cluster_instance_id, network_partition_id, partition_id,
+                                      cartridge_type, state, instance, reason, created_at, activated_at, terminated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, ${ts(10)}, ${ts(11)}, ${ts(12)})
+       ON CONFLICT (member_id) DO UPDATE
+         SET state = EXCLUDED.state, instance = EXCLUDED.instance, reason = EXCLUDED.reason,
+             activated_at = EXCLUDED.activated_at, terminated_at = EXCLUDED.terminated_at,
+             updated_at = clock_timestamp()`,
+      [
+        r.memberId,
+        r.clusterId,
+        r.clusterInstanceId,
+        r.networkPartitionId,
+        r.partitionId,
+        r.cartridgeType,
+        r.state,
+        r.instance === null ? null : JSON.stringify(r.instance),
+        r.reason,
+        r.createdAt,
+        r.activatedAt,
+        r.terminatedAt,
+      ],
+    );
+  }
+
+  async recordAction(a: ActionRecord): Promise<void> {
+    await this.query(
+      'write action',
+      `INSERT INTO autoscaler_action (at, action, cluster_id, member_id, reason, epoch)
+       VALUES (${ts(1)}, $2, $3, $4, $5, $6)`,
+      [a.at, a.action, a.clusterId, a.memberId, a.reason, a.epoch],
+    );
+    this.actionWrites += 1;
+    if (this.actionWrites % PRUNE_EVERY === 0) await this.prune();
+  }
+
+  async recentActions(limit: number): Promise<ActionRecord[]> {
+    const { rows } = await this.query<ActionRow>(
+      'read actions',
+      `SELECT * FROM (SELECT id, ${ms('at')}, action, cluster_id, member_id, reason, epoch
+                        FROM autoscaler_action ORDER BY id DESC LIMIT $1) AS last ORDER BY id`,
+      [limit],
+    );
+    return rows.map((row) => ({
+      at: Math.round(row.at),
+      action: row.action,
+      clusterId: row.cluster_id,
+      memberId: row.member_id,
+      reason: row.reason,
+      epoch: row.epoch === null ? null : Number(row.epoch),
+    }));
+  }
+
+  async newestEpoch(): Promise<number | undefined> {
+    const { rows } = await this.query<{ newest_epoch: string }>(
+      'read epoch',
+      'SELECT newest_epoch FROM autoscaler_fence',
+    );
+    return rows[0] ? Number(rows[0].newest_epoch) : undefined;
+  }
+
+  async saveEpoch(epoch: number): Promise<void> {
+    await this.query(
+      'write epoch',
+      `INSERT INTO autoscaler_fence (id, newest_epoch) VALUES (true, $1)
+       ON CONFLICT (id) DO UPDATE
+         SET newest_epoch = GREATEST(autoscaler_fence.newest_epoch, EXCLUDED.newest_epoch),
+             updated_at = clock_timestamp()`,
+      [epoch],
+    );
+  }
+
+  /** Keeps the newest `keepActions` actions and `keepTerminated` terminated members. */
+  async prune(): Promise<void> {
+    await this.query(
+      'prune',
+      `WITH old_actions AS (
+         DELETE FROM autoscaler_action
+          WHERE id <= (SELECT id FROM autoscaler_action ORDER BY id DESC OFFSET $1 LIMIT 1))
+       DELETE FROM autoscaler_member
+        WHERE member_id IN (SELECT member_id FROM autoscaler_member WHERE state = 'Terminated'
+                             ORDER BY terminated_at DESC NULLS LAST OFFSET $2)`,
+      [this.keepActions, this.keepTerminated],
+    );
+  }
+}

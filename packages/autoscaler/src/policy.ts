@@ -1,0 +1,66 @@
+import type { ClusterConfig } from '@faultline/core';
+
+/** The thresholds of a deployment policy, in the units of the CEP's summaries. */
+export interface Thresholds {
+  /** Requests in flight per member (the cluster average of the members' samples). */
+  requestsInFlight: number;
+  /** Memory consumption, % of the machine. */
+  memoryConsumption: number;
+  /** Load average, % of the cores (1-minute load ÷ cores × 100). */
+  loadAverage: number;
+}
+
+/**
+ * One cluster's deployment policy (DESIGN.md "Autoscaler"): what the
+ * autoscaler keeps running. Built from `clusters[]` of the YAML config.
+ */
+export interface ClusterPolicy {
+  id: string;
+  cartridgeType: string;
+  /** Stratos' cluster instance id; Faultline runs one instance per cluster: `<id>-1`. */
+  clusterInstanceId: string;
+  min: number;
+  max: number;
+  partitions: readonly { id: string; networkPartitionId: string }[];
+  thresholds: Thresholds;
+  /** Latency of the demo workload's requests (local driver). */
+  workloadLatencyMs: number | undefined;
+  /**
+   * The cluster is no longer in the configuration but the registry still has
+   * members of it: min = max = 0, so every one of them is terminated.
+   */
+  retired: boolean;
+}
+
+export function policyFrom(cluster: ClusterConfig): ClusterPolicy {
+  return {
+    id: cluster.id,
+    cartridgeType: cluster.cartridgeType,
+    clusterInstanceId: `${cluster.id}-1`,
+    min: cluster.min,
+    max: cluster.max,
+    partitions: cluster.partitions.map((p) => ({ id: p.id, networkPartitionId: p.networkPartitionId })),
+    thresholds: { ...cluster.thresholds },
+    workloadLatencyMs: cluster.workload.latencyMs,
+    retired: false,
+  };
+}
+
+/** The policy of a cluster found only in the registry: all its members go. */
+export function retiredPolicy(
+  clusterId: string,
+  cartridgeType: string,
+  partition: { id: string; networkPartitionId: string },
+): ClusterPolicy {
+  return {
+    id: clusterId,
+    cartridgeType,
+    clusterInstanceId: `${clusterId}-1`,
+    min: 0,
+    max: 0,
+    partitions: [partition],
+    thresholds: { requestsInFlight: 80, memoryConsumption: 80, loadAverage: 80 },
+    workloadLatencyMs: undefined,
+    retired: true,
+  };
+}

@@ -1,0 +1,104 @@
+import type { Logger } from '@faultline/core';
+import type { ActionRecord } from './decisions.js';
+import type { MemberRecord } from './member.js';
+import type { Registry } from './registry.js';
+import { SerialQueue } from './serial-queue.js';
+
+export interface RegistryWriterCounters {
+  registryWrites: number;
+  registryErrors: number;
+}
+
+/**
+ * Writes to the registry in the order the decisions were taken, one at a
+ * time (two writes of one member can never overtake each other), without
+ * making a decision wait for the database. The in-memory context is the
+ * truth while the autoscaler runs; the registry is its copy for the next
+ * life. A member row that could not be written is kept (only its newest
+ * version) and written again by `retry()` at every monitor tick, so a
+ * PostgreSQL outage costs a log line per failure, not a lost member.
+ * A failed action row is logged and dropped: the log keeps it anyway.
+ */
+export class RegistryWriter {
+  private readonly queue = new SerialQueue();
+  /** memberId → the newest record handed in. */
+  private readonly newest = new Map<string, MemberRecord>();
+  /** memberId → a newest record whose write failed. */
+  private readonly failed = new Map<string, MemberRecord>();
+  private failedEpoch: number | undefined;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly log: Logger,
+    private readonly counters: RegistryWriterCounters,
+  ) {}
+
+  /** Members whose newest row is not in the registry yet. */
+  get backlog(): number {
+    return this.failed.size;
+  }
+
+  member(record: MemberRecord): void {
+    this.newest.set(record.memberId, record);
+    this.failed.delete(record.memberId);
+    void this.queue.run(() => this.writeMember(record));
+  }
+
+  action(record: ActionRecord): void {
+    void this.queue.run(async () => {
+      try {
+        await this.registry.recordAction(record);
+        this.counters.registryWrites += 1;
+      } catch (error) {
+        this.failure('action', error, { actionType: record.action, memberId: record.memberId });
+      }
+    });
+  }
+
+  epoch(epoch: number): void {
+    void this.queue.run(async () => {
+      try {
+        await this.registry.saveEpoch(epoch);
+        this.counters.registryWrites += 1;
+        if (this.failedEpoch !== undefined && this.failedEpoch <= epoch) this.failedEpoch = undefined;
+      } catch (error) {
+        this.failedEpoch = Math.max(this.failedEpoch ?? epoch, epoch);
+        this.failure('epoch', error, { epoch });
+      }
+    });
+  }
+
+  /** Queues again every write that failed (the newest row of each member). */
+  retry(): void {
+    const rows = [...this.failed.values()];
+    this.failed.clear();
+    for (const record of rows) void this.queue.run(() => this.writeMember(record));
+    const epoch = this.failedEpoch;
+    this.failedEpoch = undefined;
+    if (epoch !== undefined) this.epoch(epoch);
+  }
+
+  /** Resolves once every write queued so far has been tried. */
+  flush(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  private async writeMember(record: MemberRecord): Promise<void> {
+    // A newer row of this member was queued meanwhile: that one will be written.
+    if (this.newest.get(record.memberId) !== record) return;
+    try {
+      await this.registry.saveMember(record);
+      this.counters.registryWrites += 1;
+      if (this.newest.get(record.memberId) === record) this.newest.delete(record.memberId);
+    } catch (error) {
+      if (this.newest.get(record.memberId) === record) this.failed.set(record.memberId, record);
+      this.failure('member', error, { memberId: record.memberId, state: record.state });
+    }
+  }
+
+  private failure(what: string, error: unknown, fields: Record<string, unknown>): void {
+    this.counters.registryErrors += 1;
+    const code = (error as { code?: unknown }).code;
+    this.log.warn(`registry ${what} write failed`, { ...fields, code, error });
+  }
+}
