@@ -28,5 +28,7 @@ if (missing.length > 0) {
 const cli = path.join(root, 'packages/cli/dist/main.js');
 const { spawn } = await import('node:child_process');
 const child = spawn(process.execPath, [cli, 'stack', 'up', ...process.argv.slice(2)], { stdio: 'inherit' });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+// Ctrl-C reaches the whole foreground process group; forward SIGTERM ourselves.
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => child.kill('SIGTERM'));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -1,0 +1,72 @@
+import type { FaultlineConfig } from '@faultline/core';
+import type pg from 'pg';
+import { type ActionRow, lastActions, liveMembers } from './cluster-view.js';
+import { portAnswers } from './services.js';
+
+export interface StackStatus {
+  sp: { node: string; role: string; epoch: number | null; passiveLink: string | null; thriftPort: number }[];
+  brokers: { name: string; port: number; up: boolean }[];
+  clusters: { id: string; min: number; max: number; members: { memberId: string; state: string }[] }[];
+  actions: ActionRow[];
+}
+
+export async function stackStatus(config: FaultlineConfig, pool: pg.Pool): Promise<StackStatus> {
+  const sp = await Promise.all(
+    config.streamProcessor.nodes.map(async (node) => {
+      try {
+        const response = await fetch(`http://127.0.0.1:${node.statusPort}/status`, {
+          signal: AbortSignal.timeout(1_000),
+        });
+        const s = (await response.json()) as { role: string; epoch?: number; passive?: { link: string } };
+        return {
+          node: node.id,
+          role: s.role,
+          epoch: s.epoch ?? null,
+          passiveLink: s.role === 'ACTIVE' ? (s.passive?.link ?? null) : null,
+          thriftPort: node.thriftPort,
+        };
+      } catch {
+        return { node: node.id, role: 'DOWN', epoch: null, passiveLink: null, thriftPort: node.thriftPort };
+      }
+    }),
+  );
+  const brokers = await Promise.all(
+    config.brokers.nodes.map(async (b) => ({ name: b.name, port: b.port, up: await portAnswers(b.host, b.port) })),
+  );
+  const members = await liveMembers(pool).catch(() => []);
+  const clusters = config.clusters.map((c) => ({
+    id: c.id,
+    min: c.min,
+    max: c.max,
+    members: members.filter((m) => m.clusterId === c.id).map((m) => ({ memberId: m.memberId, state: m.state })),
+  }));
+  return { sp, brokers, clusters, actions: await lastActions(pool).catch(() => []) };
+}
+
+/** The status as a readable block of tables. */
+export function formatStatus(status: StackStatus): string {
+  const lines: string[] = [];
+  lines.push('STREAM PROCESSOR');
+  for (const s of status.sp) {
+    const extra = s.role === 'ACTIVE' ? `  passive link: ${s.passiveLink ?? 'none'}` : '';
+    lines.push(
+      `  ${s.node.padEnd(8)} ${s.role.padEnd(14)} epoch ${String(s.epoch ?? '-').padEnd(5)} thrift :${s.thriftPort}${extra}`,
+    );
+  }
+  lines.push('BROKERS');
+  for (const b of status.brokers)
+    lines.push(`  ${b.name.padEnd(8)} :${String(b.port).padEnd(6)} ${b.up ? 'up' : 'DOWN'}`);
+  lines.push('CLUSTERS');
+  for (const c of status.clusters) {
+    lines.push(`  ${c.id} (min ${c.min}, max ${c.max}): ${c.members.length} member(s)`);
+    for (const m of c.members) lines.push(`    ${m.memberId.padEnd(24)} ${m.state}`);
+  }
+  lines.push('LAST AUTOSCALER ACTIONS');
+  if (status.actions.length === 0) lines.push('  (none yet)');
+  for (const a of status.actions) {
+    lines.push(
+      `  ${a.at.slice(11, 19)} ${a.action.padEnd(22)} ${a.clusterId.padEnd(10)} ${(a.memberId ?? '').padEnd(24)} ${a.reason}`,
+    );
+  }
+  return lines.join('\n');
+}
