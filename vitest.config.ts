@@ -28,7 +28,7 @@ export default defineConfig({
         resolve: { alias },
         test: {
           name: 'integration',
-          include: ['packages/*/test/**/*.test.ts', 'test/integration/**/*.test.ts'],
+          include: ['packages/*/test/**/*.test.ts', 'test/integration/**/*.test.ts', 'test/interop/**/*.test.ts'],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },

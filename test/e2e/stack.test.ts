@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -36,7 +36,10 @@ type Record_ = {
  * judged by what the autoscaler writes to its log. Short but proportionate
  * timings through the config file.
  */
-describe('the full stack, end to end', () => {
+// The same scenarios against two Mosquitto brokers (brokers.kind: mosquitto) when it is installed.
+const KINDS = spawnSync('mosquitto', ['-h']).error === undefined ? ['aedes', 'mosquitto'] : ['aedes'];
+
+describe.each(KINDS)('the full stack, end to end (%s brokers)', (kind) => {
   let dir: string;
   let stack: ChildProcess;
   let console_ = '';
