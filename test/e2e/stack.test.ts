@@ -86,6 +86,7 @@ describe.each(KINDS)('the full stack, end to end (%s brokers)', (kind) => {
       JSON.stringify({
         database: { embeddedPort: p(0) },
         brokers: {
+          kind,
           nodes: [
             { name: 'a', port: p(1) },
             { name: 'b', port: p(2) },
