@@ -17,7 +17,6 @@ import pg from 'pg';
 import { migrate } from ${JSON.stringify(path.join(REPO_ROOT, 'packages/core/dist/index.js'))};
 const pool = new pg.Pool({ connectionString: process.argv[1] });
 const result = await migrate(pool);
-await pool.query('CREATE TABLE IF NOT EXISTS probe (pid int PRIMARY KEY)');
 await pool.query('INSERT INTO probe (pid) VALUES ($1)', [process.pid]);
 console.log(JSON.stringify({ pid: process.pid, ...result }));
 await pool.end();
@@ -33,6 +32,11 @@ describe('real PostgreSQL for tests', () => {
   });
 
   it('starts, and two separate processes connect and migrate concurrently', async () => {
+    // Created here, not by both children: two concurrent CREATE TABLE IF NOT EXISTS race in PostgreSQL.
+    const setup = new pg.Client({ connectionString: db.connectionString });
+    await setup.connect();
+    await setup.query('CREATE TABLE probe (pid int PRIMARY KEY)');
+    await setup.end();
     const spawnChild = () =>
       run(process.execPath, ['--input-type=module', '-e', childScript, db.connectionString], {
         cwd: path.join(REPO_ROOT, 'packages/core'),
