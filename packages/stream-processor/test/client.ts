@@ -6,6 +6,7 @@ import {
   type HealthStatConnection,
   toBatchWire,
 } from '@faultline/protocol';
+import type { TestSpNode } from '@faultline/test-support';
 
 export const stat = (memberId: string, value: number) => ({
   clusterId: 'c',
@@ -89,4 +90,17 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(25);
   }
+}
+
+/** The active and the passive once the passive follows the active's current epoch. */
+export async function steady(nodes: TestSpNode[]) {
+  return waitFor(async () => {
+    const s = await Promise.all(nodes.map((n) => n.status()));
+    const i = s.findIndex((x) => x?.role === 'ACTIVE');
+    const active = s[i];
+    const passive = s[1 - i];
+    if (i < 0 || !active || passive?.following?.epoch !== active.epoch || active.passive.link !== 'ready')
+      return undefined;
+    return { active: nodes[i] as TestSpNode, passive: nodes[1 - i] as TestSpNode, epoch: active.epoch as number };
+  }, 'one active with a linked passive');
 }

@@ -2,22 +2,9 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { startPostgres, startSpPair, type TestPostgres, type TestSpNode } from '@faultline/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FailoverClient, stat, waitFor } from './client.js';
+import { FailoverClient, stat, steady, waitFor } from './client.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** The active and the passive once the passive follows the active's current epoch. */
-async function steady(nodes: TestSpNode[]) {
-  return waitFor(async () => {
-    const s = await Promise.all(nodes.map((n) => n.status()));
-    const i = s.findIndex((x) => x?.role === 'ACTIVE');
-    const active = s[i];
-    const passive = s[1 - i];
-    if (i < 0 || !active || passive?.following?.epoch !== active.epoch || active.passive.link !== 'ready')
-      return undefined;
-    return { active: nodes[i] as TestSpNode, passive: nodes[1 - i] as TestSpNode, epoch: active.epoch as number };
-  }, 'one active with a linked passive');
-}
 
 describe('stream-processor pair under faults', () => {
   let db: TestPostgres;

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { startPostgres, startSpPair, type TestPostgres, type TestSpNode } from '@faultline/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FailoverClient, stat, waitFor } from './client.js';
+import { FailoverClient, stat, steady, waitFor } from './client.js';
 
 /*
  * The pair's acceptance (issue 4) with real PostgreSQL, both nodes as real
@@ -22,22 +22,6 @@ describe('stream-processor pair', () => {
   });
 
   const roles = async (nodes: TestSpNode[]) => Promise.all(nodes.map((n) => n.status()));
-  /** The active and the passive once the passive follows the active's current epoch. */
-  const steady = (nodes: TestSpNode[]) =>
-    waitFor(async () => {
-      const [a, b] = await roles(nodes);
-      if (!a || !b) return undefined;
-      const active = a.role === 'ACTIVE' ? 0 : b.role === 'ACTIVE' ? 1 : -1;
-      if (active < 0) return undefined;
-      const [act, pas] = active === 0 ? [a, b] : [b, a];
-      if (pas.role !== 'PASSIVE' || act.passive.link !== 'ready' || pas.following?.epoch !== act.epoch)
-        return undefined;
-      return {
-        active: nodes[active] as TestSpNode,
-        passive: nodes[1 - active] as TestSpNode,
-        epoch: act.epoch as number,
-      };
-    }, 'one active with a linked passive');
 
   const refuses = (port: number) =>
     new Promise<boolean>((resolve) => {
