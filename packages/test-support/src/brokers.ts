@@ -7,7 +7,7 @@ import { type BrokerUser, writeMosquittoConfig } from '@faultline/broker';
 import { ClosedError, type LogLevel, REPO_ROOT, resolveConfig } from '@faultline/core';
 import { SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
 import { freePort } from './postgres.js';
-import { canConnect, onceExited, trackChild, trackTempDir, untilListening } from './process.js';
+import { canConnect, killAndWait, onceExited, trackChild, trackTempDir, untilListening } from './process.js';
 
 export type BrokerKind = 'aedes' | 'mosquitto';
 
@@ -169,13 +169,7 @@ class ProcessBroker implements TestBroker {
   }
 
   // Arrow properties, so `afterAll(broker.stop)` and friends work unbound.
-  readonly kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
-    const child = this.child;
-    if (!child || this.pid === undefined) return;
-    const exited = onceExited(child);
-    child.kill(signal);
-    await exited;
-  };
+  readonly kill = (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => killAndWait(this.child, signal);
 
   readonly restart = async (): Promise<void> => {
     if (this.stopped) throw new ClosedError(`test broker ${this.name}`);

@@ -91,6 +91,14 @@ export function onceExited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
+/** Signals a child (SIGKILL by default) and resolves once it has exited; nothing if it is not running. */
+export async function killAndWait(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (!child || !isRunning(child)) return;
+  const exited = onceExited(child);
+  child.kill(signal);
+  await exited;
+}
+
 /** Whether something accepts TCP connections on host:port right now. */
 export function canConnect(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { REPO_ROOT, resolveConfig } from '@faultline/core';
 import { TEST_CREDENTIALS } from './brokers.js';
 import { freePort } from './postgres.js';
-import { onceExited, trackChild, trackTempDir, untilListening } from './process.js';
+import { killAndWait, onceExited, trackChild, trackTempDir, untilListening } from './process.js';
 
 const HOST = '127.0.0.1';
 const SP_MAIN = path.join(REPO_ROOT, 'packages/stream-processor/dist/main.js');
@@ -168,13 +168,7 @@ class ProcessSpNode implements TestSpNode {
       .map((line) => JSON.parse(line) as Record<string, unknown>);
   };
 
-  readonly kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
-    const child = this.child;
-    if (!child || this.pid === undefined) return;
-    const exited = onceExited(child);
-    child.kill(signal);
-    await exited;
-  };
+  readonly kill = (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => killAndWait(this.child, signal);
 
   readonly signal = (signal: NodeJS.Signals): void => {
     this.child?.kill(signal);
