@@ -93,6 +93,11 @@ describe('autoscaler with real members, brokers and PostgreSQL', () => {
       pgids.add(pgid);
       expect(groupOf(pgid), `${member.memberId}: workload and agent`).toHaveLength(2);
     }
+    // The registry is written behind the decisions (RegistryWriter): wait for the copy.
+    await waitFor(
+      async () => (await registryRows(pool)).filter((r) => r.state === 'Active').length === 3,
+      'three Active rows in the registry',
+    );
     const rows = await registryRows(pool);
     expect(rows.map((r) => [r.member_id, r.state]).sort()).toEqual(members.map((m) => [m.memberId, 'Active']).sort());
     expect(rows[0]?.instance).toMatchObject({ driver: 'local', handle: { pgid: expect.any(Number) } });
@@ -135,8 +140,10 @@ describe('autoscaler with real members, brokers and PostgreSQL', () => {
     });
     expect(spawn?.fields).toMatchObject({ reason: 'minimum rule: 2 < min 3', epoch: 1 });
     expectGroupsGone([pgid]);
-    const row = (await registryRows(pool, `member_id = '${victim.memberId}'`))[0];
-    expect(row?.state).toBe('Terminated');
+    await waitFor(
+      async () => (await registryRows(pool, `member_id = '${victim.memberId}'`))[0]?.state === 'Terminated',
+      'the victim Terminated in the registry',
+    );
     await waitFor(
       () =>
         observed.some((e) => e.type === 'MemberTerminateAction' && e.data.memberId === victim.memberId) &&
