@@ -4,7 +4,7 @@ import { encodeFrame, encodeRawBatch, FrameReader, RawBatch } from './framing.js
 describe('sync framing', () => {
   it('reassembles frames split anywhere across chunks', () => {
     const messages = [{ t: 'hello' }, { t: 'batch', seq: 1, text: 'é✓'.repeat(100) }, { t: 'ack', seq: 1 }];
-    const bytes = Buffer.concat(messages.map(encodeFrame));
+    const bytes = Buffer.concat(messages.map((m) => encodeFrame(m)));
     for (const size of [1, 3, 7, 64, bytes.length]) {
       const got: unknown[] = [];
       const reader = new FrameReader(
@@ -42,5 +42,39 @@ describe('sync framing', () => {
     expect(got[0]).toEqual({ t: 'hello' });
     expect(got[1]).toBeInstanceOf(RawBatch);
     expect(got[1]).toMatchObject({ seq: 7, receivedAt: 1_700_000_000_123.5, call });
+  });
+
+  it('sends a message longer than a frame in parts and joins them, however the bytes arrive', () => {
+    const big = { t: 'snapshot', seq: 3, engine: { text: 'é✓x'.repeat(2_000) } };
+    const bytes = encodeFrame(big, 256);
+    expect(bytes.length).toBeGreaterThan(6_000);
+    for (const size of [1, 100, 4_096, bytes.length]) {
+      const got: unknown[] = [];
+      const reader = new FrameReader(
+        256,
+        (m) => got.push(m),
+        (reason) => {
+          throw new Error(`no violation expected: ${reason}`);
+        },
+      );
+      const all = Buffer.concat([encodeFrame({ t: 'hello' }, 256), bytes, encodeFrame({ t: 'ack', seq: 1 }, 256)]);
+      for (let i = 0; i < all.length; i += size) reader.push(all.subarray(i, i + size));
+      expect(got).toEqual([{ t: 'hello' }, big, { t: 'ack', seq: 1 }]);
+    }
+  });
+
+  it('bounds a message in parts, and refuses a whole frame in the middle of one', () => {
+    const violation = vi.fn();
+    const got: unknown[] = [];
+    const bounded = new FrameReader(64, (m) => got.push(m), violation, 1_000);
+    bounded.push(encodeFrame({ t: 'x'.repeat(2_000) }, 64));
+    const parts = encodeFrame({ t: 'y'.repeat(200) }, 64);
+    const interleaved = new FrameReader(64, (m) => got.push(m), violation);
+    interleaved.push(Buffer.concat([parts.subarray(0, 69), encodeFrame({ t: 'hello' })]));
+    expect(got).toEqual([]);
+    expect(violation.mock.calls.map((c) => c[0])).toEqual([
+      'message of more than 1000 bytes',
+      'a frame inside a message in parts',
+    ]);
   });
 });

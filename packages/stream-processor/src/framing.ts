@@ -4,11 +4,18 @@
  * a raw batch: 0x01, the link sequence and the receive time as float64, and
  * the agent's Thrift `publish` call exactly as it arrived — forwarding those
  * bytes spares the active a re-encoding of every batch (the largest cost
- * after decoding). A frame larger than `maxFrameBytes`, or one that is
- * neither, is a protocol violation: the reader reports it and the caller
- * drops the link.
+ * after decoding). A JSON message longer than one frame (the snapshot of a
+ * large state, the confirmations of a large tick) travels as parts: frames of
+ * 0x02 and a slice of its bytes, the last one 0x03; the reader joins them,
+ * up to `maxMessageBytes`. A frame larger than `maxFrameBytes`, a message
+ * larger than `maxMessageBytes`, or a frame that is none of these is a
+ * protocol violation: the reader reports it and the caller drops the link.
  */
 const RAW_BATCH = 0x01;
+const PART = 0x02;
+const LAST_PART = 0x03;
+/** The default bound of a message in parts: the snapshot of some 400 000 members. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
 export class RawBatch {
   constructor(
@@ -28,38 +35,68 @@ export function encodeRawBatch(seq: number, receivedAt: number, call: Buffer): B
   return frame;
 }
 
-export function encodeFrame(message: unknown): Buffer {
-  const json = JSON.stringify(message);
-  const length = Buffer.byteLength(json, 'utf8');
-  const frame = Buffer.allocUnsafe(4 + length);
-  frame.writeUInt32BE(length, 0);
-  frame.write(json, 4, 'utf8');
-  return frame;
+/** One frame of JSON, or its parts when it is longer than `maxFrameBytes`. */
+export function encodeFrame(message: unknown, maxFrameBytes = Number.POSITIVE_INFINITY): Buffer {
+  const json = Buffer.from(JSON.stringify(message), 'utf8');
+  if (json.length <= maxFrameBytes) {
+    const frame = Buffer.allocUnsafe(4 + json.length);
+    frame.writeUInt32BE(json.length, 0);
+    json.copy(frame, 4);
+    return frame;
+  }
+  const slice = maxFrameBytes - 1;
+  if (slice < 1) throw new RangeError(`maxFrameBytes must be at least 2, got ${maxFrameBytes}`);
+  const parts: Buffer[] = [];
+  for (let at = 0; at < json.length; at += slice) {
+    const body = json.subarray(at, at + slice);
+    const header = Buffer.allocUnsafe(5);
+    header.writeUInt32BE(1 + body.length, 0);
+    header[4] = at + slice >= json.length ? LAST_PART : PART;
+    parts.push(header, body);
+  }
+  return Buffer.concat(parts);
 }
 
 export class FrameReader {
   private buffer: Buffer = Buffer.alloc(0);
+  private parts: Buffer[] = [];
+  private partBytes = 0;
 
   constructor(
     private readonly maxFrameBytes: number,
     private readonly onMessage: (message: unknown) => void,
     private readonly onViolation: (reason: string) => void,
+    private readonly maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES,
   ) {}
 
-  /** Feeds bytes from the socket; calls back once per complete frame. */
+  /** Feeds bytes from the socket; calls back once per complete message. */
   push(chunk: Buffer): void {
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
     while (this.buffer.length >= 4) {
       const length = this.buffer.readUInt32BE(0);
       if (length > this.maxFrameBytes) {
-        this.buffer = Buffer.alloc(0);
-        this.onViolation(`frame of ${length} bytes exceeds ${this.maxFrameBytes}`);
+        this.violation(`frame of ${length} bytes exceeds ${this.maxFrameBytes}`);
         return;
       }
       if (this.buffer.length < 4 + length) return;
-      const body = this.buffer.subarray(4, 4 + length);
+      let body = this.buffer.subarray(4, 4 + length);
       this.buffer = this.buffer.subarray(4 + length);
-      if (body[0] === RAW_BATCH && body.length >= 17) {
+      const kind = body[0];
+      if (kind === PART || kind === LAST_PART) {
+        this.partBytes += body.length - 1;
+        if (this.partBytes > this.maxMessageBytes) {
+          this.violation(`message of more than ${this.maxMessageBytes} bytes`);
+          return;
+        }
+        this.parts.push(body.subarray(1));
+        if (kind === PART) continue;
+        body = Buffer.concat(this.parts);
+        this.parts = [];
+        this.partBytes = 0;
+      } else if (this.parts.length > 0) {
+        this.violation('a frame inside a message in parts');
+        return;
+      } else if (kind === RAW_BATCH && body.length >= 17) {
         this.onMessage(new RawBatch(body.readDoubleBE(1), body.readDoubleBE(9), body.subarray(17)));
         continue;
       }
@@ -67,11 +104,17 @@ export class FrameReader {
       try {
         message = JSON.parse(body.toString('utf8'));
       } catch {
-        this.buffer = Buffer.alloc(0);
-        this.onViolation('frame is not JSON');
+        this.violation('frame is not JSON');
         return;
       }
       this.onMessage(message);
     }
+  }
+
+  private violation(reason: string): void {
+    this.buffer = Buffer.alloc(0);
+    this.parts = [];
+    this.partBytes = 0;
+    this.onViolation(reason);
   }
 }

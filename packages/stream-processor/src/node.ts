@@ -16,6 +16,7 @@ import { SyncServer } from './sync-server.js';
 
 export type SpRole = 'PASSIVE' | 'ACTIVE' | 'STEPPING_DOWN';
 
+const WITHHELD_WARNING_EVERY_MS = 10_000;
 export interface Endpoint {
   host: string;
   /** 0 picks a free port (tests). */
@@ -145,10 +146,24 @@ export function createSpNode(options: SpNodeOptions): SpNode {
   // The engine emits only while activated; this is the last gate before the
   // outside world: no output leaves unless the lease is valid at this very
   // instant (a process that woke from a pause is fenced here, synchronously).
+  let lastWithheldWarning: number | undefined;
+  let withheldSinceWarning = 0;
   engine.onOutput?.((envelope) => {
     if (role !== 'ACTIVE' || lease.epoch === undefined || !options.sink) {
       counters.outputsFenced += 1;
-      log.warn('output withheld: not the active', { id: envelope.id, type: envelope.type });
+      // A tick's worth can be withheld at once: one line per 10 s, with the count since the last.
+      withheldSinceWarning += 1;
+      const now = clock.monotonicNow();
+      if (lastWithheldWarning === undefined || now - lastWithheldWarning >= WITHHELD_WARNING_EVERY_MS) {
+        log.warn('output withheld: not the active', {
+          id: envelope.id,
+          type: envelope.type,
+          withheld: withheldSinceWarning,
+          outputsFenced: counters.outputsFenced,
+        });
+        lastWithheldWarning = now;
+        withheldSinceWarning = 0;
+      }
       return;
     }
     counters.outputsPublished += 1;

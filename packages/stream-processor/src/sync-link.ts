@@ -16,6 +16,9 @@ export interface SyncLinkOptions {
   snapshot: () => { engine: unknown; dedupe: DedupeState };
 }
 
+/** Output ids per `published` message (a summary tick of 10 000 members confirms some 60 000). */
+const CONFIRMATIONS_PER_MESSAGE = 10_000;
+
 export type LinkStatus = 'none' | 'connecting' | 'ready';
 
 interface Pending {
@@ -73,8 +76,9 @@ export class SyncLink {
       if (this.socket !== socket) return;
       // Snapshot and the first batch after it leave in this order on one socket.
       const { engine, dedupe } = this.options.snapshot();
-      socket.write(encodeFrame({ t: 'hello', nodeId: this.options.nodeId, epoch }));
-      socket.write(encodeFrame({ t: 'snapshot', seq: this.seq, engine, dedupe }));
+      const max = this.options.maxFrameBytes;
+      socket.write(encodeFrame({ t: 'hello', nodeId: this.options.nodeId, epoch }, max));
+      socket.write(encodeFrame({ t: 'snapshot', seq: this.seq, engine, dedupe }, max));
       this.status = 'ready';
       this.options.logger.info('passive linked', { passive: endpoint, epoch });
     });
@@ -115,7 +119,11 @@ export class SyncLink {
       socket.cork();
       process.nextTick(() => socket.uncork());
     }
-    socket.write(call ? encodeRawBatch(seq, receivedAt, call) : encodeFrame({ t: 'batch', seq, receivedAt, batch }));
+    socket.write(
+      call
+        ? encodeRawBatch(seq, receivedAt, call)
+        : encodeFrame({ t: 'batch', seq, receivedAt, batch }, this.options.maxFrameBytes),
+    );
     return new Promise((resolve) => {
       this.pending.push({ seq, sentAt: this.options.clock.monotonicNow(), resolve });
     });
@@ -128,12 +136,16 @@ export class SyncLink {
     if (this.status !== 'ready' || ids.length === 0) return;
     if (this.confirmed.length === 0) {
       process.nextTick(() => {
-        const batch = this.confirmed;
+        const ids = this.confirmed;
         this.confirmed = [];
-        if (this.status === 'ready') this.socket?.write(encodeFrame({ t: 'published', ids: batch }));
+        if (this.status !== 'ready' || !this.socket) return;
+        for (let at = 0; at < ids.length; at += CONFIRMATIONS_PER_MESSAGE) {
+          const message = { t: 'published', ids: ids.slice(at, at + CONFIRMATIONS_PER_MESSAGE) };
+          this.socket.write(encodeFrame(message, this.options.maxFrameBytes));
+        }
       });
     }
-    this.confirmed.push(...ids);
+    for (const id of ids) this.confirmed.push(id);
   }
 
   detach(reason: string): void {

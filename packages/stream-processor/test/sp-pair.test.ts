@@ -98,4 +98,35 @@ describe('stream-processor pair', () => {
     );
     expect(failovers).toHaveLength(10);
   }, 180_000);
+
+  it('a state many times the frame size reaches a restarted passive in parts; the takeover keeps all of it', async () => {
+    // 8 KiB frames: 2 000 members make a ledger state of some 100 KiB, a dozen frames.
+    pair = await startSpPair({ databaseUrl: db.connectionString, maxFrameBytes: 8 * 1024 });
+    const { active, passive } = await steady(pair);
+    const client = new FailoverClient(pair.map((n) => n.thriftPort));
+    const MEMBERS = 2_000;
+    for (let at = 0, sequence = 1; at < MEMBERS; at += 40, sequence += 1) {
+      const stats = Array.from({ length: 40 }, (_, i) => stat(`member-with-a-long-id-${at + i}`, at + i));
+      await client.send({ agentId: 'agent-1', sequence, stats });
+    }
+    const state = JSON.stringify(await active.engine());
+    expect(state.length).toBeGreaterThan(10 * 8 * 1024);
+    // The passive restarts: the active links it again with a snapshot of the whole state.
+    await passive.kill('SIGKILL');
+    await passive.restart();
+    await waitFor(
+      async () => JSON.stringify(await passive.engine()) === state,
+      'the restarted passive holds the state',
+    );
+    const links = passive.logs().filter((r) => r.message === 'snapshot applied');
+    expect(links.length).toBeGreaterThanOrEqual(1);
+    expect(passive.logs().filter((r) => r.message === 'sync link closed: protocol violation')).toEqual([]);
+    await active.kill('SIGKILL');
+    await waitFor(async () => (await passive.status())?.role === 'ACTIVE', 'the passive took over');
+    const ack = await client.send({ agentId: 'agent-1', sequence: 1_000, stats: [stat('one-more', 1)] });
+    client.close();
+    expect(ack.duplicate).toBe(false);
+    const after = (await passive.engine()) as { total: number };
+    expect(after.total).toBe(MEMBERS + 1);
+  }, 120_000);
 });

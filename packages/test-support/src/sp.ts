@@ -25,6 +25,8 @@ export interface SpPairOptions {
   brokers?: readonly { name: string; host: string; port: number }[];
   /** `cep` section of the config (faultTimeoutMs, summaryIntervalMs, …). */
   cep?: Record<string, number>;
+  /** Largest Thrift and sync frame. @default DEFAULTS.maxFrameBytes (1 MiB) */
+  maxFrameBytes?: number;
   /** `messaging` section timings (pingIntervalMs, resubscribeIntervalMs, republishIntervalMs). */
   messaging?: Record<string, number>;
 }
@@ -89,6 +91,7 @@ export async function startSpPair(options: SpPairOptions): Promise<[TestSpNode, 
     streamProcessor: {
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1_000,
       heartbeatMaxRetry: options.heartbeatMaxRetry ?? 2,
+      ...(options.maxFrameBytes ? { maxFrameBytes: options.maxFrameBytes } : {}),
       engine: options.engine ?? 'ledger',
       nodes,
     },
