@@ -1,6 +1,6 @@
 import type { Iaas, MemberIdentity, MemberSpec } from '@faultline/cloud-controller';
 import type { Clock, Logger, TimerHandle } from '@faultline/core';
-import type { ClusterStat, EnvelopeOf, MemberFault, MemberStat, Metric, StatKind } from '@faultline/protocol';
+import type { ClusterStat, EnvelopeOf, MemberFault, MemberStats, Metric, StatKind } from '@faultline/protocol';
 import { Backoff } from './backoff.js';
 import { baseOf, ClusterMembers, type MonitorSink } from './cluster-members.js';
 import type { Decision } from './decisions.js';
@@ -127,14 +127,17 @@ export class ClusterMonitor {
     });
   }
 
-  memberStat(kind: StatKind, metric: Metric, stat: MemberStat): Promise<void> {
+  /** One member-summary event: the figure of every member of the cluster it lists. */
+  memberStats(kind: StatKind, metric: Metric, stats: MemberStats): Promise<void> {
     return this.queue.run(() => {
-      const held = this.held.get(stat.memberId);
-      // A window that starts at or after the faulted life's last stat holds only samples of a new life.
-      if (held && (held.lastStatAt === null || stat.windowFrom >= held.lastStatAt)) {
-        this.clearHeld(stat.memberId, `Member${kind}${metric}Event of a window from ${stat.windowFrom}`);
+      for (const { memberId, value } of stats.members) {
+        const held = this.held.get(memberId);
+        // A window that starts at or after the faulted life's last stat holds only samples of a new life.
+        if (held && (held.lastStatAt === null || stats.windowFrom >= held.lastStatAt)) {
+          this.clearHeld(memberId, `Member${kind}${metric}Event of a window from ${stats.windowFrom}`);
+        }
+        if (kind === 'Average' && this.members.get(memberId)) this.load.observe(memberId, metric, value);
       }
-      if (kind === 'Average' && this.members.get(stat.memberId)) this.load.observe(stat.memberId, metric, stat.value);
     });
   }
 

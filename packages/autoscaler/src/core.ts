@@ -10,7 +10,7 @@ import {
   systemClock,
   type TimerHandle,
 } from '@faultline/core';
-import type { ClusterStat, Envelope, MemberStat, Metric, StatKind } from '@faultline/protocol';
+import type { ClusterStat, Envelope, MemberStats, Metric, StatKind } from '@faultline/protocol';
 import { ClusterMonitor, type MonitorSink } from './cluster-monitor.js';
 import { type ActionRecord, decisionEnvelope, toActionRecord, topologyEnvelope } from './decisions.js';
 import { fromRecord, identityOf, type MemberContext, type MemberRecord, toRecord } from './member.js';
@@ -154,7 +154,7 @@ export class AutoscalerCore {
       default: {
         const stat = parseStatType(envelope.type);
         if (!stat) return;
-        if (stat.member) return monitor.memberStat(stat.kind, stat.metric, envelope.data as MemberStat);
+        if (stat.member) return monitor.memberStats(stat.kind, stat.metric, envelope.data as MemberStats);
         return monitor.clusterStat(stat.kind, stat.metric, envelope.data as ClusterStat, envelope.epoch);
       }
     }

@@ -130,7 +130,7 @@ describe('fault storm', () => {
     expect(h.actions().at(-1)).toBe('FaultStormReleased');
     expect(h.core.status().clusters[0]?.faultStormHeldSince).toBeNull();
     // php-3 reports again: a member window starting after its last stat before the fault.
-    await h.core.handle(events.memberStat('MemberAverageLoadAverageEvent', 'php-3', 10, T0 - 45_000, T0 + 15_000));
+    await h.core.handle(events.memberStats('MemberAverageLoadAverageEvent', { 'php-3': 10 }, T0 - 45_000, T0 + 15_000));
     await flush();
     expect(h.core.status().clusters[0]?.members.find((m) => m.memberId === 'php-3')?.heldFault).toBeNull();
     // php-4 stays silent: carried out once the re-check window (60 s) is over.
@@ -245,10 +245,10 @@ describe('scaling rule', () => {
     await vi.advanceTimersByTimeAsync(1_000);
     await h.core.handle(events.activated('php-3'));
     // Member loads: php-1 load 20 + memory 45 → 0.22 + 0.5; php-2 load 2 + memory 9 → 0.02 + 0.1 (least); php-3 none.
-    await h.core.handle(events.memberStat('MemberAverageLoadAverageEvent', 'php-1', 20, minute(0), minute(1)));
-    await h.core.handle(events.memberStat('MemberAverageMemoryConsumptionEvent', 'php-1', 45, minute(0), minute(1)));
-    await h.core.handle(events.memberStat('MemberAverageLoadAverageEvent', 'php-2', 2, minute(0), minute(1)));
-    await h.core.handle(events.memberStat('MemberAverageMemoryConsumptionEvent', 'php-2', 9, minute(0), minute(1)));
+    const loads = { 'php-1': 20, 'php-2': 2 };
+    const memory = { 'php-1': 45, 'php-2': 9 };
+    await h.core.handle(events.memberStats('MemberAverageLoadAverageEvent', loads, minute(0), minute(1)));
+    await h.core.handle(events.memberStats('MemberAverageMemoryConsumptionEvent', memory, minute(0), minute(1)));
     await low(h, 1);
     await low(h, 2);
     expect(h.actions().filter((a) => a.startsWith('ScaleDown'))).toEqual([]);

@@ -155,17 +155,23 @@ export const events = {
       { ...where, value, windowFrom: windowTo - 60_000, windowTo },
       { source: 'sp-1', epoch, id: `${type}:php:np-1:${windowTo}` },
     ),
-  memberStat: (
+  /** One member summary as the SP sends it: the figures of several members of one tick. */
+  memberStats: (
     type: MemberStatEventType,
-    memberId: string,
-    value: number,
+    members: Record<string, number>,
     windowFrom: number,
     windowTo: number,
     epoch = 1,
   ): Envelope =>
     createEnvelope(
       type,
-      { ...where, memberId, value, windowFrom, windowTo },
-      { source: 'sp-1', epoch, id: `${type}:php:np-1:${memberId}:${windowTo}` },
+      {
+        ...where,
+        windowFrom,
+        windowTo,
+        part: 0,
+        members: Object.entries(members).map(([memberId, value]) => ({ memberId, value })),
+      },
+      { source: 'sp-1', epoch, id: `${type}:php:np-1:0:${windowTo}` },
     ),
 };

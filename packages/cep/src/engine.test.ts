@@ -6,6 +6,7 @@ import {
   type HealthDescription,
   type HealthStat,
   type HealthStatBatch,
+  MEMBERS_PER_STAT_EVENT,
   type MemberStatEventType,
   topicFor,
   validateEnvelope,
@@ -284,17 +285,23 @@ describe('CepEngine', () => {
     e.apply(batch(stat('m-2', 'load_average', 10, 20_000), stat('m-2', 'load_average', 40, 50_000)));
     await vi.advanceTimersByTimeAsync(60_000);
     const at60 = summaries().filter((s) => s.data.windowTo === 60_000);
-    const byId = Object.fromEntries(at60.map((s) => [s.id, s.data.value]));
+    // One event per cluster summary; one per member-summary type listing every member.
+    const byId = Object.fromEntries(
+      at60.flatMap((s) =>
+        'members' in s.data ? s.data.members.map((m) => [`${s.id} ${m.memberId}`, m.value]) : [[s.id, s.data.value]],
+      ),
+    );
     expect(byId).toEqual({
       'AverageLoadAverageEvent:php:np-1:60000': expect.closeTo(65 / 6, 12),
       'GradientOfLoadAverageEvent:php:np-1:60000': expect.closeTo(26 / 45, 12),
       'SecondDerivativeOfLoadAverageEvent:php:np-1:60000': expect.closeTo(1 / 150, 12),
-      'MemberAverageLoadAverageEvent:php:np-1:m-1:60000': 3.75,
-      'MemberGradientOfLoadAverageEvent:php:np-1:m-1:60000': expect.closeTo(7 / 45, 12),
-      'MemberSecondDerivativeOfLoadAverageEvent:php:np-1:m-1:60000': expect.closeTo(1 / 150, 12),
-      'MemberAverageLoadAverageEvent:php:np-1:m-2:60000': 25,
-      'MemberGradientOfLoadAverageEvent:php:np-1:m-2:60000': 1,
+      'MemberAverageLoadAverageEvent:php:np-1:0:60000 m-1': 3.75,
+      'MemberGradientOfLoadAverageEvent:php:np-1:0:60000 m-1': expect.closeTo(7 / 45, 12),
+      'MemberSecondDerivativeOfLoadAverageEvent:php:np-1:0:60000 m-1': expect.closeTo(1 / 150, 12),
+      'MemberAverageLoadAverageEvent:php:np-1:0:60000 m-2': 25,
+      'MemberGradientOfLoadAverageEvent:php:np-1:0:60000 m-2': 1,
     });
+    expect(at60.map((s) => s.id)).toHaveLength(6);
     for (const s of summaries()) {
       expect(validateEnvelope(s).ok).toBe(true);
       expect(s.epoch).toBe(4);
@@ -307,6 +314,26 @@ describe('CepEngine', () => {
         .filter((s) => s.data.windowTo === 15_000)
         .map((s) => s.type),
     ).toEqual(['AverageLoadAverageEvent', 'MemberAverageLoadAverageEvent']);
+  });
+
+  it('member summaries of a large cluster go out in parts of MEMBERS_PER_STAT_EVENT, in a fixed member order', async () => {
+    const { e, summaries } = engine({ faultTimeoutMs: 600_000 });
+    e.activate(1);
+    const members = Array.from({ length: 2_500 }, (_, i) => `m-${i}`);
+    for (const m of members) e.apply(batch(stat(m, 'load_average', 1, 1_000)));
+    await vi.advanceTimersByTimeAsync(15_000);
+    const averages = summaries().filter(
+      (s): s is EnvelopeOf<'MemberAverageLoadAverageEvent'> => s.type === 'MemberAverageLoadAverageEvent',
+    );
+    expect(averages.map((s) => [s.id, s.data.part, s.data.members.length])).toEqual([
+      ['MemberAverageLoadAverageEvent:php:np-1:0:15000', 0, MEMBERS_PER_STAT_EVENT],
+      ['MemberAverageLoadAverageEvent:php:np-1:1:15000', 1, MEMBERS_PER_STAT_EVENT],
+      ['MemberAverageLoadAverageEvent:php:np-1:2:15000', 2, 500],
+    ]);
+    expect(averages.flatMap((s) => s.data.members.map((m) => m.memberId))).toEqual(members);
+    for (const s of summaries()) expect(validateEnvelope(s).ok).toBe(true);
+    // 1 cluster average (one load sample each: no gradient yet) + 3 parts, not 2 500 member events.
+    expect(e.status().summariesEmitted).toBe(4);
   });
 
   it('summaries while passive wait, only the newest per stream, and go out on activate', async () => {
@@ -325,8 +352,8 @@ describe('CepEngine', () => {
     const { e, logger } = engine({ faultTimeoutMs: 20_000, maxPendingOutputs: 4 });
     e.apply(round('m-1', 1_000));
     e.apply(round('m-2', 1_000));
-    await vi.advanceTimersByTimeAsync(15_000); // 3 cluster + 2 × 2 member averages: 3 summaries dropped
-    expect(e.status()).toMatchObject({ pendingOutputs: 4, outputsDropped: 3, faultsDropped: 0 });
+    await vi.advanceTimersByTimeAsync(15_000); // 3 cluster + 2 member averages (of both members): 1 dropped
+    expect(e.status()).toMatchObject({ pendingOutputs: 4, outputsDropped: 1, faultsDropped: 0 });
     expect(logger.records.some((r) => r.level === 'warn')).toBe(false);
     e.apply(round('m-3', 2_000));
     e.apply(round('m-4', 3_000));
@@ -369,8 +396,9 @@ describe('CepEngine', () => {
     await vi.advanceTimersByTimeAsync(5_000);
     // m-1's samples moved with it: (3 − 1) / 10 s.
     const at15 = b.summaries().filter((s) => s.data.windowTo === 15_000);
-    expect(at15.find((s) => s.id === 'MemberGradientOfLoadAverageEvent:php:np-1:m-1:15000')?.data.value).toBe(0.2);
-    expect(at15.some((s) => 'memberId' in s.data && s.data.memberId === 'm-2')).toBe(false);
+    const gradients = at15.find((s) => s.id === 'MemberGradientOfLoadAverageEvent:php:np-1:0:15000');
+    expect(gradients?.data).toMatchObject({ part: 0, members: [{ memberId: 'm-1', value: 0.2 }] });
+    expect(at15.some((s) => 'members' in s.data && s.data.members.some((m) => m.memberId === 'm-2'))).toBe(false);
     // m-1's deadline moved with it: last stat applied at 10 000, due at 70 000.
     await vi.advanceTimersByTimeAsync(54_999);
     expect(b.faults()).toHaveLength(1);

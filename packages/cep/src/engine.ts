@@ -3,7 +3,7 @@ import type { Envelope, HealthDescription, HealthStatBatch, Metric } from '@faul
 import { FaultDetector, type FaultInfo, type MemberRef } from './fault-detector.js';
 import { type CepEngineOptions, type ResolvedCepOptions, resolveOptions } from './options.js';
 import { type Output, OutputLedger } from './output-ledger.js';
-import { faultOutput, faultStream, summaryOutput } from './outputs.js';
+import { faultOutput, faultStream, summaryOutputs } from './outputs.js';
 import { CEP_STATE_VERSION, type CepState, parseCepState } from './state.js';
 import { WindowStats } from './window-stats.js';
 
@@ -281,11 +281,11 @@ class CepMonitor implements CepEngine {
       // A wall clock stepped back must not repeat a tick (and its ids).
       if (windowTo <= this.lastWindowTo) return;
       this.lastWindowTo = windowTo;
-      const summaries = this.windows.summarize(windowTo);
+      const summaries = summaryOutputs(this.windows.summarize(windowTo), source, now);
       this.counters.summariesComputed += summaries.length;
       // A tick is emitted whole, so one check covers it: the active's confirmations got here first.
       if (this.ledger.tickPublished(windowTo)) this.counters.outputsAlreadyPublished += summaries.length;
-      else for (const summary of summaries) this.produce(summaryOutput(summary, source, now));
+      else for (const summary of summaries) this.produce(summary);
     } finally {
       this.scheduleSummary();
     }

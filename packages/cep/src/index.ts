@@ -26,7 +26,7 @@ export {
   outputId,
   parseOutputId,
 } from './output-ledger.js';
-export { faultStream, summaryStream, summaryType } from './outputs.js';
+export { faultStream, summaryOutputs, summaryStream, summaryType } from './outputs.js';
 export { CEP_STATE_VERSION, type CepState, parseCepState } from './state.js';
 export { gradientOf, type SeriesSummary, secondDerivativeOf, slopePerSecond, summarize } from './window-math.js';
 export {

@@ -5,7 +5,7 @@ export type OutputKind = 'fault' | 'summary';
 /**
  * An output of the engine before it is stamped with an epoch. Its id is
  * `<stream>:<seq>`: the stream names the fact's subject
- * (`MemberFaultEvent:<memberId>`, `<Type>:<clusterId>:<networkPartitionId>[:<memberId>]`)
+ * (`MemberFaultEvent:<memberId>`, `<Type>:<clusterId>:<networkPartitionId>[:<part>]`)
  * and the seq orders the facts of one stream (the member's last stat
  * timestamp, the summary's windowTo). Both nodes derive both from the same
  * stats, so they compute the same id for the same fact.

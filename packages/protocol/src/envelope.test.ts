@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createEnvelope, decodeEnvelope, type Envelope, encodeEnvelope, validateEnvelope } from './envelope.js';
-import { EVENT_TYPES } from './events.js';
+import { EVENT_TYPES, MEMBERS_PER_STAT_EVENT } from './events.js';
 import { topicFor } from './topics.js';
 
 const member = {
@@ -51,6 +51,32 @@ describe('envelope codec', () => {
     const envelope: Envelope = result.value;
     if (envelope.type === 'MemberFaultEvent') expect(envelope.data.reason).toBe('timeout');
     else throw new Error('wrong type');
+  });
+
+  it('a member summary lists the figures of up to MEMBERS_PER_STAT_EVENT members of one tick', () => {
+    const memberStats = (count: number) => ({
+      id: `MemberAverageLoadAverageEvent:php:np-1:60000:0`,
+      type: 'MemberAverageLoadAverageEvent',
+      time: 60_001,
+      source: 'sp-1',
+      data: {
+        clusterId: 'php',
+        clusterInstanceId: 'php-1',
+        networkPartitionId: 'np-1',
+        windowFrom: 0,
+        windowTo: 60_000,
+        part: 0,
+        members: Array.from({ length: count }, (_, i) => ({ memberId: `m-${i}`, value: i / 2 })),
+      },
+    });
+    const decoded = decodeEnvelope(JSON.stringify(memberStats(MEMBERS_PER_STAT_EVENT)));
+    if (!decoded.ok) throw decoded.error;
+    expect(decoded.value.type === 'MemberAverageLoadAverageEvent' && decoded.value.data.members[3]).toEqual({
+      memberId: 'm-3',
+      value: 1.5,
+    });
+    expect(decodeEnvelope(JSON.stringify(memberStats(MEMBERS_PER_STAT_EVENT + 1))).ok).toBe(false);
+    expect(decodeEnvelope(JSON.stringify(memberStats(0))).ok).toBe(false);
   });
 
   it.each([

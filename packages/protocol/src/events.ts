@@ -36,7 +36,23 @@ const clusterStatSchema = z.object({
   windowTo: z.number().int(),
 });
 
-const memberStatSchema = clusterStatSchema.extend({ memberId: id });
+/** Members listed in one member-summary event; a larger cluster's tick takes several parts. */
+export const MEMBERS_PER_STAT_EVENT = 1_000;
+
+/**
+ * A per-member summary (MemberAverageLoadAverageEvent, …) carries one figure
+ * for every member of a (cluster, network partition) in one tick, rather than
+ * one event per member: 10 000 members make 60 events a tick, not 60 000.
+ * Members are listed in a fixed order, `MEMBERS_PER_STAT_EVENT` per part.
+ */
+const memberStatsSchema = clusterStatSchema.omit({ value: true }).extend({
+  /** 0, 1, …: which slice of the cluster's members this event lists. */
+  part: z.number().int().min(0),
+  members: z
+    .array(z.object({ memberId: id, value: clusterStatSchema.shape.value }))
+    .min(1)
+    .max(MEMBERS_PER_STAT_EVENT),
+});
 
 const memberFaultSchema = z.object({
   ...memberRef,
@@ -84,7 +100,7 @@ const memberStatTypes = STAT_KINDS.flatMap((k) =>
 export const EVENT_SCHEMAS = {
   MemberFaultEvent: memberFaultSchema,
   ...statSchemas(clusterStatTypes, clusterStatSchema),
-  ...statSchemas(memberStatTypes, memberStatSchema),
+  ...statSchemas(memberStatTypes, memberStatsSchema),
   InstanceStartedEvent: instanceStatusSchema,
   InstanceActivatedEvent: instanceStatusSchema,
   MemberCreatedEvent: topologyMemberSchema,
@@ -102,7 +118,7 @@ export const EVENT_TYPES = Object.keys(EVENT_SCHEMAS) as EventType[];
 
 export type MemberFault = EventDataMap['MemberFaultEvent'];
 export type ClusterStat = z.infer<typeof clusterStatSchema>;
-export type MemberStat = z.infer<typeof memberStatSchema>;
+export type MemberStats = z.infer<typeof memberStatsSchema>;
 export type InstanceStatus = z.infer<typeof instanceStatusSchema>;
 export type TopologyMember = z.infer<typeof topologyMemberSchema>;
 export type AutoscalerAction = z.infer<typeof actionSchema>;
