@@ -51,6 +51,7 @@ export async function run() {
       if (i >= 0 && s[1 - i]?.following?.epoch === s[i].epoch) active = pair[i];
       else await sleep(100);
     }
+    const startEpoch = (await active.status()).epoch;
     let agentErrors = 0;
     const agents = Array.from({ length: AGENTS }, async (_, a) => {
       await sleep((a / AGENTS) * INTERVAL_MS); // staggered like real agents
@@ -112,6 +113,12 @@ export async function run() {
     const cpu = died ? Number.NaN : (cpuSeconds(pid) - cpu0) / ((performance.now() - t0) / 1000);
     const status = await active.status();
     const tracked = status ? status.engine.members : died ? 'process died' : 'status did not answer';
+    // The run counts only if the node stayed active and its passive stayed linked throughout.
+    const passiveStatus = await pair.find((n) => n !== active).status();
+    const stable =
+      status?.role === 'ACTIVE' && status.epoch === startEpoch && passiveStatus?.following?.epoch === startEpoch;
+    const warnings = pair.flatMap((n) => n.logs()).filter((r) => r.level === 'warn' || r.level === 'error');
+    for (const r of warnings.slice(0, 5)) console.error(`  ${r.service}: ${r.message}`);
     running = false;
     await Promise.race([Promise.all(agents), sleep(INTERVAL_MS + 2_000)]);
     return [
@@ -121,6 +128,13 @@ export async function run() {
         unit: 'of a core',
         goal: '< 50 %',
         met: cpu < 0.5 && status !== undefined,
+      },
+      {
+        name: `the same active and linked passive throughout (epoch ${startEpoch} → ${status?.epoch ?? '?'}; warnings logged by the pair: ${warnings.length})`,
+        value: stable ? 'yes' : 'no',
+        unit: '',
+        goal: 'yes',
+        met: stable && agentErrors === 0,
       },
       {
         name: `active SP peak RSS (agent call errors: ${agentErrors})`,
