@@ -2,7 +2,9 @@
 // synced to the passive before the agent's acknowledgement, beside a bare
 // Thrift decode + validation of the same batches in this process. Both SP
 // nodes are real processes on this machine, so load generator, active and
-// passive share its cores.
+// passive share its cores. The machine's speed drifts (the bare decode alone
+// ranged 0.28–0.56 M stats/s within one process), so the two are measured in
+// alternating windows and each round's share is pair ÷ bare of that round.
 import { decodeBatch, encodeBatch } from '@faultline/protocol';
 import { startPostgres, startSpPair } from '@faultline/test-support';
 import { encodeTemplate, RawThriftLane } from './raw-thrift.mjs';
@@ -11,7 +13,9 @@ export const description = 'events/s through the active with sync to the passive
 
 const STATS_PER_BATCH = 200;
 const CONNECTIONS = 4;
-const SECONDS = 6;
+const ROUNDS = 5;
+const PAIR_WINDOW_MS = 2_000;
+const BARE_WINDOW_MS = 1_000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const batchOf = (agentId, sequence) => ({
@@ -29,11 +33,13 @@ const batchOf = (agentId, sequence) => ({
   })),
 });
 
-function bareDecode() {
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function bareDecode(ms) {
   const bytes = encodeBatch(batchOf('bare', 1));
   let stats = 0;
   const started = performance.now();
-  while (performance.now() - started < 2_000) {
+  while (performance.now() - started < ms) {
     const result = decodeBatch(bytes);
     if (!result.ok) throw result.error;
     stats += result.value.stats.length;
@@ -62,19 +68,31 @@ async function throughPair() {
       (_, c) => new RawThriftLane(active.thriftPort, encodeTemplate(batchOf(`agent-${c}`, 1))),
     );
     await Promise.all(lanes.map((lane) => lane.ready));
-    for (const lane of lanes) lane.start();
     const acked = () => lanes.reduce((n, lane) => n + lane.acked, 0);
-    await sleep(1_000); // warm-up
-    const from = { acks: acked(), at: performance.now() };
-    await sleep(SECONDS * 1_000);
-    const rate = ((acked() - from.acks) * STATS_PER_BATCH) / ((performance.now() - from.at) / 1000);
+    bareDecode(BARE_WINDOW_MS); // warm-up of both
+    for (const lane of lanes) lane.start();
+    await sleep(1_000);
+    const rounds = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const lane of lanes) lane.start();
+      await sleep(200); // back to full flight
+      const from = { acks: acked(), at: performance.now() };
+      await sleep(PAIR_WINDOW_MS);
+      const rate = ((acked() - from.acks) * STATS_PER_BATCH) / ((performance.now() - from.at) / 1000);
+      for (const lane of lanes) lane.pause();
+      while (!lanes.every((lane) => lane.idle)) await sleep(5);
+      rounds.push({ rate, bare: bareDecode(BARE_WINDOW_MS) });
+    }
     for (const lane of lanes) lane.stop();
     const acks = acked();
     const replicated = lanes.reduce((n, lane) => n + lane.replicated, 0);
     const errors = lanes.reduce((n, lane) => n + lane.errors, 0);
     const passiveStatus = await passive.status();
     return {
-      rate,
+      rate: median(rounds.map((r) => r.rate)),
+      bare: median(rounds.map((r) => r.bare)),
+      share: median(rounds.map((r) => r.rate / r.bare)),
+      shares: rounds.map((r) => r.rate / r.bare),
       replicatedShare: replicated / acks,
       passiveApplied: passiveStatus?.counters.syncBatchesApplied ?? 0,
       acks,
@@ -87,18 +105,24 @@ async function throughPair() {
 }
 
 export async function run() {
-  const bare = bareDecode();
   const pair = await throughPair();
   const fmt = (x) => Math.round(x).toLocaleString('en-US');
-  const share = pair.rate / bare;
+  const pct = (x) => `${Math.round(x * 100)} %`;
   return [
     {
-      name: `stats/s through the active, synced to the passive (${CONNECTIONS} connections × 16 in flight, ${STATS_PER_BATCH} stats/batch)`,
+      name: `stats/s through the active, synced to the passive (${CONNECTIONS} connections × 16 in flight, ${STATS_PER_BATCH} stats/batch; medians of ${ROUNDS} rounds alternating with the baseline, share of bare per round: ${pair.shares.map(pct).join(', ')})`,
       value: fmt(pair.rate),
       unit: 'stats/s',
-      baseline: { name: 'bare Thrift decode + validate, one core', value: fmt(bare) },
+      baseline: { name: 'bare Thrift decode + validate, one core', value: fmt(pair.bare) },
       goal: '≥ 100,000 stats/s and ≥ 50 % of bare',
-      met: pair.rate >= 100_000 && share >= 0.5,
+      met: pair.rate >= 100_000 && pair.share >= 0.5,
+    },
+    {
+      name: 'median share of bare (pair ÷ bare in the same round)',
+      value: pct(pair.share),
+      unit: '',
+      goal: '≥ 50 %',
+      met: pair.share >= 0.5,
     },
     {
       name: 'acknowledged batches the passive held (replicated)',

@@ -47,6 +47,15 @@ export class RawThriftLane {
     this.fill();
   }
 
+  /** Sends no more; what is in flight is still answered (see `idle`). */
+  pause() {
+    this.running = false;
+  }
+
+  get idle() {
+    return this.outstanding === 0;
+  }
+
   stop() {
     this.running = false;
     this.socket.destroy();
