@@ -270,6 +270,32 @@ describe('CepEngine', () => {
     ).toEqual(['MemberFaultEvent:m-1:105000', 'MemberFaultEvent:m-2:105500', 'MemberFaultEvent:m-3:30900']);
   });
 
+  it('a takeover reopens the timeout faults declared while following no active, and publishes the rest', async () => {
+    const { e, faults, logger } = engine({ faultTimeoutMs: 60_000 });
+    e.apply(round('m-early', 0));
+    await vi.advanceTimersByTimeAsync(20_000);
+    e.apply(round('m-late', 20_000));
+    e.apply(round('m-alive', 20_000));
+    // Unlinked at 65 000 (+ one 2 s lease): m-early's fault (60 000) was seen while following,
+    // m-late's and m-alive's (80 000) only by this node alone.
+    await vi.advanceTimersByTimeAsync(70_000);
+    expect(e.status()).toMatchObject({ faultsDeclared: 3, faulted: 3 });
+    e.activate(7, { unverifiedAfter: 67_000 });
+    expect(faults().map((f) => [f.id, f.time])).toEqual([['MemberFaultEvent:m-early:0', 60_000]]);
+    expect(e.status()).toMatchObject({ faultsReopened: 2, faulted: 1, pendingOutputs: 0 });
+    expect(logger.records.find((r) => r.level === 'warn')?.fields).toMatchObject({ reopened: 2 });
+    await vi.advanceTimersByTimeAsync(10_000);
+    e.apply(round('m-alive', 100_000)); // it reports to the new active
+    await vi.advanceTimersByTimeAsync(49_999);
+    expect(faults()).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    // m-late stayed silent through the grace period: now it is faulted, under the same id.
+    expect(faults().map((f) => [f.id, f.time, f.epoch])).toEqual([
+      ['MemberFaultEvent:m-early:0', 60_000, 7],
+      ['MemberFaultEvent:m-late:20000', 150_000, 7],
+    ]);
+  });
+
   it('summaries: window math on the wire, ids aligned to the tick, every envelope valid', async () => {
     const { e, summaries } = engine({ faultTimeoutMs: 600_000 });
     e.activate(4);

@@ -1,5 +1,5 @@
 import { ClosedError, type Logger, type TimerHandle } from '@faultline/core';
-import type { Envelope, HealthDescription, HealthStatBatch, Metric } from '@faultline/protocol';
+import type { Envelope, EnvelopeOf, HealthDescription, HealthStatBatch, Metric } from '@faultline/protocol';
 import { FaultDetector, type FaultInfo, type MemberRef } from './fault-detector.js';
 import { type CepEngineOptions, type ResolvedCepOptions, resolveOptions } from './options.js';
 import { type Output, OutputLedger } from './output-ledger.js';
@@ -38,6 +38,8 @@ export type CepCounters = {
   ignoredStats: number;
   faultsDeclared: number;
   faultsEmitted: number;
+  /** Pending timeout faults declared while following no active, taken back at a takeover (see activate). */
+  faultsReopened: number;
   summariesComputed: number;
   summariesEmitted: number;
   /** Outputs not kept or emitted because the active had already published them. */
@@ -54,8 +56,13 @@ export type CepCounters = {
 export interface CepEngine {
   /** Applies a batch of health stats (both nodes, same order). `receivedAt` is not used: deadlines run on this node's clock. */
   apply(batch: HealthStatBatch, receivedAt?: number): void;
-  /** This node became active under `epoch`: pending outputs go out stamped with it, then every member gets the grace period. */
-  activate(epoch: number): void;
+  /**
+   * This node became active under `epoch`: pending outputs go out stamped with
+   * it, then every member gets the grace period. A pending timeout fault this
+   * node declared after `unverifiedAfter` (wall clock; it followed no active
+   * then) is reopened instead: the member gets the grace period like the rest.
+   */
+  activate(epoch: number, options?: { unverifiedAfter?: number }): void;
   /** Passive (again): outputs are held until the active confirms them. */
   deactivate(): void;
   exportState(): CepState;
@@ -103,6 +110,7 @@ class CepMonitor implements CepEngine {
     ignoredStats: 0,
     faultsDeclared: 0,
     faultsEmitted: 0,
+    faultsReopened: 0,
     summariesComputed: 0,
     summariesEmitted: 0,
     outputsAlreadyPublished: 0,
@@ -155,7 +163,7 @@ class CepMonitor implements CepEngine {
     }
   }
 
-  activate(epoch: number): void {
+  activate(epoch: number, options: { unverifiedAfter?: number } = {}): void {
     if (this.closed) return;
     const takeover = this.epoch === undefined;
     this.epoch = epoch;
@@ -163,9 +171,37 @@ class CepMonitor implements CepEngine {
     // Publish what the old active may not have (deterministic ids make repeats harmless), then
     // give every member one grace period to find the new active before any new fault.
     const pending = this.ledger.takeAll();
-    for (const output of pending) this.emit(output, epoch);
+    const { unverifiedAfter } = options;
+    const reopened: string[] = [];
+    for (const output of pending) {
+      if (unverifiedAfter !== undefined && this.unverified(output, unverifiedAfter)) {
+        const memberId = (output.envelope as EnvelopeOf<'MemberFaultEvent'>).data.memberId;
+        if (this.detector.reopen(memberId)) reopened.push(memberId);
+        continue;
+      }
+      this.emit(output, epoch);
+    }
+    this.counters.faultsReopened += reopened.length;
     this.detector.grace(this.options.graceAfterTakeoverMs);
-    this.log.info('cep active', { epoch, republished: pending.length, graceMs: this.options.graceAfterTakeoverMs });
+    this.log.info('cep active', {
+      epoch,
+      republished: pending.length - reopened.length,
+      graceMs: this.options.graceAfterTakeoverMs,
+    });
+    if (reopened.length > 0) {
+      this.log.warn('faults declared while following no active reopened: each member gets the grace period', {
+        epoch,
+        reopened: reopened.length,
+        members: reopened.slice(0, 20),
+        unverifiedAfter,
+      });
+    }
+  }
+
+  /** A timeout fault declared (on this node's clock) after the node stopped following an active. */
+  private unverified(output: Output, unverifiedAfter: number): boolean {
+    if (output.kind !== 'fault' || output.envelope.type !== 'MemberFaultEvent') return false;
+    return output.envelope.data.reason === 'timeout' && output.envelope.time > unverifiedAfter;
   }
 
   deactivate(): void {

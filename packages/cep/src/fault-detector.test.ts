@@ -127,6 +127,33 @@ describe('FaultDetector', () => {
     ]);
   });
 
+  it('reopen takes a fault back: alive again, due at once unless graced; a reporting member lives on', async () => {
+    const { d, faults } = detector();
+    d.touch(member('silent'), 0);
+    d.touch(member('alive'), 0);
+    await vi.advanceTimersByTimeAsync(30_000);
+    d.touch(member('never-faulted'), 30_000);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(faults.map((f) => f.memberId)).toEqual(['silent', 'alive']);
+    expect([d.reopen('silent'), d.reopen('alive'), d.reopen('never-faulted'), d.reopen('unknown')]).toEqual([
+      true,
+      true,
+      false,
+      false,
+    ]);
+    expect(d.faulted).toBe(0);
+    d.grace(60_000);
+    await vi.advanceTimersByTimeAsync(10_000);
+    d.touch(member('alive'), 70_000); // reported to the new active: the same life goes on
+    d.touch(member('never-faulted'), 70_000);
+    await vi.advanceTimersByTimeAsync(49_999);
+    expect(faults).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    // 'silent' faults again with the same last stat (so the same MemberFault id); 'alive' does not.
+    expect(faults.slice(2).map((f) => [f.memberId, f.at, f.info.lastStatAt])).toEqual([['silent', 120_000, 0]]);
+    expect(d.member('alive')?.state).toBe('alive');
+  });
+
   it('faults every member due in one timer pass, each exactly at its deadline', async () => {
     let timers = 0;
     const counting: Clock = {

@@ -152,6 +152,24 @@ export class FaultDetector {
     return true;
   }
 
+  /**
+   * Takes back a timeout fault this node could not verify (it was declared
+   * while the node followed no active): the member is alive again, due at
+   * once; the takeover's `grace()` then gives it its time. A member that
+   * reports meanwhile continues its life; one that stays silent is faulted
+   * again under the same id (its last stat has not changed).
+   */
+  reopen(memberId: string): boolean {
+    const tracked = this.members.get(memberId);
+    if (tracked?.state !== 'faulted') return false;
+    tracked.state = 'alive';
+    this.faultedCount -= 1;
+    tracked.deadline = this.options.clock.monotonicNow();
+    this.heap.push(tracked);
+    this.arm();
+    return true;
+  }
+
   /** Every alive member gets at least `ms` from now before it can be faulted (after a takeover). */
   grace(ms: number): void {
     const floor = this.options.clock.monotonicNow() + ms;

@@ -1,5 +1,15 @@
 import type { Envelope, HealthStatBatch } from '@faultline/protocol';
 
+export interface ActivateOptions {
+  /**
+   * Wall-clock time after which this node followed no active: what it
+   * concluded on its own since then (a member silent only because its stats
+   * went to an active this node did not hear from) is not to be trusted.
+   * Unset: it followed an active until the takeover.
+   */
+  unverifiedAfter?: number;
+}
+
 /**
  * What the SP node asks of its query engine (the CEP monitor implements it).
  * Both nodes apply every accepted batch, in the same order; only the active
@@ -9,7 +19,7 @@ import type { Envelope, HealthStatBatch } from '@faultline/protocol';
 export interface QueryEngine {
   apply(batch: HealthStatBatch, receivedAt: number): void;
   /** This node became active under `epoch`: outputs may flow. */
-  activate(epoch: number): void;
+  activate(epoch: number, options?: ActivateOptions): void;
   /** This node is passive (again): outputs stay suppressed. */
   deactivate(): void;
   /** Plain JSON of the whole state, for a passive that joins. */

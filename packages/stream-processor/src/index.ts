@@ -1,5 +1,5 @@
 export { BatchDedupe, type DedupeState } from './dedupe.js';
-export { type OutputSink, type QueryEngine, StatLedger } from './engine.js';
+export { type ActivateOptions, type OutputSink, type QueryEngine, StatLedger } from './engine.js';
 export { encodeFrame, FrameReader } from './framing.js';
 export {
   createSpNode,

@@ -127,6 +127,13 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     logger: log,
     snapshot: () => ({ engine: engine.exportState(), dedupe: dedupe.export() }),
   });
+  /**
+   * Wall-clock time since which this passive follows no active (undefined
+   * while it does). What its engine concludes alone after that, plus one lease
+   * (the time a takeover takes), is not trusted at a takeover: see
+   * ActivateOptions.unverifiedAfter.
+   */
+  let unlinkedAt: number | undefined = clock.now();
   const syncServer = new SyncServer({
     host: options.sync.host,
     port: options.sync.port,
@@ -136,6 +143,10 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     onSnapshot: (snapshot) => {
       engine.importState(snapshot.engine);
       dedupe.import(snapshot.dedupe);
+      unlinkedAt = undefined;
+    },
+    onUnlinked: () => {
+      if (role === 'PASSIVE') unlinkedAt = clock.now();
     },
     onBatch: (batch, receivedAt) => {
       if (dedupe.add(batch.agentId, batch.sequence)) engine.apply(batch, receivedAt);
@@ -233,7 +244,8 @@ export function createSpNode(options: SpNodeOptions): SpNode {
   const becomeActive = async (epoch: number): Promise<void> => {
     role = 'ACTIVE';
     syncServer.drop();
-    engine.activate(epoch);
+    engine.activate(epoch, unlinkedAt === undefined ? {} : { unverifiedAfter: unlinkedAt + lease.lengthMs });
+    unlinkedAt = undefined;
     log.info('became active', { epoch });
     clock.clearInterval(peerWatch);
     peerWatch = clock.setInterval(() => void watchPeer(epoch), heartbeatIntervalMs);
@@ -256,6 +268,7 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     link.detach('stepping down');
     await source.close();
     role = 'PASSIVE';
+    unlinkedAt = clock.now();
     log.info('now passive', { epoch });
   };
 

@@ -14,6 +14,8 @@ export interface SyncServerOptions {
   onSnapshot: (snapshot: SnapshotMessage, from: string) => void;
   onBatch: (batch: HealthStatBatch, receivedAt: number) => void;
   onPublished: (ids: readonly string[]) => void;
+  /** The link from the active this node followed closed. */
+  onUnlinked?: () => void;
 }
 
 export interface SyncServerCounters {
@@ -144,6 +146,7 @@ export class SyncServer {
       if (this.current?.socket === socket) {
         this.current = undefined;
         log.warn('sync link from the active closed', { active: peer?.nodeId });
+        this.options.onUnlinked?.();
       }
     });
   }
