@@ -2,10 +2,9 @@ import type { Envelope, HealthStatBatch } from '@faultline/protocol';
 
 export interface ActivateOptions {
   /**
-   * Wall-clock time after which this node followed no active: what it
-   * concluded on its own since then (a member silent only because its stats
-   * went to an active this node did not hear from) is not to be trusted.
-   * Unset: it followed an active until the takeover.
+   * Wall-clock time after which this node heard nothing from an active: what
+   * it concluded on its own since then (a member silent only because its
+   * stats went to an active this node did not hear from) is not to be trusted.
    */
   unverifiedAfter?: number;
 }

@@ -128,12 +128,14 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     snapshot: () => ({ engine: engine.exportState(), dedupe: dedupe.export() }),
   });
   /**
-   * Wall-clock time since which this passive follows no active (undefined
-   * while it does). What its engine concludes alone after that, plus one lease
-   * (the time a takeover takes), is not trusted at a takeover: see
-   * ActivateOptions.unverifiedAfter.
+   * Wall-clock time this node last heard from an active (a snapshot, a batch,
+   * a confirmation), or last was one. A closed link is not the test: a paused
+   * or partitioned active leaves it open. What the engine concluded alone
+   * after this, plus the time a takeover takes, is not trusted at
+   * a takeover: see ActivateOptions.unverifiedAfter. An idle link costs
+   * nothing: with no batches the active saw the same silence.
    */
-  let unlinkedAt: number | undefined = clock.now();
+  let heardFromActiveAt = clock.now();
   const syncServer = new SyncServer({
     host: options.sync.host,
     port: options.sync.port,
@@ -143,15 +145,16 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     onSnapshot: (snapshot) => {
       engine.importState(snapshot.engine);
       dedupe.import(snapshot.dedupe);
-      unlinkedAt = undefined;
-    },
-    onUnlinked: () => {
-      if (role === 'PASSIVE') unlinkedAt = clock.now();
+      heardFromActiveAt = clock.now();
     },
     onBatch: (batch, receivedAt) => {
+      heardFromActiveAt = clock.now();
       if (dedupe.add(batch.agentId, batch.sequence)) engine.apply(batch, receivedAt);
     },
-    onPublished: (ids) => engine.confirm?.(ids),
+    onPublished: (ids) => {
+      heardFromActiveAt = clock.now();
+      engine.confirm?.(ids);
+    },
   });
 
   // The engine emits only while activated; this is the last gate before the
@@ -244,8 +247,8 @@ export function createSpNode(options: SpNodeOptions): SpNode {
   const becomeActive = async (epoch: number): Promise<void> => {
     role = 'ACTIVE';
     syncServer.drop();
-    engine.activate(epoch, unlinkedAt === undefined ? {} : { unverifiedAfter: unlinkedAt + lease.lengthMs });
-    unlinkedAt = undefined;
+    // A takeover comes at most one lease plus one acquire attempt after the active's last word.
+    engine.activate(epoch, { unverifiedAfter: heardFromActiveAt + lease.lengthMs + heartbeatIntervalMs });
     log.info('became active', { epoch });
     clock.clearInterval(peerWatch);
     peerWatch = clock.setInterval(() => void watchPeer(epoch), heartbeatIntervalMs);
@@ -268,7 +271,7 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     link.detach('stepping down');
     await source.close();
     role = 'PASSIVE';
-    unlinkedAt = clock.now();
+    heardFromActiveAt = clock.now();
     log.info('now passive', { epoch });
   };
 

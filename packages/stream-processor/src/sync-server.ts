@@ -14,8 +14,6 @@ export interface SyncServerOptions {
   onSnapshot: (snapshot: SnapshotMessage, from: string) => void;
   onBatch: (batch: HealthStatBatch, receivedAt: number) => void;
   onPublished: (ids: readonly string[]) => void;
-  /** The link from the active this node followed closed. */
-  onUnlinked?: () => void;
 }
 
 export interface SyncServerCounters {
@@ -146,7 +144,6 @@ export class SyncServer {
       if (this.current?.socket === socket) {
         this.current = undefined;
         log.warn('sync link from the active closed', { active: peer?.nodeId });
-        this.options.onUnlinked?.();
       }
     });
   }

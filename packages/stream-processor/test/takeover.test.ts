@@ -2,7 +2,7 @@ import { MemoryLeaseStore, MemoryLeaseTables } from '@faultline/coordination';
 import { systemClock } from '@faultline/core';
 import { type ActivateOptions, createSpNode, type SpNode, StatLedger } from '@faultline/stream-processor';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitFor } from './client.js';
+import { FailoverClient, stat, waitFor } from './client.js';
 
 /** A ledger that records what each activation was told. */
 class RecordingLedger extends StatLedger {
@@ -14,7 +14,8 @@ class RecordingLedger extends StatLedger {
 }
 
 const HEARTBEAT_MS = 200;
-const LEASE_MS = HEARTBEAT_MS * 2;
+/** One lease (2 heartbeats) and one acquire attempt: what the node adds to the last word it heard. */
+const TAKEOVER_MS = HEARTBEAT_MS * 3;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /*
@@ -46,34 +47,42 @@ describe('SP takeover: since when the node followed no active', () => {
     return { n, store, engine };
   };
 
-  it('a lone node: since it started; a follower: since its link closed, not since it started', async () => {
+  it('the engine learns when the node last heard from an active: its start, the last batch, the snapshot', async () => {
     const tables = new MemoryLeaseTables();
     const startedA = Date.now();
     const a = await node('sp-1', tables);
     await waitFor(() => a.n.role === 'ACTIVE', 'sp-1 active');
-    const first = a.engine.activations[0]?.options?.unverifiedAfter ?? 0;
-    expect(first).toBeGreaterThanOrEqual(startedA + LEASE_MS);
-    expect(first).toBeLessThanOrEqual((a.engine.activations[0]?.at ?? 0) + LEASE_MS);
+    // Alone from the start: the start is the last word of an active it has.
+    const first = a.engine.activations[0];
+    expect(first?.options?.unverifiedAfter).toBeGreaterThanOrEqual(startedA + TAKEOVER_MS);
+    expect(first?.options?.unverifiedAfter).toBeLessThanOrEqual((first?.at ?? 0) + TAKEOVER_MS);
 
     const b = await node('sp-2', tables);
     await waitFor(() => b.n.status().following?.nodeId === 'sp-1', 'sp-2 following sp-1');
-    await sleep(1_000); // it follows for a while: its start is long past
-    const cutAt = Date.now();
-    a.store.unreachable = true; // sp-1 loses the database, steps down and drops the link
+    // An agent streams into sp-1 for a while; every acknowledged batch is held by sp-2.
+    const client = new FailoverClient([a.n.status().thriftPort ?? 0]);
+    let lastReplicatedSentAt = 0;
+    for (let sequence = 1; sequence <= 15; sequence++) {
+      const sentAt = Date.now();
+      const ack = await client.send({ agentId: 'agent-1', sequence, stats: [stat('m-1', sequence)] });
+      if (ack.replicated) lastReplicatedSentAt = sentAt;
+      await sleep(100);
+    }
+    client.close();
+    expect(lastReplicatedSentAt).toBeGreaterThan(0);
+    a.store.unreachable = true; // sp-1 loses the database and steps down
     await waitFor(() => b.n.role === 'ACTIVE', 'sp-2 took over');
     const takeover = b.engine.activations[0];
-    const unverifiedAfter = takeover?.options?.unverifiedAfter ?? 0;
-    // The link closed after the cut and before the takeover; one lease on top.
-    expect(unverifiedAfter).toBeGreaterThanOrEqual(cutAt + LEASE_MS);
-    expect(unverifiedAfter).toBeLessThanOrEqual((takeover?.at ?? 0) + LEASE_MS);
+    // Heard last: the newest batch it held (not its start, not the link's opening).
+    expect(takeover?.options?.unverifiedAfter).toBeGreaterThanOrEqual(lastReplicatedSentAt + TAKEOVER_MS);
+    expect(takeover?.options?.unverifiedAfter).toBeLessThanOrEqual((takeover?.at ?? 0) + TAKEOVER_MS);
 
-    // sp-1 returns as passive, is linked from a snapshot, and takes over in turn.
+    // sp-1 returns as passive and is linked from a snapshot; then sp-2 goes, sp-1 takes over.
+    const restoredAt = Date.now();
     a.store.unreachable = false;
     await waitFor(() => a.n.status().following?.nodeId === 'sp-2', 'sp-1 following sp-2');
-    await sleep(500);
-    const cut2At = Date.now();
     b.store.unreachable = true;
     await waitFor(() => a.engine.activations.length === 2, 'sp-1 active again');
-    expect(a.engine.activations[1]?.options?.unverifiedAfter).toBeGreaterThanOrEqual(cut2At + LEASE_MS);
+    expect(a.engine.activations[1]?.options?.unverifiedAfter).toBeGreaterThanOrEqual(restoredAt + TAKEOVER_MS);
   }, 30_000);
 });
