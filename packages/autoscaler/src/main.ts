@@ -31,11 +31,7 @@ await runMain(
     const config = loadConfig();
     const url = config.database.url;
     if (!url) {
-      const issue = {
-        key: 'database.url',
-        reason: 'the autoscaler keeps its member registry there (or set DATABASE_URL)',
-      };
-      throw new ConfigError('FL_ERR_CONFIG_INVALID', `${issue.key}: ${issue.reason}`, { issues: [issue] });
+      throw ConfigError.forKey('database.url', 'the autoscaler keeps its member registry there (or set DATABASE_URL)');
     }
     resolved = { config, url };
     return createLogger({ service: 'autoscaler', level: config.logging.level, dir: config.logging.dir });

@@ -41,16 +41,14 @@ export interface BrokerServiceConfig {
 export function brokerServiceConfig(config: FaultlineConfig, name: string | undefined): BrokerServiceConfig {
   const known = config.brokers.nodes.map((node) => node.name);
   if (name === undefined) {
-    const reason = `no broker name: pass --name or set ${BROKER_NAME_ENV} to one of ${known.join(', ')}`;
-    throw new ConfigError('FL_ERR_CONFIG_INVALID', reason, { issues: [{ key: '--name', reason }] });
+    throw ConfigError.forKey(
+      '--name',
+      `no broker name: pass --name or set ${BROKER_NAME_ENV} to one of ${known.join(', ')}`,
+    );
   }
   const node = config.brokers.nodes.find((candidate) => candidate.name === name);
   if (!node) {
-    const reason = `no node named "${name}" (configured: ${known.join(', ')})`;
-    throw new ConfigError('FL_ERR_CONFIG_INVALID', `brokers.nodes: ${reason}`, {
-      issues: [{ key: 'brokers.nodes', reason }],
-      context: { name },
-    });
+    throw ConfigError.forKey('brokers.nodes', `no node named "${name}" (configured: ${known.join(', ')})`, { name });
   }
   return { node, users: usersFromCredentials(config.brokers.credentials) };
 }

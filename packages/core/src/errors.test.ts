@@ -35,6 +35,14 @@ describe('error codes', () => {
 });
 
 describe('FaultlineError', () => {
+  it('ConfigError.forKey names the one bad key in the message and the issues', () => {
+    const error = ConfigError.forKey('database.url', 'missing (or set DATABASE_URL)', { node: 'sp-1' });
+    expect(error.message).toBe('database.url: missing (or set DATABASE_URL)');
+    expect(error.code).toBe('FL_ERR_CONFIG_INVALID');
+    expect(error.issues).toEqual([{ key: 'database.url', reason: 'missing (or set DATABASE_URL)' }]);
+    expect(error.context).toEqual({ node: 'sp-1' });
+  });
+
   it('carries code, context, cause and the subclass name', () => {
     const cause = new Error('disk full');
     const error = new ConfigError('FL_ERR_CONFIG_INVALID', 'bad', {

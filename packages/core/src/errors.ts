@@ -70,6 +70,14 @@ export class ConfigError extends FaultlineError {
     super(code, message, options);
     this.issues = options.issues ?? [];
   }
+
+  /** One bad key: `<key>: <reason>`, the key in `issues` (a main exits 2 naming it). */
+  static forKey(key: string, reason: string, context?: Record<string, unknown>): ConfigError {
+    return new ConfigError('FL_ERR_CONFIG_INVALID', `${key}: ${reason}`, {
+      issues: [{ key, reason }],
+      ...(context ? { context } : {}),
+    });
+  }
 }
 
 export class MigrationError extends FaultlineError {}

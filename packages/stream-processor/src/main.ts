@@ -23,10 +23,6 @@ import { type QueryEngine, StatLedger } from './engine.js';
 import { createSpNode } from './node.js';
 import { startStatusServer } from './status-server.js';
 
-function invalid(key: string, reason: string): ConfigError {
-  return new ConfigError('FL_ERR_CONFIG_INVALID', `${key}: ${reason}`, { issues: [{ key, reason }] });
-}
-
 /** The node's own settings; throws a ConfigError (exit 2) naming the key. */
 function settings(argv: string[], env: NodeJS.ProcessEnv) {
   const config: FaultlineConfig = loadConfig({ env });
@@ -35,9 +31,12 @@ function settings(argv: string[], env: NodeJS.ProcessEnv) {
   const spec = config.streamProcessor.nodes.find((n) => n.id === nodeId);
   const known = config.streamProcessor.nodes.map((n) => n.id).join(', ');
   if (!spec)
-    throw invalid('streamProcessor.nodes', nodeId ? `no node ${nodeId} (known: ${known})` : 'pass --node <id>');
+    throw ConfigError.forKey(
+      'streamProcessor.nodes',
+      nodeId ? `no node ${nodeId} (known: ${known})` : 'pass --node <id>',
+    );
   const url = config.database.url;
-  if (!url) throw invalid('database.url', 'a stream-processor node needs database.url (or DATABASE_URL)');
+  if (!url) throw ConfigError.forKey('database.url', 'a stream-processor node needs database.url (or DATABASE_URL)');
   return { config, spec, url };
 }
 
