@@ -16,7 +16,9 @@ import { SyncServer } from './sync-server.js';
 
 export type SpRole = 'PASSIVE' | 'ACTIVE' | 'STEPPING_DOWN';
 
+/** A passive or stepping-down node logs withheld outputs at most this often. */
 const WITHHELD_WARNING_EVERY_MS = 10_000;
+
 export interface Endpoint {
   host: string;
   /** 0 picks a free port (tests). */
