@@ -37,13 +37,15 @@ export function encodeRawBatch(seq: number, receivedAt: number, call: Buffer): B
 
 /** One frame of JSON, or its parts when it is longer than `maxFrameBytes`. */
 export function encodeFrame(message: unknown, maxFrameBytes = Number.POSITIVE_INFINITY): Buffer {
-  const json = Buffer.from(JSON.stringify(message), 'utf8');
-  if (json.length <= maxFrameBytes) {
-    const frame = Buffer.allocUnsafe(4 + json.length);
-    frame.writeUInt32BE(json.length, 0);
-    json.copy(frame, 4);
+  const text = JSON.stringify(message);
+  const length = Buffer.byteLength(text, 'utf8');
+  if (length <= maxFrameBytes) {
+    const frame = Buffer.allocUnsafe(4 + length);
+    frame.writeUInt32BE(length, 0);
+    frame.write(text, 4, 'utf8');
     return frame;
   }
+  const json = Buffer.from(text, 'utf8');
   const slice = maxFrameBytes - 1;
   if (slice < 1) throw new RangeError(`maxFrameBytes must be at least 2, got ${maxFrameBytes}`);
   const parts: Buffer[] = [];
