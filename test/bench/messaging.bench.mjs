@@ -5,14 +5,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { createPublisher, createSubscriber, numberedFault } from '@faultline/messaging';
 import { encodeEnvelope, topicFor } from '@faultline/protocol';
-import { startBroker, startBrokerPair, TEST_CREDENTIALS } from '@faultline/test-support';
+import { brokerEndpoints, startBroker, startBrokerPair, TEST_CREDENTIALS } from '@faultline/test-support';
 import mqtt from 'mqtt';
 
 export const description = 'outbox publisher vs plain MQTT.js QoS 1; broker kill -9 failover';
 
 const N = 20_000;
 const WINDOW = 1_000;
-const endpoints = (brokers) => brokers.map((b) => ({ name: b.name, host: b.host, port: b.port }));
+const endpoints = brokerEndpoints;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function plainQos1(broker, payloads) {

@@ -5,7 +5,13 @@
 import { readFileSync } from 'node:fs';
 import { createSubscriber } from '@faultline/messaging';
 import { connectHealthStat, toBatchWire } from '@faultline/protocol';
-import { startBrokerPair, startPostgres, startSpPair, TEST_CREDENTIALS } from '@faultline/test-support';
+import {
+  brokerEndpoints,
+  startBrokerPair,
+  startPostgres,
+  startSpPair,
+  TEST_CREDENTIALS,
+} from '@faultline/test-support';
 
 export const description = 'CPU and RSS of one SP node watching 10 000 members at a 15 s stat interval';
 
@@ -24,7 +30,7 @@ const rssMb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/s
 export async function run() {
   const db = await startPostgres();
   const brokers = await startBrokerPair('aedes');
-  const endpoints = brokers.map((b) => ({ name: b.name, host: b.host, port: b.port }));
+  const endpoints = brokerEndpoints(brokers);
   let received = 0;
   const subscriber = createSubscriber({
     brokers: endpoints,

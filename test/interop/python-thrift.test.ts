@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { REPO_ROOT } from '@faultline/core';
 import { createSubscriber, type Subscriber } from '@faultline/messaging';
 import {
+  brokerEndpoints,
   startBrokerPair,
   startPostgres,
   startSpPair,
@@ -37,7 +38,7 @@ describe.skipIf(!available)('interop: a Python Thrift agent', () => {
   beforeAll(async () => {
     db = await startPostgres();
     brokers = await startBrokerPair('aedes');
-    const endpoints = brokers.map((b) => ({ name: b.name, host: b.host, port: b.port }));
+    const endpoints = brokerEndpoints(brokers);
     subscriber = createSubscriber({
       brokers: endpoints,
       credentials: TEST_CREDENTIALS.autoscaler,

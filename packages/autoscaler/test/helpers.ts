@@ -4,7 +4,7 @@ import { createLocalIaas, linuxProcessTable, localHandle, type MemberInstance } 
 import { type FaultlineConfig, REPO_ROOT, resolveConfig } from '@faultline/core';
 import { createPublisher, createSubscriber, type Publisher, type Subscriber } from '@faultline/messaging';
 import { createEnvelope, type Envelope } from '@faultline/protocol';
-import { freePort, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
+import { brokerEndpoints, freePort, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
 import type pg from 'pg';
 import { expect } from 'vitest';
 
@@ -65,7 +65,7 @@ export async function testConfig(options: {
     logging: { level: 'info', dir: path.join(options.dir, 'logs') },
     database: { url: options.databaseUrl },
     brokers: {
-      nodes: options.brokers.map((b) => ({ name: b.name, host: b.host, port: b.port })),
+      nodes: brokerEndpoints(options.brokers),
       credentials: TEST_CREDENTIALS,
     },
     messaging: {
@@ -87,7 +87,7 @@ export async function testConfig(options: {
 /** Stands in for the SP: publishes MemberFaults (role `sp`) once the autoscaler is subscribed. */
 export function startFakeSp(brokers: readonly TestBroker[], outboxFile: string): Publisher {
   return createPublisher({
-    brokers: brokers.map((b) => ({ name: b.name, host: b.host, port: b.port })),
+    brokers: brokerEndpoints(brokers),
     credentials: TEST_CREDENTIALS.sp,
     clientId: 'sp-test',
     outboxFile,
@@ -99,7 +99,7 @@ export function startFakeSp(brokers: readonly TestBroker[], outboxFile: string):
 /** Reads `autoscaler/#` and `topology/#` as an operator would (role `observer`). */
 export function startObserver(brokers: readonly TestBroker[], into: Envelope[]): Subscriber {
   return createSubscriber({
-    brokers: brokers.map((b) => ({ name: b.name, host: b.host, port: b.port })),
+    brokers: brokerEndpoints(brokers),
     credentials: TEST_CREDENTIALS.observer,
     clientId: 'observer-test',
     topics: ['autoscaler/#', 'topology/#'],

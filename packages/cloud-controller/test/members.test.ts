@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { createSubscriber, type Subscriber } from '@faultline/messaging';
 import type { Envelope } from '@faultline/protocol';
-import { startBrokerPair, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
+import { brokerEndpoints, startBrokerPair, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createLocalIaas,
@@ -39,7 +39,7 @@ describe('local driver with real members', () => {
     assertBuilt();
     [brokers, sp] = await Promise.all([startBrokerPair(), startTestSp()]);
     subscriber = createSubscriber({
-      brokers: brokers.map((b) => ({ name: b.name, host: b.host, port: b.port })),
+      brokers: brokerEndpoints(brokers),
       credentials: TEST_CREDENTIALS.autoscaler,
       clientId: 'autoscaler',
       topics: ['instance/status/#'],
@@ -89,7 +89,7 @@ describe('local driver with real members', () => {
     cartridgeType: 'php',
     agent: {
       spEndpoints: [{ host: '127.0.0.1', port: sp.port }],
-      brokers: brokers.map((b) => ({ name: b.name, host: b.host, port: b.port })),
+      brokers: brokerEndpoints(brokers),
       credentials: TEST_CREDENTIALS.agent,
       statIntervalMs: 200,
       republishIntervalMs: 2_000,

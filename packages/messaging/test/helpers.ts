@@ -1,11 +1,10 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import path from 'node:path';
 import type { ServiceRole } from '@faultline/protocol';
-import { TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
+import { brokerEndpoints, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
 import type { BrokerEndpoint, Credentials } from '../src/index.js';
 
-export const endpoints = (brokers: readonly TestBroker[]): BrokerEndpoint[] =>
-  brokers.map((b) => ({ name: b.name, host: b.host, port: b.port }));
+export const endpoints = (brokers: readonly TestBroker[]): BrokerEndpoint[] => brokerEndpoints(brokers);
 
 export const credentials = (role: ServiceRole): Credentials => TEST_CREDENTIALS[role];
 

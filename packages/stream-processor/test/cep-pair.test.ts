@@ -2,6 +2,7 @@ import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:chil
 import { createSubscriber, type Subscriber } from '@faultline/messaging';
 import type { Envelope } from '@faultline/protocol';
 import {
+  brokerEndpoints,
   startBrokerPair,
   startPostgres,
   startSpPair,
@@ -34,7 +35,7 @@ describe('CEP monitor in the SP pair, publishing to the broker pair', () => {
   beforeAll(async () => {
     db = await startPostgres();
     brokers = await startBrokerPair('aedes');
-    const endpoints = brokers.map((b) => ({ name: b.name, host: b.host, port: b.port }));
+    const endpoints = brokerEndpoints(brokers);
     subscriber = createSubscriber({
       brokers: endpoints,
       credentials: TEST_CREDENTIALS.autoscaler,

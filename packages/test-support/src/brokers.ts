@@ -18,6 +18,11 @@ export const TEST_CREDENTIALS: Readonly<Record<ServiceRole, { username: string; 
   ) as Record<ServiceRole, { username: string; password: string }>,
 );
 
+/** What the product's clients take: `{ name, host, port }` of each broker. */
+export function brokerEndpoints(brokers: readonly TestBroker[]): { name: string; host: string; port: number }[] {
+  return brokers.map((b) => ({ name: b.name, host: b.host, port: b.port }));
+}
+
 export interface TestBroker {
   readonly name: string;
   readonly kind: BrokerKind;

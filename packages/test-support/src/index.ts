@@ -1,5 +1,6 @@
 export {
   type BrokerKind,
+  brokerEndpoints,
   mosquittoAvailable,
   type StartBrokerOptions,
   startBroker,
