@@ -6,7 +6,14 @@ import {
   type HealthStatConnection,
   toBatchWire,
 } from '@faultline/protocol';
-import type { TestSpNode } from '@faultline/test-support';
+import {
+  type SpPairOptions,
+  startPostgres,
+  startSpPair,
+  type TestPostgres,
+  type TestSpNode,
+} from '@faultline/test-support';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 
 export const stat = (memberId: string, value: number) => ({
   clusterId: 'c',
@@ -103,4 +110,37 @@ export async function steady(nodes: TestSpNode[]) {
       return undefined;
     return { active: nodes[i] as TestSpNode, passive: nodes[1 - i] as TestSpNode, epoch: active.epoch as number };
   }, 'one active with a linked passive');
+}
+
+/**
+ * The hooks of a suite of pair tests: one PostgreSQL for the suite, and the
+ * pair a test started stopped after it (whether it passed or not).
+ */
+export function pairSuite(): {
+  db(): TestPostgres;
+  start(options?: Omit<SpPairOptions, 'databaseUrl'>): Promise<[TestSpNode, TestSpNode]>;
+} {
+  let db: TestPostgres | undefined;
+  let pair: [TestSpNode, TestSpNode] | undefined;
+  beforeAll(async () => {
+    db = await startPostgres();
+  });
+  afterEach(async () => {
+    if (pair) await Promise.all(pair.map((n) => n.stop()));
+    pair = undefined;
+  });
+  afterAll(async () => {
+    await db?.stop();
+  });
+  const database = (): TestPostgres => {
+    if (!db) throw new Error('the suite has no database yet (pairSuite() must be called inside describe)');
+    return db;
+  };
+  return {
+    db: database,
+    start: async (options = {}) => {
+      pair = await startSpPair({ ...options, databaseUrl: database().connectionString });
+      return pair;
+    },
+  };
 }

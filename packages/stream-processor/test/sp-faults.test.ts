@@ -1,27 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { startPostgres, startSpPair, type TestPostgres, type TestSpNode } from '@faultline/test-support';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FailoverClient, stat, steady, waitFor } from './client.js';
+import { describe, expect, it } from 'vitest';
+import { FailoverClient, pairSuite, stat, steady, waitFor } from './client.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('stream-processor pair under faults', () => {
-  let db: TestPostgres;
-  let pair: [TestSpNode, TestSpNode] | undefined;
-  beforeAll(async () => {
-    db = await startPostgres();
-  });
-  afterEach(async () => {
-    if (pair) await Promise.all(pair.map((n) => n.stop()));
-    pair = undefined;
-  });
-  afterAll(async () => {
-    await db?.stop();
-  });
+  const suite = pairSuite();
 
   it('a paused active (SIGSTOP past its lease) steps down on SIGCONT without acting under its old epoch', async () => {
-    pair = await startSpPair({ databaseUrl: db.connectionString });
+    const pair = await suite.start();
     const { active: old, passive, epoch } = await steady(pair);
     // A client that keeps a connection open to the old active, with a request in its socket buffer.
     const probe = new FailoverClient([old.thriftPort], 10_000);
@@ -50,10 +38,10 @@ describe('stream-processor pair under faults', () => {
   }, 60_000);
 
   it('PostgreSQL stopped under the active: it steps down within the lease; when it returns one node leads again', async () => {
-    pair = await startSpPair({ databaseUrl: db.connectionString });
+    const pair = await suite.start();
     const { active, epoch } = await steady(pair);
     const stoppedAt = performance.now();
-    await db.pause();
+    await suite.db().pause();
     await waitFor(async () => {
       const s = await active.status();
       return s?.role === 'PASSIVE' || undefined;
@@ -62,14 +50,14 @@ describe('stream-processor pair under faults', () => {
     expect(stepDownMs).toBeLessThan(2_000 + 500); // the lease, plus the status poll
     const both = await Promise.all(pair.map((n) => n.status()));
     expect(both.map((s) => s?.role)).toEqual(['PASSIVE', 'PASSIVE']);
-    await db.resume();
+    await suite.db().resume();
     const after = await steady(pair);
     expect(after.epoch).toBeGreaterThan(epoch);
     console.log(`PostgreSQL stopped: the active stepped down after ${Math.round(stepDownMs)} ms`);
   }, 60_000);
 
   it('malformed frames, negative lengths and 10 000 random payloads: both nodes keep serving', async () => {
-    pair = await startSpPair({ databaseUrl: db.connectionString });
+    const pair = await suite.start();
     const { active, passive, epoch } = await steady(pair);
     const blast = async (port: number, payloads: Buffer[]) => {
       const socket = net.connect(port, '127.0.0.1');

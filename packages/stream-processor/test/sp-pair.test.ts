@@ -1,25 +1,14 @@
 import net from 'node:net';
-import { startPostgres, startSpPair, type TestPostgres, type TestSpNode } from '@faultline/test-support';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FailoverClient, stat, steady, waitFor } from './client.js';
+import type { TestSpNode } from '@faultline/test-support';
+import { describe, expect, it } from 'vitest';
+import { FailoverClient, pairSuite, stat, steady, waitFor } from './client.js';
 
 /*
  * The pair's acceptance (issue 4) with real PostgreSQL, both nodes as real
  * processes at the design's timings (1 000 ms × 2), killed with real signals.
  */
 describe('stream-processor pair', () => {
-  let db: TestPostgres;
-  let pair: [TestSpNode, TestSpNode] | undefined;
-  beforeAll(async () => {
-    db = await startPostgres();
-  });
-  afterEach(async () => {
-    if (pair) await Promise.all(pair.map((n) => n.stop()));
-    pair = undefined;
-  });
-  afterAll(async () => {
-    await db?.stop();
-  });
+  const suite = pairSuite();
 
   const roles = async (nodes: TestSpNode[]) => Promise.all(nodes.map((n) => n.status()));
 
@@ -34,7 +23,7 @@ describe('stream-processor pair', () => {
     });
 
   it('exactly one node becomes active; only its Thrift port accepts', async () => {
-    pair = await startSpPair({ databaseUrl: db.connectionString });
+    const pair = await suite.start();
     const { active, passive, epoch } = await steady(pair);
     expect(await refuses(passive.thriftPort)).toBe(true);
     const client = new FailoverClient([active.thriftPort]);
@@ -46,7 +35,7 @@ describe('stream-processor pair', () => {
   });
 
   it('10 kill -9 of the active during 20 000 stats: every stat exactly once; killed nodes rejoin as passive and catch up', async () => {
-    pair = await startSpPair({ databaseUrl: db.connectionString });
+    const pair = await suite.start();
     const nodes = pair;
     await steady(nodes);
     const client = new FailoverClient(nodes.map((n) => n.thriftPort));
@@ -101,7 +90,7 @@ describe('stream-processor pair', () => {
 
   it('a state many times the frame size reaches a restarted passive in parts; the takeover keeps all of it', async () => {
     // 8 KiB frames: 2 000 members make a ledger state of some 100 KiB, a dozen frames.
-    pair = await startSpPair({ databaseUrl: db.connectionString, maxFrameBytes: 8 * 1024 });
+    const pair = await suite.start({ maxFrameBytes: 8 * 1024 });
     const { active, passive } = await steady(pair);
     const client = new FailoverClient(pair.map((n) => n.thriftPort));
     const MEMBERS = 2_000;
