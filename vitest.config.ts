@@ -5,13 +5,13 @@ import { defineConfig } from 'vitest/config';
 const root = import.meta.dirname;
 // Tests run the TypeScript sources of every workspace package directly; child
 // processes started by integration and e2e tests run the built `dist/` (npm
-// test builds first).
-const alias = Object.fromEntries(
-  readdirSync(path.join(root, 'packages')).map((name) => [
-    `@faultline/${name}`,
-    path.join(root, 'packages', name, 'src/index.ts'),
-  ]),
-);
+// test builds first). `@faultline/<name>/testing` is a package's test doubles
+// (src/testing/), `@faultline/<name>` its production surface.
+const packages = readdirSync(path.join(root, 'packages'));
+const alias = packages.flatMap((name) => [
+  { find: `@faultline/${name}/testing`, replacement: path.join(root, 'packages', name, 'src/testing/index.ts') },
+  { find: new RegExp(`^@faultline/${name}$`), replacement: path.join(root, 'packages', name, 'src/index.ts') },
+]);
 
 export default defineConfig({
   resolve: { alias },

@@ -71,11 +71,11 @@ export async function run() {
       for (;;) {
         const auto = logs('autoscaler');
         const decided = auto.find((r) => r.action === 'MemberSpawnAction' && at(r) >= killedAt);
-        const created = decided && auto.find((r) => r.message === 'member created' && r.memberId === decided.memberId);
-        const activated = decided && auto.find((r) => r.message === 'member active' && r.memberId === decided.memberId);
+        const created = decided && auto.find((r) => r.event === 'autoscaler.member_created' && r.memberId === decided.memberId);
+        const activated = decided && auto.find((r) => r.event === 'autoscaler.member_active' && r.memberId === decided.memberId);
         const fault = logs('sp-1')
           .concat(logs('sp-2'))
-          .find((r) => r.message === 'member fault' && r.memberId === memberId && r.role === 'ACTIVE');
+          .find((r) => r.event === 'cep.member_fault' && r.memberId === memberId && r.role === 'ACTIVE');
         if (fault && decided && created && activated) {
           record = {
             detect: at(fault) - killedAt,

@@ -3,7 +3,8 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createPublisher, createSubscriber, numberedFault } from '@faultline/messaging';
+import { createPublisher, createSubscriber } from '@faultline/messaging';
+import { numberedFault } from '@faultline/messaging/testing';
 import { encodeEnvelope, topicFor } from '@faultline/protocol';
 import { brokerEndpoints, startBroker, startBrokerPair, TEST_CREDENTIALS } from '@faultline/test-support';
 import mqtt from 'mqtt';

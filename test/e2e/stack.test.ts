@@ -22,6 +22,7 @@ const CLI = path.join(REPO_ROOT, 'packages/cli/dist/main.js');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 type Record_ = {
+  event: string;
   message: string;
   action?: string;
   memberId?: string;
@@ -215,7 +216,7 @@ describe.each(KINDS)('the full stack, end to end (%s brokers)', (kind) => {
         }
       });
     expect(leftovers).toEqual([]);
-    expect(records('supervisor').map((r) => r.message)).toContain('members terminated');
+    expect(records('supervisor').map((r) => r.event)).toContain('stack.members_terminated');
     expect(existsSync(path.join(dir, '.faultline/run/control.json'))).toBe(false);
   });
 });

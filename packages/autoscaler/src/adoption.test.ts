@@ -1,9 +1,7 @@
 import type { MemberInstance } from '@faultline/cloud-controller';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FakeIaas } from './fake-iaas.js';
 import type { MemberRecord, MemberState } from './member.js';
-import { MemoryRegistry } from './registry.js';
-import { clusterConfig, events, flush, harness, T0, useFakeTime } from './test-harness.js';
+import { clusterConfig, events, FakeIaas, flush, harness, MemoryRegistry, T0, useFakeTime } from './testing/index.js';
 
 function row(
   memberId: string,
@@ -56,11 +54,9 @@ describe('restart: adoption from the registry', () => {
     await h.core.start();
     await flush();
     expect(iaas.callsOf('adopt')).toHaveLength(1);
-    expect(h.logger.records.filter((r) => r.message === 'member resumed').map((r) => r.fields.memberId)).toEqual([
-      'php-a',
-      'old-a',
-      'php-d',
-    ]);
+    expect(
+      h.logger.records.filter((r) => r.event === 'autoscaler.member_resumed').map((r) => r.fields.memberId),
+    ).toEqual(['php-a', 'old-a', 'php-d']);
     expect(h.actions()).toEqual([
       'MemberRemoved php-b',
       'MemberRemoved php-c',
@@ -177,7 +173,7 @@ describe('close, registry outages, status', () => {
     expect(h.core.status().registryBacklog).toBe(2); // php-1 (Terminated) and php-4 (Created with its instance)
     expect(
       h.logger.records.some(
-        (r) => r.message === 'registry member write failed' && r.fields.code === 'FL_ERR_REGISTRY_FAILED',
+        (r) => r.event === 'autoscaler.registry_member_write_failed' && r.fields.code === 'FL_ERR_REGISTRY_FAILED',
       ),
     ).toBe(true);
     h.registry.down = false;

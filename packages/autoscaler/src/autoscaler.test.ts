@@ -1,14 +1,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createMemoryLogger } from '@faultline/core';
-import { FakeBrokers } from '@faultline/messaging';
+import { createMemoryLogger } from '@faultline/core/testing';
+import { FakeBrokers } from '@faultline/messaging/testing';
 import { decodeEnvelope, encodeEnvelope, topicFor } from '@faultline/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AUTOSCALER_TOPICS, createAutoscaler } from './autoscaler.js';
-import { FakeIaas } from './fake-iaas.js';
-import { MemoryRegistry } from './registry.js';
-import { AGENT, clusterConfig, events } from './test-harness.js';
+import { clusterConfig, events, FakeIaas, MemoryRegistry } from './testing/index.js';
 
 /*
  * The wiring, on in-memory brokers and real (short) time: the subscriber is
@@ -40,7 +38,6 @@ describe('createAutoscaler', () => {
       clusters: [clusterConfig()],
       iaas,
       registry: new MemoryRegistry(),
-      agent: AGENT,
       brokers: [
         { name: 'a', host: 'h', port: 1 },
         { name: 'b', host: 'h', port: 2 },

@@ -1,41 +1,9 @@
 import { closeAll, once } from '@faultline/core';
-import {
-  type BrokerEndpoint,
-  type Connector,
-  type Credentials,
-  createPublisher,
-  createSubscriber,
-  type LinkState,
-} from '@faultline/messaging';
+import { createPublisher, createSubscriber, type LinkState } from '@faultline/messaging';
 import { allOf, TOPIC_ROOTS } from '@faultline/protocol';
-import { AutoscalerCore, type AutoscalerCoreOptions } from './core.js';
-import { AUTOSCALER_CLIENT_ID } from './settings.js';
-import type { AutoscalerCounters, AutoscalerStatus } from './status.js';
-
-export interface AutoscalerOptions extends Omit<AutoscalerCoreOptions, 'publish'> {
-  /** The broker pair: the subscriber holds both, the publisher fails over between them. */
-  brokers: readonly BrokerEndpoint[];
-  /** The broker account of role `autoscaler`. */
-  credentials: Credentials;
-  /** The durable outbox of the `topology/` and `autoscaler/` messages. */
-  outboxFile: string;
-  /**
-   * The subscriber's client id. The SP's and the agents' publishers send only
-   * while a subscriber of this id is present on a broker.
-   * @default 'autoscaler'
-   */
-  clientId?: string;
-  /** @default DEFAULTS.pingIntervalMs (1 000) */
-  pingIntervalMs?: number;
-  /** @default DEFAULTS.resubscribeIntervalMs (30 000) */
-  resubscribeIntervalMs?: number;
-  /** @default DEFAULTS.republishIntervalMs (60 000) */
-  republishIntervalMs?: number;
-  /** @default DEFAULTS.maxMessageBytes */
-  maxMessageBytes?: number;
-  /** @default MQTT.js; FakeBrokers' connector in unit tests */
-  connector?: Connector;
-}
+import { AutoscalerCore } from './autoscaler-core.js';
+import type { AutoscalerCounters, AutoscalerStatus } from './autoscaler-status.js';
+import { type AutoscalerOptions, resolveAutoscalerOptions } from './options.js';
 
 export interface Autoscaler {
   /** Opens the outbox, adopts from the registry, applies the rules, then subscribes. */
@@ -50,8 +18,8 @@ export interface Autoscaler {
 export const AUTOSCALER_TOPICS = [allOf(TOPIC_ROOTS.summarizedHealthStats), allOf(TOPIC_ROOTS.instanceStatus)];
 
 /**
- * The autoscaler service (DESIGN.md "Autoscaler"): the resilient subscriber
- * on both brokers → the cluster monitors → the Iaas, the registry, and the
+ * The autoscaler service (README "Autoscaler"): the resilient subscriber on
+ * both brokers → the cluster monitors → the Iaas, the registry, and the
  * durable publisher for `topology/` and `autoscaler/`.
  */
 export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
@@ -66,30 +34,31 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     maxMessageBytes,
     connector,
     ...coreOptions
-  } = options;
-  const logger = options.logger;
-  const shared = {
+  } = resolveAutoscalerOptions(options);
+  const { clock, logger } = coreOptions;
+  const publisher = createPublisher({
     brokers,
     credentials,
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...(logger ? { logger } : {}),
-    ...(connector ? { connector } : {}),
-  };
-  const publisher = createPublisher({
-    ...shared,
-    clientId: `${clientId ?? AUTOSCALER_CLIENT_ID}-pub`,
+    clock,
+    logger,
+    connector,
+    clientId: `${clientId}-pub`,
     outboxFile,
-    ...(republishIntervalMs === undefined ? {} : { republishIntervalMs }),
+    republishIntervalMs,
   });
   const core = new AutoscalerCore({ ...coreOptions, publish: (envelope) => publisher.publish(envelope) });
   const subscriber = createSubscriber({
-    ...shared,
-    clientId: clientId ?? AUTOSCALER_CLIENT_ID,
+    brokers,
+    credentials,
+    clock,
+    logger,
+    connector,
+    clientId,
     topics: AUTOSCALER_TOPICS,
     onEnvelope: (envelope) => core.handle(envelope),
-    ...(pingIntervalMs === undefined ? {} : { pingIntervalMs }),
-    ...(resubscribeIntervalMs === undefined ? {} : { resubscribeIntervalMs }),
-    ...(maxMessageBytes === undefined ? {} : { maxMessageBytes }),
+    pingIntervalMs,
+    resubscribeIntervalMs,
+    maxMessageBytes,
   });
   let started = false;
 

@@ -1,5 +1,5 @@
 /**
- * Replacement backoff of one cluster (DESIGN.md "Autoscaler": repeated
+ * Replacement backoff of one cluster (README "Autoscaler", rule 4: repeated
  * failures back off 10 s doubling to 5 min). A failure is a replacement that
  * did not work: a spawn that failed, or a member not active within the
  * pending timeout. The n-th failure in a row delays the next spawn by

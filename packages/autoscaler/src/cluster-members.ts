@@ -1,72 +1,89 @@
-import type { Iaas, MemberIdentity, MemberInstance, MemberSpec, TerminateResult } from '@faultline/cloud-controller';
+import type { CartridgeMemberIdentity, Iaas, MemberInstance, TerminateResult } from '@faultline/cloud-controller';
 import type { Clock, Logger } from '@faultline/core';
-import type { Decision } from './decisions.js';
-import { activatedAtOf, isLive, type LiveMember, type MemberContext } from './member.js';
+import type { ClusterSink } from './decisions.js';
+import { activatedAtOf, baseOf, isLive, type LiveMember, type MemberContext } from './member.js';
 import type { ClusterPolicy } from './policy.js';
 import type { SerialQueue } from './serial-queue.js';
-import type { MonitorCounters } from './status.js';
 
-/** Where a monitor's decisions go: the log, the registry, the brokers (the AutoscalerCore implements it). */
-export interface MonitorSink {
-  /** One decision: one log record, one registry action, one `autoscaler/` message where one exists. */
-  decide(decision: Decision): void;
-  /** A member's context changed: its registry row is written. */
-  persist(member: MemberContext): void;
-  /** `topology/MemberCreatedEvent` / `MemberTerminatedEvent`. */
-  announce(type: 'MemberCreatedEvent' | 'MemberTerminatedEvent', member: MemberContext, reason?: string): void;
+/**
+ * How a spawn or a terminate of a member ended, reported once its effects
+ * on the context are done (persisted, announced, decided):
+ *
+ * - `spawned`      the member has its instance and was announced (MemberCreatedEvent);
+ * - `spawnFailed`  the spawn failed and the member was removed;
+ * - `terminated`   the member is gone and was removed (MemberRemoved): its
+ *                  terminate finished, or its instance was found not running.
+ */
+export type MemberCompletion =
+  | { type: 'spawned'; memberId: string; instance: MemberInstance }
+  | { type: 'spawnFailed'; memberId: string; error: unknown }
+  | { type: 'terminated'; memberId: string; epoch: number | undefined };
+
+/** What ClusterMembers counted: spawns that worked or failed, terminates that finished. */
+export interface MemberCounts {
+  spawned: number;
+  spawnFailed: number;
+  terminated: number;
 }
 
 export interface ClusterMembersOptions {
   policy: ClusterPolicy;
   iaas: Iaas;
-  sink: MonitorSink;
+  sink: ClusterSink;
   clock: Clock;
   log: Logger;
-  counters: MonitorCounters;
   /** The monitor's queue: completions of spawns and terminations run on it. */
   queue: SerialQueue;
-  spec(identity: MemberIdentity): MemberSpec;
   newMemberId(clusterId: string): string;
+  /** Grace between the soft and the forced stop; undefined: the driver's default. */
   terminateGraceMs: number | undefined;
-  /** A member left the context: the monitor drops what it kept about it (held fault, load). */
-  forget(memberId: string): void;
-  /** A terminate finished and the member was removed: the monitor applies the minimum rule. */
-  terminated(epoch: number | undefined): void;
-  /** A spawn failed and the member was removed: the monitor backs off and applies the minimum rule. */
-  spawnFailed(memberId: string, error: unknown): void;
+  /** Receives every completion, on the queue. */
+  completed(completion: MemberCompletion): void;
 }
-
-type Base = Omit<Extract<MemberContext, { state: 'Created' }>, 'state'>;
-
-export const baseOf = (m: MemberContext): Base => ({
-  memberId: m.memberId,
-  clusterId: m.clusterId,
-  clusterInstanceId: m.clusterInstanceId,
-  networkPartitionId: m.networkPartitionId,
-  partitionId: m.partitionId,
-  cartridgeType: m.cartridgeType,
-  createdAt: m.createdAt,
-  instance: m.instance,
-});
 
 /**
  * The members of one cluster and what is done to them: the context map, and
  * spawns and terminations through the Iaas. Those run outside the monitor's
  * queue (a slow spawn must not delay another member's fault) and queue their
- * completion on it, so every state change still happens one at a time.
+ * completion on it, so every state change still happens one at a time; what
+ * follows a completion is the monitor's to decide (`completed`).
  */
 export class ClusterMembers {
+  private readonly policy: ClusterPolicy;
+  private readonly iaas: Iaas;
+  private readonly sink: ClusterSink;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly queue: SerialQueue;
+  private readonly newMemberId: (clusterId: string) => string;
+  private readonly terminateGraceMs: number | undefined;
+  private readonly completed: (completion: MemberCompletion) => void;
   private readonly map = new Map<string, MemberContext>();
   private readonly effects = new Set<Promise<unknown>>();
   /** Members with a terminate call under way. */
   private readonly stopping = new Set<string>();
   /** Removed members the Iaas could not stop completely ('stuck'): terminated again every tick. */
   private readonly leftovers = new Set<string>();
+  private readonly counted: MemberCounts = { spawned: 0, spawnFailed: 0, terminated: 0 };
 
-  constructor(private readonly o: ClusterMembersOptions) {}
+  constructor(options: ClusterMembersOptions) {
+    this.policy = options.policy;
+    this.iaas = options.iaas;
+    this.sink = options.sink;
+    this.clock = options.clock;
+    this.log = options.log;
+    this.queue = options.queue;
+    this.newMemberId = options.newMemberId;
+    this.terminateGraceMs = options.terminateGraceMs;
+    this.completed = options.completed;
+  }
 
   get size(): number {
     return this.map.size;
+  }
+
+  get counts(): MemberCounts {
+    return { ...this.counted };
   }
 
   get(memberId: string): MemberContext | undefined {
@@ -86,7 +103,7 @@ export class ClusterMembers {
   /** Records a new context of a member and persists it. */
   set(member: MemberContext): void {
     this.map.set(member.memberId, member);
-    this.o.sink.persist(member);
+    this.sink.persist(member);
   }
 
   /** Adopted after a restart: already persisted. */
@@ -100,10 +117,10 @@ export class ClusterMembers {
     epoch: number | undefined,
     partition: { id: string; networkPartitionId: string },
   ): void {
-    const { policy } = this.o;
-    let memberId = this.o.newMemberId(policy.id);
-    while (this.map.has(memberId)) memberId = this.o.newMemberId(policy.id);
-    const identity: MemberIdentity = {
+    const { policy } = this;
+    let memberId = this.newMemberId(policy.id);
+    while (this.map.has(memberId)) memberId = this.newMemberId(policy.id);
+    const identity: CartridgeMemberIdentity = {
       memberId,
       clusterId: policy.id,
       clusterInstanceId: policy.clusterInstanceId,
@@ -111,19 +128,19 @@ export class ClusterMembers {
       partitionId: partition.id,
       cartridgeType: policy.cartridgeType,
     };
-    this.set({ ...identity, state: 'Created', createdAt: this.o.clock.now(), instance: undefined });
-    this.decide({ action, memberId, reason, epoch });
+    this.set({ ...identity, state: 'Created', createdAt: this.clock.now(), instance: undefined });
+    this.sink.decide({ action, memberId, reason, epoch });
     this.effect(
-      this.o.iaas.spawn(this.o.spec(identity)).then(
-        (instance) => this.o.queue.run(() => this.spawned(memberId, instance)),
-        (error: unknown) => this.o.queue.run(() => this.failed(memberId, error)),
+      this.iaas.spawn({ ...identity, workload: { latencyMs: policy.workloadLatencyMs } }).then(
+        (instance) => this.queue.run(() => this.spawned(memberId, instance)),
+        (error: unknown) => this.queue.run(() => this.failed(memberId, error)),
       ),
     );
   }
 
   /** Terminating, then (once the Iaas is done) removed. */
   terminate(member: LiveMember, reason: string, epoch: number | undefined): void {
-    const now = this.o.clock.now();
+    const now = this.clock.now();
     this.set({ ...baseOf(member), state: 'Terminating', reason, since: now, activatedAt: activatedAtOf(member) });
     this.launchTerminate(member.memberId, epoch);
   }
@@ -142,30 +159,36 @@ export class ClusterMembers {
       ...baseOf(member),
       state: 'Terminated',
       reason,
-      terminatedAt: this.o.clock.now(),
+      terminatedAt: this.clock.now(),
       activatedAt: activatedAtOf(member),
     };
     this.map.delete(member.memberId);
-    this.o.forget(member.memberId);
-    this.o.sink.persist(gone);
-    this.decide({ action: 'MemberRemoved', memberId: member.memberId, reason, epoch });
-    if (member.instance) this.o.sink.announce('MemberTerminatedEvent', gone, reason);
+    this.sink.persist(gone);
+    this.sink.decide({ action: 'MemberRemoved', memberId: member.memberId, reason, epoch });
+    if (member.instance) this.sink.announce('MemberTerminatedEvent', gone, reason);
   }
 
   /** Terminates quietly what is left of a member already removed (no decision: nothing ran that we chose to stop). */
   reap(memberId: string): void {
-    const { log } = this.o;
     this.effect(
-      this.o.iaas.terminate(memberId).then(
+      this.iaas.terminate(memberId).then(
         (result) => {
           if (result.outcome === 'stuck') this.leftovers.add(memberId);
           else this.leftovers.delete(memberId);
           const level = result.outcome === 'terminated' || result.outcome === 'killed' ? 'info' : 'debug';
-          log[level]('leftovers of a removed member reaped', { memberId, outcome: result.outcome });
+          this.log[level]('leftovers of a removed member reaped', {
+            event: 'autoscaler.member_reaped',
+            memberId,
+            outcome: result.outcome,
+          });
         },
         (error: unknown) => {
           this.leftovers.add(memberId);
-          log.warn('reaping a removed member failed, retried at the next tick', { memberId, error });
+          this.log.warn('reaping a removed member failed, retried at the next tick', {
+            event: 'autoscaler.reap_failed',
+            memberId,
+            error,
+          });
         },
       ),
     );
@@ -180,36 +203,44 @@ export class ClusterMembers {
     const member = this.map.get(memberId);
     if (!member || !isLive(member)) {
       // Removed while it was starting (a fault or a timeout in between): nobody wants it.
-      this.o.log.warn('spawned member no longer wanted, terminating it', { memberId });
+      this.log.warn('spawned member no longer wanted, terminating it', {
+        event: 'autoscaler.spawned_unwanted',
+        memberId,
+      });
       this.reap(memberId);
       return;
     }
-    this.o.counters.spawned += 1;
+    this.counted.spawned += 1;
     const updated = { ...member, instance };
     this.set(updated);
-    this.o.sink.announce('MemberCreatedEvent', updated);
-    this.o.log.info('member created', { memberId, address: `${instance.address.host}:${instance.address.port}` });
+    this.sink.announce('MemberCreatedEvent', updated);
+    this.completed({ type: 'spawned', memberId, instance });
   }
 
   private failed(memberId: string, error: unknown): void {
-    this.o.counters.spawnFailed += 1;
+    this.counted.spawnFailed += 1;
     const member = this.map.get(memberId);
     if (!member) return;
     this.remove(member, `spawn failed: ${error instanceof Error ? error.message : String(error)}`, undefined);
-    this.o.spawnFailed(memberId, error);
+    this.completed({ type: 'spawnFailed', memberId, error });
   }
 
   private launchTerminate(memberId: string, epoch: number | undefined): void {
     if (this.stopping.has(memberId)) return;
     this.stopping.add(memberId);
-    const grace = this.o.terminateGraceMs === undefined ? {} : { graceMs: this.o.terminateGraceMs };
     this.effect(
-      this.o.iaas
-        .terminate(memberId, grace)
+      this.iaas
+        .terminate(memberId, { graceMs: this.terminateGraceMs })
         .then(
-          (result) => this.o.queue.run(() => this.stopped(memberId, result, epoch)),
+          (result) => this.queue.run(() => this.stopped(memberId, result, epoch)),
           (error: unknown) =>
-            this.o.queue.run(() => this.o.log.error('terminate failed, retried at the next tick', { memberId, error })),
+            this.queue.run(() =>
+              this.log.error('terminate failed, retried at the next tick', {
+                event: 'autoscaler.terminate_failed',
+                memberId,
+                error,
+              }),
+            ),
         )
         .finally(() => this.stopping.delete(memberId)),
     );
@@ -218,21 +249,22 @@ export class ClusterMembers {
   private stopped(memberId: string, result: TerminateResult, epoch: number | undefined): void {
     const member = this.map.get(memberId);
     if (member?.state !== 'Terminating') return;
-    this.o.counters.terminated += 1;
+    this.counted.terminated += 1;
     if (result.outcome === 'stuck') {
       this.leftovers.add(memberId);
-      this.o.log.warn('member left processes behind after SIGKILL; terminated again every tick', { memberId });
+      this.log.warn('member left processes behind after SIGKILL; terminated again every tick', {
+        event: 'autoscaler.member_stuck',
+        memberId,
+      });
     }
     this.remove(member, `${member.reason}; ${result.outcome} in ${Math.round(result.elapsedMs)} ms`, epoch);
-    this.o.terminated(epoch);
-  }
-
-  private decide(decision: Omit<Decision, 'clusterId'>): void {
-    this.o.sink.decide({ ...decision, clusterId: this.o.policy.id });
+    this.completed({ type: 'terminated', memberId, epoch });
   }
 
   private effect(promise: Promise<unknown>): void {
-    const tracked = promise.catch((error: unknown) => this.o.log.error('member task failed', { error }));
+    const tracked = promise.catch((error: unknown) =>
+      this.log.error('member task failed', { event: 'autoscaler.member_task_failed', error }),
+    );
     this.effects.add(tracked);
     void tracked.finally(() => this.effects.delete(tracked));
   }

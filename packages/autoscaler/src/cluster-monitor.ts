@@ -1,18 +1,21 @@
-import type { Iaas, MemberIdentity, MemberSpec } from '@faultline/cloud-controller';
-import type { Clock, Logger, TimerHandle } from '@faultline/core';
-import type { ClusterStat, EnvelopeOf, MemberFault, MemberStats, Metric, StatKind } from '@faultline/protocol';
+import type { Iaas } from '@faultline/cloud-controller';
+import type { Clock, Logger } from '@faultline/core';
+import {
+  type ClusterStat,
+  type EnvelopeOf,
+  type MemberStats,
+  type StatEventName,
+  statEventType,
+} from '@faultline/protocol';
+import type { ClusterStatus, MonitorCounts } from './autoscaler-status.js';
 import { Backoff } from './backoff.js';
-import { baseOf, ClusterMembers, type MonitorSink } from './cluster-members.js';
-import type { Decision } from './decisions.js';
-import { FaultStorm, type StormVerdict } from './fault-storm.js';
-import { activatedAtOf, isLive, isPending, type LiveMember, type MemberContext } from './member.js';
-import { choosePartition, leastLoaded } from './placement.js';
+import { ClusterFaults, type Retirement } from './cluster-faults.js';
+import { ClusterMembers, type MemberCompletion } from './cluster-members.js';
+import { ClusterRules } from './cluster-rules.js';
+import { type ClusterSink, clusterSink, type MonitorSink } from './decisions.js';
+import { activatedAtOf, baseOf, isPending, type MemberContext } from './member.js';
 import type { ClusterPolicy } from './policy.js';
-import { ScalingRule } from './scaling-rule.js';
 import { SerialQueue } from './serial-queue.js';
-import { type ClusterStatus, LoadBook, type MonitorCounters } from './status.js';
-
-export type { MonitorSink } from './cluster-members.js';
 
 export interface ClusterMonitorOptions {
   policy: ClusterPolicy;
@@ -20,9 +23,6 @@ export interface ClusterMonitorOptions {
   sink: MonitorSink;
   clock: Clock;
   logger: Logger;
-  counters: MonitorCounters;
-  /** The full spec (agent settings) of a member to spawn. */
-  spec(identity: MemberIdentity): MemberSpec;
   newMemberId(clusterId: string): string;
   pendingTimeoutMs: number;
   backoffInitialMs: number;
@@ -34,61 +34,67 @@ export interface ClusterMonitorOptions {
   terminateGraceMs: number | undefined;
 }
 
-/** A fault not acted upon because the cluster was in a fault storm. */
-interface HeldFault {
-  reason: string;
-  /** From the MemberFault: agent timestamp of the last stat of the faulted life. */
-  lastStatAt: number | null;
-  epoch: number | undefined;
-  /** Set when the storm ends: the fault is carried out at this time unless the member shows life first. */
-  recheckUntil: number | undefined;
-}
-
-const faultReason = (f: MemberFault): string =>
-  `MemberFault (${f.reason}${f.reason === 'timeout' ? `, silent ${f.silentForMs} ms` : ''})`;
-
 /**
- * One cluster under one deployment policy (Stratos' cluster monitor): every
- * rule of DESIGN.md "Autoscaler" — the seed's MemberFault handling, the
- * minimum rule, the pending timeout with its backoff, the scaling rule, the
- * fault-storm guard. Every entry point runs on one SerialQueue, so a fault,
- * an instance event, a tick and the completion of a spawn never interleave:
- * the log shows terminate → remove → spawn because the code cannot do otherwise.
+ * One cluster under one deployment policy (Stratos' cluster monitor, README
+ * "Autoscaler"). Its parts: ClusterMembers (the context, spawns and
+ * terminates through the Iaas), ClusterFaults (MemberFault, fault storm,
+ * pending timeout: which members must go) and ClusterRules (minimum,
+ * scaling, maximum: how many members run). The monitor feeds them the
+ * events, retires the members ClusterFaults names, records the replacement
+ * backoff, and handles every completion of a spawn or terminate in one place
+ * (`completed`). Every entry point runs on one SerialQueue, so a fault, an
+ * instance event, a tick and the completion of a spawn never interleave: the
+ * log shows terminate → remove → spawn because the code cannot do otherwise.
  */
 export class ClusterMonitor {
   readonly policy: ClusterPolicy;
   private readonly queue = new SerialQueue();
-  private readonly members: ClusterMembers;
-  private readonly held = new Map<string, HeldFault>();
-  private readonly load = new LoadBook();
-  private readonly storm: FaultStorm;
-  private readonly backoff: Backoff;
-  private readonly rule: ScalingRule;
+  private readonly iaas: Iaas;
+  private readonly clock: Clock;
   private readonly log: Logger;
-  private retryTimer: TimerHandle | undefined;
+  private readonly sink: ClusterSink;
+  private readonly backoff: Backoff;
+  private readonly members: ClusterMembers;
+  private readonly faults: ClusterFaults;
+  private readonly rules: ClusterRules;
   private closing = false;
 
-  constructor(private readonly o: ClusterMonitorOptions) {
-    this.policy = o.policy;
-    this.log = o.logger.child({ clusterId: o.policy.id });
-    this.storm = new FaultStorm(o.faultStormWindowMs);
-    this.backoff = new Backoff(o.backoffInitialMs, o.backoffMaxMs);
-    this.rule = new ScalingRule(o.policy.thresholds, o.scaleDownConsecutive);
+  constructor(options: ClusterMonitorOptions) {
+    const { policy, clock } = options;
+    this.policy = policy;
+    this.iaas = options.iaas;
+    this.clock = clock;
+    this.log = options.logger.child({ clusterId: policy.id });
+    this.sink = clusterSink(options.sink, policy.id);
+    this.backoff = new Backoff(options.backoffInitialMs, options.backoffMaxMs);
     this.members = new ClusterMembers({
-      ...o,
+      policy,
+      iaas: options.iaas,
+      sink: this.sink,
+      clock,
       log: this.log,
       queue: this.queue,
-      forget: (memberId) => {
-        this.held.delete(memberId);
-        this.load.forget(memberId);
-      },
-      terminated: (epoch) => this.minRule(epoch),
-      spawnFailed: (memberId, error) => {
-        const retryInMs = this.backoff.failure(this.o.clock.now());
-        const { code } = error as { code?: unknown };
-        this.log.warn('spawn failed', { memberId, code, error, failures: this.backoff.failureCount, retryInMs });
-        this.minRule(undefined);
-      },
+      newMemberId: options.newMemberId,
+      terminateGraceMs: options.terminateGraceMs,
+      completed: (completion) => this.completed(completion),
+    });
+    this.faults = new ClusterFaults({
+      members: this.members,
+      decide: this.sink.decide,
+      log: this.log,
+      faultStormWindowMs: options.faultStormWindowMs,
+      pendingTimeoutMs: options.pendingTimeoutMs,
+    });
+    this.rules = new ClusterRules({
+      policy,
+      members: this.members,
+      backoff: this.backoff,
+      faults: this.faults,
+      decide: this.sink.decide,
+      clock,
+      queue: this.queue,
+      log: this.log,
+      scaleDownConsecutive: options.scaleDownConsecutive,
     });
   }
 
@@ -106,7 +112,11 @@ export class ClusterMonitor {
   }
 
   fault(envelope: EnvelopeOf<'MemberFaultEvent'>): Promise<void> {
-    return this.queue.run(() => this.onFault(envelope.data, envelope.id, envelope.epoch));
+    return this.queue.run(async () => {
+      if (this.closing) return;
+      const retirement = this.faults.fault(envelope.data, envelope.id, envelope.epoch, this.clock.now());
+      if (retirement) await this.retire(retirement);
+    });
   }
 
   instanceStarted(memberId: string): Promise<void> {
@@ -117,28 +127,28 @@ export class ClusterMonitor {
     return this.queue.run(() => this.onInstance(memberId, 'InstanceActivatedEvent'));
   }
 
-  clusterStat(kind: StatKind, metric: Metric, stat: ClusterStat, epoch: number | undefined): Promise<void> {
+  /** One cluster summary (`scope: 'cluster'`): the scaling rule's figure, and the end of a fault storm. */
+  clusterStat(name: StatEventName, stat: ClusterStat, epoch: number | undefined): Promise<void> {
     return this.queue.run(() => {
-      this.rule.observe(kind, metric, stat.value, stat.windowTo, epoch);
-      const since = this.storm.heldSince;
-      // Release rule: a cluster summary of a window that ends after the hold began — the SP is
-      // summarizing this cluster again. A summary computed before the hold but delivered late does not count.
-      if (since !== undefined && stat.windowTo > since) this.release(`${kind}${metric}Event`, stat.windowTo, epoch);
+      this.rules.clusterSummary(name.kind, name.metric, stat.value, stat.windowTo, epoch);
+      this.faults.clusterSummary(statEventType(name), stat.windowTo, epoch, this.clock.now());
     });
   }
 
-  /** One member-summary event: the figure of every member of the cluster it lists. */
-  memberStats(kind: StatKind, metric: Metric, stats: MemberStats): Promise<void> {
+  /** One member summary (`scope: 'member'`): the figure of every member of the cluster it lists. */
+  memberStats(name: StatEventName, stats: MemberStats): Promise<void> {
     return this.queue.run(() => {
+      const type = statEventType(name);
       for (const { memberId, value } of stats.members) {
-        const held = this.held.get(memberId);
-        // A window that starts at or after the faulted life's last stat holds only samples of a new life.
-        if (held && (held.lastStatAt === null || stats.windowFrom >= held.lastStatAt)) {
-          this.clearHeld(memberId, `Member${kind}${metric}Event of a window from ${stats.windowFrom}`);
-        }
-        if (kind === 'Average' && this.members.get(memberId)) this.load.observe(memberId, metric, value);
+        this.faults.memberSummary(memberId, stats.windowFrom, type);
+        if (name.kind === 'Average' && this.members.get(memberId))
+          this.rules.memberAverage(memberId, name.metric, value);
       }
     });
+  }
+
+  get counts(): MonitorCounts {
+    return { ...this.faults.counts, ...this.members.counts };
   }
 
   status(): ClusterStatus {
@@ -149,12 +159,12 @@ export class ClusterMonitor {
       min: p.min,
       max: p.max,
       retired: p.retired,
-      faultStormHeldSince: this.storm.heldSince ?? null,
+      faultStormHeldSince: this.faults.stormHeldSince ?? null,
       backoff: {
         failures: this.backoff.failureCount,
         retryAt: Number.isFinite(this.backoff.readyAt) ? this.backoff.readyAt : null,
       },
-      scaling: { predicted: this.rule.predicted(), consecutiveBelow: this.rule.consecutiveBelow },
+      scaling: this.rules.scalingStatus,
       members: this.members.all().map((m) => ({
         memberId: m.memberId,
         state: m.state,
@@ -162,7 +172,7 @@ export class ClusterMonitor {
         createdAt: m.createdAt,
         activatedAt: activatedAtOf(m) ?? null,
         address: m.instance ? `${m.instance.address.host}:${m.instance.address.port}` : null,
-        heldFault: this.held.get(m.memberId)?.reason ?? null,
+        heldFault: this.faults.heldReason(m.memberId) ?? null,
       })),
     };
   }
@@ -170,35 +180,46 @@ export class ClusterMonitor {
   /** Stops deciding; spawns and terminations under way finish and are recorded. Members keep running. */
   async close(): Promise<void> {
     this.closing = true;
-    this.o.clock.clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
+    this.rules.close();
     await this.members.settle();
     await this.queue.idle();
   }
 
-  // ── the seed: MemberFault ────────────────────────────────────────────────
+  /** What follows a spawn or a terminate, whichever way it ended. */
+  private completed(completion: MemberCompletion): void {
+    const { memberId } = completion;
+    switch (completion.type) {
+      case 'spawned': {
+        const { host, port } = completion.instance.address;
+        this.log.info('member created', { event: 'autoscaler.member_created', memberId, address: `${host}:${port}` });
+        return;
+      }
+      case 'spawnFailed': {
+        this.forget(memberId);
+        const retryInMs = this.backoff.failure(this.clock.now());
+        const { code } = completion.error as { code?: unknown };
+        this.log.warn('spawn failed', {
+          event: 'autoscaler.spawn_failed',
+          memberId,
+          code,
+          error: completion.error,
+          failures: this.backoff.failureCount,
+          retryInMs,
+        });
+        this.rules.min(undefined);
+        return;
+      }
+      case 'terminated':
+        this.forget(memberId);
+        this.rules.min(completion.epoch);
+        return;
+    }
+  }
 
-  private async onFault(fault: MemberFault, faultId: string, epoch: number | undefined): Promise<void> {
-    if (this.closing) return;
-    const member = this.members.get(fault.memberId);
-    // Idempotent by state: unknown and already terminated members are not in the context.
-    let ignored: string | undefined;
-    if (!member) ignored = 'unknown or already terminated member';
-    else if (!isLive(member)) ignored = 'already terminating';
-    else if (this.held.has(member.memberId)) ignored = 'a fault of this member is already held';
-    if (ignored !== undefined || !member || !isLive(member)) {
-      this.o.counters.faultsIgnored += 1;
-      this.log.info('fault ignored', { memberId: fault.memberId, why: ignored, faultId, epoch: epoch ?? null });
-      return;
-    }
-    this.o.counters.faults += 1;
-    const reason = faultReason(fault);
-    const verdict = this.storm.record(member.memberId, this.o.clock.now(), this.members.liveCount());
-    if (verdict.type !== 'normal') {
-      this.hold(member, fault, reason, epoch, verdict);
-      return;
-    }
-    await this.retire(member, reason, epoch);
+  /** The member left the context: what the faults and the rules kept about it goes too. */
+  private forget(memberId: string): void {
+    this.faults.forget(memberId);
+    this.rules.forget(memberId);
   }
 
   /**
@@ -208,197 +229,72 @@ export class ClusterMonitor {
    * action; the Iaas is still asked to terminate it, quietly, because its
    * agent may linger (the cloud controller's rule: terminate every member you forget).
    */
-  private async retire(member: LiveMember, reason: string, epoch: number | undefined): Promise<void> {
+  private async retire({ member, reason, epoch }: Retirement): Promise<void> {
     let running = false;
     if (member.instance) {
       try {
-        running = await this.o.iaas.isRunning(member.memberId);
+        running = await this.iaas.isRunning(member.memberId);
       } catch (error) {
         running = true; // terminate is idempotent: when in doubt, stop it
-        this.log.warn('isRunning failed, terminating anyway', { memberId: member.memberId, error });
+        this.log.warn('isRunning failed, terminating anyway', {
+          event: 'autoscaler.is_running_failed',
+          memberId: member.memberId,
+          error,
+        });
       }
     }
     if (running) {
       const terminate = { action: 'MemberTerminateAction', memberId: member.memberId, epoch } as const;
-      this.decide({ ...terminate, reason: `${reason}; instance still running` });
+      this.sink.decide({ ...terminate, reason: `${reason}; instance still running` });
       this.members.terminate(member, reason, epoch);
       return;
     }
     this.members.remove(member, `${reason}; instance not running`, epoch);
     this.members.reap(member.memberId);
-    this.minRule(epoch);
+    this.completed({ type: 'terminated', memberId: member.memberId, epoch });
   }
-
-  private hold(
-    member: LiveMember,
-    fault: MemberFault,
-    reason: string,
-    epoch: number | undefined,
-    verdict: StormVerdict,
-  ) {
-    this.held.set(member.memberId, { reason, lastStatAt: fault.lastStatAt, epoch, recheckUntil: undefined });
-    this.o.counters.faultsHeld += 1;
-    if (verdict.type === 'tipped') {
-      const { faultedMemberIds, clusterSize } = verdict;
-      const windowMs = this.o.faultStormWindowMs;
-      this.decide({
-        action: 'FaultStormHeld',
-        reason: `${faultedMemberIds.length} of ${clusterSize} members faulted within ${windowMs} ms: terminations held, the monitor is the likely fault`,
-        epoch,
-        storm: { faultedMemberIds, clusterSize, windowMs },
-      });
-    }
-    this.log.warn('fault held', { memberId: member.memberId, reason, epoch: epoch ?? null });
-  }
-
-  private release(type: string, windowTo: number, epoch: number | undefined): void {
-    this.storm.release();
-    const windowMs = this.o.faultStormWindowMs;
-    const until = this.o.clock.now() + windowMs;
-    for (const held of this.held.values()) held.recheckUntil = until;
-    this.decide({
-      action: 'FaultStormReleased',
-      reason: `cluster stats resumed (${type} of the window ending ${new Date(windowTo).toISOString()}); ${this.held.size} held faults carried out in ${windowMs} ms unless their members report`,
-      epoch,
-    });
-  }
-
-  private clearHeld(memberId: string, evidence: string): void {
-    if (!this.held.delete(memberId)) return;
-    this.log.info('held fault cleared: the member reported again', { memberId, evidence });
-  }
-
-  // ── member lifecycle from the agents' events ─────────────────────────────
 
   private onInstance(memberId: string, type: 'InstanceStartedEvent' | 'InstanceActivatedEvent'): void {
     const member = this.members.get(memberId);
     if (!member) {
-      this.log.debug('instance status of an unknown member ignored', { memberId, type });
+      this.log.debug('instance status of an unknown member ignored', {
+        event: 'autoscaler.unknown_member_status',
+        memberId,
+        type,
+      });
       return;
     }
-    this.clearHeld(memberId, type);
-    const now = this.o.clock.now();
+    this.faults.instanceEvent(memberId, type);
+    const now = this.clock.now();
     if (type === 'InstanceStartedEvent' && member.state === 'Created') {
       this.members.set({ ...baseOf(member), state: 'Starting', startedAt: now });
-      this.log.info('member starting', { memberId });
+      this.log.info('member starting', { event: 'autoscaler.member_starting', memberId });
     } else if (type === 'InstanceActivatedEvent' && isPending(member)) {
       this.members.set({ ...baseOf(member), state: 'Active', activatedAt: now });
       this.backoff.success();
-      this.log.info('member active', { memberId, afterMs: now - member.createdAt });
+      this.log.info('member active', { event: 'autoscaler.member_active', memberId, afterMs: now - member.createdAt });
     }
   }
-
-  // ── the rules, every tick ────────────────────────────────────────────────
 
   private async enforce(): Promise<void> {
     if (this.closing) return;
-    const now = this.o.clock.now();
+    const now = this.clock.now();
     this.members.retryStopping();
     // A storm holds every termination of the cluster, and its stats are not trusted for scaling.
-    if (!this.storm.held) {
-      for (const member of this.members.all()) {
-        if (!isLive(member) || !isPending(member) || !member.instance || this.held.has(member.memberId)) continue;
-        if (now - member.createdAt < this.o.pendingTimeoutMs) continue;
-        this.o.counters.pendingTimeouts += 1;
+    if (!this.faults.stormHeld) {
+      for (const timedOut of this.faults.pendingTimeouts(now)) {
         const retryInMs = this.backoff.failure(now);
-        const failures = this.backoff.failureCount;
-        this.log.warn('member not active in time', { memberId: member.memberId, failures, retryInMs });
-        await this.retire(member, `not active within ${this.o.pendingTimeoutMs} ms (pending timeout)`, undefined);
+        this.log.warn('member not active in time', {
+          event: 'autoscaler.pending_timeout',
+          memberId: timedOut.member.memberId,
+          failures: this.backoff.failureCount,
+          retryInMs,
+        });
+        await this.retire(timedOut);
       }
-      for (const [memberId, held] of [...this.held]) {
-        if (held.recheckUntil === undefined || now < held.recheckUntil) continue;
-        this.held.delete(memberId);
-        const member = this.members.get(memberId);
-        const confirmed = `${held.reason}, held in a fault storm and confirmed: no stats in ${this.o.faultStormWindowMs} ms after it`;
-        if (member && isLive(member)) await this.retire(member, confirmed, held.epoch);
-      }
-      if (!this.policy.retired) this.scale(now);
-      this.enforceMax();
+      for (const confirmed of this.faults.confirmedFaults(now)) await this.retire(confirmed);
+      this.rules.enforce(now);
     }
-    this.minRule(undefined);
-  }
-
-  /** The minimum rule: spawn while the cluster has fewer than min non-terminated members. */
-  private minRule(epoch: number | undefined): void {
-    if (this.closing) return;
-    // Terminating members still count: their replacement follows their removal, in that order.
-    let count = this.members.size;
-    const now = this.o.clock.now();
-    while (count < this.policy.min) {
-      if (!this.backoff.isReady(now)) {
-        this.scheduleRetry(now);
-        return;
-      }
-      this.spawn('MemberSpawnAction', `minimum rule: ${count} < min ${this.policy.min}`, epoch);
-      count += 1;
-    }
-  }
-
-  private scheduleRetry(now: number): void {
-    if (this.retryTimer !== undefined) return;
-    const retryInMs = Math.max(0, this.backoff.readyAt - now);
-    this.log.info('spawns backing off', { failures: this.backoff.failureCount, retryInMs });
-    this.retryTimer = this.o.clock.setTimeout(() => {
-      this.retryTimer = undefined;
-      void this.queue.run(() => this.minRule(undefined));
-    }, retryInMs);
-  }
-
-  private scale(now: number): void {
-    const decision = this.rule.decide();
-    if (!decision || decision.kind === 'steady') return;
-    const live = this.members.liveCount();
-    if (decision.kind === 'up') {
-      // One member at a time: the next step waits until the last one is active (or gone).
-      const blocked = this.members.size >= this.policy.max || this.members.all().some(isPending);
-      if (blocked || !this.backoff.isReady(now)) return;
-      this.rule.acted();
-      this.spawn('ScaleUpAction', `${decision.reason}; ${live} → ${live + 1} members`, decision.epoch);
-      return;
-    }
-    const victim = live > this.policy.min ? this.leastLoaded(this.activeMembers()) : undefined;
-    if (!victim) return;
-    this.rule.acted();
-    const reason = `${decision.reason}; least loaded member; ${live} → ${live - 1} members`;
-    this.decide({ action: 'ScaleDownAction', memberId: victim.memberId, reason, epoch: decision.epoch });
-    this.members.terminate(victim, 'scale down', decision.epoch);
-  }
-
-  /** Over max (after a restart, a lowered policy, a retired cluster): the least loaded go first. */
-  private enforceMax(): void {
-    let live = this.members.liveCount();
-    while (live > this.policy.max) {
-      const pending = this.members
-        .all()
-        .filter((m): m is LiveMember => isLive(m) && isPending(m) && m.instance !== undefined);
-      const victim = this.leastLoaded(this.activeMembers()) ?? this.leastLoaded(pending);
-      if (!victim) return;
-      const reason = this.policy.retired
-        ? `cluster ${this.policy.id} is no longer configured`
-        : `above max: ${live} members > max ${this.policy.max}`;
-      this.decide({ action: 'ScaleDownAction', memberId: victim.memberId, reason });
-      this.members.terminate(victim, reason, undefined);
-      live -= 1;
-    }
-  }
-
-  // ── helpers ──────────────────────────────────────────────────────────────
-
-  private spawn(action: 'MemberSpawnAction' | 'ScaleUpAction', reason: string, epoch: number | undefined): void {
-    this.members.spawn(action, reason, epoch, choosePartition(this.policy.partitions, this.members.all()));
-  }
-
-  private activeMembers(): LiveMember[] {
-    return this.members
-      .all()
-      .filter((m): m is LiveMember => m.state === 'Active' && m.instance !== undefined && !this.held.has(m.memberId));
-  }
-
-  private leastLoaded(candidates: LiveMember[]): LiveMember | undefined {
-    return leastLoaded(candidates, this.load, this.policy.thresholds);
-  }
-
-  private decide(decision: Omit<Decision, 'clusterId'>): void {
-    this.o.sink.decide({ ...decision, clusterId: this.policy.id });
+    this.rules.min(undefined);
   }
 }

@@ -1,5 +1,5 @@
-import type { MemberIdentity } from '@faultline/cloud-controller';
-import { createEnvelope, type Envelope } from '@faultline/protocol';
+import { createEnvelope, type Envelope, type MemberIdentity } from '@faultline/protocol';
+import type { MemberContext } from './member.js';
 
 /**
  * Every decision the autoscaler takes, as the `action` of its log record and
@@ -39,6 +39,33 @@ export interface Decision {
   epoch?: number | undefined;
   /** FaultStormHeld only. */
   storm?: { faultedMemberIds: string[]; clusterSize: number; windowMs: number };
+}
+
+/** A decision taken inside one cluster's monitor: its ClusterSink adds the cluster id. */
+export type ClusterDecision = Omit<Decision, 'clusterId'>;
+
+/** Where the monitors' decisions go: the log, the registry, the brokers (the AutoscalerCore implements it). */
+export interface MonitorSink {
+  /** One decision: one log record, one registry action, one `autoscaler/` message where one exists. */
+  decide(decision: Decision): void;
+  /** A member's context changed: its registry row is written. */
+  persist(member: MemberContext): void;
+  /** `topology/MemberCreatedEvent` / `MemberTerminatedEvent`. */
+  announce(type: 'MemberCreatedEvent' | 'MemberTerminatedEvent', member: MemberContext, reason?: string): void;
+}
+
+/** The MonitorSink as one cluster's parts use it: decisions without their cluster id. */
+export interface ClusterSink extends Omit<MonitorSink, 'decide'> {
+  decide(decision: ClusterDecision): void;
+}
+
+/** The sink of the cluster `clusterId`. */
+export function clusterSink(sink: MonitorSink, clusterId: string): ClusterSink {
+  return {
+    decide: (decision) => sink.decide({ ...decision, clusterId }),
+    persist: (member) => sink.persist(member),
+    announce: (type, member, reason) => sink.announce(type, member, reason),
+  };
 }
 
 /** A decision as logged, persisted and shown by status. */

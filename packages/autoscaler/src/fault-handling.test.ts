@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { events, flush, harness, T0, useFakeTime } from './test-harness.js';
+import { events, flush, harness, T0, useFakeTime } from './testing/index.js';
 
 /*
  * The seed's chain, on fake time with a fake Iaas: "If the instance is still
@@ -27,6 +27,7 @@ describe('MemberFault handling', () => {
       'topology/MemberCreatedEvent php-3',
     ]);
     expect(h.decisions()[0]?.fields).toEqual({
+      event: 'autoscaler.action',
       action: 'MemberSpawnAction',
       memberId: 'php-1',
       clusterId: 'php',
@@ -73,6 +74,7 @@ describe('MemberFault handling', () => {
     ]);
     const [terminate, removed, spawn] = h.decisions().slice(before);
     expect(terminate?.fields).toEqual({
+      event: 'autoscaler.action',
       action: 'MemberTerminateAction',
       memberId: 'php-2',
       clusterId: 'php',
@@ -135,7 +137,7 @@ describe('MemberFault handling', () => {
     ]);
     expect(h.iaas.callsOf('terminate', 'php-1')).toHaveLength(1);
     expect(h.core.counters).toMatchObject({ faults: 1, faultsIgnored: 3 });
-    const ignored = h.logger.records.filter((r) => r.message === 'fault ignored').map((r) => r.fields.why);
+    const ignored = h.logger.records.filter((r) => r.event === 'autoscaler.fault_ignored').map((r) => r.fields.why);
     expect(ignored).toEqual([
       'already terminating',
       'unknown or already terminated member',
@@ -152,7 +154,7 @@ describe('MemberFault handling', () => {
     await flush();
     expect(h.actions().filter((a) => a.includes('php-1'))).toEqual(['MemberSpawnAction php-1']);
     expect(h.core.counters.staleEpochDropped).toBe(1);
-    expect(h.logger.records.find((r) => r.message === 'event of a stale SP epoch dropped')?.fields).toMatchObject({
+    expect(h.logger.records.find((r) => r.event === 'autoscaler.stale_epoch_dropped')?.fields).toMatchObject({
       type: 'MemberFaultEvent',
       epoch: 6,
       newestEpoch: 7,
@@ -180,7 +182,7 @@ describe('MemberFault handling', () => {
     (other.data as { clusterId: string }).clusterId = 'other';
     await h.core.handle(other);
     expect(h.core.counters.unknownCluster).toBe(1);
-    expect(h.logger.records.some((r) => r.message === 'event of an unmanaged cluster ignored')).toBe(true);
+    expect(h.logger.records.some((r) => r.event === 'autoscaler.unmanaged_cluster_ignored')).toBe(true);
     await h.core.close();
   });
 });

@@ -1,5 +1,5 @@
 /**
- * The fault-storm guard of one cluster (DESIGN.md "Autoscaler"): when more
+ * The fault-storm guard of one cluster (README "Autoscaler", rule 6): when more
  * than half of a cluster of at least 3 members faults within one fault
  * timeout, the monitor, not the members, is the likely fault, so the cluster
  * holds its terminations.

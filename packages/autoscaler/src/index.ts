@@ -1,18 +1,28 @@
-export { AUTOSCALER_TOPICS, type Autoscaler, type AutoscalerOptions, createAutoscaler } from './autoscaler.js';
+export { AUTOSCALER_TOPICS, type Autoscaler, createAutoscaler } from './autoscaler.js';
+export { AutoscalerCore } from './autoscaler-core.js';
+export type {
+  AutoscalerCounters,
+  AutoscalerStatus,
+  ClusterStatus,
+  MemberStatus,
+  MonitorCounts,
+} from './autoscaler-status.js';
 export { Backoff } from './backoff.js';
-export { ClusterMembers, type MonitorSink } from './cluster-members.js';
+export { ClusterFaults, type FaultCounts, type Retirement } from './cluster-faults.js';
+export { ClusterMembers, type MemberCompletion, type MemberCounts } from './cluster-members.js';
 export { ClusterMonitor, type ClusterMonitorOptions } from './cluster-monitor.js';
-export { AutoscalerCore, type AutoscalerCoreOptions, parseStatType, randomMemberId } from './core.js';
+export { ClusterRules } from './cluster-rules.js';
 export {
   ACTION_TYPES,
   type ActionRecord,
   type ActionType,
   AUTOSCALER_SOURCE,
+  type ClusterDecision,
   type Decision,
   decisionEnvelope,
+  type MonitorSink,
   topologyEnvelope,
 } from './decisions.js';
-export { FakeIaas, type FakeIaasCall } from './fake-iaas.js';
 export { FaultStorm, MIN_STORM_CLUSTER_SIZE, type StormVerdict } from './fault-storm.js';
 export {
   fromRecord,
@@ -22,11 +32,20 @@ export {
   type MemberContext,
   type MemberRecord,
   type MemberState,
+  randomMemberId,
   toRecord,
 } from './member.js';
-export { PgRegistry, type PgRegistryOptions } from './pg-registry.js';
+export {
+  type AutoscalerCoreOptions,
+  type AutoscalerOptions,
+  autoscalerOptionsFrom,
+  type PgRegistryOptions,
+  type ResolvedAutoscalerCoreOptions,
+  resolveAutoscalerCoreOptions,
+} from './options.js';
+export { PgRegistry, readLastActions, readLiveMembers } from './pg-registry.js';
 export { type ClusterPolicy, policyFrom, retiredPolicy, type Thresholds } from './policy.js';
-export { MemoryRegistry, type Registry, RegistryError } from './registry.js';
+export { type Registry, RegistryError } from './registry.js';
 export { RegistryWriter } from './registry-writer.js';
 export {
   PREDICTION_HORIZON_S,
@@ -37,5 +56,3 @@ export {
   type ScalingDecision,
   ScalingRule,
 } from './scaling-rule.js';
-export { AUTOSCALER_CLIENT_ID, agentSettingsFrom, autoscalerOptionsFrom } from './settings.js';
-export type { AutoscalerCounters, AutoscalerStatus, ClusterStatus, MemberStatus, MonitorCounters } from './status.js';

@@ -7,7 +7,7 @@
  * directory, like every `.faultline/` path) and their logs in `logging.dir`.
  */
 import path from 'node:path';
-import { createLocalIaas } from '@faultline/cloud-controller';
+import { agentSettingsFrom, createLocalIaas } from '@faultline/cloud-controller';
 import {
   ConfigError,
   closeAll,
@@ -19,8 +19,8 @@ import {
   runMain,
 } from '@faultline/core';
 import { createAutoscaler } from './autoscaler.js';
+import { autoscalerOptionsFrom } from './options.js';
 import { PgRegistry } from './pg-registry.js';
-import { autoscalerOptionsFrom } from './settings.js';
 
 const MEMBERS_RUN_DIR = '.faultline/run/members';
 
@@ -37,13 +37,14 @@ await runMain(
     return createLogger({ service: 'autoscaler', level: config.logging.level, dir: config.logging.dir });
   },
   async ({ logger }) => {
-    if (!resolved) throw new Error('configuration was not loaded');
+    if (!resolved) throw new ConfigError('FL_ERR_CONFIG_INVALID', 'configuration was not loaded');
     const { config, url } = resolved;
     const pool = createPgPool({ connectionString: url, logger });
     const iaas = createLocalIaas({
       runDir: path.resolve(MEMBERS_RUN_DIR),
       logsDir: path.resolve(config.logging.dir),
       memberLogLevel: config.logging.level,
+      agent: agentSettingsFrom(config),
       logger,
     });
     const autoscaler = createAutoscaler(

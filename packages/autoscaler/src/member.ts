@@ -1,4 +1,6 @@
-import type { MemberIdentity, MemberInstance } from '@faultline/cloud-controller';
+import { randomBytes } from 'node:crypto';
+import type { CartridgeMemberIdentity, MemberInstance } from '@faultline/cloud-controller';
+import { memberIdentityOf } from '@faultline/protocol';
 
 /**
  * A member's life as the autoscaler sees it (Stratos' member states):
@@ -14,7 +16,7 @@ import type { MemberIdentity, MemberInstance } from '@faultline/cloud-controller
 export const MEMBER_STATES = ['Created', 'Starting', 'Active', 'Terminating', 'Terminated'] as const;
 export type MemberState = (typeof MEMBER_STATES)[number];
 
-interface Base extends MemberIdentity {
+interface MemberBase extends CartridgeMemberIdentity {
   /** Epoch ms the autoscaler created it (decided to spawn it). */
   createdAt: number;
   /** What the Iaas returned from spawn; undefined while the spawn is under way. */
@@ -22,11 +24,11 @@ interface Base extends MemberIdentity {
 }
 
 export type MemberContext =
-  | (Base & { state: 'Created' })
-  | (Base & { state: 'Starting'; startedAt: number })
-  | (Base & { state: 'Active'; activatedAt: number })
-  | (Base & { state: 'Terminating'; reason: string; since: number; activatedAt: number | undefined })
-  | (Base & { state: 'Terminated'; reason: string; terminatedAt: number; activatedAt: number | undefined });
+  | (MemberBase & { state: 'Created' })
+  | (MemberBase & { state: 'Starting'; startedAt: number })
+  | (MemberBase & { state: 'Active'; activatedAt: number })
+  | (MemberBase & { state: 'Terminating'; reason: string; since: number; activatedAt: number | undefined })
+  | (MemberBase & { state: 'Terminated'; reason: string; terminatedAt: number; activatedAt: number | undefined });
 
 /** Created, Starting or Active: a member that is, or will be, serving. */
 export type LiveMember = Extract<MemberContext, { state: 'Created' | 'Starting' | 'Active' }>;
@@ -46,7 +48,7 @@ export function activatedAtOf(member: MemberContext): number | undefined {
 }
 
 /** A registry row: plain data, one per member ever created. */
-export interface MemberRecord extends MemberIdentity {
+export interface MemberRecord extends CartridgeMemberIdentity {
   state: MemberState;
   /** The Iaas's MemberInstance (driver, address, handle with pids and start times); null until spawned. */
   instance: MemberInstance | null;
@@ -57,15 +59,21 @@ export interface MemberRecord extends MemberIdentity {
   terminatedAt: number | null;
 }
 
-export function identityOf(member: MemberIdentity): MemberIdentity {
-  return {
-    memberId: member.memberId,
-    clusterId: member.clusterId,
-    clusterInstanceId: member.clusterInstanceId,
-    networkPartitionId: member.networkPartitionId,
-    partitionId: member.partitionId,
-    cartridgeType: member.cartridgeType,
-  };
+/** Exactly the identity of a member (protocol's five ids and its cartridge type), out of a larger record. */
+export function identityOf(member: CartridgeMemberIdentity): CartridgeMemberIdentity {
+  return { ...memberIdentityOf(member), cartridgeType: member.cartridgeType };
+}
+
+/** What every state of a member's context keeps: its identity, createdAt and instance. */
+export function baseOf(member: MemberContext): MemberBase {
+  return { ...identityOf(member), createdAt: member.createdAt, instance: member.instance };
+}
+
+/** `php-k3x9q2`: short, readable, and unique across restarts without a counter to keep. */
+export function randomMemberId(clusterId: string): string {
+  const bytes = randomBytes(6);
+  const suffix = [...bytes].map((b) => (b % 36).toString(36)).join('');
+  return `${clusterId}-${suffix}`;
 }
 
 export function toRecord(member: MemberContext): MemberRecord {
@@ -85,7 +93,7 @@ export function toRecord(member: MemberContext): MemberRecord {
  * the instance the Iaas adopted. Terminated rows are not loaded.
  */
 export function fromRecord(record: MemberRecord, instance: MemberInstance | undefined, now: number): MemberContext {
-  const base: Base = { ...identityOf(record), createdAt: record.createdAt, instance };
+  const base: MemberBase = { ...identityOf(record), createdAt: record.createdAt, instance };
   switch (record.state) {
     case 'Created':
       return { ...base, state: 'Created' };

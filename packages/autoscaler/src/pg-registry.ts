@@ -2,14 +2,8 @@ import type { MemberInstance } from '@faultline/cloud-controller';
 import type pg from 'pg';
 import type { ActionRecord, ActionType } from './decisions.js';
 import type { MemberRecord, MemberState } from './member.js';
+import { type PgRegistryOptions, resolvePgRegistryOptions } from './options.js';
 import { type Registry, RegistryError } from './registry.js';
-
-export interface PgRegistryOptions {
-  /** Rows of autoscaler_action kept; older ones are pruned. @default 10_000 */
-  keepActions?: number;
-  /** Terminated member rows kept (newest first); older ones are pruned. @default 1_000 */
-  keepTerminated?: number;
-}
 
 interface MemberRow {
   member_id: string;
@@ -42,53 +36,92 @@ const ts = (n: number): string => `to_timestamp($${n}::float8 / 1000)`;
 /** Writes between two prunes of the action table. */
 const PRUNE_EVERY = 100;
 
+/** One query of the registry's tables; a failure becomes a RegistryError with the pg error as its cause. */
+async function queryRegistry<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  operation: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<pg.QueryResult<R>> {
+  try {
+    return await pool.query<R>(sql, params);
+  } catch (cause) {
+    throw new RegistryError(operation, { cause });
+  }
+}
+
+/**
+ * Every member the autoscaler has not terminated, oldest first, as its
+ * registry keeps them (the autoscaler at start, and tools such as the CLI
+ * that show or act on the members). Rejects with RegistryError.
+ */
+export async function readLiveMembers(pool: pg.Pool): Promise<MemberRecord[]> {
+  const { rows } = await queryRegistry<MemberRow>(
+    pool,
+    'read members',
+    `SELECT member_id, cluster_id, cluster_instance_id, network_partition_id, partition_id, cartridge_type,
+            state, instance, reason, ${ms('created_at')}, ${ms('activated_at')}, ${ms('terminated_at')}
+       FROM autoscaler_member WHERE state <> 'Terminated' ORDER BY created_at, member_id`,
+  );
+  return rows.map((row) => ({
+    memberId: row.member_id,
+    clusterId: row.cluster_id,
+    clusterInstanceId: row.cluster_instance_id,
+    networkPartitionId: row.network_partition_id,
+    partitionId: row.partition_id,
+    cartridgeType: row.cartridge_type,
+    state: row.state,
+    instance: row.instance,
+    reason: row.reason,
+    createdAt: Math.round(row.created_at),
+    activatedAt: row.activated_at === null ? null : Math.round(row.activated_at),
+    terminatedAt: row.terminated_at === null ? null : Math.round(row.terminated_at),
+  }));
+}
+
+/** The autoscaler's last `limit` decisions, newest first. Rejects with RegistryError. */
+export async function readLastActions(pool: pg.Pool, limit: number): Promise<ActionRecord[]> {
+  const { rows } = await queryRegistry<ActionRow>(
+    pool,
+    'read actions',
+    `SELECT ${ms('at')}, action, cluster_id, member_id, reason, epoch
+       FROM autoscaler_action ORDER BY id DESC LIMIT $1`,
+    [limit],
+  );
+  return rows.map((row) => ({
+    at: Math.round(row.at),
+    action: row.action,
+    clusterId: row.cluster_id,
+    memberId: row.member_id,
+    reason: row.reason,
+    epoch: row.epoch === null ? null : Number(row.epoch),
+  }));
+}
+
 /**
  * The registry in PostgreSQL (infra/sql/002_autoscaler_registry.sql): one row
  * per member ever created, the last actions, the newest SP epoch. Every
- * failure becomes a RegistryError with the pg error as its cause.
+ * failure becomes a RegistryError with the pg error as its cause. Its two
+ * readers, readLiveMembers and readLastActions, serve tools as well.
  */
 export class PgRegistry implements Registry {
-  private readonly keepActions: number;
-  private readonly keepTerminated: number;
+  /** How many action rows and terminated member rows prune() keeps. */
+  private readonly retention: Required<PgRegistryOptions>;
   private actionWrites = 0;
 
   constructor(
     private readonly pool: pg.Pool,
     options: PgRegistryOptions = {},
   ) {
-    this.keepActions = options.keepActions ?? 10_000;
-    this.keepTerminated = options.keepTerminated ?? 1_000;
+    this.retention = resolvePgRegistryOptions(options);
   }
 
-  private async query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = []) {
-    try {
-      return await this.pool.query<R>(sql, params);
-    } catch (cause) {
-      throw new RegistryError(operation, { cause });
-    }
+  private query<R extends pg.QueryResultRow>(operation: string, sql: string, params: unknown[] = []) {
+    return queryRegistry<R>(this.pool, operation, sql, params);
   }
 
-  async liveMembers(): Promise<MemberRecord[]> {
-    const { rows } = await this.query<MemberRow>(
-      'read members',
-      `SELECT member_id, cluster_id, cluster_instance_id, network_partition_id, partition_id, cartridge_type,
-              state, instance, reason, ${ms('created_at')}, ${ms('activated_at')}, ${ms('terminated_at')}
-         FROM autoscaler_member WHERE state <> 'Terminated' ORDER BY created_at, member_id`,
-    );
-    return rows.map((row) => ({
-      memberId: row.member_id,
-      clusterId: row.cluster_id,
-      clusterInstanceId: row.cluster_instance_id,
-      networkPartitionId: row.network_partition_id,
-      partitionId: row.partition_id,
-      cartridgeType: row.cartridge_type,
-      state: row.state,
-      instance: row.instance,
-      reason: row.reason,
-      createdAt: Math.round(row.created_at),
-      activatedAt: row.activated_at === null ? null : Math.round(row.activated_at),
-      terminatedAt: row.terminated_at === null ? null : Math.round(row.terminated_at),
-    }));
+  liveMembers(): Promise<MemberRecord[]> {
+    return readLiveMembers(this.pool);
   }
 
   async saveMember(r: MemberRecord): Promise<void> {
@@ -130,20 +163,7 @@ export class PgRegistry implements Registry {
   }
 
   async recentActions(limit: number): Promise<ActionRecord[]> {
-    const { rows } = await this.query<ActionRow>(
-      'read actions',
-      `SELECT * FROM (SELECT id, ${ms('at')}, action, cluster_id, member_id, reason, epoch
-                        FROM autoscaler_action ORDER BY id DESC LIMIT $1) AS last ORDER BY id`,
-      [limit],
-    );
-    return rows.map((row) => ({
-      at: Math.round(row.at),
-      action: row.action,
-      clusterId: row.cluster_id,
-      memberId: row.member_id,
-      reason: row.reason,
-      epoch: row.epoch === null ? null : Number(row.epoch),
-    }));
+    return (await readLastActions(this.pool, limit)).reverse();
   }
 
   async newestEpoch(): Promise<number | undefined> {
@@ -175,7 +195,7 @@ export class PgRegistry implements Registry {
        DELETE FROM autoscaler_member
         WHERE member_id IN (SELECT member_id FROM autoscaler_member WHERE state = 'Terminated'
                              ORDER BY terminated_at DESC NULLS LAST OFFSET $2)`,
-      [this.keepActions, this.keepTerminated],
+      [this.retention.keepActions, this.retention.keepTerminated],
     );
   }
 }

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { LiveMember, MemberContext } from './member.js';
-import { choosePartition, leastLoaded } from './placement.js';
-import { LoadBook } from './status.js';
+import { choosePartition, LoadBook, leastLoaded } from './placement.js';
 
 const member = (memberId: string, createdAt: number, partitionId = 'p-1'): LiveMember => ({
   memberId,

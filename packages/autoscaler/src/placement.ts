@@ -1,6 +1,33 @@
+import type { Metric } from '@faultline/protocol';
 import { isLive, type LiveMember, type MemberContext } from './member.js';
 import type { Thresholds } from './policy.js';
-import type { LoadBook } from './status.js';
+
+/** The latest per-member averages (MemberAverage…Event), for "least loaded" in scale down. */
+export class LoadBook {
+  private readonly members = new Map<string, { loadAverage?: number; memoryConsumption?: number }>();
+
+  observe(memberId: string, metric: Metric, value: number): void {
+    const entry = this.members.get(memberId) ?? {};
+    if (metric === 'LoadAverage') entry.loadAverage = value;
+    else if (metric === 'MemoryConsumption') entry.memoryConsumption = value;
+    else return;
+    this.members.set(memberId, entry);
+  }
+
+  forget(memberId: string): void {
+    this.members.delete(memberId);
+  }
+
+  /** load/threshold + memory/threshold over the figures known; undefined without any. */
+  score(memberId: string, thresholds: Thresholds): number | undefined {
+    const entry = this.members.get(memberId);
+    if (!entry) return undefined;
+    const parts: number[] = [];
+    if (entry.loadAverage !== undefined) parts.push(entry.loadAverage / thresholds.loadAverage);
+    if (entry.memoryConsumption !== undefined) parts.push(entry.memoryConsumption / thresholds.memoryConsumption);
+    return parts.length === 0 ? undefined : parts.reduce((a, b) => a + b, 0);
+  }
+}
 
 /**
  * Which member goes on a scale down: the lowest load score (its latest

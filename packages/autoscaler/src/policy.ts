@@ -1,4 +1,4 @@
-import type { ClusterConfig } from '@faultline/core';
+import { type ClusterConfig, DEFAULTS } from '@faultline/core';
 
 /** The thresholds of a deployment policy, in the units of the CEP's summaries. */
 export interface Thresholds {
@@ -11,8 +11,9 @@ export interface Thresholds {
 }
 
 /**
- * One cluster's deployment policy (DESIGN.md "Autoscaler"): what the
- * autoscaler keeps running. Built from `clusters[]` of the YAML config.
+ * One cluster's deployment policy (README "Autoscaler", "Deployment
+ * policies"): what the autoscaler keeps running. Built from `clusters[]` of
+ * the YAML config.
  */
 export interface ClusterPolicy {
   id: string;
@@ -24,7 +25,7 @@ export interface ClusterPolicy {
   partitions: readonly { id: string; networkPartitionId: string }[];
   thresholds: Thresholds;
   /** Latency of the demo workload's requests (local driver). */
-  workloadLatencyMs: number | undefined;
+  workloadLatencyMs: number;
   /**
    * The cluster is no longer in the configuration but the registry still has
    * members of it: min = max = 0, so every one of them is terminated.
@@ -59,8 +60,9 @@ export function retiredPolicy(
     min: 0,
     max: 0,
     partitions: [partition],
-    thresholds: { requestsInFlight: 80, memoryConsumption: 80, loadAverage: 80 },
-    workloadLatencyMs: undefined,
+    thresholds: { ...DEFAULTS.thresholds },
+    // Never used: a retired cluster spawns nothing.
+    workloadLatencyMs: DEFAULTS.workloadLatencyMs,
     retired: true,
   };
 }

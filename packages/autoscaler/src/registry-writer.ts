@@ -4,11 +4,6 @@ import type { MemberRecord } from './member.js';
 import type { Registry } from './registry.js';
 import { SerialQueue } from './serial-queue.js';
 
-export interface RegistryWriterCounters {
-  registryWrites: number;
-  registryErrors: number;
-}
-
 /**
  * Writes to the registry in the order the decisions were taken, one at a
  * time (two writes of one member can never overtake each other), without
@@ -26,12 +21,17 @@ export class RegistryWriter {
   /** memberId → a newest record whose write failed. */
   private readonly failed = new Map<string, MemberRecord>();
   private failedEpoch: number | undefined;
+  private readonly counted = { writes: 0, errors: 0 };
 
   constructor(
     private readonly registry: Registry,
     private readonly log: Logger,
-    private readonly counters: RegistryWriterCounters,
   ) {}
+
+  /** Writes that succeeded, and writes that failed (each logged). */
+  get counts(): { writes: number; errors: number } {
+    return { ...this.counted };
+  }
 
   /** Members whose newest row is not in the registry yet. */
   get backlog(): number {
@@ -48,9 +48,12 @@ export class RegistryWriter {
     void this.queue.run(async () => {
       try {
         await this.registry.recordAction(record);
-        this.counters.registryWrites += 1;
+        this.counted.writes += 1;
       } catch (error) {
-        this.failure('action', error, { actionType: record.action, memberId: record.memberId });
+        this.failure('action', 'autoscaler.registry_action_write_failed', error, {
+          actionType: record.action,
+          memberId: record.memberId,
+        });
       }
     });
   }
@@ -59,11 +62,11 @@ export class RegistryWriter {
     void this.queue.run(async () => {
       try {
         await this.registry.saveEpoch(epoch);
-        this.counters.registryWrites += 1;
+        this.counted.writes += 1;
         if (this.failedEpoch !== undefined && this.failedEpoch <= epoch) this.failedEpoch = undefined;
       } catch (error) {
         this.failedEpoch = Math.max(this.failedEpoch ?? epoch, epoch);
-        this.failure('epoch', error, { epoch });
+        this.failure('epoch', 'autoscaler.registry_epoch_write_failed', error, { epoch });
       }
     });
   }
@@ -88,17 +91,20 @@ export class RegistryWriter {
     if (this.newest.get(record.memberId) !== record) return;
     try {
       await this.registry.saveMember(record);
-      this.counters.registryWrites += 1;
+      this.counted.writes += 1;
       if (this.newest.get(record.memberId) === record) this.newest.delete(record.memberId);
     } catch (error) {
       if (this.newest.get(record.memberId) === record) this.failed.set(record.memberId, record);
-      this.failure('member', error, { memberId: record.memberId, state: record.state });
+      this.failure('member', 'autoscaler.registry_member_write_failed', error, {
+        memberId: record.memberId,
+        state: record.state,
+      });
     }
   }
 
-  private failure(what: string, error: unknown, fields: Record<string, unknown>): void {
-    this.counters.registryErrors += 1;
+  private failure(what: string, event: string, error: unknown, fields: Record<string, unknown>): void {
+    this.counted.errors += 1;
     const code = (error as { code?: unknown }).code;
-    this.log.warn(`registry ${what} write failed`, { ...fields, code, error });
+    this.log.warn(`registry ${what} write failed`, { event, ...fields, code, error });
   }
 }

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { clusterConfig, events, flush, harness, T0, useFakeTime } from './test-harness.js';
+import { clusterConfig, events, flush, harness, T0, useFakeTime } from './testing/index.js';
 
 describe('pending timeout and backoff', () => {
   beforeEach(useFakeTime);
@@ -194,6 +194,7 @@ describe('scaling rule', () => {
     await flush();
     expect(h.actions().at(-1)).toBe('ScaleUpAction php-4');
     expect(h.decisions().at(-1)?.fields).toEqual({
+      event: 'autoscaler.action',
       action: 'ScaleUpAction',
       memberId: 'php-4',
       clusterId: 'php',

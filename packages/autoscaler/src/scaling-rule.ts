@@ -2,7 +2,7 @@ import { METRICS, type Metric, type StatKind } from '@faultline/protocol';
 import type { Thresholds } from './policy.js';
 
 /**
- * The Stratos scaling rule (DESIGN.md "Autoscaler"), on the latest cluster
+ * The Stratos scaling rule (README "Autoscaler", rule 5), on the latest cluster
  * summaries of the CEP monitor. Rates from the CEP are per second (gradient)
  * and per second² (second derivative), so the horizon t = 1 min is 60 s:
  *

@@ -1,8 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createLocalIaas, type LocalIaas, type MemberInstance } from '@faultline/cloud-controller';
-import { createMemoryLogger, createPgPool, type LogRecord, migrate } from '@faultline/core';
+import { agentSettingsFrom, createLocalIaas, type LocalIaas, type MemberInstance } from '@faultline/cloud-controller';
+import { createPgPool, migrate } from '@faultline/core';
+import { createMemoryLogger, type LogRecord } from '@faultline/core/testing';
 import type { Publisher, Subscriber } from '@faultline/messaging';
 import { createEnvelope, type Envelope } from '@faultline/protocol';
 import { startBrokerPair, startPostgres, type TestBroker, type TestPostgres } from '@faultline/test-support';
@@ -42,7 +43,7 @@ describe('autoscaler with real members, brokers and PostgreSQL', () => {
   const pgids = new Set<number>();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-autoscaler-it-'));
 
-  const decisions = (): LogRecord[] => logger.records.filter((r) => r.message === r.fields.action);
+  const decisions = (): LogRecord[] => logger.records.filter((r) => r.event === 'autoscaler.action');
   const decisionsOf = (memberId: string) =>
     decisions()
       .filter((r) => r.fields.memberId === memberId)
@@ -60,7 +61,12 @@ describe('autoscaler with real members, brokers and PostgreSQL', () => {
     pool = createPgPool({ connectionString: postgres.connectionString });
     await migrate(pool);
     const config = await testConfig({ dir, databaseUrl: postgres.connectionString, brokers, cluster: {} });
-    iaas = createLocalIaas({ runDir: path.join(dir, 'run'), logsDir: config.logging.dir, spawnTimeoutMs: 20_000 });
+    iaas = createLocalIaas({
+      runDir: path.join(dir, 'run'),
+      logsDir: config.logging.dir,
+      spawnTimeoutMs: 20_000,
+      agent: agentSettingsFrom(config),
+    });
     autoscaler = createAutoscaler(autoscalerOptionsFrom(config, { iaas, registry: new PgRegistry(pool), logger }));
     observer = startObserver(brokers, observed);
     observer.start();
@@ -128,6 +134,7 @@ describe('autoscaler with real members, brokers and PostgreSQL', () => {
       'MemberSpawnAction',
     ]);
     expect(terminate?.fields).toEqual({
+      event: 'autoscaler.action',
       action: 'MemberTerminateAction',
       memberId: victim.memberId,
       clusterId: 'php',

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { createLocalIaas, linuxProcessTable, localHandle, type MemberInstance } from '@faultline/cloud-controller';
 import { type FaultlineConfig, REPO_ROOT, resolveConfig } from '@faultline/core';
 import { createPublisher, createSubscriber, type Publisher, type Subscriber } from '@faultline/messaging';
-import { createEnvelope, type Envelope } from '@faultline/protocol';
+import { createEnvelope, type Envelope, memberIdentityOf } from '@faultline/protocol';
 import { brokerEndpoints, freePort, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
 import type pg from 'pg';
 import { expect } from 'vitest';
@@ -116,11 +116,7 @@ export function memberFault(instance: MemberInstance, epoch: number, id?: string
   return createEnvelope(
     'MemberFaultEvent',
     {
-      clusterId: instance.clusterId,
-      clusterInstanceId: instance.clusterInstanceId,
-      networkPartitionId: instance.networkPartitionId,
-      partitionId: instance.partitionId,
-      memberId: instance.memberId,
+      ...memberIdentityOf(instance),
       reason: 'timeout',
       lastStatAt: Date.now() - 6_000,
       silentForMs: 6_000,

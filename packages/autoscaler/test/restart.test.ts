@@ -56,7 +56,7 @@ describe('autoscaler process: kill -9 and restart', () => {
         resolve({ code: child.exitCode, signal: child.signalCode });
       else child.once('exit', (code, signal) => resolve({ code, signal }));
     });
-  const started = () => logRecords(logFile).filter((r) => r.message === 'autoscaler started');
+  const started = () => logRecords(logFile).filter((r) => r.event === 'autoscaler.started');
   const activeRows = async () => (await registryRows(pool)).filter((r) => r.state === 'Active');
   const output = () => {
     try {
@@ -112,7 +112,7 @@ describe('autoscaler process: kill -9 and restart', () => {
     await waitFor(() => started().length === 2, `the second life started (output: ${output()})`);
     expect(started()[1]).toMatchObject({ adopted: 3, clusters: ['web'] });
     const adopted = logRecords(logFile)
-      .filter((r) => r.message === 'member resumed')
+      .filter((r) => r.event === 'autoscaler.member_resumed')
       .map((r) => r.memberId)
       .sort();
     expect(adopted).toEqual(ids);
@@ -137,7 +137,7 @@ describe('autoscaler process: kill -9 and restart', () => {
     await waitFor(async () => (await activeRows()).length === 3, 'a replacement active');
     for (const row of await activeRows()) if (row.instance) pgids.add(pgidOf(row.instance));
     const decided = logRecords(logFile)
-      .filter((r) => r.action !== undefined && r.message === r.action)
+      .filter((r) => r.event === 'autoscaler.action')
       .map((r) => `${r.action}${r.memberId === victim.memberId ? ' victim' : ''}`);
     expect(decided.slice(-3)).toEqual(['MemberTerminateAction victim', 'MemberRemoved victim', 'MemberSpawnAction']);
 

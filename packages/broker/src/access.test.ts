@@ -1,4 +1,4 @@
-import { createMemoryLogger } from '@faultline/core';
+import { createMemoryLogger, type LogRecord } from '@faultline/core/testing';
 import type { Client, PublishPacket, Subscription } from 'aedes';
 import { describe, expect, it } from 'vitest';
 import { createAccessControl, emptyCounters } from './access.js';
@@ -9,6 +9,8 @@ const fakeClient = (id: string) => ({ id }) as unknown as Client;
 const publish = (topic: string) =>
   ({ cmd: 'publish', topic, payload: '', qos: 1, retain: false, dup: false }) as PublishPacket;
 const subscription = (topic: string) => ({ topic, qos: 1 }) as Subscription;
+/** A log record by what it means (level, event key, fields), not by its wording. */
+const meaning = ({ level, event, fields: { event: _, ...fields } }: LogRecord) => ({ level, event, fields });
 
 function setup() {
   const log = createMemoryLogger();
@@ -60,25 +62,26 @@ describe('authenticate', () => {
     const anonymous = login(fakeClient('anon'), undefined, undefined);
     expect(anonymous.ok).toBe(false);
     expect(anonymous.error?.returnCode).toBe(5);
+    expect(anonymous.error).toMatchObject({ code: 'FL_ERR_ACCESS_REFUSED' });
     expect(login(fakeClient('w'), 'sp', 'nope').error?.returnCode).toBe(4);
     const unknown = fakeClient('u');
     expect(login(unknown, 'ghost', 'sp-secret').error?.returnCode).toBe(4);
     expect(access.roleOf(unknown)).toBeUndefined();
     expect(counters.authFailures).toBe(3);
-    expect(log.records).toEqual([
+    expect(log.records.map(meaning)).toEqual([
       {
         level: 'warn',
-        message: 'connect refused',
+        event: 'broker.connect_refused',
         fields: { clientId: 'anon', username: undefined, reason: 'anonymous' },
       },
       {
         level: 'warn',
-        message: 'connect refused',
+        event: 'broker.connect_refused',
         fields: { clientId: 'w', username: 'sp', reason: 'wrong password' },
       },
       {
         level: 'warn',
-        message: 'connect refused',
+        event: 'broker.connect_refused',
         fields: { clientId: 'u', username: 'ghost', reason: 'unknown user' },
       },
     ]);
@@ -99,9 +102,9 @@ describe('authorizePublish', () => {
     expect(mayPublish(agent, 'summarized-health-stats/MemberFaultEvent')).toBe(false);
     expect(mayPublish(sp, 'topology/MemberTerminatedEvent')).toBe(false);
     expect(counters.publishRefused).toBe(2);
-    expect(log.records.at(-1)).toEqual({
+    expect(log.records.map(meaning).at(-1)).toEqual({
       level: 'warn',
-      message: 'publish refused',
+      event: 'broker.publish_refused',
       fields: { clientId: 'sp-1', role: 'sp', topic: 'topology/MemberTerminatedEvent' },
     });
   });
@@ -134,9 +137,9 @@ describe('authorizeSubscribe', () => {
     expect(subscribe(agent, '#')).toBeNull();
     expect(subscribe(fakeClient('stranger'), 'ping')).toBeNull();
     expect(counters.subscribeRefused).toBe(3);
-    expect(log.records.at(-3)).toEqual({
+    expect(log.records.map(meaning).at(-3)).toEqual({
       level: 'warn',
-      message: 'subscribe refused',
+      event: 'broker.subscribe_refused',
       fields: { clientId: 'agent-1', role: 'agent', filter: 'summarized-health-stats/#' },
     });
   });

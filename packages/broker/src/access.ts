@@ -1,4 +1,4 @@
-import type { Logger } from '@faultline/core';
+import { FaultlineError, type Logger } from '@faultline/core';
 import { mayPublish, maySubscribe, type ServiceRole } from '@faultline/protocol';
 import type { AedesOptions, AuthErrorCode, AuthenticateError, Client } from 'aedes';
 import type { UserTable } from './users.js';
@@ -30,16 +30,27 @@ const SYS_PREFIX = '$SYS/';
 
 type AccessHooks = Required<Pick<AedesOptions, 'authenticate' | 'authorizePublish' | 'authorizeSubscribe'>>;
 
+/**
+ * What the hooks hand aedes for a refused CONNECT or PUBLISH; aedes answers
+ * the client (or closes its connection) and emits it as a `clientError`.
+ */
+export class AccessRefusedError extends FaultlineError {
+  constructor(message: string, context: Record<string, unknown>) {
+    super('FL_ERR_ACCESS_REFUSED', message, { context });
+  }
+}
+
 export interface AccessControl extends AccessHooks {
   /** The role a connected client authenticated as; undefined before CONNACK. */
   roleOf(client: Client): ServiceRole | undefined;
 }
 
 /**
- * The aedes hooks that enforce DESIGN.md's broker rules: every client
- * authenticates as one service role, and publishes and subscribes only where
- * `mayPublish`/`maySubscribe` (the same table as the Mosquitto acl_file) allow.
- * Every refusal is one warn line and one counter, never a thrown error.
+ * The aedes hooks that enforce the broker rules (README, "Message broker pair
+ * and resilient clients"): every client authenticates as one service role, and
+ * publishes and subscribes only where `mayPublish`/`maySubscribe` (the same
+ * table as the Mosquitto acl_file) allow. Every refusal is one warn line and
+ * one counter, never a thrown error.
  */
 export function createAccessControl(users: UserTable, log: Logger, counters: BrokerCounters): AccessControl {
   // Keyed by the aedes Client object, so the role dies with the connection and
@@ -54,12 +65,14 @@ export function createAccessControl(users: UserTable, log: Logger, counters: Bro
       return;
     }
     counters.authFailures += 1;
-    log.warn('connect refused', { clientId: client.id, username, reason: result.reason });
+    const refusal = { clientId: client.id, username, reason: result.reason };
+    log.warn('connect refused', { event: 'broker.connect_refused', ...refusal });
     // Anonymous clients are refused outright (5); a failed login says 4, as
     // MQTT 3.1.1 §3.2.2.3 defines. aedes sends the CONNACK and then closes the
     // connection [MQTT-3.2.2-5].
     const returnCode = result.reason === 'anonymous' ? NOT_AUTHORIZED : BAD_USERNAME_OR_PASSWORD;
-    const error: AuthenticateError = Object.assign(new Error(`connect refused: ${result.reason}`), { returnCode });
+    const refused = new AccessRefusedError(`connect refused: ${result.reason}`, refusal);
+    const error: AuthenticateError = Object.assign(refused, { returnCode });
     done(error, false);
   };
 
@@ -69,25 +82,32 @@ export function createAccessControl(users: UserTable, log: Logger, counters: Bro
       // that has gone. Nobody can vouch for those, so only $SYS traffic passes.
       if (packet.topic.startsWith(SYS_PREFIX)) return done(null);
       counters.publishRefused += 1;
-      log.warn('publish refused', { clientId: null, topic: packet.topic, reason: 'no client' });
-      return done(new Error(`publish to ${packet.topic} refused: no client`));
+      const refusal = { clientId: null, topic: packet.topic, reason: 'no client' };
+      log.warn('publish refused', { event: 'broker.publish_refused', ...refusal });
+      return done(new AccessRefusedError(`publish to ${packet.topic} refused: no client`, refusal));
     }
     const role = roles.get(client);
     if (role !== undefined && mayPublish(role, packet.topic)) return done(null);
     counters.publishRefused += 1;
-    log.warn('publish refused', { clientId: client.id, role, topic: packet.topic });
+    const refusal = { clientId: client.id, role, topic: packet.topic };
+    log.warn('publish refused', { event: 'broker.publish_refused', ...refusal });
     // [MQTT-3.3.5-2] MQTT 3.1.1 cannot tell a client its PUBLISH was refused:
     // the server either acknowledges it as usual or closes the connection.
     // aedes closes it when this callback gets an error; Mosquitto acknowledges
     // and drops. Either way no subscriber receives the message.
-    done(new Error(`publish to ${packet.topic} refused for role ${role ?? 'none'}`));
+    done(new AccessRefusedError(`publish to ${packet.topic} refused for role ${role ?? 'none'}`, refusal));
   };
 
   const authorizeSubscribe: AccessHooks['authorizeSubscribe'] = (client, subscription, done) => {
     const role = roles.get(client);
     if (role !== undefined && maySubscribe(role, subscription.topic)) return done(null, subscription);
     counters.subscribeRefused += 1;
-    log.warn('subscribe refused', { clientId: client.id, role, filter: subscription.topic });
+    log.warn('subscribe refused', {
+      event: 'broker.subscribe_refused',
+      clientId: client.id,
+      role,
+      filter: subscription.topic,
+    });
     // A null subscription makes aedes answer 0x80 (Failure, MQTT 3.1.1 §3.9.3)
     // for this filter only [MQTT-3.8.4-5]; the others and the connection stay.
     done(null, null);

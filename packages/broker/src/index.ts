@@ -1,12 +1,14 @@
-export type { BrokerCounters } from './access.js';
-export { type BrokerNode, type BrokerNodeOptions, createBrokerNode } from './broker.js';
+export { AccessRefusedError, type BrokerCounters } from './access.js';
+export { type BrokerNode, createBrokerNode } from './broker-node.js';
+export type { BrokerNodeOptions } from './broker-node-options.js';
 export {
   type MosquittoConfigFiles,
-  type MosquittoConfigOptions,
+  MosquittoPasswdError,
   renderAcl,
   renderMosquittoConf,
   writeMosquittoConfig,
-} from './mosquitto.js';
+} from './mosquitto-config.js';
+export type { MosquittoConfigOptions } from './mosquitto-config-options.js';
 export {
   BROKER_NAME_ENV,
   type BrokerServiceConfig,

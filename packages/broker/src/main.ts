@@ -4,10 +4,10 @@
  * The node's host and port come from `brokers.nodes`, its users from
  * `brokers.credentials` (FAULTLINE_CONFIG, else infra/config/faultline.yaml).
  */
-import { createLogger, loadConfig, runMain } from '@faultline/core';
+import { ConfigError, createLogger, loadConfig, runMain } from '@faultline/core';
 import { type BrokerServiceConfig, brokerNameFrom, brokerServiceConfig, startBrokerService } from './service.js';
 
-let service: BrokerServiceConfig | undefined;
+let serviceConfig: BrokerServiceConfig | undefined;
 
 await runMain(
   // Config is read here, before the logger exists, because the logger's
@@ -15,16 +15,17 @@ await runMain(
   // thrown here into exit 2 with the message on stderr.
   () => {
     const config = loadConfig();
-    service = brokerServiceConfig(config, brokerNameFrom(process.argv.slice(2), process.env));
+    serviceConfig = brokerServiceConfig(config, brokerNameFrom(process.argv.slice(2), process.env));
     return createLogger({
-      service: `broker-${service.node.name}`,
+      service: `broker-${serviceConfig.node.name}`,
       level: config.logging.level,
       dir: config.logging.dir,
       console: 'pretty',
     });
   },
   async ({ logger }) => {
-    if (!service) throw new Error('broker configuration was not loaded');
-    return startBrokerService(service, logger);
+    // runMain builds the logger (and so loads the configuration) first; this is never reached.
+    if (!serviceConfig) throw new ConfigError('FL_ERR_CONFIG_INVALID', 'broker configuration was not loaded');
+    return startBrokerService(serviceConfig, logger);
   },
 );

@@ -1,4 +1,5 @@
-import { ConfigError, createMemoryLogger, resolveConfig } from '@faultline/core';
+import { ConfigError, resolveConfig } from '@faultline/core';
+import { createMemoryLogger } from '@faultline/core/testing';
 import { describe, expect, it } from 'vitest';
 import { brokerNameFrom, brokerServiceConfig, startBrokerService, usersFromCredentials } from './service.js';
 
@@ -78,11 +79,13 @@ describe('startBrokerService', () => {
     );
     try {
       expect(broker.port).toBeGreaterThan(0);
-      expect(log.records).toContainEqual({
-        level: 'info',
-        message: 'broker listening',
-        fields: { name: 'a', host: '127.0.0.1', port: broker.port, roles: [] },
-      });
+      expect(log.records).toContainEqual(
+        expect.objectContaining({
+          level: 'info',
+          event: 'broker.listening',
+          fields: { event: 'broker.listening', name: 'a', host: '127.0.0.1', port: broker.port, roles: [] },
+        }),
+      );
     } finally {
       await broker.close();
     }

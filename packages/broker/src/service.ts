@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { type BrokerNodeConfig, ConfigError, type FaultlineConfig, type Logger } from '@faultline/core';
 import { SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
-import { type BrokerNode, createBrokerNode } from './broker.js';
+import { type BrokerNode, createBrokerNode } from './broker-node.js';
 import type { BrokerUser } from './users.js';
 
 /** The environment variable naming the node when `--name` is not given. */
@@ -54,10 +54,11 @@ export function brokerServiceConfig(config: FaultlineConfig, name: string | unde
 }
 
 /** Starts the configured node and logs `broker listening` once it accepts connections. */
-export async function startBrokerService(service: BrokerServiceConfig, logger: Logger): Promise<BrokerNode> {
-  const { node, users } = service;
+export async function startBrokerService(serviceConfig: BrokerServiceConfig, logger: Logger): Promise<BrokerNode> {
+  const { node, users } = serviceConfig;
   const broker = await createBrokerNode({ name: node.name, host: node.host, port: node.port, users, logger });
   logger.info('broker listening', {
+    event: 'broker.listening',
     name: broker.name,
     host: broker.host,
     port: broker.port,

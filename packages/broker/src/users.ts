@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { ConfigError, type ConfigIssue } from '@faultline/core';
 import { SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
+import { z } from 'zod';
 
 /** One account a broker accepts: a service's credentials and the role its ACL follows. */
 export interface BrokerUser {
@@ -14,31 +15,57 @@ export interface BrokerUser {
 // space, a colon or a line break in a name would split or forge an entry.
 const USERNAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
+const brokerUserSchema = z.object({
+  username: z.string().regex(USERNAME, { error: 'letters, digits, ".", "_" and "-" only' }),
+  password: z.string().refine((password) => password.length > 0 && !/[\r\n]/.test(password), {
+    error: 'must be non-empty and on one line',
+  }),
+  role: z.enum(SERVICE_ROLES, { error: `must be one of ${SERVICE_ROLES.join(', ')}` }),
+});
+
+const brokerUsersSchema = z.array(brokerUserSchema).superRefine(
+  (users, ctx) => {
+    const seen = new Set<string>();
+    users.forEach((user: { username?: unknown } | null, index) => {
+      const username = user?.username;
+      if (typeof username !== 'string') return;
+      if (seen.has(username)) {
+        ctx.addIssue({ code: 'custom', path: [index, 'username'], message: `duplicate username ${username}` });
+      }
+      seen.add(username);
+    });
+  },
+  // Also when a user already failed a check above: every issue is reported at once.
+  { when: (payload) => Array.isArray(payload.value) },
+);
+
+/** Issues are listed by user, then by field in this order; a duplicate username comes after that name's own issue. */
+const FIELD_ORDER: readonly PropertyKey[] = ['username', 'password', 'role'];
+
+function issueOrder(a: readonly PropertyKey[], b: readonly PropertyKey[]): number {
+  return Number(a[0] ?? -1) - Number(b[0] ?? -1) || FIELD_ORDER.indexOf(a[1] ?? '') - FIELD_ORDER.indexOf(b[1] ?? '');
+}
+
+/** `users`, [2, 'role'] → `users[2].role`. */
+function keyAt(key: string, path: readonly PropertyKey[]): string {
+  return path.reduce<string>(
+    (at, part) => (typeof part === 'number' ? `${at}[${part}]` : `${at}.${String(part)}`),
+    key,
+  );
+}
+
 /**
- * Validates a user table up front (STYLE.md: fail fast with a typed error, name
+ * Validates a user table up front (fail fast with a typed error that names
  * the key). Throws ConfigError `FL_ERR_CONFIG_INVALID` listing every issue.
  */
 export function validateUsers(users: readonly BrokerUser[], key = 'users'): void {
-  const issues: ConfigIssue[] = [];
-  const seen = new Set<string>();
-  users.forEach((user, index) => {
-    const at = `${key}[${index}]`;
-    if (!USERNAME.test(user.username)) {
-      issues.push({ key: `${at}.username`, reason: 'letters, digits, ".", "_" and "-" only' });
-    }
-    if (seen.has(user.username)) issues.push({ key: `${at}.username`, reason: `duplicate username ${user.username}` });
-    seen.add(user.username);
-    if (user.password.length === 0 || /[\r\n]/.test(user.password)) {
-      issues.push({ key: `${at}.password`, reason: 'must be non-empty and on one line' });
-    }
-    if (!(SERVICE_ROLES as readonly string[]).includes(user.role)) {
-      issues.push({ key: `${at}.role`, reason: `must be one of ${SERVICE_ROLES.join(', ')}` });
-    }
-  });
-  if (issues.length > 0) {
-    const lines = issues.map((issue) => `  - ${issue.key}: ${issue.reason}`);
-    throw new ConfigError('FL_ERR_CONFIG_INVALID', ['invalid broker users:', ...lines].join('\n'), { issues });
-  }
+  const result = brokerUsersSchema.safeParse(users);
+  if (result.success) return;
+  const issues: ConfigIssue[] = [...result.error.issues]
+    .sort((a, b) => issueOrder(a.path, b.path))
+    .map((issue) => ({ key: keyAt(key, issue.path), reason: issue.message }));
+  const lines = issues.map((issue) => `  - ${issue.key}: ${issue.reason}`);
+  throw new ConfigError('FL_ERR_CONFIG_INVALID', ['invalid broker users:', ...lines].join('\n'), { issues });
 }
 
 /** Why a CONNECT was refused; the value of the `reason` log field. */

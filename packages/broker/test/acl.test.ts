@@ -1,4 +1,4 @@
-import { createMemoryLogger, type LogRecord } from '@faultline/core';
+import { createMemoryLogger, type LogRecord } from '@faultline/core/testing';
 import { SERVICE_ROLES, type ServiceRole, topicFor } from '@faultline/protocol';
 import { type BrokerKind, mosquittoAvailable, startBroker, TEST_CREDENTIALS } from '@faultline/test-support';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -93,7 +93,7 @@ describe.each(targets)('$kind broker: authentication and ACL', (target) => {
     await expectDelta(before, { authFailures: 1, connections: 0 });
     if (broker.logs) {
       expect(broker.logs.filter((r) => r.level === 'warn').at(-1)).toMatchObject({
-        message: 'connect refused',
+        event: 'broker.connect_refused',
         fields: { reason: 'anonymous' },
       });
     }

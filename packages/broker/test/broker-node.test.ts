@@ -1,5 +1,6 @@
 import net from 'node:net';
-import { ConfigError, createMemoryLogger } from '@faultline/core';
+import { ConfigError } from '@faultline/core';
+import { createMemoryLogger } from '@faultline/core/testing';
 import { TEST_CREDENTIALS } from '@faultline/test-support';
 import { describe, expect, it } from 'vitest';
 import { createBrokerNode } from '../src/index.js';
@@ -69,11 +70,13 @@ describe('createBrokerNode lifecycle', () => {
     try {
       await expect(connect(`mqtt://127.0.0.1:${node.port}`, TEST_CREDENTIALS.sp)).rejects.toMatchObject({ code: 4 });
       expect(node.counters).toMatchObject({ connections: 0, authFailures: 1 });
-      expect(logger.records).toContainEqual({
-        level: 'warn',
-        message: 'connect refused',
-        fields: expect.objectContaining({ broker: 'broker', username: 'sp', reason: 'unknown user' }),
-      });
+      expect(logger.records).toContainEqual(
+        expect.objectContaining({
+          level: 'warn',
+          event: 'broker.connect_refused',
+          fields: expect.objectContaining({ broker: 'broker', username: 'sp', reason: 'unknown user' }),
+        }),
+      );
     } finally {
       await node.close();
     }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
@@ -40,80 +40,108 @@ function writeConfig(): { file: string; logDir: string } {
   return { file, logDir };
 }
 
+/** The records of a service's JSON-lines log so far; a line still being written is left out. */
+function readRecords(file: string): Record<string, unknown>[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .flatMap((line) => {
+      try {
+        return [JSON.parse(line) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+}
+
 interface Run {
   result: Promise<{ code: number | null; stdout: string; stderr: string }>;
-  /** Resolves with the port once the node logs `broker listening`. */
+  /** Resolves with the port once the node logs `broker.listening` to `logFile`. */
   listening: Promise<number>;
   kill(signal: NodeJS.Signals): void;
 }
 
-function runMain(args: string[], env: NodeJS.ProcessEnv): Run {
+function runMain(args: string[], env: NodeJS.ProcessEnv, logFile: string): Run {
   const child = spawn(process.execPath, [MAIN, ...args], {
     env: { ...process.env, FAULTLINE_BROKER_NAME: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
-  let onPort: (port: number) => void = () => {};
-  const listening = new Promise<number>((resolve) => {
-    onPort = resolve;
-  });
+  let exited = false;
   child.stdout.on('data', (chunk) => {
     stdout += stripVTControlCharacters(String(chunk));
-    const match = /broker listening .*port=(\d+)/.exec(stdout);
-    if (match?.[1]) onPort(Number(match[1]));
   });
   child.stderr.on('data', (chunk) => {
     stderr += chunk;
   });
   const result = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    child.on('exit', (code) => {
+      exited = true;
+      resolve({ code, stdout, stderr });
+    });
   });
+  const listening = (async () => {
+    for (;;) {
+      const gone = exited;
+      const record = readRecords(logFile).find((r) => r.event === 'broker.listening');
+      if (record) return Number(record.port);
+      if (gone) throw new Error(`the broker exited before logging broker.listening: ${stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  listening.catch(() => {}); // a test that does not wait for it must not see an unhandled rejection
   return { result, listening, kill: (signal) => child.kill(signal) };
 }
 
 describe('broker main.ts as a process', () => {
   it('serves the named node with the configured credentials and stops on SIGTERM', async () => {
     const { file, logDir } = writeConfig();
-    const run = runMain(['--name', 'b'], { FAULTLINE_CONFIG: file });
-    const port = await Promise.race([run.listening, run.result.then((r) => Promise.reject(new Error(r.stderr)))]);
+    const logFile = path.join(logDir, 'broker-b.jsonl');
+    const run = runMain(['--name', 'b'], { FAULTLINE_CONFIG: file }, logFile);
+    const port = await run.listening;
     const client = await connect(`mqtt://127.0.0.1:${port}`, { username: 'sp-main', password: 'sp-main-secret' });
     await client.end();
     run.kill('SIGTERM');
     const { code, stdout } = await run.result;
     expect(code).toBe(0);
     expect(stdout).toContain('broker-b');
-    expect(stdout).toContain('stopped');
     // The JSON-lines file of the service, under logging.dir.
-    const records = readFileSync(path.join(logDir, 'broker-b.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const records = readRecords(logFile);
+    expect(records).toContainEqual(expect.objectContaining({ event: 'main.stopped', service: 'broker-b' }));
     expect(records).toContainEqual(
-      expect.objectContaining({ message: 'broker listening', name: 'b', port, service: 'broker-b' }),
+      expect.objectContaining({ event: 'broker.listening', name: 'b', port, service: 'broker-b' }),
     );
-    expect(records).toContainEqual(expect.objectContaining({ message: 'client connected', role: 'sp' }));
+    expect(records).toContainEqual(expect.objectContaining({ event: 'broker.client_connected', role: 'sp' }));
   });
 
   it('takes the name from FAULTLINE_BROKER_NAME', async () => {
-    const { file } = writeConfig();
-    const run = runMain([], { FAULTLINE_CONFIG: file, FAULTLINE_BROKER_NAME: 'a' });
+    const { file, logDir } = writeConfig();
+    const run = runMain(
+      [],
+      { FAULTLINE_CONFIG: file, FAULTLINE_BROKER_NAME: 'a' },
+      path.join(logDir, 'broker-a.jsonl'),
+    );
     await run.listening;
     run.kill('SIGTERM');
     expect((await run.result).stdout).toContain('broker-a');
   });
 
   it('exits 2 naming brokers.nodes for an unknown node', async () => {
-    const { file } = writeConfig();
-    const { code, stderr } = await runMain(['--name', 'c'], { FAULTLINE_CONFIG: file }).result;
+    const { file, logDir } = writeConfig();
+    const { code, stderr } = await runMain(
+      ['--name', 'c'],
+      { FAULTLINE_CONFIG: file },
+      path.join(logDir, 'broker-c.jsonl'),
+    ).result;
     expect(code).toBe(2);
     expect(stderr).toContain('brokers.nodes');
     expect(stderr).toContain('"c"');
   });
 
   it('exits 2 when no name is given', async () => {
-    const { file } = writeConfig();
-    const { code, stderr } = await runMain([], { FAULTLINE_CONFIG: file }).result;
+    const { file, logDir } = writeConfig();
+    const { code, stderr } = await runMain([], { FAULTLINE_CONFIG: file }, path.join(logDir, 'broker.jsonl')).result;
     expect(code).toBe(2);
     expect(stderr).toContain('--name');
   });

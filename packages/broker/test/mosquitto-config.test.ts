@@ -65,13 +65,13 @@ describe.skipIf(!tools)('writeMosquittoConfig with the real Mosquitto', () => {
 
   it('reports a missing mosquitto_passwd clearly', async () => {
     const dir = await tempDir();
-    await expect(
-      writeMosquittoConfig({
-        dir,
-        port: 1883,
-        users: [{ username: 'sp', password: 'pw', role: 'sp' }],
-        mosquittoPasswdPath: path.join(dir, 'no-such-tool'),
-      }),
-    ).rejects.toThrow(/mosquitto_passwd failed .*ENOENT/);
+    const writing = writeMosquittoConfig({
+      dir,
+      port: 1883,
+      users: [{ username: 'sp', password: 'pw', role: 'sp' }],
+      mosquittoPasswdPath: path.join(dir, 'no-such-tool'),
+    });
+    await expect(writing).rejects.toThrow(/mosquitto_passwd failed .*ENOENT/);
+    await expect(writing).rejects.toMatchObject({ code: 'FL_ERR_TOOL_FAILED' });
   });
 });

@@ -1,13 +1,15 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createMemoryLogger, systemClock } from '@faultline/core';
-import { FakeBrokers } from '@faultline/messaging';
+import { systemClock } from '@faultline/core';
+import { createMemoryLogger } from '@faultline/core/testing';
+import { FakeBrokers } from '@faultline/messaging/testing';
 import { decodeEnvelope } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { type AgentOptions, createAgent } from './agent.js';
-import { FakeTransport } from './fake-transport.js';
+import { createAgent } from './agent.js';
+import type { AgentOptions } from './agent-options.js';
 import type { ProbeResult, SystemStats, WorkloadProbe } from './stats.js';
+import { FakeTransport } from './testing/index.js';
 
 const member = {
   clusterId: 'php',
@@ -143,9 +145,9 @@ describe('cartridge agent', () => {
     expect(transport.batches.get(2)?.stats.at(-1)?.value).toBe(1);
     expect(agent.counters.portsNotOpen).toBe(2);
     // One line when the port closes, one when it answers again: not one per interval.
-    expect(logger.records.filter((r) => r.message.startsWith('workload port')).map((r) => r.message)).toEqual([
-      'workload port does not answer, reporting ports_not_open',
-      'workload port answers again',
+    expect(logger.events().filter((event) => event.startsWith('agent.workload_port_'))).toEqual([
+      'agent.workload_port_closed',
+      'agent.workload_port_open',
     ]);
     await agent.close();
   });

@@ -1,79 +1,9 @@
-import {
-  type Clock,
-  closeAll,
-  DEFAULTS,
-  type Logger,
-  nullLogger,
-  once,
-  systemClock,
-  type TimerHandle,
-} from '@faultline/core';
-import {
-  type BrokerEndpoint,
-  type Connector,
-  type Credentials,
-  createPublisher,
-  mqttConnector,
-  type Publisher,
-} from '@faultline/messaging';
-import { createEnvelope, type InstanceStatus } from '@faultline/protocol';
-import { BatchSender, type BatchSenderCounters, type BatchTransport, type SpEndpoint } from './batch-sender.js';
-import {
-  osSystemStats,
-  StatCollector,
-  type StatCollectorCounters,
-  type SystemStats,
-  type WorkloadProbe,
-} from './stats.js';
-import { thriftTransport } from './thrift-transport.js';
-import { httpWorkloadProbe } from './workload-probe.js';
-
-export interface AgentOptions {
-  /** The member this agent reports for. */
-  member: InstanceStatus;
-  /** SP Thrift endpoints; only the active accepts. */
-  spEndpoints: readonly SpEndpoint[];
-  /** The broker pair for `instance/status/*`. */
-  brokers: readonly BrokerEndpoint[];
-  /** Broker account of role `agent`. */
-  credentials: Credentials;
-  /** Durable outbox of the status events. */
-  outboxFile: string;
-  /** Where the member's workload listens. */
-  workload: { host: string; port: number };
-  /** @default DEFAULTS.statIntervalMs (15 000, Stratos agent) */
-  statIntervalMs?: number;
-  /** @default 1_000 (config `agent.maxUnackedBatches`) */
-  maxUnackedBatches?: number;
-  /** Thrift publish deadline. @default 5_000 */
-  callTimeoutMs?: number;
-  /**
-   * Workload probe deadline. Generous on purpose: a slow answer taken for
-   * `ports_not_open` would make the SP fault a healthy member at once.
-   * @default 2_000
-   */
-  probeTimeoutMs?: number;
-  /** How often `/healthz` is tried until the member activates. @default 1_000 */
-  activationPollMs?: number;
-  /** @default DEFAULTS.republishIntervalMs */
-  republishIntervalMs?: number;
-  /** @default [] */
-  awaitSubscribers?: readonly string[];
-  /** @default `<memberId>:<start time, epoch ms>`: unique per agent life */
-  agentId?: string;
-  /** @default systemClock */
-  clock?: Clock;
-  /** @default nullLogger */
-  logger?: Logger;
-  /** @default Thrift over TCP */
-  transport?: BatchTransport;
-  /** @default HTTP on `workload` */
-  probe?: WorkloadProbe;
-  /** @default the OS figures */
-  system?: SystemStats;
-  /** @default mqttConnector */
-  connector?: Connector;
-}
+import { closeAll, once, type TimerHandle } from '@faultline/core';
+import { createPublisher, type Publisher } from '@faultline/messaging';
+import { createEnvelope } from '@faultline/protocol';
+import { type AgentOptions, resolveAgentOptions } from './agent-options.js';
+import { BatchSender, type BatchSenderCounters } from './batch-sender.js';
+import { StatCollector, type StatCollectorCounters } from './stats.js';
 
 export type AgentState = 'idle' | 'starting' | 'running' | 'closed';
 
@@ -103,37 +33,30 @@ export interface Agent {
  * publisher. Every timer runs on the injected Clock.
  */
 export function createAgent(input: AgentOptions): Agent {
-  const clock = input.clock ?? systemClock;
-  const statIntervalMs = input.statIntervalMs ?? DEFAULTS.statIntervalMs;
-  const activationPollMs = input.activationPollMs ?? 1_000;
-  const { member } = input;
-  const agentId = input.agentId ?? `${member.memberId}:${clock.now()}`;
-  const log = (input.logger ?? nullLogger).child({ memberId: member.memberId });
+  const options = resolveAgentOptions(input);
+  const { member, agentId, clock, transport, probe, statIntervalMs, activationPollMs } = options;
+  const log = options.logger.child({ memberId: member.memberId });
   const source = `agent-${member.memberId}`;
-  const transport = input.transport ?? thriftTransport({ logger: log });
-  const probe =
-    input.probe ?? httpWorkloadProbe({ ...input.workload, timeoutMs: input.probeTimeoutMs ?? 2_000, clock });
   const sender = new BatchSender({
     agentId,
-    endpoints: input.spEndpoints,
+    endpoints: options.spEndpoints,
     transport,
-    maxUnackedBatches: input.maxUnackedBatches,
-    callTimeoutMs: input.callTimeoutMs,
+    maxUnackedBatches: options.maxUnackedBatches,
+    callTimeoutMs: options.callTimeoutMs,
     clock,
     logger: log,
   });
-  const collector = new StatCollector(member, input.system ?? osSystemStats, probe, clock, log);
+  const collector = new StatCollector(member, options.system, probe, clock, log);
   const publisher: Publisher = createPublisher({
-    brokers: input.brokers,
-    credentials: input.credentials,
+    brokers: options.brokers,
+    credentials: options.credentials,
     clientId: source,
-    outboxFile: input.outboxFile,
-    // Never an explicit undefined: the publisher spreads its input over its defaults.
-    republishIntervalMs: input.republishIntervalMs ?? DEFAULTS.republishIntervalMs,
-    awaitSubscribers: input.awaitSubscribers ?? [],
+    outboxFile: options.outboxFile,
+    republishIntervalMs: options.republishIntervalMs,
+    awaitSubscribers: options.awaitSubscribers,
     clock,
     logger: log,
-    connector: input.connector ?? mqttConnector,
+    connector: options.connector,
   });
   let state: AgentState = 'idle';
   let activated = false;
@@ -146,14 +69,14 @@ export function createAgent(input: AgentOptions): Agent {
     // Deterministic per agent life: a republish of the same fact carries the same id, so subscribers dedupe it.
     const envelope = createEnvelope(type, { ...member }, { source, id: `${type}:${agentId}`, time: clock.now() });
     await publisher.publish(envelope);
-    log.info('instance status published', { type, id: envelope.id });
+    log.info('instance status published', { event: 'agent.status_published', type, id: envelope.id });
   };
 
   const tick = async () => {
     if (state !== 'running') return;
     if (collecting) {
       skippedTicks += 1;
-      log.debug('previous collection still running, tick skipped');
+      log.debug('previous collection still running, tick skipped', { event: 'agent.tick_skipped' });
       return;
     }
     collecting = true;
@@ -173,7 +96,14 @@ export function createAgent(input: AgentOptions): Agent {
     await publish('InstanceActivatedEvent');
   };
 
-  const failed = (what: string) => (error: unknown) => log.error(`${what} failed`, { error });
+  const collect = () =>
+    void tick().catch((error: unknown) =>
+      log.error('stat collection failed', { event: 'agent.stat_collection_failed', error }),
+    );
+  const activate = () =>
+    void checkActivation().catch((error: unknown) =>
+      log.error('activation failed', { event: 'agent.activation_failed', error }),
+    );
 
   return {
     agentId,
@@ -196,12 +126,17 @@ export function createAgent(input: AgentOptions): Agent {
       await publish('InstanceStartedEvent');
       if (state !== 'starting') return;
       state = 'running';
-      log.info('agent started', { agentId, statIntervalMs, spEndpoints: input.spEndpoints.length });
+      log.info('agent started', {
+        event: 'agent.started',
+        agentId,
+        statIntervalMs,
+        spEndpoints: options.spEndpoints.length,
+      });
       // First round at once, so the SP sees a new member without waiting a whole interval.
-      statTimer = clock.setInterval(() => void tick().catch(failed('stat collection')), statIntervalMs);
-      activationTimer = clock.setInterval(() => void checkActivation().catch(failed('activation')), activationPollMs);
-      void tick().catch(failed('stat collection'));
-      void checkActivation().catch(failed('activation'));
+      statTimer = clock.setInterval(collect, statIntervalMs);
+      activationTimer = clock.setInterval(activate, activationPollMs);
+      collect();
+      activate();
     },
     close: once(async () => {
       state = 'closed';
@@ -209,6 +144,7 @@ export function createAgent(input: AgentOptions): Agent {
       clock.clearInterval(activationTimer);
       sender.close();
       log.info('agent stopped', {
+        event: 'agent.stopped',
         agentId,
         activated,
         queued: sender.queued,

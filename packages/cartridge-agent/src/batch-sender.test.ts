@@ -1,8 +1,9 @@
 import { systemClock } from '@faultline/core';
 import type { HealthStat } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { BatchSender, type BatchSenderOptions } from './batch-sender.js';
-import { FakeTransport } from './fake-transport.js';
+import { BatchSender } from './batch-sender.js';
+import type { BatchSenderOptions } from './batch-sender-options.js';
+import { FakeTransport } from './testing/index.js';
 
 const A = { host: 'sp-1', port: 7611 };
 const B = { host: 'sp-2', port: 7612 };
@@ -158,5 +159,14 @@ describe('BatchSender', () => {
     await vi.advanceTimersByTimeAsync(120_000);
     expect(transport.calls).toHaveLength(1);
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('refuses to be created without an endpoint', () => {
+    expect(() => setup({ endpoints: [] })).toThrow(
+      expect.objectContaining({
+        code: 'FL_ERR_CONFIG_INVALID',
+        issues: [expect.objectContaining({ key: 'endpoints' })],
+      }),
+    );
   });
 });

@@ -1,11 +1,11 @@
-import { type Clock, FaultlineError, type Logger, nullLogger, systemClock, type TimerHandle } from '@faultline/core';
-import type { BatchAck, HealthStat, HealthStatBatch } from '@faultline/protocol';
-
-/** One SP Thrift endpoint. */
-export interface SpEndpoint {
-  host: string;
-  port: number;
-}
+import type { Logger, TimerHandle } from '@faultline/core';
+import type { BatchAck, Endpoint, HealthStat, HealthStatBatch } from '@faultline/protocol';
+import {
+  type BatchSenderOptions,
+  type ResolvedBatchSenderOptions,
+  resolveBatchSenderOptions,
+} from './batch-sender-options.js';
+import { CallTimeoutError } from './errors.js';
 
 /** How an SP answered one publish. Connection failures are rejections instead. */
 export type PublishOutcome =
@@ -22,35 +22,10 @@ export type PublishOutcome =
  */
 export interface BatchTransport {
   /** Resolves with the SP's answer; rejects when the connection fails. */
-  publish(endpoint: SpEndpoint, batch: HealthStatBatch): Promise<PublishOutcome>;
+  publish(endpoint: Endpoint, batch: HealthStatBatch): Promise<PublishOutcome>;
   /** Forgets the connection to `endpoint` (after a timeout), so the next publish reconnects. */
-  reset(endpoint: SpEndpoint): void;
+  reset(endpoint: Endpoint): void;
   close(): void;
-}
-
-export class CallTimeoutError extends FaultlineError {
-  constructor(what: string, ms: number) {
-    super('FL_ERR_CALL_TIMEOUT', `${what}: no answer within ${ms} ms`, { context: { what, ms } });
-  }
-}
-
-export interface BatchSenderOptions {
-  /** Unique per agent life, so the SP's (agentId, sequence) dedupe never mistakes a restarted agent's batch 1 for a resend. */
-  agentId: string;
-  endpoints: readonly SpEndpoint[];
-  transport: BatchTransport;
-  /** Unacknowledged batches kept for resending; beyond it the oldest is dropped and counted. @default 1_000 */
-  maxUnackedBatches?: number;
-  /** A publish not answered by then counts as failed. @default 5_000 */
-  callTimeoutMs?: number;
-  /** Pause after every endpoint failed once in a row, doubling… @default 1_000 */
-  retryDelayMs?: number;
-  /** …up to this. @default 10_000 */
-  maxRetryDelayMs?: number;
-  /** @default systemClock */
-  clock?: Clock;
-  /** @default nullLogger */
-  logger?: Logger;
 }
 
 export interface BatchSenderCounters {
@@ -80,7 +55,7 @@ export type SenderState = 'idle' | 'sending' | 'backoff' | 'closed';
 type Attempt = 'acked' | 'rejected' | 'failed' | 'closed';
 
 /**
- * The agent's Thrift publisher (DESIGN.md "Thrift: agent → SP"): numbers each
+ * The agent's Thrift publisher (README "The cartridge agent"): numbers each
  * batch, keeps every unacknowledged one in order in a bounded buffer, sends
  * the oldest first to the current endpoint, and on NotActive, an error or a
  * timeout moves to the next endpoint; after a whole round of failures it
@@ -101,7 +76,7 @@ export class BatchSender {
     rejectedBatches: 0,
     failovers: 0,
   };
-  private readonly options: Required<BatchSenderOptions>;
+  private readonly options: ResolvedBatchSenderOptions;
   private readonly log: Logger;
   private readonly queue: HealthStatBatch[] = [];
   private current = 0;
@@ -112,18 +87,8 @@ export class BatchSender {
   private timer: TimerHandle | undefined;
   private wake: (() => void) | undefined;
 
-  constructor(options: BatchSenderOptions) {
-    if (options.endpoints.length === 0) throw new RangeError('the batch sender needs at least one SP endpoint');
-    // Field by field with ??: a spread would let an explicit `undefined` (an unset env variable) win over the default.
-    this.options = {
-      ...options,
-      maxUnackedBatches: options.maxUnackedBatches ?? 1_000,
-      callTimeoutMs: options.callTimeoutMs ?? 5_000,
-      retryDelayMs: options.retryDelayMs ?? 1_000,
-      maxRetryDelayMs: options.maxRetryDelayMs ?? 10_000,
-      clock: options.clock ?? systemClock,
-      logger: options.logger ?? nullLogger,
-    };
+  constructor(input: BatchSenderOptions) {
+    this.options = resolveBatchSenderOptions(input);
     this.retryDelayMs = this.options.retryDelayMs;
     this.log = this.options.logger.child({ component: 'batch-sender' });
   }
@@ -152,6 +117,7 @@ export class BatchSender {
       const dropped = this.queue.shift();
       this.counters.droppedBatches += 1;
       this.log.warn('resend buffer full, dropped the oldest batch', {
+        event: 'batch_sender.batch_dropped',
         sequence: dropped?.sequence,
         maxUnackedBatches: this.options.maxUnackedBatches,
         droppedBatches: this.counters.droppedBatches,
@@ -167,11 +133,16 @@ export class BatchSender {
     this.senderState = 'closed';
     this.options.clock.clearTimeout(this.timer);
     this.wake?.();
-    if (this.queue.length > 0) this.log.warn('closing with unacknowledged batches', { queued: this.queue.length });
+    if (this.queue.length > 0) {
+      this.log.warn('closing with unacknowledged batches', {
+        event: 'batch_sender.closed_unacknowledged',
+        queued: this.queue.length,
+      });
+    }
   }
 
   private endpointName(index = this.current): string {
-    const endpoint = this.options.endpoints[index] as SpEndpoint;
+    const endpoint = this.options.endpoints[index] as Endpoint;
     return `${endpoint.host}:${endpoint.port}`;
   }
 
@@ -186,8 +157,13 @@ export class BatchSender {
         const at = this.queue.indexOf(batch);
         // Absent when the buffer overflowed and dropped it while it was in flight.
         if (at >= 0) this.queue.splice(at, 1);
-        if (this.failing)
-          this.log.info('batches accepted again', { endpoint: this.endpointName(), queued: this.queue.length });
+        if (this.failing) {
+          this.log.info('batches accepted again', {
+            event: 'batch_sender.accepted_again',
+            endpoint: this.endpointName(),
+            queued: this.queue.length,
+          });
+        }
         this.failing = false;
         this.failuresInRound = 0;
         this.retryDelayMs = this.options.retryDelayMs;
@@ -198,7 +174,12 @@ export class BatchSender {
       this.failuresInRound += 1;
       if (this.failuresInRound >= n) {
         this.failuresInRound = 0;
-        if (!this.failing) this.log.warn('no SP endpoint accepts batches, keeping them', { queued: this.queue.length });
+        if (!this.failing) {
+          this.log.warn('no SP endpoint accepts batches, keeping them', {
+            event: 'batch_sender.no_endpoint_accepts',
+            queued: this.queue.length,
+          });
+        }
         this.failing = true;
         await this.pause(this.retryDelayMs);
         this.retryDelayMs = Math.min(this.retryDelayMs * 2, this.options.maxRetryDelayMs);
@@ -221,7 +202,7 @@ export class BatchSender {
   /** One publish of `batch` to the current endpoint, bounded by the call timeout. Never rejects. */
   private async attempt(batch: HealthStatBatch): Promise<Attempt> {
     const { clock, callTimeoutMs, transport } = this.options;
-    const endpoint = this.options.endpoints[this.current] as SpEndpoint;
+    const endpoint = this.options.endpoints[this.current] as Endpoint;
     const fields = { endpoint: this.endpointName(), sequence: batch.sequence };
     this.counters.sent += 1;
     let timer: TimerHandle | undefined;
@@ -241,6 +222,7 @@ export class BatchSender {
           if (ack.agentId !== batch.agentId || ack.sequence !== batch.sequence) {
             this.counters.errors += 1;
             this.log.warn('ack does not match the batch', {
+              event: 'batch_sender.ack_mismatch',
               ...fields,
               ackAgentId: ack.agentId,
               ackSequence: ack.sequence,
@@ -253,11 +235,19 @@ export class BatchSender {
         }
         case 'not-active':
           this.counters.refused += 1;
-          this.log.debug('endpoint not active', { ...fields, reason: outcome.reason });
+          this.log.debug('endpoint not active', {
+            event: 'batch_sender.endpoint_not_active',
+            ...fields,
+            reason: outcome.reason,
+          });
           return 'failed';
         case 'invalid':
           this.counters.rejectedBatches += 1;
-          this.log.error('SP refused a batch as invalid, dropping it', { ...fields, reason: outcome.reason });
+          this.log.error('SP refused a batch as invalid, dropping it', {
+            event: 'batch_sender.batch_rejected',
+            ...fields,
+            reason: outcome.reason,
+          });
           return 'rejected';
       }
     } catch (error) {
@@ -267,7 +257,7 @@ export class BatchSender {
         // A hung connection may still answer late; a fresh one is needed either way.
         transport.reset(endpoint);
       }
-      this.log.debug('publish failed', { ...fields, error });
+      this.log.debug('publish failed', { event: 'batch_sender.publish_failed', ...fields, error });
       return 'failed';
     } finally {
       clock.clearTimeout(timer);

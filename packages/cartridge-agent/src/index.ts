@@ -1,22 +1,15 @@
-export {
-  type Agent,
-  type AgentCounters,
-  type AgentOptions,
-  type AgentState,
-  createAgent,
-} from './agent.js';
+export { type Agent, type AgentCounters, type AgentState, createAgent } from './agent.js';
+export { type AgentProcessSettings, readAgentEnv } from './agent-env.js';
+export type { AgentOptions } from './agent-options.js';
 export {
   BatchSender,
   type BatchSenderCounters,
-  type BatchSenderOptions,
   type BatchTransport,
-  CallTimeoutError,
   type PublishOutcome,
   type SenderState,
-  type SpEndpoint,
 } from './batch-sender.js';
-export { type AgentEnv, parseAgentEnv } from './env.js';
-export { type FakeEndpointMode, FakeTransport } from './fake-transport.js';
+export type { BatchSenderOptions } from './batch-sender-options.js';
+export { CallTimeoutError } from './errors.js';
 export {
   osSystemStats,
   type ProbeResult,

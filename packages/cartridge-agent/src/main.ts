@@ -1,31 +1,31 @@
 /**
  * The cartridge agent of one member, as its workload starts it:
  *   node packages/cartridge-agent/dist/main.js
- * Identity and settings come from the member environment (README "Members",
- * src/env.ts); a bad variable exits 2 naming it.
+ * Identity and settings come from the member environment (README "The member
+ * environment", src/agent-env.ts); a bad variable exits 2 naming it.
  */
 import { createLogger, runMain } from '@faultline/core';
 import { createAgent } from './agent.js';
-import { type AgentEnv, parseAgentEnv } from './env.js';
+import { type AgentProcessSettings, readAgentEnv } from './agent-env.js';
 
-let env: AgentEnv | undefined;
+// Assigned by the first step of runMain, which always runs before the second.
+let settings!: AgentProcessSettings;
 
 await runMain(
   // The environment is read before the logger exists because the logger's
   // name and folder come from it; runMain turns a ConfigError into exit 2.
   () => {
-    env = parseAgentEnv(process.env);
+    settings = readAgentEnv(process.env);
     return createLogger({
-      service: `agent-${env.options.member.memberId}`,
-      level: env.logLevel,
-      dir: env.logDir,
+      service: `agent-${settings.options.member.memberId}`,
+      level: settings.logLevel,
+      dir: settings.logDir,
       // With a log folder the JSON file is the log; stdout (the member's .out file) keeps crash traces only.
-      console: env.logDir ? 'none' : 'json',
+      console: settings.logDir ? 'none' : 'json',
     });
   },
   async ({ logger }) => {
-    if (!env) throw new Error('agent environment was not read');
-    const agent = createAgent({ ...env.options, logger });
+    const agent = createAgent({ ...settings.options, logger });
     await agent.start();
     return agent;
   },

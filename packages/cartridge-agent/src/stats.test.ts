@@ -1,4 +1,5 @@
-import { createMemoryLogger, systemClock } from '@faultline/core';
+import { systemClock } from '@faultline/core';
+import { createMemoryLogger } from '@faultline/core/testing';
 import { describe, expect, it } from 'vitest';
 import { type ProbeResult, StatCollector, type SystemStats } from './stats.js';
 import { parseWorkloadStats } from './workload-probe.js';
@@ -48,10 +49,10 @@ describe('StatCollector', () => {
     );
     expect(await c.collect()).toEqual([]);
     expect(c.counters).toMatchObject({ invalidSystemStats: 2, invalidWorkloadStats: 1, portsNotOpen: 0 });
-    expect(logger.records.map((r) => r.message)).toEqual([
-      'machine figure unusable, left out',
-      'machine figure unusable, left out',
-      'workload stats unusable, requests_in_flight left out',
+    expect(logger.events()).toEqual([
+      'agent.machine_figure_unusable',
+      'agent.machine_figure_unusable',
+      'agent.workload_stats_unusable',
     ]);
   });
 

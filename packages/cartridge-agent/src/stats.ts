@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type { Clock, Logger } from '@faultline/core';
-import type { HealthDescription, HealthStat, InstanceStatus } from '@faultline/protocol';
+import type { HealthDescription, HealthStat, MemberIdentity } from '@faultline/protocol';
 
 /** The machine figures the agent reports; an interface so tests can pin them. */
 export interface SystemStats {
@@ -61,7 +61,7 @@ export class StatCollector {
   private portWasOpen = true;
 
   constructor(
-    private readonly member: InstanceStatus,
+    private readonly member: MemberIdentity,
     private readonly system: SystemStats,
     private readonly probe: WorkloadProbe,
     private readonly clock: Clock,
@@ -86,28 +86,39 @@ export class StatCollector {
       if (Number.isFinite(value) && value >= 0) add(name, round2(value));
       else {
         this.counters.invalidSystemStats += 1;
-        this.log.warn('machine figure unusable, left out', { healthDescription: name, value: String(value) });
+        this.log.warn('machine figure unusable, left out', {
+          event: 'agent.machine_figure_unusable',
+          healthDescription: name,
+          value: String(value),
+        });
       }
     }
     const probe = await this.probe.stats();
     switch (probe.type) {
       case 'ok':
         add('requests_in_flight', probe.requestsInFlight);
-        if (!this.portWasOpen) this.log.info('workload port answers again');
+        if (!this.portWasOpen) this.log.info('workload port answers again', { event: 'agent.workload_port_open' });
         this.portWasOpen = true;
         break;
       case 'no-answer':
         this.counters.portsNotOpen += 1;
         add('ports_not_open', 1);
         // Once per change, not per interval: an instance that is gone stays gone.
-        if (this.portWasOpen)
-          this.log.warn('workload port does not answer, reporting ports_not_open', { reason: probe.reason });
+        if (this.portWasOpen) {
+          this.log.warn('workload port does not answer, reporting ports_not_open', {
+            event: 'agent.workload_port_closed',
+            reason: probe.reason,
+          });
+        }
         this.portWasOpen = false;
         break;
       case 'invalid':
         this.counters.invalidWorkloadStats += 1;
         this.portWasOpen = true;
-        this.log.warn('workload stats unusable, requests_in_flight left out', { reason: probe.reason });
+        this.log.warn('workload stats unusable, requests_in_flight left out', {
+          event: 'agent.workload_stats_unusable',
+          reason: probe.reason,
+        });
         break;
     }
     return stats;

@@ -1,21 +1,22 @@
-import { type Logger, nullLogger } from '@faultline/core';
+import { type Logger, nullLogger, withDefaults } from '@faultline/core';
 import {
   connectHealthStat,
+  type Endpoint,
   fromAckWire,
   type HealthStatConnection,
   thriftGenerated,
   toBatchWire,
 } from '@faultline/protocol';
-import type { BatchTransport, SpEndpoint } from './batch-sender.js';
+import type { BatchTransport } from './batch-sender.js';
 
 export interface ThriftTransportOptions {
-  /** @default 2_000 */
+  /** @default protocol's connectHealthStat default (2 000) */
   connectTimeoutMs?: number;
   /** @default nullLogger */
   logger?: Logger;
 }
 
-const keyOf = (endpoint: SpEndpoint) => `${endpoint.host}:${endpoint.port}`;
+const keyOf = (endpoint: Endpoint) => `${endpoint.host}:${endpoint.port}`;
 
 /**
  * The batch sender's wire: one framed/binary Thrift connection per SP
@@ -24,8 +25,9 @@ const keyOf = (endpoint: SpEndpoint) => `${endpoint.host}:${endpoint.port}`;
  * pending forever when its connection dies; the sender's call timeout is what
  * ends it, and `reset()` then drops the connection.
  */
-export function thriftTransport(options: ThriftTransportOptions = {}): BatchTransport {
-  const log = (options.logger ?? nullLogger).child({ component: 'thrift-transport' });
+export function thriftTransport(input: ThriftTransportOptions = {}): BatchTransport {
+  const { connectTimeoutMs, logger } = withDefaults({ logger: nullLogger }, input);
+  const log = logger.child({ component: 'thrift-transport' });
   const connections = new Map<string, HealthStatConnection>();
 
   const drop = (key: string, connection?: HealthStatConnection): void => {
@@ -35,13 +37,13 @@ export function thriftTransport(options: ThriftTransportOptions = {}): BatchTran
     current.close();
   };
 
-  const connectionFor = (endpoint: SpEndpoint): HealthStatConnection => {
+  const connectionFor = (endpoint: Endpoint): HealthStatConnection => {
     const key = keyOf(endpoint);
     let connection = connections.get(key);
     if (!connection) {
-      const opened = connectHealthStat(endpoint.host, endpoint.port, { connectTimeoutMs: options.connectTimeoutMs });
+      const opened = connectHealthStat(endpoint.host, endpoint.port, { connectTimeoutMs });
       opened.onError((error) => {
-        log.debug('SP connection failed', { endpoint: key, error });
+        log.debug('SP connection failed', { event: 'thrift_transport.connection_failed', endpoint: key, error });
         drop(key, opened);
       });
       connections.set(key, opened);

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { Clock } from '@faultline/core';
-import { CallTimeoutError } from './batch-sender.js';
+import { CallTimeoutError } from './errors.js';
 import type { ProbeResult, WorkloadProbe } from './stats.js';
 
 export interface HttpProbeOptions {

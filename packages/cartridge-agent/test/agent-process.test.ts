@@ -75,7 +75,7 @@ describe('cartridge agent process', () => {
 
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
-    const [stopped] = logRecords(logFile, 'agent stopped');
+    const [stopped] = logRecords(logFile, 'agent.stopped');
     expect(stopped, agent.output()).toBeDefined();
     const counters = stopped as Record<'batches' | 'queued' | 'duplicates' | 'refused' | 'timeouts', number>;
 
@@ -110,8 +110,8 @@ describe('cartridge agent process', () => {
     for (let i = closedAt + 1; i < pair.taken.length; i++) {
       expect(last(i)).toMatchObject({ healthDescription: 'ports_not_open', value: 1 });
     }
-    expect(logRecords(logFile, 'workload port does not answer, reporting ports_not_open')).toHaveLength(1);
-    const [stopped] = logRecords(logFile, 'agent stopped');
+    expect(logRecords(logFile, 'agent.workload_port_closed')).toHaveLength(1);
+    const [stopped] = logRecords(logFile, 'agent.stopped');
     expect((stopped as Record<string, number>).portsNotOpen).toBeGreaterThanOrEqual(3);
   });
 

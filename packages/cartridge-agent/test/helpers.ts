@@ -123,12 +123,12 @@ export function spawnAgent(env: NodeJS.ProcessEnv): AgentProcess {
   return { child, output: () => output, exited };
 }
 
-/** The JSON records of a service's log file whose message is `message`. */
-export function logRecords(file: string, message: string): Record<string, unknown>[] {
+/** The JSON records of a service's log file whose event key is `event`. */
+export function logRecords(file: string, event: string): Record<string, unknown>[] {
   if (!existsSync(file)) return [];
   return readFileSync(file, 'utf8')
     .split('\n')
     .filter(Boolean)
     .map((line) => JSON.parse(line) as Record<string, unknown>)
-    .filter((record) => record.message === message);
+    .filter((record) => record.event === event);
 }

@@ -1,7 +1,14 @@
 import { ClosedError, type Logger, type TimerHandle } from '@faultline/core';
-import type { Envelope, EnvelopeOf, HealthDescription, HealthStatBatch, Metric } from '@faultline/protocol';
-import { FaultDetector, type FaultInfo, type MemberRef } from './fault-detector.js';
-import { type CepEngineOptions, type ResolvedCepOptions, resolveOptions } from './options.js';
+import type {
+  Envelope,
+  EnvelopeOf,
+  HealthDescription,
+  HealthStatBatch,
+  MemberIdentity,
+  Metric,
+} from '@faultline/protocol';
+import { FaultDetector, type FaultInfo } from './fault-detector.js';
+import { type CepEngineOptions, type ResolvedCepEngineOptions, resolveCepEngineOptions } from './options.js';
 import { type Output, OutputLedger } from './output-ledger.js';
 import { faultOutput, faultStream, summaryOutputs } from './outputs.js';
 import { CEP_STATE_VERSION, type CepState, parseCepState } from './state.js';
@@ -54,8 +61,8 @@ export type CepCounters = {
  * status, close) without depending on it, plus what only the CEP needs.
  */
 export interface CepEngine {
-  /** Applies a batch of health stats (both nodes, same order). `receivedAt` is not used: deadlines run on this node's clock. */
-  apply(batch: HealthStatBatch, receivedAt?: number): void;
+  /** Applies a batch of health stats (both nodes, same order). Deadlines run on this node's clock. */
+  apply(batch: HealthStatBatch): void;
   /**
    * This node became active under `epoch`: pending outputs go out stamped with
    * it, then every member gets the grace period. A pending timeout fault this
@@ -66,7 +73,7 @@ export interface CepEngine {
   /** Passive (again): outputs are held until the active confirms them. */
   deactivate(): void;
   exportState(): CepState;
-  /** Replaces the whole state with a peer's export; throws a TypeError naming the first bad field. */
+  /** Replaces the whole state with a peer's export; throws FL_ERR_STATE_INVALID naming the first bad field. */
   importState(state: unknown): void;
   status(): CepStatus;
   close(): void;
@@ -90,7 +97,7 @@ const MAX_FORGOTTEN = 10_000;
 const DROP_WARNING_EVERY_MS = 60_000;
 
 class CepMonitor implements CepEngine {
-  private readonly options: ResolvedCepOptions;
+  private readonly options: ResolvedCepEngineOptions;
   private readonly log: Logger;
   private readonly detector: FaultDetector;
   private readonly windows: WindowStats;
@@ -119,14 +126,17 @@ class CepMonitor implements CepEngine {
   };
 
   constructor(input: CepEngineOptions) {
-    this.options = resolveOptions(input);
+    this.options = resolveCepEngineOptions(input);
     this.log = this.options.logger.child({ component: 'cep' });
     this.detector = new FaultDetector({
       faultTimeoutMs: this.options.faultTimeoutMs,
       clock: this.options.clock,
       onFault: (member, info) => this.fault(member, info),
     });
-    this.windows = new WindowStats(this.options);
+    this.windows = new WindowStats({
+      windowMs: this.options.windowMs,
+      maxSamplesPerSeries: this.options.maxSamplesPerSeries,
+    });
     this.ledger = new OutputLedger(this.options.maxPendingOutputs);
     this.scheduleSummary();
   }
@@ -157,7 +167,8 @@ class CepMonitor implements CepEngine {
       }
       const touched = this.detector.touch(stat, stat.timestamp);
       if (touched === 'late') this.counters.lateStats += 1;
-      else if (touched === 'revived') this.log.info('member reporting again: a new life', { memberId: stat.memberId });
+      else if (touched === 'revived')
+        this.log.info('member reporting again: a new life', { event: 'cep.member_revived', memberId: stat.memberId });
       // A late stat is still a true sample of its time: it counts in the window.
       this.windows.add(stat, METRIC_OF[stat.healthDescription], stat.timestamp, stat.value);
     }
@@ -184,12 +195,14 @@ class CepMonitor implements CepEngine {
     this.counters.faultsReopened += reopened.length;
     this.detector.grace(this.options.graceAfterTakeoverMs);
     this.log.info('cep active', {
+      event: 'cep.became_active',
       epoch,
       republished: pending.length - reopened.length,
       graceMs: this.options.graceAfterTakeoverMs,
     });
     if (reopened.length > 0) {
       this.log.warn('faults declared while following no active reopened: each member gets the grace period', {
+        event: 'cep.faults_reopened',
         epoch,
         reopened: reopened.length,
         members: reopened.slice(0, 20),
@@ -206,7 +219,10 @@ class CepMonitor implements CepEngine {
 
   deactivate(): void {
     if (this.closed || this.epoch === undefined) return;
-    this.log.info('cep passive: outputs held until the active confirms them', { epoch: this.epoch });
+    this.log.info('cep passive: outputs held until the active confirms them', {
+      event: 'cep.became_passive',
+      epoch: this.epoch,
+    });
     this.epoch = undefined;
   }
 
@@ -220,7 +236,7 @@ class CepMonitor implements CepEngine {
     }
     this.detector.forget(memberId);
     this.windows.forgetMember(memberId);
-    this.log.debug('member forgotten', { memberId, known: known !== undefined });
+    this.log.debug('member forgotten', { event: 'cep.member_forgotten', memberId, known: known !== undefined });
   }
 
   confirm(ids: readonly string[]): void {
@@ -252,7 +268,11 @@ class CepMonitor implements CepEngine {
     this.ledger.import(state);
     this.forgotten.clear();
     for (const [memberId, lastStatAt] of state.forgotten) this.forgotten.set(memberId, lastStatAt);
-    this.log.info('cep state imported', { members: state.members.length, pending: state.pending.length });
+    this.log.info('cep state imported', {
+      event: 'cep.state_imported',
+      members: state.members.length,
+      pending: state.pending.length,
+    });
     // Only a passive imports in the SP pair; an active one would otherwise sit on the imported pending outputs.
     if (this.epoch !== undefined) for (const output of this.ledger.takeAll()) this.emit(output, this.epoch);
   }
@@ -282,9 +302,10 @@ class CepMonitor implements CepEngine {
     this.listeners.clear();
   }
 
-  private fault(member: Readonly<MemberRef>, info: FaultInfo): void {
+  private fault(member: Readonly<MemberIdentity>, info: FaultInfo): void {
     this.counters.faultsDeclared += 1;
     this.log.info('member fault', {
+      event: 'cep.member_fault',
       memberId: member.memberId,
       clusterId: member.clusterId,
       reason: info.reason,
@@ -342,7 +363,12 @@ class CepMonitor implements CepEngine {
         listener(envelope);
       } catch (error) {
         this.counters.listenerErrors += 1;
-        this.log.error('output listener failed', { id: envelope.id, type: envelope.type, error });
+        this.log.error('output listener failed', {
+          event: 'cep.output_listener_failed',
+          id: envelope.id,
+          type: envelope.type,
+          error,
+        });
       }
     }
   }
@@ -352,6 +378,7 @@ class CepMonitor implements CepEngine {
     if (this.lastDropWarning !== undefined && now - this.lastDropWarning < DROP_WARNING_EVERY_MS) return;
     this.lastDropWarning = now;
     this.log.warn('pending faults over the bound: oldest dropped, a takeover would not publish them', {
+      event: 'cep.pending_dropped',
       maxPendingOutputs: this.options.maxPendingOutputs,
       faultsDropped: this.ledger.faultsDropped,
     });

@@ -1,8 +1,9 @@
 import { type Clock, systemClock } from '@faultline/core';
+import type { MemberIdentity } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FaultDetector, type FaultInfo, type MemberRef } from './fault-detector.js';
+import { FaultDetector, type FaultInfo } from './fault-detector.js';
 
-const member = (memberId: string): MemberRef => ({
+const member = (memberId: string): MemberIdentity => ({
   clusterId: 'php',
   clusterInstanceId: 'php-1',
   networkPartitionId: 'np-1',

@@ -1,14 +1,6 @@
 import type { Clock, TimerHandle } from '@faultline/core';
+import { type MemberIdentity, memberIdentityOf } from '@faultline/protocol';
 import { DeadlineHeap, type HeapItem } from './deadline-heap.js';
-
-/** Where a member lives: the fields every MemberFaultEvent carries. */
-export interface MemberRef {
-  clusterId: string;
-  clusterInstanceId: string;
-  networkPartitionId: string;
-  partitionId: string;
-  memberId: string;
-}
 
 export type FaultReason = 'timeout' | 'ports_not_open';
 /** `alive`: a deadline runs. `faulted`: declared once, quiet until the member reports again. */
@@ -28,11 +20,11 @@ export interface FaultDetectorOptions {
   faultTimeoutMs: number;
   clock: Clock;
   /** Called exactly once per silence (or per ports_not_open) of a member's life. */
-  onFault: (member: Readonly<MemberRef>, info: FaultInfo) => void;
+  onFault: (member: Readonly<MemberIdentity>, info: FaultInfo) => void;
 }
 
 /** One member in exported state. Times are relative ("ms ago", "ms left") so they survive another node's clock. */
-export interface DetectorMemberState extends MemberRef {
+export interface DetectorMemberState extends MemberIdentity {
   state: MemberLifeState;
   lastStatAt: number | null;
   /** How long ago (ms) the last stat was applied on the exporting node. */
@@ -42,7 +34,7 @@ export interface DetectorMemberState extends MemberRef {
 }
 
 interface Tracked extends HeapItem {
-  ref: MemberRef;
+  ref: MemberIdentity;
   state: MemberLifeState;
   lastStatAt: number | null;
   /** Monotonic time the last stat was applied here. */
@@ -94,13 +86,13 @@ export class FaultDetector {
   /** What the detector knows of a member, or undefined when it does not track it. */
   member(
     memberId: string,
-  ): { ref: Readonly<MemberRef>; state: MemberLifeState; lastStatAt: number | null } | undefined {
+  ): { ref: Readonly<MemberIdentity>; state: MemberLifeState; lastStatAt: number | null } | undefined {
     const tracked = this.members.get(memberId);
     return tracked && { ref: tracked.ref, state: tracked.state, lastStatAt: tracked.lastStatAt };
   }
 
   /** A stat arrived from `member` (agent timestamp `statAt`): its deadline restarts. */
-  touch(member: MemberRef, statAt: number): TouchResult {
+  touch(member: MemberIdentity, statAt: number): TouchResult {
     const now = this.options.clock.monotonicNow();
     let tracked = this.members.get(member.memberId);
     let result: TouchResult;
@@ -129,7 +121,7 @@ export class FaultDetector {
    * member already faulted stays faulted and nothing is declared again.
    * Returns whether a fault was declared.
    */
-  faultNow(member: MemberRef, reason: FaultReason, statAt: number): boolean {
+  faultNow(member: MemberIdentity, reason: FaultReason, statAt: number): boolean {
     const now = this.options.clock.monotonicNow();
     let tracked = this.members.get(member.memberId);
     if (tracked?.state === 'faulted') return false;
@@ -199,7 +191,7 @@ export class FaultDetector {
     this.faultedCount = 0;
     for (const m of members) {
       const tracked: Tracked = {
-        ref: refOf(m),
+        ref: memberIdentityOf(m),
         state: m.state,
         lastStatAt: m.lastStatAt,
         lastSeenAt: now - m.lastSeenAgoMs,
@@ -219,9 +211,9 @@ export class FaultDetector {
     this.disarm();
   }
 
-  private track(member: MemberRef, statAt: number, now: number): Tracked {
+  private track(member: MemberIdentity, statAt: number, now: number): Tracked {
     const tracked: Tracked = {
-      ref: refOf(member),
+      ref: memberIdentityOf(member),
       state: 'alive',
       lastStatAt: statAt,
       lastSeenAt: now,
@@ -276,14 +268,4 @@ export class FaultDetector {
     this.timer = undefined;
     this.armedFor = undefined;
   }
-}
-
-function refOf(m: MemberRef): MemberRef {
-  return {
-    clusterId: m.clusterId,
-    clusterInstanceId: m.clusterInstanceId,
-    networkPartitionId: m.networkPartitionId,
-    partitionId: m.partitionId,
-    memberId: m.memberId,
-  };
 }

@@ -14,10 +14,9 @@ export {
   type FaultInfo,
   type FaultReason,
   type MemberLifeState,
-  type MemberRef,
   type TouchResult,
 } from './fault-detector.js';
-export type { CepEngineOptions, ResolvedCepOptions } from './options.js';
+export { type CepEngineOptions, type ResolvedCepEngineOptions, resolveCepEngineOptions } from './options.js';
 export {
   type LedgerState,
   type Output,
@@ -27,7 +26,7 @@ export {
   parseOutputId,
 } from './output-ledger.js';
 export { faultStream, summaryOutputs, summaryStream, summaryType } from './outputs.js';
-export { CEP_STATE_VERSION, type CepState, parseCepState } from './state.js';
+export { CEP_STATE_VERSION, type CepState, CepStateError, parseCepState } from './state.js';
 export { gradientOf, type SeriesSummary, secondDerivativeOf, slopePerSecond, summarize } from './window-math.js';
 export {
   type MemberSeriesState,

@@ -6,6 +6,7 @@ import {
   type Logger,
   nullLogger,
   systemClock,
+  withDefaults,
 } from '@faultline/core';
 
 export interface CepEngineOptions {
@@ -23,7 +24,7 @@ export interface CepEngineOptions {
   summaryIntervalMs?: number;
   /**
    * After a takeover, no member is faulted before it had this long to report
-   * to the new active (DESIGN.md, "SP active/passive"). @default faultTimeoutMs
+   * to the new active (README, "CEP monitor"). @default faultTimeoutMs
    */
   graceAfterTakeoverMs?: number;
   /**
@@ -39,7 +40,7 @@ export interface CepEngineOptions {
   logger?: Logger;
 }
 
-export type ResolvedCepOptions = Required<CepEngineOptions>;
+export type ResolvedCepEngineOptions = Required<CepEngineOptions>;
 
 function positiveInt(issues: ConfigIssue[], key: string, value: number, min = 1): void {
   if (!Number.isSafeInteger(value) || value < min) {
@@ -48,22 +49,25 @@ function positiveInt(issues: ConfigIssue[], key: string, value: number, min = 1)
 }
 
 /**
- * Resolves every default once (STYLE.md habit 2) and fails fast with one
- * ConfigError naming every bad option, rather than a detector that never fires.
+ * Resolves every default once and fails fast with one ConfigError naming
+ * every bad option, rather than a detector that never fires.
  */
-export function resolveOptions(input: CepEngineOptions = {}): ResolvedCepOptions {
-  const faultTimeoutMs = input.faultTimeoutMs ?? DEFAULTS.faultTimeoutMs;
-  const options: ResolvedCepOptions = {
-    source: input.source ?? 'sp',
-    faultTimeoutMs,
-    windowMs: input.windowMs ?? DEFAULTS.windowMs,
-    summaryIntervalMs: input.summaryIntervalMs ?? DEFAULTS.statIntervalMs,
-    graceAfterTakeoverMs: input.graceAfterTakeoverMs ?? faultTimeoutMs,
-    maxPendingOutputs: input.maxPendingOutputs ?? 10_000,
-    maxSamplesPerSeries: input.maxSamplesPerSeries ?? 1_000,
-    clock: input.clock ?? systemClock,
-    logger: input.logger ?? nullLogger,
-  };
+export function resolveCepEngineOptions(input: CepEngineOptions = {}): ResolvedCepEngineOptions {
+  const fixed = withDefaults(
+    {
+      source: 'sp',
+      faultTimeoutMs: DEFAULTS.faultTimeoutMs as number,
+      windowMs: DEFAULTS.windowMs as number,
+      summaryIntervalMs: DEFAULTS.statIntervalMs as number,
+      maxPendingOutputs: 10_000,
+      maxSamplesPerSeries: 1_000,
+      clock: systemClock,
+      logger: nullLogger,
+    },
+    input,
+  );
+  // The grace defaults to the fault timeout as resolved.
+  const options: ResolvedCepEngineOptions = withDefaults({ graceAfterTakeoverMs: fixed.faultTimeoutMs }, fixed);
   const issues: ConfigIssue[] = [];
   if (typeof options.source !== 'string' || options.source.length === 0 || options.source.length > 256) {
     issues.push({ key: 'cep.source', reason: 'must be a non-empty string of at most 256 characters' });

@@ -41,9 +41,9 @@ export interface LedgerState {
 }
 
 /**
- * What is published and what is not (DESIGN.md: "the active tells the passive
- * which outputs it has published; on takeover the new active publishes what
- * was not confirmed").
+ * What is published and what is not: the active tells the passive which
+ * outputs it has published; on takeover the new active publishes what was
+ * not confirmed (README, "CEP monitor").
  *
  * - what is published (by this node while active, or confirmed by the active
  *   while passive): per member the newest fault, and for summaries the newest

@@ -2,16 +2,20 @@ import {
   type ClusterStatEventType,
   createEnvelope,
   MEMBERS_PER_STAT_EVENT,
+  type MemberIdentity,
   type MemberStatEventType,
+  memberIdentityOf,
+  type StatEventType,
+  statEventType,
 } from '@faultline/protocol';
-import type { FaultInfo, MemberRef } from './fault-detector.js';
+import type { FaultInfo } from './fault-detector.js';
 import { type Output, outputId } from './output-ledger.js';
 import type { WindowSummary } from './window-stats.js';
 
 /*
- * The engine's outputs as envelopes, with their deterministic ids (DESIGN.md:
- * "a MemberFault's id derives from the member id and the last stat it was
- * seen by", so consumers dedupe what both nodes, or a takeover, produce twice):
+ * The engine's outputs as envelopes, with their deterministic ids (a
+ * MemberFault's id derives from the member id and the last stat it was seen
+ * by, so consumers dedupe what both nodes, or a takeover, produce twice):
  *
  *   MemberFaultEvent:<memberId>:<agent timestamp of the last stat seen>
  *   <Type>:<clusterId>:<networkPartitionId>:<windowTo>               cluster summaries
@@ -27,18 +31,14 @@ export function faultStream(memberId: string): string {
   return `MemberFaultEvent:${memberId}`;
 }
 
-export function faultOutput(member: Readonly<MemberRef>, info: FaultInfo, source: string, time: number): Output {
+export function faultOutput(member: Readonly<MemberIdentity>, info: FaultInfo, source: string, time: number): Output {
   const stream = faultStream(member.memberId);
   // The detector sets lastStatAt from the stat that first tracked the member, so null does not occur here.
   const seq = info.lastStatAt ?? 0;
   const envelope = createEnvelope(
     'MemberFaultEvent',
     {
-      clusterId: member.clusterId,
-      clusterInstanceId: member.clusterInstanceId,
-      networkPartitionId: member.networkPartitionId,
-      partitionId: member.partitionId,
-      memberId: member.memberId,
+      ...memberIdentityOf(member),
       reason: info.reason,
       lastStatAt: info.lastStatAt,
       silentForMs: info.silentForMs,
@@ -48,9 +48,9 @@ export function faultOutput(member: Readonly<MemberRef>, info: FaultInfo, source
   return { kind: 'fault', stream, seq, envelope };
 }
 
-export function summaryType(summary: Pick<WindowSummary, 'kind' | 'metric' | 'memberId'>): string {
-  const type = `${summary.kind}${summary.metric}Event`;
-  return summary.memberId === undefined ? type : `Member${type}`;
+export function summaryType(summary: Pick<WindowSummary, 'kind' | 'metric' | 'memberId'>): StatEventType {
+  const scope = summary.memberId === undefined ? 'cluster' : 'member';
+  return statEventType({ scope, kind: summary.kind, metric: summary.metric });
 }
 
 export function summaryStream(type: string, clusterId: string, networkPartitionId: string, part?: number): string {

@@ -1,4 +1,4 @@
-import { MEMBER_METRICS, METRICS, type Metric, type StatKind } from '@faultline/protocol';
+import { MEMBER_METRICS, METRICS, type MemberIdentity, type Metric, type StatKind } from '@faultline/protocol';
 import { type SeriesSummary, summarize } from './window-math.js';
 
 /** One summarized figure of a tick; `memberId` set for the per-member summaries. */
@@ -15,13 +15,8 @@ export interface WindowSummary {
   windowTo: number;
 }
 
-/** Where a sample comes from. */
-export interface SampleSource {
-  clusterId: string;
-  clusterInstanceId: string;
-  networkPartitionId: string;
-  memberId: string;
-}
+/** Where a sample comes from: its member's identity without the partition, which no summary names. */
+export type SampleSource = Pick<MemberIdentity, 'clusterId' | 'clusterInstanceId' | 'networkPartitionId' | 'memberId'>;
 
 /** One member's samples in exported state: per metric, `[timestamp, value]` pairs in time order. */
 export interface MemberSeriesState extends SampleSource {

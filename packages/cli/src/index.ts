@@ -1,4 +1,14 @@
-export { ControlError, type ControlFile, callControl, startControl } from './control.js';
-export { type LogsOptions, showLogs } from './logs.js';
+export { type ControlFile, callControl, startControl } from './control.js';
+export {
+  ChaosTargetError,
+  ControlError,
+  LogsNotFoundError,
+  ServiceNotReadyError,
+  StackRunningError,
+  UsageError,
+} from './errors.js';
+export { showLogs } from './logs.js';
+export type { LogsOptions } from './logs-options.js';
 export { formatStatus, type StackStatus, stackStatus } from './status.js';
-export { type ServiceSpec, type ServiceState, Supervisor, type SupervisorOptions } from './supervisor.js';
+export { type ServiceSpec, type ServiceState, Supervisor } from './supervisor.js';
+export type { SupervisorOptions } from './supervisor-options.js';

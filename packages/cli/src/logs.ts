@@ -1,19 +1,25 @@
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { type Clock, formatPretty, sleep } from '@faultline/core';
+import { formatPretty, sleep } from '@faultline/core';
+import { LogsNotFoundError } from './errors.js';
+import { type LogsOptions, type ResolvedLogsOptions, resolveLogsOptions } from './logs-options.js';
 
-export interface LogsOptions {
-  dir: string;
-  /** Only this service (`sp-1`, `autoscaler`, `broker-a`, …). */
-  service?: string;
-  follow: boolean;
-  /** Print the JSON lines as they are instead of the readable form. */
-  json: boolean;
-  colors: boolean;
-  clock: Clock;
-  write: (line: string) => void;
-  /** Stops following (Ctrl-C). */
-  signal?: AbortSignal;
+/** A record of a service's JSON-lines log, as core's logger writes it. */
+type LogRecord = Parameters<typeof formatPretty>[0];
+
+/** One line of a log file, parsed once. */
+interface LogLine {
+  text: string;
+  /** undefined when the line is not JSON; not checked to be a record (render() falls back to the text). */
+  record: LogRecord | undefined;
+}
+
+function parseLine(text: string): LogLine {
+  try {
+    return { text, record: JSON.parse(text) as LogRecord };
+  } catch {
+    return { text, record: undefined };
+  }
 }
 
 /** Per-file read positions, so following prints each line once. */
@@ -40,13 +46,12 @@ class Tail {
   }
 }
 
-function render(line: string, options: LogsOptions): string {
-  if (options.json) return line;
+function render(line: LogLine, options: ResolvedLogsOptions): string {
+  if (options.json) return line.text;
   try {
-    const record = JSON.parse(line) as { level: string; message: string; service: string; timestamp?: string };
-    return formatPretty(record, options.colors);
+    return formatPretty(line.record as LogRecord, options.colors);
   } catch {
-    return line; // not JSON: print as it is rather than hide it
+    return line.text; // not a log record: print it as it is rather than hide it
   }
 }
 
@@ -54,8 +59,11 @@ function render(line: string, options: LogsOptions): string {
  * `faultline logs`: the per-service JSON-lines files under the logs folder,
  * merged by timestamp, readable or raw; `--follow` keeps printing new lines.
  */
-export async function showLogs(options: LogsOptions): Promise<void> {
-  if (!existsSync(options.dir)) throw new Error(`no logs yet: ${options.dir} does not exist (start the stack first)`);
+export async function showLogs(input: LogsOptions): Promise<void> {
+  const options = resolveLogsOptions(input);
+  if (!existsSync(options.dir)) {
+    throw new LogsNotFoundError(`no logs yet: ${options.dir} does not exist (start the stack first)`);
+  }
   const tails = new Map<string, Tail>();
   const pick = () => {
     for (const name of readdirSync(options.dir)) {
@@ -69,23 +77,17 @@ export async function showLogs(options: LogsOptions): Promise<void> {
     const known = readdirSync(options.dir)
       .filter((n) => n.endsWith('.jsonl'))
       .map((n) => n.replace(/\.jsonl$/, ''));
-    throw new Error(`no logs for service ${options.service}; known: ${known.join(', ') || 'none'}`);
+    throw new LogsNotFoundError(`no logs for service ${options.service}; known: ${known.join(', ') || 'none'}`);
   }
   const flush = () => {
-    const lines = [...tails.values()].flatMap((tail) => tail.read());
-    const at = (line: string) => {
-      try {
-        return (JSON.parse(line) as { timestamp?: string }).timestamp ?? '';
-      } catch {
-        return '';
-      }
-    };
+    const lines = [...tails.values()].flatMap((tail) => tail.read()).map(parseLine);
+    const at = (line: LogLine) => line.record?.timestamp ?? '';
     lines.sort((a, b) => (at(a) < at(b) ? -1 : at(a) > at(b) ? 1 : 0));
     for (const line of lines) options.write(render(line, options));
   };
   flush();
   while (options.follow && !options.signal?.aborted) {
-    await sleep(options.clock, 250);
+    await sleep(options.clock, options.pollIntervalMs);
     pick();
     flush();
   }

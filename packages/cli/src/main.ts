@@ -6,8 +6,9 @@
  */
 import path from 'node:path';
 import { ConfigError, loadConfig, systemClock } from '@faultline/core';
-import { CHAOS_ACTIONS } from './chaos.js';
-import { ControlError, callControl } from './control.js';
+import { CHAOS_ACTIONS, isChaosAction } from './chaos.js';
+import { callControl } from './control.js';
+import { UsageError } from './errors.js';
 import { showLogs } from './logs.js';
 import { RUN_DIR, stackUp } from './stack.js';
 import { formatStatus, type StackStatus } from './status.js';
@@ -66,15 +67,14 @@ async function main(argv: string[]): Promise<number> {
   }
   if (flag(args, '--help')) {
     const text = HELP[command];
-    if (!text) throw new ControlError(`unknown command ${command}; see faultline --help`);
+    if (!text) throw new UsageError(`unknown command ${command}; see faultline --help`);
     process.stdout.write(`${text}\n`);
     return 0;
   }
   switch (command) {
     case 'stack':
       if (sub === 'up') {
-        const configPath = option(rest, '--config');
-        await stackUp(configPath ? { configPath } : {});
+        await stackUp({ configPath: option(rest, '--config') || undefined });
         return 0;
       }
       if (sub === 'down') {
@@ -86,15 +86,14 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${flag(rest, '--json') ? JSON.stringify(status, null, 2) : formatStatus(status)}\n`);
         return 0;
       }
-      throw new ControlError(`unknown stack command ${sub ?? '(none)'}; see faultline stack --help`);
+      throw new UsageError(`unknown stack command ${sub ?? '(none)'}; see faultline stack --help`);
     case 'logs': {
       const config = loadConfig();
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
-      const service = option(args, '--service');
       await showLogs({
         dir: path.resolve(config.logging.dir),
-        ...(service ? { service } : {}),
+        service: option(args, '--service'),
         follow: flag(args, '--follow'),
         json: flag(args, '--json'),
         colors: Boolean(process.stdout.isTTY),
@@ -105,8 +104,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'chaos': {
-      if (!sub || !(CHAOS_ACTIONS as readonly string[]).includes(sub)) {
-        throw new ControlError(`unknown chaos action ${sub ?? '(none)'}; one of: ${CHAOS_ACTIONS.join(', ')}`);
+      if (!sub || !isChaosAction(sub)) {
+        throw new UsageError(`unknown chaos action ${sub ?? '(none)'}; one of: ${CHAOS_ACTIONS.join(', ')}`);
       }
       const target = rest.find((a) => !a.startsWith('--') && a !== option(rest, '--seconds'));
       const seconds = option(rest, '--seconds');
@@ -115,7 +114,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new ControlError(`unknown command ${command}; see faultline --help`);
+      throw new UsageError(`unknown command ${command}; see faultline --help`);
   }
 }
 

@@ -1,29 +1,37 @@
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createLocalIaas } from '@faultline/cloud-controller';
 import {
   createLogger,
   createPgPool,
   type FaultlineConfig,
+  type Logger,
   loadConfig,
   migrate,
   once,
+  sleep,
   systemClock,
 } from '@faultline/core';
-import { CHAOS_ACTIONS, type ChaosAction, runChaos } from './chaos.js';
+import type pg from 'pg';
+import { parseChaosRequest, runChaos } from './chaos.js';
 import { liveMembers } from './cluster-view.js';
-import { type ControlFile, startControl } from './control.js';
-import { startEmbeddedPostgres } from './postgres.js';
-import { platformServices } from './services.js';
+import { type ControlFile, readControlFile, startControl } from './control.js';
+import { startEmbeddedPostgres } from './embedded-postgres.js';
+import { StackRunningError } from './errors.js';
+import { platformServices } from './platform-services.js';
 import { formatStatus, stackStatus } from './status.js';
 import { Supervisor } from './supervisor.js';
 
 export const RUN_DIR = path.resolve('.faultline/run');
 
+/** The autoscaler spawns the first members meanwhile, before the status table is printed. */
+const FIRST_STATUS_DELAY_MS = 3_000;
+/** SIGTERM to SIGKILL for the members terminated on the way down. */
+const MEMBER_TERMINATE_GRACE_MS = 3_000;
+
+/** The control file of a supervisor that is still alive, if any. */
 function alreadyRunning(): ControlFile | undefined {
-  const file = path.join(RUN_DIR, 'control.json');
-  if (!existsSync(file)) return undefined;
-  const control = JSON.parse(readFileSync(file, 'utf8')) as ControlFile;
+  const control = readControlFile(RUN_DIR);
+  if (!control) return undefined;
   try {
     process.kill(control.pid, 0);
     return control;
@@ -32,19 +40,23 @@ function alreadyRunning(): ControlFile | undefined {
   }
 }
 
+export interface StackUpOptions {
+  /** @default FAULTLINE_CONFIG, else infra/config/faultline.yaml */
+  configPath?: string | undefined;
+}
+
 /**
  * `faultline stack up`: PostgreSQL (embedded unless `database.url`), broker A
  * and B, SP node 1 and 2, the autoscaler — in order, each ready before the
  * next — then the status table. Ctrl-C, SIGTERM or `stack down` stop
  * everything, members included.
  */
-export async function stackUp(options: { configPath?: string }): Promise<void> {
+export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
   const running = alreadyRunning();
-  if (running)
-    throw new Error(`a stack is already running (supervisor pid ${running.pid}); stop it with: faultline stack down`);
-  const config: FaultlineConfig = loadConfig(options.configPath ? { path: options.configPath } : {});
+  if (running) throw new StackRunningError(running.pid);
+  const config: FaultlineConfig = loadConfig({ path: configPath });
   const configFile = path.resolve(
-    options.configPath ?? process.env.FAULTLINE_CONFIG ?? path.resolve('infra/config/faultline.yaml'),
+    configPath ?? process.env.FAULTLINE_CONFIG ?? path.resolve('infra/config/faultline.yaml'),
   );
   const logDir = path.resolve(config.logging.dir);
   const logger = createLogger({ service: 'supervisor', level: config.logging.level, dir: logDir });
@@ -56,7 +68,7 @@ export async function stackUp(options: { configPath?: string }): Promise<void> {
         port: config.database.embeddedPort,
         logger,
       });
-  logger.info('database ready', { embedded: !config.database.url });
+  logger.info('database ready', { event: 'stack.database_ready', embedded: !config.database.url });
   const pool = createPgPool({ connectionString: db.url, logger });
   await migrate(pool, { logger });
   const supervisor = new Supervisor({ clock, logger });
@@ -66,14 +78,14 @@ export async function stackUp(options: { configPath?: string }): Promise<void> {
   });
 
   const shutdown = once(async () => {
-    logger.info('stopping the stack');
+    logger.info('stopping the stack', { event: 'stack.stopping' });
     await supervisor.stop('autoscaler');
     await terminateMembers(pool, logger);
     await supervisor.stopAll();
     await control?.close();
     await pool.end();
     await db.stop();
-    logger.info('stack stopped');
+    logger.info('stack stopped', { event: 'stack.stopped' });
     await logger.flush();
     finished();
   });
@@ -84,38 +96,29 @@ export async function stackUp(options: { configPath?: string }): Promise<void> {
     for (const spec of await platformServices(config, { runDir: RUN_DIR, logDir, configFile }, db.url)) {
       await supervisor.start(spec);
     }
-    control = await startControl(
-      RUN_DIR,
-      {
+    control = await startControl({
+      runDir: RUN_DIR,
+      handlers: {
         status: async () => stackStatus(config, pool),
         down: async () => {
           void shutdown();
           return 'stopping';
         },
-        chaos: async (args) => {
-          const action = String(args.action) as ChaosAction;
-          if (!CHAOS_ACTIONS.includes(action)) throw new Error(`unknown chaos action ${action}`);
-          const result = await runChaos(
-            action,
-            {
-              ...(args.target ? { target: String(args.target) } : {}),
-              ...(args.seconds ? { seconds: Number(args.seconds) } : {}),
-            },
-            { pool, supervisor, spNodes: config.streamProcessor.nodes, clock },
-          );
-          logger.warn(`chaos: ${result}`, { chaos: action });
+        chaos: async (body) => {
+          const request = parseChaosRequest(body);
+          const result = await runChaos(request, { pool, supervisor, spNodes: config.streamProcessor.nodes, clock });
+          logger.warn(`chaos: ${result}`, { event: 'chaos.applied', chaos: request.action });
           return result;
         },
       },
       logger,
-    );
-    // Give the autoscaler a moment to spawn the first members before the table.
-    await new Promise((resolve) => clock.setTimeout(() => resolve(undefined), 3_000));
+    });
+    await sleep(clock, FIRST_STATUS_DELAY_MS);
     process.stdout.write(
       `\n${formatStatus(await stackStatus(config, pool))}\n\nThe stack is up. Ctrl-C (or faultline stack down) stops it.\n\n`,
     );
   } catch (error) {
-    logger.error('the stack did not start', { error });
+    logger.error('the stack did not start', { event: 'stack.start_failed', error });
     await shutdown();
     throw error;
   }
@@ -123,13 +126,15 @@ export async function stackUp(options: { configPath?: string }): Promise<void> {
 }
 
 /** Every member the registry knows as not terminated, terminated through the local driver. */
-async function terminateMembers(pool: import('pg').Pool, logger: import('@faultline/core').Logger): Promise<void> {
+async function terminateMembers(pool: pg.Pool, logger: Logger): Promise<void> {
   const members = await liveMembers(pool).catch(() => []);
   const instances = members.flatMap((m) => (m.instance ? [m.instance] : []));
   if (instances.length === 0) return;
   const iaas = createLocalIaas({ runDir: path.join(RUN_DIR, 'members'), logger });
   await iaas.adopt(instances);
-  const results = await Promise.all(instances.map((i) => iaas.terminate(i.memberId, { graceMs: 3_000 })));
-  logger.info('members terminated', { count: results.length });
+  const results = await Promise.all(
+    instances.map((i) => iaas.terminate(i.memberId, { graceMs: MEMBER_TERMINATE_GRACE_MS })),
+  );
+  logger.info('members terminated', { event: 'stack.members_terminated', count: results.length });
   await iaas.close();
 }

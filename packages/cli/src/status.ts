@@ -1,7 +1,7 @@
 import type { FaultlineConfig } from '@faultline/core';
 import type pg from 'pg';
 import { type ActionRow, lastActions, liveMembers } from './cluster-view.js';
-import { portAnswers } from './services.js';
+import { portAnswers, spStatus } from './probes.js';
 
 export interface StackStatus {
   sp: { node: string; role: string; epoch: number | null; passiveLink: string | null; thriftPort: number }[];
@@ -13,21 +13,16 @@ export interface StackStatus {
 export async function stackStatus(config: FaultlineConfig, pool: pg.Pool): Promise<StackStatus> {
   const sp = await Promise.all(
     config.streamProcessor.nodes.map(async (node) => {
-      try {
-        const response = await fetch(`http://127.0.0.1:${node.statusPort}/status`, {
-          signal: AbortSignal.timeout(1_000),
-        });
-        const s = (await response.json()) as { role: string; epoch?: number; passive?: { link: string } };
-        return {
-          node: node.id,
-          role: s.role,
-          epoch: s.epoch ?? null,
-          passiveLink: s.role === 'ACTIVE' ? (s.passive?.link ?? null) : null,
-          thriftPort: node.thriftPort,
-        };
-      } catch {
-        return { node: node.id, role: 'DOWN', epoch: null, passiveLink: null, thriftPort: node.thriftPort };
-      }
+      // The node's own status type; undefined fields (epoch while passive) are absent from the JSON.
+      const s = await spStatus(node.statusPort);
+      if (!s) return { node: node.id, role: 'DOWN', epoch: null, passiveLink: null, thriftPort: node.thriftPort };
+      return {
+        node: node.id,
+        role: s.role,
+        epoch: s.epoch ?? null,
+        passiveLink: s.role === 'ACTIVE' ? s.passive.link : null,
+        thriftPort: node.thriftPort,
+      };
     }),
   );
   const brokers = await Promise.all(

@@ -1,7 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
-import { type Clock, type Logger, sleep } from '@faultline/core';
+import { type Clock, type Logger, sleep, withDefaults } from '@faultline/core';
+import { ServiceNotReadyError } from './errors.js';
+import {
+  type ResolvedSupervisorOptions,
+  resolveSupervisorOptions,
+  type SupervisorOptions,
+} from './supervisor-options.js';
 
 export interface ServiceSpec {
   /** `broker-a`, `sp-1`, `autoscaler`: the name in status, logs and chaos. */
@@ -17,26 +23,16 @@ export interface ServiceSpec {
   outputFile?: string;
 }
 
+type ResolvedServiceSpec = ServiceSpec & Required<Pick<ServiceSpec, 'restart'>>;
+
 export type ServiceState = 'starting' | 'up' | 'restarting' | 'stopped' | 'failed';
 
 interface Running {
-  spec: ServiceSpec;
+  spec: ResolvedServiceSpec;
   child: ChildProcess | undefined;
   state: ServiceState;
   restarts: number;
-  startedAt: number;
   output?: WriteStream;
-}
-
-export interface SupervisorOptions {
-  clock: Clock;
-  logger: Logger;
-  /** Delay before a dead platform service is started again. @default 2_000 */
-  restartDelayMs?: number;
-  /** @default 30_000 */
-  readyTimeoutMs?: number;
-  /** Where each service's console goes: the supervisor's own stdout, line by line. */
-  write?: (line: string) => void;
 }
 
 /**
@@ -48,11 +44,19 @@ export interface SupervisorOptions {
 export class Supervisor {
   private readonly services = new Map<string, Running>();
   private stopping = false;
+  private readonly options: ResolvedSupervisorOptions;
+  private readonly clock: Clock;
+  private readonly log: Logger;
 
-  constructor(private readonly options: SupervisorOptions) {}
+  constructor(options: SupervisorOptions) {
+    this.options = resolveSupervisorOptions(options);
+    this.clock = this.options.clock;
+    this.log = this.options.logger;
+  }
 
-  async start(spec: ServiceSpec): Promise<void> {
-    const running: Running = { spec, child: undefined, state: 'starting', restarts: 0, startedAt: 0 };
+  async start(input: ServiceSpec): Promise<void> {
+    const spec = withDefaults({ restart: true }, input);
+    const running: Running = { spec, child: undefined, state: 'starting', restarts: 0 };
     if (spec.outputFile) {
       mkdirSync(path.dirname(spec.outputFile), { recursive: true });
       running.output = createWriteStream(spec.outputFile, { flags: 'a' });
@@ -86,28 +90,28 @@ export class Supervisor {
   }
 
   /** Stops every service, last started first. */
-  async stopAll(graceMs = 10_000): Promise<void> {
+  async stopAll(): Promise<void> {
     this.stopping = true;
-    for (const running of [...this.services.values()].reverse()) await this.halt(running, graceMs);
+    for (const running of [...this.services.values()].reverse()) await this.halt(running);
   }
 
   /** Stops one service for good (no restart). */
-  async stop(name: string, graceMs = 10_000): Promise<void> {
+  async stop(name: string): Promise<void> {
     const running = this.services.get(name);
-    if (running) await this.halt(running, graceMs);
+    if (running) await this.halt(running);
   }
 
-  /** SIGCONT + SIGTERM (a paused process must be able to handle it), SIGKILL after `graceMs`. */
-  private async halt(running: Running, graceMs: number): Promise<void> {
+  /** SIGCONT + SIGTERM (a paused process must be able to handle it), SIGKILL after `stopGraceMs`. */
+  private async halt(running: Running): Promise<void> {
     running.state = 'stopped';
     const child = running.child;
     if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.kill('SIGCONT');
       child.kill('SIGTERM');
-      const timer = this.options.clock.setTimeout(() => child.kill('SIGKILL'), graceMs);
+      const timer = this.clock.setTimeout(() => child.kill('SIGKILL'), this.options.stopGraceMs);
       await exited;
-      this.options.clock.clearTimeout(timer);
+      this.clock.clearTimeout(timer);
     }
     running.output?.end();
   }
@@ -122,8 +126,7 @@ export class Supervisor {
       detached: true,
     });
     running.child = child;
-    running.startedAt = this.options.clock.now();
-    const write = this.options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
+    const { write } = this.options;
     const forward = (stream: NodeJS.ReadableStream | null) => {
       let rest = '';
       stream?.on('data', (chunk: Buffer) => {
@@ -136,44 +139,64 @@ export class Supervisor {
     };
     forward(child.stdout);
     forward(child.stderr);
-    child.on('error', (error) => this.options.logger.error('service failed to spawn', { service: spec.name, error }));
+    child.on('error', (error) =>
+      this.log.error('service failed to spawn', {
+        event: 'supervisor.service_spawn_failed',
+        service: spec.name,
+        error,
+      }),
+    );
     child.on('exit', (code, signal) => {
       if (running.child !== child) return;
       if (this.stopping || running.state === 'stopped') return;
-      if (spec.restart === false) {
+      if (!spec.restart) {
         running.state = 'failed';
-        this.options.logger.error('service exited', { service: spec.name, code, signal });
+        this.log.error('service exited', { event: 'supervisor.service_exited', service: spec.name, code, signal });
         return;
       }
-      const delayMs = this.options.restartDelayMs ?? 2_000;
+      const delayMs = this.options.restartDelayMs;
       running.state = 'restarting';
       running.restarts += 1;
-      this.options.logger.warn('service died, restarting', { service: spec.name, code, signal, delayMs });
-      this.options.clock.setTimeout(() => {
+      this.log.warn('service died, restarting', {
+        event: 'supervisor.service_restarting',
+        service: spec.name,
+        code,
+        signal,
+        delayMs,
+      });
+      this.clock.setTimeout(() => {
         if (this.stopping) return;
         this.launch(running);
         void this.untilReady(running).catch((error) =>
-          this.options.logger.error('service did not come back', { service: spec.name, error }),
+          this.log.error('service did not come back', {
+            event: 'supervisor.service_not_back',
+            service: spec.name,
+            error,
+          }),
         );
       }, delayMs);
     });
   }
 
   private async untilReady(running: Running): Promise<void> {
-    const { clock } = this.options;
-    const deadline = clock.monotonicNow() + (this.options.readyTimeoutMs ?? 30_000);
+    const { readyTimeoutMs, readyPollMs } = this.options;
+    const deadline = this.clock.monotonicNow() + readyTimeoutMs;
     const child = running.child;
-    while (clock.monotonicNow() < deadline) {
+    while (this.clock.monotonicNow() < deadline) {
       if (running.child !== child || child?.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`${running.spec.name} exited before it was ready`);
+        throw new ServiceNotReadyError(running.spec.name, 'exited before it was ready');
       }
       if (await running.spec.ready().catch(() => false)) {
         running.state = 'up';
-        this.options.logger.info('service ready', { service: running.spec.name, pid: child.pid });
+        this.log.info('service ready', {
+          event: 'supervisor.service_ready',
+          service: running.spec.name,
+          pid: child.pid,
+        });
         return;
       }
-      await sleep(clock, 100);
+      await sleep(this.clock, readyPollMs);
     }
-    throw new Error(`${running.spec.name} was not ready within ${this.options.readyTimeoutMs ?? 30_000} ms`);
+    throw new ServiceNotReadyError(running.spec.name, `was not ready within ${readyTimeoutMs} ms`);
   }
 }

@@ -1,58 +1,28 @@
+import type { Endpoint, MemberIdentity } from '@faultline/protocol';
+
 /**
- * The cloud controller's driver interface (DESIGN.md "Cloud controller and
- * members"): what the autoscaler needs from an IaaS, and nothing of how. The
- * local driver runs members as process groups on this machine; an EC2,
- * OpenStack or Kubernetes driver implements the same six methods and the
- * autoscaler does not change. The README section "Members" explains how to
- * write one.
+ * The cloud controller's driver interface: what the autoscaler needs from an
+ * IaaS, and nothing of how. The local driver runs members as process groups
+ * on this machine; an EC2, OpenStack or Kubernetes driver implements the same
+ * six methods and the autoscaler does not change. The README section "Writing
+ * another IaaS driver" explains how to write one.
  */
 
-/** Who a member is, as the autoscaler and the topology name it (Stratos 4.1). */
-export interface MemberIdentity {
-  memberId: string;
-  clusterId: string;
-  clusterInstanceId: string;
-  networkPartitionId: string;
-  partitionId: string;
+/**
+ * Who a member is for the cloud controller: protocol's member identity and the
+ * cartridge type it runs (Stratos 4.1), as the autoscaler and the topology name it.
+ */
+export interface CartridgeMemberIdentity extends MemberIdentity {
   cartridgeType: string;
 }
 
-/** One stream-processor Thrift endpoint; the agent tries them in order. */
-export interface SpEndpoint {
-  host: string;
-  port: number;
-}
-
-/** One broker of the MQTT pair (the shape of messaging's BrokerEndpoint). */
-export interface MemberBrokerEndpoint {
-  name: string;
-  host: string;
-  port: number;
-}
-
-/** What the member's cartridge agent needs to report; a driver hands it to the instance. */
-export interface AgentSettings {
-  /** The SP nodes, active or passive: only the active accepts, the agent moves on from the others. */
-  spEndpoints: readonly SpEndpoint[];
-  /** The broker pair the agent publishes `instance/status/*` to. */
-  brokers: readonly MemberBrokerEndpoint[];
-  /** The broker account of role `agent`. */
-  credentials: { username: string; password: string };
-  /** @default DEFAULTS.statIntervalMs (15 000, Stratos agent) */
-  statIntervalMs?: number;
-  /** Bound of the agent's resend buffer. @default 1 000 (config `agent.maxUnackedBatches`) */
-  maxUnackedBatches?: number;
-  /** @default DEFAULTS.republishIntervalMs (60 000, the seed) */
-  republishIntervalMs?: number;
-  /** Subscribers (client id prefixes) that must be present on a broker before the agent publishes through it. @default [] */
-  awaitSubscribers?: readonly string[];
-}
-
-/** Everything needed to start one member. */
-export interface MemberSpec extends MemberIdentity {
-  agent: AgentSettings;
+/**
+ * Everything needed to start one member. What its cartridge agent is told
+ * (AgentSettings) is the driver's, the same for every member it spawns.
+ */
+export interface MemberSpec extends CartridgeMemberIdentity {
   workload?: {
-    /** Latency of each request the demo workload serves. @default 20 (config `clusters[].workload.latencyMs`) */
+    /** Latency of each request the demo workload serves. @default the driver's defaultLatencyMs (config `clusters[].workload.latencyMs`) */
     latencyMs?: number;
   };
 }
@@ -62,13 +32,13 @@ export interface MemberSpec extends MemberIdentity {
  * keep it in its PostgreSQL registry and hand it back to `adopt()` after a
  * restart. Credentials are deliberately not part of it.
  */
-export interface MemberInstance extends MemberIdentity {
+export interface MemberInstance extends CartridgeMemberIdentity {
   /** The driver that spawned it, e.g. `local`; a driver adopts only its own instances. */
   driver: string;
   /** Epoch ms of the spawn. */
   spawnedAt: number;
   /** Where the member's workload serves HTTP. */
-  address: { host: string; port: number };
+  address: Endpoint;
   /**
    * What this driver needs to find the instance again (local: process group,
    * pids and start times; a cloud: the instance id). Opaque to the autoscaler.

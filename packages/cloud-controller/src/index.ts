@@ -1,13 +1,10 @@
-export { type FakeProcessInit, FakeProcessTable } from './fake-process-table.js';
+export { agentSettingsFrom } from './agent-settings.js';
 export type {
   AdoptResult,
-  AgentSettings,
+  CartridgeMemberIdentity,
   Iaas,
-  MemberBrokerEndpoint,
-  MemberIdentity,
   MemberInstance,
   MemberSpec,
-  SpEndpoint,
   TerminateOptions,
   TerminateOutcome,
   TerminateResult,
@@ -23,7 +20,6 @@ export {
 export { createLocalIaas, type LocalIaas, MemberExistsError } from './local-iaas.js';
 export type { LocalIaasCounters, LocalIaasOptions } from './local-iaas-options.js';
 export { checkInstance, type LocalInstance, localHandle } from './local-instance.js';
-export { MEMBER_ENV, type MemberEnvOptions, memberEnv } from './member-env.js';
 export {
   type GroupStopOutcome,
   type LocalHandle,
@@ -32,11 +28,11 @@ export {
   processState,
 } from './member-processes.js';
 export { linuxProcessTable, PlatformError, type ProcessTable, type ProcStat, parseProcStat } from './proc-table.js';
-export { ID_PATTERN, MemberSpecError, validateSpec } from './validate.js';
+export { MemberSpecError, validateSpec } from './validate.js';
 export {
   createWorkload,
   type Workload,
   type WorkloadCounters,
-  type WorkloadOptions,
   type WorkloadStats,
 } from './workload.js';
+export type { WorkloadOptions } from './workload-options.js';

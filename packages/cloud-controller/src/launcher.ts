@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { type Clock, FaultlineError, type Logger, sleep } from '@faultline/core';
-import { checkInt, checkPort, isRecord } from './validate.js';
+import { z } from 'zod';
+import { describeIssues, intIn, issuesOf, portSchema } from './validate.js';
 
 /** What the workload writes to its ready file once it listens and has started its agent. */
 export interface ReadyReport {
@@ -34,6 +35,12 @@ export class SpawnError extends FaultlineError {
   }
 }
 
+const readyReportSchema = z.object(
+  { pid: intIn(2, 2 ** 31 - 1), port: portSchema, agentPid: intIn(2, 2 ** 31 - 1) },
+  { error: 'not an object' },
+);
+
+/** The ready report in `text`, or why it is none. */
 export function parseReadyReport(text: string): ReadyReport | string {
   let value: unknown;
   try {
@@ -41,12 +48,8 @@ export function parseReadyReport(text: string): ReadyReport | string {
   } catch {
     return 'not JSON';
   }
-  if (!isRecord(value)) return 'not an object';
-  const issues: string[] = [];
-  checkInt(value.pid, 'pid', issues, 2, 2 ** 31 - 1);
-  checkPort(value.port, 'port', issues);
-  checkInt(value.agentPid, 'agentPid', issues, 2, 2 ** 31 - 1);
-  return issues.length > 0 ? issues.join('; ') : (value as unknown as ReadyReport);
+  const parsed = readyReportSchema.safeParse(value);
+  return parsed.success ? parsed.data : describeIssues(issuesOf(parsed.error)).join('; ');
 }
 
 export interface ProcessLauncherOptions {
@@ -104,7 +107,13 @@ export function processLauncher(options: ProcessLauncherOptions): Launcher {
       child.once('exit', (code, signal) => {
         const output = request.outputFile ? `; its output is in ${request.outputFile}` : '';
         failure ??= `workload exited (${signal ?? `code ${code}`}) before it was ready${output}`;
-        log.info('member workload exited', { memberId, pid: child.pid, code, signal });
+        log.info('member workload exited', {
+          event: 'local_iaas.workload_exited',
+          memberId,
+          pid: child.pid,
+          code,
+          signal,
+        });
       });
       const deadline = clock.monotonicNow() + options.spawnTimeoutMs;
       const kill = () => {

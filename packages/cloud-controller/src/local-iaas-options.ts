@@ -1,12 +1,30 @@
 import path from 'node:path';
-import { type Clock, type Logger, type LogLevel, nullLogger, REPO_ROOT, systemClock } from '@faultline/core';
+import {
+  type Clock,
+  ConfigError,
+  DEFAULTS,
+  type Logger,
+  type LogLevel,
+  nullLogger,
+  REPO_ROOT,
+  systemClock,
+  withDefaults,
+} from '@faultline/core';
+import { type AgentSettings, agentSettingsSchema } from '@faultline/protocol';
 import type { Launcher } from './launcher.js';
 import { linuxProcessTable, type ProcessTable } from './proc-table.js';
+import { describeIssues, issuesOf } from './validate.js';
 
-/** Options of the local driver: every field but runDir optional, resolved once by addDefaults(). */
+/** Options of the local driver: every field but runDir optional, resolved once by resolveLocalIaasOptions(). */
 export interface LocalIaasOptions {
   /** Folder for the members' ready files and their agents' outboxes; created. */
   runDir: string;
+  /**
+   * What every member's cartridge agent is told (`agentSettingsFrom(config)`).
+   * Needed to spawn; a driver that only adopts and terminates (a CLI stop, a
+   * test's cleanup) goes without. @default none
+   */
+  agent?: AgentSettings;
   /** Folder for the members' logs (`member-<id>.out`, `workload-<id>.jsonl`, `agent-<id>.jsonl`). @default `<runDir>/logs` */
   logsDir?: string;
   /** Address the workloads listen on. @default '127.0.0.1' */
@@ -27,7 +45,7 @@ export interface LocalIaasOptions {
   killWaitMs?: number;
   /** The members' log level. @default 'info' */
   memberLogLevel?: LogLevel;
-  /** Workload latency for specs that name none. @default 20 */
+  /** Workload latency for specs that name none. @default DEFAULTS.workloadLatencyMs (20) */
   defaultLatencyMs?: number;
   /** Environment the members' processes inherit (minus FAULTLINE_* and DATABASE_URL). @default process.env */
   env?: NodeJS.ProcessEnv;
@@ -55,27 +73,43 @@ export interface LocalIaasCounters {
   invalidInput: number;
 }
 
-export type ResolvedOptions = Required<Omit<LocalIaasOptions, 'launcher'>> & Pick<LocalIaasOptions, 'launcher'>;
+export interface ResolvedLocalIaasOptions extends Required<Omit<LocalIaasOptions, 'agent' | 'launcher'>> {
+  agent: AgentSettings | undefined;
+  launcher: Launcher | undefined;
+}
 
-/** Field by field with ??: a spread would let an explicit `undefined` win over the default. */
-export function addDefaults(input: LocalIaasOptions): ResolvedOptions {
-  return {
-    runDir: input.runDir,
-    logsDir: input.logsDir ?? path.join(input.runDir, 'logs'),
-    host: input.host ?? '127.0.0.1',
-    nodePath: input.nodePath ?? process.execPath,
-    workloadMain: input.workloadMain ?? path.join(REPO_ROOT, 'packages/cloud-controller/dist/workload-main.js'),
-    agentMain: input.agentMain ?? path.join(REPO_ROOT, 'packages/cartridge-agent/dist/main.js'),
-    spawnTimeoutMs: input.spawnTimeoutMs ?? 10_000,
-    defaultGraceMs: input.defaultGraceMs ?? 5_000,
-    pollMs: input.pollMs ?? 50,
-    killWaitMs: input.killWaitMs ?? 5_000,
-    memberLogLevel: input.memberLogLevel ?? 'info',
-    defaultLatencyMs: input.defaultLatencyMs ?? 20,
-    env: input.env ?? process.env,
-    clock: input.clock ?? systemClock,
-    logger: input.logger ?? nullLogger,
-    processTable: input.processTable ?? linuxProcessTable,
-    launcher: input.launcher,
-  };
+/** The driver's options with every default filled in; a ConfigError names each bad agent setting. */
+export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalIaasOptions {
+  const options = withDefaults(
+    {
+      logsDir: path.join(input.runDir, 'logs'),
+      host: '127.0.0.1',
+      nodePath: process.execPath,
+      workloadMain: path.join(REPO_ROOT, 'packages/cloud-controller/dist/workload-main.js'),
+      agentMain: path.join(REPO_ROOT, 'packages/cartridge-agent/dist/main.js'),
+      spawnTimeoutMs: 10_000,
+      defaultGraceMs: 5_000,
+      pollMs: 50,
+      killWaitMs: 5_000,
+      memberLogLevel: 'info' as LogLevel,
+      defaultLatencyMs: DEFAULTS.workloadLatencyMs as number,
+      env: process.env,
+      clock: systemClock,
+      logger: nullLogger,
+      processTable: linuxProcessTable,
+    },
+    input,
+  );
+  return { ...options, agent: checkAgentSettings(input.agent), launcher: input.launcher };
+}
+
+/** Checked once here rather than at every spawn: they are the same for every member. */
+function checkAgentSettings(agent: AgentSettings | undefined): AgentSettings | undefined {
+  if (agent === undefined) return undefined;
+  const parsed = agentSettingsSchema.safeParse(agent);
+  if (parsed.success) return parsed.data;
+  const issues = issuesOf(parsed.error, 'agent');
+  throw new ConfigError('FL_ERR_CONFIG_INVALID', `invalid agent settings: ${describeIssues(issues).join('; ')}`, {
+    issues,
+  });
 }

@@ -1,14 +1,21 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createMemoryLogger } from '@faultline/core';
+import { createMemoryLogger } from '@faultline/core/testing';
+import { type AgentSettings, encodeMemberEnv } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FakeProcessTable } from './fake-process-table.js';
 import type { MemberSpec } from './iaas.js';
 import { type Launcher, type LaunchRequest, SpawnError } from './launcher.js';
 import { createLocalIaas } from './local-iaas.js';
 import type { LocalIaasOptions } from './local-iaas-options.js';
 import { localHandle } from './local-instance.js';
+import { FakeProcessTable } from './testing/index.js';
+
+const agent: AgentSettings = {
+  spEndpoints: [{ host: '127.0.0.1', port: 7611 }],
+  brokers: [{ name: 'a', host: '127.0.0.1', port: 1883 }],
+  credentials: { username: 'agent', password: 'secret' },
+};
 
 const spec = (memberId: string): MemberSpec => ({
   memberId,
@@ -17,11 +24,6 @@ const spec = (memberId: string): MemberSpec => ({
   networkPartitionId: 'np-1',
   partitionId: 'p-1',
   cartridgeType: 'php',
-  agent: {
-    spEndpoints: [{ host: '127.0.0.1', port: 7611 }],
-    brokers: [{ name: 'a', host: '127.0.0.1', port: 1883 }],
-    credentials: { username: 'agent', password: 'secret' },
-  },
 });
 
 /** Starts "processes" in the fake table: workload pid N leads group N, its agent is N + 1. */
@@ -45,7 +47,7 @@ function setup(extra: Partial<LocalIaasOptions> = {}) {
   const launcher = new FakeLauncher(table);
   const logger = createMemoryLogger();
   const runDir = mkdtempSync(path.join(os.tmpdir(), 'faultline-iaas-'));
-  const iaas = createLocalIaas({ runDir, processTable: table, launcher, logger, ...extra });
+  const iaas = createLocalIaas({ runDir, agent, processTable: table, launcher, logger, ...extra });
   return { table, launcher, logger, iaas };
 }
 
@@ -68,6 +70,7 @@ describe('local iaas (fake processes)', () => {
     // The agent's settings travel in the environment; the password never lands in the instance.
     expect(launcher.requests[0]?.env.FAULTLINE_AGENT_PASSWORD).toBe('secret');
     expect(JSON.stringify(instance)).not.toContain('secret');
+    expect(launcher.requests[0]?.env.FAULTLINE_WORKLOAD_LATENCY_MS).toBe('20');
     expect(await iaas.isRunning('m-1')).toBe(true);
     expect((await iaas.list()).map((m) => m.memberId)).toEqual(['m-1']);
   });
@@ -76,13 +79,62 @@ describe('local iaas (fake processes)', () => {
     const { iaas, logger } = setup();
     await iaas.spawn(spec('m-1'));
     await expect(iaas.spawn(spec('m-1'))).rejects.toMatchObject({ code: 'FL_ERR_MEMBER_EXISTS' });
-    const bad = { ...spec('../etc'), agent: { ...spec('x').agent, spEndpoints: [] } };
+    const bad = { ...spec('../etc'), workload: { latencyMs: -1 } };
     await expect(iaas.spawn(bad)).rejects.toMatchObject({
       code: 'FL_ERR_MEMBER_SPEC_INVALID',
-      issues: [expect.stringMatching(/^memberId/), expect.stringMatching(/^agent\.spEndpoints/)],
+      issues: [expect.stringMatching(/^memberId/), expect.stringMatching(/^workload\.latencyMs/)],
     });
     expect(iaas.counters.invalidInput).toBe(1);
-    expect(logger.records.some((r) => r.message === 'member spec refused')).toBe(true);
+    expect(logger.events()).toContain('local_iaas.spec_refused');
+  });
+
+  it('refuses malformed agent settings at creation, every bad field named, and spawns nothing without any', async () => {
+    const create = (settings: AgentSettings) => () =>
+      createLocalIaas({ runDir: '/nonexistent', agent: settings, processTable: new FakeProcessTable() });
+    expect(create({ ...agent, spEndpoints: [], brokers: [{ name: '../a', host: 'h', port: 1 }] })).toThrow(
+      expect.objectContaining({
+        code: 'FL_ERR_CONFIG_INVALID',
+        issues: [
+          expect.objectContaining({ key: 'agent.spEndpoints' }),
+          expect.objectContaining({ key: 'agent.brokers[0].name' }),
+        ],
+      }),
+    );
+    const { iaas, launcher } = setup({ agent: undefined });
+    await expect(iaas.spawn(spec('m-1'))).rejects.toMatchObject({ code: 'FL_ERR_CONFIG_INVALID' });
+    expect(launcher.requests).toEqual([]);
+  });
+
+  it('starts members with its own environment minus the platform’s settings and secrets, plus the member’s', async () => {
+    const { iaas, launcher } = setup({
+      agentMain: '/dist/main.js',
+      memberLogLevel: 'debug',
+      defaultLatencyMs: 7,
+      env: {
+        PATH: '/usr/bin',
+        FAULTLINE_CONFIG: '/etc/faultline.yaml',
+        FAULTLINE_AGENT_STAT_INTERVAL_MS: '99',
+        DATABASE_URL: 'postgres://u:secret@db/x',
+      },
+    });
+    await iaas.spawn({ ...spec('m-1'), workload: { latencyMs: 5 } });
+    await iaas.spawn(spec('m-2'));
+    const [first, second] = launcher.requests;
+    const runDir = path.dirname(first?.readyFile ?? '');
+    expect(first?.env).toEqual({
+      PATH: '/usr/bin',
+      ...encodeMemberEnv({
+        member: { ...spec('m-1') },
+        agent,
+        workload: { host: '127.0.0.1', latencyMs: 5, readyFile: first?.readyFile ?? '', agentMain: '/dist/main.js' },
+        outboxDir: path.join(runDir, 'outbox'),
+        logDir: path.join(runDir, 'logs'),
+        logLevel: 'debug',
+      }),
+    });
+    expect(first?.env).not.toHaveProperty('DATABASE_URL');
+    expect(first?.env).not.toHaveProperty('FAULTLINE_AGENT_STAT_INTERVAL_MS');
+    expect(second?.env.FAULTLINE_WORKLOAD_LATENCY_MS).toBe('7');
   });
 
   it('fails a spawn whose agent died at once, and stops what had started', async () => {
@@ -92,6 +144,18 @@ describe('local iaas (fake processes)', () => {
     expect(table.has(1_000)).toBe(false);
     expect(await iaas.list()).toEqual([]);
     expect(iaas.counters).toMatchObject({ spawned: 0, spawnFailed: 1 });
+  });
+
+  it('gives any other failure of a spawn its code', async () => {
+    const { iaas, launcher } = setup();
+    launcher.launch = async () => {
+      throw new Error('EACCES: permission denied');
+    };
+    await expect(iaas.spawn(spec('m-1'))).rejects.toMatchObject({
+      code: 'FL_ERR_SPAWN_FAILED',
+      message: 'member m-1 did not start: EACCES: permission denied',
+    });
+    expect(iaas.counters.spawnFailed).toBe(1);
   });
 
   it('says the instance runs while only its agent is gone, and not once the workload is', async () => {

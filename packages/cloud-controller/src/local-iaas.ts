@@ -1,11 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ClosedError, FaultlineError, once } from '@faultline/core';
+import { ClosedError, ConfigError, FaultlineError, once } from '@faultline/core';
+import { encodeMemberEnv, memberIdentityOf } from '@faultline/protocol';
 import type { AdoptResult, Iaas, MemberInstance, MemberSpec, TerminateOptions, TerminateResult } from './iaas.js';
 import { processLauncher, SpawnError } from './launcher.js';
-import { addDefaults, type LocalIaasCounters, type LocalIaasOptions } from './local-iaas-options.js';
+import { type LocalIaasCounters, type LocalIaasOptions, resolveLocalIaasOptions } from './local-iaas-options.js';
 import { checkInstance, goneReason, type LocalInstance } from './local-instance.js';
-import { memberEnv } from './member-env.js';
 import { ownsGroup, processState, stopGroup } from './member-processes.js';
 import { assertProcfs, linuxProcessTable } from './proc-table.js';
 import { validateSpec } from './validate.js';
@@ -21,13 +21,25 @@ export class MemberExistsError extends FaultlineError {
 }
 
 /**
- * The local-process driver (DESIGN.md "Cloud controller and members"): every
- * member is its own process group of two processes, the workload (group
- * leader) and its cartridge agent. Liveness is the workload's pid *and* its
- * start time, so a reused pid is never taken for a member.
+ * The environment a member's processes inherit from the driver: its own
+ * minus every FAULTLINE_* variable and DATABASE_URL (a member must not inherit
+ * the platform's settings or its database password).
+ */
+function inheritedEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(base).filter(([key]) => !key.startsWith('FAULTLINE_') && key !== 'DATABASE_URL'),
+  );
+}
+
+/**
+ * The local-process driver (README "Members: cloud controller, workload and
+ * cartridge agent"): every member is its own process group of two processes,
+ * the workload (group leader) and its cartridge agent. Liveness is the
+ * workload's pid *and* its start time, so a reused pid is never taken for a
+ * member.
  */
 export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
-  const options = addDefaults(input);
+  const options = resolveLocalIaasOptions(input);
   const { clock, processTable: table } = options;
   if (table === linuxProcessTable) assertProcfs(table);
   const log = options.logger.child({ component: 'local-iaas' });
@@ -67,56 +79,61 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     const checked = validateSpec(spec);
     if (!checked.ok) {
       counters.invalidInput += 1;
-      log.warn('member spec refused', { memberId: checked.error.context.memberId, issues: checked.error.issues });
+      log.warn('member spec refused', {
+        event: 'local_iaas.spec_refused',
+        memberId: checked.error.context.memberId,
+        issues: checked.error.issues,
+      });
       throw checked.error;
     }
-    const { memberId } = spec;
+    const agentSettings = options.agent;
+    if (!agentSettings) throw ConfigError.forKey('agent', 'the local driver needs agent settings to spawn a member');
+    const { memberId, workload: workloadSpec } = checked.value;
     if (members.has(memberId) || spawning.has(memberId)) throw new MemberExistsError(memberId);
     spawning.add(memberId);
     try {
       const outboxDir = path.join(options.runDir, 'outbox');
       await Promise.all([mkdir(outboxDir, { recursive: true }), mkdir(options.logsDir, { recursive: true })]);
       const readyFile = path.join(options.runDir, `${memberId}.ready.json`);
-      const env = memberEnv(
-        spec,
-        {
-          host: options.host,
-          readyFile,
-          agentMain: options.agentMain,
+      const env = {
+        ...inheritedEnv(options.env),
+        ...encodeMemberEnv({
+          member: checked.value,
+          agent: agentSettings,
+          workload: {
+            host: options.host,
+            latencyMs: workloadSpec?.latencyMs ?? options.defaultLatencyMs,
+            readyFile,
+            agentMain: options.agentMain,
+          },
           outboxDir,
           logDir: options.logsDir,
           logLevel: options.memberLogLevel,
-          defaultLatencyMs: options.defaultLatencyMs,
-        },
-        options.env,
-      );
+        }),
+      };
       const outputFile = path.join(options.logsDir, `member-${memberId}.out`);
       const report = await launcher.launch({ memberId, env, readyFile, outputFile });
-      const workload = table.stat(report.pid);
-      const agent = table.stat(report.agentPid);
+      const workloadStat = table.stat(report.pid);
+      const agentStat = table.stat(report.agentPid);
       const instance: LocalInstance = {
-        memberId,
-        clusterId: spec.clusterId,
-        clusterInstanceId: spec.clusterInstanceId,
-        networkPartitionId: spec.networkPartitionId,
-        partitionId: spec.partitionId,
-        cartridgeType: spec.cartridgeType,
+        ...memberIdentityOf(checked.value),
+        cartridgeType: checked.value.cartridgeType,
         driver: 'local',
         spawnedAt: clock.now(),
         address: { host: options.host, port: report.port },
         handle: {
           bootId: table.bootId(),
           pgid: report.pid,
-          workload: { pid: report.pid, startTime: workload?.startTime ?? 0 },
-          agent: agent ? { pid: report.agentPid, startTime: agent.startTime } : null,
+          workload: { pid: report.pid, startTime: workloadStat?.startTime ?? 0 },
+          agent: agentStat ? { pid: report.agentPid, startTime: agentStat.startTime } : null,
         },
       };
       // The workload must lead its own group, or terminate would miss its agent.
-      const problem = !workload
+      const problem = !workloadStat
         ? 'workload exited right after reporting ready'
-        : workload.pgid !== report.pid
-          ? `workload is not a group leader (pgid ${workload.pgid})`
-          : !agent || agent.pgid !== report.pid
+        : workloadStat.pgid !== report.pid
+          ? `workload is not a group leader (pgid ${workloadStat.pgid})`
+          : !agentStat || agentStat.pgid !== report.pid
             ? `cartridge agent exited at once or left the group (see ${outputFile})`
             : closed
               ? 'the driver was closed meanwhile'
@@ -127,12 +144,20 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
       }
       members.set(memberId, instance);
       counters.spawned += 1;
-      log.info('member spawned', { memberId, pgid: report.pid, agentPid: report.agentPid, port: report.port });
+      log.info('member spawned', {
+        event: 'local_iaas.member_spawned',
+        memberId,
+        pgid: report.pid,
+        agentPid: report.agentPid,
+        port: report.port,
+      });
       return structuredClone(instance);
     } catch (error) {
       counters.spawnFailed += 1;
-      log.error('member spawn failed', { memberId, error });
-      throw error;
+      log.error('member spawn failed', { event: 'local_iaas.spawn_failed', memberId, error });
+      // A folder that cannot be created, a custom launcher's failure: still a failed spawn, with its code.
+      if (error instanceof FaultlineError) throw error;
+      throw new SpawnError(memberId, error instanceof Error ? error.message : String(error), error);
     } finally {
       spawning.delete(memberId);
     }
@@ -152,7 +177,13 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
       if (outcome === 'terminated') counters.terminated += 1;
       if (outcome === 'killed') counters.killed += 1;
       const elapsedMs = clock.monotonicNow() - started;
-      log.info('member terminated', { memberId, outcome, elapsedMs, pgid: instance.handle.pgid });
+      log.info('member terminated', {
+        event: 'local_iaas.member_terminated',
+        memberId,
+        outcome,
+        elapsedMs,
+        pgid: instance.handle.pgid,
+      });
       return { memberId, outcome, elapsedMs };
     })().finally(() => stopping.delete(memberId));
     stopping.set(memberId, result);
@@ -167,7 +198,12 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
       if (!checked.ok) {
         counters.invalidInput += 1;
         result.invalid.push({ index, memberId: checked.memberId, reason: checked.reason });
-        log.warn('member instance refused', { index, memberId: checked.memberId, reason: checked.reason });
+        log.warn('member instance refused', {
+          event: 'local_iaas.instance_refused',
+          index,
+          memberId: checked.memberId,
+          reason: checked.reason,
+        });
         continue;
       }
       const instance = checked.instance;
@@ -181,12 +217,20 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
         members.set(instance.memberId, instance);
         counters.adopted += 1;
         result.adopted.push(structuredClone(instance));
-        log.info('member adopted', { memberId: instance.memberId, pgid: instance.handle.pgid });
+        log.info('member adopted', {
+          event: 'local_iaas.member_adopted',
+          memberId: instance.memberId,
+          pgid: instance.handle.pgid,
+        });
         continue;
       }
       counters.adoptedGone += 1;
       result.gone.push({ memberId: instance.memberId, reason });
-      log.info('member gone while the driver was away', { memberId: instance.memberId, reason });
+      log.info('member gone while the driver was away', {
+        event: 'local_iaas.member_gone',
+        memberId: instance.memberId,
+        reason,
+      });
       // Its instance is gone but its agent may linger in the group: nobody would ever stop it otherwise.
       if (ownsGroup(table, instance.handle)) await stop(instance, options.defaultGraceMs);
     }

@@ -1,7 +1,9 @@
+import { idSchema, memberIdentityShape } from '@faultline/protocol';
+import { z } from 'zod';
 import type { MemberInstance } from './iaas.js';
-import { checkLocalHandle, type LocalHandle } from './member-processes.js';
+import { checkLocalHandle, type LocalHandle, localHandleSchema } from './member-processes.js';
 import type { ProcessTable } from './proc-table.js';
-import { checkIdentity, checkInt, checkPort, isRecord } from './validate.js';
+import { describeIssues, intIn, issuesOf, portSchema } from './validate.js';
 
 /** A MemberInstance of the local driver: its handle is the process group. */
 export type LocalInstance = MemberInstance & { driver: 'local'; handle: LocalHandle };
@@ -10,25 +12,36 @@ export type CheckedInstance =
   | { ok: true; instance: LocalInstance }
   | { ok: false; memberId: string | undefined; reason: string };
 
+/** Loose: a row keeps whatever else it holds, as it was written. */
+const localInstanceSchema = z.looseObject({
+  ...memberIdentityShape,
+  cartridgeType: idSchema,
+  driver: z.literal('local'),
+  spawnedAt: intIn(0, Number.MAX_SAFE_INTEGER),
+  address: z.looseObject(
+    { host: z.string({ error: 'must be a string' }).min(1, { error: 'must be a string' }), port: portSchema },
+    { error: 'must be an object' },
+  ),
+  handle: localHandleSchema,
+});
+
 /**
  * Validates an instance handed back by the registry (external input: a row
  * written by another version, edited by hand, or from another driver).
  */
 export function checkInstance(value: unknown): CheckedInstance {
-  if (!isRecord(value)) return { ok: false, memberId: undefined, reason: 'not an object' };
-  const memberId = typeof value.memberId === 'string' ? value.memberId : undefined;
-  if (value.driver !== 'local') {
-    return { ok: false, memberId, reason: `driver ${JSON.stringify(value.driver)} is not local` };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, memberId: undefined, reason: 'not an object' };
   }
-  const issues: string[] = [];
-  checkIdentity(value, issues);
-  checkInt(value.spawnedAt, 'spawnedAt', issues, 0, Number.MAX_SAFE_INTEGER);
-  const address = isRecord(value.address) ? value.address : {};
-  if (typeof address.host !== 'string' || address.host.length === 0) issues.push('address.host: must be a string');
-  checkPort(address.port, 'address.port', issues);
-  issues.push(...checkLocalHandle(value.handle));
-  if (issues.length > 0) return { ok: false, memberId, reason: issues.join('; ') };
-  return { ok: true, instance: structuredClone(value) as unknown as LocalInstance };
+  const row = value as { memberId?: unknown; driver?: unknown };
+  const memberId = typeof row.memberId === 'string' ? row.memberId : undefined;
+  if (row.driver !== 'local') {
+    return { ok: false, memberId, reason: `driver ${JSON.stringify(row.driver)} is not local` };
+  }
+  const parsed = localInstanceSchema.safeParse(value);
+  if (!parsed.success) return { ok: false, memberId, reason: describeIssues(issuesOf(parsed.error)).join('; ') };
+  // A copy, so the row can change without changing the driver's record.
+  return { ok: true, instance: structuredClone(parsed.data) };
 }
 
 /** The local handle of an instance this driver returned (for tools: chaos, status), or undefined. */

@@ -1,6 +1,5 @@
 import { nullLogger, systemClock } from '@faultline/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FakeProcessTable } from './fake-process-table.js';
 import {
   checkLocalHandle,
   type LocalHandle,
@@ -9,6 +8,7 @@ import {
   type StopGroupOptions,
   stopGroup,
 } from './member-processes.js';
+import { FakeProcessTable } from './testing/index.js';
 
 /** A member as the driver records it: workload 100 leads group 100, agent 101 is in it. */
 function member(table: FakeProcessTable, workload = { ignoresTerm: false }): LocalHandle {

@@ -1,6 +1,7 @@
 import { type Clock, type Logger, sleep } from '@faultline/core';
+import { z } from 'zod';
 import type { ProcessTable } from './proc-table.js';
-import { checkInt, isRecord } from './validate.js';
+import { describeIssues, intIn, issuesOf } from './validate.js';
 
 /** One process, named so that a reused pid is not mistaken for it. */
 export interface ProcessRef {
@@ -44,25 +45,32 @@ export function ownsGroup(table: ProcessTable, handle: LocalHandle): boolean {
   );
 }
 
-function checkRef(value: unknown, field: string, issues: string[]): void {
-  const ref = isRecord(value) ? value : {};
-  checkInt(ref.pid, `${field}.pid`, issues, 1, 2 ** 31 - 1);
-  checkInt(ref.startTime, `${field}.startTime`, issues, 0, Number.MAX_SAFE_INTEGER);
-}
+const processRefSchema = z.looseObject(
+  { pid: intIn(1, 2 ** 31 - 1), startTime: intIn(0, Number.MAX_SAFE_INTEGER) },
+  { error: 'must be an object' },
+);
+
+/** A handle read back from the registry (external input). */
+export const localHandleSchema = z
+  .looseObject(
+    {
+      bootId: z.string({ error: 'must be a string' }).min(1, { error: 'must be a string' }),
+      // pgid 1 would be init's group: never a member.
+      pgid: intIn(2, 2 ** 31 - 1),
+      workload: processRefSchema,
+      agent: processRefSchema.nullable(),
+    },
+    { error: 'must be an object' },
+  )
+  .refine((handle) => handle.workload.pid === handle.pgid, {
+    error: 'must be the workload pid (the group leader)',
+    path: ['pgid'],
+  });
 
 /** Checks a handle read back from the registry; returns the problems found. */
 export function checkLocalHandle(value: unknown): string[] {
-  const issues: string[] = [];
-  if (!isRecord(value)) return ['handle: must be an object'];
-  if (typeof value.bootId !== 'string' || value.bootId.length === 0) issues.push('handle.bootId: must be a string');
-  // pgid 1 would be init's group: never a member.
-  checkInt(value.pgid, 'handle.pgid', issues, 2, 2 ** 31 - 1);
-  checkRef(value.workload, 'handle.workload', issues);
-  if (value.agent !== null) checkRef(value.agent, 'handle.agent', issues);
-  if (isRecord(value.workload) && value.workload.pid !== value.pgid) {
-    issues.push('handle.pgid: must be the workload pid (the group leader)');
-  }
-  return issues;
+  const parsed = localHandleSchema.safeParse(value);
+  return parsed.success ? [] : describeIssues(issuesOf(parsed.error, 'handle'));
 }
 
 export type GroupStopOutcome = 'terminated' | 'killed' | 'already-gone' | 'stuck';
@@ -88,7 +96,8 @@ async function waitEmpty(options: StopGroupOptions, pgid: number, ms: number): P
 }
 
 /**
- * SIGTERM to the whole group, SIGKILL after the grace period (DESIGN.md).
+ * SIGTERM to the whole group, SIGKILL after the grace period (README "Members:
+ * cloud controller, workload and cartridge agent").
  * SIGCONT follows SIGTERM because a stopped process (SIGSTOP, `chaos
  * hang-member`) keeps SIGTERM pending and would sit out the whole grace
  * period; resumed, it runs its handler and exits cleanly. SIGKILL needs no
@@ -101,9 +110,17 @@ export async function stopGroup(handle: LocalHandle, options: StopGroupOptions):
   if (!table.kill(-pgid, 'SIGTERM')) return 'already-gone';
   table.kill(-pgid, 'SIGCONT');
   if (await waitEmpty(options, pgid, options.graceMs)) return 'terminated';
-  log.warn('member did not stop within its grace period, killing it', { pgid, graceMs: options.graceMs });
+  log.warn('member did not stop within its grace period, killing it', {
+    event: 'local_iaas.grace_expired',
+    pgid,
+    graceMs: options.graceMs,
+  });
   if (!table.kill(-pgid, 'SIGKILL')) return 'killed';
   if (await waitEmpty(options, pgid, options.killWaitMs)) return 'killed';
-  log.error('member processes remain after SIGKILL', { pgid, pids: table.groupMembers(pgid) });
+  log.error('member processes remain after SIGKILL', {
+    event: 'local_iaas.member_stuck',
+    pgid,
+    pids: table.groupMembers(pgid),
+  });
   return 'stuck';
 }

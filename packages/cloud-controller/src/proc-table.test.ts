@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { FakeProcessTable } from './fake-process-table.js';
 import { assertProcfs, linuxProcessTable, parseProcStat } from './proc-table.js';
+import { FakeProcessTable } from './testing/index.js';
 
 // A real line of /proc/<pid>/stat (52 fields), with a command name that has a space and a parenthesis.
 const LINE =
@@ -44,5 +44,9 @@ describe('linuxProcessTable', () => {
       throw new Error('ENOENT: /proc/sys/kernel/random/boot_id');
     };
     expect(() => assertProcfs(table)).toThrow(expect.objectContaining({ code: 'FL_ERR_PLATFORM_UNSUPPORTED' }));
+    // A procfs that does not show this very process is no procfs to rely on either.
+    expect(() => assertProcfs(new FakeProcessTable())).toThrow(
+      expect.objectContaining({ code: 'FL_ERR_PLATFORM_UNSUPPORTED' }),
+    );
   });
 });

@@ -92,10 +92,12 @@ export const linuxProcessTable: ProcessTable = {
 
 /** Fails fast, with one clear error, where there is no procfs to read start times from. */
 export function assertProcfs(table: ProcessTable): void {
+  let readable: boolean;
   try {
     table.bootId();
-    if (!table.stat(process.pid)) throw new Error(`/proc/${process.pid}/stat is unreadable`);
+    readable = table.stat(process.pid) !== undefined;
   } catch (cause) {
     throw new PlatformError('Linux /proc is not available', cause);
   }
+  if (!readable) throw new PlatformError('Linux /proc is not available', `/proc/${process.pid}/stat is unreadable`);
 }

@@ -8,15 +8,17 @@
  * `{ pid, port, agentPid }` to FAULTLINE_WORKLOAD_READY_FILE.
  */
 import { createLogger, runMain } from '@faultline/core';
-import { parseWorkloadEnv, startWorkloadService, type WorkloadServiceConfig } from './workload-service.js';
+import type { WorkloadEnv } from '@faultline/protocol';
+import { readWorkloadEnv, startWorkloadService } from './workload-service.js';
 
-let config: WorkloadServiceConfig | undefined;
+// Assigned by the first step of runMain, which always runs before the second.
+let config!: WorkloadEnv;
 
 await runMain(
   // The environment is read before the logger exists because the logger's
   // name and folder come from it; runMain turns a ConfigError into exit 2.
   () => {
-    config = parseWorkloadEnv(process.env);
+    config = readWorkloadEnv(process.env);
     return createLogger({
       service: `workload-${config.memberId}`,
       level: config.logLevel,
@@ -25,8 +27,5 @@ await runMain(
       console: config.logDir ? 'none' : 'json',
     });
   },
-  async ({ logger }) => {
-    if (!config) throw new Error('workload environment was not read');
-    return startWorkloadService(config, logger, process.env);
-  },
+  ({ logger }) => startWorkloadService(config, logger, process.env),
 );

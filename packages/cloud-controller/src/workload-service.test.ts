@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseReadyReport } from './launcher.js';
-import { parseWorkloadEnv } from './workload-service.js';
+import { readWorkloadEnv } from './workload-service.js';
 
-describe('parseWorkloadEnv', () => {
+describe('readWorkloadEnv', () => {
   const env = {
     FAULTLINE_MEMBER_ID: 'm-1',
     FAULTLINE_WORKLOAD_READY_FILE: '/tmp/m-1.ready.json',
@@ -12,7 +12,7 @@ describe('parseWorkloadEnv', () => {
   };
 
   it('reads the workload’s part of the member environment, with defaults', () => {
-    expect(parseWorkloadEnv(env)).toEqual({
+    expect(readWorkloadEnv(env)).toEqual({
       memberId: 'm-1',
       host: '127.0.0.1',
       latencyMs: 7,
@@ -23,10 +23,10 @@ describe('parseWorkloadEnv', () => {
     });
   });
 
-  it('names each bad variable in one ConfigError (exit 2 in main)', () => {
+  it('names each bad variable in one ConfigError (exit 2 in main), a missing agent entry point too', () => {
     let caught: unknown;
     try {
-      parseWorkloadEnv({
+      readWorkloadEnv({
         FAULTLINE_MEMBER_ID: 'a/b',
         FAULTLINE_WORKLOAD_LATENCY_MS: '-3',
         FAULTLINE_AGENT_MAIN: '/nope.js',
@@ -41,6 +41,9 @@ describe('parseWorkloadEnv', () => {
       'FAULTLINE_WORKLOAD_READY_FILE',
       'FAULTLINE_AGENT_MAIN',
     ]);
+    expect(() => readWorkloadEnv({ ...env, FAULTLINE_AGENT_MAIN: '/nope.js' })).toThrow(
+      expect.objectContaining({ issues: [{ key: 'FAULTLINE_AGENT_MAIN', reason: '/nope.js is missing' }] }),
+    );
   });
 });
 

@@ -1,15 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Clock, type Logger, nullLogger, once, systemClock, type TimerHandle } from '@faultline/core';
-
-export interface WorkloadOptions {
-  /** How long each `GET /` takes to answer: the demo's service time. @default 20 */
-  latencyMs?: number;
-  /** @default systemClock */
-  clock?: Clock;
-  /** @default nullLogger */
-  logger?: Logger;
-}
+import { once, type TimerHandle } from '@faultline/core';
+import { resolveWorkloadOptions, type WorkloadOptions } from './workload-options.js';
 
 export interface WorkloadCounters {
   /** `GET /` requests answered. */
@@ -44,10 +36,9 @@ export interface Workload {
  *   GET /healthz  → 200 { status: 'ok', requestsInFlight, served }: the agent's activation check
  *   GET /stats    → 200 { requestsInFlight, served }
  */
-export function createWorkload(options: WorkloadOptions = {}): Workload {
-  const latencyMs = options.latencyMs ?? 20;
-  const clock = options.clock ?? systemClock;
-  const log = (options.logger ?? nullLogger).child({ component: 'workload' });
+export function createWorkload(input: WorkloadOptions = {}): Workload {
+  const { latencyMs, clock, logger } = resolveWorkloadOptions(input);
+  const log = logger.child({ component: 'workload' });
   const counters: WorkloadCounters = { served: 0, aborted: 0, rejected: 0 };
   const timers = new Set<TimerHandle>();
   let inFlight = 0;
@@ -55,6 +46,13 @@ export function createWorkload(options: WorkloadOptions = {}): Workload {
   const json = (res: http.ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
+  };
+
+  /** An unknown path (404) or method (405). */
+  const refuse = (req: http.IncomingMessage, res: http.ServerResponse, status: 404 | 405, url: string | undefined) => {
+    counters.rejected += 1;
+    log.debug('request refused', { event: 'workload.request_refused', method: req.method, url });
+    json(res, status, { error: status === 404 ? 'not found' : 'method not allowed' });
   };
 
   const serve = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -84,9 +82,7 @@ export function createWorkload(options: WorkloadOptions = {}): Workload {
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET') {
-      counters.rejected += 1;
-      log.debug('request refused', { method: req.method, url });
-      json(res, 405, { error: 'method not allowed' });
+      refuse(req, res, 405, url);
       return;
     }
     switch (url) {
@@ -100,15 +96,13 @@ export function createWorkload(options: WorkloadOptions = {}): Workload {
         json(res, 200, { requestsInFlight: inFlight, served: counters.served } satisfies WorkloadStats);
         return;
       default:
-        counters.rejected += 1;
-        log.debug('request refused', { method: req.method, url });
-        json(res, 404, { error: 'not found' });
+        refuse(req, res, 404, url);
     }
   });
   // A client error (bad HTTP) closes that socket only; never crash the instance.
   server.on('clientError', (error, socket) => {
     counters.rejected += 1;
-    log.debug('bad request', { error });
+    log.debug('bad request', { event: 'workload.bad_request', error });
     socket.destroy();
   });
 

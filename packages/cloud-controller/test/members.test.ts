@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createSubscriber, type Subscriber } from '@faultline/messaging';
-import type { Envelope } from '@faultline/protocol';
+import type { AgentSettings, Envelope } from '@faultline/protocol';
 import { brokerEndpoints, startBrokerPair, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -22,7 +22,8 @@ import { assertBuilt, expectGroupsGone, groupOf, startTestSp, type TestSp, waitF
  * Issue 6 acceptance against real processes: members spawned by the local
  * driver (the built workload and cartridge agent), a real Thrift endpoint
  * standing in for the SP, and a real broker pair with the autoscaler's
- * subscriber. Short intervals come through the spec, never from the defaults.
+ * subscriber. Short intervals come through the driver's agent settings, never
+ * from the defaults.
  */
 const run = promisify(execFile);
 
@@ -74,8 +75,17 @@ describe('local driver with real members', () => {
     return dir;
   };
 
+  const agentSettings = (): AgentSettings => ({
+    spEndpoints: [{ host: '127.0.0.1', port: sp.port }],
+    brokers: brokerEndpoints(brokers),
+    credentials: TEST_CREDENTIALS.agent,
+    statIntervalMs: 200,
+    republishIntervalMs: 2_000,
+    awaitSubscribers: ['autoscaler'],
+  });
+
   const driver = (runDir = tempDir()) => {
-    const iaas = createLocalIaas({ runDir, spawnTimeoutMs: 20_000 });
+    const iaas = createLocalIaas({ runDir, agent: agentSettings(), spawnTimeoutMs: 20_000 });
     drivers.push(iaas);
     return iaas;
   };
@@ -87,14 +97,6 @@ describe('local driver with real members', () => {
     networkPartitionId: 'np-1',
     partitionId: 'p-1',
     cartridgeType: 'php',
-    agent: {
-      spEndpoints: [{ host: '127.0.0.1', port: sp.port }],
-      brokers: brokerEndpoints(brokers),
-      credentials: TEST_CREDENTIALS.agent,
-      statIntervalMs: 200,
-      republishIntervalMs: 2_000,
-      awaitSubscribers: ['autoscaler'],
-    },
     workload: { latencyMs: 5 },
   });
 
@@ -184,7 +186,7 @@ describe('local driver with real members', () => {
 
   it('fails a spawn whose agent cannot start, leaving nothing behind', async () => {
     const runDir = tempDir();
-    const iaas = createLocalIaas({ runDir, agentMain: path.join(runDir, 'no-such-agent.js') });
+    const iaas = createLocalIaas({ runDir, agent: agentSettings(), agentMain: path.join(runDir, 'no-such-agent.js') });
     drivers.push(iaas);
     await expect(iaas.spawn(spec('broken'))).rejects.toMatchObject({
       code: 'FL_ERR_SPAWN_FAILED',
@@ -234,7 +236,7 @@ describe('local driver with real members', () => {
       process.execPath,
       [
         path.join(import.meta.dirname, 'fixtures/spawn-members.mjs'),
-        JSON.stringify({ runDir, specs: [spec('kept-1'), spec('kept-2')] }),
+        JSON.stringify({ runDir, agent: agentSettings(), specs: [spec('kept-1'), spec('kept-2')] }),
       ],
       { timeout: 30_000 },
     );

@@ -1,5 +1,5 @@
-export { LeaderLease, type LeaderLeaseOptions, type LeaseEvent } from './leader-lease.js';
-export { MemoryLeaseStore, MemoryLeaseTables } from './memory-store.js';
+export { LeaderLease, type LeaseEvent } from './leader-lease.js';
+export { type LeaderLeaseOptions, type ResolvedLeaderLeaseOptions, resolveLeaderLeaseOptions } from './options.js';
 export {
   type AcquireResult,
   type LeaderRecord,

@@ -1,7 +1,7 @@
-import { type Clock, systemClock } from '@faultline/core';
+import { type Clock, ConfigError, systemClock } from '@faultline/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LeaderLease, type LeaseEvent } from './leader-lease.js';
-import { MemoryLeaseStore, MemoryLeaseTables } from './memory-store.js';
+import { MemoryLeaseStore, MemoryLeaseTables } from './testing/index.js';
 
 function node(store: MemoryLeaseStore, nodeId: string, clock: Clock = systemClock) {
   const events: (LeaseEvent & { at: number })[] = [];
@@ -103,18 +103,23 @@ describe('LeaderLease (1 000 ms × 2, margin 300 ms)', () => {
     expect(a.events.at(-1)).toMatchObject({ type: 'lost', reason: 'shutting down' });
   });
 
-  it('refuses a margin as long as the lease', () => {
-    expect(
-      () =>
-        new LeaderLease({
-          store: new MemoryLeaseStore(systemClock),
-          groupId: 'g',
-          nodeId: 'n',
-          clock: systemClock,
-          fencingMarginMs: 2_000,
-          describe: () => ({ role: 'PASSIVE', syncEndpoint: '', thriftEndpoint: '' }),
-          onChange: () => {},
-        }),
-    ).toThrow(RangeError);
+  it('refuses a margin as long as the lease, naming the option', () => {
+    const attempt = () =>
+      new LeaderLease({
+        store: new MemoryLeaseStore(systemClock),
+        groupId: 'g',
+        nodeId: 'n',
+        clock: systemClock,
+        fencingMarginMs: 2_000,
+        describe: () => ({ role: 'PASSIVE', syncEndpoint: '', thriftEndpoint: '' }),
+        onChange: () => {},
+      });
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow(
+      expect.objectContaining({
+        code: 'FL_ERR_CONFIG_INVALID',
+        issues: [expect.objectContaining({ key: 'fencingMarginMs' })],
+      }),
+    );
   });
 });

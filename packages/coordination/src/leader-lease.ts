@@ -1,24 +1,7 @@
-import { type Clock, DEFAULTS, type Logger, nullLogger, type TimerHandle } from '@faultline/core';
-import type { LeaseStore, NodeRole } from './store.js';
+import type { Logger, TimerHandle } from '@faultline/core';
+import { type LeaderLeaseOptions, type ResolvedLeaderLeaseOptions, resolveLeaderLeaseOptions } from './options.js';
 
 export type LeaseEvent = { type: 'acquired'; epoch: number } | { type: 'lost'; epoch: number; reason: string };
-
-export interface LeaderLeaseOptions {
-  store: LeaseStore;
-  groupId: string;
-  nodeId: string;
-  /** What this node reports in its membership row at every heartbeat. */
-  describe: () => { role: NodeRole; syncEndpoint: string; thriftEndpoint: string };
-  onChange: (event: LeaseEvent) => void;
-  /** @default DEFAULTS.heartbeatIntervalMs (1 000, WSO2 SP) */
-  heartbeatIntervalMs?: number;
-  /** The lease lasts interval × retries. @default DEFAULTS.heartbeatMaxRetry (2) */
-  heartbeatMaxRetry?: number;
-  /** Step down this long before the lease could expire in the database. @default DEFAULTS.fencingMarginMs */
-  fencingMarginMs?: number;
-  clock: Clock;
-  logger?: Logger;
-}
 
 /**
  * A leader lease in the cluster database with self-fencing. Every interval it
@@ -38,17 +21,14 @@ export class LeaderLease {
   private atExpiry: TimerHandle | undefined;
   private ticking = false;
   private closed = false;
+  private readonly options: ResolvedLeaderLeaseOptions;
   private readonly leaseMs: number;
-  private readonly intervalMs: number;
-  private readonly marginMs: number;
   private readonly log: Logger;
 
-  constructor(private readonly options: LeaderLeaseOptions) {
-    this.intervalMs = options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs;
-    this.leaseMs = this.intervalMs * (options.heartbeatMaxRetry ?? DEFAULTS.heartbeatMaxRetry);
-    this.marginMs = options.fencingMarginMs ?? DEFAULTS.fencingMarginMs;
-    if (this.marginMs >= this.leaseMs) throw new RangeError('fencingMarginMs must be shorter than the lease');
-    this.log = (options.logger ?? nullLogger).child({ component: 'lease' });
+  constructor(input: LeaderLeaseOptions) {
+    this.options = resolveLeaderLeaseOptions(input);
+    this.leaseMs = this.options.heartbeatIntervalMs * this.options.heartbeatMaxRetry;
+    this.log = this.options.logger.child({ component: 'lease' });
   }
 
   /** Epoch of the lease this node holds and may act under, else undefined. */
@@ -71,7 +51,7 @@ export class LeaderLease {
 
   start(): void {
     if (this.ticker || this.closed) return;
-    this.ticker = this.options.clock.setInterval(() => void this.tick(), this.intervalMs);
+    this.ticker = this.options.clock.setInterval(() => void this.tick(), this.options.heartbeatIntervalMs);
     void this.tick();
   }
 
@@ -87,7 +67,7 @@ export class LeaderLease {
     if (held) {
       this.options.onChange({ type: 'lost', epoch: held.epoch, reason: 'shutting down' });
       await this.options.store.release(this.options.groupId, this.options.nodeId, held.epoch).catch((error) => {
-        this.log.warn('lease release failed; the peer waits for expiry', { error });
+        this.log.warn('lease release failed; the peer waits for expiry', { event: 'lease.release_failed', error });
       });
     }
   }
@@ -121,9 +101,9 @@ export class LeaderLease {
         if (result.acquired && !this.closed) {
           this.held = { epoch: result.epoch, validUntil: 0 };
           this.extend(started);
-          this.log.info('lease acquired', { epoch: result.epoch });
+          this.log.info('lease acquired', { event: 'lease.acquired', epoch: result.epoch });
           this.options.onChange({ type: 'acquired', epoch: result.epoch });
-        } else if (!result.acquired && result.remainingMs < this.intervalMs) {
+        } else if (!result.acquired && result.remainingMs < this.options.heartbeatIntervalMs) {
           // The holder's lease ends before our next tick: try right then, not
           // up to one interval later (this is most of the failover time).
           clock.clearTimeout(this.atExpiry);
@@ -131,19 +111,20 @@ export class LeaderLease {
         }
       }
     } catch (error) {
-      this.log.warn(this.held ? 'lease renewal failed' : 'lease acquire failed', { error });
+      if (this.held) this.log.warn('lease renewal failed', { event: 'lease.renewal_failed', error });
+      else this.log.warn('lease acquire failed', { event: 'lease.acquire_failed', error });
     } finally {
       this.ticking = false;
     }
     await store
       .heartbeat(groupId, { nodeId, ...this.options.describe() })
-      .catch((error) => this.log.debug('node heartbeat failed', { error }));
+      .catch((error) => this.log.debug('node heartbeat failed', { event: 'lease.heartbeat_failed', error }));
   }
 
   private extend(started: number): void {
     const held = this.held;
     if (!held) return;
-    held.validUntil = started + this.leaseMs - this.marginMs;
+    held.validUntil = started + this.leaseMs - this.options.fencingMarginMs;
     const { clock } = this.options;
     clock.clearTimeout(this.fence);
     this.fence = clock.setTimeout(() => this.isValid(), Math.max(0, held.validUntil - clock.monotonicNow()));
@@ -154,7 +135,7 @@ export class LeaderLease {
     if (!held) return;
     this.held = undefined;
     this.options.clock.clearTimeout(this.fence);
-    this.log.warn('lease lost', { epoch: held.epoch, reason });
+    this.log.warn('lease lost', { event: 'lease.lost', epoch: held.epoch, reason });
     this.options.onChange({ type: 'lost', epoch: held.epoch, reason });
   }
 }

@@ -4,7 +4,7 @@
  * Every timer in the project (ping, resubscribe, republish, fault timeout,
  * lease, backoff) is scheduled through a `Clock` that is passed in, never
  * through the globals directly, so unit tests drive them with fake time and the
- * real implementation stays a thin shim. (STYLE.md habit 3; MQTT.js's
+ * real implementation stays a thin shim. (README "Conventions"; MQTT.js's
  * get-timer.ts is the model, without its leftover global setInterval.)
  */
 export type TimerHandle = ReturnType<typeof globalThis.setTimeout>;

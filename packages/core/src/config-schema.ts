@@ -1,12 +1,13 @@
 import { z } from 'zod';
 import { DEFAULTS } from './defaults.js';
+import { ID_PATTERN, ID_PATTERN_DESCRIPTION } from './ids.js';
 import { LOG_LEVELS } from './logger.js';
 
 // Strict objects: a misspelt key is an error that names it, not a silent default.
 // `prefault({})` runs an absent section through its schema so its defaults apply.
 const ms = (fallback: number) => z.number().int().positive().default(fallback);
 const port = z.number().int().min(0).max(65_535);
-const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only');
+const id = z.string().regex(ID_PATTERN, ID_PATTERN_DESCRIPTION);
 
 const credential = z.strictObject({ username: z.string().min(1), password: z.string().min(1) });
 
@@ -90,7 +91,7 @@ const cepSchema = z.strictObject({
 
 const agentSchema = z.strictObject({
   statIntervalMs: ms(DEFAULTS.statIntervalMs),
-  maxUnackedBatches: z.number().int().positive().default(1_000),
+  maxUnackedBatches: z.number().int().positive().default(DEFAULTS.maxUnackedBatches),
 });
 
 const autoscalerSchema = z.strictObject({
@@ -98,13 +99,13 @@ const autoscalerSchema = z.strictObject({
   pendingTimeoutMs: ms(DEFAULTS.pendingTimeoutMs),
   backoffInitialMs: ms(DEFAULTS.backoffInitialMs),
   backoffMaxMs: ms(DEFAULTS.backoffMaxMs),
-  scaleDownConsecutive: z.number().int().positive().default(3),
+  scaleDownConsecutive: z.number().int().positive().default(DEFAULTS.scaleDownConsecutive),
 });
 
 const thresholdsSchema = z.strictObject({
-  requestsInFlight: z.number().positive().default(80),
-  memoryConsumption: z.number().positive().max(100).default(80),
-  loadAverage: z.number().positive().default(80),
+  requestsInFlight: z.number().positive().default(DEFAULTS.thresholds.requestsInFlight),
+  memoryConsumption: z.number().positive().max(100).default(DEFAULTS.thresholds.memoryConsumption),
+  loadAverage: z.number().positive().default(DEFAULTS.thresholds.loadAverage),
 });
 
 export const clusterSchema = z
@@ -119,7 +120,7 @@ export const clusterSchema = z
       .default([{ id: 'p-1', networkPartitionId: 'np-1' }]),
     thresholds: thresholdsSchema.prefault({}),
     /** Workload behaviour of this cluster's members (local driver). */
-    workload: z.strictObject({ latencyMs: z.number().int().min(0).default(20) }).prefault({}),
+    workload: z.strictObject({ latencyMs: z.number().int().min(0).default(DEFAULTS.workloadLatencyMs) }).prefault({}),
   })
   .refine((c) => c.min <= c.max, { message: 'min must not exceed max', path: ['min'] });
 

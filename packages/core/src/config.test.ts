@@ -31,7 +31,7 @@ describe('loadConfig', () => {
     expect(config.streamProcessor.nodes.map((n) => n.id)).toEqual(['sp-1', 'sp-2']);
   });
 
-  it('fills every default of DESIGN.md for an empty file', () => {
+  it('fills every default for an empty file', () => {
     const config = resolveConfig({}, { env: {} });
     expect(config.messaging).toEqual({
       pingIntervalMs: 1_000,

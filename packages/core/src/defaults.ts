@@ -1,7 +1,8 @@
 /**
- * Every timing default of DESIGN.md, in one place, so the YAML schema and each
- * package's `addDefaults()` agree by construction. Never edit one to make a
- * test fast: tests pass short values through options or config.
+ * Every default of Faultline, in one place, so the YAML schema and each
+ * package's `options.ts` (resolved with `withDefaults`) agree by construction.
+ * Never edit one to make a test fast: tests pass short values through
+ * options or config.
  */
 export const DEFAULTS = {
   /** Subscriber ping to topic `ping` (the seed). */
@@ -14,6 +15,8 @@ export const DEFAULTS = {
   maxMessageBytes: 64 * 1024,
   /** Cartridge agent health-stat interval (Stratos agent). */
   statIntervalMs: 15_000,
+  /** Bound of the agent's resend buffer; beyond it the oldest batch is dropped and counted. */
+  maxUnackedBatches: 1_000,
   /** No stats from a member for this long means MemberFault (Stratos CEP). */
   faultTimeoutMs: 60_000,
   /** Summarized-stat window (Stratos CEP, 1 min). */
@@ -32,4 +35,10 @@ export const DEFAULTS = {
   /** Replacement backoff per cluster: 10 s doubling to 5 min. */
   backoffInitialMs: 10_000,
   backoffMaxMs: 300_000,
+  /** Consecutive scale-down requests before the scaling rule removes a member (Stratos). */
+  scaleDownConsecutive: 3,
+  /** The scaling thresholds of a cluster: requests in flight, memory %, load average %. */
+  thresholds: { requestsInFlight: 80, memoryConsumption: 80, loadAverage: 80 },
+  /** Latency of the demo workload's requests. */
+  workloadLatencyMs: 20,
 } as const;

@@ -18,6 +18,12 @@ export const ERROR_CODES = {
   FL_ERR_SUBSCRIBE_REFUSED:
     'A broker refused a subscription (SUBACK 0x80): the credentials lack the ACL for that filter.',
   FL_ERR_CONNECTION_LOST: 'The connection to a broker ended before an operation (publish, subscribe) completed.',
+  FL_ERR_ACCESS_REFUSED:
+    'A broker refused a client: a CONNECT without valid credentials, or a PUBLISH its role may not make (the connection is closed).',
+  FL_ERR_NOT_STARTED: 'A component was used before start() finished (a publish before the outbox is open).',
+  FL_ERR_ALREADY_STARTED: 'start() was called on a component that is already starting or running; start it once.',
+  FL_ERR_TOOL_FAILED:
+    'An external tool Faultline runs (mosquitto_passwd) is missing or failed; the message carries its output.',
   FL_ERR_MEMBER_SPEC_INVALID:
     'A member spec, or a member instance handed back for adoption, is malformed; the message names each field.',
   FL_ERR_MEMBER_EXISTS:
@@ -29,6 +35,22 @@ export const ERROR_CODES = {
   FL_ERR_CALL_TIMEOUT: 'A remote call (a Thrift publish, a workload probe) got no answer within its deadline.',
   FL_ERR_REGISTRY_FAILED:
     "The autoscaler's member registry in PostgreSQL could not be read or written; a failed write is retried at the next monitor tick.",
+  FL_ERR_USAGE:
+    'A `faultline` command, chaos action or argument is unknown or missing; the message says what is accepted.',
+  FL_ERR_STACK_RUNNING:
+    '`faultline stack up` found a stack already running (its control file names a live supervisor).',
+  FL_ERR_STACK_NOT_RUNNING:
+    'No stack answers: the control file under `.faultline/run` is missing, or the supervisor it names does not respond.',
+  FL_ERR_CONTROL_FAILED:
+    "The running stack's supervisor refused a control call or could not carry it out; the message is the supervisor's.",
+  FL_ERR_SERVICE_NOT_READY:
+    'A platform service the stack supervisor started exited before it was ready, or was not ready within its deadline.',
+  FL_ERR_CHAOS_NO_TARGET:
+    'A chaos command found nothing to act on: no running member, agent, broker or SP node matches.',
+  FL_ERR_LOGS_NOT_FOUND:
+    '`faultline logs` found no log to show: the logs folder does not exist yet, or no file for that service.',
+  FL_ERR_STATE_INVALID:
+    "A query engine's state from the peer SP node (the snapshot a passive imports) is malformed; the message names the first bad field, and nothing of it is applied.",
 } as const satisfies Record<`FL_ERR_${string}`, string>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -22,6 +22,7 @@ export {
   isFaultlineError,
   MigrationError,
 } from './errors.js';
+export { ID_PATTERN, ID_PATTERN_DESCRIPTION } from './ids.js';
 export {
   type Closeable,
   closeAll,
@@ -33,14 +34,14 @@ export {
 } from './lifecycle.js';
 export {
   createLogger,
-  createMemoryLogger,
+  EVENT_KEY_PATTERN,
+  type EventFields,
   formatPretty,
   LOG_LEVELS,
   type LogFields,
   type Logger,
   type LoggerOptions,
   type LogLevel,
-  type LogRecord,
   nullLogger,
 } from './logger.js';
 export { DEFAULT_MIGRATIONS_DIR, type MigrateOptions, type MigrateResult, migrate } from './migrate.js';

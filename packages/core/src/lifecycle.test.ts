@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
 import { ConfigError } from './errors.js';
 import { closeAll, once, runMain, withDefaults } from './lifecycle.js';
-import { createMemoryLogger } from './logger.js';
+import { createMemoryLogger } from './testing/index.js';
 
 function fakeProcess() {
   const emitter = new EventEmitter() as EventEmitter & {
@@ -46,7 +46,7 @@ describe('closeAll', () => {
       log,
     );
     expect(order).toEqual(['third', 'second', 'first']);
-    expect(log.records[0]?.message).toBe('close failed');
+    expect(log.records[0]?.event).toBe('lifecycle.close_failed');
   });
 });
 
@@ -64,7 +64,7 @@ describe('runMain', () => {
     await settle();
     expect(close).toHaveBeenCalledOnce();
     expect(proc.exit).toHaveBeenCalledWith(0);
-    expect(log.records.map((r) => r.message)).toEqual(['signal received, stopping', 'stopped']);
+    expect(log.events()).toEqual(['main.signal', 'main.stopped']);
   });
 
   it('exits 1 at once on a second signal', async () => {
@@ -105,7 +105,7 @@ describe('runMain', () => {
       },
       { proc: proc as unknown as NodeJS.Process },
     );
-    expect(log.records[0]?.message).toBe('start failed');
+    expect(log.records[0]?.event).toBe('main.start_failed');
     expect(proc.exit).toHaveBeenCalledWith(1);
   });
 });

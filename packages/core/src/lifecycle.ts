@@ -1,7 +1,7 @@
 import { ConfigError, isFaultlineError } from './errors.js';
 import type { Logger } from './logger.js';
 
-/** Anything with an idempotent async close (STYLE.md habit 7). */
+/** Anything with an idempotent async close (README "Conventions"). */
 export interface Closeable {
   close(): Promise<void>;
 }
@@ -26,7 +26,7 @@ export async function closeAll(children: readonly (Closeable | undefined)[], log
     try {
       await child.close();
     } catch (error) {
-      log?.warn('close failed', { error });
+      log?.warn('close failed', { event: 'lifecycle.close_failed', error });
     }
   }
 }
@@ -55,8 +55,7 @@ export async function runMain(
   start: (ctx: MainContext) => Promise<Closeable>,
   options: RunMainOptions = {},
 ): Promise<void> {
-  const proc = options.proc ?? process;
-  const closeTimeoutMs = options.closeTimeoutMs ?? 10_000;
+  const { proc, closeTimeoutMs } = withDefaults({ proc: process, closeTimeoutMs: 10_000 }, options);
   let logger: (Logger & { flush?(): Promise<void> }) | undefined;
   const controller = new AbortController();
   let service: Closeable | undefined;
@@ -70,17 +69,17 @@ export async function runMain(
     controller.abort();
     // A deadline, not a timer of the service: the process exits regardless.
     const deadline = setTimeout(() => {
-      logger?.error('close timed out, exiting', { closeTimeoutMs });
+      logger?.error('close timed out, exiting', { event: 'main.close_timed_out', closeTimeoutMs });
       void exit(1);
     }, closeTimeoutMs);
     deadline.unref();
     try {
       await service?.close();
-      logger?.info('stopped');
+      logger?.info('stopped', { event: 'main.stopped' });
       clearTimeout(deadline);
       await exit(0);
     } catch (error) {
-      logger?.error('close failed', { error });
+      logger?.error('close failed', { event: 'main.close_failed', error });
       await exit(1);
     }
   });
@@ -88,21 +87,24 @@ export async function runMain(
   const onSignal = (name: string) => () => {
     signals += 1;
     if (signals > 1) {
-      logger?.warn('second signal, exiting now', { signal: name });
+      logger?.warn('second signal, exiting now', { event: 'main.second_signal', signal: name });
       void exit(1);
       return;
     }
-    logger?.info('signal received, stopping', { signal: name });
+    logger?.info('signal received, stopping', { event: 'main.signal', signal: name });
     void shutdown();
   };
   proc.on('SIGINT', onSignal('SIGINT'));
   proc.on('SIGTERM', onSignal('SIGTERM'));
   proc.on('uncaughtException', (error) => {
-    logger?.error('uncaught exception', { error, stack: error.stack });
+    logger?.error('uncaught exception', { event: 'main.uncaught_exception', error, stack: error.stack });
     void shutdown();
   });
   proc.on('unhandledRejection', (reason) => {
-    logger?.error('unhandled rejection', { error: reason instanceof Error ? reason : String(reason) });
+    logger?.error('unhandled rejection', {
+      event: 'main.unhandled_rejection',
+      error: reason instanceof Error ? reason : String(reason),
+    });
     void shutdown();
   });
   try {
@@ -115,14 +117,14 @@ export async function runMain(
       return;
     }
     const code = isFaultlineError(error) ? error.code : undefined;
-    if (logger) logger.error('start failed', { error, code });
+    if (logger) logger.error('start failed', { event: 'main.start_failed', error, code });
     else proc.stderr.write(`start failed: ${error instanceof Error ? error.message : String(error)}\n`);
     await exit(1);
   }
 }
 
 /**
- * Resolves options once (STYLE.md): every field of `defaults` that `input`
+ * Resolves options once (docs/architecture.md, "Conventions"): every field of `defaults` that `input`
  * leaves undefined keeps its default. A plain spread would let an explicit
  * `undefined` (an unset config key passed through) replace the default.
  */

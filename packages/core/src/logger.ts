@@ -6,14 +6,25 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export type LogFields = Readonly<Record<string, unknown>>;
 
 /**
- * The narrow logging surface every package depends on (STYLE.md habit 8).
- * Only core and the `main.ts` files know that winston is behind it.
+ * The fields of one record. `event` is the record's stable name
+ * (`<area>.<what>`, lower case: `lease.acquired`, `autoscaler.action`):
+ * operators, tools and tests match on it, never on the message, whose
+ * wording is free to change (docs/architecture.md, "Conventions").
+ */
+export type EventFields = LogFields & { readonly event: string };
+
+/** `lease.acquired`, `cep.member_fault`: dotted lower-case words. */
+export const EVENT_KEY_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
+
+/**
+ * The narrow logging surface every package depends on. Only core and the
+ * `main.ts` files know that winston is behind it.
  */
 export interface Logger {
-  error(message: string, fields?: LogFields): void;
-  warn(message: string, fields?: LogFields): void;
-  info(message: string, fields?: LogFields): void;
-  debug(message: string, fields?: LogFields): void;
+  error(message: string, fields: EventFields): void;
+  warn(message: string, fields: EventFields): void;
+  info(message: string, fields: EventFields): void;
+  debug(message: string, fields: EventFields): void;
   /** A logger that adds `fields` to every record (e.g. `{ component: 'publisher' }`). */
   child(fields: LogFields): Logger;
 }
@@ -59,7 +70,8 @@ export function formatPretty(
   record: { level: string; message: string; timestamp?: string; service: string } & Record<string, unknown>,
   colors: boolean,
 ): string {
-  const { level, message, timestamp, service, ...fields } = record;
+  // `event` is for machines (the JSON file); the console shows the message.
+  const { level, message, timestamp, service, event: _event, ...fields } = record;
   const time = (timestamp ?? new Date().toISOString()).slice(11, 23);
   const rest = Object.entries(fields)
     .filter(([key]) => typeof key === 'string')
@@ -93,19 +105,19 @@ class WinstonLogger implements Logger {
     private readonly inner: winston.Logger,
     private readonly fields: LogFields,
   ) {}
-  private log(level: LogLevel, message: string, fields?: LogFields): void {
+  private log(level: LogLevel, message: string, fields: EventFields): void {
     this.inner.log(level, message, { ...this.fields, ...serializeErrors(fields) });
   }
-  error(message: string, fields?: LogFields): void {
+  error(message: string, fields: EventFields): void {
     this.log('error', message, fields);
   }
-  warn(message: string, fields?: LogFields): void {
+  warn(message: string, fields: EventFields): void {
     this.log('warn', message, fields);
   }
-  info(message: string, fields?: LogFields): void {
+  info(message: string, fields: EventFields): void {
     this.log('info', message, fields);
   }
-  debug(message: string, fields?: LogFields): void {
+  debug(message: string, fields: EventFields): void {
     this.log('debug', message, fields);
   }
   child(fields: LogFields): Logger {
@@ -149,32 +161,6 @@ export function createLogger(options: LoggerOptions): Logger & { flush(): Promis
         inner.end();
       }),
   });
-}
-
-export interface LogRecord {
-  level: LogLevel;
-  message: string;
-  fields: Record<string, unknown>;
-}
-
-/** A logger that keeps records in memory: for tests that assert on log lines. */
-export function createMemoryLogger(): Logger & { records: LogRecord[] } {
-  const records: LogRecord[] = [];
-  const make = (base: LogFields): Logger => {
-    const at =
-      (level: LogLevel) =>
-      (message: string, fields?: LogFields): void => {
-        records.push({ level, message, fields: { ...base, ...fields } });
-      };
-    return {
-      error: at('error'),
-      warn: at('warn'),
-      info: at('info'),
-      debug: at('debug'),
-      child: (fields) => make({ ...base, ...fields }),
-    };
-  };
-  return Object.assign(make({}), { records });
 }
 
 /** A logger that drops everything. */

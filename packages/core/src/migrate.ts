@@ -4,6 +4,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { REPO_ROOT } from './config.js';
 import { MigrationError } from './errors.js';
+import { withDefaults } from './lifecycle.js';
 import { type Logger, nullLogger } from './logger.js';
 
 export const DEFAULT_MIGRATIONS_DIR = path.join(REPO_ROOT, 'infra/sql');
@@ -28,9 +29,8 @@ const MIGRATION_LOCK_KEY = 0x6661_756c; // "faul"
  * (two SP nodes starting together), so running it twice, or from two processes
  * at once, is harmless. An applied file whose checksum changed is refused.
  */
-export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Promise<MigrateResult> {
-  const dir = options.dir ?? DEFAULT_MIGRATIONS_DIR;
-  const log = options.logger ?? nullLogger;
+export async function migrate(pool: pg.Pool, input: MigrateOptions = {}): Promise<MigrateResult> {
+  const { dir, logger: log } = withDefaults({ dir: DEFAULT_MIGRATIONS_DIR, logger: nullLogger }, input);
   const files = readdirSync(dir)
     .filter((name) => name.endsWith('.sql'))
     .sort();
@@ -71,7 +71,7 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
           context: { name },
         });
       }
-      log.info('migration applied', { name });
+      log.info('migration applied', { event: 'migrate.applied', name });
       result.applied.push(name);
     }
     return result;

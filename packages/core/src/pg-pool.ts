@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { withDefaults } from './lifecycle.js';
 import { type Logger, nullLogger } from './logger.js';
 
 export interface PgPoolOptions {
@@ -9,8 +10,11 @@ export interface PgPoolOptions {
   queryTimeoutMs?: number;
   /** @default 2_000 */
   connectTimeoutMs?: number;
+  /** @default nullLogger */
   logger?: Logger;
 }
+
+const POOL_DEFAULTS = { max: 4, queryTimeoutMs: 5_000, connectTimeoutMs: 2_000, logger: nullLogger };
 
 /**
  * A pg pool with the project's settings. An idle client whose server goes
@@ -18,16 +22,17 @@ export interface PgPoolOptions {
  * without a listener that is an uncaught exception that kills the process, so
  * the listener is always attached here and the failure logged.
  */
-export function createPgPool(options: PgPoolOptions): pg.Pool {
-  const log = (options.logger ?? nullLogger).child({ component: 'pg' });
+export function createPgPool(input: PgPoolOptions): pg.Pool {
+  const options = withDefaults(POOL_DEFAULTS, input);
+  const log = options.logger.child({ component: 'pg' });
   const pool = new pg.Pool({
     connectionString: options.connectionString,
-    max: options.max ?? 4,
-    query_timeout: options.queryTimeoutMs ?? 5_000,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 2_000,
+    max: options.max,
+    query_timeout: options.queryTimeoutMs,
+    connectionTimeoutMillis: options.connectTimeoutMs,
   });
   pool.on('error', (error: Error & { code?: string }) => {
-    log.warn('idle database connection failed', { code: error.code, error });
+    log.warn('idle database connection failed', { event: 'pg.idle_connection_failed', code: error.code, error });
   });
   return pool;
 }

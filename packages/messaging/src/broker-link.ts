@@ -1,22 +1,23 @@
-import type { Clock, Logger, TimerHandle } from '@faultline/core';
-import { PING_TOPIC } from '@faultline/protocol';
-import type { BrokerEndpoint, Connector, Credentials, MqttConnection } from './connection.js';
+import type { Logger, TimerHandle } from '@faultline/core';
+import { encodePing, PING_TOPIC } from '@faultline/protocol';
+import { type BrokerEndpoint, ConnectTimeoutError, type MqttConnection, NotConnectedError } from './connection.js';
+import type { StatusListener } from './messaging-status.js';
 import { PingMonitor } from './ping-monitor.js';
-import type { StatusListener } from './status.js';
+import type { ResolvedSubscriberOptions } from './subscriber-options.js';
 
 export type LinkState = 'connecting' | 'up' | 'down' | 'closed';
 
-export interface BrokerLinkOptions {
+/** The subscriber's resolved connection and timing options, and what this link adds. */
+export interface BrokerLinkOptions
+  extends Pick<
+    ResolvedSubscriberOptions,
+    'connector' | 'clientId' | 'credentials' | 'clock' | 'pingIntervalMs' | 'resubscribeIntervalMs' | 'connectTimeoutMs'
+  > {
   endpoint: BrokerEndpoint;
-  connector: Connector;
-  clientId: string;
-  credentials: Credentials;
+  /** The subscriber's topic filters. */
   filters: readonly string[];
-  clock: Clock;
+  /** The subscriber's logger. */
   logger: Logger;
-  pingIntervalMs: number;
-  resubscribeIntervalMs: number;
-  connectTimeoutMs: number;
   onMessage: (topic: string, payload: Buffer, broker: string) => void;
   onStatus: StatusListener;
   onPing: () => void;
@@ -41,10 +42,9 @@ export class BrokerLink {
       {
         ping: () => {
           const connection = this.connection;
-          if (!connection) return Promise.reject(new Error('not connected'));
+          if (!connection) return Promise.reject(new NotConnectedError(options.endpoint.name));
           this.options.onPing();
-          const payload = JSON.stringify({ clientId: options.clientId, seq: ++this.pingSeq });
-          return connection.publish(PING_TOPIC, Buffer.from(payload), 1);
+          return connection.publish(PING_TOPIC, encodePing({ clientId: options.clientId, seq: ++this.pingSeq }), 1);
         },
       },
       { intervalMs: options.pingIntervalMs, clock: options.clock, onDown: (reason) => this.down(reason) },
@@ -75,7 +75,10 @@ export class BrokerLink {
     const attempt = ++this.attempt;
     let timer: TimerHandle | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = clock.setTimeout(() => reject(new Error(`no answer within ${connectTimeoutMs} ms`)), connectTimeoutMs);
+      timer = clock.setTimeout(
+        () => reject(new ConnectTimeoutError(endpoint.name, connectTimeoutMs)),
+        connectTimeoutMs,
+      );
     });
     const connecting = this.options.connector(endpoint, {
       clientId: this.options.clientId,
@@ -98,10 +101,12 @@ export class BrokerLink {
       this.monitor.start();
       const status = this.everUp ? 'resubscribed' : 'connected';
       this.everUp = true;
-      this.options.logger.info(status === 'connected' ? 'subscriber connected' : 'subscriber resubscribed', {
-        broker: endpoint.name,
-        filters: this.options.filters,
-      });
+      const fields = { broker: endpoint.name, filters: this.options.filters };
+      if (status === 'connected') {
+        this.options.logger.info('subscriber connected', { event: 'subscriber.connected', ...fields });
+      } else {
+        this.options.logger.info('subscriber resubscribed', { event: 'subscriber.resubscribed', ...fields });
+      }
       this.options.onStatus({ type: status, broker: endpoint.name });
     } catch (error) {
       // A connection that arrives after the deadline is closed, not leaked.
@@ -125,7 +130,7 @@ export class BrokerLink {
     const wasUp = this.state === 'up';
     this.dropConnection();
     if (wasUp) {
-      this.options.logger.warn('broker down', { broker: this.broker, reason });
+      this.options.logger.warn('broker down', { event: 'subscriber.broker_down', broker: this.broker, reason });
       this.options.onStatus({ type: 'broker-down', broker: this.broker, reason });
     }
     this.scheduleRetry();
@@ -135,7 +140,12 @@ export class BrokerLink {
   private failed(reason: string): void {
     this.dropConnection();
     const retryInMs = this.options.resubscribeIntervalMs;
-    this.options.logger.warn('reconnect failed', { broker: this.broker, reason, retryInMs });
+    this.options.logger.warn('reconnect failed', {
+      event: 'subscriber.reconnect_failed',
+      broker: this.broker,
+      reason,
+      retryInMs,
+    });
     this.options.onStatus({ type: 'reconnect-failed', broker: this.broker, reason, retryInMs });
     this.scheduleRetry();
   }

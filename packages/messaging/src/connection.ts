@@ -56,6 +56,26 @@ export class ConnectionLostError extends FaultlineError {
   }
 }
 
+/** A ping was due while the link held no connection (it is closing or reconnecting). */
+export class NotConnectedError extends FaultlineError {
+  constructor(broker: string) {
+    super('FL_ERR_CONNECTION_LOST', 'not connected', { context: { broker } });
+  }
+}
+
+/** A broker did not complete a connect (and, for a subscriber, its subscribe) within the deadline. */
+export class ConnectTimeoutError extends FaultlineError {
+  constructor(broker: string, timeoutMs: number) {
+    super('FL_ERR_CALL_TIMEOUT', `no answer within ${timeoutMs} ms`, { context: { broker, timeoutMs } });
+  }
+}
+
+/**
+ * MQTT.js' own CONNACK deadline. It never decides anything: the resilient
+ * clients give up after their `connectTimeoutMs` first and close the attempt.
+ */
+const MQTT_CONNECT_TIMEOUT_MS = 30_000;
+
 /**
  * The real connector: MQTT.js 5 speaking MQTT 3.1.1 (aedes does not speak 5),
  * clean sessions, and none of MQTT.js' own recovery: no automatic reconnect,
@@ -78,7 +98,7 @@ export const mqttConnector: Connector = (endpoint, options) =>
       keepalive: 0,
       resubscribe: false,
       queueQoSZero: false,
-      connectTimeout: 30_000,
+      connectTimeout: MQTT_CONNECT_TIMEOUT_MS,
     });
     let opened = false;
     let closed = false;

@@ -1,19 +1,22 @@
 export type { LinkState } from './broker-link.js';
+export type { ClientOptions } from './client-options.js';
 export {
   type BrokerEndpoint,
   ConnectionLostError,
   type ConnectOptions,
   type Connector,
+  ConnectTimeoutError,
   type Credentials,
   type MqttConnection,
   mqttConnector,
   SubscribeRefusedError,
 } from './connection.js';
-export { DedupeWindow } from './dedupe.js';
-export { type FakeBrokerMode, FakeBrokers } from './fake-broker.js';
-export { Outbox, type OutboxEntry, type OutboxOptions } from './outbox.js';
+export { DedupeWindow } from './envelope-dedupe.js';
+export type { MessagingStatus, PublisherCounters, StatusListener, SubscriberCounters } from './messaging-status.js';
+export { Outbox, type OutboxEntry } from './outbox.js';
+export type { OutboxOptions } from './outbox-options.js';
 export { type Pinger, PingMonitor, type PingMonitorOptions } from './ping-monitor.js';
-export { createPublisher, type Publisher, type PublisherOptions, type PublisherState } from './publisher.js';
-export type { MessagingStatus, PublisherCounters, StatusListener, SubscriberCounters } from './status.js';
-export { createSubscriber, type EnvelopeMeta, type Subscriber, type SubscriberOptions } from './subscriber.js';
-export { numberedFault } from './test-envelopes.js';
+export { createPublisher, NotStartedError, type Publisher, type PublisherState } from './publisher.js';
+export type { PublisherOptions } from './publisher-options.js';
+export { createSubscriber, type Subscriber } from './subscriber.js';
+export type { EnvelopeMeta, SubscriberOptions } from './subscriber-options.js';

@@ -1,12 +1,23 @@
 import { appendFileSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createMemoryLogger } from '@faultline/core';
+import { createMemoryLogger } from '@faultline/core/testing';
 import { describe, expect, it } from 'vitest';
 import { Outbox } from './outbox.js';
 
 const tmpFile = () => path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-outbox-')), 'sub', 'p.outbox');
 const payloads = (outbox: Outbox) => [...outbox.entries()].map((e) => e.payload.toString());
+
+/** An outbox holding `ok-1`, closed, `text` appended to its file behind its back, and reopened with a memory logger. */
+async function reopenAfterAppending(text: string) {
+  const file = tmpFile();
+  const outbox = await Outbox.open({ file });
+  await outbox.append('t', Buffer.from('ok-1'));
+  await outbox.close();
+  appendFileSync(file, text);
+  const logger = createMemoryLogger();
+  return { file, logger, reopened: await Outbox.open({ file, logger }) };
+}
 
 describe('Outbox', () => {
   it('keeps appended messages in order until acked, across a reopen', async () => {
@@ -33,18 +44,20 @@ describe('Outbox', () => {
   });
 
   it('ignores a torn last line and counts corrupt lines', async () => {
-    const file = tmpFile();
-    const outbox = await Outbox.open({ file });
-    await outbox.append('t', Buffer.from('ok-1'));
-    await outbox.close();
-    appendFileSync(file, 'garbage line\n{"k":"x"}\n{"a":9,"t":"t","p":"torn');
-    const logger = createMemoryLogger();
-    const reopened = await Outbox.open({ file, logger });
+    const { file, logger, reopened } = await reopenAfterAppending('garbage line\n{"k":"x"}\n{"a":9,"t":"t","p":"torn');
     expect(payloads(reopened)).toEqual(['ok-1']);
     expect(reopened.corruptLines).toBe(2);
-    expect(logger.records.map((r) => r.message)).toContain('outbox: ignoring a torn last line');
+    expect(logger.events()).toContain('outbox.torn_line');
     await reopened.close();
     expect(readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(1);
+  });
+
+  it('counts a line that is JSON but no record as malformed', async () => {
+    const { logger, reopened } = await reopenAfterAppending('5\nnull\n{"a":1.5,"t":"t","p":"x"}\n');
+    expect(payloads(reopened)).toEqual(['ok-1']);
+    expect(reopened.corruptLines).toBe(3);
+    expect(logger.events()).toEqual(Array(3).fill('outbox.malformed_record'));
+    await reopened.close();
   });
 
   it('compacts once acks pile up, keeping what is pending', async () => {

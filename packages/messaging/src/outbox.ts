@@ -1,7 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { type FileHandle, open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
-import { ClosedError, type Logger, nullLogger } from '@faultline/core';
+import { ClosedError, type Logger } from '@faultline/core';
+import { z } from 'zod';
+import { type OutboxOptions, resolveOutboxOptions } from './outbox-options.js';
 
 export interface OutboxEntry {
   readonly seq: number;
@@ -11,15 +13,12 @@ export interface OutboxEntry {
   attempts: number;
 }
 
-export interface OutboxOptions {
-  /** The log file; its folder is created. */
-  file: string;
-  /** Rewrite the file once this many acks accumulated (and outnumber what is pending). @default 10_000 */
-  compactAfterAcks?: number;
-  logger?: Logger;
-}
-
-type Line = { a: number; t: string; p: string } | { k: number };
+/**
+ * One line of the log: an added message (`a` seq, `t` topic, `p` payload) or
+ * an ack (`k` seq). Sequence numbers are safe integers (z.int() accepts no other).
+ */
+const lineSchema = z.union([z.object({ a: z.int(), t: z.string(), p: z.string() }), z.object({ k: z.int() })]);
+type Line = z.infer<typeof lineSchema>;
 
 /**
  * The publisher's durable outbox: an append-only JSON-lines log on disk.
@@ -50,9 +49,10 @@ export class Outbox {
     private readonly log: Logger,
   ) {}
 
-  static async open(options: OutboxOptions): Promise<Outbox> {
-    const outbox = new Outbox(options.file, options.compactAfterAcks ?? 10_000, options.logger ?? nullLogger);
-    mkdirSync(path.dirname(options.file), { recursive: true });
+  static async open(input: OutboxOptions): Promise<Outbox> {
+    const { file, compactAfterAcks, logger } = resolveOutboxOptions(input);
+    const outbox = new Outbox(file, compactAfterAcks, logger);
+    mkdirSync(path.dirname(file), { recursive: true });
     await outbox.recover();
     return outbox;
   }
@@ -118,7 +118,7 @@ export class Outbox {
       await handle.write(`${lines.map((line) => JSON.stringify(line)).join('\n')}\n`);
       if (adds.length > 0) await handle.datasync();
     } catch (error) {
-      this.log.error('outbox write failed', { file: this.file, error });
+      this.log.error('outbox write failed', { event: 'outbox.write_failed', file: this.file, error });
       for (const add of adds) add.reject(error);
       return;
     }
@@ -170,27 +170,39 @@ export class Outbox {
     const lines = text.split('\n');
     // Without a final newline, the last line is a torn write from a crash.
     const torn = lines.pop() ?? '';
-    if (torn !== '') this.log.warn('outbox: ignoring a torn last line', { file: this.file, bytes: torn.length });
+    if (torn !== '') {
+      this.log.warn('outbox: ignoring a torn last line', {
+        event: 'outbox.torn_line',
+        file: this.file,
+        bytes: torn.length,
+      });
+    }
     let maxSeq = 0;
+    const skip = (index: number, message: string, event: string): void => {
+      this.corruptLines += 1;
+      this.log.warn(message, { event, file: this.file, line: index + 1 });
+    };
     for (const [index, raw] of lines.entries()) {
       if (raw === '') continue;
-      let line: Line;
+      let parsed: unknown;
       try {
-        line = JSON.parse(raw) as Line;
+        parsed = JSON.parse(raw);
       } catch {
-        this.corruptLines += 1;
-        this.log.warn('outbox: unreadable line skipped', { file: this.file, line: index + 1 });
+        skip(index, 'outbox: unreadable line skipped', 'outbox.unreadable_line');
         continue;
       }
-      if ('a' in line && Number.isSafeInteger(line.a) && typeof line.t === 'string' && typeof line.p === 'string') {
+      const checked = lineSchema.safeParse(parsed);
+      if (!checked.success) {
+        skip(index, 'outbox: malformed record skipped', 'outbox.malformed_record');
+        continue;
+      }
+      const line: Line = checked.data;
+      if ('a' in line) {
         this.pending.set(line.a, { seq: line.a, topic: line.t, payload: Buffer.from(line.p, 'utf8'), attempts: 0 });
         maxSeq = Math.max(maxSeq, line.a);
-      } else if ('k' in line && Number.isSafeInteger(line.k)) {
+      } else {
         this.pending.delete(line.k);
         maxSeq = Math.max(maxSeq, line.k);
-      } else {
-        this.corruptLines += 1;
-        this.log.warn('outbox: malformed record skipped', { file: this.file, line: index + 1 });
       }
     }
     this.nextSeq = maxSeq + 1;

@@ -6,8 +6,9 @@ export interface Pinger {
   ping(): Promise<void>;
 }
 
+/** Every field is required: the broker link passes its subscriber's resolved `pingIntervalMs` and clock. */
 export interface PingMonitorOptions {
-  /** @default 1_000 (the seed) */
+  /** Ping period, and how long a ping may stay unacknowledged. */
   intervalMs: number;
   clock: Clock;
   /** Called once, when a ping failed or was not acknowledged within the interval. */

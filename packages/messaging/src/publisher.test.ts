@@ -2,13 +2,13 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { systemClock } from '@faultline/core';
-import { decodeEnvelope } from '@faultline/protocol';
+import { CLIENT_IDS, decodeEnvelope } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FakeBrokers } from './fake-broker.js';
-import { createPublisher, type PublisherOptions } from './publisher.js';
-import type { MessagingStatus } from './status.js';
+import type { MessagingStatus } from './messaging-status.js';
+import { createPublisher } from './publisher.js';
+import type { PublisherOptions } from './publisher-options.js';
 import { createSubscriber } from './subscriber.js';
-import { numberedFault } from './test-envelopes.js';
+import { FakeBrokers, numberedFault } from './testing/index.js';
 
 function setup(brokers: FakeBrokers, extra: Partial<PublisherOptions> = {}) {
   const statuses: MessagingStatus[] = [];
@@ -150,12 +150,21 @@ describe('resilient publisher', () => {
     await publisher.close();
   });
 
+  it('refuses an empty broker list, and a publish before start()', async () => {
+    expect(() => setup(new FakeBrokers(), { brokers: [] })).toThrow(
+      expect.objectContaining({ code: 'FL_ERR_CONFIG_INVALID', issues: [expect.objectContaining({ key: 'brokers' })] }),
+    );
+    const { publisher } = setup(new FakeBrokers());
+    await expect(publisher.publish(numberedFault(1))).rejects.toMatchObject({ code: 'FL_ERR_NOT_STARTED' });
+    expect(publisher.counters.published).toBe(0);
+  });
+
   describe('awaiting subscribers (a restarted broker keeps no subscriptions)', () => {
     const subscriberOn = (brokers: FakeBrokers, names: string[], received: string[]) =>
       createSubscriber({
         brokers: names.map((name, i) => ({ name, host: 'h', port: i })),
         credentials: { username: 'u', password: 'p' },
-        clientId: 'autoscaler',
+        clientId: CLIENT_IDS.autoscaler,
         topics: ['summarized-health-stats/#'],
         onEnvelope: (e) => void received.push(e.id),
         clock: systemClock,
@@ -164,7 +173,7 @@ describe('resilient publisher', () => {
 
     it('holds messages until the subscriber pings on that broker, then sends them in order', async () => {
       const brokers = new FakeBrokers();
-      const { publisher } = setup(brokers, { awaitSubscribers: ['autoscaler'] });
+      const { publisher } = setup(brokers, { awaitSubscribers: [CLIENT_IDS.autoscaler] });
       await publisher.start();
       await settle();
       await publisher.publish(numberedFault(1));
@@ -186,7 +195,7 @@ describe('resilient publisher', () => {
       const received: string[] = [];
       const subscriber = subscriberOn(brokers, ['b'], received);
       subscriber.start();
-      const { publisher, statuses } = setup(brokers, { awaitSubscribers: ['autoscaler'] });
+      const { publisher, statuses } = setup(brokers, { awaitSubscribers: [CLIENT_IDS.autoscaler] });
       await publisher.start();
       await settle();
       expect(publisher.broker).toBe('a');

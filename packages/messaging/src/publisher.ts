@@ -1,66 +1,18 @@
-import {
-  type Clock,
-  DEFAULTS,
-  type Logger,
-  nullLogger,
-  once,
-  systemClock,
-  type TimerHandle,
-  withDefaults,
-} from '@faultline/core';
-import { type Envelope, encodeEnvelope, PING_TOPIC, topicFor } from '@faultline/protocol';
-import {
-  type BrokerEndpoint,
-  type Connector,
-  type Credentials,
-  type MqttConnection,
-  mqttConnector,
-} from './connection.js';
+import { type Clock, FaultlineError, once, type TimerHandle } from '@faultline/core';
+import { decodePing, type Envelope, encodeEnvelope, PING_TOPIC, topicFor } from '@faultline/protocol';
+import { type BrokerEndpoint, ConnectTimeoutError, type MqttConnection } from './connection.js';
+import type { MessagingStatus, PublisherCounters, StatusListener } from './messaging-status.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
+import { type PublisherOptions, resolvePublisherOptions } from './publisher-options.js';
 import { SendQueue } from './send-queue.js';
-import type { MessagingStatus, PublisherCounters, StatusListener } from './status.js';
 
-export interface PublisherOptions {
-  /** The broker pair, in order of preference; the publisher fails over between them. */
-  brokers: readonly BrokerEndpoint[];
-  credentials: Credentials;
-  /** Prefix of the MQTT client id, e.g. `sp-1`. */
-  clientId: string;
-  /** Durable outbox log, e.g. `.faultline/run/sp-1.outbox`. */
-  outboxFile: string;
-  /** @default DEFAULTS.republishIntervalMs (60 000, the seed) */
-  republishIntervalMs?: number;
-  /** @default 5_000 */
-  connectTimeoutMs?: number;
-  /** Messages awaiting PUBACK at once. @default 1_000 */
-  maxInflight?: number;
-  /**
-   * Client ids (the subscribers' `clientId` prefixes, e.g. `autoscaler`) that
-   * must be present on a broker before messages are sent through it. A broker
-   * restarted without persistence keeps no subscriptions, and it drops what
-   * arrives before its subscribers are back; every subscriber pings `ping`
-   * each second once subscribed, so a recent ping on this connection proves
-   * it is there. A broker where one stays absent for a whole republish
-   * interval is failed over. @default [] (send at once)
-   */
-  awaitSubscribers?: readonly string[];
-  /** A subscriber counts as present this long after its last ping. @default 3 × DEFAULTS.pingIntervalMs */
-  presenceWindowMs?: number;
-  /**
-   * A PUBACK means the broker has the message, not that it delivered it: a
-   * broker killed -9 right after acknowledging loses what it had not yet
-   * written to its subscribers. So on failover the publisher also resends
-   * what the lost broker acknowledged within this window (subscribers drop
-   * the copies by id). @default 10_000
-   */
-  replayWindowMs?: number;
-  /** @default systemClock */
-  clock?: Clock;
-  /** @default nullLogger */
-  logger?: Logger;
-  /** @default mqttConnector (MQTT.js) */
-  connector?: Connector;
-}
+/**
+ * Acknowledged entries kept for a replay after a failover: beyond the high
+ * mark the list is cut to the low mark (the newest), so a long run does not
+ * grow it without bound; `replayWindowMs` decides which of them are replayed.
+ */
+const RECENTLY_ACKED_HIGH = 20_000;
+const RECENTLY_ACKED_LOW = 10_000;
 
 export type PublisherState = 'idle' | 'connecting' | 'connected' | 'closed';
 
@@ -81,33 +33,24 @@ export interface Publisher {
   onStatus(listener: StatusListener): void;
 }
 
+/** A component was used before its start() finished (the publisher: publish() before its outbox is open). */
+export class NotStartedError extends FaultlineError {
+  constructor(component: string) {
+    super('FL_ERR_NOT_STARTED', `${component} not started`, { context: { component } });
+  }
+}
+
 /**
- * The resilient publisher of DESIGN.md: QoS 1 through a durable outbox; a
- * message leaves it only on PUBACK. It talks to one broker of the pair at a
- * time and fails over to the other at once when the connection ends; while
- * no broker takes messages it retries every 60 s, and a broker that keeps a
- * message unacknowledged for a whole interval counts as down. Order is kept:
- * every (re)connection resends what is pending, oldest first.
+ * The resilient publisher (README, "Message broker pair and resilient
+ * clients"): QoS 1 through a durable outbox; a message leaves it only on
+ * PUBACK. It talks to one broker of the pair at a time and fails over to the
+ * other at once when the connection ends; while no broker takes messages it
+ * retries every 60 s, and a broker that keeps a message unacknowledged for a
+ * whole interval counts as down. Order is kept: every (re)connection resends
+ * what is pending, oldest first.
  */
 export function createPublisher(input: PublisherOptions): Publisher {
-  // withDefaults, not a spread: an explicit `undefined` (an unset config key
-  // passed through) must not replace a default — it once made the 60 s
-  // republish a 1 ms loop.
-  const options: Required<PublisherOptions> = withDefaults(
-    {
-      republishIntervalMs: DEFAULTS.republishIntervalMs as number,
-      connectTimeoutMs: 5_000,
-      maxInflight: 1_000,
-      awaitSubscribers: [] as readonly string[],
-      presenceWindowMs: 3 * DEFAULTS.pingIntervalMs,
-      replayWindowMs: 10_000,
-      clock: systemClock,
-      logger: nullLogger,
-      connector: mqttConnector,
-    },
-    input,
-  );
-  if (options.brokers.length === 0) throw new RangeError('a publisher needs at least one broker');
+  const options = resolvePublisherOptions(input);
   const { clock } = options;
   const log = options.logger.child({ component: 'publisher' });
   const counters: PublisherCounters = { published: 0, sent: 0, acked: 0, retried: 0, replayed: 0, droppedInvalid: 0 };
@@ -138,16 +81,14 @@ export function createPublisher(input: PublisherOptions): Publisher {
   const watchPresence = (conn: MqttConnection): void => {
     conn.onMessage((topic, payload) => {
       if (topic !== PING_TOPIC || connection !== conn) return;
-      let clientId: unknown;
-      try {
-        clientId = (JSON.parse(payload.toString('utf8')) as { clientId?: unknown }).clientId;
-      } catch {
-        return; // someone else's ping format: not a presence signal
-      }
-      if (typeof clientId !== 'string' || !options.awaitSubscribers.includes(clientId)) return;
+      // Undefined for someone else's ping format: not a presence signal.
+      const clientId = decodePing(payload)?.clientId;
+      if (clientId === undefined || !options.awaitSubscribers.includes(clientId)) return;
       const first = !presence.has(clientId);
       presence.set(clientId, clock.monotonicNow());
-      if (first) log.info('subscriber present', { broker: conn.endpoint.name, clientId });
+      if (first) {
+        log.info('subscriber present', { event: 'publisher.subscriber_present', broker: conn.endpoint.name, clientId });
+      }
       pump();
     });
     conn.subscribe([PING_TOPIC]).catch((error: unknown) => {
@@ -187,7 +128,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
             outbox.ack(entry.seq);
             counters.acked += 1;
             recentlyAcked.push({ entry, at: clock.monotonicNow() });
-            if (recentlyAcked.length > 20_000) recentlyAcked = recentlyAcked.slice(-10_000);
+            if (recentlyAcked.length > RECENTLY_ACKED_HIGH) recentlyAcked = recentlyAcked.slice(-RECENTLY_ACKED_LOW);
           }
           settleDrain();
           pump();
@@ -216,10 +157,10 @@ export function createPublisher(input: PublisherOptions): Publisher {
       if (connection === conn) lost(`connection closed${error ? `: ${error.message}` : ''}`);
     });
     if (options.awaitSubscribers.length > 0) watchPresence(conn);
-    log.info('publisher connected', { broker, pending: resend });
+    log.info('publisher connected', { event: 'publisher.connected', broker, pending: resend });
     emit({ type: 'connected', broker });
     if (resend > 0 && previous !== 'closed') {
-      log.info('republishing', { broker, count: resend });
+      log.info('republishing', { event: 'publisher.republishing', broker, count: resend });
       emit({ type: 'republished', broker, count: resend });
     }
     pump();
@@ -236,6 +177,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
       try {
         const conn = await withDeadline(
           options.connector(endpoint, { clientId: options.clientId, credentials: options.credentials }),
+          endpoint,
           clock,
           options.connectTimeoutMs,
         );
@@ -253,6 +195,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
     state = 'idle';
     const retryInMs = options.republishIntervalMs;
     log.warn('no broker takes messages, keeping them in the outbox', {
+      event: 'publisher.no_broker',
       pending: outbox?.size ?? 0,
       retryInMs,
       reasons,
@@ -277,7 +220,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
     recentlyAcked = [];
     counters.replayed += replaying.size;
     const broker = conn.endpoint.name;
-    log.warn('broker down', { broker, reason, pending: outbox?.size ?? 0 });
+    log.warn('broker down', { event: 'publisher.broker_down', broker, reason, pending: outbox?.size ?? 0 });
     emit({ type: 'broker-down', broker, reason });
     // Fail over: the next broker of the pair first, at once.
     brokerIndex = (brokerIndex + 1) % options.brokers.length;
@@ -305,7 +248,11 @@ export function createPublisher(input: PublisherOptions): Publisher {
     start: async () => {
       outbox = await Outbox.open({ file: options.outboxFile, logger: log });
       if (outbox.size > 0) {
-        log.info('outbox recovered', { count: outbox.size, file: options.outboxFile });
+        log.info('outbox recovered', {
+          event: 'publisher.outbox_recovered',
+          count: outbox.size,
+          file: options.outboxFile,
+        });
         emit({ type: 'outbox-recovered', count: outbox.size });
       }
       ticker = clock.setInterval(tick, options.republishIntervalMs);
@@ -317,10 +264,15 @@ export function createPublisher(input: PublisherOptions): Publisher {
         payload = encodeEnvelope(envelope);
       } catch (error) {
         counters.droppedInvalid += 1;
-        log.error('refusing to publish an invalid envelope', { id: envelope.id, type: envelope.type, error });
+        log.error('refusing to publish an invalid envelope', {
+          event: 'publisher.envelope_invalid',
+          id: envelope.id,
+          type: envelope.type,
+          error,
+        });
         throw error;
       }
-      if (!outbox) throw new Error('publisher not started');
+      if (!outbox) throw new NotStartedError('publisher');
       const entry = await outbox.append(topicFor(envelope.type), payload);
       counters.published += 1;
       queue.push(entry);
@@ -354,13 +306,18 @@ export function createPublisher(input: PublisherOptions): Publisher {
   };
 }
 
-/** Rejects when `promise` takes longer than `ms` on the clock; a late value is closed. */
-function withDeadline(promise: Promise<MqttConnection>, clock: Clock, ms: number): Promise<MqttConnection> {
+/** Rejects when connecting to `endpoint` takes longer than `ms` on the clock; a late connection is closed. */
+function withDeadline(
+  promise: Promise<MqttConnection>,
+  endpoint: BrokerEndpoint,
+  clock: Clock,
+  ms: number,
+): Promise<MqttConnection> {
   return new Promise((resolve, reject) => {
     let late = false;
     const timer = clock.setTimeout(() => {
       late = true;
-      reject(new Error(`no answer within ${ms} ms`));
+      reject(new ConnectTimeoutError(endpoint.name, ms));
     }, ms);
     promise.then(
       (value) => {

@@ -3,6 +3,9 @@
  * and then), for the publisher's unsent messages: a backlog of 100 000
  * after a long outage must not turn every PUBACK into an O(n) shift.
  */
+/** Shifted items that may accumulate before the array is compacted (and only once they are half of it). */
+const COMPACT_AFTER_SHIFTS = 1_024;
+
 export class SendQueue<T> implements Iterable<T> {
   private items: T[] = [];
   private head = 0;
@@ -19,7 +22,7 @@ export class SendQueue<T> implements Iterable<T> {
     if (this.head >= this.items.length) return undefined;
     const item = this.items[this.head] as T;
     this.head += 1;
-    if (this.head > 1_024 && this.head * 2 > this.items.length) {
+    if (this.head > COMPACT_AFTER_SHIFTS && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
     }

@@ -1,10 +1,10 @@
-import { createMemoryLogger, systemClock } from '@faultline/core';
+import { systemClock } from '@faultline/core';
+import { createMemoryLogger } from '@faultline/core/testing';
 import { type Envelope, encodeEnvelope, topicFor } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FakeBrokers } from './fake-broker.js';
-import type { MessagingStatus } from './status.js';
+import type { MessagingStatus } from './messaging-status.js';
 import { createSubscriber } from './subscriber.js';
-import { numberedFault } from './test-envelopes.js';
+import { FakeBrokers, numberedFault } from './testing/index.js';
 
 const TOPIC = topicFor('MemberFaultEvent');
 
@@ -117,7 +117,7 @@ describe('resilient subscriber', () => {
     brokers.inject('a', TOPIC, encodeEnvelope(numberedFault(4)));
     expect(subscriber.counters).toMatchObject({ received: 5, droppedInvalid: 3, droppedOversized: 1, delivered: 1 });
     expect(received.map((e) => e.id)).toEqual(['fault-4']);
-    expect(logger.records.filter((r) => r.message === 'message dropped')).toHaveLength(4);
+    expect(logger.records.filter((r) => r.event === 'subscriber.message_dropped')).toHaveLength(4);
   });
 
   it('counts a failing handler and goes on', async () => {

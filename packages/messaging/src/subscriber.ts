@@ -1,61 +1,9 @@
-import { type Clock, DEFAULTS, type Logger, nullLogger, once, systemClock, withDefaults } from '@faultline/core';
+import { once } from '@faultline/core';
 import { decodeEnvelope, type Envelope } from '@faultline/protocol';
 import { BrokerLink, type LinkState } from './broker-link.js';
-import { type BrokerEndpoint, type Connector, type Credentials, mqttConnector } from './connection.js';
-import { DedupeWindow } from './dedupe.js';
-import type { MessagingStatus, StatusListener, SubscriberCounters } from './status.js';
-
-export interface EnvelopeMeta {
-  /** The broker it arrived through first. */
-  broker: string;
-  topic: string;
-}
-
-export interface SubscriberOptions {
-  /** The broker pair (or one broker). A link is held to every one at once. */
-  brokers: readonly BrokerEndpoint[];
-  credentials: Credentials;
-  /** Prefix of the MQTT client ids, e.g. `autoscaler`. */
-  clientId: string;
-  /** Topic filters, e.g. `summarized-health-stats/#`. */
-  topics: readonly string[];
-  /** Receives every valid envelope once, whichever broker brought it. */
-  onEnvelope: (envelope: Envelope, meta: EnvelopeMeta) => void | Promise<void>;
-  /** @default DEFAULTS.pingIntervalMs (1 000, the seed) */
-  pingIntervalMs?: number;
-  /** @default DEFAULTS.resubscribeIntervalMs (30 000, the seed) */
-  resubscribeIntervalMs?: number;
-  /** A connect + subscribe that takes longer counts as failed. @default 5_000 */
-  connectTimeoutMs?: number;
-  /** @default DEFAULTS.maxMessageBytes (64 KiB) */
-  maxMessageBytes?: number;
-  /** Envelope ids remembered for dedupe. @default 100_000 */
-  dedupeCapacity?: number;
-  /** @default systemClock */
-  clock?: Clock;
-  /** @default nullLogger */
-  logger?: Logger;
-  /** @default mqttConnector (MQTT.js) */
-  connector?: Connector;
-}
-
-type ResolvedSubscriberOptions = Required<SubscriberOptions>;
-
-function addDefaults(options: SubscriberOptions): ResolvedSubscriberOptions {
-  return withDefaults(
-    {
-      pingIntervalMs: DEFAULTS.pingIntervalMs as number,
-      resubscribeIntervalMs: DEFAULTS.resubscribeIntervalMs as number,
-      connectTimeoutMs: 5_000,
-      maxMessageBytes: DEFAULTS.maxMessageBytes as number,
-      dedupeCapacity: 100_000,
-      clock: systemClock,
-      logger: nullLogger,
-      connector: mqttConnector,
-    },
-    options,
-  );
-}
+import { DedupeWindow } from './envelope-dedupe.js';
+import type { MessagingStatus, StatusListener, SubscriberCounters } from './messaging-status.js';
+import { resolveSubscriberOptions, type SubscriberOptions } from './subscriber-options.js';
 
 export interface Subscriber {
   start(): void;
@@ -67,13 +15,14 @@ export interface Subscriber {
 }
 
 /**
- * The resilient subscriber of DESIGN.md: holds every broker of the pair at
- * once, validates each payload, and delivers each envelope id once. Losing
- * one broker loses nothing, not even in the failover window, because the
- * other link was already subscribed when the publisher switched over.
+ * The resilient subscriber (README, "Message broker pair and resilient
+ * clients"): holds every broker of the pair at once, validates each payload,
+ * and delivers each envelope id once. Losing one broker loses nothing, not
+ * even in the failover window, because the other link was already subscribed
+ * when the publisher switched over.
  */
 export function createSubscriber(input: SubscriberOptions): Subscriber {
-  const options = addDefaults(input);
+  const options = resolveSubscriberOptions(input);
   const log = options.logger.child({ component: 'subscriber' });
   const dedupe = new DedupeWindow(options.dedupeCapacity);
   const listeners: StatusListener[] = [];
@@ -96,7 +45,13 @@ export function createSubscriber(input: SubscriberOptions): Subscriber {
     if (!decoded.ok) {
       if (decoded.error.code === 'FL_ERR_ENVELOPE_TOO_LARGE') counters.droppedOversized += 1;
       else counters.droppedInvalid += 1;
-      log.warn('message dropped', { broker, topic, code: decoded.error.code, reason: decoded.error.message });
+      log.warn('message dropped', {
+        event: 'subscriber.message_dropped',
+        broker,
+        topic,
+        code: decoded.error.code,
+        reason: decoded.error.message,
+      });
       return;
     }
     const envelope = decoded.value;
@@ -107,16 +62,20 @@ export function createSubscriber(input: SubscriberOptions): Subscriber {
     counters.delivered += 1;
     try {
       const result = options.onEnvelope(envelope, { broker, topic });
-      if (result instanceof Promise) {
-        result.catch((error: unknown) => {
-          counters.handlerErrors += 1;
-          log.error('envelope handler failed', { id: envelope.id, type: envelope.type, error });
-        });
-      }
+      if (result instanceof Promise) result.catch((error: unknown) => handlerFailed(envelope, error));
     } catch (error) {
-      counters.handlerErrors += 1;
-      log.error('envelope handler failed', { id: envelope.id, type: envelope.type, error });
+      handlerFailed(envelope, error);
     }
+  };
+
+  const handlerFailed = (envelope: Envelope, error: unknown): void => {
+    counters.handlerErrors += 1;
+    log.error('envelope handler failed', {
+      event: 'subscriber.handler_failed',
+      id: envelope.id,
+      type: envelope.type,
+      error,
+    });
   };
 
   const links = options.brokers.map(

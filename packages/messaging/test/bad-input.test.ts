@@ -1,12 +1,13 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createMemoryLogger } from '@faultline/core';
-import { encodeEnvelope, topicFor } from '@faultline/protocol';
+import { createMemoryLogger } from '@faultline/core/testing';
+import { CLIENT_IDS, encodeEnvelope, topicFor } from '@faultline/protocol';
 import { type BrokerKind, mosquittoAvailable, startBroker, type TestBroker } from '@faultline/test-support';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createPublisher, createSubscriber, type MessagingStatus, numberedFault } from '../src/index.js';
+import { createPublisher, createSubscriber, type MessagingStatus } from '../src/index.js';
+import { numberedFault } from '../src/testing/index.js';
 import { credentials, endpoints, waitFor } from './helpers.js';
 
 const kinds: BrokerKind[] = mosquittoAvailable() ? ['aedes', 'mosquitto'] : ['aedes'];
@@ -29,7 +30,7 @@ describe.each(kinds)('bad input and refused credentials (%s)', (kind) => {
     const sub = createSubscriber({
       brokers: endpoints([b]),
       credentials: credentials('autoscaler'),
-      clientId: 'autoscaler',
+      clientId: CLIENT_IDS.autoscaler,
       topics: ['summarized-health-stats/#'],
       onEnvelope: (e) => void ids.push(e.id),
       logger,
@@ -65,7 +66,7 @@ describe.each(kinds)('bad input and refused credentials (%s)', (kind) => {
     await waitFor(() => ids.length === 1, 'the valid envelope');
     expect(ids).toEqual(['fault-3']);
     expect(sub.counters).toMatchObject({ received: 7, droppedInvalid: 5, droppedOversized: 1, delivered: 1 });
-    expect(logger.records.filter((r) => r.message === 'message dropped')).toHaveLength(6);
+    expect(logger.records.filter((r) => r.event === 'subscriber.message_dropped')).toHaveLength(6);
     expect(sub.links().a).toBe('up');
   });
 

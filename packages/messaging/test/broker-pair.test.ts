@@ -1,9 +1,11 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { CLIENT_IDS } from '@faultline/protocol';
 import { type BrokerKind, mosquittoAvailable, startBrokerPair, type TestBroker } from '@faultline/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createPublisher, createSubscriber, numberedFault, type Subscriber } from '../src/index.js';
+import { createPublisher, createSubscriber, type Subscriber } from '../src/index.js';
+import { numberedFault } from '../src/testing/index.js';
 import { credentials, endpoints, spawnPublisher, waitFor } from './helpers.js';
 
 /*
@@ -33,7 +35,7 @@ describe.each(kinds)('broker pair (%s)', (kind) => {
     const sub = createSubscriber({
       brokers: endpoints(brokers),
       credentials: credentials('autoscaler'),
-      clientId: 'autoscaler',
+      clientId: CLIENT_IDS.autoscaler,
       topics: ['summarized-health-stats/#'],
       onEnvelope: (envelope) => void ids.push(envelope.id),
       ...FAST,
@@ -54,7 +56,7 @@ describe.each(kinds)('broker pair (%s)', (kind) => {
       clientId: 'sp-1',
       outboxFile: path.join(mkdtempSync(path.join(os.tmpdir(), 'fl-msg-')), 'sp-1.outbox'),
       republishIntervalMs: 2_000,
-      awaitSubscribers: ['autoscaler'],
+      awaitSubscribers: [CLIENT_IDS.autoscaler],
     });
     cleanups.push(() => publisher.close());
     await publisher.start();
@@ -90,7 +92,7 @@ describe.each(kinds)('broker pair (%s)', (kind) => {
       clientId: 'pub-1',
       outboxFile,
       republishIntervalMs: 1_000,
-      awaitSubscribers: ['autoscaler'],
+      awaitSubscribers: [CLIENT_IDS.autoscaler],
     };
     const first = spawnPublisher(options);
     cleanups.push(async () => first.child.kill('SIGKILL'));

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { err, FaultlineError, ok, type Result } from '@faultline/core';
+import { DEFAULTS, err, FaultlineError, ok, type Result } from '@faultline/core';
 import { z } from 'zod';
 import { EVENT_SCHEMAS, type EventDataMap, type EventType, isEventType } from './events.js';
 import { eventTypeOfTopic } from './topics.js';
 
 /**
- * The JSON envelope of every MQTT message (DESIGN.md):
+ * The JSON envelope of every MQTT message (README "MQTT topics and the event envelope"):
  * `{ id, type, time, source, epoch?, data }`, a tagged union on `type`.
  */
 export type EnvelopeOf<K extends EventType> = {
@@ -23,7 +23,7 @@ export type EnvelopeOf<K extends EventType> = {
 export type Envelope = { [K in EventType]: EnvelopeOf<K> }[EventType];
 
 /** Default size limit of one encoded envelope. */
-export const MAX_ENVELOPE_BYTES = 64 * 1024;
+export const MAX_ENVELOPE_BYTES = DEFAULTS.maxMessageBytes;
 
 export class EnvelopeDecodeError extends FaultlineError {
   constructor(

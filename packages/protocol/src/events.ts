@@ -1,12 +1,13 @@
 import { z } from 'zod';
+import { idSchema, memberIdentityShape } from './identity.js';
 
 /*
- * Every event of DESIGN.md ("MQTT: topics and events") and its data schema.
+ * Every event of the README ("MQTT topics and the event envelope") and its data schema.
  * Names follow Stratos 4.1 (AverageLoadAverageEvent, GradientOfLoadAverageEvent,
  * SecondDerivativeOfLoadAverageEvent, MemberAverage…), so a Stratos operator
  * recognises them on the wire.
  */
-const id = z.string().min(1).max(256);
+const id = idSchema;
 
 export const METRICS = ['LoadAverage', 'MemoryConsumption', 'RequestsInFlight'] as const;
 /** Per-member summaries exist for memory and load only (as in Stratos). */
@@ -17,14 +18,34 @@ export type MemberMetric = (typeof MEMBER_METRICS)[number];
 export type StatKind = (typeof STAT_KINDS)[number];
 export type ClusterStatEventType = `${StatKind}${Metric}Event`;
 export type MemberStatEventType = `Member${StatKind}${MemberMetric}Event`;
+export type StatEventType = ClusterStatEventType | MemberStatEventType;
 
-const memberRef = {
-  clusterId: id,
-  clusterInstanceId: id,
-  networkPartitionId: id,
-  partitionId: id,
-  memberId: id,
-};
+/** What a summarized-stat event type names: whose figure (cluster or member), which kind, which metric. */
+export interface StatEventName {
+  scope: 'cluster' | 'member';
+  kind: StatKind;
+  metric: Metric;
+}
+
+/** `{ scope: 'member', kind: 'GradientOf', metric: 'LoadAverage' }` → `MemberGradientOfLoadAverageEvent`. */
+export function statEventType(name: StatEventName): StatEventType {
+  const type = `${name.kind}${name.metric}Event` as ClusterStatEventType;
+  return name.scope === 'member' ? (`Member${type}` as MemberStatEventType) : type;
+}
+
+const STAT_EVENT_NAMES: ReadonlyMap<string, StatEventName> = new Map(
+  STAT_KINDS.flatMap((kind) => [
+    ...METRICS.map((metric): StatEventName => ({ scope: 'cluster', kind, metric })),
+    ...MEMBER_METRICS.map((metric): StatEventName => ({ scope: 'member', kind, metric })),
+  ]).map((name) => [statEventType(name), name]),
+);
+
+/** The inverse of statEventType; undefined for any other type. */
+export function parseStatEventType(type: string): StatEventName | undefined {
+  return STAT_EVENT_NAMES.get(type);
+}
+
+const memberRef = memberIdentityShape;
 
 const clusterStatSchema = z.object({
   clusterId: id,
@@ -92,10 +113,12 @@ function statSchemas<T extends string, S>(names: readonly T[], schema: S): Recor
   return Object.fromEntries(names.map((name) => [name, schema])) as Record<T, S>;
 }
 
-const clusterStatTypes = STAT_KINDS.flatMap((k) => METRICS.map((m) => `${k}${m}Event` as ClusterStatEventType));
-const memberStatTypes = STAT_KINDS.flatMap((k) =>
-  MEMBER_METRICS.map((m) => `Member${k}${m}Event` as MemberStatEventType),
-);
+const clusterStatTypes = [...STAT_EVENT_NAMES]
+  .filter(([, name]) => name.scope === 'cluster')
+  .map(([type]) => type as ClusterStatEventType);
+const memberStatTypes = [...STAT_EVENT_NAMES]
+  .filter(([, name]) => name.scope === 'member')
+  .map(([type]) => type as MemberStatEventType);
 
 export const EVENT_SCHEMAS = {
   MemberFaultEvent: memberFaultSchema,

@@ -71,7 +71,11 @@ describe('health-stat batch codec', () => {
   it('the fast path accepts exactly what the zod schema accepts (10 000 mutations)', () => {
     const mutations: ((b: Record<string, unknown>, s: Record<string, unknown>) => void)[] = [
       (b) => (b.agentId = ''),
-      (b) => (b.agentId = 'x'.repeat(257)),
+      (b) => (b.agentId = 'x'.repeat(129)),
+      (b) => (b.agentId = 'php-m-1:1700000000000'),
+      (b) => (b.agentId = 'php-m-1:17x'),
+      (_, s) => (s.clusterId = 'php\u001b[2J'),
+      (_, s) => (s.memberId = '-leading-dash'),
       (b) => (b.sequence = 0),
       (b) => (b.sequence = 2 ** 53),
       (b) => (b.sequence = 1.5),

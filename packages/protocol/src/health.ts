@@ -1,5 +1,6 @@
 import { err, FaultlineError, ok, type Result } from '@faultline/core';
 import { z } from 'zod';
+import { agentIdSchema, idSchema, isAgentId, isId } from './identity.js';
 import { type BatchAckWire, generated, type HealthStatBatchWire, type Int64Like, thrift } from './thrift.js';
 
 /** The four health descriptions of the Stratos cartridge agent. */
@@ -11,8 +12,8 @@ export const HEALTH_DESCRIPTIONS = [
 ] as const;
 export type HealthDescription = (typeof HEALTH_DESCRIPTIONS)[number];
 
-/** Limits a batch must respect; an SP refuses anything larger as InvalidBatch. */
-export const BATCH_LIMITS = { maxStats: 10_000, maxIdLength: 256 } as const;
+/** Limits a batch must respect; an SP refuses anything larger as InvalidBatch. Ids follow ID_PATTERN. */
+export const BATCH_LIMITS = { maxStats: 10_000 } as const;
 
 function isInt64(value: unknown): value is Int64Like {
   return typeof value === 'object' && value !== null && typeof (value as Int64Like).toNumber === 'function';
@@ -23,7 +24,7 @@ const int64 = z.preprocess(
   (value) => (isInt64(value) ? value.toNumber(false) : value),
   z.number().int().refine(Number.isSafeInteger, 'outside the safe integer range'),
 );
-const idString = z.string().min(1).max(BATCH_LIMITS.maxIdLength);
+const idString = idSchema;
 
 const healthStatSchema = z.object({
   clusterId: idString,
@@ -38,7 +39,7 @@ const healthStatSchema = z.object({
 
 /** The rules of a batch; `validateBatch` is the way to apply them. */
 export const healthStatBatchSchema = z.object({
-  agentId: idString,
+  agentId: agentIdSchema,
   sequence: int64.pipe(z.number().min(1)),
   stats: z.array(healthStatSchema).max(BATCH_LIMITS.maxStats),
 });
@@ -66,8 +67,6 @@ function describe(error: z.ZodError): string {
 
 const DESCRIPTIONS: ReadonlySet<string> = new Set(HEALTH_DESCRIPTIONS);
 
-const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= BATCH_LIMITS.maxIdLength;
-
 function safeInt(v: unknown): number | undefined {
   const n = isInt64(v) ? v.toNumber(false) : v;
   return typeof n === 'number' && Number.isSafeInteger(n) ? n : undefined;
@@ -84,7 +83,7 @@ export function fastBatch(wire: unknown): HealthStatBatch | undefined {
   if (typeof wire !== 'object' || wire === null) return undefined;
   const w = wire as { agentId?: unknown; sequence?: unknown; stats?: unknown };
   const sequence = safeInt(w.sequence);
-  if (!isId(w.agentId) || sequence === undefined || sequence < 1) return undefined;
+  if (!isAgentId(w.agentId) || sequence === undefined || sequence < 1) return undefined;
   if (!Array.isArray(w.stats) || w.stats.length > BATCH_LIMITS.maxStats) return undefined;
   const stats: HealthStat[] = new Array(w.stats.length);
   for (let i = 0; i < w.stats.length; i++) {
@@ -205,7 +204,7 @@ export function decodePublishCall(call: Buffer): Result<HealthStatBatch, BatchDe
       skip(type: number): void;
     };
     const { fname } = protocol.readMessageBegin();
-    if (fname !== 'publish') throw new Error(`not a publish call: ${fname}`);
+    if (fname !== 'publish') return err(new BatchDecodeError(`not a publish call: ${fname}`, { bytes: call.length }));
     protocol.readStructBegin();
     for (;;) {
       const { ftype, fid } = protocol.readFieldBegin();

@@ -1,6 +1,8 @@
 export * from './envelope.js';
 export * from './events.js';
 export * from './health.js';
+export * from './identity.js';
+export * from './member-env.js';
 export {
   type BatchAckWire,
   generated as thriftGenerated,

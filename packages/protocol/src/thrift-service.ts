@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import { DEFAULTS } from '@faultline/core';
 import {
   type BatchAckWire,
   type HealthStatBatchWire,
@@ -8,8 +9,8 @@ import {
   thrift,
 } from './thrift.js';
 
-/** DESIGN.md: framed transport, binary protocol, 1 MiB frames. */
-export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
+/** README "Thrift": framed transport, binary protocol, 1 MiB frames. */
+export const DEFAULT_MAX_FRAME_BYTES = DEFAULTS.maxFrameBytes;
 
 export interface HealthStatServerOptions {
   /** Largest frame accepted; a larger or negative size closes that connection. @default 1 MiB */

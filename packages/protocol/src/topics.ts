@@ -12,6 +12,34 @@ export type TopicRoot = (typeof TOPIC_ROOTS)[keyof typeof TOPIC_ROOTS];
 /** Every subscriber publishes its liveness ping here (the seed). */
 export const PING_TOPIC = 'ping';
 
+/** A subscriber's liveness ping: who pings, and a counter that makes each one distinct. */
+export interface Ping {
+  clientId: string;
+  seq: number;
+}
+
+/** Largest ping payload read; a real one is a few dozen bytes. */
+const MAX_PING_BYTES = 1_024;
+
+export function encodePing(ping: Ping): Buffer {
+  return Buffer.from(JSON.stringify({ clientId: ping.clientId, seq: ping.seq }));
+}
+
+/** The ping in `payload`, or undefined for anything else (another client's format, garbage). Never throws. */
+export function decodePing(payload: Buffer): Ping | undefined {
+  if (payload.length > MAX_PING_BYTES) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const { clientId, seq } = parsed as { clientId?: unknown; seq?: unknown };
+  if (typeof clientId !== 'string' || typeof seq !== 'number' || !Number.isSafeInteger(seq)) return undefined;
+  return { clientId, seq };
+}
+
 /**
  * Who a broker client is. `observer` is read-only (status views, operators'
  * tools such as mosquitto_sub); the three services publish under their roots.

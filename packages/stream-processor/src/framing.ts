@@ -1,15 +1,17 @@
+import { ConfigError } from '@faultline/core';
+
 /**
  * Length-prefixed frames for the event-sync link between the two SP nodes:
  * a 4-byte big-endian length, then either UTF-8 JSON (it starts with `{`) or
- * a raw batch: 0x01, the link sequence and the receive time as float64, and
- * the agent's Thrift `publish` call exactly as it arrived — forwarding those
- * bytes spares the active a re-encoding of every batch (the largest cost
- * after decoding). A JSON message longer than one frame (the snapshot of a
- * large state, the confirmations of a large tick) travels as parts: frames of
- * 0x02 and a slice of its bytes, the last one 0x03; the reader joins them,
- * up to `maxMessageBytes`. A frame larger than `maxFrameBytes`, a message
- * larger than `maxMessageBytes`, or a frame that is none of these is a
- * protocol violation: the reader reports it and the caller drops the link.
+ * a raw batch: 0x01, the link sequence as float64, and the agent's Thrift
+ * `publish` call exactly as it arrived — forwarding those bytes spares the
+ * active a re-encoding of every batch (the largest cost after decoding). A
+ * JSON message longer than one frame (the snapshot of a large state, the
+ * confirmations of a large tick) travels as parts: frames of 0x02 and a slice
+ * of its bytes, the last one 0x03; the reader joins them, up to
+ * `maxMessageBytes`. A frame larger than `maxFrameBytes`, a message larger
+ * than `maxMessageBytes`, or a frame that is none of these is a protocol
+ * violation: the reader reports it and the caller drops the link.
  */
 const RAW_BATCH = 0x01;
 const PART = 0x02;
@@ -17,21 +19,22 @@ const LAST_PART = 0x03;
 /** The default bound of a message in parts: the snapshot of some 400 000 members. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
+/** The bytes of a raw batch's body before the call: the kind and the link sequence. */
+const RAW_BATCH_HEADER = 9;
+
 export class RawBatch {
   constructor(
     readonly seq: number,
-    readonly receivedAt: number,
     readonly call: Buffer,
   ) {}
 }
 
-export function encodeRawBatch(seq: number, receivedAt: number, call: Buffer): Buffer {
-  const frame = Buffer.allocUnsafe(4 + 17 + call.length);
-  frame.writeUInt32BE(17 + call.length, 0);
+export function encodeRawBatch(seq: number, call: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(4 + RAW_BATCH_HEADER + call.length);
+  frame.writeUInt32BE(RAW_BATCH_HEADER + call.length, 0);
   frame[4] = RAW_BATCH;
   frame.writeDoubleBE(seq, 5);
-  frame.writeDoubleBE(receivedAt, 13);
-  call.copy(frame, 21);
+  call.copy(frame, 4 + RAW_BATCH_HEADER);
   return frame;
 }
 
@@ -47,7 +50,7 @@ export function encodeFrame(message: unknown, maxFrameBytes = Number.POSITIVE_IN
   }
   const json = Buffer.from(text, 'utf8');
   const slice = maxFrameBytes - 1;
-  if (slice < 1) throw new RangeError(`maxFrameBytes must be at least 2, got ${maxFrameBytes}`);
+  if (slice < 1) throw ConfigError.forKey('maxFrameBytes', `must be at least 2, got ${maxFrameBytes}`);
   const parts: Buffer[] = [];
   for (let at = 0; at < json.length; at += slice) {
     const body = json.subarray(at, at + slice);
@@ -98,8 +101,8 @@ export class FrameReader {
       } else if (this.parts.length > 0) {
         this.violation('a frame inside a message in parts');
         return;
-      } else if (kind === RAW_BATCH && body.length >= 17) {
-        this.onMessage(new RawBatch(body.readDoubleBE(1), body.readDoubleBE(9), body.subarray(17)));
+      } else if (kind === RAW_BATCH && body.length >= RAW_BATCH_HEADER) {
+        this.onMessage(new RawBatch(body.readDoubleBE(1), body.subarray(RAW_BATCH_HEADER)));
         continue;
       }
       let message: unknown;

@@ -1,13 +1,7 @@
-export { BatchDedupe, type DedupeState } from './dedupe.js';
-export { type ActivateOptions, type OutputSink, type QueryEngine, StatLedger } from './engine.js';
+export { BatchDedupe, type DedupeState } from './batch-dedupe.js';
 export { encodeFrame, FrameReader } from './framing.js';
-export {
-  createSpNode,
-  type Endpoint,
-  type SpCounters,
-  type SpNode,
-  type SpNodeOptions,
-  type SpRole,
-  type SpStatus,
-} from './node.js';
-export { startStatusServer } from './status-server.js';
+export { createSpNode, type SpCounters, type SpNode, type SpRole, type SpStatus } from './node.js';
+export { type ResolvedSpNodeOptions, resolveSpNodeOptions, type SpNodeOptions } from './options.js';
+export type { ActivateOptions, OutputSink, QueryEngine } from './query-engine.js';
+export { StatLedger } from './stat-ledger.js';
+export { type StatusServerOptions, startStatusServer } from './status-server.js';

@@ -19,8 +19,10 @@ import {
   runMain,
 } from '@faultline/core';
 import { createPublisher, createSubscriber } from '@faultline/messaging';
-import { type QueryEngine, StatLedger } from './engine.js';
+import { CLIENT_IDS } from '@faultline/protocol';
 import { createSpNode } from './node.js';
+import type { QueryEngine } from './query-engine.js';
+import { StatLedger } from './stat-ledger.js';
 import { startStatusServer } from './status-server.js';
 
 /** The node's own settings; throws a ConfigError (exit 2) naming the key. */
@@ -41,16 +43,19 @@ function settings(argv: string[], env: NodeJS.ProcessEnv) {
 }
 
 let resolved: ReturnType<typeof settings> | undefined;
+/** The settings, read once: runMain asks for them first to build the logger, then to start. */
+const resolvedSettings = () => {
+  resolved ??= settings(process.argv.slice(2), process.env);
+  return resolved;
+};
 
 await runMain(
   () => {
-    resolved = settings(process.argv.slice(2), process.env);
-    const { config, spec } = resolved;
+    const { config, spec } = resolvedSettings();
     return createLogger({ service: spec.id, level: config.logging.level, dir: config.logging.dir });
   },
   async ({ logger }) => {
-    if (!resolved) throw new Error('settings were not resolved');
-    const { config, spec, url } = resolved;
+    const { config, spec, url } = resolvedSettings();
     const sp = config.streamProcessor;
     const pool = createPgPool({ connectionString: url, logger });
     await migrate(pool, { logger });
@@ -72,7 +77,7 @@ await runMain(
           clientId: spec.id,
           outboxFile: path.join(messaging.outboxDir, `${spec.id}.outbox`),
           republishIntervalMs: messaging.republishIntervalMs,
-          awaitSubscribers: ['autoscaler'],
+          awaitSubscribers: [CLIENT_IDS.autoscaler],
           logger,
         })
       : undefined;
@@ -82,7 +87,7 @@ await runMain(
           faultTimeoutMs: cep.faultTimeoutMs,
           windowMs: cep.windowMs,
           summaryIntervalMs: cep.summaryIntervalMs,
-          ...(cep.graceAfterTakeoverMs === undefined ? {} : { graceAfterTakeoverMs: cep.graceAfterTakeoverMs }),
+          graceAfterTakeoverMs: cep.graceAfterTakeoverMs,
           logger,
         })
       : new StatLedger();
@@ -113,12 +118,16 @@ await runMain(
       fencingMarginMs: sp.fencingMarginMs,
       maxFrameBytes: sp.maxFrameBytes,
       engine,
-      ...(publisher ? { sink: publisher } : {}),
+      sink: publisher,
       logger,
     });
     await node.start();
     const status = await startStatusServer(node, { host: '127.0.0.1', port: spec.statusPort, logger });
-    logger.info('status server listening', { port: status.port, engine: sp.engine });
+    logger.info('status server listening', {
+      event: 'sp.status_server_listening',
+      port: status.port,
+      engine: sp.engine,
+    });
     return { close: () => closeAll([{ close: () => pool.end() }, publisher, topology, node, status], logger) };
   },
 );

@@ -1,15 +1,14 @@
-import { LeaderLease, type LeaseStore } from '@faultline/coordination';
-import { type Clock, DEFAULTS, type Logger, nullLogger, once, systemClock, type TimerHandle } from '@faultline/core';
+import { LeaderLease } from '@faultline/coordination';
+import { once, type TimerHandle } from '@faultline/core';
 import {
   type BatchAckWire,
-  DEFAULT_MAX_FRAME_BYTES,
   type HealthStatBatchWire,
   thriftGenerated,
   toAckWire,
   validateBatch,
 } from '@faultline/protocol';
-import { BatchDedupe } from './dedupe.js';
-import { type OutputSink, type QueryEngine, StatLedger } from './engine.js';
+import { BatchDedupe } from './batch-dedupe.js';
+import { resolveSpNodeOptions, type SpNodeOptions } from './options.js';
 import { ThriftSource } from './source.js';
 import { SyncLink } from './sync-link.js';
 import { SyncServer } from './sync-server.js';
@@ -18,37 +17,6 @@ export type SpRole = 'PASSIVE' | 'ACTIVE' | 'STEPPING_DOWN';
 
 /** A passive or stepping-down node logs withheld outputs at most this often. */
 const WITHHELD_WARNING_EVERY_MS = 10_000;
-
-export interface Endpoint {
-  host: string;
-  /** 0 picks a free port (tests). */
-  port: number;
-}
-
-export interface SpNodeOptions {
-  nodeId: string;
-  /** @default 'sp' */
-  groupId?: string;
-  store: LeaseStore;
-  thrift: Endpoint;
-  sync: Endpoint;
-  /** @default DEFAULTS.heartbeatIntervalMs */
-  heartbeatIntervalMs?: number;
-  /** @default DEFAULTS.heartbeatMaxRetry */
-  heartbeatMaxRetry?: number;
-  /** @default DEFAULTS.fencingMarginMs */
-  fencingMarginMs?: number;
-  /** Thrift and sync frame limit. @default 1 MiB */
-  maxFrameBytes?: number;
-  /** The passive must acknowledge a batch within this. @default heartbeatIntervalMs */
-  syncAckTimeoutMs?: number;
-  /** @default a StatLedger */
-  engine?: QueryEngine;
-  /** Where the engine's outputs go while this node is active (the durable publisher). */
-  sink?: OutputSink;
-  clock?: Clock;
-  logger?: Logger;
-}
 
 export interface SpCounters {
   batchesAccepted: number;
@@ -91,19 +59,17 @@ export interface SpNode {
 }
 
 /**
- * One stream-processor node of the active/passive pair (DESIGN.md): it
- * heartbeats into the cluster database; while it holds the lease it opens the
- * Thrift source, applies every batch to its engine, forwards it to the
- * passive and acknowledges the agent once the passive holds it; otherwise it
- * follows the active as a hot standby. Every transition is logged with the epoch.
+ * One stream-processor node of the active/passive pair (README, "Stream
+ * processor: the active/passive pair"): it heartbeats into the cluster
+ * database; while it holds the lease it opens the Thrift source, applies
+ * every batch to its engine, forwards it to the passive and acknowledges the
+ * agent once the passive holds it; otherwise it follows the active as a hot
+ * standby. Every transition is logged with the epoch.
  */
-export function createSpNode(options: SpNodeOptions): SpNode {
-  const clock = options.clock ?? systemClock;
-  const groupId = options.groupId ?? 'sp';
-  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs;
-  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  const log = (options.logger ?? nullLogger).child({ nodeId: options.nodeId });
-  const engine: QueryEngine = options.engine ?? new StatLedger();
+export function createSpNode(input: SpNodeOptions): SpNode {
+  const options = resolveSpNodeOptions(input);
+  const { clock, engine, groupId, heartbeatIntervalMs, maxFrameBytes } = options;
+  const log = options.logger.child({ nodeId: options.nodeId });
   const dedupe = new BatchDedupe();
   const counters: SpCounters = {
     batchesAccepted: 0,
@@ -124,7 +90,7 @@ export function createSpNode(options: SpNodeOptions): SpNode {
   const link = new SyncLink({
     nodeId: options.nodeId,
     maxFrameBytes,
-    ackTimeoutMs: options.syncAckTimeoutMs ?? heartbeatIntervalMs,
+    ackTimeoutMs: options.syncAckTimeoutMs,
     clock,
     logger: log,
     snapshot: () => ({ engine: engine.exportState(), dedupe: dedupe.export() }),
@@ -149,9 +115,9 @@ export function createSpNode(options: SpNodeOptions): SpNode {
       dedupe.import(snapshot.dedupe);
       heardFromActiveAt = clock.now();
     },
-    onBatch: (batch, receivedAt) => {
+    onBatch: (batch) => {
       heardFromActiveAt = clock.now();
-      if (dedupe.add(batch.agentId, batch.sequence)) engine.apply(batch, receivedAt);
+      if (dedupe.add(batch.agentId, batch.sequence)) engine.apply(batch);
     },
     onPublished: (ids) => {
       heardFromActiveAt = clock.now();
@@ -172,6 +138,7 @@ export function createSpNode(options: SpNodeOptions): SpNode {
       const now = clock.monotonicNow();
       if (lastWithheldWarning === undefined || now - lastWithheldWarning >= WITHHELD_WARNING_EVERY_MS) {
         log.warn('output withheld: not the active', {
+          event: 'sp.output_withheld',
           id: envelope.id,
           type: envelope.type,
           withheld: withheldSinceWarning,
@@ -187,7 +154,12 @@ export function createSpNode(options: SpNodeOptions): SpNode {
       () => link.confirm([envelope.id]),
       (error: unknown) => {
         counters.outputsFailed += 1;
-        log.error('output could not be published', { id: envelope.id, type: envelope.type, error });
+        log.error('output could not be published', {
+          event: 'sp.output_publish_failed',
+          id: envelope.id,
+          type: envelope.type,
+          error,
+        });
       },
     );
   });
@@ -206,7 +178,11 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     const checked = validateBatch(wire);
     if (!checked.ok) {
       counters.invalidBatches += 1;
-      log.warn('invalid batch refused', { agentId: checked.error.context.agentId, reason: checked.error.message });
+      log.warn('invalid batch refused', {
+        event: 'sp.invalid_batch',
+        agentId: checked.error.context.agentId,
+        reason: checked.error.message,
+      });
       throw new thriftGenerated.InvalidBatch({ message: checked.error.message });
     }
     const batch = checked.value;
@@ -219,10 +195,10 @@ export function createSpNode(options: SpNodeOptions): SpNode {
       counters.duplicates += 1;
       return ack(true, link.status === 'ready');
     }
-    engine.apply(batch, clock.now());
+    engine.apply(batch);
     counters.batchesAccepted += 1;
     counters.eventsAccepted += batch.stats.length;
-    const replication = link.replicate(batch, clock.now(), call);
+    const replication = link.replicate(batch, call);
     replicating.set(key, replication);
     const replicated = await replication.finally(() => replicating.delete(key));
     if (!replicated) counters.unreplicatedAcks += 1;
@@ -251,30 +227,30 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     syncServer.drop();
     // A takeover comes at most one lease plus one acquire attempt after the active's last word.
     engine.activate(epoch, { unverifiedAfter: heardFromActiveAt + lease.lengthMs + heartbeatIntervalMs });
-    log.info('became active', { epoch });
+    log.info('became active', { event: 'sp.became_active', epoch });
     clock.clearInterval(peerWatch);
     peerWatch = clock.setInterval(() => void watchPeer(epoch), heartbeatIntervalMs);
     void watchPeer(epoch);
     try {
       const port = await source.open();
-      if (lease.epoch === epoch) log.info('thrift source open', { epoch, port });
+      if (lease.epoch === epoch) log.info('thrift source open', { event: 'sp.thrift_source_open', epoch, port });
       else await source.close();
     } catch (error) {
-      log.error('thrift source cannot open; resigning the lease', { epoch, error });
+      log.error('thrift source cannot open; resigning the lease', { event: 'sp.thrift_source_failed', epoch, error });
       await lease.resign(`thrift port ${options.thrift.port} unavailable`);
     }
   };
 
   const becomePassive = async (epoch: number, reason: string): Promise<void> => {
     role = 'STEPPING_DOWN';
-    log.warn('stepping down', { epoch, reason });
+    log.warn('stepping down', { event: 'sp.stepping_down', epoch, reason });
     engine.deactivate();
     clock.clearInterval(peerWatch);
     link.detach('stepping down');
     await source.close();
     role = 'PASSIVE';
     heardFromActiveAt = clock.now();
-    log.info('now passive', { epoch });
+    log.info('now passive', { event: 'sp.became_passive', epoch });
   };
 
   // Transitions are applied one at a time, in the order the lease reports them.
@@ -286,8 +262,8 @@ export function createSpNode(options: SpNodeOptions): SpNode {
     clock,
     logger: log,
     heartbeatIntervalMs,
-    ...(options.heartbeatMaxRetry === undefined ? {} : { heartbeatMaxRetry: options.heartbeatMaxRetry }),
-    ...(options.fencingMarginMs === undefined ? {} : { fencingMarginMs: options.fencingMarginMs }),
+    heartbeatMaxRetry: options.heartbeatMaxRetry,
+    fencingMarginMs: options.fencingMarginMs,
     describe: () => ({
       role,
       syncEndpoint: `${options.sync.host}:${syncPort}`,
@@ -303,7 +279,7 @@ export function createSpNode(options: SpNodeOptions): SpNode {
   return {
     start: async () => {
       syncPort = await syncServer.listen();
-      log.info('node started', { role, syncPort, thriftPort: options.thrift.port });
+      log.info('node started', { event: 'sp.node_started', role, syncPort, thriftPort: options.thrift.port });
       lease.start();
     },
     close: once(async () => {

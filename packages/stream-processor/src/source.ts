@@ -11,8 +11,9 @@ export interface ThriftSourceOptions {
 }
 
 /**
- * The SP's Thrift source port. Open only while the node is ACTIVE (DESIGN.md):
- * a passive node's port refuses connections, so an agent fails over at once.
+ * The SP's Thrift source port. Open only while the node is ACTIVE (README,
+ * "Stream processor: the active/passive pair"): a passive node's port refuses
+ * connections, so an agent fails over at once.
  * Closing also destroys the open connections, so agents connected to a node
  * that steps down notice immediately instead of at their next timeout.
  */
@@ -28,7 +29,10 @@ export class ThriftSource {
       onConnectionError: (error) => {
         // Thrift has already ended that connection; everyone else is served on.
         this.badFrames += 1;
-        options.logger.warn('thrift connection dropped', { reason: error.message });
+        options.logger.warn('thrift connection dropped', {
+          event: 'sp.thrift_connection_dropped',
+          reason: error.message,
+        });
       },
     });
     this.server.on('connection', (socket: net.Socket) => {

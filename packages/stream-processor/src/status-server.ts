@@ -3,6 +3,13 @@ import type net from 'node:net';
 import { type Logger, once } from '@faultline/core';
 import type { SpNode } from './node.js';
 
+export interface StatusServerOptions {
+  host: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  logger: Logger;
+}
+
 /**
  * The node's status call over HTTP on loopback: `GET /status` (role, epoch,
  * passive and lag, counters, engine summary) and `GET /engine` (the engine's
@@ -11,7 +18,7 @@ import type { SpNode } from './node.js';
  */
 export async function startStatusServer(
   node: SpNode,
-  options: { host: string; port: number; logger: Logger },
+  options: StatusServerOptions,
 ): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((request, response) => {
     const body = request.url === '/status' ? node.status() : request.url === '/engine' ? node.engineState() : undefined;
@@ -21,7 +28,9 @@ export async function startStatusServer(
     }
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   });
-  server.on('error', (error) => options.logger.error('status server error', { error }));
+  server.on('error', (error) =>
+    options.logger.error('status server error', { event: 'sp.status_server_error', error }),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());

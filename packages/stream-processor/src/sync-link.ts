@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { Clock, Logger, TimerHandle } from '@faultline/core';
-import type { HealthStatBatch } from '@faultline/protocol';
-import type { DedupeState } from './dedupe.js';
+import type { Endpoint, HealthStatBatch } from '@faultline/protocol';
+import type { DedupeState } from './batch-dedupe.js';
 import { encodeFrame, encodeRawBatch, FrameReader } from './framing.js';
 import { syncMessageSchema } from './sync-messages.js';
 
@@ -61,7 +61,7 @@ export class SyncLink {
   attach(endpoint: string, epoch: number): void {
     if (this.endpoint === endpoint && this.epoch === epoch && this.status !== 'none') return;
     this.detach('new passive');
-    const [host, port] = splitEndpoint(endpoint);
+    const { host, port } = parseEndpoint(endpoint);
     this.endpoint = endpoint;
     this.epoch = epoch;
     this.status = 'connecting';
@@ -80,7 +80,7 @@ export class SyncLink {
       socket.write(encodeFrame({ t: 'hello', nodeId: this.options.nodeId, epoch }, max));
       socket.write(encodeFrame({ t: 'snapshot', seq: this.seq, engine, dedupe }, max));
       this.status = 'ready';
-      this.options.logger.info('passive linked', { passive: endpoint, epoch });
+      this.options.logger.info('passive linked', { event: 'sp.passive_linked', passive: endpoint, epoch });
     });
     const reader = new FrameReader(
       this.options.maxFrameBytes,
@@ -106,7 +106,7 @@ export class SyncLink {
    * Forwards a batch — as the raw Thrift call when there is one, else as
    * JSON — and resolves whether the passive holds it.
    */
-  replicate(batch: HealthStatBatch, receivedAt: number, call?: Buffer): Promise<boolean> {
+  replicate(batch: HealthStatBatch, call?: Buffer): Promise<boolean> {
     const socket = this.socket;
     if (this.status !== 'ready' || !socket) {
       this.degraded += 1;
@@ -120,9 +120,7 @@ export class SyncLink {
       process.nextTick(() => socket.uncork());
     }
     socket.write(
-      call
-        ? encodeRawBatch(seq, receivedAt, call)
-        : encodeFrame({ t: 'batch', seq, receivedAt, batch }, this.options.maxFrameBytes),
+      call ? encodeRawBatch(seq, call) : encodeFrame({ t: 'batch', seq, batch }, this.options.maxFrameBytes),
     );
     return new Promise((resolve) => {
       this.pending.push({ seq, sentAt: this.options.clock.monotonicNow(), resolve });
@@ -162,6 +160,7 @@ export class SyncLink {
     for (const p of failed) p.resolve(false);
     if (was === 'ready')
       this.options.logger.warn('passive unlinked; acknowledging without replication', {
+        event: 'sp.passive_unlinked',
         passive: this.endpoint,
         reason,
       });
@@ -177,7 +176,8 @@ export class SyncLink {
   }
 }
 
-export function splitEndpoint(endpoint: string): [string, number] {
+/** `host:port` as the node rows carry it (the host may hold colons: an IPv6 address). */
+function parseEndpoint(endpoint: string): Endpoint {
   const at = endpoint.lastIndexOf(':');
-  return [endpoint.slice(0, at), Number(endpoint.slice(at + 1))];
+  return { host: endpoint.slice(0, at), port: Number(endpoint.slice(at + 1)) };
 }

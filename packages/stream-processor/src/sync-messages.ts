@@ -8,8 +8,8 @@ export const syncMessageSchema = z.discriminatedUnion('t', [
   z.object({ t: z.literal('hello'), nodeId: z.string().min(1), epoch: z.number().int().positive() }),
   /** The whole state at link time; every later batch applies on top of it. */
   z.object({ t: z.literal('snapshot'), seq: z.number().int().min(0), engine: z.unknown(), dedupe: dedupeState }),
-  /** One accepted batch, stamped with the active's receive time and the link sequence. */
-  z.object({ t: z.literal('batch'), seq: z.number().int().positive(), receivedAt: z.number(), batch: z.unknown() }),
+  /** One accepted batch, stamped with the link sequence (its content is checked by the batch validator). */
+  z.object({ t: z.literal('batch'), seq: z.number().int().positive(), batch: z.unknown() }),
   /** The active published these outputs (durable in its outbox). */
   z.object({ t: z.literal('published'), ids: z.array(z.string().min(1)).max(100_000) }),
   /** Passive → active: everything up to `seq` is applied. */

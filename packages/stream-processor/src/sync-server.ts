@@ -12,7 +12,7 @@ export interface SyncServerOptions {
   /** Only a passive node takes a sync link. */
   accepting: () => boolean;
   onSnapshot: (snapshot: SnapshotMessage, from: string) => void;
-  onBatch: (batch: HealthStatBatch, receivedAt: number) => void;
+  onBatch: (batch: HealthStatBatch) => void;
   onPublished: (ids: readonly string[]) => void;
 }
 
@@ -37,7 +37,9 @@ export class SyncServer {
 
   constructor(private readonly options: SyncServerOptions) {
     this.server = net.createServer((socket) => this.accept(socket));
-    this.server.on('error', (error) => options.logger.error('sync server error', { error }));
+    this.server.on('error', (error) =>
+      options.logger.error('sync server error', { event: 'sp.sync_server_error', error }),
+    );
   }
 
   listen(): Promise<number> {
@@ -67,8 +69,8 @@ export class SyncServer {
   });
 
   /** Applies one batch and acknowledges it; acks of one turn of the event loop leave as one (they are cumulative). */
-  private applied(socket: net.Socket, seq: number, batch: HealthStatBatch, receivedAt: number): void {
-    this.options.onBatch(batch, receivedAt);
+  private applied(socket: net.Socket, seq: number, batch: HealthStatBatch): void {
+    this.options.onBatch(batch);
     this.counters.batchesApplied += 1;
     this.lastSeq = seq;
     if (this.ackPending) return;
@@ -88,7 +90,11 @@ export class SyncServer {
     let peer: { nodeId: string; epoch: number } | undefined;
     const violation = (reason: string): void => {
       this.counters.violations += 1;
-      log.warn('sync link closed: protocol violation', { reason, from: peer?.nodeId ?? socket.remoteAddress });
+      log.warn('sync link closed: protocol violation', {
+        event: 'sp.sync_violation',
+        reason,
+        from: peer?.nodeId ?? socket.remoteAddress,
+      });
       socket.destroy();
     };
     const reader = new FrameReader(
@@ -98,7 +104,7 @@ export class SyncServer {
           if (!peer || this.current?.socket !== socket) return violation('batch before hello');
           const batch = decodePublishCall(raw.call);
           if (!batch.ok) return violation(batch.error.message);
-          this.applied(socket, raw.seq, batch.value, raw.receivedAt);
+          this.applied(socket, raw.seq, batch.value);
           return;
         }
         const parsed = syncMessageSchema.safeParse(raw);
@@ -113,7 +119,11 @@ export class SyncServer {
           peer = { nodeId: message.nodeId, epoch: message.epoch };
           this.current = { socket, ...peer };
           this.counters.links += 1;
-          log.info('following the active', { active: message.nodeId, epoch: message.epoch });
+          log.info('following the active', {
+            event: 'sp.following_active',
+            active: message.nodeId,
+            epoch: message.epoch,
+          });
           return;
         }
         if (!peer || this.current?.socket !== socket) return violation(`${message.t} before hello`);
@@ -122,12 +132,12 @@ export class SyncServer {
             this.options.onSnapshot(message, peer.nodeId);
             this.lastSeq = message.seq;
             socket.write(encodeFrame({ t: 'ack', seq: message.seq }));
-            log.info('snapshot applied', { from: peer.nodeId, seq: message.seq });
+            log.info('snapshot applied', { event: 'sp.snapshot_applied', from: peer.nodeId, seq: message.seq });
             return;
           case 'batch': {
             const batch = validateBatch(message.batch);
             if (!batch.ok) return violation(batch.error.message);
-            this.applied(socket, message.seq, batch.value, message.receivedAt);
+            this.applied(socket, message.seq, batch.value);
             return;
           }
           case 'published':
@@ -143,7 +153,7 @@ export class SyncServer {
     socket.on('close', () => {
       if (this.current?.socket === socket) {
         this.current = undefined;
-        log.warn('sync link from the active closed', { active: peer?.nodeId });
+        log.warn('sync link from the active closed', { event: 'sp.sync_link_closed', active: peer?.nodeId });
       }
     });
   }

@@ -29,7 +29,7 @@ describe('stream-processor pair under faults', () => {
     expect(probe.acks.filter((a) => a.ack.epoch === epoch && a.ack.sequence === 2)).toEqual([]);
     await waitFor(async () => (await old.status())?.role === 'PASSIVE' || undefined, 'the old active to be passive');
     const records = old.logs();
-    const down = records.findIndex((r) => r.message === 'stepping down');
+    const down = records.findIndex((r) => r.event === 'sp.stepping_down');
     expect(down).toBeGreaterThan(-1);
     expect(records[down]).toMatchObject({ epoch, reason: expect.stringMatching(/self-fenced|refused/) });
     await steady(pair); // the old node now follows the new active

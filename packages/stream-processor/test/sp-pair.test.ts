@@ -107,9 +107,9 @@ describe('stream-processor pair', () => {
       async () => JSON.stringify(await passive.engine()) === state,
       'the restarted passive holds the state',
     );
-    const links = passive.logs().filter((r) => r.message === 'snapshot applied');
+    const links = passive.logs().filter((r) => r.event === 'sp.snapshot_applied');
     expect(links.length).toBeGreaterThanOrEqual(1);
-    expect(passive.logs().filter((r) => r.message === 'sync link closed: protocol violation')).toEqual([]);
+    expect(passive.logs().filter((r) => r.event === 'sp.sync_violation')).toEqual([]);
     await active.kill('SIGKILL');
     await waitFor(async () => (await passive.status())?.role === 'ACTIVE', 'the passive took over');
     const ack = await client.send({ agentId: 'agent-1', sequence: 1_000, stats: [stat('one-more', 1)] });

@@ -1,4 +1,4 @@
-import { MemoryLeaseStore, MemoryLeaseTables } from '@faultline/coordination';
+import { MemoryLeaseStore, MemoryLeaseTables } from '@faultline/coordination/testing';
 import { systemClock } from '@faultline/core';
 import { type ActivateOptions, createSpNode, type SpNode, StatLedger } from '@faultline/stream-processor';
 import { afterEach, describe, expect, it } from 'vitest';

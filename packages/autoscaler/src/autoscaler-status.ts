@@ -1,0 +1,62 @@
+import type { FaultCounts } from './cluster-faults.js';
+import type { MemberCounts } from './cluster-members.js';
+import type { ActionRecord } from './decisions.js';
+import type { MemberState } from './member.js';
+import type { Predictions } from './scaling-rule.js';
+
+/*
+ * The shapes of `status()` (the autoscaler's and each cluster monitor's) and
+ * of the counters it reports.
+ */
+
+/** What one cluster monitor counted: its faults and its members' spawns and terminates. */
+export type MonitorCounts = FaultCounts & MemberCounts;
+
+/** The autoscaler's counters: its own, its registry writer's, and the sum of its monitors'. */
+export interface AutoscalerCounters extends MonitorCounts {
+  /** Envelopes handed to the autoscaler (after the subscriber's dedupe). */
+  received: number;
+  /** SP events whose epoch is older than the newest seen (fencing). */
+  staleEpochDropped: number;
+  /** Events of a cluster the autoscaler does not manage. */
+  unknownCluster: number;
+  publishErrors: number;
+  registryWrites: number;
+  registryErrors: number;
+}
+
+export interface MemberStatus {
+  memberId: string;
+  state: MemberState;
+  partitionId: string;
+  createdAt: number;
+  activatedAt: number | null;
+  /** `host:port` of its workload, once spawned. */
+  address: string | null;
+  /** The reason of a fault held in a fault storm. */
+  heldFault: string | null;
+}
+
+export interface ClusterStatus {
+  clusterId: string;
+  cartridgeType: string;
+  min: number;
+  max: number;
+  /** No longer configured: its members are being terminated. */
+  retired: boolean;
+  faultStormHeldSince: number | null;
+  backoff: { failures: number; retryAt: number | null };
+  scaling: { predicted: Predictions; consecutiveBelow: number };
+  members: MemberStatus[];
+}
+
+export interface AutoscalerStatus {
+  state: 'idle' | 'starting' | 'running' | 'closed';
+  newestEpoch: number | null;
+  counters: AutoscalerCounters;
+  clusters: ClusterStatus[];
+  /** The last actions, oldest first (also in the registry's autoscaler_action table). */
+  lastActions: ActionRecord[];
+  /** Member rows whose newest version has not reached the registry yet. */
+  registryBacklog: number;
+}

@@ -1,0 +1,144 @@
+import path from 'node:path';
+import type { Iaas } from '@faultline/cloud-controller';
+import {
+  type Clock,
+  type ClusterConfig,
+  DEFAULTS,
+  type FaultlineConfig,
+  type Logger,
+  nullLogger,
+  systemClock,
+  withDefaults,
+} from '@faultline/core';
+import type { BrokerEndpoint, Connector, Credentials } from '@faultline/messaging';
+import { CLIENT_IDS, type Envelope } from '@faultline/protocol';
+import { randomMemberId } from './member.js';
+import type { Registry } from './registry.js';
+
+/** The options of the AutoscalerCore: the cluster monitors, the registry, the decisions' way out. */
+export interface AutoscalerCoreOptions {
+  /** The deployment policies: `clusters[]` of the configuration. */
+  clusters: readonly ClusterConfig[];
+  iaas: Iaas;
+  registry: Registry;
+  /** Sends an envelope (the durable publisher); resolves once it is safe. */
+  publish: (envelope: Envelope) => Promise<void>;
+  /** @default DEFAULTS.monitorIntervalMs (15 000) */
+  monitorIntervalMs?: number;
+  /** @default DEFAULTS.pendingTimeoutMs (900 000, Stratos) */
+  pendingTimeoutMs?: number;
+  /** @default DEFAULTS.backoffInitialMs (10 000) */
+  backoffInitialMs?: number;
+  /** @default DEFAULTS.backoffMaxMs (300 000) */
+  backoffMaxMs?: number;
+  /** @default DEFAULTS.scaleDownConsecutive (3) */
+  scaleDownConsecutive?: number;
+  /** Fault-storm window: the CEP's fault timeout. @default DEFAULTS.faultTimeoutMs (60 000) */
+  faultStormWindowMs?: number;
+  /** Grace between soft and forced stop of a member. @default undefined: the driver's */
+  terminateGraceMs?: number;
+  /** Actions kept for status(). @default 50 */
+  actionHistory?: number;
+  /** @default randomMemberId: `<clusterId>-<6 random base-36 characters>` */
+  newMemberId?: (clusterId: string) => string;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default nullLogger */
+  logger?: Logger;
+}
+
+/** Every option of the core with its value: only terminateGraceMs may stay undefined (the driver's default). */
+export interface ResolvedAutoscalerCoreOptions extends Required<Omit<AutoscalerCoreOptions, 'terminateGraceMs'>> {
+  terminateGraceMs: number | undefined;
+}
+
+const CORE_DEFAULTS: Omit<ResolvedAutoscalerCoreOptions, 'clusters' | 'iaas' | 'registry' | 'publish'> = {
+  monitorIntervalMs: DEFAULTS.monitorIntervalMs,
+  pendingTimeoutMs: DEFAULTS.pendingTimeoutMs,
+  backoffInitialMs: DEFAULTS.backoffInitialMs,
+  backoffMaxMs: DEFAULTS.backoffMaxMs,
+  scaleDownConsecutive: DEFAULTS.scaleDownConsecutive,
+  faultStormWindowMs: DEFAULTS.faultTimeoutMs,
+  terminateGraceMs: undefined,
+  actionHistory: 50,
+  newMemberId: randomMemberId,
+  clock: systemClock,
+  logger: nullLogger,
+};
+
+export function resolveAutoscalerCoreOptions(options: AutoscalerCoreOptions): ResolvedAutoscalerCoreOptions {
+  return withDefaults(CORE_DEFAULTS, options);
+}
+
+/** The options of the autoscaler service: the core's, and its broker connections. */
+export interface AutoscalerOptions extends Omit<AutoscalerCoreOptions, 'publish'> {
+  /** The broker pair: the subscriber holds both, the publisher fails over between them. */
+  brokers: readonly BrokerEndpoint[];
+  /** The broker account of role `autoscaler`. */
+  credentials: Credentials;
+  /** The durable outbox of the `topology/` and `autoscaler/` messages. */
+  outboxFile: string;
+  /**
+   * The subscriber's client id (the publisher's is `<clientId>-pub`). The
+   * SP's and the agents' publishers send only while a subscriber of this id
+   * is present on a broker.
+   * @default CLIENT_IDS.autoscaler ('autoscaler')
+   */
+  clientId?: string;
+  /** @default the subscriber's: DEFAULTS.pingIntervalMs (1 000) */
+  pingIntervalMs?: number;
+  /** @default the subscriber's: DEFAULTS.resubscribeIntervalMs (30 000) */
+  resubscribeIntervalMs?: number;
+  /** @default the publisher's: DEFAULTS.republishIntervalMs (60 000) */
+  republishIntervalMs?: number;
+  /** @default the subscriber's: DEFAULTS.maxMessageBytes */
+  maxMessageBytes?: number;
+  /** @default MQTT.js; FakeBrokers' connector in unit tests */
+  connector?: Connector;
+}
+
+/** The service's own default; the core, the subscriber and the publisher resolve the rest. */
+export function resolveAutoscalerOptions(options: AutoscalerOptions): AutoscalerOptions & { clientId: string } {
+  const serviceDefaults: { clientId: string } = { clientId: CLIENT_IDS.autoscaler };
+  return withDefaults(serviceDefaults, options);
+}
+
+/** The autoscaler's options from the configuration (`clusters`, `autoscaler`, `messaging`, `cep.faultTimeoutMs`). */
+export function autoscalerOptionsFrom(
+  config: FaultlineConfig,
+  deps: { iaas: Iaas; registry: Registry; logger?: Logger; clock?: Clock },
+): AutoscalerOptions {
+  const { autoscaler, messaging } = config;
+  return {
+    clusters: config.clusters,
+    iaas: deps.iaas,
+    registry: deps.registry,
+    brokers: config.brokers.nodes.map((b) => ({ name: b.name, host: b.host, port: b.port })),
+    credentials: { ...config.brokers.credentials.autoscaler },
+    outboxFile: path.join(messaging.outboxDir, `${CLIENT_IDS.autoscaler}.outbox`),
+    pingIntervalMs: messaging.pingIntervalMs,
+    resubscribeIntervalMs: messaging.resubscribeIntervalMs,
+    republishIntervalMs: messaging.republishIntervalMs,
+    maxMessageBytes: messaging.maxMessageBytes,
+    monitorIntervalMs: autoscaler.monitorIntervalMs,
+    pendingTimeoutMs: autoscaler.pendingTimeoutMs,
+    backoffInitialMs: autoscaler.backoffInitialMs,
+    backoffMaxMs: autoscaler.backoffMaxMs,
+    scaleDownConsecutive: autoscaler.scaleDownConsecutive,
+    faultStormWindowMs: config.cep.faultTimeoutMs,
+    logger: deps.logger,
+    clock: deps.clock,
+  };
+}
+
+export interface PgRegistryOptions {
+  /** Rows of autoscaler_action kept; older ones are pruned. @default 10_000 */
+  keepActions?: number;
+  /** Terminated member rows kept (newest first); older ones are pruned. @default 1_000 */
+  keepTerminated?: number;
+}
+
+export function resolvePgRegistryOptions(options: PgRegistryOptions): Required<PgRegistryOptions> {
+  const registryDefaults: Required<PgRegistryOptions> = { keepActions: 10_000, keepTerminated: 1_000 };
+  return withDefaults(registryDefaults, options);
+}

@@ -1,0 +1,118 @@
+import {
+  type AdoptResult,
+  type Iaas,
+  type MemberInstance,
+  type MemberSpec,
+  SpawnError,
+  type TerminateResult,
+} from '@faultline/cloud-controller';
+import { type Clock, sleep, systemClock } from '@faultline/core';
+
+export interface FakeIaasCall {
+  op: 'spawn' | 'terminate' | 'isRunning' | 'adopt';
+  memberId: string | undefined;
+  /** clock.now() when called. */
+  at: number;
+}
+
+/**
+ * An Iaas for unit tests on fake time: members are entries in a map, spawn and
+ * terminate take `spawnDelayMs` / `terminateDelayMs` on the injected Clock,
+ * and a test decides what fails (`failSpawns`), what died (`kill()`), what
+ * leaves processes behind (`stuck`) and what survives a restart
+ * (`goneOnAdopt`). Every call is recorded in order.
+ */
+export class FakeIaas implements Iaas {
+  readonly name = 'fake';
+  readonly calls: FakeIaasCall[] = [];
+  /** The next this-many spawns fail with FL_ERR_SPAWN_FAILED. */
+  failSpawns = 0;
+  spawnDelayMs = 0;
+  terminateDelayMs = 0;
+  /** Members whose next terminate ends 'stuck' (the id is removed once used). */
+  readonly stuck = new Set<string>();
+  /** Instances handed to adopt() that are reported gone. */
+  readonly goneOnAdopt = new Set<string>();
+  private readonly members = new Map<string, { instance: MemberInstance; running: boolean }>();
+  private port = 20_000;
+
+  constructor(private readonly clock: Clock = systemClock) {}
+
+  /** Ids of the members the fake runs (spawned or adopted, not terminated). */
+  get running(): string[] {
+    return [...this.members].filter(([, m]) => m.running).map(([id]) => id);
+  }
+
+  /** The member's instance died by itself: isRunning is false, terminate says already-gone. */
+  kill(memberId: string): void {
+    const member = this.members.get(memberId);
+    if (member) member.running = false;
+  }
+
+  /** Calls of `op` (and of `memberId`, when given). */
+  callsOf(op: FakeIaasCall['op'], memberId?: string): FakeIaasCall[] {
+    return this.calls.filter((c) => c.op === op && (memberId === undefined || c.memberId === memberId));
+  }
+
+  async spawn(spec: MemberSpec): Promise<MemberInstance> {
+    this.record('spawn', spec.memberId);
+    if (this.spawnDelayMs > 0) await sleep(this.clock, this.spawnDelayMs);
+    if (this.failSpawns > 0) {
+      this.failSpawns -= 1;
+      throw new SpawnError(spec.memberId, 'the fake was told to fail');
+    }
+    const { workload: _workload, ...identity } = spec;
+    this.port += 1;
+    const instance: MemberInstance = {
+      ...identity,
+      driver: this.name,
+      spawnedAt: this.clock.now(),
+      address: { host: '127.0.0.1', port: this.port },
+      handle: { fake: this.port },
+    };
+    this.members.set(spec.memberId, { instance, running: true });
+    return structuredClone(instance);
+  }
+
+  async terminate(memberId: string): Promise<TerminateResult> {
+    this.record('terminate', memberId);
+    const member = this.members.get(memberId);
+    if (!member) return { memberId, outcome: 'unknown', elapsedMs: 0 };
+    if (this.terminateDelayMs > 0) await sleep(this.clock, this.terminateDelayMs);
+    if (this.stuck.delete(memberId)) return { memberId, outcome: 'stuck', elapsedMs: this.terminateDelayMs };
+    this.members.delete(memberId);
+    return { memberId, outcome: member.running ? 'terminated' : 'already-gone', elapsedMs: this.terminateDelayMs };
+  }
+
+  async isRunning(memberId: string): Promise<boolean> {
+    this.record('isRunning', memberId);
+    return this.members.get(memberId)?.running ?? false;
+  }
+
+  async list(): Promise<MemberInstance[]> {
+    return [...this.members.values()].map((m) => structuredClone(m.instance));
+  }
+
+  async adopt(instances: readonly unknown[]): Promise<AdoptResult> {
+    this.record('adopt', undefined);
+    const result: AdoptResult = { adopted: [], gone: [], invalid: [] };
+    for (const [index, value] of instances.entries()) {
+      const instance = value as MemberInstance;
+      if (instance?.driver !== this.name) {
+        result.invalid.push({ index, memberId: instance?.memberId, reason: 'not a fake instance' });
+      } else if (this.goneOnAdopt.has(instance.memberId)) {
+        result.gone.push({ memberId: instance.memberId, reason: 'the workload exited' });
+      } else {
+        this.members.set(instance.memberId, { instance: structuredClone(instance), running: true });
+        result.adopted.push(structuredClone(instance));
+      }
+    }
+    return result;
+  }
+
+  async close(): Promise<void> {}
+
+  private record(op: FakeIaasCall['op'], memberId: string | undefined): void {
+    this.calls.push({ op, memberId, at: this.clock.now() });
+  }
+}

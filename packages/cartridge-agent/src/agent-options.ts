@@ -1,0 +1,72 @@
+import { type Clock, DEFAULTS, type Logger, nullLogger, systemClock, withDefaults } from '@faultline/core';
+import { type Connector, mqttConnector } from '@faultline/messaging';
+import type { AgentSettings, Endpoint, MemberIdentity } from '@faultline/protocol';
+import type { BatchTransport } from './batch-sender.js';
+import { CALL_TIMEOUT_MS } from './batch-sender-options.js';
+import { osSystemStats, type SystemStats, type WorkloadProbe } from './stats.js';
+import { thriftTransport } from './thrift-transport.js';
+import { httpWorkloadProbe } from './workload-probe.js';
+
+/**
+ * The agent's options: what the member environment tells it (AgentSettings:
+ * SP endpoints, brokers, credentials, intervals), who it reports for, and
+ * the collaborators tests replace.
+ */
+export interface AgentOptions extends AgentSettings {
+  /** The member this agent reports for. */
+  member: MemberIdentity;
+  /** Durable outbox of the status events. */
+  outboxFile: string;
+  /** Where the member's workload listens. */
+  workload: Endpoint;
+  /**
+   * Workload probe deadline. Generous on purpose: a slow answer taken for
+   * `ports_not_open` would make the SP fault a healthy member at once.
+   * @default 2_000
+   */
+  probeTimeoutMs?: number;
+  /** @default `<memberId>:<start time, epoch ms>`: unique per agent life */
+  agentId?: string;
+  /** @default systemClock */
+  clock?: Clock;
+  /** @default nullLogger */
+  logger?: Logger;
+  /** @default Thrift over TCP */
+  transport?: BatchTransport;
+  /** @default HTTP on `workload` */
+  probe?: WorkloadProbe;
+  /** @default the OS figures */
+  system?: SystemStats;
+  /** @default mqttConnector */
+  connector?: Connector;
+}
+
+export type ResolvedAgentOptions = Required<AgentOptions>;
+
+/** The agent's options with every default filled in (those of AgentSettings are documented there). */
+export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
+  const options = withDefaults(
+    {
+      statIntervalMs: DEFAULTS.statIntervalMs as number,
+      maxUnackedBatches: DEFAULTS.maxUnackedBatches as number,
+      republishIntervalMs: DEFAULTS.republishIntervalMs as number,
+      awaitSubscribers: [] as readonly string[],
+      callTimeoutMs: CALL_TIMEOUT_MS,
+      activationPollMs: 1_000,
+      probeTimeoutMs: 2_000,
+      clock: systemClock,
+      logger: nullLogger,
+      system: osSystemStats,
+      connector: mqttConnector,
+    },
+    input,
+  );
+  const { member, clock } = options;
+  // These defaults are built from other options.
+  return {
+    ...options,
+    agentId: options.agentId ?? `${member.memberId}:${clock.now()}`,
+    transport: options.transport ?? thriftTransport({ logger: options.logger.child({ memberId: member.memberId }) }),
+    probe: options.probe ?? httpWorkloadProbe({ ...options.workload, timeoutMs: options.probeTimeoutMs, clock }),
+  };
+}

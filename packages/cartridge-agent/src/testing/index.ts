@@ -1,0 +1,1 @@
+export { type FakeEndpointMode, FakeTransport } from './fake-transport.js';

@@ -1,0 +1,67 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { systemClock } from '@faultline/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { showLogs } from './logs.js';
+import type { LogsOptions } from './logs-options.js';
+
+describe('faultline logs', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  const logDir = () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-logs-'));
+    dirs.push(dir);
+    return dir;
+  };
+  const record = (service: string, timestamp: string, message: string) =>
+    JSON.stringify({ level: 'info', message, service, event: 'test.line', timestamp });
+  const show = async (options: Partial<LogsOptions> & { dir: string }) => {
+    const lines: string[] = [];
+    await showLogs({
+      follow: false,
+      json: true,
+      colors: false,
+      clock: systemClock,
+      write: (line) => lines.push(line),
+      ...options,
+    });
+    return lines;
+  };
+
+  it('merges the services by timestamp; --service picks one', async () => {
+    const dir = logDir();
+    const a1 = record('sp-1', '2026-01-01T00:00:01.000Z', 'one');
+    const a3 = record('sp-1', '2026-01-01T00:00:03.000Z', 'three');
+    const b2 = record('autoscaler', '2026-01-01T00:00:02.000Z', 'two');
+    writeFileSync(path.join(dir, 'sp-1.jsonl'), `${a1}\n${a3}\n`);
+    writeFileSync(path.join(dir, 'autoscaler.jsonl'), `${b2}\n`);
+    expect(await show({ dir })).toEqual([a1, b2, a3]);
+    expect(await show({ dir, service: 'autoscaler' })).toEqual([b2]);
+  });
+
+  it('prints the readable form, and a line that is not a record as it is', async () => {
+    const dir = logDir();
+    writeFileSync(path.join(dir, 'sp-1.jsonl'), `${record('sp-1', '2026-01-01T00:00:01.000Z', 'became active')}\n42\n`);
+    // No timestamp sorts first.
+    const [raw, pretty] = await show({ dir, json: false });
+    expect(pretty).toMatch(/^00:00:01\.000 sp-1\s+info\s+became active$/);
+    expect(raw).toBe('42');
+  });
+
+  it('fails with a code when there are no logs, or none for the service', async () => {
+    const dir = logDir();
+    const missing = path.join(dir, 'nothing');
+    await expect(show({ dir: missing })).rejects.toMatchObject({
+      code: 'FL_ERR_LOGS_NOT_FOUND',
+      message: `no logs yet: ${missing} does not exist (start the stack first)`,
+    });
+    writeFileSync(path.join(dir, 'sp-1.jsonl'), '');
+    await expect(show({ dir, service: 'sp-9' })).rejects.toMatchObject({
+      code: 'FL_ERR_LOGS_NOT_FOUND',
+      message: 'no logs for service sp-9; known: sp-1',
+    });
+  });
+});

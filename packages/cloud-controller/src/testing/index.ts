@@ -1,0 +1,1 @@
+export { type FakeProcessInit, FakeProcessTable } from './fake-process-table.js';

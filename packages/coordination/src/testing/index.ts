@@ -1,0 +1,1 @@
+export { MemoryLeaseStore, MemoryLeaseTables } from './memory-lease-store.js';

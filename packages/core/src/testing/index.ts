@@ -1,0 +1,1 @@
+export { createMemoryLogger, type LogRecord } from './memory-logger.js';

@@ -1,0 +1,58 @@
+import { ConfigError, DEFAULTS, withDefaults } from '@faultline/core';
+import { CLIENT_DEFAULTS, type ClientOptions } from './client-options.js';
+import type { BrokerEndpoint } from './connection.js';
+
+export interface PublisherOptions extends ClientOptions {
+  /** The broker pair, in order of preference; the publisher fails over between them. */
+  brokers: readonly BrokerEndpoint[];
+  /** Prefix of the MQTT client id, e.g. `sp-1`. */
+  clientId: string;
+  /** Durable outbox log, e.g. `.faultline/run/sp-1.outbox`. */
+  outboxFile: string;
+  /** @default DEFAULTS.republishIntervalMs (60 000, the seed) */
+  republishIntervalMs?: number;
+  /** Messages awaiting PUBACK at once. @default 1_000 */
+  maxInflight?: number;
+  /**
+   * Client ids (the subscribers' `clientId` prefixes, e.g. `autoscaler`) that
+   * must be present on a broker before messages are sent through it. A broker
+   * restarted without persistence keeps no subscriptions, and it drops what
+   * arrives before its subscribers are back; every subscriber pings `ping`
+   * each second once subscribed, so a recent ping on this connection proves
+   * it is there. A broker where one stays absent for a whole republish
+   * interval is failed over. @default [] (send at once)
+   */
+  awaitSubscribers?: readonly string[];
+  /** A subscriber counts as present this long after its last ping. @default 3 × DEFAULTS.pingIntervalMs */
+  presenceWindowMs?: number;
+  /**
+   * A PUBACK means the broker has the message, not that it delivered it: a
+   * broker killed -9 right after acknowledging loses what it had not yet
+   * written to its subscribers. So on failover the publisher also resends
+   * what the lost broker acknowledged within this window (subscribers drop
+   * the copies by id). @default 10_000
+   */
+  replayWindowMs?: number;
+}
+
+export type ResolvedPublisherOptions = Required<PublisherOptions>;
+
+/** The publisher's options with every default filled in; a ConfigError when there is no broker. */
+export function resolvePublisherOptions(input: PublisherOptions): ResolvedPublisherOptions {
+  // withDefaults, not a spread: an explicit `undefined` (an unset config key
+  // passed through) must not replace a default — it once made the 60 s
+  // republish a 1 ms loop.
+  const options = withDefaults(
+    {
+      ...CLIENT_DEFAULTS,
+      republishIntervalMs: DEFAULTS.republishIntervalMs as number,
+      maxInflight: 1_000,
+      awaitSubscribers: [] as readonly string[],
+      presenceWindowMs: 3 * DEFAULTS.pingIntervalMs,
+      replayWindowMs: 10_000,
+    },
+    input,
+  );
+  if (options.brokers.length === 0) throw ConfigError.forKey('brokers', 'a publisher needs at least one broker');
+  return options;
+}

@@ -1,0 +1,111 @@
+import type { BrokerEndpoint, Connector, MqttConnection } from '../connection.js';
+
+export type FakeBrokerMode = 'up' | 'down' | 'hung';
+
+interface FakeConnection extends MqttConnection {
+  filters: string[];
+  deliver(topic: string, payload: Buffer): void;
+  end(error?: Error): void;
+}
+
+/** `a/#` matches `a/b`; `a/+` matches `a/b`; exact otherwise. */
+function matches(filter: string, topic: string): boolean {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (f[i] !== '+' && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/**
+ * In-memory brokers for unit tests of the resilient clients: each can be up,
+ * down (connects refused) or hung (accepts TCP but never answers: no CONNACK,
+ * no PUBACK), and `kill()` drops every connection as a crashed broker does.
+ * Integration tests use real brokers; this is for timer logic on fake time.
+ */
+export class FakeBrokers {
+  readonly published = new Map<string, { topic: string; payload: Buffer }[]>();
+  readonly connects = new Map<string, number>();
+  private readonly modes = new Map<string, FakeBrokerMode>();
+  private readonly connections = new Map<string, Set<FakeConnection>>();
+
+  mode(name: string): FakeBrokerMode {
+    return this.modes.get(name) ?? 'up';
+  }
+
+  set(name: string, mode: FakeBrokerMode): void {
+    this.modes.set(name, mode);
+    if (mode === 'down') this.kill(name);
+  }
+
+  /** Drops every connection to `name` (a crash); its mode is unchanged. */
+  kill(name: string): void {
+    for (const connection of this.connections.get(name) ?? []) connection.end(new Error('connection reset'));
+  }
+
+  /** Publishes from outside (another client) to every matching subscriber of `name`. */
+  inject(name: string, topic: string, payload: Buffer): void {
+    for (const connection of this.connections.get(name) ?? []) {
+      if (connection.filters.some((f) => matches(f, topic))) connection.deliver(topic, payload);
+    }
+  }
+
+  messages(name: string): { topic: string; payload: Buffer }[] {
+    return this.published.get(name) ?? [];
+  }
+
+  readonly connector: Connector = (endpoint: BrokerEndpoint) => {
+    const name = endpoint.name;
+    this.connects.set(name, (this.connects.get(name) ?? 0) + 1);
+    const mode = this.mode(name);
+    if (mode === 'down') return Promise.reject(new Error(`connect ECONNREFUSED (${name})`));
+    if (mode === 'hung') return new Promise<MqttConnection>(() => {});
+    return Promise.resolve(this.open(endpoint));
+  };
+
+  private open(endpoint: BrokerEndpoint): FakeConnection {
+    const name = endpoint.name;
+    const closeListeners: ((error?: Error) => void)[] = [];
+    const messageListeners: ((topic: string, payload: Buffer) => void)[] = [];
+    const waiting = new Set<(error: Error) => void>();
+    let open = true;
+    const set = this.connections.get(name) ?? new Set<FakeConnection>();
+    this.connections.set(name, set);
+    const connection: FakeConnection = {
+      endpoint,
+      filters: [],
+      publish: (topic, payload) => {
+        if (!open) return Promise.reject(new Error('closed'));
+        if (this.mode(name) === 'hung') return new Promise((_, reject) => waiting.add(reject));
+        const list = this.published.get(name) ?? [];
+        list.push({ topic, payload });
+        this.published.set(name, list);
+        this.inject(name, topic, payload);
+        return Promise.resolve();
+      },
+      subscribe: (filters) => {
+        if (!open) return Promise.reject(new Error('closed'));
+        if (this.mode(name) === 'hung') return new Promise((_, reject) => waiting.add(reject));
+        connection.filters.push(...filters);
+        return Promise.resolve();
+      },
+      onMessage: (listener) => void messageListeners.push(listener),
+      onClose: (listener) => void closeListeners.push(listener),
+      close: () => connection.end(),
+      deliver: (topic, payload) => {
+        for (const listener of messageListeners) listener(topic, payload);
+      },
+      end: (error) => {
+        if (!open) return;
+        open = false;
+        set.delete(connection);
+        for (const reject of waiting) reject(new Error('closed'));
+        for (const listener of closeListeners) listener(error);
+      },
+    };
+    set.add(connection);
+    return connection;
+  }
+}

@@ -1,0 +1,2 @@
+export { numberedFault } from './envelopes.js';
+export { type FakeBrokerMode, FakeBrokers } from './fake-brokers.js';

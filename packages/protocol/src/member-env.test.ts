@@ -1,0 +1,316 @@
+import { describe, expect, it } from 'vitest';
+import type { MemberIdentity } from './identity.js';
+import {
+  type AgentSettings,
+  agentSettingsSchema,
+  decodeAgentEnv,
+  decodeWorkloadEnv,
+  encodeMemberEnv,
+  encodeWorkloadPort,
+  MEMBER_ENV,
+  type MemberEnvInput,
+  memberEnvError,
+} from './member-env.js';
+
+const agent: AgentSettings = {
+  spEndpoints: [
+    { host: '127.0.0.1', port: 7611 },
+    { host: 'sp-2.local', port: 7612 },
+  ],
+  brokers: [
+    { name: 'a', host: '127.0.0.1', port: 1883 },
+    { name: 'b', host: '::1', port: 1884 },
+  ],
+  credentials: { username: 'agent', password: 'p@ss,word' },
+  statIntervalMs: 1_500,
+  awaitSubscribers: ['autoscaler'],
+};
+
+const identity: MemberIdentity = {
+  memberId: 'php-m-1',
+  clusterId: 'php',
+  clusterInstanceId: 'php-1',
+  networkPartitionId: 'np-1',
+  partitionId: 'p-1',
+};
+
+const input: MemberEnvInput = {
+  member: { ...identity, cartridgeType: 'php' },
+  agent,
+  workload: { host: '127.0.0.1', latencyMs: 5, readyFile: '/run/m.ready.json', agentMain: '/dist/main.js' },
+  outboxDir: '/run/outbox',
+  logDir: '/logs',
+  logLevel: 'debug',
+};
+
+/** The keys of the issues a decoder returned, or [] when it read the environment. */
+function issueKeys(result: { ok: true } | { ok: false; error: { key: string }[] }): string[] {
+  return result.ok ? [] : result.error.map((issue) => issue.key);
+}
+
+const agentBase = {
+  FAULTLINE_MEMBER_ID: 'm-1',
+  FAULTLINE_CLUSTER_ID: 'php',
+  FAULTLINE_CLUSTER_INSTANCE_ID: 'php-1',
+  FAULTLINE_NETWORK_PARTITION_ID: 'np-1',
+  FAULTLINE_PARTITION_ID: 'p-1',
+  FAULTLINE_SP_ENDPOINTS: '127.0.0.1:7611, [::1]:7612',
+  FAULTLINE_BROKERS: 'a@127.0.0.1:1883,b@localhost:1884',
+  FAULTLINE_AGENT_USERNAME: 'agent',
+  FAULTLINE_AGENT_PASSWORD: 'secret',
+  FAULTLINE_WORKLOAD_PORT: '40123',
+  FAULTLINE_OUTBOX_DIR: '/run/outbox',
+};
+
+describe('MEMBER_ENV', () => {
+  it('names every variable of the contract (README "The member environment")', () => {
+    expect(MEMBER_ENV).toEqual({
+      memberId: 'FAULTLINE_MEMBER_ID',
+      clusterId: 'FAULTLINE_CLUSTER_ID',
+      clusterInstanceId: 'FAULTLINE_CLUSTER_INSTANCE_ID',
+      networkPartitionId: 'FAULTLINE_NETWORK_PARTITION_ID',
+      partitionId: 'FAULTLINE_PARTITION_ID',
+      cartridgeType: 'FAULTLINE_CARTRIDGE_TYPE',
+      spEndpoints: 'FAULTLINE_SP_ENDPOINTS',
+      brokers: 'FAULTLINE_BROKERS',
+      agentUsername: 'FAULTLINE_AGENT_USERNAME',
+      agentPassword: 'FAULTLINE_AGENT_PASSWORD',
+      statIntervalMs: 'FAULTLINE_AGENT_STAT_INTERVAL_MS',
+      maxUnackedBatches: 'FAULTLINE_AGENT_MAX_UNACKED_BATCHES',
+      republishIntervalMs: 'FAULTLINE_MESSAGING_REPUBLISH_INTERVAL_MS',
+      callTimeoutMs: 'FAULTLINE_AGENT_CALL_TIMEOUT_MS',
+      activationPollMs: 'FAULTLINE_AGENT_ACTIVATION_POLL_MS',
+      awaitSubscribers: 'FAULTLINE_AGENT_AWAIT_SUBSCRIBERS',
+      outboxDir: 'FAULTLINE_OUTBOX_DIR',
+      logDir: 'FAULTLINE_LOGGING_DIR',
+      logLevel: 'FAULTLINE_LOG_LEVEL',
+      workloadPort: 'FAULTLINE_WORKLOAD_PORT',
+      workloadHost: 'FAULTLINE_WORKLOAD_HOST',
+      workloadLatencyMs: 'FAULTLINE_WORKLOAD_LATENCY_MS',
+      readyFile: 'FAULTLINE_WORKLOAD_READY_FILE',
+      agentMain: 'FAULTLINE_AGENT_MAIN',
+    });
+  });
+});
+
+describe('encodeMemberEnv', () => {
+  it('writes the contract, leaving unset settings out', () => {
+    expect(encodeMemberEnv(input)).toEqual({
+      [MEMBER_ENV.memberId]: 'php-m-1',
+      [MEMBER_ENV.clusterId]: 'php',
+      [MEMBER_ENV.clusterInstanceId]: 'php-1',
+      [MEMBER_ENV.networkPartitionId]: 'np-1',
+      [MEMBER_ENV.partitionId]: 'p-1',
+      [MEMBER_ENV.cartridgeType]: 'php',
+      [MEMBER_ENV.spEndpoints]: '127.0.0.1:7611,sp-2.local:7612',
+      [MEMBER_ENV.brokers]: 'a@127.0.0.1:1883,b@::1:1884',
+      [MEMBER_ENV.agentUsername]: 'agent',
+      [MEMBER_ENV.agentPassword]: 'p@ss,word',
+      [MEMBER_ENV.statIntervalMs]: '1500',
+      [MEMBER_ENV.awaitSubscribers]: 'autoscaler',
+      [MEMBER_ENV.outboxDir]: '/run/outbox',
+      [MEMBER_ENV.logDir]: '/logs',
+      [MEMBER_ENV.logLevel]: 'debug',
+      [MEMBER_ENV.workloadHost]: '127.0.0.1',
+      [MEMBER_ENV.workloadLatencyMs]: '5',
+      [MEMBER_ENV.readyFile]: '/run/m.ready.json',
+      [MEMBER_ENV.agentMain]: '/dist/main.js',
+    });
+    const bare = encodeMemberEnv({ ...input, agent: { ...agent, awaitSubscribers: [] }, logDir: undefined });
+    expect(bare).not.toHaveProperty(MEMBER_ENV.awaitSubscribers);
+    expect(bare).not.toHaveProperty(MEMBER_ENV.logDir);
+    expect(encodeWorkloadPort(41_000)).toEqual({ [MEMBER_ENV.workloadPort]: '41000' });
+  });
+});
+
+describe('decodeAgentEnv', () => {
+  it('reads the member identity, endpoints and settings, leaving unset ones to the defaults', () => {
+    const decoded = decodeAgentEnv(agentBase);
+    expect(decoded).toEqual({
+      ok: true,
+      value: {
+        member: {
+          memberId: 'm-1',
+          clusterId: 'php',
+          clusterInstanceId: 'php-1',
+          networkPartitionId: 'np-1',
+          partitionId: 'p-1',
+        },
+        agent: {
+          spEndpoints: [
+            { host: '127.0.0.1', port: 7611 },
+            { host: '::1', port: 7612 },
+          ],
+          brokers: [
+            { name: 'a', host: '127.0.0.1', port: 1883 },
+            { name: 'b', host: 'localhost', port: 1884 },
+          ],
+          credentials: { username: 'agent', password: 'secret' },
+          statIntervalMs: undefined,
+          maxUnackedBatches: undefined,
+          republishIntervalMs: undefined,
+          callTimeoutMs: undefined,
+          activationPollMs: undefined,
+          awaitSubscribers: [],
+        },
+        workload: { host: '127.0.0.1', port: 40123 },
+        outboxDir: '/run/outbox',
+        logDir: undefined,
+        logLevel: 'info',
+      },
+    });
+  });
+
+  it('names every bad or missing variable', () => {
+    expect(
+      issueKeys(
+        decodeAgentEnv({
+          ...agentBase,
+          FAULTLINE_MEMBER_ID: '../m',
+          FAULTLINE_SP_ENDPOINTS: '127.0.0.1:7611,nohost,10.0.0.1:99999',
+          FAULTLINE_BROKERS: '127.0.0.1:1883',
+          FAULTLINE_AGENT_PASSWORD: '',
+          FAULTLINE_WORKLOAD_PORT: undefined,
+          FAULTLINE_AGENT_STAT_INTERVAL_MS: '1.5',
+          FAULTLINE_LOG_LEVEL: 'loud',
+        }),
+      ),
+    ).toEqual([
+      'FAULTLINE_MEMBER_ID',
+      'FAULTLINE_SP_ENDPOINTS',
+      'FAULTLINE_BROKERS',
+      'FAULTLINE_AGENT_PASSWORD',
+      'FAULTLINE_WORKLOAD_PORT',
+      'FAULTLINE_LOG_LEVEL',
+      'FAULTLINE_AGENT_STAT_INTERVAL_MS',
+    ]);
+    expect(issueKeys(decodeAgentEnv({}))).toContain('FAULTLINE_OUTBOX_DIR');
+    expect(issueKeys(decodeAgentEnv({ ...agentBase, FAULTLINE_WORKLOAD_PORT: '70000' }))).toEqual([
+      'FAULTLINE_WORKLOAD_PORT',
+    ]);
+    expect(issueKeys(decodeAgentEnv({ ...agentBase, FAULTLINE_AGENT_AWAIT_SUBSCRIBERS: 'ok,../x' }))).toEqual([
+      'FAULTLINE_AGENT_AWAIT_SUBSCRIBERS',
+    ]);
+  });
+
+  it('gives the reasons a person can act on', () => {
+    const decoded = decodeAgentEnv({ ...agentBase, FAULTLINE_SP_ENDPOINTS: '', FAULTLINE_WORKLOAD_PORT: 'eighty' });
+    expect(decoded).toEqual({
+      ok: false,
+      error: [
+        { key: 'FAULTLINE_SP_ENDPOINTS', reason: 'is required' },
+        { key: 'FAULTLINE_WORKLOAD_PORT', reason: 'must be an integer ≥ 1, not "eighty"' },
+      ],
+    });
+    const error = memberEnvError('cartridge agent', decoded.ok ? [] : decoded.error);
+    expect(error).toMatchObject({ code: 'FL_ERR_CONFIG_INVALID', issues: decoded.ok ? [] : decoded.error });
+    expect(error.message).toBe(
+      [
+        'invalid cartridge agent environment:',
+        '  - FAULTLINE_SP_ENDPOINTS: is required',
+        '  - FAULTLINE_WORKLOAD_PORT: must be an integer ≥ 1, not "eighty"',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('decodeWorkloadEnv', () => {
+  const env = {
+    FAULTLINE_MEMBER_ID: 'm-1',
+    FAULTLINE_WORKLOAD_READY_FILE: '/tmp/m-1.ready.json',
+    FAULTLINE_AGENT_MAIN: '/dist/main.js',
+    FAULTLINE_WORKLOAD_LATENCY_MS: '7',
+  };
+
+  it('reads the workload’s part, with defaults', () => {
+    expect(decodeWorkloadEnv(env)).toEqual({
+      ok: true,
+      value: {
+        memberId: 'm-1',
+        host: '127.0.0.1',
+        latencyMs: 7,
+        readyFile: '/tmp/m-1.ready.json',
+        agentMain: '/dist/main.js',
+        logDir: undefined,
+        logLevel: 'info',
+      },
+    });
+    const { FAULTLINE_WORKLOAD_LATENCY_MS: _, ...withoutLatency } = env;
+    expect(decodeWorkloadEnv(withoutLatency)).toMatchObject({ ok: true, value: { latencyMs: 20 } });
+  });
+
+  it('names every bad or missing variable', () => {
+    expect(
+      issueKeys(
+        decodeWorkloadEnv({
+          FAULTLINE_MEMBER_ID: 'a/b',
+          FAULTLINE_WORKLOAD_LATENCY_MS: '-3',
+          FAULTLINE_AGENT_MAIN: '/nope.js',
+          FAULTLINE_LOG_LEVEL: 'loud',
+        }),
+      ),
+    ).toEqual([
+      'FAULTLINE_MEMBER_ID',
+      'FAULTLINE_WORKLOAD_LATENCY_MS',
+      'FAULTLINE_WORKLOAD_READY_FILE',
+      'FAULTLINE_LOG_LEVEL',
+    ]);
+  });
+});
+
+describe('the member environment, round trip', () => {
+  it('the agent and the workload read exactly what the driver and the workload wrote', () => {
+    const full: MemberEnvInput = {
+      ...input,
+      agent: {
+        ...agent,
+        credentials: { username: 'agent', password: 'a,b@c:d' },
+        maxUnackedBatches: 20,
+        republishIntervalMs: 10_000,
+        callTimeoutMs: 300,
+        activationPollMs: 250,
+      },
+    };
+    const env = { PATH: '/bin', ...encodeMemberEnv(full), ...encodeWorkloadPort(41_000) };
+    const { outboxDir, logDir, logLevel, workload } = full;
+    expect(decodeAgentEnv(env)).toEqual({
+      ok: true,
+      value: {
+        member: identity,
+        agent: full.agent,
+        workload: { host: workload.host, port: 41_000 },
+        outboxDir,
+        logDir,
+        logLevel,
+      },
+    });
+    expect(decodeWorkloadEnv(env)).toEqual({
+      ok: true,
+      value: { ...workload, memberId: identity.memberId, logDir, logLevel },
+    });
+  });
+});
+
+describe('agentSettingsSchema', () => {
+  it('accepts settings the environment can carry and names every bad field', () => {
+    expect(agentSettingsSchema.safeParse(agent).success).toBe(true);
+    const result = agentSettingsSchema.safeParse({
+      spEndpoints: [{ host: 'x y', port: 0 }],
+      brokers: [],
+      credentials: { username: 'agent' },
+      statIntervalMs: -1,
+      awaitSubscribers: ['ok', '../x'],
+      callTimeoutMs: 1.5,
+    });
+    expect(result.success).toBe(false);
+    expect(result.error?.issues.map((issue) => issue.path.join('.'))).toEqual([
+      'spEndpoints.0.host',
+      'spEndpoints.0.port',
+      'brokers',
+      'credentials.password',
+      'statIntervalMs',
+      'awaitSubscribers.1',
+      'callTimeoutMs',
+    ]);
+  });
+});

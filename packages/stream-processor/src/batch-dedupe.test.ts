@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { BatchDedupe } from './batch-dedupe.js';
+
+describe('BatchDedupe', () => {
+  it('accepts each (agent, sequence) once, in or out of order', () => {
+    const d = new BatchDedupe();
+    expect([1, 2, 4, 3, 2, 4, 5].map((s) => d.add('a', s))).toEqual([true, true, true, true, false, false, true]);
+    expect(d.add('b', 1)).toBe(true);
+    expect(d.has('a', 3)).toBe(true);
+    expect(d.has('a', 6)).toBe(false);
+  });
+
+  it('moves past a gap that never fills, bounded', () => {
+    const d = new BatchDedupe(100, 8);
+    d.add('a', 1);
+    for (let s = 3; s <= 12; s++) d.add('a', s); // 2 was dropped by the agent
+    expect(d.has('a', 2)).toBe(true); // skipped once the gap outgrew maxGap
+    expect(d.add('a', 13)).toBe(true);
+  });
+
+  it('forgets the least recently seen agent beyond its capacity', () => {
+    const d = new BatchDedupe(2);
+    d.add('a', 1);
+    d.add('b', 1);
+    d.add('a', 2);
+    d.add('c', 1);
+    expect(d.size).toBe(2);
+    expect(d.has('b', 1)).toBe(false);
+    expect(d.has('a', 2)).toBe(true);
+  });
+
+  it('exports and imports its state (the passive snapshot)', () => {
+    const d = new BatchDedupe();
+    for (const s of [1, 2, 5]) d.add('a', s);
+    const copy = new BatchDedupe();
+    copy.import(JSON.parse(JSON.stringify(d.export())));
+    expect(copy.add('a', 2)).toBe(false);
+    expect(copy.add('a', 5)).toBe(false);
+    expect(copy.add('a', 3)).toBe(true);
+  });
+});

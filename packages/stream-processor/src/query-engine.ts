@@ -1,0 +1,42 @@
+import type { Envelope, HealthStatBatch } from '@faultline/protocol';
+
+export interface ActivateOptions {
+  /**
+   * Wall-clock time after which this node heard nothing from an active: what
+   * it concluded on its own since then (a member silent only because its
+   * stats went to an active this node did not hear from) is not to be trusted.
+   */
+  unverifiedAfter?: number;
+}
+
+/**
+ * What the SP node asks of its query engine (the CEP monitor implements it).
+ * Both nodes apply every accepted batch, in the same order; only the active
+ * lets outputs out (`activate`), the passive keeps them suppressed: a hot
+ * standby that needs no replay to take over.
+ */
+export interface QueryEngine {
+  apply(batch: HealthStatBatch): void;
+  /** This node became active under `epoch`: outputs may flow. */
+  activate(epoch: number, options?: ActivateOptions): void;
+  /** This node is passive (again): outputs stay suppressed. */
+  deactivate(): void;
+  /** Plain JSON of the whole state, for a passive that joins. */
+  exportState(): unknown;
+  importState(state: unknown): void;
+  /** A small summary for the status call. */
+  status(): Record<string, unknown>;
+  close(): void;
+  /** Engines with outputs (the CEP monitor) emit them here, on the active only. */
+  onOutput?(listener: (envelope: Envelope) => void): void;
+  /** Passive: the active has published these outputs; drop them from what a takeover would publish. */
+  confirm?(ids: readonly string[]): void;
+  /** The topology removed this member (MemberTerminatedEvent): stop watching it. */
+  forget?(memberId: string): void;
+}
+
+/** Where the active's outputs go: the durable MQTT publisher. */
+export interface OutputSink {
+  /** Resolves once the envelope is durable (in the outbox). */
+  publish(envelope: Envelope): Promise<void>;
+}
