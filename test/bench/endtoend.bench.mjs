@@ -71,8 +71,10 @@ export async function run() {
       for (;;) {
         const auto = logs('autoscaler');
         const decided = auto.find((r) => r.action === 'MemberSpawnAction' && at(r) >= killedAt);
-        const created = decided && auto.find((r) => r.event === 'autoscaler.member_created' && r.memberId === decided.memberId);
-        const activated = decided && auto.find((r) => r.event === 'autoscaler.member_active' && r.memberId === decided.memberId);
+        const created =
+          decided && auto.find((r) => r.event === 'autoscaler.member_created' && r.memberId === decided.memberId);
+        const activated =
+          decided && auto.find((r) => r.event === 'autoscaler.member_active' && r.memberId === decided.memberId);
         const fault = logs('sp-1')
           .concat(logs('sp-2'))
           .find((r) => r.event === 'cep.member_fault' && r.memberId === memberId && r.role === 'ACTIVE');

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { FakeBrokers } from '@faultline/messaging/testing';
+import { FAKE_BROKER_PAIR, FakeBrokers } from '@faultline/messaging/testing';
 import { decodeEnvelope, encodeEnvelope, topicFor } from '@faultline/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AUTOSCALER_TOPICS, createAutoscaler } from './autoscaler.js';
@@ -38,10 +38,7 @@ describe('createAutoscaler', () => {
       clusters: [clusterConfig()],
       iaas,
       registry: new MemoryRegistry(),
-      brokers: [
-        { name: 'a', host: 'h', port: 1 },
-        { name: 'b', host: 'h', port: 2 },
-      ],
+      brokers: FAKE_BROKER_PAIR,
       credentials: { username: 'autoscaler', password: 'x' },
       outboxFile: path.join(dir, 'autoscaler.outbox'),
       pingIntervalMs: 50,

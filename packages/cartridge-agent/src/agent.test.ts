@@ -3,21 +3,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { FakeBrokers } from '@faultline/messaging/testing';
+import { FAKE_BROKER_PAIR, FakeBrokers } from '@faultline/messaging/testing';
 import { decodeEnvelope } from '@faultline/protocol';
+import { testMember } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createAgent } from './agent.js';
 import type { AgentOptions } from './agent-options.js';
 import type { ProbeResult, SystemStats, WorkloadProbe } from './stats.js';
 import { FakeTransport } from './testing/index.js';
 
-const member = {
-  clusterId: 'php',
-  clusterInstanceId: 'php-1',
-  networkPartitionId: 'np-1',
-  partitionId: 'p-1',
-  memberId: 'm-1',
-};
+const member = testMember('m-1');
 
 /** 2 cores at load 1.5, 8 GiB with 2 GiB free: 75 % load, 75 % memory. */
 const system: SystemStats = {
@@ -44,10 +39,7 @@ function setup(extra: Partial<AgentOptions> = {}) {
       { host: 'sp-1', port: 7611 },
       { host: 'sp-2', port: 7612 },
     ],
-    brokers: [
-      { name: 'a', host: 'h', port: 1 },
-      { name: 'b', host: 'h', port: 2 },
-    ],
+    brokers: FAKE_BROKER_PAIR,
     credentials: { username: 'agent', password: 'p' },
     outboxFile: path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-agent-')), 'agent-m-1.outbox'),
     workload: { host: '127.0.0.1', port: 1 },

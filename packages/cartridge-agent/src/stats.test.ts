@@ -1,16 +1,11 @@
 import { systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
+import { testMember } from '@faultline/protocol/testing';
 import { describe, expect, it } from 'vitest';
 import { type ProbeResult, StatCollector, type SystemStats } from './stats.js';
 import { parseWorkloadStats } from './workload-probe.js';
 
-const member = {
-  clusterId: 'php',
-  clusterInstanceId: 'php-1',
-  networkPartitionId: 'np-1',
-  partitionId: 'p-1',
-  memberId: 'm-1',
-};
+const member = testMember('m-1');
 
 function collector(system: Partial<SystemStats>, result: ProbeResult) {
   const full: SystemStats = {

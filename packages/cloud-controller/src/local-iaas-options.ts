@@ -1,19 +1,21 @@
 import path from 'node:path';
 import {
   type Clock,
-  ConfigError,
   DEFAULTS,
+  err,
   type Logger,
   type LogLevel,
   nullLogger,
+  ok,
   REPO_ROOT,
+  type Result,
   systemClock,
   withDefaults,
 } from '@faultline/core';
 import { type AgentSettings, agentSettingsSchema } from '@faultline/protocol';
 import type { Launcher } from './launcher.js';
 import { linuxProcessTable, type ProcessTable } from './proc-table.js';
-import { describeIssues, issuesOf } from './validate.js';
+import { describeIssues, issuesOf, MemberSpecError } from './validate.js';
 
 /** Options of the local driver: every field but runDir optional, resolved once by resolveLocalIaasOptions(). */
 export interface LocalIaasOptions {
@@ -100,16 +102,16 @@ export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalI
     },
     input,
   );
-  return { ...options, agent: checkAgentSettings(input.agent), launcher: input.launcher };
+  return { ...options, agent: input.agent, launcher: input.launcher };
 }
 
-/** Checked once here rather than at every spawn: they are the same for every member. */
-function checkAgentSettings(agent: AgentSettings | undefined): AgentSettings | undefined {
-  if (agent === undefined) return undefined;
+/**
+ * The agent settings a member is spawned with, checked at each spawn like the
+ * rest of the spec: a bad setting refuses the spawn (FL_ERR_MEMBER_SPEC_INVALID,
+ * which the autoscaler backs off from) rather than stopping the driver's owner.
+ */
+export function checkAgentSettings(agent: AgentSettings, memberId: string): Result<AgentSettings, MemberSpecError> {
   const parsed = agentSettingsSchema.safeParse(agent);
-  if (parsed.success) return parsed.data;
-  const issues = issuesOf(parsed.error, 'agent');
-  throw new ConfigError('FL_ERR_CONFIG_INVALID', `invalid agent settings: ${describeIssues(issues).join('; ')}`, {
-    issues,
-  });
+  if (parsed.success) return ok(parsed.data);
+  return err(new MemberSpecError('member spec', describeIssues(issuesOf(parsed.error, 'agent')), memberId));
 }

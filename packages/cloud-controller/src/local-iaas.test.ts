@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { type AgentSettings, encodeMemberEnv } from '@faultline/protocol';
+import { testMember } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MemberSpec } from './iaas.js';
 import { type Launcher, type LaunchRequest, SpawnError } from './launcher.js';
@@ -17,14 +18,7 @@ const agent: AgentSettings = {
   credentials: { username: 'agent', password: 'secret' },
 };
 
-const spec = (memberId: string): MemberSpec => ({
-  memberId,
-  clusterId: 'php',
-  clusterInstanceId: 'php-1',
-  networkPartitionId: 'np-1',
-  partitionId: 'p-1',
-  cartridgeType: 'php',
-});
+const spec = (memberId: string): MemberSpec => ({ ...testMember(memberId), cartridgeType: 'php' });
 
 /** Starts "processes" in the fake table: workload pid N leads group N, its agent is N + 1. */
 class FakeLauncher implements Launcher {
@@ -88,21 +82,19 @@ describe('local iaas (fake processes)', () => {
     expect(logger.events()).toContain('local_iaas.spec_refused');
   });
 
-  it('refuses malformed agent settings at creation, every bad field named, and spawns nothing without any', async () => {
-    const create = (settings: AgentSettings) => () =>
-      createLocalIaas({ runDir: '/nonexistent', agent: settings, processTable: new FakeProcessTable() });
-    expect(create({ ...agent, spEndpoints: [], brokers: [{ name: '../a', host: 'h', port: 1 }] })).toThrow(
-      expect.objectContaining({
-        code: 'FL_ERR_CONFIG_INVALID',
-        issues: [
-          expect.objectContaining({ key: 'agent.spEndpoints' }),
-          expect.objectContaining({ key: 'agent.brokers[0].name' }),
-        ],
-      }),
-    );
-    const { iaas, launcher } = setup({ agent: undefined });
-    await expect(iaas.spawn(spec('m-1'))).rejects.toMatchObject({ code: 'FL_ERR_CONFIG_INVALID' });
-    expect(launcher.requests).toEqual([]);
+  it('refuses a spawn with malformed agent settings, every bad field named, and spawns nothing without any', async () => {
+    const { iaas, launcher, logger } = setup({
+      agent: { ...agent, spEndpoints: [], brokers: [{ name: '../a', host: 'h', port: 1 }] },
+    });
+    await expect(iaas.spawn(spec('m-1'))).rejects.toMatchObject({
+      code: 'FL_ERR_MEMBER_SPEC_INVALID',
+      issues: [expect.stringMatching(/^agent\.spEndpoints/), expect.stringMatching(/^agent\.brokers\[0\]\.name/)],
+    });
+    expect(iaas.counters.invalidInput).toBe(1);
+    expect(logger.events()).toContain('local_iaas.spec_refused');
+    const without = setup({ agent: undefined });
+    await expect(without.iaas.spawn(spec('m-1'))).rejects.toMatchObject({ code: 'FL_ERR_CONFIG_INVALID' });
+    expect([...launcher.requests, ...without.launcher.requests]).toEqual([]);
   });
 
   it('starts members with its own environment minus the platform’s settings and secrets, plus the member’s', async () => {

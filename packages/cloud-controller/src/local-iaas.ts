@@ -4,11 +4,16 @@ import { ClosedError, ConfigError, FaultlineError, once } from '@faultline/core'
 import { encodeMemberEnv, memberIdentityOf } from '@faultline/protocol';
 import type { AdoptResult, Iaas, MemberInstance, MemberSpec, TerminateOptions, TerminateResult } from './iaas.js';
 import { processLauncher, SpawnError } from './launcher.js';
-import { type LocalIaasCounters, type LocalIaasOptions, resolveLocalIaasOptions } from './local-iaas-options.js';
+import {
+  checkAgentSettings,
+  type LocalIaasCounters,
+  type LocalIaasOptions,
+  resolveLocalIaasOptions,
+} from './local-iaas-options.js';
 import { checkInstance, goneReason, type LocalInstance } from './local-instance.js';
 import { ownsGroup, processState, stopGroup } from './member-processes.js';
 import { assertProcfs, linuxProcessTable } from './proc-table.js';
-import { validateSpec } from './validate.js';
+import { type MemberSpecError, validateSpec } from './validate.js';
 
 export interface LocalIaas extends Iaas {
   readonly counters: Readonly<LocalIaasCounters>;
@@ -77,18 +82,21 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
   const spawn = async (spec: MemberSpec): Promise<MemberInstance> => {
     ensureOpen();
     const checked = validateSpec(spec);
-    if (!checked.ok) {
+    const refuse: (error: MemberSpecError) => never = (error) => {
       counters.invalidInput += 1;
       log.warn('member spec refused', {
         event: 'local_iaas.spec_refused',
-        memberId: checked.error.context.memberId,
-        issues: checked.error.issues,
+        memberId: error.context.memberId,
+        issues: error.issues,
       });
-      throw checked.error;
-    }
-    const agentSettings = options.agent;
-    if (!agentSettings) throw ConfigError.forKey('agent', 'the local driver needs agent settings to spawn a member');
+      throw error;
+    };
+    if (!checked.ok) refuse(checked.error);
+    if (!options.agent) throw ConfigError.forKey('agent', 'the local driver needs agent settings to spawn a member');
     const { memberId, workload: workloadSpec } = checked.value;
+    const agentChecked = checkAgentSettings(options.agent, memberId);
+    if (!agentChecked.ok) refuse(agentChecked.error);
+    const agentSettings = agentChecked.value;
     if (members.has(memberId) || spawning.has(memberId)) throw new MemberExistsError(memberId);
     spawning.add(memberId);
     try {

@@ -1,16 +1,9 @@
+import { testMember } from '@faultline/protocol/testing';
 import { describe, expect, it } from 'vitest';
 import type { MemberSpec } from './iaas.js';
 import { validateSpec } from './validate.js';
 
-const spec: MemberSpec = {
-  memberId: 'php-m-1',
-  clusterId: 'php',
-  clusterInstanceId: 'php-1',
-  networkPartitionId: 'np-1',
-  partitionId: 'p-1',
-  cartridgeType: 'php',
-  workload: { latencyMs: 5 },
-};
+const spec: MemberSpec = { ...testMember('php-m-1'), cartridgeType: 'php', workload: { latencyMs: 5 } };
 
 describe('validateSpec', () => {
   it('accepts a complete spec', () => {

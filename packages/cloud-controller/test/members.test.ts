@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { createSubscriber, type Subscriber } from '@faultline/messaging';
 import type { AgentSettings, Envelope } from '@faultline/protocol';
+import { testMember } from '@faultline/protocol/testing';
 import { brokerEndpoints, startBrokerPair, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -91,11 +92,7 @@ describe('local driver with real members', () => {
   };
 
   const spec = (memberId: string): MemberSpec => ({
-    memberId,
-    clusterId: 'php',
-    clusterInstanceId: 'php-1',
-    networkPartitionId: 'np-1',
-    partitionId: 'p-1',
+    ...testMember(memberId),
     cartridgeType: 'php',
     workload: { latencyMs: 5 },
   });

@@ -108,9 +108,15 @@ const thresholdsSchema = z.strictObject({
   loadAverage: z.number().positive().default(DEFAULTS.thresholds.loadAverage),
 });
 
+/**
+ * Member ids are `<cluster id>-<6 characters>` and must still be ids (at most
+ * 128 characters), so a cluster id leaves room for that suffix.
+ */
+const CLUSTER_ID_MAX_LENGTH = 128 - 7;
+
 export const clusterSchema = z
   .strictObject({
-    id,
+    id: id.max(CLUSTER_ID_MAX_LENGTH, `at most ${CLUSTER_ID_MAX_LENGTH} characters (member ids add 7)`),
     cartridgeType: id,
     min: z.number().int().min(0),
     max: z.number().int().positive(),

@@ -100,6 +100,17 @@ describe('loadConfig', () => {
     expect(keys).toContain('clusters.0.min');
   });
 
+  it('refuses a cluster id too long to leave room for member ids, and ids outside the pattern', () => {
+    const cluster = { cartridgeType: 'php', min: 1, max: 1 };
+    expect(resolveConfig({ clusters: [{ ...cluster, id: 'c'.repeat(121) }] }, { env: {} }).clusters).toHaveLength(1);
+    for (const id of ['c'.repeat(122), 'php/1', 'php\u001b[2J']) {
+      const keys = configError(() => resolveConfig({ clusters: [{ ...cluster, id }] }, { env: {} })).issues.map(
+        (i) => i.key,
+      );
+      expect(keys).toEqual(['clusters.0.id']);
+    }
+  });
+
   it('reports invalid YAML and a missing file with their own codes', () => {
     const broken = writeYaml('cep: [unclosed\n');
     expect(configError(() => loadConfig({ path: broken, env: {} })).issues[0]?.key).toBe('(yaml)');

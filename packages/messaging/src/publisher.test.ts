@@ -8,15 +8,12 @@ import type { MessagingStatus } from './messaging-status.js';
 import { createPublisher } from './publisher.js';
 import type { PublisherOptions } from './publisher-options.js';
 import { createSubscriber } from './subscriber.js';
-import { FakeBrokers, numberedFault } from './testing/index.js';
+import { FAKE_BROKER_PAIR, FakeBrokers, numberedFault } from './testing/index.js';
 
 function setup(brokers: FakeBrokers, extra: Partial<PublisherOptions> = {}) {
   const statuses: MessagingStatus[] = [];
   const publisher = createPublisher({
-    brokers: [
-      { name: 'a', host: 'h', port: 1 },
-      { name: 'b', host: 'h', port: 2 },
-    ],
+    brokers: FAKE_BROKER_PAIR,
     credentials: { username: 'u', password: 'p' },
     clientId: 'sp-1',
     outboxFile: path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-pub-')), 'sp-1.outbox'),

@@ -4,7 +4,7 @@ import { type Envelope, encodeEnvelope, topicFor } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MessagingStatus } from './messaging-status.js';
 import { createSubscriber } from './subscriber.js';
-import { FakeBrokers, numberedFault } from './testing/index.js';
+import { FAKE_BROKER_PAIR, FakeBrokers, numberedFault } from './testing/index.js';
 
 const TOPIC = topicFor('MemberFaultEvent');
 
@@ -13,10 +13,7 @@ function setup(brokers = new FakeBrokers()) {
   const statuses: MessagingStatus[] = [];
   const logger = createMemoryLogger();
   const subscriber = createSubscriber({
-    brokers: [
-      { name: 'a', host: 'h', port: 1 },
-      { name: 'b', host: 'h', port: 2 },
-    ],
+    brokers: FAKE_BROKER_PAIR,
     credentials: { username: 'u', password: 'p' },
     clientId: 'test',
     topics: ['summarized-health-stats/#'],

@@ -10,14 +10,11 @@ import {
   toBatchWire,
   validateBatch,
 } from './health.js';
+import { testMember } from './testing/index.js';
 import { generated, HealthStatService, thrift } from './thrift.js';
 
 const stat = {
-  clusterId: 'php',
-  clusterInstanceId: 'php-1',
-  networkPartitionId: 'np-1',
-  partitionId: 'p-1',
-  memberId: 'php-m-1',
+  ...testMember(),
   healthDescription: 'load_average' as const,
   value: 12.5,
   timestamp: 1_700_000_000_123,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EVENT_TYPES, parseStatEventType, type StatEventName, statEventType } from './events.js';
 import { agentIdSchema, idSchema, isAgentId, isId, MEMBER_IDENTITY_KEYS, memberIdentityOf } from './identity.js';
+import { testMember } from './testing/index.js';
 import { decodePing, encodePing } from './topics.js';
 
 describe('the id pattern', () => {
@@ -43,24 +44,10 @@ describe('the agent id pattern', () => {
 
 describe('member identity', () => {
   it('copies exactly the five ids out of a larger record', () => {
-    const stat = {
-      clusterId: 'php',
-      clusterInstanceId: 'php-1',
-      networkPartitionId: 'np-1',
-      partitionId: 'p-1',
-      memberId: 'php-m-1',
-      value: 3,
-      cartridgeType: 'php',
-    };
+    const stat = { ...testMember(), value: 3, cartridgeType: 'php' };
     const identity = memberIdentityOf(stat);
     expect(Object.keys(identity)).toEqual([...MEMBER_IDENTITY_KEYS]);
-    expect(identity).toEqual({
-      clusterId: 'php',
-      clusterInstanceId: 'php-1',
-      networkPartitionId: 'np-1',
-      partitionId: 'p-1',
-      memberId: 'php-m-1',
-    });
+    expect(identity).toEqual(testMember());
   });
 });
 

@@ -1,66 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import type { MemberIdentity } from './identity.js';
 import {
-  type AgentSettings,
   agentSettingsSchema,
   decodeAgentEnv,
   decodeWorkloadEnv,
   encodeMemberEnv,
   encodeWorkloadPort,
   MEMBER_ENV,
-  type MemberEnvInput,
   memberEnvError,
 } from './member-env.js';
-
-const agent: AgentSettings = {
-  spEndpoints: [
-    { host: '127.0.0.1', port: 7611 },
-    { host: 'sp-2.local', port: 7612 },
-  ],
-  brokers: [
-    { name: 'a', host: '127.0.0.1', port: 1883 },
-    { name: 'b', host: '::1', port: 1884 },
-  ],
-  credentials: { username: 'agent', password: 'p@ss,word' },
-  statIntervalMs: 1_500,
-  awaitSubscribers: ['autoscaler'],
-};
-
-const identity: MemberIdentity = {
-  memberId: 'php-m-1',
-  clusterId: 'php',
-  clusterInstanceId: 'php-1',
-  networkPartitionId: 'np-1',
-  partitionId: 'p-1',
-};
-
-const input: MemberEnvInput = {
-  member: { ...identity, cartridgeType: 'php' },
-  agent,
-  workload: { host: '127.0.0.1', latencyMs: 5, readyFile: '/run/m.ready.json', agentMain: '/dist/main.js' },
-  outboxDir: '/run/outbox',
-  logDir: '/logs',
-  logLevel: 'debug',
-};
+import { AGENT_ENV, agentSettings, fullMemberEnvInput, memberEnvInput, testMember } from './testing/index.js';
 
 /** The keys of the issues a decoder returned, or [] when it read the environment. */
 function issueKeys(result: { ok: true } | { ok: false; error: { key: string }[] }): string[] {
   return result.ok ? [] : result.error.map((issue) => issue.key);
 }
-
-const agentBase = {
-  FAULTLINE_MEMBER_ID: 'm-1',
-  FAULTLINE_CLUSTER_ID: 'php',
-  FAULTLINE_CLUSTER_INSTANCE_ID: 'php-1',
-  FAULTLINE_NETWORK_PARTITION_ID: 'np-1',
-  FAULTLINE_PARTITION_ID: 'p-1',
-  FAULTLINE_SP_ENDPOINTS: '127.0.0.1:7611, [::1]:7612',
-  FAULTLINE_BROKERS: 'a@127.0.0.1:1883,b@localhost:1884',
-  FAULTLINE_AGENT_USERNAME: 'agent',
-  FAULTLINE_AGENT_PASSWORD: 'secret',
-  FAULTLINE_WORKLOAD_PORT: '40123',
-  FAULTLINE_OUTBOX_DIR: '/run/outbox',
-};
 
 describe('MEMBER_ENV', () => {
   it('names every variable of the contract (README "The member environment")', () => {
@@ -95,15 +48,15 @@ describe('MEMBER_ENV', () => {
 
 describe('encodeMemberEnv', () => {
   it('writes the contract, leaving unset settings out', () => {
-    expect(encodeMemberEnv(input)).toEqual({
+    expect(encodeMemberEnv(memberEnvInput)).toEqual({
       [MEMBER_ENV.memberId]: 'php-m-1',
       [MEMBER_ENV.clusterId]: 'php',
       [MEMBER_ENV.clusterInstanceId]: 'php-1',
       [MEMBER_ENV.networkPartitionId]: 'np-1',
       [MEMBER_ENV.partitionId]: 'p-1',
       [MEMBER_ENV.cartridgeType]: 'php',
-      [MEMBER_ENV.spEndpoints]: '127.0.0.1:7611,sp-2.local:7612',
-      [MEMBER_ENV.brokers]: 'a@127.0.0.1:1883,b@::1:1884',
+      [MEMBER_ENV.spEndpoints]: '127.0.0.1:7611,::1:7612',
+      [MEMBER_ENV.brokers]: 'a@localhost:1883,b@::1:1884',
       [MEMBER_ENV.agentUsername]: 'agent',
       [MEMBER_ENV.agentPassword]: 'p@ss,word',
       [MEMBER_ENV.statIntervalMs]: '1500',
@@ -116,7 +69,11 @@ describe('encodeMemberEnv', () => {
       [MEMBER_ENV.readyFile]: '/run/m.ready.json',
       [MEMBER_ENV.agentMain]: '/dist/main.js',
     });
-    const bare = encodeMemberEnv({ ...input, agent: { ...agent, awaitSubscribers: [] }, logDir: undefined });
+    const bare = encodeMemberEnv({
+      ...memberEnvInput,
+      agent: { ...agentSettings, awaitSubscribers: [] },
+      logDir: undefined,
+    });
     expect(bare).not.toHaveProperty(MEMBER_ENV.awaitSubscribers);
     expect(bare).not.toHaveProperty(MEMBER_ENV.logDir);
     expect(encodeWorkloadPort(41_000)).toEqual({ [MEMBER_ENV.workloadPort]: '41000' });
@@ -125,27 +82,15 @@ describe('encodeMemberEnv', () => {
 
 describe('decodeAgentEnv', () => {
   it('reads the member identity, endpoints and settings, leaving unset ones to the defaults', () => {
-    const decoded = decodeAgentEnv(agentBase);
-    expect(decoded).toEqual({
+    const { spEndpoints, brokers, credentials } = agentSettings;
+    expect(decodeAgentEnv(AGENT_ENV)).toEqual({
       ok: true,
       value: {
-        member: {
-          memberId: 'm-1',
-          clusterId: 'php',
-          clusterInstanceId: 'php-1',
-          networkPartitionId: 'np-1',
-          partitionId: 'p-1',
-        },
+        member: testMember(),
         agent: {
-          spEndpoints: [
-            { host: '127.0.0.1', port: 7611 },
-            { host: '::1', port: 7612 },
-          ],
-          brokers: [
-            { name: 'a', host: '127.0.0.1', port: 1883 },
-            { name: 'b', host: 'localhost', port: 1884 },
-          ],
-          credentials: { username: 'agent', password: 'secret' },
+          spEndpoints,
+          brokers,
+          credentials,
           statIntervalMs: undefined,
           maxUnackedBatches: undefined,
           republishIntervalMs: undefined,
@@ -165,7 +110,7 @@ describe('decodeAgentEnv', () => {
     expect(
       issueKeys(
         decodeAgentEnv({
-          ...agentBase,
+          ...AGENT_ENV,
           FAULTLINE_MEMBER_ID: '../m',
           FAULTLINE_SP_ENDPOINTS: '127.0.0.1:7611,nohost,10.0.0.1:99999',
           FAULTLINE_BROKERS: '127.0.0.1:1883',
@@ -185,16 +130,16 @@ describe('decodeAgentEnv', () => {
       'FAULTLINE_AGENT_STAT_INTERVAL_MS',
     ]);
     expect(issueKeys(decodeAgentEnv({}))).toContain('FAULTLINE_OUTBOX_DIR');
-    expect(issueKeys(decodeAgentEnv({ ...agentBase, FAULTLINE_WORKLOAD_PORT: '70000' }))).toEqual([
+    expect(issueKeys(decodeAgentEnv({ ...AGENT_ENV, FAULTLINE_WORKLOAD_PORT: '70000' }))).toEqual([
       'FAULTLINE_WORKLOAD_PORT',
     ]);
-    expect(issueKeys(decodeAgentEnv({ ...agentBase, FAULTLINE_AGENT_AWAIT_SUBSCRIBERS: 'ok,../x' }))).toEqual([
+    expect(issueKeys(decodeAgentEnv({ ...AGENT_ENV, FAULTLINE_AGENT_AWAIT_SUBSCRIBERS: 'ok,../x' }))).toEqual([
       'FAULTLINE_AGENT_AWAIT_SUBSCRIBERS',
     ]);
   });
 
   it('gives the reasons a person can act on', () => {
-    const decoded = decodeAgentEnv({ ...agentBase, FAULTLINE_SP_ENDPOINTS: '', FAULTLINE_WORKLOAD_PORT: 'eighty' });
+    const decoded = decodeAgentEnv({ ...AGENT_ENV, FAULTLINE_SP_ENDPOINTS: '', FAULTLINE_WORKLOAD_PORT: 'eighty' });
     expect(decoded).toEqual({
       ok: false,
       error: [
@@ -260,23 +205,13 @@ describe('decodeWorkloadEnv', () => {
 
 describe('the member environment, round trip', () => {
   it('the agent and the workload read exactly what the driver and the workload wrote', () => {
-    const full: MemberEnvInput = {
-      ...input,
-      agent: {
-        ...agent,
-        credentials: { username: 'agent', password: 'a,b@c:d' },
-        maxUnackedBatches: 20,
-        republishIntervalMs: 10_000,
-        callTimeoutMs: 300,
-        activationPollMs: 250,
-      },
-    };
+    const full = fullMemberEnvInput;
     const env = { PATH: '/bin', ...encodeMemberEnv(full), ...encodeWorkloadPort(41_000) };
     const { outboxDir, logDir, logLevel, workload } = full;
     expect(decodeAgentEnv(env)).toEqual({
       ok: true,
       value: {
-        member: identity,
+        member: testMember(),
         agent: full.agent,
         workload: { host: workload.host, port: 41_000 },
         outboxDir,
@@ -286,14 +221,14 @@ describe('the member environment, round trip', () => {
     });
     expect(decodeWorkloadEnv(env)).toEqual({
       ok: true,
-      value: { ...workload, memberId: identity.memberId, logDir, logLevel },
+      value: { ...workload, memberId: testMember().memberId, logDir, logLevel },
     });
   });
 });
 
 describe('agentSettingsSchema', () => {
   it('accepts settings the environment can carry and names every bad field', () => {
-    expect(agentSettingsSchema.safeParse(agent).success).toBe(true);
+    expect(agentSettingsSchema.safeParse(agentSettings).success).toBe(true);
     const result = agentSettingsSchema.safeParse({
       spEndpoints: [{ host: 'x y', port: 0 }],
       brokers: [],

@@ -19,6 +19,12 @@ function matches(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
+/** The broker pair `a` and `b` that unit tests hand to a client connecting through `FakeBrokers` (which goes by name). */
+export const FAKE_BROKER_PAIR: readonly BrokerEndpoint[] = [
+  { name: 'a', host: 'h', port: 1 },
+  { name: 'b', host: 'h', port: 2 },
+];
+
 /**
  * In-memory brokers for unit tests of the resilient clients: each can be up,
  * down (connects refused) or hung (accepts TCP but never answers: no CONNACK,

@@ -1,2 +1,2 @@
 export { numberedFault } from './envelopes.js';
-export { type FakeBrokerMode, FakeBrokers } from './fake-brokers.js';
+export { FAKE_BROKER_PAIR, type FakeBrokerMode, FakeBrokers } from './fake-brokers.js';
