@@ -28,7 +28,13 @@ export default defineConfig({
         resolve: { alias },
         test: {
           name: 'integration',
-          include: ['packages/*/test/**/*.test.ts', 'test/integration/**/*.test.ts', 'test/interop/**/*.test.ts'],
+          include: [
+            'packages/*/test/**/*.test.ts',
+            'test/integration/**/*.test.ts',
+            'test/interop/**/*.test.ts',
+            // Attacks on real processes, as a hostile peer would make them.
+            'test/security/**/*.test.ts',
+          ],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },

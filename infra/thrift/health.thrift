@@ -1,5 +1,5 @@
 /*
- * Faultline: cartridge agent -> stream processor (DESIGN.md, "Thrift: agent -> SP").
+ * Faultline: cartridge agent -> stream processor (README "Thrift").
  *
  * The agent sends health statistics in batches. A batch carries the agent id
  * and a per-agent, monotonically increasing sequence: the SP drops a batch it
@@ -29,10 +29,20 @@ struct HealthStat {
 }
 
 struct HealthStatBatch {
+  /** The member id, or `<memberId>:<digits>` (one per agent life). */
   1: required string agentId,
   /** Starts at 1 for a new agent life; each new batch is previous + 1. */
   2: required i64 sequence,
   3: required list<HealthStat> stats,
+  /**
+   * The member's credential, issued by the cloud controller at spawn:
+   * `<memberId>:<clusterId>:<networkPartitionId>:<mac>`, mac = base64url of
+   * HMAC-SHA256(platform member key, "faultline-member-v1\n" + the three ids
+   * joined by "\n"). The SP refuses a batch without a valid one, or with a
+   * stat of any other member (README "Agents -> SP (Thrift)"). Optional on
+   * the wire only so that an older agent gets a clear refusal.
+   */
+  4: optional string credential,
 }
 
 struct BatchAck {
@@ -52,7 +62,12 @@ exception NotActive {
   2: optional string nodeId,
 }
 
-/** The batch was received but fails validation; resending it will not help. */
+/**
+ * The batch was received but refused; resending it will not help. The
+ * message is `<reason>: <detail>` (at most 1 KiB), reason one of invalid,
+ * credential_missing, credential_invalid, member_mismatch, agent_mismatch,
+ * timestamp_out_of_window, value_out_of_range, sequence_out_of_window.
+ */
 exception InvalidBatch {
   1: required string message,
 }

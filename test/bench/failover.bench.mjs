@@ -3,7 +3,8 @@
 // restarted each time (it rejoins as passive). At the design's timings
 // (heartbeat 1 000 ms × 2). Also counts what the new active's state lost.
 import { connectHealthStat, fromAckWire, toBatchWire } from '@faultline/protocol';
-import { startPostgres, startSpPair } from '@faultline/test-support';
+import { signedBatch } from '@faultline/protocol/testing';
+import { startPostgres, startSpPair, testSecret } from '@faultline/test-support';
 
 export const description = 'SP kill -9 → the other node accepting, over 10 kills; events lost';
 
@@ -21,17 +22,22 @@ async function steady(pair) {
   }
 }
 
-/** Sends one batch at a time; on any failure tries the other port after 10 ms. */
-function agent(ports) {
+/**
+ * Sends one batch at a time, for 50 members in turn (each batch signed with its member's credential, under its
+ * member's agent id); on any failure tries the other port after 10 ms.
+ */
+function agent(ports, memberKey) {
   const state = { sent: 0, acks: [], stop: false };
   let index = 0;
   let connection;
   state.done = (async () => {
-    let sequence = 0;
+    let n = 0;
     while (!state.stop) {
-      sequence += 1;
-      const batch = {
-        agentId: 'bench-agent',
+      const memberId = `m-${n % 50}`;
+      const sequence = Math.floor(n / 50) + 1;
+      n += 1;
+      const batch = signedBatch(memberKey, {
+        agentId: memberId,
         sequence,
         stats: [
           {
@@ -39,13 +45,13 @@ function agent(ports) {
             clusterInstanceId: 'c-1',
             networkPartitionId: 'np',
             partitionId: 'p',
-            memberId: `m-${sequence % 50}`,
+            memberId,
             healthDescription: 'load_average',
             value: 1,
-            timestamp: sequence,
+            timestamp: Date.now(),
           },
         ],
-      };
+      });
       for (;;) {
         try {
           if (!connection) {
@@ -75,7 +81,10 @@ export async function run() {
   const pair = await startSpPair({ databaseUrl: db.connectionString, logLevel: 'warn' });
   try {
     await steady(pair);
-    const stream = agent(pair.map((n) => n.thriftPort));
+    const stream = agent(
+      pair.map((n) => n.thriftPort),
+      testSecret(pair[0].security.memberKeyFile),
+    );
     const gaps = [];
     for (let k = 0; k < KILLS; k++) {
       const { active, passive } = await steady(pair);

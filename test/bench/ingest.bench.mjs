@@ -5,38 +5,45 @@
 // passive share its cores. The machine's speed drifts (the bare decode alone
 // ranged 0.28–0.56 M stats/s within one process), so the two are measured in
 // alternating windows and each round's share is pair ÷ bare of that round.
+// Authentication is on: every batch speaks for one member and carries its
+// credential (README "Agents → SP (Thrift)"), as agents send them.
 import { decodeBatch, encodeBatch } from '@faultline/protocol';
-import { startPostgres, startSpPair } from '@faultline/test-support';
+import { signedBatch } from '@faultline/protocol/testing';
+import { startPostgres, startSpPair, testSecret } from '@faultline/test-support';
 import { encodeTemplate, RawThriftLane } from './raw-thrift.mjs';
 
 export const description = 'events/s through the active with sync to the passive vs bare Thrift decode';
 
 const STATS_PER_BATCH = 200;
 const CONNECTIONS = 4;
+/** Members per connection, taken in turn (each its own agent id and sequence). */
+const MEMBERS_PER_CONNECTION = 50;
 const ROUNDS = 5;
 const PAIR_WINDOW_MS = 2_000;
 const BARE_WINDOW_MS = 1_000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const batchOf = (agentId, sequence) => ({
-  agentId,
-  sequence,
-  stats: Array.from({ length: STATS_PER_BATCH }, (_, i) => ({
-    clusterId: 'php',
-    clusterInstanceId: 'php-1',
-    networkPartitionId: 'np-1',
-    partitionId: 'p-1',
-    memberId: `php-m-${(sequence * STATS_PER_BATCH + i) % 10_000}`,
-    healthDescription: ['load_average', 'memory_consumption', 'requests_in_flight'][i % 3],
-    value: i % 100,
-    timestamp: 1_700_000_000_000 + sequence,
-  })),
-});
+/** A batch of `memberId`'s, signed with its credential; stamped now (the SP refuses stats far from its clock). */
+const batchOf = (key, memberId, sequence) =>
+  signedBatch(key, {
+    agentId: memberId,
+    sequence,
+    stats: Array.from({ length: STATS_PER_BATCH }, (_, i) => ({
+      clusterId: 'php',
+      clusterInstanceId: 'php-1',
+      networkPartitionId: 'np-1',
+      partitionId: 'p-1',
+      memberId,
+      healthDescription: ['load_average', 'memory_consumption', 'requests_in_flight'][i % 3],
+      value: i % 100,
+      timestamp: Date.now(),
+    })),
+  });
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function bareDecode(ms) {
-  const bytes = encodeBatch(batchOf('bare', 1));
+function bareDecode(key, ms) {
+  const bytes = encodeBatch(batchOf(key, 'php-m-bare', 1));
   let stats = 0;
   const started = performance.now();
   while (performance.now() - started < ms) {
@@ -63,13 +70,20 @@ async function throughPair() {
       }
       await sleep(50);
     }
+    const key = testSecret(active.security.memberKeyFile);
     const lanes = Array.from(
       { length: CONNECTIONS },
-      (_, c) => new RawThriftLane(active.thriftPort, encodeTemplate(batchOf(`agent-${c}`, 1))),
+      (_, c) =>
+        new RawThriftLane(
+          active.thriftPort,
+          Array.from({ length: MEMBERS_PER_CONNECTION }, (_, m) =>
+            encodeTemplate(batchOf(key, `php-m-${c * MEMBERS_PER_CONNECTION + m}`, 1)),
+          ),
+        ),
     );
     await Promise.all(lanes.map((lane) => lane.ready));
     const acked = () => lanes.reduce((n, lane) => n + lane.acked, 0);
-    bareDecode(BARE_WINDOW_MS); // warm-up of both
+    bareDecode(key, BARE_WINDOW_MS); // warm-up of both
     for (const lane of lanes) lane.start();
     await sleep(1_000);
     const rounds = [];
@@ -81,7 +95,7 @@ async function throughPair() {
       const rate = ((acked() - from.acks) * STATS_PER_BATCH) / ((performance.now() - from.at) / 1000);
       for (const lane of lanes) lane.pause();
       while (!lanes.every((lane) => lane.idle)) await sleep(5);
-      rounds.push({ rate, bare: bareDecode(BARE_WINDOW_MS) });
+      rounds.push({ rate, bare: bareDecode(key, BARE_WINDOW_MS) });
     }
     for (const lane of lanes) lane.stop();
     const acks = acked();
@@ -110,7 +124,7 @@ export async function run() {
   const pct = (x) => `${Math.round(x * 100)} %`;
   return [
     {
-      name: `stats/s through the active, synced to the passive (${CONNECTIONS} connections × 16 in flight, ${STATS_PER_BATCH} stats/batch; medians of ${ROUNDS} rounds alternating with the baseline, share of bare per round: ${pair.shares.map(pct).join(', ')})`,
+      name: `stats/s through the active, synced to the passive, authenticated (${CONNECTIONS} connections × 16 in flight, ${CONNECTIONS * MEMBERS_PER_CONNECTION} members, ${STATS_PER_BATCH} stats/batch signed by its member; medians of ${ROUNDS} rounds alternating with the baseline, share of bare per round: ${pair.shares.map(pct).join(', ')})`,
       value: fmt(pair.rate),
       unit: 'stats/s',
       baseline: { name: 'bare Thrift decode + validate, one core', value: fmt(pair.bare) },

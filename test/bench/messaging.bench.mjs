@@ -67,6 +67,7 @@ async function failover(kills) {
   const sub = createSubscriber({
     brokers: endpoints(brokers),
     credentials: TEST_CREDENTIALS.autoscaler,
+    role: 'autoscaler',
     clientId: 'autoscaler',
     topics: ['summarized-health-stats/#'],
     onEnvelope: (e) => seen.set(e.id, performance.now()),
@@ -77,6 +78,7 @@ async function failover(kills) {
   const topologySub = createSubscriber({
     brokers: endpoints(brokers),
     credentials: TEST_CREDENTIALS.sp,
+    role: 'sp',
     clientId: 'sp-1',
     topics: ['topology/#'],
     onEnvelope: () => {},

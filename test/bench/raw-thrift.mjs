@@ -1,7 +1,8 @@
 // A load generator for HealthStatService that costs almost nothing per call:
-// one batch is encoded once with thrift's own client code, and every send
-// patches its agent sequence in place (the SP dedupes on agent id +
-// sequence, so each send must be a new batch). Requests are pipelined on one
+// each member's batch (signed with its credential) is encoded once with
+// thrift's own client code, and every send patches its agent sequence in
+// place (the SP dedupes on agent id + sequence, so each send must be a new
+// batch). A lane takes its members in turn. Requests are pipelined on one
 // connection; responses are read with thrift's binary protocol.
 import net from 'node:net';
 import { HealthStatService, thrift, thriftGenerated, toBatchWire } from '@faultline/protocol';
@@ -23,10 +24,12 @@ export function encodeTemplate(batch) {
 }
 
 export class RawThriftLane {
-  constructor(port, template, inFlight = 16) {
-    this.template = template;
+  /** `templates`: one encodeTemplate() per member, or one. */
+  constructor(port, templates, inFlight = 16) {
+    this.templates = Array.isArray(templates) ? templates : [templates];
+    this.sequences = this.templates.map(() => 0);
+    this.turn = 0;
     this.inFlight = inFlight;
-    this.sequence = 0;
     this.outstanding = 0;
     this.acked = 0;
     this.replicated = 0;
@@ -63,9 +66,12 @@ export class RawThriftLane {
 
   fill() {
     while (this.running && this.outstanding < this.inFlight) {
-      this.sequence += 1;
-      const frame = Buffer.from(this.template.frame);
-      frame.writeBigInt64BE(BigInt(this.sequence), this.template.offset);
+      const t = this.turn;
+      this.turn = (t + 1) % this.templates.length;
+      this.sequences[t] += 1;
+      const template = this.templates[t];
+      const frame = Buffer.from(template.frame);
+      frame.writeBigInt64BE(BigInt(this.sequences[t]), template.offset);
       this.outstanding += 1;
       this.socket.write(frame);
     }

@@ -5,18 +5,20 @@
 import { readFileSync } from 'node:fs';
 import { createSubscriber } from '@faultline/messaging';
 import { connectHealthStat, toBatchWire } from '@faultline/protocol';
+import { signedBatch } from '@faultline/protocol/testing';
 import {
   brokerEndpoints,
   startBrokerPair,
   startPostgres,
   startSpPair,
   TEST_CREDENTIALS,
+  testSecret,
 } from '@faultline/test-support';
 
 export const description = 'CPU and RSS of one SP node watching 10 000 members at a 15 s stat interval';
 
 const MEMBERS = 10_000;
-const AGENTS = 100; // each carries 100 members, as a batching agent would
+const AGENTS = 100; // connections, each carrying the batches of 100 members (one signed batch per member)
 const INTERVAL_MS = 15_000;
 const MEASURE_MS = 45_000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -35,6 +37,7 @@ export async function run() {
   const subscriber = createSubscriber({
     brokers: endpoints,
     credentials: TEST_CREDENTIALS.autoscaler,
+    role: 'autoscaler',
     clientId: 'autoscaler',
     topics: ['summarized-health-stats/#'],
     onEnvelope: () => {
@@ -59,38 +62,39 @@ export async function run() {
     }
     const startEpoch = (await active.status()).epoch;
     let agentErrors = 0;
+    const memberKey = testSecret(active.security.memberKeyFile);
     const agents = Array.from({ length: AGENTS }, async (_, a) => {
       await sleep((a / AGENTS) * INTERVAL_MS); // staggered like real agents
       let connection;
       let sequence = 0;
       while (running) {
         const now = Date.now();
-        const stats = [];
+        sequence += 1;
+        // Each member's three stats in a batch of its own, signed with its credential, as its agent sends them.
+        const batches = [];
         for (let m = a; m < MEMBERS; m += AGENTS) {
-          for (const [healthDescription, value] of [
+          const stats = [
             ['load_average', 20 + (m % 30)],
             ['memory_consumption', 40 + (m % 20)],
             ['requests_in_flight', m % 10],
-          ]) {
-            stats.push({
-              clusterId: `c-${m % 10}`,
-              clusterInstanceId: `c-${m % 10}-1`,
-              networkPartitionId: 'np-1',
-              partitionId: 'p-1',
-              memberId: `m-${m}`,
-              healthDescription,
-              value,
-              timestamp: now,
-            });
-          }
+          ].map(([healthDescription, value]) => ({
+            clusterId: `c-${m % 10}`,
+            clusterInstanceId: `c-${m % 10}-1`,
+            networkPartitionId: 'np-1',
+            partitionId: 'p-1',
+            memberId: `m-${m}`,
+            healthDescription,
+            value,
+            timestamp: now,
+          }));
+          batches.push(signedBatch(memberKey, { agentId: `m-${m}`, sequence, stats }));
         }
-        sequence += 1;
         try {
           if (!connection) {
             connection = connectHealthStat('127.0.0.1', active.thriftPort, { connectTimeoutMs: 5_000 });
             await connection.ready;
           }
-          await connection.client.publish(toBatchWire({ agentId: `agent-${a}`, sequence, stats }));
+          await Promise.all(batches.map((batch) => connection.client.publish(toBatchWire(batch))));
         } catch (error) {
           agentErrors += 1;
           if (agentErrors <= 3) console.error(`  agent ${a}: ${error?.message ?? error}`);

@@ -25,8 +25,9 @@ const available =
 
 /*
  * A peer Faultline did not write: a Python agent generated from the
- * project's IDL by the Thrift compiler publishes stats to the real SP pair;
- * when it stops, its three members get MemberFaults on the broker.
+ * project's IDL by the Thrift compiler publishes stats to the real SP pair,
+ * each batch signed with its member's credential (Python's hmac); when it
+ * stops, its three members get MemberFaults on the broker.
  */
 describe.skipIf(!available)('interop: a Python Thrift agent', () => {
   let db: TestPostgres;
@@ -42,6 +43,7 @@ describe.skipIf(!available)('interop: a Python Thrift agent', () => {
     subscriber = createSubscriber({
       brokers: endpoints,
       credentials: TEST_CREDENTIALS.autoscaler,
+      role: 'autoscaler',
       clientId: 'autoscaler',
       topics: ['summarized-health-stats/MemberFaultEvent'],
       onEnvelope: (e) => void (e.type === 'MemberFaultEvent' && faults.push(e.data.memberId)),
@@ -79,6 +81,8 @@ describe.skipIf(!available)('interop: a Python Thrift agent', () => {
       gen,
       String(active.thriftPort),
       '2',
+      // The platform's member key: the agent computes each member's credential from it, as the driver issues it.
+      active.security.memberKeyFile,
     ]);
     expect(stdout).toMatch(/sent \d+ batches, last ack epoch \d+ replicated True/);
     const engine = (await active.status())?.engine as { statsApplied: number };

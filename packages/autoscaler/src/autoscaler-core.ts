@@ -1,6 +1,13 @@
 import type { Iaas, MemberInstance } from '@faultline/cloud-controller';
 import { type Clock, type ClusterConfig, FaultlineError, type Logger, once, type TimerHandle } from '@faultline/core';
-import { type ClusterStat, type Envelope, type MemberStats, parseStatEventType } from '@faultline/protocol';
+import {
+  type ClusterStat,
+  type Envelope,
+  type MemberStats,
+  parseStatEventType,
+  rootOf,
+  TOPIC_ROOTS,
+} from '@faultline/protocol';
 import type { AutoscalerCounters, AutoscalerStatus, MonitorCounts } from './autoscaler-status.js';
 import { ClusterMonitor, type ClusterMonitorOptions } from './cluster-monitor.js';
 import {
@@ -175,12 +182,14 @@ export class AutoscalerCore {
 
   /**
    * Epoch fencing: the newest SP leader epoch seen wins; an SP event under an
-   * older one (a deposed leader's outbox, a paused node) is dropped. Events
-   * without an epoch (agents' instance status) are not SP events.
+   * older one (a deposed leader's outbox, a paused node) is dropped. Only
+   * `summarized-health-stats/` events (published by the SP role alone) are
+   * fenced: decoding refuses an epoch on any other root, and an envelope
+   * handed in with one anyway never moves the fence.
    */
   private admit(envelope: Envelope): boolean {
     const { epoch } = envelope;
-    if (epoch === undefined) return true;
+    if (epoch === undefined || rootOf(envelope.type) !== TOPIC_ROOTS.summarizedHealthStats) return true;
     const newest = this.newestEpoch;
     if (newest !== undefined && epoch < newest) {
       this.counted.staleEpochDropped += 1;

@@ -1,5 +1,5 @@
 import { closeAll, once } from '@faultline/core';
-import { createPublisher, createSubscriber, type LinkState } from '@faultline/messaging';
+import { createPublisher, createSubscriber, type LinkState, type SubscriberCounters } from '@faultline/messaging';
 import { allOf, TOPIC_ROOTS } from '@faultline/protocol';
 import { AutoscalerCore } from './autoscaler-core.js';
 import type { AutoscalerCounters, AutoscalerStatus } from './autoscaler-status.js';
@@ -10,7 +10,12 @@ export interface Autoscaler {
   start(): Promise<void>;
   /** Stops subscribing and deciding; never terminates members (a restart adopts them). Idempotent. */
   close(): Promise<void>;
-  status(): AutoscalerStatus & { brokers: Record<string, LinkState>; outboxPending: number };
+  status(): AutoscalerStatus & {
+    brokers: Record<string, LinkState>;
+    outboxPending: number;
+    /** What its subscriber counted: refused envelopes (`droppedInvalid`, …) never reach the core. */
+    subscriber: Readonly<SubscriberCounters>;
+  };
   readonly counters: Readonly<AutoscalerCounters>;
 }
 
@@ -54,6 +59,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     logger,
     connector,
     clientId,
+    role: 'autoscaler',
     topics: AUTOSCALER_TOPICS,
     onEnvelope: (envelope) => core.handle(envelope),
     pingIntervalMs,
@@ -75,7 +81,12 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
       // Subscriber first (no new events), then the core (what is under way finishes and is published), then the outbox.
       await closeAll([publisher, core, subscriber], logger);
     }),
-    status: () => ({ ...core.status(), brokers: subscriber.links(), outboxPending: publisher.pending }),
+    status: () => ({
+      ...core.status(),
+      brokers: subscriber.links(),
+      outboxPending: publisher.pending,
+      subscriber: { ...subscriber.counters },
+    }),
     get counters() {
       return core.counters;
     },

@@ -1,3 +1,4 @@
+import type { Envelope } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { events, flush, harness, T0, useFakeTime } from './testing/index.js';
 
@@ -173,6 +174,24 @@ describe('MemberFault handling', () => {
     await again.core.handle(events.fault('php-3', { epoch: 5 }));
     expect(again.core.counters.staleEpochDropped).toBe(1);
     await again.core.close();
+  });
+
+  it('an epoch on anything but an SP event never moves the fence', async () => {
+    // Issue 12: an agent's InstanceStartedEvent with epoch MAX_SAFE_INTEGER raised the
+    // persisted fence for good. The subscriber refuses it at decode; the core does not trust it either.
+    const h = harness();
+    await h.startActive();
+    await h.core.handle(events.clusterStat('AverageLoadAverageEvent', 20, T0, 3));
+    const forged = { ...events.started('php-1'), epoch: Number.MAX_SAFE_INTEGER } as Envelope;
+    await h.core.handle(forged);
+    await flush();
+    expect(h.core.status().newestEpoch).toBe(3);
+    expect(h.registry.epoch).toBe(3);
+    await h.core.handle(events.fault('php-1', { epoch: 3 }));
+    await flush();
+    expect(h.core.counters.staleEpochDropped).toBe(0);
+    expect(h.actions()).toContain('MemberTerminateAction php-1');
+    await h.core.close();
   });
 
   it('ignores events of clusters it does not manage', async () => {

@@ -16,6 +16,7 @@ import {
   type FaultlineConfig,
   loadConfig,
   migrate,
+  readSecretFile,
   runMain,
 } from '@faultline/core';
 import { createAutoscaler } from './autoscaler.js';
@@ -24,7 +25,7 @@ import { PgRegistry } from './pg-registry.js';
 
 const MEMBERS_RUN_DIR = '.faultline/run/members';
 
-let resolved: { config: FaultlineConfig; url: string } | undefined;
+let resolved: { config: FaultlineConfig; url: string; memberKey: Buffer } | undefined;
 
 await runMain(
   () => {
@@ -33,18 +34,21 @@ await runMain(
     if (!url) {
       throw ConfigError.forKey('database.url', 'the autoscaler keeps its member registry there (or set DATABASE_URL)');
     }
-    resolved = { config, url };
+    // The members' credentials are issued under it; a missing or unsafe file exits 2 naming the key.
+    const memberKey = readSecretFile(path.resolve(config.security.memberKeyFile), 'security.memberKeyFile');
+    resolved = { config, url, memberKey };
     return createLogger({ service: 'autoscaler', level: config.logging.level, dir: config.logging.dir });
   },
   async ({ logger }) => {
     if (!resolved) throw new ConfigError('FL_ERR_CONFIG_INVALID', 'configuration was not loaded');
-    const { config, url } = resolved;
+    const { config, url, memberKey } = resolved;
     const pool = createPgPool({ connectionString: url, logger });
     const iaas = createLocalIaas({
       runDir: path.resolve(MEMBERS_RUN_DIR),
       logsDir: path.resolve(config.logging.dir),
       memberLogLevel: config.logging.level,
       agent: agentSettingsFrom(config),
+      memberKey,
       logger,
     });
     const autoscaler = createAutoscaler(

@@ -80,8 +80,9 @@ export interface AutoscalerOptions extends Omit<AutoscalerCoreOptions, 'publish'
   outboxFile: string;
   /**
    * The subscriber's client id (the publisher's is `<clientId>-pub`). The
-   * SP's and the agents' publishers send only while a subscriber of this id
-   * is present on a broker.
+   * SP's and the agents' publishers send only while the autoscaler is present
+   * on a broker: its subscriber pings `ping/autoscaler`, which only an
+   * `autoscaler` account may publish, whatever this id is.
    * @default CLIENT_IDS.autoscaler ('autoscaler')
    */
   clientId?: string;

@@ -98,6 +98,9 @@ export async function readLastActions(pool: pg.Pool, limit: number): Promise<Act
   }));
 }
 
+/** The newest epoch any SP leader has held; NULL (so LEAST ignores it) before the first lease. */
+const NEWEST_LEADER_EPOCH = '(SELECT max(epoch) FROM sp_leader)';
+
 /**
  * The registry in PostgreSQL (infra/sql/002_autoscaler_registry.sql): one row
  * per member ever created, the last actions, the newest SP epoch. Every
@@ -166,20 +169,27 @@ export class PgRegistry implements Registry {
     return (await readLastActions(this.pool, limit)).reverse();
   }
 
+  /**
+   * The fence, never above the newest epoch any SP leader has held (the
+   * lease in `sp_leader`, same database): no real SP event can carry more, so
+   * a fence above it (poisoned by a forged epoch before decoding refused
+   * them) reads as that epoch. With no lease row yet, the fence as stored.
+   */
   async newestEpoch(): Promise<number | undefined> {
     const { rows } = await this.query<{ newest_epoch: string }>(
       'read epoch',
-      'SELECT newest_epoch FROM autoscaler_fence',
+      `SELECT LEAST(newest_epoch, ${NEWEST_LEADER_EPOCH}) AS newest_epoch FROM autoscaler_fence`,
     );
     return rows[0] ? Number(rows[0].newest_epoch) : undefined;
   }
 
+  /** Raises the fence to `epoch`, capped like newestEpoch() (which also repairs a poisoned row). */
   async saveEpoch(epoch: number): Promise<void> {
     await this.query(
       'write epoch',
-      `INSERT INTO autoscaler_fence (id, newest_epoch) VALUES (true, $1)
+      `INSERT INTO autoscaler_fence (id, newest_epoch) VALUES (true, LEAST($1::bigint, ${NEWEST_LEADER_EPOCH}))
        ON CONFLICT (id) DO UPDATE
-         SET newest_epoch = GREATEST(autoscaler_fence.newest_epoch, EXCLUDED.newest_epoch),
+         SET newest_epoch = LEAST(GREATEST(autoscaler_fence.newest_epoch, EXCLUDED.newest_epoch), ${NEWEST_LEADER_EPOCH}),
              updated_at = clock_timestamp()`,
       [epoch],
     );

@@ -30,6 +30,6 @@ export interface Registry {
   recentActions(limit: number): Promise<ActionRecord[]>;
   /** The newest SP leader epoch the autoscaler has seen, so a restart keeps fencing. */
   newestEpoch(): Promise<number | undefined>;
-  /** Raises the stored epoch to `epoch` (never lowers it). */
+  /** Raises the stored epoch to `epoch` (never lowers it; PgRegistry caps it at the newest SP leader epoch). */
   saveEpoch(epoch: number): Promise<void>;
 }

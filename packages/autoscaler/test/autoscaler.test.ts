@@ -6,7 +6,13 @@ import { createPgPool, migrate } from '@faultline/core';
 import { createMemoryLogger, type LogRecord } from '@faultline/core/testing';
 import type { Publisher, Subscriber } from '@faultline/messaging';
 import { createEnvelope, type Envelope } from '@faultline/protocol';
-import { startBrokerPair, startPostgres, type TestBroker, type TestPostgres } from '@faultline/test-support';
+import {
+  startBrokerPair,
+  startPostgres,
+  type TestBroker,
+  type TestPostgres,
+  testSecret,
+} from '@faultline/test-support';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Autoscaler, autoscalerOptionsFrom, createAutoscaler, PgRegistry } from '../src/index.js';
@@ -66,6 +72,7 @@ describe('autoscaler with real members, brokers and PostgreSQL', () => {
       logsDir: config.logging.dir,
       spawnTimeoutMs: 20_000,
       agent: agentSettingsFrom(config),
+      memberKey: testSecret(config.security.memberKeyFile),
     });
     autoscaler = createAutoscaler(autoscalerOptionsFrom(config, { iaas, registry: new PgRegistry(pool), logger }));
     observer = startObserver(brokers, observed);

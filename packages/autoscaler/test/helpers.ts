@@ -4,7 +4,7 @@ import { createLocalIaas, linuxProcessTable, localHandle, type MemberInstance } 
 import { type FaultlineConfig, REPO_ROOT, resolveConfig } from '@faultline/core';
 import { createPublisher, createSubscriber, type Publisher, type Subscriber } from '@faultline/messaging';
 import { createEnvelope, type Envelope, memberIdentityOf } from '@faultline/protocol';
-import { brokerEndpoints, freePort, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
+import { brokerEndpoints, freePort, TEST_CREDENTIALS, type TestBroker, testSecrets } from '@faultline/test-support';
 import type pg from 'pg';
 import { expect } from 'vitest';
 
@@ -63,6 +63,8 @@ export async function testConfig(options: {
   const [thriftPort, syncPort, statusPort] = await Promise.all([freePort(), freePort(), freePort()]);
   const raw = {
     logging: { level: 'info', dir: path.join(options.dir, 'logs') },
+    // The member key (and the other secret files) as `stack up` makes them.
+    security: testSecrets(options.dir),
     database: { url: options.databaseUrl },
     brokers: {
       nodes: brokerEndpoints(options.brokers),
@@ -101,6 +103,7 @@ export function startObserver(brokers: readonly TestBroker[], into: Envelope[]):
   return createSubscriber({
     brokers: brokerEndpoints(brokers),
     credentials: TEST_CREDENTIALS.observer,
+    role: 'observer',
     clientId: 'observer-test',
     topics: ['autoscaler/#', 'topology/#'],
     onEnvelope: (envelope) => void into.push(envelope),

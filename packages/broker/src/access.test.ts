@@ -97,11 +97,15 @@ describe('authorizePublish', () => {
     login(agent, 'agent', 'agent-secret');
     expect(mayPublish(sp, 'summarized-health-stats/MemberFaultEvent')).toBe(true);
     expect(mayPublish(agent, 'instance/status/InstanceActivatedEvent')).toBe(true);
-    expect(mayPublish(agent, 'ping')).toBe(true);
+    expect(mayPublish(agent, 'ping/agent')).toBe(true);
+    expect(mayPublish(sp, 'ping/sp')).toBe(true);
     expect(counters.publishRefused).toBe(0);
     expect(mayPublish(agent, 'summarized-health-stats/MemberFaultEvent')).toBe(false);
+    // Presence is bound to the account: an agent cannot ping as the autoscaler, nor on the old shared topic.
+    expect(mayPublish(agent, 'ping/autoscaler')).toBe(false);
+    expect(mayPublish(agent, 'ping')).toBe(false);
     expect(mayPublish(sp, 'topology/MemberTerminatedEvent')).toBe(false);
-    expect(counters.publishRefused).toBe(2);
+    expect(counters.publishRefused).toBe(4);
     expect(log.records.map(meaning).at(-1)).toEqual({
       level: 'warn',
       event: 'broker.publish_refused',
@@ -111,7 +115,7 @@ describe('authorizePublish', () => {
 
   it('refuses a client that never authenticated', () => {
     const { mayPublish } = setup();
-    expect(mayPublish(fakeClient('stranger'), 'ping')).toBe(false);
+    expect(mayPublish(fakeClient('stranger'), 'ping/agent')).toBe(false);
   });
 
   it('lets only $SYS through when aedes publishes without a client (its will sweep)', () => {
@@ -131,11 +135,11 @@ describe('authorizeSubscribe', () => {
     login(watcher, 'watcher', 'watch');
     expect(subscribe(watcher, 'summarized-health-stats/#')).toEqual(subscription('summarized-health-stats/#'));
     expect(subscribe(agent, 'topology/#')).toEqual(subscription('topology/#'));
-    expect(subscribe(agent, 'ping')).toEqual(subscription('ping'));
+    expect(subscribe(agent, 'ping/autoscaler')).toEqual(subscription('ping/autoscaler'));
     expect(counters.subscribeRefused).toBe(0);
     expect(subscribe(agent, 'summarized-health-stats/#')).toBeNull();
     expect(subscribe(agent, '#')).toBeNull();
-    expect(subscribe(fakeClient('stranger'), 'ping')).toBeNull();
+    expect(subscribe(fakeClient('stranger'), 'ping/autoscaler')).toBeNull();
     expect(counters.subscribeRefused).toBe(3);
     expect(log.records.map(meaning).at(-3)).toEqual({
       level: 'warn',

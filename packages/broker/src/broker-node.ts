@@ -35,7 +35,7 @@ function listen(server: net.Server, port: number, host: string): Promise<number>
  * Starts one aedes broker node on TCP with Faultline's authentication and ACL
  * (README, "Message broker pair and resilient clients"). The pair is two
  * independent nodes: no bridging, clients hold a connection to each and
- * dedupe by envelope id.
+ * dedupe by topic root and envelope id.
  */
 export async function createBrokerNode(input: BrokerNodeOptions = {}): Promise<BrokerNode> {
   const options = resolveBrokerNodeOptions(input);

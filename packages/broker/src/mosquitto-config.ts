@@ -3,7 +3,7 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ConfigError, FaultlineError } from '@faultline/core';
-import { allOf, PING_TOPIC, publishRootsOf, SUBSCRIBE_ACL } from '@faultline/protocol';
+import { allOf, PING_FILTER, pingTopicOf, publishRootsOf, SUBSCRIBE_ACL } from '@faultline/protocol';
 import {
   type MosquittoConfigOptions,
   type ResolvedMosquittoConfigOptions,
@@ -31,8 +31,10 @@ export interface MosquittoConfigFiles {
 
 /**
  * The acl_file: per user, `topic write` for the roots its role publishes,
- * `topic read` for the filters it may subscribe, `readwrite` where both, and
- * `ping` for everyone (the seed's liveness check). Nothing else is allowed:
+ * `topic read` for the filters it may subscribe, `readwrite` where both, its
+ * role's own ping topic `ping/<role>` (the seed's liveness check, bound to the
+ * account: no other ping topic is writable) and reading everyone's pings
+ * (`ping/+`, how publishers see who is present). Nothing else is allowed:
  * Mosquitto denies what no line grants.
  */
 export function renderAcl(users: readonly BrokerUser[]): string {
@@ -46,8 +48,9 @@ export function renderAcl(users: readonly BrokerUser[]): string {
     };
     for (const root of publishRootsOf(user.role)) grant(allOf(root), 'write');
     for (const filter of SUBSCRIBE_ACL[user.role]) grant(filter, 'read');
-    grant(PING_TOPIC, 'read');
-    grant(PING_TOPIC, 'write');
+    grant(pingTopicOf(user.role), 'write');
+    grant(pingTopicOf(user.role), 'read');
+    grant(PING_FILTER, 'read');
     lines.push('', `# role ${user.role}`, `user ${user.username}`);
     for (const [filter, { read, write }] of access) {
       lines.push(`topic ${read && write ? 'readwrite' : read ? 'read' : 'write'} ${filter}`);

@@ -151,7 +151,7 @@ describe.each(targets)('$kind broker: authentication and ACL', (target) => {
     const agent = await as('agent');
     const before = snapshot();
     // One SUBSCRIBE, two filters: only the forbidden one fails [MQTT-3.8.4-5].
-    expect(await agent.subscribe('summarized-health-stats/#', 'ping')).toEqual([target.refusedSubscribeGrant, 1]);
+    expect(await agent.subscribe('summarized-health-stats/#', 'ping/agent')).toEqual([target.refusedSubscribeGrant, 1]);
     await expectDelta(before, { subscribeRefused: 1 });
 
     const observer = await as('observer');
@@ -162,22 +162,46 @@ describe.each(targets)('$kind broker: authentication and ACL', (target) => {
     await observer.waitFor(fault);
     // The agent's own ping comes back after anything already routed to it.
     const ping = unique('ping');
-    await agent.mqtt.publishAsync('ping', ping, { qos: 1 });
+    await agent.mqtt.publishAsync('ping/agent', ping, { qos: 1 });
     await agent.waitFor(ping);
-    expect(agent.received).toEqual([{ topic: 'ping', payload: ping }]);
+    expect(agent.received).toEqual([{ topic: 'ping/agent', payload: ping }]);
     expect(agent.mqtt.connected).toBe(true);
   });
 
-  test('lets every role publish and subscribe ping', async () => {
+  test("lets every role publish its own ping topic and read everyone's pings", async () => {
     const before = snapshot();
     for (const role of SERVICE_ROLES) {
       const client = await as(role);
-      expect(await client.subscribe('ping')).toEqual([1]);
+      expect(await client.subscribe(`ping/${role}`, 'ping/+')).toEqual([1, 1]);
       const payload = unique(`ping-${role}`);
-      await client.mqtt.publishAsync('ping', payload, { qos: 1 });
+      await client.mqtt.publishAsync(`ping/${role}`, payload, { qos: 1 });
       await client.waitFor(payload);
       expect(client.errors).toEqual([]);
     }
     await expectDelta(before, { connections: 4, published: 4, publishRefused: 0, subscribeRefused: 0 });
+  });
+
+  test('does not route a ping that claims another role: presence is bound to the account', async () => {
+    // Issue 12: an agent wrote `clientId: 'autoscaler'` into a ping on the shared
+    // `ping` topic and the SP took the autoscaler for present.
+    const sp = await as('sp');
+    expect(await sp.subscribe('ping/autoscaler', 'ping')).toEqual([1, target.refusedSubscribeGrant]);
+    const before = snapshot();
+    for (const topic of ['ping/autoscaler', 'ping']) {
+      const agent = await as('agent');
+      const claim = JSON.stringify({ clientId: 'autoscaler', seq: 1 });
+      const outcome = await Promise.race([
+        agent.closed.then(() => 'disconnected' as const),
+        agent.mqtt.publishAsync(topic, claim, { qos: 1 }).then(() => 'acknowledged' as const),
+      ]);
+      expect(outcome, topic).toBe(target.refusedPublish);
+    }
+    // The autoscaler's own ping, sent after both refusals settled, is the only one that arrives.
+    const autoscaler = await as('autoscaler');
+    const marker = unique('ping-autoscaler');
+    await autoscaler.mqtt.publishAsync('ping/autoscaler', marker, { qos: 1 });
+    await sp.waitFor(marker);
+    expect(sp.received).toEqual([{ topic: 'ping/autoscaler', payload: marker }]);
+    await expectDelta(before, { publishRefused: 2, published: 1 });
   });
 });

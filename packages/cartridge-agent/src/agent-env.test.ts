@@ -20,9 +20,9 @@ describe('readAgentEnv', () => {
   it('passes the decoded identity, endpoints and settings on, unset ones left to the defaults', () => {
     const decoded = decodeAgentEnv(AGENT_ENV);
     if (!decoded.ok) throw new Error('AGENT_ENV does not decode');
-    const { member, agent, workload } = decoded.value;
+    const { member, credential, agent, workload } = decoded.value;
     expect(readAgentEnv(AGENT_ENV)).toEqual({
-      options: { ...agent, member, workload, outboxFile: '/run/outbox/agent-php-m-1.outbox' },
+      options: { ...agent, member, credential, workload, outboxFile: '/run/outbox/agent-php-m-1.outbox' },
       logDir: undefined,
       logLevel: 'info',
     });
@@ -48,6 +48,7 @@ describe('readAgentEnv', () => {
     expect(options).toEqual({
       ...input.agent,
       member: memberIdentityOf(input.member),
+      credential: input.credential,
       outboxFile: '/run/outbox/agent-php-m-1.outbox',
       workload: { host: '127.0.0.1', port: 41_000 },
     });

@@ -18,9 +18,15 @@ export interface AgentProcessSettings {
 export function readAgentEnv(env: NodeJS.ProcessEnv): AgentProcessSettings {
   const decoded = decodeAgentEnv(env);
   if (!decoded.ok) throw memberEnvError('cartridge agent', decoded.error);
-  const { member, agent, workload, outboxDir, logDir, logLevel } = decoded.value;
+  const { member, credential, agent, workload, outboxDir, logDir, logLevel } = decoded.value;
   return {
-    options: { ...agent, member, workload, outboxFile: path.join(outboxDir, `agent-${member.memberId}.outbox`) },
+    options: {
+      ...agent,
+      member,
+      credential,
+      workload,
+      outboxFile: path.join(outboxDir, `agent-${member.memberId}.outbox`),
+    },
     logDir,
     logLevel,
   };

@@ -15,6 +15,8 @@ import { httpWorkloadProbe } from './workload-probe.js';
 export interface AgentOptions extends AgentSettings {
   /** The member this agent reports for. */
   member: MemberIdentity;
+  /** The member's credential (`FAULTLINE_MEMBER_CREDENTIAL`, issued at spawn): sent with every batch, never logged. */
+  credential: string;
   /** Durable outbox of the status events. */
   outboxFile: string;
   /** Where the member's workload listens. */

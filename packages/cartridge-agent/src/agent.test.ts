@@ -45,6 +45,7 @@ function setup(extra: Partial<AgentOptions> = {}) {
     workload: { host: '127.0.0.1', port: 1 },
     statIntervalMs: 15_000,
     agentId: 'm-1:1000',
+    credential: 'm-1:php:np-1:test-credential',
     clock: systemClock,
     logger,
     transport,

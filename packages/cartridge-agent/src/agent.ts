@@ -39,6 +39,7 @@ export function createAgent(input: AgentOptions): Agent {
   const source = `agent-${member.memberId}`;
   const sender = new BatchSender({
     agentId,
+    credential: options.credential,
     endpoints: options.spEndpoints,
     transport,
     maxUnackedBatches: options.maxUnackedBatches,

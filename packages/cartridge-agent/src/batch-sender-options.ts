@@ -5,6 +5,8 @@ import type { BatchTransport } from './batch-sender.js';
 export interface BatchSenderOptions {
   /** Unique per agent life, so the SP's (agentId, sequence) dedupe never mistakes a restarted agent's batch 1 for a resend. */
   agentId: string;
+  /** The member's credential (issued at spawn), sent with every batch. */
+  credential: string;
   /** The SP nodes' Thrift endpoints, tried in order. */
   endpoints: readonly Endpoint[];
   transport: BatchTransport;

@@ -18,10 +18,13 @@ const stat: HealthStat = {
   timestamp: 1,
 };
 
+const CREDENTIAL = 'm-1:php:np-1:credential-issued-at-spawn';
+
 function setup(extra: Partial<BatchSenderOptions> = {}) {
   const transport = new FakeTransport();
   const sender = new BatchSender({
     agentId: 'm-1:1000',
+    credential: CREDENTIAL,
     endpoints: [A, B],
     transport,
     clock: systemClock,
@@ -44,6 +47,7 @@ describe('BatchSender', () => {
     expect(sender.queued).toBe(0);
     expect(sender.state).toBe('idle');
     expect(sender.counters).toMatchObject({ batches: 3, sent: 3, acked: 3, failovers: 0 });
+    expect([...transport.batches.values()].map((b) => b.credential)).toEqual([CREDENTIAL, CREDENTIAL, CREDENTIAL]);
   });
 
   it('moves to the next endpoint on NotActive and resends the same batch there', async () => {
@@ -133,6 +137,51 @@ describe('BatchSender', () => {
     await settle();
     expect(sender.counters).toMatchObject({ rejectedBatches: 1, acked: 1 });
     expect(transport.acceptedSequences()).toEqual([2]);
+  });
+
+  it('a sequence refused as out of the SP window: the queue is renumbered from 1 under a new agent id, nothing dropped', async () => {
+    const { transport, sender } = setup();
+    transport.set('sp-1:7611', 'down');
+    transport.set('sp-2:7612', 'down');
+    for (let i = 0; i < 3; i++) sender.enqueue([{ ...stat, value: i }]);
+    await settle();
+    // The SP still holds the agent's old window: every sequence of the old id is too far ahead.
+    const sent: { agentId: string; sequence: number; value: number }[] = [];
+    transport.publish = async (_endpoint, batch) => {
+      sent.push({ agentId: batch.agentId, sequence: batch.sequence, value: batch.stats[0]?.value ?? -1 });
+      if (batch.agentId === 'm-1:1000') {
+        return { type: 'invalid', reason: 'sequence_out_of_window: sequence 2000 is more than 1024 above …' };
+      }
+      return {
+        type: 'ack',
+        ack: { agentId: batch.agentId, sequence: batch.sequence, duplicate: false, epoch: 1, replicated: true },
+      };
+    };
+    // Made before the refusal with the old id's numbering, sent after it under the new id.
+    await vi.advanceTimersByTimeAsync(1_000);
+    sender.enqueue([{ ...stat, value: 3 }]);
+    await vi.advanceTimersByTimeAsync(10_000);
+    const renewed = sender.currentAgentId;
+    expect(renewed).toMatch(/^m-1:\d+$/);
+    expect(renewed).not.toBe('m-1:1000');
+    expect(sent.filter((s) => s.agentId === renewed)).toEqual(
+      [0, 1, 2, 3].map((value) => ({
+        agentId: renewed,
+        sequence: value + 1,
+        value,
+      })),
+    );
+    expect(sender.counters).toMatchObject({ agentIdRenewals: 1, rejectedBatches: 0, acked: 4 });
+  });
+
+  it('renews once: a window refusal before the new id has an ack drops that batch like any other refusal', async () => {
+    const { transport, sender } = setup();
+    transport.publish = async () => ({ type: 'invalid', reason: 'sequence_out_of_window: always' });
+    sender.enqueue([stat]);
+    sender.enqueue([stat]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(sender.counters).toMatchObject({ agentIdRenewals: 1, rejectedBatches: 2, sent: 3 });
+    expect(sender.queued).toBe(0);
   });
 
   it('treats an ack naming another batch as a failure', async () => {

@@ -1,5 +1,5 @@
 import type { Logger, TimerHandle } from '@faultline/core';
-import type { BatchAck, Endpoint, HealthStat, HealthStatBatch } from '@faultline/protocol';
+import { type BatchAck, type Endpoint, type HealthStat, type HealthStatBatch, refusalOf } from '@faultline/protocol';
 import {
   type BatchSenderOptions,
   type ResolvedBatchSenderOptions,
@@ -46,13 +46,15 @@ export interface BatchSenderCounters {
   droppedBatches: number;
   /** Batches the SP refused as invalid: dropped, never resent. */
   rejectedBatches: number;
+  /** New agent ids taken because the SP refused a sequence as out of its window (the queue renumbered from 1). */
+  agentIdRenewals: number;
   /** Moves to the next endpoint. */
   failovers: number;
 }
 
 export type SenderState = 'idle' | 'sending' | 'backoff' | 'closed';
 
-type Attempt = 'acked' | 'rejected' | 'failed' | 'closed';
+type Attempt = 'acked' | 'rejected' | 'failed' | 'renewed' | 'closed';
 
 /**
  * The agent's Thrift publisher (README "The cartridge agent"): numbers each
@@ -74,11 +76,17 @@ export class BatchSender {
     timeouts: 0,
     droppedBatches: 0,
     rejectedBatches: 0,
+    agentIdRenewals: 0,
     failovers: 0,
   };
   private readonly options: ResolvedBatchSenderOptions;
   private readonly log: Logger;
   private readonly queue: HealthStatBatch[] = [];
+  private agentId: string;
+  /** The last sequence given under `agentId`. */
+  private sequence = 0;
+  /** Renewed, and no batch acknowledged under the new id yet: a window refusal now is not the SP's old state. */
+  private renewalUnconfirmed = false;
   private current = 0;
   private failuresInRound = 0;
   private failing = false;
@@ -90,7 +98,13 @@ export class BatchSender {
   constructor(input: BatchSenderOptions) {
     this.options = resolveBatchSenderOptions(input);
     this.retryDelayMs = this.options.retryDelayMs;
+    this.agentId = this.options.agentId;
     this.log = this.options.logger.child({ component: 'batch-sender' });
+  }
+
+  /** The agent id batches are sent under now: the one given, or the last renewal of it. */
+  get currentAgentId(): string {
+    return this.agentId;
   }
 
   get state(): SenderState {
@@ -111,7 +125,13 @@ export class BatchSender {
   enqueue(stats: HealthStat[]): HealthStatBatch | undefined {
     if (this.senderState === 'closed') return undefined;
     this.counters.batches += 1;
-    const batch: HealthStatBatch = { agentId: this.options.agentId, sequence: this.counters.batches, stats };
+    this.sequence += 1;
+    const batch: HealthStatBatch = {
+      agentId: this.agentId,
+      sequence: this.sequence,
+      stats,
+      credential: this.options.credential,
+    };
     this.queue.push(batch);
     if (this.queue.length > this.options.maxUnackedBatches) {
       const dropped = this.queue.shift();
@@ -153,6 +173,7 @@ export class BatchSender {
       const batch = this.queue[0] as HealthStatBatch;
       const result = await this.attempt(batch);
       if (result === 'closed' || this.closed) return;
+      if (result === 'renewed') continue;
       if (result !== 'failed') {
         const at = this.queue.indexOf(batch);
         // Absent when the buffer overflowed and dropped it while it was in flight.
@@ -199,6 +220,32 @@ export class BatchSender {
     });
   }
 
+  /**
+   * Takes a new agent id `<memberId>:<now>` (never the current one) and
+   * renumbers the queue from 1 under it. Safe: batches go oldest first, one
+   * at a time, so none after the refused one has reached an SP.
+   */
+  private renew(reason: string): void {
+    const memberId = this.agentId.split(':')[0] as string;
+    const previous = this.agentId;
+    const start = Number(previous.split(':')[1] ?? 0);
+    this.agentId = `${memberId}:${Math.max(this.options.clock.now(), start + 1)}`;
+    this.sequence = 0;
+    for (let i = 0; i < this.queue.length; i++) {
+      this.sequence += 1;
+      this.queue[i] = { ...(this.queue[i] as HealthStatBatch), agentId: this.agentId, sequence: this.sequence };
+    }
+    this.counters.agentIdRenewals += 1;
+    this.renewalUnconfirmed = true;
+    this.log.warn('SP refused the sequence as out of its window; sending under a new agent id', {
+      event: 'batch_sender.agent_id_renewed',
+      previous,
+      agentId: this.agentId,
+      queued: this.queue.length,
+      reason,
+    });
+  }
+
   /** One publish of `batch` to the current endpoint, bounded by the call timeout. Never rejects. */
   private async attempt(batch: HealthStatBatch): Promise<Attempt> {
     const { clock, callTimeoutMs, transport } = this.options;
@@ -230,6 +277,7 @@ export class BatchSender {
             return 'failed';
           }
           this.counters.acked += 1;
+          this.renewalUnconfirmed = false;
           if (ack.duplicate) this.counters.duplicates += 1;
           return 'acked';
         }
@@ -242,6 +290,13 @@ export class BatchSender {
           });
           return 'failed';
         case 'invalid':
+          // Out of the SP's sequence window (the SP kept this agent's state through a long outage while
+          // the buffer dropped more than its window): a new agent id starts a fresh window. Not again
+          // before the new id has an ack: then the refusal is not about old state, and the batch is dropped.
+          if (refusalOf(outcome.reason) === 'sequence_out_of_window' && !this.renewalUnconfirmed) {
+            this.renew(outcome.reason);
+            return 'renewed';
+          }
           this.counters.rejectedBatches += 1;
           this.log.error('SP refused a batch as invalid, dropping it', {
             event: 'batch_sender.batch_rejected',

@@ -46,6 +46,8 @@ export function thriftTransport(input: ThriftTransportOptions = {}): BatchTransp
         log.debug('SP connection failed', { event: 'thrift_transport.connection_failed', endpoint: key, error });
         drop(key, opened);
       });
+      // Closed between calls (the SP's idle timeout): the next publish reconnects instead of failing over.
+      opened.onClose(() => drop(key, opened));
       connections.set(key, opened);
       connection = opened;
     }

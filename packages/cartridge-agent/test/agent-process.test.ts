@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createWorkload, type Workload } from '@faultline/cloud-controller';
+import { issueMemberCredential } from '@faultline/protocol';
+import { TEST_MEMBER_KEY, testMember } from '@faultline/protocol/testing';
 import { freePort } from '@faultline/test-support';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, logRecords, pause, spawnAgent, startSpPair, waitFor } from './helpers.js';
@@ -35,6 +37,7 @@ describe('cartridge agent process', () => {
       FAULTLINE_CLUSTER_INSTANCE_ID: 'php-1',
       FAULTLINE_NETWORK_PARTITION_ID: 'np-1',
       FAULTLINE_PARTITION_ID: 'p-1',
+      FAULTLINE_MEMBER_CREDENTIAL: issueMemberCredential(TEST_MEMBER_KEY, testMember('m-1')),
       FAULTLINE_SP_ENDPOINTS: pair.ports.map((port) => `127.0.0.1:${port}`).join(','),
       FAULTLINE_BROKERS: `a@127.0.0.1:${brokerPort}`,
       FAULTLINE_AGENT_USERNAME: 'agent',

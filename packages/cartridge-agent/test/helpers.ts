@@ -9,7 +9,9 @@ import {
   thriftGenerated,
   toAckWire,
   validateBatch,
+  verifyMemberCredential,
 } from '@faultline/protocol';
+import { TEST_MEMBER_KEY } from '@faultline/protocol/testing';
 
 export const AGENT_MAIN = path.join(REPO_ROOT, 'packages/cartridge-agent/dist/main.js');
 
@@ -40,7 +42,8 @@ export interface Taken {
 }
 
 /**
- * Two stand-in SP nodes on loopback, sharing what they have taken as the real
+ * Two stand-in SP nodes on loopback, taking only batches whose credential
+ * verifies under TEST_MEMBER_KEY, sharing what they have taken as the real
  * pair will (the passive holds every event the active acknowledged), so a
  * resend after a lost ack is answered `duplicate: true` by either node.
  */
@@ -56,6 +59,10 @@ export async function startSpPair() {
         publish: async (wire) => {
           const result = validateBatch(wire);
           if (!result.ok) throw new thriftGenerated.InvalidBatch({ message: result.error.message });
+          // As the real SP: only a batch with its member's credential (issued under TEST_MEMBER_KEY) is taken.
+          if (!verifyMemberCredential(TEST_MEMBER_KEY, result.value.credential).ok) {
+            throw new thriftGenerated.InvalidBatch({ message: 'credential_invalid: the credential does not verify' });
+          }
           const { agentId, sequence } = result.value;
           const mode = modes[name];
           if (mode === 'passive') {

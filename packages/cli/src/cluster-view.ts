@@ -1,5 +1,11 @@
 import { type ActionRecord, type MemberRecord, readLastActions, readLiveMembers } from '@faultline/autoscaler';
-import { type LocalHandle, linuxProcessTable, localHandle, processState } from '@faultline/cloud-controller';
+import {
+  type LocalHandle,
+  linuxProcessTable,
+  localHandle,
+  type ProcessTable,
+  processState,
+} from '@faultline/cloud-controller';
 import type pg from 'pg';
 
 /** A member the autoscaler has not terminated, as its registry keeps it. */
@@ -22,8 +28,8 @@ export async function lastActions(pool: pg.Pool, limit = 10): Promise<ActionRow[
 }
 
 /** The local process handle of a member, only if its recorded processes are still the same ones (no reused pid). */
-export function liveHandle(member: MemberRow): LocalHandle | undefined {
+export function liveHandle(member: MemberRow, table: ProcessTable = linuxProcessTable): LocalHandle | undefined {
   const handle = member.instance ? localHandle(member.instance) : undefined;
   if (!handle) return undefined;
-  return processState(linuxProcessTable, handle, handle.workload) === 'gone' ? undefined : handle;
+  return processState(table, handle, handle.workload) === 'gone' ? undefined : handle;
 }

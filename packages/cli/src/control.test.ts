@@ -25,6 +25,7 @@ describe('the control endpoint', () => {
     const control = await startControl({ runDir: dir, handlers: { echo: async (args) => args }, logger });
     closers.push(control.close);
     expect(statSync(path.join(dir, 'control.json')).mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
     expect(readControlFile(dir)).toMatchObject({ port: control.port, pid: process.pid });
     expect(await callControl(dir, 'echo', { a: 1 })).toEqual({ a: 1 });
   });
@@ -58,6 +59,57 @@ describe('the control endpoint', () => {
     });
   });
 
+  it('runs only its own actions: a name of Object.prototype is a 404, counted, and the server still answers', async () => {
+    const dir = runDir();
+    const logger = createMemoryLogger();
+    const control = await startControl({ runDir: dir, handlers: { echo: async (args) => args }, logger });
+    closers.push(control.close);
+    const { token } = readControlFile(dir) ?? { token: '' };
+    const post = (action: string) =>
+      fetch(`http://127.0.0.1:${control.port}/${action}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+        body: '{}',
+      });
+    const names = ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__'];
+    for (const name of names) {
+      const response = await post(name);
+      expect(response.status).toBe(404);
+      expect(await response.json()).toEqual({ error: `unknown action ${name}` });
+    }
+    expect(control.counters.unknownAction).toBe(names.length);
+    expect(logger.events()).toContain('control.request_refused');
+    expect(await callControl(dir, 'echo', { still: 'up' })).toEqual({ still: 'up' });
+  });
+
+  it('refuses a body that is not a JSON object, or too large, without running the action', async () => {
+    const dir = runDir();
+    let runs = 0;
+    const control = await startControl({
+      runDir: dir,
+      handlers: {
+        echo: async (args) => {
+          runs += 1;
+          return args;
+        },
+      },
+      logger: createMemoryLogger(),
+    });
+    closers.push(control.close);
+    const { token } = readControlFile(dir) ?? { token: '' };
+    const post = (body: string) =>
+      fetch(`http://127.0.0.1:${control.port}/echo`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+        body,
+      });
+    for (const body of ['[1]', 'null', '"x"', '42', '{']) expect((await post(body)).status).toBe(400);
+    expect((await post(`{"x":"${'a'.repeat(1024 * 1024)}"}`)).status).toBe(413);
+    expect(runs).toBe(0);
+    expect(control.counters.badRequest).toBe(6);
+    expect(await callControl(dir, 'echo', { a: 1 })).toEqual({ a: 1 });
+  });
+
   it('refuses a request without the token, and logs it', async () => {
     const dir = runDir();
     const logger = createMemoryLogger();
@@ -66,6 +118,7 @@ describe('the control endpoint', () => {
     const response = await fetch(`http://127.0.0.1:${control.port}/echo`, { method: 'POST', body: '{}' });
     expect(response.status).toBe(401);
     expect(logger.events()).toEqual(['control.request_refused']);
+    expect(control.counters.badToken).toBe(1);
   });
 
   it('says in one line that no stack is running, and removes its file on close', async () => {

@@ -1,9 +1,9 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import path from 'node:path';
-import { isFaultlineError, type Logger } from '@faultline/core';
+import { type Clock, isFaultlineError, type Logger, RateLimitedLog, systemClock } from '@faultline/core';
 import { ControlError, isErrorCode } from './errors.js';
 
 /** Where a running supervisor can be reached; written mode 0600 under `.faultline/run/`. */
@@ -18,9 +18,37 @@ export type ControlHandler = (args: Record<string, unknown>) => Promise<unknown>
 export interface ControlServerOptions {
   /** `.faultline/run`: the control file goes there. */
   runDir: string;
-  /** One per action: `POST /<action>` runs `handlers[action]` with the JSON body. */
-  handlers: Record<string, ControlHandler>;
+  /**
+   * One per action: `POST /<action>` runs the handler with the JSON body.
+   * Only the object's own entries are actions (`/constructor`, `/__proto__`,
+   * `/toString` are unknown actions, like any other name).
+   */
+  handlers: Readonly<Record<string, ControlHandler>>;
   logger: Logger;
+  /** Paces the refusal log records. @default systemClock */
+  clock?: Clock;
+}
+
+/** What the endpoint has answered since it started; every refusal is in exactly one of these. */
+export interface ControlCounters {
+  /** Every request, answered or refused. */
+  requests: number;
+  /** Actions run to a result (200). */
+  served: number;
+  /** No or a wrong token (401). */
+  badToken: number;
+  /** Not a POST (405), or an action the supervisor does not have (404). */
+  unknownAction: number;
+  /** A body that is not a JSON object or is too large, or arguments the action refuses (400, 413). */
+  badRequest: number;
+  /** An action that failed while carrying out a valid request (409). */
+  failed: number;
+}
+
+export interface ControlServer {
+  port: number;
+  readonly counters: Readonly<ControlCounters>;
+  close(): Promise<void>;
 }
 
 /** What the endpoint answers: a result, or a failure with its message and, when it has one, its code. */
@@ -34,6 +62,10 @@ interface ControlReply {
 const TOKEN_BYTES = 24;
 /** A control call (a chaos action, `stack down`) not answered by then counts as no answer. */
 const CALL_TIMEOUT_MS = 60_000;
+/** Largest request body: a control call's arguments are a few short strings. */
+const MAX_BODY_BYTES = 64 * 1024;
+/** Longest action name quoted back in a reply or a log record. */
+const MAX_QUOTED_ACTION = 128;
 
 const controlFileOf = (runDir: string) => path.join(runDir, 'control.json');
 
@@ -43,64 +75,132 @@ export function readControlFile(runDir: string): ControlFile | undefined {
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as ControlFile) : undefined;
 }
 
+/** The request's path without the leading `/` or a query: the action asked for. */
+function actionOf(url: string | undefined): string {
+  const pathPart = (url ?? '').split('?', 1)[0] ?? '';
+  return pathPart.replace(/^\//, '');
+}
+
 /**
  * The supervisor's control endpoint: HTTP on 127.0.0.1, an ephemeral port,
  * every request carrying the token from the control file (only the user who
- * started the stack can read it). `POST /<action>` with a JSON body.
+ * started the stack can read it). `POST /<action>` with a JSON object as the
+ * body. A refusal never runs anything: 401 without the token, 405 for another
+ * method, 404 for an action the supervisor does not have, 400 for a body that
+ * is not a JSON object or arguments the action refuses (`FL_ERR_USAGE`), 413
+ * above 64 KiB; each is counted and logged (`control.request_refused`, at most
+ * once per 10 s per reason).
  */
-export async function startControl({
-  runDir,
-  handlers,
-  logger,
-}: ControlServerOptions): Promise<{ port: number; close(): Promise<void> }> {
+export async function startControl({ runDir, handlers, logger, clock }: ControlServerOptions): Promise<ControlServer> {
   const token = randomBytes(TOKEN_BYTES).toString('hex');
   const expected = Buffer.from(`Bearer ${token}`);
+  // Own entries only: a plain object would also "have" constructor, toString, __proto__.
+  const actions = new Map<string, ControlHandler>(Object.entries(handlers));
+  const counters: ControlCounters = {
+    requests: 0,
+    served: 0,
+    badToken: 0,
+    unknownAction: 0,
+    badRequest: 0,
+    failed: 0,
+  };
+  const refusals = new RateLimitedLog(logger, clock ?? systemClock);
   const server = http.createServer((request, response) => {
-    const reply = (status: number, body: ControlReply) =>
-      response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    counters.requests += 1;
+    const action = actionOf(request.url);
+    const quoted = action.slice(0, MAX_QUOTED_ACTION);
+    const reply = (status: number, body: ControlReply, headers: Record<string, string> = {}) => {
+      if (!response.headersSent) {
+        response.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
+      }
+    };
+    const refuse = (counter: Exclude<keyof ControlCounters, 'requests' | 'served' | 'failed'>, reason: string) => {
+      counters[counter] += 1;
+      refusals.warn(request.socket.remoteAddress ?? 'unknown', reason, 'control request refused', {
+        event: 'control.request_refused',
+        reason,
+        method: request.method,
+        action: quoted,
+      });
+    };
     const given = Buffer.from(request.headers.authorization ?? '');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      logger.warn('control request refused: bad token', { event: 'control.request_refused', url: request.url });
+      refuse('badToken', 'bad_token');
       reply(401, { error: 'unauthorized' });
       return;
     }
-    const action = (request.url ?? '').replace(/^\//, '');
-    const handler = request.method === 'POST' ? handlers[action] : undefined;
-    if (!handler) {
-      reply(404, { error: `unknown action ${action}` });
+    if (request.method !== 'POST') {
+      refuse('unknownAction', 'method_not_allowed');
+      reply(405, { error: 'method not allowed' }, { allow: 'POST' });
       return;
     }
-    let body = '';
+    const handler = actions.get(action);
+    if (!handler) {
+      refuse('unknownAction', 'unknown_action');
+      reply(404, { error: `unknown action ${quoted}` });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
     request.on('data', (chunk: Buffer) => {
-      body += chunk.toString();
+      size += chunk.length;
+      // Past the limit the rest is read and dropped, so the caller still gets the 413.
+      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
     });
     request.on('end', () => {
-      let args: Record<string, unknown> = {};
-      try {
-        args = body ? (JSON.parse(body) as Record<string, unknown>) : {};
-      } catch {
-        reply(400, { error: 'body is not JSON' });
+      if (size > MAX_BODY_BYTES) {
+        refuse('badRequest', 'body_too_large');
+        reply(413, { error: `body larger than ${MAX_BODY_BYTES} bytes` });
         return;
       }
-      handler(args).then(
-        (result) => reply(200, { result }),
-        (error: unknown) =>
-          reply(409, {
-            error: error instanceof Error ? error.message : String(error),
-            code: isFaultlineError(error) ? error.code : undefined,
-          }),
-      );
+      let args: unknown;
+      try {
+        args = size === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        args = undefined;
+      }
+      if (typeof args !== 'object' || args === null || Array.isArray(args)) {
+        refuse('badRequest', 'body_not_object');
+        reply(400, { error: 'body is not a JSON object' });
+        return;
+      }
+      // A handler that throws before its promise exists fails the call, never the supervisor.
+      Promise.resolve()
+        .then(() => handler(args as Record<string, unknown>))
+        .then(
+          (result) => {
+            counters.served += 1;
+            reply(200, { result });
+          },
+          (error: unknown) => {
+            const code = isFaultlineError(error) ? error.code : undefined;
+            const message = error instanceof Error ? error.message : String(error);
+            if (code === 'FL_ERR_USAGE') {
+              refuse('badRequest', 'bad_arguments');
+              reply(400, { error: message, code });
+              return;
+            }
+            counters.failed += 1;
+            reply(409, { error: message, code });
+          },
+        );
     });
+    request.on('error', () => response.destroy());
   });
   server.on('error', (error) => logger.error('control server error', { event: 'control.server_error', error }));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  // The mode of an existing folder or file would be kept as it is: made so either way.
+  chmodSync(runDir, 0o700);
+  rmSync(controlFileOf(runDir), { force: true });
   writeFileSync(controlFileOf(runDir), JSON.stringify({ port, token, pid: process.pid } satisfies ControlFile), {
     mode: 0o600,
+    flag: 'wx',
   });
   return {
     port,
+    counters,
     close: async () => {
       rmSync(controlFileOf(runDir), { force: true });
       server.closeAllConnections();

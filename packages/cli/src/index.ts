@@ -1,4 +1,21 @@
-export { type ControlFile, callControl, startControl } from './control.js';
+export {
+  CHAOS_ACTIONS,
+  type ChaosContext,
+  type ChaosRequest,
+  chaosHandler,
+  PAUSE_SECONDS_MAX,
+  PAUSE_SECONDS_MIN,
+  parseChaosRequest,
+} from './chaos.js';
+export {
+  type ControlCounters,
+  type ControlFile,
+  type ControlHandler,
+  type ControlServer,
+  callControl,
+  readControlFile,
+  startControl,
+} from './control.js';
 export {
   ChaosTargetError,
   ControlError,

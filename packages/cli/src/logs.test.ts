@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { systemClock } from '@faultline/core';
+import { controlsIn, withoutColors } from '@faultline/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { showLogs } from './logs.js';
 import type { LogsOptions } from './logs-options.js';
@@ -49,6 +50,34 @@ describe('faultline logs', () => {
     const [raw, pretty] = await show({ dir, json: false });
     expect(pretty).toMatch(/^00:00:01\.000 sp-1\s+info\s+became active$/);
     expect(raw).toBe('42');
+  });
+
+  it('escapes the control characters a record or a raw line carries, in every form', async () => {
+    const dir = logDir();
+    const osc = '\u001b]0;pwned\u0007';
+    const clear = '\u001b[2J';
+    const hostile = JSON.stringify({
+      level: 'warn',
+      message: `refused ${clear}`,
+      service: 'sp-1',
+      event: 'test.line',
+      timestamp: '2026-01-01T00:00:01.000Z',
+      reason: osc,
+      // JSON.stringify leaves DEL and C1 characters raw in the file.
+      peer: '\u009b2J\u007f',
+    });
+    writeFileSync(path.join(dir, 'sp-1.jsonl'), `${hostile}\nraw ${osc}${clear}\u009b\n`);
+    for (const json of [false, true]) {
+      const lines = await show({ dir, json });
+      expect(lines).toHaveLength(2);
+      for (const line of lines) expect(controlsIn(line)).toEqual([]);
+      expect(lines.join('\n')).toContain('\\u001b]0;pwned\\u0007');
+    }
+    const [raw, pretty] = await show({ dir, json: false });
+    expect(raw).toBe('raw \\u001b]0;pwned\\u0007\\u001b[2J\\u009b');
+    expect(pretty).toContain('refused \\u001b[2J');
+    const colored = await show({ dir, json: false, colors: true });
+    for (const line of colored) expect(controlsIn(withoutColors(line))).toEqual([]);
   });
 
   it('fails with a code when there are no logs, or none for the service', async () => {

@@ -1,6 +1,6 @@
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { formatPretty, sleep } from '@faultline/core';
+import { escapeControlChars, formatPretty, sleep } from '@faultline/core';
 import { LogsNotFoundError } from './errors.js';
 import { type LogsOptions, type ResolvedLogsOptions, resolveLogsOptions } from './logs-options.js';
 
@@ -10,13 +10,13 @@ type LogRecord = Parameters<typeof formatPretty>[0];
 /** One line of a log file, parsed once. */
 interface LogLine {
   text: string;
-  /** undefined when the line is not JSON; not checked to be a record (render() falls back to the text). */
-  record: LogRecord | undefined;
+  /** undefined when the line is not JSON; not checked to be a record (render() does, and falls back to the text). */
+  record: unknown;
 }
 
 function parseLine(text: string): LogLine {
   try {
-    return { text, record: JSON.parse(text) as LogRecord };
+    return { text, record: JSON.parse(text) as unknown };
   } catch {
     return { text, record: undefined };
   }
@@ -46,13 +46,27 @@ class Tail {
   }
 }
 
+/**
+ * One line as printed: formatPretty escapes what it prints (but its own
+ * colors); a raw line (`--json`, or not a record) has every control character
+ * escaped. JSON stays JSON: `\u001b` inside a string is the same string.
+ */
 function render(line: LogLine, options: ResolvedLogsOptions): string {
-  if (options.json) return line.text;
-  try {
-    return formatPretty(line.record as LogRecord, options.colors);
-  } catch {
-    return line.text; // not a log record: print it as it is rather than hide it
-  }
+  const { record } = line;
+  if (options.json || !isRecord(record)) return escapeControlChars(line.text); // not a record: print it rather than hide it
+  return formatPretty(record, options.colors);
+}
+
+/** Whether a parsed line has what formatPretty prints: level, message and service as strings. */
+function isRecord(value: unknown): value is LogRecord {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const { level, message, service, timestamp } = value as Record<string, unknown>;
+  return (
+    typeof level === 'string' &&
+    typeof message === 'string' &&
+    typeof service === 'string' &&
+    (timestamp === undefined || typeof timestamp === 'string')
+  );
 }
 
 /**
@@ -81,7 +95,7 @@ export async function showLogs(input: LogsOptions): Promise<void> {
   }
   const flush = () => {
     const lines = [...tails.values()].flatMap((tail) => tail.read()).map(parseLine);
-    const at = (line: LogLine) => line.record?.timestamp ?? '';
+    const at = (line: LogLine) => (isRecord(line.record) ? (line.record.timestamp ?? '') : '');
     lines.sort((a, b) => (at(a) < at(b) ? -1 : at(a) > at(b) ? 1 : 0));
     for (const line of lines) options.write(render(line, options));
   };

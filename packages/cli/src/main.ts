@@ -2,11 +2,13 @@
 /**
  * The `faultline` command: `stack up|down|status`, `logs`, `chaos …`.
  * Errors are one clear line on stderr and a non-zero exit; a bad
- * configuration exits 2 naming the key.
+ * configuration or a bad argument exits 2 (naming the key or the argument),
+ * before anything is contacted. What it prints from elsewhere (the
+ * supervisor's answers, error messages) has its control characters escaped.
  */
 import path from 'node:path';
-import { ConfigError, loadConfig, systemClock } from '@faultline/core';
-import { CHAOS_ACTIONS, isChaosAction } from './chaos.js';
+import { ConfigError, escapeControlChars, ID_PATTERN, loadConfig, systemClock } from '@faultline/core';
+import { CHAOS_ACTIONS, isChaosAction, PAUSE_SECONDS_MAX, PAUSE_SECONDS_MIN, parseChaosRequest } from './chaos.js';
 import { callControl } from './control.js';
 import { UsageError } from './errors.js';
 import { showLogs } from './logs.js';
@@ -46,7 +48,10 @@ Every command takes --help.`,
   hang-member [ID]        SIGSTOP the member's process group
   kill-broker a|b         SIGKILL a broker; the supervisor restarts it
   kill-sp active|passive  SIGKILL an SP node; the supervisor restarts it, it rejoins as passive
-  pause-sp active [--seconds N]   SIGSTOP the active SP node for N seconds (default 5)`,
+  pause-sp active [--seconds N]   SIGSTOP the active SP node for N seconds (${PAUSE_SECONDS_MIN}–${PAUSE_SECONDS_MAX}, default 5)
+
+  ID is a member id (letters, digits, ".", "_", "-"); anything else is refused (exit 2)
+  before the supervisor is contacted.`,
 };
 
 function flag(args: string[], name: string): boolean {
@@ -55,7 +60,31 @@ function flag(args: string[], name: string): boolean {
 
 function option(args: string[], name: string): string | undefined {
   const at = args.indexOf(name);
-  return at >= 0 ? args[at + 1] : undefined;
+  if (at < 0) return undefined;
+  const value = args[at + 1];
+  if (value === undefined || value.startsWith('--')) throw new UsageError(`${name} needs a value`);
+  return value;
+}
+
+/** The arguments that are neither options nor an option's value. */
+function positional(args: string[], optionsWithValue: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (optionsWithValue.includes(arg)) i += 1;
+    else if (!arg.startsWith('--')) out.push(arg);
+  }
+  return out;
+}
+
+/** Text from elsewhere (the supervisor's answers), each of its lines safe for the terminal. */
+function print(text: unknown): void {
+  process.stdout.write(
+    `${String(text)
+      .split('\n')
+      .map((line) => escapeControlChars(line))
+      .join('\n')}\n`,
+  );
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -78,22 +107,26 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (sub === 'down') {
-        process.stdout.write(`${String(await callControl(RUN_DIR, 'down'))}\n`);
+        print(await callControl(RUN_DIR, 'down'));
         return 0;
       }
       if (sub === 'status') {
         const status = (await callControl(RUN_DIR, 'status')) as StackStatus;
-        process.stdout.write(`${flag(rest, '--json') ? JSON.stringify(status, null, 2) : formatStatus(status)}\n`);
+        print(flag(rest, '--json') ? JSON.stringify(status, null, 2) : formatStatus(status));
         return 0;
       }
       throw new UsageError(`unknown stack command ${sub ?? '(none)'}; see faultline stack --help`);
     case 'logs': {
+      const service = option(args, '--service');
+      if (service !== undefined && !ID_PATTERN.test(service)) {
+        throw new UsageError(`--service ${JSON.stringify(service.slice(0, 64))} is not a service name`);
+      }
       const config = loadConfig();
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
       await showLogs({
         dir: path.resolve(config.logging.dir),
-        service: option(args, '--service'),
+        service,
         follow: flag(args, '--follow'),
         json: flag(args, '--json'),
         colors: Boolean(process.stdout.isTTY),
@@ -105,12 +138,15 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'chaos': {
       if (!sub || !isChaosAction(sub)) {
-        throw new UsageError(`unknown chaos action ${sub ?? '(none)'}; one of: ${CHAOS_ACTIONS.join(', ')}`);
+        throw new UsageError(
+          `unknown chaos action ${JSON.stringify((sub ?? '(none)').slice(0, 64))}; one of: ${CHAOS_ACTIONS.join(', ')}`,
+        );
       }
-      const target = rest.find((a) => !a.startsWith('--') && a !== option(rest, '--seconds'));
-      const seconds = option(rest, '--seconds');
-      const result = await callControl(RUN_DIR, 'chaos', { action: sub, target, seconds });
-      process.stdout.write(`${String(result)}\n`);
+      const targets = positional(rest, ['--seconds']);
+      if (targets.length > 1) throw new UsageError(`chaos ${sub} takes one TARGET; got ${targets.length}`);
+      // Checked here, before the supervisor is contacted, and again by the supervisor.
+      const request = parseChaosRequest({ action: sub, target: targets[0], seconds: option(rest, '--seconds') });
+      print(await callControl(RUN_DIR, 'chaos', { ...request }));
       return 0;
     }
     default:
@@ -121,11 +157,12 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
+    const message = escapeControlChars(error instanceof Error ? error.message : String(error));
     if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
+      process.stderr.write(`${message}\n`);
       process.exit(2);
     }
-    process.stderr.write(`faultline: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(1);
+    process.stderr.write(`faultline: ${message}\n`);
+    process.exit(error instanceof UsageError ? 2 : 1);
   },
 );

@@ -3,6 +3,7 @@ import { createLocalIaas } from '@faultline/cloud-controller';
 import {
   createLogger,
   createPgPool,
+  ensureSecretFile,
   type FaultlineConfig,
   type Logger,
   loadConfig,
@@ -12,7 +13,7 @@ import {
   systemClock,
 } from '@faultline/core';
 import type pg from 'pg';
-import { parseChaosRequest, runChaos } from './chaos.js';
+import { chaosHandler } from './chaos.js';
 import { liveMembers } from './cluster-view.js';
 import { type ControlFile, readControlFile, startControl } from './control.js';
 import { startEmbeddedPostgres } from './embedded-postgres.js';
@@ -60,6 +61,8 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
   );
   const logDir = path.resolve(config.logging.dir);
   const logger = createLogger({ service: 'supervisor', level: config.logging.level, dir: logDir });
+  // Generated on first start, reused after (README "Security"); the services read the same paths.
+  for (const file of Object.values(config.security)) ensureSecretFile(path.resolve(file));
   const clock = systemClock;
   const db = config.database.url
     ? { url: config.database.url, stop: async () => {} }
@@ -104,14 +107,10 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
           void shutdown();
           return 'stopping';
         },
-        chaos: async (body) => {
-          const request = parseChaosRequest(body);
-          const result = await runChaos(request, { pool, supervisor, spNodes: config.streamProcessor.nodes, clock });
-          logger.warn(`chaos: ${result}`, { event: 'chaos.applied', chaos: request.action });
-          return result;
-        },
+        chaos: chaosHandler({ pool, supervisor, spNodes: config.streamProcessor.nodes, clock }, logger),
       },
       logger,
+      clock,
     });
     await sleep(clock, FIRST_STATUS_DELAY_MS);
     process.stdout.write(

@@ -1,4 +1,4 @@
-import type { FaultlineConfig } from '@faultline/core';
+import { escapeControlChars, type FaultlineConfig } from '@faultline/core';
 import type pg from 'pg';
 import { type ActionRow, lastActions, liveMembers } from './cluster-view.js';
 import { portAnswers, spStatus } from './probes.js';
@@ -38,7 +38,7 @@ export async function stackStatus(config: FaultlineConfig, pool: pg.Pool): Promi
   return { sp, brokers, clusters, actions: await lastActions(pool).catch(() => []) };
 }
 
-/** The status as a readable block of tables. */
+/** The status as a readable block of tables; what came from the registry (a reason) has its control characters escaped. */
 export function formatStatus(status: StackStatus): string {
   const lines: string[] = [];
   lines.push('STREAM PROCESSOR');
@@ -63,5 +63,5 @@ export function formatStatus(status: StackStatus): string {
       `  ${a.at.slice(11, 19)} ${a.action.padEnd(22)} ${a.clusterId.padEnd(10)} ${(a.memberId ?? '').padEnd(24)} ${a.reason}`,
     );
   }
-  return lines.join('\n');
+  return lines.map((line) => escapeControlChars(line)).join('\n');
 }

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
-import { type Clock, type Logger, sleep, withDefaults } from '@faultline/core';
+import { type Clock, escapeControlChars, type Logger, sleep, withDefaults } from '@faultline/core';
 import { ServiceNotReadyError } from './errors.js';
 import {
   type ResolvedSupervisorOptions,
@@ -133,8 +133,16 @@ export class Supervisor {
         running.output?.write(chunk);
         const lines = (rest + chunk.toString()).split('\n');
         rest = lines.pop() ?? '';
-        for (const line of lines)
-          if (line.trim() !== '') write(spec.outputFile ? `${spec.name.padEnd(12)} ${line}` : line);
+        for (const line of lines) {
+          if (line.trim() === '') continue;
+          // A Faultline service's console is formatPretty's (escaped but for its colors); anything
+          // else (Mosquitto, which prints client ids) is escaped whole.
+          write(
+            spec.outputFile
+              ? `${spec.name.padEnd(12)} ${escapeControlChars(line)}`
+              : escapeControlChars(line, { keepColors: true }),
+          );
+        }
       });
     };
     forward(child.stdout);

@@ -27,6 +27,12 @@ export interface LocalIaasOptions {
    * test's cleanup) goes without. @default none
    */
   agent?: AgentSettings;
+  /**
+   * The platform's member key (`security.memberKeyFile`): each member is
+   * spawned with its credential issued under it (`issueMemberCredential`).
+   * Needed to spawn, like `agent`. @default none
+   */
+  memberKey?: Buffer;
   /** Folder for the members' logs (`member-<id>.out`, `workload-<id>.jsonl`, `agent-<id>.jsonl`). @default `<runDir>/logs` */
   logsDir?: string;
   /** Address the workloads listen on. @default '127.0.0.1' */
@@ -75,8 +81,9 @@ export interface LocalIaasCounters {
   invalidInput: number;
 }
 
-export interface ResolvedLocalIaasOptions extends Required<Omit<LocalIaasOptions, 'agent' | 'launcher'>> {
+export interface ResolvedLocalIaasOptions extends Required<Omit<LocalIaasOptions, 'agent' | 'launcher' | 'memberKey'>> {
   agent: AgentSettings | undefined;
+  memberKey: Buffer | undefined;
   launcher: Launcher | undefined;
 }
 
@@ -102,7 +109,7 @@ export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalI
     },
     input,
   );
-  return { ...options, agent: input.agent, launcher: input.launcher };
+  return { ...options, agent: input.agent, memberKey: input.memberKey, launcher: input.launcher };
 }
 
 /**

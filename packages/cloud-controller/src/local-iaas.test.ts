@@ -2,8 +2,13 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { type AgentSettings, encodeMemberEnv } from '@faultline/protocol';
-import { testMember } from '@faultline/protocol/testing';
+import {
+  type AgentSettings,
+  encodeMemberEnv,
+  issueMemberCredential,
+  verifyMemberCredential,
+} from '@faultline/protocol';
+import { TEST_MEMBER_KEY, testMember } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MemberSpec } from './iaas.js';
 import { type Launcher, type LaunchRequest, SpawnError } from './launcher.js';
@@ -41,7 +46,15 @@ function setup(extra: Partial<LocalIaasOptions> = {}) {
   const launcher = new FakeLauncher(table);
   const logger = createMemoryLogger();
   const runDir = mkdtempSync(path.join(os.tmpdir(), 'faultline-iaas-'));
-  const iaas = createLocalIaas({ runDir, agent, processTable: table, launcher, logger, ...extra });
+  const iaas = createLocalIaas({
+    runDir,
+    agent,
+    memberKey: TEST_MEMBER_KEY,
+    processTable: table,
+    launcher,
+    logger,
+    ...extra,
+  });
   return { table, launcher, logger, iaas };
 }
 
@@ -67,6 +80,27 @@ describe('local iaas (fake processes)', () => {
     expect(launcher.requests[0]?.env.FAULTLINE_WORKLOAD_LATENCY_MS).toBe('20');
     expect(await iaas.isRunning('m-1')).toBe(true);
     expect((await iaas.list()).map((m) => m.memberId)).toEqual(['m-1']);
+  });
+
+  it('issues each member its credential at spawn, for its agent only: never in the instance or a log', async () => {
+    const { iaas, launcher, logger } = setup();
+    const instance = await iaas.spawn(spec('m-1'));
+    const credential = launcher.requests[0]?.env.FAULTLINE_MEMBER_CREDENTIAL;
+    expect(verifyMemberCredential(TEST_MEMBER_KEY, credential)).toEqual({
+      ok: true,
+      value: { memberId: 'm-1', clusterId: 'php', networkPartitionId: 'np-1' },
+    });
+    const mac = String(credential).split(':')[3] as string;
+    expect(JSON.stringify(instance)).not.toContain(mac);
+    expect(JSON.stringify(await iaas.list())).not.toContain(mac);
+    expect(JSON.stringify(logger.records)).not.toContain(mac);
+    // Without the key it spawns nothing.
+    const without = setup({ memberKey: undefined });
+    await expect(without.iaas.spawn(spec('m-2'))).rejects.toMatchObject({
+      code: 'FL_ERR_CONFIG_INVALID',
+      message: expect.stringContaining('security.memberKeyFile'),
+    });
+    expect(without.launcher.requests).toEqual([]);
   });
 
   it('refuses a member id it already runs, and a malformed spec with every bad field named', async () => {
@@ -117,6 +151,7 @@ describe('local iaas (fake processes)', () => {
       PATH: '/usr/bin',
       ...encodeMemberEnv({
         member: { ...spec('m-1') },
+        credential: issueMemberCredential(TEST_MEMBER_KEY, spec('m-1')),
         agent,
         workload: { host: '127.0.0.1', latencyMs: 5, readyFile: first?.readyFile ?? '', agentMain: '/dist/main.js' },
         outboxDir: path.join(runDir, 'outbox'),

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ClosedError, ConfigError, FaultlineError, once } from '@faultline/core';
-import { encodeMemberEnv, memberIdentityOf } from '@faultline/protocol';
+import { encodeMemberEnv, issueMemberCredential, memberIdentityOf } from '@faultline/protocol';
 import type { AdoptResult, Iaas, MemberInstance, MemberSpec, TerminateOptions, TerminateResult } from './iaas.js';
 import { processLauncher, SpawnError } from './launcher.js';
 import {
@@ -93,6 +93,9 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     };
     if (!checked.ok) refuse(checked.error);
     if (!options.agent) throw ConfigError.forKey('agent', 'the local driver needs agent settings to spawn a member');
+    if (!options.memberKey) {
+      throw ConfigError.forKey('security.memberKeyFile', 'the local driver needs the member key to spawn a member');
+    }
     const { memberId, workload: workloadSpec } = checked.value;
     const agentChecked = checkAgentSettings(options.agent, memberId);
     if (!agentChecked.ok) refuse(agentChecked.error);
@@ -107,6 +110,8 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
         ...inheritedEnv(options.env),
         ...encodeMemberEnv({
           member: checked.value,
+          // Issued here and handed to the member's processes only: never in the instance, the registry or a log.
+          credential: issueMemberCredential(options.memberKey, checked.value),
           agent: agentSettings,
           workload: {
             host: options.host,

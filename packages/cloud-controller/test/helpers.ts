@@ -9,6 +9,7 @@ import {
   thriftGenerated,
   toAckWire,
   validateBatch,
+  verifyMemberCredential,
 } from '@faultline/protocol';
 import { expect } from 'vitest';
 import { linuxProcessTable } from '../src/index.js';
@@ -48,7 +49,7 @@ export function expectGroupsGone(pgids: Iterable<number>): void {
  * A stand-in SP for tests: one real HealthStatService on loopback that
  * validates and acknowledges every batch and keeps them by member.
  */
-export async function startTestSp() {
+export async function startTestSp(memberKey: Buffer) {
   const batches: HealthStatBatch[] = [];
   const connectionErrors: Error[] = [];
   const server = createHealthStatServer(
@@ -56,6 +57,11 @@ export async function startTestSp() {
       publish: async (wire) => {
         const result = validateBatch(wire);
         if (!result.ok) throw new thriftGenerated.InvalidBatch({ message: result.error.message });
+        // As the real SP: the credential the driver issued at spawn verifies, and names the stats' member.
+        const credential = verifyMemberCredential(memberKey, result.value.credential);
+        if (!credential.ok || result.value.stats.some((s) => s.memberId !== credential.value.memberId)) {
+          throw new thriftGenerated.InvalidBatch({ message: 'credential_invalid: the credential does not verify' });
+        }
         batches.push(result.value);
         const { agentId, sequence } = result.value;
         return toAckWire({ agentId, sequence, duplicate: false, epoch: 1, replicated: false });

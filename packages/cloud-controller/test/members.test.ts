@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +28,8 @@ import { assertBuilt, expectGroupsGone, groupOf, startTestSp, type TestSp, waitF
  * from the defaults.
  */
 const run = promisify(execFile);
+/** The platform key the driver issues credentials under; the stand-in SP verifies them with it. */
+const MEMBER_KEY = randomBytes(32);
 
 describe('local driver with real members', () => {
   let brokers: [TestBroker, TestBroker];
@@ -39,10 +42,11 @@ describe('local driver with real members', () => {
 
   beforeAll(async () => {
     assertBuilt();
-    [brokers, sp] = await Promise.all([startBrokerPair(), startTestSp()]);
+    [brokers, sp] = await Promise.all([startBrokerPair(), startTestSp(MEMBER_KEY)]);
     subscriber = createSubscriber({
       brokers: brokerEndpoints(brokers),
       credentials: TEST_CREDENTIALS.autoscaler,
+      role: 'autoscaler',
       clientId: 'autoscaler',
       topics: ['instance/status/#'],
       onEnvelope: (envelope) => void envelopes.push(envelope),
@@ -86,7 +90,7 @@ describe('local driver with real members', () => {
   });
 
   const driver = (runDir = tempDir()) => {
-    const iaas = createLocalIaas({ runDir, agent: agentSettings(), spawnTimeoutMs: 20_000 });
+    const iaas = createLocalIaas({ runDir, agent: agentSettings(), memberKey: MEMBER_KEY, spawnTimeoutMs: 20_000 });
     drivers.push(iaas);
     return iaas;
   };
@@ -183,7 +187,12 @@ describe('local driver with real members', () => {
 
   it('fails a spawn whose agent cannot start, leaving nothing behind', async () => {
     const runDir = tempDir();
-    const iaas = createLocalIaas({ runDir, agent: agentSettings(), agentMain: path.join(runDir, 'no-such-agent.js') });
+    const iaas = createLocalIaas({
+      runDir,
+      agent: agentSettings(),
+      memberKey: MEMBER_KEY,
+      agentMain: path.join(runDir, 'no-such-agent.js'),
+    });
     drivers.push(iaas);
     await expect(iaas.spawn(spec('broken'))).rejects.toMatchObject({
       code: 'FL_ERR_SPAWN_FAILED',
@@ -233,7 +242,12 @@ describe('local driver with real members', () => {
       process.execPath,
       [
         path.join(import.meta.dirname, 'fixtures/spawn-members.mjs'),
-        JSON.stringify({ runDir, agent: agentSettings(), specs: [spec('kept-1'), spec('kept-2')] }),
+        JSON.stringify({
+          runDir,
+          agent: agentSettings(),
+          memberKey: MEMBER_KEY.toString('base64'),
+          specs: [spec('kept-1'), spec('kept-2')],
+        }),
       ],
       { timeout: 30_000 },
     );

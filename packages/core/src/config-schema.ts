@@ -64,6 +64,13 @@ const streamProcessorSchema = z
     heartbeatMaxRetry: z.number().int().min(1).default(DEFAULTS.heartbeatMaxRetry),
     fencingMarginMs: z.number().int().min(0).default(DEFAULTS.fencingMarginMs),
     maxFrameBytes: ms(DEFAULTS.maxFrameBytes),
+    /** A stat stamped further than this from the SP's clock, either way, is refused (README "Agents → SP (Thrift)"). */
+    statTimestampWindowMs: ms(DEFAULTS.statTimestampWindowMs),
+    /** Open Thrift connections at most, in total and from one remote address; more are closed at once. */
+    thriftMaxConnections: ms(DEFAULTS.thriftMaxConnections),
+    thriftMaxConnectionsPerPeer: ms(DEFAULTS.thriftMaxConnectionsPerPeer),
+    /** A Thrift connection that sends nothing for this long is closed; keep it above agent.statIntervalMs. */
+    thriftIdleTimeoutMs: ms(DEFAULTS.thriftIdleTimeoutMs),
     /** `cep`: the CEP monitor (MemberFault, summaries). `ledger`: counts stats only (tests, benchmarks). */
     engine: z.enum(['cep', 'ledger']).default('cep'),
     nodes: z
@@ -130,6 +137,21 @@ export const clusterSchema = z
   })
   .refine((c) => c.min <= c.max, { message: 'min must not exceed max', path: ['min'] });
 
+/**
+ * Platform secrets, each a file (mode 0600) holding one random key: never a
+ * value in the configuration itself, never a built-in default value.
+ * `faultline stack up` creates any that is missing; a service started any
+ * other way refuses to start without it (README "Security").
+ */
+const securitySchema = z.strictObject({
+  /** Key of the member credentials: the cloud controller issues them, the SP verifies them. */
+  memberKeyFile: z.string().min(1).default('.faultline/secrets/member.key'),
+  /** Shared secret of the SP pair's sync link: both ends prove they hold it. */
+  syncKeyFile: z.string().min(1).default('.faultline/secrets/sync.key'),
+  /** Bearer token of the SP nodes' privileged status calls (`/engine`). */
+  statusTokenFile: z.string().min(1).default('.faultline/secrets/status.token'),
+});
+
 export const configSchema = z
   .strictObject({
     logging: z
@@ -153,6 +175,7 @@ export const configSchema = z
     cep: cepSchema.prefault({}),
     agent: agentSchema.prefault({}),
     autoscaler: autoscalerSchema.prefault({}),
+    security: securitySchema.prefault({}),
     clusters: z.array(clusterSchema).default([]),
   })
   .refine((c) => new Set(c.clusters.map((x) => x.id)).size === c.clusters.length, {

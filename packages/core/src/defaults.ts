@@ -28,6 +28,15 @@ export const DEFAULTS = {
   fencingMarginMs: 300,
   /** Largest Thrift frame the SP source accepts. */
   maxFrameBytes: 1024 * 1024,
+  /** A peer's bad input is logged at most once per peer and reason this often (the next record counts the rest). */
+  badInputLogIntervalMs: 10_000,
+  /** The SP refuses a stat stamped further than this from its clock, either way. */
+  statTimestampWindowMs: 600_000,
+  /** Open connections the SP's Thrift port takes, in total and from one remote address. */
+  thriftMaxConnections: 10_000,
+  thriftMaxConnectionsPerPeer: 1_000,
+  /** The SP closes a Thrift connection that sent nothing for this long (well above the stat interval). */
+  thriftIdleTimeoutMs: 120_000,
   /** Stratos autoscaler: a member must activate within this. */
   pendingTimeoutMs: 900_000,
   /** Autoscaler cluster-monitor interval (Stratos used 90 s). */

@@ -33,17 +33,23 @@ export {
   withDefaults,
 } from './lifecycle.js';
 export {
+  boundLoggedText,
   createLogger,
   EVENT_KEY_PATTERN,
   type EventFields,
+  escapeControlChars,
   formatPretty,
   LOG_LEVELS,
   type LogFields,
   type Logger,
   type LoggerOptions,
   type LogLevel,
+  MAX_LOGGED_FIELD_CHARS,
   nullLogger,
+  RateLimitedLog,
+  type RateLimitedLogOptions,
 } from './logger.js';
 export { DEFAULT_MIGRATIONS_DIR, type MigrateOptions, type MigrateResult, migrate } from './migrate.js';
 export { createPgPool, type PgPoolOptions } from './pg-pool.js';
 export { err, ok, type Result } from './result.js';
+export { ensureSecretFile, MIN_SECRET_LENGTH, readSecretFile } from './secrets.js';

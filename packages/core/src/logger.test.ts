@@ -2,8 +2,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createLogger, formatPretty } from './logger.js';
-import { createMemoryLogger } from './testing/index.js';
+import type { Clock } from './clock.js';
+import { createLogger, escapeControlChars, formatPretty, MAX_LOGGED_FIELD_CHARS, RateLimitedLog } from './logger.js';
+import { controlsIn, createMemoryLogger, withoutColors } from './testing/index.js';
 
 describe('formatPretty', () => {
   it('prints time, service, level, message and fields', () => {
@@ -21,6 +22,36 @@ describe('formatPretty', () => {
     );
     expect(line).not.toContain('sp.became_active');
     expect(line).toContain('became active epoch=3');
+  });
+
+  it('escapes every control character of the record, keeping only its own colors', () => {
+    const osc = '\u001b]0;pwned\u0007';
+    const clear = '\u001b[2J';
+    const record = {
+      level: 'warn',
+      message: `refused ${clear}`,
+      service: 'sp-1',
+      timestamp: '2026-01-01T12:00:01.234Z',
+      reason: osc,
+      peer: `a${clear}b`,
+      nested: { text: `\u009b31m\u007f${osc}` },
+      [`k${clear}`]: 1,
+    };
+    const plain = formatPretty(record, false);
+    expect(controlsIn(plain)).toEqual([]);
+    expect(plain).toContain('\\u001b]0;pwned\\u0007');
+    expect(plain).toContain('refused \\u001b[2J');
+    expect(plain).toContain('\\u009b31m\\u007f');
+    const colored = formatPretty(record, true);
+    // What is left raw is only the colors formatPretty paints: ESC [ <n> m.
+    expect(controlsIn(withoutColors(colored))).toEqual([]);
+    expect(colored).toContain('\\u001b]0;pwned\\u0007');
+  });
+
+  it('escapes a hostile level and service instead of painting them', () => {
+    const line = formatPretty({ level: 'constructor', message: 'm', service: 's\u001b[2Jx' }, true);
+    expect(controlsIn(withoutColors(line))).toEqual([]);
+    expect(line).not.toContain('function');
   });
 
   it('quotes strings with spaces and colors when asked', () => {
@@ -75,5 +106,65 @@ describe('createMemoryLogger', () => {
     const log = createMemoryLogger();
     expect(() => log.info('x', { event: 'Member Fault' })).toThrow(/malformed log event key/);
     expect(() => log.info('x', { event: 'nodot' })).toThrow(/malformed log event key/);
+  });
+});
+
+describe('escapeControlChars', () => {
+  it('writes C0, DEL and C1 characters as \\u00XX and leaves the rest', () => {
+    expect(escapeControlChars('a\u0000b\u001b[2J\u007f\u0085\u009féü→')).toBe(
+      'a\\u0000b\\u001b[2J\\u007f\\u0085\\u009féü→',
+    );
+    expect(escapeControlChars('tab\there\nnext')).toBe('tab\\u0009here\\u000anext');
+  });
+
+  it('keeps SGR colors when asked, and nothing else', () => {
+    const line = '\u001b[36msp-1\u001b[0m \u001b]0;pwned\u0007 \u001b[2J \u001b[1;31mx\u001b[0m';
+    expect(escapeControlChars(line, { keepColors: true })).toBe(
+      '\u001b[36msp-1\u001b[0m \\u001b]0;pwned\\u0007 \\u001b[2J \u001b[1;31mx\u001b[0m',
+    );
+  });
+});
+
+describe('RateLimitedLog', () => {
+  const fakeClock = () => {
+    let now = 0;
+    const clock = { monotonicNow: () => now, now: () => now } as unknown as Clock;
+    return { clock, advance: (ms: number) => (now += ms) };
+  };
+
+  it('writes one record per peer and reason per interval; the next one carries the count left out', () => {
+    const logger = createMemoryLogger();
+    const { clock, advance } = fakeClock();
+    const log = new RateLimitedLog(logger, clock, { intervalMs: 10_000 });
+    const refuse = (peer: string, reason: string) => log.warn(peer, reason, 'refused', { event: 'test.refused' });
+    for (let i = 0; i < 5; i++) refuse('p1', 'bad_token');
+    refuse('p1', 'unknown_action');
+    refuse('p2', 'bad_token');
+    expect(logger.records.map((r) => [r.fields.peer, r.fields.reason, r.fields.suppressed])).toEqual([
+      ['p1', 'bad_token', 0],
+      ['p1', 'unknown_action', 0],
+      ['p2', 'bad_token', 0],
+    ]);
+    advance(9_999);
+    refuse('p1', 'bad_token');
+    expect(logger.records).toHaveLength(3);
+    advance(1);
+    refuse('p1', 'bad_token');
+    expect(logger.records.at(-1)?.fields).toMatchObject({ peer: 'p1', reason: 'bad_token', suppressed: 5 });
+    expect(logger.records.at(-1)?.level).toBe('warn');
+  });
+
+  it('cuts string fields to 1 KB and remembers a bounded number of peers', () => {
+    const logger = createMemoryLogger();
+    const { clock } = fakeClock();
+    const log = new RateLimitedLog(logger, clock, { maxKeys: 2 });
+    log.warn('p'.repeat(5_000), 'r', 'refused', { event: 'test.refused', detail: 'x'.repeat(5_000) });
+    const fields = logger.records[0]?.fields ?? {};
+    expect(String(fields.detail).length).toBe(MAX_LOGGED_FIELD_CHARS);
+    expect(String(fields.peer).length).toBe(MAX_LOGGED_FIELD_CHARS);
+    for (const peer of ['a', 'b', 'c']) log.warn(peer, 'r', 'refused', { event: 'test.refused' });
+    // 'a' was forgotten (the oldest of three with room for two): it is logged again at once.
+    log.warn('a', 'r', 'refused', { event: 'test.refused' });
+    expect(logger.records).toHaveLength(5);
   });
 });

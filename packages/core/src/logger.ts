@@ -1,5 +1,8 @@
 import path from 'node:path';
 import winston from 'winston';
+import type { Clock } from './clock.js';
+import { DEFAULTS } from './defaults.js';
+import { withDefaults } from './lifecycle.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -59,29 +62,61 @@ function serviceColor(service: string): number {
   return SERVICE_COLORS[hash % SERVICE_COLORS.length] ?? 36;
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
+const CONTROL_CHARS_ALL = /[\u0000-\u001f\u007f-\u009f]/g;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
+const CONTROL_CHARS_KEEPING_COLORS = /\u001b\[[0-9;]*m|[\u0000-\u001f\u007f-\u009f]/g;
+
+const escapeOne = (ch: string): string => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
+/**
+ * `text` with every C0 control character, DEL and C1 control character
+ * written out as `\u00XX`, so a string that came from a peer (a reason, an
+ * error message, a client id) cannot move the cursor, retitle or clear the
+ * terminal it is printed on. `keepColors` leaves SGR color sequences
+ * (`ESC [ … m`) as they are: for lines whose colors a Faultline service
+ * painted after escaping everything else (formatPretty).
+ */
+export function escapeControlChars(text: string, options: { keepColors?: boolean } = {}): string {
+  if (options.keepColors) {
+    return text.replace(CONTROL_CHARS_KEEPING_COLORS, (match) => (match.length > 1 ? match : escapeOne(match)));
+  }
+  return text.replace(CONTROL_CHARS_ALL, escapeOne);
+}
+
 function formatValue(value: unknown): string {
-  if (typeof value === 'string') return /[\s="]/.test(value) ? JSON.stringify(value) : value;
+  if (typeof value === 'string')
+    return /[\s="]/.test(value) || CONTROL_CHARS.test(value) ? JSON.stringify(value) : value;
   if (value instanceof Error) return JSON.stringify(value.message);
   return JSON.stringify(value) ?? String(value);
 }
 
-/** `12:00:01.234 sp-1      info  became active epoch=3 peer=sp-2` */
+/**
+ * `12:00:01.234 sp-1      info  became active epoch=3 peer=sp-2`. Every
+ * part of the record is printed with its control characters escaped
+ * (escapeControlChars): the only escape sequences in the line are the colors
+ * painted here.
+ */
 export function formatPretty(
   record: { level: string; message: string; timestamp?: string; service: string } & Record<string, unknown>,
   colors: boolean,
 ): string {
   // `event` is for machines (the JSON file); the console shows the message.
   const { level, message, timestamp, service, event: _event, ...fields } = record;
-  const time = (timestamp ?? new Date().toISOString()).slice(11, 23);
+  const safe = (text: string) => escapeControlChars(text);
+  const time = safe((timestamp ?? new Date().toISOString()).slice(11, 23));
   const rest = Object.entries(fields)
     .filter(([key]) => typeof key === 'string')
-    .map(([key, value]) => `${paint(colors, 90, `${key}=`)}${formatValue(value)}`)
+    .map(([key, value]) => `${paint(colors, 90, `${safe(key)}=`)}${safe(formatValue(value))}`)
     .join(' ');
+  const levelColor = Object.hasOwn(LEVEL_COLORS, level) ? (LEVEL_COLORS[level] as number) : 37;
   return [
     paint(colors, 90, time),
-    paint(colors, serviceColor(service), service.padEnd(12)),
-    paint(colors, LEVEL_COLORS[level] ?? 37, level.padEnd(5)),
-    message,
+    paint(colors, serviceColor(service), safe(service).padEnd(12)),
+    paint(colors, levelColor, safe(level).padEnd(5)),
+    safe(message),
     rest,
   ]
     .filter((part) => part.length > 0)
@@ -171,3 +206,70 @@ export const nullLogger: Logger = {
   debug: () => {},
   child: () => nullLogger,
 };
+
+export interface RateLimitedLogOptions {
+  /** At most one record per peer and reason this often. @default DEFAULTS.badInputLogIntervalMs (10 000) */
+  intervalMs?: number;
+  /** (peer, reason) pairs remembered at once; beyond it the least recently logged is forgotten. @default 1 024 */
+  maxKeys?: number;
+}
+
+/** Longest string field of a paced record, in UTF-16 units: a reason or a peer's string is cut to it. */
+export const MAX_LOGGED_FIELD_CHARS = 1_024;
+
+/** `text` cut to MAX_LOGGED_FIELD_CHARS: a peer's string never makes a record longer than that. */
+export const boundLoggedText = (text: string): string =>
+  text.length > MAX_LOGGED_FIELD_CHARS ? `${text.slice(0, MAX_LOGGED_FIELD_CHARS - 1)}…` : text;
+const capText = boundLoggedText;
+
+/**
+ * Log records about a peer's bad input (a refused request, a bad frame), paced
+ * so a hostile peer cannot flood the log: at most one warning per
+ * `intervalMs` per (peer, reason); the next one written carries `suppressed`,
+ * how many were left out since the one before. String fields are cut to
+ * MAX_LOGGED_FIELD_CHARS; memory is bounded by `maxKeys`.
+ */
+export class RateLimitedLog {
+  /** Per key: monotonic ms when the next record may be written, and the records left out meanwhile. */
+  private readonly windows = new Map<string, { until: number; suppressed: number }>();
+  private readonly intervalMs: number;
+  private readonly maxKeys: number;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly clock: Clock,
+    options: RateLimitedLogOptions = {},
+  ) {
+    ({ intervalMs: this.intervalMs, maxKeys: this.maxKeys } = withDefaults(
+      { intervalMs: DEFAULTS.badInputLogIntervalMs as number, maxKeys: 1_024 },
+      options,
+    ));
+  }
+
+  warn(peer: string | undefined, reason: string, message: string, fields: EventFields): void {
+    const key = `${peer ?? '-'}\u0000${reason}`;
+    const now = this.clock.monotonicNow();
+    const window = this.windows.get(key);
+    if (window && now < window.until) {
+      window.suppressed += 1;
+      return;
+    }
+    // Re-inserted, so the map's order is least recently logged first.
+    this.windows.delete(key);
+    this.windows.set(key, { until: now + this.intervalMs, suppressed: 0 });
+    if (this.windows.size > this.maxKeys) {
+      const oldest = this.windows.keys().next().value;
+      if (oldest !== undefined) this.windows.delete(oldest);
+    }
+    const capped: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(fields))
+      capped[name] = typeof value === 'string' ? capText(value) : value;
+    // The key's reason is the record's `reason` unless the fields name one of their own.
+    this.logger.warn(capText(message), {
+      reason: capText(reason),
+      ...(capped as EventFields),
+      peer: peer === undefined ? undefined : capText(peer),
+      suppressed: window?.suppressed ?? 0,
+    });
+  }
+}

@@ -1,5 +1,5 @@
 import type { Logger, TimerHandle } from '@faultline/core';
-import { encodePing, PING_TOPIC } from '@faultline/protocol';
+import { encodePing, pingTopicOf } from '@faultline/protocol';
 import { type BrokerEndpoint, ConnectTimeoutError, type MqttConnection, NotConnectedError } from './connection.js';
 import type { StatusListener } from './messaging-status.js';
 import { PingMonitor } from './ping-monitor.js';
@@ -11,7 +11,14 @@ export type LinkState = 'connecting' | 'up' | 'down' | 'closed';
 export interface BrokerLinkOptions
   extends Pick<
     ResolvedSubscriberOptions,
-    'connector' | 'clientId' | 'credentials' | 'clock' | 'pingIntervalMs' | 'resubscribeIntervalMs' | 'connectTimeoutMs'
+    | 'connector'
+    | 'clientId'
+    | 'role'
+    | 'credentials'
+    | 'clock'
+    | 'pingIntervalMs'
+    | 'resubscribeIntervalMs'
+    | 'connectTimeoutMs'
   > {
   endpoint: BrokerEndpoint;
   /** The subscriber's topic filters. */
@@ -25,7 +32,8 @@ export interface BrokerLinkOptions
 
 /**
  * A subscriber's hold on one broker, the seed's loop: connect and subscribe;
- * ping every second; on a failed or late ping (or a closed connection) close,
+ * ping every second (on `ping/<role>`, the one ping topic the broker lets its
+ * account publish); on a failed or late ping (or a closed connection) close,
  * wait 30 s, connect and resubscribe, and repeat every 30 s until it works.
  */
 export class BrokerLink {
@@ -44,7 +52,8 @@ export class BrokerLink {
           const connection = this.connection;
           if (!connection) return Promise.reject(new NotConnectedError(options.endpoint.name));
           this.options.onPing();
-          return connection.publish(PING_TOPIC, encodePing({ clientId: options.clientId, seq: ++this.pingSeq }), 1);
+          const ping = encodePing({ clientId: options.clientId, seq: ++this.pingSeq });
+          return connection.publish(pingTopicOf(options.role), ping, 1);
         },
       },
       { intervalMs: options.pingIntervalMs, clock: options.clock, onDown: (reason) => this.down(reason) },

@@ -22,7 +22,7 @@ export type StatusListener = (status: MessagingStatus) => void;
 export interface SubscriberCounters {
   /** Messages received from any broker (before validation and dedupe). */
   received: number;
-  /** Envelopes handed to the application, each id once. */
+  /** Envelopes handed to the application, each (topic root, id) once. */
   delivered: number;
   /** Envelopes already delivered (second broker, republish). */
   duplicates: number;

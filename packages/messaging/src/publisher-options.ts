@@ -1,4 +1,5 @@
 import { ConfigError, DEFAULTS, withDefaults } from '@faultline/core';
+import { SERVICE_ROLES } from '@faultline/protocol';
 import { CLIENT_DEFAULTS, type ClientOptions } from './client-options.js';
 import type { BrokerEndpoint } from './connection.js';
 
@@ -14,13 +15,14 @@ export interface PublisherOptions extends ClientOptions {
   /** Messages awaiting PUBACK at once. @default 1_000 */
   maxInflight?: number;
   /**
-   * Client ids (the subscribers' `clientId` prefixes, e.g. `autoscaler`) that
-   * must be present on a broker before messages are sent through it. A broker
-   * restarted without persistence keeps no subscriptions, and it drops what
-   * arrives before its subscribers are back; every subscriber pings `ping`
-   * each second once subscribed, so a recent ping on this connection proves
-   * it is there. A broker where one stays absent for a whole republish
-   * interval is failed over. @default [] (send at once)
+   * Service roles (e.g. `autoscaler`) whose subscriber must be present on a
+   * broker before messages are sent through it. A broker restarted without
+   * persistence keeps no subscriptions, and it drops what arrives before its
+   * subscribers are back; every subscriber pings `ping/<its role>` each
+   * second once subscribed, and the brokers let only that role's accounts
+   * publish there, so a recent ping on this connection proves it is there. A
+   * broker where one stays absent for a whole republish interval is failed
+   * over. @default [] (send at once)
    */
   awaitSubscribers?: readonly string[];
   /** A subscriber counts as present this long after its last ping. @default 3 × DEFAULTS.pingIntervalMs */
@@ -54,5 +56,11 @@ export function resolvePublisherOptions(input: PublisherOptions): ResolvedPublis
     input,
   );
   if (options.brokers.length === 0) throw ConfigError.forKey('brokers', 'a publisher needs at least one broker');
+  const strangers = options.awaitSubscribers.filter((role) => !(SERVICE_ROLES as readonly string[]).includes(role));
+  if (strangers.length > 0) {
+    throw ConfigError.forKey('awaitSubscribers', `must name service roles (${SERVICE_ROLES.join(', ')})`, {
+      awaitSubscribers: strangers,
+    });
+  }
   return options;
 }

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { systemClock } from '@faultline/core';
-import { CLIENT_IDS, decodeEnvelope } from '@faultline/protocol';
+import { CLIENT_IDS, decodeEnvelope, encodePing } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MessagingStatus } from './messaging-status.js';
 import { createPublisher } from './publisher.js';
@@ -161,6 +161,7 @@ describe('resilient publisher', () => {
       createSubscriber({
         brokers: names.map((name, i) => ({ name, host: 'h', port: i })),
         credentials: { username: 'u', password: 'p' },
+        role: 'autoscaler',
         clientId: CLIENT_IDS.autoscaler,
         topics: ['summarized-health-stats/#'],
         onEnvelope: (e) => void received.push(e.id),
@@ -176,7 +177,7 @@ describe('resilient publisher', () => {
       await publisher.publish(numberedFault(1));
       await publisher.publish(numberedFault(2));
       await settle(5_000);
-      expect(brokers.messages('a').filter((m) => m.topic !== 'ping')).toHaveLength(0);
+      expect(brokers.messages('a')).toHaveLength(0);
       const received: string[] = [];
       const subscriber = subscriberOn(brokers, ['a', 'b'], received);
       subscriber.start();
@@ -185,6 +186,39 @@ describe('resilient publisher', () => {
       expect(received).toEqual(['fault-1', 'fault-2']);
       await subscriber.close();
       await publisher.close();
+    });
+
+    it("counts a subscriber present only from pings on its role's topic, never from a ping that claims its name", async () => {
+      // Issue 12: an agent that wrote `clientId: 'autoscaler'` into a ping made the SP send into a broker without the autoscaler.
+      const brokers = new FakeBrokers();
+      const { publisher } = setup(brokers, { awaitSubscribers: [CLIENT_IDS.autoscaler] });
+      await publisher.start();
+      await settle();
+      await publisher.publish(numberedFault(1));
+      for (let seq = 1; seq <= 5; seq++) {
+        const claim = encodePing({ clientId: CLIENT_IDS.autoscaler, seq });
+        brokers.inject('a', 'ping', claim);
+        brokers.inject('a', 'ping/agent', claim);
+        brokers.inject('a', 'ping/observer', claim);
+        await settle(1_000);
+      }
+      expect(brokers.messages('a')).toHaveLength(0);
+      expect(publisher.pending).toBe(1);
+      // The autoscaler's own ping, on ping/autoscaler (which only its account may publish), counts.
+      brokers.inject('a', 'ping/autoscaler', encodePing({ clientId: 'anything', seq: 1 }));
+      await settle();
+      await publisher.drained();
+      expect(ids(brokers, 'a')).toEqual(['fault-1']);
+      await publisher.close();
+    });
+
+    it('refuses to await a name that is not a service role', () => {
+      expect(() => setup(new FakeBrokers(), { awaitSubscribers: ['autoscaler', 'autoscaler-1'] })).toThrow(
+        expect.objectContaining({
+          code: 'FL_ERR_CONFIG_INVALID',
+          issues: [expect.objectContaining({ key: 'awaitSubscribers' })],
+        }),
+      );
     });
 
     it('fails over to the broker where the subscriber is, after one republish interval', async () => {

@@ -1,5 +1,13 @@
 import { type Clock, FaultlineError, once, type TimerHandle } from '@faultline/core';
-import { decodePing, type Envelope, encodeEnvelope, PING_TOPIC, topicFor } from '@faultline/protocol';
+import {
+  decodePing,
+  type Envelope,
+  encodeEnvelope,
+  pingRoleOf,
+  pingTopicOf,
+  type ServiceRole,
+  topicFor,
+} from '@faultline/protocol';
 import { type BrokerEndpoint, ConnectTimeoutError, type MqttConnection } from './connection.js';
 import type { MessagingStatus, PublisherCounters, StatusListener } from './messaging-status.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
@@ -64,7 +72,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
   let state: PublisherState = 'idle';
   let brokerIndex = 0;
   let ticker: TimerHandle | undefined;
-  /** clientId → monotonic time of its last ping seen on the current connection. */
+  /** Role → monotonic time of its last ping seen on the current connection. */
   const presence = new Map<string, number>();
   let connectedAt = 0;
   /** Acknowledged lately by the current broker, oldest first: replayed if that broker is lost. */
@@ -78,22 +86,34 @@ export function createPublisher(input: PublisherOptions): Publisher {
       return seen !== undefined && clock.monotonicNow() - seen <= options.presenceWindowMs;
     });
 
+  /**
+   * Presence comes from the topic, not the payload: the brokers let only an
+   * account of role R publish `ping/R`, so a ping there is R's, whatever
+   * clientId it claims. The payload must still be a ping.
+   */
   const watchPresence = (conn: MqttConnection): void => {
     conn.onMessage((topic, payload) => {
-      if (topic !== PING_TOPIC || connection !== conn) return;
-      // Undefined for someone else's ping format: not a presence signal.
-      const clientId = decodePing(payload)?.clientId;
-      if (clientId === undefined || !options.awaitSubscribers.includes(clientId)) return;
-      const first = !presence.has(clientId);
-      presence.set(clientId, clock.monotonicNow());
+      if (connection !== conn) return;
+      const role = pingRoleOf(topic);
+      if (role === undefined || !options.awaitSubscribers.includes(role)) return;
+      const ping = decodePing(payload);
+      if (ping === undefined) return;
+      const first = !presence.has(role);
+      presence.set(role, clock.monotonicNow());
       if (first) {
-        log.info('subscriber present', { event: 'publisher.subscriber_present', broker: conn.endpoint.name, clientId });
+        log.info('subscriber present', {
+          event: 'publisher.subscriber_present',
+          broker: conn.endpoint.name,
+          role,
+          clientId: ping.clientId.slice(0, 256),
+        });
       }
       pump();
     });
-    conn.subscribe([PING_TOPIC]).catch((error: unknown) => {
+    const topics = options.awaitSubscribers.map((role) => pingTopicOf(role as ServiceRole));
+    conn.subscribe(topics).catch((error: unknown) => {
       if (connection === conn)
-        lost(`cannot watch ${PING_TOPIC}: ${error instanceof Error ? error.message : String(error)}`);
+        lost(`cannot watch ${topics.join(', ')}: ${error instanceof Error ? error.message : String(error)}`);
     });
   };
 

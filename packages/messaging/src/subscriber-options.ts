@@ -1,5 +1,5 @@
-import { DEFAULTS, withDefaults } from '@faultline/core';
-import type { Envelope } from '@faultline/protocol';
+import { ConfigError, DEFAULTS, withDefaults } from '@faultline/core';
+import { type Envelope, SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
 import { CLIENT_DEFAULTS, type ClientOptions } from './client-options.js';
 import type { BrokerEndpoint } from './connection.js';
 
@@ -12,8 +12,14 @@ export interface EnvelopeMeta {
 export interface SubscriberOptions extends ClientOptions {
   /** The broker pair (or one broker). A link is held to every one at once. */
   brokers: readonly BrokerEndpoint[];
-  /** Prefix of the MQTT client ids, e.g. `autoscaler` (what a publisher's `awaitSubscribers` names). */
+  /** Prefix of the MQTT client ids, e.g. `autoscaler`. */
   clientId: string;
+  /**
+   * The service role its credentials authenticate as. Its pings go to
+   * `ping/<role>`, the only ping topic the brokers let that role publish, and
+   * that is what a publisher's `awaitSubscribers` (role names) waits for.
+   */
+  role: ServiceRole;
   /** Topic filters, e.g. `summarized-health-stats/#`. */
   topics: readonly string[];
   /** Receives every valid envelope once, whichever broker brought it. */
@@ -31,6 +37,9 @@ export interface SubscriberOptions extends ClientOptions {
 export type ResolvedSubscriberOptions = Required<SubscriberOptions>;
 
 export function resolveSubscriberOptions(input: SubscriberOptions): ResolvedSubscriberOptions {
+  if (!SERVICE_ROLES.includes(input.role)) {
+    throw ConfigError.forKey('role', `must be one of ${SERVICE_ROLES.join(', ')}`, { role: input.role });
+  }
   return withDefaults(
     {
       ...CLIENT_DEFAULTS,

@@ -1,6 +1,7 @@
 import { systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { type Envelope, encodeEnvelope, topicFor } from '@faultline/protocol';
+import { createEnvelope, type Envelope, encodeEnvelope, topicFor } from '@faultline/protocol';
+import { testMember } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MessagingStatus } from './messaging-status.js';
 import { createSubscriber } from './subscriber.js';
@@ -15,8 +16,9 @@ function setup(brokers = new FakeBrokers()) {
   const subscriber = createSubscriber({
     brokers: FAKE_BROKER_PAIR,
     credentials: { username: 'u', password: 'p' },
+    role: 'autoscaler',
     clientId: 'test',
-    topics: ['summarized-health-stats/#'],
+    topics: ['summarized-health-stats/#', 'instance/status/#'],
     onEnvelope: (envelope) => void received.push(envelope),
     clock: systemClock,
     logger,
@@ -46,12 +48,61 @@ describe('resilient subscriber', () => {
     expect(subscriber.counters).toMatchObject({ received: 2, delivered: 1, duplicates: 1 });
   });
 
-  it('pings each broker every 1 s', async () => {
+  it("pings each broker every 1 s, on its role's own ping topic", async () => {
     const { brokers, subscriber } = setup();
     await vi.advanceTimersByTimeAsync(3_000);
-    expect(brokers.messages('a').filter((m) => m.topic === 'ping')).toHaveLength(3);
-    expect(brokers.messages('b').filter((m) => m.topic === 'ping')).toHaveLength(3);
+    for (const name of ['a', 'b']) {
+      expect(brokers.messages(name).map((m) => m.topic)).toEqual(Array(3).fill('ping/autoscaler'));
+    }
     expect(subscriber.counters.pingsSent).toBe(6);
+  });
+
+  it('refuses a role that is not a service role', () => {
+    expect(() =>
+      createSubscriber({
+        brokers: FAKE_BROKER_PAIR,
+        credentials: { username: 'u', password: 'p' },
+        role: 'root' as never,
+        clientId: 'x',
+        topics: ['#'],
+        onEnvelope: () => {},
+      }),
+    ).toThrow(
+      expect.objectContaining({ code: 'FL_ERR_CONFIG_INVALID', issues: [expect.objectContaining({ key: 'role' })] }),
+    );
+  });
+
+  it('dedupes by topic root and id: an agent publishing first under the SP id does not hide the SP envelope', async () => {
+    const { brokers, subscriber, received } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    const fault = numberedFault(9);
+    const member = testMember('m-1');
+    const forged = createEnvelope('InstanceStartedEvent', member, { source: 'agent', id: fault.id });
+    brokers.inject('a', topicFor('InstanceStartedEvent'), encodeEnvelope(forged));
+    brokers.inject('a', TOPIC, encodeEnvelope(fault));
+    brokers.inject('b', TOPIC, encodeEnvelope(fault));
+    expect(received.map((e) => [e.type, e.id])).toEqual([
+      ['InstanceStartedEvent', 'fault-9'],
+      ['MemberFaultEvent', 'fault-9'],
+    ]);
+    expect(subscriber.counters).toMatchObject({ received: 3, delivered: 2, duplicates: 1 });
+  });
+
+  it('drops an agent envelope that carries an epoch, counted as invalid', async () => {
+    const { brokers, subscriber, received, logger } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    const member = testMember('m-1');
+    const forged = {
+      ...createEnvelope('InstanceStartedEvent', member, { source: 'agent' }),
+      epoch: Number.MAX_SAFE_INTEGER,
+    };
+    brokers.inject('a', topicFor('InstanceStartedEvent'), Buffer.from(JSON.stringify(forged)));
+    expect(received).toEqual([]);
+    expect(subscriber.counters).toMatchObject({ received: 1, droppedInvalid: 1, delivered: 0 });
+    expect(logger.records.find((r) => r.event === 'subscriber.message_dropped')?.fields).toMatchObject({
+      code: 'FL_ERR_ENVELOPE_INVALID',
+      topic: 'instance/status/InstanceStartedEvent',
+    });
   });
 
   it('a late ping marks the broker down; it resubscribes after exactly 30 s, every 30 s until it succeeds', async () => {
@@ -114,7 +165,28 @@ describe('resilient subscriber', () => {
     brokers.inject('a', TOPIC, encodeEnvelope(numberedFault(4)));
     expect(subscriber.counters).toMatchObject({ received: 5, droppedInvalid: 3, droppedOversized: 1, delivered: 1 });
     expect(received.map((e) => e.id)).toEqual(['fault-4']);
-    expect(logger.records.filter((r) => r.event === 'subscriber.message_dropped')).toHaveLength(4);
+    // One record per broker, root and reason per 10 s; the next one says how many it left out.
+    const dropped = () => logger.records.filter((r) => r.event === 'subscriber.message_dropped');
+    expect(dropped().map((r) => r.fields.code)).toEqual(['FL_ERR_ENVELOPE_INVALID', 'FL_ERR_ENVELOPE_TOO_LARGE']);
+    expect(dropped()[0]?.fields).toMatchObject({ broker: 'a', root: 'summarized-health-stats', suppressed: 0 });
+    await vi.advanceTimersByTimeAsync(9_999);
+    brokers.inject('a', TOPIC, Buffer.from('not json'));
+    expect(dropped()).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    brokers.inject('a', TOPIC, Buffer.from('not json'));
+    expect(dropped()).toHaveLength(3);
+    expect(dropped()[2]?.fields).toMatchObject({ code: 'FL_ERR_ENVELOPE_INVALID', suppressed: 3 });
+    expect(subscriber.counters).toMatchObject({ droppedInvalid: 5, droppedOversized: 1 });
+  });
+
+  it('logs a bounded reason, and keys log limits by known roots only (a hostile topic adds no key)', async () => {
+    const { brokers, logger } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    for (let i = 0; i < 50; i++) brokers.inject('a', `summarized-health-stats/x${i}`, Buffer.from('not json'));
+    const dropped = logger.records.filter((r) => r.event === 'subscriber.message_dropped');
+    expect(dropped).toHaveLength(1);
+    expect(dropped[0]?.fields).toMatchObject({ peer: 'a summarized-health-stats', reason: 'FL_ERR_ENVELOPE_INVALID' });
+    expect(String(dropped[0]?.fields.detail).length).toBeLessThanOrEqual(1_024);
   });
 
   it('counts a failing handler and goes on', async () => {
@@ -122,6 +194,7 @@ describe('resilient subscriber', () => {
     const subscriber = createSubscriber({
       brokers: [{ name: 'a', host: 'h', port: 1 }],
       credentials: { username: 'u', password: 'p' },
+      role: 'observer',
       clientId: 't',
       topics: ['#'],
       onEnvelope: async () => {

@@ -1,5 +1,5 @@
-import { once } from '@faultline/core';
-import { decodeEnvelope, type Envelope } from '@faultline/protocol';
+import { once, RateLimitedLog } from '@faultline/core';
+import { decodeEnvelope, type Envelope, rootOf, TOPIC_ROOTS } from '@faultline/protocol';
 import { BrokerLink, type LinkState } from './broker-link.js';
 import { DedupeWindow } from './envelope-dedupe.js';
 import type { MessagingStatus, StatusListener, SubscriberCounters } from './messaging-status.js';
@@ -25,6 +25,8 @@ export function createSubscriber(input: SubscriberOptions): Subscriber {
   const options = resolveSubscriberOptions(input);
   const log = options.logger.child({ component: 'subscriber' });
   const dedupe = new DedupeWindow(options.dedupeCapacity);
+  // Bad input is logged at most once per 10 s per broker, root and error code.
+  const dropLog = new RateLimitedLog(log, options.clock);
   const listeners: StatusListener[] = [];
   const counters: SubscriberCounters = {
     received: 0,
@@ -43,19 +45,23 @@ export function createSubscriber(input: SubscriberOptions): Subscriber {
     counters.received += 1;
     const decoded = decodeEnvelope(payload, { topic, maxBytes: options.maxMessageBytes });
     if (!decoded.ok) {
-      if (decoded.error.code === 'FL_ERR_ENVELOPE_TOO_LARGE') counters.droppedOversized += 1;
+      const { code, message } = decoded.error;
+      if (code === 'FL_ERR_ENVELOPE_TOO_LARGE') counters.droppedOversized += 1;
       else counters.droppedInvalid += 1;
-      log.warn('message dropped', {
+      // Who published is not known to a subscriber; the root is (the ACL gives each root one role).
+      const root = knownRootOf(topic);
+      dropLog.warn(`${broker} ${root}`, code, 'message dropped', {
         event: 'subscriber.message_dropped',
         broker,
-        topic,
-        code: decoded.error.code,
-        reason: decoded.error.message,
+        root,
+        topic: topic.slice(0, MAX_LOGGED_TOPIC),
+        code,
+        detail: message,
       });
       return;
     }
     const envelope = decoded.value;
-    if (dedupe.seen(envelope.id)) {
+    if (dedupe.seen(rootOf(envelope.type), envelope.id)) {
       counters.duplicates += 1;
       return;
     }
@@ -84,6 +90,7 @@ export function createSubscriber(input: SubscriberOptions): Subscriber {
         endpoint,
         connector: options.connector,
         clientId: options.clientId,
+        role: options.role,
         credentials: options.credentials,
         filters: options.topics,
         clock: options.clock,
@@ -112,4 +119,14 @@ export function createSubscriber(input: SubscriberOptions): Subscriber {
       listeners.push(listener);
     },
   };
+}
+
+/** A topic in a log field: a peer chose it. */
+const MAX_LOGGED_TOPIC = 256;
+
+const ROOTS: readonly string[] = Object.values(TOPIC_ROOTS);
+
+/** The topic's root when it is one of ours, else `other`: a bounded set, fit for a log-limit key. */
+function knownRootOf(topic: string): string {
+  return ROOTS.find((root) => topic.startsWith(`${root}/`)) ?? 'other';
 }

@@ -35,6 +35,7 @@ describe.each(kinds)('broker pair (%s)', (kind) => {
     const sub = createSubscriber({
       brokers: endpoints(brokers),
       credentials: credentials('autoscaler'),
+      role: 'autoscaler',
       clientId: CLIENT_IDS.autoscaler,
       topics: ['summarized-health-stats/#'],
       onEnvelope: (envelope) => void ids.push(envelope.id),

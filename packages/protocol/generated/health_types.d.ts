@@ -29,8 +29,9 @@ declare class HealthStatBatch {
     public agentId: string;
     public sequence: Int64;
     public stats: HealthStat[];
+    public credential?: string;
 
-      constructor(args?: { agentId: string; sequence: Int64; stats: HealthStat[]; });
+      constructor(args?: { agentId: string; sequence: Int64; stats: HealthStat[]; credential?: string; });
   }
 
 declare class BatchAck {
@@ -54,7 +55,10 @@ declare class NotActive extends Thrift.TException {
   }
 
 /**
- * The batch was received but fails validation; resending it will not help.
+ * The batch was received but refused; resending it will not help. The
+ * message is `<reason>: <detail>` (at most 1 KiB), reason one of invalid,
+ * credential_missing, credential_invalid, member_mismatch, agent_mismatch,
+ * timestamp_out_of_window, value_out_of_range, sequence_out_of_window.
  */
 declare class InvalidBatch extends Thrift.TException {
     public message: string;

@@ -193,6 +193,7 @@ const HealthStatBatch = module.exports.HealthStatBatch = class {
     this.agentId = null;
     this.sequence = null;
     this.stats = null;
+    this.credential = null;
     if (args) {
       if (args.agentId !== undefined && args.agentId !== null) {
         this.agentId = args.agentId;
@@ -208,6 +209,9 @@ const HealthStatBatch = module.exports.HealthStatBatch = class {
         this.stats = Thrift.copyList(args.stats, [ttypes.HealthStat]);
       } else {
         throw new Thrift.TProtocolException(Thrift.TProtocolExceptionType.UNKNOWN, 'Required field stats is unset!');
+      }
+      if (args.credential !== undefined && args.credential !== null) {
+        this.credential = args.credential;
       }
     }
   }
@@ -252,6 +256,13 @@ const HealthStatBatch = module.exports.HealthStatBatch = class {
           input.skip(ftype);
         }
         break;
+        case 4:
+        if (ftype == Thrift.Type.STRING) {
+          this.credential = input.readString();
+        } else {
+          input.skip(ftype);
+        }
+        break;
         default:
           input.skip(ftype);
       }
@@ -283,6 +294,11 @@ const HealthStatBatch = module.exports.HealthStatBatch = class {
         }
       }
       output.writeListEnd();
+      output.writeFieldEnd();
+    }
+    if (this.credential !== null && this.credential !== undefined) {
+      output.writeFieldBegin('credential', Thrift.Type.STRING, 4);
+      output.writeString(this.credential);
       output.writeFieldEnd();
     }
     output.writeFieldStop();

@@ -110,6 +110,62 @@ describe('envelope codec', () => {
     expect(result.error.message).toMatch(message);
   });
 
+  // Issue 12: an agent's InstanceStartedEvent with epoch MAX_SAFE_INTEGER raised the
+  // autoscaler's persisted fence for good. The epoch is the SP leader's: no other root has one.
+  it.each([
+    ['InstanceStartedEvent', member],
+    ['InstanceActivatedEvent', member],
+    ['MemberCreatedEvent', { ...member, reason: 'spawned' }],
+    ['MemberTerminateAction', { clusterId: 'php', memberId: 'php-m-1', reason: 'MemberFault' }],
+  ] as const)('refuses an epoch on a %s (only summarized-health-stats/ events carry one)', (type, data) => {
+    const forged = { id: 'x', type, time: 1, source: 'agent-1', epoch: Number.MAX_SAFE_INTEGER, data };
+    const result = decodeEnvelope(JSON.stringify(forged), { topic: topicFor(type) });
+    expect(!result.ok && result.error.code).toBe('FL_ERR_ENVELOPE_INVALID');
+    expect(!result.ok && result.error.message).toMatch(/epoch/);
+    expect(validateEnvelope(forged).ok).toBe(false);
+    // Without the epoch the same event is fine.
+    expect(decodeEnvelope(JSON.stringify({ ...forged, epoch: undefined }), { topic: topicFor(type) }).ok).toBe(true);
+  });
+
+  it('accepts an epoch on every summarized-health-stats/ event', () => {
+    const stat = createEnvelope(
+      'AverageLoadAverageEvent',
+      {
+        clusterId: 'php',
+        clusterInstanceId: 'php-1',
+        networkPartitionId: 'np-1',
+        value: 1,
+        windowFrom: 0,
+        windowTo: 1,
+      },
+      { source: 'sp-1', epoch: 9 },
+    );
+    expect(decodeEnvelope(encodeEnvelope(stat), { topic: topicFor('AverageLoadAverageEvent') }).ok).toBe(true);
+    expect(decodeEnvelope(encodeEnvelope(fault), { topic: topicFor('MemberFaultEvent') }).ok).toBe(true);
+  });
+
+  it('reports a few issues, not thousands, in a bounded message', () => {
+    const members = Array.from({ length: MEMBERS_PER_STAT_EVENT }, () => ({ memberId: '', value: 'x' }));
+    const payload = JSON.stringify({
+      id: 'x',
+      type: 'MemberAverageLoadAverageEvent',
+      time: 1,
+      source: 's',
+      data: {
+        clusterId: 'php',
+        clusterInstanceId: 'php-1',
+        networkPartitionId: 'np-1',
+        windowFrom: 0,
+        windowTo: 1,
+        part: 0,
+        members,
+      },
+    });
+    const result = decodeEnvelope(payload);
+    expect(!result.ok && result.error.message.length).toBeLessThanOrEqual(1_024);
+    expect(!result.ok && result.error.message).toMatch(/more issues/);
+  });
+
   it('rejects an event on a topic that does not carry it', () => {
     const result = decodeEnvelope(encodeEnvelope(fault), { topic: topicFor('AverageLoadAverageEvent') });
     expect(result.ok).toBe(false);

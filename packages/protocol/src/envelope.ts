@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { DEFAULTS, err, FaultlineError, ok, type Result } from '@faultline/core';
 import { z } from 'zod';
 import { EVENT_SCHEMAS, type EventDataMap, type EventType, isEventType } from './events.js';
-import { eventTypeOfTopic } from './topics.js';
+import { eventTypeOfTopic, rootOf, TOPIC_ROOTS } from './topics.js';
 
 /**
  * The JSON envelope of every MQTT message (README "MQTT topics and the event envelope"):
@@ -16,7 +16,7 @@ export type EnvelopeOf<K extends EventType> = {
   time: number;
   /** The producing service instance, e.g. `sp-1`. */
   source: string;
-  /** The SP leader's fencing epoch (SP events only). */
+  /** The SP leader's fencing epoch: only on `summarized-health-stats/` events, refused on any other. */
   epoch?: number;
   data: EventDataMap[K];
 };
@@ -38,7 +38,7 @@ export class EnvelopeDecodeError extends FaultlineError {
 
 const headerSchema = z.object({
   id: z.string().min(1).max(256),
-  type: z.string(),
+  type: z.string().max(256),
   time: z.number().int().min(0),
   source: z.string().min(1).max(256),
   epoch: z.number().int().min(0).optional(),
@@ -70,11 +70,23 @@ export function createEnvelope<K extends EventType>(
   return envelope;
 }
 
+/** Issues named in an error message: a hostile payload can make zod report thousands. */
+const MAX_ISSUES = 3;
+/** A reason ends up in log lines: at most 1 KB of it. */
+const MAX_REASON_CHARS = 1_024;
+
 function issuesOf(error: z.ZodError, prefix: string): string {
-  return error.issues
+  const { issues } = error;
+  const listed = issues
+    .slice(0, MAX_ISSUES)
     .map((i) => `${[prefix, ...i.path.map(String)].filter(Boolean).join('.')}: ${i.message}`)
     .join('; ');
+  const more = issues.length > MAX_ISSUES ? ` (and ${issues.length - MAX_ISSUES} more issues)` : '';
+  return `${listed.slice(0, MAX_REASON_CHARS - 200)}${more}`;
 }
+
+/** The one root whose events carry the SP leader's epoch. */
+const EPOCH_ROOT = TOPIC_ROOTS.summarizedHealthStats;
 
 /** Validates a value as an envelope. Never throws. */
 export function validateEnvelope(value: unknown): Result<Envelope, EnvelopeDecodeError> {
@@ -89,6 +101,20 @@ export function validateEnvelope(value: unknown): Result<Envelope, EnvelopeDecod
         id: header.data.id,
         type,
       }),
+    );
+  }
+  // Only the SP's events are fenced by epoch: an epoch anywhere else (an
+  // agent's instance status) would move the autoscaler's fence.
+  if (header.data.epoch !== undefined && rootOf(type) !== EPOCH_ROOT) {
+    return err(
+      new EnvelopeDecodeError(
+        'FL_ERR_ENVELOPE_INVALID',
+        `epoch is valid only on ${EPOCH_ROOT}/ events, not on a ${type}`,
+        {
+          id: header.data.id,
+          type,
+        },
+      ),
     );
   }
   const data = EVENT_SCHEMAS[type].safeParse(header.data.data);

@@ -1,14 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  BATCH_REFUSALS,
   decodeBatch,
   decodePublishCall,
   encodeBatch,
   fastBatch,
   type HealthStatBatch,
   healthStatBatchSchema,
+  MAX_REFUSAL_MESSAGE_LENGTH,
+  refusalMessage,
+  refusalOf,
   toBatchWire,
   validateBatch,
+  valueInRange,
 } from './health.js';
 import { testMember } from './testing/index.js';
 import { generated, HealthStatService, thrift } from './thrift.js';
@@ -105,6 +110,74 @@ describe('health-stat batch codec', () => {
     }
     expect(accepted).toBeGreaterThan(0);
     expect(accepted).toBeLessThan(10_000);
+  });
+
+  it('carries the credential through the wire, and reads an absent one as none', () => {
+    const signed = { ...batch, credential: 'php-m-1:php:np-1:mac' };
+    expect(decodeBatch(encodeBatch(signed))).toEqual({ ok: true, value: signed });
+    const decoded = decodeBatch(encodeBatch(batch));
+    expect(decoded.ok && 'credential' in decoded.value).toBe(false);
+    expect(validateBatch({ ...batch, credential: 42 }).ok).toBe(false);
+    expect(fastBatch({ ...batch, credential: null })).toEqual(batch);
+  });
+
+  it('a hostile batch costs one pass and names at most 3 issues (10 000 empty stats once made 80 000)', () => {
+    const empty = { agentId: 'a', sequence: 1, stats: Array.from({ length: 10_000 }, () => ({})) };
+    const started = performance.now();
+    const result = validateBatch(empty);
+    const tookMs = performance.now() - started;
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      // The first bad stat only, three of its eight issues and how many more.
+      expect(result.error.message).toMatch(/stats\.0\./);
+      expect(result.error.message).not.toMatch(/stats\.1\./);
+      expect(result.error.message.split('; ')).toHaveLength(4);
+      expect(result.error.message).toContain('5 more');
+      expect(result.error.message.length).toBeLessThan(1_024);
+    }
+    expect(tookMs).toBeLessThan(50);
+    // A bad stat after 9 999 good ones: the same, naming only that one.
+    const late = { ...batch, stats: [...Array.from({ length: 9_999 }, () => stat), { ...stat, value: 'x' }] };
+    const lateResult = validateBatch(late);
+    expect(lateResult.ok).toBe(false);
+    if (!lateResult.ok)
+      expect(lateResult.error.message).toBe(
+        'invalid health-stat batch: stats.9999.value: Invalid input: expected number, received string',
+      );
+  });
+
+  it('refuses to decode a list of more than 10 000 stats before building one', () => {
+    const chunks: Buffer[] = [];
+    const transport = new thrift.TBufferedTransport(undefined, (buf?: Buffer) => void (buf && chunks.push(buf)));
+    const p = new thrift.TBinaryProtocol(transport);
+    p.writeStructBegin('HealthStatBatch');
+    p.writeFieldBegin('stats', thrift.Thrift.Type.LIST, 3);
+    p.writeListBegin(thrift.Thrift.Type.STRUCT, 1_000_000);
+    p.writeFieldStop();
+    transport.flush();
+    const result = decodeBatch(Buffer.concat(chunks));
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.error.message).toContain('1000000 elements');
+  });
+
+  it('bounds values per health description', () => {
+    expect(valueInRange('memory_consumption', 100)).toBe(true);
+    expect(valueInRange('memory_consumption', 100.5)).toBe(false);
+    expect(valueInRange('memory_consumption', -0.1)).toBe(false);
+    expect(valueInRange('ports_not_open', 1)).toBe(true);
+    expect(valueInRange('ports_not_open', 0)).toBe(true);
+    expect(valueInRange('ports_not_open', 0.5)).toBe(false);
+    expect(valueInRange('load_average', 250)).toBe(true);
+    expect(valueInRange('load_average', 1e300)).toBe(false);
+    expect(valueInRange('requests_in_flight', 1e300)).toBe(false);
+    expect(valueInRange('requests_in_flight', -1)).toBe(false);
+  });
+
+  it('a refusal message is `<reason>: <detail>`, at most 1 KiB, and reads back as its reason', () => {
+    for (const reason of BATCH_REFUSALS) expect(refusalOf(refusalMessage(reason, 'why'))).toBe(reason);
+    expect(refusalMessage('invalid', 'x'.repeat(5_000))).toHaveLength(MAX_REFUSAL_MESSAGE_LENGTH);
+    expect(refusalOf('stats: too many')).toBe('invalid');
+    expect(refusalOf('')).toBe('invalid');
   });
 
   it('decodes a raw publish call as a server receives it, and refuses anything else', () => {

@@ -1,7 +1,15 @@
 import { err, FaultlineError, ok, type Result } from '@faultline/core';
 import { z } from 'zod';
 import { agentIdSchema, idSchema, isAgentId, isId } from './identity.js';
-import { type BatchAckWire, generated, type HealthStatBatchWire, type Int64Like, thrift } from './thrift.js';
+import {
+  type BatchAckWire,
+  BoundedBinaryProtocol,
+  generated,
+  type HealthStatBatchWire,
+  type Int64Like,
+  MAX_CONTAINER_ELEMENTS,
+  thrift,
+} from './thrift.js';
 
 /** The four health descriptions of the Stratos cartridge agent. */
 export const HEALTH_DESCRIPTIONS = [
@@ -13,7 +21,64 @@ export const HEALTH_DESCRIPTIONS = [
 export type HealthDescription = (typeof HEALTH_DESCRIPTIONS)[number];
 
 /** Limits a batch must respect; an SP refuses anything larger as InvalidBatch. Ids follow ID_PATTERN. */
-export const BATCH_LIMITS = { maxStats: 10_000 } as const;
+export const BATCH_LIMITS = { maxStats: MAX_CONTAINER_ELEMENTS } as const;
+
+/**
+ * The values an SP accepts per health description (README "Agents → SP
+ * (Thrift)"): memory is a percentage, ports_not_open a flag, load (1-minute
+ * load ÷ cores × 100) and requests in flight finite, not negative and below a
+ * ceiling no real member reaches. Anything else is refused as
+ * `value_out_of_range`: these figures drive scaling.
+ */
+export const HEALTH_VALUE_BOUNDS: Readonly<Record<HealthDescription, { min: number; max: number }>> = {
+  load_average: { min: 0, max: 100_000 },
+  memory_consumption: { min: 0, max: 100 },
+  requests_in_flight: { min: 0, max: 1_000_000 },
+  ports_not_open: { min: 0, max: 1 },
+};
+
+/** Whether `value` is within HEALTH_VALUE_BOUNDS for `description` (ports_not_open: exactly 0 or 1). */
+export function valueInRange(description: HealthDescription, value: number): boolean {
+  if (description === 'ports_not_open') return value === 0 || value === 1;
+  const bounds = HEALTH_VALUE_BOUNDS[description];
+  return value >= bounds.min && value <= bounds.max;
+}
+
+/**
+ * Why an SP refused a batch: the first word of its InvalidBatch message
+ * (`<reason>: <detail>`) and the key of its per-reason counter. The agent
+ * acts on `sequence_out_of_window` (it starts a new agent id); every other
+ * reason drops that batch.
+ */
+export const BATCH_REFUSALS = [
+  'invalid',
+  'credential_missing',
+  'credential_invalid',
+  'member_mismatch',
+  'agent_mismatch',
+  'timestamp_out_of_window',
+  'value_out_of_range',
+  'sequence_out_of_window',
+] as const;
+export type BatchRefusal = (typeof BATCH_REFUSALS)[number];
+
+/** Longest InvalidBatch message (and logged reason) an SP sends. */
+export const MAX_REFUSAL_MESSAGE_LENGTH = 1_024;
+
+/** The InvalidBatch message of a refusal: `<reason>: <detail>`, at most MAX_REFUSAL_MESSAGE_LENGTH characters. */
+export function refusalMessage(reason: BatchRefusal, detail: string): string {
+  const message = `${reason}: ${detail}`;
+  return message.length > MAX_REFUSAL_MESSAGE_LENGTH ? `${message.slice(0, MAX_REFUSAL_MESSAGE_LENGTH - 1)}…` : message;
+}
+
+const REFUSALS: ReadonlySet<string> = new Set(BATCH_REFUSALS);
+
+/** The reason of an InvalidBatch message; `invalid` for one that names none (an older SP). */
+export function refusalOf(message: string): BatchRefusal {
+  const colon = message.indexOf(':');
+  const word = colon > 0 ? message.slice(0, colon) : '';
+  return REFUSALS.has(word) ? (word as BatchRefusal) : 'invalid';
+}
 
 function isInt64(value: unknown): value is Int64Like {
   return typeof value === 'object' && value !== null && typeof (value as Int64Like).toNumber === 'function';
@@ -37,15 +102,34 @@ const healthStatSchema = z.object({
   timestamp: int64.pipe(z.number().min(0)),
 });
 
-/** The rules of a batch; `validateBatch` is the way to apply them. */
-export const healthStatBatchSchema = z.object({
+/** Absent on the wire is null in the generated struct: both read as "no credential". */
+const credentialField = z.string().nullish();
+
+const batchShape = {
   agentId: agentIdSchema,
   sequence: int64.pipe(z.number().min(1)),
+  /** The member's credential (member-credential.ts); the SP verifies it, validation only reads it. */
+  credential: credentialField,
+};
+
+/** The rules of a batch; `validateBatch` is the way to apply them. */
+export const healthStatBatchSchema = z.object({
+  ...batchShape,
   stats: z.array(healthStatSchema).max(BATCH_LIMITS.maxStats),
 });
 
+/** A batch's own fields, its stats left unread: the first step of explaining a refusal. */
+const batchHeaderSchema = z.object({ ...batchShape, stats: z.array(z.unknown()).max(BATCH_LIMITS.maxStats) });
+
 export type HealthStat = z.infer<typeof healthStatSchema>;
-export type HealthStatBatch = z.infer<typeof healthStatBatchSchema>;
+/** A batch as validated: the credential is left out when the agent sent none. */
+export interface HealthStatBatch {
+  agentId: string;
+  sequence: number;
+  stats: HealthStat[];
+  /** The member's credential (member-credential.ts), sent with every batch. */
+  credential?: string;
+}
 
 export interface BatchAck {
   agentId: string;
@@ -61,8 +145,15 @@ export class BatchDecodeError extends FaultlineError {
   }
 }
 
-function describe(error: z.ZodError): string {
-  return error.issues.map((issue) => `${issue.path.join('.') || '(batch)'}: ${issue.message}`).join('; ');
+/** Issues named in a refusal: a hostile frame must not cost a report of every field of every stat. */
+const MAX_ISSUES = 3;
+
+function describe(issues: z.ZodError['issues'], prefix: (string | number)[] = []): string {
+  const named = issues
+    .slice(0, MAX_ISSUES)
+    .map((issue) => `${[...prefix, ...issue.path].join('.') || '(batch)'}: ${issue.message.slice(0, 200)}`);
+  if (issues.length > MAX_ISSUES) named.push(`${issues.length - MAX_ISSUES} more`);
+  return named.join('; ');
 }
 
 const DESCRIPTIONS: ReadonlySet<string> = new Set(HEALTH_DESCRIPTIONS);
@@ -72,23 +163,30 @@ function safeInt(v: unknown): number | undefined {
   return typeof n === 'number' && Number.isSafeInteger(n) ? n : undefined;
 }
 
+/** Where the hand-written checks stopped: the batch's own fields, or the stat at this index. */
+type ScanFailure = { at: 'batch' } | { at: 'stat'; index: number };
+
 /**
  * The hot path of validation: the same rules as the zod schema, checked by
  * hand, because zod costs ~2.7 µs a stat (a third of the SP's per-stat
  * budget at 100k stats/s) and every batch is validated on both SP nodes.
- * Anything it does not accept goes through zod, which stays the one source of
- * the rules' wording; a test keeps the two in agreement.
+ * It stops at the first bad stat; zod then explains only that one, so a
+ * hostile batch costs one pass and a few issues, never a report per field.
+ * A test keeps the two in agreement.
  */
-export function fastBatch(wire: unknown): HealthStatBatch | undefined {
-  if (typeof wire !== 'object' || wire === null) return undefined;
-  const w = wire as { agentId?: unknown; sequence?: unknown; stats?: unknown };
+function scanBatch(wire: unknown): HealthStatBatch | ScanFailure {
+  const header: ScanFailure = { at: 'batch' };
+  if (typeof wire !== 'object' || wire === null) return header;
+  const w = wire as { agentId?: unknown; sequence?: unknown; stats?: unknown; credential?: unknown };
   const sequence = safeInt(w.sequence);
-  if (!isAgentId(w.agentId) || sequence === undefined || sequence < 1) return undefined;
-  if (!Array.isArray(w.stats) || w.stats.length > BATCH_LIMITS.maxStats) return undefined;
+  if (!isAgentId(w.agentId) || sequence === undefined || sequence < 1) return header;
+  const credential = w.credential;
+  if (credential !== undefined && credential !== null && typeof credential !== 'string') return header;
+  if (!Array.isArray(w.stats) || w.stats.length > BATCH_LIMITS.maxStats) return header;
   const stats: HealthStat[] = new Array(w.stats.length);
   for (let i = 0; i < w.stats.length; i++) {
     const s = w.stats[i] as Record<string, unknown> | null;
-    if (typeof s !== 'object' || s === null) return undefined;
+    if (typeof s !== 'object' || s === null) return { at: 'stat', index: i };
     const timestamp = safeInt(s.timestamp);
     const { clusterId, clusterInstanceId, networkPartitionId, partitionId, memberId, healthDescription, value } = s;
     if (
@@ -104,7 +202,7 @@ export function fastBatch(wire: unknown): HealthStatBatch | undefined {
       timestamp === undefined ||
       timestamp < 0
     ) {
-      return undefined;
+      return { at: 'stat', index: i };
     }
     stats[i] = {
       clusterId,
@@ -117,21 +215,38 @@ export function fastBatch(wire: unknown): HealthStatBatch | undefined {
       timestamp,
     };
   }
-  return { agentId: w.agentId, sequence, stats };
+  const batch: HealthStatBatch = { agentId: w.agentId, sequence, stats };
+  if (typeof credential === 'string') batch.credential = credential;
+  return batch;
+}
+
+/** The batch if the hand-written checks accept it (the same rules as `healthStatBatchSchema`). */
+export function fastBatch(wire: unknown): HealthStatBatch | undefined {
+  const scanned = scanBatch(wire);
+  return 'at' in scanned ? undefined : scanned;
 }
 
 /**
  * Validates a batch as thrift's runtime decoded it (required fields may be
- * null: the generated reader does not enforce `required`). Never throws.
+ * null: the generated reader does not enforce `required`). Never throws. A
+ * refusal names at most a few issues, of the batch's own fields or of the
+ * first bad stat.
  */
 export function validateBatch(wire: unknown): Result<HealthStatBatch, BatchDecodeError> {
-  const fast = fastBatch(wire);
-  if (fast) return ok(fast);
-  const parsed = healthStatBatchSchema.safeParse(wire);
-  if (parsed.success) return ok(parsed.data);
+  const scanned = scanBatch(wire);
+  if (!('at' in scanned)) return ok(scanned);
   const agentId =
     typeof (wire as { agentId?: unknown })?.agentId === 'string' ? (wire as { agentId: string }).agentId : undefined;
-  return err(new BatchDecodeError(`invalid health-stat batch: ${describe(parsed.error)}`, { agentId }));
+  const context = { agentId: agentId?.slice(0, 200) };
+  if (scanned.at === 'stat') {
+    const stat = (wire as { stats: unknown[] }).stats[scanned.index];
+    const parsed = healthStatSchema.safeParse(stat);
+    const why = parsed.success ? 'refused' : describe(parsed.error.issues, ['stats', scanned.index]);
+    return err(new BatchDecodeError(`invalid health-stat batch: ${why}`, context));
+  }
+  const parsed = batchHeaderSchema.safeParse(wire);
+  const why = parsed.success ? 'refused' : describe(parsed.error.issues);
+  return err(new BatchDecodeError(`invalid health-stat batch: ${why}`, context));
 }
 
 export function toBatchWire(batch: HealthStatBatch): HealthStatBatchWire {
@@ -139,6 +254,7 @@ export function toBatchWire(batch: HealthStatBatch): HealthStatBatchWire {
     agentId: batch.agentId,
     sequence: batch.sequence,
     stats: batch.stats.map((stat) => new generated.HealthStat(stat)),
+    credential: batch.credential,
   });
 }
 
@@ -178,7 +294,7 @@ export function decodeBatch(bytes: Buffer): Result<HealthStatBatch, BatchDecodeE
     };
     Transport.receiver((reader) => {
       const struct = new generated.HealthStatBatch();
-      struct.read(new thrift.TBinaryProtocol(reader as never));
+      struct.read(new BoundedBinaryProtocol(reader as never) as never);
       wire = struct;
     }, 0)(bytes);
   } catch (cause) {
@@ -196,7 +312,7 @@ export function decodePublishCall(call: Buffer): Result<HealthStatBatch, BatchDe
   let wire: unknown;
   try {
     const reader = new thrift.TFramedTransport(call);
-    const protocol = new thrift.TBinaryProtocol(reader as never) as unknown as {
+    const protocol = new BoundedBinaryProtocol(reader as never) as unknown as {
       readMessageBegin(): { fname: string };
       readStructBegin(): void;
       readFieldBegin(): { ftype: number; fid: number };

@@ -2,6 +2,7 @@ export * from './envelope.js';
 export * from './events.js';
 export * from './health.js';
 export * from './identity.js';
+export * from './member-credential.js';
 export * from './member-env.js';
 export {
   type BatchAckWire,
@@ -12,6 +13,7 @@ export {
   type HealthStatServiceHandler,
   type HealthStatWire,
   type Int64Like,
+  MAX_CONTAINER_ELEMENTS,
   thrift,
 } from './thrift.js';
 export * from './thrift-service.js';

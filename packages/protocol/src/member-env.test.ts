@@ -8,7 +8,14 @@ import {
   MEMBER_ENV,
   memberEnvError,
 } from './member-env.js';
-import { AGENT_ENV, agentSettings, fullMemberEnvInput, memberEnvInput, testMember } from './testing/index.js';
+import {
+  AGENT_ENV,
+  agentSettings,
+  fullMemberEnvInput,
+  memberEnvInput,
+  TEST_CREDENTIAL,
+  testMember,
+} from './testing/index.js';
 
 /** The keys of the issues a decoder returned, or [] when it read the environment. */
 function issueKeys(result: { ok: true } | { ok: false; error: { key: string }[] }): string[] {
@@ -24,6 +31,7 @@ describe('MEMBER_ENV', () => {
       networkPartitionId: 'FAULTLINE_NETWORK_PARTITION_ID',
       partitionId: 'FAULTLINE_PARTITION_ID',
       cartridgeType: 'FAULTLINE_CARTRIDGE_TYPE',
+      credential: 'FAULTLINE_MEMBER_CREDENTIAL',
       spEndpoints: 'FAULTLINE_SP_ENDPOINTS',
       brokers: 'FAULTLINE_BROKERS',
       agentUsername: 'FAULTLINE_AGENT_USERNAME',
@@ -55,6 +63,7 @@ describe('encodeMemberEnv', () => {
       [MEMBER_ENV.networkPartitionId]: 'np-1',
       [MEMBER_ENV.partitionId]: 'p-1',
       [MEMBER_ENV.cartridgeType]: 'php',
+      [MEMBER_ENV.credential]: TEST_CREDENTIAL,
       [MEMBER_ENV.spEndpoints]: '127.0.0.1:7611,::1:7612',
       [MEMBER_ENV.brokers]: 'a@localhost:1883,b@::1:1884',
       [MEMBER_ENV.agentUsername]: 'agent',
@@ -87,6 +96,7 @@ describe('decodeAgentEnv', () => {
       ok: true,
       value: {
         member: testMember(),
+        credential: TEST_CREDENTIAL,
         agent: {
           spEndpoints,
           brokers,
@@ -136,6 +146,18 @@ describe('decodeAgentEnv', () => {
     expect(issueKeys(decodeAgentEnv({ ...AGENT_ENV, FAULTLINE_AGENT_AWAIT_SUBSCRIBERS: 'ok,../x' }))).toEqual([
       'FAULTLINE_AGENT_AWAIT_SUBSCRIBERS',
     ]);
+  });
+
+  it('requires the member credential, and never repeats a bad one in the reason', () => {
+    const { FAULTLINE_MEMBER_CREDENTIAL: _, ...without } = AGENT_ENV;
+    expect(decodeAgentEnv(without)).toEqual({
+      ok: false,
+      error: [{ key: 'FAULTLINE_MEMBER_CREDENTIAL', reason: 'is required' }],
+    });
+    const secret = `php-m-1:php:np-1:${'s'.repeat(42)}!`;
+    const decoded = decodeAgentEnv({ ...AGENT_ENV, FAULTLINE_MEMBER_CREDENTIAL: secret });
+    expect(issueKeys(decoded)).toEqual(['FAULTLINE_MEMBER_CREDENTIAL']);
+    expect(JSON.stringify(decoded)).not.toContain('sss');
   });
 
   it('gives the reasons a person can act on', () => {
@@ -212,6 +234,7 @@ describe('the member environment, round trip', () => {
       ok: true,
       value: {
         member: testMember(),
+        credential: full.credential,
         agent: full.agent,
         workload: { host: workload.host, port: 41_000 },
         outboxDir,

@@ -10,6 +10,7 @@ import {
 } from '@faultline/core';
 import { z } from 'zod';
 import { type Endpoint, idSchema, isId, type MemberIdentity } from './identity.js';
+import { MAX_CREDENTIAL_LENGTH } from './member-credential.js';
 
 /*
  * The member environment (README "The member environment"): the one contract
@@ -89,6 +90,16 @@ const textCodec: TextCodec<string> = { parse: (text) => ok(text), format: (value
 
 const idCodec: TextCodec<string> = {
   parse: (text) => (isId(text) ? ok(text) : err(`is not a valid id: ${JSON.stringify(text)}`)),
+  format: (value) => value,
+};
+
+/** A member credential's shape (member-credential.ts); its MAC is the SP's to check. The reason never repeats it. */
+const CREDENTIAL_PATTERN = /^[A-Za-z0-9._-]+:[A-Za-z0-9._-]+:[A-Za-z0-9._-]+:[A-Za-z0-9_-]{43}$/;
+const memberCredentialCodec: TextCodec<string> = {
+  parse: (text) =>
+    text.length <= MAX_CREDENTIAL_LENGTH && CREDENTIAL_PATTERN.test(text)
+      ? ok(text)
+      : err('is not a member credential (<memberId>:<clusterId>:<networkPartitionId>:<mac>)'),
   format: (value) => value,
 };
 
@@ -216,6 +227,8 @@ const FIELDS = {
   partitionId: required('FAULTLINE_PARTITION_ID', idCodec),
   /** Informational: no Faultline process reads it. */
   cartridgeType: required('FAULTLINE_CARTRIDGE_TYPE', idCodec),
+  /** The member's credential, issued by the driver at spawn; the agent sends it with every batch. */
+  credential: required('FAULTLINE_MEMBER_CREDENTIAL', memberCredentialCodec),
   spEndpoints: required('FAULTLINE_SP_ENDPOINTS', listCodec(endpointCodec, 'host:port,host:port')),
   brokers: required('FAULTLINE_BROKERS', listCodec(brokerCodec, 'name@host:port,name@host:port')),
   agentUsername: required('FAULTLINE_AGENT_USERNAME', textCodec),
@@ -283,6 +296,8 @@ function decodeFields<K extends MemberEnvKey>(
 /** What the driver tells a member's processes: everything but the workload's port, which the workload adds. */
 export interface MemberEnvInput {
   member: MemberIdentity & { cartridgeType: string };
+  /** The member's credential (`issueMemberCredential`): for its agent only, never stored or logged by the driver. */
+  credential: string;
   agent: AgentSettings;
   workload: {
     /** Address the workload listens on. */
@@ -309,6 +324,7 @@ export function encodeMemberEnv(input: MemberEnvInput): Record<string, string> {
     networkPartitionId: member.networkPartitionId,
     partitionId: member.partitionId,
     cartridgeType: member.cartridgeType,
+    credential: input.credential,
     spEndpoints: agent.spEndpoints,
     brokers: agent.brokers,
     agentUsername: agent.credentials.username,
@@ -374,6 +390,8 @@ export function decodeWorkloadEnv(env: Env): Result<WorkloadEnv, ConfigIssue[]> 
 /** The cartridge agent's part of the environment. */
 export interface AgentEnv {
   member: MemberIdentity;
+  /** The member's credential, sent with every batch. */
+  credential: string;
   agent: AgentSettings;
   /** Where the member's workload listens. */
   workload: Endpoint;
@@ -388,6 +406,7 @@ const AGENT_KEYS = [
   'clusterInstanceId',
   'networkPartitionId',
   'partitionId',
+  'credential',
   'spEndpoints',
   'brokers',
   'agentUsername',
@@ -418,6 +437,7 @@ export function decodeAgentEnv(env: Env): Result<AgentEnv, ConfigIssue[]> {
       networkPartitionId: values.networkPartitionId,
       partitionId: values.partitionId,
     },
+    credential: values.credential,
     agent: {
       spEndpoints: values.spEndpoints,
       brokers: values.brokers,

@@ -2,6 +2,7 @@ import type net from 'node:net';
 import { DEFAULTS } from '@faultline/core';
 import {
   type BatchAckWire,
+  BoundedBinaryProtocol,
   type HealthStatBatchWire,
   HealthStatService,
   type HealthStatServiceClient,
@@ -36,6 +37,71 @@ function ensureAvailable(this: { readPos: number; inBuf: Buffer }, len: number):
   if (this.readPos + len > this.inBuf.length) throw UNDERRUN;
 }
 
+/** Frames a connection may have handled in one turn of the event loop before the rest wait for the next turn. */
+const FRAME_TURN_BUDGET_MS = 5;
+
+/**
+ * Hands thrift's 'data' listener (`deliver`) one whole frame at a time, and
+ * frames for at most FRAME_TURN_BUDGET_MS per turn of the event loop: a burst
+ * of pipelined frames, hostile or not, then delays every other connection and
+ * timer (the lease's renewal) by about one budget or one frame, not by the
+ * whole burst. The socket is paused while frames wait. A frame size thrift
+ * refuses is handed over as it is, so its receiver ends the connection.
+ */
+function paceFrames(socket: net.Socket, maxFrameBytes: number, deliver: (data: Buffer) => void): void {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let waiting = false;
+  const take = (bytes: number): Buffer => {
+    const all = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+    const rest = all.subarray(bytes);
+    pending = rest.length > 0 ? [rest] : [];
+    pendingBytes = rest.length;
+    return all.subarray(0, bytes);
+  };
+  const pump = (): void => {
+    waiting = false;
+    const started = performance.now();
+    // Once thrift has ended the connection (a bad frame), nothing more of it is handled.
+    while (pendingBytes >= 4 && !socket.destroyed && !socket.writableEnded) {
+      if ((pending[0] as Buffer).length < 4) take(0); // the size is split across chunks: join them
+      const size = (pending[0] as Buffer).readInt32BE(0);
+      if (size < 0 || size > maxFrameBytes) {
+        deliver(take(pendingBytes));
+        return;
+      }
+      if (pendingBytes < 4 + size) break;
+      deliver(take(4 + size));
+      if (pendingBytes >= 4 && performance.now() - started >= FRAME_TURN_BUDGET_MS) {
+        waiting = true;
+        socket.pause();
+        setImmediate(pump);
+        return;
+      }
+    }
+    if (socket.isPaused() && !socket.destroyed) socket.resume();
+  };
+  socket.on('data', (chunk: Buffer) => {
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    if (!waiting) pump();
+  });
+}
+
+/**
+ * What the server reads requests with: container sizes bounded
+ * (BoundedBinaryProtocol), and any call but `publish` ends the connection
+ * instead of being answered: the runtime's "Unknown function <name>" reply
+ * would echo a name of up to a frame's size, twice.
+ */
+class ServerProtocol extends BoundedBinaryProtocol {
+  override readMessageBegin() {
+    const begin = super.readMessageBegin();
+    if (begin.fname !== 'publish') throw new Error('not a publish call');
+    return begin;
+  }
+}
+
 /**
  * A HealthStatService server over TCP with the project's fixed settings. It is
  * not listening yet: the caller decides when (the SP only while ACTIVE).
@@ -50,8 +116,21 @@ export function createHealthStatServer(
   // never answer. Wrapping fixes the arity to 1 whatever the caller wrote.
   // It also hands the handler the raw request: thrift calls the handler
   // synchronously from inside the frame callback, where `current` is set.
-  let current: Buffer | undefined;
-  const wrapped = { publish: (batch: HealthStatBatchWire) => handler.publish(batch, current) };
+  // The peer is set by a 'data' listener that runs before thrift's own, which
+  // calls the handler synchronously from the same event.
+  let current: { inBuf: Buffer; readPos: number } | undefined;
+  let peer: string | undefined;
+  const wrapped = {
+    publish: (batch: HealthStatBatchWire) => {
+      // One call per frame. The SP forwards the frame as this call's bytes and
+      // its passive applies the first call in it, so a frame holding more
+      // would set the two nodes apart. Thrown here, while the first call is
+      // handled, this ends the connection (onConnectionError) before any
+      // call of the frame is applied or answered.
+      if (current && current.readPos !== current.inBuf.length) throw new Error('a frame holds more than one call');
+      return handler.publish(batch, current?.inBuf, peer);
+    },
+  };
   const Framed = thrift.TFramedTransport as unknown as {
     new (...args: unknown[]): unknown;
     receiver(
@@ -64,7 +143,7 @@ export function createHealthStatServer(
     static receiver(cb: (reader: { inBuf: Buffer }, seqid: unknown) => void, seqid: unknown, max?: number) {
       return Framed.receiver(
         (reader, id) => {
-          current = reader.inBuf;
+          current = reader as { inBuf: Buffer; readPos: number };
           (reader as { ensureAvailable?: unknown }).ensureAvailable = ensureAvailable;
           try {
             cb(reader, id);
@@ -77,15 +156,26 @@ export function createHealthStatServer(
       );
     }
   }
+  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   const server = thrift.createServer(
     HealthStatService as never,
     wrapped as never,
     {
       transport: RecordingFramedTransport,
-      protocol: thrift.TBinaryProtocol,
-      maxLength: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      protocol: ServerProtocol,
+      maxLength: maxFrameBytes,
     } as never,
   ) as unknown as net.Server;
+  // Registered after thrift's connection listener: its 'data' listener is taken over and fed paced frames.
+  server.on('connection', (socket: net.Socket) => {
+    const address = socket.remoteAddress;
+    const thriftListeners = socket.listeners('data') as ((data: Buffer) => void)[];
+    socket.removeAllListeners('data');
+    paceFrames(socket, maxFrameBytes, (frame) => {
+      peer = address;
+      for (const listener of thriftListeners) listener(frame);
+    });
+  });
   // Without this listener one bad frame would be an uncaught 'error' event and kill the process.
   server.on('error', options.onConnectionError);
   return server;
@@ -98,6 +188,8 @@ export interface HealthStatConnection {
   close(): void;
   /** Errors after `ready` (the connection drops): the caller moves to another endpoint. */
   onError(listener: (error: Error) => void): void;
+  /** The connection closed (an error, the server's idle timeout, the server going away). */
+  onClose(listener: () => void): void;
 }
 
 /** A promise client of HealthStatService over framed binary TCP. */
@@ -113,6 +205,7 @@ export function connectHealthStat(
     max_attempts: 0,
   } as never) as unknown as NodeJS.EventEmitter & { end(): void; destroy?(): void };
   const listeners: ((error: Error) => void)[] = [];
+  const closeListeners: (() => void)[] = [];
   // Thrift's client leaves a call pending forever when its connection dies
   // (kill -9 of the server): every call also fails when the connection closes.
   const inFlight = new Set<(error: Error) => void>();
@@ -132,6 +225,7 @@ export function connectHealthStat(
       for (const fail of inFlight) fail(closedError);
       inFlight.clear();
       if (!opened) reject(closedError);
+      for (const listener of closeListeners) listener();
     });
   });
   ready.catch(() => {});
@@ -155,5 +249,6 @@ export function connectHealthStat(
     ready,
     close: () => connection.end(),
     onError: (listener) => listeners.push(listener),
+    onClose: (listener) => closeListeners.push(listener),
   };
 }

@@ -1,6 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { EVENT_TYPES } from './events.js';
-import { allOf, eventTypeOfTopic, mayPublish, maySubscribe, PING_TOPIC, TOPIC_PUBLISHERS, topicFor } from './topics.js';
+import {
+  allOf,
+  eventTypeOfTopic,
+  mayPublish,
+  maySubscribe,
+  PING_FILTER,
+  pingRoleOf,
+  pingTopicOf,
+  SERVICE_ROLES,
+  TOPIC_PUBLISHERS,
+  topicFor,
+} from './topics.js';
 
 describe('topics', () => {
   it('follows Stratos 4.1 topic names', () => {
@@ -12,13 +23,15 @@ describe('topics', () => {
     expect(topicFor('MemberTerminatedEvent')).toBe('topology/MemberTerminatedEvent');
     expect(topicFor('FaultStormHeld')).toBe('autoscaler/FaultStormHeld');
     expect(allOf('summarized-health-stats')).toBe('summarized-health-stats/#');
-    expect(PING_TOPIC).toBe('ping');
+    expect(pingTopicOf('autoscaler')).toBe('ping/autoscaler');
+    expect(PING_FILTER).toBe('ping/+');
   });
 
   it('maps every topic back to its event type, and nothing else', () => {
     for (const type of EVENT_TYPES) expect(eventTypeOfTopic(topicFor(type))).toBe(type);
     expect(eventTypeOfTopic('topology/MemberFaultEvent')).toBeUndefined();
     expect(eventTypeOfTopic('ping')).toBeUndefined();
+    expect(eventTypeOfTopic('ping/autoscaler')).toBeUndefined();
     expect(eventTypeOfTopic('summarized-health-stats/Nope')).toBeUndefined();
   });
 
@@ -31,7 +44,7 @@ describe('topics', () => {
 });
 
 describe('ACL', () => {
-  it('lets each role publish only under its roots, and everyone ping', () => {
+  it('lets each role publish only under its roots, and ping only under its own ping topic', () => {
     expect(mayPublish('sp', 'summarized-health-stats/MemberFaultEvent')).toBe(true);
     expect(mayPublish('agent', 'summarized-health-stats/MemberFaultEvent')).toBe(false);
     expect(mayPublish('agent', 'instance/status/InstanceStartedEvent')).toBe(true);
@@ -39,7 +52,14 @@ describe('ACL', () => {
     expect(mayPublish('autoscaler', 'autoscaler/ScaleUpAction')).toBe(true);
     expect(mayPublish('sp', 'autoscaler/ScaleUpAction')).toBe(false);
     expect(mayPublish('observer', 'topology/MemberCreatedEvent')).toBe(false);
-    for (const role of ['sp', 'agent', 'autoscaler', 'observer'] as const) expect(mayPublish(role, 'ping')).toBe(true);
+    for (const role of SERVICE_ROLES) {
+      expect(mayPublish(role, `ping/${role}`)).toBe(true);
+      // Issue 12: any role could ping as `autoscaler` on the shared topic.
+      expect(mayPublish(role, 'ping')).toBe(false);
+      for (const other of SERVICE_ROLES) if (other !== role) expect(mayPublish(role, `ping/${other}`)).toBe(false);
+    }
+    expect(mayPublish('sp', 'ping/sp/x')).toBe(false);
+    expect(mayPublish('sp', 'ping/+')).toBe(false);
     expect(mayPublish('sp', 'summarized-health-stats-x/y')).toBe(false);
     expect(mayPublish('sp', 'summarized-health-stats/#')).toBe(false);
   });
@@ -53,6 +73,19 @@ describe('ACL', () => {
     expect(maySubscribe('agent', '#')).toBe(false);
     expect(maySubscribe('agent', '+/status/#')).toBe(false);
     expect(maySubscribe('observer', 'autoscaler/#')).toBe(true);
-    expect(maySubscribe('observer', 'ping')).toBe(true);
+    for (const role of SERVICE_ROLES) {
+      expect(maySubscribe(role, 'ping/autoscaler')).toBe(true);
+      expect(maySubscribe(role, PING_FILTER)).toBe(true);
+    }
+    expect(maySubscribe('agent', 'ping/#')).toBe(false);
+    expect(maySubscribe('agent', '+/autoscaler')).toBe(false);
+  });
+
+  it('reads the role back from a ping topic, and nothing else', () => {
+    for (const role of SERVICE_ROLES) expect(pingRoleOf(pingTopicOf(role))).toBe(role);
+    expect(pingRoleOf('ping')).toBeUndefined();
+    expect(pingRoleOf('ping/root')).toBeUndefined();
+    expect(pingRoleOf('ping/autoscaler/x')).toBeUndefined();
+    expect(pingRoleOf('x/autoscaler')).toBeUndefined();
   });
 });

@@ -9,10 +9,33 @@ export const TOPIC_ROOTS = {
 } as const;
 export type TopicRoot = (typeof TOPIC_ROOTS)[keyof typeof TOPIC_ROOTS];
 
-/** Every subscriber publishes its liveness ping here (the seed). */
-export const PING_TOPIC = 'ping';
+/**
+ * Liveness pings (the seed: every subscriber pings each second). Each role
+ * pings under its own topic, `ping/<role>`, and the brokers let a client
+ * publish only the ping topic of the role it authenticated as: a ping on
+ * `ping/autoscaler` was sent by an `autoscaler` account, whatever its payload says.
+ */
+export const PING_ROOT = 'ping';
 
-/** A subscriber's liveness ping: who pings, and a counter that makes each one distinct. */
+/** The filter that reads every role's pings. */
+export const PING_FILTER = `${PING_ROOT}/+`;
+
+/** `autoscaler` → `ping/autoscaler`: the only ping topic the brokers let that role publish. */
+export function pingTopicOf(role: ServiceRole): string {
+  return `${PING_ROOT}/${role}`;
+}
+
+/** The role whose ping topic `topic` is, or undefined for any other topic. */
+export function pingRoleOf(topic: string): ServiceRole | undefined {
+  if (!topic.startsWith(`${PING_ROOT}/`)) return undefined;
+  const role = topic.slice(PING_ROOT.length + 1);
+  return (SERVICE_ROLES as readonly string[]).includes(role) ? (role as ServiceRole) : undefined;
+}
+
+/**
+ * A subscriber's liveness ping: who pings (informational: presence is read from
+ * the topic, which the broker binds to the account), and a counter that makes each one distinct.
+ */
 export interface Ping {
   clientId: string;
   seq: number;
@@ -82,9 +105,10 @@ export function allOf(root: TopicRoot): string {
 
 /**
  * The brokers' ACL, one table for aedes and for the generated Mosquitto
- * acl_file. Every role may publish and subscribe `ping` (the seed's liveness
- * check). Publishing is allowed only under the roots a role owns
- * (TOPIC_PUBLISHERS); subscribing only to filters within these.
+ * acl_file. Publishing is allowed only under the roots a role owns
+ * (TOPIC_PUBLISHERS) and on the role's own ping topic (`ping/<role>`);
+ * subscribing only to filters within these, and to anyone's pings
+ * (`ping/+` or one `ping/<role>`: how a publisher sees who is present).
  */
 export const SUBSCRIBE_ACL: Readonly<Record<ServiceRole, readonly string[]>> = {
   // The SP forgets members the topology removed.
@@ -102,7 +126,7 @@ export function publishRootsOf(role: ServiceRole): TopicRoot[] {
 /** Whether `role` may publish on `topic` (a concrete topic: wildcards are refused). */
 export function mayPublish(role: ServiceRole, topic: string): boolean {
   if (topic.includes('+') || topic.includes('#')) return false;
-  if (topic === PING_TOPIC) return true;
+  if (topic === pingTopicOf(role)) return true;
   return publishRootsOf(role).some((root) => topic.startsWith(`${root}/`));
 }
 
@@ -117,6 +141,6 @@ function within(filter: string, allowed: string): boolean {
 
 /** Whether `role` may subscribe with `filter`. */
 export function maySubscribe(role: ServiceRole, filter: string): boolean {
-  if (filter === PING_TOPIC) return true;
+  if (filter === PING_FILTER || pingRoleOf(filter) !== undefined) return true;
   return SUBSCRIBE_ACL[role].some((allowed) => within(filter, allowed));
 }

@@ -6,6 +6,7 @@ import {
   createHealthStatServer,
   fromAckWire,
   type HealthStatBatchWire,
+  thrift,
   thriftGenerated,
   toAckWire,
   toBatchWire,
@@ -14,10 +15,12 @@ import {
 
 /*
  * The generated code against the npm thrift 0.24 runtime over real TCP, with
- * the settings DESIGN.md fixes: framed transport, binary protocol, a maximum
+ * the settings README "Thrift" fixes: framed transport, binary protocol, a maximum
  * frame size, server.on('error'). The SP's own source builds on exactly this.
  */
-async function startServer(handler: (batch: HealthStatBatchWire) => Promise<BatchAckWire>) {
+async function startServer(
+  handler: (batch: HealthStatBatchWire, call?: Buffer, peer?: string) => Promise<BatchAckWire>,
+) {
   const errors: Error[] = [];
   const server = createHealthStatServer({ publish: handler }, { onConnectionError: (e) => errors.push(e) });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -98,5 +101,78 @@ describe('HealthStatService over TCP', () => {
     cleanup.push(() => connection.end());
     const ack = await client.publish(toBatchWire({ agentId: 'after', sequence: 1, stats: [stat] }));
     expect(ack.agentId).toBe('after');
+  });
+
+  it('hands the handler every pipelined call in order, with the peer address and the credential', async () => {
+    const seen: { sequence: number; peer: string | undefined; credential: string | undefined }[] = [];
+    const { server, port } = await startServer(async (wire, _call, peer) => {
+      const batch = validateBatch(wire);
+      if (!batch.ok) throw new thriftGenerated.InvalidBatch({ message: batch.error.message });
+      seen.push({ sequence: batch.value.sequence, peer, credential: batch.value.credential });
+      return toAckWire({ ...batch.value, duplicate: false, epoch: 1, replicated: false });
+    });
+    const { connection, client } = await connect(port);
+    cleanup.push(
+      () => connection.end(),
+      () => server.close(),
+    );
+    const acks = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        client.publish(toBatchWire({ agentId: 'm-1', sequence: i + 1, stats: [stat], credential: 'm-1:php:np-1:x' })),
+      ),
+    );
+    expect(acks.map((a) => fromAckWire(a).sequence)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(seen.map((s) => s.sequence)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(new Set(seen.map((s) => s.peer))).toEqual(new Set(['127.0.0.1']));
+    expect(seen.every((s) => s.credential === 'm-1:php:np-1:x')).toBe(true);
+  });
+
+  it('ends a connection that announces more than 10 000 elements, or calls anything but publish', async () => {
+    let calls = 0;
+    const { server, port, errors } = await startServer(async (wire) => {
+      calls += 1;
+      return toAckWire({ agentId: wire.agentId, sequence: 1, duplicate: false, epoch: 1, replicated: false });
+    });
+    cleanup.push(() => server.close());
+    const frameOf = (write: (p: InstanceType<typeof thrift.TBinaryProtocol>) => void) => {
+      let frame = Buffer.alloc(0);
+      const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => {
+        if (buf) frame = Buffer.from(buf);
+      });
+      const p = new thrift.TBinaryProtocol(transport as never);
+      write(p);
+      transport.flush();
+      return frame;
+    };
+    const huge = frameOf((p) => {
+      p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+      p.writeStructBegin('args');
+      p.writeFieldBegin('batch', thrift.Thrift.Type.STRUCT, 1);
+      p.writeStructBegin('batch');
+      p.writeFieldBegin('stats', thrift.Thrift.Type.LIST, 3);
+      p.writeListBegin(thrift.Thrift.Type.STRUCT, 10_001);
+      for (let i = 0; i < 10_001; i++) p.writeFieldStop();
+    });
+    const other = frameOf((p) => {
+      p.writeMessageBegin('x'.repeat(100_000), thrift.Thrift.MessageType.CALL, 1);
+      p.writeStructBegin('args');
+      p.writeFieldStop();
+      p.writeStructEnd();
+      p.writeMessageEnd();
+    });
+    for (const frame of [huge, other]) {
+      const raw = net.connect(port, '127.0.0.1');
+      raw.on('error', () => {});
+      let replied = 0;
+      raw.on('data', (chunk: Buffer) => {
+        replied += chunk.length;
+      });
+      const closed = new Promise<void>((resolve) => raw.on('close', () => resolve()));
+      raw.write(frame);
+      await closed;
+      expect(replied).toBe(0);
+    }
+    expect(calls).toBe(0);
+    expect(errors).toHaveLength(2);
   });
 });

@@ -4,8 +4,16 @@ import { BatchDedupe } from './batch-dedupe.js';
 describe('BatchDedupe', () => {
   it('accepts each (agent, sequence) once, in or out of order', () => {
     const d = new BatchDedupe();
-    expect([1, 2, 4, 3, 2, 4, 5].map((s) => d.add('a', s))).toEqual([true, true, true, true, false, false, true]);
-    expect(d.add('b', 1)).toBe(true);
+    expect([1, 2, 4, 3, 2, 4, 5].map((s) => d.add('a', s))).toEqual([
+      'added',
+      'added',
+      'added',
+      'added',
+      'duplicate',
+      'duplicate',
+      'added',
+    ]);
+    expect(d.add('b', 1)).toBe('added');
     expect(d.has('a', 3)).toBe(true);
     expect(d.has('a', 6)).toBe(false);
   });
@@ -15,7 +23,23 @@ describe('BatchDedupe', () => {
     d.add('a', 1);
     for (let s = 3; s <= 12; s++) d.add('a', s); // 2 was dropped by the agent
     expect(d.has('a', 2)).toBe(true); // skipped once the gap outgrew maxGap
-    expect(d.add('a', 13)).toBe(true);
+    expect(d.add('a', 13)).toBe('added');
+  });
+
+  it('a sequence far above what the agent sent is refused and never moves the floor (issue 12)', () => {
+    const d = new BatchDedupe();
+    for (let s = 1; s <= 10; s++) d.add('a', s);
+    // 1 025 batches claiming sequences ≥ 1e15 under the agent's id…
+    for (let i = 0; i < 1_025; i++) d.add('a', 1e15 + i);
+    // …leave the agent's next real batches new, not "duplicate".
+    expect(d.has('a', 11)).toBe(false);
+    expect(d.add('a', 11)).toBe('added');
+    expect(d.add('a', 1e15)).toBe('out_of_window');
+    expect(d.check('a', 11 + d.maxGap)).toBe('added');
+    expect(d.check('a', 12 + d.maxGap)).toBe('out_of_window');
+    expect(d.export().agents).toEqual([['a', 11, []]]);
+    // A new agent id may start anywhere (it outlived an SP restart).
+    expect(d.add('b', 5_000)).toBe('added');
   });
 
   it('forgets the least recently seen agent beyond its capacity', () => {
@@ -34,8 +58,9 @@ describe('BatchDedupe', () => {
     for (const s of [1, 2, 5]) d.add('a', s);
     const copy = new BatchDedupe();
     copy.import(JSON.parse(JSON.stringify(d.export())));
-    expect(copy.add('a', 2)).toBe(false);
-    expect(copy.add('a', 5)).toBe(false);
-    expect(copy.add('a', 3)).toBe(true);
+    expect(copy.add('a', 2)).toBe('duplicate');
+    expect(copy.add('a', 5)).toBe('duplicate');
+    expect(copy.add('a', 3)).toBe('added');
+    expect(copy.add('a', 5 + copy.maxGap + 1)).toBe('out_of_window');
   });
 });

@@ -4,7 +4,12 @@
  * Per agent: every sequence ≤ `floor` was seen, plus the ones above it. An
  * agent sends in order, so `above` stays tiny; a gap that never fills (an
  * agent dropped batches at its bound) is skipped once `above` grows past
- * `maxGap`. Agents are forgotten least-recently-seen first beyond
+ * `maxGap`. A sequence more than `maxGap` above the highest one the agent
+ * has sent is refused (`out_of_window`) and changes nothing: the floor only
+ * ever moves over gaps the agent itself left, never to a number a batch
+ * merely claims (1 025 batches at 1e15 once made every later real batch a
+ * "duplicate"). A new agent id may start anywhere (an agent outlives an SP
+ * restart). Agents are forgotten least-recently-seen first beyond
  * `maxAgents`. The state is plain JSON so the passive gets it in the
  * snapshot.
  */
@@ -12,9 +17,14 @@ export interface DedupeState {
   agents: [agentId: string, floor: number, above: number[]][];
 }
 
+/** What `add` did: recorded it, had seen it, or refused it as too far ahead. */
+export type DedupeOutcome = 'added' | 'duplicate' | 'out_of_window';
+
 interface AgentSeen {
   floor: number;
   above: Set<number>;
+  /** The highest sequence seen: `floor`, or the largest of `above`. */
+  top: number;
 }
 
 export class BatchDedupe {
@@ -22,7 +32,7 @@ export class BatchDedupe {
 
   constructor(
     private readonly maxAgents = 100_000,
-    private readonly maxGap = 1_024,
+    readonly maxGap = 1_024,
   ) {}
 
   has(agentId: string, sequence: number): boolean {
@@ -30,17 +40,27 @@ export class BatchDedupe {
     return seen !== undefined && (sequence <= seen.floor || seen.above.has(sequence));
   }
 
-  /** Records the pair; returns false when it was already recorded. */
-  add(agentId: string, sequence: number): boolean {
+  /** What `add` would answer, without recording anything. */
+  check(agentId: string, sequence: number): DedupeOutcome {
+    const seen = this.agents.get(agentId);
+    if (!seen) return 'added';
+    if (sequence <= seen.floor || seen.above.has(sequence)) return 'duplicate';
+    return sequence > seen.top + this.maxGap ? 'out_of_window' : 'added';
+  }
+
+  /** Records the pair unless it was recorded already or is out of the agent's window. */
+  add(agentId: string, sequence: number): DedupeOutcome {
     let seen = this.agents.get(agentId);
     if (seen) {
-      if (sequence <= seen.floor || seen.above.has(sequence)) return false;
+      if (sequence <= seen.floor || seen.above.has(sequence)) return 'duplicate';
+      if (sequence > seen.top + this.maxGap) return 'out_of_window';
       this.agents.delete(agentId); // re-insert: most recently seen last
     } else {
-      seen = { floor: 0, above: new Set() };
+      seen = { floor: 0, above: new Set(), top: 0 };
     }
     this.agents.set(agentId, seen);
     seen.above.add(sequence);
+    if (sequence > seen.top) seen.top = sequence;
     while (seen.above.delete(seen.floor + 1)) seen.floor += 1;
     if (seen.above.size > this.maxGap) {
       const lowest = Math.min(...seen.above);
@@ -51,7 +71,7 @@ export class BatchDedupe {
       const oldest = this.agents.keys().next().value as string;
       this.agents.delete(oldest);
     }
-    return true;
+    return 'added';
   }
 
   get size(): number {
@@ -63,6 +83,11 @@ export class BatchDedupe {
   }
 
   import(state: DedupeState): void {
-    this.agents = new Map(state.agents.map(([id, floor, above]) => [id, { floor, above: new Set(above) }]));
+    this.agents = new Map(
+      state.agents.map(([id, floor, above]) => [
+        id,
+        { floor, above: new Set(above), top: above.reduce((top, s) => Math.max(top, s), floor) },
+      ]),
+    );
   }
 }

@@ -77,4 +77,58 @@ describe('sync framing', () => {
       'a frame inside a message in parts',
     ]);
   });
+
+  it('under a tighter limit refuses large frames and any message in parts, before buffering it', () => {
+    const violation = vi.fn();
+    const got: unknown[] = [];
+    const reader = new FrameReader(1_024 * 1_024, (m) => got.push(m), violation);
+    reader.limit(1_024, 0);
+    // Only the header of a 1 MiB part arrived: refused on its length, nothing waits for the rest.
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(1_024 * 1_024, 0);
+    header[4] = 0x02;
+    reader.push(header);
+    const small = new FrameReader(1_024 * 1_024, (m) => got.push(m), violation);
+    small.limit(1_024, 0);
+    small.push(encodeFrame({ t: 'y'.repeat(200) }, 64));
+    expect(got).toEqual([]);
+    expect(violation.mock.calls.map((c) => c[0])).toEqual([
+      'frame of 1048576 bytes exceeds 1024',
+      'a message in parts is not accepted here',
+    ]);
+    // Lifted again (the link is established), parts flow.
+    const lifted = new FrameReader(64, (m) => got.push(m), violation, 0);
+    lifted.limit(64, 1_000);
+    lifted.push(encodeFrame({ t: 'y'.repeat(200) }, 64));
+    expect(got).toEqual([{ t: 'y'.repeat(200) }]);
+  });
+
+  it('counts empty parts, so a stream of them is bounded too', () => {
+    const violation = vi.fn();
+    const reader = new FrameReader(64, () => {}, violation, 100);
+    const empty = Buffer.from([0, 0, 0, 1, 0x02]);
+    reader.push(Buffer.concat(Array.from({ length: 200 }, () => empty)));
+    expect(violation.mock.calls.map((c) => c[0])).toEqual(['message of more than 100 bytes']);
+  });
+
+  it('once stopped, or after a violation, delivers nothing more', () => {
+    const got: unknown[] = [];
+    const reader = new FrameReader(
+      1_024,
+      (m) => {
+        got.push(m);
+        reader.stop();
+      },
+      () => {},
+    );
+    reader.push(Buffer.concat([encodeFrame({ t: 'a' }), encodeFrame({ t: 'b' })]));
+    reader.push(encodeFrame({ t: 'c' }));
+    expect(got).toEqual([{ t: 'a' }]);
+    const violation = vi.fn();
+    const broken = new FrameReader(10, (m) => got.push(m), violation);
+    broken.push(encodeFrame({ t: 'x'.repeat(20) }));
+    broken.push(encodeFrame({ t: 'd' }));
+    expect(got).toEqual([{ t: 'a' }]);
+    expect(violation).toHaveBeenCalledTimes(1);
+  });
 });

@@ -11,7 +11,9 @@ import { ConfigError } from '@faultline/core';
  * of its bytes, the last one 0x03; the reader joins them, up to
  * `maxMessageBytes`. A frame larger than `maxFrameBytes`, a message larger
  * than `maxMessageBytes`, or a frame that is none of these is a protocol
- * violation: the reader reports it and the caller drops the link.
+ * violation: the reader reports it, reads nothing more, and the caller drops
+ * the link. The sync server tightens both bounds (`limit()`) until a peer is
+ * linked: small frames, nothing in parts.
  */
 const RAW_BATCH = 0x01;
 const PART = 0x02;
@@ -66,18 +68,39 @@ export class FrameReader {
   private buffer: Buffer = Buffer.alloc(0);
   private parts: Buffer[] = [];
   private partBytes = 0;
+  private stopped = false;
 
   constructor(
-    private readonly maxFrameBytes: number,
+    private maxFrameBytes: number,
     private readonly onMessage: (message: unknown) => void,
     private readonly onViolation: (reason: string) => void,
-    private readonly maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES,
+    private maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES,
   ) {}
+
+  /**
+   * New bounds for the frames still to come, the ones already buffered
+   * included. A `maxMessageBytes` of 0 refuses messages in parts outright
+   * (the sync server's bound until a link is established: nothing is
+   * buffered for a peer that has not authenticated).
+   */
+  limit(maxFrameBytes: number, maxMessageBytes: number): void {
+    this.maxFrameBytes = maxFrameBytes;
+    this.maxMessageBytes = maxMessageBytes;
+  }
+
+  /** Drops what is buffered and ignores every later byte (the caller closes the connection). */
+  stop(): void {
+    this.stopped = true;
+    this.buffer = Buffer.alloc(0);
+    this.parts = [];
+    this.partBytes = 0;
+  }
 
   /** Feeds bytes from the socket; calls back once per complete message. */
   push(chunk: Buffer): void {
+    if (this.stopped) return;
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
-    while (this.buffer.length >= 4) {
+    while (this.buffer.length >= 4 && !this.stopped) {
       const length = this.buffer.readUInt32BE(0);
       if (length > this.maxFrameBytes) {
         this.violation(`frame of ${length} bytes exceeds ${this.maxFrameBytes}`);
@@ -88,7 +111,12 @@ export class FrameReader {
       this.buffer = this.buffer.subarray(4 + length);
       const kind = body[0];
       if (kind === PART || kind === LAST_PART) {
-        this.partBytes += body.length - 1;
+        if (this.maxMessageBytes === 0) {
+          this.violation('a message in parts is not accepted here');
+          return;
+        }
+        // The kind byte counts too: empty parts cannot pile up for free.
+        this.partBytes += body.length;
         if (this.partBytes > this.maxMessageBytes) {
           this.violation(`message of more than ${this.maxMessageBytes} bytes`);
           return;
@@ -117,9 +145,7 @@ export class FrameReader {
   }
 
   private violation(reason: string): void {
-    this.buffer = Buffer.alloc(0);
-    this.parts = [];
-    this.partBytes = 0;
+    this.stop();
     this.onViolation(reason);
   }
 }

@@ -16,6 +16,7 @@ import {
   type FaultlineConfig,
   loadConfig,
   migrate,
+  readSecretFile,
   runMain,
 } from '@faultline/core';
 import { createPublisher, createSubscriber } from '@faultline/messaging';
@@ -39,7 +40,13 @@ function settings(argv: string[], env: NodeJS.ProcessEnv) {
     );
   const url = config.database.url;
   if (!url) throw ConfigError.forKey('database.url', 'a stream-processor node needs database.url (or DATABASE_URL)');
-  return { config, spec, url };
+  // Every batch's credential is verified under it; a missing or unsafe file exits 2 naming the key.
+  const memberKey = readSecretFile(path.resolve(config.security.memberKeyFile), 'security.memberKeyFile');
+  // The sync link's shared secret: the peer must prove it holds the same (README "The SP pair's sync link").
+  const syncKey = readSecretFile(path.resolve(config.security.syncKeyFile), 'security.syncKeyFile');
+  // The bearer token of the status server's `/engine` (README "Control and status endpoints").
+  const statusToken = readSecretFile(path.resolve(config.security.statusTokenFile), 'security.statusTokenFile');
+  return { config, spec, url, memberKey, syncKey, statusToken };
 }
 
 let resolved: ReturnType<typeof settings> | undefined;
@@ -55,7 +62,7 @@ await runMain(
     return createLogger({ service: spec.id, level: config.logging.level, dir: config.logging.dir });
   },
   async ({ logger }) => {
-    const { config, spec, url } = resolvedSettings();
+    const { config, spec, url, memberKey, syncKey, statusToken } = resolvedSettings();
     const sp = config.streamProcessor;
     const pool = createPgPool({ connectionString: url, logger });
     await migrate(pool, { logger });
@@ -96,6 +103,7 @@ await runMain(
       ? createSubscriber({
           brokers,
           credentials,
+          role: 'sp',
           clientId: `${spec.id}-topology`,
           topics: ['topology/#'],
           onEnvelope: (envelope) => {
@@ -117,12 +125,23 @@ await runMain(
       heartbeatMaxRetry: sp.heartbeatMaxRetry,
       fencingMarginMs: sp.fencingMarginMs,
       maxFrameBytes: sp.maxFrameBytes,
+      memberKey,
+      syncKey,
+      statTimestampWindowMs: sp.statTimestampWindowMs,
+      thriftMaxConnections: sp.thriftMaxConnections,
+      thriftMaxConnectionsPerPeer: sp.thriftMaxConnectionsPerPeer,
+      thriftIdleTimeoutMs: sp.thriftIdleTimeoutMs,
       engine,
       sink: publisher,
       logger,
     });
     await node.start();
-    const status = await startStatusServer(node, { host: '127.0.0.1', port: spec.statusPort, logger });
+    const status = await startStatusServer(node, {
+      host: '127.0.0.1',
+      port: spec.statusPort,
+      engineToken: statusToken,
+      logger,
+    });
     logger.info('status server listening', {
       event: 'sp.status_server_listening',
       port: status.port,

@@ -1,12 +1,18 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { LeaderLease } from '@faultline/coordination';
-import { once, type TimerHandle } from '@faultline/core';
+import { boundLoggedText, once, RateLimitedLog, type TimerHandle } from '@faultline/core';
 import {
+  BATCH_REFUSALS,
   type BatchAckWire,
+  type BatchRefusal,
+  type HealthStatBatch,
   type HealthStatBatchWire,
+  refusalMessage,
   thriftGenerated,
   toAckWire,
   validateBatch,
 } from '@faultline/protocol';
+import { BatchAdmission } from './batch-admission.js';
 import { BatchDedupe } from './batch-dedupe.js';
 import { resolveSpNodeOptions, type SpNodeOptions } from './options.js';
 import { ThriftSource } from './source.js';
@@ -17,11 +23,20 @@ export type SpRole = 'PASSIVE' | 'ACTIVE' | 'STEPPING_DOWN';
 
 /** A passive or stepping-down node logs withheld outputs at most this often. */
 const WITHHELD_WARNING_EVERY_MS = 10_000;
+/**
+ * The passive checks a forwarded batch's timestamps this much more loosely
+ * than the active did: the batch reached it a little later, and refusing what
+ * the active accepted would set the two engines apart.
+ */
+const PASSIVE_TIMESTAMP_SLACK_MS = 60_000;
+/** The event-loop delay in the status covers the last full window of this length and the current one. */
+const LOOP_DELAY_WINDOW_MS = 5_000;
 
 export interface SpCounters {
   batchesAccepted: number;
   eventsAccepted: number;
   duplicates: number;
+  /** Batches refused (InvalidBatch), for any reason: `refusals` has them per reason. */
   invalidBatches: number;
   refusedNotActive: number;
   /** Acknowledged without a passive holding the batch. */
@@ -45,7 +60,27 @@ export interface SpStatus {
   passive: { endpoint: string | undefined; link: string; lagBatches: number; lagMs: number };
   /** Passive: the active it follows. */
   following: { nodeId: string; epoch: number; lastSeq: number } | undefined;
-  counters: SpCounters & { badFrames: number; syncViolations: number; syncBatchesApplied: number };
+  counters: SpCounters & {
+    badFrames: number;
+    syncViolations: number;
+    /** Sync handshakes that failed authentication, at either end (sync-auth.ts). */
+    syncAuthFailures: number;
+    /** Hellos of authenticated peers refused (not the lease's holder and epoch, or this node is not passive). */
+    syncHellosRefused: number;
+    /** Sync connections closed because too many were waiting for their handshake. */
+    syncConnectionsRefused: number;
+    /** Sync links this node took as passive. */
+    syncLinks: number;
+    syncBatchesApplied: number;
+    /** Thrift connections refused at a cap (total or per peer). */
+    connectionsRefused: number;
+    /** Thrift connections closed for sending nothing for `thriftIdleTimeoutMs`. */
+    idleConnectionsClosed: number;
+  };
+  /** Batches refused, per reason (on the passive: forwarded batches it would not apply). */
+  refusals: Record<BatchRefusal, number>;
+  /** The node's event-loop delay (ms) over the last 5 to 10 s: what a burst of work cost everyone else. */
+  eventLoop: { maxDelayMs: number; p99DelayMs: number };
   engine: Record<string, unknown>;
 }
 
@@ -71,6 +106,13 @@ export function createSpNode(input: SpNodeOptions): SpNode {
   const { clock, engine, groupId, heartbeatIntervalMs, maxFrameBytes } = options;
   const log = options.logger.child({ nodeId: options.nodeId });
   const dedupe = new BatchDedupe();
+  const admission = new BatchAdmission({
+    memberKey: options.memberKey,
+    clock,
+    timestampWindowMs: options.statTimestampWindowMs,
+  });
+  const peerLog = new RateLimitedLog(log, clock);
+  const refusals = Object.fromEntries(BATCH_REFUSALS.map((reason) => [reason, 0])) as Record<BatchRefusal, number>;
   const counters: SpCounters = {
     batchesAccepted: 0,
     eventsAccepted: 0,
@@ -90,7 +132,9 @@ export function createSpNode(input: SpNodeOptions): SpNode {
   const link = new SyncLink({
     nodeId: options.nodeId,
     maxFrameBytes,
+    key: options.syncKey,
     ackTimeoutMs: options.syncAckTimeoutMs,
+    handshakeTimeoutMs: options.syncHandshakeTimeoutMs,
     clock,
     logger: log,
     snapshot: () => ({ engine: engine.exportState(), dedupe: dedupe.export() }),
@@ -105,11 +149,18 @@ export function createSpNode(input: SpNodeOptions): SpNode {
    */
   let heardFromActiveAt = clock.now();
   const syncServer = new SyncServer({
+    nodeId: options.nodeId,
     host: options.sync.host,
     port: options.sync.port,
     maxFrameBytes,
+    key: options.syncKey,
+    handshakeTimeoutMs: options.syncHandshakeTimeoutMs,
+    maxPendingConnections: options.syncMaxPendingConnections,
+    clock,
     logger: log,
     accepting: () => role === 'PASSIVE',
+    // A hello must name the lease holder and epoch the database has now: a forged epoch pins nothing.
+    leaseHolder: () => options.store.leader(groupId, lease.lengthMs),
     onSnapshot: (snapshot) => {
       engine.importState(snapshot.engine);
       dedupe.import(snapshot.dedupe);
@@ -117,7 +168,16 @@ export function createSpNode(input: SpNodeOptions): SpNode {
     },
     onBatch: (batch) => {
       heardFromActiveAt = clock.now();
-      if (dedupe.add(batch.agentId, batch.sequence)) engine.apply(batch);
+      // The same rules as the active's: a batch the active should not have taken is not applied here either.
+      const refusal = admission.check(batch, PASSIVE_TIMESTAMP_SLACK_MS);
+      if (refusal) {
+        refused(refusal.reason, refusal.detail, 'sync', batch.agentId);
+        return;
+      }
+      const outcome = dedupe.add(batch.agentId, batch.sequence);
+      if (outcome === 'added') engine.apply(batch);
+      else if (outcome === 'out_of_window')
+        refused('sequence_out_of_window', sequenceDetail(batch), 'sync', batch.agentId);
     },
     onPublished: (ids) => {
       heardFromActiveAt = clock.now();
@@ -164,6 +224,24 @@ export function createSpNode(input: SpNodeOptions): SpNode {
     );
   });
 
+  /** Counts and logs (per peer and reason, rate-limited) a refusal; the InvalidBatch to answer with. */
+  function refused(reason: BatchRefusal, detail: string, peer: string | undefined, agentId?: string): Error {
+    counters.invalidBatches += 1;
+    refusals[reason] += 1;
+    const message = refusalMessage(reason, detail);
+    peerLog.warn(peer, reason, 'batch refused', {
+      event: 'sp.batch_refused',
+      reason,
+      agentId: agentId === undefined ? undefined : boundLoggedText(agentId),
+      detail: boundLoggedText(message),
+    });
+    return new thriftGenerated.InvalidBatch({ message });
+  }
+
+  function sequenceDetail(batch: HealthStatBatch): string {
+    return `sequence ${batch.sequence} is more than ${dedupe.maxGap} above the highest this agent sent; start a new agent id`;
+  }
+
   const notActive = (): Error => {
     counters.refusedNotActive += 1;
     return new thriftGenerated.NotActive({
@@ -172,26 +250,26 @@ export function createSpNode(input: SpNodeOptions): SpNode {
     });
   };
 
-  const publish = async (wire: HealthStatBatchWire, call?: Buffer): Promise<BatchAckWire> => {
+  const publish = async (wire: HealthStatBatchWire, call?: Buffer, peer?: string): Promise<BatchAckWire> => {
     const epoch = role === 'ACTIVE' ? lease.epoch : undefined;
     if (epoch === undefined) throw notActive();
     const checked = validateBatch(wire);
     if (!checked.ok) {
-      counters.invalidBatches += 1;
-      log.warn('invalid batch refused', {
-        event: 'sp.invalid_batch',
-        agentId: checked.error.context.agentId,
-        reason: checked.error.message,
-      });
-      throw new thriftGenerated.InvalidBatch({ message: checked.error.message });
+      const agentId = checked.error.context.agentId;
+      throw refused('invalid', checked.error.message, peer, typeof agentId === 'string' ? agentId : undefined);
     }
     const batch = checked.value;
+    const refusal = admission.check(batch);
+    if (refusal) throw refused(refusal.reason, refusal.detail, peer, batch.agentId);
     const ack = (duplicate: boolean, replicated: boolean) =>
       toAckWire({ agentId: batch.agentId, sequence: batch.sequence, duplicate, epoch, replicated });
     const key = `${batch.agentId}\u0000${batch.sequence}`;
     const inFlight = replicating.get(key);
     if (inFlight) return ack(true, await inFlight);
-    if (!dedupe.add(batch.agentId, batch.sequence)) {
+    const outcome = dedupe.add(batch.agentId, batch.sequence);
+    if (outcome === 'out_of_window')
+      throw refused('sequence_out_of_window', sequenceDetail(batch), peer, batch.agentId);
+    if (outcome === 'duplicate') {
       counters.duplicates += 1;
       return ack(true, link.status === 'ready');
     }
@@ -211,15 +289,35 @@ export function createSpNode(input: SpNodeOptions): SpNode {
     host: options.thrift.host,
     port: options.thrift.port,
     maxFrameBytes,
+    maxConnections: options.thriftMaxConnections,
+    maxConnectionsPerPeer: options.thriftMaxConnectionsPerPeer,
+    idleTimeoutMs: options.thriftIdleTimeoutMs,
     handler: { publish },
+    clock,
     logger: log,
   });
+
+  // How late the event loop runs: what a burst of work (a hostile frame, a snapshot) cost every other peer.
+  // The histogram records the time between samples: the lag is what exceeds the sampling interval.
+  const LOOP_SAMPLE_MS = 10;
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
+  let lastWindow = { maxDelayMs: 0, p99DelayMs: 0 };
+  let loopWindow: TimerHandle | undefined;
+  const delayOf = (nanos: number) => Math.max(0, Math.round(nanos / 1e5) / 10 - LOOP_SAMPLE_MS);
+  const currentWindow = () => ({ maxDelayMs: delayOf(loopDelay.max), p99DelayMs: delayOf(loopDelay.percentile(99)) });
+  const eventLoopStatus = () => {
+    const now = currentWindow();
+    return {
+      maxDelayMs: Math.max(now.maxDelayMs, lastWindow.maxDelayMs),
+      p99DelayMs: Math.max(now.p99DelayMs, lastWindow.p99DelayMs),
+    };
+  };
 
   const watchPeer = async (epoch: number): Promise<void> => {
     const members = await options.store.members(groupId, lease.lengthMs).catch(() => []);
     if (role !== 'ACTIVE' || lease.epoch !== epoch) return;
     const peer = members.find((m) => m.alive && m.nodeId !== options.nodeId);
-    if (peer) link.attach(peer.syncEndpoint, epoch);
+    if (peer) link.attach(peer.syncEndpoint, epoch, peer.nodeId);
   };
 
   const becomeActive = async (epoch: number): Promise<void> => {
@@ -278,6 +376,11 @@ export function createSpNode(input: SpNodeOptions): SpNode {
 
   return {
     start: async () => {
+      loopDelay.enable();
+      loopWindow = clock.setInterval(() => {
+        lastWindow = currentWindow();
+        loopDelay.reset();
+      }, LOOP_DELAY_WINDOW_MS);
       syncPort = await syncServer.listen();
       log.info('node started', { event: 'sp.node_started', role, syncPort, thriftPort: options.thrift.port });
       lease.start();
@@ -290,6 +393,8 @@ export function createSpNode(input: SpNodeOptions): SpNode {
       await source.close();
       await syncServer.close();
       engine.close();
+      clock.clearInterval(loopWindow);
+      loopDelay.disable();
     }),
     status: () => {
       const lag = link.lag();
@@ -304,10 +409,18 @@ export function createSpNode(input: SpNodeOptions): SpNode {
         following: role === 'PASSIVE' ? syncServer.following : undefined,
         counters: {
           ...counters,
-          badFrames: source.badFrames,
+          badFrames: source.counters.badFrames,
           syncViolations: syncServer.counters.violations,
+          syncAuthFailures: syncServer.counters.authFailures + link.authFailures,
+          syncHellosRefused: syncServer.counters.hellosRefused,
+          syncConnectionsRefused: syncServer.counters.connectionsRefused,
+          syncLinks: syncServer.counters.links,
           syncBatchesApplied: syncServer.counters.batchesApplied,
+          connectionsRefused: source.counters.connectionsRefused,
+          idleConnectionsClosed: source.counters.idleClosed,
         },
+        refusals: { ...refusals },
+        eventLoop: eventLoopStatus(),
         engine: engine.status(),
       };
     },

@@ -1,3 +1,4 @@
+import { FaultlineError } from '@faultline/core';
 import type { HealthStatBatch } from '@faultline/protocol';
 import type { QueryEngine } from './query-engine.js';
 
@@ -46,10 +47,25 @@ export class StatLedger implements QueryEngine {
     return { total: this.total, members: Object.fromEntries(this.members) };
   }
 
+  /** Replaces the whole state with a peer's export; throws FL_ERR_STATE_INVALID (nothing applied) when it is not one. */
   importState(state: unknown): void {
-    const s = state as { total: number; members: Record<string, MemberLedger> };
-    this.total = s.total;
-    this.members = new Map(Object.entries(s.members));
+    const s = state as { total?: unknown; members?: unknown } | null;
+    if (typeof s !== 'object' || s === null) throw invalidState('', 'not an object');
+    if (!Number.isSafeInteger(s.total) || (s.total as number) < 0) throw invalidState('total', 'not a count');
+    if (typeof s.members !== 'object' || s.members === null || Array.isArray(s.members))
+      throw invalidState('members', 'not an object');
+    const members = new Map<string, MemberLedger>();
+    for (const [memberId, m] of Object.entries(s.members as Record<string, unknown>)) {
+      const ledger = m as Partial<Record<keyof MemberLedger, unknown>> | null;
+      const fields = ['count', 'sum', 'lastValue', 'lastTimestamp'] as const;
+      const bad =
+        ledger === null || typeof ledger !== 'object' ? 'count' : fields.find((f) => !Number.isFinite(ledger[f]));
+      if (bad) throw invalidState(`members.${memberId}.${bad}`, 'not a finite number');
+      const { count, sum, lastValue, lastTimestamp } = ledger as MemberLedger;
+      members.set(memberId, { count, sum, lastValue, lastTimestamp });
+    }
+    this.total = s.total as number;
+    this.members = members;
   }
 
   status(): Record<string, unknown> {
@@ -62,4 +78,10 @@ export class StatLedger implements QueryEngine {
   }
 
   close(): void {}
+}
+
+function invalidState(path: string, reason: string): FaultlineError {
+  return new FaultlineError('FL_ERR_STATE_INVALID', `invalid ledger state at ${path || '(root)'}: ${reason}`, {
+    context: { path },
+  });
 }

@@ -1,32 +1,83 @@
+import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
-import { type Logger, once } from '@faultline/core';
+import { type Clock, type Logger, once, RateLimitedLog, systemClock } from '@faultline/core';
 import type { SpNode } from './node.js';
 
 export interface StatusServerOptions {
   host: string;
   /** 0 picks a free port (tests). */
   port: number;
+  /** The bearer token `/engine` requires: the content of the file `security.statusTokenFile`. */
+  engineToken: Buffer;
   logger: Logger;
+  /** Paces the refusal log records. @default systemClock */
+  clock?: Clock;
 }
+
+/** What the status server has answered; merged into `/status`'s counters. */
+export interface StatusServerCounters {
+  /** `/engine` answered: the only place the engine's whole state is serialized. */
+  engineServed: number;
+  /** `/engine` or `/status` with another method than GET (405). */
+  statusRefusedMethod: number;
+  /** `/engine` without the status token or with a wrong one (401). */
+  statusRefusedToken: number;
+}
+
+const json = { 'content-type': 'application/json' };
 
 /**
  * The node's status call over HTTP on loopback: `GET /status` (role, epoch,
- * passive and lag, counters, engine summary) and `GET /engine` (the engine's
- * whole state; tests compare the two nodes with it). The CLI's `stack status`
- * reads it.
+ * passive and lag, counters, engine summary; open to any local caller, the
+ * CLI's `stack status` reads it) and `GET /engine` (the engine's whole state;
+ * tests compare the two nodes with it), which needs `Authorization: Bearer
+ * <status token>`. The method and the token are checked before anything is
+ * read: another method is a 405, no or a wrong token a 401, each counted and
+ * logged (`sp.status_request_refused`, at most once per 10 s per reason).
  */
 export async function startStatusServer(
   node: SpNode,
   options: StatusServerOptions,
-): Promise<{ port: number; close(): Promise<void> }> {
+): Promise<{ port: number; counters: Readonly<StatusServerCounters>; close(): Promise<void> }> {
+  const expected = Buffer.concat([Buffer.from('Bearer '), options.engineToken]);
+  const counters: StatusServerCounters = { engineServed: 0, statusRefusedMethod: 0, statusRefusedToken: 0 };
+  const refusals = new RateLimitedLog(options.logger, options.clock ?? systemClock);
   const server = http.createServer((request, response) => {
-    const body = request.url === '/status' ? node.status() : request.url === '/engine' ? node.engineState() : undefined;
-    if (request.method !== 'GET' || body === undefined) {
-      response.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+    const path = (request.url ?? '').split('?', 1)[0];
+    const reply = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+      response.writeHead(status, { ...json, ...headers }).end(JSON.stringify(body));
+    const refuse = (counter: 'statusRefusedMethod' | 'statusRefusedToken', reason: string) => {
+      counters[counter] += 1;
+      refusals.warn(request.socket.remoteAddress ?? 'unknown', reason, 'status request refused', {
+        event: 'sp.status_request_refused',
+        reason,
+        method: request.method,
+        path: path?.slice(0, 64),
+      });
+    };
+    if (path !== '/status' && path !== '/engine') {
+      reply(404, { error: 'not found' });
       return;
     }
-    response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (request.method !== 'GET') {
+      refuse('statusRefusedMethod', 'method_not_allowed');
+      reply(405, { error: 'method not allowed' }, { allow: 'GET' });
+      return;
+    }
+    if (path === '/status') {
+      const status = node.status();
+      reply(200, { ...status, counters: { ...status.counters, ...counters } });
+      return;
+    }
+    const given = Buffer.from(request.headers.authorization ?? '');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      refuse('statusRefusedToken', 'bad_token');
+      reply(401, { error: 'unauthorized' });
+      return;
+    }
+    counters.engineServed += 1;
+    reply(200, node.engineState());
   });
   server.on('error', (error) =>
     options.logger.error('status server error', { event: 'sp.status_server_error', error }),
@@ -37,6 +88,7 @@ export async function startStatusServer(
   });
   return {
     port: (server.address() as net.AddressInfo).port,
+    counters,
     close: once(
       () =>
         new Promise<void>((resolve) => {

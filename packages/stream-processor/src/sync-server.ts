@@ -1,41 +1,115 @@
 import net from 'node:net';
-import { type Logger, once } from '@faultline/core';
+import { boundLoggedText, type Clock, type Logger, once, RateLimitedLog, type TimerHandle } from '@faultline/core';
 import { decodePublishCall, type HealthStatBatch, validateBatch } from '@faultline/protocol';
-import { encodeFrame, FrameReader, RawBatch } from './framing.js';
-import { type SnapshotMessage, syncMessageSchema } from './sync-messages.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, encodeFrame, FrameReader, RawBatch } from './framing.js';
+import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
+import { type SnapshotMessage, type SyncMessage, syncMessageSchema } from './sync-messages.js';
+
+/** Largest frame a peer may send before its link is established (the handshake and the hello are far smaller). */
+export const PRE_LINK_FRAME_BYTES = 1_024;
+
+/** The lease as the database says it: who holds it, under which epoch. */
+export interface LeaseHolder {
+  nodeId: string;
+  epoch: number;
+}
 
 export interface SyncServerOptions {
+  /** This node: named in the challenge, covered by both proofs. */
+  nodeId: string;
   host: string;
   port: number;
   maxFrameBytes: number;
+  /** The shared secret of the pair (`security.syncKeyFile`). */
+  key: Buffer;
+  /** A peer must be linked (authenticated, hello accepted) within this of connecting. */
+  handshakeTimeoutMs: number;
+  /** Connections not yet linked; one more closes the oldest of them (the unauthenticated first). */
+  maxPendingConnections: number;
+  clock: Clock;
   logger: Logger;
   /** Only a passive node takes a sync link. */
   accepting: () => boolean;
+  /** The lease holder and epoch in the database, read when a hello arrives; a hello must name exactly these. */
+  leaseHolder: () => Promise<LeaseHolder | undefined>;
+  /** Applies a snapshot; throws (nothing applied) when it is malformed. */
   onSnapshot: (snapshot: SnapshotMessage, from: string) => void;
   onBatch: (batch: HealthStatBatch) => void;
   onPublished: (ids: readonly string[]) => void;
 }
 
 export interface SyncServerCounters {
+  /** Links taken (a hello accepted). */
   links: number;
+  /** Connections closed for breaking the protocol: junk, oversized or out-of-order frames, a bad snapshot or batch. */
   violations: number;
   batchesApplied: number;
+  /** Connections that did not authenticate: no proof, a wrong one, none within the deadline. */
+  authFailures: number;
+  /** Hellos of authenticated peers refused: not passive, an epoch other than the lease's, a stale epoch. */
+  hellosRefused: number;
+  /** Connections closed because too many were waiting for their handshake. */
+  connectionsRefused: number;
+}
+
+type Stage = 'auth' | 'hello' | 'checking' | 'linked';
+
+/** Which counter a refusal goes to, and the log record it makes. */
+type RefusalKind = 'violation' | 'auth' | 'hello' | 'cap';
+
+const REFUSAL_EVENTS: Record<RefusalKind, { event: string; message: string }> = {
+  violation: { event: 'sp.sync_violation', message: 'sync link closed: protocol violation' },
+  auth: { event: 'sp.sync_auth_failed', message: 'sync connection closed: authentication failed' },
+  hello: { event: 'sp.sync_hello_refused', message: 'sync hello refused' },
+  cap: { event: 'sp.sync_connection_refused', message: 'sync connection closed: too many waiting' },
+};
+
+interface Connection {
+  socket: net.Socket;
+  /** The remote address (a peer's key in the rate-limited log before it names itself). */
+  address: string;
+  stage: Stage;
+  nonce: string;
+  /** The node id the peer authenticated as. */
+  peerId?: string;
+  epoch?: number;
+  reader: FrameReader;
+  deadline: TimerHandle | undefined;
+  closed: boolean;
 }
 
 /**
- * The passive side of event sync: listens on the node's sync port, takes a
- * link from the active of the highest epoch it has seen, applies the snapshot
- * and then every batch in order, and acknowledges each. Anything malformed
- * closes that link and is counted; the server keeps listening.
+ * The passive side of event sync: listens on the node's sync port and takes
+ * a link only from a peer that proves it holds the pair's secret
+ * (sync-auth.ts) and then names, in its hello, the lease holder and epoch
+ * the database has right now. Until then a connection may send one frame of
+ * at most PRE_LINK_FRAME_BYTES per step and nothing in parts; it must be
+ * linked within `handshakeTimeoutMs`, and at most `maxPendingConnections`
+ * wait at once. Once linked it applies the snapshot and then every batch in
+ * order, and acknowledges each. Anything malformed or out of turn closes
+ * that connection and is counted and logged (rate-limited); the server keeps
+ * listening and the current link keeps running.
  */
 export class SyncServer {
-  readonly counters: SyncServerCounters = { links: 0, violations: 0, batchesApplied: 0 };
+  readonly counters: SyncServerCounters = {
+    links: 0,
+    violations: 0,
+    batchesApplied: 0,
+    authFailures: 0,
+    hellosRefused: 0,
+    connectionsRefused: 0,
+  };
   private readonly server: net.Server;
-  private current: { socket: net.Socket; nodeId: string; epoch: number } | undefined;
+  private readonly refusals: RateLimitedLog;
+  /** Connections not yet linked, oldest first. */
+  private readonly pending = new Set<Connection>();
+  private current: Connection | undefined;
   private highestEpoch = 0;
   private lastSeq = 0;
+  private closing = false;
 
   constructor(private readonly options: SyncServerOptions) {
+    this.refusals = new RateLimitedLog(options.logger, options.clock);
     this.server = net.createServer((socket) => this.accept(socket));
     this.server.on('error', (error) =>
       options.logger.error('sync server error', { event: 'sp.sync_server_error', error }),
@@ -54,22 +128,255 @@ export class SyncServer {
 
   /** The active this node follows, if any. */
   get following(): { nodeId: string; epoch: number; lastSeq: number } | undefined {
-    return this.current && { nodeId: this.current.nodeId, epoch: this.current.epoch, lastSeq: this.lastSeq };
+    const current = this.current;
+    return current && { nodeId: current.peerId as string, epoch: current.epoch as number, lastSeq: this.lastSeq };
+  }
+
+  /** Connections waiting for their handshake. */
+  get waiting(): number {
+    return this.pending.size;
   }
 
   /** Drops the link (this node became active). */
   drop(): void {
-    this.current?.socket.destroy();
+    const current = this.current;
     this.current = undefined;
+    if (current) this.end(current);
   }
 
   readonly close = once(async () => {
+    this.closing = true;
     this.drop();
+    for (const connection of [...this.pending]) this.end(connection);
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   });
 
+  private accept(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    socket.on('error', () => {});
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    const connection: Connection = {
+      socket,
+      address: socket.remoteAddress ?? 'unknown',
+      stage: 'auth',
+      nonce: newNonce(),
+      reader: undefined as unknown as FrameReader,
+      deadline: undefined,
+      closed: false,
+    };
+    connection.reader = new FrameReader(
+      PRE_LINK_FRAME_BYTES,
+      (raw) => this.receive(connection, raw),
+      (reason) => this.refuse(connection, 'violation', 'bad_frame', reason),
+      0,
+    );
+    if (this.pending.size >= this.options.maxPendingConnections) this.evictOne();
+    this.pending.add(connection);
+    connection.deadline = this.options.clock.setTimeout(() => {
+      if (connection.stage === 'auth')
+        this.refuse(
+          connection,
+          'auth',
+          'handshake_timeout',
+          `not authenticated within ${this.options.handshakeTimeoutMs} ms`,
+        );
+      else if (connection.stage !== 'linked')
+        this.refuse(
+          connection,
+          'violation',
+          'handshake_timeout',
+          `no hello within ${this.options.handshakeTimeoutMs} ms`,
+        );
+    }, this.options.handshakeTimeoutMs);
+    socket.on('data', (chunk: Buffer) => connection.reader.push(chunk));
+    socket.on('close', () => this.closed(connection));
+    this.send(connection, { t: 'challenge', nodeId: this.options.nodeId, nonce: connection.nonce });
+  }
+
+  /** Makes room for one more waiting connection: closes the oldest not yet authenticated (else the oldest). */
+  private evictOne(): void {
+    let victim: Connection | undefined;
+    for (const connection of this.pending) {
+      if (connection.stage === 'auth') {
+        victim = connection;
+        break;
+      }
+      victim ??= connection;
+    }
+    if (victim)
+      this.refuse(
+        victim,
+        'cap',
+        'connection_cap',
+        `more than ${this.options.maxPendingConnections} connections waiting`,
+      );
+  }
+
+  private receive(connection: Connection, raw: unknown): void {
+    if (connection.closed) return;
+    if (connection.stage === 'linked') {
+      this.linkedMessage(connection, raw);
+      return;
+    }
+    if (raw instanceof RawBatch) {
+      this.refuse(connection, 'violation', 'unexpected_frame', 'a batch before the link');
+      return;
+    }
+    const message = this.parse(connection, raw);
+    if (!message) return;
+    if (connection.stage === 'auth') this.authenticate(connection, message);
+    else if (connection.stage === 'hello' && message.t === 'hello') this.hello(connection, message);
+    else {
+      const expected = connection.stage === 'hello' ? 'instead of hello' : 'before the welcome';
+      this.refuse(connection, 'violation', 'unexpected_message', `${message.t} ${expected}`);
+    }
+  }
+
+  private authenticate(connection: Connection, message: SyncMessage): void {
+    if (message.t !== 'auth') {
+      this.refuse(connection, 'auth', 'not_authenticated', `${message.t} before authenticating`);
+      return;
+    }
+    const facts: HandshakeFacts = {
+      serverNonce: connection.nonce,
+      clientNonce: message.nonce,
+      clientNodeId: message.nodeId,
+      serverNodeId: this.options.nodeId,
+    };
+    if (!verifySyncProof(this.options.key, 'client', facts, message.proof)) {
+      this.refuse(connection, 'auth', 'bad_proof', `${message.nodeId} proved no key of this pair`);
+      return;
+    }
+    connection.peerId = message.nodeId;
+    connection.stage = 'hello';
+    this.send(connection, { t: 'authenticated', proof: syncProof(this.options.key, 'server', facts) });
+  }
+
+  private hello(connection: Connection, message: Extract<SyncMessage, { t: 'hello' }>): void {
+    const { nodeId, epoch } = message;
+    if (nodeId !== connection.peerId) {
+      this.refuse(
+        connection,
+        'violation',
+        'wrong_node',
+        `hello as ${nodeId} after authenticating as ${connection.peerId}`,
+      );
+      return;
+    }
+    if (!this.options.accepting()) {
+      this.refuse(connection, 'hello', 'not_passive', 'this node is not passive');
+      return;
+    }
+    if (epoch < this.highestEpoch) {
+      this.refuse(connection, 'hello', 'stale_epoch', `stale epoch ${epoch} < ${this.highestEpoch}`);
+      return;
+    }
+    connection.stage = 'checking';
+    this.options.leaseHolder().then(
+      (holder) => {
+        if (connection.closed) return;
+        if (!holder) {
+          this.refuse(connection, 'hello', 'no_lease', 'the database has no lease');
+          return;
+        }
+        if (epoch > holder.epoch) {
+          this.refuse(connection, 'hello', 'epoch_above_lease', `epoch ${epoch} is above the lease's ${holder.epoch}`);
+          return;
+        }
+        if (epoch < holder.epoch || epoch < this.highestEpoch) {
+          this.refuse(connection, 'hello', 'stale_epoch', `stale epoch ${epoch} < ${holder.epoch}`);
+          return;
+        }
+        if (holder.nodeId !== nodeId) {
+          this.refuse(connection, 'hello', 'not_lease_holder', `epoch ${epoch} is held by ${holder.nodeId}`);
+          return;
+        }
+        if (!this.options.accepting()) {
+          this.refuse(connection, 'hello', 'not_passive', 'this node is not passive');
+          return;
+        }
+        this.link(connection, nodeId, epoch);
+      },
+      (error: unknown) => {
+        if (connection.closed) return;
+        this.refuse(connection, 'hello', 'lease_unreadable', `the lease cannot be read: ${String(error)}`);
+      },
+    );
+  }
+
+  private link(connection: Connection, nodeId: string, epoch: number): void {
+    this.options.clock.clearTimeout(connection.deadline);
+    this.pending.delete(connection);
+    const previous = this.current;
+    if (previous) this.end(previous);
+    this.highestEpoch = epoch;
+    connection.stage = 'linked';
+    connection.epoch = epoch;
+    connection.reader.limit(this.options.maxFrameBytes, DEFAULT_MAX_MESSAGE_BYTES);
+    this.current = connection;
+    this.counters.links += 1;
+    this.send(connection, { t: 'welcome', epoch });
+    this.options.logger.info('following the active', { event: 'sp.following_active', active: nodeId, epoch });
+  }
+
+  private linkedMessage(connection: Connection, raw: unknown): void {
+    if (this.current !== connection) {
+      this.refuse(connection, 'violation', 'superseded', 'a newer link was taken');
+      return;
+    }
+    const from = connection.peerId as string;
+    if (raw instanceof RawBatch) {
+      const batch = decodePublishCall(raw.call);
+      if (!batch.ok) {
+        this.refuse(connection, 'violation', 'bad_batch', batch.error.message);
+        return;
+      }
+      this.applied(connection, raw.seq, batch.value);
+      return;
+    }
+    const message = this.parse(connection, raw);
+    if (!message) return;
+    switch (message.t) {
+      case 'snapshot':
+        try {
+          this.options.onSnapshot(message, from);
+        } catch (error) {
+          this.refuse(
+            connection,
+            'violation',
+            'bad_snapshot',
+            `bad snapshot: ${error instanceof Error ? error.message : String(error)}`,
+          );
+          return;
+        }
+        this.lastSeq = message.seq;
+        this.send(connection, { t: 'ack', seq: message.seq });
+        this.options.logger.info('snapshot applied', { event: 'sp.snapshot_applied', from, seq: message.seq });
+        return;
+      case 'batch': {
+        const batch = validateBatch(message.batch);
+        if (!batch.ok) {
+          this.refuse(connection, 'violation', 'bad_batch', batch.error.message);
+          return;
+        }
+        this.applied(connection, message.seq, batch.value);
+        return;
+      }
+      case 'published':
+        this.options.onPublished(message.ids);
+        return;
+      default: {
+        this.refuse(connection, 'violation', 'unexpected_message', `unexpected ${message.t}`);
+        return;
+      }
+    }
+  }
+
   /** Applies one batch and acknowledges it; acks of one turn of the event loop leave as one (they are cumulative). */
-  private applied(socket: net.Socket, seq: number, batch: HealthStatBatch): void {
+  private applied(connection: Connection, seq: number, batch: HealthStatBatch): void {
     this.options.onBatch(batch);
     this.counters.batchesApplied += 1;
     this.lastSeq = seq;
@@ -77,84 +384,71 @@ export class SyncServer {
     this.ackPending = true;
     setImmediate(() => {
       this.ackPending = false;
-      if (this.current?.socket === socket) socket.write(encodeFrame({ t: 'ack', seq: this.lastSeq }));
+      if (this.current === connection) this.send(connection, { t: 'ack', seq: this.lastSeq });
     });
   }
 
   private ackPending = false;
 
-  private accept(socket: net.Socket): void {
-    const log = this.options.logger;
-    socket.setNoDelay(true);
-    socket.on('error', () => {});
-    let peer: { nodeId: string; epoch: number } | undefined;
-    const violation = (reason: string): void => {
-      this.counters.violations += 1;
-      log.warn('sync link closed: protocol violation', {
-        event: 'sp.sync_violation',
-        reason,
-        from: peer?.nodeId ?? socket.remoteAddress,
-      });
-      socket.destroy();
-    };
-    const reader = new FrameReader(
-      this.options.maxFrameBytes,
-      (raw) => {
-        if (raw instanceof RawBatch) {
-          if (!peer || this.current?.socket !== socket) return violation('batch before hello');
-          const batch = decodePublishCall(raw.call);
-          if (!batch.ok) return violation(batch.error.message);
-          this.applied(socket, raw.seq, batch.value);
-          return;
-        }
-        const parsed = syncMessageSchema.safeParse(raw);
-        if (!parsed.success) return violation(`invalid message: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
-        const message = parsed.data;
-        if (message.t === 'hello') {
-          if (!this.options.accepting()) return violation('this node is not passive');
-          if (message.epoch < this.highestEpoch)
-            return violation(`stale epoch ${message.epoch} < ${this.highestEpoch}`);
-          this.current?.socket.destroy();
-          this.highestEpoch = message.epoch;
-          peer = { nodeId: message.nodeId, epoch: message.epoch };
-          this.current = { socket, ...peer };
-          this.counters.links += 1;
-          log.info('following the active', {
-            event: 'sp.following_active',
-            active: message.nodeId,
-            epoch: message.epoch,
-          });
-          return;
-        }
-        if (!peer || this.current?.socket !== socket) return violation(`${message.t} before hello`);
-        switch (message.t) {
-          case 'snapshot':
-            this.options.onSnapshot(message, peer.nodeId);
-            this.lastSeq = message.seq;
-            socket.write(encodeFrame({ t: 'ack', seq: message.seq }));
-            log.info('snapshot applied', { event: 'sp.snapshot_applied', from: peer.nodeId, seq: message.seq });
-            return;
-          case 'batch': {
-            const batch = validateBatch(message.batch);
-            if (!batch.ok) return violation(batch.error.message);
-            this.applied(socket, message.seq, batch.value);
-            return;
-          }
-          case 'published':
-            this.options.onPublished(message.ids);
-            return;
-          case 'ack':
-            return violation('unexpected ack');
-        }
-      },
-      violation,
+  private send(connection: Connection, message: unknown): void {
+    if (!connection.closed) connection.socket.write(encodeFrame(message));
+  }
+
+  /** Closes a connection for `reason`: counted by kind, logged at most once per 10 s per peer and code. */
+  /** A JSON message of the sync protocol, or undefined once the connection is refused for it. */
+  private parse(connection: Connection, raw: unknown): SyncMessage | undefined {
+    const parsed = syncMessageSchema.safeParse(raw);
+    if (parsed.success) return parsed.data;
+    this.refuse(
+      connection,
+      'violation',
+      'invalid_message',
+      `invalid message: ${parsed.error.issues[0]?.message ?? 'unknown'}`,
     );
-    socket.on('data', (chunk: Buffer) => reader.push(chunk));
-    socket.on('close', () => {
-      if (this.current?.socket === socket) {
-        this.current = undefined;
-        log.warn('sync link from the active closed', { event: 'sp.sync_link_closed', active: peer?.nodeId });
-      }
+    return undefined;
+  }
+
+  private refuse(connection: Connection, kind: RefusalKind, code: string, reason: string): void {
+    if (connection.closed) return;
+    const counter = {
+      violation: 'violations',
+      auth: 'authFailures',
+      hello: 'hellosRefused',
+      cap: 'connectionsRefused',
+    } as const;
+    this.counters[counter[kind]] += 1;
+    const { event, message } = REFUSAL_EVENTS[kind];
+    this.refusals.warn(connection.address, code, message, {
+      event,
+      code,
+      reason: boundLoggedText(reason),
+      ...(connection.peerId === undefined ? {} : { nodeId: boundLoggedText(connection.peerId) }),
     });
+    if (this.current === connection) this.current = undefined;
+    this.end(connection);
+  }
+
+  /** Ends a connection without counting anything (a superseded link, a close). */
+  private end(connection: Connection): void {
+    connection.closed = true;
+    connection.reader.stop();
+    this.options.clock.clearTimeout(connection.deadline);
+    this.pending.delete(connection);
+    connection.socket.destroy();
+  }
+
+  private closed(connection: Connection): void {
+    const wasCurrent = this.current === connection;
+    connection.closed = true;
+    connection.reader.stop();
+    this.options.clock.clearTimeout(connection.deadline);
+    this.pending.delete(connection);
+    if (wasCurrent) {
+      this.current = undefined;
+      this.options.logger.warn('sync link from the active closed', {
+        event: 'sp.sync_link_closed',
+        active: connection.peerId,
+      });
+    }
   }
 }

@@ -12,7 +12,7 @@ import {
   type TestSpNode,
 } from '@faultline/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FailoverClient, stat, waitFor } from './client.js';
+import { FailoverClient, memberKeyOf, stat, waitFor } from './client.js';
 
 const hasMosquittoSub = spawnSync('mosquitto_sub', ['--help']).error === undefined;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -39,6 +39,7 @@ describe('CEP monitor in the SP pair, publishing to the broker pair', () => {
     subscriber = createSubscriber({
       brokers: endpoints,
       credentials: TEST_CREDENTIALS.autoscaler,
+      role: 'autoscaler',
       clientId: 'autoscaler',
       topics: ['summarized-health-stats/#'],
       onEnvelope: (envelope) => void received.push(envelope),
@@ -90,7 +91,10 @@ describe('CEP monitor in the SP pair, publishing to the broker pair', () => {
       const i = s.findIndex((x) => x?.role === 'ACTIVE');
       return i >= 0 && s[1 - i]?.following?.epoch === s[i]?.epoch ? (pair[i] as TestSpNode) : undefined;
     }, 'a steady pair');
-    const client = new FailoverClient(pair.map((n) => n.thriftPort));
+    const client = new FailoverClient(
+      memberKeyOf(active),
+      pair.map((n) => n.thriftPort),
+    );
     const sequences = new Map<string, number>();
     let silent = new Set<string>();
     let reporting = true;
@@ -105,7 +109,7 @@ describe('CEP monitor in the SP pair, publishing to the broker pair', () => {
           sequences.set(memberId, sequence);
           // Real agents stamp stats with the time they measured them; the windows are wall-clock.
           await client.send({
-            agentId: `agent-${memberId}`,
+            agentId: memberId,
             sequence,
             stats: [{ ...stat(memberId, tick), timestamp: Date.now() }],
           });

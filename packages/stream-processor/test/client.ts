@@ -6,15 +6,18 @@ import {
   type HealthStatConnection,
   toBatchWire,
 } from '@faultline/protocol';
+import { signedBatch } from '@faultline/protocol/testing';
 import {
   type SpPairOptions,
   startPostgres,
   startSpPair,
   type TestPostgres,
   type TestSpNode,
+  testSecret,
 } from '@faultline/test-support';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 
+/** A load_average stat of `memberId`, stamped now (the SP refuses stats far from its clock). */
 export const stat = (memberId: string, value: number) => ({
   clusterId: 'c',
   clusterInstanceId: 'c-1',
@@ -23,15 +26,19 @@ export const stat = (memberId: string, value: number) => ({
   memberId,
   healthDescription: 'load_average' as const,
   value,
-  timestamp: 1_700_000_000_000 + value,
+  timestamp: Date.now(),
 });
+
+/** The member key of a pair started by startSpPair: what the cloud controller would issue credentials under. */
+export const memberKeyOf = (node: TestSpNode): Buffer => testSecret(node.security.memberKeyFile);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * What an agent does, reduced to the essentials the pair's tests need: send
- * one batch at a time, and on refusal, error or timeout move to the next
- * endpoint and resend the same batch until some node acknowledges it.
+ * one batch at a time, signed with the credential of the member its stats are
+ * for, and on refusal, error or timeout move to the next endpoint and resend
+ * the same batch until some node acknowledges it.
  */
 export class FailoverClient {
   acks: { ack: BatchAck; port: number; at: number }[] = [];
@@ -39,11 +46,13 @@ export class FailoverClient {
   private connection: HealthStatConnection | undefined;
 
   constructor(
+    private readonly memberKey: Buffer,
     private readonly ports: number[],
     private readonly callTimeoutMs = 2_000,
   ) {}
 
-  async send(batch: HealthStatBatch, deadlineMs = 30_000): Promise<BatchAck> {
+  async send(unsigned: HealthStatBatch, deadlineMs = 30_000): Promise<BatchAck> {
+    const batch = signedBatch(this.memberKey, unsigned);
     const deadline = Date.now() + deadlineMs;
     let failures = 0;
     for (;;) {

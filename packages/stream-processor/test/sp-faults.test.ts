@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { FailoverClient, pairSuite, stat, steady, waitFor } from './client.js';
+import { FailoverClient, memberKeyOf, pairSuite, stat, steady, waitFor } from './client.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -12,15 +12,16 @@ describe('stream-processor pair under faults', () => {
     const pair = await suite.start();
     const { active: old, passive, epoch } = await steady(pair);
     // A client that keeps a connection open to the old active, with a request in its socket buffer.
-    const probe = new FailoverClient([old.thriftPort], 10_000);
-    await probe.send({ agentId: 'probe', sequence: 1, stats: [stat('p', 1)] });
+    const key = memberKeyOf(old);
+    const probe = new FailoverClient(key, [old.thriftPort], 10_000);
+    await probe.send({ agentId: 'p', sequence: 1, stats: [stat('p', 1)] });
     old.signal('SIGSTOP');
-    const pending = probe.send({ agentId: 'probe', sequence: 2, stats: [stat('p', 2)] }, 8_000).catch((e: Error) => e);
+    const pending = probe.send({ agentId: 'p', sequence: 2, stats: [stat('p', 2)] }, 8_000).catch((e: Error) => e);
     const taken = await waitFor(async () => {
       const s = await passive.status();
       return s?.role === 'ACTIVE' && s.epoch !== undefined && s.epoch > epoch ? s.epoch : undefined;
     }, 'the passive to take over');
-    const client = new FailoverClient([passive.thriftPort]);
+    const client = new FailoverClient(key, [passive.thriftPort]);
     expect((await client.send({ agentId: 'c', sequence: 1, stats: [stat('c', 1)] })).epoch).toBe(taken);
     old.signal('SIGCONT');
     const outcome = await pending;
@@ -88,8 +89,8 @@ describe('stream-processor pair under faults', () => {
         ),
       );
     }
-    const client = new FailoverClient([active.thriftPort]);
-    const ack = await client.send({ agentId: 'after-fuzz', sequence: 1, stats: [stat('m', 1)] });
+    const client = new FailoverClient(memberKeyOf(active), [active.thriftPort]);
+    const ack = await client.send({ agentId: 'after-fuzz', sequence: 1, stats: [stat('after-fuzz', 1)] });
     client.close();
     expect(ack).toMatchObject({ epoch, replicated: true });
     const [a, p] = await Promise.all([active.status(), passive.status()]);

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { TestSpNode } from '@faultline/test-support';
 import { describe, expect, it } from 'vitest';
-import { FailoverClient, pairSuite, stat, steady, waitFor } from './client.js';
+import { FailoverClient, memberKeyOf, pairSuite, stat, steady, waitFor } from './client.js';
 
 /*
  * The pair's acceptance (issue 4) with real PostgreSQL, both nodes as real
@@ -26,10 +26,10 @@ describe('stream-processor pair', () => {
     const pair = await suite.start();
     const { active, passive, epoch } = await steady(pair);
     expect(await refuses(passive.thriftPort)).toBe(true);
-    const client = new FailoverClient([active.thriftPort]);
-    const ack = await client.send({ agentId: 'a', sequence: 1, stats: [stat('m', 1)] });
+    const client = new FailoverClient(memberKeyOf(active), [active.thriftPort]);
+    const ack = await client.send({ agentId: 'm:1', sequence: 1, stats: [stat('m', 1)] });
     client.close();
-    expect(ack).toEqual({ agentId: 'a', sequence: 1, duplicate: false, epoch, replicated: true });
+    expect(ack).toEqual({ agentId: 'm:1', sequence: 1, duplicate: false, epoch, replicated: true });
     const statuses = await roles(pair);
     expect(statuses.map((s) => s?.role).sort()).toEqual(['ACTIVE', 'PASSIVE']);
   });
@@ -38,16 +38,27 @@ describe('stream-processor pair', () => {
     const pair = await suite.start();
     const nodes = pair;
     await steady(nodes);
-    const client = new FailoverClient(nodes.map((n) => n.thriftPort));
+    const client = new FailoverClient(
+      memberKeyOf(nodes[0]),
+      nodes.map((n) => n.thriftPort),
+    );
     const MEMBERS = 20;
     const PER_BATCH = 50;
     const TOTAL = 20_000;
+    // Batch k is member k mod 20's (a batch speaks for one member), its values k × 50 … k × 50 + 49.
+    const expected = Array.from({ length: MEMBERS }, () => ({ count: 0, sum: 0 }));
+    const sequences = new Array<number>(MEMBERS).fill(0);
     let sent = 0;
-    let sequence = 0;
     const sending = (async () => {
-      while (sent < TOTAL) {
-        const stats = Array.from({ length: PER_BATCH }, (_, i) => stat(`m-${(sent + i) % MEMBERS}`, sent + i));
-        await client.send({ agentId: 'agent-1', sequence: ++sequence, stats });
+      for (let k = 0; sent < TOTAL; k++) {
+        const m = k % MEMBERS;
+        const stats = Array.from({ length: PER_BATCH }, (_, i) => stat(`m-${m}`, sent + i));
+        for (const s of stats) {
+          (expected[m] as { count: number; sum: number }).count += 1;
+          (expected[m] as { count: number; sum: number }).sum += s.value;
+        }
+        sequences[m] = (sequences[m] ?? 0) + 1;
+        await client.send({ agentId: `m-${m}`, sequence: sequences[m] as number, stats });
         sent += PER_BATCH;
         await new Promise((resolve) => setTimeout(resolve, 60));
       }
@@ -70,11 +81,8 @@ describe('stream-processor pair', () => {
     const { active, passive } = await steady(nodes);
     const state = (await active.engine()) as { total: number; members: Record<string, { count: number; sum: number }> };
     expect(state.total).toBe(TOTAL);
-    for (let m = 0; m < MEMBERS; m++) {
-      // member m got the values v ≡ m (mod MEMBERS), v < TOTAL, each exactly once
-      const values = Array.from({ length: TOTAL / MEMBERS }, (_, k) => m + k * MEMBERS);
-      expect(state.members[`m-${m}`]).toMatchObject({ count: values.length, sum: values.reduce((x, y) => x + y, 0) });
-    }
+    // Every member got each of its batches' values exactly once.
+    for (let m = 0; m < MEMBERS; m++) expect(state.members[`m-${m}`]).toMatchObject(expected[m] as object);
     await waitFor(
       async () => JSON.stringify(await passive.engine()) === JSON.stringify(state),
       'the passive caught up',
@@ -92,12 +100,29 @@ describe('stream-processor pair', () => {
     // 8 KiB frames: 2 000 members make a ledger state of some 100 KiB, a dozen frames.
     const pair = await suite.start({ maxFrameBytes: 8 * 1024 });
     const { active, passive } = await steady(pair);
-    const client = new FailoverClient(pair.map((n) => n.thriftPort));
+    const client = new FailoverClient(
+      memberKeyOf(active),
+      pair.map((n) => n.thriftPort),
+    );
     const MEMBERS = 2_000;
-    for (let at = 0, sequence = 1; at < MEMBERS; at += 40, sequence += 1) {
-      const stats = Array.from({ length: 40 }, (_, i) => stat(`member-with-a-long-id-${at + i}`, at + i));
-      await client.send({ agentId: 'agent-1', sequence, stats });
+    // One batch per member (a batch speaks for one member), over 20 connections at a time.
+    const lanes = Array.from(
+      { length: 20 },
+      () =>
+        new FailoverClient(
+          memberKeyOf(active),
+          pair.map((n) => n.thriftPort),
+        ),
+    );
+    for (let at = 0; at < MEMBERS; at += lanes.length) {
+      await Promise.all(
+        lanes.map((lane, i) => {
+          const memberId = `member-with-a-long-id-${at + i}`;
+          return lane.send({ agentId: memberId, sequence: 1, stats: [stat(memberId, at + i)] });
+        }),
+      );
     }
+    for (const lane of lanes) lane.close();
     const state = JSON.stringify(await active.engine());
     expect(state.length).toBeGreaterThan(10 * 8 * 1024);
     // The passive restarts: the active links it again with a snapshot of the whole state.
@@ -112,7 +137,10 @@ describe('stream-processor pair', () => {
     expect(passive.logs().filter((r) => r.event === 'sp.sync_violation')).toEqual([]);
     await active.kill('SIGKILL');
     await waitFor(async () => (await passive.status())?.role === 'ACTIVE', 'the passive took over');
-    const ack = await client.send({ agentId: 'agent-1', sequence: 1_000, stats: [stat('one-more', 1)] });
+    // The dedupe state came along: this agent's batch 1 is a duplicate, its batch 2 new.
+    const first = 'member-with-a-long-id-0';
+    expect((await client.send({ agentId: first, sequence: 1, stats: [stat(first, 0)] })).duplicate).toBe(true);
+    const ack = await client.send({ agentId: first, sequence: 2, stats: [stat(first, 1)] });
     client.close();
     expect(ack.duplicate).toBe(false);
     const after = (await passive.engine()) as { total: number };

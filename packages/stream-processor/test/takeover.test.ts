@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { MemoryLeaseStore, MemoryLeaseTables } from '@faultline/coordination/testing';
 import { systemClock } from '@faultline/core';
 import { type ActivateOptions, createSpNode, type SpNode, StatLedger } from '@faultline/stream-processor';
@@ -13,10 +14,14 @@ class RecordingLedger extends StatLedger {
   }
 }
 
+/** The pair's shared sync secret (both nodes hold the same, as from `security.syncKeyFile`). */
+const SYNC_KEY = randomBytes(32);
 const HEARTBEAT_MS = 200;
 /** One lease (2 heartbeats) and one acquire attempt: what the node adds to the last word it heard. */
 const TAKEOVER_MS = HEARTBEAT_MS * 3;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The member key batches are signed with (as `security.memberKeyFile` would hold it). */
+const MEMBER_KEY = randomBytes(32);
 
 /*
  * Two in-process nodes over loopback, sharing in-memory lease tables (one
@@ -40,6 +45,8 @@ describe('SP takeover: since when the node followed no active', () => {
       heartbeatIntervalMs: HEARTBEAT_MS,
       heartbeatMaxRetry: 2,
       fencingMarginMs: 100,
+      syncKey: SYNC_KEY,
+      memberKey: MEMBER_KEY,
       engine,
     });
     nodes.push(n);
@@ -60,11 +67,11 @@ describe('SP takeover: since when the node followed no active', () => {
     const b = await node('sp-2', tables);
     await waitFor(() => b.n.status().following?.nodeId === 'sp-1', 'sp-2 following sp-1');
     // An agent streams into sp-1 for a while; every acknowledged batch is held by sp-2.
-    const client = new FailoverClient([a.n.status().thriftPort ?? 0]);
+    const client = new FailoverClient(MEMBER_KEY, [a.n.status().thriftPort ?? 0]);
     let lastReplicatedSentAt = 0;
     for (let sequence = 1; sequence <= 15; sequence++) {
       const sentAt = Date.now();
-      const ack = await client.send({ agentId: 'agent-1', sequence, stats: [stat('m-1', sequence)] });
+      const ack = await client.send({ agentId: 'm-1', sequence, stats: [stat('m-1', sequence)] });
       if (ack.replicated) lastReplicatedSentAt = sentAt;
       await sleep(100);
     }

@@ -10,4 +10,5 @@ export {
 } from './brokers.js';
 export { freePort } from './ports.js';
 export { type StartPostgresOptions, startPostgres, type TestPostgres } from './postgres.js';
-export { type SpPairOptions, type SpStatusJson, startSpPair, type TestSpNode } from './sp.js';
+export { testSecret, testSecrets } from './secrets.js';
+export { type SpPairOptions, type SpStatusJson, startSpPair, type TestSecurity, type TestSpNode } from './sp.js';

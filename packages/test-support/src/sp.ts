@@ -8,6 +8,7 @@ import type { Endpoint } from '@faultline/protocol';
 import { TEST_CREDENTIALS } from './brokers.js';
 import { killAndWait, onceExited, trackChild, trackTempDir, untilListening } from './child-processes.js';
 import { freePort, LOOPBACK_HOST } from './ports.js';
+import { testSecret, testSecrets } from './secrets.js';
 
 const SP_MAIN = path.join(REPO_ROOT, 'packages/stream-processor/dist/main.js');
 
@@ -29,6 +30,11 @@ export interface SpPairOptions {
   maxFrameBytes?: number;
   /** `messaging` section timings (pingIntervalMs, resubscribeIntervalMs, republishIntervalMs). */
   messaging?: Record<string, number>;
+  /**
+   * The Thrift port's limits of the `streamProcessor` section (thriftMaxConnections,
+   * thriftMaxConnectionsPerPeer, thriftIdleTimeoutMs, statTimestampWindowMs). @default the config's
+   */
+  thrift?: Record<string, number>;
 }
 
 /** What `GET /status` of a node returns (the fields tests look at). */
@@ -40,14 +46,22 @@ export interface SpStatusJson {
   passive: { endpoint?: string; link: string; lagBatches: number; lagMs: number };
   following?: { nodeId: string; epoch: number; lastSeq: number };
   counters: Record<string, number>;
+  /** Batches refused, per reason (`credential_invalid`, `member_mismatch`, …). */
+  refusals: Record<string, number>;
+  /** The node's event-loop delay over the last 5–10 s. */
+  eventLoop: { maxDelayMs: number; p99DelayMs: number };
   engine: Record<string, unknown>;
 }
+
+export type TestSecurity = ReturnType<typeof testSecrets>;
 
 export interface TestSpNode {
   readonly nodeId: string;
   readonly thriftPort: number;
   readonly syncPort: number;
   readonly statusPort: number;
+  /** The pair's secret files (`security` of its config): sign batches, call `/engine`, link as a peer. */
+  readonly security: TestSecurity;
   readonly pid: number | undefined;
   /** undefined while the node does not answer. */
   status(): Promise<SpStatusJson | undefined>;
@@ -88,8 +102,10 @@ export async function startSpPair(input: SpPairOptions): Promise<[TestSpNode, Te
     syncPort: ports[i * 3 + 1] as number,
     statusPort: ports[i * 3 + 2] as number,
   }));
+  const security = testSecrets(dir);
   const config = {
     logging: { level: options.logLevel, dir: path.join(dir, 'logs') },
+    security,
     database: { url: options.databaseUrl },
     // Left out (undefined), a key takes the config's default: the file never names it.
     brokers: { nodes: options.brokers, credentials: TEST_CREDENTIALS },
@@ -99,6 +115,7 @@ export async function startSpPair(input: SpPairOptions): Promise<[TestSpNode, Te
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       heartbeatMaxRetry: options.heartbeatMaxRetry,
       maxFrameBytes: options.maxFrameBytes,
+      ...options.thrift,
       engine: options.engine,
       nodes,
     },
@@ -109,7 +126,7 @@ export async function startSpPair(input: SpPairOptions): Promise<[TestSpNode, Te
   let stopped = 0;
   const pair = nodes.map(
     (spec) =>
-      new ProcessSpNode(spec, configFile, path.join(dir, 'logs', `${spec.id}.jsonl`), async () => {
+      new ProcessSpNode(spec, security, configFile, path.join(dir, 'logs', `${spec.id}.jsonl`), async () => {
         stopped += 1;
         if (stopped === 2) {
           await rm(dir, { recursive: true, force: true });
@@ -131,6 +148,7 @@ class ProcessSpNode implements TestSpNode {
 
   constructor(
     spec: { id: string; thriftPort: number; syncPort: number; statusPort: number },
+    readonly security: TestSecurity,
     private readonly configFile: string,
     private readonly logFile: string,
     private readonly onStopped: () => Promise<void>,
@@ -167,10 +185,13 @@ class ProcessSpNode implements TestSpNode {
     }
   };
 
+  /** `GET /engine` with the pair's status token, as an operator's tool would call it. */
   readonly engine = async (): Promise<unknown> => {
     const response = await fetch(`http://${LOOPBACK_HOST}:${this.statusPort}/engine`, {
+      headers: { authorization: `Bearer ${testSecret(this.security.statusTokenFile).toString('utf8')}` },
       signal: AbortSignal.timeout(5_000),
     });
+    if (!response.ok) throw new Error(`${this.nodeId} GET /engine: ${response.status} ${await response.text()}`);
     return response.json();
   };
 

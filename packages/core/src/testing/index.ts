@@ -1,1 +1,2 @@
 export { createMemoryLogger, type LogRecord } from './memory-logger.js';
+export { controlsIn, withoutColors } from './terminal-text.js';

@@ -1,2 +1,10 @@
+export { signedBatch } from './batch.js';
 export { testMember } from './identity.js';
-export { AGENT_ENV, agentSettings, fullMemberEnvInput, memberEnvInput } from './member-env.js';
+export {
+  AGENT_ENV,
+  agentSettings,
+  fullMemberEnvInput,
+  memberEnvInput,
+  TEST_CREDENTIAL,
+  TEST_MEMBER_KEY,
+} from './member-env.js';

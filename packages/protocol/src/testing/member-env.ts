@@ -1,5 +1,12 @@
+import { issueMemberCredential } from '../member-credential.js';
 import type { AgentSettings, MemberEnvInput } from '../member-env.js';
 import { testMember } from './identity.js';
+
+/** A member key for tests that never meet a real SP (one that does reads its pair's key file). */
+export const TEST_MEMBER_KEY = Buffer.from('faultline-test-member-key-0123456789abcdef', 'utf8');
+
+/** The credential of `testMember()` under TEST_MEMBER_KEY. */
+export const TEST_CREDENTIAL = issueMemberCredential(TEST_MEMBER_KEY, testMember());
 
 /**
  * Agent settings for the member-environment tests: IPv4, IPv6 and host-name
@@ -23,6 +30,7 @@ export const agentSettings: AgentSettings = {
 /** What the local driver writes for member `php-m-1` with `agentSettings`. */
 export const memberEnvInput: MemberEnvInput = {
   member: { ...testMember(), cartridgeType: 'php' },
+  credential: TEST_CREDENTIAL,
   agent: agentSettings,
   workload: { host: '127.0.0.1', latencyMs: 5, readyFile: '/run/m.ready.json', agentMain: '/dist/main.js' },
   outboxDir: '/run/outbox',
@@ -55,6 +63,7 @@ export const AGENT_ENV = {
   FAULTLINE_CLUSTER_INSTANCE_ID: 'php-1',
   FAULTLINE_NETWORK_PARTITION_ID: 'np-1',
   FAULTLINE_PARTITION_ID: 'p-1',
+  FAULTLINE_MEMBER_CREDENTIAL: TEST_CREDENTIAL,
   FAULTLINE_SP_ENDPOINTS: '127.0.0.1:7611, [::1]:7612',
   FAULTLINE_BROKERS: 'a@localhost:1883,b@::1:1884',
   FAULTLINE_AGENT_USERNAME: 'agent',

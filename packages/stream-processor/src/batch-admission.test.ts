@@ -1,0 +1,73 @@
+import { systemClock } from '@faultline/core';
+import { type HealthStat, type HealthStatBatch, issueMemberCredential } from '@faultline/protocol';
+import { TEST_MEMBER_KEY as key, signedBatch, testMember } from '@faultline/protocol/testing';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { BatchAdmission } from './batch-admission.js';
+
+const T0 = 1_800_000_000_000;
+const WINDOW = 600_000;
+const stat = (overrides: Partial<HealthStat> = {}): HealthStat => ({
+  ...testMember(),
+  healthDescription: 'load_average',
+  value: 40,
+  timestamp: T0,
+  ...overrides,
+});
+const batch = (stats: HealthStat[], agentId = 'php-m-1:1700000000000'): HealthStatBatch =>
+  signedBatch(key, { agentId, sequence: 1, stats });
+
+describe('BatchAdmission', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(T0);
+  });
+  afterEach(() => vi.useRealTimers());
+
+  const admission = () => new BatchAdmission({ memberKey: key, clock: systemClock, timestampWindowMs: WINDOW });
+  const reason = (b: HealthStatBatch, slackMs?: number) => admission().check(b, slackMs)?.reason;
+
+  it("admits a batch of the credential's member, under its own agent id", () => {
+    expect(reason(batch([stat(), stat({ healthDescription: 'ports_not_open', value: 0 })]))).toBeUndefined();
+    expect(reason(batch([stat()], 'php-m-1'))).toBeUndefined();
+    const empty = { agentId: 'php-m-1', sequence: 1, stats: [], credential: issueMemberCredential(key, testMember()) };
+    expect(reason(empty)).toBeUndefined();
+  });
+
+  it('refuses with the first reason that applies', () => {
+    const other = issueMemberCredential(key, { ...testMember('php-m-2') });
+    expect(reason({ ...batch([stat()]), credential: undefined })).toBe('credential_missing');
+    expect(reason({ ...batch([stat()]), credential: `${other.slice(0, -2)}AA` })).toBe('credential_invalid');
+    // Another member's agent id, even one that starts with this member's id.
+    expect(reason(batch([stat()], 'php-m-2'))).toBe('agent_mismatch');
+    expect(reason(batch([stat()], 'php-m-10:1'))).toBe('agent_mismatch');
+    expect(reason(batch([stat(), stat({ memberId: 'php-m-2' })]))).toBe('member_mismatch');
+    expect(reason(batch([stat(), { ...stat(), clusterId: 'other' }]))).toBe('member_mismatch');
+    expect(reason(batch([stat(), { ...stat(), networkPartitionId: 'np-2' }]))).toBe('member_mismatch');
+    // The credential is bound to the member, cluster and network partition only.
+    expect(reason(batch([stat(), { ...stat(), partitionId: 'p-9', clusterInstanceId: 'php-9' }]))).toBeUndefined();
+  });
+
+  it('refuses timestamps outside the window around the clock, either way; the passive gets some slack', () => {
+    expect(reason(batch([stat({ timestamp: T0 - WINDOW })]))).toBeUndefined();
+    expect(reason(batch([stat({ timestamp: T0 + WINDOW })]))).toBeUndefined();
+    expect(reason(batch([stat({ timestamp: T0 - WINDOW - 1 })]))).toBe('timestamp_out_of_window');
+    expect(reason(batch([stat({ timestamp: Number.MAX_SAFE_INTEGER })]))).toBe('timestamp_out_of_window');
+    expect(reason(batch([stat({ timestamp: 0 })]))).toBe('timestamp_out_of_window');
+    expect(reason(batch([stat({ timestamp: T0 - WINDOW - 1 })]), 60_000)).toBeUndefined();
+    vi.setSystemTime(T0 + 2 * WINDOW); // the window moves with the node's clock
+    expect(reason(batch([stat()]))).toBe('timestamp_out_of_window');
+  });
+
+  it('refuses values outside their description’s bounds', () => {
+    expect(reason(batch([stat({ value: 1e300 })]))).toBe('value_out_of_range');
+    expect(reason(batch([stat({ healthDescription: 'memory_consumption', value: 101 })]))).toBe('value_out_of_range');
+    expect(reason(batch([stat({ healthDescription: 'ports_not_open', value: 2 })]))).toBe('value_out_of_range');
+    expect(reason(batch([stat({ healthDescription: 'requests_in_flight', value: -1 })]))).toBe('value_out_of_range');
+  });
+
+  it('names the stat in a short detail', () => {
+    const refusal = admission().check(batch([stat(), stat({ memberId: 'php-m-2' })]));
+    expect(refusal?.detail).toMatch(/^stats\.1 is for php-m-2 /);
+    expect(refusal?.detail.length).toBeLessThan(1_024);
+  });
+});

@@ -1,0 +1,91 @@
+import type { Clock } from '@faultline/core';
+import {
+  type BatchRefusal,
+  type CredentialIdentity,
+  type HealthStatBatch,
+  MemberCredentialVerifier,
+  valueInRange,
+} from '@faultline/protocol';
+
+export interface BatchAdmissionOptions {
+  /** The platform's member key (`security.memberKeyFile`). */
+  memberKey: Buffer;
+  clock: Clock;
+  /** A stat's timestamp may be at most this far from the node's clock, either way. */
+  timestampWindowMs: number;
+}
+
+export interface Refusal {
+  reason: BatchRefusal;
+  /** A short explanation for the agent and the log; ids in it follow ID_PATTERN. */
+  detail: string;
+}
+
+/** `agentId` is the member's own: its id, or its id followed by `:<digits>` (AGENT_ID_PATTERN holds). */
+function isAgentOf(agentId: string, memberId: string): boolean {
+  return agentId === memberId || (agentId.startsWith(memberId) && agentId.charCodeAt(memberId.length) === 58); // ':'
+}
+
+/**
+ * Whether a validated batch may act on the engine (README "Agents → SP
+ * (Thrift)"): its credential verifies, its agent id is the member's own,
+ * and every stat is for that member, stamped within the window around this
+ * node's clock, with a value in its description's bounds. The first failure
+ * is the answer; nothing else is looked at. The sequence window is the
+ * dedupe's (`BatchDedupe.add`). A steady agent costs one cache lookup for
+ * its credential and a pass over its few stats.
+ */
+export class BatchAdmission {
+  private readonly verifier: MemberCredentialVerifier;
+
+  constructor(private readonly options: BatchAdmissionOptions) {
+    this.verifier = new MemberCredentialVerifier(options.memberKey);
+  }
+
+  /** undefined when the batch is admitted; `slackMs` widens the timestamp window (the passive). */
+  check(batch: HealthStatBatch, slackMs = 0): Refusal | undefined {
+    const verified = this.verifier.verify(batch.credential);
+    if (!verified.ok) {
+      return {
+        reason: verified.error,
+        detail:
+          verified.error === 'credential_missing'
+            ? 'the batch carries no credential'
+            : 'the credential does not verify',
+      };
+    }
+    const member: CredentialIdentity = verified.value;
+    if (!isAgentOf(batch.agentId, member.memberId)) {
+      return { reason: 'agent_mismatch', detail: `agent id ${batch.agentId} is not of member ${member.memberId}` };
+    }
+    const now = this.options.clock.now();
+    const window = this.options.timestampWindowMs + slackMs;
+    const { stats } = batch;
+    for (let i = 0; i < stats.length; i++) {
+      const stat = stats[i] as HealthStatBatch['stats'][number];
+      if (
+        stat.memberId !== member.memberId ||
+        stat.clusterId !== member.clusterId ||
+        stat.networkPartitionId !== member.networkPartitionId
+      ) {
+        return {
+          reason: 'member_mismatch',
+          detail: `stats.${i} is for ${stat.memberId} of ${stat.clusterId}/${stat.networkPartitionId}, the credential for ${member.memberId} of ${member.clusterId}/${member.networkPartitionId}`,
+        };
+      }
+      if (Math.abs(stat.timestamp - now) > window) {
+        return {
+          reason: 'timestamp_out_of_window',
+          detail: `stats.${i} timestamp ${stat.timestamp} is more than ${window} ms from the SP's clock (${now})`,
+        };
+      }
+      if (!valueInRange(stat.healthDescription, stat.value)) {
+        return {
+          reason: 'value_out_of_range',
+          detail: `stats.${i} ${stat.healthDescription} ${stat.value} is out of range`,
+        };
+      }
+    }
+    return undefined;
+  }
+}

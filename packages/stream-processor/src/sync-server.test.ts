@@ -1,0 +1,372 @@
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import type { Clock, Logger, TimerHandle } from '@faultline/core';
+import { createMemoryLogger } from '@faultline/core/testing';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { encodeFrame, FrameReader } from './framing.js';
+import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
+import { SyncLink } from './sync-link.js';
+import { type LeaseHolder, SyncServer, type SyncServerOptions } from './sync-server.js';
+
+/** Timers that fire only when the test advances time; I/O stays real. */
+class ManualClock implements Clock {
+  private t = 0;
+  private next = 1;
+  private readonly timers = new Map<number, { at: number; fn: () => void; every?: number }>();
+  now = () => this.t;
+  monotonicNow = () => this.t;
+  setTimeout = (fn: () => void, ms: number) => this.add(fn, ms);
+  setInterval = (fn: () => void, ms: number) => this.add(fn, ms, ms);
+  clearTimeout = (handle: TimerHandle | undefined) => void this.timers.delete(handle as unknown as number);
+  clearInterval = (handle: TimerHandle | undefined) => void this.timers.delete(handle as unknown as number);
+  advance(ms: number): void {
+    const until = this.t + ms;
+    for (;;) {
+      const due = [...this.timers].filter(([, timer]) => timer.at <= until).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      const [id, timer] = due;
+      this.t = timer.at;
+      if (timer.every) timer.at += timer.every;
+      else this.timers.delete(id);
+      timer.fn();
+    }
+    this.t = until;
+  }
+  private add(fn: () => void, ms: number, every?: number): TimerHandle {
+    const id = this.next++;
+    this.timers.set(id, { at: this.t + ms, fn, every });
+    return id as unknown as TimerHandle;
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const KEY = randomBytes(32);
+
+/** A peer that speaks the framing by hand. */
+class Peer {
+  readonly messages: Record<string, unknown>[] = [];
+  closed = false;
+  constructor(readonly socket: net.Socket) {
+    const reader = new FrameReader(
+      1 << 20,
+      (m) => void this.messages.push(m as Record<string, unknown>),
+      () => socket.destroy(),
+    );
+    socket.on('data', (chunk: Buffer) => reader.push(chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.closed = true;
+    });
+  }
+  static async connect(port: number): Promise<Peer> {
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    return new Peer(socket);
+  }
+  send(message: unknown): void {
+    this.socket.write(encodeFrame(message));
+  }
+  async next(t: string): Promise<Record<string, unknown> | undefined> {
+    for (let i = 0; i < 200; i++) {
+      const found = this.messages.find((m) => m.t === t);
+      if (found || this.closed) return found;
+      await sleep(5);
+    }
+    return undefined;
+  }
+  async untilClosed(): Promise<boolean> {
+    for (let i = 0; i < 200 && !this.closed; i++) await sleep(5);
+    return this.closed;
+  }
+  /** The client half of the handshake; resolves whether the server proved the same key. */
+  async authenticate(key: Buffer, nodeId: string): Promise<boolean> {
+    const challenge = await this.next('challenge');
+    if (!challenge) return false;
+    const facts: HandshakeFacts = {
+      serverNonce: String(challenge.nonce),
+      clientNonce: newNonce(),
+      clientNodeId: nodeId,
+      serverNodeId: String(challenge.nodeId),
+    };
+    this.send({ t: 'auth', nodeId, nonce: facts.clientNonce, proof: syncProof(key, 'client', facts) });
+    const answer = await this.next('authenticated');
+    return answer !== undefined && verifySyncProof(key, 'server', facts, String(answer.proof));
+  }
+}
+
+/** The passive's sync server as a node runs it: sp-2 on a free loopback port, accepting. */
+const passiveOptions = (clock: ManualClock, logger: Logger) => ({
+  nodeId: 'sp-2',
+  host: '127.0.0.1',
+  port: 0,
+  maxFrameBytes: 1 << 20,
+  key: KEY,
+  handshakeTimeoutMs: 5_000,
+  maxPendingConnections: 4,
+  clock,
+  logger,
+  accepting: () => true,
+});
+
+describe('sync handshake proofs', () => {
+  const facts: HandshakeFacts = {
+    serverNonce: newNonce(),
+    clientNonce: newNonce(),
+    clientNodeId: 'sp-1',
+    serverNodeId: 'sp-2',
+  };
+
+  it('verify under the same key and role only, and over these facts only', () => {
+    const proof = syncProof(KEY, 'client', facts);
+    expect(proof).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(verifySyncProof(KEY, 'client', facts, proof)).toBe(true);
+    expect(verifySyncProof(randomBytes(32), 'client', facts, proof)).toBe(false);
+    // A client's proof reflected back as the server's does not pass.
+    expect(verifySyncProof(KEY, 'server', facts, proof)).toBe(false);
+    for (const changed of [
+      { serverNonce: newNonce() },
+      { clientNonce: newNonce() },
+      { clientNodeId: 'sp-3' },
+      { serverNodeId: 'sp-1' },
+    ])
+      expect(verifySyncProof(KEY, 'client', { ...facts, ...changed }, proof)).toBe(false);
+    expect(verifySyncProof(KEY, 'client', facts, 'short')).toBe(false);
+  });
+});
+
+describe('SyncServer: who may link', () => {
+  const servers: SyncServer[] = [];
+  const peers: Peer[] = [];
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.socket.destroy();
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+
+  const start = async (overrides: Partial<SyncServerOptions> = {}) => {
+    const clock = new ManualClock();
+    const logger = createMemoryLogger();
+    let holder: LeaseHolder | undefined = { nodeId: 'sp-1', epoch: 7 };
+    const snapshots: unknown[] = [];
+    const server = new SyncServer({
+      ...passiveOptions(clock, logger),
+      maxPendingConnections: 2,
+      leaseHolder: async () => holder,
+      onSnapshot: (snapshot) => {
+        if ((snapshot.engine as { version?: number }).version === 99) throw new Error('unknown version 99');
+        snapshots.push(snapshot.engine);
+      },
+      onBatch: () => {},
+      onPublished: () => {},
+      ...overrides,
+    });
+    servers.push(server);
+    const port = await server.listen();
+    const connect = async () => {
+      const peer = await Peer.connect(port);
+      peers.push(peer);
+      return peer;
+    };
+    return { server, clock, logger, connect, snapshots, setHolder: (h: LeaseHolder | undefined) => (holder = h) };
+  };
+
+  /** A peer authenticated with the pair's key that said hello and was welcomed, or not. */
+  const linkAs = async (connect: () => Promise<Peer>, nodeId: string, epoch: number) => {
+    const peer = await connect();
+    expect(await peer.authenticate(KEY, nodeId)).toBe(true);
+    peer.send({ t: 'hello', nodeId, epoch });
+    return { peer, welcome: await peer.next('welcome') };
+  };
+
+  it('links a peer that proves the key and names the lease holder and epoch; then takes its snapshot', async () => {
+    const { server, connect, snapshots } = await start();
+    const { peer, welcome } = await linkAs(connect, 'sp-1', 7);
+    expect(welcome).toEqual({ t: 'welcome', epoch: 7 });
+    peer.send({ t: 'snapshot', seq: 0, engine: { total: 3 }, dedupe: { agents: [] } });
+    expect(await peer.next('ack')).toEqual({ t: 'ack', seq: 0 });
+    expect(snapshots).toEqual([{ total: 3 }]);
+    expect(server.following).toEqual({ nodeId: 'sp-1', epoch: 7, lastSeq: 0 });
+    expect(server.counters).toMatchObject({ links: 1, violations: 0, authFailures: 0, hellosRefused: 0 });
+  });
+
+  it('refuses a wrong key, and anything before authenticating; logs once per 10 s per peer and reason', async () => {
+    const { server, connect, logger, clock } = await start();
+    for (let i = 0; i < 3; i++) {
+      const peer = await connect();
+      expect(await peer.authenticate(randomBytes(32), 'sp-1')).toBe(false);
+      expect(await peer.untilClosed()).toBe(true);
+      expect(peer.messages.map((m) => m.t)).toEqual(['challenge']);
+    }
+    const early = await connect();
+    early.send({ t: 'hello', nodeId: 'sp-1', epoch: 7 });
+    expect(await early.untilClosed()).toBe(true);
+    expect(server.counters).toMatchObject({ authFailures: 4, links: 0 });
+    const logged = () => logger.records.filter((r) => r.fields.event === 'sp.sync_auth_failed');
+    expect(logged().map((r) => r.fields.code)).toEqual(['bad_proof', 'not_authenticated']);
+    clock.advance(10_000);
+    const again = await connect();
+    expect(await again.authenticate(randomBytes(32), 'sp-1')).toBe(false);
+    await again.untilClosed();
+    expect(logged().at(-1)?.fields).toMatchObject({ code: 'bad_proof', suppressed: 2 });
+  });
+
+  it('before the link: one frame of at most 1 KiB per step, nothing in parts, no batch', async () => {
+    const { server, connect } = await start({ maxPendingConnections: 10 });
+    const attempts: Buffer[] = [
+      encodeFrame({ t: 'auth', pad: 'x'.repeat(2_000) }),
+      encodeFrame({ t: 'auth', pad: 'y'.repeat(4_000) }, 512),
+      Buffer.concat([Buffer.from([0, 0, 0, 20, 0x01]), Buffer.alloc(19)]),
+      Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+    ];
+    for (const bytes of attempts) {
+      const peer = await connect();
+      await peer.next('challenge');
+      peer.socket.write(bytes);
+      expect(await peer.untilClosed()).toBe(true);
+    }
+    // Authenticated, a second frame before the welcome is refused too.
+    const peer = await connect();
+    expect(await peer.authenticate(KEY, 'sp-1')).toBe(true);
+    peer.send({ t: 'auth', nodeId: 'sp-1', nonce: newNonce(), proof: newNonce() });
+    expect(await peer.untilClosed()).toBe(true);
+    expect(server.counters).toMatchObject({ violations: 5, links: 0 });
+  });
+
+  it('refuses a hello above the lease epoch, of another node, or stale, without pinning a thing', async () => {
+    const { server, connect, setHolder } = await start({ maxPendingConnections: 10 });
+    for (const [nodeId, epoch] of [
+      ['sp-1', Number.MAX_SAFE_INTEGER],
+      ['sp-1', 8],
+      ['sp-3', 7],
+      ['sp-1', 6],
+    ] as const) {
+      const { peer, welcome } = await linkAs(connect, nodeId, epoch);
+      expect(welcome).toBeUndefined();
+      expect(await peer.untilClosed()).toBe(true);
+    }
+    setHolder(undefined);
+    expect((await linkAs(connect, 'sp-1', 7)).welcome).toBeUndefined();
+    expect(server.counters).toMatchObject({ hellosRefused: 5, links: 0 });
+    // The real holder is still taken.
+    setHolder({ nodeId: 'sp-1', epoch: 7 });
+    expect((await linkAs(connect, 'sp-1', 7)).welcome).toEqual({ t: 'welcome', epoch: 7 });
+    expect(server.following).toMatchObject({ nodeId: 'sp-1', epoch: 7 });
+  });
+
+  it('closes a connection not linked within the handshake deadline (on the clock)', async () => {
+    const { server, connect, clock } = await start();
+    const idle = await connect();
+    const authenticated = await connect();
+    expect(await authenticated.authenticate(KEY, 'sp-1')).toBe(true);
+    await idle.next('challenge');
+    clock.advance(4_999);
+    await sleep(20);
+    expect(idle.closed || authenticated.closed).toBe(false);
+    clock.advance(1);
+    expect(await idle.untilClosed()).toBe(true);
+    expect(await authenticated.untilClosed()).toBe(true);
+    expect(server.counters).toMatchObject({ authFailures: 1, violations: 1 });
+  });
+
+  it('keeps at most maxPendingConnections waiting, closing the oldest unauthenticated one', async () => {
+    const { server, connect } = await start({ maxPendingConnections: 2 });
+    const authenticated = await connect();
+    expect(await authenticated.authenticate(KEY, 'sp-1')).toBe(true);
+    const idle = await connect();
+    await idle.next('challenge');
+    const third = await connect();
+    await third.next('challenge');
+    expect(await idle.untilClosed()).toBe(true);
+    expect(authenticated.closed).toBe(false);
+    expect(third.closed).toBe(false);
+    expect(server.counters.connectionsRefused).toBe(1);
+    expect(server.waiting).toBe(2);
+  });
+
+  it('a bad snapshot is a violation that closes the link; the server listens on', async () => {
+    const { server, connect, snapshots } = await start();
+    const { peer } = await linkAs(connect, 'sp-1', 7);
+    peer.send({ t: 'snapshot', seq: 0, engine: { version: 99 }, dedupe: { agents: [] } });
+    expect(await peer.untilClosed()).toBe(true);
+    expect(peer.messages.some((m) => m.t === 'ack')).toBe(false);
+    expect(server.counters).toMatchObject({ violations: 1 });
+    expect(server.following).toBeUndefined();
+    const next = await linkAs(connect, 'sp-1', 7);
+    next.peer.send({ t: 'snapshot', seq: 0, engine: { total: 1 }, dedupe: { agents: [] } });
+    expect(await next.peer.next('ack')).toBeDefined();
+    expect(snapshots).toEqual([{ total: 1 }]);
+  });
+});
+
+describe('SyncLink to SyncServer', () => {
+  const closers: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0)) await close();
+  });
+
+  const pair = async (linkKey: Buffer) => {
+    const clock = new ManualClock();
+    const onSnapshot = vi.fn();
+    const server = new SyncServer({
+      ...passiveOptions(clock, createMemoryLogger()),
+      leaseHolder: async () => ({ nodeId: 'sp-1', epoch: 3 }),
+      onSnapshot,
+      onBatch: vi.fn(),
+      onPublished: vi.fn(),
+    });
+    const port = await server.listen();
+    const link = new SyncLink({
+      nodeId: 'sp-1',
+      maxFrameBytes: 1 << 20,
+      key: linkKey,
+      ackTimeoutMs: 1_000,
+      handshakeTimeoutMs: 5_000,
+      clock,
+      logger: createMemoryLogger(),
+      snapshot: () => ({ engine: { total: 0 }, dedupe: { agents: [] } }),
+    });
+    closers.push(
+      () => link.detach('closing'),
+      () => server.close(),
+    );
+    return { server, link, port, clock, onSnapshot };
+  };
+
+  it('links with the same key: the passive follows and takes the snapshot', async () => {
+    const { server, link, port, onSnapshot } = await pair(KEY);
+    link.attach(`127.0.0.1:${port}`, 3, 'sp-2');
+    for (let i = 0; i < 200 && onSnapshot.mock.calls.length === 0; i++) await sleep(5);
+    expect(link.status).toBe('ready');
+    expect(onSnapshot).toHaveBeenCalledWith(expect.objectContaining({ engine: { total: 0 } }), 'sp-1');
+    expect(server.following).toMatchObject({ nodeId: 'sp-1', epoch: 3 });
+    expect(link.authFailures + server.counters.authFailures).toBe(0);
+  });
+
+  it('never links with another key, at either end, nor to a passive that is not the expected node', async () => {
+    const { server, link, port } = await pair(randomBytes(32));
+    link.attach(`127.0.0.1:${port}`, 3);
+    for (let i = 0; i < 100 && server.counters.authFailures === 0; i++) await sleep(5);
+    expect(server.counters.authFailures).toBe(1);
+    expect(link.status).toBe('none');
+    expect(server.following).toBeUndefined();
+    const right = await pair(KEY);
+    right.link.attach(`127.0.0.1:${right.port}`, 3, 'sp-9');
+    for (let i = 0; i < 100 && right.link.authFailures === 0; i++) await sleep(5);
+    expect(right.link.authFailures).toBe(1);
+    expect(right.link.status).toBe('none');
+  });
+
+  it('drops a link the passive does not welcome within the deadline', async () => {
+    const { link, clock } = await pair(KEY);
+    // A listener that accepts and says nothing (a paused passive).
+    const silent = net.createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', () => resolve()));
+    closers.push(() => new Promise((resolve) => silent.close(resolve)));
+    link.attach(`127.0.0.1:${(silent.address() as net.AddressInfo).port}`, 3);
+    await sleep(20);
+    expect(link.status).toBe('connecting');
+    clock.advance(4_900);
+    expect(link.status).toBe('connecting');
+    clock.advance(400); // the watchdog looks every 250 ms
+    expect(link.status).toBe('none');
+  });
+});
