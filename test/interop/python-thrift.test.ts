@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '@faultline/core';
-import { createSubscriber, type Subscriber } from '@faultline/messaging';
+import type { Subscriber } from '@faultline/messaging';
+import { watchAsAutoscaler } from '@faultline/messaging/testing';
 import {
   brokerEndpoints,
   startBrokerPair,
@@ -40,17 +41,12 @@ describe.skipIf(!available)('interop: a Python Thrift agent', () => {
     db = await startPostgres();
     brokers = await startBrokerPair('aedes');
     const endpoints = brokerEndpoints(brokers);
-    subscriber = createSubscriber({
+    subscriber = watchAsAutoscaler({
       brokers: endpoints,
       credentials: TEST_CREDENTIALS.autoscaler,
-      role: 'autoscaler',
-      clientId: 'autoscaler',
       topics: ['summarized-health-stats/MemberFaultEvent'],
       onEnvelope: (e) => void (e.type === 'MemberFaultEvent' && faults.push(e.data.memberId)),
-      pingIntervalMs: 200,
-      resubscribeIntervalMs: 500,
     });
-    subscriber.start();
     pair = await startSpPair({
       databaseUrl: db.connectionString,
       engine: 'cep',

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { createSubscriber, type Subscriber } from '@faultline/messaging';
+import type { Subscriber } from '@faultline/messaging';
+import { watchAsAutoscaler } from '@faultline/messaging/testing';
 import {
   type BatchAck,
   connectHealthStat,
@@ -177,17 +178,12 @@ describe('Thrift ingest of a real SP pair under attack', () => {
     db = await startPostgres();
     brokers = await startBrokerPair('aedes');
     const endpoints = brokerEndpoints(brokers);
-    subscriber = createSubscriber({
+    subscriber = watchAsAutoscaler({
       brokers: endpoints,
       credentials: TEST_CREDENTIALS.autoscaler,
-      role: 'autoscaler',
-      clientId: 'autoscaler',
       topics: ['summarized-health-stats/MemberFaultEvent'],
       onEnvelope: (envelope) => void received.push(envelope),
-      pingIntervalMs: 200,
-      resubscribeIntervalMs: 500,
     });
-    subscriber.start();
     pair = await startSpPair({
       databaseUrl: db.connectionString,
       engine: 'cep',

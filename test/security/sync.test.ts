@@ -2,7 +2,8 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { createCepEngine } from '@faultline/cep';
-import { createSubscriber, type Subscriber } from '@faultline/messaging';
+import type { Subscriber } from '@faultline/messaging';
+import { watchAsAutoscaler } from '@faultline/messaging/testing';
 import { type Envelope, HealthStatService, thrift, toBatchWire } from '@faultline/protocol';
 import { signedBatch } from '@faultline/protocol/testing';
 import { encodeFrame, FrameReader } from '@faultline/stream-processor';
@@ -382,17 +383,12 @@ describe('a planted pending fault through the sync port', () => {
 
   beforeAll(async () => {
     brokers = await startBrokerPair('aedes');
-    subscriber = createSubscriber({
+    subscriber = watchAsAutoscaler({
       brokers: brokerEndpoints(brokers),
       credentials: TEST_CREDENTIALS.autoscaler,
-      role: 'autoscaler',
-      clientId: 'autoscaler',
       topics: ['summarized-health-stats/#'],
       onEnvelope: (envelope) => void received.push(envelope),
-      pingIntervalMs: 200,
-      resubscribeIntervalMs: 500,
     });
-    subscriber.start();
   });
   afterAll(async () => {
     await subscriber?.close();

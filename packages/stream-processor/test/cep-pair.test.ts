@@ -1,5 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
-import { createSubscriber, type Subscriber } from '@faultline/messaging';
+import type { Subscriber } from '@faultline/messaging';
+import { watchAsAutoscaler } from '@faultline/messaging/testing';
 import type { Envelope } from '@faultline/protocol';
 import {
   brokerEndpoints,
@@ -36,17 +37,12 @@ describe('CEP monitor in the SP pair, publishing to the broker pair', () => {
     db = await startPostgres();
     brokers = await startBrokerPair('aedes');
     const endpoints = brokerEndpoints(brokers);
-    subscriber = createSubscriber({
+    subscriber = watchAsAutoscaler({
       brokers: endpoints,
       credentials: TEST_CREDENTIALS.autoscaler,
-      role: 'autoscaler',
-      clientId: 'autoscaler',
       topics: ['summarized-health-stats/#'],
       onEnvelope: (envelope) => void received.push(envelope),
-      pingIntervalMs: 200,
-      resubscribeIntervalMs: 500,
     });
-    subscriber.start();
     if (hasMosquittoSub) {
       for (const b of brokers) {
         const { username, password } = TEST_CREDENTIALS.observer;

@@ -1,2 +1,3 @@
+export { type AutoscalerWatcherOptions, watchAsAutoscaler } from './autoscaler-watcher.js';
 export { numberedFault } from './envelopes.js';
 export { FAKE_BROKER_PAIR, type FakeBrokerMode, FakeBrokers } from './fake-brokers.js';
