@@ -9,6 +9,7 @@
 import path from 'node:path';
 import { agentSettingsFrom, createLocalIaas } from '@faultline/cloud-controller';
 import {
+  brokerCredential,
   ConfigError,
   closeAll,
   createLogger,
@@ -36,6 +37,8 @@ await runMain(
     }
     // The members' credentials are issued under it; a missing or unsafe file exits 2 naming the key.
     const memberKey = readSecretFile(path.resolve(config.security.memberKeyFile), 'security.memberKeyFile');
+    // Its own broker account and the members' (`agent`): a role without a password exits 2 naming the key.
+    for (const role of ['autoscaler', 'agent'] as const) brokerCredential(config, role);
     resolved = { config, url, memberKey };
     return createLogger({ service: 'autoscaler', level: config.logging.level, dir: config.logging.dir });
   },

@@ -1,16 +1,18 @@
 import path from 'node:path';
 import type { Iaas } from '@faultline/cloud-controller';
 import {
+  brokerCredential,
   type Clock,
   type ClusterConfig,
   DEFAULTS,
   type FaultlineConfig,
   type Logger,
   nullLogger,
+  readTlsFiles,
   systemClock,
   withDefaults,
 } from '@faultline/core';
-import type { BrokerEndpoint, Connector, Credentials } from '@faultline/messaging';
+import { type BrokerEndpoint, type Connector, type Credentials, mqttTlsConnector } from '@faultline/messaging';
 import { CLIENT_IDS, type Envelope } from '@faultline/protocol';
 import { randomMemberId } from './member.js';
 import type { Registry } from './registry.js';
@@ -110,12 +112,15 @@ export function autoscalerOptionsFrom(
   deps: { iaas: Iaas; registry: Registry; logger?: Logger; clock?: Clock },
 ): AutoscalerOptions {
   const { autoscaler, messaging } = config;
+  // tls.mqtt (README "TLS"): the brokers speak mqtts and are verified against its CA.
+  const mqttTls = readTlsFiles(config.tls.mqtt, 'tls.mqtt');
   return {
+    ...(mqttTls ? { connector: mqttTlsConnector({ ca: mqttTls.ca }) } : {}),
     clusters: config.clusters,
     iaas: deps.iaas,
     registry: deps.registry,
     brokers: config.brokers.nodes.map((b) => ({ name: b.name, host: b.host, port: b.port })),
-    credentials: { ...config.brokers.credentials.autoscaler },
+    credentials: brokerCredential(config, 'autoscaler'),
     outboxFile: path.join(messaging.outboxDir, `${CLIENT_IDS.autoscaler}.outbox`),
     pingIntervalMs: messaging.pingIntervalMs,
     resubscribeIntervalMs: messaging.resubscribeIntervalMs,

@@ -18,13 +18,15 @@ export interface BrokerNodeOptions {
   users?: readonly BrokerUser[];
   /** @default nullLogger */
   logger?: Logger;
+  /** The node's certificate and key (PEM): it then speaks MQTT over TLS only (mqtts). @default undefined (plain TCP) */
+  tls?: { cert: Buffer | string; key: Buffer | string };
 }
 
-export type ResolvedBrokerNodeOptions = Required<BrokerNodeOptions>;
+export type ResolvedBrokerNodeOptions = Required<Omit<BrokerNodeOptions, 'tls'>> & Pick<BrokerNodeOptions, 'tls'>;
 
 export function resolveBrokerNodeOptions(input: BrokerNodeOptions): ResolvedBrokerNodeOptions {
   return withDefaults(
     { ...BROKER_NODE_DEFAULTS, port: 0, users: [] as readonly BrokerUser[], logger: nullLogger },
     input,
-  );
+  ) as ResolvedBrokerNodeOptions;
 }

@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import net from 'node:net';
+import tls from 'node:tls';
 import { once } from '@faultline/core';
 import { Aedes } from 'aedes';
 import { type BrokerCounters, createAccessControl, emptyCounters } from './access.js';
@@ -90,11 +91,20 @@ export async function createBrokerNode(input: BrokerNodeOptions = {}): Promise<B
   // Sockets are tracked so close() can end those that never sent CONNECT:
   // aedes only knows registered clients, and server.close() waits for all.
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const track = (socket: net.Socket): void => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
+  };
+  const handle = (socket: net.Socket): void => {
+    track(socket);
     aedes.handle(socket);
-  });
+  };
+  // Over TLS aedes reads the decrypted socket; the raw one is tracked too (a handshake never finished).
+  // A refused handshake (a client that does not trust the certificate) only closes that socket.
+  const server = options.tls
+    ? tls.createServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' }, handle)
+    : net.createServer(handle);
+  if (options.tls) server.on('connection', track);
 
   let port: number;
   try {

@@ -2,18 +2,21 @@ export { AccessRefusedError, type BrokerCounters } from './access.js';
 export { type BrokerNode, createBrokerNode } from './broker-node.js';
 export type { BrokerNodeOptions } from './broker-node-options.js';
 export {
+  MOSQUITTO_PBKDF2_ITERATIONS,
   type MosquittoConfigFiles,
-  MosquittoPasswdError,
+  mosquittoPasswordHash,
   renderAcl,
   renderMosquittoConf,
+  renderPasswordFile,
   writeMosquittoConfig,
 } from './mosquitto-config.js';
-export type { MosquittoConfigOptions } from './mosquitto-config-options.js';
+export type { MosquittoConfigOptions, MosquittoTlsFiles } from './mosquitto-config-options.js';
 export {
   BROKER_NAME_ENV,
   type BrokerServiceConfig,
   brokerNameFrom,
   brokerServiceConfig,
+  brokerUsers,
   startBrokerService,
   usersFromCredentials,
 } from './service.js';

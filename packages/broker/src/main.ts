@@ -2,7 +2,8 @@
  * One broker node as a service:
  *   node packages/broker/dist/main.js --name a     (or FAULTLINE_BROKER_NAME=a)
  * The node's host and port come from `brokers.nodes`, its users from
- * `brokers.credentials` (FAULTLINE_CONFIG, else infra/config/faultline.yaml).
+ * `brokers.credentials` (each role's password or passwordFile; FAULTLINE_CONFIG,
+ * else infra/config/faultline.yaml). A role without either exits 2 naming it.
  */
 import { ConfigError, createLogger, loadConfig, runMain } from '@faultline/core';
 import { type BrokerServiceConfig, brokerNameFrom, brokerServiceConfig, startBrokerService } from './service.js';

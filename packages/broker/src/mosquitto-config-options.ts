@@ -25,13 +25,23 @@ export interface MosquittoConfigOptions {
    * @default 'root' when this process runs as root, else not written (ignored for non-root)
    */
   runAsUser?: string;
-  /** @default 'mosquitto_passwd' (from PATH) */
-  mosquittoPasswdPath?: string;
+  /**
+   * PEM files of the listener's certificate, key and CA: it then speaks MQTT
+   * over TLS only (mqtts). @default undefined (plain TCP)
+   */
+  tls?: MosquittoTlsFiles;
 }
 
-/** Every option set; `runAsUser` stays undefined when the `user` line is not written. */
-export type ResolvedMosquittoConfigOptions = Required<Omit<MosquittoConfigOptions, 'runAsUser'>> & {
+export interface MosquittoTlsFiles {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+/** Every option set; `runAsUser` and `tls` stay undefined when their lines are not written. */
+export type ResolvedMosquittoConfigOptions = Required<Omit<MosquittoConfigOptions, 'runAsUser' | 'tls'>> & {
   runAsUser: string | undefined;
+  tls: MosquittoTlsFiles | undefined;
 };
 
 export function resolveMosquittoConfigOptions(input: MosquittoConfigOptions): ResolvedMosquittoConfigOptions {
@@ -40,7 +50,7 @@ export function resolveMosquittoConfigOptions(input: MosquittoConfigOptions): Re
       ...BROKER_NODE_DEFAULTS,
       logDest: 'stderr' as 'stdout' | 'stderr',
       runAsUser: process.getuid?.() === 0 ? 'root' : undefined,
-      mosquittoPasswdPath: 'mosquitto_passwd',
+      tls: undefined as MosquittoTlsFiles | undefined,
     },
     input,
   );

@@ -1,26 +1,41 @@
-import { execFile } from 'node:child_process';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { pbkdf2Sync, randomBytes } from 'node:crypto';
+import { chmod, open } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { ConfigError, FaultlineError } from '@faultline/core';
+import { ConfigError, mkdirPrivate } from '@faultline/core';
 import { allOf, PING_FILTER, pingTopicOf, publishRootsOf, SUBSCRIBE_ACL } from '@faultline/protocol';
 import {
   type MosquittoConfigOptions,
+  type MosquittoTlsFiles,
   type ResolvedMosquittoConfigOptions,
   resolveMosquittoConfigOptions,
 } from './mosquitto-config-options.js';
 import { type BrokerUser, validateUsers } from './users.js';
 
-const run = promisify(execFile);
+/** Mosquitto 2.x's `$7$`: PBKDF2-HMAC-SHA512, a 12-byte salt, a 64-byte key (what `mosquitto_passwd` writes). */
+const PBKDF2_SALT_BYTES = 12;
+const PBKDF2_KEY_BYTES = 64;
+/** mosquitto_passwd 2.0's default iteration count; Mosquitto reads the count from each line. */
+export const MOSQUITTO_PBKDF2_ITERATIONS = 101;
 
-/** mosquitto_passwd is missing, or refused to write the password file; the message carries its stderr. */
-export class MosquittoPasswdError extends FaultlineError {
-  constructor(passwordFile: string, detail: string, cause: unknown) {
-    super('FL_ERR_TOOL_FAILED', `mosquitto_passwd failed for ${passwordFile}: ${detail}`, {
-      context: { tool: 'mosquitto_passwd', passwordFile },
-      cause,
-    });
-  }
+/**
+ * One password_file entry's hash, `$7$<iterations>$<salt>$<key>` (standard
+ * base64), computed here rather than by `mosquitto_passwd`: its `-b` takes
+ * the password in argv (visible in the process list) and its `-U` cuts a
+ * password at its first colon (2.0.11). Checked against a real Mosquitto in
+ * packages/broker/test/mosquitto-config.test.ts.
+ */
+export function mosquittoPasswordHash(
+  password: string,
+  salt: Buffer = randomBytes(PBKDF2_SALT_BYTES),
+  iterations = MOSQUITTO_PBKDF2_ITERATIONS,
+): string {
+  const key = pbkdf2Sync(password, salt, iterations, PBKDF2_KEY_BYTES, 'sha512');
+  return `$7$${iterations}$${salt.toString('base64')}$${key.toString('base64')}`;
+}
+
+/** The password_file: `user:$7$…` lines; validateUsers keeps ':' and line breaks out of names. */
+export function renderPasswordFile(users: readonly BrokerUser[]): string {
+  return users.map((user) => `${user.username}:${mosquittoPasswordHash(user.password)}\n`).join('');
 }
 
 export interface MosquittoConfigFiles {
@@ -64,6 +79,8 @@ export interface MosquittoConfText
   extends Pick<ResolvedMosquittoConfigOptions, 'name' | 'host' | 'port' | 'logDest' | 'runAsUser'> {
   passwordFile: string;
   aclFile: string;
+  /** Absolute paths; the listener speaks TLS only. @default undefined (plain TCP) */
+  tls?: MosquittoTlsFiles;
 }
 
 /** mosquitto.conf for one listener with authentication and the ACL, nothing persisted. */
@@ -89,6 +106,16 @@ export function renderMosquittoConf(conf: MosquittoConfText): string {
     'log_timestamp_format %Y-%m-%dT%H:%M:%S',
     ...(conf.runAsUser === undefined ? [] : [`user ${conf.runAsUser}`]),
     `listener ${conf.port} ${conf.host}`,
+    // Listener options, after its `listener` line: TLS 1.2 or newer; clients verify the certificate, not the reverse.
+    ...(conf.tls === undefined
+      ? []
+      : [
+          `certfile ${conf.tls.certFile}`,
+          `keyfile ${conf.tls.keyFile}`,
+          `cafile ${conf.tls.caFile}`,
+          'tls_version tlsv1.2',
+          'require_certificate false',
+        ]),
     '',
   ].join('\n');
 }
@@ -102,37 +129,47 @@ function checkPath(key: string, value: string): void {
   }
 }
 
+/** The files' absolute paths, each checked for whitespace. */
+function absoluteTlsFiles(tls: MosquittoTlsFiles): MosquittoTlsFiles {
+  const out = {
+    certFile: path.resolve(tls.certFile),
+    keyFile: path.resolve(tls.keyFile),
+    caFile: path.resolve(tls.caFile),
+  };
+  for (const [key, value] of Object.entries(out)) checkPath(`tls.mqtt.${key}`, value);
+  return out;
+}
+
+/** Writes `text` to `file` with mode 0600, also when the file exists (made 0600 before it is written). */
+async function writePrivate(file: string, text: string): Promise<void> {
+  const handle = await open(file, 'w', 0o600);
+  try {
+    await handle.chmod(0o600);
+    await handle.writeFile(text);
+  } finally {
+    await handle.close();
+  }
+}
+
 /**
- * Writes mosquitto.conf, passwd and acl into `dir` and returns their paths;
- * start the broker with `mosquitto -c <configFile>`.
+ * Writes mosquitto.conf, passwd and acl (each mode 0600) into `dir` (mode
+ * 0700) and returns their paths; no process is started, so no password is
+ * ever in argv. Start the broker with `mosquitto -c <configFile>`.
  */
 export async function writeMosquittoConfig(input: MosquittoConfigOptions): Promise<MosquittoConfigFiles> {
   validateUsers(input.users);
   const options = resolveMosquittoConfigOptions(input);
   const dir = path.resolve(options.dir);
   checkPath('dir', dir);
-  await mkdir(dir, { recursive: true });
+  mkdirPrivate(dir);
+  await chmod(dir, 0o700);
   const configFile = path.join(dir, 'mosquitto.conf');
   const passwordFile = path.join(dir, 'passwd');
   const aclFile = path.join(dir, 'acl');
 
-  // One `mosquitto_passwd -b` per user (`-c` creates the file with the first).
-  // `-U` on a plain `user:password` file would keep passwords off the command
-  // line, but 2.0.11 cuts such a password at its next colon, so a password
-  // valid for aedes would silently fail here. The price: each password shows
-  // in the local process list for the milliseconds its call takes.
-  for (const [index, user] of options.users.entries()) {
-    const create = index === 0 ? ['-c'] : [];
-    try {
-      await run(options.mosquittoPasswdPath, [...create, '-b', passwordFile, user.username, user.password]);
-    } catch (cause) {
-      const detail = (cause as { stderr?: string }).stderr?.trim() || (cause as Error).message;
-      throw new MosquittoPasswdError(passwordFile, detail, cause);
-    }
-  }
-  if (options.users.length === 0) await writeFile(passwordFile, '', { mode: 0o600 });
-  await chmod(passwordFile, 0o600);
-  await writeFile(aclFile, renderAcl(options.users), { mode: 0o600 });
+  // Hashed here, so no password is ever in a process's argv.
+  await writePrivate(passwordFile, renderPasswordFile(options.users));
+  await writePrivate(aclFile, renderAcl(options.users));
   const text = renderMosquittoConf({
     name: options.name,
     host: options.host,
@@ -141,9 +178,8 @@ export async function writeMosquittoConfig(input: MosquittoConfigOptions): Promi
     aclFile,
     logDest: options.logDest,
     runAsUser: options.runAsUser,
+    ...(options.tls === undefined ? {} : { tls: absoluteTlsFiles(options.tls) }),
   });
-  await writeFile(configFile, text, { mode: 0o600 });
-  // `mode` above only applies to new files; a reused folder keeps old modes.
-  await Promise.all([configFile, aclFile].map((file) => chmod(file, 0o600)));
+  await writePrivate(configFile, text);
   return { configFile, passwordFile, aclFile };
 }

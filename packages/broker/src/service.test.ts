@@ -1,7 +1,16 @@
-import { ConfigError, resolveConfig } from '@faultline/core';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, ensureSecretFile, resolveConfig } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { describe, expect, it } from 'vitest';
-import { brokerNameFrom, brokerServiceConfig, startBrokerService, usersFromCredentials } from './service.js';
+import {
+  brokerNameFrom,
+  brokerServiceConfig,
+  brokerUsers,
+  startBrokerService,
+  usersFromCredentials,
+} from './service.js';
 
 describe('brokerNameFrom', () => {
   it('reads --name in both spellings, before the environment', () => {
@@ -32,23 +41,40 @@ describe('usersFromCredentials', () => {
 });
 
 describe('brokerServiceConfig', () => {
+  const observerFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-broker-')), 'secrets', 'observer');
+  ensureSecretFile(observerFile);
+  const nodes = [
+    { name: 'a', port: 1883 },
+    { name: 'b', host: '0.0.0.0', port: 1884 },
+  ];
   const config = resolveConfig(
     {
       brokers: {
-        nodes: [
-          { name: 'a', port: 1883 },
-          { name: 'b', host: '0.0.0.0', port: 1884 },
-        ],
+        nodes,
+        credentials: {
+          sp: { password: 'sp-pw' },
+          agent: { password: 'agent-pw' },
+          autoscaler: { username: 'scaler', password: 'autoscaler-pw' },
+          observer: { passwordFile: observerFile },
+        },
       },
     },
     { env: {} },
   );
 
-  it('picks the named node and every configured credential', () => {
+  it('picks the named node and every configured credential, a password file read', () => {
     const service = brokerServiceConfig(config, 'b');
     expect(service.node).toEqual({ name: 'b', host: '0.0.0.0', port: 1884 });
     expect(service.users.map((user) => user.role)).toEqual(['sp', 'agent', 'autoscaler', 'observer']);
-    expect(service.users[0]).toEqual({ username: 'sp', password: 'sp-secret', role: 'sp' });
+    expect(service.users[0]).toEqual({ username: 'sp', password: 'sp-pw', role: 'sp' });
+    expect(service.users[2]).toEqual({ username: 'scaler', password: 'autoscaler-pw', role: 'autoscaler' });
+    expect(service.users[3]?.password).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('has no built-in password: a role with neither password nor file names its key', () => {
+    const bare = resolveConfig({ brokers: { nodes, credentials: { sp: { password: 'sp-pw' } } } }, { env: {} });
+    expect(() => brokerUsers(bare)).toThrow(ConfigError);
+    expect(() => brokerServiceConfig(bare, 'a')).toThrow(/brokers\.credentials\.agent: no password/);
   });
 
   it('names brokers.nodes when the node is unknown', () => {

@@ -1,5 +1,12 @@
 import { parseArgs } from 'node:util';
-import { type BrokerNodeConfig, ConfigError, type FaultlineConfig, type Logger } from '@faultline/core';
+import {
+  type BrokerNodeConfig,
+  brokerCredential,
+  ConfigError,
+  type FaultlineConfig,
+  type Logger,
+  readTlsFiles,
+} from '@faultline/core';
 import { SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
 import { type BrokerNode, createBrokerNode } from './broker-node.js';
 import type { BrokerUser } from './users.js';
@@ -29,9 +36,23 @@ export function usersFromCredentials(credentials: Credentials): BrokerUser[] {
   });
 }
 
+/**
+ * Every role's account from `brokers.credentials`, each password read by
+ * core's brokerCredential (the value, else its `passwordFile`): what aedes
+ * and the Mosquitto writer both take. A role with neither is a ConfigError
+ * naming its key.
+ */
+export function brokerUsers(config: FaultlineConfig): BrokerUser[] {
+  return usersFromCredentials(
+    Object.fromEntries(SERVICE_ROLES.map((role) => [role, brokerCredential(config, role)])) as Credentials,
+  );
+}
+
 export interface BrokerServiceConfig {
   node: BrokerNodeConfig;
   users: BrokerUser[];
+  /** From `tls.mqtt` (README "TLS"): the node speaks mqtts only. @default undefined (plain TCP) */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /**
@@ -50,18 +71,20 @@ export function brokerServiceConfig(config: FaultlineConfig, name: string | unde
   if (!node) {
     throw ConfigError.forKey('brokers.nodes', `no node named "${name}" (configured: ${known.join(', ')})`, { name });
   }
-  return { node, users: usersFromCredentials(config.brokers.credentials) };
+  const tls = readTlsFiles(config.tls.mqtt, 'tls.mqtt');
+  return { node, users: brokerUsers(config), ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}) };
 }
 
 /** Starts the configured node and logs `broker listening` once it accepts connections. */
 export async function startBrokerService(serviceConfig: BrokerServiceConfig, logger: Logger): Promise<BrokerNode> {
-  const { node, users } = serviceConfig;
-  const broker = await createBrokerNode({ name: node.name, host: node.host, port: node.port, users, logger });
+  const { node, users, tls } = serviceConfig;
+  const broker = await createBrokerNode({ name: node.name, host: node.host, port: node.port, users, logger, tls });
   logger.info('broker listening', {
     event: 'broker.listening',
     name: broker.name,
     host: broker.host,
     port: broker.port,
+    ...(tls ? { tls: true } : {}),
     roles: users.map((user) => user.role),
   });
   return broker;

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
-import { REPO_ROOT } from '@faultline/core';
+import { ensureSecretFile, REPO_ROOT } from '@faultline/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect } from './mqtt.js';
 
@@ -15,9 +15,13 @@ afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-function writeConfig(): { file: string; logDir: string } {
+/** The observer's password is a file named by FAULTLINE_BROKERS_CREDENTIALS_OBSERVER_PASSWORD_FILE (`env`). */
+function writeConfig(): { file: string; logDir: string; env: NodeJS.ProcessEnv; observerFile: string } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-broker-main-'));
   dirs.push(dir);
+  const observerFile = path.join(dir, 'secrets', 'broker-observer.password');
+  ensureSecretFile(observerFile);
+  const env = { FAULTLINE_BROKERS_CREDENTIALS_OBSERVER_PASSWORD_FILE: observerFile };
   const logDir = path.join(dir, 'logs');
   const file = path.join(dir, 'faultline.yaml');
   writeFileSync(
@@ -37,7 +41,7 @@ function writeConfig(): { file: string; logDir: string } {
       '',
     ].join('\n'),
   );
-  return { file, logDir };
+  return { file, logDir, env, observerFile };
 }
 
 /** The records of a service's JSON-lines log so far; a line still being written is left out. */
@@ -96,12 +100,18 @@ function runMain(args: string[], env: NodeJS.ProcessEnv, logFile: string): Run {
 
 describe('broker main.ts as a process', () => {
   it('serves the named node with the configured credentials and stops on SIGTERM', async () => {
-    const { file, logDir } = writeConfig();
+    const { file, logDir, env, observerFile } = writeConfig();
     const logFile = path.join(logDir, 'broker-b.jsonl');
-    const run = runMain(['--name', 'b'], { FAULTLINE_CONFIG: file }, logFile);
+    const run = runMain(['--name', 'b'], { ...env, FAULTLINE_CONFIG: file }, logFile);
     const port = await run.listening;
     const client = await connect(`mqtt://127.0.0.1:${port}`, { username: 'sp-main', password: 'sp-main-secret' });
     await client.end();
+    // The observer's password came from the file its env variable names.
+    const observer = await connect(`mqtt://127.0.0.1:${port}`, {
+      username: 'observer',
+      password: readFileSync(observerFile, 'utf8').trim(),
+    });
+    await observer.end();
     run.kill('SIGTERM');
     const { code, stdout } = await run.result;
     expect(code).toBe(0);
@@ -116,10 +126,10 @@ describe('broker main.ts as a process', () => {
   });
 
   it('takes the name from FAULTLINE_BROKER_NAME', async () => {
-    const { file, logDir } = writeConfig();
+    const { file, logDir, env } = writeConfig();
     const run = runMain(
       [],
-      { FAULTLINE_CONFIG: file, FAULTLINE_BROKER_NAME: 'a' },
+      { ...env, FAULTLINE_CONFIG: file, FAULTLINE_BROKER_NAME: 'a' },
       path.join(logDir, 'broker-a.jsonl'),
     );
     await run.listening;
@@ -128,15 +138,26 @@ describe('broker main.ts as a process', () => {
   });
 
   it('exits 2 naming brokers.nodes for an unknown node', async () => {
-    const { file, logDir } = writeConfig();
+    const { file, logDir, env } = writeConfig();
     const { code, stderr } = await runMain(
       ['--name', 'c'],
-      { FAULTLINE_CONFIG: file },
+      { ...env, FAULTLINE_CONFIG: file },
       path.join(logDir, 'broker-c.jsonl'),
     ).result;
     expect(code).toBe(2);
     expect(stderr).toContain('brokers.nodes');
     expect(stderr).toContain('"c"');
+  });
+
+  it('exits 2 naming the role account that has no password, there being no built-in one', async () => {
+    const { file, logDir } = writeConfig();
+    const { code, stderr } = await runMain(
+      ['--name', 'a'],
+      { FAULTLINE_CONFIG: file },
+      path.join(logDir, 'broker-a.jsonl'),
+    ).result;
+    expect(code).toBe(2);
+    expect(stderr).toContain('brokers.credentials.observer: no password');
   });
 
   it('exits 2 when no name is given', async () => {

@@ -3,14 +3,15 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { ensureSecretFile, resolveConfig } from '@faultline/core';
+import { SERVICE_ROLES } from '@faultline/protocol';
 import { freePort, mosquittoAvailable } from '@faultline/test-support';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { writeMosquittoConfig } from '../src/index.js';
+import { brokerUsers, writeMosquittoConfig } from '../src/index.js';
 import { connackRefusal, connect } from './mqtt.js';
 
-// Debian's mosquitto package ships both; the generated files are checked by
-// the tool that reads them.
-const tools = mosquittoAvailable() && existsSync('/usr/bin/mosquitto_passwd');
+// The generated files are checked by the broker that reads them.
+const tools = mosquittoAvailable();
 const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto'].find((file) => existsSync(file)) ?? 'mosquitto';
 
 describe.skipIf(!tools)('writeMosquittoConfig with the real Mosquitto', () => {
@@ -63,15 +64,36 @@ describe.skipIf(!tools)('writeMosquittoConfig with the real Mosquitto', () => {
     }
   });
 
-  it('reports a missing mosquitto_passwd clearly', async () => {
+  it('accepts every role account as the stack generates them (a password file each)', async () => {
     const dir = await tempDir();
-    const writing = writeMosquittoConfig({
-      dir,
-      port: 1883,
-      users: [{ username: 'sp', password: 'pw', role: 'sp' }],
-      mosquittoPasswdPath: path.join(dir, 'no-such-tool'),
+    const port = await freePort();
+    const credentials = Object.fromEntries(
+      SERVICE_ROLES.map((role) => {
+        const file = path.join(dir, 'secrets', `broker-${role}.password`);
+        ensureSecretFile(file);
+        return [role, { passwordFile: file }];
+      }),
+    );
+    const config = resolveConfig({ brokers: { kind: 'mosquitto', credentials } }, { env: {} });
+    const users = brokerUsers(config);
+    const files = await writeMosquittoConfig({ dir: path.join(dir, 'broker-a'), name: 'a', port, users });
+    const broker = spawn(MOSQUITTO, ['-c', files.configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    broker.stderr.on('data', (chunk) => {
+      log += chunk;
     });
-    await expect(writing).rejects.toThrow(/mosquitto_passwd failed .*ENOENT/);
-    await expect(writing).rejects.toMatchObject({ code: 'FL_ERR_TOOL_FAILED' });
+    const exited = new Promise<void>((resolve) => broker.once('exit', () => resolve()));
+    try {
+      await vi.waitFor(() => expect(log).toContain(`listen socket on port ${port}`), { timeout: 5_000 });
+      const url = `mqtt://127.0.0.1:${port}`;
+      for (const user of users) {
+        const client = await connect(url, { username: user.username, password: user.password });
+        await client.end();
+        expect(await connackRefusal(url, { username: user.username, password: `${user.password}x` })).toBe(5);
+      }
+    } finally {
+      broker.kill('SIGTERM');
+      await exited;
+    }
   });
 });

@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { type Clock, DEFAULTS, type Logger, nullLogger, systemClock, withDefaults } from '@faultline/core';
-import { type Connector, mqttConnector } from '@faultline/messaging';
+import { type Connector, mqttConnector, mqttTlsConnector } from '@faultline/messaging';
 import type { AgentSettings, Endpoint, MemberIdentity } from '@faultline/protocol';
 import type { BatchTransport } from './batch-sender.js';
 import { CALL_TIMEOUT_MS } from './batch-sender-options.js';
@@ -39,11 +40,12 @@ export interface AgentOptions extends AgentSettings {
   probe?: WorkloadProbe;
   /** @default the OS figures */
   system?: SystemStats;
-  /** @default mqttConnector */
+  /** @default mqttConnector; over TLS verifying `mqttCaFile` when that is set */
   connector?: Connector;
 }
 
-export type ResolvedAgentOptions = Required<AgentOptions>;
+export type ResolvedAgentOptions = Required<Omit<AgentOptions, 'thriftCaFile' | 'mqttCaFile'>> &
+  Pick<AgentOptions, 'thriftCaFile' | 'mqttCaFile'>;
 
 /** The agent's options with every default filled in (those of AgentSettings are documented there). */
 export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
@@ -59,7 +61,6 @@ export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
       clock: systemClock,
       logger: nullLogger,
       system: osSystemStats,
-      connector: mqttConnector,
     },
     input,
   );
@@ -68,7 +69,16 @@ export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
   return {
     ...options,
     agentId: options.agentId ?? `${member.memberId}:${clock.now()}`,
-    transport: options.transport ?? thriftTransport({ logger: options.logger.child({ memberId: member.memberId }) }),
+    // README "TLS": a CA file turns TLS on; an unreadable one fails the start, never falls back to plain TCP.
+    connector:
+      options.connector ??
+      (options.mqttCaFile === undefined ? mqttConnector : mqttTlsConnector({ ca: readFileSync(options.mqttCaFile) })),
+    transport:
+      options.transport ??
+      thriftTransport({
+        logger: options.logger.child({ memberId: member.memberId }),
+        ...(options.thriftCaFile === undefined ? {} : { ca: readFileSync(options.thriftCaFile) }),
+      }),
     probe: options.probe ?? httpWorkloadProbe({ ...options.workload, timeoutMs: options.probeTimeoutMs, clock }),
   };
 }

@@ -14,6 +14,8 @@ export interface ThriftTransportOptions {
   connectTimeoutMs?: number;
   /** @default nullLogger */
   logger?: Logger;
+  /** The CA (PEM) the SP's certificate must chain to: connections are TLS (`tls.thrift`). @default undefined (plain TCP) */
+  ca?: Buffer | string;
 }
 
 const keyOf = (endpoint: Endpoint) => `${endpoint.host}:${endpoint.port}`;
@@ -26,7 +28,7 @@ const keyOf = (endpoint: Endpoint) => `${endpoint.host}:${endpoint.port}`;
  * ends it, and `reset()` then drops the connection.
  */
 export function thriftTransport(input: ThriftTransportOptions = {}): BatchTransport {
-  const { connectTimeoutMs, logger } = withDefaults({ logger: nullLogger }, input);
+  const { connectTimeoutMs, logger, ca } = withDefaults({ logger: nullLogger }, input);
   const log = logger.child({ component: 'thrift-transport' });
   const connections = new Map<string, HealthStatConnection>();
 
@@ -41,7 +43,10 @@ export function thriftTransport(input: ThriftTransportOptions = {}): BatchTransp
     const key = keyOf(endpoint);
     let connection = connections.get(key);
     if (!connection) {
-      const opened = connectHealthStat(endpoint.host, endpoint.port, { connectTimeoutMs });
+      const opened = connectHealthStat(endpoint.host, endpoint.port, {
+        connectTimeoutMs,
+        ...(ca === undefined ? {} : { tls: { ca } }),
+      });
       opened.onError((error) => {
         log.debug('SP connection failed', { event: 'thrift_transport.connection_failed', endpoint: key, error });
         drop(key, opened);

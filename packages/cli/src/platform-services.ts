@@ -1,7 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { writeMosquittoConfig } from '@faultline/broker';
-import { type FaultlineConfig, REPO_ROOT } from '@faultline/core';
+import { brokerUsers, writeMosquittoConfig } from '@faultline/broker';
+import {
+  BROKER_CREDENTIAL_ROLES,
+  ensureSecretFile,
+  envNameFor,
+  type FaultlineConfig,
+  generatedBrokerPasswordFile,
+  REPO_ROOT,
+} from '@faultline/core';
 import { portAnswers, spStatus } from './probes.js';
 import type { ServiceSpec } from './supervisor.js';
 
@@ -16,6 +23,35 @@ function logged(file: string, event: string): () => Promise<boolean> {
   return async () => existsSync(file) && readFileSync(file, 'utf8').includes(`"event":"${event}"`);
 }
 
+/** What issueBrokerPasswords returns: the config naming the files, and the env variables that name them to the services. */
+export interface IssuedBrokerPasswords {
+  config: FaultlineConfig;
+  env: Record<string, string>;
+}
+
+/**
+ * The stack's broker accounts: for each role the configuration gives neither
+ * `password` nor `passwordFile`, a random password file is generated on the
+ * first start (`.faultline/secrets/broker-<role>.password` under `baseDir`,
+ * mode 0600 in a folder of mode 0700) and reused after. Returns the config
+ * with those files set, and `FAULTLINE_BROKERS_CREDENTIALS_<ROLE>_PASSWORD_FILE`
+ * for each, which the services get in their environment: paths only, never a
+ * password. To rotate one, stop the stack, delete its file and start it again.
+ */
+export function issueBrokerPasswords(config: FaultlineConfig, baseDir = process.cwd()): IssuedBrokerPasswords {
+  const credentials = { ...config.brokers.credentials };
+  const env: Record<string, string> = {};
+  for (const role of BROKER_CREDENTIAL_ROLES) {
+    const credential = credentials[role];
+    if (credential.password !== undefined || credential.passwordFile !== undefined) continue;
+    const file = path.resolve(baseDir, generatedBrokerPasswordFile(role));
+    ensureSecretFile(file);
+    credentials[role] = { username: credential.username, passwordFile: file };
+    env[envNameFor(['brokers', 'credentials', role, 'passwordFile'])] = file;
+  }
+  return { config: { ...config, brokers: { ...config.brokers, credentials } }, env };
+}
+
 export interface StackPaths {
   /** `.faultline/run`: control file, Mosquitto configs, member state. */
   runDir: string;
@@ -27,16 +63,19 @@ export interface StackPaths {
  * The platform services of the stack, in start order: broker A and B, SP
  * node 1 and 2, the autoscaler (which then spawns the members). Each is a
  * process of this repository's built packages (or Mosquitto), started with
- * the same configuration file and the database URL.
+ * the same configuration file, the database URL and `secretEnv` (the
+ * password files of issueBrokerPasswords). No password is in any argv or env.
  */
 export async function platformServices(
   config: FaultlineConfig,
   paths: StackPaths,
   databaseUrl: string,
+  secretEnv: Readonly<Record<string, string>> = {},
 ): Promise<ServiceSpec[]> {
   const env = {
     FAULTLINE_CONFIG: paths.configFile,
     DATABASE_URL: databaseUrl,
+    ...secretEnv,
     // The supervisor shows every service's console: keep their colors.
     ...(process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}),
   };
@@ -45,7 +84,8 @@ export async function platformServices(
     const name = `broker-${node.name}`;
     const ready = () => portAnswers(node.host, node.port);
     if (config.brokers.kind === 'mosquitto') {
-      const users = Object.entries(config.brokers.credentials).map(([role, c]) => ({ ...c, role: role as 'sp' }));
+      // The same accounts as aedes, read by the same function; hashed into the file, never in argv.
+      const users = brokerUsers(config);
       const { configFile } = await writeMosquittoConfig({
         dir: path.join(paths.runDir, name),
         name: node.name,
@@ -53,6 +93,8 @@ export async function platformServices(
         port: node.port,
         users,
         logDest: 'stdout',
+        // tls.mqtt (README "TLS"): the listener speaks mqtts only.
+        ...(config.tls.mqtt ? { tls: config.tls.mqtt } : {}),
       });
       services.push({
         name,

@@ -18,7 +18,7 @@ import { liveMembers } from './cluster-view.js';
 import { type ControlFile, readControlFile, startControl } from './control.js';
 import { startEmbeddedPostgres } from './embedded-postgres.js';
 import { StackRunningError } from './errors.js';
-import { platformServices } from './platform-services.js';
+import { issueBrokerPasswords, platformServices } from './platform-services.js';
 import { formatStatus, stackStatus } from './status.js';
 import { Supervisor } from './supervisor.js';
 
@@ -55,10 +55,12 @@ export interface StackUpOptions {
 export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
   const running = alreadyRunning();
   if (running) throw new StackRunningError(running.pid);
-  const config: FaultlineConfig = loadConfig({ path: configPath });
+  const loaded: FaultlineConfig = loadConfig({ path: configPath });
   const configFile = path.resolve(
     configPath ?? process.env.FAULTLINE_CONFIG ?? path.resolve('infra/config/faultline.yaml'),
   );
+  // Broker accounts without a password get a generated file (README "Secret files"); the services get its path.
+  const { config, env: secretEnv } = issueBrokerPasswords(loaded);
   const logDir = path.resolve(config.logging.dir);
   const logger = createLogger({ service: 'supervisor', level: config.logging.level, dir: logDir });
   // Generated on first start, reused after (README "Security"); the services read the same paths.
@@ -96,7 +98,7 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
 
   let control: Awaited<ReturnType<typeof startControl>> | undefined;
   try {
-    for (const spec of await platformServices(config, { runDir: RUN_DIR, logDir, configFile }, db.url)) {
+    for (const spec of await platformServices(config, { runDir: RUN_DIR, logDir, configFile }, db.url, secretEnv)) {
       await supervisor.start(spec);
     }
     control = await startControl({

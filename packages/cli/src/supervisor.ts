@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
-import { type Clock, escapeControlChars, type Logger, sleep, withDefaults } from '@faultline/core';
+import { type Clock, escapeControlChars, type Logger, mkdirPrivate, sleep, withDefaults } from '@faultline/core';
 import { ServiceNotReadyError } from './errors.js';
 import {
   type ResolvedSupervisorOptions,
@@ -19,7 +19,7 @@ export interface ServiceSpec {
   ready: () => Promise<boolean>;
   /** Restart it when it dies (platform services). @default true */
   restart?: boolean;
-  /** Plain-text output of a service that does not write its own JSON log (Mosquitto). */
+  /** Plain-text output of a service that does not write its own JSON log (Mosquitto); mode 0600. */
   outputFile?: string;
 }
 
@@ -58,8 +58,10 @@ export class Supervisor {
     const spec = withDefaults({ restart: true }, input);
     const running: Running = { spec, child: undefined, state: 'starting', restarts: 0 };
     if (spec.outputFile) {
-      mkdirSync(path.dirname(spec.outputFile), { recursive: true });
-      running.output = createWriteStream(spec.outputFile, { flags: 'a' });
+      // Like the services' own logs: a created folder 0700, the file 0600 (also one left by an older run).
+      mkdirPrivate(path.dirname(spec.outputFile));
+      if (existsSync(spec.outputFile)) chmodSync(spec.outputFile, 0o600);
+      running.output = createWriteStream(spec.outputFile, { flags: 'a', mode: 0o600 });
     }
     this.services.set(spec.name, running);
     this.launch(running);

@@ -6,14 +6,18 @@ import { agentSettingsFrom } from './agent-settings.js';
 describe('agentSettingsFrom', () => {
   it('tells the agents the SP Thrift ports, the broker pair, their account and intervals, and to await the autoscaler', () => {
     const config = resolveConfig(
-      { agent: { statIntervalMs: 2_000, maxUnackedBatches: 50 }, messaging: { republishIntervalMs: 9_000 } },
+      {
+        agent: { statIntervalMs: 2_000, maxUnackedBatches: 50 },
+        messaging: { republishIntervalMs: 9_000 },
+        brokers: { credentials: { agent: { password: 'agent-pw' } } },
+      },
       { env: {} },
     );
     const settings = agentSettingsFrom(config);
     expect(settings).toEqual({
       spEndpoints: config.streamProcessor.nodes.map((node) => ({ host: node.host, port: node.thriftPort })),
       brokers: config.brokers.nodes.map(({ name, host, port }) => ({ name, host, port })),
-      credentials: config.brokers.credentials.agent,
+      credentials: { username: 'agent', password: 'agent-pw' },
       statIntervalMs: 2_000,
       maxUnackedBatches: 50,
       republishIntervalMs: 9_000,

@@ -1,10 +1,12 @@
-import type { FaultlineConfig } from '@faultline/core';
+import path from 'node:path';
+import { brokerCredential, type FaultlineConfig } from '@faultline/core';
 import { type AgentSettings, CLIENT_IDS } from '@faultline/protocol';
 
 /**
  * What every member's cartridge agent is told, from the configuration: the
  * SP nodes' Thrift ports (it fails over between them), the broker pair, the
- * `agent` account, and the intervals. Agents wait for the autoscaler's
+ * `agent` account (its password read by core's brokerCredential: a missing
+ * one is a ConfigError naming `brokers.credentials.agent`), and the intervals. Agents wait for the autoscaler's
  * subscriber before publishing their instance status, so an InstanceActivated
  * sent while the autoscaler restarts is not lost.
  */
@@ -12,10 +14,13 @@ export function agentSettingsFrom(config: FaultlineConfig): AgentSettings {
   return {
     spEndpoints: config.streamProcessor.nodes.map((node) => ({ host: node.host, port: node.thriftPort })),
     brokers: config.brokers.nodes.map((broker) => ({ name: broker.name, host: broker.host, port: broker.port })),
-    credentials: { ...config.brokers.credentials.agent },
+    credentials: brokerCredential(config, 'agent'),
     statIntervalMs: config.agent.statIntervalMs,
     maxUnackedBatches: config.agent.maxUnackedBatches,
     republishIntervalMs: config.messaging.republishIntervalMs,
     awaitSubscribers: [CLIENT_IDS.autoscaler],
+    // README "TLS": the CA files, absolute (a member runs in its own folder); absent, plain TCP as before.
+    ...(config.tls.thrift ? { thriftCaFile: path.resolve(config.tls.thrift.caFile) } : {}),
+    ...(config.tls.mqtt ? { mqttCaFile: path.resolve(config.tls.mqtt.caFile) } : {}),
   };
 }

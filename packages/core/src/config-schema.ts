@@ -9,7 +9,27 @@ const ms = (fallback: number) => z.number().int().positive().default(fallback);
 const port = z.number().int().min(0).max(65_535);
 const id = z.string().regex(ID_PATTERN, ID_PATTERN_DESCRIPTION);
 
-const credential = z.strictObject({ username: z.string().min(1), password: z.string().min(1) });
+/**
+ * A broker role's account. No built-in password: give `password` or
+ * `passwordFile` (a file of mode 0600, read by `brokerPassword`), or neither
+ * and let `faultline stack up` generate a file for the role (README "Secret
+ * files"). The username defaults to the role's name.
+ */
+const credentialOf = (role: string) =>
+  z
+    .strictObject({
+      username: z.string().min(1).default(role),
+      password: z.string().min(1).optional(),
+      passwordFile: z.string().min(1).optional(),
+    })
+    .refine((c) => c.password === undefined || c.passwordFile === undefined, {
+      message: 'give password or passwordFile, not both',
+    })
+    .prefault({});
+
+/** The roles of `brokers.credentials`, the keys whose `passwordFile` an env variable may set. */
+export const BROKER_CREDENTIAL_ROLES = ['sp', 'agent', 'autoscaler', 'observer'] as const;
+export type BrokerCredentialRole = (typeof BROKER_CREDENTIAL_ROLES)[number];
 
 export const brokerNodeSchema = z.strictObject({
   name: id,
@@ -27,14 +47,14 @@ const brokersSchema = z.strictObject({
       { name: 'a', host: '127.0.0.1', port: 1883 },
       { name: 'b', host: '127.0.0.1', port: 1884 },
     ]),
-  // Each role's credential has its own default, so a file may set just one.
+  // One account per role; a file may set any of them, or none.
   credentials: z
     .strictObject({
-      sp: credential.default({ username: 'sp', password: 'sp-secret' }),
-      agent: credential.default({ username: 'agent', password: 'agent-secret' }),
-      autoscaler: credential.default({ username: 'autoscaler', password: 'autoscaler-secret' }),
+      sp: credentialOf('sp'),
+      agent: credentialOf('agent'),
+      autoscaler: credentialOf('autoscaler'),
       // Read-only: status views and operators' tools (mosquitto_sub).
-      observer: credential.default({ username: 'observer', password: 'observer-secret' }),
+      observer: credentialOf('observer'),
     })
     .prefault({}),
 });
@@ -152,6 +172,25 @@ const securitySchema = z.strictObject({
   statusTokenFile: z.string().min(1).default('.faultline/secrets/status.token'),
 });
 
+/**
+ * TLS of one port, off when absent (README "TLS"): PEM files of the server's
+ * certificate and key, and of the CA its clients verify that certificate with.
+ */
+const tlsFilesSchema = z.strictObject({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  caFile: z.string().min(1),
+});
+
+const tlsSchema = z.strictObject({
+  /** The SP nodes' Thrift port; agents verify its certificate against caFile. */
+  thrift: tlsFilesSchema.optional(),
+  /** The brokers (mqtts); every MQTT client verifies them against caFile. */
+  mqtt: tlsFilesSchema.optional(),
+});
+
+export type TlsFilesConfig = z.infer<typeof tlsFilesSchema>;
+
 export const configSchema = z
   .strictObject({
     logging: z
@@ -176,6 +215,7 @@ export const configSchema = z
     agent: agentSchema.prefault({}),
     autoscaler: autoscalerSchema.prefault({}),
     security: securitySchema.prefault({}),
+    tls: tlsSchema.prefault({}),
     clusters: z.array(clusterSchema).default([]),
   })
   .refine((c) => new Set(c.clusters.map((x) => x.id)).size === c.clusters.length, {

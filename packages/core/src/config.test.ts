@@ -123,3 +123,40 @@ describe('loadConfig', () => {
     expect(loadConfig({ env: { FAULTLINE_CONFIG: file } }).clusters[0]?.id).toBe('one');
   });
 });
+
+describe('brokers.credentials', () => {
+  it('has no default password: each role gets its name as username and nothing else', () => {
+    const config = resolveConfig({}, { env: {} });
+    expect(config.brokers.credentials).toEqual({
+      sp: { username: 'sp' },
+      agent: { username: 'agent' },
+      autoscaler: { username: 'autoscaler' },
+      observer: { username: 'observer' },
+    });
+  });
+
+  it('takes a password or a password file, not both', () => {
+    const config = resolveConfig(
+      { brokers: { credentials: { sp: { password: 'pw' }, agent: { username: 'a', passwordFile: '/x' } } } },
+      { env: {} },
+    );
+    expect(config.brokers.credentials.sp).toEqual({ username: 'sp', password: 'pw' });
+    expect(config.brokers.credentials.agent).toEqual({ username: 'a', passwordFile: '/x' });
+    const error = configError(() =>
+      resolveConfig({ brokers: { credentials: { sp: { password: 'pw', passwordFile: '/x' } } } }, { env: {} }),
+    );
+    expect(error.issues.map((i) => i.key)).toEqual(['brokers.credentials.sp']);
+  });
+
+  it('takes a password file from FAULTLINE_BROKERS_CREDENTIALS_<ROLE>_PASSWORD_FILE, a key the file does not set', () => {
+    const config = resolveConfig(
+      {},
+      { env: { FAULTLINE_BROKERS_CREDENTIALS_AUTOSCALER_PASSWORD_FILE: '/run/secrets/autoscaler' } },
+    );
+    expect(config.brokers.credentials.autoscaler).toEqual({
+      username: 'autoscaler',
+      passwordFile: '/run/secrets/autoscaler',
+    });
+    expect(config.brokers.credentials.sp).toEqual({ username: 'sp' });
+  });
+});

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type FaultlineConfig } from './config-schema.js';
+import { BROKER_CREDENTIAL_ROLES, configSchema, type FaultlineConfig } from './config-schema.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
 
 export { configSchema, type FaultlineConfig } from './config-schema.js';
@@ -34,6 +34,18 @@ const SHORTCUTS: Record<string, string> = {
   FAULTLINE_LOG_LEVEL: 'logging.level',
 };
 
+/**
+ * Optional string keys without a default: absent from the resolved config, so
+ * the walk below would not find them; their variables are looked up anyway
+ * (`FAULTLINE_BROKERS_CREDENTIALS_SP_PASSWORD_FILE`, …).
+ */
+const OPTIONAL_KEYS: readonly (readonly string[])[] = BROKER_CREDENTIAL_ROLES.map((role) => [
+  'brokers',
+  'credentials',
+  role,
+  'passwordFile',
+]);
+
 function formatIssues(source: string, issues: ConfigIssue[]): string {
   return [`invalid configuration in ${source}:`, ...issues.map((i) => `  - ${i.key}: ${i.reason}`)].join('\n');
 }
@@ -62,7 +74,7 @@ function coerce(raw: string, like: unknown): unknown {
   return raw;
 }
 
-/** Applies `FAULTLINE_*` overrides for every scalar the resolved config has. */
+/** Applies `FAULTLINE_*` overrides for every scalar the resolved config has, and for OPTIONAL_KEYS. */
 function applyEnv(
   raw: Record<string, unknown>,
   resolved: Record<string, unknown>,
@@ -85,6 +97,14 @@ function applyEnv(
     }
   };
   visit(resolved, []);
+  for (const keyPath of OPTIONAL_KEYS) {
+    const name = envNameFor(keyPath);
+    const fromEnv = env[name];
+    if (fromEnv !== undefined && !sources.has(keyPath.join('.'))) {
+      setPath(raw, keyPath, fromEnv);
+      sources.set(keyPath.join('.'), name);
+    }
+  }
   for (const [name, dotted] of Object.entries(SHORTCUTS)) {
     const fromEnv = env[name];
     if (fromEnv !== undefined && fromEnv !== '') {

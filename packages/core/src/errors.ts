@@ -22,8 +22,6 @@ export const ERROR_CODES = {
     'A broker refused a client: a CONNECT without valid credentials, or a PUBLISH its role may not make (the connection is closed).',
   FL_ERR_NOT_STARTED: 'A component was used before start() finished (a publish before the outbox is open).',
   FL_ERR_ALREADY_STARTED: 'start() was called on a component that is already starting or running; start it once.',
-  FL_ERR_TOOL_FAILED:
-    'An external tool Faultline runs (mosquitto_passwd) is missing or failed; the message carries its output.',
   FL_ERR_MEMBER_SPEC_INVALID:
     'A member spec, or a member instance handed back for adoption, is malformed; the message names each field.',
   FL_ERR_MEMBER_EXISTS:

@@ -9,7 +9,13 @@ export {
   REPO_ROOT,
   resolveConfig,
 } from './config.js';
-export type { BrokerNodeConfig, ClusterConfig } from './config-schema.js';
+export {
+  BROKER_CREDENTIAL_ROLES,
+  type BrokerCredentialRole,
+  type BrokerNodeConfig,
+  type ClusterConfig,
+  type TlsFilesConfig,
+} from './config-schema.js';
 export { DEFAULTS } from './defaults.js';
 export {
   ClosedError,
@@ -52,4 +58,13 @@ export {
 export { DEFAULT_MIGRATIONS_DIR, type MigrateOptions, type MigrateResult, migrate } from './migrate.js';
 export { createPgPool, type PgPoolOptions } from './pg-pool.js';
 export { err, ok, type Result } from './result.js';
-export { ensureSecretFile, MIN_SECRET_LENGTH, readSecretFile } from './secrets.js';
+export {
+  brokerCredential,
+  brokerPassword,
+  ensureSecretFile,
+  generatedBrokerPasswordFile,
+  MIN_SECRET_LENGTH,
+  mkdirPrivate,
+  readSecretFile,
+} from './secrets.js';
+export { readTlsFiles, type TlsMaterial } from './tls.js';

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -89,6 +89,23 @@ describe('createLogger', () => {
     });
     expect(typeof lines[0].timestamp).toBe('string');
     expect(lines[1].error).toMatchObject({ message: 'boom', name: 'Error' });
+  });
+
+  it('creates its file mode 0600 and a missing folder mode 0700, whatever the umask', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'faultline-log-'));
+    const dir = path.join(root, '.faultline', 'logs');
+    const previous = process.umask(0o022);
+    try {
+      const log = createLogger({ service: 'sp-1', dir, console: 'none' });
+      log.info('started', { event: 'test.started' });
+      await log.flush();
+    } finally {
+      process.umask(previous);
+    }
+    expect(statSync(path.join(dir, 'sp-1.jsonl')).mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    // A parent it creates keeps the usual mode: the embedded PostgreSQL's user must reach .faultline/pg.
+    expect(statSync(path.join(root, '.faultline')).mode & 0o777).toBe(0o755);
   });
 });
 

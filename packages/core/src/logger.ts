@@ -1,8 +1,10 @@
+import { chmodSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import winston from 'winston';
 import type { Clock } from './clock.js';
 import { DEFAULTS } from './defaults.js';
 import { withDefaults } from './lifecycle.js';
+import { mkdirPrivate } from './secrets.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -37,7 +39,7 @@ export interface LoggerOptions {
   service: string;
   /** @default 'info' */
   level?: LogLevel;
-  /** Folder for the JSON-lines file. @default undefined (no file) */
+  /** Folder for the JSON-lines file (mode 0600; the folder 0700 when created here). @default undefined (no file) */
   dir?: string;
   /**
    * Console output: `pretty` (colored, service-prefixed), `json` (one JSON object
@@ -174,11 +176,14 @@ export function createLogger(options: LoggerOptions): Logger & { flush(): Promis
     transports.push(new winston.transports.Console({ format }));
   }
   if (options.dir) {
+    const filename = path.join(options.dir, `${options.service}.jsonl`);
+    // Logs name members, peers and paths: only the platform's user reads them.
+    // A folder created here is 0700; the file is created 0600, and one left
+    // by an older run under the umask is made so.
+    mkdirPrivate(options.dir);
+    if (existsSync(filename)) chmodSync(filename, 0o600);
     transports.push(
-      new winston.transports.File({
-        filename: path.join(options.dir, `${options.service}.jsonl`),
-        format: winston.format.json(),
-      }),
+      new winston.transports.File({ filename, options: { flags: 'a', mode: 0o600 }, format: winston.format.json() }),
     );
   }
   const inner = winston.createLogger({

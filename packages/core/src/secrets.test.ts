@@ -2,7 +2,9 @@ import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ensureSecretFile, readSecretFile } from './secrets.js';
+import { resolveConfig } from './config.js';
+import { ConfigError } from './errors.js';
+import { brokerCredential, brokerPassword, ensureSecretFile, readSecretFile } from './secrets.js';
 
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'faultline-secrets-'));
 
@@ -17,6 +19,16 @@ describe('secret files', () => {
     ensureSecretFile(file);
     expect(readFileSync(file, 'utf8')).toBe(first);
     expect(readSecretFile(file, 'security.memberKeyFile').toString()).toBe(first.trim());
+    // Only the secrets folder is private; a parent it creates keeps the usual mode.
+    const nested = path.join(tmp(), '.faultline', 'secrets', 'sync.key');
+    const previous = process.umask(0o022);
+    try {
+      ensureSecretFile(nested);
+    } finally {
+      process.umask(previous);
+    }
+    expect(statSync(path.dirname(nested)).mode & 0o777).toBe(0o700);
+    expect(statSync(path.dirname(path.dirname(nested))).mode & 0o777).toBe(0o755);
     const other = path.join(tmp(), 'member.key');
     ensureSecretFile(other);
     expect(readFileSync(other, 'utf8')).not.toBe(first);
@@ -35,6 +47,36 @@ describe('secret files', () => {
         code: 'FL_ERR_CONFIG_INVALID',
         issues: [expect.objectContaining({ key: 'security.syncKeyFile', reason: expect.stringMatching(reason) })],
       }),
+    );
+  });
+});
+
+describe('brokerPassword', () => {
+  const base = resolveConfig({}, { env: {} });
+  const withCredential = (role: 'sp' | 'agent', credential: Record<string, string>) =>
+    resolveConfig({ brokers: { credentials: { [role]: credential } } }, { env: {} });
+
+  it('returns the configured password, or reads the password file', () => {
+    expect(brokerPassword(withCredential('sp', { password: 'sp-pw' }), 'sp')).toBe('sp-pw');
+    const file = path.join(tmp(), 'secrets', 'agent.password');
+    ensureSecretFile(file);
+    expect(brokerPassword(withCredential('agent', { passwordFile: file }), 'agent')).toBe(
+      readFileSync(file, 'utf8').trim(),
+    );
+    expect(brokerCredential(withCredential('sp', { password: 'sp-pw' }), 'sp')).toEqual({
+      username: 'sp',
+      password: 'sp-pw',
+    });
+  });
+
+  it('refuses, naming the key, a role with neither, and an unsafe file', () => {
+    expect(() => brokerPassword(base, 'sp')).toThrow(ConfigError);
+    expect(() => brokerPassword(base, 'observer')).toThrow(/brokers\.credentials\.observer/);
+    const file = path.join(tmp(), 'agent.password');
+    writeFileSync(file, 'x'.repeat(40), { mode: 0o644 });
+    chmodSync(file, 0o644);
+    expect(() => brokerPassword(withCredential('agent', { passwordFile: file }), 'agent')).toThrow(
+      /brokers\.credentials\.agent\.passwordFile.*readable by others/,
     );
   });
 });

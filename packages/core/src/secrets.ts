@@ -1,12 +1,28 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import type { BrokerCredentialRole, FaultlineConfig } from './config-schema.js';
 import { ConfigError } from './errors.js';
 
 /** Random bytes in a new secret; base64url text of 43 characters. */
 const SECRET_BYTES = 32;
 /** Shortest secret accepted from a file an operator wrote. */
 export const MIN_SECRET_LENGTH = 32;
+
+/**
+ * Creates the folder `dir` with mode 0700 if it is missing; missing parents
+ * get the usual mode (the umask's), so a shared parent such as `.faultline`
+ * stays traversable by the embedded PostgreSQL's user. An existing folder
+ * keeps its mode.
+ */
+export function mkdirPrivate(dir: string): void {
+  mkdirSync(path.dirname(dir), { recursive: true });
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+}
 
 /**
  * Creates the secret file at `file` if it does not exist: 32 random bytes as
@@ -16,7 +32,7 @@ export const MIN_SECRET_LENGTH = 32;
  */
 export function ensureSecretFile(file: string): void {
   const dir = path.dirname(file);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  mkdirPrivate(dir);
   chmodSync(dir, 0o700);
   let fd: number;
   try {
@@ -60,4 +76,41 @@ export function readSecretFile(file: string, key: string): Buffer {
     throw ConfigError.forKey(key, `${file} holds fewer than ${MIN_SECRET_LENGTH} characters`, { file });
   }
   return Buffer.from(text, 'utf8');
+}
+
+/**
+ * Where `faultline stack up` generates a broker role's password when the
+ * configuration gives the role neither `password` nor `passwordFile`
+ * (relative to the working directory, beside the `security.*` files).
+ */
+export function generatedBrokerPasswordFile(role: BrokerCredentialRole): string {
+  return `.faultline/secrets/broker-${role}.password`;
+}
+
+/**
+ * The password of a broker role: `brokers.credentials.<role>.password`, else
+ * the content of its `passwordFile` (checked like every secret file). The one
+ * place every service, the aedes broker and the Mosquitto writer read it, so
+ * they agree. Neither given is a ConfigError naming the key (a main exits 2):
+ * only `faultline stack up` generates passwords.
+ */
+export function brokerPassword(config: FaultlineConfig, role: BrokerCredentialRole): string {
+  const credential = config.brokers.credentials[role];
+  if (credential.password !== undefined) return credential.password;
+  const key = `brokers.credentials.${role}`;
+  if (credential.passwordFile === undefined) {
+    throw ConfigError.forKey(
+      key,
+      `no password: set ${key}.passwordFile (or FAULTLINE_BROKERS_CREDENTIALS_${role.toUpperCase()}_PASSWORD_FILE) to a file of mode 0600, or ${key}.password; \`faultline stack up\` generates one`,
+    );
+  }
+  return readSecretFile(credential.passwordFile, `${key}.passwordFile`).toString('utf8');
+}
+
+/** `{ username, password }` of a broker role, the password read by brokerPassword. */
+export function brokerCredential(
+  config: FaultlineConfig,
+  role: BrokerCredentialRole,
+): { username: string; password: string } {
+  return { username: config.brokers.credentials[role].username, password: brokerPassword(config, role) };
 }

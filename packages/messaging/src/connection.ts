@@ -76,6 +76,11 @@ export class ConnectTimeoutError extends FaultlineError {
  */
 const MQTT_CONNECT_TIMEOUT_MS = 30_000;
 
+/** TLS of the MQTT clients (README "TLS"): the CA (PEM) every broker's certificate must chain to. */
+export interface MqttClientTls {
+  ca: Buffer | string;
+}
+
 /**
  * The real connector: MQTT.js 5 speaking MQTT 3.1.1 (aedes does not speak 5),
  * clean sessions, and none of MQTT.js' own recovery: no automatic reconnect,
@@ -83,12 +88,27 @@ const MQTT_CONNECT_TIMEOUT_MS = 30_000;
  * are the resilient clients' job, on the injected Clock, because MQTT.js'
  * offline queue dies with the process and its reconnect runs on global timers.
  */
-export const mqttConnector: Connector = (endpoint, options) =>
-  new Promise((resolve, reject) => {
+export const mqttConnector: Connector = (endpoint, options) => connectMqtt(endpoint, options, undefined);
+
+/**
+ * The real connector over TLS (`mqtts`): each broker's certificate must chain
+ * to `tls.ca` and name the host dialled, or the connection is refused.
+ */
+export function mqttTlsConnector(tls: MqttClientTls): Connector {
+  return (endpoint, options) => connectMqtt(endpoint, options, tls);
+}
+
+/** `mqttTlsConnector` when the CA is given, else `mqttConnector` (plain TCP, the default). */
+export function mqttConnectorFor(tls: MqttClientTls | undefined): Connector {
+  return tls ? mqttTlsConnector(tls) : mqttConnector;
+}
+
+function connectMqtt(endpoint: BrokerEndpoint, options: ConnectOptions, tls: MqttClientTls | undefined) {
+  return new Promise<MqttConnection>((resolve, reject) => {
     const client = mqtt.connect({
       host: endpoint.host,
       port: endpoint.port,
-      protocol: 'mqtt',
+      ...(tls ? { protocol: 'mqtts' as const, ca: tls.ca, rejectUnauthorized: true } : { protocol: 'mqtt' as const }),
       protocolVersion: 4,
       clientId: `${options.clientId}-${randomBytes(3).toString('hex')}`,
       username: options.credentials.username,
@@ -172,3 +192,4 @@ export const mqttConnector: Connector = (endpoint, options) =>
       },
     };
   });
+}

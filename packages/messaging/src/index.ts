@@ -7,8 +7,11 @@ export {
   type Connector,
   ConnectTimeoutError,
   type Credentials,
+  type MqttClientTls,
   type MqttConnection,
   mqttConnector,
+  mqttConnectorFor,
+  mqttTlsConnector,
   SubscribeRefusedError,
 } from './connection.js';
 export { DedupeWindow } from './envelope-dedupe.js';

@@ -20,6 +20,25 @@ async function reopenAfterAppending(text: string) {
 }
 
 describe('Outbox', () => {
+  it('keeps its file mode 0600 (also after compaction) in a folder it creates 0700, whatever the umask', async () => {
+    const file = tmpFile();
+    const previous = process.umask(0o022);
+    try {
+      const outbox = await Outbox.open({ file, compactAfterAcks: 1 });
+      const entry = await outbox.append('t', Buffer.from('m1'));
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+      outbox.ack(entry.seq);
+      await outbox.append('t', Buffer.from('m2'));
+      await outbox.close();
+      const reopened = await Outbox.open({ file });
+      await reopened.close();
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+    } finally {
+      process.umask(previous);
+    }
+  });
+
   it('keeps appended messages in order until acked, across a reopen', async () => {
     const file = tmpFile();
     const outbox = await Outbox.open({ file });

@@ -1,7 +1,6 @@
-import { mkdirSync } from 'node:fs';
 import { type FileHandle, open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
-import { ClosedError, type Logger } from '@faultline/core';
+import { ClosedError, type Logger, mkdirPrivate } from '@faultline/core';
 import { z } from 'zod';
 import { type OutboxOptions, resolveOutboxOptions } from './outbox-options.js';
 
@@ -52,7 +51,8 @@ export class Outbox {
   static async open(input: OutboxOptions): Promise<Outbox> {
     const { file, compactAfterAcks, logger } = resolveOutboxOptions(input);
     const outbox = new Outbox(file, compactAfterAcks, logger);
-    mkdirSync(path.dirname(file), { recursive: true });
+    // What services published is for the platform's user only: a created folder 0700, the file 0600.
+    mkdirPrivate(path.dirname(file));
     await outbox.recover();
     return outbox;
   }
@@ -133,14 +133,20 @@ export class Outbox {
   }
 
   private async fileHandle(): Promise<FileHandle> {
-    this.handle ??= await open(this.file, 'a');
+    if (!this.handle) {
+      const handle = await open(this.file, 'a', 0o600);
+      // An outbox left by an older run under the umask is made 0600 too.
+      await handle.chmod(0o600);
+      this.handle = handle;
+    }
     return this.handle;
   }
 
   /** Rewrites the log with only what is pending: write aside, fsync, rename. */
   private async compact(): Promise<void> {
     const tmp = `${this.file}.tmp`;
-    const handle = await open(tmp, 'w');
+    const handle = await open(tmp, 'w', 0o600);
+    await handle.chmod(0o600);
     try {
       const lines = [...this.pending.values()].map((e) =>
         JSON.stringify({ a: e.seq, t: e.topic, p: e.payload.toString('utf8') }),

@@ -41,6 +41,8 @@ describe('MEMBER_ENV', () => {
       republishIntervalMs: 'FAULTLINE_MESSAGING_REPUBLISH_INTERVAL_MS',
       callTimeoutMs: 'FAULTLINE_AGENT_CALL_TIMEOUT_MS',
       activationPollMs: 'FAULTLINE_AGENT_ACTIVATION_POLL_MS',
+      thriftCaFile: 'FAULTLINE_TLS_THRIFT_CA_FILE',
+      mqttCaFile: 'FAULTLINE_TLS_MQTT_CA_FILE',
       awaitSubscribers: 'FAULTLINE_AGENT_AWAIT_SUBSCRIBERS',
       outboxDir: 'FAULTLINE_OUTBOX_DIR',
       logDir: 'FAULTLINE_LOGGING_DIR',
@@ -246,6 +248,22 @@ describe('the member environment, round trip', () => {
       ok: true,
       value: { ...workload, memberId: testMember().memberId, logDir, logLevel },
     });
+  });
+});
+
+describe('the TLS variables (README "TLS")', () => {
+  it('carry the CA files to the agent when set, and are absent otherwise', () => {
+    const agent = { ...fullMemberEnvInput.agent, thriftCaFile: '/etc/fl/ca.pem', mqttCaFile: '/etc/fl/mqtt-ca.pem' };
+    const env = { ...encodeMemberEnv({ ...fullMemberEnvInput, agent }), ...encodeWorkloadPort(41_000) };
+    expect(env.FAULTLINE_TLS_THRIFT_CA_FILE).toBe('/etc/fl/ca.pem');
+    expect(env.FAULTLINE_TLS_MQTT_CA_FILE).toBe('/etc/fl/mqtt-ca.pem');
+    const decoded = decodeAgentEnv(env);
+    expect(decoded.ok && decoded.value.agent).toMatchObject({
+      thriftCaFile: '/etc/fl/ca.pem',
+      mqttCaFile: '/etc/fl/mqtt-ca.pem',
+    });
+    const plain = decodeAgentEnv({ ...encodeMemberEnv(fullMemberEnvInput), ...encodeWorkloadPort(41_000) });
+    expect(plain.ok && Object.keys(plain.value.agent)).not.toContain('thriftCaFile');
   });
 });
 

@@ -49,6 +49,10 @@ export interface AgentSettings {
   callTimeoutMs?: number;
   /** How often the agent tries the workload's `/healthz` until the member activates. @default the agent's (1 000) */
   activationPollMs?: number;
+  /** CA file (PEM) the SP's Thrift certificate must chain to (`tls.thrift.caFile`). @default undefined (plain TCP) */
+  thriftCaFile?: string;
+  /** CA file (PEM) the brokers' certificates must chain to (`tls.mqtt.caFile`). @default undefined (plain MQTT) */
+  mqttCaFile?: string;
 }
 
 /** A host name or an IPv4/IPv6 literal: nothing that could carry a separator of the encoding (`,` `@`). */
@@ -78,6 +82,8 @@ export const agentSettingsSchema: z.ZodType<AgentSettings> = z.object({
   awaitSubscribers: z.array(idSchema).optional(),
   callTimeoutMs: intervalSchema.optional(),
   activationPollMs: intervalSchema.optional(),
+  thriftCaFile: z.string().min(1).optional(),
+  mqttCaFile: z.string().min(1).optional(),
 });
 
 /** How one value is written as text and read back; `parse` gives the reason when the text is not one. */
@@ -238,6 +244,8 @@ const FIELDS = {
   republishIntervalMs: optional('FAULTLINE_MESSAGING_REPUBLISH_INTERVAL_MS', integerCodec(1)),
   callTimeoutMs: optional('FAULTLINE_AGENT_CALL_TIMEOUT_MS', integerCodec(1)),
   activationPollMs: optional('FAULTLINE_AGENT_ACTIVATION_POLL_MS', integerCodec(1)),
+  thriftCaFile: optional('FAULTLINE_TLS_THRIFT_CA_FILE', textCodec),
+  mqttCaFile: optional('FAULTLINE_TLS_MQTT_CA_FILE', textCodec),
   awaitSubscribers: withDefault('FAULTLINE_AGENT_AWAIT_SUBSCRIBERS', listCodec(idCodec, 'client ids'), []),
   outboxDir: required('FAULTLINE_OUTBOX_DIR', textCodec),
   logDir: optional('FAULTLINE_LOGGING_DIR', textCodec),
@@ -334,6 +342,8 @@ export function encodeMemberEnv(input: MemberEnvInput): Record<string, string> {
     republishIntervalMs: agent.republishIntervalMs,
     callTimeoutMs: agent.callTimeoutMs,
     activationPollMs: agent.activationPollMs,
+    thriftCaFile: agent.thriftCaFile,
+    mqttCaFile: agent.mqttCaFile,
     awaitSubscribers: agent.awaitSubscribers,
     outboxDir: input.outboxDir,
     logDir: input.logDir,
@@ -421,6 +431,8 @@ const AGENT_KEYS = [
   'republishIntervalMs',
   'callTimeoutMs',
   'activationPollMs',
+  'thriftCaFile',
+  'mqttCaFile',
   'logDir',
 ] as const satisfies readonly MemberEnvKey[];
 
@@ -448,6 +460,9 @@ export function decodeAgentEnv(env: Env): Result<AgentEnv, ConfigIssue[]> {
       callTimeoutMs: values.callTimeoutMs,
       activationPollMs: values.activationPollMs,
       awaitSubscribers: values.awaitSubscribers,
+      // Only when set, so an agent without TLS decodes exactly as before.
+      ...(values.thriftCaFile === undefined ? {} : { thriftCaFile: values.thriftCaFile }),
+      ...(values.mqttCaFile === undefined ? {} : { mqttCaFile: values.mqttCaFile }),
     },
     workload: { host: values.workloadHost, port: values.workloadPort },
     outboxDir: values.outboxDir,

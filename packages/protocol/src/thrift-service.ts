@@ -22,6 +22,21 @@ export interface HealthStatServerOptions {
    * serving every other one; the SP counts and logs these.
    */
   onConnectionError: (error: Error) => void;
+  /**
+   * The server's certificate and key (PEM): the port speaks TLS only.
+   * @default undefined (plain TCP)
+   */
+  tls?: { cert: Buffer | string; key: Buffer | string };
+  /**
+   * A TLS handshake failed (a client that does not trust the certificate, or
+   * speaks plain TCP); that socket is already closed. @default onConnectionError
+   */
+  onTlsError?: (error: Error, peer: string | undefined) => void;
+}
+
+/** TLS of a client: the CA (PEM) the server's certificate must chain to, for the host it dialled. */
+export interface HealthStatClientTls {
+  ca: Buffer | string;
 }
 
 /*
@@ -164,10 +179,14 @@ export function createHealthStatServer(
       transport: RecordingFramedTransport,
       protocol: ServerProtocol,
       maxLength: maxFrameBytes,
+      ...(options.tls
+        ? { tls: { cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2', secureOptions: 0 } } // secureOptions: as the client's
+        : {}),
     } as never,
   ) as unknown as net.Server;
   // Registered after thrift's connection listener: its 'data' listener is taken over and fed paced frames.
-  server.on('connection', (socket: net.Socket) => {
+  // Over TLS thrift reads the decrypted socket of 'secureConnection' ('connection' is the raw TCP one).
+  server.on(options.tls ? 'secureConnection' : 'connection', (socket: net.Socket) => {
     const address = socket.remoteAddress;
     const thriftListeners = socket.listeners('data') as ((data: Buffer) => void)[];
     socket.removeAllListeners('data');
@@ -178,6 +197,10 @@ export function createHealthStatServer(
   });
   // Without this listener one bad frame would be an uncaught 'error' event and kill the process.
   server.on('error', options.onConnectionError);
+  if (options.tls) {
+    const onTlsError = options.onTlsError ?? ((error: Error) => options.onConnectionError(error));
+    server.on('tlsClientError', (error: Error, socket: net.Socket) => onTlsError(error, socket.remoteAddress));
+  }
   return server;
 }
 
@@ -196,14 +219,28 @@ export interface HealthStatConnection {
 export function connectHealthStat(
   host: string,
   port: number,
-  options: { connectTimeoutMs?: number } = {},
+  options: { connectTimeoutMs?: number; tls?: HealthStatClientTls } = {},
 ): HealthStatConnection {
-  const connection = thrift.createConnection(host, port, {
+  const settings = {
     transport: thrift.TFramedTransport,
     protocol: thrift.TBinaryProtocol,
     connect_timeout: options.connectTimeoutMs ?? 2_000,
     max_attempts: 0,
-  } as never) as unknown as NodeJS.EventEmitter & { end(): void; destroy?(): void };
+  };
+  // Over TLS the server's certificate must chain to `ca` and name `host`; 'connect' is thrift's after the handshake.
+  const connection = (options.tls
+    ? thrift.createSSLConnection(host, port, {
+        ...settings,
+        ca: options.tls.ca,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.2',
+        // Present, so thrift does not force secureProtocol SSLv23_method (which conflicts with minVersion).
+        secureOptions: 0,
+      } as never)
+    : thrift.createConnection(host, port, settings as never)) as unknown as NodeJS.EventEmitter & {
+    end(): void;
+    destroy?(): void;
+  };
   const listeners: ((error: Error) => void)[] = [];
   const closeListeners: (() => void)[] = [];
   // Thrift's client leaves a call pending forever when its connection dies

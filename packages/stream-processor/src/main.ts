@@ -9,6 +9,7 @@ import path from 'node:path';
 import { createCepEngine } from '@faultline/cep';
 import { PgLeaseStore } from '@faultline/coordination';
 import {
+  brokerCredential,
   ConfigError,
   closeAll,
   createLogger,
@@ -17,9 +18,10 @@ import {
   loadConfig,
   migrate,
   readSecretFile,
+  readTlsFiles,
   runMain,
 } from '@faultline/core';
-import { createPublisher, createSubscriber } from '@faultline/messaging';
+import { createPublisher, createSubscriber, mqttConnectorFor } from '@faultline/messaging';
 import { CLIENT_IDS } from '@faultline/protocol';
 import { createSpNode } from './node.js';
 import type { QueryEngine } from './query-engine.js';
@@ -46,7 +48,12 @@ function settings(argv: string[], env: NodeJS.ProcessEnv) {
   const syncKey = readSecretFile(path.resolve(config.security.syncKeyFile), 'security.syncKeyFile');
   // The bearer token of the status server's `/engine` (README "Control and status endpoints").
   const statusToken = readSecretFile(path.resolve(config.security.statusTokenFile), 'security.statusTokenFile');
-  return { config, spec, url, memberKey, syncKey, statusToken };
+  // Its broker account: the password, else its passwordFile (`faultline stack up` generates one).
+  const credentials = brokerCredential(config, 'sp');
+  // tls.thrift / tls.mqtt (README "TLS"): absent, plain TCP; a missing file exits here, never falls back.
+  const thriftTls = readTlsFiles(config.tls.thrift, 'tls.thrift');
+  const mqttTls = readTlsFiles(config.tls.mqtt, 'tls.mqtt');
+  return { config, spec, url, memberKey, syncKey, statusToken, credentials, thriftTls, mqttTls };
 }
 
 let resolved: ReturnType<typeof settings> | undefined;
@@ -62,12 +69,12 @@ await runMain(
     return createLogger({ service: spec.id, level: config.logging.level, dir: config.logging.dir });
   },
   async ({ logger }) => {
-    const { config, spec, url, memberKey, syncKey, statusToken } = resolvedSettings();
+    const { config, spec, url, memberKey, syncKey, statusToken, credentials, thriftTls, mqttTls } = resolvedSettings();
+    const connector = mqttConnectorFor(mqttTls && { ca: mqttTls.ca });
     const sp = config.streamProcessor;
     const pool = createPgPool({ connectionString: url, logger });
     await migrate(pool, { logger });
     const brokers = config.brokers.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port }));
-    const credentials = config.brokers.credentials.sp;
     const { messaging, cep } = config;
     const timings = {
       pingIntervalMs: messaging.pingIntervalMs,
@@ -85,6 +92,7 @@ await runMain(
           outboxFile: path.join(messaging.outboxDir, `${spec.id}.outbox`),
           republishIntervalMs: messaging.republishIntervalMs,
           awaitSubscribers: [CLIENT_IDS.autoscaler],
+          connector,
           logger,
         })
       : undefined;
@@ -110,6 +118,7 @@ await runMain(
             if (envelope.type === 'MemberTerminatedEvent') engine.forget?.(envelope.data.memberId);
           },
           ...timings,
+          connector,
           logger,
         })
       : undefined;
@@ -131,6 +140,7 @@ await runMain(
       thriftMaxConnections: sp.thriftMaxConnections,
       thriftMaxConnectionsPerPeer: sp.thriftMaxConnectionsPerPeer,
       thriftIdleTimeoutMs: sp.thriftIdleTimeoutMs,
+      ...(thriftTls ? { thriftTls: { cert: thriftTls.cert, key: thriftTls.key } } : {}),
       engine,
       sink: publisher,
       logger,

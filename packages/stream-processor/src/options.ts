@@ -45,6 +45,8 @@ export interface SpNodeOptions {
   thriftMaxConnectionsPerPeer?: number;
   /** A Thrift connection that sends nothing for this long is closed. @default DEFAULTS.thriftIdleTimeoutMs (2 min) */
   thriftIdleTimeoutMs?: number;
+  /** The Thrift port's certificate and key (PEM, `tls.thrift`): it speaks TLS only. @default undefined (plain TCP) */
+  thriftTls?: { cert: Buffer | string; key: Buffer | string };
   /** The passive must acknowledge a batch within this. @default heartbeatIntervalMs */
   syncAckTimeoutMs?: number;
   /** The pair's shared secret (`security.syncKeyFile`): both ends of the sync link prove they hold it. */
@@ -63,7 +65,8 @@ export interface SpNodeOptions {
   logger?: Logger;
 }
 
-export type ResolvedSpNodeOptions = Required<Omit<SpNodeOptions, 'sink'>> & Pick<SpNodeOptions, 'sink'>;
+export type ResolvedSpNodeOptions = Required<Omit<SpNodeOptions, 'sink' | 'thriftTls'>> &
+  Pick<SpNodeOptions, 'sink' | 'thriftTls'>;
 
 export function resolveSpNodeOptions(input: SpNodeOptions): ResolvedSpNodeOptions {
   if (input.syncKey.length < MIN_SECRET_LENGTH)

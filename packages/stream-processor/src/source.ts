@@ -12,6 +12,8 @@ export interface ThriftSourceOptions {
   maxConnectionsPerPeer: number;
   /** A connection that sends nothing for this long is closed (checked every half of it). */
   idleTimeoutMs: number;
+  /** Certificate and key (PEM): the port speaks TLS only; a failed handshake counts as a bad frame. @default plain TCP */
+  tls?: { cert: Buffer | string; key: Buffer | string } | undefined;
   handler: HealthStatServiceHandler;
   clock: Clock;
   logger: Logger;
@@ -24,6 +26,8 @@ export interface ThriftSourceCounters {
   connectionsRefused: number;
   /** Connections closed for sending nothing for `idleTimeoutMs`. */
   idleClosed: number;
+  /** TLS handshakes that failed (`tls.thrift` on): a client that does not trust the certificate, or plain TCP. */
+  tlsHandshakeFailures: number;
 }
 
 interface Connection {
@@ -42,7 +46,12 @@ interface Connection {
  * sockets or memory.
  */
 export class ThriftSource {
-  readonly counters: ThriftSourceCounters = { badFrames: 0, connectionsRefused: 0, idleClosed: 0 };
+  readonly counters: ThriftSourceCounters = {
+    badFrames: 0,
+    connectionsRefused: 0,
+    idleClosed: 0,
+    tlsHandshakeFailures: 0,
+  };
   private readonly server: net.Server;
   private readonly sockets = new Map<net.Socket, Connection>();
   private readonly perPeer = new Map<string, number>();
@@ -54,6 +63,14 @@ export class ThriftSource {
     this.peerLog = new RateLimitedLog(options.logger, options.clock);
     this.server = createHealthStatServer(options.handler, {
       maxFrameBytes: options.maxFrameBytes,
+      ...(options.tls ? { tls: options.tls } : {}),
+      onTlsError: (error, peer) => {
+        this.counters.tlsHandshakeFailures += 1;
+        this.peerLog.warn(peer ?? '-', 'tls_handshake', 'thrift TLS handshake failed', {
+          event: 'sp.thrift_tls_handshake_failed',
+          reason: boundLoggedText(error.message),
+        });
+      },
       onConnectionError: (error) => {
         // Thrift has already ended that connection; everyone else is served on.
         this.counters.badFrames += 1;
@@ -63,7 +80,18 @@ export class ThriftSource {
         });
       },
     });
+    // Caps count the raw TCP sockets (before any handshake). Over TLS the raw
+    // socket emits no 'data': the decrypted socket's data is its activity.
     this.server.on('connection', (socket: net.Socket) => this.accept(socket));
+    if (options.tls) {
+      this.server.on('secureConnection', (secure: net.Socket & { _parent?: net.Socket }) => {
+        const connection = secure._parent ? this.sockets.get(secure._parent) : undefined;
+        if (!connection) return;
+        secure.on('data', () => {
+          connection.lastActivity = this.options.clock.monotonicNow();
+        });
+      });
+    }
   }
 
   private accept(socket: net.Socket): void {

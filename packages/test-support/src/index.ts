@@ -12,3 +12,4 @@ export { freePort } from './ports.js';
 export { type StartPostgresOptions, startPostgres, type TestPostgres } from './postgres.js';
 export { testSecret, testSecrets } from './secrets.js';
 export { type SpPairOptions, type SpStatusJson, startSpPair, type TestSecurity, type TestSpNode } from './sp.js';
+export { makeTestCertificates, type TestCertificates } from './tls.js';

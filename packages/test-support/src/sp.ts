@@ -35,6 +35,8 @@ export interface SpPairOptions {
    * thriftMaxConnectionsPerPeer, thriftIdleTimeoutMs, statTimestampWindowMs). @default the config's
    */
   thrift?: Record<string, number>;
+  /** The `tls` section (README "TLS"): certificate paths of `thrift` and `mqtt`. @default none (plain TCP) */
+  tls?: Record<string, { certFile: string; keyFile: string; caFile: string }>;
 }
 
 /** What `GET /status` of a node returns (the fields tests look at). */
@@ -107,6 +109,7 @@ export async function startSpPair(input: SpPairOptions): Promise<[TestSpNode, Te
     logging: { level: options.logLevel, dir: path.join(dir, 'logs') },
     security,
     database: { url: options.databaseUrl },
+    tls: options.tls,
     // Left out (undefined), a key takes the config's default: the file never names it.
     brokers: { nodes: options.brokers, credentials: TEST_CREDENTIALS },
     messaging: { ...options.messaging, outboxDir: path.join(dir, 'outbox') },
