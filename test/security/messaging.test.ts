@@ -302,7 +302,9 @@ describe.each(kinds)('MQTT headers and presence on %s brokers', (kind) => {
     cleanups.push(() => autoscaler.close());
     autoscaler.start();
     await waitFor(() => received.length === 1, 'the fault at the real autoscaler');
-    expect(sp.pending).toBe(0);
+    // The subscriber can have it before the broker's PUBACK reaches the publisher: wait for the outbox too.
+    await waitFor(() => sp.pending === 0, 'the fault acknowledged and out of the SP outbox');
+    expect(received.map((e) => e.type)).toEqual(['MemberFaultEvent']);
     expect(spLog.records.find((r) => r.event === 'publisher.subscriber_present')?.fields).toMatchObject({
       role: 'autoscaler',
     });
