@@ -12,6 +12,7 @@ import {
   type TestPostgres,
   type TestSpNode,
   testSecret,
+  waitFor,
 } from '@faultline/test-support';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,16 +32,6 @@ const controlsIn = (text: string): string[] =>
   });
 
 const CLI_MAIN = path.join(REPO_ROOT, 'packages/cli/dist/main.js');
-
-async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe('the SP status server, attacked', () => {
   let db: TestPostgres;

@@ -28,6 +28,7 @@ import {
   type TestPostgres,
   type TestSpNode,
   testSecret,
+  waitFor,
 } from '@faultline/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -66,16 +67,6 @@ const refused = (after: SpStatusJson, before: SpStatusJson, reason: string) =>
 /** How much counter `name` grew from `before` to `after`. */
 const counted = (after: SpStatusJson, before: SpStatusJson, name: string) =>
   (after.counters[name] ?? 0) - (before.counters[name] ?? 0);
-
-async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 /** One Thrift connection to the active, as an agent or an attacker opens it. */
 class Peer {

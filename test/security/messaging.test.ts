@@ -16,6 +16,7 @@ import {
   TEST_CREDENTIALS,
   type TestBroker,
   type TestPostgres,
+  waitFor,
 } from '@faultline/test-support';
 import mqtt from 'mqtt';
 import type pg from 'pg';
@@ -35,14 +36,6 @@ const kinds: BrokerKind[] = mosquittoAvailable() ? ['aedes', 'mosquitto'] : ['ae
 const FAST = { pingIntervalMs: 200, resubscribeIntervalMs: 500 };
 type MemoryLogger = ReturnType<typeof createMemoryLogger>;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 /** An MQTT client with the agent account, speaking raw MQTT as a hostile member would. */
 async function hostileAgent(broker: TestBroker): Promise<mqtt.MqttClient> {

@@ -25,6 +25,7 @@ import {
   type TestPostgres,
   type TestSpNode,
   testSecret,
+  waitFor,
 } from '@faultline/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -36,16 +37,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * the node counts it), a plain TCP client gets no answer; the node stays ACTIVE.
  */
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 const statOf = (memberId: string): HealthStat => ({
   clusterId: 'php',

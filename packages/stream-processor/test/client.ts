@@ -14,6 +14,7 @@ import {
   type TestPostgres,
   type TestSpNode,
   testSecret,
+  waitFor,
 } from '@faultline/test-support';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 
@@ -94,20 +95,6 @@ export class FailoverClient {
   }
 }
 
-export async function waitFor<T>(
-  probe: () => Promise<T | undefined> | T | undefined,
-  what: string,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
 /** The active and the passive once the passive follows the active's current epoch. */
 export async function steady(nodes: TestSpNode[]) {
   return waitFor(async () => {
@@ -153,3 +140,5 @@ export function pairSuite(): {
     },
   };
 }
+
+export { waitFor };

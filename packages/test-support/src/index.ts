@@ -13,3 +13,4 @@ export { type StartPostgresOptions, startPostgres, type TestPostgres } from './p
 export { testSecret, testSecrets } from './secrets.js';
 export { type SpPairOptions, type SpStatusJson, startSpPair, type TestSecurity, type TestSpNode } from './sp.js';
 export { makeTestCertificates, type TestCertificates } from './tls.js';
+export { waitFor } from './wait.js';
