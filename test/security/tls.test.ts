@@ -129,7 +129,13 @@ describe('the SP pair over TLS (tls.thrift)', () => {
   it('a real cartridge agent reports over TLS: stats to the SP, its status to an aedes broker with mqtts', async () => {
     const mqttCerts = makeTestCertificates('mqtt');
     const users = SERVICE_ROLES.map((role) => ({ ...TEST_CREDENTIALS[role], role }));
-    const broker = await createBrokerNode({ name: 'a', users, tls: { cert: mqttCerts.cert, key: mqttCerts.key } });
+    const broker = await createBrokerNode({
+      name: 'a',
+      users,
+      // Members log in as themselves, checked with the pair's member key.
+      memberKey: key,
+      tls: { cert: mqttCerts.cert, key: mqttCerts.key },
+    });
     const workload = createWorkload({ latencyMs: 5 });
     const workloadPort = await workload.listen(0, '127.0.0.1');
     const statuses: Envelope[] = [];
@@ -158,8 +164,6 @@ describe('the SP pair over TLS (tls.thrift)', () => {
         FAULTLINE_MEMBER_CREDENTIAL: issueMemberCredential(key, member),
         FAULTLINE_SP_ENDPOINTS: pair.map((node) => `127.0.0.1:${node.thriftPort}`).join(','),
         FAULTLINE_BROKERS: `a@127.0.0.1:${broker.port}`,
-        FAULTLINE_AGENT_USERNAME: TEST_CREDENTIALS.agent.username,
-        FAULTLINE_AGENT_PASSWORD: TEST_CREDENTIALS.agent.password,
         FAULTLINE_TLS_THRIFT_CA_FILE: certs.caFile,
         FAULTLINE_TLS_MQTT_CA_FILE: mqttCerts.caFile,
         FAULTLINE_WORKLOAD_PORT: String(workloadPort),

@@ -3,18 +3,24 @@
  *   node packages/autoscaler/dist/main.js
  * Policies from `clusters`, timings from `autoscaler`, the registry in
  * `database.url` (or DATABASE_URL), members run by the local driver with
- * their ready files under `.faultline/run/members` (relative to the working
- * directory, like every `.faultline/` path) and their logs in `logging.dir`.
+ * their own folders under `.faultline/members` (relative to the working
+ * directory, like every `.faultline/` path) and their logs in `logging.dir`;
+ * run as root, members run as `cloudController.local.memberUser`.
+ * With `brokers.kind: mosquitto` it also keeps the members' broker accounts
+ * in the password files of the stack's Mosquitto nodes (`.faultline/run/broker-<name>`).
  */
 import path from 'node:path';
-import { agentSettingsFrom, createLocalIaas } from '@faultline/cloud-controller';
+import { MosquittoMemberAccounts, mosquittoDirOf } from '@faultline/broker';
+import { agentSettingsFrom, createLocalIaas, type Iaas, withMemberAccounts } from '@faultline/cloud-controller';
 import {
+  BROKER_CREDENTIAL_ROLES,
   brokerCredential,
   ConfigError,
   closeAll,
   createLogger,
   createPgPool,
   type FaultlineConfig,
+  type Logger,
   loadConfig,
   migrate,
   readSecretFile,
@@ -24,7 +30,28 @@ import { createAutoscaler } from './autoscaler.js';
 import { autoscalerOptionsFrom } from './options.js';
 import { PgRegistry } from './pg-registry.js';
 
-const MEMBERS_RUN_DIR = '.faultline/run/members';
+const RUN_DIR = '.faultline/run';
+/**
+ * The members' own folders: outside RUN_DIR, which stays the platform's alone
+ * (mode 0700), because as root members run as the member user, who must pass
+ * through every folder above their own.
+ */
+const MEMBERS_RUN_DIR = '.faultline/members';
+
+/**
+ * Mosquitto cannot check a member credential itself: the driver keeps each
+ * node's password file equal to its members (aedes checks with the member key).
+ */
+function withBrokerAccounts(iaas: Iaas, config: FaultlineConfig, memberKey: Buffer, logger: Logger): Iaas {
+  if (config.brokers.kind !== 'mosquitto') return iaas;
+  const accounts = new MosquittoMemberAccounts({
+    dirs: config.brokers.nodes.map((node) => path.resolve(mosquittoDirOf(RUN_DIR, node.name))),
+    memberKey,
+    reservedUsernames: BROKER_CREDENTIAL_ROLES.map((role) => config.brokers.credentials[role].username),
+    logger,
+  });
+  return withMemberAccounts(iaas, accounts, logger);
+}
 
 let resolved: { config: FaultlineConfig; url: string; memberKey: Buffer } | undefined;
 
@@ -37,8 +64,8 @@ await runMain(
     }
     // The members' credentials are issued under it; a missing or unsafe file exits 2 naming the key.
     const memberKey = readSecretFile(path.resolve(config.security.memberKeyFile), 'security.memberKeyFile');
-    // Its own broker account and the members' (`agent`): a role without a password exits 2 naming the key.
-    for (const role of ['autoscaler', 'agent'] as const) brokerCredential(config, role);
+    // Its own broker account (members log in as themselves): a missing password exits 2 naming the key.
+    brokerCredential(config, 'autoscaler');
     resolved = { config, url, memberKey };
     return createLogger({ service: 'autoscaler', level: config.logging.level, dir: config.logging.dir });
   },
@@ -46,14 +73,16 @@ await runMain(
     if (!resolved) throw new ConfigError('FL_ERR_CONFIG_INVALID', 'configuration was not loaded');
     const { config, url, memberKey } = resolved;
     const pool = createPgPool({ connectionString: url, logger });
-    const iaas = createLocalIaas({
+    const localIaas = createLocalIaas({
       runDir: path.resolve(MEMBERS_RUN_DIR),
       logsDir: path.resolve(config.logging.dir),
       memberLogLevel: config.logging.level,
+      memberUser: config.cloudController.local.memberUser,
       agent: agentSettingsFrom(config),
       memberKey,
       logger,
     });
+    const iaas = withBrokerAccounts(localIaas, config, memberKey, logger);
     const autoscaler = createAutoscaler(
       autoscalerOptionsFrom(config, { iaas, registry: new PgRegistry(pool), logger }),
     );

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { agentSettingsFrom, createLocalIaas, type LocalIaas, type MemberInstance } from '@faultline/cloud-controller';
@@ -48,6 +48,8 @@ describe('autoscaler with real members, brokers and PostgreSQL', () => {
   const logger = createMemoryLogger();
   const pgids = new Set<number>();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-autoscaler-it-'));
+  // As root, members run as the member user, who must pass through every folder above their own.
+  chmodSync(dir, 0o755);
 
   const decisions = (): LogRecord[] => logger.records.filter((r) => r.event === 'autoscaler.action');
   const decisionsOf = (memberId: string) =>

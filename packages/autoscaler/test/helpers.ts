@@ -4,7 +4,14 @@ import { createLocalIaas, linuxProcessTable, localHandle, type MemberInstance } 
 import { type FaultlineConfig, REPO_ROOT, resolveConfig } from '@faultline/core';
 import { createPublisher, createSubscriber, type Publisher, type Subscriber } from '@faultline/messaging';
 import { createEnvelope, type Envelope, memberIdentityOf } from '@faultline/protocol';
-import { brokerEndpoints, freePort, TEST_CREDENTIALS, type TestBroker, testSecrets } from '@faultline/test-support';
+import {
+  brokerEndpoints,
+  freePort,
+  TEST_CONFIG_CREDENTIALS,
+  TEST_CREDENTIALS,
+  type TestBroker,
+  testSecrets,
+} from '@faultline/test-support';
 import type pg from 'pg';
 import { expect } from 'vitest';
 
@@ -68,7 +75,7 @@ export async function testConfig(options: {
     database: { url: options.databaseUrl },
     brokers: {
       nodes: brokerEndpoints(options.brokers),
-      credentials: TEST_CREDENTIALS,
+      credentials: TEST_CONFIG_CREDENTIALS,
     },
     messaging: {
       pingIntervalMs: 200,

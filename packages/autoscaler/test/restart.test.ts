@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createPgPool, migrate } from '@faultline/core';
@@ -27,7 +27,7 @@ import {
  * Issue 7 acceptance: "killing the autoscaler -9 and restarting it adopts the
  * 3 members". The autoscaler runs as the real service (dist/main.js with a
  * FAULTLINE_CONFIG of the test's own, in a working directory of its own, so
- * `.faultline/run/members` lands there); its members are the real processes.
+ * `.faultline/members` lands there); its members are the real processes.
  */
 describe('autoscaler process: kill -9 and restart', () => {
   let postgres: TestPostgres;
@@ -35,6 +35,8 @@ describe('autoscaler process: kill -9 and restart', () => {
   let pool: pg.Pool;
   let sp: Publisher;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-autoscaler-restart-'));
+  // As root, members run as the member user, who must pass through every folder above their own.
+  chmodSync(dir, 0o755);
   const logFile = path.join(dir, 'logs', 'autoscaler.jsonl');
   const outputFile = path.join(dir, 'autoscaler.out');
   const children = new Set<ChildProcess>();

@@ -1,18 +1,36 @@
+import { type Clock, systemClock } from '@faultline/core';
 import { createMemoryLogger, type LogRecord } from '@faultline/core/testing';
+import { issueMemberCredential, MemberCredentialVerifier } from '@faultline/protocol';
+import { TEST_MEMBER_KEY } from '@faultline/protocol/testing';
 import type { Client, PublishPacket, Subscription } from 'aedes';
 import { describe, expect, it } from 'vitest';
 import { createAccessControl, emptyCounters } from './access.js';
 import { UserTable } from './users.js';
 
-// The hooks only read `id` from the client, and key roles by its identity.
-const fakeClient = (id: string) => ({ id }) as unknown as Client;
+// The hooks read `id` and the peer address from the client, and key accounts by its identity.
+const fakeClient = (id: string, remoteAddress = '127.0.0.1') => ({ id, conn: { remoteAddress } }) as unknown as Client;
+const member = { memberId: 'php-m-1', clusterId: 'php', networkPartitionId: 'np-1' };
+const memberCredential = issueMemberCredential(TEST_MEMBER_KEY, member);
 const publish = (topic: string) =>
   ({ cmd: 'publish', topic, payload: '', qos: 1, retain: false, dup: false }) as PublishPacket;
 const subscription = (topic: string) => ({ topic, qos: 1 }) as Subscription;
 /** A log record by what it means (level, event key, fields), not by its wording. */
 const meaning = ({ level, event, fields: { event: _, ...fields } }: LogRecord) => ({ level, event, fields });
 
+/** Monotonic time that moves only when a test says so (the refusal log's window). */
+function manualClock(): Clock & { advance(ms: number): void } {
+  let now = 0;
+  return {
+    ...systemClock,
+    monotonicNow: () => now,
+    advance: (ms) => {
+      now += ms;
+    },
+  };
+}
+
 function setup() {
+  const clock = manualClock();
   const log = createMemoryLogger();
   const counters = emptyCounters();
   const users = new UserTable([
@@ -20,7 +38,10 @@ function setup() {
     { username: 'agent', password: 'agent-secret', role: 'agent' },
     { username: 'watcher', password: 'watch', role: 'observer' },
   ]);
-  const access = createAccessControl(users, log, counters);
+  const access = createAccessControl(users, log, counters, {
+    clock,
+    members: new MemberCredentialVerifier(TEST_MEMBER_KEY),
+  });
   const login = (client: Client, username: string | undefined, password: string | undefined) => {
     let result: { error: (Error & { returnCode?: number }) | null; ok: boolean | null } | undefined;
     access.authenticate(client, username, password === undefined ? undefined : Buffer.from(password), (error, ok) => {
@@ -44,7 +65,7 @@ function setup() {
     });
     return granted;
   };
-  return { log, counters, access, login, mayPublish, subscribe };
+  return { clock, log, counters, access, login, mayPublish, subscribe };
 }
 
 describe('authenticate', () => {
@@ -63,8 +84,8 @@ describe('authenticate', () => {
     expect(anonymous.ok).toBe(false);
     expect(anonymous.error?.returnCode).toBe(5);
     expect(anonymous.error).toMatchObject({ code: 'FL_ERR_ACCESS_REFUSED' });
-    expect(login(fakeClient('w'), 'sp', 'nope').error?.returnCode).toBe(4);
-    const unknown = fakeClient('u');
+    expect(login(fakeClient('w', '127.0.0.2'), 'sp', 'nope').error?.returnCode).toBe(4);
+    const unknown = fakeClient('u', '127.0.0.3');
     expect(login(unknown, 'ghost', 'sp-secret').error?.returnCode).toBe(4);
     expect(access.roleOf(unknown)).toBeUndefined();
     expect(counters.authFailures).toBe(3);
@@ -72,19 +93,59 @@ describe('authenticate', () => {
       {
         level: 'warn',
         event: 'broker.connect_refused',
-        fields: { clientId: 'anon', username: undefined, reason: 'anonymous' },
+        fields: { clientId: 'anon', username: undefined, reason: 'anonymous', peer: '127.0.0.1', suppressed: 0 },
       },
       {
         level: 'warn',
         event: 'broker.connect_refused',
-        fields: { clientId: 'w', username: 'sp', reason: 'wrong password' },
+        fields: { clientId: 'w', username: 'sp', reason: 'wrong password', peer: '127.0.0.2', suppressed: 0 },
       },
       {
         level: 'warn',
         event: 'broker.connect_refused',
-        fields: { clientId: 'u', username: 'ghost', reason: 'unknown user' },
+        fields: { clientId: 'u', username: 'ghost', reason: 'unknown user', peer: '127.0.0.3', suppressed: 0 },
       },
     ]);
+  });
+
+  it('logs refusals at most once per 10 s per peer and reason, counting every one', () => {
+    const { clock, login, log, counters } = setup();
+    for (let i = 0; i < 100; i++) login(fakeClient(`c${i}`), 'sp', 'guess');
+    expect(counters.authFailures).toBe(100);
+    expect(log.records).toHaveLength(1);
+    clock.advance(10_000);
+    login(fakeClient('again'), 'sp', 'guess');
+    expect(log.records.map((record) => record.fields.suppressed)).toEqual([0, 99]);
+  });
+
+  it("lets a member's agent in as its own member: user name the member id, password its credential", () => {
+    const { access, login, counters } = setup();
+    const client = fakeClient('agent-m1');
+    expect(login(client, 'php-m-1', memberCredential)).toEqual({ error: null, ok: true });
+    expect(access.roleOf(client)).toBe('agent');
+    expect(counters.memberConnections).toBe(1);
+  });
+
+  it("refuses a member credential under another member's name, a forged MAC, or no member key", () => {
+    const { login, counters } = setup();
+    // Issue 12: one shared `agent` account let any member speak for any other.
+    expect(login(fakeClient('x1'), 'php-m-2', memberCredential).error?.returnCode).toBe(4);
+    const forged = `${memberCredential.slice(0, -4)}AAAA`;
+    expect(login(fakeClient('x2'), 'php-m-1', forged).error?.returnCode).toBe(4);
+    const other = issueMemberCredential(Buffer.from('another-key-another-key-another-key'), member);
+    expect(login(fakeClient('x3'), 'php-m-1', other).error?.returnCode).toBe(4);
+    expect(counters.authFailures).toBe(3);
+    expect(counters.memberConnections).toBe(0);
+
+    const counters2 = emptyCounters();
+    const without = createAccessControl(new UserTable([]), createMemoryLogger(), counters2, {
+      clock: manualClock(),
+    });
+    let ok: boolean | null = null;
+    without.authenticate(fakeClient('x4'), 'php-m-1', Buffer.from(memberCredential), (_error, result) => {
+      ok = result;
+    });
+    expect(ok).toBe(false);
   });
 });
 
@@ -94,22 +155,34 @@ describe('authorizePublish', () => {
     const sp = fakeClient('sp-1');
     const agent = fakeClient('agent-1');
     login(sp, 'sp', 'sp-secret');
-    login(agent, 'agent', 'agent-secret');
+    login(agent, 'php-m-1', memberCredential);
     expect(mayPublish(sp, 'summarized-health-stats/MemberFaultEvent')).toBe(true);
-    expect(mayPublish(agent, 'instance/status/InstanceActivatedEvent')).toBe(true);
-    expect(mayPublish(agent, 'ping/agent')).toBe(true);
+    expect(mayPublish(agent, 'instance/status/php-m-1/InstanceActivatedEvent')).toBe(true);
+    expect(mayPublish(agent, 'ping/agent/php-m-1')).toBe(true);
     expect(mayPublish(sp, 'ping/sp')).toBe(true);
     expect(counters.publishRefused).toBe(0);
     expect(mayPublish(agent, 'summarized-health-stats/MemberFaultEvent')).toBe(false);
-    // Presence is bound to the account: an agent cannot ping as the autoscaler, nor on the old shared topic.
+    // A member speaks only for itself: not under another member's id, nor the old shared topic.
+    expect(mayPublish(agent, 'instance/status/php-m-2/InstanceActivatedEvent')).toBe(false);
+    expect(mayPublish(agent, 'instance/status/InstanceActivatedEvent')).toBe(false);
+    // Presence is bound to the account: an agent cannot ping as the autoscaler, as another member, nor on the old shared topic.
     expect(mayPublish(agent, 'ping/autoscaler')).toBe(false);
+    expect(mayPublish(agent, 'ping/agent/php-m-2')).toBe(false);
     expect(mayPublish(agent, 'ping')).toBe(false);
     expect(mayPublish(sp, 'topology/MemberTerminatedEvent')).toBe(false);
-    expect(counters.publishRefused).toBe(4);
+    expect(counters.publishRefused).toBe(7);
     expect(log.records.map(meaning).at(-1)).toEqual({
       level: 'warn',
       event: 'broker.publish_refused',
-      fields: { clientId: 'sp-1', role: 'sp', topic: 'topology/MemberTerminatedEvent' },
+      fields: {
+        clientId: 'sp-1',
+        role: 'sp',
+        username: 'sp',
+        topic: 'topology/MemberTerminatedEvent',
+        reason: 'publish sp topology',
+        peer: '127.0.0.1',
+        suppressed: 0,
+      },
     });
   });
 
@@ -131,7 +204,7 @@ describe('authorizeSubscribe', () => {
     const { login, subscribe, counters, log } = setup();
     const agent = fakeClient('agent-1');
     const watcher = fakeClient('watcher-1');
-    login(agent, 'agent', 'agent-secret');
+    login(agent, 'php-m-1', memberCredential);
     login(watcher, 'watcher', 'watch');
     expect(subscribe(watcher, 'summarized-health-stats/#')).toEqual(subscription('summarized-health-stats/#'));
     expect(subscribe(agent, 'topology/#')).toEqual(subscription('topology/#'));
@@ -141,10 +214,17 @@ describe('authorizeSubscribe', () => {
     expect(subscribe(agent, '#')).toBeNull();
     expect(subscribe(fakeClient('stranger'), 'ping/autoscaler')).toBeNull();
     expect(counters.subscribeRefused).toBe(3);
-    expect(log.records.map(meaning).at(-3)).toEqual({
+    expect(log.records.map(meaning).at(-2)).toEqual({
       level: 'warn',
       event: 'broker.subscribe_refused',
-      fields: { clientId: 'agent-1', role: 'agent', filter: 'summarized-health-stats/#' },
+      fields: {
+        clientId: 'agent-1',
+        role: 'agent',
+        filter: 'summarized-health-stats/#',
+        reason: 'subscribe agent',
+        peer: '127.0.0.1',
+        suppressed: 0,
+      },
     });
   });
 });

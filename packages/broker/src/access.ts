@@ -1,5 +1,11 @@
-import { FaultlineError, type Logger } from '@faultline/core';
-import { mayPublish, maySubscribe, type ServiceRole } from '@faultline/protocol';
+import { type Clock, FaultlineError, type Logger, RateLimitedLog } from '@faultline/core';
+import {
+  type MemberCredentialVerifier,
+  mayPublish,
+  maySubscribe,
+  type ServiceRole,
+  verifyMemberAccount,
+} from '@faultline/protocol';
 import type { AedesOptions, AuthErrorCode, AuthenticateError, Client } from 'aedes';
 import type { UserTable } from './users.js';
 
@@ -7,6 +13,8 @@ import type { UserTable } from './users.js';
 export interface BrokerCounters {
   /** CONNECTs accepted (CONNACK 0), over the node's life. */
   connections: number;
+  /** Of those, members' agents that logged in with their member credential. */
+  memberConnections: number;
   /** CONNECTs refused: anonymous, unknown user or wrong password. */
   authFailures: number;
   /** PUBLISHes the ACL refused (each one also cost its client the connection). */
@@ -18,7 +26,14 @@ export interface BrokerCounters {
 }
 
 export function emptyCounters(): BrokerCounters {
-  return { connections: 0, authFailures: 0, publishRefused: 0, subscribeRefused: 0, published: 0 };
+  return {
+    connections: 0,
+    memberConnections: 0,
+    authFailures: 0,
+    publishRefused: 0,
+    subscribeRefused: 0,
+    published: 0,
+  };
 }
 
 // aedes declares these as an ambient `const enum`, which isolatedModules cannot
@@ -40,38 +55,80 @@ export class AccessRefusedError extends FaultlineError {
   }
 }
 
+/** Who a connected client authenticated as. */
+export interface Account {
+  role: ServiceRole;
+  /** The user name: a member id for a member's account. */
+  username: string;
+}
+
 export interface AccessControl extends AccessHooks {
   /** The role a connected client authenticated as; undefined before CONNACK. */
   roleOf(client: Client): ServiceRole | undefined;
 }
 
+export interface AccessControlOptions {
+  /** Checks members' logins (user name a member id, password its credential); undefined: no member logs in. */
+  members?: Pick<MemberCredentialVerifier, 'verify'>;
+  clock: Clock;
+}
+
+/** The peer a refusal is logged under: its address (a client id is the client's to choose). */
+function peerOf(client: Client | null): string | undefined {
+  const conn = client?.conn as { remoteAddress?: string } | undefined;
+  return conn?.remoteAddress;
+}
+
 /**
  * The aedes hooks that enforce the broker rules (README, "Message broker pair
- * and resilient clients"): every client authenticates as one service role, and
- * publishes and subscribes only where `mayPublish`/`maySubscribe` (the same
- * table as the Mosquitto acl_file) allow. Every refusal is one warn line and
- * one counter, never a thrown error.
+ * and resilient clients"): every client authenticates as one service role or
+ * as one member, and publishes and subscribes only where
+ * `mayPublish`/`maySubscribe` (the same table as the Mosquitto acl_file)
+ * allow. Every refusal is one counter and a warn line at most once per 10 s
+ * per peer and reason, never a thrown error.
  */
-export function createAccessControl(users: UserTable, log: Logger, counters: BrokerCounters): AccessControl {
-  // Keyed by the aedes Client object, so the role dies with the connection and
-  // a client id taken over by a new connection [MQTT-3.1.4-2] starts afresh.
-  const roles = new WeakMap<Client, ServiceRole>();
+export function createAccessControl(
+  users: UserTable,
+  log: Logger,
+  counters: BrokerCounters,
+  options: AccessControlOptions,
+): AccessControl {
+  // Keyed by the aedes Client object, so the account dies with the connection
+  // and a client id taken over by a new connection [MQTT-3.1.4-2] starts afresh.
+  const accounts = new WeakMap<Client, Account>();
+  const refusals = new RateLimitedLog(log, options.clock);
 
   const authenticate: AccessHooks['authenticate'] = (client, username, password, done) => {
     const result = users.check(username, password);
-    if (result.ok) {
-      roles.set(client, result.role);
+    if (result.ok && username !== undefined) {
+      accounts.set(client, { role: result.role, username });
       done(null, true);
       return;
     }
+    // Not a platform account: a member's agent, if the password is the
+    // credential of the member the user name names (one HMAC, cached).
+    const member =
+      !result.ok && result.reason === 'unknown user' && options.members && password !== undefined
+        ? verifyMemberAccount(options.members, username, password.toString('utf8'))
+        : undefined;
+    if (member) {
+      counters.memberConnections += 1;
+      accounts.set(client, { role: 'agent', username: member.memberId });
+      done(null, true);
+      return;
+    }
+    const reason = result.ok ? 'unknown user' : result.reason;
     counters.authFailures += 1;
-    const refusal = { clientId: client.id, username, reason: result.reason };
-    log.warn('connect refused', { event: 'broker.connect_refused', ...refusal });
+    const refusal = { clientId: client.id, username, reason };
+    refusals.warn(peerOf(client), `connect ${reason}`, 'connect refused', {
+      event: 'broker.connect_refused',
+      ...refusal,
+    });
     // Anonymous clients are refused outright (5); a failed login says 4, as
     // MQTT 3.1.1 §3.2.2.3 defines. aedes sends the CONNACK and then closes the
     // connection [MQTT-3.2.2-5].
-    const returnCode = result.reason === 'anonymous' ? NOT_AUTHORIZED : BAD_USERNAME_OR_PASSWORD;
-    const refused = new AccessRefusedError(`connect refused: ${result.reason}`, refusal);
+    const returnCode = reason === 'anonymous' ? NOT_AUTHORIZED : BAD_USERNAME_OR_PASSWORD;
+    const refused = new AccessRefusedError(`connect refused: ${reason}`, refusal);
     const error: AuthenticateError = Object.assign(refused, { returnCode });
     done(error, false);
   };
@@ -83,14 +140,20 @@ export function createAccessControl(users: UserTable, log: Logger, counters: Bro
       if (packet.topic.startsWith(SYS_PREFIX)) return done(null);
       counters.publishRefused += 1;
       const refusal = { clientId: null, topic: packet.topic, reason: 'no client' };
-      log.warn('publish refused', { event: 'broker.publish_refused', ...refusal });
+      refusals.warn(undefined, 'publish no client', 'publish refused', { event: 'broker.publish_refused', ...refusal });
       return done(new AccessRefusedError(`publish to ${packet.topic} refused: no client`, refusal));
     }
-    const role = roles.get(client);
-    if (role !== undefined && mayPublish(role, packet.topic)) return done(null);
+    const account = accounts.get(client);
+    const role = account?.role;
+    if (account !== undefined && mayPublish(account.role, packet.topic, account.username)) return done(null);
     counters.publishRefused += 1;
-    const refusal = { clientId: client.id, role, topic: packet.topic };
-    log.warn('publish refused', { event: 'broker.publish_refused', ...refusal });
+    const refusal = { clientId: client.id, role, username: account?.username, topic: packet.topic };
+    // Keyed by the topic's first level too (bounded: at most 64 characters, and the log's key cap).
+    const root = packet.topic.split('/', 1)[0]?.slice(0, 64) ?? '';
+    refusals.warn(peerOf(client), `publish ${role ?? 'none'} ${root}`, 'publish refused', {
+      event: 'broker.publish_refused',
+      ...refusal,
+    });
     // [MQTT-3.3.5-2] MQTT 3.1.1 cannot tell a client its PUBLISH was refused:
     // the server either acknowledges it as usual or closes the connection.
     // aedes closes it when this callback gets an error; Mosquitto acknowledges
@@ -99,10 +162,10 @@ export function createAccessControl(users: UserTable, log: Logger, counters: Bro
   };
 
   const authorizeSubscribe: AccessHooks['authorizeSubscribe'] = (client, subscription, done) => {
-    const role = roles.get(client);
+    const role = accounts.get(client)?.role;
     if (role !== undefined && maySubscribe(role, subscription.topic)) return done(null, subscription);
     counters.subscribeRefused += 1;
-    log.warn('subscribe refused', {
+    refusals.warn(peerOf(client), `subscribe ${role ?? 'none'}`, 'subscribe refused', {
       event: 'broker.subscribe_refused',
       clientId: client.id,
       role,
@@ -113,5 +176,5 @@ export function createAccessControl(users: UserTable, log: Logger, counters: Bro
     done(null, null);
   };
 
-  return { authenticate, authorizePublish, authorizeSubscribe, roleOf: (client) => roles.get(client) };
+  return { authenticate, authorizePublish, authorizeSubscribe, roleOf: (client) => accounts.get(client)?.role };
 }

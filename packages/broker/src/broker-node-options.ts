@@ -1,4 +1,4 @@
-import { type Logger, nullLogger, withDefaults } from '@faultline/core';
+import { type Clock, type Logger, nullLogger, systemClock, withDefaults } from '@faultline/core';
 import type { BrokerUser } from './users.js';
 
 /** The defaults a broker node and the Mosquitto configuration writer share. */
@@ -16,17 +16,27 @@ export interface BrokerNodeOptions {
   port?: number;
   /** Accounts the node accepts; anyone else is refused. @default [] (nobody) */
   users?: readonly BrokerUser[];
+  /**
+   * The platform's member key (`security.memberKeyFile`): members' agents then
+   * log in as their own member, user name the member id and password the
+   * member credential, and may publish only under that id.
+   * @default undefined (no member logs in)
+   */
+  memberKey?: Buffer;
   /** @default nullLogger */
   logger?: Logger;
+  /** Paces the refusal log lines. @default systemClock */
+  clock?: Clock;
   /** The node's certificate and key (PEM): it then speaks MQTT over TLS only (mqtts). @default undefined (plain TCP) */
   tls?: { cert: Buffer | string; key: Buffer | string };
 }
 
-export type ResolvedBrokerNodeOptions = Required<Omit<BrokerNodeOptions, 'tls'>> & Pick<BrokerNodeOptions, 'tls'>;
+export type ResolvedBrokerNodeOptions = Required<Omit<BrokerNodeOptions, 'tls' | 'memberKey'>> &
+  Pick<BrokerNodeOptions, 'tls' | 'memberKey'>;
 
 export function resolveBrokerNodeOptions(input: BrokerNodeOptions): ResolvedBrokerNodeOptions {
   return withDefaults(
-    { ...BROKER_NODE_DEFAULTS, port: 0, users: [] as readonly BrokerUser[], logger: nullLogger },
+    { ...BROKER_NODE_DEFAULTS, port: 0, users: [] as readonly BrokerUser[], logger: nullLogger, clock: systemClock },
     input,
   ) as ResolvedBrokerNodeOptions;
 }

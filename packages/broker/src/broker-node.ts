@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from '@faultline/core';
+import { MemberCredentialVerifier } from '@faultline/protocol';
 import { Aedes } from 'aedes';
 import { type BrokerCounters, createAccessControl, emptyCounters } from './access.js';
 import { type BrokerNodeOptions, resolveBrokerNodeOptions } from './broker-node-options.js';
@@ -43,7 +44,10 @@ export async function createBrokerNode(input: BrokerNodeOptions = {}): Promise<B
   const log = options.logger.child({ broker: options.name });
   const users = new UserTable(options.users);
   const counters = emptyCounters();
-  const access = createAccessControl(users, log, counters);
+  const access = createAccessControl(users, log, counters, {
+    clock: options.clock,
+    ...(options.memberKey ? { members: new MemberCredentialVerifier(options.memberKey) } : {}),
+  });
 
   const aedes = await Aedes.createBroker({
     id: `faultline-${options.name}`,

@@ -2,8 +2,11 @@ export { AccessRefusedError, type BrokerCounters } from './access.js';
 export { type BrokerNode, createBrokerNode } from './broker-node.js';
 export type { BrokerNodeOptions } from './broker-node-options.js';
 export {
+  MEMBER_ACCOUNTS_MARKER,
   MOSQUITTO_PBKDF2_ITERATIONS,
+  MOSQUITTO_PID_FILE,
   type MosquittoConfigFiles,
+  mosquittoDirOf,
   mosquittoPasswordHash,
   renderAcl,
   renderMosquittoConf,
@@ -11,6 +14,11 @@ export {
   writeMosquittoConfig,
 } from './mosquitto-config.js';
 export type { MosquittoConfigOptions, MosquittoTlsFiles } from './mosquitto-config-options.js';
+export {
+  type MemberAccountsCounters,
+  MosquittoMemberAccounts,
+  type MosquittoMemberAccountsOptions,
+} from './mosquitto-member-accounts.js';
 export {
   BROKER_NAME_ENV,
   type BrokerServiceConfig,

@@ -21,7 +21,7 @@ vi.mock('node:child_process', async (importOriginal) => {
   return { ...recorded, default: recorded };
 });
 
-const { writeMosquittoConfig } = await import('./mosquitto-config.js');
+const { MEMBER_ACCOUNTS_MARKER, writeMosquittoConfig } = await import('./mosquitto-config.js');
 
 describe('writeMosquittoConfig keeps passwords off the command line', () => {
   afterEach(() => {
@@ -49,7 +49,9 @@ describe('writeMosquittoConfig keeps passwords off the command line', () => {
     expect(statSync(dir).mode & 0o777).toBe(0o700);
 
     const lines = readFileSync(files.passwordFile, 'utf8').trim().split('\n');
-    expect(lines).toHaveLength(2);
+    // The platform's accounts, then the marker after which the members' accounts go.
+    expect(lines).toHaveLength(3);
+    expect(lines[2]).toBe(MEMBER_ACCOUNTS_MARKER);
     for (const [index, user] of users.entries()) {
       const [username, hash] = [
         lines[index]?.slice(0, user.username.length),

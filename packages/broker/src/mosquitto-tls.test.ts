@@ -11,6 +11,7 @@ const base = {
   port: 1883,
   passwordFile: '/run/fl/passwd',
   aclFile: '/run/fl/acl',
+  pidFile: '/run/fl/mosquitto.pid',
   logDest: 'stderr' as const,
   runAsUser: undefined,
 };

@@ -41,8 +41,11 @@ describe('usersFromCredentials', () => {
 });
 
 describe('brokerServiceConfig', () => {
-  const observerFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-broker-')), 'secrets', 'observer');
+  const secrets = path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-broker-')), 'secrets');
+  const observerFile = path.join(secrets, 'observer');
+  const memberKeyFile = path.join(secrets, 'member.key');
   ensureSecretFile(observerFile);
+  ensureSecretFile(memberKeyFile);
   const nodes = [
     { name: 'a', port: 1883 },
     { name: 'b', host: '0.0.0.0', port: 1884 },
@@ -53,28 +56,41 @@ describe('brokerServiceConfig', () => {
         nodes,
         credentials: {
           sp: { password: 'sp-pw' },
-          agent: { password: 'agent-pw' },
           autoscaler: { username: 'scaler', password: 'autoscaler-pw' },
           observer: { passwordFile: observerFile },
         },
       },
+      security: { memberKeyFile },
     },
     { env: {} },
   );
 
-  it('picks the named node and every configured credential, a password file read', () => {
+  it('picks the named node, every configured credential (a password file read) and the member key', () => {
     const service = brokerServiceConfig(config, 'b');
     expect(service.node).toEqual({ name: 'b', host: '0.0.0.0', port: 1884 });
-    expect(service.users.map((user) => user.role)).toEqual(['sp', 'agent', 'autoscaler', 'observer']);
+    // No shared `agent` account: members log in as themselves.
+    expect(service.users.map((user) => user.role)).toEqual(['sp', 'autoscaler', 'observer']);
     expect(service.users[0]).toEqual({ username: 'sp', password: 'sp-pw', role: 'sp' });
-    expect(service.users[2]).toEqual({ username: 'scaler', password: 'autoscaler-pw', role: 'autoscaler' });
-    expect(service.users[3]?.password).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(service.users[1]).toEqual({ username: 'scaler', password: 'autoscaler-pw', role: 'autoscaler' });
+    expect(service.users[2]?.password).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(service.memberKey.length).toBeGreaterThanOrEqual(32);
+  });
+
+  it('refuses to start without the member key file, naming its key', () => {
+    const without = resolveConfig(
+      {
+        brokers: { nodes, credentials: config.brokers.credentials },
+        security: { memberKeyFile: `${memberKeyFile}.missing` },
+      },
+      { env: {} },
+    );
+    expect(() => brokerServiceConfig(without, 'a')).toThrow(/security\.memberKeyFile/);
   });
 
   it('has no built-in password: a role with neither password nor file names its key', () => {
     const bare = resolveConfig({ brokers: { nodes, credentials: { sp: { password: 'sp-pw' } } } }, { env: {} });
     expect(() => brokerUsers(bare)).toThrow(ConfigError);
-    expect(() => brokerServiceConfig(bare, 'a')).toThrow(/brokers\.credentials\.agent: no password/);
+    expect(() => brokerServiceConfig(bare, 'a')).toThrow(/brokers\.credentials\.autoscaler: no password/);
   });
 
   it('names brokers.nodes when the node is unknown', () => {
@@ -100,7 +116,11 @@ describe('startBrokerService', () => {
   it('logs `broker listening` with the name and the actual port', async () => {
     const log = createMemoryLogger();
     const broker = await startBrokerService(
-      { node: { name: 'a', host: '127.0.0.1', port: 0 }, users: usersFromCredentials({}) },
+      {
+        node: { name: 'a', host: '127.0.0.1', port: 0 },
+        users: usersFromCredentials({}),
+        memberKey: Buffer.from('a-member-key-of-at-least-32-bytes!!'),
+      },
       log,
     );
     try {

@@ -1,10 +1,13 @@
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  BROKER_CREDENTIAL_ROLES,
   type BrokerNodeConfig,
   brokerCredential,
   ConfigError,
   type FaultlineConfig,
   type Logger,
+  readSecretFile,
   readTlsFiles,
 } from '@faultline/core';
 import { SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
@@ -37,20 +40,23 @@ export function usersFromCredentials(credentials: Credentials): BrokerUser[] {
 }
 
 /**
- * Every role's account from `brokers.credentials`, each password read by
+ * Every platform role's account from `brokers.credentials` (members log in as
+ * themselves, see BrokerNodeOptions.memberKey), each password read by
  * core's brokerCredential (the value, else its `passwordFile`): what aedes
  * and the Mosquitto writer both take. A role with neither is a ConfigError
  * naming its key.
  */
 export function brokerUsers(config: FaultlineConfig): BrokerUser[] {
   return usersFromCredentials(
-    Object.fromEntries(SERVICE_ROLES.map((role) => [role, brokerCredential(config, role)])) as Credentials,
+    Object.fromEntries(BROKER_CREDENTIAL_ROLES.map((role) => [role, brokerCredential(config, role)])) as Credentials,
   );
 }
 
 export interface BrokerServiceConfig {
   node: BrokerNodeConfig;
   users: BrokerUser[];
+  /** `security.memberKeyFile`: members' agents log in as their own member. */
+  memberKey: Buffer;
   /** From `tls.mqtt` (README "TLS"): the node speaks mqtts only. @default undefined (plain TCP) */
   tls?: { cert: Buffer; key: Buffer };
 }
@@ -72,13 +78,23 @@ export function brokerServiceConfig(config: FaultlineConfig, name: string | unde
     throw ConfigError.forKey('brokers.nodes', `no node named "${name}" (configured: ${known.join(', ')})`, { name });
   }
   const tls = readTlsFiles(config.tls.mqtt, 'tls.mqtt');
-  return { node, users: brokerUsers(config), ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}) };
+  const users = brokerUsers(config);
+  const memberKey = readSecretFile(path.resolve(config.security.memberKeyFile), 'security.memberKeyFile');
+  return { node, users, memberKey, ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}) };
 }
 
 /** Starts the configured node and logs `broker listening` once it accepts connections. */
 export async function startBrokerService(serviceConfig: BrokerServiceConfig, logger: Logger): Promise<BrokerNode> {
-  const { node, users, tls } = serviceConfig;
-  const broker = await createBrokerNode({ name: node.name, host: node.host, port: node.port, users, logger, tls });
+  const { node, users, memberKey, tls } = serviceConfig;
+  const broker = await createBrokerNode({
+    name: node.name,
+    host: node.host,
+    port: node.port,
+    users,
+    memberKey,
+    logger,
+    tls,
+  });
   logger.info('broker listening', {
     event: 'broker.listening',
     name: broker.name,

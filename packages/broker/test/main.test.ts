@@ -21,6 +21,8 @@ function writeConfig(): { file: string; logDir: string; env: NodeJS.ProcessEnv; 
   dirs.push(dir);
   const observerFile = path.join(dir, 'secrets', 'broker-observer.password');
   ensureSecretFile(observerFile);
+  const memberKeyFile = path.join(dir, 'secrets', 'member.key');
+  ensureSecretFile(memberKeyFile);
   const env = { FAULTLINE_BROKERS_CREDENTIALS_OBSERVER_PASSWORD_FILE: observerFile };
   const logDir = path.join(dir, 'logs');
   const file = path.join(dir, 'faultline.yaml');
@@ -36,8 +38,9 @@ function writeConfig(): { file: string; logDir: string; env: NodeJS.ProcessEnv; 
       '    - { name: b, port: 0 }',
       '  credentials:',
       '    sp: { username: sp-main, password: sp-main-secret }',
-      '    agent: { username: agent-main, password: agent-main-secret }',
       '    autoscaler: { username: as-main, password: as-main-secret }',
+      'security:',
+      `  memberKeyFile: ${memberKeyFile}`,
       '',
     ].join('\n'),
   );

@@ -40,7 +40,6 @@ function setup(extra: Partial<AgentOptions> = {}) {
       { host: 'sp-2', port: 7612 },
     ],
     brokers: FAKE_BROKER_PAIR,
-    credentials: { username: 'agent', password: 'p' },
     outboxFile: path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-agent-')), 'agent-m-1.outbox'),
     workload: { host: '127.0.0.1', port: 1 },
     statIntervalMs: 15_000,
@@ -102,8 +101,8 @@ describe('cartridge agent', () => {
       ['InstanceActivatedEvent', 'InstanceActivatedEvent:m-1:1000'],
     ]);
     expect(brokers.messages('a').map((m) => m.topic)).toEqual([
-      'instance/status/InstanceStartedEvent',
-      'instance/status/InstanceActivatedEvent',
+      'instance/status/m-1/InstanceStartedEvent',
+      'instance/status/m-1/InstanceActivatedEvent',
     ]);
     await agent.close();
   });

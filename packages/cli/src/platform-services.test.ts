@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { issueBrokerPasswords, platformServices } from './platform-services.js';
 
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'faultline-platform-'));
-const ROLES = ['sp', 'agent', 'autoscaler', 'observer'] as const;
+const ROLES = ['sp', 'autoscaler', 'observer'] as const;
 
 describe('issueBrokerPasswords', () => {
   it('generates a password file (0600, folder 0700) for each role the config leaves without one, and reuses it', () => {
@@ -15,7 +15,7 @@ describe('issueBrokerPasswords', () => {
     const first = issueBrokerPasswords(config, base);
     const secrets = path.join(base, '.faultline', 'secrets');
     expect(statSync(secrets).mode & 0o777).toBe(0o700);
-    for (const role of ['sp', 'agent', 'autoscaler'] as const) {
+    for (const role of ['sp', 'autoscaler'] as const) {
       const file = path.join(secrets, `broker-${role}.password`);
       expect(statSync(file).mode & 0o777).toBe(0o600);
       expect(first.config.brokers.credentials[role]).toEqual({ username: role, passwordFile: file });
@@ -24,9 +24,9 @@ describe('issueBrokerPasswords', () => {
     }
     // A role the config gives a password keeps it, and gets no file.
     expect(first.config.brokers.credentials.observer).toEqual({ username: 'observer', password: 'given-pw' });
-    expect(Object.keys(first.env)).toHaveLength(3);
+    expect(Object.keys(first.env)).toHaveLength(2);
     const passwords = ROLES.map((role) => brokerPassword(first.config, role));
-    expect(new Set(passwords).size).toBe(4);
+    expect(new Set(passwords).size).toBe(3);
     // A restarted stack reuses them.
     const second = issueBrokerPasswords(config, base);
     expect(ROLES.map((role) => brokerPassword(second.config, role))).toEqual(passwords);

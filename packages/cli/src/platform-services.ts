@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { brokerUsers, writeMosquittoConfig } from '@faultline/broker';
+import { brokerUsers, mosquittoDirOf, writeMosquittoConfig } from '@faultline/broker';
 import {
   BROKER_CREDENTIAL_ROLES,
   ensureSecretFile,
@@ -87,7 +87,7 @@ export async function platformServices(
       // The same accounts as aedes, read by the same function; hashed into the file, never in argv.
       const users = brokerUsers(config);
       const { configFile } = await writeMosquittoConfig({
-        dir: path.join(paths.runDir, name),
+        dir: mosquittoDirOf(paths.runDir, node.name),
         name: node.name,
         host: node.host,
         port: node.port,

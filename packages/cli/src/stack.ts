@@ -16,7 +16,7 @@ import type pg from 'pg';
 import { chaosHandler } from './chaos.js';
 import { liveMembers } from './cluster-view.js';
 import { type ControlFile, readControlFile, startControl } from './control.js';
-import { startEmbeddedPostgres } from './embedded-postgres.js';
+import { type StackPostgres, startEmbeddedPostgres } from './embedded-postgres.js';
 import { StackRunningError } from './errors.js';
 import { issueBrokerPasswords, platformServices } from './platform-services.js';
 import { formatStatus, stackStatus } from './status.js';
@@ -28,6 +28,8 @@ export const RUN_DIR = path.resolve('.faultline/run');
 const FIRST_STATUS_DELAY_MS = 3_000;
 /** SIGTERM to SIGKILL for the members terminated on the way down. */
 const MEMBER_TERMINATE_GRACE_MS = 3_000;
+/** Ctrl-C, `kill`, and the terminal going away: each stops the whole stack, members included. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** The control file of a supervisor that is still alive, if any. */
 function alreadyRunning(): ControlFile | undefined {
@@ -49,8 +51,9 @@ export interface StackUpOptions {
 /**
  * `faultline stack up`: PostgreSQL (embedded unless `database.url`), broker A
  * and B, SP node 1 and 2, the autoscaler — in order, each ready before the
- * next — then the status table. Ctrl-C, SIGTERM or `stack down` stop
- * everything, members included.
+ * next — then the status table. Ctrl-C, SIGTERM, SIGHUP or `stack down`
+ * stop everything, members included, also while it is still starting (what
+ * is under way finishes, nothing more starts).
  */
 export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
   const running = alreadyRunning();
@@ -66,58 +69,75 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
   // Generated on first start, reused after (README "Security"); the services read the same paths.
   for (const file of Object.values(config.security)) ensureSecretFile(path.resolve(file));
   const clock = systemClock;
-  const db = config.database.url
-    ? { url: config.database.url, stop: async () => {} }
-    : await startEmbeddedPostgres({
-        dataDir: config.database.embeddedDataDir,
-        port: config.database.embeddedPort,
-        logger,
-      });
-  logger.info('database ready', { event: 'stack.database_ready', embedded: !config.database.url });
-  const pool = createPgPool({ connectionString: db.url, logger });
-  await migrate(pool, { logger });
   const supervisor = new Supervisor({ clock, logger });
+  let db: StackPostgres | undefined;
+  let pool: pg.Pool | undefined;
+  let control: Awaited<ReturnType<typeof startControl>> | undefined;
+  let stopping = false;
+  let startup: Promise<void> = Promise.resolve();
   let finished: () => void = () => {};
   const done = new Promise<void>((resolve) => {
     finished = resolve;
   });
 
+  // Whatever has started, stopped in reverse: the members while the database still lists them, PostgreSQL last.
   const shutdown = once(async () => {
+    stopping = true;
     logger.info('stopping the stack', { event: 'stack.stopping' });
+    // A start step under way finishes first; startup gives up at its next step.
+    await startup.catch(() => {});
     await supervisor.stop('autoscaler');
-    await terminateMembers(pool, logger);
+    if (pool) await terminateMembers(pool, logger);
     await supervisor.stopAll();
     await control?.close();
-    await pool.end();
-    await db.stop();
+    await pool?.end();
+    await db?.stop();
     logger.info('stack stopped', { event: 'stack.stopped' });
     await logger.flush();
     finished();
   });
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void shutdown());
+  // From the start, before PostgreSQL: these signals are the stack's alone (see startEmbeddedPostgres).
+  for (const signal of STOP_SIGNALS) process.once(signal, () => void shutdown());
 
-  let control: Awaited<ReturnType<typeof startControl>> | undefined;
-  try {
+  const start = async () => {
+    db = config.database.url
+      ? { url: config.database.url, stop: async () => {} }
+      : await startEmbeddedPostgres({
+          dataDir: config.database.embeddedDataDir,
+          port: config.database.embeddedPort,
+          logger,
+        });
+    logger.info('database ready', { event: 'stack.database_ready', embedded: !config.database.url });
+    pool = createPgPool({ connectionString: db.url, logger });
+    await migrate(pool, { logger });
     for (const spec of await platformServices(config, { runDir: RUN_DIR, logDir, configFile }, db.url, secretEnv)) {
+      if (stopping) return;
       await supervisor.start(spec);
     }
+    if (stopping) return;
+    const registry = pool;
     control = await startControl({
       runDir: RUN_DIR,
       handlers: {
-        status: async () => stackStatus(config, pool),
+        status: async () => stackStatus(config, registry),
         down: async () => {
           void shutdown();
           return 'stopping';
         },
-        chaos: chaosHandler({ pool, supervisor, spNodes: config.streamProcessor.nodes, clock }, logger),
+        chaos: chaosHandler({ pool: registry, supervisor, spNodes: config.streamProcessor.nodes, clock }, logger),
       },
       logger,
       clock,
     });
     await sleep(clock, FIRST_STATUS_DELAY_MS);
+    if (stopping) return;
     process.stdout.write(
-      `\n${formatStatus(await stackStatus(config, pool))}\n\nThe stack is up. Ctrl-C (or faultline stack down) stops it.\n\n`,
+      `\n${formatStatus(await stackStatus(config, registry))}\n\nThe stack is up. Ctrl-C (or faultline stack down) stops it.\n\n`,
     );
+  };
+  startup = start();
+  try {
+    await startup;
   } catch (error) {
     logger.error('the stack did not start', { event: 'stack.start_failed', error });
     await shutdown();

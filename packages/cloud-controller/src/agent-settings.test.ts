@@ -4,12 +4,11 @@ import { describe, expect, it } from 'vitest';
 import { agentSettingsFrom } from './agent-settings.js';
 
 describe('agentSettingsFrom', () => {
-  it('tells the agents the SP Thrift ports, the broker pair, their account and intervals, and to await the autoscaler', () => {
+  it('tells the agents the SP Thrift ports, the broker pair and intervals, and to await the autoscaler', () => {
     const config = resolveConfig(
       {
         agent: { statIntervalMs: 2_000, maxUnackedBatches: 50 },
         messaging: { republishIntervalMs: 9_000 },
-        brokers: { credentials: { agent: { password: 'agent-pw' } } },
       },
       { env: {} },
     );
@@ -17,13 +16,14 @@ describe('agentSettingsFrom', () => {
     expect(settings).toEqual({
       spEndpoints: config.streamProcessor.nodes.map((node) => ({ host: node.host, port: node.thriftPort })),
       brokers: config.brokers.nodes.map(({ name, host, port }) => ({ name, host, port })),
-      credentials: { username: 'agent', password: 'agent-pw' },
       statIntervalMs: 2_000,
       maxUnackedBatches: 50,
       republishIntervalMs: 9_000,
       awaitSubscribers: ['autoscaler'],
     });
     expect(settings.spEndpoints).toHaveLength(2);
+    // No shared broker account: each agent logs in as its own member (the driver's credential).
+    expect(settings).not.toHaveProperty('credentials');
     expect(agentSettingsSchema.safeParse(settings).success).toBe(true);
   });
 });

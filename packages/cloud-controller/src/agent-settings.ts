@@ -1,12 +1,12 @@
 import path from 'node:path';
-import { brokerCredential, type FaultlineConfig } from '@faultline/core';
+import type { FaultlineConfig } from '@faultline/core';
 import { type AgentSettings, CLIENT_IDS } from '@faultline/protocol';
 
 /**
  * What every member's cartridge agent is told, from the configuration: the
- * SP nodes' Thrift ports (it fails over between them), the broker pair, the
- * `agent` account (its password read by core's brokerCredential: a missing
- * one is a ConfigError naming `brokers.credentials.agent`), and the intervals. Agents wait for the autoscaler's
+ * SP nodes' Thrift ports (it fails over between them), the broker pair and
+ * the intervals. No shared broker account: each agent logs in as its own
+ * member, with the credential the driver issues at spawn. Agents wait for the autoscaler's
  * subscriber before publishing their instance status, so an InstanceActivated
  * sent while the autoscaler restarts is not lost.
  */
@@ -14,7 +14,6 @@ export function agentSettingsFrom(config: FaultlineConfig): AgentSettings {
   return {
     spEndpoints: config.streamProcessor.nodes.map((node) => ({ host: node.host, port: node.thriftPort })),
     brokers: config.brokers.nodes.map((broker) => ({ name: broker.name, host: broker.host, port: broker.port })),
-    credentials: brokerCredential(config, 'agent'),
     statIntervalMs: config.agent.statIntervalMs,
     maxUnackedBatches: config.agent.maxUnackedBatches,
     republishIntervalMs: config.messaging.republishIntervalMs,

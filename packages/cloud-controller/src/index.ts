@@ -20,6 +20,7 @@ export {
 export { createLocalIaas, type LocalIaas, MemberExistsError } from './local-iaas.js';
 export type { LocalIaasCounters, LocalIaasOptions } from './local-iaas-options.js';
 export { checkInstance, type LocalInstance, localHandle } from './local-instance.js';
+export { type MemberAccounts, withMemberAccounts } from './member-accounts.js';
 export {
   type GroupStopOutcome,
   type LocalHandle,
@@ -27,6 +28,7 @@ export {
   type ProcessState,
   processState,
 } from './member-processes.js';
+export { MemberIsolationError, type MemberUser } from './member-user.js';
 export { linuxProcessTable, PlatformError, type ProcessTable, type ProcStat, parseProcStat } from './proc-table.js';
 export { MemberSpecError, validateSpec } from './validate.js';
 export {

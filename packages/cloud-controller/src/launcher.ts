@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { closeSync, constants, existsSync, fchmodSync, openSync, realpathSync } from 'node:fs';
+import { chmod, chown, lstat, mkdir, open, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { type Clock, FaultlineError, type Logger, sleep } from '@faultline/core';
 import { z } from 'zod';
+import { checkMemberReach, type MemberUser, memberIdentity, type ReachCheck } from './member-user.js';
 import { describeIssues, intIn, issuesOf, portSchema } from './validate.js';
 
 /** What the workload writes to its ready file once it listens and has started its agent. */
@@ -14,9 +16,19 @@ export interface ReadyReport {
 
 export interface LaunchRequest {
   memberId: string;
+  /** The member's whole environment: its processes inherit nothing else. */
   env: NodeJS.ProcessEnv;
+  /**
+   * The member's own folder (`<runDir>/member-<id>`): created when missing,
+   * the working folder of its processes, mode 0700, and the member user's
+   * when members run as one. Holds the ready file and the agent's outbox.
+   */
+  workDir: string;
   readyFile: string;
-  /** stdout and stderr of the workload and its agent (crash traces); undefined: discarded. */
+  /**
+   * stdout and stderr of the workload and its agent (their JSON log lines and
+   * crash traces), opened by the launcher, mode 0600; undefined: discarded.
+   */
   outputFile: string | undefined;
 }
 
@@ -40,6 +52,51 @@ const readyReportSchema = z.object(
   { error: 'not an object' },
 );
 
+/** A ready report is a few dozen bytes; anything larger is not one. */
+const MAX_READY_BYTES = 4_096;
+
+/**
+ * The ready file's report: undefined while there is none, else the report or
+ * why it is none. The file is in the member's folder, so the member may have
+ * put anything there: a symbolic link is not followed, a FIFO does not block
+ * (O_NONBLOCK), and only a small regular file is read.
+ */
+async function readReadyFile(file: string): Promise<ReadyReport | string | undefined> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? undefined : `cannot open it (${code})`;
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) return 'not a regular file';
+    if (stat.size > MAX_READY_BYTES) return `larger than ${MAX_READY_BYTES} bytes`;
+    return parseReadyReport(await handle.readFile('utf8'));
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Every `node_modules` folder Node may resolve `file`'s imports from (its own folder's and each one above). */
+function packageFolders(file: string): string[] {
+  let dir: string;
+  try {
+    dir = path.dirname(realpathSync(file));
+  } catch {
+    return [];
+  }
+  const folders: string[] = [];
+  for (;;) {
+    const candidate = path.join(dir, 'node_modules');
+    if (existsSync(candidate)) folders.push(candidate);
+    const up = path.dirname(dir);
+    if (up === dir) return folders;
+    dir = up;
+  }
+}
+
 /** The ready report in `text`, or why it is none. */
 export function parseReadyReport(text: string): ReadyReport | string {
   let value: unknown;
@@ -55,6 +112,12 @@ export function parseReadyReport(text: string): ReadyReport | string {
 export interface ProcessLauncherOptions {
   nodePath: string;
   workloadMain: string;
+  /** The agent's entry point (the workload starts it): the member user must be able to read it too. */
+  agentMain: string;
+  /** Run as root, members run as this user, created when missing (README "What members can reach"). */
+  memberUser: string;
+  /** Further files a member reads, checked with the rest: the agent's CA files. @default none */
+  memberReads?: readonly { path: string; what: string }[];
   clock: Clock;
   log: Logger;
   /** Longest wait for the ready file. */
@@ -73,9 +136,53 @@ export interface ProcessLauncherOptions {
  * child is unref'd, so the driver can exit and a new one adopt the member.
  * The ready report comes through a file rather than a pipe, because a pipe to
  * a driver that has exited would break the workload's next write.
+ *
+ * Run as root, the workload is started as the member user (its uid and gid,
+ * no supplementary groups), and so is the agent it starts: the platform's
+ * files are not theirs to read (README "What members can reach"). Before the
+ * first member, that user checks it can reach the Node binary, both scripts,
+ * their packages, the agent's CA files and the members' folder; what it cannot is a
+ * MemberIsolationError naming the folder in the way.
  */
 export function processLauncher(options: ProcessLauncherOptions): Launcher {
   const { clock, log } = options;
+  const identity = memberIdentity({ user: options.memberUser, log });
+  /** The reach check of each members' folder (runDir), made once; forgotten when it failed, so a fix is seen. */
+  const reachChecks = new Map<string, Promise<void>>();
+
+  /** Creates the member's folder, the member user's alone; the folder holding it passable (not listable) for that user. */
+  const prepare = async (memberId: string, workDir: string, user: MemberUser | undefined) => {
+    const runDir = path.dirname(workDir);
+    if (user) await chmod(runDir, 0o711);
+    try {
+      await mkdir(workDir, { mode: 0o700 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    // Only the platform writes runDir, so this cannot be swapped for a link between the check and the chown.
+    if (!(await lstat(workDir)).isDirectory()) throw new SpawnError(memberId, `${workDir} is not a folder`);
+    if (user) await chown(workDir, user.uid, user.gid);
+    await chmod(workDir, 0o700);
+    if (!user) return;
+    const checks: ReachCheck[] = [
+      { path: options.nodePath, access: 'execute', what: 'the Node binary' },
+      { path: options.workloadMain, access: 'read', what: 'the workload script' },
+      { path: options.agentMain, access: 'read', what: 'the agent script' },
+      ...[...new Set([...packageFolders(options.workloadMain), ...packageFolders(options.agentMain)])].map(
+        (folder): ReachCheck => ({ path: folder, access: 'search', what: 'the packages folder' }),
+      ),
+      ...(options.memberReads ?? []).map((file): ReachCheck => ({ ...file, access: 'read' })),
+      { path: workDir, access: 'search', what: "the member's folder" },
+    ];
+    let check = reachChecks.get(runDir);
+    if (!check) {
+      check = checkMemberReach(user, options.nodePath, checks);
+      reachChecks.set(runDir, check);
+      check.catch(() => reachChecks.delete(runDir));
+    }
+    await check;
+  };
+
   return {
     launch: async (request) => {
       const { memberId } = request;
@@ -85,14 +192,21 @@ export function processLauncher(options: ProcessLauncherOptions): Launcher {
           `${options.workloadMain} is missing: build first (npx tsc -b packages/cloud-controller)`,
         );
       }
+      const user = await identity();
+      await prepare(memberId, request.workDir, user);
       await rm(request.readyFile, { force: true });
-      const out = request.outputFile === undefined ? 'ignore' : openSync(request.outputFile, 'a');
+      // The platform's file (0600 in its logs folder): the member only gets the descriptor.
+      const out = request.outputFile === undefined ? 'ignore' : openSync(request.outputFile, 'a', 0o600);
       let child: ReturnType<typeof spawn>;
       try {
+        // One left by an older run under the umask is made 0600 too.
+        if (typeof out === 'number') fchmodSync(out, 0o600);
         child = spawn(options.nodePath, [options.workloadMain], {
           detached: true,
           stdio: ['ignore', out, out],
           env: request.env,
+          cwd: request.workDir,
+          ...(user ? { uid: user.uid, gid: user.gid } : {}),
         });
       } catch (cause) {
         throw new SpawnError(memberId, `spawn failed: ${String(cause)}`, cause);
@@ -132,9 +246,8 @@ export function processLauncher(options: ProcessLauncherOptions): Launcher {
           kill();
           throw new SpawnError(memberId, failure);
         }
-        const text = await readFile(request.readyFile, 'utf8').catch(() => undefined);
-        if (text !== undefined) {
-          const report = parseReadyReport(text);
+        const report = await readReadyFile(request.readyFile);
+        if (report !== undefined) {
           if (typeof report === 'string' || report.pid !== child.pid) {
             kill();
             const why = typeof report === 'string' ? report : `pid ${report.pid} is not ${child.pid}`;

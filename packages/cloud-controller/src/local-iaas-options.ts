@@ -1,6 +1,7 @@
 import path from 'node:path';
 import {
   type Clock,
+  ConfigError,
   DEFAULTS,
   err,
   type Logger,
@@ -10,6 +11,7 @@ import {
   REPO_ROOT,
   type Result,
   systemClock,
+  USER_NAME_PATTERN,
   withDefaults,
 } from '@faultline/core';
 import { type AgentSettings, agentSettingsSchema } from '@faultline/protocol';
@@ -19,7 +21,12 @@ import { describeIssues, issuesOf, MemberSpecError } from './validate.js';
 
 /** Options of the local driver: every field but runDir optional, resolved once by resolveLocalIaasOptions(). */
 export interface LocalIaasOptions {
-  /** Folder for the members' ready files and their agents' outboxes; created. */
+  /**
+   * Folder of the members' own folders (`member-<id>`: working folder and
+   * HOME of its processes, ready file, the agent's outbox); created, mode
+   * 0700, or 0711 when members run as the member user, who must be able to
+   * pass through every folder above it.
+   */
   runDir: string;
   /**
    * What every member's cartridge agent is told (`agentSettingsFrom(config)`).
@@ -33,8 +40,17 @@ export interface LocalIaasOptions {
    * Needed to spawn, like `agent`. @default none
    */
   memberKey?: Buffer;
-  /** Folder for the members' logs (`member-<id>.out`, `workload-<id>.jsonl`, `agent-<id>.jsonl`). @default `<runDir>/logs` */
+  /**
+   * Folder of the members' logs, the platform's (created 0700): `member-<id>.jsonl`,
+   * the JSON lines and crash traces of its workload and agent. @default `<runDir>/logs`
+   */
   logsDir?: string;
+  /**
+   * Run as root, the driver starts every member as this unprivileged user,
+   * created when missing (`cloudController.local.memberUser`); otherwise
+   * members run as the driver's own user. @default DEFAULTS.memberUser ('faultline-member')
+   */
+  memberUser?: string;
   /** Address the workloads listen on. @default '127.0.0.1' */
   host?: string;
   /** @default process.execPath */
@@ -55,7 +71,7 @@ export interface LocalIaasOptions {
   memberLogLevel?: LogLevel;
   /** Workload latency for specs that name none. @default DEFAULTS.workloadLatencyMs (20) */
   defaultLatencyMs?: number;
-  /** Environment the members' processes inherit (minus FAULTLINE_* and DATABASE_URL). @default process.env */
+  /** Where a member's PATH, LANG, LC_*, TZ, FORCE_COLOR and NO_COLOR come from: nothing else of it. @default process.env */
   env?: NodeJS.ProcessEnv;
   /** @default systemClock */
   clock?: Clock;
@@ -87,11 +103,12 @@ export interface ResolvedLocalIaasOptions extends Required<Omit<LocalIaasOptions
   launcher: Launcher | undefined;
 }
 
-/** The driver's options with every default filled in; a ConfigError names each bad agent setting. */
+/** The driver's options with every default filled in; a ConfigError names a bad member user. */
 export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalIaasOptions {
   const options = withDefaults(
     {
       logsDir: path.join(input.runDir, 'logs'),
+      memberUser: DEFAULTS.memberUser as string,
       host: '127.0.0.1',
       nodePath: process.execPath,
       workloadMain: path.join(REPO_ROOT, 'packages/cloud-controller/dist/workload-main.js'),
@@ -109,6 +126,9 @@ export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalI
     },
     input,
   );
+  if (!USER_NAME_PATTERN.test(options.memberUser)) {
+    throw ConfigError.forKey('memberUser', `${JSON.stringify(options.memberUser)} is not a user name`);
+  }
   return { ...options, agent: input.agent, memberKey: input.memberKey, launcher: input.launcher };
 }
 

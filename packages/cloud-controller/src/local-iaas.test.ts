@@ -20,7 +20,6 @@ import { FakeProcessTable } from './testing/index.js';
 const agent: AgentSettings = {
   spEndpoints: [{ host: '127.0.0.1', port: 7611 }],
   brokers: [{ name: 'a', host: '127.0.0.1', port: 1883 }],
-  credentials: { username: 'agent', password: 'secret' },
 };
 
 const spec = (memberId: string): MemberSpec => ({ ...testMember(memberId), cartridgeType: 'php' });
@@ -74,9 +73,10 @@ describe('local iaas (fake processes)', () => {
       agent: { pid: 1_001, startTime: table.stat(1_001)?.startTime },
     });
     expect(JSON.parse(JSON.stringify(instance))).toEqual(instance);
-    // The agent's settings travel in the environment; the password never lands in the instance.
-    expect(launcher.requests[0]?.env.FAULTLINE_AGENT_PASSWORD).toBe('secret');
-    expect(JSON.stringify(instance)).not.toContain('secret');
+    // The member's credential (its broker password too) travels in the environment, never in the instance.
+    const credential = launcher.requests[0]?.env.FAULTLINE_MEMBER_CREDENTIAL ?? '';
+    expect(credential).toMatch(/^m-1:php:/);
+    expect(JSON.stringify(instance)).not.toContain(credential.slice(-43));
     expect(launcher.requests[0]?.env.FAULTLINE_WORKLOAD_LATENCY_MS).toBe('20');
     expect(await iaas.isRunning('m-1')).toBe(true);
     expect((await iaas.list()).map((m) => m.memberId)).toEqual(['m-1']);
@@ -131,37 +131,58 @@ describe('local iaas (fake processes)', () => {
     expect([...launcher.requests, ...without.launcher.requests]).toEqual([]);
   });
 
-  it('starts members with its own environment minus the platform’s settings and secrets, plus the member’s', async () => {
+  it('starts members with an allow-listed environment: a few variables of its own, HOME, and the member’s', async () => {
     const { iaas, launcher } = setup({
       agentMain: '/dist/main.js',
       memberLogLevel: 'debug',
       defaultLatencyMs: 7,
       env: {
         PATH: '/usr/bin',
+        LANG: 'C.UTF-8',
+        TZ: '',
         FAULTLINE_CONFIG: '/etc/faultline.yaml',
         FAULTLINE_AGENT_STAT_INTERVAL_MS: '99',
+        FAULTLINE_BROKERS_CREDENTIALS_SP_PASSWORD_FILE: '/run/secrets/sp',
         DATABASE_URL: 'postgres://u:secret@db/x',
+        PGPASSWORD: 'secret',
+        NODE_OPTIONS: '--require /tmp/hook.js',
+        HOME: '/root',
       },
     });
     await iaas.spawn({ ...spec('m-1'), workload: { latencyMs: 5 } });
     await iaas.spawn(spec('m-2'));
     const [first, second] = launcher.requests;
-    const runDir = path.dirname(first?.readyFile ?? '');
+    // Everything the member writes is in its own folder, which is also its HOME.
+    const workDir = first?.workDir ?? '';
+    expect(path.basename(workDir)).toBe('member-m-1');
+    expect(first?.readyFile).toBe(path.join(workDir, 'ready.json'));
+    expect(first?.outputFile).toBe(path.join(path.dirname(workDir), 'logs', 'member-m-1.jsonl'));
     expect(first?.env).toEqual({
       PATH: '/usr/bin',
+      LANG: 'C.UTF-8',
+      HOME: workDir,
       ...encodeMemberEnv({
         member: { ...spec('m-1') },
         credential: issueMemberCredential(TEST_MEMBER_KEY, spec('m-1')),
         agent,
-        workload: { host: '127.0.0.1', latencyMs: 5, readyFile: first?.readyFile ?? '', agentMain: '/dist/main.js' },
-        outboxDir: path.join(runDir, 'outbox'),
-        logDir: path.join(runDir, 'logs'),
+        workload: {
+          host: '127.0.0.1',
+          latencyMs: 5,
+          readyFile: path.join(workDir, 'ready.json'),
+          agentMain: '/dist/main.js',
+        },
+        outboxDir: path.join(workDir, 'outbox'),
+        // Its logs go to stdout, the file the driver opens: no log folder of the platform's is named to it.
+        logDir: undefined,
         logLevel: 'debug',
       }),
     });
-    expect(first?.env).not.toHaveProperty('DATABASE_URL');
-    expect(first?.env).not.toHaveProperty('FAULTLINE_AGENT_STAT_INTERVAL_MS');
     expect(second?.env.FAULTLINE_WORKLOAD_LATENCY_MS).toBe('7');
+    expect(second?.env.HOME).toBe(second?.workDir);
+    // Without PATH of its own, a member still gets one.
+    const bare = setup({ env: {} });
+    await bare.iaas.spawn(spec('m-3'));
+    expect(bare.launcher.requests[0]?.env.PATH).toBe('/usr/local/bin:/usr/bin:/bin');
   });
 
   it('fails a spawn whose agent died at once, and stops what had started', async () => {

@@ -1,6 +1,5 @@
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ClosedError, ConfigError, FaultlineError, once } from '@faultline/core';
+import { ClosedError, ConfigError, FaultlineError, mkdirPrivate, once } from '@faultline/core';
 import { encodeMemberEnv, issueMemberCredential, memberIdentityOf } from '@faultline/protocol';
 import type { AdoptResult, Iaas, MemberInstance, MemberSpec, TerminateOptions, TerminateResult } from './iaas.js';
 import { processLauncher, SpawnError } from './launcher.js';
@@ -26,14 +25,34 @@ export class MemberExistsError extends FaultlineError {
 }
 
 /**
- * The environment a member's processes inherit from the driver: its own
- * minus every FAULTLINE_* variable and DATABASE_URL (a member must not inherit
- * the platform's settings or its database password).
+ * The only variables of the driver's environment a member gets, besides the
+ * member environment (`encodeMemberEnv`): where programs are and how text and
+ * time are shown. Everything else (DATABASE_URL, FAULTLINE_*, *_PASSWORD_FILE,
+ * NODE_OPTIONS, whatever the platform's user has set) stays with the platform.
  */
-function inheritedEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(base).filter(([key]) => !key.startsWith('FAULTLINE_') && key !== 'DATABASE_URL'),
-  );
+const MEMBER_PASSED_ENV: readonly string[] = [
+  'PATH',
+  'LANG',
+  'LC_ALL',
+  'LC_CTYPE',
+  'LC_MESSAGES',
+  'TZ',
+  'FORCE_COLOR',
+  'NO_COLOR',
+];
+
+/** PATH for a member when the driver has none. */
+const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+/** A member's environment but the member variables: the allow-listed few of `base`, and HOME its own folder. */
+function memberBaseEnv(base: NodeJS.ProcessEnv, home: string): Record<string, string> {
+  const env: Record<string, string> = { PATH: DEFAULT_PATH };
+  for (const key of MEMBER_PASSED_ENV) {
+    const value = base[key];
+    if (value !== undefined && value !== '') env[key] = value;
+  }
+  env.HOME = home;
+  return env;
 }
 
 /**
@@ -41,7 +60,8 @@ function inheritedEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
  * cartridge agent"): every member is its own process group of two processes,
  * the workload (group leader) and its cartridge agent. Liveness is the
  * workload's pid *and* its start time, so a reused pid is never taken for a
- * member.
+ * member. Run as root, members run as `memberUser` with an allow-listed
+ * environment and a folder of their own (README "What members can reach").
  */
 export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
   const options = resolveLocalIaasOptions(input);
@@ -53,6 +73,12 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     processLauncher({
       nodePath: options.nodePath,
       workloadMain: options.workloadMain,
+      agentMain: options.agentMain,
+      memberUser: options.memberUser,
+      memberReads: [
+        ...(options.agent?.thriftCaFile ? [{ path: options.agent.thriftCaFile, what: 'the Thrift CA file' }] : []),
+        ...(options.agent?.mqttCaFile ? [{ path: options.agent.mqttCaFile, what: 'the MQTT CA file' }] : []),
+      ],
       clock,
       log,
       spawnTimeoutMs: options.spawnTimeoutMs,
@@ -103,11 +129,14 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     if (members.has(memberId) || spawning.has(memberId)) throw new MemberExistsError(memberId);
     spawning.add(memberId);
     try {
-      const outboxDir = path.join(options.runDir, 'outbox');
-      await Promise.all([mkdir(outboxDir, { recursive: true }), mkdir(options.logsDir, { recursive: true })]);
-      const readyFile = path.join(options.runDir, `${memberId}.ready.json`);
+      // Platform folders: 0700 when created here (the launcher opens runDir to the member user as far as needed).
+      mkdirPrivate(options.runDir);
+      mkdirPrivate(options.logsDir);
+      // Everything the member writes is in its own folder; the prefix keeps it apart from a `logs` folder in runDir.
+      const workDir = path.join(options.runDir, `member-${memberId}`);
+      const readyFile = path.join(workDir, 'ready.json');
       const env = {
-        ...inheritedEnv(options.env),
+        ...memberBaseEnv(options.env, workDir),
         ...encodeMemberEnv({
           member: checked.value,
           // Issued here and handed to the member's processes only: never in the instance, the registry or a log.
@@ -119,13 +148,15 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
             readyFile,
             agentMain: options.agentMain,
           },
-          outboxDir,
-          logDir: options.logsDir,
+          outboxDir: path.join(workDir, 'outbox'),
+          // No log folder: the member logs JSON lines to stdout, the file below, which the driver opens.
+          logDir: undefined,
           logLevel: options.memberLogLevel,
         }),
       };
-      const outputFile = path.join(options.logsDir, `member-${memberId}.out`);
-      const report = await launcher.launch({ memberId, env, readyFile, outputFile });
+      // The platform's file in the platform's logs folder; `faultline logs --service member-<id>` shows it.
+      const outputFile = path.join(options.logsDir, `member-${memberId}.jsonl`);
+      const report = await launcher.launch({ memberId, env, workDir, readyFile, outputFile });
       const workloadStat = table.stat(report.pid);
       const agentStat = table.stat(report.agentPid);
       const instance: LocalInstance = {

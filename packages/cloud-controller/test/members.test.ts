@@ -1,12 +1,11 @@
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createSubscriber, type Subscriber } from '@faultline/messaging';
 import type { AgentSettings, Envelope } from '@faultline/protocol';
-import { testMember } from '@faultline/protocol/testing';
+import { TEST_MEMBER_KEY, testMember } from '@faultline/protocol/testing';
 import { brokerEndpoints, startBrokerPair, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -29,7 +28,8 @@ import { assertBuilt, expectGroupsGone, groupOf, startTestSp, type TestSp, waitF
  */
 const run = promisify(execFile);
 /** The platform key the driver issues credentials under; the stand-in SP verifies them with it. */
-const MEMBER_KEY = randomBytes(32);
+// The key the test brokers check members' logins with (each agent logs in as its own member).
+const MEMBER_KEY = TEST_MEMBER_KEY;
 
 describe('local driver with real members', () => {
   let brokers: [TestBroker, TestBroker];
@@ -83,7 +83,6 @@ describe('local driver with real members', () => {
   const agentSettings = (): AgentSettings => ({
     spEndpoints: [{ host: '127.0.0.1', port: sp.port }],
     brokers: brokerEndpoints(brokers),
-    credentials: TEST_CREDENTIALS.agent,
     statIntervalMs: 200,
     republishIntervalMs: 2_000,
     awaitSubscribers: ['autoscaler'],
@@ -196,7 +195,7 @@ describe('local driver with real members', () => {
     drivers.push(iaas);
     await expect(iaas.spawn(spec('broken'))).rejects.toMatchObject({
       code: 'FL_ERR_SPAWN_FAILED',
-      message: expect.stringMatching(/exited \(code 2\) before it was ready; its output is in .*member-broken\.out/),
+      message: expect.stringMatching(/exited \(code 2\) before it was ready; its output is in .*member-broken\.jsonl/),
     });
     expect(await iaas.list()).toEqual([]);
     expect(iaas.counters.spawnFailed).toBe(1);

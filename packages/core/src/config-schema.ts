@@ -27,8 +27,13 @@ const credentialOf = (role: string) =>
     })
     .prefault({});
 
-/** The roles of `brokers.credentials`, the keys whose `passwordFile` an env variable may set. */
-export const BROKER_CREDENTIAL_ROLES = ['sp', 'agent', 'autoscaler', 'observer'] as const;
+/**
+ * The roles of `brokers.credentials`, the keys whose `passwordFile` an env
+ * variable may set. There is no shared `agent` account: each member's agent
+ * logs in as its own member (user name its member id, password its member
+ * credential), and may publish only under that member id.
+ */
+export const BROKER_CREDENTIAL_ROLES = ['sp', 'autoscaler', 'observer'] as const;
 export type BrokerCredentialRole = (typeof BROKER_CREDENTIAL_ROLES)[number];
 
 export const brokerNodeSchema = z.strictObject({
@@ -47,11 +52,10 @@ const brokersSchema = z.strictObject({
       { name: 'a', host: '127.0.0.1', port: 1883 },
       { name: 'b', host: '127.0.0.1', port: 1884 },
     ]),
-  // One account per role; a file may set any of them, or none.
+  // One account per platform role; a file may set any of them, or none. Members have their own (see above).
   credentials: z
     .strictObject({
       sp: credentialOf('sp'),
-      agent: credentialOf('agent'),
       autoscaler: credentialOf('autoscaler'),
       // Read-only: status views and operators' tools (mosquitto_sub).
       observer: credentialOf('observer'),
@@ -127,6 +131,25 @@ const autoscalerSchema = z.strictObject({
   backoffInitialMs: ms(DEFAULTS.backoffInitialMs),
   backoffMaxMs: ms(DEFAULTS.backoffMaxMs),
   scaleDownConsecutive: z.number().int().positive().default(DEFAULTS.scaleDownConsecutive),
+});
+
+/** A user name as useradd takes it: what the local driver may run members as. */
+export const USER_NAME_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
+
+/**
+ * The cloud controller's local driver (README "What members can reach"): run
+ * as root, it starts every member as `memberUser`, an unprivileged user it
+ * creates when missing; otherwise members run as the platform's own user.
+ */
+const cloudControllerSchema = z.strictObject({
+  local: z
+    .strictObject({
+      memberUser: z
+        .string()
+        .regex(USER_NAME_PATTERN, 'must be a user name (a-z, 0-9, _ and -, at most 32, not starting with a digit or -)')
+        .default(DEFAULTS.memberUser),
+    })
+    .prefault({}),
 });
 
 const thresholdsSchema = z.strictObject({
@@ -214,6 +237,7 @@ export const configSchema = z
     cep: cepSchema.prefault({}),
     agent: agentSchema.prefault({}),
     autoscaler: autoscalerSchema.prefault({}),
+    cloudController: cloudControllerSchema.prefault({}),
     security: securitySchema.prefault({}),
     tls: tlsSchema.prefault({}),
     clusters: z.array(clusterSchema).default([]),

@@ -129,7 +129,6 @@ describe('brokers.credentials', () => {
     const config = resolveConfig({}, { env: {} });
     expect(config.brokers.credentials).toEqual({
       sp: { username: 'sp' },
-      agent: { username: 'agent' },
       autoscaler: { username: 'autoscaler' },
       observer: { username: 'observer' },
     });
@@ -137,11 +136,11 @@ describe('brokers.credentials', () => {
 
   it('takes a password or a password file, not both', () => {
     const config = resolveConfig(
-      { brokers: { credentials: { sp: { password: 'pw' }, agent: { username: 'a', passwordFile: '/x' } } } },
+      { brokers: { credentials: { sp: { password: 'pw' }, observer: { username: 'o', passwordFile: '/x' } } } },
       { env: {} },
     );
     expect(config.brokers.credentials.sp).toEqual({ username: 'sp', password: 'pw' });
-    expect(config.brokers.credentials.agent).toEqual({ username: 'a', passwordFile: '/x' });
+    expect(config.brokers.credentials.observer).toEqual({ username: 'o', passwordFile: '/x' });
     const error = configError(() =>
       resolveConfig({ brokers: { credentials: { sp: { password: 'pw', passwordFile: '/x' } } } }, { env: {} }),
     );

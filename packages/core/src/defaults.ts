@@ -50,4 +50,6 @@ export const DEFAULTS = {
   thresholds: { requestsInFlight: 80, memoryConsumption: 80, loadAverage: 80 },
   /** Latency of the demo workload's requests. */
   workloadLatencyMs: 20,
+  /** The unprivileged user the local driver runs members as when it runs as root (created if missing). */
+  memberUser: 'faultline-member',
 } as const;

@@ -28,6 +28,8 @@ export const ERROR_CODES = {
     'A member with this id is already known to the cloud controller; spawn refuses to start it twice.',
   FL_ERR_SPAWN_FAILED:
     "A member's processes could not be started or did not report ready in time; whatever had started was killed.",
+  FL_ERR_MEMBER_ISOLATION:
+    "The local driver runs as root but cannot run members as its member user: the user could not be looked up or created, is root, or cannot reach the Node binary, the member scripts or the members' folder; the message names what and how to fix it.",
   FL_ERR_PLATFORM_UNSUPPORTED:
     'The local cloud-controller driver needs Linux /proc (process start times, process groups); this platform has none.',
   FL_ERR_CALL_TIMEOUT: 'A remote call (a Thrift publish, a workload probe) got no answer within its deadline.',

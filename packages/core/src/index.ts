@@ -15,6 +15,7 @@ export {
   type BrokerNodeConfig,
   type ClusterConfig,
   type TlsFilesConfig,
+  USER_NAME_PATTERN,
 } from './config-schema.js';
 export { DEFAULTS } from './defaults.js';
 export {

@@ -53,14 +53,14 @@ describe('secret files', () => {
 
 describe('brokerPassword', () => {
   const base = resolveConfig({}, { env: {} });
-  const withCredential = (role: 'sp' | 'agent', credential: Record<string, string>) =>
+  const withCredential = (role: 'sp' | 'observer', credential: Record<string, string>) =>
     resolveConfig({ brokers: { credentials: { [role]: credential } } }, { env: {} });
 
   it('returns the configured password, or reads the password file', () => {
     expect(brokerPassword(withCredential('sp', { password: 'sp-pw' }), 'sp')).toBe('sp-pw');
-    const file = path.join(tmp(), 'secrets', 'agent.password');
+    const file = path.join(tmp(), 'secrets', 'observer.password');
     ensureSecretFile(file);
-    expect(brokerPassword(withCredential('agent', { passwordFile: file }), 'agent')).toBe(
+    expect(brokerPassword(withCredential('observer', { passwordFile: file }), 'observer')).toBe(
       readFileSync(file, 'utf8').trim(),
     );
     expect(brokerCredential(withCredential('sp', { password: 'sp-pw' }), 'sp')).toEqual({
@@ -72,11 +72,11 @@ describe('brokerPassword', () => {
   it('refuses, naming the key, a role with neither, and an unsafe file', () => {
     expect(() => brokerPassword(base, 'sp')).toThrow(ConfigError);
     expect(() => brokerPassword(base, 'observer')).toThrow(/brokers\.credentials\.observer/);
-    const file = path.join(tmp(), 'agent.password');
+    const file = path.join(tmp(), 'observer.password');
     writeFileSync(file, 'x'.repeat(40), { mode: 0o644 });
     chmodSync(file, 0o644);
-    expect(() => brokerPassword(withCredential('agent', { passwordFile: file }), 'agent')).toThrow(
-      /brokers\.credentials\.agent\.passwordFile.*readable by others/,
+    expect(() => brokerPassword(withCredential('observer', { passwordFile: file }), 'observer')).toThrow(
+      /brokers\.credentials\.observer\.passwordFile.*readable by others/,
     );
   });
 });

@@ -6,7 +6,7 @@ import {
   pingRoleOf,
   pingTopicOf,
   type ServiceRole,
-  topicFor,
+  topicOf,
 } from '@faultline/protocol';
 import { type BrokerEndpoint, ConnectTimeoutError, type MqttConnection } from './connection.js';
 import type { MessagingStatus, PublisherCounters, StatusListener } from './messaging-status.js';
@@ -293,7 +293,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
         throw error;
       }
       if (!outbox) throw new NotStartedError('publisher');
-      const entry = await outbox.append(topicFor(envelope.type), payload);
+      const entry = await outbox.append(topicOf(envelope), payload);
       counters.published += 1;
       queue.push(entry);
       pump();

@@ -78,7 +78,7 @@ describe('resilient subscriber', () => {
     const fault = numberedFault(9);
     const member = testMember('m-1');
     const forged = createEnvelope('InstanceStartedEvent', member, { source: 'agent', id: fault.id });
-    brokers.inject('a', topicFor('InstanceStartedEvent'), encodeEnvelope(forged));
+    brokers.inject('a', topicFor('InstanceStartedEvent', 'm-1'), encodeEnvelope(forged));
     brokers.inject('a', TOPIC, encodeEnvelope(fault));
     brokers.inject('b', TOPIC, encodeEnvelope(fault));
     expect(received.map((e) => [e.type, e.id])).toEqual([
@@ -86,6 +86,24 @@ describe('resilient subscriber', () => {
       ['MemberFaultEvent', 'fault-9'],
     ]);
     expect(subscriber.counters).toMatchObject({ received: 3, delivered: 2, duplicates: 1 });
+  });
+
+  it('drops an instance status about another member than its topic names, counted as invalid', async () => {
+    // Issue 12: a member could send InstanceActivated for any other member; the broker binds the
+    // topic to the account, and the subscriber binds the payload to the topic.
+    const { brokers, subscriber, received, logger } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    const forged = createEnvelope('InstanceActivatedEvent', testMember('victim'), { source: 'agent' });
+    brokers.inject('a', topicFor('InstanceActivatedEvent', 'm-1'), encodeEnvelope(forged));
+    expect(received).toEqual([]);
+    expect(subscriber.counters).toMatchObject({ received: 1, droppedInvalid: 1, delivered: 0 });
+    expect(logger.records.find((r) => r.event === 'subscriber.message_dropped')?.fields).toMatchObject({
+      code: 'FL_ERR_ENVELOPE_INVALID',
+      topic: 'instance/status/m-1/InstanceActivatedEvent',
+    });
+    const own = createEnvelope('InstanceActivatedEvent', testMember('m-1'), { source: 'agent' });
+    brokers.inject('a', topicFor('InstanceActivatedEvent', 'm-1'), encodeEnvelope(own));
+    expect(received.map((e) => e.id)).toEqual([own.id]);
   });
 
   it('drops an agent envelope that carries an epoch, counted as invalid', async () => {
@@ -96,12 +114,12 @@ describe('resilient subscriber', () => {
       ...createEnvelope('InstanceStartedEvent', member, { source: 'agent' }),
       epoch: Number.MAX_SAFE_INTEGER,
     };
-    brokers.inject('a', topicFor('InstanceStartedEvent'), Buffer.from(JSON.stringify(forged)));
+    brokers.inject('a', topicFor('InstanceStartedEvent', 'm-1'), Buffer.from(JSON.stringify(forged)));
     expect(received).toEqual([]);
     expect(subscriber.counters).toMatchObject({ received: 1, droppedInvalid: 1, delivered: 0 });
     expect(logger.records.find((r) => r.event === 'subscriber.message_dropped')?.fields).toMatchObject({
       code: 'FL_ERR_ENVELOPE_INVALID',
-      topic: 'instance/status/InstanceStartedEvent',
+      topic: 'instance/status/m-1/InstanceStartedEvent',
     });
   });
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createEnvelope, decodeEnvelope, type Envelope, encodeEnvelope, validateEnvelope } from './envelope.js';
 import { EVENT_TYPES, MEMBERS_PER_STAT_EVENT } from './events.js';
-import { topicFor } from './topics.js';
+import { topicFor, topicOf } from './topics.js';
 
 const member = {
   clusterId: 'php',
@@ -119,12 +119,13 @@ describe('envelope codec', () => {
     ['MemberTerminateAction', { clusterId: 'php', memberId: 'php-m-1', reason: 'MemberFault' }],
   ] as const)('refuses an epoch on a %s (only summarized-health-stats/ events carry one)', (type, data) => {
     const forged = { id: 'x', type, time: 1, source: 'agent-1', epoch: Number.MAX_SAFE_INTEGER, data };
-    const result = decodeEnvelope(JSON.stringify(forged), { topic: topicFor(type) });
+    const topic = topicOf(forged);
+    const result = decodeEnvelope(JSON.stringify(forged), { topic });
     expect(!result.ok && result.error.code).toBe('FL_ERR_ENVELOPE_INVALID');
     expect(!result.ok && result.error.message).toMatch(/epoch/);
     expect(validateEnvelope(forged).ok).toBe(false);
     // Without the epoch the same event is fine.
-    expect(decodeEnvelope(JSON.stringify({ ...forged, epoch: undefined }), { topic: topicFor(type) }).ok).toBe(true);
+    expect(decodeEnvelope(JSON.stringify({ ...forged, epoch: undefined }), { topic }).ok).toBe(true);
   });
 
   it('accepts an epoch on every summarized-health-stats/ event', () => {

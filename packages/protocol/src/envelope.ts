@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { DEFAULTS, err, FaultlineError, ok, type Result } from '@faultline/core';
 import { z } from 'zod';
 import { EVENT_SCHEMAS, type EventDataMap, type EventType, isEventType } from './events.js';
-import { eventTypeOfTopic, rootOf, TOPIC_ROOTS } from './topics.js';
+import { eventTypeOfTopic, memberOfTopic, rootOf, TOPIC_ROOTS } from './topics.js';
 
 /**
  * The JSON envelope of every MQTT message (README "MQTT topics and the event envelope"):
@@ -130,7 +130,11 @@ export function validateEnvelope(value: unknown): Result<Envelope, EnvelopeDecod
 }
 
 export interface DecodeEnvelopeOptions {
-  /** When given, the envelope's type must be the one this topic carries. */
+  /**
+   * When given, the envelope's type must be the one this topic carries, and an
+   * instance status event must be about the member its topic names (the
+   * brokers let a member's account publish only under its own member id).
+   */
   topic?: string;
   /** @default MAX_ENVELOPE_BYTES */
   maxBytes?: number;
@@ -168,6 +172,17 @@ export function decodeEnvelope(
       new EnvelopeDecodeError(
         'FL_ERR_ENVELOPE_INVALID',
         `a ${result.value.type} does not belong on topic ${options.topic}`,
+        { id: result.value.id, topic: options.topic },
+      ),
+    );
+  }
+  const topicMember = memberOfTopic(options.topic);
+  const named = (result.value.data as { memberId?: unknown }).memberId;
+  if (topicMember !== undefined && named !== topicMember) {
+    return err(
+      new EnvelopeDecodeError(
+        'FL_ERR_ENVELOPE_INVALID',
+        `a ${result.value.type} about member ${String(named)} does not belong on ${options.topic}`,
         { id: result.value.id, topic: options.topic },
       ),
     );

@@ -107,3 +107,28 @@ export class MemberCredentialVerifier {
     return this.cache.size;
   }
 }
+
+/**
+ * A member's broker account (README "Trust boundary"): user name its member
+ * id, password its credential. Each member's agent therefore has its own
+ * account, which the brokers bind to `instance/status/<memberId>/…`; aedes
+ * checks the password with the member key, Mosquitto against a password file
+ * the stack keeps in step with the registry.
+ */
+export function memberBrokerAccount(memberId: string, credential: string): { username: string; password: string } {
+  return { username: memberId, password: credential };
+}
+
+/**
+ * The member a broker login speaks for, when `password` is the credential of
+ * the member named `username`; undefined for anything else. Never throws.
+ */
+export function verifyMemberAccount(
+  verifier: Pick<MemberCredentialVerifier, 'verify'>,
+  username: string | undefined,
+  password: string,
+): CredentialIdentity | undefined {
+  if (username === undefined || !isId(username)) return undefined;
+  const checked = verifier.verify(password);
+  return checked.ok && checked.value.memberId === username ? checked.value : undefined;
+}

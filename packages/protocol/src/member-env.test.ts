@@ -34,8 +34,6 @@ describe('MEMBER_ENV', () => {
       credential: 'FAULTLINE_MEMBER_CREDENTIAL',
       spEndpoints: 'FAULTLINE_SP_ENDPOINTS',
       brokers: 'FAULTLINE_BROKERS',
-      agentUsername: 'FAULTLINE_AGENT_USERNAME',
-      agentPassword: 'FAULTLINE_AGENT_PASSWORD',
       statIntervalMs: 'FAULTLINE_AGENT_STAT_INTERVAL_MS',
       maxUnackedBatches: 'FAULTLINE_AGENT_MAX_UNACKED_BATCHES',
       republishIntervalMs: 'FAULTLINE_MESSAGING_REPUBLISH_INTERVAL_MS',
@@ -68,8 +66,6 @@ describe('encodeMemberEnv', () => {
       [MEMBER_ENV.credential]: TEST_CREDENTIAL,
       [MEMBER_ENV.spEndpoints]: '127.0.0.1:7611,::1:7612',
       [MEMBER_ENV.brokers]: 'a@localhost:1883,b@::1:1884',
-      [MEMBER_ENV.agentUsername]: 'agent',
-      [MEMBER_ENV.agentPassword]: 'p@ss,word',
       [MEMBER_ENV.statIntervalMs]: '1500',
       [MEMBER_ENV.awaitSubscribers]: 'autoscaler',
       [MEMBER_ENV.outboxDir]: '/run/outbox',
@@ -93,7 +89,7 @@ describe('encodeMemberEnv', () => {
 
 describe('decodeAgentEnv', () => {
   it('reads the member identity, endpoints and settings, leaving unset ones to the defaults', () => {
-    const { spEndpoints, brokers, credentials } = agentSettings;
+    const { spEndpoints, brokers } = agentSettings;
     expect(decodeAgentEnv(AGENT_ENV)).toEqual({
       ok: true,
       value: {
@@ -102,7 +98,6 @@ describe('decodeAgentEnv', () => {
         agent: {
           spEndpoints,
           brokers,
-          credentials,
           statIntervalMs: undefined,
           maxUnackedBatches: undefined,
           republishIntervalMs: undefined,
@@ -126,7 +121,7 @@ describe('decodeAgentEnv', () => {
           FAULTLINE_MEMBER_ID: '../m',
           FAULTLINE_SP_ENDPOINTS: '127.0.0.1:7611,nohost,10.0.0.1:99999',
           FAULTLINE_BROKERS: '127.0.0.1:1883',
-          FAULTLINE_AGENT_PASSWORD: '',
+          FAULTLINE_MEMBER_CREDENTIAL: 'agent-secret',
           FAULTLINE_WORKLOAD_PORT: undefined,
           FAULTLINE_AGENT_STAT_INTERVAL_MS: '1.5',
           FAULTLINE_LOG_LEVEL: 'loud',
@@ -134,9 +129,9 @@ describe('decodeAgentEnv', () => {
       ),
     ).toEqual([
       'FAULTLINE_MEMBER_ID',
+      'FAULTLINE_MEMBER_CREDENTIAL',
       'FAULTLINE_SP_ENDPOINTS',
       'FAULTLINE_BROKERS',
-      'FAULTLINE_AGENT_PASSWORD',
       'FAULTLINE_WORKLOAD_PORT',
       'FAULTLINE_LOG_LEVEL',
       'FAULTLINE_AGENT_STAT_INTERVAL_MS',
@@ -273,7 +268,6 @@ describe('agentSettingsSchema', () => {
     const result = agentSettingsSchema.safeParse({
       spEndpoints: [{ host: 'x y', port: 0 }],
       brokers: [],
-      credentials: { username: 'agent' },
       statIntervalMs: -1,
       awaitSubscribers: ['ok', '../x'],
       callTimeoutMs: 1.5,
@@ -283,7 +277,6 @@ describe('agentSettingsSchema', () => {
       'spEndpoints.0.host',
       'spEndpoints.0.port',
       'brokers',
-      'credentials.password',
       'statIntervalMs',
       'awaitSubscribers.1',
       'callTimeoutMs',

@@ -33,10 +33,12 @@ export interface BrokerAddress extends Endpoint {
 export interface AgentSettings {
   /** The SP nodes, active or passive: only the active accepts, the agent moves on from the others. */
   spEndpoints: readonly Endpoint[];
-  /** The broker pair the agent publishes `instance/status/*` to. */
+  /**
+   * The broker pair the agent publishes `instance/status/<memberId>/*` to. Its
+   * broker account is its own member's: user name the member id, password the
+   * member credential (`memberBrokerAccount`), so it can speak only for itself.
+   */
   brokers: readonly BrokerAddress[];
-  /** The broker account of role `agent`. */
-  credentials: { username: string; password: string };
   /** @default DEFAULTS.statIntervalMs (15 000, Stratos agent; config `agent.statIntervalMs`) */
   statIntervalMs?: number;
   /** Bound of the agent's resend buffer. @default DEFAULTS.maxUnackedBatches (config `agent.maxUnackedBatches`) */
@@ -65,17 +67,10 @@ const intervalSchema = z
   .int()
   .min(1)
   .max(2 ** 31 - 1);
-// Passed through the environment: no NUL (the kernel would cut the variable there).
-const credentialSchema = z
-  .string()
-  .min(1, 'must be a non-empty string')
-  .refine((s) => !s.includes('\0'), 'contains NUL');
-
 /** The agent settings the member environment can carry; the driver checks its own against it. */
 export const agentSettingsSchema: z.ZodType<AgentSettings> = z.object({
   spEndpoints: z.array(z.object({ host: hostSchema, port: portSchema })).min(1, 'must be a non-empty list'),
   brokers: z.array(z.object({ name: idSchema, host: hostSchema, port: portSchema })).min(1, 'must be a non-empty list'),
-  credentials: z.object({ username: credentialSchema, password: credentialSchema }),
   statIntervalMs: intervalSchema.optional(),
   maxUnackedBatches: z.number().int().min(1).max(1_000_000).optional(),
   republishIntervalMs: intervalSchema.optional(),
@@ -237,8 +232,6 @@ const FIELDS = {
   credential: required('FAULTLINE_MEMBER_CREDENTIAL', memberCredentialCodec),
   spEndpoints: required('FAULTLINE_SP_ENDPOINTS', listCodec(endpointCodec, 'host:port,host:port')),
   brokers: required('FAULTLINE_BROKERS', listCodec(brokerCodec, 'name@host:port,name@host:port')),
-  agentUsername: required('FAULTLINE_AGENT_USERNAME', textCodec),
-  agentPassword: required('FAULTLINE_AGENT_PASSWORD', textCodec),
   statIntervalMs: optional('FAULTLINE_AGENT_STAT_INTERVAL_MS', integerCodec(1)),
   maxUnackedBatches: optional('FAULTLINE_AGENT_MAX_UNACKED_BATCHES', integerCodec(1)),
   republishIntervalMs: optional('FAULTLINE_MESSAGING_REPUBLISH_INTERVAL_MS', integerCodec(1)),
@@ -335,8 +328,6 @@ export function encodeMemberEnv(input: MemberEnvInput): Record<string, string> {
     credential: input.credential,
     spEndpoints: agent.spEndpoints,
     brokers: agent.brokers,
-    agentUsername: agent.credentials.username,
-    agentPassword: agent.credentials.password,
     statIntervalMs: agent.statIntervalMs,
     maxUnackedBatches: agent.maxUnackedBatches,
     republishIntervalMs: agent.republishIntervalMs,
@@ -419,8 +410,6 @@ const AGENT_KEYS = [
   'credential',
   'spEndpoints',
   'brokers',
-  'agentUsername',
-  'agentPassword',
   'workloadPort',
   'workloadHost',
   'outboxDir',
@@ -453,7 +442,6 @@ export function decodeAgentEnv(env: Env): Result<AgentEnv, ConfigIssue[]> {
     agent: {
       spEndpoints: values.spEndpoints,
       brokers: values.brokers,
-      credentials: { username: values.agentUsername, password: values.agentPassword },
       statIntervalMs: values.statIntervalMs,
       maxUnackedBatches: values.maxUnackedBatches,
       republishIntervalMs: values.republishIntervalMs,

@@ -5,12 +5,14 @@ import {
   eventTypeOfTopic,
   mayPublish,
   maySubscribe,
+  memberOfTopic,
   PING_FILTER,
   pingRoleOf,
   pingTopicOf,
   SERVICE_ROLES,
   TOPIC_PUBLISHERS,
   topicFor,
+  topicOf,
 } from './topics.js';
 
 describe('topics', () => {
@@ -19,7 +21,7 @@ describe('topics', () => {
     expect(topicFor('SecondDerivativeOfLoadAverageEvent')).toBe(
       'summarized-health-stats/SecondDerivativeOfLoadAverageEvent',
     );
-    expect(topicFor('InstanceActivatedEvent')).toBe('instance/status/InstanceActivatedEvent');
+    expect(topicFor('InstanceActivatedEvent', 'php-1')).toBe('instance/status/php-1/InstanceActivatedEvent');
     expect(topicFor('MemberTerminatedEvent')).toBe('topology/MemberTerminatedEvent');
     expect(topicFor('FaultStormHeld')).toBe('autoscaler/FaultStormHeld');
     expect(allOf('summarized-health-stats')).toBe('summarized-health-stats/#');
@@ -28,7 +30,9 @@ describe('topics', () => {
   });
 
   it('maps every topic back to its event type, and nothing else', () => {
-    for (const type of EVENT_TYPES) expect(eventTypeOfTopic(topicFor(type))).toBe(type);
+    for (const type of EVENT_TYPES) {
+      expect(eventTypeOfTopic(topicOf({ type, data: { memberId: 'php-1' } }))).toBe(type);
+    }
     expect(eventTypeOfTopic('topology/MemberFaultEvent')).toBeUndefined();
     expect(eventTypeOfTopic('ping')).toBeUndefined();
     expect(eventTypeOfTopic('ping/autoscaler')).toBeUndefined();
@@ -45,23 +49,52 @@ describe('topics', () => {
 
 describe('ACL', () => {
   it('lets each role publish only under its roots, and ping only under its own ping topic', () => {
-    expect(mayPublish('sp', 'summarized-health-stats/MemberFaultEvent')).toBe(true);
-    expect(mayPublish('agent', 'summarized-health-stats/MemberFaultEvent')).toBe(false);
-    expect(mayPublish('agent', 'instance/status/InstanceStartedEvent')).toBe(true);
-    expect(mayPublish('autoscaler', 'topology/MemberCreatedEvent')).toBe(true);
-    expect(mayPublish('autoscaler', 'autoscaler/ScaleUpAction')).toBe(true);
-    expect(mayPublish('sp', 'autoscaler/ScaleUpAction')).toBe(false);
-    expect(mayPublish('observer', 'topology/MemberCreatedEvent')).toBe(false);
-    for (const role of SERVICE_ROLES) {
-      expect(mayPublish(role, `ping/${role}`)).toBe(true);
+    expect(mayPublish('sp', 'summarized-health-stats/MemberFaultEvent', 'sp')).toBe(true);
+    expect(mayPublish('agent', 'summarized-health-stats/MemberFaultEvent', 'm-1')).toBe(false);
+    expect(mayPublish('autoscaler', 'topology/MemberCreatedEvent', 'autoscaler')).toBe(true);
+    expect(mayPublish('autoscaler', 'autoscaler/ScaleUpAction', 'autoscaler')).toBe(true);
+    expect(mayPublish('sp', 'autoscaler/ScaleUpAction', 'sp')).toBe(false);
+    expect(mayPublish('observer', 'topology/MemberCreatedEvent', 'observer')).toBe(false);
+    for (const role of SERVICE_ROLES.filter((r) => r !== 'agent')) {
+      expect(mayPublish(role, `ping/${role}`, role)).toBe(true);
       // Issue 12: any role could ping as `autoscaler` on the shared topic.
-      expect(mayPublish(role, 'ping')).toBe(false);
-      for (const other of SERVICE_ROLES) if (other !== role) expect(mayPublish(role, `ping/${other}`)).toBe(false);
+      expect(mayPublish(role, 'ping', role)).toBe(false);
+      for (const other of SERVICE_ROLES)
+        if (other !== role) expect(mayPublish(role, `ping/${other}`, role)).toBe(false);
     }
-    expect(mayPublish('sp', 'ping/sp/x')).toBe(false);
-    expect(mayPublish('sp', 'ping/+')).toBe(false);
-    expect(mayPublish('sp', 'summarized-health-stats-x/y')).toBe(false);
-    expect(mayPublish('sp', 'summarized-health-stats/#')).toBe(false);
+    expect(mayPublish('sp', 'ping/sp/x', 'sp')).toBe(false);
+    expect(mayPublish('sp', 'ping/+', 'sp')).toBe(false);
+    expect(mayPublish('sp', 'summarized-health-stats-x/y', 'sp')).toBe(false);
+    expect(mayPublish('sp', 'summarized-health-stats/#', 'sp')).toBe(false);
+  });
+
+  it("binds a member's account (role agent) to its own member id", () => {
+    // Issue 12: one shared `agent` account let any member send InstanceActivated for any other.
+    expect(mayPublish('agent', 'instance/status/m-1/InstanceStartedEvent', 'm-1')).toBe(true);
+    expect(mayPublish('agent', 'instance/status/m-1/InstanceActivatedEvent', 'm-1')).toBe(true);
+    expect(mayPublish('agent', 'instance/status/m-2/InstanceStartedEvent', 'm-1')).toBe(false);
+    expect(mayPublish('agent', 'instance/status/InstanceStartedEvent', 'm-1')).toBe(false);
+    expect(mayPublish('agent', 'instance/status/m-1/MemberFaultEvent', 'm-1')).toBe(false);
+    expect(mayPublish('agent', 'instance/status/m-1/x/InstanceStartedEvent', 'm-1')).toBe(false);
+    expect(mayPublish('agent', 'instance/status/+/InstanceStartedEvent', 'm-1')).toBe(false);
+    expect(mayPublish('agent', 'ping/agent/m-1', 'm-1')).toBe(true);
+    expect(mayPublish('agent', 'ping/agent/m-2', 'm-1')).toBe(false);
+    expect(mayPublish('agent', 'ping/agent', 'm-1')).toBe(false);
+    expect(mayPublish('agent', 'ping/autoscaler', 'm-1')).toBe(false);
+    // Platform accounts never publish a member's status.
+    expect(mayPublish('sp', 'instance/status/sp/InstanceStartedEvent', 'sp')).toBe(false);
+  });
+
+  it('puts instance status under its member, and reads the member back', () => {
+    expect(topicFor('InstanceStartedEvent', 'php-1')).toBe('instance/status/php-1/InstanceStartedEvent');
+    expect(memberOfTopic('instance/status/php-1/InstanceStartedEvent')).toBe('php-1');
+    expect(memberOfTopic('instance/status/InstanceStartedEvent')).toBeUndefined();
+    expect(memberOfTopic('instance/status/a/b/InstanceStartedEvent')).toBeUndefined();
+    expect(memberOfTopic('topology/MemberCreatedEvent')).toBeUndefined();
+    expect(eventTypeOfTopic('instance/status/php-1/InstanceActivatedEvent')).toBe('InstanceActivatedEvent');
+    expect(eventTypeOfTopic('instance/status/InstanceActivatedEvent')).toBeUndefined();
+    expect(eventTypeOfTopic('instance/status/php-1/MemberFaultEvent')).toBeUndefined();
+    expect(eventTypeOfTopic('instance/status/+/InstanceActivatedEvent')).toBeUndefined();
   });
 
   it('lets each role subscribe only within its filters', () => {
@@ -78,11 +111,15 @@ describe('ACL', () => {
       expect(maySubscribe(role, PING_FILTER)).toBe(true);
     }
     expect(maySubscribe('agent', 'ping/#')).toBe(false);
+    expect(maySubscribe('observer', 'ping/agent/m-1')).toBe(false);
     expect(maySubscribe('agent', '+/autoscaler')).toBe(false);
   });
 
   it('reads the role back from a ping topic, and nothing else', () => {
     for (const role of SERVICE_ROLES) expect(pingRoleOf(pingTopicOf(role))).toBe(role);
+    expect(pingTopicOf('agent', 'm-1')).toBe('ping/agent/m-1');
+    expect(pingRoleOf('ping/agent/m-1')).toBe('agent');
+    expect(pingRoleOf('ping/agent/a/b')).toBeUndefined();
     expect(pingRoleOf('ping')).toBeUndefined();
     expect(pingRoleOf('ping/root')).toBeUndefined();
     expect(pingRoleOf('ping/autoscaler/x')).toBeUndefined();

@@ -1,4 +1,5 @@
 import { type EventType, isEventType } from './events.js';
+import { isId } from './identity.js';
 
 /** Topic roots of Stratos 4.1, plus the autoscaler's own decisions. */
 export const TOPIC_ROOTS = {
@@ -13,23 +14,30 @@ export type TopicRoot = (typeof TOPIC_ROOTS)[keyof typeof TOPIC_ROOTS];
  * Liveness pings (the seed: every subscriber pings each second). Each role
  * pings under its own topic, `ping/<role>`, and the brokers let a client
  * publish only the ping topic of the role it authenticated as: a ping on
- * `ping/autoscaler` was sent by an `autoscaler` account, whatever its payload says.
+ * `ping/autoscaler` was sent by an `autoscaler` account, whatever its payload
+ * says. A member's account (role `agent`) pings under its own name,
+ * `ping/agent/<memberId>`, like everything else it publishes.
  */
 export const PING_ROOT = 'ping';
 
-/** The filter that reads every role's pings. */
+/** The filter that reads every service role's pings. */
 export const PING_FILTER = `${PING_ROOT}/+`;
 
-/** `autoscaler` → `ping/autoscaler`: the only ping topic the brokers let that role publish. */
-export function pingTopicOf(role: ServiceRole): string {
+/**
+ * `autoscaler` → `ping/autoscaler`: the only ping topic the brokers let that
+ * role publish; an `agent` account's is `ping/agent/<username>`.
+ */
+export function pingTopicOf(role: ServiceRole, username?: string): string {
+  if (role === 'agent' && username !== undefined) return `${PING_ROOT}/agent/${username}`;
   return `${PING_ROOT}/${role}`;
 }
 
 /** The role whose ping topic `topic` is, or undefined for any other topic. */
 export function pingRoleOf(topic: string): ServiceRole | undefined {
   if (!topic.startsWith(`${PING_ROOT}/`)) return undefined;
-  const role = topic.slice(PING_ROOT.length + 1);
-  return (SERVICE_ROLES as readonly string[]).includes(role) ? (role as ServiceRole) : undefined;
+  const rest = topic.slice(PING_ROOT.length + 1);
+  if (rest.startsWith('agent/')) return isId(rest.slice('agent/'.length)) ? 'agent' : undefined;
+  return (SERVICE_ROLES as readonly string[]).includes(rest) ? (rest as ServiceRole) : undefined;
 }
 
 /**
@@ -70,7 +78,12 @@ export function decodePing(payload: Buffer): Ping | undefined {
 export const SERVICE_ROLES = ['sp', 'agent', 'autoscaler', 'observer'] as const;
 export type ServiceRole = (typeof SERVICE_ROLES)[number];
 
-/** The service role allowed to publish under each root (the brokers' ACL). */
+/**
+ * The service role allowed to publish under each root (the brokers' ACL).
+ * `instance/status` is further bound to the account: each member's agent has
+ * its own account, named by its member id, and may publish only
+ * `instance/status/<its member id>/<type>`.
+ */
 export const TOPIC_PUBLISHERS: Readonly<Record<TopicRoot, ServiceRole>> = {
   'summarized-health-stats': 'sp',
   'instance/status': 'agent',
@@ -85,9 +98,37 @@ export function rootOf(type: EventType): TopicRoot {
   return TOPIC_ROOTS.summarizedHealthStats;
 }
 
-/** `MemberFaultEvent` → `summarized-health-stats/MemberFaultEvent`. */
-export function topicFor(type: EventType): string {
-  return `${rootOf(type)}/${type}`;
+/** The event types of `instance/status`: each is published under the member it is about. */
+export type InstanceStatusType = Extract<EventType, `Instance${string}`>;
+type RootTopicType = Exclude<EventType, InstanceStatusType>;
+
+function isInstanceStatusType(type: EventType): type is InstanceStatusType {
+  return rootOf(type) === TOPIC_ROOTS.instanceStatus;
+}
+
+/**
+ * `MemberFaultEvent` → `summarized-health-stats/MemberFaultEvent`;
+ * `InstanceStartedEvent` of `php-1` → `instance/status/php-1/InstanceStartedEvent`.
+ */
+export function topicFor(type: InstanceStatusType, memberId: string): string;
+export function topicFor(type: RootTopicType): string;
+export function topicFor(type: EventType, memberId?: string): string {
+  return isInstanceStatusType(type) ? `${TOPIC_ROOTS.instanceStatus}/${memberId}/${type}` : `${rootOf(type)}/${type}`;
+}
+
+/** The topic an envelope goes to: its type's, under its member for instance status events. */
+export function topicOf(envelope: { type: EventType; data: unknown }): string {
+  const { type } = envelope;
+  if (!isInstanceStatusType(type)) return topicFor(type);
+  return topicFor(type, (envelope.data as { memberId: string }).memberId);
+}
+
+/** The member an `instance/status/<memberId>/<type>` topic names, or undefined for any other topic. */
+export function memberOfTopic(topic: string): string | undefined {
+  const prefix = `${TOPIC_ROOTS.instanceStatus}/`;
+  if (!topic.startsWith(prefix)) return undefined;
+  const parts = topic.slice(prefix.length).split('/');
+  return parts.length === 2 && isId(parts[0]) ? parts[0] : undefined;
 }
 
 /** The event type a topic carries, or undefined for a topic outside the scheme. */
@@ -95,6 +136,10 @@ export function eventTypeOfTopic(topic: string): EventType | undefined {
   const slash = topic.lastIndexOf('/');
   const type = topic.slice(slash + 1);
   if (!isEventType(type)) return undefined;
+  if (isInstanceStatusType(type)) {
+    const memberId = memberOfTopic(topic);
+    return memberId !== undefined && topicFor(type, memberId) === topic ? type : undefined;
+  }
   return topicFor(type) === topic ? type : undefined;
 }
 
@@ -123,9 +168,18 @@ export function publishRootsOf(role: ServiceRole): TopicRoot[] {
   return (Object.keys(TOPIC_PUBLISHERS) as TopicRoot[]).filter((root) => TOPIC_PUBLISHERS[root] === role);
 }
 
-/** Whether `role` may publish on `topic` (a concrete topic: wildcards are refused). */
-export function mayPublish(role: ServiceRole, topic: string): boolean {
+/**
+ * Whether the account `username` of role `role` may publish on `topic` (a
+ * concrete topic: wildcards are refused). An `agent` account publishes only
+ * under its own name: `instance/status/<username>/<type>` and
+ * `ping/agent/<username>` (the Mosquitto acl_file's `pattern` lines with `%u`).
+ */
+export function mayPublish(role: ServiceRole, topic: string, username: string): boolean {
   if (topic.includes('+') || topic.includes('#')) return false;
+  if (role === 'agent') {
+    if (topic === pingTopicOf('agent', username)) return true;
+    return memberOfTopic(topic) === username && eventTypeOfTopic(topic) !== undefined;
+  }
   if (topic === pingTopicOf(role)) return true;
   return publishRootsOf(role).some((root) => topic.startsWith(`${root}/`));
 }
@@ -141,6 +195,9 @@ function within(filter: string, allowed: string): boolean {
 
 /** Whether `role` may subscribe with `filter`. */
 export function maySubscribe(role: ServiceRole, filter: string): boolean {
-  if (filter === PING_FILTER || pingRoleOf(filter) !== undefined) return true;
+  // Service roles' pings (how publishers see who is present); nobody waits for a member's.
+  if (filter === PING_FILTER || (pingRoleOf(filter) !== undefined && !filter.startsWith(`${PING_ROOT}/agent/`))) {
+    return true;
+  }
   return SUBSCRIBE_ACL[role].some((allowed) => within(filter, allowed));
 }

@@ -4,18 +4,65 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type BrokerUser, writeMosquittoConfig } from '@faultline/broker';
-import { ClosedError, type LogLevel, REPO_ROOT, resolveConfig, withDefaults } from '@faultline/core';
-import { type Endpoint, SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
+import {
+  BROKER_CREDENTIAL_ROLES,
+  ClosedError,
+  type LogLevel,
+  REPO_ROOT,
+  resolveConfig,
+  withDefaults,
+} from '@faultline/core';
+import {
+  type CredentialIdentity,
+  type Endpoint,
+  issueMemberCredential,
+  memberBrokerAccount,
+  SERVICE_ROLES,
+  type ServiceRole,
+} from '@faultline/protocol';
+import { TEST_MEMBER_KEY } from '@faultline/protocol/testing';
 import { killAndWait, onceExited, trackChild, trackTempDir, untilListening } from './child-processes.js';
 import { canConnect, freePort, LOOPBACK_HOST } from './ports.js';
+import { writeTestMemberKey } from './secrets.js';
 
 export type BrokerKind = 'aedes' | 'mosquitto';
 
-/** The account of every role on every test broker, aedes or Mosquitto. */
+/** A member's broker account under TEST_MEMBER_KEY: user name its member id, password its credential. */
+export function testMemberAccount(member: CredentialIdentity): { username: string; password: string } {
+  return memberBrokerAccount(member.memberId, issueMemberCredential(TEST_MEMBER_KEY, member));
+}
+
+/** The member TEST_CREDENTIALS.agent logs in as: an `agent` account is always a member's own. */
+export const TEST_AGENT_MEMBER: CredentialIdentity = Object.freeze({
+  memberId: 'agent',
+  clusterId: 'test',
+  networkPartitionId: 'np-1',
+});
+
+/**
+ * The account of every role on every test broker, aedes or Mosquitto: the
+ * platform roles' passwords, and for `agent` the member account of
+ * TEST_AGENT_MEMBER (it may publish only `instance/status/agent/…`).
+ */
 export const TEST_CREDENTIALS: Readonly<Record<ServiceRole, { username: string; password: string }>> = Object.freeze(
   Object.fromEntries(
-    SERVICE_ROLES.map((role) => [role, Object.freeze({ username: role, password: `${role}-test-secret` })]),
+    SERVICE_ROLES.map((role) => [
+      role,
+      Object.freeze(
+        role === 'agent' ? testMemberAccount(TEST_AGENT_MEMBER) : { username: role, password: `${role}-test-secret` },
+      ),
+    ]),
   ) as Record<ServiceRole, { username: string; password: string }>,
+);
+
+/** `brokers.credentials` of a test config: the platform roles' accounts of TEST_CREDENTIALS (members log in as themselves). */
+export const TEST_CONFIG_CREDENTIALS: Readonly<
+  Record<(typeof BROKER_CREDENTIAL_ROLES)[number], { username: string; password: string }>
+> = Object.freeze(
+  Object.fromEntries(BROKER_CREDENTIAL_ROLES.map((role) => [role, TEST_CREDENTIALS[role]])) as Record<
+    (typeof BROKER_CREDENTIAL_ROLES)[number],
+    { username: string; password: string }
+  >,
 );
 
 /** What the product's clients take: `{ name, host, port }` of each broker. */
@@ -49,6 +96,12 @@ export interface StartBrokerOptions {
   logDir?: string;
   /** aedes nodes' `logging.level`. @default 'warn' */
   logLevel?: LogLevel;
+  /**
+   * Members whose accounts (testMemberAccount) a Mosquitto broker holds, beside
+   * TEST_AGENT_MEMBER's; aedes checks any member's login with TEST_MEMBER_KEY.
+   * @default []
+   */
+  members?: readonly CredentialIdentity[];
 }
 
 const STOP_GRACE_MS = 2_000;
@@ -80,8 +133,11 @@ function defaultKind(): BrokerKind {
   throw new Error(`FAULTLINE_TEST_BROKER_KIND must be aedes or mosquitto, not ${fromEnv}`);
 }
 
-function testUsers(): BrokerUser[] {
-  return SERVICE_ROLES.map((role) => ({ ...TEST_CREDENTIALS[role], role }));
+function testUsers(members: readonly CredentialIdentity[] = []): BrokerUser[] {
+  return [
+    ...SERVICE_ROLES.map((role) => ({ ...TEST_CREDENTIALS[role], role })),
+    ...members.map((member) => ({ ...testMemberAccount(member), role: 'agent' as const })),
+  ];
 }
 
 interface Launch {
@@ -100,14 +156,16 @@ interface BrokerPlan {
   dir: string;
   logDir: string;
   logLevel: LogLevel;
+  members: readonly CredentialIdentity[];
 }
 
-async function prepare({ kind, name, port, dir, logDir, logLevel }: BrokerPlan): Promise<Launch> {
+async function prepare({ kind, name, port, dir, logDir, logLevel, members }: BrokerPlan): Promise<Launch> {
   await mkdir(logDir, { recursive: true });
   if (kind === 'mosquitto') {
     const command = mosquittoPath();
     if (!command) throw new Error('mosquitto is not installed (looked in /usr/sbin, /usr/local/sbin and PATH)');
-    const { configFile } = await writeMosquittoConfig({ dir, name, host: LOOPBACK_HOST, port, users: testUsers() });
+    const users = testUsers(members);
+    const { configFile } = await writeMosquittoConfig({ dir, name, host: LOOPBACK_HOST, port, users });
     return { command, args: ['-c', configFile], env: process.env, outputFile: path.join(logDir, `broker-${name}.log`) };
   }
   if (!existsSync(BROKER_MAIN)) {
@@ -115,7 +173,8 @@ async function prepare({ kind, name, port, dir, logDir, logLevel }: BrokerPlan):
   }
   const config = {
     logging: { level: logLevel, dir: logDir },
-    brokers: { kind: 'aedes', nodes: [{ name, host: LOOPBACK_HOST, port }], credentials: TEST_CREDENTIALS },
+    brokers: { kind: 'aedes', nodes: [{ name, host: LOOPBACK_HOST, port }], credentials: TEST_CONFIG_CREDENTIALS },
+    security: { memberKeyFile: writeTestMemberKey(path.join(dir, 'secrets', 'member.key')) },
   };
   // Validated here so a schema mismatch fails in the test, not as exit 2 of a child.
   resolveConfig(config, { source: 'test-support startBroker', env: {} });
@@ -225,7 +284,7 @@ export async function startBroker(input: StartBrokerOptions = {}): Promise<TestB
   const logDir = input.logDir ?? path.join(dir, 'logs');
   let broker: ProcessBroker | undefined;
   try {
-    const launch = await prepare({ kind, name, port, dir, logDir, logLevel });
+    const launch = await prepare({ kind, name, port, dir, logDir, logLevel, members: input.members ?? [] });
     broker = new ProcessBroker(name, kind, port, dir, launch);
     await broker.start();
     return broker;
@@ -237,8 +296,14 @@ export async function startBroker(input: StartBrokerOptions = {}): Promise<TestB
 }
 
 /** Brokers `a` and `b` of one kind, as the stack runs them. */
-export async function startBrokerPair(kind?: BrokerKind): Promise<[TestBroker, TestBroker]> {
-  const results = await Promise.allSettled([startBroker({ kind, name: 'a' }), startBroker({ kind, name: 'b' })]);
+export async function startBrokerPair(
+  kind?: BrokerKind,
+  options: Pick<StartBrokerOptions, 'members'> = {},
+): Promise<[TestBroker, TestBroker]> {
+  const results = await Promise.allSettled([
+    startBroker({ ...options, kind, name: 'a' }),
+    startBroker({ ...options, kind, name: 'b' }),
+  ]);
   const started = results.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
   const failed = results.find((result) => result.status === 'rejected');
   if (failed) {

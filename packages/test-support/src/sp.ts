@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DEFAULTS, type LogLevel, REPO_ROOT, resolveConfig, withDefaults } from '@faultline/core';
 import type { Endpoint } from '@faultline/protocol';
-import { TEST_CREDENTIALS } from './brokers.js';
+import { TEST_CONFIG_CREDENTIALS } from './brokers.js';
 import { killAndWait, onceExited, trackChild, trackTempDir, untilListening } from './child-processes.js';
 import { freePort, LOOPBACK_HOST } from './ports.js';
 import { testSecret, testSecrets } from './secrets.js';
@@ -111,7 +111,7 @@ export async function startSpPair(input: SpPairOptions): Promise<[TestSpNode, Te
     database: { url: options.databaseUrl },
     tls: options.tls,
     // Left out (undefined), a key takes the config's default: the file never names it.
-    brokers: { nodes: options.brokers, credentials: TEST_CREDENTIALS },
+    brokers: { nodes: options.brokers, credentials: TEST_CONFIG_CREDENTIALS },
     messaging: { ...options.messaging, outboxDir: path.join(dir, 'outbox') },
     cep: { ...options.cep },
     streamProcessor: {

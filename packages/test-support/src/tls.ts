@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -26,6 +26,9 @@ function openssl(cwd: string, args: string[]): void {
  */
 export function makeTestCertificates(name = 'faultline-test'): TestCertificates {
   const dir = mkdtempSync(path.join(tmpdir(), `${name}-tls-`));
+  // The CA and the certificate are public: run as root, the local driver's members (whose agents read
+  // the CA) run as an unprivileged user. The keys stay private: openssl writes them 0600.
+  chmodSync(dir, 0o755);
   openssl(dir, [
     'req',
     '-x509',

@@ -10,8 +10,7 @@ export const TEST_CREDENTIAL = issueMemberCredential(TEST_MEMBER_KEY, testMember
 
 /**
  * Agent settings for the member-environment tests: IPv4, IPv6 and host-name
- * addresses, a password with the list's separators in it, and two settings
- * set while the others are left to their defaults.
+ * addresses, and two settings set while the others are left to their defaults.
  */
 export const agentSettings: AgentSettings = {
   spEndpoints: [
@@ -22,7 +21,6 @@ export const agentSettings: AgentSettings = {
     { name: 'a', host: 'localhost', port: 1883 },
     { name: 'b', host: '::1', port: 1884 },
   ],
-  credentials: { username: 'agent', password: 'p@ss,word' },
   statIntervalMs: 1_500,
   awaitSubscribers: ['autoscaler'],
 };
@@ -43,7 +41,6 @@ export const fullMemberEnvInput: MemberEnvInput = {
   ...memberEnvInput,
   agent: {
     ...agentSettings,
-    credentials: { username: 'agent', password: 'a,b@c:d' },
     maxUnackedBatches: 20,
     republishIntervalMs: 10_000,
     callTimeoutMs: 300,
@@ -54,7 +51,7 @@ export const fullMemberEnvInput: MemberEnvInput = {
 /**
  * The agent's part of the member environment for `testMember()`, written by
  * hand as a person might (a space after a comma, a bracketed IPv6 address):
- * it reads as `agentSettings`' endpoints and credentials, every other setting
+ * it reads as `agentSettings`' endpoints, every other setting
  * unset.
  */
 export const AGENT_ENV = {
@@ -66,8 +63,6 @@ export const AGENT_ENV = {
   FAULTLINE_MEMBER_CREDENTIAL: TEST_CREDENTIAL,
   FAULTLINE_SP_ENDPOINTS: '127.0.0.1:7611, [::1]:7612',
   FAULTLINE_BROKERS: 'a@localhost:1883,b@::1:1884',
-  FAULTLINE_AGENT_USERNAME: 'agent',
-  FAULTLINE_AGENT_PASSWORD: 'p@ss,word',
   FAULTLINE_WORKLOAD_PORT: '40123',
   FAULTLINE_OUTBOX_DIR: '/run/outbox',
 };

