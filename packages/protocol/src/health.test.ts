@@ -112,6 +112,20 @@ describe('health-stat batch codec', () => {
     expect(accepted).toBeLessThan(10_000);
   });
 
+  it("matches a batch's repeated ids once; any id unlike the stat's before is matched again", () => {
+    // Off the wire, each stat's ids are strings of their own: equal in value, not the same strings.
+    const many = { ...batch, stats: Array.from({ length: 50 }, (_, i) => ({ ...stat, value: i })) };
+    expect(decodeBatch(encodeBatch(many))).toEqual({ ok: true, value: many });
+    const other = { ...many, stats: [...many.stats, { ...stat, memberId: 'php-m-2', partitionId: 'p-2' }] };
+    expect(decodeBatch(encodeBatch(other))).toEqual({ ok: true, value: other });
+    for (const bad of ['-leading-dash', '', 'a'.repeat(129), 'has space', 42, undefined]) {
+      const wire = { ...many, stats: [...many.stats, { ...stat, memberId: bad }, stat] };
+      const result = validateBatch(wire);
+      expect(result.ok, String(bad)).toBe(false);
+      if (!result.ok) expect(result.error.message).toContain('stats.50.memberId');
+    }
+  });
+
   it('carries the credential through the wire, and reads an absent one as none', () => {
     const signed = { ...batch, credential: 'php-m-1:php:np-1:mac' };
     expect(decodeBatch(encodeBatch(signed))).toEqual({ ok: true, value: signed });
@@ -171,6 +185,10 @@ describe('health-stat batch codec', () => {
     expect(valueInRange('load_average', 1e300)).toBe(false);
     expect(valueInRange('requests_in_flight', 1e300)).toBe(false);
     expect(valueInRange('requests_in_flight', -1)).toBe(false);
+    expect(valueInRange('ports_not_open', Number.NaN)).toBe(false);
+    expect(valueInRange('load_average', Number.NaN)).toBe(false);
+    // Not a description (a caller that skipped validation): refused, never a throw.
+    expect(valueInRange('mood' as never, 1)).toBe(false);
   });
 
   it('a refusal message is `<reason>: <detail>`, at most 1 KiB, and reads back as its reason', () => {

@@ -1,5 +1,11 @@
 import { systemClock } from '@faultline/core';
-import { type HealthStat, type HealthStatBatch, issueMemberCredential } from '@faultline/protocol';
+import {
+  decodeBatch,
+  encodeBatch,
+  type HealthStat,
+  type HealthStatBatch,
+  issueMemberCredential,
+} from '@faultline/protocol';
 import { TEST_MEMBER_KEY as key, signedBatch, testMember } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BatchAdmission } from './batch-admission.js';
@@ -63,6 +69,35 @@ describe('BatchAdmission', () => {
     expect(reason(batch([stat({ healthDescription: 'memory_consumption', value: 101 })]))).toBe('value_out_of_range');
     expect(reason(batch([stat({ healthDescription: 'ports_not_open', value: 2 })]))).toBe('value_out_of_range');
     expect(reason(batch([stat({ healthDescription: 'requests_in_flight', value: -1 })]))).toBe('value_out_of_range');
+  });
+
+  it('holds every stat to the credential, the first as much as any later one, as decoded off the wire', () => {
+    const many = (bad?: { at: number; stat: HealthStat }) => {
+      const stats = Array.from({ length: 20 }, (_, i) => stat({ value: i }));
+      if (bad) stats[bad.at] = bad.stat;
+      const credential = issueMemberCredential(key, testMember()); // php-m-1's, whatever the first stat says
+      const decoded = decodeBatch(encodeBatch({ agentId: 'php-m-1', sequence: 1, stats, credential }));
+      if (!decoded.ok) throw decoded.error;
+      return decoded.value;
+    };
+    expect(reason(many())).toBeUndefined();
+    for (const at of [0, 1, 19]) {
+      const refusal = admission().check(many({ at, stat: stat({ memberId: 'php-m-2' }) }));
+      expect(refusal?.reason).toBe('member_mismatch');
+      expect(refusal?.detail).toMatch(new RegExp(`^stats\\.${at} is for php-m-2 `));
+      expect(admission().check(many({ at, stat: stat({ clusterId: 'other' }) }))?.reason).toBe('member_mismatch');
+      expect(admission().check(many({ at, stat: stat({ timestamp: T0 + WINDOW + 1 }) }))?.reason).toBe(
+        'timestamp_out_of_window',
+      );
+      expect(
+        admission().check(many({ at, stat: stat({ healthDescription: 'memory_consumption', value: 100.5 }) }))?.reason,
+      ).toBe('value_out_of_range');
+    }
+  });
+
+  it('refuses a timestamp or value that is not a number at all (a batch that skipped validation)', () => {
+    expect(reason(batch([stat({ timestamp: Number.NaN })]))).toBe('timestamp_out_of_window');
+    expect(reason(batch([stat({ value: Number.NaN })]))).toBe('value_out_of_range');
   });
 
   it('names the stat in a short detail', () => {

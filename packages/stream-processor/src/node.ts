@@ -12,7 +12,7 @@ import {
   toAckWire,
   validateBatch,
 } from '@faultline/protocol';
-import { BatchAdmission } from './batch-admission.js';
+import { BatchAdmission, type Refusal } from './batch-admission.js';
 import { BatchDedupe } from './batch-dedupe.js';
 import { resolveSpNodeOptions, type SpNodeOptions } from './options.js';
 import { ThriftSource } from './source.js';
@@ -94,6 +94,23 @@ export interface SpNode {
 }
 
 /**
+ * What only code that builds a node itself can ask for: never a key of the
+ * configuration file or a variable of the environment. `main.ts` passes none,
+ * and the config schema has no such key (node-internals.test.ts holds both),
+ * so a deployed SP always checks every batch.
+ */
+export interface SpNodeInternals {
+  /**
+   * Skips the per-batch trust checks (BatchAdmission: credential, agent id,
+   * member, timestamps, value bounds) on both roles, so any peer could report
+   * for any member. Only for the same-run baseline of the ingest benchmark
+   * (test/bench/ingest.bench.mjs), which measures what those checks cost;
+   * validation and the dedupe window still apply. Logged as a warning at start.
+   */
+  unsafeSkipAdmission?: boolean;
+}
+
+/**
  * One stream-processor node of the active/passive pair (README, "Stream
  * processor: the active/passive pair"): it heartbeats into the cluster
  * database; while it holds the lease it opens the Thrift source, applies
@@ -101,7 +118,7 @@ export interface SpNode {
  * agent once the passive holds it; otherwise it follows the active as a hot
  * standby. Every transition is logged with the epoch.
  */
-export function createSpNode(input: SpNodeOptions): SpNode {
+export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = {}): SpNode {
   const options = resolveSpNodeOptions(input);
   const { clock, engine, groupId, heartbeatIntervalMs, maxFrameBytes } = options;
   const log = options.logger.child({ nodeId: options.nodeId });
@@ -111,6 +128,14 @@ export function createSpNode(input: SpNodeOptions): SpNode {
     clock,
     timestampWindowMs: options.statTimestampWindowMs,
   });
+  const skipAdmission = internals.unsafeSkipAdmission === true;
+  if (skipAdmission)
+    log.warn('batch admission checks skipped: a benchmark baseline, never a deployment', {
+      event: 'sp.admission_skipped',
+    });
+  /** The admission's answer for a validated batch; `slackMs` widens the timestamp window (the passive). */
+  const admit = (batch: HealthStatBatch, slackMs?: number): Refusal | undefined =>
+    skipAdmission ? undefined : admission.check(batch, slackMs);
   const peerLog = new RateLimitedLog(log, clock);
   const refusals = Object.fromEntries(BATCH_REFUSALS.map((reason) => [reason, 0])) as Record<BatchRefusal, number>;
   const counters: SpCounters = {
@@ -169,7 +194,7 @@ export function createSpNode(input: SpNodeOptions): SpNode {
     onBatch: (batch) => {
       heardFromActiveAt = clock.now();
       // The same rules as the active's: a batch the active should not have taken is not applied here either.
-      const refusal = admission.check(batch, PASSIVE_TIMESTAMP_SLACK_MS);
+      const refusal = admit(batch, PASSIVE_TIMESTAMP_SLACK_MS);
       if (refusal) {
         refused(refusal.reason, refusal.detail, 'sync', batch.agentId);
         return;
@@ -259,7 +284,7 @@ export function createSpNode(input: SpNodeOptions): SpNode {
       throw refused('invalid', checked.error.message, peer, typeof agentId === 'string' ? agentId : undefined);
     }
     const batch = checked.value;
-    const refusal = admission.check(batch);
+    const refusal = admit(batch);
     if (refusal) throw refused(refusal.reason, refusal.detail, peer, batch.agentId);
     const ack = (duplicate: boolean, replicated: boolean) =>
       toAckWire({ agentId: batch.agentId, sequence: batch.sequence, duplicate, epoch, replicated });
