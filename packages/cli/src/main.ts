@@ -13,6 +13,7 @@ import { callControl } from './control.js';
 import { UsageError } from './errors.js';
 import { showLogs } from './logs.js';
 import { RUN_DIR, stackUp } from './stack.js';
+import { RELOCATION_ROOT } from './stack-layout.js';
 import { formatStatus, type StackStatus } from './status.js';
 
 const HELP: Record<string, string> = {
@@ -29,7 +30,8 @@ Usage:
 Every command takes --help.`,
   stack: `faultline stack up [--config FILE] | down | status [--json]
 
-  up      starts PostgreSQL (embedded under .faultline/pg unless database.url or DATABASE_URL),
+  up      starts PostgreSQL (embedded under .faultline/pg unless database.url or DATABASE_URL;
+          run as root from a home folder of mode 0700, under ${RELOCATION_ROOT}),
           broker a and b, SP node 1 and 2 and the autoscaler, in order, each checked ready;
           prints the status table. Ctrl-C stops everything, members included.
           --config FILE   default: FAULTLINE_CONFIG, else infra/config/faultline.yaml

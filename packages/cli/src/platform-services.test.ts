@@ -63,6 +63,24 @@ describe('issueBrokerPasswords', () => {
     }
   });
 
+  it('tells the autoscaler alone where the members’ folders and scripts moved', async () => {
+    const config = resolveConfig({}, { env: {} });
+    const autoscalerEnv = {
+      FAULTLINE_CLOUD_CONTROLLER_LOCAL_MEMBERS_DIR: '/srv/state/members',
+      FAULTLINE_CLOUD_CONTROLLER_LOCAL_RUNTIME_DIR: '/srv/state/runtime',
+    };
+    const specs = await platformServices(
+      config,
+      { runDir: tmp(), logDir: tmp(), configFile: '/x', autoscalerEnv },
+      'postgres://x',
+    );
+    for (const spec of specs) {
+      if (spec.name === 'autoscaler') expect(spec.env).toMatchObject(autoscalerEnv);
+      else expect(Object.keys(spec.env ?? {}).filter((key) => key.startsWith('FAULTLINE_CLOUD'))).toEqual([]);
+    }
+    expect(specs.map((spec) => spec.name)).toContain('autoscaler');
+  });
+
   it('refuses, naming the key, a configured password file that is unsafe', async () => {
     const config = resolveConfig(
       { brokers: { kind: 'mosquitto', credentials: { sp: { passwordFile: '/nonexistent/sp.password' } } } },

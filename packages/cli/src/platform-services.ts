@@ -53,10 +53,15 @@ export function issueBrokerPasswords(config: FaultlineConfig, baseDir = process.
 }
 
 export interface StackPaths {
-  /** `.faultline/run`: control file, Mosquitto configs, member state. */
+  /** `.faultline/run`: control file, Mosquitto configs. */
   runDir: string;
   logDir: string;
   configFile: string;
+  /**
+   * Configuration overrides for the autoscaler alone: where the members'
+   * folders and scripts moved (`layoutEnv` of the stack's layout). @default none
+   */
+  autoscalerEnv?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -64,7 +69,8 @@ export interface StackPaths {
  * node 1 and 2, the autoscaler (which then spawns the members). Each is a
  * process of this repository's built packages (or Mosquitto), started with
  * the same configuration file, the database URL and `secretEnv` (the
- * password files of issueBrokerPasswords). No password is in any argv or env.
+ * password files of issueBrokerPasswords); the autoscaler also with
+ * `paths.autoscalerEnv`. No password is in any argv or env.
  */
 export async function platformServices(
   config: FaultlineConfig,
@@ -120,7 +126,7 @@ export async function platformServices(
     name: 'autoscaler',
     command: process.execPath,
     args: [mainOf('autoscaler')],
-    env,
+    env: { ...env, ...paths.autoscalerEnv },
     ready: logged(path.join(paths.logDir, 'autoscaler.jsonl'), 'autoscaler.started'),
   });
   return services;

@@ -9,6 +9,7 @@ import {
   loadConfig,
   migrate,
   once,
+  REPO_ROOT,
   sleep,
   systemClock,
 } from '@faultline/core';
@@ -19,6 +20,8 @@ import { type ControlFile, readControlFile, startControl } from './control.js';
 import { type StackPostgres, startEmbeddedPostgres } from './embedded-postgres.js';
 import { StackRunningError } from './errors.js';
 import { issueBrokerPasswords, platformServices } from './platform-services.js';
+import { prepareStackLayout } from './runtime-mirror.js';
+import { layoutEnv, type StackLayout, stackLayout } from './stack-layout.js';
 import { formatStatus, stackStatus } from './status.js';
 import { Supervisor } from './supervisor.js';
 
@@ -68,6 +71,8 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
   const logger = createLogger({ service: 'supervisor', level: config.logging.level, dir: logDir });
   // Generated on first start, reused after (README "Security"); the services read the same paths.
   for (const file of Object.values(config.security)) ensureSecretFile(path.resolve(file));
+  // Run as root from a checkout the postgres and member users cannot reach, what they need moves (README "What members can reach").
+  const layout = stackLayoutOf(config);
   const clock = systemClock;
   const supervisor = new Supervisor({ clock, logger });
   let db: StackPostgres | undefined;
@@ -87,7 +92,7 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
     // A start step under way finishes first; startup gives up at its next step.
     await startup.catch(() => {});
     await supervisor.stop('autoscaler');
-    if (pool) await terminateMembers(pool, logger);
+    if (pool) await terminateMembers(pool, layout, logger);
     await supervisor.stopAll();
     await control?.close();
     await pool?.end();
@@ -97,20 +102,31 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
     finished();
   });
   // From the start, before PostgreSQL: these signals are the stack's alone (see startEmbeddedPostgres).
-  for (const signal of STOP_SIGNALS) process.once(signal, () => void shutdown());
+  // Kept to the end: a second one (Ctrl-C pressed twice, or timeout(1) passing the group's SIGINT on
+  // to the group again) must not end the supervisor halfway through stopping, leaving the rest running.
+  for (const signal of STOP_SIGNALS) process.on(signal, () => void shutdown());
 
   const start = async () => {
+    prepareStackLayout(layout, logger);
     db = config.database.url
       ? { url: config.database.url, stop: async () => {} }
       : await startEmbeddedPostgres({
-          dataDir: config.database.embeddedDataDir,
+          dataDir: layout.pgDataDir ?? config.database.embeddedDataDir,
           port: config.database.embeddedPort,
+          // The mirror's package, and so its binaries, when the postgres user cannot reach the checkout's.
+          runtimeDir: layout.mirror ? layout.runtimeDir : undefined,
           logger,
         });
     logger.info('database ready', { event: 'stack.database_ready', embedded: !config.database.url });
     pool = createPgPool({ connectionString: db.url, logger });
     await migrate(pool, { logger });
-    for (const spec of await platformServices(config, { runDir: RUN_DIR, logDir, configFile }, db.url, secretEnv)) {
+    const autoscalerEnv = layoutEnv(layout, config.cloudController.local);
+    for (const spec of await platformServices(
+      config,
+      { runDir: RUN_DIR, logDir, configFile, autoscalerEnv },
+      db.url,
+      secretEnv,
+    )) {
       if (stopping) return;
       await supervisor.start(spec);
     }
@@ -146,12 +162,26 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
   await done;
 }
 
+/**
+ * Where this stack's PostgreSQL data, members' folders and their code are
+ * (stack-layout.ts): derived from the configuration, the checkout and the
+ * working directory, so every command of the same stack finds the same.
+ */
+export function stackLayoutOf(config: FaultlineConfig): StackLayout {
+  return stackLayout({
+    codeRoot: REPO_ROOT,
+    stackDir: process.cwd(),
+    pgDataDir: config.database.url ? undefined : path.resolve(config.database.embeddedDataDir),
+    membersDir: path.resolve(config.cloudController.local.membersDir),
+  });
+}
+
 /** Every member the registry knows as not terminated, terminated through the local driver. */
-async function terminateMembers(pool: pg.Pool, logger: Logger): Promise<void> {
+async function terminateMembers(pool: pg.Pool, layout: StackLayout, logger: Logger): Promise<void> {
   const members = await liveMembers(pool).catch(() => []);
   const instances = members.flatMap((m) => (m.instance ? [m.instance] : []));
   if (instances.length === 0) return;
-  const iaas = createLocalIaas({ runDir: path.join(RUN_DIR, 'members'), logger });
+  const iaas = createLocalIaas({ runDir: layout.membersDir, runtimeDir: layout.runtimeDir, logger });
   await iaas.adopt(instances);
   const results = await Promise.all(
     instances.map((i) => iaas.terminate(i.memberId, { graceMs: MEMBER_TERMINATE_GRACE_MS })),

@@ -55,9 +55,16 @@ export interface LocalIaasOptions {
   host?: string;
   /** @default process.execPath */
   nodePath?: string;
-  /** @default packages/cloud-controller/dist/workload-main.js */
+  /**
+   * Folder the members' scripts are run from: a checkout, or a runtime copy of
+   * one with the same layout (`cloudController.local.runtimeDir`; run as root
+   * from a checkout the member user cannot reach, `faultline stack up` makes
+   * one). @default this checkout (REPO_ROOT)
+   */
+  runtimeDir?: string;
+  /** @default `<runtimeDir>/packages/cloud-controller/dist/workload-main.js` */
   workloadMain?: string;
-  /** @default packages/cartridge-agent/dist/main.js */
+  /** @default `<runtimeDir>/packages/cartridge-agent/dist/main.js` */
   agentMain?: string;
   /** Longest wait for a new member to report ready. @default 10_000 */
   spawnTimeoutMs?: number;
@@ -105,14 +112,16 @@ export interface ResolvedLocalIaasOptions extends Required<Omit<LocalIaasOptions
 
 /** The driver's options with every default filled in; a ConfigError names a bad member user. */
 export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalIaasOptions {
+  const runtimeDir = input.runtimeDir ?? REPO_ROOT;
   const options = withDefaults(
     {
       logsDir: path.join(input.runDir, 'logs'),
       memberUser: DEFAULTS.memberUser as string,
       host: '127.0.0.1',
       nodePath: process.execPath,
-      workloadMain: path.join(REPO_ROOT, 'packages/cloud-controller/dist/workload-main.js'),
-      agentMain: path.join(REPO_ROOT, 'packages/cartridge-agent/dist/main.js'),
+      runtimeDir,
+      workloadMain: path.join(runtimeDir, 'packages/cloud-controller/dist/workload-main.js'),
+      agentMain: path.join(runtimeDir, 'packages/cartridge-agent/dist/main.js'),
       spawnTimeoutMs: 10_000,
       defaultGraceMs: 5_000,
       pollMs: 50,

@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { REPO_ROOT } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import {
   type AgentSettings,
@@ -13,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MemberSpec } from './iaas.js';
 import { type Launcher, type LaunchRequest, SpawnError } from './launcher.js';
 import { createLocalIaas } from './local-iaas.js';
-import type { LocalIaasOptions } from './local-iaas-options.js';
+import { type LocalIaasOptions, resolveLocalIaasOptions } from './local-iaas-options.js';
 import { localHandle } from './local-instance.js';
 import { FakeProcessTable } from './testing/index.js';
 
@@ -297,5 +298,22 @@ describe('local iaas (fake processes)', () => {
     await expect(iaas.spawn(spec('m-1'))).rejects.toMatchObject({ code: 'FL_ERR_CLOSED' });
     await expect(iaas.terminate('m-1')).rejects.toMatchObject({ code: 'FL_ERR_CLOSED' });
     await expect(iaas.isRunning('m-1')).rejects.toMatchObject({ code: 'FL_ERR_CLOSED' });
+  });
+});
+
+describe('resolveLocalIaasOptions', () => {
+  it('runs the members’ scripts from this checkout, or from the runtime folder it is given', () => {
+    const here = resolveLocalIaasOptions({ runDir: '/x/members' });
+    expect(here.runtimeDir).toBe(REPO_ROOT);
+    expect(here.workloadMain).toBe(path.join(REPO_ROOT, 'packages/cloud-controller/dist/workload-main.js'));
+    expect(here.agentMain).toBe(path.join(REPO_ROOT, 'packages/cartridge-agent/dist/main.js'));
+    const copy = resolveLocalIaasOptions({ runDir: '/x/members', runtimeDir: '/srv/rt' });
+    expect(copy.workloadMain).toBe('/srv/rt/packages/cloud-controller/dist/workload-main.js');
+    expect(copy.agentMain).toBe('/srv/rt/packages/cartridge-agent/dist/main.js');
+    // A script named explicitly wins; an explicit undefined keeps the default (config values pass straight through).
+    expect(resolveLocalIaasOptions({ runDir: '/m', runtimeDir: undefined }).runtimeDir).toBe(REPO_ROOT);
+    expect(resolveLocalIaasOptions({ runDir: '/m', runtimeDir: '/srv/rt', agentMain: '/a.js' }).agentMain).toBe(
+      '/a.js',
+    );
   });
 });

@@ -148,6 +148,21 @@ const cloudControllerSchema = z.strictObject({
         .string()
         .regex(USER_NAME_PATTERN, 'must be a user name (a-z, 0-9, _ and -, at most 32, not starting with a digit or -)')
         .default(DEFAULTS.memberUser),
+      /**
+       * Folder of the members' own folders (`member-<id>`), relative to the
+       * working directory. Run as root, `faultline stack up` hands the
+       * autoscaler a folder under its relocation folder instead when the member
+       * user cannot pass through this one's parents (README "What members can reach").
+       */
+      membersDir: z.string().min(1).default('.faultline/members'),
+      /**
+       * Folder the members' scripts are run from: a checkout, or the runtime
+       * copy `faultline stack up` makes of one (the same relative layout:
+       * `packages/cloud-controller/dist/workload-main.js`,
+       * `packages/cartridge-agent/dist/main.js`, their `node_modules`).
+       * Absent: this checkout.
+       */
+      runtimeDir: z.string().min(1).optional(),
     })
     .prefault({}),
 });

@@ -158,4 +158,24 @@ describe('brokers.credentials', () => {
     });
     expect(config.brokers.credentials.sp).toEqual({ username: 'sp' });
   });
+
+  it('takes the members’ folder and runtime from the environment, as stack up hands them to the autoscaler', () => {
+    expect(resolveConfig({}, { env: {} }).cloudController.local).toEqual({
+      memberUser: 'faultline-member',
+      membersDir: '.faultline/members',
+    });
+    const config = resolveConfig(
+      {},
+      {
+        env: {
+          FAULTLINE_CLOUD_CONTROLLER_LOCAL_MEMBERS_DIR: '/srv/state/members',
+          FAULTLINE_CLOUD_CONTROLLER_LOCAL_RUNTIME_DIR: '/srv/state/runtime',
+        },
+      },
+    );
+    expect(config.cloudController.local).toMatchObject({
+      membersDir: '/srv/state/members',
+      runtimeDir: '/srv/state/runtime',
+    });
+  });
 });

@@ -37,14 +37,13 @@ const SHORTCUTS: Record<string, string> = {
 /**
  * Optional string keys without a default: absent from the resolved config, so
  * the walk below would not find them; their variables are looked up anyway
- * (`FAULTLINE_BROKERS_CREDENTIALS_SP_PASSWORD_FILE`, …).
+ * (`FAULTLINE_BROKERS_CREDENTIALS_SP_PASSWORD_FILE`, …,
+ * `FAULTLINE_CLOUD_CONTROLLER_LOCAL_RUNTIME_DIR`).
  */
-const OPTIONAL_KEYS: readonly (readonly string[])[] = BROKER_CREDENTIAL_ROLES.map((role) => [
-  'brokers',
-  'credentials',
-  role,
-  'passwordFile',
-]);
+const OPTIONAL_KEYS: readonly (readonly string[])[] = [
+  ...BROKER_CREDENTIAL_ROLES.map((role) => ['brokers', 'credentials', role, 'passwordFile']),
+  ['cloudController', 'local', 'runtimeDir'],
+];
 
 function formatIssues(source: string, issues: ConfigIssue[]): string {
   return [`invalid configuration in ${source}:`, ...issues.map((i) => `  - ${i.key}: ${i.reason}`)].join('\n');
