@@ -10,7 +10,7 @@ import { createMemoryLogger } from '@faultline/core/testing';
 import { Outbox } from '@faultline/messaging';
 import { type AgentSettings, MEMBER_ENV } from '@faultline/protocol';
 import { testMember } from '@faultline/protocol/testing';
-import { freePort, waitFor } from '@faultline/test-support';
+import { freePort, testRuntimeDir, waitFor } from '@faultline/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type StackPostgres, startEmbeddedPostgres } from '../../packages/cli/src/embedded-postgres.js';
 
@@ -84,6 +84,7 @@ describe.skipIf(!AS_ROOT)('members as root (skipped when not root: only root can
   const driver = (runDir: string, settings: AgentSettings = agent): LocalIaas => {
     const iaas = createLocalIaas({
       runDir,
+      runtimeDir: testRuntimeDir(),
       logsDir: path.join(fl, 'logs'),
       agent: settings,
       memberKey,
@@ -122,6 +123,7 @@ describe.skipIf(!AS_ROOT)('members as root (skipped when not root: only root can
     db = await startEmbeddedPostgres({
       dataDir: path.join(fl, 'pg'),
       port: await freePort(),
+      runtimeDir: testRuntimeDir(),
       logger: createMemoryLogger(),
     });
     // A platform service: its environment holds the database password.
@@ -262,6 +264,7 @@ describe.skipIf(AS_ROOT)('members when not root (as root, the suite above runs i
     const [spPort, brokerPort] = await Promise.all([freePort(), freePort()]);
     const iaas = createLocalIaas({
       runDir: path.join(dir, 'members'),
+      runtimeDir: testRuntimeDir(),
       agent: {
         spEndpoints: [{ host: '127.0.0.1', port: spPort }],
         brokers: [{ name: 'a', host: '127.0.0.1', port: brokerPort }],

@@ -11,6 +11,7 @@ import {
   startPostgres,
   type TestBroker,
   type TestPostgres,
+  testRuntimeDir,
   testSecret,
 } from '@faultline/test-support';
 import type pg from 'pg';
@@ -71,6 +72,7 @@ describe('autoscaler with real members, brokers and PostgreSQL', () => {
     const config = await testConfig({ dir, databaseUrl: postgres.connectionString, brokers, cluster: {} });
     iaas = createLocalIaas({
       runDir: path.join(dir, 'run'),
+      runtimeDir: testRuntimeDir(),
       logsDir: config.logging.dir,
       spawnTimeoutMs: 20_000,
       agent: agentSettingsFrom(config),

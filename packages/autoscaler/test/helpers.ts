@@ -10,6 +10,7 @@ import {
   TEST_CONFIG_CREDENTIALS,
   TEST_CREDENTIALS,
   type TestBroker,
+  testRuntimeDir,
   testSecrets,
 } from '@faultline/test-support';
 import type pg from 'pg';
@@ -68,6 +69,7 @@ export async function testConfig(options: {
   cluster: Record<string, unknown>;
 }): Promise<FaultlineConfig> {
   const [thriftPort, syncPort, statusPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  const runtimeDir = testRuntimeDir();
   const raw = {
     logging: { level: 'info', dir: path.join(options.dir, 'logs') },
     // The member key (and the other secret files) as `stack up` makes them.
@@ -89,6 +91,8 @@ export async function testConfig(options: {
     agent: { statIntervalMs: 1_000 },
     autoscaler: { monitorIntervalMs: 200, pendingTimeoutMs: 30_000, backoffInitialMs: 1_000, backoffMaxMs: 5_000 },
     clusters: [{ id: 'php', cartridgeType: 'php', min: 3, max: 5, workload: { latencyMs: 5 }, ...options.cluster }],
+    // Run as root from a checkout the member user cannot reach, the members run from its runtime mirror.
+    ...(runtimeDir === undefined ? {} : { cloudController: { local: { runtimeDir } } }),
   };
   return resolveConfig(raw, { source: 'autoscaler integration test', env: {} });
 }
@@ -151,7 +155,7 @@ export async function registryRows(pool: pg.Pool, where = "state <> 'Terminated'
 /** Stops every member the registry knows as not terminated, through a driver of the test's own. */
 export async function terminateRegistered(pool: pg.Pool, runDir: string): Promise<number[]> {
   const rows = await registryRows(pool, 'instance IS NOT NULL');
-  const iaas = createLocalIaas({ runDir });
+  const iaas = createLocalIaas({ runDir, runtimeDir: testRuntimeDir() });
   try {
     const { adopted } = await iaas.adopt(rows.map((r) => r.instance));
     await Promise.all(adopted.map((m) => iaas.terminate(m.memberId, { graceMs: 2_000 })));

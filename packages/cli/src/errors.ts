@@ -55,17 +55,6 @@ export class LogsNotFoundError extends FaultlineError {
   }
 }
 
-/**
- * Run as root from a checkout the `postgres` and member users cannot reach,
- * the stack could not set up the root-owned folder it moves what they need to
- * (stack-layout.ts): the message names the folder and what to do.
- */
-export class RelocationError extends FaultlineError {
-  constructor(message: string, context: Record<string, unknown>, cause?: unknown) {
-    super('FL_ERR_RELOCATION_FAILED', message, { context, cause });
-  }
-}
-
 /** Whether `value` is a code of the error table (a code read off the wire). */
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);

@@ -7,13 +7,12 @@
  * supervisor's answers, error messages) has its control characters escaped.
  */
 import path from 'node:path';
-import { ConfigError, escapeControlChars, ID_PATTERN, loadConfig, systemClock } from '@faultline/core';
+import { ConfigError, escapeControlChars, ID_PATTERN, loadConfig, RELOCATION_ROOT, systemClock } from '@faultline/core';
 import { CHAOS_ACTIONS, isChaosAction, PAUSE_SECONDS_MAX, PAUSE_SECONDS_MIN, parseChaosRequest } from './chaos.js';
 import { callControl } from './control.js';
 import { UsageError } from './errors.js';
 import { showLogs } from './logs.js';
 import { RUN_DIR, stackUp } from './stack.js';
-import { RELOCATION_ROOT } from './stack-layout.js';
 import { formatStatus, type StackStatus } from './status.js';
 
 const HELP: Record<string, string> = {

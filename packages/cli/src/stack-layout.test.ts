@@ -11,17 +11,10 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { othersCanPass, RELOCATION_ROOT, relocationKey } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { prepareStackLayout } from './runtime-mirror.js';
-import {
-  layoutEnv,
-  othersCanPass,
-  RELOCATION_ROOT,
-  relocationKey,
-  type StackLayoutInput,
-  stackLayout,
-} from './stack-layout.js';
+import { layoutEnv, prepareStackLayout, type StackLayoutInput, stackLayout } from './stack-layout.js';
 
 /** Folders the postgres and member users cannot pass through: everything under /root (drwx------). */
 const homeIsClosed = (dir: string) => !(dir === '/root' || dir.startsWith('/root/'));

@@ -1,19 +1,15 @@
-import { createHash } from 'node:crypto';
-import { realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { envNameFor } from '@faultline/core';
-
-/**
- * Where `faultline stack up`, run as root, moves what the `postgres` user
- * and the member user must reach when they cannot reach it where it is (a
- * checkout in a home folder of mode 0700, such as `/root/faultline`): each
- * checkout and each stack folder gets a folder of its own in here, root's
- * (README "What members can reach"). The only place this path is written.
- */
-export const RELOCATION_ROOT = '/var/lib/faultline';
-
-/** The folders of a checkout the members and PostgreSQL run code from: the mirror is made when one is out of reach. */
-const CODE_FOLDERS = ['node_modules', 'packages/cloud-controller/dist', 'packages/cartridge-agent/dist'] as const;
+import {
+  envNameFor,
+  type Logger,
+  nullLogger,
+  othersCanPass,
+  prepareRelocation,
+  RELOCATION_ROOT,
+  relocationKey,
+  runtimeLayout,
+  withDefaults,
+} from '@faultline/core';
 
 export interface StackLayoutInput {
   /** The checkout the stack runs from (REPO_ROOT): members' scripts, `node_modules`, the PostgreSQL binaries. */
@@ -26,7 +22,7 @@ export interface StackLayoutInput {
   membersDir: string;
   /** The supervisor's uid. @default process.getuid() */
   uid?: number;
-  /** @default RELOCATION_ROOT */
+  /** @default RELOCATION_ROOT (core) */
   relocationRoot?: string;
   /**
    * Whether an unprivileged user that owns none of them can pass through every
@@ -54,37 +50,6 @@ export interface StackLayout {
   moved: string[];
 }
 
-/** Everyone but the owner and the group may pass through every existing folder from `/` down to `dir`. */
-export function othersCanPass(dir: string): boolean {
-  const chains = [path.resolve(dir)];
-  try {
-    chains.push(realpathSync(dir));
-  } catch {
-    // Not there yet: the literal path's folders are what will be walked.
-  }
-  for (const target of chains) {
-    let folder: string = path.sep;
-    for (const part of ['', ...target.split(path.sep).filter(Boolean)]) {
-      folder = path.join(folder, part);
-      let mode: number;
-      try {
-        mode = statSync(folder).mode;
-      } catch {
-        break; // missing from here on: created by the stack, with the usual modes
-      }
-      if ((mode & 0o001) === 0) return false;
-    }
-  }
-  return true;
-}
-
-/** `<basename>-<8 hex of the path's SHA-256>`: one folder per checkout or stack folder, recognisable by name. */
-export function relocationKey(dir: string): string {
-  const resolved = path.resolve(dir);
-  const name = path.basename(resolved).replace(/[^A-Za-z0-9._-]/g, '_') || 'root';
-  return `${name}-${createHash('sha256').update(resolved).digest('hex').slice(0, 8)}`;
-}
-
 /**
  * The one decision of where the stack's code and state live (README "What
  * members can reach"). Not root: nothing moves (PostgreSQL and the members run
@@ -93,8 +58,9 @@ export function relocationKey(dir: string): string {
  * moves to a root-owned folder under the relocation root:
  *
  * - the checkout's code (`node_modules`, the members' `dist` folders): a
- *   runtime mirror in `<root>/<checkout key>/runtime`, which the members run
- *   from and the embedded PostgreSQL is loaded from;
+ *   runtime mirror in `<root>/<checkout key>/runtime` (core's runtimeLayout,
+ *   the decision the tests make too), which the members run from and the
+ *   embedded PostgreSQL is loaded from;
  * - the PostgreSQL data folder and the members' folder, when their parent is
  *   out of reach: `<root>/<stack key>/pg` and `<root>/<stack key>/members`.
  *
@@ -103,13 +69,14 @@ export function relocationKey(dir: string): string {
  * command derive the same paths from the same input.
  */
 export function stackLayout(input: StackLayoutInput): StackLayout {
-  const uid = input.uid ?? process.getuid?.() ?? -1;
-  const relocationRoot = input.relocationRoot ?? RELOCATION_ROOT;
-  const canPass = input.canPass ?? othersCanPass;
-  const codeRoot = path.resolve(input.codeRoot);
+  const { uid, relocationRoot, canPass } = withDefaults(
+    { uid: process.getuid?.() ?? -1, relocationRoot: RELOCATION_ROOT, canPass: othersCanPass },
+    input,
+  );
+  const runtime = runtimeLayout({ codeRoot: input.codeRoot, uid, relocationRoot, canPass });
   const layout: StackLayout = {
-    runtimeDir: codeRoot,
-    mirror: undefined,
+    runtimeDir: runtime.runtimeDir,
+    mirror: runtime.mirror,
     pgDataDir: input.pgDataDir === undefined ? undefined : path.resolve(input.pgDataDir),
     membersDir: path.resolve(input.membersDir),
     dirs: [],
@@ -118,13 +85,10 @@ export function stackLayout(input: StackLayoutInput): StackLayout {
   };
   if (uid !== 0) return layout;
   const dirs = new Set<string>();
-  const codeBase = path.join(relocationRoot, relocationKey(codeRoot));
   const stateBase = path.join(relocationRoot, relocationKey(input.stackDir));
-  if (!CODE_FOLDERS.every((folder) => canPass(path.join(codeRoot, folder)))) {
-    layout.runtimeDir = path.join(codeBase, 'runtime');
-    layout.mirror = { from: codeRoot, to: layout.runtimeDir };
-    dirs.add(codeBase);
-    layout.moved.push(`the runtime of ${codeRoot} (a copy) to ${layout.runtimeDir}`);
+  if (runtime.mirror && runtime.dir) {
+    dirs.add(runtime.dir);
+    layout.moved.push(`the runtime of ${runtime.mirror.from} (a copy) to ${runtime.runtimeDir}`);
   }
   if (layout.pgDataDir !== undefined && !canPass(path.dirname(layout.pgDataDir))) {
     const from = layout.pgDataDir;
@@ -154,4 +118,20 @@ export function layoutEnv(layout: StackLayout, configured: { membersDir: string 
   }
   if (layout.mirror) env[envNameFor(['cloudController', 'local', 'runtimeDir'])] = layout.runtimeDir;
   return env;
+}
+
+/**
+ * Makes the layout real (prepareRelocation): the relocation root and each
+ * folder of the layout under it, root's, then the runtime mirror when the
+ * checkout is out of reach; logs what moved. Nothing to do when nothing
+ * moved. Throws a RelocationError (FL_ERR_RELOCATION_FAILED) naming the
+ * folder and what to do.
+ */
+export function prepareStackLayout(layout: StackLayout, logger: Logger = nullLogger): void {
+  if (layout.dirs.length === 0) return;
+  logger.info(
+    `run as root from folders the postgres and member users cannot pass through, the stack moves ${layout.moved.join('; ')}`,
+    { event: 'stack.relocated', dirs: layout.dirs, moved: layout.moved },
+  );
+  prepareRelocation({ relocationRoot: layout.relocationRoot, dirs: layout.dirs, mirror: layout.mirror, logger });
 }

@@ -20,8 +20,7 @@ import { type ControlFile, readControlFile, startControl } from './control.js';
 import { type StackPostgres, startEmbeddedPostgres } from './embedded-postgres.js';
 import { StackRunningError } from './errors.js';
 import { issueBrokerPasswords, platformServices } from './platform-services.js';
-import { prepareStackLayout } from './runtime-mirror.js';
-import { layoutEnv, type StackLayout, stackLayout } from './stack-layout.js';
+import { layoutEnv, prepareStackLayout, type StackLayout, stackLayout } from './stack-layout.js';
 import { formatStatus, stackStatus } from './status.js';
 import { Supervisor } from './supervisor.js';
 

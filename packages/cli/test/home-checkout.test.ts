@@ -14,7 +14,7 @@ import {
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createLocalIaas, type LocalIaas, localHandle } from '@faultline/cloud-controller';
-import { REPO_ROOT } from '@faultline/core';
+import { ensureRuntimeMirror, MIRROR_MANIFEST, RELOCATION_ROOT, REPO_ROOT } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { createSubscriber, type Subscriber } from '@faultline/messaging';
 import type { Envelope } from '@faultline/protocol';
@@ -30,8 +30,7 @@ import {
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type StackPostgres, startEmbeddedPostgres } from '../src/embedded-postgres.js';
-import { ensureRuntimeMirror, MIRROR_MANIFEST, prepareStackLayout } from '../src/runtime-mirror.js';
-import { RELOCATION_ROOT, type StackLayout, stackLayout } from '../src/stack-layout.js';
+import { prepareStackLayout, type StackLayout, stackLayout } from '../src/stack-layout.js';
 
 /*
  * The README quick start from a checkout in a home folder of mode 0700, as

@@ -6,7 +6,13 @@ import { promisify } from 'node:util';
 import { createSubscriber, type Subscriber } from '@faultline/messaging';
 import type { AgentSettings, Envelope } from '@faultline/protocol';
 import { TEST_MEMBER_KEY, testMember } from '@faultline/protocol/testing';
-import { brokerEndpoints, startBrokerPair, TEST_CREDENTIALS, type TestBroker } from '@faultline/test-support';
+import {
+  brokerEndpoints,
+  startBrokerPair,
+  TEST_CREDENTIALS,
+  type TestBroker,
+  testRuntimeDir,
+} from '@faultline/test-support';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createLocalIaas,
@@ -89,7 +95,13 @@ describe('local driver with real members', () => {
   });
 
   const driver = (runDir = tempDir()) => {
-    const iaas = createLocalIaas({ runDir, agent: agentSettings(), memberKey: MEMBER_KEY, spawnTimeoutMs: 20_000 });
+    const iaas = createLocalIaas({
+      runDir,
+      runtimeDir: testRuntimeDir(),
+      agent: agentSettings(),
+      memberKey: MEMBER_KEY,
+      spawnTimeoutMs: 20_000,
+    });
     drivers.push(iaas);
     return iaas;
   };
@@ -188,6 +200,7 @@ describe('local driver with real members', () => {
     const runDir = tempDir();
     const iaas = createLocalIaas({
       runDir,
+      runtimeDir: testRuntimeDir(),
       agent: agentSettings(),
       memberKey: MEMBER_KEY,
       agentMain: path.join(runDir, 'no-such-agent.js'),
@@ -243,6 +256,7 @@ describe('local driver with real members', () => {
         path.join(import.meta.dirname, 'fixtures/spawn-members.mjs'),
         JSON.stringify({
           runDir,
+          runtimeDir: testRuntimeDir(),
           agent: agentSettings(),
           memberKey: MEMBER_KEY.toString('base64'),
           specs: [spec('kept-1'), spec('kept-2')],

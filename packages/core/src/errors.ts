@@ -31,7 +31,7 @@ export const ERROR_CODES = {
   FL_ERR_MEMBER_ISOLATION:
     "The local driver runs as root but cannot run members as its member user: the user could not be looked up or created, is root, or cannot reach the Node binary, the member scripts or the members' folder; the message names what and how to fix it.",
   FL_ERR_RELOCATION_FAILED:
-    "Run as root from a checkout (or a `.faultline` folder) the `postgres` and member users cannot pass through, `faultline stack up` could not set up the root-owned folder it moves what they need to (the runtime copy, the database's data, the members' folders): it could not be created or written, or is not root's alone; the message names the folder and what to do.",
+    "Run as root from a checkout (or a `.faultline` folder) the `postgres` and member users cannot pass through, `faultline stack up` (or `npm test`, for the runtime copy) could not set up the root-owned folder it moves what they need to (the runtime copy, the database's data, the members' folders): it could not be created or written, or is not root's alone; the message names the folder and what to do.",
   FL_ERR_PLATFORM_UNSUPPORTED:
     'The local cloud-controller driver needs Linux /proc (process start times, process groups); this platform has none.',
   FL_ERR_CALL_TIMEOUT: 'A remote call (a Thrift publish, a workload probe) got no answer within its deadline.',
@@ -109,6 +109,18 @@ export class MigrationError extends FaultlineError {}
 export class ClosedError extends FaultlineError {
   constructor(component: string) {
     super('FL_ERR_CLOSED', `${component} is closed`, { context: { component } });
+  }
+}
+
+/**
+ * Run as root from a checkout the `postgres` and member users cannot reach,
+ * the root-owned folder what they need is moved to could not be set up
+ * (relocation.ts: the stack's, or the tests'): the message names the folder
+ * and what to do.
+ */
+export class RelocationError extends FaultlineError {
+  constructor(message: string, context: Record<string, unknown>, cause?: unknown) {
+    super('FL_ERR_RELOCATION_FAILED', message, { context, cause });
   }
 }
 

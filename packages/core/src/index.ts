@@ -28,6 +28,7 @@ export {
   type FaultlineErrorOptions,
   isFaultlineError,
   MigrationError,
+  RelocationError,
 } from './errors.js';
 export { ID_PATTERN, ID_PATTERN_DESCRIPTION } from './ids.js';
 export {
@@ -58,7 +59,30 @@ export {
 } from './logger.js';
 export { DEFAULT_MIGRATIONS_DIR, type MigrateOptions, type MigrateResult, migrate } from './migrate.js';
 export { createPgPool, type PgPoolOptions } from './pg-pool.js';
+export {
+  othersCanPass,
+  prepareRelocation,
+  RELOCATION_ROOT,
+  type RelocationPlan,
+  RUNTIME_FOLDERS,
+  type RuntimeLayout,
+  type RuntimeLayoutInput,
+  relocationKey,
+  runtimeLayout,
+} from './relocation.js';
 export { err, ok, type Result } from './result.js';
+export {
+  dependencyClosure,
+  ensureRuntimeMirror,
+  findPackage,
+  MIRROR_MANIFEST,
+  MIRROR_ROOTS,
+  type MirrorPackage,
+  packageEntry,
+  type RuntimeMirrorOptions,
+  type RuntimeMirrorResult,
+  runtimeModuleUrl,
+} from './runtime-mirror.js';
 export {
   brokerCredential,
   brokerPassword,

