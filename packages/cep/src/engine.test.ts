@@ -2,11 +2,13 @@ import { ConfigError, FaultlineError } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import {
   type ClusterStatEventType,
+  decodeEnvelope,
   type Envelope,
   type EnvelopeOf,
   type HealthDescription,
   type HealthStat,
   type HealthStatBatch,
+  MAX_ENVELOPE_BYTES,
   MEMBERS_PER_STAT_EVENT,
   type MemberStatEventType,
   topicFor,
@@ -363,6 +365,120 @@ describe('CepEngine', () => {
     for (const s of summaries()) expect(validateEnvelope(s).ok).toBe(true);
     // 1 cluster average (one load sample each: no gradient yet) + 3 parts, not 2 500 member events.
     expect(e.status().summariesEmitted).toBe(4);
+  });
+
+  describe('member summaries split by encoded size, never over the envelope limit', () => {
+    const MEMBER_AVERAGES = ['MemberAverageLoadAverageEvent', 'MemberAverageMemoryConsumptionEvent'] as const;
+    type MemberAverage = EnvelopeOf<(typeof MEMBER_AVERAGES)[number]>;
+    /** `count` member ids of exactly `length` characters. */
+    const idsOf = (count: number, length: number) =>
+      Array.from({ length: count }, (_, i) => {
+        const suffix = `-${String(i).padStart(6, '0')}`;
+        return `${'m'.repeat(length - suffix.length)}${suffix}`;
+      });
+    /** Each member of checkout-api reports its load and memory once, figures of 17 significant digits. */
+    const report = (e: CepEngine, ids: readonly string[]) => {
+      for (const m of ids) {
+        e.apply(
+          batch(
+            stat(m, 'load_average', 12.345678901234567, 1_000, 'checkout-api'),
+            stat(m, 'memory_consumption', 87.65432109876544, 1_000, 'checkout-api'),
+          ),
+        );
+      }
+    };
+    const memberParts = (out: readonly Envelope[]) =>
+      out.filter((o): o is MemberAverage => (MEMBER_AVERAGES as readonly string[]).includes(o.type));
+    /** What a subscriber with this limit receives of the parts: each payload decoded on its topic. */
+    const receive = (parts: readonly MemberAverage[], maxBytes = MAX_ENVELOPE_BYTES) =>
+      parts.map((part) => {
+        const payload = Buffer.from(JSON.stringify(part));
+        const decoded = decodeEnvelope(payload, { topic: topicFor(part.type), maxBytes });
+        if (!decoded.ok) throw decoded.error;
+        expect(payload.length).toBeLessThanOrEqual(maxBytes);
+        return decoded.value as MemberAverage;
+      });
+
+    it.each([40, 128])(
+      'a 1 000-member tick of %i-character ids reaches a subscriber whole: every part within 64 KiB, each member once',
+      async (length) => {
+        const { e, out } = engine({ faultTimeoutMs: 600_000 });
+        e.activate(7);
+        const ids = idsOf(1_000, length);
+        report(e, ids);
+        await vi.advanceTimersByTimeAsync(15_000);
+        for (const type of MEMBER_AVERAGES) {
+          const parts = memberParts(out).filter((p) => p.type === type);
+          const received = receive(parts);
+          expect(received.flatMap((p) => p.data.members.map((m) => m.memberId))).toEqual(ids);
+          expect(parts.length).toBeGreaterThan(1);
+          expect(parts.map((p) => p.id)).toEqual(parts.map((_, k) => `${type}:checkout-api:np-1:${k}:15000`));
+        }
+        expect(e.status().summaryEntriesTooLarge).toBe(0);
+      },
+    );
+
+    it('keeps every part within the configured maxMessageBytes', async () => {
+      const { e, out } = engine({ faultTimeoutMs: 600_000, maxMessageBytes: 16_384 });
+      e.activate(7);
+      const ids = idsOf(1_000, 40);
+      report(e, ids);
+      await vi.advanceTimersByTimeAsync(15_000);
+      for (const type of MEMBER_AVERAGES) {
+        const received = receive(
+          memberParts(out).filter((p) => p.type === type),
+          16_384,
+        );
+        expect(received.length).toBeGreaterThan(5);
+        expect(received.flatMap((p) => p.data.members.map((m) => m.memberId))).toEqual(ids);
+      }
+    });
+
+    it('an entry no envelope can carry is counted and logged once, never emitted over the limit, never thrown', async () => {
+      const { e, out, summaries, logger } = engine({ faultTimeoutMs: 600_000, maxMessageBytes: 1_024 });
+      e.activate(7);
+      const ids = idsOf(3, 128);
+      report(e, ids);
+      await vi.advanceTimersByTimeAsync(15_000);
+      expect(memberParts(out)).toEqual([]);
+      // The cluster summaries still go out.
+      expect(summaries().map((s) => s.type)).toEqual(['AverageLoadAverageEvent', 'AverageMemoryConsumptionEvent']);
+      expect(e.status().summaryEntriesTooLarge).toBe(6);
+      const logged = () => logger.records.filter((r) => r.event === 'cep.summary_entry_too_large');
+      expect(logged()).toHaveLength(1);
+      expect(logged()[0]).toMatchObject({
+        level: 'warn',
+        fields: { maxMessageBytes: 1_024, clusterId: 'checkout-api', memberId: ids[0] },
+      });
+      await vi.advanceTimersByTimeAsync(15_000);
+      expect(e.status().summaryEntriesTooLarge).toBe(12);
+      expect(logged()).toHaveLength(1);
+    });
+
+    it('a passive holds the same parts under the same ids: confirmations clear them, a takeover publishes the rest', async () => {
+      const active = engine({ source: 'sp-1', faultTimeoutMs: 600_000 });
+      const passive = engine({ source: `sp-${'2'.repeat(200)}`, faultTimeoutMs: 600_000 });
+      active.e.activate(1);
+      const ids = idsOf(1_000, 40);
+      report(active.e, ids);
+      report(passive.e, ids);
+      await vi.advanceTimersByTimeAsync(15_000);
+      const published = memberParts(active.out);
+      expect(published.length).toBeGreaterThan(2);
+      expect(passive.e.status().pendingOutputs).toBe(active.out.length);
+      // The active dies having published (and confirmed) only the first part of each type.
+      const first = published.filter((p) => p.data.part === 0);
+      passive.e.confirm(first.map((p) => p.id));
+      expect(passive.e.status().pendingOutputs).toBe(active.out.length - first.length);
+      passive.e.activate(2);
+      const rest = memberParts(passive.out);
+      const expected = published.filter((p) => p.data.part > 0);
+      expect(rest.map((p) => [p.id, p.epoch, p.data.members])).toEqual(expected.map((p) => [p.id, 2, p.data.members]));
+      for (const type of MEMBER_AVERAGES) {
+        const whole = receive([...first, ...rest].filter((p) => p.type === type));
+        expect(whole.flatMap((p) => p.data.members.map((m) => m.memberId))).toEqual(ids);
+      }
+    });
   });
 
   it('summaries while passive wait, only the newest per stream, and go out on activate', async () => {

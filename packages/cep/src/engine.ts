@@ -10,7 +10,7 @@ import type {
 import { FaultDetector, type FaultInfo } from './fault-detector.js';
 import { type CepEngineOptions, type ResolvedCepEngineOptions, resolveCepEngineOptions } from './options.js';
 import { type Output, OutputLedger } from './output-ledger.js';
-import { faultOutput, faultStream, summaryOutputs } from './outputs.js';
+import { faultOutput, faultStream, type OversizedSummaryEntry, summaryOutputs } from './outputs.js';
 import { CEP_STATE_VERSION, type CepState, parseCepState } from './state.js';
 import { WindowStats } from './window-stats.js';
 
@@ -49,6 +49,8 @@ export type CepCounters = {
   faultsReopened: number;
   summariesComputed: number;
   summariesEmitted: number;
+  /** Member entries left out of a summary: no envelope within maxMessageBytes could carry one (see cep.summary_entry_too_large). */
+  summaryEntriesTooLarge: number;
   /** Outputs not kept or emitted because the active had already published them. */
   outputsAlreadyPublished: number;
   confirmations: number;
@@ -111,6 +113,7 @@ class CepMonitor implements CepEngine {
   private nextSummaryAt = 0;
   private lastWindowTo = Number.NEGATIVE_INFINITY;
   private lastDropWarning: number | undefined;
+  private lastTooLargeWarning: number | undefined;
   private readonly counters: CepCounters = {
     statsApplied: 0,
     lateStats: 0,
@@ -120,6 +123,7 @@ class CepMonitor implements CepEngine {
     faultsReopened: 0,
     summariesComputed: 0,
     summariesEmitted: 0,
+    summaryEntriesTooLarge: 0,
     outputsAlreadyPublished: 0,
     confirmations: 0,
     listenerErrors: 0,
@@ -338,7 +342,10 @@ class CepMonitor implements CepEngine {
       // A wall clock stepped back must not repeat a tick (and its ids).
       if (windowTo <= this.lastWindowTo) return;
       this.lastWindowTo = windowTo;
-      const summaries = summaryOutputs(this.windows.summarize(windowTo), source, now);
+      const summaries = summaryOutputs(this.windows.summarize(windowTo), source, now, {
+        maxBytes: this.options.maxMessageBytes,
+        onEntryTooLarge: (entry) => this.entryTooLarge(entry),
+      });
       this.counters.summariesComputed += summaries.length;
       // A tick is emitted whole, so one check covers it: the active's confirmations got here first.
       if (this.ledger.tickPublished(windowTo)) this.counters.outputsAlreadyPublished += summaries.length;
@@ -371,6 +378,24 @@ class CepMonitor implements CepEngine {
         });
       }
     }
+  }
+
+  /** Never with ids of at most 128 characters and a sane limit: counted, and logged at most once a minute. */
+  private entryTooLarge(entry: OversizedSummaryEntry): void {
+    this.counters.summaryEntriesTooLarge += 1;
+    const now = this.options.clock.monotonicNow();
+    if (this.lastTooLargeWarning !== undefined && now - this.lastTooLargeWarning < DROP_WARNING_EVERY_MS) return;
+    this.lastTooLargeWarning = now;
+    this.log.warn('member summary entry fits no envelope within maxMessageBytes: left out of the tick', {
+      event: 'cep.summary_entry_too_large',
+      type: entry.type,
+      clusterId: entry.clusterId,
+      networkPartitionId: entry.networkPartitionId,
+      memberId: entry.memberId,
+      bytes: entry.bytes,
+      maxMessageBytes: entry.maxBytes,
+      summaryEntriesTooLarge: this.counters.summaryEntriesTooLarge,
+    });
   }
 
   private warnDropped(): void {

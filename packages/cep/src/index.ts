@@ -25,7 +25,14 @@ export {
   outputId,
   parseOutputId,
 } from './output-ledger.js';
-export { faultStream, summaryOutputs, summaryStream, summaryType } from './outputs.js';
+export {
+  faultStream,
+  type OversizedSummaryEntry,
+  type SummaryOutputOptions,
+  summaryOutputs,
+  summaryStream,
+  summaryType,
+} from './outputs.js';
 export { CEP_STATE_VERSION, type CepState, CepStateError, parseCepState } from './state.js';
 export { gradientOf, type SeriesSummary, secondDerivativeOf, slopePerSecond, summarize } from './window-math.js';
 export {

@@ -34,6 +34,12 @@ export interface CepEngineOptions {
   maxPendingOutputs?: number;
   /** Samples kept per member and metric; a flooding agent loses its oldest ones. @default 1_000 */
   maxSamplesPerSeries?: number;
+  /**
+   * The envelope size limit in force (`messaging.maxMessageBytes`): member
+   * summaries are cut into parts whose envelopes stay within it.
+   * @default DEFAULTS.maxMessageBytes (64 KiB)
+   */
+  maxMessageBytes?: number;
   /** @default systemClock */
   clock?: Clock;
   /** @default nullLogger */
@@ -61,6 +67,7 @@ export function resolveCepEngineOptions(input: CepEngineOptions = {}): ResolvedC
       summaryIntervalMs: DEFAULTS.statIntervalMs as number,
       maxPendingOutputs: 10_000,
       maxSamplesPerSeries: 1_000,
+      maxMessageBytes: DEFAULTS.maxMessageBytes as number,
       clock: systemClock,
       logger: nullLogger,
     },
@@ -79,6 +86,7 @@ export function resolveCepEngineOptions(input: CepEngineOptions = {}): ResolvedC
   positiveInt(issues, 'maxPendingOutputs', options.maxPendingOutputs);
   // Three samples are the least a second derivative needs.
   positiveInt(issues, 'maxSamplesPerSeries', options.maxSamplesPerSeries, 3);
+  positiveInt(issues, 'maxMessageBytes', options.maxMessageBytes);
   if (issues.length > 0) {
     throw new ConfigError(
       'FL_ERR_CONFIG_INVALID',

@@ -1,6 +1,7 @@
 import {
   type ClusterStatEventType,
   createEnvelope,
+  MAX_ENVELOPE_BYTES,
   MEMBERS_PER_STAT_EVENT,
   type MemberIdentity,
   type MemberStatEventType,
@@ -24,8 +25,27 @@ import type { WindowSummary } from './window-stats.js';
  * windowTo is the summary tick, a multiple of summaryIntervalMs on the wall
  * clock, the same on both nodes. `time` is this node's clock when produced.
  * A member summary lists every member of its cluster in the tick, in the
- * window's fixed member order, MEMBERS_PER_STAT_EVENT per part.
+ * window's fixed member order, cut into parts by encoded size (see
+ * memberOutputs): each part at most MEMBERS_PER_STAT_EVENT members, and its
+ * envelope, as the active encodes it, within maxBytes.
  */
+
+/*
+ * What a part's envelope may take beyond what both nodes compute alike. The
+ * split must be the same on both nodes (part k of a tick must list the same
+ * members whichever node publishes it: the ids, the passive's ledger and the
+ * subscribers' dedupe rely on it), so it cannot depend on the fields that are
+ * each node's own: its `source`, its clock's `time` and, added when the
+ * active emits it, the `epoch`. A part is sized with `"source":""`, `"time":0`
+ * and no epoch, plus room for the largest each can be: a source of 256
+ * characters (the envelope's bound) at 6 bytes each (JSON writes `\u001f`),
+ * and two JSON numbers of at most 24 bytes (`-1.7976931348623157e+308`).
+ */
+const MAX_SOURCE_CHARS = 256;
+const MAX_JSON_BYTES_PER_CHAR = 6;
+const MAX_JSON_NUMBER_BYTES = 24;
+const NODE_FIELDS_RESERVE_BYTES =
+  MAX_SOURCE_CHARS * MAX_JSON_BYTES_PER_CHAR + (MAX_JSON_NUMBER_BYTES - 1) + ',"epoch":'.length + MAX_JSON_NUMBER_BYTES;
 
 export function faultStream(memberId: string): string {
   return `MemberFaultEvent:${memberId}`;
@@ -58,14 +78,39 @@ export function summaryStream(type: string, clusterId: string, networkPartitionI
   return part === undefined ? cluster : `${cluster}:${part}`;
 }
 
+/** A member's entry of a tick that no envelope within the limit can carry: it is left out of the tick. */
+export interface OversizedSummaryEntry {
+  type: MemberStatEventType;
+  clusterId: string;
+  networkPartitionId: string;
+  memberId: string;
+  /** The smallest envelope that would carry it (a part of it alone, with room for the node's own fields). */
+  bytes: number;
+  maxBytes: number;
+}
+
+export interface SummaryOutputOptions {
+  /** Largest encoded envelope (`messaging.maxMessageBytes`). @default MAX_ENVELOPE_BYTES */
+  maxBytes?: number;
+  /** Told of each entry left out because no envelope within maxBytes can carry it. */
+  onEntryTooLarge?: (entry: OversizedSummaryEntry) => void;
+}
+
+type MemberEntry = { memberId: string; value: number };
+
 /**
  * The outputs of one tick: one per cluster summary, and the member summaries
  * gathered into one event per (type, cluster, network partition) and part,
  * in the order the window listed them.
  */
-export function summaryOutputs(summaries: readonly WindowSummary[], source: string, time: number): Output[] {
+export function summaryOutputs(
+  summaries: readonly WindowSummary[],
+  source: string,
+  time: number,
+  options: SummaryOutputOptions = {},
+): Output[] {
   const out: Output[] = [];
-  const byType = new Map<string, { first: WindowSummary; members: { memberId: string; value: number }[] }>();
+  const byType = new Map<string, { first: WindowSummary; members: MemberEntry[] }>();
   for (const summary of summaries) {
     if (summary.memberId === undefined) {
       out.push(clusterOutput(summary, source, time));
@@ -79,13 +124,77 @@ export function summaryOutputs(summaries: readonly WindowSummary[], source: stri
     }
     group.members.push({ memberId: summary.memberId, value: summary.value });
   }
+  const maxBytes = options.maxBytes ?? MAX_ENVELOPE_BYTES;
   for (const { first, members } of byType.values()) {
-    for (let part = 0; part * MEMBERS_PER_STAT_EVENT < members.length; part += 1) {
-      const slice = members.slice(part * MEMBERS_PER_STAT_EVENT, (part + 1) * MEMBERS_PER_STAT_EVENT);
-      out.push(membersOutput(first, part, slice, source, time));
-    }
+    memberOutputs(first, members, source, time, maxBytes, options.onEntryTooLarge, out);
   }
   return out;
+}
+
+/**
+ * Cuts one (type, cluster, network partition)'s members into parts, in their
+ * order, by arithmetic rather than by encoding envelopes: a part's envelope is
+ * its skeleton (`"members":[]`, measured once per part) plus each entry's JSON
+ * and a comma between entries. A part closes when the next entry would take it
+ * over maxBytes, or at MEMBERS_PER_STAT_EVENT members. An entry that cannot fit
+ * even a part of its own is left out and reported (with ids of at most 128
+ * characters that takes a limit under 2 720 bytes); the next entry takes its place.
+ */
+function memberOutputs(
+  first: WindowSummary,
+  members: readonly MemberEntry[],
+  source: string,
+  time: number,
+  maxBytes: number,
+  onEntryTooLarge: SummaryOutputOptions['onEntryTooLarge'],
+  out: Output[],
+): void {
+  let part = 0;
+  let floor = partFloorBytes(first, part);
+  let slice: MemberEntry[] = [];
+  let bytes = floor;
+  for (const entry of members) {
+    const size = entryBytes(entry);
+    if (slice.length > 0 && (slice.length >= MEMBERS_PER_STAT_EVENT || bytes + 1 + size > maxBytes)) {
+      out.push(membersOutput(first, part, slice, source, time));
+      part += 1;
+      floor = partFloorBytes(first, part);
+      slice = [];
+      bytes = floor;
+    }
+    if (slice.length === 0 && floor + size > maxBytes) {
+      onEntryTooLarge?.({
+        type: summaryType(first) as MemberStatEventType,
+        clusterId: first.clusterId,
+        networkPartitionId: first.networkPartitionId,
+        memberId: entry.memberId,
+        bytes: floor + size,
+        maxBytes,
+      });
+      continue;
+    }
+    bytes += (slice.length > 0 ? 1 : 0) + size;
+    slice.push(entry);
+  }
+  if (slice.length > 0) out.push(membersOutput(first, part, slice, source, time));
+}
+
+/** `{"memberId":` and `,"value":` and `}`. */
+const ENTRY_FRAME_BYTES = '{"memberId":,"value":}'.length;
+/** Printable ASCII but `"` and `\\`: JSON writes such a string as it is, between quotes (every valid id is one). */
+const PLAIN_JSON_STRING = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** The bytes of `JSON.stringify(entry)`, by arithmetic: the split's one cost per member. */
+export function entryBytes({ memberId, value }: MemberEntry): number {
+  const id = PLAIN_JSON_STRING.test(memberId) ? memberId.length + 2 : Buffer.byteLength(JSON.stringify(memberId));
+  // JSON writes a finite number as String() does, anything else as null.
+  return ENTRY_FRAME_BYTES + id + (Number.isFinite(value) ? String(value).length : 4);
+}
+
+/** A part's envelope with no member listed, with room for the node's own fields. */
+function partFloorBytes(first: WindowSummary, part: number): number {
+  const skeleton = membersOutput(first, part, [], '', 0).envelope;
+  return Buffer.byteLength(JSON.stringify(skeleton)) + NODE_FIELDS_RESERVE_BYTES;
 }
 
 function clusterOutput(summary: WindowSummary, source: string, time: number): Output {
@@ -101,7 +210,7 @@ function clusterOutput(summary: WindowSummary, source: string, time: number): Ou
 function membersOutput(
   first: WindowSummary,
   part: number,
-  members: { memberId: string; value: number }[],
+  members: MemberEntry[],
   source: string,
   time: number,
 ): Output {

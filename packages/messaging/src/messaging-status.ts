@@ -49,4 +49,6 @@ export interface PublisherCounters {
   replayed: number;
   /** Envelopes refused before entering the outbox (invalid). */
   droppedInvalid: number;
+  /** Envelopes refused before entering the outbox: encoded, larger than maxMessageBytes. */
+  droppedOversized: number;
 }

@@ -35,6 +35,13 @@ export interface PublisherOptions extends ClientOptions {
    * the copies by id). @default 10_000
    */
   replayWindowMs?: number;
+  /**
+   * The subscribers' limit (`messaging.maxMessageBytes`): a larger envelope is
+   * refused by publish() (FL_ERR_ENVELOPE_TOO_LARGE, counter
+   * `droppedOversized`), since every subscriber would drop it unread.
+   * @default DEFAULTS.maxMessageBytes (64 KiB)
+   */
+  maxMessageBytes?: number;
 }
 
 export type ResolvedPublisherOptions = Required<PublisherOptions>;
@@ -52,6 +59,7 @@ export function resolvePublisherOptions(input: PublisherOptions): ResolvedPublis
       awaitSubscribers: [] as readonly string[],
       presenceWindowMs: 3 * DEFAULTS.pingIntervalMs,
       replayWindowMs: 10_000,
+      maxMessageBytes: DEFAULTS.maxMessageBytes as number,
     },
     input,
   );

@@ -2,7 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { systemClock } from '@faultline/core';
-import { CLIENT_IDS, decodeEnvelope, encodePing } from '@faultline/protocol';
+import { createMemoryLogger } from '@faultline/core/testing';
+import { CLIENT_IDS, createEnvelope, decodeEnvelope, encodePing } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MessagingStatus } from './messaging-status.js';
 import { createPublisher } from './publisher.js';
@@ -144,6 +145,42 @@ describe('resilient publisher', () => {
     await expect(publisher.publish(bad)).rejects.toMatchObject({ code: 'FL_ERR_ENVELOPE_INVALID' });
     expect(publisher.counters.droppedInvalid).toBe(1);
     expect(publisher.pending).toBe(0);
+    await publisher.close();
+  });
+
+  it('refuses an envelope over maxMessageBytes (every subscriber would drop it) with a counter and a log line', async () => {
+    const brokers = new FakeBrokers();
+    const logger = createMemoryLogger();
+    const { publisher } = setup(brokers, { maxMessageBytes: 4_096, logger });
+    await publisher.start();
+    await settle();
+    const members = Array.from({ length: 100 }, (_, i) => ({ memberId: `${'m'.repeat(40)}-${i}`, value: i }));
+    const big = createEnvelope(
+      'MemberAverageLoadAverageEvent',
+      {
+        clusterId: 'php',
+        clusterInstanceId: 'php-1',
+        networkPartitionId: 'np-1',
+        windowFrom: 0,
+        windowTo: 1,
+        part: 0,
+        members,
+      },
+      { source: 'sp-1', epoch: 1, id: 'MemberAverageLoadAverageEvent:php:np-1:0:1', time: 1 },
+    );
+    await expect(publisher.publish(big)).rejects.toMatchObject({ code: 'FL_ERR_ENVELOPE_TOO_LARGE' });
+    expect(publisher.counters).toMatchObject({ published: 0, droppedOversized: 1, droppedInvalid: 0 });
+    expect(publisher.pending).toBe(0);
+    expect(logger.records.filter((r) => r.event === 'publisher.envelope_too_large')).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        fields: expect.objectContaining({ id: big.id, type: big.type, maxMessageBytes: 4_096 }),
+      }),
+    ]);
+    // What fits is published as ever.
+    await publisher.publish(numberedFault(1));
+    await publisher.drained();
+    expect(ids(brokers, 'a')).toEqual(['fault-1']);
     await publisher.close();
   });
 

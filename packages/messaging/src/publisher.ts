@@ -61,7 +61,15 @@ export function createPublisher(input: PublisherOptions): Publisher {
   const options = resolvePublisherOptions(input);
   const { clock } = options;
   const log = options.logger.child({ component: 'publisher' });
-  const counters: PublisherCounters = { published: 0, sent: 0, acked: 0, retried: 0, replayed: 0, droppedInvalid: 0 };
+  const counters: PublisherCounters = {
+    published: 0,
+    sent: 0,
+    acked: 0,
+    retried: 0,
+    replayed: 0,
+    droppedInvalid: 0,
+    droppedOversized: 0,
+  };
   const listeners: StatusListener[] = [];
   const queue = new SendQueue<OutboxEntry>();
   /** seq → monotonic time it was written to the current connection. */
@@ -281,8 +289,20 @@ export function createPublisher(input: PublisherOptions): Publisher {
     publish: async (envelope) => {
       let payload: Buffer;
       try {
-        payload = encodeEnvelope(envelope);
+        payload = encodeEnvelope(envelope, { maxBytes: options.maxMessageBytes });
       } catch (error) {
+        // Over the limit, every subscriber would drop it unread: refused here, not acked into the void.
+        if (error instanceof FaultlineError && error.code === 'FL_ERR_ENVELOPE_TOO_LARGE') {
+          counters.droppedOversized += 1;
+          log.error('refusing to publish an envelope over maxMessageBytes: every subscriber would drop it', {
+            event: 'publisher.envelope_too_large',
+            id: envelope.id,
+            type: envelope.type,
+            size: error.context.size,
+            maxMessageBytes: options.maxMessageBytes,
+          });
+          throw error;
+        }
         counters.droppedInvalid += 1;
         log.error('refusing to publish an invalid envelope', {
           event: 'publisher.envelope_invalid',

@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { createEnvelope, decodeEnvelope, type Envelope, encodeEnvelope, validateEnvelope } from './envelope.js';
+import {
+  createEnvelope,
+  decodeEnvelope,
+  type Envelope,
+  encodeEnvelope,
+  MAX_ENVELOPE_BYTES,
+  validateEnvelope,
+} from './envelope.js';
 import { EVENT_TYPES, MEMBERS_PER_STAT_EVENT } from './events.js';
 import { topicFor, topicOf } from './topics.js';
 
@@ -191,6 +198,44 @@ describe('envelope codec', () => {
     const bad = { ...fault, data: { ...fault.data, reason: 'bored' } } as unknown as Envelope;
     expect(() => encodeEnvelope(bad)).toThrowError(expect.objectContaining({ code: 'FL_ERR_ENVELOPE_INVALID' }));
     expect(validateEnvelope(bad).ok).toBe(false);
+  });
+
+  it('refuses to encode an envelope no subscriber would read (over the limit): FL_ERR_ENVELOPE_TOO_LARGE, never silently', () => {
+    // 1 000 members of 128-character ids: a valid MemberStats of some 150 KB.
+    const members = Array.from({ length: MEMBERS_PER_STAT_EVENT }, (_, i) => ({
+      memberId: `${'m'.repeat(120)}-${String(i).padStart(7, '0')}`,
+      value: i / 7,
+    }));
+    const big = createEnvelope(
+      'MemberAverageLoadAverageEvent',
+      {
+        clusterId: 'php',
+        clusterInstanceId: 'php-1',
+        networkPartitionId: 'np-1',
+        windowFrom: 0,
+        windowTo: 60_000,
+        part: 0,
+        members,
+      },
+      { source: 'sp-1', epoch: 1, id: 'MemberAverageLoadAverageEvent:php:np-1:0:60000', time: 60_001 },
+    );
+    expect(validateEnvelope(big).ok).toBe(true);
+    expect(() => encodeEnvelope(big)).toThrowError(
+      expect.objectContaining({
+        code: 'FL_ERR_ENVELOPE_TOO_LARGE',
+        context: expect.objectContaining({ maxBytes: MAX_ENVELOPE_BYTES, id: big.id, type: big.type }),
+      }),
+    );
+    // A limit of its own: what fits under it encodes, and decodes under the same limit.
+    const size = Buffer.byteLength(JSON.stringify(big));
+    expect(size).toBeGreaterThan(MAX_ENVELOPE_BYTES);
+    expect(decodeEnvelope(encodeEnvelope(big, { maxBytes: size }), { maxBytes: size }).ok).toBe(true);
+    expect(() => encodeEnvelope(big, { maxBytes: size - 1 })).toThrowError(
+      expect.objectContaining({ code: 'FL_ERR_ENVELOPE_TOO_LARGE' }),
+    );
+    expect(() => encodeEnvelope(fault, { maxBytes: 10 })).toThrowError(
+      expect.objectContaining({ code: 'FL_ERR_ENVELOPE_TOO_LARGE' }),
+    );
   });
 
   it('createEnvelope omits epoch when not given and defaults id and time', () => {

@@ -25,6 +25,7 @@ export type Envelope = { [K in EventType]: EnvelopeOf<K> }[EventType];
 /** Default size limit of one encoded envelope. */
 export const MAX_ENVELOPE_BYTES = DEFAULTS.maxMessageBytes;
 
+/** The envelope codec's error, decoding or encoding (FL_ERR_ENVELOPE_TOO_LARGE is both a payload refused and one never sent). */
 export class EnvelopeDecodeError extends FaultlineError {
   constructor(
     code: 'FL_ERR_ENVELOPE_INVALID' | 'FL_ERR_ENVELOPE_TOO_LARGE',
@@ -190,9 +191,28 @@ export function decodeEnvelope(
   return result;
 }
 
-/** Serializes an envelope after validating it; our own invalid event is a bug, so this throws. */
-export function encodeEnvelope(envelope: Envelope): Buffer {
+export interface EncodeEnvelopeOptions {
+  /** The subscribers' limit (`messaging.maxMessageBytes`). @default MAX_ENVELOPE_BYTES */
+  maxBytes?: number;
+}
+
+/**
+ * Serializes an envelope after validating it; our own invalid event is a bug,
+ * so this throws (FL_ERR_ENVELOPE_INVALID). So does an envelope over
+ * `maxBytes` (FL_ERR_ENVELOPE_TOO_LARGE): every subscriber would drop it
+ * unread, so it must not be published as if it had gone out.
+ */
+export function encodeEnvelope(envelope: Envelope, options: EncodeEnvelopeOptions = {}): Buffer {
   const checked = validateEnvelope(envelope);
   if (!checked.ok) throw checked.error;
-  return Buffer.from(JSON.stringify(envelope));
+  const payload = Buffer.from(JSON.stringify(envelope));
+  const maxBytes = options.maxBytes ?? MAX_ENVELOPE_BYTES;
+  if (payload.length > maxBytes) {
+    throw new EnvelopeDecodeError(
+      'FL_ERR_ENVELOPE_TOO_LARGE',
+      `envelope ${envelope.id} (${envelope.type}) of ${payload.length} bytes exceeds ${maxBytes}: no subscriber would read it`,
+      { id: envelope.id, type: envelope.type, size: payload.length, maxBytes },
+    );
+  }
+  return payload;
 }

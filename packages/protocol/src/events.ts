@@ -57,14 +57,19 @@ const clusterStatSchema = z.object({
   windowTo: z.number().int(),
 });
 
-/** Members listed in one member-summary event; a larger cluster's tick takes several parts. */
+/**
+ * Members listed in one member-summary event at most; a larger cluster's tick
+ * takes several parts. The SP also cuts a part short of the envelope size
+ * limit, which long ids reach first (1 000 ids of 40 characters are ~80 KB).
+ */
 export const MEMBERS_PER_STAT_EVENT = 1_000;
 
 /**
  * A per-member summary (MemberAverageLoadAverageEvent, …) carries one figure
  * for every member of a (cluster, network partition) in one tick, rather than
  * one event per member: 10 000 members make 60 events a tick, not 60 000.
- * Members are listed in a fixed order, `MEMBERS_PER_STAT_EVENT` per part.
+ * Members are listed in a fixed order, in parts of at most
+ * `MEMBERS_PER_STAT_EVENT` members, each part's envelope within the size limit.
  */
 const memberStatsSchema = clusterStatSchema.omit({ value: true }).extend({
   /** 0, 1, …: which slice of the cluster's members this event lists. */

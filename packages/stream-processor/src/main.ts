@@ -92,6 +92,8 @@ await runMain(
           outboxFile: path.join(messaging.outboxDir, `${spec.id}.outbox`),
           republishIntervalMs: messaging.republishIntervalMs,
           awaitSubscribers: [CLIENT_IDS.autoscaler],
+          // An envelope the subscribers would drop is refused at publish, counted and logged.
+          maxMessageBytes: messaging.maxMessageBytes,
           connector,
           logger,
         })
@@ -103,6 +105,8 @@ await runMain(
           windowMs: cep.windowMs,
           summaryIntervalMs: cep.summaryIntervalMs,
           graceAfterTakeoverMs: cep.graceAfterTakeoverMs,
+          // Member summaries are cut into parts within the subscribers' limit.
+          maxMessageBytes: messaging.maxMessageBytes,
           logger,
         })
       : new StatLedger();

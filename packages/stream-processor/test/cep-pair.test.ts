@@ -139,4 +139,65 @@ describe('CEP monitor in the SP pair, publishing to the broker pair', () => {
       );
     }
   }, 90_000);
+
+  /*
+   * Issue "Robust under strain", item 4: a tick of 1 000 members with
+   * 40-character ids encodes to ~80 KB; sent as one event, every subscriber
+   * dropped it (over 64 KiB). Cut into parts by encoded size, all reach the
+   * autoscaler's subscriber. Runs on the node the previous test left active.
+   */
+  it('a tick of 1 000 members with 40-character ids reaches the autoscaler whole, in parts within 64 KiB', async () => {
+    const ports = pair.map((n) => n.thriftPort);
+    const active = await waitFor(async () => {
+      const s = await Promise.all(pair.map((n) => n.status()));
+      return s.some((x) => x?.role === 'ACTIVE') || undefined;
+    }, 'an active node');
+    expect(active).toBe(true);
+    const client = new FailoverClient(memberKeyOf(pair[0] as TestSpNode), ports);
+    const ids = Array.from({ length: 1_000 }, (_, i) => `checkout-api-member-${String(i).padStart(20, '0')}`);
+    expect(ids.every((id) => id.length === 40)).toBe(true);
+    const sentAt = Date.now();
+    for (const memberId of ids) {
+      await client.send({
+        agentId: memberId,
+        sequence: 1,
+        stats: [
+          {
+            ...stat(memberId, 12.345678901234567),
+            clusterId: 'checkout-api',
+            clusterInstanceId: 'checkout-api-1',
+            timestamp: Date.now(),
+          },
+        ],
+      });
+    }
+    client.close();
+    const parts = () =>
+      received.flatMap((e) =>
+        e.type === 'MemberAverageLoadAverageEvent' && e.data.clusterId === 'checkout-api' && e.data.windowTo > sentAt
+          ? [e]
+          : [],
+      );
+    // The first tick after the last batch lists every member, in parts, each part delivered once.
+    const whole = await waitFor(
+      () => {
+        const ticks = new Map<number, (typeof received)[number][]>();
+        for (const part of parts()) ticks.set(part.data.windowTo, [...(ticks.get(part.data.windowTo) ?? []), part]);
+        for (const tick of ticks.values()) {
+          const members = tick.flatMap((p) => (p.type === 'MemberAverageLoadAverageEvent' ? p.data.members : []));
+          if (members.length >= ids.length) return tick;
+        }
+        return undefined;
+      },
+      'a tick listing all 1 000 members',
+      30_000,
+    );
+    const members = whole.flatMap((p) =>
+      p.type === 'MemberAverageLoadAverageEvent' ? p.data.members.map((m) => m.memberId) : [],
+    );
+    expect(members).toEqual(ids);
+    expect(whole.length).toBeGreaterThan(1);
+    for (const part of whole) expect(Buffer.byteLength(JSON.stringify(part))).toBeLessThanOrEqual(64 * 1024);
+    expect(subscriber.counters.droppedOversized).toBe(0);
+  }, 90_000);
 });
