@@ -22,14 +22,14 @@ import { freePort } from '@faultline/test-support';
  */
 
 const run = promisify(execFile);
-export const CLI = path.join(REPO_ROOT, 'packages/cli/dist/main.js');
+const CLI = path.join(REPO_ROOT, 'packages/cli/dist/main.js');
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Mosquitto too when it is installed. */
 export const BROKER_KINDS = spawnSync('mosquitto', ['-h']).error === undefined ? ['aedes', 'mosquitto'] : ['aedes'];
 
 /** One JSON-lines log record, the fields the suites read. */
-export type LogRecord = {
+type LogRecord = {
   event: string;
   message: string;
   action?: string;
@@ -39,7 +39,7 @@ export type LogRecord = {
   timestamp: string;
 };
 
-export interface StackStatus {
+interface StackStatus {
   sp: { node: string; role: string; epoch: number | null; thriftPort: number }[];
   clusters: { id: string; members: { memberId: string; state: string }[] }[];
 }

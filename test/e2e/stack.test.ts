@@ -25,7 +25,7 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
   let dir: string;
   let stack: ChildProcess;
   const probe = stackProbe(() => dir);
-  const { cli, records, actions, waitFor, status, activeMembers, threeActive } = probe;
+  const { cli, records, actions, waitFor, status, threeActive } = probe;
 
   beforeAll(async () => {
     dir = stackDir('faultline-e2e-');
@@ -56,7 +56,7 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
     const removed = await waitFor(() => handled(memberId).find((a) => a.action === 'MemberRemoved'), 'MemberRemoved');
     expect(handled(memberId).map((a) => a.action)).toEqual(['MemberRemoved']); // dead: nothing to terminate
     await waitFor(() => respawnAfter(removed.timestamp), 'a replacement');
-    await waitFor(async () => ((await activeMembers()).length === 3 ? true : undefined), '3 active members again');
+    await threeActive();
   });
 
   it('kill-agent: the still-running instance is terminated, then respawned', async () => {
@@ -64,7 +64,7 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
     const memberId = /agent of (\S+)/.exec(line)?.[1] as string;
     await waitFor(() => handled(memberId).find((a) => a.action === 'MemberRemoved'), 'MemberRemoved');
     expect(handled(memberId).map((a) => a.action)).toEqual(['MemberTerminateAction', 'MemberRemoved']);
-    await waitFor(async () => ((await activeMembers()).length === 3 ? true : undefined), '3 active members again');
+    await threeActive();
   });
 
   it('hang-member: fault, the stopped group terminated, respawned', async () => {
@@ -72,7 +72,7 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
     const memberId = /member (\S+)/.exec(line)?.[1] as string;
     await waitFor(() => handled(memberId).find((a) => a.action === 'MemberRemoved'), 'MemberRemoved');
     expect(handled(memberId).map((a) => a.action)).toEqual(['MemberTerminateAction', 'MemberRemoved']);
-    await waitFor(async () => ((await activeMembers()).length === 3 ? true : undefined), '3 active members again');
+    await threeActive();
   });
 
   it('kill-broker a, then b after a returns: a fault in each outage handled once', async () => {
@@ -84,7 +84,7 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
         () => handled(memberId).find((a) => a.action === 'MemberRemoved'),
         `MemberRemoved during broker ${broker}'s outage`,
       );
-      await waitFor(async () => ((await activeMembers()).length === 3 ? true : undefined), '3 active members again');
+      await threeActive();
       expect(handled(memberId)).toHaveLength(1);
       await sleep(3_000); // the supervisor brings the broker back before the next round
     }

@@ -98,7 +98,7 @@ describe.each(CASES)('the full stack over TLS, end to end (%s brokers, stopped b
     await waitFor(
       () =>
         actions().find(
-          (a) => a.action === 'MemberSpawnAction' && a.clusterId === 'web' && a.timestamp > removed.timestamp,
+          (a) => a.action === 'MemberSpawnAction' && a.clusterId === 'web' && a.timestamp >= removed.timestamp,
         ),
       'a replacement',
     );

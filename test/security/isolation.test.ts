@@ -1,8 +1,7 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { type ControlServer, startControl } from '@faultline/cli';
 import { createLocalIaas, type LocalIaas, localHandle, type MemberSpec } from '@faultline/cloud-controller';
 import { createLogger, ensureSecretFile, readSecretFile } from '@faultline/core';
@@ -10,7 +9,7 @@ import { createMemoryLogger } from '@faultline/core/testing';
 import { Outbox } from '@faultline/messaging';
 import { type AgentSettings, MEMBER_ENV } from '@faultline/protocol';
 import { testMember } from '@faultline/protocol/testing';
-import { freePort, testRuntimeDir, waitFor } from '@faultline/test-support';
+import { freePort, processIds, readAs, testRuntimeDir, userIds, waitFor } from '@faultline/test-support';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type StackPostgres, startEmbeddedPostgres } from '../../packages/cli/src/embedded-postgres.js';
 
@@ -24,19 +23,10 @@ import { type StackPostgres, startEmbeddedPostgres } from '../../packages/cli/sr
  * stack makes them with; every check of what it can read is made with the
  * member's own identity, as /proc shows it.
  */
-const run = promisify(execFile);
 const AS_ROOT = process.getuid?.() === 0;
 
 /** What a member may find in its environment besides the member environment. */
 const PASSED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES', 'TZ', 'FORCE_COLOR', 'NO_COLOR'];
-
-/** Uid, gid (real, effective, saved, fs) and supplementary groups of a process. */
-function idsOf(pid: number): { uid: number[]; gid: number[]; groups: number[] } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (name: string) =>
-    (new RegExp(`^${name}:(.*)$`, 'm').exec(status)?.[1] ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
-  return { uid: field('Uid'), gid: field('Gid'), groups: field('Groups') };
-}
 
 /** The names of a process's environment variables (read as root). */
 const envNamesOf = (pid: number): string[] =>
@@ -44,23 +34,6 @@ const envNamesOf = (pid: number): string[] =>
     .split('\0')
     .filter(Boolean)
     .map((entry) => entry.slice(0, entry.indexOf('=')));
-
-/**
- * Reads each path as a process with exactly this uid and gid and no
- * supplementary groups (how the driver starts a member): `read`, or the error
- * code. A path ending in `/` is listed instead.
- */
-async function readAs(uid: number, gid: number, paths: readonly string[]): Promise<Record<string, string>> {
-  const probe = `
-    const fs = require('node:fs');
-    const out = {};
-    for (const p of JSON.parse(process.argv[1])) {
-      try { p.endsWith('/') ? fs.readdirSync(p) : fs.readFileSync(p); out[p] = 'read'; } catch (e) { out[p] = e.code; }
-    }
-    process.stdout.write(JSON.stringify(out));`;
-  const { stdout } = await run(process.execPath, ['-e', probe, JSON.stringify(paths)], { uid, gid, cwd: '/', env: {} });
-  return JSON.parse(stdout) as Record<string, string>;
-}
 
 const spec = (memberId: string): MemberSpec => ({
   ...testMember(memberId),
@@ -157,16 +130,15 @@ describe.skipIf(!AS_ROOT)('members as root (skipped when not root: only root can
 
   it('the workload and its agent run as the member user, with no supplementary groups', async () => {
     for (const pid of [workload, agentPid]) {
-      const ids = idsOf(pid);
+      const ids = processIds(pid);
       expect(ids.uid[0], `uid of ${pid}`).not.toBe(0);
       expect(ids.gid[0], `gid of ${pid}`).not.toBe(0);
     }
-    const { stdout: uid } = await run('id', ['-u', 'faultline-member']);
-    const { stdout: gid } = await run('id', ['-g', 'faultline-member']);
+    const member = await userIds('faultline-member');
     for (const pid of [workload, agentPid]) {
-      const ids = idsOf(pid);
-      expect(ids.uid).toEqual(Array(4).fill(Number(uid)));
-      expect(ids.gid).toEqual(Array(4).fill(Number(gid)));
+      const ids = processIds(pid);
+      expect(ids.uid).toEqual(Array(4).fill(member.uid));
+      expect(ids.gid).toEqual(Array(4).fill(member.gid));
       expect(ids.groups).toEqual([]);
     }
     expect(logger.events()).toContain('local_iaas.member_user');
@@ -186,7 +158,7 @@ describe.skipIf(!AS_ROOT)('members as root (skipped when not root: only root can
   });
 
   it('as the member, no platform file and no other process’s environment can be read', async () => {
-    const { uid, gid } = idsOf(workload);
+    const { uid, gid } = processIds(workload);
     const platformFiles = [
       path.join(fl, 'secrets/member.key'),
       path.join(fl, 'secrets/sync.key'),
@@ -212,7 +184,7 @@ describe.skipIf(!AS_ROOT)('members as root (skipped when not root: only root can
   });
 
   it('its own folder is its alone: its working folder, HOME, ready file and outbox', async () => {
-    const { uid, gid } = idsOf(workload);
+    const { uid, gid } = processIds(workload);
     const workDir = path.join(fl, 'members/member-iso-1');
     expect(statSync(workDir)).toMatchObject({ uid: uid[0], gid: gid[0] });
     expect(statSync(workDir).mode & 0o777).toBe(0o700);
@@ -276,7 +248,7 @@ describe.skipIf(AS_ROOT)('members when not root (as root, the suite above runs i
     try {
       const first = localHandle(await iaas.spawn(spec('plain-1')));
       await iaas.spawn(spec('plain-2'));
-      expect(idsOf(first?.workload.pid ?? 0).uid[0]).toBe(process.getuid?.());
+      expect(processIds(first?.workload.pid ?? 0).uid[0]).toBe(process.getuid?.());
       expect(logger.events().filter((e) => e === 'local_iaas.member_isolation_unavailable')).toHaveLength(1);
     } finally {
       for (const member of await iaas.list()) await iaas.terminate(member.memberId, { graceMs: 2_000 });

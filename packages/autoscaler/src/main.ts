@@ -48,7 +48,7 @@ function withBrokerAccounts(iaas: Iaas, config: FaultlineConfig, memberKey: Buff
     reservedUsernames: BROKER_CREDENTIAL_ROLES.map((role) => config.brokers.credentials[role].username),
     logger,
   });
-  return withMemberAccounts(iaas, accounts, logger);
+  return withMemberAccounts(iaas, accounts, { logger });
 }
 
 let resolved: { config: FaultlineConfig; url: string; memberKey: Buffer } | undefined;

@@ -1,6 +1,6 @@
 import { type Clock, systemClock } from '@faultline/core';
 import { createMemoryLogger, type LogRecord } from '@faultline/core/testing';
-import { issueMemberCredential, MemberCredentialVerifier } from '@faultline/protocol';
+import { issueMemberCredential, MAX_CREDENTIAL_LENGTH, MemberCredentialVerifier } from '@faultline/protocol';
 import { TEST_MEMBER_KEY } from '@faultline/protocol/testing';
 import type { Client, PublishPacket, Subscription } from 'aedes';
 import { describe, expect, it } from 'vitest';
@@ -147,6 +147,33 @@ describe('authenticate', () => {
     });
     expect(ok).toBe(false);
   });
+
+  it('refuses a password longer than any credential before decoding or verifying it', () => {
+    const counters = emptyCounters();
+    const verified: unknown[] = [];
+    const verifier = new MemberCredentialVerifier(TEST_MEMBER_KEY);
+    const access = createAccessControl(new UserTable([]), createMemoryLogger(), counters, {
+      clock: manualClock(),
+      members: {
+        verify: (token) => {
+          verified.push(token);
+          return verifier.verify(token);
+        },
+      },
+    });
+    const outcomes: (boolean | null)[] = [];
+    const login = (password: Buffer) =>
+      access.authenticate(fakeClient('big'), 'php-m-1', password, (_error, ok) => void outcomes.push(ok));
+    // The longest password MQTT carries; then the real credential padded to one byte over the longest.
+    login(Buffer.alloc(65_535, 'A'));
+    login(Buffer.from(`${memberCredential}${' '.repeat(MAX_CREDENTIAL_LENGTH - memberCredential.length + 1)}`));
+    expect(outcomes).toEqual([false, false]);
+    expect(verified).toEqual([]);
+    expect(counters).toMatchObject({ authFailures: 2, memberConnections: 0 });
+    login(Buffer.from(memberCredential));
+    expect(outcomes.at(-1)).toBe(true);
+    expect(verified).toEqual([memberCredential]);
+  });
 });
 
 describe('authorizePublish', () => {
@@ -158,7 +185,6 @@ describe('authorizePublish', () => {
     login(agent, 'php-m-1', memberCredential);
     expect(mayPublish(sp, 'summarized-health-stats/MemberFaultEvent')).toBe(true);
     expect(mayPublish(agent, 'instance/status/php-m-1/InstanceActivatedEvent')).toBe(true);
-    expect(mayPublish(agent, 'ping/agent/php-m-1')).toBe(true);
     expect(mayPublish(sp, 'ping/sp')).toBe(true);
     expect(counters.publishRefused).toBe(0);
     expect(mayPublish(agent, 'summarized-health-stats/MemberFaultEvent')).toBe(false);
@@ -167,7 +193,7 @@ describe('authorizePublish', () => {
     expect(mayPublish(agent, 'instance/status/InstanceActivatedEvent')).toBe(false);
     // Presence is bound to the account: an agent cannot ping as the autoscaler, as another member, nor on the old shared topic.
     expect(mayPublish(agent, 'ping/autoscaler')).toBe(false);
-    expect(mayPublish(agent, 'ping/agent/php-m-2')).toBe(false);
+    expect(mayPublish(agent, 'ping/agent')).toBe(false);
     expect(mayPublish(agent, 'ping')).toBe(false);
     expect(mayPublish(sp, 'topology/MemberTerminatedEvent')).toBe(false);
     expect(counters.publishRefused).toBe(7);

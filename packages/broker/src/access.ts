@@ -1,5 +1,6 @@
 import { type Clock, FaultlineError, type Logger, RateLimitedLog } from '@faultline/core';
 import {
+  MAX_CREDENTIAL_LENGTH,
   type MemberCredentialVerifier,
   mayPublish,
   maySubscribe,
@@ -56,7 +57,7 @@ export class AccessRefusedError extends FaultlineError {
 }
 
 /** Who a connected client authenticated as. */
-export interface Account {
+interface Account {
   role: ServiceRole;
   /** The user name: a member id for a member's account. */
   username: string;
@@ -100,15 +101,21 @@ export function createAccessControl(
 
   const authenticate: AccessHooks['authenticate'] = (client, username, password, done) => {
     const result = users.check(username, password);
-    if (result.ok && username !== undefined) {
-      accounts.set(client, { role: result.role, username });
+    if (result.ok) {
+      // check() accepts only a named account.
+      accounts.set(client, { role: result.role, username: username as string });
       done(null, true);
       return;
     }
     // Not a platform account: a member's agent, if the password is the
-    // credential of the member the user name names (one HMAC, cached).
+    // credential of the member the user name names (one HMAC, cached). A
+    // password longer than any credential (MQTT allows 64 KiB) is refused
+    // before it is decoded or looked up.
     const member =
-      !result.ok && result.reason === 'unknown user' && options.members && password !== undefined
+      result.reason === 'unknown user' &&
+      options.members &&
+      password !== undefined &&
+      password.length <= MAX_CREDENTIAL_LENGTH
         ? verifyMemberAccount(options.members, username, password.toString('utf8'))
         : undefined;
     if (member) {
@@ -117,7 +124,7 @@ export function createAccessControl(
       done(null, true);
       return;
     }
-    const reason = result.ok ? 'unknown user' : result.reason;
+    const { reason } = result;
     counters.authFailures += 1;
     const refusal = { clientId: client.id, username, reason };
     refusals.warn(peerOf(client), `connect ${reason}`, 'connect refused', {
@@ -149,7 +156,7 @@ export function createAccessControl(
     counters.publishRefused += 1;
     const refusal = { clientId: client.id, role, username: account?.username, topic: packet.topic };
     // Keyed by the topic's first level too (bounded: at most 64 characters, and the log's key cap).
-    const root = packet.topic.split('/', 1)[0]?.slice(0, 64) ?? '';
+    const root = packet.topic.slice(0, 64).split('/', 1)[0] ?? '';
     refusals.warn(peerOf(client), `publish ${role ?? 'none'} ${root}`, 'publish refused', {
       event: 'broker.publish_refused',
       ...refusal,

@@ -15,7 +15,6 @@ describe('renderAcl', () => {
         // Members' accounts, whatever their names: everything they publish is under their own user name.
         '# role agent: one account per member, user name = member id (%u)',
         'pattern write instance/status/%u/+',
-        'pattern write ping/agent/%u',
         'pattern read topology/#',
         'pattern read ping/+',
         '',

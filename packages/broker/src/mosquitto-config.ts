@@ -72,7 +72,7 @@ export interface MosquittoConfigFiles {
  *
  * Members' agents (role `agent`, one account per member, named by its member
  * id) get `pattern` lines: `%u` is the user name, so each may write only
- * `instance/status/<its member id>/<type>` and `ping/agent/<its member id>`.
+ * `instance/status/<its member id>/<type>` (agents publish no ping).
  * Patterns apply to every account; the platform accounts' names are never
  * member ids (MosquittoMemberAccounts refuses such a member), and the
  * autoscaler reads an instance status only about a member it runs. Nothing
@@ -84,7 +84,6 @@ export function renderAcl(users: readonly BrokerUser[]): string {
     '',
     '# role agent: one account per member, user name = member id (%u)',
     `pattern write ${TOPIC_ROOTS.instanceStatus}/%u/+`,
-    `pattern write ${pingTopicOf('agent', '%u')}`,
     ...SUBSCRIBE_ACL.agent.map((filter) => `pattern read ${filter}`),
     `pattern read ${PING_FILTER}`,
   );

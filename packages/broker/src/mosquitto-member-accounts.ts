@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { type Logger, nullLogger } from '@faultline/core';
@@ -18,12 +18,11 @@ export interface MosquittoMemberAccountsOptions {
 
 /** What a sync did, for tests and logs. */
 export interface MemberAccountsCounters {
-  syncs: number;
-  /** Password files rewritten (the member set of a broker changed). */
+  /** Password files rewritten (the member set of a broker changed, or its last reload failed). */
   written: number;
   /** SIGHUPs sent (Mosquitto then rereads its password_file). */
   reloads: number;
-  /** Brokers a sync could not update (file or signal failed); the next sync tries again. */
+  /** Brokers a sync could not update (file or signal failed); the next sync writes and signals again. */
   failures: number;
   /** Members refused an account because their id is a platform user name. */
   reserved: number;
@@ -43,13 +42,18 @@ export interface MemberAccountsCounters {
  * broker that is down simply reads the file when it starts.
  */
 export class MosquittoMemberAccounts {
-  readonly counters: MemberAccountsCounters = { syncs: 0, written: 0, reloads: 0, failures: 0, reserved: 0 };
+  readonly counters: MemberAccountsCounters = { written: 0, reloads: 0, failures: 0, reserved: 0 };
   /** `memberId\ncredential` → its password_file line (hashing costs ~0.1 ms: each member once). */
   private readonly lines = new Map<string, string>();
   private readonly log: Logger;
   private readonly reserved: ReadonlySet<string>;
-  /** Folders this process wrote: the first sync of each writes whatever the file holds (a new key changes every password). */
-  private readonly written = new Set<string>();
+  /**
+   * Folders whose file this process wrote and whose Mosquitto (if one runs)
+   * took the SIGHUP: the first sync of each writes whatever the file holds (a
+   * new key changes every password), and a write or signal that failed is
+   * done again by the next sync even when the member set is unchanged.
+   */
+  private readonly inStep = new Set<string>();
   /** Syncs run one at a time, each with the newest set: a slow file write never interleaves with the next. */
   private running: Promise<void> = Promise.resolve();
 
@@ -66,7 +70,6 @@ export class MosquittoMemberAccounts {
   }
 
   private async syncNow(members: readonly CredentialIdentity[]): Promise<void> {
-    this.counters.syncs += 1;
     const wanted = new Map<string, string>();
     for (const member of members) {
       if (this.reserved.has(member.memberId)) {
@@ -102,12 +105,13 @@ export class MosquittoMemberAccounts {
       const marker = current.indexOf(`${MEMBER_ACCOUNTS_MARKER}\n`);
       const platform = marker === -1 ? current : current.slice(0, marker);
       const currentMembers = marker === -1 ? [] : membersOf(current.slice(marker));
-      if (this.written.has(dir) && sameUsers(currentMembers, memberLines)) return;
+      if (this.inStep.has(dir) && sameUsers(currentMembers, memberLines)) return;
+      this.inStep.delete(dir);
       const text = `${platform}${MEMBER_ACCOUNTS_MARKER}\n${memberLines.map((line) => `${line}\n`).join('')}`;
       await writeAtomically(file, text);
-      this.written.add(dir);
       this.counters.written += 1;
       if (this.reload(dir)) this.counters.reloads += 1;
+      this.inStep.add(dir);
       this.log.info('member broker accounts updated', {
         event: 'broker.member_accounts_updated',
         dir,
@@ -123,20 +127,17 @@ export class MosquittoMemberAccounts {
     }
   }
 
-  /** SIGHUP to this folder's Mosquitto, if it runs; false when there is none. */
+  /**
+   * SIGHUP to this folder's Mosquitto, if it runs; false when there is none.
+   * Throws when the signal cannot be sent (the caller counts a failure).
+   */
   private reload(dir: string): boolean {
     const pid = readPid(path.join(dir, MOSQUITTO_PID_FILE));
     if (pid === undefined) return false;
+    // writeMosquittoConfig's paths are absolute, and so is what `mosquitto -c` is given.
     const configFile = path.join(dir, 'mosquitto.conf');
-    let cmdline: string[];
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    } catch {
-      return false;
-    }
-    const isOurs =
-      path.basename(cmdline[0] ?? '') === 'mosquitto' &&
-      cmdline.some((arg) => arg === configFile || path.resolve(arg) === configFile);
+    const cmdline = readHead(`/proc/${pid}/cmdline`, MAX_CMDLINE_BYTES)?.split('\0') ?? [];
+    const isOurs = path.basename(cmdline[0] ?? '') === 'mosquitto' && cmdline.includes(configFile);
     if (!isOurs) return false;
     process.kill(pid, 'SIGHUP');
     return true;
@@ -159,13 +160,40 @@ function sameUsers(a: readonly string[], b: readonly string[]): boolean {
   return b.every((line) => users.has(line.slice(0, line.indexOf(':'))));
 }
 
-function readPid(file: string): number | undefined {
+/** `mosquitto -c <configFile>` and more: enough for any path (PATH_MAX is 4096). */
+const MAX_CMDLINE_BYTES = 16 * 1024;
+/** Linux's PID_MAX_LIMIT (2^22). */
+const MAX_PID = 4_194_304;
+
+/**
+ * The first `maxBytes` bytes of `file` as UTF-8; undefined when it cannot be
+ * read. Never reads more, and never blocks (a FIFO in its place reads as nothing).
+ */
+function readHead(file: string, maxBytes: number): string | undefined {
+  let fd: number | undefined;
   try {
-    const pid = Number(readFileSync(file, 'utf8').trim());
-    return Number.isSafeInteger(pid) && pid > 1 ? pid : undefined;
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const buffer = Buffer.alloc(maxBytes);
+    let length = 0;
+    while (length < maxBytes) {
+      const n = readSync(fd, buffer, length, maxBytes - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+    return buffer.toString('utf8', 0, length);
   } catch {
     return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
+}
+
+/** The pid a pid file names: decimal digits and a line break, 2..PID_MAX_LIMIT; anything else is no pid. */
+function readPid(file: string): number | undefined {
+  const text = readHead(file, 16)?.trim();
+  if (text === undefined || !/^[0-9]{1,7}$/.test(text)) return undefined;
+  const pid = Number(text);
+  return pid > 1 && pid <= MAX_PID ? pid : undefined;
 }
 
 /** Writes a sibling temp file (0600) and renames it over `file`: Mosquitto never reads half a file. */

@@ -10,7 +10,6 @@ import {
   readSecretFile,
   readTlsFiles,
 } from '@faultline/core';
-import { SERVICE_ROLES, type ServiceRole } from '@faultline/protocol';
 import { type BrokerNode, createBrokerNode } from './broker-node.js';
 import type { BrokerUser } from './users.js';
 
@@ -29,11 +28,14 @@ export function brokerNameFrom(argv: readonly string[], env: NodeJS.ProcessEnv):
   return name === undefined || name === '' ? undefined : name;
 }
 
-type Credentials = Partial<Record<ServiceRole, { username: string; password: string }>>;
+type Credentials = Partial<Record<(typeof BROKER_CREDENTIAL_ROLES)[number], { username: string; password: string }>>;
 
-/** `brokers.credentials` is keyed by role; every present role becomes one broker user. */
+/**
+ * `brokers.credentials` is keyed by platform role; every present role becomes
+ * one broker user. There is no shared `agent` account: members log in as themselves.
+ */
 export function usersFromCredentials(credentials: Credentials): BrokerUser[] {
-  return SERVICE_ROLES.flatMap((role) => {
+  return BROKER_CREDENTIAL_ROLES.flatMap((role) => {
     const credential = credentials[role];
     return credential ? [{ username: credential.username, password: credential.password, role }] : [];
   });

@@ -434,8 +434,13 @@ describe('CepEngine', () => {
       }
     });
 
-    it('an entry no envelope can carry is counted and logged once, never emitted over the limit, never thrown', async () => {
-      const { e, out, summaries, logger } = engine({ faultTimeoutMs: 600_000, maxMessageBytes: 1_024 });
+    it('an entry no envelope can carry is counted, logged at most once a minute, never emitted over the limit, never thrown', async () => {
+      // A window of two minutes: the stats stay in it for the tick at 75 s.
+      const { e, out, summaries, logger } = engine({
+        faultTimeoutMs: 600_000,
+        windowMs: 120_000,
+        maxMessageBytes: 1_024,
+      });
       e.activate(7);
       const ids = idsOf(3, 128);
       report(e, ids);
@@ -453,6 +458,12 @@ describe('CepEngine', () => {
       await vi.advanceTimersByTimeAsync(15_000);
       expect(e.status().summaryEntriesTooLarge).toBe(12);
       expect(logged()).toHaveLength(1);
+      // A minute on the engine's clock after the first line (the tick at 75 s), the next, with the count so far.
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(logged()).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(15_000);
+      expect(logged()).toHaveLength(2);
+      expect(logged()[1]?.fields).toMatchObject({ summaryEntriesTooLarge: 4 * 6 + 1 });
     });
 
     it('a passive holds the same parts under the same ids: confirmations clear them, a takeover publishes the rest', async () => {

@@ -223,5 +223,23 @@ describe('othersCanPass and prepareStackLayout (real folders)', () => {
     symlinkSync(volume, path.join(parent, 'linked'));
     prepareStackLayout({ ...stackLayout(input({ relocationRoot: path.join(parent, 'linked') })), mirror: undefined });
     expect(readdirSync(volume)).toEqual([relocationKey('/root/faultline')]);
+    // Root's alone but in a folder someone else can write (or through a link to one): they could swap it.
+    const theirs = path.join(parent, 'theirs');
+    mkdirSync(path.join(theirs, 'faultline'), { recursive: true, mode: 0o755 });
+    chmodSync(theirs, 0o755);
+    chownSync(theirs, 4242, 4242);
+    const under = (root: string) => () =>
+      prepareStackLayout({ ...stackLayout(input({ relocationRoot: root })), mirror: undefined });
+    expect(under(path.join(theirs, 'faultline'))).toThrow(
+      `${theirs}, above ${path.join(theirs, 'faultline')}, is mode 0755, owner uid 4242`,
+    );
+    symlinkSync(path.join(theirs, 'faultline'), path.join(parent, 'linked-theirs'));
+    expect(under(path.join(parent, 'linked-theirs'))).toThrow(/owner uid 4242: whoever can write there/);
+    chownSync(theirs, 0, 0);
+    chmodSync(theirs, 0o777);
+    expect(under(path.join(theirs, 'faultline'))).toThrow(/is mode 0777, owner uid 0: whoever can write there/);
+    // The sticky bit (as /tmp has) keeps others from renaming root's folder: taken.
+    chmodSync(theirs, 0o1777);
+    expect(under(path.join(theirs, 'faultline'))).not.toThrow();
   });
 });

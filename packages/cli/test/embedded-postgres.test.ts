@@ -1,9 +1,9 @@
 import childProcess from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { nullLogger } from '@faultline/core';
-import { freePort, testRuntimeDir } from '@faultline/test-support';
+import { freePort, postmasterOf, testRuntimeDir } from '@faultline/test-support';
 import { describe, expect, it } from 'vitest';
 
 /** Process group and session of a pid, from /proc/<pid>/stat (the fields after the command's parenthesis). */
@@ -11,20 +11,6 @@ function groupOf(pid: number | 'self'): { pgrp: number; session: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const [, , pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { pgrp: Number(pgrp), session: Number(session) };
-}
-
-/** The postmaster serving `dataDir`: the process whose command line is `postgres -D <dataDir> …`. */
-function postmasterOf(dataDir: string): number | undefined {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (argv[0]?.endsWith('/postgres') && argv[1] === '-D' && argv[2] === dataDir) return Number(entry);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return undefined;
 }
 
 /*

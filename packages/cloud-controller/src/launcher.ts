@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import { closeSync, constants, existsSync, fchmodSync, openSync, realpathSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, open, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, open, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { type Clock, FaultlineError, type Logger, sleep } from '@faultline/core';
+import { type Clock, FaultlineError, type Logger, mkdirPrivate, sleep } from '@faultline/core';
 import { z } from 'zod';
-import { checkMemberReach, type MemberUser, memberIdentity, type ReachCheck } from './member-user.js';
+import { checkMemberReach, commandRunner, type MemberUser, memberIdentity, type ReachCheck } from './member-user.js';
 import { describeIssues, intIn, issuesOf, portSchema } from './validate.js';
 
 /** What the workload writes to its ready file once it listens and has started its agent. */
@@ -59,9 +59,10 @@ const MAX_READY_BYTES = 4_096;
  * The ready file's report: undefined while there is none, else the report or
  * why it is none. The file is in the member's folder, so the member may have
  * put anything there: a symbolic link is not followed, a FIFO does not block
- * (O_NONBLOCK), and only a small regular file is read.
+ * (O_NONBLOCK), a hard link (to a file it could not read itself) is refused,
+ * and no more than MAX_READY_BYTES + 1 bytes are ever read.
  */
-async function readReadyFile(file: string): Promise<ReadyReport | string | undefined> {
+export async function readReadyFile(file: string): Promise<ReadyReport | string | undefined> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -72,8 +73,11 @@ async function readReadyFile(file: string): Promise<ReadyReport | string | undef
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) return 'not a regular file';
-    if (stat.size > MAX_READY_BYTES) return `larger than ${MAX_READY_BYTES} bytes`;
-    return parseReadyReport(await handle.readFile('utf8'));
+    if (stat.nlink !== 1) return `a file of ${stat.nlink} links`;
+    // Read at most one byte past the limit, whatever the file grows to meanwhile.
+    const { bytesRead, buffer } = await handle.read(Buffer.alloc(MAX_READY_BYTES + 1), 0, MAX_READY_BYTES + 1, 0);
+    if (bytesRead > MAX_READY_BYTES) return `larger than ${MAX_READY_BYTES} bytes`;
+    return parseReadyReport(buffer.toString('utf8', 0, bytesRead));
   } finally {
     await handle.close();
   }
@@ -146,7 +150,8 @@ export interface ProcessLauncherOptions {
  */
 export function processLauncher(options: ProcessLauncherOptions): Launcher {
   const { clock, log } = options;
-  const identity = memberIdentity({ user: options.memberUser, log });
+  const run = commandRunner(clock);
+  const identity = memberIdentity({ user: options.memberUser, log, run });
   /** The reach check of each members' folder (runDir), made once; forgotten when it failed, so a fix is seen. */
   const reachChecks = new Map<string, Promise<void>>();
 
@@ -154,11 +159,7 @@ export function processLauncher(options: ProcessLauncherOptions): Launcher {
   const prepare = async (memberId: string, workDir: string, user: MemberUser | undefined) => {
     const runDir = path.dirname(workDir);
     if (user) await chmod(runDir, 0o711);
-    try {
-      await mkdir(workDir, { mode: 0o700 });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
+    mkdirPrivate(workDir);
     // Only the platform writes runDir, so this cannot be swapped for a link between the check and the chown.
     if (!(await lstat(workDir)).isDirectory()) throw new SpawnError(memberId, `${workDir} is not a folder`);
     if (user) await chown(workDir, user.uid, user.gid);
@@ -176,7 +177,7 @@ export function processLauncher(options: ProcessLauncherOptions): Launcher {
     ];
     let check = reachChecks.get(runDir);
     if (!check) {
-      check = checkMemberReach(user, options.nodePath, checks);
+      check = checkMemberReach(user, options.nodePath, checks, run);
       reachChecks.set(runDir, check);
       check.catch(() => reachChecks.delete(runDir));
     }

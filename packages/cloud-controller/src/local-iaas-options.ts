@@ -138,7 +138,15 @@ export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalI
   if (!USER_NAME_PATTERN.test(options.memberUser)) {
     throw ConfigError.forKey('memberUser', `${JSON.stringify(options.memberUser)} is not a user name`);
   }
-  return { ...options, agent: input.agent, memberKey: input.memberKey, launcher: input.launcher };
+  // Absolute: a member's processes run in its own folder, where a relative path would name something of the member's.
+  const absolute = {
+    runDir: path.resolve(options.runDir),
+    logsDir: path.resolve(options.logsDir),
+    runtimeDir: path.resolve(options.runtimeDir),
+    workloadMain: path.resolve(options.workloadMain),
+    agentMain: path.resolve(options.agentMain),
+  };
+  return { ...options, ...absolute, agent: input.agent, memberKey: input.memberKey, launcher: input.launcher };
 }
 
 /**

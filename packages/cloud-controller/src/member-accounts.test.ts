@@ -1,6 +1,6 @@
 import type { CredentialIdentity } from '@faultline/protocol';
 import { testMember } from '@faultline/protocol/testing';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Iaas, MemberInstance, MemberSpec } from './iaas.js';
 import { type MemberAccounts, withMemberAccounts } from './member-accounts.js';
 
@@ -64,6 +64,7 @@ describe('withMemberAccounts', () => {
     await wrapped.spawn(spec('m-2'));
     await wrapped.terminate('m-1');
     expect(accounts.sets.at(-1)).toEqual(['m-2']);
+    await wrapped.close();
   });
 
   it('takes the account back from a member whose spawn failed', async () => {
@@ -73,6 +74,7 @@ describe('withMemberAccounts', () => {
     state.failNext = true;
     await expect(wrapped.spawn(spec('m-1'))).rejects.toThrow('no capacity');
     expect(accounts.sets).toEqual([['m-1'], []]);
+    await wrapped.close();
   });
 
   it('grants adopted members their accounts (an autoscaler restart), derived from the driver each time', async () => {
@@ -82,6 +84,7 @@ describe('withMemberAccounts', () => {
     const old = await iaas.spawn(spec('m-7'));
     await wrapped.adopt([old]);
     expect(accounts.sets).toEqual([['m-7']]);
+    await wrapped.close();
   });
 
   it('logs a failed sync and still spawns; the next change syncs the whole set again', async () => {
@@ -98,5 +101,74 @@ describe('withMemberAccounts', () => {
     fail = false;
     await wrapped.spawn(spec('m-2'));
     expect(sets.at(-1)).toEqual(['m-1', 'm-2']);
+    await wrapped.close();
+  });
+
+  describe('resync on the injected clock', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it('repairs a failed sync with no spawn or terminate in between, and stops at close()', async () => {
+      vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+      const { iaas } = mapIaas();
+      let fail = true;
+      const sets: string[][] = [];
+      const wrapped = withMemberAccounts(
+        iaas,
+        {
+          sync: async (members) => {
+            if (fail) throw new Error('passwd not written');
+            sets.push(members.map((m) => m.memberId).sort());
+          },
+        },
+        { resyncIntervalMs: 30_000 },
+      );
+      await wrapped.spawn(spec('m-1'));
+      expect(sets).toEqual([]);
+      fail = false;
+      await vi.advanceTimersByTimeAsync(29_999);
+      expect(sets).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(sets).toEqual([['m-1']]);
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(sets).toEqual([['m-1'], ['m-1']]);
+      await wrapped.close();
+      await vi.advanceTimersByTimeAsync(120_000);
+      expect(sets).toHaveLength(2);
+    });
+
+    it('waits for the first spawn, terminate or adopt: before it the driver does not list the members that run', async () => {
+      vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+      const { iaas } = mapIaas();
+      const accounts = recordingAccounts();
+      const wrapped = withMemberAccounts(iaas, accounts, { resyncIntervalMs: 1_000 });
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(accounts.sets).toEqual([]);
+      await wrapped.adopt([]);
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(accounts.sets).toEqual([[], [], []]);
+      await wrapped.close();
+    });
+  });
+
+  it('runs one sync at a time, each reading the driver list anew', async () => {
+    const { iaas } = mapIaas();
+    let active = 0;
+    let most = 0;
+    const sets: string[][] = [];
+    const wrapped = withMemberAccounts(iaas, {
+      sync: async (members) => {
+        active += 1;
+        most = Math.max(most, active);
+        await new Promise((resolve) => setImmediate(resolve));
+        sets.push(members.map((m) => m.memberId).sort());
+        active -= 1;
+      },
+    });
+    await Promise.all([wrapped.spawn(spec('m-1')), wrapped.spawn(spec('m-2')), wrapped.adopt([])]);
+    expect(most).toBe(1);
+    expect(sets.at(-1)).toEqual(['m-1', 'm-2']);
+    await wrapped.close();
   });
 });

@@ -1,6 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { type Clock, systemClock, type TimerHandle } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -8,6 +9,7 @@ import {
   type CommandResult,
   type CommandRunner,
   checkMemberReach,
+  commandRunner,
   ensureMemberUser,
   type MemberUser,
   memberIdentity,
@@ -67,17 +69,12 @@ describe('ensureMemberUser', () => {
     const user = await ensureMemberUser('faultline-member', accounts.run);
     expect(user).toMatchObject({ name: 'faultline-member', created: true });
     expect(useraddCalls(accounts)).toEqual([['useradd', ...useraddArgs('faultline-member', 'new')]]);
-    expect(useraddArgs('m', 'new')).toEqual([
-      '--system',
-      '--no-create-home',
-      '--home-dir',
-      '/nonexistent',
-      '--shell',
-      '/usr/sbin/nologin',
-      '--user-group',
-      'm',
-    ]);
-    expect(useraddCalls(accounts).flat().join(' ')).not.toMatch(/--password|-p\b/);
+    const args = useraddArgs('m', 'new').join(' ');
+    for (const wanted of ['--system', '--no-create-home', '--home-dir /nonexistent', '--shell /usr/sbin/nologin']) {
+      expect(args).toContain(wanted);
+    }
+    expect(args).toMatch(/ --user-group m$/);
+    expect(args).not.toMatch(/--password|-p\b|--groups|-G\b/);
     // Idempotent: the second time it is found.
     expect(await ensureMemberUser('faultline-member', accounts.run)).toMatchObject({ created: false, uid: user.uid });
     expect(useraddCalls(accounts)).toHaveLength(1);
@@ -113,6 +110,17 @@ describe('ensureMemberUser', () => {
       code: 'FL_ERR_MEMBER_ISOLATION',
       message: expect.stringContaining('useradd could not be run (ENOENT)'),
     });
+  });
+
+  it('refuses an answer of id that is not a number, rather than taking it for one', async () => {
+    for (const answer of ['\n', '0x3e6\n', '1e3\n', ' 990\n', '990 991\n', '99999999999\n']) {
+      const run: CommandRunner = async (file) =>
+        file === 'id' ? { code: 0, stdout: answer, stderr: '' } : { code: 1, stdout: '', stderr: '' };
+      await expect(ensureMemberUser('faultline-member', run), JSON.stringify(answer)).rejects.toMatchObject({
+        code: 'FL_ERR_MEMBER_ISOLATION',
+        message: expect.stringContaining('cannot look up member user faultline-member: id answered'),
+      });
+    }
   });
 
   it('refuses a user that is root or in root’s group', async () => {
@@ -204,5 +212,42 @@ describe('what the member user can reach', () => {
         `members run as faultline-member (uid 54321), who cannot reach what they need: the workload script ${script}: ${dir} is mode 0700`,
       ),
     });
+    // The probe runs as the member user: an answer that is not its list of failures is refused, never taken.
+    for (const answer of [
+      '',
+      'null',
+      '{}',
+      '[["/etc/other", "EACCES"]]',
+      `[["${script}", 42]]`,
+      `[["${script}", "x y"]]`,
+    ]) {
+      await expect(checkMemberReach(user, '/usr/bin/node', checks, probe(answer)), answer).rejects.toMatchObject({
+        code: 'FL_ERR_MEMBER_ISOLATION',
+        message: expect.stringContaining('the reach probe (/usr/bin/node) answered'),
+      });
+    }
+  });
+});
+
+describe('commandRunner', () => {
+  it('runs a command without a shell and kills it when its time is up on the Clock', async () => {
+    const timers: (() => void)[] = [];
+    const cleared: unknown[] = [];
+    const clock: Clock = {
+      ...systemClock,
+      setTimeout: (fn) => {
+        timers.push(fn);
+        return timers.length as unknown as TimerHandle;
+      },
+      clearTimeout: (handle) => void cleared.push(handle),
+    };
+    const run = commandRunner(clock);
+    expect(await run('echo', ['$HOME;', 'x'])).toEqual({ code: 0, stdout: '$HOME; x\n', stderr: '' });
+    expect(cleared).toEqual([1]);
+    const sleeping = run('sleep', ['30']);
+    expect(timers).toHaveLength(2);
+    timers[1]?.();
+    expect(await sleeping).toMatchObject({ code: -1, error: { code: 'killed by SIGKILL' } });
+    expect(await run('faultline-no-such-command', [])).toMatchObject({ code: -1, error: { code: 'ENOENT' } });
   });
 });

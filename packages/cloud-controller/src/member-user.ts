@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { constants, type Stats, statSync } from 'node:fs';
 import path from 'node:path';
-import { FaultlineError, type Logger } from '@faultline/core';
+import { type Clock, FaultlineError, type Logger, type TimerHandle } from '@faultline/core';
 
 /** The unprivileged user members run as when the local driver runs as root. */
 export interface MemberUser {
@@ -33,31 +33,39 @@ export type CommandRunner = (
   options?: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv; cwd?: string },
 ) => Promise<CommandResult>;
 
-/** How long one helper command (id, useradd, the reach probe) may take. */
+/** How long one helper command (id, useradd, the reach probe) may take before it is killed. */
 const COMMAND_TIMEOUT_MS = 15_000;
+/** Most of a helper command's output kept: `id` prints a number, the probe a short JSON list. */
+const COMMAND_MAX_OUTPUT = 1024 * 1024;
 
-export const runCommand: CommandRunner = (file, args, options = {}) =>
-  new Promise((resolve) => {
-    execFile(
-      file,
-      [...args],
-      { ...options, timeout: COMMAND_TIMEOUT_MS, encoding: 'utf8', maxBuffer: 1024 * 1024 },
-      (error, stdout, stderr) => {
-        if (!error) {
-          resolve({ code: 0, stdout, stderr });
-          return;
-        }
-        const failure = error as NodeJS.ErrnoException & { code?: number | string | null; signal?: string | null };
-        // A number: the command's exit code; a string: it could not be started (ENOENT, EACCES); neither:
-        // it was killed, by the timeout or by someone else.
-        if (typeof failure.code === 'number') resolve({ code: failure.code, stdout, stderr });
-        else {
-          const code = failure.code ?? `killed by ${failure.signal ?? 'a signal'}`;
-          resolve({ code: -1, stdout, stderr, error: Object.assign(failure, { code }) });
-        }
-      },
-    );
-  });
+/** The real CommandRunner: execFile, killed (SIGKILL) after COMMAND_TIMEOUT_MS on `clock`. */
+export function commandRunner(clock: Clock): CommandRunner {
+  return (file, args, options = {}) =>
+    new Promise((resolve) => {
+      let timer: TimerHandle | undefined;
+      const child = execFile(
+        file,
+        [...args],
+        { ...options, encoding: 'utf8', maxBuffer: COMMAND_MAX_OUTPUT },
+        (error, stdout, stderr) => {
+          clock.clearTimeout(timer);
+          if (!error) {
+            resolve({ code: 0, stdout, stderr });
+            return;
+          }
+          const failure = error as NodeJS.ErrnoException & { code?: number | string | null; signal?: string | null };
+          // A number: the command's exit code; a string: it could not be started (ENOENT, EACCES) or said too
+          // much (ERR_CHILD_PROCESS_STDIO_MAXBUFFER); neither: it was killed, by the timeout or by someone else.
+          if (typeof failure.code === 'number') resolve({ code: failure.code, stdout, stderr });
+          else {
+            const code = failure.code ?? `killed by ${failure.signal ?? 'a signal'}`;
+            resolve({ code: -1, stdout, stderr, error: Object.assign(failure, { code }) });
+          }
+        },
+      );
+      timer = clock.setTimeout(() => child.kill('SIGKILL'), COMMAND_TIMEOUT_MS);
+    });
+}
 
 /** What useradd is asked for: a system account, no home folder, no login shell, no password. */
 export function useraddArgs(name: string, group: 'new' | 'existing'): string[] {
@@ -73,6 +81,13 @@ export function useraddArgs(name: string, group: 'new' | 'existing'): string[] {
   ];
 }
 
+/** A uid or gid as `id` prints it: decimal digits and a newline; anything else (empty, `0x10`, `1e3`) is none. */
+function idOf(text: string): number | undefined {
+  if (!/^\d{1,10}\n?$/.test(text)) return undefined;
+  const id = Number.parseInt(text, 10);
+  return id <= 0xffff_fffe ? id : undefined;
+}
+
 /** The user's uid and gid, or undefined when there is no such user. */
 async function lookup(name: string, run: CommandRunner): Promise<{ uid: number; gid: number } | undefined> {
   const [uid, gid] = await Promise.all([run('id', ['-u', name]), run('id', ['-g', name])]);
@@ -82,13 +97,12 @@ async function lookup(name: string, run: CommandRunner): Promise<{ uid: number; 
     });
   }
   if (uid.code !== 0 || gid.code !== 0) return undefined;
-  const ids = { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
-  if (!Number.isSafeInteger(ids.uid) || !Number.isSafeInteger(ids.gid)) {
-    throw new MemberIsolationError(`cannot look up member user ${name}: id answered ${JSON.stringify(uid.stdout)}`, {
-      user: name,
-    });
+  const ids = { uid: idOf(uid.stdout), gid: idOf(gid.stdout) };
+  if (ids.uid === undefined || ids.gid === undefined) {
+    const answer = JSON.stringify(`${uid.stdout.trim()} ${gid.stdout.trim()}`.slice(0, 80));
+    throw new MemberIsolationError(`cannot look up member user ${name}: id answered ${answer}`, { user: name });
   }
-  return ids;
+  return { uid: ids.uid, gid: ids.gid };
 }
 
 /**
@@ -99,7 +113,7 @@ async function lookup(name: string, run: CommandRunner): Promise<{ uid: number; 
  * user is looked up again. A user that is root, or whose group is root's, is
  * refused: members would be as privileged as the platform.
  */
-export async function ensureMemberUser(name: string, run: CommandRunner = runCommand): Promise<MemberUser> {
+export async function ensureMemberUser(name: string, run: CommandRunner): Promise<MemberUser> {
   let found = await lookup(name, run);
   let created = false;
   if (!found) {
@@ -157,6 +171,28 @@ for (const [file, mode] of JSON.parse(process.argv[1])) {
 process.stdout.write(JSON.stringify(failed));
 `;
 
+/** The probe's failures, each a check it was asked to make and an error code; undefined when the answer is not such a list. */
+function parseProbeAnswer(
+  text: string,
+  checks: readonly ReachCheck[],
+): { check: ReachCheck; code: string }[] | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(value)) return undefined;
+  const failed: { check: ReachCheck; code: string }[] = [];
+  for (const item of value) {
+    const check = Array.isArray(item) ? checks.find((c) => c.path === item[0]) : undefined;
+    const code = Array.isArray(item) ? item[1] : undefined;
+    if (!check || typeof code !== 'string' || !/^E[A-Z0-9]{1,20}$/.test(code)) return undefined;
+    failed.push({ check, code });
+  }
+  return failed;
+}
+
 /** The uid/gid's rights on a file of this stat (owner, else group, else others; no supplementary groups). */
 function rightsOf(stat: { uid: number; gid: number; mode: number }, user: { uid: number; gid: number }): number {
   if (stat.uid === user.uid) return (stat.mode >> 6) & 7;
@@ -202,7 +238,7 @@ export async function checkMemberReach(
   user: MemberUser,
   nodePath: string,
   checks: readonly ReachCheck[],
-  run: CommandRunner = runCommand,
+  run: CommandRunner,
 ): Promise<void> {
   const result = await run(
     nodePath,
@@ -219,11 +255,14 @@ export async function checkMemberReach(
         : `the reach probe (${nodePath}) exited ${result.code}: ${result.stderr.trim().split('\n')[0] ?? ''}`,
     ];
   } else {
-    const failed = JSON.parse(result.stdout) as [string, string][];
-    problems = failed.map(([file, code]) => {
-      const check = checks.find((c) => c.path === file) ?? { path: file, access: 'read' as const, what: 'path' };
-      return explain(check, code, user);
-    });
+    // It ran as the member user, so its answer is checked like any input: only the paths asked about count.
+    const failed = parseProbeAnswer(result.stdout, checks);
+    problems =
+      failed === undefined
+        ? [
+            `the reach probe (${nodePath}) answered ${JSON.stringify(result.stdout.slice(0, 80))}, not its list of failures`,
+          ]
+        : failed.map(({ check, code }) => explain(check, code, user));
   }
   if (problems.length === 0) return;
   throw new MemberIsolationError(
@@ -238,8 +277,8 @@ export interface MemberIdentityOptions {
   log: Logger;
   /** The driver's own uid. @default process.getuid() */
   platformUid?: number;
-  /** @default runCommand */
-  run?: CommandRunner;
+  /** Runs `id` and `useradd` (commandRunner on the driver's Clock). */
+  run: CommandRunner;
 }
 
 /**

@@ -105,13 +105,13 @@ export function runtimeLayout(input: RuntimeLayoutInput): RuntimeLayout {
  * A folder of the relocation root, root's alone: created (0755) when missing;
  * an existing one must be a folder owned by root that nobody else may write
  * (anyone who could would choose what root loads and members run). The root
- * itself may be a link to such a folder (a volume); the folders in it may not.
+ * itself may be a link to such a folder (a volume); the folders in it may not;
+ * no folder above it may let anyone else swap it (openAncestor).
  */
-function ensureRootFolder(dir: string, relocationRoot: string, followLink = false): void {
+function ensureRootFolder(dir: string, relocationRoot: string, isRoot = false): void {
   const advice = `Make ${relocationRoot} a folder root can write and only root can (in a container with a read-only root filesystem, mount a volume there), put the checkout and the stack's folder where every user can pass through (e.g. /opt/faultline), or run the stack and the tests as an unprivileged user`;
   try {
     mkdirSync(dir, { mode: 0o755 });
-    chmodSync(dir, 0o755);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'EEXIST') {
@@ -122,14 +122,41 @@ function ensureRootFolder(dir: string, relocationRoot: string, followLink = fals
       );
     }
   }
-  const stat = followLink ? statSync(dir) : lstatSync(dir);
+  const stat = isRoot ? statSync(dir) : lstatSync(dir);
   if (!stat.isDirectory() || stat.uid !== 0 || (stat.mode & 0o022) !== 0) {
     const what = !stat.isDirectory()
       ? 'is not a folder'
       : `is mode ${(stat.mode & 0o7777).toString(8).padStart(4, '0')}, owner uid ${stat.uid}: not root's alone`;
     throw new RelocationError(`${dir} ${what}. ${advice}`, { dir, uid: stat.uid, mode: stat.mode & 0o7777 });
   }
+  if (isRoot) {
+    const above = openAncestor(dir);
+    if (above) {
+      throw new RelocationError(
+        `${above.folder}, above ${dir}, is mode ${above.mode.toString(8).padStart(4, '0')}, owner uid ${above.uid}: whoever can write there can put another folder in its place. ${advice}`,
+        { dir, folder: above.folder, uid: above.uid, mode: above.mode },
+      );
+    }
+  }
   if ((stat.mode & 0o7777) !== 0o755) chmodSync(dir, 0o755);
+}
+
+/**
+ * The first folder above `dir` (its real path) that someone but root could
+ * rename `dir` or a folder on its way out of, and put their own in its place:
+ * one not root's, or writable by its group or others without the sticky bit
+ * (as `/tmp` has, where only an entry's owner may rename it).
+ */
+function openAncestor(dir: string): { folder: string; uid: number; mode: number } | undefined {
+  let folder = realpathSync(dir);
+  for (;;) {
+    const up = path.dirname(folder);
+    if (up === folder) return undefined;
+    folder = up;
+    const stat = statSync(folder);
+    const writable = (stat.mode & 0o022) !== 0 && (stat.mode & 0o1000) === 0;
+    if (stat.uid !== 0 || writable) return { folder, uid: stat.uid, mode: stat.mode & 0o7777 };
+  }
 }
 
 export interface RelocationPlan {

@@ -181,7 +181,7 @@ function plan(codeRoot: string, packages: readonly MirrorPackage[]): Entry[] {
   const entries: Entry[] = [];
   for (const pkg of packages) {
     const rel = path.relative(root, pkg.real);
-    walk(pkg.real, pkg.real, rel, !rel.split(path.sep).includes('node_modules'), entries);
+    walk({ root, packageDir: pkg.real, entries }, pkg.real, rel, !rel.split(path.sep).includes('node_modules'));
     // A workspace link: the same relative link in the mirror.
     for (const link of pkg.links) {
       entries.push({
@@ -194,34 +194,57 @@ function plan(codeRoot: string, packages: readonly MirrorPackage[]): Entry[] {
   return entries;
 }
 
-/** The entries of one package folder: its nested node_modules come through the closure, a workspace package's sources stay out. */
-function walk(packageDir: string, dir: string, rel: string, workspace: boolean, entries: Entry[]): void {
-  entries.push({ kind: 'dir', rel });
+/** What a walk of one package folder shares: the checkout, the package, the entries it adds to. */
+interface Walk {
+  root: string;
+  packageDir: string;
+  entries: Entry[];
+}
+
+/**
+ * The entries of one package folder: its nested node_modules come through the
+ * closure, a workspace package's sources stay out. `dir` is a real path, and
+ * `open` the real folders the walk is in. A symbolic link is copied as what
+ * it names only when that is in the checkout and holds none of `open` (a
+ * loop): the mirror is open to every user, so it takes nothing from elsewhere
+ * on the machine.
+ */
+function walk(at: Walk, dir: string, rel: string, workspace: boolean, open: readonly string[] = []): void {
+  at.entries.push({ kind: 'dir', rel });
+  const inside = [...open, dir];
   for (const dirent of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
     const name = dirent.name;
     if (name === 'node_modules' || name === '.faultline') continue;
-    if (workspace && dir === packageDir && WORKSPACE_SKIPPED.test(name)) continue;
+    if (workspace && dir === at.packageDir && WORKSPACE_SKIPPED.test(name)) continue;
     const source = path.join(dir, name);
     const target = path.join(rel, name);
     if (dirent.isSymbolicLink()) {
       const link = readlinkSync(source);
       // A relative link within the package (a library's soname links) stays a link; any other is copied as what it names.
-      if (!path.isAbsolute(link) && isInside(packageDir, path.resolve(dir, link))) {
-        entries.push({ kind: 'link', rel: target, target: link });
+      if (!path.isAbsolute(link) && isInside(at.packageDir, path.resolve(dir, link))) {
+        at.entries.push({ kind: 'link', rel: target, target: link });
         continue;
       }
-      let stat: Stats;
+      let real: string;
       try {
-        stat = statSync(source);
+        real = realpathSync(source);
       } catch {
         continue; // a dangling link: nothing to copy
       }
-      if (stat.isDirectory()) walk(packageDir, realpathSync(source), target, false, entries);
-      else if (stat.isFile()) entries.push(fileEntry(target, realpathSync(source), stat));
+      const outside = !isInside(at.root, real);
+      if (outside || inside.some((folder) => isInside(real, folder))) {
+        throw new RelocationError(
+          `${source} links to ${real}, ${outside ? 'outside the checkout' : 'a folder it is in'}: the runtime copy takes only the checkout's own files; remove the link or reinstall (npm ci)`,
+          { file: source, real },
+        );
+      }
+      const stat = statSync(real);
+      if (stat.isDirectory()) walk(at, real, target, false, inside);
+      else if (stat.isFile()) at.entries.push(fileEntry(target, real, stat));
       continue;
     }
-    if (dirent.isDirectory()) walk(packageDir, source, target, workspace, entries);
-    else if (dirent.isFile()) entries.push(fileEntry(target, source, statSync(source)));
+    if (dirent.isDirectory()) walk(at, source, target, workspace, inside);
+    else if (dirent.isFile()) at.entries.push(fileEntry(target, source, statSync(source)));
   }
 }
 

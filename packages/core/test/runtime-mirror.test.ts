@@ -239,6 +239,28 @@ describe('the runtime mirror', () => {
     );
   });
 
+  it('takes nothing from outside the checkout through a link, and refuses a link loop, naming the link', () => {
+    const linked = path.join(dir, 'linked');
+    fakeCheckout(linked);
+    const outside = path.join(dir, 'outside.txt');
+    writeFileSync(outside, 'a file of the machine’s', { mode: 0o600 });
+    const link = path.join(linked, 'node_modules/lib-a/readme');
+    symlinkSync(outside, link);
+    const target = path.join(dir, 'linked-base/runtime');
+    mkdirSync(path.dirname(target));
+    expect(() => ensureRuntimeMirror({ from: linked, to: target })).toThrow(
+      expect.objectContaining({
+        code: 'FL_ERR_RELOCATION_FAILED',
+        message: expect.stringContaining(`${link} links to ${outside}, outside the checkout`),
+      }),
+    );
+    rmSync(link);
+    symlinkSync(path.join(linked, 'node_modules'), link);
+    expect(() => ensureRuntimeMirror({ from: linked, to: target })).toThrow(/readme links to .*, a folder it is in/);
+    // Refused before anything was copied.
+    expect(readdirSync(path.dirname(target))).toEqual([]);
+  });
+
   it('survives a copy killed halfway: the old mirror stays whole, the leftover goes at the next start', async () => {
     // This checkout's real runtime (about 80 MB) over the small one, killed as soon as its build folder appears.
     const script = `import(${JSON.stringify(path.join(REPO_ROOT, 'packages/core/dist/runtime-mirror.js'))}).then((m) => m.ensureRuntimeMirror({ from: ${JSON.stringify(REPO_ROOT)}, to: ${JSON.stringify(to)} }))`;

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { CLIENT_IDS, createEnvelope, decodeEnvelope, encodePing } from '@faultline/protocol';
+import { CLIENT_IDS, decodeEnvelope, encodePing } from '@faultline/protocol';
+import { memberSummary } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MessagingStatus } from './messaging-status.js';
 import { createPublisher } from './publisher.js';
@@ -155,19 +156,7 @@ describe('resilient publisher', () => {
     await publisher.start();
     await settle();
     const members = Array.from({ length: 100 }, (_, i) => ({ memberId: `${'m'.repeat(40)}-${i}`, value: i }));
-    const big = createEnvelope(
-      'MemberAverageLoadAverageEvent',
-      {
-        clusterId: 'php',
-        clusterInstanceId: 'php-1',
-        networkPartitionId: 'np-1',
-        windowFrom: 0,
-        windowTo: 1,
-        part: 0,
-        members,
-      },
-      { source: 'sp-1', epoch: 1, id: 'MemberAverageLoadAverageEvent:php:np-1:0:1', time: 1 },
-    );
+    const big = memberSummary(members, 1);
     await expect(publisher.publish(big)).rejects.toMatchObject({ code: 'FL_ERR_ENVELOPE_TOO_LARGE' });
     expect(publisher.counters).toMatchObject({ published: 0, droppedOversized: 1, droppedInvalid: 0 });
     expect(publisher.pending).toBe(0);

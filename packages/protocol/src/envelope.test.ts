@@ -9,6 +9,7 @@ import {
   validateEnvelope,
 } from './envelope.js';
 import { EVENT_TYPES, MEMBERS_PER_STAT_EVENT } from './events.js';
+import { memberSummary } from './testing/index.js';
 import { topicFor, topicOf } from './topics.js';
 
 const member = {
@@ -206,19 +207,7 @@ describe('envelope codec', () => {
       memberId: `${'m'.repeat(120)}-${String(i).padStart(7, '0')}`,
       value: i / 7,
     }));
-    const big = createEnvelope(
-      'MemberAverageLoadAverageEvent',
-      {
-        clusterId: 'php',
-        clusterInstanceId: 'php-1',
-        networkPartitionId: 'np-1',
-        windowFrom: 0,
-        windowTo: 60_000,
-        part: 0,
-        members,
-      },
-      { source: 'sp-1', epoch: 1, id: 'MemberAverageLoadAverageEvent:php:np-1:0:60000', time: 60_001 },
-    );
+    const big = memberSummary(members, 60_000);
     expect(validateEnvelope(big).ok).toBe(true);
     expect(() => encodeEnvelope(big)).toThrowError(
       expect.objectContaining({

@@ -19,9 +19,11 @@ export interface HealthStatServerOptions {
   /**
    * Called for every connection-level failure (bad frame, oversized frame,
    * socket error). The server has already closed that connection and keeps
-   * serving every other one; the SP counts and logs these.
+   * serving every other one; the SP counts and logs these. `peer` is that
+   * connection's remote address (undefined when thrift reports an error of no
+   * connection).
    */
-  onConnectionError: (error: Error) => void;
+  onConnectionError: (error: Error, peer: string | undefined) => void;
   /**
    * The server's certificate and key (PEM): the port speaks TLS only.
    * @default undefined (plain TCP)
@@ -188,6 +190,10 @@ export function createHealthStatServer(
   // Over TLS thrift reads the decrypted socket of 'secureConnection' ('connection' is the raw TCP one).
   server.on(options.tls ? 'secureConnection' : 'connection', (socket: net.Socket) => {
     const address = socket.remoteAddress;
+    // Thrift re-emits a socket's error on the server, synchronously: this runs first and names it.
+    socket.prependListener('error', () => {
+      peer = address;
+    });
     const thriftListeners = socket.listeners('data') as ((data: Buffer) => void)[];
     socket.removeAllListeners('data');
     paceFrames(socket, maxFrameBytes, (frame) => {
@@ -196,9 +202,13 @@ export function createHealthStatServer(
     });
   });
   // Without this listener one bad frame would be an uncaught 'error' event and kill the process.
-  server.on('error', options.onConnectionError);
+  // Thrift emits it synchronously from the frame or socket error being handled, which set `peer`.
+  server.on('error', (error: Error) => {
+    options.onConnectionError(error, peer);
+    peer = undefined;
+  });
   if (options.tls) {
-    const onTlsError = options.onTlsError ?? ((error: Error) => options.onConnectionError(error));
+    const onTlsError = options.onTlsError ?? options.onConnectionError;
     server.on('tlsClientError', (error: Error, socket: net.Socket) => onTlsError(error, socket.remoteAddress));
   }
   return server;

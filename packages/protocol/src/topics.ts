@@ -15,20 +15,16 @@ export type TopicRoot = (typeof TOPIC_ROOTS)[keyof typeof TOPIC_ROOTS];
  * pings under its own topic, `ping/<role>`, and the brokers let a client
  * publish only the ping topic of the role it authenticated as: a ping on
  * `ping/autoscaler` was sent by an `autoscaler` account, whatever its payload
- * says. A member's account (role `agent`) pings under its own name,
- * `ping/agent/<memberId>`, like everything else it publishes.
+ * says. A member's account (role `agent`) publishes no ping: an agent has no
+ * subscriber, only a publisher that watches the autoscaler's pings.
  */
 export const PING_ROOT = 'ping';
 
-/** The filter that reads every service role's pings. */
+/** The filter that reads every role's pings. */
 export const PING_FILTER = `${PING_ROOT}/+`;
 
-/**
- * `autoscaler` → `ping/autoscaler`: the only ping topic the brokers let that
- * role publish; an `agent` account's is `ping/agent/<username>`.
- */
-export function pingTopicOf(role: ServiceRole, username?: string): string {
-  if (role === 'agent' && username !== undefined) return `${PING_ROOT}/agent/${username}`;
+/** `autoscaler` → `ping/autoscaler`: the only ping topic the brokers let that role publish. */
+export function pingTopicOf(role: ServiceRole): string {
   return `${PING_ROOT}/${role}`;
 }
 
@@ -36,7 +32,6 @@ export function pingTopicOf(role: ServiceRole, username?: string): string {
 export function pingRoleOf(topic: string): ServiceRole | undefined {
   if (!topic.startsWith(`${PING_ROOT}/`)) return undefined;
   const rest = topic.slice(PING_ROOT.length + 1);
-  if (rest.startsWith('agent/')) return isId(rest.slice('agent/'.length)) ? 'agent' : undefined;
   return (SERVICE_ROLES as readonly string[]).includes(rest) ? (rest as ServiceRole) : undefined;
 }
 
@@ -172,12 +167,11 @@ export function publishRootsOf(role: ServiceRole): TopicRoot[] {
  * Whether the account `username` of role `role` may publish on `topic` (a
  * concrete topic: wildcards are refused). An `agent` account publishes only
  * under its own name: `instance/status/<username>/<type>` and
- * `ping/agent/<username>` (the Mosquitto acl_file's `pattern` lines with `%u`).
+ * nothing else (the Mosquitto acl_file's `pattern` line with `%u`).
  */
 export function mayPublish(role: ServiceRole, topic: string, username: string): boolean {
   if (topic.includes('+') || topic.includes('#')) return false;
   if (role === 'agent') {
-    if (topic === pingTopicOf('agent', username)) return true;
     return memberOfTopic(topic) === username && eventTypeOfTopic(topic) !== undefined;
   }
   if (topic === pingTopicOf(role)) return true;
@@ -195,9 +189,6 @@ function within(filter: string, allowed: string): boolean {
 
 /** Whether `role` may subscribe with `filter`. */
 export function maySubscribe(role: ServiceRole, filter: string): boolean {
-  // Service roles' pings (how publishers see who is present); nobody waits for a member's.
-  if (filter === PING_FILTER || (pingRoleOf(filter) !== undefined && !filter.startsWith(`${PING_ROOT}/agent/`))) {
-    return true;
-  }
+  if (filter === PING_FILTER || pingRoleOf(filter) !== undefined) return true;
   return SUBSCRIBE_ACL[role].some((allowed) => within(filter, allowed));
 }

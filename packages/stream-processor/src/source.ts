@@ -56,8 +56,6 @@ export class ThriftSource {
   private readonly sockets = new Map<net.Socket, Connection>();
   private readonly perPeer = new Map<string, number>();
   private readonly peerLog: RateLimitedLog;
-  /** The remote address of the connection whose frame or socket error is being handled (see the constructor). */
-  private handling: string | undefined;
   private listeningOn: number | undefined;
   private idleSweep: TimerHandle | undefined;
 
@@ -73,27 +71,15 @@ export class ThriftSource {
           reason: boundLoggedText(error.message),
         });
       },
-      onConnectionError: (error) => {
+      onConnectionError: (error, peer) => {
         // Thrift has already ended that connection; everyone else is served on. A peer can
         // do this at will: every one is counted, one line per 10 s per peer is logged.
         this.counters.badFrames += 1;
-        this.peerLog.warn(this.handling ?? '-', 'connection_dropped', 'thrift connection dropped', {
+        this.peerLog.warn(peer ?? '-', 'connection_dropped', 'thrift connection dropped', {
           event: 'sp.thrift_connection_dropped',
           reason: boundLoggedText(error.message),
         });
       },
-    });
-    // Thrift reports a dropped connection on the server, without its socket, synchronously from
-    // that socket's frame or 'error'. Registered before thrift's own listeners (so also called
-    // first by the frame pacing, which hands a frame to the socket's 'data' listeners in order),
-    // these note whose it is. Over TLS thrift reads the decrypted socket of 'secureConnection'.
-    this.server.prependListener(options.tls ? 'secureConnection' : 'connection', (socket: net.Socket) => {
-      const peer = socket.remoteAddress ?? '-';
-      const handling = () => {
-        this.handling = peer;
-      };
-      socket.on('data', handling);
-      socket.on('error', handling);
     });
     // Caps count the raw TCP sockets (before any handshake). Over TLS the raw
     // socket emits no 'data': the decrypted socket's data is its activity.
@@ -182,7 +168,6 @@ export class ThriftSource {
   async close(): Promise<void> {
     if (this.listeningOn === undefined) return;
     this.listeningOn = undefined;
-    this.handling = undefined;
     this.options.clock.clearInterval(this.idleSweep);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const socket of this.sockets.keys()) socket.destroy();

@@ -148,11 +148,10 @@ describe('CEP monitor in the SP pair, publishing to the broker pair', () => {
    */
   it('a tick of 1 000 members with 40-character ids reaches the autoscaler whole, in parts within 64 KiB', async () => {
     const ports = pair.map((n) => n.thriftPort);
-    const active = await waitFor(async () => {
+    await waitFor(async () => {
       const s = await Promise.all(pair.map((n) => n.status()));
       return s.some((x) => x?.role === 'ACTIVE') || undefined;
     }, 'an active node');
-    expect(active).toBe(true);
     const client = new FailoverClient(memberKeyOf(pair[0] as TestSpNode), ports);
     const ids = Array.from({ length: 1_000 }, (_, i) => `checkout-api-member-${String(i).padStart(20, '0')}`);
     expect(ids.every((id) => id.length === 40)).toBe(true);

@@ -13,6 +13,7 @@ export {
 } from './brokers.js';
 export { freePort } from './ports.js';
 export { type StartPostgresOptions, startPostgres, type TestPostgres } from './postgres.js';
+export { postmasterOf, processIds, readAs, userIds } from './processes.js';
 export { testRuntimeDir } from './runtime.js';
 export { testSecret, testSecrets, writeTestMemberKey } from './secrets.js';
 export { type SpPairOptions, type SpStatusJson, startSpPair, type TestSecurity, type TestSpNode } from './sp.js';

@@ -1,4 +1,5 @@
 export { signedBatch } from './batch.js';
+export { memberSummary } from './envelopes.js';
 export { testMember } from './identity.js';
 export {
   AGENT_ENV,
