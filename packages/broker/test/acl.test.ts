@@ -175,7 +175,7 @@ describe.each(targets)('$kind broker: authentication and ACL', (target) => {
     expect(agent.mqtt.connected).toBe(true);
   });
 
-  test("lets every role publish its own ping topic and read everyone's pings", async () => {
+  test("lets every platform role publish its own ping topic, and every role read everyone's pings", async () => {
     const before = snapshot();
     for (const role of SERVICE_ROLES.filter((r) => r !== 'agent')) {
       const client = await as(role);
@@ -192,7 +192,7 @@ describe.each(targets)('$kind broker: authentication and ACL', (target) => {
     await expectDelta(before, {
       connections: 4,
       memberConnections: 1,
-      published: 4,
+      published: 3,
       publishRefused: 0,
       subscribeRefused: 0,
     });
