@@ -48,7 +48,12 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
     );
   const respawnAfter = (after: string) =>
     // At or after: the rules may respawn in the same millisecond as the removal.
-    actions().find((a) => a.action === 'MemberSpawnAction' && a.timestamp >= after && a.clusterId === 'web');
+    actions().find(
+      (a) =>
+        (a.action === 'MemberSpawnAction' || a.action === 'ScaleUpAction') &&
+        a.timestamp >= after &&
+        a.clusterId === 'web',
+    );
 
   it('kill-member: MemberFault, removed, a replacement spawned', async () => {
     const line = await cli('chaos', 'kill-member');

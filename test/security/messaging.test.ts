@@ -127,7 +127,10 @@ describe.each(kinds)('MQTT headers and presence on %s brokers', (kind) => {
     rmSync(dir, { recursive: true, force: true });
   });
   beforeEach(async () => {
-    await pool.query('DELETE FROM autoscaler_fence; DELETE FROM autoscaler_action; DELETE FROM autoscaler_member');
+    // Each test's autoscaler starts from an empty registry: no members, no persisted backoff or held faults.
+    await pool.query(
+      'DELETE FROM autoscaler_fence; DELETE FROM autoscaler_action; DELETE FROM autoscaler_member; DELETE FROM autoscaler_cluster',
+    );
   });
   afterEach(async () => {
     for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => {});

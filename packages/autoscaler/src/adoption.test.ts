@@ -89,8 +89,7 @@ describe('restart: adoption from the registry', () => {
     const registry = new MemoryRegistry(['php-a', 'php-b', 'php-c'].map((id) => row(id, 'Active')));
     const h = harness({ registry });
     await h.core.start();
-    await vi.advanceTimersByTimeAsync(5_000);
-    await flush();
+    await h.report(61_000);
     expect(h.actions()).toEqual([]);
     expect(h.iaas.callsOf('spawn')).toEqual([]);
     expect(h.memberIds()).toEqual(['php-a', 'php-b', 'php-c']);
@@ -158,27 +157,33 @@ describe('close, registry outages, status', () => {
     await h.core.close(); // idempotent
   });
 
-  it('keeps deciding while the registry is down, and writes the newest rows once it is back', async () => {
+  it('while the registry is down nothing is done that it could not record; all of it follows once it is back', async () => {
     const h = harness();
     await h.startActive();
+    await h.report(61_000);
     h.registry.down = true;
     await h.core.handle(events.fault('php-1'));
+    await vi.advanceTimersByTimeAsync(3_000);
     await flush();
-    expect(h.actions().slice(-3)).toEqual([
-      'MemberTerminateAction php-1',
-      'MemberRemoved php-1',
-      'MemberSpawnAction php-4',
-    ]);
+    // Decided, but not done: the Terminating row (the intent) could not be written, so no terminate and no spawn.
+    expect(h.actions().slice(-1)).toEqual(['MemberTerminateAction php-1']);
+    expect(h.iaas.callsOf('terminate', 'php-1')).toEqual([]);
+    expect(h.iaas.callsOf('spawn')).toHaveLength(3);
+    expect(h.stateOf('php-1')).toBe('Terminating');
     expect(h.core.counters.registryErrors).toBeGreaterThan(0);
-    expect(h.core.status().registryBacklog).toBe(2); // php-1 (Terminated) and php-4 (Created with its instance)
     expect(
       h.logger.records.some(
         (r) => r.event === 'autoscaler.registry_member_write_failed' && r.fields.code === 'FL_ERR_REGISTRY_FAILED',
       ),
     ).toBe(true);
     h.registry.down = false;
-    await vi.advanceTimersByTimeAsync(1_000);
+    await vi.advanceTimersByTimeAsync(2_000);
     await flush();
+    expect(h.actions().slice(-3)).toEqual([
+      'MemberTerminateAction php-1',
+      'MemberRemoved php-1',
+      'MemberSpawnAction php-4',
+    ]);
     expect(h.core.status().registryBacklog).toBe(0);
     expect(h.registry.members.get('php-1')?.state).toBe('Terminated');
     expect(h.registry.members.get('php-4')).toMatchObject({ state: 'Created', instance: { memberId: 'php-4' } });
@@ -195,6 +200,8 @@ describe('close, registry outages, status', () => {
   it('status: clusters with members and states, the last actions (kept across a restart)', async () => {
     const h = harness({ actionHistory: 4 });
     await h.startActive();
+    await h.report(61_000);
+    const t = Date.now();
     await h.core.handle(events.fault('php-2', { epoch: 3 }));
     await flush();
     const status = h.core.status();
@@ -219,7 +226,7 @@ describe('close, registry outages, status', () => {
       'MemberSpawnAction php-4',
     ]);
     expect(status.lastActions[1]).toEqual({
-      at: T0,
+      at: t,
       action: 'MemberTerminateAction',
       clusterId: 'php',
       memberId: 'php-2',

@@ -9,7 +9,7 @@ import {
   TOPIC_ROOTS,
 } from '@faultline/protocol';
 import type { AutoscalerCounters, AutoscalerStatus, MonitorCounts } from './autoscaler-status.js';
-import { ClusterMonitor, type ClusterMonitorOptions } from './cluster-monitor.js';
+import { ClusterMonitor, type ClusterMonitorOptions, type MonitorState } from './cluster-monitor.js';
 import {
   type ActionRecord,
   decisionEnvelope,
@@ -17,7 +17,9 @@ import {
   toActionRecord,
   topologyEnvelope,
 } from './decisions.js';
+import { DetectorSignals } from './detector-signals.js';
 import { fromRecord, identityOf, type MemberContext, type MemberRecord, toRecord } from './member.js';
+import { parseMonitorState } from './monitor-state.js';
 import { type AutoscalerCoreOptions, resolveAutoscalerCoreOptions } from './options.js';
 import { type ClusterPolicy, policyFrom, retiredPolicy } from './policy.js';
 import type { Registry } from './registry.js';
@@ -35,7 +37,12 @@ export class AutoscalerCore {
   private readonly registry: Registry;
   private readonly publish: (envelope: Envelope) => Promise<void>;
   private readonly monitorIntervalMs: number;
+  private readonly orphanGraceMs: number;
   private readonly actionHistory: number;
+  private readonly signals: DetectorSignals;
+  /** Instances no monitor owns → when they were first found. */
+  private readonly orphans = new Map<string, number>();
+  private ticking = false;
   private readonly clock: Clock;
   private readonly log: Logger;
   /** What every cluster monitor is built with, besides its policy. */
@@ -43,7 +50,14 @@ export class AutoscalerCore {
   private readonly monitors = new Map<string, ClusterMonitor>();
   private readonly writer: RegistryWriter;
   /** The core's own counts; the monitors and the registry writer keep theirs. */
-  private readonly counted = { received: 0, staleEpochDropped: 0, unknownCluster: 0, publishErrors: 0 };
+  private readonly counted = {
+    received: 0,
+    staleEpochDropped: 0,
+    staleEpochFacts: 0,
+    unknownCluster: 0,
+    publishErrors: 0,
+    orphansTerminated: 0,
+  };
   private history: ActionRecord[] = [];
   private newestEpoch: number | undefined;
   private ticker: TimerHandle | undefined;
@@ -56,6 +70,8 @@ export class AutoscalerCore {
     this.registry = options.registry;
     this.publish = options.publish;
     this.monitorIntervalMs = options.monitorIntervalMs;
+    this.orphanGraceMs = options.orphanGraceMs;
+    this.signals = new DetectorSignals(options.faultStormWindowMs, options.clock.now());
     this.actionHistory = options.actionHistory;
     this.clock = options.clock;
     this.log = options.logger;
@@ -71,6 +87,12 @@ export class AutoscalerCore {
       scaleDownConsecutive: options.scaleDownConsecutive,
       faultStormWindowMs: options.faultStormWindowMs,
       terminateGraceMs: options.terminateGraceMs,
+      absentAfterMs: options.faultStormWindowMs + options.summaryIntervalMs,
+      stormMaxHoldMs: options.stormMaxHoldMs,
+      backoffResetMs: options.backoffResetMs,
+      signals: this.signals,
+      registryReachable: () => this.writer.reachable,
+      saveState: (clusterId, state) => this.writer.cluster(clusterId, state),
     };
     this.writer = new RegistryWriter(options.registry, this.log.child({ component: 'registry' }));
   }
@@ -84,7 +106,12 @@ export class AutoscalerCore {
       faults: sum('faults'),
       faultsIgnored: sum('faultsIgnored'),
       faultsHeld: sum('faultsHeld'),
+      faultsAbsent: sum('faultsAbsent'),
+      heldVerified: sum('heldVerified'),
+      heldConfirmed: sum('heldConfirmed'),
       staleEpochDropped: this.counted.staleEpochDropped,
+      staleEpochFacts: this.counted.staleEpochFacts,
+      orphansTerminated: this.counted.orphansTerminated,
       unknownCluster: this.counted.unknownCluster,
       spawned: sum('spawned'),
       spawnFailed: sum('spawnFailed'),
@@ -104,16 +131,20 @@ export class AutoscalerCore {
     }
     this.state = 'starting';
     const { registry } = this;
-    const [rows, epoch, actions] = await Promise.all([
+    const [rows, epoch, actions, stored] = await Promise.all([
       registry.liveMembers(),
       registry.newestEpoch(),
       registry.recentActions(this.actionHistory),
+      registry.clusterStates(),
     ]);
     this.newestEpoch = epoch;
     this.history = actions;
+    this.signals.start(this.clock.now());
     for (const cluster of this.clusters) this.addMonitor(policyFrom(cluster));
     const adopted = await this.adopt(rows);
-    await Promise.all([...this.monitors.values()].map((m) => m.start(adopted.get(m.policy.id) ?? [])));
+    await Promise.all(
+      [...this.monitors.values()].map((m) => m.start(adopted.get(m.policy.id) ?? [], this.storedState(m, stored))),
+    );
     this.ticker = this.clock.setInterval(() => void this.tickAll(), this.monitorIntervalMs);
     this.state = 'running';
     this.log.info('autoscaler started', {
@@ -129,6 +160,7 @@ export class AutoscalerCore {
     if (this.state !== 'running') return;
     this.counted.received += 1;
     if (!this.admit(envelope)) return;
+    this.observeSignals(envelope);
     const data = envelope.data as { clusterId?: string; memberId?: string };
     const monitor = data.clusterId === undefined ? undefined : this.monitors.get(data.clusterId);
     if (!monitor) {
@@ -180,17 +212,53 @@ export class AutoscalerCore {
     });
   });
 
+  /** A member summary listing members: the detector sees that network partition (whichever cluster). */
+  private observeSignals(envelope: Envelope): void {
+    if (rootOf(envelope.type) !== TOPIC_ROOTS.summarizedHealthStats || envelope.type === 'MemberFaultEvent') return;
+    const summary = envelope.data as { networkPartitionId?: unknown; members?: unknown };
+    if (typeof summary.networkPartitionId !== 'string' || !Array.isArray(summary.members)) return;
+    if (summary.members.length > 0) this.signals.listed(summary.networkPartitionId, this.clock.now());
+  }
+
+  /** A cluster's persisted state, if the registry has a valid one. */
+  private storedState(monitor: ClusterMonitor, stored: Map<string, unknown>): MonitorState | undefined {
+    const raw = stored.get(monitor.policy.id);
+    if (raw === undefined) return undefined;
+    const state = parseMonitorState(raw);
+    if (typeof state !== 'string') return state;
+    this.log.warn('stored cluster state refused, starting it fresh', {
+      event: 'autoscaler.cluster_state_refused',
+      clusterId: monitor.policy.id,
+      why: state,
+    });
+    return undefined;
+  }
+
   /**
-   * Epoch fencing: the newest SP leader epoch seen wins; an SP event under an
-   * older one (a deposed leader's outbox, a paused node) is dropped. Only
-   * `summarized-health-stats/` events (published by the SP role alone) are
-   * fenced: decoding refuses an epoch on any other root, and an envelope
-   * handed in with one anyway never moves the fence.
+   * Epoch fencing: the newest SP leader epoch seen (or read from the lease
+   * table every tick) wins; an SP summary under an older one (a deposed
+   * leader's outbox, a paused node) is dropped. Facts are not fenced, commands
+   * are: a MemberFault has a deterministic id and states what happened to a
+   * member, so one from an older epoch is still acted upon while its member
+   * is live (the state decides, not the sender's rank). Only
+   * `summarized-health-stats/` events (published by the SP role alone) carry
+   * an epoch: decoding refuses one on any other root, and an envelope handed
+   * in with one anyway never moves the fence.
    */
   private admit(envelope: Envelope): boolean {
     const { epoch } = envelope;
     if (epoch === undefined || rootOf(envelope.type) !== TOPIC_ROOTS.summarizedHealthStats) return true;
     const newest = this.newestEpoch;
+    if (newest !== undefined && epoch < newest && envelope.type === 'MemberFaultEvent') {
+      this.counted.staleEpochFacts += 1;
+      this.log.info('MemberFault of an older SP epoch: a fact, acted upon by state', {
+        event: 'autoscaler.stale_epoch_fact',
+        id: envelope.id,
+        epoch,
+        newestEpoch: newest,
+      });
+      return true;
+    }
     if (newest !== undefined && epoch < newest) {
       this.counted.staleEpochDropped += 1;
       this.log.warn('event of a stale SP epoch dropped', {
@@ -211,7 +279,105 @@ export class AutoscalerCore {
   }
 
   private async tickAll(): Promise<void> {
-    this.writer.retry();
+    if (this.ticking) return; // a slow registry or Iaas: the next interval catches up
+    this.ticking = true;
+    try {
+      this.writer.retry();
+      await this.rereadFence();
+      await this.reconcileInfrastructure();
+      await this.tickMonitors();
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** The lease table's epoch raises the fence at once: a deposed leader is fenced before the new one speaks. */
+  private async rereadFence(): Promise<void> {
+    let leader: number | undefined;
+    try {
+      leader = await this.registry.leaderEpoch();
+      this.writer.observed(true);
+    } catch (error) {
+      this.writer.observed(false);
+      this.log.warn('registry unreachable: spawns wait, the fence stays', {
+        event: 'autoscaler.registry_unreachable',
+        error,
+      });
+      return;
+    }
+    if (leader === undefined || (this.newestEpoch !== undefined && leader <= this.newestEpoch)) return;
+    const previous = this.newestEpoch;
+    this.newestEpoch = leader;
+    this.writer.epoch(leader);
+    this.log.info('newer SP epoch', { event: 'autoscaler.epoch_advanced', epoch: leader, previous: previous ?? null });
+  }
+
+  /**
+   * Registry against infrastructure: members whose instance is not running
+   * are removed (each monitor, on its queue), and instances no member owns
+   * (spawned by an earlier life that died before recording them) are
+   * terminated once they have been seen for orphanGraceMs.
+   */
+  private async reconcileInfrastructure(): Promise<void> {
+    const askedAt = this.clock.now();
+    let instances: MemberInstance[];
+    try {
+      instances = await this.iaas.discover();
+    } catch (error) {
+      this.log.warn('infrastructure not listed: reconciliation skipped this tick', {
+        event: 'autoscaler.discover_failed',
+        error,
+      });
+      return;
+    }
+    const running = new Set(instances.map((i) => i.memberId));
+    await Promise.all([...this.monitors.values()].map((m) => m.reconcile(running, askedAt)));
+    const now = this.clock.now();
+    for (const id of [...this.orphans.keys()]) if (!running.has(id)) this.orphans.delete(id);
+    for (const instance of instances) {
+      const { memberId } = instance;
+      if ([...this.monitors.values()].some((m) => m.owns(memberId))) {
+        this.orphans.delete(memberId);
+        continue;
+      }
+      const since = this.orphans.get(memberId);
+      if (since === undefined) {
+        this.orphans.set(memberId, now);
+        this.log.warn('instance no registry member owns: terminated after the grace period', {
+          event: 'autoscaler.orphan_found',
+          memberId,
+          clusterId: instance.clusterId,
+          graceMs: this.orphanGraceMs,
+        });
+        continue;
+      }
+      if (now - since < this.orphanGraceMs) continue;
+      this.orphans.delete(memberId);
+      this.counted.orphansTerminated += 1;
+      this.sink.decide({
+        action: 'OrphanTerminated',
+        clusterId: instance.clusterId,
+        memberId,
+        reason: `instance running for ${now - since} ms that no registry member owns (spawned by an earlier life that did not record it)`,
+      });
+      this.iaas.terminate(memberId).then(
+        (result) =>
+          this.log.info('orphan terminated', {
+            event: 'autoscaler.orphan_terminated',
+            memberId,
+            outcome: result.outcome,
+          }),
+        (error: unknown) =>
+          this.log.warn('orphan terminate failed, retried when found again', {
+            event: 'autoscaler.orphan_terminate_failed',
+            memberId,
+            error,
+          }),
+      );
+    }
+  }
+
+  private async tickMonitors(): Promise<void> {
     await Promise.all(
       [...this.monitors.values()].map((m) =>
         m
@@ -238,6 +404,21 @@ export class AutoscalerCore {
       const row = withInstance[bad.index];
       if (row) why.set(row.memberId, `its instance was refused: ${bad.reason}`);
     }
+    // A row without an instance was being spawned when the last life stopped: the spawn may have
+    // started it (intent before act), so what the infrastructure runs under its id is adopted too.
+    if (rows.some((r) => r.instance === null)) {
+      const found = await this.iaas.discover().catch((error: unknown) => {
+        this.log.warn('infrastructure not listed at start: unrecorded spawns are left to reconciliation', {
+          event: 'autoscaler.discover_failed',
+          error,
+        });
+        return [] as MemberInstance[];
+      });
+      for (const instance of found) {
+        const row = rows.find((r) => r.memberId === instance.memberId);
+        if (row?.instance === null && !adopted.has(row.memberId)) adopted.set(row.memberId, instance);
+      }
+    }
     const now = this.clock.now();
     const out = new Map<string, MemberContext[]>();
     for (const row of rows) {
@@ -252,7 +433,9 @@ export class AutoscalerCore {
       const instance = adopted.get(row.memberId);
       if (instance) {
         const list = out.get(monitor.policy.id) ?? [];
-        list.push(fromRecord(row, instance, now));
+        const context = fromRecord(row, instance, now);
+        list.push(context);
+        if (row.instance === null) void this.sink.persist(context);
         out.set(monitor.policy.id, list);
         this.log.info('member resumed', {
           event: 'autoscaler.member_resumed',

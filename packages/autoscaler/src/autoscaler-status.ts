@@ -16,8 +16,12 @@ export type MonitorCounts = FaultCounts & MemberCounts;
 export interface AutoscalerCounters extends MonitorCounts {
   /** Envelopes handed to the autoscaler (after the subscriber's dedupe). */
   received: number;
-  /** SP events whose epoch is older than the newest seen (fencing). */
+  /** SP summaries whose epoch is older than the newest seen (fencing). */
   staleEpochDropped: number;
+  /** MemberFaults of an older epoch, still acted upon: a fact, not a command. */
+  staleEpochFacts: number;
+  /** Instances no registry member owns, terminated after the orphan grace period. */
+  orphansTerminated: number;
   /** Events of a cluster the autoscaler does not manage. */
   unknownCluster: number;
   publishErrors: number;
@@ -33,7 +37,7 @@ export interface MemberStatus {
   activatedAt: number | null;
   /** `host:port` of its workload, once spawned. */
   address: string | null;
-  /** The reason of a fault held in a fault storm. */
+  /** The reason of a held fault (in a fault storm, or while the detector is silent). */
   heldFault: string | null;
 }
 
@@ -45,6 +49,8 @@ export interface ClusterStatus {
   /** No longer configured: its members are being terminated. */
   retired: boolean;
   faultStormHeldSince: number | null;
+  /** Network partitions of the cluster no member summary lists: faults there are held and verified. */
+  detectorSilent: { networkPartitionId: string; since: number }[];
   backoff: { failures: number; retryAt: number | null };
   scaling: { predicted: Predictions; consecutiveBelow: number };
   members: MemberStatus[];

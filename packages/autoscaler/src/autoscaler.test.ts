@@ -44,6 +44,8 @@ describe('createAutoscaler', () => {
       pingIntervalMs: 50,
       resubscribeIntervalMs: 200,
       connector: brokers.connector,
+      // The fault below hits a member that never activated, a failed start: its replacement backs off this long.
+      backoffInitialMs: 50,
       logger,
     });
     const sent = (name: string) =>

@@ -1,3 +1,4 @@
+import type { Iaas } from '@faultline/cloud-controller';
 import type { Logger } from '@faultline/core';
 import type { MemberFault } from '@faultline/protocol';
 import type { ClusterMembers } from './cluster-members.js';
@@ -9,66 +10,123 @@ import { isLive, isPending, type LiveMember } from './member.js';
 export interface Retirement {
   member: LiveMember;
   reason: string;
-  /** The SP epoch of the fault that caused it; undefined for a pending timeout. */
+  /** The SP epoch of the fault that caused it; undefined for a pending timeout or an absence. */
   epoch: number | undefined;
+  /** A fault of the member (not a pending timeout): counts as a failed replacement when it had served little. */
+  faulted: boolean;
 }
 
 /** What ClusterFaults counted. */
 export interface FaultCounts {
-  /** MemberFaults acted upon or held. */
+  /** MemberFaults and absences acted upon or held. */
   faults: number;
-  /** MemberFaults of unknown, terminating or already held members (idempotency). */
+  /** Active members absent from the SP's member summaries for longer than the fault timeout plus a tick. */
+  faultsAbsent: number;
+  /** MemberFaults of unknown, terminating or already held members (idempotency), and ports_not_open before activation. */
   faultsIgnored: number;
-  /** MemberFaults held in a fault storm. */
+  /** Faults held in a fault storm or while the detector was silent. */
   faultsHeld: number;
+  /** Held members checked through the Iaas (probe), and those the check had acted upon. */
+  heldVerified: number;
+  heldConfirmed: number;
   pendingTimeouts: number;
+}
+
+/** What a fault claims: a MemberFault of the SP, or an absence the autoscaler noticed itself. */
+export interface FaultClaim {
+  memberId: string;
+  kind: MemberFault['reason'] | 'absent';
+  /** The log reason. */
+  reason: string;
+  /** Agent timestamp of the last stat of the faulted life (MemberFault), or null. */
+  lastStatAt: number | null;
+}
+
+export type HoldCause = 'storm' | 'silent';
+
+/** A fault not acted upon: in a fault storm, or while the detector could not see the member's partition. */
+export interface HeldFault {
+  memberId: string;
+  cause: HoldCause;
+  reason: string;
+  lastStatAt: number | null;
+  epoch: number | null;
+  heldAt: number;
+  /** Set when a storm ends on resumed stats: carried out at this time unless the member shows life first. */
+  recheckUntil: number | null;
+  /** What the last verification found (`answering` keeps it held). */
+  lastProbe: 'answering' | 'failing' | 'gone' | null;
+}
+
+/** The part of a monitor's state ClusterFaults keeps across restarts. */
+export interface FaultsState {
+  stormHeldSince: number | null;
+  held: HeldFault[];
 }
 
 export interface ClusterFaultsOptions {
   /** Read only: which members exist, and in which state. */
   members: Pick<ClusterMembers, 'get' | 'all' | 'liveCount'>;
+  iaas: Pick<Iaas, 'probe'>;
   decide: ClusterSink['decide'];
   log: Logger;
   /** The fault-storm window: the CEP's fault timeout. */
   faultStormWindowMs: number;
+  /** A storm hold ends after this long at the latest (each held member verified every tick meanwhile). */
+  stormMaxHoldMs: number;
   pendingTimeoutMs: number;
+  /** Called whenever what must survive a restart changed. */
+  changed: () => void;
 }
 
-/** A fault not acted upon because the cluster was in a fault storm. */
-interface HeldFault {
-  reason: string;
-  /** From the MemberFault: agent timestamp of the last stat of the faulted life. */
-  lastStatAt: number | null;
-  epoch: number | undefined;
-  /** Set when the storm ends: the fault is carried out at this time unless the member shows life first. */
-  recheckUntil: number | undefined;
+export function memberFaultClaim(f: MemberFault): FaultClaim {
+  return {
+    memberId: f.memberId,
+    kind: f.reason,
+    reason: `MemberFault (${f.reason}${f.reason === 'timeout' ? `, silent ${f.silentForMs} ms` : ''})`,
+    lastStatAt: f.lastStatAt,
+  };
 }
-
-const faultReason = (f: MemberFault): string =>
-  `MemberFault (${f.reason}${f.reason === 'timeout' ? `, silent ${f.silentForMs} ms` : ''})`;
 
 /**
  * Which members of one cluster must go because they failed (README
- * "Autoscaler", rules 2, 4 and 6): a MemberFault of a live member, a member
- * not active within the pending timeout, and a fault held in a fault storm
- * that its member did not answer with a sign of life. It says which members
- * to retire; the monitor retires them. It decides and logs only what is its
- * own: ignored faults, held faults, FaultStormHeld and FaultStormReleased.
+ * "Autoscaler", rules 2, 4, 6 and "Liveness from state"): a MemberFault or an
+ * absence of a live member, a member not active within the pending timeout,
+ * and held faults that their verification or re-check confirmed. A fault is
+ * held instead of acted upon in a fault storm (the monitor is the likely
+ * fault) and while the detector is silent for the member's network partition
+ * (the SP pair or the brokers are); a held member is verified through the
+ * Iaas every tick — gone or not answering: act; answering: keep. It says
+ * which members to retire; the monitor retires them.
  */
 export class ClusterFaults {
   private readonly members: ClusterFaultsOptions['members'];
+  private readonly iaas: ClusterFaultsOptions['iaas'];
   private readonly decide: ClusterSink['decide'];
   private readonly log: Logger;
   private readonly pendingTimeoutMs: number;
+  private readonly stormMaxHoldMs: number;
+  private readonly changed: () => void;
   private readonly storm: FaultStorm;
   private readonly held = new Map<string, HeldFault>();
-  private readonly counted: FaultCounts = { faults: 0, faultsIgnored: 0, faultsHeld: 0, pendingTimeouts: 0 };
+  private readonly counted: FaultCounts = {
+    faults: 0,
+    faultsAbsent: 0,
+    faultsIgnored: 0,
+    faultsHeld: 0,
+    heldVerified: 0,
+    heldConfirmed: 0,
+    pendingTimeouts: 0,
+  };
 
   constructor(options: ClusterFaultsOptions) {
     this.members = options.members;
+    this.iaas = options.iaas;
     this.decide = options.decide;
     this.log = options.log;
     this.pendingTimeoutMs = options.pendingTimeoutMs;
+    this.stormMaxHoldMs = options.stormMaxHoldMs;
+    this.changed = options.changed;
     this.storm = new FaultStorm(options.faultStormWindowMs);
   }
 
@@ -90,29 +148,57 @@ export class ClusterFaults {
     return this.held.has(memberId);
   }
 
-  /** The reason of the member's fault held in a storm, if one is. */
+  /** The reason of the member's held fault, if one is. */
   heldReason(memberId: string): string | undefined {
-    return this.held.get(memberId)?.reason;
+    const held = this.held.get(memberId);
+    return held && `${held.reason} (held: ${held.cause === 'storm' ? 'fault storm' : 'detector silent'})`;
+  }
+
+  state(): FaultsState {
+    return { stormHeldSince: this.storm.heldSince ?? null, held: [...this.held.values()].map((h) => ({ ...h })) };
+  }
+
+  /** Takes back what an earlier life persisted; held faults of members no longer live are dropped. */
+  restore(state: FaultsState): void {
+    this.storm.restore(state.stormHeldSince ?? undefined);
+    for (const held of state.held) {
+      const member = this.members.get(held.memberId);
+      if (member && isLive(member)) this.held.set(held.memberId, { ...held });
+    }
   }
 
   /** The member left the context: a fault held for it is moot. */
   forget(memberId: string): void {
-    this.held.delete(memberId);
+    if (this.held.delete(memberId)) this.changed();
   }
 
-  /** The seed's MemberFault: the member to retire, or undefined when the fault is ignored or held. */
-  fault(fault: MemberFault, faultId: string, epoch: number | undefined, now: number): Retirement | undefined {
-    const member = this.members.get(fault.memberId);
+  /**
+   * A fault of a member (a MemberFault, or an absence): the member to retire,
+   * or undefined when it is ignored or held. `silent`: the detector cannot see
+   * the member's network partition now.
+   */
+  fault(
+    claim: FaultClaim,
+    faultId: string,
+    epoch: number | undefined,
+    now: number,
+    silent: boolean,
+  ): Retirement | undefined {
+    const member = this.members.get(claim.memberId);
     // Idempotent by state: unknown and already terminated members are not in the context.
     let ignored: string | undefined;
     if (!member) ignored = 'unknown or already terminated member';
     else if (!isLive(member)) ignored = 'already terminating';
     else if (this.held.has(member.memberId)) ignored = 'a fault of this member is already held';
+    else if (claim.kind === 'ports_not_open' && isPending(member))
+      ignored = 'ports_not_open before activation: the pending timeout covers a member that never opens its port';
     if (ignored !== undefined || !member || !isLive(member)) {
       this.counted.faultsIgnored += 1;
-      this.log.info('fault ignored', {
+      // The CEP re-announces a fault every tick until the member is forgotten: a held one would log each time.
+      const level = member && this.held.has(member.memberId) ? 'debug' : 'info';
+      this.log[level]('fault ignored', {
         event: 'autoscaler.fault_ignored',
-        memberId: fault.memberId,
+        memberId: claim.memberId,
         why: ignored,
         faultId,
         epoch: epoch ?? null,
@@ -120,13 +206,17 @@ export class ClusterFaults {
       return undefined;
     }
     this.counted.faults += 1;
-    const reason = faultReason(fault);
-    const verdict = this.storm.record(member.memberId, now, this.members.liveCount());
-    if (verdict.type !== 'normal') {
-      this.hold(member, fault, reason, epoch, verdict);
+    if (claim.kind === 'absent') this.counted.faultsAbsent += 1;
+    if (silent) {
+      this.hold(member, claim, epoch, now, 'silent');
       return undefined;
     }
-    return { member, reason, epoch };
+    const verdict = this.storm.record(member.memberId, now, this.members.liveCount());
+    if (verdict.type !== 'normal') {
+      this.hold(member, claim, epoch, now, 'storm', verdict);
+      return undefined;
+    }
+    return { member, reason: claim.reason, epoch, faulted: true };
   }
 
   /**
@@ -135,7 +225,14 @@ export class ClusterFaults {
    */
   clusterSummary(type: string, windowTo: number, epoch: number | undefined, now: number): void {
     const since = this.storm.heldSince;
-    if (since !== undefined && windowTo > since) this.release(type, windowTo, epoch, now);
+    if (since !== undefined && windowTo > since) {
+      this.release(
+        `cluster stats resumed (${type} of the window ending ${new Date(windowTo).toISOString()})`,
+        epoch,
+        now,
+        true,
+      );
+    }
   }
 
   /** A member's figure in a member summary: a window that starts at or after the faulted life's last stat holds only samples of a new life. */
@@ -151,6 +248,16 @@ export class ClusterFaults {
     this.clearHeld(memberId, type);
   }
 
+  /** The detector sees the member's partition again: a fault held because it did not is cleared (the absence rule re-decides). */
+  detectorResumed(isSilent: (member: LiveMember) => boolean): void {
+    for (const [memberId, held] of [...this.held]) {
+      if (held.cause !== 'silent') continue;
+      const member = this.members.get(memberId);
+      if (member && isLive(member) && isSilent(member)) continue;
+      this.clearHeld(memberId, 'the detector sees its network partition again');
+    }
+  }
+
   /** Pending members with an instance that are not active within the pending timeout (outside a storm). */
   pendingTimeouts(now: number): Retirement[] {
     const due: Retirement[] = [];
@@ -158,7 +265,12 @@ export class ClusterFaults {
       if (!isLive(member) || !isPending(member) || !member.instance || this.held.has(member.memberId)) continue;
       if (now - member.createdAt < this.pendingTimeoutMs) continue;
       this.counted.pendingTimeouts += 1;
-      due.push({ member, reason: `not active within ${this.pendingTimeoutMs} ms (pending timeout)`, epoch: undefined });
+      due.push({
+        member,
+        reason: `not active within ${this.pendingTimeoutMs} ms (pending timeout)`,
+        epoch: undefined,
+        faulted: false,
+      });
     }
     return due;
   }
@@ -167,30 +279,105 @@ export class ClusterFaults {
   confirmedFaults(now: number): Retirement[] {
     const due: Retirement[] = [];
     for (const [memberId, held] of [...this.held]) {
-      if (held.recheckUntil === undefined || now < held.recheckUntil) continue;
+      if (held.recheckUntil === null || now < held.recheckUntil) continue;
       this.held.delete(memberId);
+      this.changed();
       const member = this.members.get(memberId);
       const reason = `${held.reason}, held in a fault storm and confirmed: no stats in ${this.storm.windowMs} ms after it`;
-      if (member && isLive(member)) due.push({ member, reason, epoch: held.epoch });
+      if (member && isLive(member)) due.push({ member, reason, epoch: held.epoch ?? undefined, faulted: true });
     }
     return due;
   }
 
+  /**
+   * Every held member checked through the Iaas, all at once: gone or not
+   * answering is acted upon now (the monitor's doubt does not protect a dead
+   * member); answering stays held. An Iaas that cannot tell keeps it held.
+   */
+  async verifyHeld(): Promise<Retirement[]> {
+    const entries = [...this.held.values()];
+    if (entries.length === 0) return [];
+    const probes = await Promise.all(
+      entries.map((held) =>
+        this.iaas.probe(held.memberId).then(
+          (outcome) => outcome,
+          (error: unknown) => {
+            this.log.warn('held member could not be verified, kept held', {
+              event: 'autoscaler.verify_failed',
+              memberId: held.memberId,
+              error,
+            });
+            return undefined;
+          },
+        ),
+      ),
+    );
+    const due: Retirement[] = [];
+    entries.forEach((held, i) => {
+      const outcome = probes[i];
+      if (outcome === undefined || this.held.get(held.memberId) !== held) return;
+      this.counted.heldVerified += 1;
+      const first = held.lastProbe !== outcome;
+      held.lastProbe = outcome;
+      if (outcome === 'answering') {
+        if (first)
+          this.log.info('held member answers its probe: kept', {
+            event: 'autoscaler.held_member_answers',
+            memberId: held.memberId,
+            cause: held.cause,
+          });
+        return;
+      }
+      const member = this.members.get(held.memberId);
+      this.held.delete(held.memberId);
+      this.changed();
+      if (!member || !isLive(member)) return;
+      this.counted.heldConfirmed += 1;
+      const why = outcome === 'gone' ? 'its instance is gone' : 'its workload does not answer';
+      const cause = held.cause === 'storm' ? 'a fault storm' : 'a detector silence';
+      due.push({
+        member,
+        reason: `${held.reason}, held in ${cause} and verified: ${why}`,
+        epoch: held.epoch ?? undefined,
+        faulted: true,
+      });
+    });
+    return due;
+  }
+
+  /** A storm hold older than stormMaxHoldMs ends: its held members answered their probes, so they stay. */
+  expireStorm(now: number): void {
+    const since = this.storm.heldSince;
+    if (since === undefined || now - since < this.stormMaxHoldMs) return;
+    this.release(`the hold reached its bound of ${this.stormMaxHoldMs} ms`, undefined, now, false);
+  }
+
   private hold(
     member: LiveMember,
-    fault: MemberFault,
-    reason: string,
+    claim: FaultClaim,
     epoch: number | undefined,
-    verdict: StormVerdict,
+    now: number,
+    cause: HoldCause,
+    verdict?: StormVerdict,
   ): void {
-    this.held.set(member.memberId, { reason, lastStatAt: fault.lastStatAt, epoch, recheckUntil: undefined });
+    this.held.set(member.memberId, {
+      memberId: member.memberId,
+      cause,
+      reason: claim.reason,
+      lastStatAt: claim.lastStatAt,
+      epoch: epoch ?? null,
+      heldAt: now,
+      recheckUntil: null,
+      lastProbe: null,
+    });
     this.counted.faultsHeld += 1;
-    if (verdict.type === 'tipped') {
+    this.changed();
+    if (verdict?.type === 'tipped') {
       const { faultedMemberIds, clusterSize } = verdict;
       const { windowMs } = this.storm;
       this.decide({
         action: 'FaultStormHeld',
-        reason: `${faultedMemberIds.length} of ${clusterSize} members faulted within ${windowMs} ms: terminations held, the monitor is the likely fault`,
+        reason: `${faultedMemberIds.length} of ${clusterSize} members faulted within ${windowMs} ms: terminations held, the monitor is the likely fault; held members are verified through the Iaas`,
         epoch,
         storm: { faultedMemberIds, clusterSize, windowMs },
       });
@@ -198,26 +385,36 @@ export class ClusterFaults {
     this.log.warn('fault held', {
       event: 'autoscaler.fault_held',
       memberId: member.memberId,
-      reason,
+      reason: claim.reason,
+      cause,
       epoch: epoch ?? null,
     });
   }
 
-  private release(type: string, windowTo: number, epoch: number | undefined, now: number): void {
+  /**
+   * Ends the storm. On resumed stats (`recheck`) its held faults are carried
+   * out in one window unless their members report; at the bound they are
+   * dropped (their members answered every probe).
+   */
+  private release(why: string, epoch: number | undefined, now: number, recheck: boolean): void {
     this.storm.release();
     const { windowMs } = this.storm;
-    const until = now + windowMs;
-    for (const held of this.held.values()) held.recheckUntil = until;
-    this.decide({
-      action: 'FaultStormReleased',
-      reason: `cluster stats resumed (${type} of the window ending ${new Date(windowTo).toISOString()}); ${this.held.size} held faults carried out in ${windowMs} ms unless their members report`,
-      epoch,
-    });
+    const storm = [...this.held.values()].filter((h) => h.cause === 'storm');
+    for (const held of storm) {
+      if (recheck) held.recheckUntil = now + windowMs;
+      else this.held.delete(held.memberId);
+    }
+    this.changed();
+    const next = recheck
+      ? `${storm.length} held faults carried out in ${windowMs} ms unless their members report`
+      : `${storm.length} held faults dropped: their members answered their probes`;
+    this.decide({ action: 'FaultStormReleased', reason: `${why}; ${next}`, epoch });
   }
 
   private clearHeld(memberId: string, evidence: string): void {
     if (!this.held.delete(memberId)) return;
-    this.log.info('held fault cleared: the member reported again', {
+    this.changed();
+    this.log.info('held fault cleared', {
       event: 'autoscaler.held_fault_cleared',
       memberId,
       evidence,

@@ -3,6 +3,7 @@ import type { Clock, Logger } from '@faultline/core';
 import type { ClusterSink } from './decisions.js';
 import { activatedAtOf, baseOf, isLive, type LiveMember, type MemberContext } from './member.js';
 import type { ClusterPolicy } from './policy.js';
+import { RegistryError } from './registry.js';
 import type { SerialQueue } from './serial-queue.js';
 
 /**
@@ -17,6 +18,8 @@ import type { SerialQueue } from './serial-queue.js';
 export type MemberCompletion =
   | { type: 'spawned'; memberId: string; instance: MemberInstance }
   | { type: 'spawnFailed'; memberId: string; error: unknown }
+  /** The registry did not record the member: the spawn never started (no orphan), the member was removed. */
+  | { type: 'spawnNotRecorded'; memberId: string }
   | { type: 'terminated'; memberId: string; epoch: number | undefined };
 
 /** What ClusterMembers counted: spawns that worked or failed, terminates that finished. */
@@ -62,6 +65,8 @@ export class ClusterMembers {
   private readonly effects = new Set<Promise<unknown>>();
   /** Members with a terminate call under way. */
   private readonly stopping = new Set<string>();
+  /** Removed members whose leftovers are being reaped. */
+  private readonly reaping = new Set<string>();
   /** Removed members the Iaas could not stop completely ('stuck'): terminated again every tick. */
   private readonly leftovers = new Set<string>();
   private readonly counted: MemberCounts = { spawned: 0, spawnFailed: 0, terminated: 0 };
@@ -100,10 +105,15 @@ export class ClusterMembers {
     return n;
   }
 
-  /** Records a new context of a member and persists it. */
-  set(member: MemberContext): void {
+  /** Whether the member is this cluster's: in the context, or its leftovers are being stopped. */
+  knows(memberId: string): boolean {
+    return this.map.has(memberId) || this.reaping.has(memberId) || this.leftovers.has(memberId);
+  }
+
+  /** Records a new context of a member and persists it; resolves whether the row was written. */
+  set(member: MemberContext): Promise<boolean> {
     this.map.set(member.memberId, member);
-    this.sink.persist(member);
+    return this.sink.persist(member);
   }
 
   /** Adopted after a restart: already persisted. */
@@ -128,28 +138,41 @@ export class ClusterMembers {
       partitionId: partition.id,
       cartridgeType: policy.cartridgeType,
     };
-    this.set({ ...identity, state: 'Created', createdAt: this.clock.now(), instance: undefined });
+    // Intent before act: the Created row is in the registry before the Iaas starts anything, so a
+    // restart finds (Iaas.discover) and owns whatever the spawn started, never an orphan.
+    const intent = this.set({ ...identity, state: 'Created', createdAt: this.clock.now(), instance: undefined });
     this.sink.decide({ action, memberId, reason, epoch });
     this.effect(
-      this.iaas.spawn({ ...identity, workload: { latencyMs: policy.workloadLatencyMs } }).then(
-        (instance) => this.queue.run(() => this.spawned(memberId, instance)),
-        (error: unknown) => this.queue.run(() => this.failed(memberId, error)),
-      ),
+      intent.then((recorded) => {
+        if (!recorded) return this.queue.run(() => this.notRecorded(memberId));
+        return this.iaas.spawn({ ...identity, workload: { latencyMs: policy.workloadLatencyMs } }).then(
+          (instance) => this.queue.run(() => this.spawned(memberId, instance)),
+          (error: unknown) => this.queue.run(() => this.failed(memberId, error)),
+        );
+      }),
     );
   }
 
   /** Terminating, then (once the Iaas is done) removed. */
   terminate(member: LiveMember, reason: string, epoch: number | undefined): void {
     const now = this.clock.now();
-    this.set({ ...baseOf(member), state: 'Terminating', reason, since: now, activatedAt: activatedAtOf(member) });
-    this.launchTerminate(member.memberId, epoch);
+    const intent = this.set({
+      ...baseOf(member),
+      state: 'Terminating',
+      reason,
+      since: now,
+      activatedAt: activatedAtOf(member),
+    });
+    this.launchTerminate(member.memberId, epoch, intent);
   }
 
   /** Every tick: terminations that failed or were interrupted are tried again, leftovers reaped again. */
   retryStopping(): void {
     for (const memberId of this.leftovers) this.reap(memberId);
     for (const member of this.map.values()) {
-      if (member.state === 'Terminating') this.launchTerminate(member.memberId, undefined);
+      if (member.state === 'Terminating' && !this.stopping.has(member.memberId)) {
+        this.launchTerminate(member.memberId, undefined, this.sink.persist(member));
+      }
     }
   }
 
@@ -170,27 +193,31 @@ export class ClusterMembers {
 
   /** Terminates quietly what is left of a member already removed (no decision: nothing ran that we chose to stop). */
   reap(memberId: string): void {
+    this.reaping.add(memberId);
     this.effect(
-      this.iaas.terminate(memberId).then(
-        (result) => {
-          if (result.outcome === 'stuck') this.leftovers.add(memberId);
-          else this.leftovers.delete(memberId);
-          const level = result.outcome === 'terminated' || result.outcome === 'killed' ? 'info' : 'debug';
-          this.log[level]('leftovers of a removed member reaped', {
-            event: 'autoscaler.member_reaped',
-            memberId,
-            outcome: result.outcome,
-          });
-        },
-        (error: unknown) => {
-          this.leftovers.add(memberId);
-          this.log.warn('reaping a removed member failed, retried at the next tick', {
-            event: 'autoscaler.reap_failed',
-            memberId,
-            error,
-          });
-        },
-      ),
+      this.iaas
+        .terminate(memberId)
+        .finally(() => this.reaping.delete(memberId))
+        .then(
+          (result) => {
+            if (result.outcome === 'stuck') this.leftovers.add(memberId);
+            else this.leftovers.delete(memberId);
+            const level = result.outcome === 'terminated' || result.outcome === 'killed' ? 'info' : 'debug';
+            this.log[level]('leftovers of a removed member reaped', {
+              event: 'autoscaler.member_reaped',
+              memberId,
+              outcome: result.outcome,
+            });
+          },
+          (error: unknown) => {
+            this.leftovers.add(memberId);
+            this.log.warn('reaping a removed member failed, retried at the next tick', {
+              event: 'autoscaler.reap_failed',
+              memberId,
+              error,
+            });
+          },
+        ),
     );
   }
 
@@ -217,6 +244,17 @@ export class ClusterMembers {
     this.completed({ type: 'spawned', memberId, instance });
   }
 
+  private notRecorded(memberId: string): void {
+    const member = this.map.get(memberId);
+    if (!member) return;
+    this.log.warn('spawn not started: the registry did not record the member', {
+      event: 'autoscaler.spawn_not_recorded',
+      memberId,
+    });
+    this.remove(member, 'spawn not started: the registry did not record its intent', undefined);
+    this.completed({ type: 'spawnNotRecorded', memberId });
+  }
+
   private failed(memberId: string, error: unknown): void {
     this.counted.spawnFailed += 1;
     const member = this.map.get(memberId);
@@ -225,12 +263,16 @@ export class ClusterMembers {
     this.completed({ type: 'spawnFailed', memberId, error });
   }
 
-  private launchTerminate(memberId: string, epoch: number | undefined): void {
+  /** Terminates once `intent` (the Terminating row) is written; an unwritten intent waits for the next tick. */
+  private launchTerminate(memberId: string, epoch: number | undefined, intent: Promise<boolean>): void {
     if (this.stopping.has(memberId)) return;
     this.stopping.add(memberId);
     this.effect(
-      this.iaas
-        .terminate(memberId, { graceMs: this.terminateGraceMs })
+      intent
+        .then((recorded) => {
+          if (recorded) return this.iaas.terminate(memberId, { graceMs: this.terminateGraceMs });
+          throw new RegistryError('record the terminate intent', { context: { memberId } });
+        })
         .then(
           (result) => this.queue.run(() => this.stopped(memberId, result, epoch)),
           (error: unknown) =>

@@ -8,12 +8,13 @@ import {
   statEventType,
 } from '@faultline/protocol';
 import type { ClusterStatus, MonitorCounts } from './autoscaler-status.js';
-import { Backoff } from './backoff.js';
-import { ClusterFaults, type Retirement } from './cluster-faults.js';
+import { Backoff, type BackoffState } from './backoff.js';
+import { ClusterFaults, type FaultsState, memberFaultClaim, type Retirement } from './cluster-faults.js';
 import { ClusterMembers, type MemberCompletion } from './cluster-members.js';
 import { ClusterRules } from './cluster-rules.js';
 import { type ClusterSink, clusterSink, type MonitorSink } from './decisions.js';
-import { activatedAtOf, baseOf, isPending, type MemberContext } from './member.js';
+import type { DetectorSignals } from './detector-signals.js';
+import { activatedAtOf, baseOf, isLive, isPending, type LiveMember, type MemberContext } from './member.js';
 import type { ClusterPolicy } from './policy.js';
 import { SerialQueue } from './serial-queue.js';
 
@@ -32,6 +33,26 @@ export interface ClusterMonitorOptions {
   faultStormWindowMs: number;
   /** Grace between the soft and the forced stop; undefined: the driver's default. */
   terminateGraceMs: number | undefined;
+  /** An Active member no member summary listed for this long is faulted (`absent`). */
+  absentAfterMs: number;
+  /** A storm hold ends after this long at the latest. */
+  stormMaxHoldMs: number;
+  /** Failure-free time after which the replacement backoff starts again. */
+  backoffResetMs: number;
+  /** Shared by every monitor: which network partitions the detector sees. */
+  signals: DetectorSignals;
+  /** Whether the registry answers: spawns wait while it does not. */
+  registryReachable: () => boolean;
+  /** What must survive a restart changed: the core persists it. */
+  saveState: (clusterId: string, state: MonitorState) => void;
+}
+
+/** A monitor's state persisted across restarts (besides its members' rows). */
+export interface MonitorState {
+  backoff: BackoffState;
+  faults: FaultsState;
+  /** For status readers (`stack status`); derived again from the summaries after a restart. */
+  detectorSilent?: { networkPartitionId: string; since: number }[];
 }
 
 /**
@@ -57,6 +78,16 @@ export class ClusterMonitor {
   private readonly members: ClusterMembers;
   private readonly faults: ClusterFaults;
   private readonly rules: ClusterRules;
+  private readonly signals: DetectorSignals;
+  private readonly absentAfterMs: number;
+  /** A member faulted within this of its activation (the fault timeout) did not really start: a failed replacement. */
+  private readonly crashWindowMs: number;
+  private readonly saveState: ClusterMonitorOptions['saveState'];
+  /** memberId → autoscaler time a member summary last listed it. */
+  private readonly listed = new Map<string, number>();
+  /** Network partitions of this cluster the detector is silent about → since when. */
+  private readonly silent = new Map<string, number>();
+  private startedAt: number;
   private closing = false;
 
   constructor(options: ClusterMonitorOptions) {
@@ -66,7 +97,12 @@ export class ClusterMonitor {
     this.clock = clock;
     this.log = options.logger.child({ clusterId: policy.id });
     this.sink = clusterSink(options.sink, policy.id);
-    this.backoff = new Backoff(options.backoffInitialMs, options.backoffMaxMs);
+    this.backoff = new Backoff(options.backoffInitialMs, options.backoffMaxMs, options.backoffResetMs);
+    this.signals = options.signals;
+    this.absentAfterMs = options.absentAfterMs;
+    this.crashWindowMs = options.faultStormWindowMs;
+    this.saveState = options.saveState;
+    this.startedAt = clock.now();
     this.members = new ClusterMembers({
       policy,
       iaas: options.iaas,
@@ -80,10 +116,13 @@ export class ClusterMonitor {
     });
     this.faults = new ClusterFaults({
       members: this.members,
+      iaas: options.iaas,
       decide: this.sink.decide,
       log: this.log,
       faultStormWindowMs: options.faultStormWindowMs,
+      stormMaxHoldMs: options.stormMaxHoldMs,
       pendingTimeoutMs: options.pendingTimeoutMs,
+      changed: () => this.persistState(),
     });
     this.rules = new ClusterRules({
       policy,
@@ -95,14 +134,70 @@ export class ClusterMonitor {
       queue: this.queue,
       log: this.log,
       scaleDownConsecutive: options.scaleDownConsecutive,
+      registryReachable: options.registryReachable,
     });
   }
 
-  /** Takes the members adopted after a restart, then applies the rules at once (max, min). */
-  start(adopted: readonly MemberContext[]): Promise<void> {
+  /**
+   * Takes the members adopted after a restart and what the last life
+   * persisted (backoff, storm hold, held faults), then applies the rules at once (max, min).
+   */
+  start(adopted: readonly MemberContext[], state?: MonitorState): Promise<void> {
     return this.queue.run(async () => {
+      this.startedAt = this.clock.now();
       for (const member of adopted) this.members.adopt(member);
+      if (state) {
+        this.backoff.restore(state.backoff);
+        this.faults.restore(state.faults);
+      }
       await this.enforce();
+    });
+  }
+
+  /** Whether the member (or what is left of it) is this cluster's. */
+  owns(memberId: string): boolean {
+    return this.members.knows(memberId);
+  }
+
+  /** What this monitor persists. */
+  state(): MonitorState {
+    return {
+      backoff: this.backoff.state(),
+      faults: this.faults.state(),
+      detectorSilent: [...this.silent].map(([networkPartitionId, since]) => ({ networkPartitionId, since })),
+    };
+  }
+
+  /**
+   * Registry against infrastructure (every monitor interval): a member with an
+   * instance that the Iaas did not find running when asked at `askedAt` is
+   * gone — removed (and replaced by the rules) once the Iaas confirms it.
+   */
+  reconcile(running: ReadonlySet<string>, askedAt: number): Promise<void> {
+    return this.queue.run(async () => {
+      if (this.closing) return;
+      const missing = this.members
+        .all()
+        .filter(
+          (m): m is LiveMember =>
+            isLive(m) && m.instance !== undefined && m.instance.spawnedAt < askedAt && !running.has(m.memberId),
+        );
+      for (const member of missing) {
+        const still = this.members.get(member.memberId);
+        if (!still || !isLive(still)) continue;
+        const alive = await this.iaas.isRunning(member.memberId).catch(() => true);
+        if (alive) continue;
+        this.log.warn('member without a running instance', {
+          event: 'autoscaler.instance_missing',
+          memberId: member.memberId,
+        });
+        await this.retire({
+          member: still,
+          reason: 'its instance is not running on the infrastructure (reconciliation)',
+          epoch: undefined,
+          faulted: true,
+        });
+      }
     });
   }
 
@@ -114,7 +209,11 @@ export class ClusterMonitor {
   fault(envelope: EnvelopeOf<'MemberFaultEvent'>): Promise<void> {
     return this.queue.run(async () => {
       if (this.closing) return;
-      const retirement = this.faults.fault(envelope.data, envelope.id, envelope.epoch, this.clock.now());
+      const now = this.clock.now();
+      const member = this.members.get(envelope.data.memberId);
+      const silent = member !== undefined && this.isSilent(member, now);
+      const claim = memberFaultClaim(envelope.data);
+      const retirement = this.faults.fault(claim, envelope.id, envelope.epoch, now, silent);
       if (retirement) await this.retire(retirement);
     });
   }
@@ -139,7 +238,9 @@ export class ClusterMonitor {
   memberStats(name: StatEventName, stats: MemberStats): Promise<void> {
     return this.queue.run(() => {
       const type = statEventType(name);
+      const now = this.clock.now();
       for (const { memberId, value } of stats.members) {
+        if (this.members.get(memberId)) this.listed.set(memberId, now);
         this.faults.memberSummary(memberId, stats.windowFrom, type);
         if (name.kind === 'Average' && this.members.get(memberId))
           this.rules.memberAverage(memberId, name.metric, value);
@@ -160,6 +261,7 @@ export class ClusterMonitor {
       max: p.max,
       retired: p.retired,
       faultStormHeldSince: this.faults.stormHeldSince ?? null,
+      detectorSilent: [...this.silent].map(([networkPartitionId, since]) => ({ networkPartitionId, since })),
       backoff: {
         failures: this.backoff.failureCount,
         retryAt: Number.isFinite(this.backoff.readyAt) ? this.backoff.readyAt : null,
@@ -194,9 +296,14 @@ export class ClusterMonitor {
         this.log.info('member created', { event: 'autoscaler.member_created', memberId, address: `${host}:${port}` });
         return;
       }
+      case 'spawnNotRecorded':
+        // No backoff: the cluster did nothing wrong. The next tick's minimum rule tries again once the registry answers.
+        this.forget(memberId);
+        return;
       case 'spawnFailed': {
         this.forget(memberId);
         const retryInMs = this.backoff.failure(this.clock.now());
+        this.persistState();
         const { code } = completion.error as { code?: unknown };
         this.log.warn('spawn failed', {
           event: 'autoscaler.spawn_failed',
@@ -220,6 +327,100 @@ export class ClusterMonitor {
   private forget(memberId: string): void {
     this.faults.forget(memberId);
     this.rules.forget(memberId);
+    this.listed.delete(memberId);
+  }
+
+  private persistState(): void {
+    this.saveState(this.policy.id, this.state());
+  }
+
+  /**
+   * Whether the detector is silent about the member's network partition now:
+   * no summary listed any member there for a fault timeout, while one of this
+   * cluster's members there has been Active longer than that (so a partition
+   * whose first members are still starting is not called silent).
+   */
+  private isSilent(member: { networkPartitionId: string }, now: number): boolean {
+    const np = member.networkPartitionId;
+    if (this.signals.silentSince(np, now) === undefined) return false;
+    const { silentAfterMs } = this.signals;
+    return this.members
+      .all()
+      .some((m) => m.state === 'Active' && m.networkPartitionId === np && now - m.activatedAt > silentAfterMs);
+  }
+
+  /**
+   * A fault of a member that never activated, or within one fault timeout of
+   * its activation, is a replacement that did not work: it backs the next
+   * spawn off (a workload that crashes at start is not respawned in a loop).
+   */
+  private faultBackoff(member: LiveMember, now: number): void {
+    const activatedAt = activatedAtOf(member);
+    if (activatedAt !== undefined && now - activatedAt > this.crashWindowMs) return;
+    const retryInMs = this.backoff.failure(now);
+    this.persistState();
+    this.log.info('faulted soon after it started: replacement backs off', {
+      event: 'autoscaler.fault_backoff',
+      memberId: member.memberId,
+      failures: this.backoff.failureCount,
+      retryInMs,
+    });
+  }
+
+  /** DetectorSilent / DetectorResumed, once each, for the network partitions where this cluster has Active members. */
+  private watchDetector(now: number): void {
+    const partitions = new Set<string>();
+    for (const m of this.members.all()) {
+      if (m.state === 'Active' && !partitions.has(m.networkPartitionId) && this.isSilent(m, now))
+        partitions.add(m.networkPartitionId);
+    }
+    for (const np of partitions) {
+      const since = this.signals.silentSince(np, now);
+      if (since === undefined || this.silent.has(np)) continue;
+      this.silent.set(np, since);
+      this.persistState();
+      this.sink.decide({
+        action: 'DetectorSilent',
+        reason: `no member summary listed any member of network partition ${np} for ${now - since} ms: the SP pair or the brokers may be failing, not the members; fault-driven actions there are held and each held member is verified through the Iaas`,
+      });
+    }
+    for (const [np, since] of [...this.silent]) {
+      if (partitions.has(np)) continue;
+      this.silent.delete(np);
+      this.persistState();
+      const listed = this.signals.silentSince(np, now) === undefined;
+      this.sink.decide({
+        action: 'DetectorResumed',
+        reason: listed
+          ? `member summaries list network partition ${np} again (silent for ${now - since} ms)`
+          : `no member of this cluster in network partition ${np} has served long enough to be watched (silent for ${now - since} ms)`,
+      });
+    }
+    this.faults.detectorResumed((member) => this.isSilent(member, now));
+  }
+
+  /** Active members no member summary listed for absentAfterMs (since activation, or this monitor's start). */
+  private async absences(now: number): Promise<void> {
+    for (const member of this.members.all()) {
+      if (member.state !== 'Active' || !member.instance || this.faults.isHeld(member.memberId)) continue;
+      const seen = Math.max(this.listed.get(member.memberId) ?? 0, member.activatedAt, this.startedAt);
+      const silentForMs = now - seen;
+      if (silentForMs <= this.absentAfterMs) continue;
+      const claim = {
+        memberId: member.memberId,
+        kind: 'absent' as const,
+        reason: `absent: no member summary listed it for ${silentForMs} ms`,
+        lastStatAt: null,
+      };
+      const retirement = this.faults.fault(
+        claim,
+        `absent:${member.memberId}:${seen}`,
+        undefined,
+        now,
+        this.isSilent(member, now),
+      );
+      if (retirement) await this.retire(retirement);
+    }
   }
 
   /**
@@ -229,7 +430,8 @@ export class ClusterMonitor {
    * action; the Iaas is still asked to terminate it, quietly, because its
    * agent may linger (the cloud controller's rule: terminate every member you forget).
    */
-  private async retire({ member, reason, epoch }: Retirement): Promise<void> {
+  private async retire({ member, reason, epoch, faulted }: Retirement): Promise<void> {
+    if (faulted) this.faultBackoff(member, this.clock.now());
     let running = false;
     if (member.instance) {
       try {
@@ -271,7 +473,6 @@ export class ClusterMonitor {
       this.log.info('member starting', { event: 'autoscaler.member_starting', memberId });
     } else if (type === 'InstanceActivatedEvent' && isPending(member)) {
       this.members.set({ ...baseOf(member), state: 'Active', activatedAt: now });
-      this.backoff.success();
       this.log.info('member active', { event: 'autoscaler.member_active', memberId, afterMs: now - member.createdAt });
     }
   }
@@ -280,10 +481,15 @@ export class ClusterMonitor {
     if (this.closing) return;
     const now = this.clock.now();
     this.members.retryStopping();
+    this.watchDetector(now);
+    await this.absences(now);
+    for (const verified of await this.faults.verifyHeld()) await this.retire(verified);
+    this.faults.expireStorm(this.clock.now());
     // A storm holds every termination of the cluster, and its stats are not trusted for scaling.
     if (!this.faults.stormHeld) {
       for (const timedOut of this.faults.pendingTimeouts(now)) {
         const retryInMs = this.backoff.failure(now);
+        this.persistState();
         this.log.warn('member not active in time', {
           event: 'autoscaler.pending_timeout',
           memberId: timedOut.member.memberId,

@@ -23,6 +23,8 @@ export interface ClusterRulesOptions {
   queue: SerialQueue;
   log: Logger;
   scaleDownConsecutive: number;
+  /** Whether the registry answers: no spawn starts while it does not (its intent could not be recorded). */
+  registryReachable: () => boolean;
 }
 
 /**
@@ -42,7 +44,9 @@ export class ClusterRules {
   private readonly log: Logger;
   private readonly scaling: ScalingRule;
   private readonly load = new LoadBook();
+  private readonly registryReachable: () => boolean;
   private retryTimer: TimerHandle | undefined;
+  private waitingForRegistry = false;
   private closed = false;
 
   constructor(options: ClusterRulesOptions) {
@@ -54,6 +58,7 @@ export class ClusterRules {
     this.clock = options.clock;
     this.queue = options.queue;
     this.log = options.log;
+    this.registryReachable = options.registryReachable;
     this.scaling = new ScalingRule(options.policy.thresholds, options.scaleDownConsecutive);
   }
 
@@ -89,6 +94,17 @@ export class ClusterRules {
     // Terminating members still count: their replacement follows their removal, in that order.
     let count = this.members.size;
     const now = this.clock.now();
+    if (count < this.policy.min && !this.registryReachable()) {
+      if (!this.waitingForRegistry)
+        this.log.warn('spawns wait for the registry: a spawn is recorded before it starts', {
+          event: 'autoscaler.spawns_wait_for_registry',
+          members: count,
+          min: this.policy.min,
+        });
+      this.waitingForRegistry = true;
+      return;
+    }
+    this.waitingForRegistry = false;
     while (count < this.policy.min) {
       if (!this.backoff.isReady(now)) {
         this.scheduleRetry(now);
@@ -126,7 +142,8 @@ export class ClusterRules {
     const live = this.members.liveCount();
     if (decision.kind === 'up') {
       // One member at a time: the next step waits until the last one is active (or gone).
-      const blocked = this.members.size >= this.policy.max || this.members.all().some(isPending);
+      const blocked =
+        this.members.size >= this.policy.max || this.members.all().some(isPending) || !this.registryReachable();
       if (blocked || !this.backoff.isReady(now)) return;
       this.scaling.acted();
       this.spawn('ScaleUpAction', `${decision.reason}; ${live} → ${live + 1} members`, decision.epoch);

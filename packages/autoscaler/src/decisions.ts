@@ -13,11 +13,17 @@ import type { MemberContext } from './member.js';
  * - `ScaleDownAction`        terminate the least loaded member (every metric under 0.1 × threshold,
  *                            or the cluster is over max);
  * - `FaultStormHeld`         stop acting on the cluster's faults;
- * - `FaultStormReleased`     the cluster's stats resumed; held faults are re-checked.
+ * - `FaultStormReleased`     the cluster's stats resumed (held faults are re-checked), or the
+ *                            hold reached its bound;
+ * - `DetectorSilent`         no member summary lists any member of a network partition of the
+ *                            cluster: faults there are held and verified through the Iaas;
+ * - `DetectorResumed`        summaries list that partition again;
+ * - `OrphanTerminated`       an instance running on the infrastructure that no registry member
+ *                            owns was terminated after the orphan grace period.
  *
  * The five with an event type of their own go out as `autoscaler/<action>`;
- * `MemberRemoved` is announced by `topology/MemberTerminatedEvent`;
- * `FaultStormReleased` has no event in the protocol yet (log and registry only).
+ * `MemberRemoved` is announced by `topology/MemberTerminatedEvent`; the
+ * others have no event in the protocol (log and registry only).
  */
 export const ACTION_TYPES = [
   'MemberTerminateAction',
@@ -27,6 +33,9 @@ export const ACTION_TYPES = [
   'ScaleDownAction',
   'FaultStormHeld',
   'FaultStormReleased',
+  'DetectorSilent',
+  'DetectorResumed',
+  'OrphanTerminated',
 ] as const;
 export type ActionType = (typeof ACTION_TYPES)[number];
 
@@ -48,8 +57,12 @@ export type ClusterDecision = Omit<Decision, 'clusterId'>;
 export interface MonitorSink {
   /** One decision: one log record, one registry action, one `autoscaler/` message where one exists. */
   decide(decision: Decision): void;
-  /** A member's context changed: its registry row is written. */
-  persist(member: MemberContext): void;
+  /**
+   * A member's context changed: its registry row is written. Resolves true
+   * once written, false when the write failed (retried later): what must be
+   * recorded before it is done (a spawn, a terminate) awaits it.
+   */
+  persist(member: MemberContext): Promise<boolean>;
   /** `topology/MemberCreatedEvent` / `MemberTerminatedEvent`. */
   announce(type: 'MemberCreatedEvent' | 'MemberTerminatedEvent', member: MemberContext, reason?: string): void;
 }
@@ -124,6 +137,9 @@ export function decisionEnvelope(decision: Decision, time: number): Envelope | u
     }
     case 'MemberRemoved':
     case 'FaultStormReleased':
+    case 'DetectorSilent':
+    case 'DetectorResumed':
+    case 'OrphanTerminated':
       return undefined;
   }
 }

@@ -60,6 +60,8 @@ describe('MemberFault handling', () => {
   it('a running member: terminate, then remove, then spawn — in that order, even with a tick in between', async () => {
     const h = harness();
     await h.startActive();
+    await h.report(61_000); // served longer than one fault timeout: its fault is no failed replacement (no backoff)
+    const t = Date.now();
     h.iaas.terminateDelayMs = 2_500; // longer than the 1 s monitor interval
     const before = h.actions().length;
     await h.core.handle(events.fault('php-2', { epoch: 4 }));
@@ -95,7 +97,7 @@ describe('MemberFault handling', () => {
       'autoscaler/MemberSpawnAction php-4',
       'topology/MemberCreatedEvent php-4',
     ]);
-    expect(h.registry.members.get('php-2')).toMatchObject({ state: 'Terminated', terminatedAt: T0 + 2_500 });
+    expect(h.registry.members.get('php-2')).toMatchObject({ state: 'Terminated', terminatedAt: t + 2_500 });
     expect(h.memberIds()).toEqual(['php-1', 'php-3', 'php-4']);
     expect(h.core.counters).toMatchObject({ faults: 1, terminated: 1, spawned: 4 });
     await h.core.close();
@@ -104,6 +106,7 @@ describe('MemberFault handling', () => {
   it('a dead member: remove, then spawn, no terminate action — its leftovers are still reaped', async () => {
     const h = harness();
     await h.startActive();
+    await h.report(61_000);
     h.iaas.kill('php-1');
     const before = h.actions().length;
     await h.core.handle(events.fault('php-1', { reason: 'ports_not_open' }));
@@ -120,6 +123,7 @@ describe('MemberFault handling', () => {
   it('is idempotent: a second fault of the member, a fault of a terminating or unknown member, are ignored', async () => {
     const h = harness();
     await h.startActive();
+    await h.report(61_000);
     h.iaas.terminateDelayMs = 1_000;
     const before = h.actions().length;
     await h.core.handle(events.fault('php-1', { id: 'f-1' }));
@@ -147,23 +151,22 @@ describe('MemberFault handling', () => {
     await h.core.close();
   });
 
-  it('fences stale epochs: a fault under an older SP epoch is dropped, counted and logged', async () => {
+  it('fences commands, not facts: a summary under an older SP epoch is dropped, a MemberFault is acted upon', async () => {
     const h = harness();
     await h.startActive();
     await h.core.handle(events.clusterStat('AverageLoadAverageEvent', 20, T0, 7));
-    await h.core.handle(events.fault('php-1', { epoch: 6 }));
-    await flush();
-    expect(h.actions().filter((a) => a.includes('php-1'))).toEqual(['MemberSpawnAction php-1']);
+    await h.core.handle(events.clusterStat('AverageLoadAverageEvent', 95, T0 + 1, 6));
     expect(h.core.counters.staleEpochDropped).toBe(1);
     expect(h.logger.records.find((r) => r.event === 'autoscaler.stale_epoch_dropped')?.fields).toMatchObject({
-      type: 'MemberFaultEvent',
+      type: 'AverageLoadAverageEvent',
       epoch: 6,
       newestEpoch: 7,
     });
-    // The same epoch and newer ones pass; the newest is kept in the registry for the next life.
-    await h.core.handle(events.fault('php-1', { epoch: 7 }));
+    // A deposed leader's MemberFault states what happened to the member: acted upon while it is live.
+    await h.core.handle(events.fault('php-1', { epoch: 6 }));
     await flush();
     expect(h.actions()).toContain('MemberTerminateAction php-1');
+    expect(h.core.counters).toMatchObject({ staleEpochDropped: 1, staleEpochFacts: 1 });
     expect(h.registry.epoch).toBe(7);
     expect(h.core.status().newestEpoch).toBe(7);
     await h.core.close();
@@ -171,9 +174,22 @@ describe('MemberFault handling', () => {
     // A restarted autoscaler fences from the first event on.
     const again = harness({ registry: h.registry, iaas: h.iaas });
     await again.core.start();
-    await again.core.handle(events.fault('php-3', { epoch: 5 }));
+    await again.core.handle(events.clusterStat('AverageLoadAverageEvent', 20, T0 + 2, 5));
     expect(again.core.counters.staleEpochDropped).toBe(1);
     await again.core.close();
+  });
+
+  it('the lease table raises the fence every tick: a deposed leader is fenced before the new one speaks', async () => {
+    const h = harness();
+    await h.startActive();
+    await h.core.handle(events.clusterStat('AverageLoadAverageEvent', 20, T0, 3));
+    h.registry.leader = 4; // the passive took over; nothing of epoch 4 has arrived yet
+    await vi.advanceTimersByTimeAsync(1_000);
+    await flush();
+    expect(h.core.status().newestEpoch).toBe(4);
+    await h.core.handle(events.clusterStat('AverageLoadAverageEvent', 95, T0 + 15_000, 3));
+    expect(h.core.counters.staleEpochDropped).toBe(1);
+    await h.core.close();
   });
 
   it('an epoch on anything but an SP event never moves the fence', async () => {

@@ -56,6 +56,11 @@ export class FaultStorm {
     return this.faults.size;
   }
 
+  /** A hold persisted by an earlier life of the autoscaler. */
+  restore(heldSince: number | undefined): void {
+    this.since = heldSince;
+  }
+
   /** Ends the hold and forgets the window: the faults of the storm must not tip the next one. */
   release(): void {
     this.since = undefined;

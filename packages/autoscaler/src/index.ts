@@ -8,9 +8,9 @@ export type {
   MonitorCounts,
 } from './autoscaler-status.js';
 export { Backoff } from './backoff.js';
-export { ClusterFaults, type FaultCounts, type Retirement } from './cluster-faults.js';
+export { ClusterFaults, type FaultCounts, type HeldFault, type Retirement } from './cluster-faults.js';
 export { ClusterMembers, type MemberCompletion, type MemberCounts } from './cluster-members.js';
-export { ClusterMonitor, type ClusterMonitorOptions } from './cluster-monitor.js';
+export { ClusterMonitor, type ClusterMonitorOptions, type MonitorState } from './cluster-monitor.js';
 export { ClusterRules } from './cluster-rules.js';
 export {
   ACTION_TYPES,
@@ -23,6 +23,7 @@ export {
   type MonitorSink,
   topologyEnvelope,
 } from './decisions.js';
+export { DetectorSignals } from './detector-signals.js';
 export { FaultStorm, MIN_STORM_CLUSTER_SIZE, type StormVerdict } from './fault-storm.js';
 export {
   fromRecord,
@@ -35,6 +36,7 @@ export {
   randomMemberId,
   toRecord,
 } from './member.js';
+export { parseMonitorState } from './monitor-state.js';
 export {
   type AutoscalerCoreOptions,
   type AutoscalerOptions,
@@ -43,7 +45,7 @@ export {
   type ResolvedAutoscalerCoreOptions,
   resolveAutoscalerCoreOptions,
 } from './options.js';
-export { PgRegistry, readLastActions, readLiveMembers } from './pg-registry.js';
+export { PgRegistry, readClusterStates, readLastActions, readLiveMembers } from './pg-registry.js';
 export { type ClusterPolicy, policyFrom, retiredPolicy, type Thresholds } from './policy.js';
 export { type Registry, RegistryError } from './registry.js';
 export { RegistryWriter } from './registry-writer.js';

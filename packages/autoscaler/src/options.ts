@@ -37,6 +37,19 @@ export interface AutoscalerCoreOptions {
   scaleDownConsecutive?: number;
   /** Fault-storm window: the CEP's fault timeout. @default DEFAULTS.faultTimeoutMs (60 000) */
   faultStormWindowMs?: number;
+  /**
+   * The SP's summary tick (`cep.summaryIntervalMs`). A network partition no
+   * member summary listed for faultStormWindowMs is silent; an Active member
+   * none listed for faultStormWindowMs + summaryIntervalMs is absent.
+   * @default DEFAULTS.statIntervalMs (15 000)
+   */
+  summaryIntervalMs?: number;
+  /** @default DEFAULTS.backoffResetMs (600 000) */
+  backoffResetMs?: number;
+  /** @default DEFAULTS.stormMaxHoldMs (600 000) */
+  stormMaxHoldMs?: number;
+  /** @default DEFAULTS.orphanGraceMs (60 000) */
+  orphanGraceMs?: number;
   /** Grace between soft and forced stop of a member. @default undefined: the driver's */
   terminateGraceMs?: number;
   /** Actions kept for status(). @default 50 */
@@ -61,6 +74,10 @@ const CORE_DEFAULTS: Omit<ResolvedAutoscalerCoreOptions, 'clusters' | 'iaas' | '
   backoffMaxMs: DEFAULTS.backoffMaxMs,
   scaleDownConsecutive: DEFAULTS.scaleDownConsecutive,
   faultStormWindowMs: DEFAULTS.faultTimeoutMs,
+  summaryIntervalMs: DEFAULTS.statIntervalMs,
+  backoffResetMs: DEFAULTS.backoffResetMs,
+  stormMaxHoldMs: DEFAULTS.stormMaxHoldMs,
+  orphanGraceMs: DEFAULTS.orphanGraceMs,
   terminateGraceMs: undefined,
   actionHistory: 50,
   newMemberId: randomMemberId,
@@ -131,7 +148,11 @@ export function autoscalerOptionsFrom(
     backoffInitialMs: autoscaler.backoffInitialMs,
     backoffMaxMs: autoscaler.backoffMaxMs,
     scaleDownConsecutive: autoscaler.scaleDownConsecutive,
+    backoffResetMs: autoscaler.backoffResetMs,
+    stormMaxHoldMs: autoscaler.stormMaxHoldMs,
+    orphanGraceMs: autoscaler.orphanGraceMs,
     faultStormWindowMs: config.cep.faultTimeoutMs,
+    summaryIntervalMs: config.cep.summaryIntervalMs,
     logger: deps.logger,
     clock: deps.clock,
   };

@@ -79,6 +79,16 @@ export async function readLiveMembers(pool: pg.Pool): Promise<MemberRecord[]> {
   }));
 }
 
+/** Every cluster's persisted monitor state as stored (`parseMonitorState` checks it). Rejects with RegistryError. */
+export async function readClusterStates(pool: pg.Pool): Promise<Map<string, unknown>> {
+  const { rows } = await queryRegistry<{ cluster_id: string; state: unknown }>(
+    pool,
+    'read cluster states',
+    'SELECT cluster_id, state FROM autoscaler_cluster',
+  );
+  return new Map(rows.map((row) => [row.cluster_id, row.state]));
+}
+
 /** The autoscaler's last `limit` decisions, newest first. Rejects with RegistryError. */
 export async function readLastActions(pool: pg.Pool, limit: number): Promise<ActionRecord[]> {
   const { rows } = await queryRegistry<ActionRow>(
@@ -192,6 +202,28 @@ export class PgRegistry implements Registry {
          SET newest_epoch = LEAST(GREATEST(autoscaler_fence.newest_epoch, EXCLUDED.newest_epoch), ${NEWEST_LEADER_EPOCH}),
              updated_at = clock_timestamp()`,
       [epoch],
+    );
+  }
+
+  async leaderEpoch(): Promise<number | undefined> {
+    const { rows } = await this.query<{ epoch: string | null }>(
+      'read leader epoch',
+      `SELECT max(epoch) AS epoch FROM sp_leader`,
+    );
+    const epoch = rows[0]?.epoch;
+    return epoch === null || epoch === undefined ? undefined : Number(epoch);
+  }
+
+  clusterStates(): Promise<Map<string, unknown>> {
+    return readClusterStates(this.pool);
+  }
+
+  async saveClusterState(clusterId: string, state: unknown): Promise<void> {
+    await this.query(
+      'write cluster state',
+      `INSERT INTO autoscaler_cluster (cluster_id, state) VALUES ($1, $2::jsonb)
+       ON CONFLICT (cluster_id) DO UPDATE SET state = EXCLUDED.state, updated_at = clock_timestamp()`,
+      [clusterId, JSON.stringify(state)],
     );
   }
 

@@ -21,7 +21,11 @@ export class RegistryWriter {
   /** memberId → a newest record whose write failed. */
   private readonly failed = new Map<string, MemberRecord>();
   private failedEpoch: number | undefined;
+  /** clusterId → the newest monitor state handed in and not written yet. */
+  private readonly clusterStates = new Map<string, unknown>();
   private readonly counted = { writes: 0, errors: 0 };
+  /** The outcome of the last call to the registry: false after a failure, until a call succeeds. */
+  private lastCallOk = true;
 
   constructor(
     private readonly registry: Registry,
@@ -38,10 +42,35 @@ export class RegistryWriter {
     return this.failed.size;
   }
 
-  member(record: MemberRecord): void {
+  /**
+   * Whether the registry answered the last call. Spawns wait while it does not:
+   * a spawn whose intent cannot be recorded would be an orphan if the
+   * autoscaler died before the row was written.
+   */
+  get reachable(): boolean {
+    return this.lastCallOk;
+  }
+
+  /** Another read or write of the registry (the core's re-reads) succeeded or failed. */
+  observed(ok: boolean): void {
+    this.lastCallOk = ok;
+  }
+
+  /**
+   * Queues the member's row. Resolves true once this row (or a newer one of
+   * the member) is written, false when its write failed (it is retried at the
+   * next tick): the intent-before-act paths await it.
+   */
+  member(record: MemberRecord): Promise<boolean> {
     this.newest.set(record.memberId, record);
     this.failed.delete(record.memberId);
-    void this.queue.run(() => this.writeMember(record));
+    return this.queue.run(() => this.writeMember(record));
+  }
+
+  /** Queues a cluster's monitor state; only the newest of each cluster is written. */
+  cluster(clusterId: string, state: unknown): void {
+    this.clusterStates.set(clusterId, state);
+    void this.queue.run(() => this.writeCluster(clusterId));
   }
 
   action(record: ActionRecord): void {
@@ -49,6 +78,7 @@ export class RegistryWriter {
       try {
         await this.registry.recordAction(record);
         this.counted.writes += 1;
+        this.lastCallOk = true;
       } catch (error) {
         this.failure('action', 'autoscaler.registry_action_write_failed', error, {
           actionType: record.action,
@@ -63,6 +93,7 @@ export class RegistryWriter {
       try {
         await this.registry.saveEpoch(epoch);
         this.counted.writes += 1;
+        this.lastCallOk = true;
         if (this.failedEpoch !== undefined && this.failedEpoch <= epoch) this.failedEpoch = undefined;
       } catch (error) {
         this.failedEpoch = Math.max(this.failedEpoch ?? epoch, epoch);
@@ -79,6 +110,7 @@ export class RegistryWriter {
     const epoch = this.failedEpoch;
     this.failedEpoch = undefined;
     if (epoch !== undefined) this.epoch(epoch);
+    for (const clusterId of this.clusterStates.keys()) void this.queue.run(() => this.writeCluster(clusterId));
   }
 
   /** Resolves once every write queued so far has been tried. */
@@ -86,24 +118,41 @@ export class RegistryWriter {
     return this.queue.idle();
   }
 
-  private async writeMember(record: MemberRecord): Promise<void> {
-    // A newer row of this member was queued meanwhile: that one will be written.
-    if (this.newest.get(record.memberId) !== record) return;
+  private async writeMember(record: MemberRecord): Promise<boolean> {
+    // A newer row of this member was queued meanwhile: that one will be written (and answers for this one).
+    if (this.newest.get(record.memberId) !== record) return true;
     try {
       await this.registry.saveMember(record);
       this.counted.writes += 1;
+      this.lastCallOk = true;
       if (this.newest.get(record.memberId) === record) this.newest.delete(record.memberId);
+      return true;
     } catch (error) {
       if (this.newest.get(record.memberId) === record) this.failed.set(record.memberId, record);
       this.failure('member', 'autoscaler.registry_member_write_failed', error, {
         memberId: record.memberId,
         state: record.state,
       });
+      return false;
+    }
+  }
+
+  private async writeCluster(clusterId: string): Promise<void> {
+    const state = this.clusterStates.get(clusterId);
+    if (state === undefined) return;
+    try {
+      await this.registry.saveClusterState(clusterId, state);
+      this.counted.writes += 1;
+      this.lastCallOk = true;
+      if (this.clusterStates.get(clusterId) === state) this.clusterStates.delete(clusterId);
+    } catch (error) {
+      this.failure('cluster state', 'autoscaler.registry_cluster_write_failed', error, { clusterId });
     }
   }
 
   private failure(what: string, event: string, error: unknown, fields: Record<string, unknown>): void {
     this.counted.errors += 1;
+    this.lastCallOk = false;
     const code = (error as { code?: unknown }).code;
     this.log.warn(`registry ${what} write failed`, { event, ...fields, code, error });
   }

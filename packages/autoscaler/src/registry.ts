@@ -32,4 +32,14 @@ export interface Registry {
   newestEpoch(): Promise<number | undefined>;
   /** Raises the stored epoch to `epoch` (never lowers it; PgRegistry caps it at the newest SP leader epoch). */
   saveEpoch(epoch: number): Promise<void>;
+  /**
+   * The newest epoch an SP leader holds or held (the lease table), re-read
+   * every monitor interval: the fence rises with the lease, not only with the
+   * first message of a new leader. Undefined before the first lease.
+   */
+  leaderEpoch(): Promise<number | undefined>;
+  /** Every cluster's persisted monitor state, as stored (validated by the caller). */
+  clusterStates(): Promise<Map<string, unknown>>;
+  /** Replaces a cluster's persisted monitor state (backoff, storm hold, held faults). */
+  saveClusterState(clusterId: string, state: unknown): Promise<void>;
 }

@@ -15,6 +15,7 @@ import {
 } from '@faultline/test-support';
 import type pg from 'pg';
 import { expect } from 'vitest';
+import type { AutoscalerStatus } from '../src/index.js';
 
 export const AUTOSCALER_MAIN = path.join(REPO_ROOT, 'packages/autoscaler/dist/main.js');
 const MEMBER_MAINS = [
@@ -86,8 +87,9 @@ export async function testConfig(options: {
       outboxDir: path.join(options.dir, 'outbox'),
     },
     streamProcessor: { nodes: [{ id: 'sp-1', host: '127.0.0.1', thriftPort, syncPort, statusPort }] },
-    // The fault-storm window: short, so the faults of consecutive tests never add up to a storm.
-    cep: { faultTimeoutMs: 500 },
+    // The fault-storm window: short, so the faults of consecutive tests never add up to a storm. A network
+    // partition no member summary listed for 1.5 s is silent; a member none listed for 1.8 s is absent.
+    cep: { faultTimeoutMs: 1_500, summaryIntervalMs: 300 },
     agent: { statIntervalMs: 1_000 },
     autoscaler: { monitorIntervalMs: 200, pendingTimeoutMs: 30_000, backoffInitialMs: 1_000, backoffMaxMs: 5_000 },
     clusters: [{ id: 'php', cartridgeType: 'php', min: 3, max: 5, workload: { latencyMs: 5 }, ...options.cluster }],
@@ -107,6 +109,54 @@ export function startFakeSp(brokers: readonly TestBroker[], outboxFile: string):
     republishIntervalMs: 2_000,
     awaitSubscribers: ['autoscaler'],
   });
+}
+
+/**
+ * What the SP's member summaries would say, every 300 ms: the members
+ * `listed()` names (those the autoscaler has and an SP would hear from), but
+ * those in `silenced` (their agents stopped reporting), under `epoch()`.
+ * `paused` stops them all (the SP pair or the brokers failing).
+ */
+export function startSummaries(
+  sp: Publisher,
+  listed: () => string[] | Promise<string[]>,
+  epoch: () => number = () => 1,
+  clusterId = 'php',
+) {
+  const silenced = new Set<string>();
+  const state = { paused: false, silenced };
+  const timer = setInterval(async () => {
+    if (state.paused) return;
+    const now = Date.now();
+    const members = (await listed())
+      .filter((memberId) => !silenced.has(memberId))
+      .map((memberId) => ({ memberId, value: 10 }));
+    if (members.length === 0) return;
+    const type = 'MemberAverageLoadAverageEvent';
+    const data = {
+      clusterId,
+      clusterInstanceId: `${clusterId}-1`,
+      networkPartitionId: 'np-1',
+      windowFrom: now - 60_000,
+      windowTo: now,
+      part: 0,
+      members,
+    };
+    const id = `${type}:${clusterId}:np-1:0:${now}`;
+    sp.publish(createEnvelope(type, data, { source: 'sp-test', epoch: epoch(), id })).catch(() => {});
+  }, 300);
+  return Object.assign(state, { stop: () => clearInterval(timer) });
+}
+
+/** The members of cluster `php` an autoscaler's status lists (but those terminating), and its newest epoch. */
+export function statusSource(status: () => AutoscalerStatus) {
+  return {
+    listed: () =>
+      (status().clusters.find((c) => c.clusterId === 'php')?.members ?? [])
+        .filter((m) => m.state !== 'Terminating')
+        .map((m) => m.memberId),
+    epoch: () => status().newestEpoch ?? 1,
+  };
 }
 
 /** Reads `autoscaler/#` and `topology/#` as an operator would (role `observer`). */

@@ -18,6 +18,7 @@ import {
   pgidOf,
   registryRows,
   startFakeSp,
+  startSummaries,
   terminateRegistered,
   testConfig,
   waitFor,
@@ -34,6 +35,7 @@ describe('autoscaler process: kill -9 and restart', () => {
   let brokers: [TestBroker, TestBroker];
   let pool: pg.Pool;
   let sp: Publisher;
+  let summaries: ReturnType<typeof startSummaries> | undefined;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-autoscaler-restart-'));
   // As root, members run as the member user, who must pass through every folder above their own.
   chmodSync(dir, 0o755);
@@ -83,9 +85,17 @@ describe('autoscaler process: kill -9 and restart', () => {
     env.DATABASE_URL = postgres.connectionString;
     sp = startFakeSp(brokers, path.join(dir, 'sp-test.outbox'));
     await sp.start();
+    // What the SP would list: every member the registry has live (the fault detector sees them all).
+    summaries = startSummaries(
+      sp,
+      async () => (await registryRows(pool)).filter((r) => r.state !== 'Terminating').map((r) => r.member_id),
+      () => 1,
+      'web',
+    );
   });
 
   afterAll(async () => {
+    summaries?.stop();
     for (const child of children) child.kill('SIGKILL');
     await Promise.all([...children].map(exited));
     if (pool) for (const pgid of await terminateRegistered(pool, path.join(dir, 'cleanup'))) pgids.add(pgid);

@@ -124,6 +124,28 @@ describe('cartridge agent', () => {
     await agent.close();
   });
 
+  it('a workload slower to open its port than the first stats is not ports_not_open until it answered or activated', async () => {
+    const { agent, transport, workload, logger } = setup({ activationPollMs: 1_000 });
+    workload.state.stats = { type: 'no-answer', reason: 'connect ECONNREFUSED' };
+    workload.state.healthy = false;
+    await agent.start();
+    await advance(0, 1);
+    await advance(30_000);
+    const last = (seq: number) => transport.batches.get(seq)?.stats.map((s) => s.healthDescription);
+    // Three batches while it starts: machine figures only, never ports_not_open.
+    for (const seq of [1, 2, 3]) expect(last(seq)).toEqual(['load_average', 'memory_consumption']);
+    expect(agent.counters).toMatchObject({ portsNotOpen: 0, portNotYetOpen: 3 });
+    expect(logger.events().filter((e) => e === 'agent.workload_port_not_yet_open')).toHaveLength(1);
+    // It activates (healthz answers), then its port closes: now that is a fault.
+    workload.state.healthy = true;
+    await advance(1_000);
+    expect(agent.activated).toBe(true);
+    await advance(14_000);
+    expect(last(4)).toEqual(['load_average', 'memory_consumption', 'ports_not_open']);
+    expect(agent.counters.portsNotOpen).toBe(1);
+    await agent.close();
+  });
+
   it('reports ports_not_open while the workload port does not answer, and requests in flight again after', async () => {
     const { agent, transport, workload, logger } = setup();
     await agent.start();

@@ -94,6 +94,7 @@ export function createAgent(input: AgentOptions): Agent {
     if (state !== 'running' || activated) return;
     if (!(await probe.healthy()) || state !== 'running' || activated) return;
     activated = true;
+    collector.workloadAnswered();
     clock.clearInterval(activationTimer);
     await publish('InstanceActivatedEvent');
   };

@@ -16,8 +16,9 @@ function collector(system: Partial<SystemStats>, result: ProbeResult) {
     ...system,
   };
   const logger = createMemoryLogger();
-  const probe = { stats: async () => result, healthy: async () => true };
-  return { collector: new StatCollector(member, full, probe, systemClock, logger), logger };
+  const state = { result };
+  const probe = { stats: async () => state.result, healthy: async () => true };
+  return { collector: new StatCollector(member, full, probe, systemClock, logger), logger, state };
 }
 
 const figures = (stats: { healthDescription: string; value: number }[]) =>
@@ -31,10 +32,35 @@ describe('StatCollector', () => {
     expect(stats[0]).toMatchObject(member);
   });
 
-  it('reports ports_not_open (1) instead of requests in flight when the port does not answer', async () => {
-    const { collector: c } = collector({}, { type: 'no-answer', reason: 'ECONNREFUSED' });
+  it('reports ports_not_open (1) instead of requests in flight when the port, open before, does not answer', async () => {
+    const { collector: c, state } = collector({}, { type: 'ok', requestsInFlight: 2 });
+    await c.collect();
+    state.result = { type: 'no-answer', reason: 'ECONNREFUSED' };
     expect(figures(await c.collect())).toEqual({ load_average: 12.5, memory_consumption: 25, ports_not_open: 1 });
     expect(c.counters.portsNotOpen).toBe(1);
+  });
+
+  it('reports no ports_not_open before the workload port ever answered: a workload still starting is no fault', async () => {
+    const { collector: c, logger, state } = collector({}, { type: 'no-answer', reason: 'ECONNREFUSED' });
+    for (let i = 0; i < 3; i++) {
+      expect(figures(await c.collect())).toEqual({ load_average: 12.5, memory_consumption: 25 });
+    }
+    expect(c.counters).toMatchObject({ portsNotOpen: 0, portNotYetOpen: 3 });
+    // Said once, not per collection.
+    expect(logger.events()).toEqual(['agent.workload_port_not_yet_open']);
+    // Once it answered (even with unusable stats), a closed port is a fault again.
+    state.result = { type: 'invalid', reason: 'HTTP 500' };
+    await c.collect();
+    state.result = { type: 'no-answer', reason: 'ECONNREFUSED' };
+    expect(figures(await c.collect())).toMatchObject({ ports_not_open: 1 });
+    expect(c.counters).toMatchObject({ portsNotOpen: 1, portNotYetOpen: 3 });
+  });
+
+  it('reports ports_not_open after activation even if no stats answer came before', async () => {
+    const { collector: c } = collector({}, { type: 'no-answer', reason: 'ECONNRESET' });
+    c.workloadAnswered();
+    expect(figures(await c.collect())).toMatchObject({ ports_not_open: 1 });
+    expect(c.counters).toMatchObject({ portsNotOpen: 1, portNotYetOpen: 0 });
   });
 
   it('leaves out what it cannot trust, with a counter and a log line', async () => {

@@ -35,8 +35,14 @@ export interface WorkloadProbe {
 
 export interface StatCollectorCounters {
   collections: number;
-  /** Collections where the workload port did not answer. */
+  /** Collections where the workload port did not answer (after it had answered once): reported as ports_not_open. */
   portsNotOpen: number;
+  /**
+   * Collections where the workload port did not answer before it ever had
+   * (and before activation): a workload still starting, not a fault;
+   * requests_in_flight left out, nothing reported in its place.
+   */
+  portNotYetOpen: number;
   /** Answers of the workload that were not valid stats (logged, figure left out). */
   invalidWorkloadStats: number;
   /** Machine figures that were not finite numbers (left out). */
@@ -50,6 +56,14 @@ const round2 = (value: number) => Math.round(value * 100) / 100;
  * the cores, memory consumption, and the workload's requests in flight, or
  * `ports_not_open` (value 1) when its port does not answer, which the SP
  * treats as an immediate fault.
+ *
+ * A port that has never answered is a workload still starting, not a closed
+ * one: until the port answered once (a stats answer, valid or not) or the
+ * agent activated (`workloadAnswered()`, its `/healthz` check passed), a
+ * collection whose probe gets no answer leaves requests_in_flight out and
+ * reports no ports_not_open (logged once, counted in `portNotYetOpen`).
+ * A workload that never opens its port is then the autoscaler's pending
+ * timeout to deal with, not an immediate fault that respawns it for ever.
  */
 export class StatCollector {
   readonly counters: StatCollectorCounters = {
@@ -57,8 +71,12 @@ export class StatCollector {
     portsNotOpen: 0,
     invalidWorkloadStats: 0,
     invalidSystemStats: 0,
+    portNotYetOpen: 0,
   };
   private portWasOpen = true;
+  /** The workload's port answered at least once (or the agent activated): from then on a closed port is a fault. */
+  private portEverAnswered = false;
+  private notYetOpenLogged = false;
 
   constructor(
     private readonly member: MemberIdentity,
@@ -67,6 +85,11 @@ export class StatCollector {
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {}
+
+  /** The workload answered (the agent's activation check passed): a port that stops answering is ports_not_open. */
+  workloadAnswered(): void {
+    this.portEverAnswered = true;
+  }
 
   async collect(): Promise<HealthStat[]> {
     this.counters.collections += 1;
@@ -99,8 +122,21 @@ export class StatCollector {
         add('requests_in_flight', probe.requestsInFlight);
         if (!this.portWasOpen) this.log.info('workload port answers again', { event: 'agent.workload_port_open' });
         this.portWasOpen = true;
+        this.portEverAnswered = true;
         break;
       case 'no-answer':
+        if (!this.portEverAnswered) {
+          // Still starting: not a fault. Said once, counted every time.
+          this.counters.portNotYetOpen += 1;
+          if (!this.notYetOpenLogged) {
+            this.notYetOpenLogged = true;
+            this.log.info('workload port not open yet: requests_in_flight left out until it answers', {
+              event: 'agent.workload_port_not_yet_open',
+              reason: probe.reason,
+            });
+          }
+          break;
+        }
         this.counters.portsNotOpen += 1;
         add('ports_not_open', 1);
         // Once per change, not per interval: an instance that is gone stays gone.
@@ -115,6 +151,7 @@ export class StatCollector {
       case 'invalid':
         this.counters.invalidWorkloadStats += 1;
         this.portWasOpen = true;
+        this.portEverAnswered = true;
         this.log.warn('workload stats unusable, requests_in_flight left out', {
           event: 'agent.workload_stats_unusable',
           reason: probe.reason,

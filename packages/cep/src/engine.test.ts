@@ -52,11 +52,19 @@ function engine(options: CepEngineOptions = {}) {
   const logger = createMemoryLogger();
   const e = createCepEngine({ source: 'sp-1', logger, ...options });
   engines.push(e);
+  /** What a subscriber acts on: the first emission of each id (it dedupes repeats, e.g. re-announced faults, by id). */
   const out: Envelope[] = [];
-  e.onOutput((envelope) => out.push(envelope));
+  /** Every emission, repeats included. */
+  const all: Envelope[] = [];
+  const seen = new Set<string>();
+  e.onOutput((envelope) => {
+    all.push(envelope);
+    if (!seen.has(envelope.id)) out.push(envelope);
+    seen.add(envelope.id);
+  });
   const faults = () => out.filter((o): o is EnvelopeOf<'MemberFaultEvent'> => o.type === 'MemberFaultEvent');
   const summaries = () => out.filter((o): o is SummaryEnvelope => o.type !== 'MemberFaultEvent');
-  return { e, out, faults, summaries, logger };
+  return { e, out, all, faults, summaries, logger };
 }
 
 describe('CepEngine', () => {
@@ -607,6 +615,119 @@ describe('CepEngine', () => {
     e.apply(round('m-2', 0));
     await vi.advanceTimersByTimeAsync(1_000);
     expect(e.status().listenerErrors).toBe(1);
+  });
+
+  describe('re-announcing faulted members (a fault lost on any hop is delivered later)', () => {
+    const faultsOf = (list: Envelope[]) =>
+      list.filter((o): o is EnvelopeOf<'MemberFaultEvent'> => o.type === 'MemberFaultEvent');
+
+    it('a fault whose first emission the listener dropped is emitted again at the next tick, same id and content', async () => {
+      const e = createCepEngine({ source: 'sp-1', faultTimeoutMs: 60_000, summaryIntervalMs: 15_000 });
+      engines.push(e);
+      const received: Envelope[] = [];
+      let dropped: Envelope | undefined;
+      e.onOutput((envelope) => {
+        if (envelope.type !== 'MemberFaultEvent') return;
+        // The first one is lost on the way (a publish that never reached the broker).
+        if (!dropped) dropped = envelope;
+        else received.push(envelope);
+      });
+      e.activate(4);
+      await vi.advanceTimersByTimeAsync(1_000);
+      e.apply(round('m-1', 1_000));
+      await vi.advanceTimersByTimeAsync(60_000); // the fault at 61 000, between two ticks
+      expect(dropped?.id).toBe('MemberFaultEvent:m-1:1000');
+      expect(received).toEqual([]);
+      await vi.advanceTimersByTimeAsync(13_999);
+      expect(received).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1); // the tick at 75 000
+      expect(received).toEqual([dropped]);
+      expect(e.status()).toMatchObject({ faultsDeclared: 1, faultsEmitted: 1, faultsReannounced: 1, faulted: 1 });
+      // And at every tick after, as long as it stays faulted.
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(received).toEqual([dropped, dropped, dropped]);
+    });
+
+    it('only the active re-announces: a passive holds no repeats; a takeover publishes, then re-announces', async () => {
+      const { e, all } = engine({ faultTimeoutMs: 60_000 });
+      const pendingFaults = () => e.exportState().pending.filter((o) => o.kind === 'fault');
+      e.apply(round('m-1', 0));
+      await vi.advanceTimersByTimeAsync(120_000);
+      expect(all).toEqual([]);
+      expect(pendingFaults()).toHaveLength(1);
+      expect(e.status()).toMatchObject({ faulted: 1, faultsReannounced: 0 });
+      e.confirm(['MemberFaultEvent:m-1:0']);
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(pendingFaults()).toEqual([]);
+      expect(e.status().faultsReannounced).toBe(0);
+      e.activate(2);
+      // Confirmed, so not republished at the takeover; the next tick re-announces it.
+      expect(faultsOf(all)).toEqual([]);
+      await vi.advanceTimersByTimeAsync(15_000);
+      expect(faultsOf(all).map((o) => [o.id, o.time, o.epoch])).toEqual([['MemberFaultEvent:m-1:0', 60_000, 2]]);
+      e.deactivate();
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(faultsOf(all)).toHaveLength(1);
+      expect(pendingFaults()).toEqual([]);
+      expect(e.status().faultsReannounced).toBe(1);
+    });
+
+    it('a forgotten or revived member is not re-announced', async () => {
+      const { e, all } = engine({ faultTimeoutMs: 60_000 });
+      e.activate(1);
+      await vi.advanceTimersByTimeAsync(1_000);
+      for (const id of ['gone', 'back', 'stays']) e.apply(round(id, 1_000));
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(faultsOf(all)).toHaveLength(3);
+      e.forget('gone');
+      e.apply(round('back', 61_000));
+      all.length = 0;
+      await vi.advanceTimersByTimeAsync(14_000);
+      expect(faultsOf(all).map((o) => o.id)).toEqual(['MemberFaultEvent:stays:1000']);
+    });
+
+    it('at most maxFaultReannouncesPerTick a tick, rotating through every faulted member; 0 turns it off', async () => {
+      const { e, all } = engine({ faultTimeoutMs: 60_000, maxFaultReannouncesPerTick: 2 });
+      e.activate(1);
+      await vi.advanceTimersByTimeAsync(1_000);
+      for (const id of ['a', 'b', 'c', 'd', 'e']) e.apply(round(id, 1_000));
+      await vi.advanceTimersByTimeAsync(60_000);
+      all.length = 0;
+      const perTick: string[][] = [];
+      for (let tick = 0; tick < 5; tick++) {
+        await vi.advanceTimersByTimeAsync(15_000);
+        perTick.push(faultsOf(all.splice(0)).map((o) => o.data.memberId));
+      }
+      expect(perTick.map((ids) => ids.length)).toEqual([2, 2, 2, 2, 2]);
+      const order = perTick.flat();
+      // Every member within ⌈5 / 2⌉ ticks, then the same round again.
+      expect(new Set(order.slice(0, 5)).size).toBe(5);
+      expect(order.slice(5)).toEqual(order.slice(0, 5));
+      expect(e.status().faultsReannounced).toBe(10);
+
+      const off = engine({ faultTimeoutMs: 60_000, maxFaultReannouncesPerTick: 0 });
+      off.e.activate(1);
+      off.e.apply(round('a', 0));
+      await vi.advanceTimersByTimeAsync(120_000);
+      expect(faultsOf(off.all)).toHaveLength(1);
+      expect(() => createCepEngine({ maxFaultReannouncesPerTick: -1 })).toThrow(
+        /cep\.maxFaultReannouncesPerTick must be an integer ≥ 0/,
+      );
+    });
+
+    it('a node that imported a faulted member re-announces the fact its peer declared', async () => {
+      const a = engine({ faultTimeoutMs: 60_000 });
+      a.e.activate(1);
+      a.e.apply(batch(stat('m-1', 'ports_not_open', 1, 5_000)));
+      const first = faultsOf(a.all)[0];
+      const b = engine({ faultTimeoutMs: 60_000, source: 'sp-2' });
+      b.e.importState(JSON.parse(JSON.stringify(a.e.exportState())));
+      b.e.activate(2);
+      await vi.advanceTimersByTimeAsync(15_000);
+      expect(faultsOf(b.all).map((o) => [o.id, o.time, o.source, o.epoch, o.data])).toEqual([
+        [first?.id, first?.time, 'sp-2', 2, first?.data],
+      ]);
+    });
   });
 
   it('close is idempotent, stops every timer, and refuses later batches', async () => {

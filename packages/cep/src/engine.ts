@@ -45,6 +45,11 @@ export type CepCounters = {
   ignoredStats: number;
   faultsDeclared: number;
   faultsEmitted: number;
+  /**
+   * MemberFaults emitted again, under their first id, at a summary tick while
+   * active (the member is still faulted and not forgotten): not in faultsEmitted.
+   */
+  faultsReannounced: number;
   /** Pending timeout faults declared while following no active, taken back at a takeover (see activate). */
   faultsReopened: number;
   summariesComputed: number;
@@ -120,6 +125,7 @@ class CepMonitor implements CepEngine {
     ignoredStats: 0,
     faultsDeclared: 0,
     faultsEmitted: 0,
+    faultsReannounced: 0,
     faultsReopened: 0,
     summariesComputed: 0,
     summariesEmitted: 0,
@@ -317,7 +323,8 @@ class CepMonitor implements CepEngine {
       lastStatAt: info.lastStatAt,
       role: this.role,
     });
-    const output = faultOutput(member, info, this.options.source, this.options.clock.now());
+    // info.declaredAt is clock.now(): kept by the detector, so a re-announcement carries the same time.
+    const output = faultOutput(member, info, this.options.source, info.declaredAt);
     if (this.ledger.faultPublished(output)) this.counters.outputsAlreadyPublished += 1;
     else this.produce(output);
   }
@@ -339,6 +346,8 @@ class CepMonitor implements CepEngine {
     const windowTo = Math.max(this.nextSummaryAt, Math.floor(now / summaryIntervalMs) * summaryIntervalMs);
     this.nextSummaryAt = windowTo + summaryIntervalMs;
     try {
+      // Only the active re-announces: a passive holds no repeats (its own faults wait in the ledger).
+      if (this.epoch !== undefined) this.reannounceFaults(this.epoch);
       // A wall clock stepped back must not repeat a tick (and its ids).
       if (windowTo <= this.lastWindowTo) return;
       this.lastWindowTo = windowTo;
@@ -355,6 +364,29 @@ class CepMonitor implements CepEngine {
     }
   }
 
+  /**
+   * Each faulted, not forgotten member's MemberFault again, with the id and
+   * content of its first emission (subscribers dedupe by id), so a fault lost
+   * between the engine and the autoscaler is delivered at a later tick. At
+   * most maxFaultReannouncesPerTick a tick, rotating; O(that) a tick.
+   */
+  private reannounceFaults(epoch: number): void {
+    const { source, maxFaultReannouncesPerTick } = this.options;
+    const count = this.detector.reannounce(maxFaultReannouncesPerTick, (member, info) => {
+      const output = faultOutput(member, info, source, info.declaredAt);
+      this.counters.faultsReannounced += 1;
+      this.deliver({ ...output.envelope, epoch } as Envelope);
+    });
+    if (count > 0) {
+      this.log.debug('faulted members re-announced', {
+        event: 'cep.faults_reannounced',
+        count,
+        faulted: this.detector.faulted,
+        epoch,
+      });
+    }
+  }
+
   private produce(output: Output): void {
     if (this.epoch !== undefined) this.emit(output, this.epoch);
     else if (this.ledger.hold(output) > 0) this.warnDropped();
@@ -365,6 +397,10 @@ class CepMonitor implements CepEngine {
     const envelope = { ...output.envelope, epoch } as Envelope;
     if (output.kind === 'fault') this.counters.faultsEmitted += 1;
     else this.counters.summariesEmitted += 1;
+    this.deliver(envelope);
+  }
+
+  private deliver(envelope: Envelope): void {
     for (const listener of this.listeners) {
       try {
         listener(envelope);

@@ -32,7 +32,11 @@ describe('FaultDetector', () => {
     expect(faults).toHaveLength(0);
     await vi.advanceTimersByTimeAsync(1);
     expect(faults).toEqual([
-      { memberId: 'm-1', at: 60_000, info: { reason: 'timeout', lastStatAt: 1_000, silentForMs: 60_000 } },
+      {
+        memberId: 'm-1',
+        at: 60_000,
+        info: { reason: 'timeout', lastStatAt: 1_000, silentForMs: 60_000, declaredAt: 60_000 },
+      },
     ]);
     expect(d.member('m-1')?.state).toBe('faulted');
     expect(d.faulted).toBe(1);
@@ -90,7 +94,7 @@ describe('FaultDetector', () => {
     expect(d.faultNow(member('m-1'), 'ports_not_open', 2_000)).toBe(true);
     expect(d.faultNow(member('m-1'), 'ports_not_open', 3_000)).toBe(false);
     expect(faults).toEqual([
-      { memberId: 'm-1', at: 0, info: { reason: 'ports_not_open', lastStatAt: 2_000, silentForMs: 0 } },
+      { memberId: 'm-1', at: 0, info: { reason: 'ports_not_open', lastStatAt: 2_000, silentForMs: 0, declaredAt: 0 } },
     ]);
     // No timeout fault follows a ports_not_open fault of the same life.
     await vi.advanceTimersByTimeAsync(120_000);
@@ -215,7 +219,14 @@ describe('FaultDetector', () => {
     const state = JSON.parse(JSON.stringify(d.export()));
     expect(state).toEqual([
       { ...member('alive'), state: 'alive', lastStatAt: 1_000, lastSeenAgoMs: 20_000, remainingMs: 40_000 },
-      { ...member('faulted'), state: 'faulted', lastStatAt: 1_000, lastSeenAgoMs: 20_000, remainingMs: null },
+      {
+        ...member('faulted'),
+        state: 'faulted',
+        lastStatAt: 1_000,
+        lastSeenAgoMs: 20_000,
+        remainingMs: null,
+        fault: { reason: 'ports_not_open', silentForMs: 0, declaredAt: 0 },
+      },
     ]);
     d.close();
     await vi.advanceTimersByTimeAsync(5_000);
@@ -226,6 +237,36 @@ describe('FaultDetector', () => {
     expect(faults).toHaveLength(0);
     await vi.advanceTimersByTimeAsync(1);
     expect(faults.map((f) => [f.memberId, f.at, f.info.silentForMs])).toEqual([['alive', 65_000, 60_000]]);
+  });
+
+  it('reannounce visits faulted members as declared, at most max a call, rotating; revived and forgotten ones drop out', async () => {
+    const { d } = detector();
+    for (const id of ['a', 'b', 'c', 'd']) d.faultNow(member(id), 'ports_not_open', 1_000);
+    await vi.advanceTimersByTimeAsync(5_000);
+    d.touch(member('alive'), 5_000);
+    const seen: [string, FaultInfo][] = [];
+    const visit = (m: MemberIdentity, info: FaultInfo) => void seen.push([m.memberId, info]);
+    expect(d.reannounce(3, visit)).toBe(3);
+    expect(seen).toEqual(
+      ['a', 'b', 'c'].map((id) => [id, { reason: 'ports_not_open', lastStatAt: 1_000, silentForMs: 0, declaredAt: 0 }]),
+    );
+    seen.length = 0;
+    // The rotation goes on where it stopped; b revives (a new life), c is forgotten.
+    d.touch(member('b'), 6_000);
+    d.forget('c');
+    expect(d.reannounce(3, visit)).toBe(2);
+    expect(seen.map(([id]) => id)).toEqual(['d', 'a']);
+    expect(d.reannounce(0, visit)).toBe(0);
+    // Imported faulted members are re-announced as their exporter declared them.
+    const { d: copy } = detector();
+    copy.import(JSON.parse(JSON.stringify(d.export())));
+    seen.length = 0;
+    copy.reannounce(10, visit);
+    expect(seen.map(([id, info]) => [id, info.declaredAt])).toEqual([
+      ['a', 0],
+      ['d', 0],
+    ]);
+    copy.close();
   });
 
   it('close stops the timer', async () => {

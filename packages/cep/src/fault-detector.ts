@@ -14,6 +14,8 @@ export interface FaultInfo {
   lastStatAt: number | null;
   /** How long the member had been silent when the fault was declared (0 for ports_not_open). */
   silentForMs: number;
+  /** Wall time (`clock.now()`) the fault was declared: the envelope's `time`, the same in every re-announcement. */
+  declaredAt: number;
 }
 
 export interface FaultDetectorOptions {
@@ -31,6 +33,11 @@ export interface DetectorMemberState extends MemberIdentity {
   lastSeenAgoMs: number;
   /** Time left (ms) before the fault; null when faulted. May be negative: overdue, fires at once on import. */
   remainingMs: number | null;
+  /**
+   * The fault as declared (faulted members only), so the node that imports it
+   * re-announces the same fact. Absent from an older peer's export.
+   */
+  fault?: { reason: FaultReason; silentForMs: number; declaredAt: number };
 }
 
 interface Tracked extends HeapItem {
@@ -39,6 +46,8 @@ interface Tracked extends HeapItem {
   lastStatAt: number | null;
   /** Monotonic time the last stat was applied here. */
   lastSeenAt: number;
+  /** The fault that ended this life; null while alive. */
+  fault: Omit<FaultInfo, 'lastStatAt'> | null;
 }
 
 /**
@@ -61,6 +70,10 @@ interface Tracked extends HeapItem {
  *
  * When the timer fires, every member whose deadline has passed is faulted in
  * the same pass, so 10 000 deadlines falling together cost one wake-up.
+ *
+ * Faulted members are also kept in a map of their own, in the order they were
+ * last announced, so the engine re-announces them (`reannounce`) at a cost in
+ * the number re-announced, not in the number of members tracked.
  */
 export class FaultDetector {
   private readonly members = new Map<string, Tracked>();
@@ -70,7 +83,8 @@ export class FaultDetector {
   private armedFor: number | undefined;
   private firing = false;
   private closed = false;
-  private faultedCount = 0;
+  /** Faulted (not forgotten) members, least recently announced first. */
+  private readonly faultedMembers = new Map<string, Tracked>();
 
   constructor(private readonly options: FaultDetectorOptions) {}
 
@@ -80,7 +94,35 @@ export class FaultDetector {
   }
 
   get faulted(): number {
-    return this.faultedCount;
+    return this.faultedMembers.size;
+  }
+
+  /**
+   * Calls `visit` with up to `max` faulted members and their fault as it was
+   * declared (same id, same content), least recently announced first, and
+   * moves each to the back: successive calls rotate through every faulted
+   * member. Costs O(min(max, faulted)); returns how many were visited.
+   */
+  reannounce(max: number, visit: (member: Readonly<MemberIdentity>, info: FaultInfo) => void): number {
+    if (max <= 0 || this.faultedMembers.size === 0) return 0;
+    const due: Tracked[] = [];
+    for (const tracked of this.faultedMembers.values()) {
+      if (due.length >= max) break;
+      due.push(tracked);
+    }
+    for (const tracked of due) {
+      // Moved to the back before the visit: a visit that forgets or revives the member wins.
+      this.faultedMembers.delete(tracked.ref.memberId);
+      this.faultedMembers.set(tracked.ref.memberId, tracked);
+    }
+    let visited = 0;
+    for (const tracked of due) {
+      // A visit may have forgotten or revived a later one.
+      if (tracked.state !== 'faulted' || !tracked.fault || this.members.get(tracked.ref.memberId) !== tracked) continue;
+      visited += 1;
+      visit(tracked.ref, { ...tracked.fault, lastStatAt: tracked.lastStatAt });
+    }
+    return visited;
   }
 
   /** What the detector knows of a member, or undefined when it does not track it. */
@@ -101,8 +143,7 @@ export class FaultDetector {
       result = 'new';
     } else if (tracked.state === 'faulted') {
       if (tracked.lastStatAt !== null && statAt <= tracked.lastStatAt) return 'late';
-      tracked.state = 'alive';
-      this.faultedCount -= 1;
+      this.unfault(tracked);
       result = 'revived';
     } else {
       result = 'alive';
@@ -139,7 +180,7 @@ export class FaultDetector {
     if (!tracked) return false;
     this.heap.remove(tracked);
     this.members.delete(memberId);
-    if (tracked.state === 'faulted') this.faultedCount -= 1;
+    this.faultedMembers.delete(memberId);
     this.arm();
     return true;
   }
@@ -154,8 +195,7 @@ export class FaultDetector {
   reopen(memberId: string): boolean {
     const tracked = this.members.get(memberId);
     if (tracked?.state !== 'faulted') return false;
-    tracked.state = 'alive';
-    this.faultedCount -= 1;
+    this.unfault(tracked);
     tracked.deadline = this.options.clock.monotonicNow();
     this.heap.push(tracked);
     this.arm();
@@ -180,6 +220,7 @@ export class FaultDetector {
       lastStatAt: t.lastStatAt,
       lastSeenAgoMs: Math.max(0, Math.round(now - t.lastSeenAt)),
       remainingMs: t.state === 'alive' ? Math.round(t.deadline - now) : null,
+      ...(t.state === 'faulted' && t.fault ? { fault: { ...t.fault } } : {}),
     }));
   }
 
@@ -188,7 +229,7 @@ export class FaultDetector {
     const now = this.options.clock.monotonicNow();
     this.heap.clear();
     this.members.clear();
-    this.faultedCount = 0;
+    this.faultedMembers.clear();
     for (const m of members) {
       const tracked: Tracked = {
         ref: memberIdentityOf(m),
@@ -197,10 +238,17 @@ export class FaultDetector {
         lastSeenAt: now - m.lastSeenAgoMs,
         deadline: now + (m.remainingMs ?? 0),
         heapIndex: -1,
+        fault: null,
       };
       this.members.set(m.memberId, tracked);
       if (m.state === 'alive') this.heap.push(tracked);
-      else this.faultedCount += 1;
+      else {
+        // An older peer's export has no fault: a timeout, as silent as it was when exported, declared now.
+        tracked.fault = m.fault
+          ? { ...m.fault }
+          : { reason: 'timeout', silentForMs: m.lastSeenAgoMs, declaredAt: this.options.clock.now() };
+        this.faultedMembers.set(m.memberId, tracked);
+      }
     }
     this.disarm();
     this.arm();
@@ -219,16 +267,25 @@ export class FaultDetector {
       lastSeenAt: now,
       deadline: now + this.options.faultTimeoutMs,
       heapIndex: -1,
+      fault: null,
     };
     this.members.set(member.memberId, tracked);
     return tracked;
   }
 
+  /** A faulted member's life goes on (a newer stat, a reopened fault): no longer faulted. */
+  private unfault(tracked: Tracked): void {
+    tracked.state = 'alive';
+    tracked.fault = null;
+    this.faultedMembers.delete(tracked.ref.memberId);
+  }
+
   private declare(tracked: Tracked, reason: FaultReason, silentForMs: number): void {
     this.heap.remove(tracked);
     tracked.state = 'faulted';
-    this.faultedCount += 1;
-    this.options.onFault(tracked.ref, { reason, lastStatAt: tracked.lastStatAt, silentForMs });
+    tracked.fault = { reason, silentForMs, declaredAt: this.options.clock.now() };
+    this.faultedMembers.set(tracked.ref.memberId, tracked);
+    this.options.onFault(tracked.ref, { ...tracked.fault, lastStatAt: tracked.lastStatAt });
   }
 
   private fire(): void {

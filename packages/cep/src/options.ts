@@ -32,6 +32,14 @@ export interface CepEngineOptions {
    * summary (then the oldest fault) is dropped and counted. @default 10_000
    */
   maxPendingOutputs?: number;
+  /**
+   * While active, every summary tick re-announces the MemberFault of each
+   * faulted, not forgotten member under its first id, so a fault lost on any
+   * hop is delivered later; at most this many per tick, least recently
+   * announced first (a rotation: with more faulted members, each is repeated
+   * every ⌈faulted / this⌉ ticks). 0 turns re-announcing off. @default 1_000
+   */
+  maxFaultReannouncesPerTick?: number;
   /** Samples kept per member and metric; a flooding agent loses its oldest ones. @default 1_000 */
   maxSamplesPerSeries?: number;
   /**
@@ -66,6 +74,7 @@ export function resolveCepEngineOptions(input: CepEngineOptions = {}): ResolvedC
       windowMs: DEFAULTS.windowMs as number,
       summaryIntervalMs: DEFAULTS.statIntervalMs as number,
       maxPendingOutputs: 10_000,
+      maxFaultReannouncesPerTick: 1_000,
       maxSamplesPerSeries: 1_000,
       maxMessageBytes: DEFAULTS.maxMessageBytes as number,
       clock: systemClock,
@@ -84,6 +93,7 @@ export function resolveCepEngineOptions(input: CepEngineOptions = {}): ResolvedC
   positiveInt(issues, 'summaryIntervalMs', options.summaryIntervalMs);
   positiveInt(issues, 'graceAfterTakeoverMs', options.graceAfterTakeoverMs, 0);
   positiveInt(issues, 'maxPendingOutputs', options.maxPendingOutputs);
+  positiveInt(issues, 'maxFaultReannouncesPerTick', options.maxFaultReannouncesPerTick, 0);
   // Three samples are the least a second derivative needs.
   positiveInt(issues, 'maxSamplesPerSeries', options.maxSamplesPerSeries, 3);
   positiveInt(issues, 'maxMessageBytes', options.maxMessageBytes);

@@ -50,6 +50,10 @@ const detectorMemberSchema = z
     lastStatAt: finite.nullable(),
     lastSeenAgoMs: finite,
     remainingMs: finite.nullable(),
+    // Optional: an older peer's export has none (the importer then assumes a timeout declared at import).
+    fault: z
+      .object({ reason: z.enum(['timeout', 'ports_not_open']), silentForMs: finite, declaredAt: finite })
+      .optional(),
   })
   .refine((m) => (m.state === 'alive') === (m.remainingMs !== null), {
     message: 'a number when alive, null when faulted',

@@ -1,4 +1,12 @@
-import { type ActionRecord, type MemberRecord, readLastActions, readLiveMembers } from '@faultline/autoscaler';
+import {
+  type ActionRecord,
+  type MemberRecord,
+  type MonitorState,
+  parseMonitorState,
+  readClusterStates,
+  readLastActions,
+  readLiveMembers,
+} from '@faultline/autoscaler';
 import {
   type LocalHandle,
   linuxProcessTable,
@@ -19,6 +27,16 @@ export interface ActionRow extends Omit<ActionRecord, 'at'> {
 /** Members the autoscaler has not terminated, through the autoscaler's registry reader. */
 export function liveMembers(pool: pg.Pool): Promise<MemberRow[]> {
   return readLiveMembers(pool);
+}
+
+/** Each cluster's persisted monitor state (held faults, storm hold, detector silence); rows that do not parse are left out. */
+export async function clusterStates(pool: pg.Pool): Promise<Map<string, MonitorState>> {
+  const out = new Map<string, MonitorState>();
+  for (const [clusterId, raw] of await readClusterStates(pool)) {
+    const state = parseMonitorState(raw);
+    if (typeof state !== 'string') out.set(clusterId, state);
+  }
+  return out;
 }
 
 /** The autoscaler's last `limit` decisions, newest first. */

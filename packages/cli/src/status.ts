@@ -1,12 +1,22 @@
 import { escapeControlChars, type FaultlineConfig } from '@faultline/core';
 import type pg from 'pg';
-import { type ActionRow, lastActions, liveMembers } from './cluster-view.js';
+import { type ActionRow, clusterStates, lastActions, liveMembers } from './cluster-view.js';
 import { portAnswers, spStatus } from './probes.js';
 
 export interface StackStatus {
   sp: { node: string; role: string; epoch: number | null; passiveLink: string | null; thriftPort: number }[];
   brokers: { name: string; port: number; up: boolean }[];
-  clusters: { id: string; min: number; max: number; members: { memberId: string; state: string }[] }[];
+  clusters: {
+    id: string;
+    min: number;
+    max: number;
+    /** ISO time the cluster's fault-storm hold began, or null. */
+    faultStormHeldSince: string | null;
+    /** Network partitions the fault detector is silent about: fault-driven actions there are held. */
+    detectorSilent: { networkPartitionId: string; since: string }[];
+    /** `held` names why a fault of the member is held (`storm` or `silent`), else null. */
+    members: { memberId: string; state: string; held: string | null }[];
+  }[];
   actions: ActionRow[];
 }
 
@@ -29,12 +39,25 @@ export async function stackStatus(config: FaultlineConfig, pool: pg.Pool): Promi
     config.brokers.nodes.map(async (b) => ({ name: b.name, port: b.port, up: await portAnswers(b.host, b.port) })),
   );
   const members = await liveMembers(pool).catch(() => []);
-  const clusters = config.clusters.map((c) => ({
-    id: c.id,
-    min: c.min,
-    max: c.max,
-    members: members.filter((m) => m.clusterId === c.id).map((m) => ({ memberId: m.memberId, state: m.state })),
-  }));
+  const states = await clusterStates(pool).catch(() => new Map<string, never>());
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const clusters = config.clusters.map((c) => {
+    const state = states.get(c.id);
+    const held = new Map((state?.faults.held ?? []).map((h) => [h.memberId, h.cause]));
+    return {
+      id: c.id,
+      min: c.min,
+      max: c.max,
+      faultStormHeldSince: state?.faults.stormHeldSince == null ? null : iso(state.faults.stormHeldSince),
+      detectorSilent: (state?.detectorSilent ?? []).map((d) => ({
+        networkPartitionId: d.networkPartitionId,
+        since: iso(d.since),
+      })),
+      members: members
+        .filter((m) => m.clusterId === c.id)
+        .map((m) => ({ memberId: m.memberId, state: m.state, held: held.get(m.memberId) ?? null })),
+    };
+  });
   return { sp, brokers, clusters, actions: await lastActions(pool).catch(() => []) };
 }
 
@@ -54,7 +77,15 @@ export function formatStatus(status: StackStatus): string {
   lines.push('CLUSTERS');
   for (const c of status.clusters) {
     lines.push(`  ${c.id} (min ${c.min}, max ${c.max}): ${c.members.length} member(s)`);
-    for (const m of c.members) lines.push(`    ${m.memberId.padEnd(24)} ${m.state}`);
+    for (const d of c.detectorSilent)
+      lines.push(
+        `    DETECTOR SILENT about ${d.networkPartitionId} since ${d.since.slice(11, 19)}: fault-driven actions held, held members verified`,
+      );
+    if (c.faultStormHeldSince) lines.push(`    FAULT STORM held since ${c.faultStormHeldSince.slice(11, 19)}`);
+    for (const m of c.members)
+      lines.push(
+        `    ${m.memberId.padEnd(24)} ${m.state}${m.held ? `  (fault held: ${m.held === 'storm' ? 'fault storm' : 'detector silent'})` : ''}`,
+      );
   }
   lines.push('LAST AUTOSCALER ACTIONS');
   if (status.actions.length === 0) lines.push('  (none yet)');

@@ -4,7 +4,7 @@ import type { Endpoint, MemberIdentity } from '@faultline/protocol';
  * The cloud controller's driver interface: what the autoscaler needs from an
  * IaaS, and nothing of how. The local driver runs members as process groups
  * on this machine; an EC2, OpenStack or Kubernetes driver implements the same
- * six methods and the autoscaler does not change. The README section "Writing
+ * methods and the autoscaler does not change. The README section "Writing
  * another IaaS driver" explains how to write one.
  */
 
@@ -78,6 +78,14 @@ export interface AdoptResult {
   invalid: { index: number; memberId: string | undefined; reason: string }[];
 }
 
+/**
+ * What the autoscaler's own check of a member found (`probe()`):
+ * - `gone`: its instance does not run (or the driver does not know it);
+ * - `answering`: its workload answered `GET /healthz` with 200 in time;
+ * - `failing`: it runs, but its workload did not answer so (refused, hung, another status).
+ */
+export type ProbeAnswer = 'answering' | 'failing' | 'gone';
+
 export interface Iaas {
   /** The driver's name, recorded in every instance it spawns (`local`). */
   readonly name: string;
@@ -96,6 +104,27 @@ export interface Iaas {
   list(): Promise<MemberInstance[]>;
   /** Takes over members spawned by an earlier life of the driver (the registry's rows), keeping only those still running. */
   adopt(instances: readonly unknown[]): Promise<AdoptResult>;
+  /**
+   * Every member instance running on the infrastructure: those the driver
+   * knows, plus those an earlier life of it spawned that nobody adopted (the
+   * autoscaler died between spawn and its registry write, the registry was
+   * down). Found instances become known, as adopt() makes them (terminate,
+   * isRunning and probe work on them); so the caller reconciles its registry
+   * with the result: adopt what it wants, terminate the rest. What is found
+   * of a member that no longer runs (a lingering agent, a spawn an earlier
+   * life never finished) is stopped and forgotten. Bounded (local: at most
+   * `discoverMaxRecords` records, each read to a few KiB); a malformed record
+   * is logged, counted and skipped, never thrown.
+   */
+  discover(): Promise<MemberInstance[]>;
+  /**
+   * The autoscaler's own check of a member, for when the data path (agent →
+   * SP → broker) may be what fails: `gone` when the instance does not run or
+   * is unknown, `answering` when its workload answers `GET /healthz` on
+   * `instance.address` with 200 within the driver's probe timeout, else
+   * `failing`. Never rejects but after close().
+   */
+  probe(memberId: string): Promise<ProbeAnswer>;
   /** Stops the driver itself. Members keep running: they belong to the registry, not to this process. Idempotent. */
   close(): Promise<void>;
 }

@@ -5,6 +5,7 @@ export type {
   Iaas,
   MemberInstance,
   MemberSpec,
+  ProbeAnswer,
   TerminateOptions,
   TerminateOutcome,
   TerminateResult,

@@ -30,6 +30,13 @@ export interface LaunchRequest {
    * crash traces), opened by the launcher, mode 0600; undefined: discarded.
    */
   outputFile: string | undefined;
+  /**
+   * Called synchronously the moment the workload has a pid, before anything
+   * else happens (the driver records the instance there, so no member runs
+   * unrecorded). A throw stops the launch: the workload's group is killed and
+   * the launch rejects with a SpawnError. A launcher that cannot tell may not call it.
+   */
+  onStarted?: (pid: number) => void;
 }
 
 /**
@@ -215,6 +222,25 @@ export function processLauncher(options: ProcessLauncherOptions): Launcher {
         if (typeof out === 'number') closeSync(out);
       }
       child.unref();
+      const kill = () => {
+        // The whole group, even when the workload itself has exited: its agent may still be in it.
+        // The id cannot have been handed to another group meanwhile: Linux keeps a pgid while any
+        // member lives, and does not reuse a pid within the few milliseconds since.
+        if (child.pid === undefined) return;
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // ESRCH: nothing of it is left
+        }
+      };
+      if (child.pid !== undefined && request.onStarted) {
+        try {
+          request.onStarted(child.pid);
+        } catch (cause) {
+          kill();
+          throw new SpawnError(memberId, `its instance could not be recorded: ${String(cause)}`, cause);
+        }
+      }
       let failure: string | undefined;
       child.on('error', (error) => {
         failure = `spawn failed: ${error.message}`;
@@ -231,17 +257,6 @@ export function processLauncher(options: ProcessLauncherOptions): Launcher {
         });
       });
       const deadline = clock.monotonicNow() + options.spawnTimeoutMs;
-      const kill = () => {
-        // The whole group, even when the workload itself has exited: its agent may still be in it.
-        // The id cannot have been handed to another group meanwhile: Linux keeps a pgid while any
-        // member lives, and does not reuse a pid within the few milliseconds since.
-        if (child.pid === undefined) return;
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          // ESRCH: nothing of it is left
-        }
-      };
       for (;;) {
         if (failure) {
           kill();

@@ -74,6 +74,16 @@ export interface LocalIaasOptions {
   pollMs?: number;
   /** Longest wait for the kernel to remove a SIGKILLed group. @default 5_000 */
   killWaitMs?: number;
+  /**
+   * Longest wait for a member's workload to answer `GET /healthz` in probe();
+   * later is `failing`. @default 2_000 (the cartridge agent's own probe timeout)
+   */
+  probeTimeoutMs?: number;
+  /**
+   * Most instance records one discover() looks at (`<runDir>/instances`);
+   * the rest are left for a later call, logged and counted. @default 10_000
+   */
+  discoverMaxRecords?: number;
   /** The members' log level. @default 'info' */
   memberLogLevel?: LogLevel;
   /** Workload latency for specs that name none. @default DEFAULTS.workloadLatencyMs (20) */
@@ -102,6 +112,18 @@ export interface LocalIaasCounters {
   adoptedGone: number;
   /** Specs and instances refused as malformed. */
   invalidInput: number;
+  /** Running instances of an earlier life found by discover() that the driver did not know. */
+  discovered: number;
+  /** Records discover() found of members no longer running (or of spawns never finished): stopped and forgotten. */
+  discoveredGone: number;
+  /** Records discover() skipped as unreadable or malformed (logged, left in place). */
+  recordsInvalid: number;
+  /** discover() calls that found more records than discoverMaxRecords. */
+  discoverTruncated: number;
+  /** Instance records that could not be written or removed (logged). */
+  recordFailed: number;
+  /** probe() answers of a running member whose workload did not answer 200 in time. */
+  probesFailing: number;
 }
 
 export interface ResolvedLocalIaasOptions extends Required<Omit<LocalIaasOptions, 'agent' | 'launcher' | 'memberKey'>> {
@@ -126,6 +148,8 @@ export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalI
       defaultGraceMs: 5_000,
       pollMs: 50,
       killWaitMs: 5_000,
+      probeTimeoutMs: 2_000,
+      discoverMaxRecords: 10_000,
       memberLogLevel: 'info' as LogLevel,
       defaultLatencyMs: DEFAULTS.workloadLatencyMs as number,
       env: process.env,

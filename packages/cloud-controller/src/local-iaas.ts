@@ -1,8 +1,27 @@
 import path from 'node:path';
 import { ClosedError, ConfigError, FaultlineError, mkdirPrivate, once } from '@faultline/core';
 import { encodeMemberEnv, issueMemberCredential, memberIdentityOf } from '@faultline/protocol';
-import type { AdoptResult, Iaas, MemberInstance, MemberSpec, TerminateOptions, TerminateResult } from './iaas.js';
-import { processLauncher, SpawnError } from './launcher.js';
+import { getHealthz } from './healthz-probe.js';
+import type {
+  AdoptResult,
+  Iaas,
+  MemberInstance,
+  MemberSpec,
+  ProbeAnswer,
+  TerminateOptions,
+  TerminateResult,
+} from './iaas.js';
+import {
+  type InstanceRecord,
+  listRecords,
+  memberIdOfRecord,
+  RECORDS_FOLDER,
+  readRecord,
+  recordName,
+  removeRecord,
+  writeRecord,
+} from './instance-records.js';
+import { processLauncher, readReadyFile, SpawnError } from './launcher.js';
 import {
   checkAgentSettings,
   type LocalIaasCounters,
@@ -10,7 +29,7 @@ import {
   resolveLocalIaasOptions,
 } from './local-iaas-options.js';
 import { checkInstance, goneReason, type LocalInstance } from './local-instance.js';
-import { ownsGroup, processState, stopGroup } from './member-processes.js';
+import { type LocalHandle, ownsGroup, processState, stopGroup } from './member-processes.js';
 import { assertProcfs, linuxProcessTable } from './proc-table.js';
 import { type MemberSpecError, validateSpec } from './validate.js';
 
@@ -62,6 +81,10 @@ function memberBaseEnv(base: NodeJS.ProcessEnv, home: string): Record<string, st
  * workload's pid *and* its start time, so a reused pid is never taken for a
  * member. Run as root, members run as `memberUser` with an allow-listed
  * environment and a folder of their own (README "What members can reach").
+ *
+ * Every member it spawns is recorded in `<runDir>/instances` (see
+ * instance-records.ts) before its processes start, so discover() in a later
+ * life finds it even when no registry row names it.
  */
 export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
   const options = resolveLocalIaasOptions(input);
@@ -92,7 +115,16 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     adopted: 0,
     adoptedGone: 0,
     invalidInput: 0,
+    discovered: 0,
+    discoveredGone: 0,
+    recordsInvalid: 0,
+    discoverTruncated: 0,
+    recordFailed: 0,
+    probesFailing: 0,
   };
+  const recordsDir = path.join(options.runDir, RECORDS_FOLDER);
+  /** Records must be the platform's own: written by this user, never by a member. */
+  const platformUid = process.geteuid?.();
   const members = new Map<string, LocalInstance>();
   const spawning = new Set<string>();
   const stopping = new Map<string, Promise<TerminateResult>>();
@@ -102,8 +134,42 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     if (closed) throw new ClosedError('local iaas');
   };
 
-  const stop = (instance: LocalInstance, graceMs: number) =>
+  const stop = (instance: { handle: LocalHandle }, graceMs: number) =>
     stopGroup(instance.handle, { table, clock, log, graceMs, pollMs: options.pollMs, killWaitMs: options.killWaitMs });
+
+  /** Forgets a member's record; a failure is logged and counted (discover() finds the member gone later). */
+  const unrecord = (memberId: string) => {
+    const problem = removeRecord(recordsDir, memberId);
+    if (problem === undefined) return;
+    counters.recordFailed += 1;
+    log.warn('instance record not removed', { event: 'local_iaas.record_failed', memberId, op: 'remove', problem });
+  };
+
+  /** Records a member in its current state; false (logged, counted) when the write failed. */
+  const record = (entry: InstanceRecord): boolean => {
+    try {
+      writeRecord(recordsDir, entry);
+      return true;
+    } catch (error) {
+      counters.recordFailed += 1;
+      log.warn('instance record not written', {
+        event: 'local_iaas.record_failed',
+        memberId: entry.memberId,
+        op: 'write',
+        error,
+      });
+      return false;
+    }
+  };
+
+  /**
+   * A member id an earlier life recorded whose instance still runs: spawning
+   * it again would overwrite the record of a running member and lose it.
+   */
+  const recordedRunning = async (memberId: string): Promise<boolean> => {
+    const found = await readRecord(path.join(recordsDir, recordName(memberId)), platformUid);
+    return found.ok && found.record.handle !== null && ownsGroup(table, found.record.handle);
+  };
 
   const spawn = async (spec: MemberSpec): Promise<MemberInstance> => {
     ensureOpen();
@@ -128,7 +194,11 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     const agentSettings = agentChecked.value;
     if (members.has(memberId) || spawning.has(memberId)) throw new MemberExistsError(memberId);
     spawning.add(memberId);
+    /** The workload's group once it has a pid: what a failed spawn must stop. */
+    let started: LocalHandle | undefined;
     try {
+      // Still running from an earlier life (discover() finds it): never started twice, never unrecorded.
+      if (await recordedRunning(memberId)) throw new MemberExistsError(memberId);
       // Platform folders: 0700 when created here (the launcher opens runDir to the member user as far as needed).
       mkdirPrivate(options.runDir);
       mkdirPrivate(options.logsDir);
@@ -156,14 +226,36 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
       };
       // The platform's file in the platform's logs folder; `faultline logs --service member-<id>` shows it.
       const outputFile = path.join(options.logsDir, `member-${memberId}.jsonl`);
-      const report = await launcher.launch({ memberId, env, workDir, readyFile, outputFile });
+      const entry: InstanceRecord = {
+        ...memberIdentityOf(checked.value),
+        cartridgeType: checked.value.cartridgeType,
+        driver: 'local',
+        spawnedAt: clock.now(),
+        address: null,
+        handle: null,
+      };
+      // Recorded before any process starts: a spawn that fails here starts nothing (the throw is a SpawnError below).
+      writeRecord(recordsDir, entry);
+      const onStarted = (pid: number) => {
+        // The same tick as the spawn: the record names the group before the driver could die.
+        const stat = table.stat(pid);
+        started = {
+          bootId: table.bootId(),
+          pgid: pid,
+          workload: { pid, startTime: stat?.startTime ?? 0 },
+          agent: null,
+        };
+        entry.handle = started;
+        writeRecord(recordsDir, entry);
+      };
+      const report = await launcher.launch({ memberId, env, workDir, readyFile, outputFile, onStarted });
       const workloadStat = table.stat(report.pid);
       const agentStat = table.stat(report.agentPid);
       const instance: LocalInstance = {
         ...memberIdentityOf(checked.value),
         cartridgeType: checked.value.cartridgeType,
         driver: 'local',
-        spawnedAt: clock.now(),
+        spawnedAt: entry.spawnedAt,
         address: { host: options.host, port: report.port },
         handle: {
           bootId: table.bootId(),
@@ -182,10 +274,11 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
             : closed
               ? 'the driver was closed meanwhile'
               : undefined;
-      if (problem) {
-        await stop(instance, 0);
-        throw new SpawnError(memberId, problem);
-      }
+      started = instance.handle;
+      if (problem) throw new SpawnError(memberId, problem);
+      // A record without its address is still found (discover() reads the ready file): a failed write is no failed spawn.
+      record(instance);
+      started = undefined;
       members.set(memberId, instance);
       counters.spawned += 1;
       log.info('member spawned', {
@@ -197,6 +290,9 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
       });
       return structuredClone(instance);
     } catch (error) {
+      // Whatever of it started is stopped; its record goes with it, unless something of it is stuck.
+      const outcome = started ? await stop({ handle: started }, 0) : 'already-gone';
+      if (outcome !== 'stuck' && !(error instanceof MemberExistsError)) unrecord(memberId);
       counters.spawnFailed += 1;
       log.error('member spawn failed', { event: 'local_iaas.spawn_failed', memberId, error });
       // A folder that cannot be created, a custom launcher's failure: still a failed spawn, with its code.
@@ -217,7 +313,10 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     const graceMs = terminateOptions.graceMs ?? options.defaultGraceMs;
     const result = (async (): Promise<TerminateResult> => {
       const outcome = await stop(instance, graceMs);
-      if (outcome !== 'stuck') members.delete(memberId);
+      if (outcome !== 'stuck') {
+        members.delete(memberId);
+        unrecord(memberId);
+      }
       if (outcome === 'terminated') counters.terminated += 1;
       if (outcome === 'killed') counters.killed += 1;
       const elapsedMs = clock.monotonicNow() - started;
@@ -259,6 +358,8 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
       const reason = goneReason(table, instance.handle);
       if (reason === undefined) {
         members.set(instance.memberId, instance);
+        // A row of a driver that kept no records: recorded now, so a later life can discover it.
+        if (!(await readRecord(path.join(recordsDir, recordName(instance.memberId)), platformUid)).ok) record(instance);
         counters.adopted += 1;
         result.adopted.push(structuredClone(instance));
         log.info('member adopted', {
@@ -281,12 +382,146 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     return result;
   };
 
+  /** A record discover() cannot use: logged and counted, left where it is (evidence, not a member). */
+  const skipRecord = (name: string, reason: string) => {
+    counters.recordsInvalid += 1;
+    log.warn('instance record skipped', { event: 'local_iaas.record_invalid', record: name, reason });
+  };
+
+  /** What is left of a recorded member that does not run (or never got ready) is stopped; then it is forgotten. */
+  const dropRecorded = async (entry: InstanceRecord, reason: string) => {
+    const outcome =
+      entry.handle && ownsGroup(table, entry.handle) ? await stop({ handle: entry.handle }, 0) : 'already-gone';
+    if (outcome !== 'stuck') unrecord(entry.memberId);
+    counters.discoveredGone += 1;
+    log.info('recorded member found not running', {
+      event: 'local_iaas.discovered_gone',
+      memberId: entry.memberId,
+      reason,
+      outcome,
+    });
+  };
+
+  /**
+   * The instance of a running record. A record written before the workload
+   * was ready has no address: the ready file (the member's, so read as
+   * untrusted) gives its port if it names the recorded workload.
+   */
+  const instanceOf = async (entry: InstanceRecord & { handle: LocalHandle }): Promise<LocalInstance | string> => {
+    if (entry.address) {
+      const checked = checkInstance(entry);
+      return checked.ok ? checked.instance : checked.reason;
+    }
+    const report = await readReadyFile(path.join(options.runDir, `member-${entry.memberId}`, 'ready.json'));
+    if (report === undefined || typeof report === 'string')
+      return `it never reported ready (${report ?? 'no ready file'})`;
+    if (report.pid !== entry.handle.pgid) return `its ready report names pid ${report.pid}`;
+    const agent = table.stat(report.agentPid);
+    const handle: LocalHandle = {
+      ...entry.handle,
+      agent: agent && agent.pgid === entry.handle.pgid ? { pid: report.agentPid, startTime: agent.startTime } : null,
+    };
+    const checked = checkInstance({ ...entry, handle, address: { host: options.host, port: report.port } });
+    return checked.ok ? checked.instance : checked.reason;
+  };
+
+  const discover = async (): Promise<MemberInstance[]> => {
+    ensureOpen();
+    const running = [...members.values()].filter(
+      (instance) => processState(table, instance.handle, instance.handle.workload) !== 'gone',
+    );
+    const listing = listRecords(recordsDir, options.discoverMaxRecords, platformUid);
+    if (listing.problem) {
+      counters.recordsInvalid += 1;
+      log.error('instance records folder not read', {
+        event: 'local_iaas.records_unreadable',
+        dir: recordsDir,
+        problem: listing.problem,
+      });
+    }
+    if (listing.truncated) {
+      counters.discoverTruncated += 1;
+      log.warn('more instance records than discoverMaxRecords: the rest are left for a later discover', {
+        event: 'local_iaas.discover_truncated',
+        discoverMaxRecords: options.discoverMaxRecords,
+      });
+    }
+    const busy = (memberId: string) => members.has(memberId) || spawning.has(memberId) || stopping.has(memberId);
+    for (const name of listing.names) {
+      // Files being written aside (`.tmp`) are not records yet.
+      if (name.endsWith('.tmp')) continue;
+      const memberId = memberIdOfRecord(name);
+      if (memberId === undefined) {
+        skipRecord(name, 'not a record name');
+        continue;
+      }
+      if (busy(memberId)) continue;
+      const read = await readRecord(path.join(recordsDir, name), platformUid);
+      if (!read.ok) {
+        skipRecord(name, read.reason);
+        continue;
+      }
+      const entry = read.record;
+      if (entry.memberId !== memberId) {
+        skipRecord(name, `it names member ${entry.memberId}`);
+        continue;
+      }
+      // The reads above awaited: a spawn, adopt or terminate of this member may have begun meanwhile.
+      if (busy(memberId) || closed) continue;
+      if (!entry.handle) {
+        // Recorded, but the earlier life died before its workload started.
+        await dropRecorded(entry, 'its spawn never started a process');
+        continue;
+      }
+      const gone = goneReason(table, entry.handle);
+      if (gone !== undefined) {
+        await dropRecorded(entry, gone);
+        continue;
+      }
+      const instance = await instanceOf({ ...entry, handle: entry.handle });
+      if (busy(memberId) || closed) continue;
+      if (typeof instance === 'string') {
+        // A spawn its driver never saw through: nobody waits for it, nobody would ever stop it.
+        await dropRecorded(entry, instance);
+        continue;
+      }
+      members.set(memberId, instance);
+      if (!entry.address) record(instance);
+      counters.discovered += 1;
+      running.push(instance);
+      log.info('member of an earlier life found running', {
+        event: 'local_iaas.member_discovered',
+        memberId,
+        pgid: instance.handle.pgid,
+      });
+    }
+    return running.map((instance) => structuredClone(instance));
+  };
+
+  const probe = async (memberId: string): Promise<ProbeAnswer> => {
+    ensureOpen();
+    const instance = members.get(memberId);
+    if (!instance || processState(table, instance.handle, instance.handle.workload) === 'gone') return 'gone';
+    const answer = await getHealthz(instance.address, options.probeTimeoutMs, clock);
+    if (answer.status === 200) return 'answering';
+    counters.probesFailing += 1;
+    log.info('member probe failing', {
+      event: 'local_iaas.probe_failing',
+      memberId,
+      status: answer.status,
+      reason: answer.status === undefined ? answer.reason : `HTTP ${answer.status}`,
+    });
+    return 'failing';
+  };
+
   return {
     name: 'local',
     counters,
     spawn,
     terminate,
     adopt,
+    discover,
+    probe,
     isRunning: async (memberId) => {
       ensureOpen();
       const instance = members.get(memberId);

@@ -7,6 +7,8 @@ import { type MemberAccounts, withMemberAccounts } from './member-accounts.js';
 /** An Iaas that keeps members in a map; `failNext` makes the next spawn reject. */
 function mapIaas() {
   const members = new Map<string, MemberInstance>();
+  /** Running instances of an earlier life that discover() finds. */
+  const strays: MemberInstance[] = [];
   const state = { failNext: false };
   const iaas: Iaas = {
     name: 'map',
@@ -35,9 +37,14 @@ function mapIaas() {
       for (const instance of instances as MemberInstance[]) members.set(instance.memberId, instance);
       return { adopted: instances as MemberInstance[], gone: [], invalid: [] };
     },
+    discover: async () => {
+      for (const instance of strays.splice(0)) members.set(instance.memberId, instance);
+      return [...members.values()];
+    },
+    probe: async (memberId) => (members.has(memberId) ? 'answering' : 'gone'),
     close: async () => {},
   };
-  return { iaas, state };
+  return { iaas, state, strays };
 }
 
 /** Records every set of members it is told. */
@@ -84,6 +91,19 @@ describe('withMemberAccounts', () => {
     const old = await iaas.spawn(spec('m-7'));
     await wrapped.adopt([old]);
     expect(accounts.sets).toEqual([['m-7']]);
+    await wrapped.close();
+  });
+
+  it('passes discover and probe through; members discovered running get their accounts', async () => {
+    const { iaas, strays } = mapIaas();
+    const accounts = recordingAccounts();
+    const wrapped = withMemberAccounts(iaas, accounts);
+    await wrapped.spawn(spec('m-1'));
+    strays.push({ ...spec('stray'), driver: 'map', spawnedAt: 0, address: { host: '127.0.0.1', port: 2 }, handle: {} });
+    expect((await wrapped.discover()).map((m) => m.memberId)).toEqual(['m-1', 'stray']);
+    expect(accounts.sets.at(-1)).toEqual(['m-1', 'stray']);
+    expect(await wrapped.probe('stray')).toBe('answering');
+    expect(await wrapped.probe('nobody')).toBe('gone');
     await wrapped.close();
   });
 

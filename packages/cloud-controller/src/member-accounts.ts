@@ -41,7 +41,7 @@ function identityOf(member: MemberSpec | MemberInstance): CredentialIdentity {
 /**
  * `iaas` that keeps `accounts` equal to its members: a member's account is
  * granted before the member starts (so its agent's first login works) and
- * withdrawn once it is terminated; adopting members at start grants theirs.
+ * withdrawn once it is terminated; adopting (or discovering) members at start grants theirs.
  * Each sync is derived from the driver's list, never from a count of grants,
  * and syncs run one at a time, each reading the list anew. A sync that fails
  * is logged and does not fail the spawn; it is repaired by the next one, at
@@ -107,6 +107,13 @@ export function withMemberAccounts(iaas: Iaas, accounts: MemberAccounts, options
     },
     isRunning: (memberId) => iaas.isRunning(memberId),
     list: () => iaas.list(),
+    // Members found running become the driver's, as adopted ones do: their accounts are granted.
+    discover: async () => {
+      const found = await iaas.discover();
+      await synced();
+      return found;
+    },
+    probe: (memberId) => iaas.probe(memberId),
     adopt: async (instances) => {
       const result = await iaas.adopt(instances);
       await synced();

@@ -18,6 +18,7 @@ import {
   createLocalIaas,
   type LocalHandle,
   type LocalIaas,
+  type LocalIaasOptions,
   linuxProcessTable,
   localHandle,
   type MemberInstance,
@@ -94,13 +95,14 @@ describe('local driver with real members', () => {
     awaitSubscribers: ['autoscaler'],
   });
 
-  const driver = (runDir = tempDir()) => {
+  const driver = (runDir = tempDir(), extra: Partial<LocalIaasOptions> = {}) => {
     const iaas = createLocalIaas({
       runDir,
       runtimeDir: testRuntimeDir(),
       agent: agentSettings(),
       memberKey: MEMBER_KEY,
       spawnTimeoutMs: 20_000,
+      ...extra,
     });
     drivers.push(iaas);
     return iaas;
@@ -247,9 +249,8 @@ describe('local driver with real members', () => {
     }
   });
 
-  it('a restarted driver adopts running members; terminate works on them, even SIGSTOPped', async () => {
-    const runDir = tempDir();
-    // The first driver life is another process, and it is over before the second begins.
+  /** A first driver life in another process, over before the test goes on: its members outlive it. */
+  const spawnInEarlierLife = async (runDir: string, specs: MemberSpec[]): Promise<MemberInstance[]> => {
     const { stdout } = await run(
       process.execPath,
       [
@@ -259,12 +260,67 @@ describe('local driver with real members', () => {
           runtimeDir: testRuntimeDir(),
           agent: agentSettings(),
           memberKey: MEMBER_KEY.toString('base64'),
-          specs: [spec('kept-1'), spec('kept-2')],
+          specs,
         }),
       ],
       { timeout: 30_000 },
     );
-    const rows: unknown[] = JSON.parse(stdout);
+    return JSON.parse(stdout);
+  };
+
+  it('discover() finds a member an earlier driver life spawned and nobody adopted; its terminate leaves nothing', async () => {
+    const runDir = tempDir();
+    // The rows of the earlier life are lost (the autoscaler died before writing them): only their groups are kept, for the cleanup check.
+    const lost = (await spawnInEarlierLife(runDir, [spec('lost-1'), spec('lost-2')])).map(handleOf);
+    try {
+      const iaas = driver(runDir);
+      expect(await iaas.list()).toEqual([]);
+      expect(await iaas.isRunning('lost-1')).toBe(false);
+      const found = await iaas.discover();
+      expect(found.map((m) => m.memberId).sort()).toEqual(['lost-1', 'lost-2']);
+      expect(found.map((m) => handleOf(m).pgid).sort()).toEqual(lost.map((h) => h.pgid).sort());
+      expect(iaas.counters.discovered).toBe(2);
+      expect(await iaas.isRunning('lost-1')).toBe(true);
+      await waitFor(() => sp.batchesOf('lost-1').length >= 1, 'stats from the found member');
+      // A member killed while nobody watched is found gone and its lingering agent stopped.
+      process.kill((lost[1] as LocalHandle).workload.pid, 'SIGKILL');
+      const results = await Promise.all(['lost-1', 'lost-2'].map((id) => iaas.terminate(id, { graceMs: 5_000 })));
+      expect(results.map((r) => r.outcome)).toEqual(['terminated', expect.stringMatching(/terminated|already-gone/)]);
+      expectGroupsGone(lost.map((h) => h.pgid));
+      // Terminated members are forgotten for good: a later life finds nothing.
+      expect(await iaas.discover()).toEqual([]);
+      expect(await driver(runDir).discover()).toEqual([]);
+    } finally {
+      for (const handle of lost) {
+        try {
+          process.kill(-handle.pgid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
+  });
+
+  it('probe(): answering, failing while the member is stopped (SIGSTOP), gone once it is killed', async () => {
+    const iaas = driver(tempDir(), { probeTimeoutMs: 500 });
+    const handle = handleOf(await iaas.spawn(spec('probed')));
+    expect(await iaas.probe('probed')).toBe('answering');
+    process.kill(-handle.pgid, 'SIGSTOP');
+    await waitFor(() => linuxProcessTable.stat(handle.workload.pid)?.state === 'T', 'the workload stopped');
+    const started = Date.now();
+    expect(await iaas.probe('probed')).toBe('failing');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(450);
+    expect(iaas.counters.probesFailing).toBe(1);
+    process.kill(-handle.pgid, 'SIGKILL');
+    await waitFor(() => groupOf(handle.pgid).length === 0, 'the group gone');
+    expect(await iaas.probe('probed')).toBe('gone');
+    expect(await iaas.probe('never-spawned')).toBe('gone');
+  });
+
+  it('a restarted driver adopts running members; terminate works on them, even SIGSTOPped', async () => {
+    const runDir = tempDir();
+    // The first driver life is another process, and it is over before the second begins.
+    const rows: unknown[] = await spawnInEarlierLife(runDir, [spec('kept-1'), spec('kept-2')]);
     const handles = (rows as MemberInstance[]).map(handleOf);
     for (const handle of handles) expect(groupOf(handle.pgid)).toHaveLength(2);
 

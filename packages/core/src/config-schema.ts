@@ -130,6 +130,9 @@ const autoscalerSchema = z.strictObject({
   pendingTimeoutMs: ms(DEFAULTS.pendingTimeoutMs),
   backoffInitialMs: ms(DEFAULTS.backoffInitialMs),
   backoffMaxMs: ms(DEFAULTS.backoffMaxMs),
+  backoffResetMs: ms(DEFAULTS.backoffResetMs),
+  stormMaxHoldMs: ms(DEFAULTS.stormMaxHoldMs),
+  orphanGraceMs: ms(DEFAULTS.orphanGraceMs),
   scaleDownConsecutive: z.number().int().positive().default(DEFAULTS.scaleDownConsecutive),
 });
 

@@ -44,6 +44,12 @@ export const DEFAULTS = {
   /** Replacement backoff per cluster: 10 s doubling to 5 min. */
   backoffInitialMs: 10_000,
   backoffMaxMs: 300_000,
+  /** The replacement backoff starts again after this long without a failed replacement (Kubernetes' 10 min). */
+  backoffResetMs: 600_000,
+  /** A fault-storm hold ends after this long at the latest; held members are verified through the Iaas meanwhile. */
+  stormMaxHoldMs: 600_000,
+  /** An instance no registry member owns is terminated once it has been found this long. */
+  orphanGraceMs: 60_000,
   /** Consecutive scale-down requests before the scaling rule removes a member (Stratos). */
   scaleDownConsecutive: 3,
   /** The scaling thresholds of a cluster: requests in flight, memory %, load average %. */

@@ -9,7 +9,7 @@ import {
 import { type Clock, sleep, systemClock } from '@faultline/core';
 
 export interface FakeIaasCall {
-  op: 'spawn' | 'terminate' | 'isRunning' | 'adopt';
+  op: 'spawn' | 'terminate' | 'isRunning' | 'adopt' | 'discover' | 'probe';
   memberId: string | undefined;
   /** clock.now() when called. */
   at: number;
@@ -33,6 +33,10 @@ export class FakeIaas implements Iaas {
   readonly stuck = new Set<string>();
   /** Instances handed to adopt() that are reported gone. */
   readonly goneOnAdopt = new Set<string>();
+  /** Running members whose workload does not answer its probe (hung). */
+  readonly hung = new Set<string>();
+  /** Instances on the infrastructure that this driver never spawned (an earlier life's): discover() finds them. */
+  readonly foreign = new Map<string, MemberInstance>();
   private readonly members = new Map<string, { instance: MemberInstance; running: boolean }>();
   private port = 20_000;
 
@@ -87,6 +91,27 @@ export class FakeIaas implements Iaas {
   async isRunning(memberId: string): Promise<boolean> {
     this.record('isRunning', memberId);
     return this.members.get(memberId)?.running ?? false;
+  }
+
+  async discover(): Promise<MemberInstance[]> {
+    this.record('discover', undefined);
+    for (const [memberId, instance] of this.foreign) {
+      this.members.set(memberId, { instance: structuredClone(instance), running: true });
+      this.foreign.delete(memberId);
+    }
+    return [...this.members.values()].filter((m) => m.running).map((m) => structuredClone(m.instance));
+  }
+
+  async probe(memberId: string): Promise<'answering' | 'failing' | 'gone'> {
+    this.record('probe', memberId);
+    const member = this.members.get(memberId);
+    if (!member?.running) return 'gone';
+    return this.hung.has(memberId) ? 'failing' : 'answering';
+  }
+
+  /** An instance an earlier life of the driver started and nobody recorded. */
+  plant(instance: MemberInstance): void {
+    this.foreign.set(instance.memberId, structuredClone(instance));
   }
 
   async list(): Promise<MemberInstance[]> {

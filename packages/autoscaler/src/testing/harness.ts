@@ -99,6 +99,30 @@ export function harness(options: Partial<AutoscalerCoreOptions> & { registry?: M
         .status()
         .clusters.find((c) => c.clusterId === clusterId)
         ?.members.map((m) => m.memberId) ?? [],
+    /**
+     * Advances fake time by `ms` in summary ticks of `stepMs`, a member summary
+     * listing every live member at each (as a healthy SP would), so the absence
+     * rule and the detector gate see a working detector.
+     */
+    async report(ms: number, options: { stepMs?: number; except?: readonly string[] } = {}): Promise<void> {
+      const stepMs = options.stepMs ?? 15_000;
+      const except = new Set(options.except ?? []);
+      const end = Date.now() + ms;
+      while (Date.now() < end) {
+        await vi.advanceTimersByTimeAsync(Math.min(stepMs, end - Date.now()));
+        const now = Date.now();
+        const live = Object.fromEntries(
+          core
+            .status()
+            .clusters.flatMap((c) => c.members)
+            .filter((m) => m.state !== 'Terminating' && !except.has(m.memberId))
+            .map((m) => [m.memberId, 10]),
+        );
+        const epoch = core.status().newestEpoch ?? 1;
+        await core.handle(events.memberStats('MemberAverageLoadAverageEvent', live, now - 60_000, now, epoch));
+      }
+      await flush();
+    },
     /** Starts, spawns min, and activates every member. */
     async startActive(): Promise<void> {
       await core.start();
@@ -109,6 +133,7 @@ export function harness(options: Partial<AutoscalerCoreOptions> & { registry?: M
   };
 }
 
+let summarySeq = 0;
 const where = { clusterId: 'php', clusterInstanceId: 'php-1', networkPartitionId: 'np-1' };
 
 export const events = {
@@ -166,6 +191,6 @@ export const events = {
         part: 0,
         members: Object.entries(members).map(([memberId, value]) => ({ memberId, value })),
       },
-      { source: 'sp-1', epoch, id: `${type}:php:np-1:0:${windowTo}` },
+      { source: 'sp-1', epoch, id: `${type}:php:np-1:0:${windowTo}:${++summarySeq}` },
     ),
 };

@@ -7,6 +7,9 @@ export class MemoryRegistry implements Registry {
   readonly members = new Map<string, MemberRecord>();
   readonly actions: ActionRecord[] = [];
   epoch: number | undefined;
+  /** The lease table's newest epoch, as leaderEpoch() reads it. */
+  leader: number | undefined;
+  readonly clusters = new Map<string, unknown>();
   down = false;
   writes = 0;
 
@@ -50,5 +53,20 @@ export class MemoryRegistry implements Registry {
   async saveEpoch(epoch: number): Promise<void> {
     this.check('epoch write');
     this.epoch = Math.max(this.epoch ?? epoch, epoch);
+  }
+
+  async leaderEpoch(): Promise<number | undefined> {
+    this.check('read');
+    return this.leader;
+  }
+
+  async clusterStates(): Promise<Map<string, unknown>> {
+    this.check('read');
+    return new Map([...this.clusters].map(([id, state]) => [id, structuredClone(state)]));
+  }
+
+  async saveClusterState(clusterId: string, state: unknown): Promise<void> {
+    this.check('cluster state write');
+    this.clusters.set(clusterId, structuredClone(state));
   }
 }

@@ -1,0 +1,40 @@
+/** Network partitions remembered; beyond it the least recently listed is forgotten (it reads as silent). */
+const MAX_PARTITIONS = 10_000;
+
+/**
+ * Whether the fault detector (the SP pair, through the brokers) can see a
+ * network partition: the last time (autoscaler clock) a member summary listed
+ * any member of it. A partition no summary listed for `silentAfterMs` is
+ * silent: either every member there died, or the detector path failed, and
+ * the autoscaler cannot tell which from the summaries alone, so faults there
+ * are held and verified through the Iaas (README "Liveness from state").
+ * Before its first listing a partition counts from `start()`, so a restarted
+ * autoscaler gives everybody one period.
+ */
+export class DetectorSignals {
+  private readonly partitions = new Map<string, number>();
+  private startedAt: number;
+
+  constructor(
+    readonly silentAfterMs: number,
+    now: number,
+  ) {
+    this.startedAt = now;
+  }
+
+  start(now: number): void {
+    this.startedAt = now;
+  }
+
+  listed(networkPartitionId: string, now: number): void {
+    this.partitions.delete(networkPartitionId);
+    this.partitions.set(networkPartitionId, now);
+    if (this.partitions.size > MAX_PARTITIONS) this.partitions.delete(this.partitions.keys().next().value as string);
+  }
+
+  /** When the partition was last listed (or the start), if it is silent now; undefined while it is listed. */
+  silentSince(networkPartitionId: string, now: number): number | undefined {
+    const last = this.partitions.get(networkPartitionId) ?? this.startedAt;
+    return now - last > this.silentAfterMs ? last : undefined;
+  }
+}

@@ -1,0 +1,61 @@
+import type { BackoffState } from './backoff.js';
+import type { HeldFault } from './cluster-faults.js';
+import type { MonitorState } from './cluster-monitor.js';
+
+/** Held faults restored per cluster at most: a larger stored list is cut (the rest are re-found by the absence rule). */
+const MAX_HELD = 100_000;
+const MAX_TEXT = 2_048;
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const finiteOrNull = (v: unknown): v is number | null => v === null || (typeof v === 'number' && Number.isFinite(v));
+const text = (v: unknown): v is string => typeof v === 'string' && v.length <= MAX_TEXT;
+
+function backoffOf(v: unknown): BackoffState | string {
+  if (!isObject(v)) return 'backoff is not an object';
+  const { failures, notBefore, lastFailureAt } = v;
+  if (typeof failures !== 'number' || !Number.isSafeInteger(failures) || failures < 0)
+    return 'backoff.failures is not a count';
+  if (!finiteOrNull(notBefore) || !finiteOrNull(lastFailureAt)) return 'backoff times are not numbers';
+  return { failures, notBefore, lastFailureAt };
+}
+
+function heldOf(v: unknown): HeldFault | undefined {
+  if (!isObject(v)) return undefined;
+  const { memberId, cause, reason, lastStatAt, epoch, heldAt, recheckUntil, lastProbe } = v;
+  if (!text(memberId) || (cause !== 'storm' && cause !== 'silent') || !text(reason)) return undefined;
+  if (!finiteOrNull(lastStatAt) || !finiteOrNull(epoch) || !finiteOrNull(recheckUntil)) return undefined;
+  if (typeof heldAt !== 'number' || !Number.isFinite(heldAt)) return undefined;
+  const probe = lastProbe === 'answering' || lastProbe === 'failing' || lastProbe === 'gone' ? lastProbe : null;
+  return { memberId, cause, reason, lastStatAt, epoch, heldAt, recheckUntil, lastProbe: probe };
+}
+
+/**
+ * A cluster's persisted monitor state (autoscaler_cluster.state), checked
+ * field by field: the registry is the autoscaler's own, but a row written by
+ * another version or edited by hand must not stop a start. Returns the state,
+ * or the reason it was refused (the monitor then starts fresh).
+ */
+export function parseMonitorState(value: unknown): MonitorState | string {
+  if (!isObject(value)) return 'not an object';
+  const backoff = backoffOf(value.backoff);
+  if (typeof backoff === 'string') return backoff;
+  const faults = value.faults;
+  if (!isObject(faults)) return 'faults is not an object';
+  if (!finiteOrNull(faults.stormHeldSince)) return 'faults.stormHeldSince is not a time';
+  if (!Array.isArray(faults.held)) return 'faults.held is not a list';
+  const held: HeldFault[] = [];
+  for (const entry of faults.held.slice(0, MAX_HELD)) {
+    const parsed = heldOf(entry);
+    if (parsed) held.push(parsed);
+  }
+  const detectorSilent = Array.isArray(value.detectorSilent)
+    ? value.detectorSilent
+        .slice(0, MAX_HELD)
+        .filter(
+          (d): d is { networkPartitionId: string; since: number } =>
+            isObject(d) && text(d.networkPartitionId) && typeof d.since === 'number' && Number.isFinite(d.since),
+        )
+        .map((d) => ({ networkPartitionId: d.networkPartitionId, since: d.since }))
+    : [];
+  return { backoff, faults: { stormHeldSince: faults.stormHeldSince, held }, detectorSilent };
+}
