@@ -45,6 +45,9 @@ export default defineConfig({
           // The whole stack as a user starts it, broken on purpose: one file, run alone.
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          // Each file runs a whole stack (the nemesis one breaks it on a schedule): one at a time, so
+          // no stack's timings are judged under another's load.
+          fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 120_000,
         },

@@ -75,6 +75,8 @@ export interface ClusterFaultsOptions {
   /** A storm hold ends after this long at the latest (each held member verified every tick meanwhile). */
   stormMaxHoldMs: number;
   pendingTimeoutMs: number;
+  /** The cluster's min: a storm's cluster size is never taken below it (members being replaced still count). */
+  minMembers: number;
   /** Called whenever what must survive a restart changed. */
   changed: () => void;
 }
@@ -106,6 +108,7 @@ export class ClusterFaults {
   private readonly log: Logger;
   private readonly pendingTimeoutMs: number;
   private readonly stormMaxHoldMs: number;
+  private readonly minMembers: number;
   private readonly changed: () => void;
   private readonly storm: FaultStorm;
   private readonly held = new Map<string, HeldFault>();
@@ -126,6 +129,7 @@ export class ClusterFaults {
     this.log = options.log;
     this.pendingTimeoutMs = options.pendingTimeoutMs;
     this.stormMaxHoldMs = options.stormMaxHoldMs;
+    this.minMembers = options.minMembers;
     this.changed = options.changed;
     this.storm = new FaultStorm(options.faultStormWindowMs);
   }
@@ -211,7 +215,10 @@ export class ClusterFaults {
       this.hold(member, claim, epoch, now, 'silent');
       return undefined;
     }
-    const verdict = this.storm.record(member.memberId, now, this.members.liveCount());
+    // A member terminated for an earlier fault is no longer live, and its replacement may not be spawned
+    // yet (backoff): without the floor, 2 of 3 went before the guard saw a cluster of 3.
+    const size = Math.max(this.members.liveCount(), this.minMembers);
+    const verdict = this.storm.record(member.memberId, now, size);
     if (verdict.type !== 'normal') {
       this.hold(member, claim, epoch, now, 'storm', verdict);
       return undefined;

@@ -122,6 +122,7 @@ export class ClusterMonitor {
       faultStormWindowMs: options.faultStormWindowMs,
       stormMaxHoldMs: options.stormMaxHoldMs,
       pendingTimeoutMs: options.pendingTimeoutMs,
+      minMembers: policy.min,
       changed: () => this.persistState(),
     });
     this.rules = new ClusterRules({
@@ -336,13 +337,14 @@ export class ClusterMonitor {
 
   /**
    * Whether the detector is silent about the member's network partition now:
-   * no summary listed any member there for a fault timeout, while one of this
+   * no summary listed any member there for a fault timeout (or it is listed
+   * again since less than a fault timeout after such a silence), while one of this
    * cluster's members there has been Active longer than that (so a partition
    * whose first members are still starting is not called silent).
    */
   private isSilent(member: { networkPartitionId: string }, now: number): boolean {
     const np = member.networkPartitionId;
-    if (this.signals.silentSince(np, now) === undefined) return false;
+    if (this.signals.silentSince(np, now) === undefined && !this.signals.settling(np, now)) return false;
     const { silentAfterMs } = this.signals;
     return this.members
       .all()
@@ -375,8 +377,8 @@ export class ClusterMonitor {
         partitions.add(m.networkPartitionId);
     }
     for (const np of partitions) {
-      const since = this.signals.silentSince(np, now);
-      if (since === undefined || this.silent.has(np)) continue;
+      if (this.silent.has(np)) continue;
+      const since = this.signals.silentSince(np, now) ?? now;
       this.silent.set(np, since);
       this.persistState();
       this.sink.decide({

@@ -13,6 +13,8 @@ const MAX_PARTITIONS = 10_000;
  */
 export class DetectorSignals {
   private readonly partitions = new Map<string, number>();
+  /** Partitions listed again after a silence → when. */
+  private readonly resumed = new Map<string, number>();
   private startedAt: number;
 
   constructor(
@@ -27,6 +29,11 @@ export class DetectorSignals {
   }
 
   listed(networkPartitionId: string, now: number): void {
+    const last = this.partitions.get(networkPartitionId) ?? this.startedAt;
+    if (now - last > this.silentAfterMs) {
+      this.resumed.set(networkPartitionId, now);
+      if (this.resumed.size > MAX_PARTITIONS) this.resumed.delete(this.resumed.keys().next().value as string);
+    }
     this.partitions.delete(networkPartitionId);
     this.partitions.set(networkPartitionId, now);
     if (this.partitions.size > MAX_PARTITIONS) this.partitions.delete(this.partitions.keys().next().value as string);
@@ -36,5 +43,16 @@ export class DetectorSignals {
   silentSince(networkPartitionId: string, now: number): number | undefined {
     const last = this.partitions.get(networkPartitionId) ?? this.startedAt;
     return now - last > this.silentAfterMs ? last : undefined;
+  }
+
+  /**
+   * Listed again less than `silentAfterMs` ago after a silence: the detector
+   * is still settling. Its first faults then may be of members whose agents
+   * have not found the new active yet (they back off while the SP pair is
+   * down), and one member reporting again does not vouch for the others.
+   */
+  settling(networkPartitionId: string, now: number): boolean {
+    const at = this.resumed.get(networkPartitionId);
+    return at !== undefined && now - at < this.silentAfterMs;
   }
 }

@@ -197,6 +197,24 @@ describe('cartridge agent', () => {
     await agent.close();
   });
 
+  it('while the SP pair is down it retries at least once per stat interval, so a new active hears from it within its grace', async () => {
+    // A first version backed off to 10 s whatever the stat interval: with a 4 s fault timeout, the
+    // new active after an SP outage faulted healthy members whose agents were still waiting.
+    const { agent, transport } = setup({ statIntervalMs: 2_000 });
+    transport.set('sp-1:7611', 'down');
+    transport.set('sp-2:7612', 'down');
+    await agent.start();
+    await vi.advanceTimersByTimeAsync(60_000);
+    const before = transport.calls.length;
+    await vi.advanceTimersByTimeAsync(10_000);
+    // Two endpoints tried in each round; a round at least every 2 s once the backoff is saturated.
+    expect(transport.calls.length - before).toBeGreaterThanOrEqual(10);
+    transport.set('sp-2:7612', 'active');
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(transport.acceptedSequences().length).toBeGreaterThan(0);
+    await agent.close();
+  });
+
   it('closes idempotently and stops every timer', async () => {
     const { agent, transport } = setup();
     await agent.start();

@@ -26,6 +26,9 @@ export interface Agent {
   close(): Promise<void>;
 }
 
+/** Pause after a whole round of failed SP endpoints, doubling per round, capped at the stat interval (and 10 s). */
+const RETRY_DELAY_MS = 1_000;
+const MAX_RETRY_DELAY_MS = 10_000;
 /**
  * The cartridge agent (Stratos): reports its member's health every interval
  * to the SP over Thrift, and its lifecycle (`InstanceStartedEvent`,
@@ -44,6 +47,11 @@ export function createAgent(input: AgentOptions): Agent {
     transport,
     maxUnackedBatches: options.maxUnackedBatches,
     callTimeoutMs: options.callTimeoutMs,
+    // An SP pair that comes back must hear from this agent within about one stat interval: well inside
+    // the new active's grace after a takeover (one fault timeout, several stat intervals), so no
+    // healthy member is faulted because its agent was still backing off.
+    retryDelayMs: Math.min(RETRY_DELAY_MS, statIntervalMs),
+    maxRetryDelayMs: Math.min(MAX_RETRY_DELAY_MS, Math.max(RETRY_DELAY_MS, statIntervalMs)),
     clock,
     logger: log,
   });

@@ -72,11 +72,11 @@ export interface CepEngine {
   apply(batch: HealthStatBatch): void;
   /**
    * This node became active under `epoch`: pending outputs go out stamped with
-   * it, then every member gets the grace period. A pending timeout fault this
-   * node declared after `unverifiedAfter` (wall clock; it followed no active
-   * then) is reopened instead: the member gets the grace period like the rest.
+   * it, then every member gets the grace period. A pending timeout fault (one
+   * this node declared while passive, never confirmed by an active) is
+   * reopened instead: the member gets the grace period like the rest.
    */
-  activate(epoch: number, options?: { unverifiedAfter?: number }): void;
+  activate(epoch: number): void;
   /** Passive (again): outputs are held until the active confirms them. */
   deactivate(): void;
   exportState(): CepState;
@@ -91,6 +91,13 @@ export interface CepEngine {
   /** Receives every output while active, epoch set. Returns the unsubscribe. */
   onOutput(listener: OutputListener): () => void;
   readonly role: CepRole;
+}
+
+/** A timeout MemberFault (not a ports_not_open, which is a stat's own statement). */
+function isTimeoutFault(output: Output): boolean {
+  return (
+    output.kind === 'fault' && output.envelope.type === 'MemberFaultEvent' && output.envelope.data.reason === 'timeout'
+  );
 }
 
 const METRIC_OF: Readonly<Record<Exclude<HealthDescription, 'ports_not_open'>, Metric>> = {
@@ -184,18 +191,20 @@ class CepMonitor implements CepEngine {
     }
   }
 
-  activate(epoch: number, options: { unverifiedAfter?: number } = {}): void {
+  activate(epoch: number): void {
     if (this.closed) return;
     const takeover = this.epoch === undefined;
     this.epoch = epoch;
     if (!takeover) return;
     // Publish what the old active may not have (deterministic ids make repeats harmless), then
-    // give every member one grace period to find the new active before any new fault.
+    // give every member one grace period to find the new active before any new fault. A timeout
+    // fault this node declared itself while passive is not published but reopened: a silence it
+    // measured may be its own (a pause, a lagging link: a SIGSTOPped passive that wakes faults every
+    // member at once). A member that stays silent is faulted again after the grace, under the same id.
     const pending = this.ledger.takeAll();
-    const { unverifiedAfter } = options;
     const reopened: string[] = [];
     for (const output of pending) {
-      if (unverifiedAfter !== undefined && this.unverified(output, unverifiedAfter)) {
+      if (isTimeoutFault(output)) {
         const memberId = (output.envelope as EnvelopeOf<'MemberFaultEvent'>).data.memberId;
         if (this.detector.reopen(memberId)) reopened.push(memberId);
         continue;
@@ -211,20 +220,13 @@ class CepMonitor implements CepEngine {
       graceMs: this.options.graceAfterTakeoverMs,
     });
     if (reopened.length > 0) {
-      this.log.warn('faults declared while following no active reopened: each member gets the grace period', {
+      this.log.warn('timeout faults declared while passive reopened: each member gets the grace period', {
         event: 'cep.faults_reopened',
         epoch,
         reopened: reopened.length,
         members: reopened.slice(0, 20),
-        unverifiedAfter,
       });
     }
-  }
-
-  /** A timeout fault declared (on this node's clock) after the node stopped following an active. */
-  private unverified(output: Output, unverifiedAfter: number): boolean {
-    if (output.kind !== 'fault' || output.envelope.type !== 'MemberFaultEvent') return false;
-    return output.envelope.data.reason === 'timeout' && output.envelope.time > unverifiedAfter;
   }
 
   deactivate(): void {
