@@ -65,6 +65,8 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     pingIntervalMs,
     resubscribeIntervalMs,
     maxMessageBytes,
+    // The brokers keep its subscriptions, and queue what arrives, while it restarts or a link is down.
+    persistentSession: true,
   });
   let started = false;
 

@@ -101,7 +101,10 @@ export interface AutoscalerOptions extends Omit<AutoscalerCoreOptions, 'publish'
    * The subscriber's client id (the publisher's is `<clientId>-pub`). The
    * SP's and the agents' publishers send only while the autoscaler is present
    * on a broker: its subscriber pings `ping/autoscaler`, which only an
-   * `autoscaler` account may publish, whatever this id is.
+   * `autoscaler` account may publish, whatever this id is. The subscriber
+   * keeps a persistent session on each broker under an id derived from this
+   * and the account (messaging's persistentClientId): one autoscaler process
+   * per id, or the two take the session from each other.
    * @default CLIENT_IDS.autoscaler ('autoscaler')
    */
   clientId?: string;

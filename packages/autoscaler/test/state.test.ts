@@ -98,8 +98,9 @@ describe('autoscaler state in PostgreSQL', () => {
     await waitFor(() => iaas.running.length === 4, 'four members');
     await serve(first.core, 1_200);
     const ids = iaas.running;
+    // Two of min 4 go at once (half, not more); the third tips the storm and is held.
     for (const id of ids.slice(0, 3)) await first.core.handle(events.fault(id, { lastStatAt: Date.now() }));
-    await waitFor(async () => ((await stored('php'))?.faults?.held?.length ?? 0) >= 2, 'held faults persisted');
+    await waitFor(async () => ((await stored('php'))?.faults?.held?.length ?? 0) >= 1, 'a held fault persisted');
     const state = await stored('php');
     expect(state.faults.stormHeldSince).toEqual(expect.any(Number));
     const held = state.faults.held.map((h: { memberId: string }) => h.memberId);

@@ -140,6 +140,14 @@ export function renderMosquittoConf(conf: MosquittoConfText): string {
     // still got its PUBACK: a subscriber that falls behind during a burst
     // (seen here: 8 161 of 10 000 arrived) loses messages. Queue as aedes does.
     'max_queued_messages 1000000',
+    // The same bound in bytes (Mosquitto's default has none), so 1 000 000
+    // large messages cannot take the broker's memory either.
+    'max_queued_bytes 268435456',
+    // The autoscaler's subscriber keeps a persistent session (clean: false):
+    // while it is away the broker queues its QoS 1 messages, within the bounds
+    // above. A session whose client has not come back for a day is dropped,
+    // with its queue (a client id that is no longer used, a renamed service).
+    'persistent_client_expiration 1d',
     `log_dest ${conf.logDest}`,
     'log_timestamp_format %Y-%m-%dT%H:%M:%S',
     ...(conf.runAsUser === undefined ? [] : [`user ${conf.runAsUser}`]),

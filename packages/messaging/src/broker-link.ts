@@ -1,6 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger, TimerHandle } from '@faultline/core';
 import { encodePing, pingTopicOf } from '@faultline/protocol';
-import { type BrokerEndpoint, ConnectTimeoutError, type MqttConnection, NotConnectedError } from './connection.js';
+import {
+  type BrokerEndpoint,
+  ConnectTimeoutError,
+  type MqttConnection,
+  NotConnectedError,
+  persistentClientId,
+} from './connection.js';
 import type { StatusListener } from './messaging-status.js';
 import { PingMonitor } from './ping-monitor.js';
 import type { ResolvedSubscriberOptions } from './subscriber-options.js';
@@ -19,6 +26,7 @@ export interface BrokerLinkOptions
     | 'pingIntervalMs'
     | 'resubscribeIntervalMs'
     | 'connectTimeoutMs'
+    | 'persistentSession'
   > {
   endpoint: BrokerEndpoint;
   /** The subscriber's topic filters. */
@@ -35,6 +43,13 @@ export interface BrokerLinkOptions
  * ping every second (on `ping/<role>`, the one ping topic the broker lets its
  * account publish); on a failed or late ping (or a closed connection) close,
  * wait 30 s, connect and resubscribe, and repeat every 30 s until it works.
+ *
+ * Each connection is one subscription of the link, with an id of its own
+ * (`sub`): its pings carry it, and its MQTT Last Will, on the same ping topic,
+ * says `{ sub, gone: true }`. When the connection dies (a crash, a kill, a
+ * close: the link never sends DISCONNECT) the broker publishes the will at
+ * once, and publishers stop counting the subscriber present until a ping of
+ * a later subscription comes.
  */
 export class BrokerLink {
   state: LinkState = 'down';
@@ -44,6 +59,8 @@ export class BrokerLink {
   private everUp = false;
   private attempt = 0;
   private pingSeq = 0;
+  /** The id of the current connection's subscription (see the class comment). */
+  private sub = '';
 
   constructor(private readonly options: BrokerLinkOptions) {
     this.monitor = new PingMonitor(
@@ -52,11 +69,22 @@ export class BrokerLink {
           const connection = this.connection;
           if (!connection) return Promise.reject(new NotConnectedError(options.endpoint.name));
           this.options.onPing();
-          const ping = encodePing({ clientId: options.clientId, seq: ++this.pingSeq });
+          const ping = encodePing({ clientId: options.clientId, seq: ++this.pingSeq, sub: this.sub });
           return connection.publish(pingTopicOf(options.role), ping, 1);
         },
       },
-      { intervalMs: options.pingIntervalMs, clock: options.clock, onDown: (reason) => this.down(reason) },
+      {
+        intervalMs: options.pingIntervalMs,
+        clock: options.clock,
+        onDown: (reason) => this.down(reason),
+        onLate: (elapsedMs) =>
+          options.logger.warn('event loop stalled: the outstanding ping gets another interval', {
+            event: 'subscriber.loop_stalled',
+            broker: options.endpoint.name,
+            elapsedMs: Math.round(elapsedMs),
+            intervalMs: options.pingIntervalMs,
+          }),
+      },
     );
   }
 
@@ -89,9 +117,14 @@ export class BrokerLink {
         connectTimeoutMs,
       );
     });
+    const { clientId, credentials, persistentSession, role } = this.options;
+    const sub = randomBytes(8).toString('hex');
+    this.sub = sub;
     const connecting = this.options.connector(endpoint, {
-      clientId: this.options.clientId,
-      credentials: this.options.credentials,
+      clientId: persistentSession ? persistentClientId(clientId, credentials) : clientId,
+      credentials,
+      persistentSession,
+      will: { topic: pingTopicOf(role), payload: encodePing({ clientId, seq: 0, sub, gone: true }) },
     });
     try {
       const connection = await Promise.race([connecting, deadline]);

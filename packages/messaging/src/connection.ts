@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { FaultlineError } from '@faultline/core';
 import mqtt from 'mqtt';
 
@@ -35,9 +35,45 @@ export interface MqttConnection {
 }
 
 export interface ConnectOptions {
-  /** Unique per process and purpose; a random suffix is added so a restarted process never kicks its old self. */
+  /**
+   * Unique per process and purpose; a random suffix is added so a restarted
+   * process never kicks its old self. With `persistentSession` it is used as
+   * is (see persistentClientId).
+   */
   clientId: string;
   credentials: Credentials;
+  /**
+   * Connect with `clean: false` and the client id exactly as given, so the
+   * broker keeps the session (its subscriptions, and the QoS 1 messages that
+   * arrive while the client is away) and hands it back at the next connect.
+   * @default false (clean session, random suffix)
+   */
+  persistentSession?: boolean;
+  /** The MQTT Last Will: the broker publishes it (QoS 1, not retained) when the connection ends without DISCONNECT. */
+  will?: { topic: string; payload: Buffer };
+}
+
+/** Longest client id every broker of ours takes (aedes' maxClientsIdLength, MQTT 3.1.1's minimum guarantee). */
+export const MAX_CLIENT_ID_LENGTH = 23;
+/** The readable prefix of a persistent client id; the rest is derived from the account's secret. */
+const PERSISTENT_PREFIX_LENGTH = 10;
+
+/**
+ * The stable client id of a persistent session: the same on every connect of
+ * the same account and `clientId` (so a restarted process resumes its
+ * session), and unguessable without the account's password. A stable id that
+ * anyone could guess would let any account (a member's agent) connect under it
+ * and take the session over [MQTT-3.1.4-2]: kick the autoscaler off, and on
+ * aedes, which restores a resumed session's subscriptions without asking the
+ * ACL again, read what was queued for it. `<clientId, 10 chars>-<HMAC hex>`,
+ * 23 characters at most.
+ */
+export function persistentClientId(clientId: string, credentials: Credentials): string {
+  const prefix = clientId.slice(0, PERSISTENT_PREFIX_LENGTH);
+  const mac = createHmac('sha256', credentials.password)
+    .update(`faultline-session\u0000${credentials.username}\u0000${clientId}`)
+    .digest('hex');
+  return `${prefix}-${mac.slice(0, MAX_CLIENT_ID_LENGTH - prefix.length - 1)}`;
 }
 
 export type Connector = (endpoint: BrokerEndpoint, options: ConnectOptions) => Promise<MqttConnection>;
@@ -83,7 +119,7 @@ export interface MqttClientTls {
 
 /**
  * The real connector: MQTT.js 5 speaking MQTT 3.1.1 (aedes does not speak 5),
- * clean sessions, and none of MQTT.js' own recovery: no automatic reconnect,
+ * clean sessions unless `persistentSession`, and none of MQTT.js' own recovery: no automatic reconnect,
  * no keepalive timer, no offline queue. Liveness (ping), reconnect and resend
  * are the resilient clients' job, on the injected Clock, because MQTT.js'
  * offline queue dies with the process and its reconnect runs on global timers.
@@ -110,10 +146,13 @@ function connectMqtt(endpoint: BrokerEndpoint, options: ConnectOptions, tls: Mqt
       port: endpoint.port,
       ...(tls ? { protocol: 'mqtts' as const, ca: tls.ca, rejectUnauthorized: true } : { protocol: 'mqtt' as const }),
       protocolVersion: 4,
-      clientId: `${options.clientId}-${randomBytes(3).toString('hex')}`,
+      clientId: options.persistentSession ? options.clientId : `${options.clientId}-${randomBytes(3).toString('hex')}`,
       username: options.credentials.username,
       password: options.credentials.password,
-      clean: true,
+      clean: options.persistentSession !== true,
+      ...(options.will
+        ? { will: { topic: options.will.topic, payload: options.will.payload, qos: 1, retain: false } }
+        : {}),
       reconnectPeriod: 0,
       keepalive: 0,
       resubscribe: false,
@@ -124,6 +163,10 @@ function connectMqtt(endpoint: BrokerEndpoint, options: ConnectOptions, tls: Mqt
     let closed = false;
     const closeListeners: ((error?: Error) => void)[] = [];
     const messageListeners: ((topic: string, payload: Buffer) => void)[] = [];
+    // A resumed session's queued messages can arrive with the CONNACK, before
+    // anyone listens; MQTT.js acknowledges them regardless, so they are held
+    // here until the first listener (set right after connect) takes them.
+    let early: [string, Buffer][] | undefined = [];
     const pending = new Set<(error: Error) => void>();
     let lastError: Error | undefined;
 
@@ -143,7 +186,8 @@ function connectMqtt(endpoint: BrokerEndpoint, options: ConnectOptions, tls: Mqt
     });
     client.on('close', finish);
     client.on('message', (topic, payload) => {
-      for (const listener of messageListeners) listener(topic, payload);
+      if (early) early.push([topic, payload]);
+      else for (const listener of messageListeners) listener(topic, payload);
     });
     client.once('connect', () => {
       opened = true;
@@ -182,6 +226,9 @@ function connectMqtt(endpoint: BrokerEndpoint, options: ConnectOptions, tls: Mqt
         }),
       onMessage: (listener) => {
         messageListeners.push(listener);
+        const held = early;
+        early = undefined;
+        for (const [topic, payload] of held ?? []) listener(topic, payload);
       },
       onClose: (listener) => {
         closeListeners.push(listener);

@@ -12,6 +12,7 @@ export {
   mqttConnector,
   mqttConnectorFor,
   mqttTlsConnector,
+  persistentClientId,
   SubscribeRefusedError,
 } from './connection.js';
 export { DedupeWindow } from './envelope-dedupe.js';
@@ -19,7 +20,13 @@ export type { MessagingStatus, PublisherCounters, StatusListener, SubscriberCoun
 export { Outbox, type OutboxEntry } from './outbox.js';
 export type { OutboxOptions } from './outbox-options.js';
 export { type Pinger, PingMonitor, type PingMonitorOptions } from './ping-monitor.js';
-export { createPublisher, NotStartedError, type Publisher, type PublisherState } from './publisher.js';
+export {
+  createPublisher,
+  NotStartedError,
+  type Publisher,
+  type PublisherState,
+  type PublishOptions,
+} from './publisher.js';
 export type { PublisherOptions } from './publisher-options.js';
 export { createSubscriber, type Subscriber } from './subscriber.js';
 export type { EnvelopeMeta, SubscriberOptions } from './subscriber-options.js';

@@ -51,4 +51,6 @@ export interface PublisherCounters {
   droppedInvalid: number;
   /** Envelopes refused before entering the outbox: encoded, larger than maxMessageBytes. */
   droppedOversized: number;
+  /** Payloads on an awaited role's ping topic that were no ping (malformed, or a `gone` without its subscription). */
+  pingsInvalid: number;
 }

@@ -1,11 +1,12 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { systemClock } from '@faultline/core';
+import { type Clock, systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { CLIENT_IDS, decodeEnvelope, encodePing } from '@faultline/protocol';
+import { CLIENT_IDS, decodeEnvelope, decodePing, encodePing } from '@faultline/protocol';
 import { memberSummary } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Connector, MqttConnection } from './connection.js';
 import type { MessagingStatus } from './messaging-status.js';
 import { createPublisher } from './publisher.js';
 import type { PublisherOptions } from './publisher-options.js';
@@ -109,7 +110,7 @@ describe('resilient publisher', () => {
     await publisher.publish(numberedFault(1));
     await settle(59_000);
     expect(publisher.broker).toBe('a');
-    await settle(1_000);
+    await settle(1_005); // the tick at 60 000, and its verdict one turn of the loop later
     await publisher.drained();
     expect(statuses).toContainEqual(
       expect.objectContaining({ type: 'broker-down', broker: 'a', reason: 'no PUBACK within 60000 ms' }),
@@ -268,3 +269,179 @@ describe('resilient publisher', () => {
     });
   });
 });
+
+describe('resilient publisher: acknowledged, and judged on time it had', () => {
+  beforeEach(() =>
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'] }),
+  );
+  afterEach(() => vi.useRealTimers());
+
+  /** One broker whose PUBACKs the test delivers, by hand. */
+  const manualBroker = () => {
+    const acks: (() => void)[] = [];
+    const connector: Connector = async (endpoint) => {
+      const connection: MqttConnection = {
+        endpoint,
+        publish: () => new Promise<void>((resolve) => acks.push(resolve)),
+        subscribe: async () => {},
+        onMessage: () => {},
+        onClose: () => {},
+        close: () => {},
+      };
+      return connection;
+    };
+    const ackAll = () => {
+      for (const ack of acks.splice(0)) ack();
+    };
+    return { connector, ackAll };
+  };
+  const stallingClock = () => {
+    let stalled = 0;
+    const clock: Clock = { ...systemClock, monotonicNow: () => systemClock.monotonicNow() + stalled };
+    const stall = (ms: number): void => {
+      stalled += ms;
+    };
+    return { clock, stall };
+  };
+
+  it('onAcked fires on the PUBACK, not when publish() resolves (durable)', async () => {
+    const brokers = new FakeBrokers();
+    const { publisher } = setup(brokers, { awaitSubscribers: [CLIENT_IDS.autoscaler] });
+    await publisher.start();
+    await settle();
+    const acked: string[] = [];
+    await publisher.publish(numberedFault(1), { onAcked: () => acked.push('fault-1') });
+    await publisher.publish(numberedFault(2)); // no callback: as ever
+    await settle(5_000);
+    expect(acked).toEqual([]); // durable, held: nobody to send it to
+    brokers.inject('a', 'ping/autoscaler', encodePing({ clientId: 'autoscaler', seq: 1, sub: 's1' }));
+    await settle();
+    await publisher.drained();
+    expect(acked).toEqual(['fault-1']);
+    await publisher.close();
+  });
+
+  it('a tick that comes late after a stall fails no broker over for a PUBACK that waited unread', async () => {
+    const { connector, ackAll } = manualBroker();
+    const { clock, stall } = stallingClock();
+    const { publisher, statuses } = setup(new FakeBrokers(), { connector, clock });
+    await publisher.start();
+    await settle();
+    await publisher.publish(numberedFault(1));
+    await settle(30_000);
+    stall(45_000); // the PUBACK arrives while the process is frozen 45 s
+    await vi.advanceTimersToNextTimerAsync(); // the tick due at 60 000: 105 s after the last one
+    ackAll(); // the socket is read
+    await settle();
+    await publisher.drained();
+    expect(statuses.filter((s) => s.type === 'broker-down')).toEqual([]);
+    expect(publisher.broker).toBe('a');
+    await publisher.close();
+  });
+
+  it('a PUBACK read right after an on-time tick counts: the verdict comes one turn of the loop later', async () => {
+    const { connector, ackAll } = manualBroker();
+    const { publisher, statuses } = setup(new FakeBrokers(), { connector });
+    await publisher.start();
+    await settle();
+    await publisher.publish(numberedFault(1));
+    await vi.advanceTimersToNextTimerAsync(); // t=60 000: the message has waited a whole interval
+    ackAll(); // but its PUBACK was in the socket, read before the next timer
+    await settle(10);
+    await publisher.drained();
+    expect(statuses.filter((s) => s.type === 'broker-down')).toEqual([]);
+    await publisher.close();
+  });
+
+  describe("a subscriber's subscriptions (pings carry them, its Last Will ends them)", () => {
+    const autoscalerOn = (brokers: FakeBrokers, received: string[]) =>
+      createSubscriber({
+        brokers: [{ name: 'a', host: 'h', port: 1 }],
+        credentials: { username: 'u', password: 'p' },
+        role: 'autoscaler',
+        clientId: CLIENT_IDS.autoscaler,
+        topics: ['summarized-health-stats/#'],
+        onEnvelope: (e) => void received.push(e.id),
+        clock: systemClock,
+        connector: brokers.connector,
+        resubscribeIntervalMs: 5_000,
+      });
+
+    it('holds messages from the moment the broker says the link died until a ping of its next subscription', async () => {
+      const brokers = new FakeBrokers();
+      const received: string[] = [];
+      const subscriber = autoscalerOn(brokers, received);
+      subscriber.start();
+      const logger = createMemoryLogger();
+      const { publisher } = setup(brokers, { awaitSubscribers: [CLIENT_IDS.autoscaler], logger });
+      await publisher.start();
+      await settle(1_000);
+      await publisher.publish(numberedFault(1));
+      await publisher.drained();
+      expect(received).toEqual(['fault-1']);
+      const [link] = brokers.open('a').filter((c) => (c as unknown as { filters: string[] }).filters.length === 1);
+      const firstSub = pingSubs(brokers)[0];
+      brokers.drop(link as MqttConnection); // the broker publishes its will
+      await settle();
+      expect(logger.events()).toContain('publisher.subscriber_gone');
+      await publisher.publish(numberedFault(2)); // within the presence window: held, not sent into the void
+      // A late copy of a ping of the ended subscription does not bring it back.
+      brokers.inject('a', 'ping/autoscaler', encodePing({ clientId: 'autoscaler', seq: 99, sub: firstSub as string }));
+      await settle(1_000);
+      expect(faultsOn(brokers)).toEqual(['fault-1']);
+      expect(publisher.pending).toBe(1);
+      await settle(5_000); // the link resubscribes and pings under a new subscription
+      await publisher.drained();
+      expect(received).toEqual(['fault-1', 'fault-2']);
+      expect(new Set(pingSubs(brokers)).size).toBe(2);
+      await subscriber.close();
+      await publisher.close();
+    });
+
+    it('drops a malformed ping or will with a counter and a log line, and keeps working', async () => {
+      const brokers = new FakeBrokers();
+      const logger = createMemoryLogger();
+      const { publisher } = setup(brokers, { awaitSubscribers: [CLIENT_IDS.autoscaler], logger });
+      await publisher.start();
+      await settle();
+      await publisher.publish(numberedFault(1));
+      for (const bad of [
+        Buffer.from('{"clientId":"autoscaler","seq":1,"sub":"../../x"}'),
+        Buffer.from('{"clientId":"autoscaler","seq":1,"gone":true}'),
+        Buffer.from('{"clientId":"autoscaler","seq":1,"sub":"s1","gone":"yes"}'),
+        Buffer.from('garbage'),
+      ]) {
+        brokers.inject('a', 'ping/autoscaler', bad);
+      }
+      await settle(1_000);
+      expect(publisher.counters.pingsInvalid).toBe(4);
+      expect(logger.records.filter((r) => r.event === 'publisher.ping_invalid')).toHaveLength(1);
+      expect(publisher.pending).toBe(1);
+      brokers.inject('a', 'ping/autoscaler', encodePing({ clientId: 'autoscaler', seq: 1 })); // an older client
+      await settle();
+      await publisher.drained();
+      expect(ids(brokers, 'a')).toEqual(['fault-1']);
+      await publisher.close();
+    });
+  });
+});
+
+/** The envelopes published on broker a, pings left out. */
+function faultsOn(brokers: FakeBrokers): string[] {
+  return brokers
+    .messages('a')
+    .filter((m) => !m.topic.startsWith('ping/'))
+    .map((m) => {
+      const r = decodeEnvelope(m.payload);
+      return r.ok ? r.value.id : 'invalid';
+    });
+}
+
+/** The subscriptions named by the pings on broker a, in order of first appearance. */
+function pingSubs(brokers: FakeBrokers): string[] {
+  const subs = brokers
+    .messages('a')
+    .filter((m) => m.topic === 'ping/autoscaler')
+    .map((m) => decodePing(m.payload)?.sub ?? '');
+  return [...new Set(subs)];
+}

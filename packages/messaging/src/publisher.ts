@@ -1,4 +1,4 @@
-import { type Clock, FaultlineError, once, type TimerHandle } from '@faultline/core';
+import { type Clock, FaultlineError, once, RateLimitedLog, type TimerHandle } from '@faultline/core';
 import {
   decodePing,
   type Envelope,
@@ -9,6 +9,7 @@ import {
   topicOf,
 } from '@faultline/protocol';
 import { type BrokerEndpoint, ConnectTimeoutError, type MqttConnection } from './connection.js';
+import { isLateTick } from './loop-stall.js';
 import type { MessagingStatus, PublisherCounters, StatusListener } from './messaging-status.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
 import { type PublisherOptions, resolvePublisherOptions } from './publisher-options.js';
@@ -21,14 +22,33 @@ import { SendQueue } from './send-queue.js';
  */
 const RECENTLY_ACKED_HIGH = 20_000;
 const RECENTLY_ACKED_LOW = 10_000;
+/** Live subscriptions tracked per awaited role, and ended ones remembered (a stale ping of one proves nothing). */
+const MAX_SUBSCRIPTIONS = 16;
+const MAX_ENDED_SUBSCRIPTIONS = 64;
+/** The subscription of a ping that names none (an older client): it ends only by silence. */
+const UNNAMED_SUBSCRIPTION = '';
+
+/** What a publish() may ask besides durability. */
+export interface PublishOptions {
+  /**
+   * Called once a broker acknowledged the envelope (PUBACK), which is later
+   * than publish() resolving (durable in the outbox). Not called if the
+   * publisher closes first; an envelope recovered from the outbox by a
+   * restarted publisher has no callback.
+   */
+  onAcked?: () => void;
+}
 
 export type PublisherState = 'idle' | 'connecting' | 'connected' | 'closed';
 
 export interface Publisher {
   /** Opens (and recovers) the outbox, then starts connecting; does not wait for a broker. */
   start(): Promise<void>;
-  /** Resolves once the envelope is durable in the outbox; it is sent as soon as a broker takes it. */
-  publish(envelope: Envelope): Promise<void>;
+  /**
+   * Resolves once the envelope is durable in the outbox; it is sent as soon as
+   * a broker takes it (`options.onAcked` tells when one has).
+   */
+  publish(envelope: Envelope, options?: PublishOptions): Promise<void>;
   /** Resolves when the outbox is empty. */
   drained(): Promise<void>;
   close(): Promise<void>;
@@ -69,7 +89,9 @@ export function createPublisher(input: PublisherOptions): Publisher {
     replayed: 0,
     droppedInvalid: 0,
     droppedOversized: 0,
+    pingsInvalid: 0,
   };
+  const pingLog = new RateLimitedLog(log, clock);
   const listeners: StatusListener[] = [];
   const queue = new SendQueue<OutboxEntry>();
   /** seq → monotonic time it was written to the current connection. */
@@ -80,24 +102,41 @@ export function createPublisher(input: PublisherOptions): Publisher {
   let state: PublisherState = 'idle';
   let brokerIndex = 0;
   let ticker: TimerHandle | undefined;
-  /** Role → monotonic time of its last ping seen on the current connection. */
-  const presence = new Map<string, number>();
+  /**
+   * Per awaited role, on the current connection: its live subscriptions
+   * (ping `sub` → monotonic time of the last ping) and those the broker said
+   * ended (their Last Will).
+   */
+  const presence = new Map<string, { subs: Map<string, number>; ended: Set<string> }>();
   let connectedAt = 0;
+  /** Outbox seq → the publish()'s onAcked. */
+  const ackListeners = new Map<number, () => void>();
+  let lastTickAt = 0;
+  let verdict: TimerHandle | undefined;
   /** Acknowledged lately by the current broker, oldest first: replayed if that broker is lost. */
   let recentlyAcked: { entry: OutboxEntry; at: number }[] = [];
   /** Entries being resent to a new broker after their first broker was lost with them. */
   const replaying = new Set<OutboxEntry>();
 
-  const subscribersPresent = (): boolean =>
-    options.awaitSubscribers.every((id) => {
-      const seen = presence.get(id);
-      return seen !== undefined && clock.monotonicNow() - seen <= options.presenceWindowMs;
-    });
+  /** A subscription of `role` pinged within the presence window, and the broker has not said it ended. */
+  const isPresent = (role: string): boolean => {
+    const now = clock.monotonicNow();
+    for (const seen of presence.get(role)?.subs.values() ?? []) if (now - seen <= options.presenceWindowMs) return true;
+    return false;
+  };
+  const subscribersPresent = (): boolean => options.awaitSubscribers.every(isPresent);
 
   /**
    * Presence comes from the topic, not the payload: the brokers let only an
    * account of role R publish `ping/R`, so a ping there is R's, whatever
    * clientId it claims. The payload must still be a ping.
+   *
+   * A subscriber is present only through a subscription it pinged from
+   * since: each (re)subscription of a link has its own `sub`, and the link's
+   * Last Will (`gone`) ends it the moment the broker loses the link, so
+   * nothing is sent into a broker where the subscriber no longer is while the
+   * presence window runs out. A later ping of an ended subscription (delayed,
+   * duplicated) does not bring it back: only a new subscription does.
    */
   const watchPresence = (conn: MqttConnection): void => {
     conn.onMessage((topic, payload) => {
@@ -105,14 +144,47 @@ export function createPublisher(input: PublisherOptions): Publisher {
       const role = pingRoleOf(topic);
       if (role === undefined || !options.awaitSubscribers.includes(role)) return;
       const ping = decodePing(payload);
-      if (ping === undefined) return;
-      const first = !presence.has(role);
-      presence.set(role, clock.monotonicNow());
-      if (first) {
+      const broker = conn.endpoint.name;
+      if (ping === undefined) {
+        counters.pingsInvalid += 1;
+        pingLog.warn(`${broker} ${role}`, 'ping invalid', 'ping dropped', {
+          event: 'publisher.ping_invalid',
+          broker,
+          role,
+          bytes: payload.length,
+          pingsInvalid: counters.pingsInvalid,
+        });
+        return;
+      }
+      const sub = ping.sub ?? UNNAMED_SUBSCRIPTION;
+      const known = presence.get(role) ?? { subs: new Map<string, number>(), ended: new Set<string>() };
+      presence.set(role, known);
+      const wasPresent = isPresent(role);
+      if (ping.gone) {
+        known.subs.delete(sub);
+        known.ended.add(sub);
+        if (known.ended.size > MAX_ENDED_SUBSCRIPTIONS) known.ended.delete(known.ended.values().next().value as string);
+        if (wasPresent && !isPresent(role)) {
+          log.info('subscriber gone: holding messages until it subscribes again', {
+            event: 'publisher.subscriber_gone',
+            broker,
+            role,
+            sub,
+          });
+        }
+        return;
+      }
+      if (known.ended.has(sub)) return;
+      // Re-inserted, so the oldest subscription is first to go past the bound.
+      known.subs.delete(sub);
+      known.subs.set(sub, clock.monotonicNow());
+      if (known.subs.size > MAX_SUBSCRIPTIONS) known.subs.delete(known.subs.keys().next().value as string);
+      if (!wasPresent) {
         log.info('subscriber present', {
           event: 'publisher.subscriber_present',
-          broker: conn.endpoint.name,
+          broker,
           role,
+          sub,
           clientId: ping.clientId.slice(0, 256),
         });
       }
@@ -155,6 +227,9 @@ export function createPublisher(input: PublisherOptions): Publisher {
           } else if (outbox?.has(entry.seq)) {
             outbox.ack(entry.seq);
             counters.acked += 1;
+            const onAcked = ackListeners.get(entry.seq);
+            ackListeners.delete(entry.seq);
+            onAcked?.();
             recentlyAcked.push({ entry, at: clock.monotonicNow() });
             if (recentlyAcked.length > RECENTLY_ACKED_HIGH) recentlyAcked = recentlyAcked.slice(-RECENTLY_ACKED_LOW);
           }
@@ -255,20 +330,46 @@ export function createPublisher(input: PublisherOptions): Publisher {
     void connectRound();
   };
 
-  /** Every republish interval: reconnect if nothing takes messages; fail over from a broker that stopped acking. */
+  /**
+   * Every republish interval: reconnect if nothing takes messages; fail over
+   * from a broker that stopped acking. Judged on time the process had: a tick
+   * that comes late (a stalled event loop, whose PUBACKs wait unread in the
+   * socket) gives no verdict, and a verdict is given one turn of the loop
+   * after the tick, once the sockets were read.
+   */
   const tick = (): void => {
+    const now = clock.monotonicNow();
+    const elapsed = now - lastTickAt;
+    lastTickAt = now;
     if (state === 'idle') {
       void connectRound();
       return;
     }
+    if (state !== 'connected') return;
+    if (isLateTick(elapsed, options.republishIntervalMs)) {
+      log.warn('event loop stalled: no verdict on the broker this interval', {
+        event: 'publisher.loop_stalled',
+        broker: connection?.endpoint.name,
+        elapsedMs: Math.round(elapsed),
+        republishIntervalMs: options.republishIntervalMs,
+      });
+      return;
+    }
+    verdict ??= clock.setTimeout(() => {
+      verdict = undefined;
+      judge();
+    }, 0);
+  };
+
+  const judge = (): void => {
     if (state !== 'connected') return;
     const now = clock.monotonicNow();
     const oldest = inflight.values().next().value;
     if (oldest !== undefined && now - oldest >= options.republishIntervalMs) {
       lost(`no PUBACK within ${options.republishIntervalMs} ms`);
     } else if (queue.length > 0 && !subscribersPresent() && now - connectedAt >= options.republishIntervalMs) {
-      const absent = options.awaitSubscribers.filter((id) => !presence.has(id));
-      lost(`subscribers absent for ${options.republishIntervalMs} ms: ${absent.join(', ') || 'pings stopped'}`);
+      const absent = options.awaitSubscribers.filter((role) => !isPresent(role));
+      lost(`subscribers absent for ${options.republishIntervalMs} ms: ${absent.join(', ')}`);
     }
   };
 
@@ -283,10 +384,11 @@ export function createPublisher(input: PublisherOptions): Publisher {
         });
         emit({ type: 'outbox-recovered', count: outbox.size });
       }
+      lastTickAt = clock.monotonicNow();
       ticker = clock.setInterval(tick, options.republishIntervalMs);
       void connectRound();
     },
-    publish: async (envelope) => {
+    publish: async (envelope, publishOptions) => {
       let payload: Buffer;
       try {
         payload = encodeEnvelope(envelope, { maxBytes: options.maxMessageBytes });
@@ -315,6 +417,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
       if (!outbox) throw new NotStartedError('publisher');
       const entry = await outbox.append(topicOf(envelope), payload);
       counters.published += 1;
+      if (publishOptions?.onAcked) ackListeners.set(entry.seq, publishOptions.onAcked);
       queue.push(entry);
       pump();
     },
@@ -326,6 +429,8 @@ export function createPublisher(input: PublisherOptions): Publisher {
     close: once(async () => {
       state = 'closed';
       clock.clearInterval(ticker);
+      clock.clearTimeout(verdict);
+      ackListeners.clear();
       connection?.close();
       connection = undefined;
       await outbox?.close();

@@ -32,6 +32,16 @@ export interface SubscriberOptions extends ClientOptions {
   maxMessageBytes?: number;
   /** Envelope ids remembered for dedupe. @default 100_000 */
   dedupeCapacity?: number;
+  /**
+   * Keep the subscription on each broker while the client is away (a
+   * restart, a dropped link): every link connects with `clean: false` under
+   * one stable client id per account and `clientId` (persistentClientId), so
+   * the broker queues the QoS 1 messages that arrive meanwhile and delivers
+   * them at the next connect. For one process per `clientId` only: a second
+   * one with the same id takes the session over, and the two kick each other
+   * off. @default false (clean sessions, a random client-id suffix)
+   */
+  persistentSession?: boolean;
 }
 
 export type ResolvedSubscriberOptions = Required<SubscriberOptions>;
@@ -47,6 +57,7 @@ export function resolveSubscriberOptions(input: SubscriberOptions): ResolvedSubs
       resubscribeIntervalMs: DEFAULTS.resubscribeIntervalMs as number,
       maxMessageBytes: DEFAULTS.maxMessageBytes as number,
       dedupeCapacity: 100_000,
+      persistentSession: false,
     },
     input,
   );

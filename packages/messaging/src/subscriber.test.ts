@@ -1,8 +1,9 @@
 import { systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { createEnvelope, type Envelope, encodeEnvelope, topicFor } from '@faultline/protocol';
+import { createEnvelope, decodePing, type Envelope, encodeEnvelope, topicFor } from '@faultline/protocol';
 import { testMember } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { persistentClientId } from './connection.js';
 import type { MessagingStatus } from './messaging-status.js';
 import { createSubscriber } from './subscriber.js';
 import { FAKE_BROKER_PAIR, FakeBrokers, numberedFault } from './testing/index.js';
@@ -130,20 +131,22 @@ describe('resilient subscriber', () => {
     await vi.advanceTimersByTimeAsync(500); // t=1000: the ping to a goes out and is never acked
     await vi.advanceTimersByTimeAsync(999);
     expect(subscriber.links().a).toBe('up');
-    await vi.advanceTimersByTimeAsync(1); // t=2000: unacknowledged within 1 s
+    await vi.advanceTimersByTimeAsync(1); // t=2000: unacknowledged within 1 s, judged one turn of the loop later
+    expect(subscriber.links().a).toBe('up');
+    await vi.advanceTimersByTimeAsync(1); // t=2001
     expect(subscriber.links()).toEqual({ a: 'down', b: 'up' });
     expect(statuses.at(-1)).toMatchObject({ type: 'broker-down', broker: 'a' });
     brokers.set('a', 'down');
     const connectsAtDown = brokers.connects.get('a');
     await vi.advanceTimersByTimeAsync(29_999);
     expect(brokers.connects.get('a')).toBe(connectsAtDown);
-    await vi.advanceTimersByTimeAsync(1); // t=32000: first retry, refused
+    await vi.advanceTimersByTimeAsync(1); // t=32001: first retry, refused
     expect(brokers.connects.get('a')).toBe((connectsAtDown ?? 0) + 1);
     expect(statuses.at(-1)).toMatchObject({ type: 'reconnect-failed', broker: 'a', retryInMs: 30_000 });
     brokers.set('a', 'up');
     await vi.advanceTimersByTimeAsync(29_999);
     expect(subscriber.links().a).toBe('down');
-    await vi.advanceTimersByTimeAsync(1); // t=62000: second retry succeeds
+    await vi.advanceTimersByTimeAsync(1); // t=62001: second retry succeeds
     expect(subscriber.links().a).toBe('up');
     expect(statuses.at(-1)).toEqual({ type: 'resubscribed', broker: 'a' });
     brokers.inject('a', TOPIC, encodeEnvelope(numberedFault(2)));
@@ -229,5 +232,69 @@ describe('resilient subscriber', () => {
     expect(subscriber.counters.handlerErrors).toBe(2);
     await subscriber.close();
     await subscriber.close();
+  });
+});
+
+describe('resilient subscriber: subscriptions and sessions', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  const subscriberOn = (brokers: FakeBrokers, extra: { persistentSession?: boolean; password?: string } = {}) =>
+    createSubscriber({
+      brokers: FAKE_BROKER_PAIR,
+      credentials: { username: 'autoscaler', password: extra.password ?? 'secret-1' },
+      role: 'autoscaler',
+      clientId: 'autoscaler',
+      topics: ['summarized-health-stats/#'],
+      onEnvelope: () => {},
+      clock: systemClock,
+      connector: brokers.connector,
+      ...(extra.persistentSession === undefined ? {} : { persistentSession: extra.persistentSession }),
+    });
+
+  it('each connection is a subscription: its pings name it, and its Last Will on the ping topic ends it', async () => {
+    const brokers = new FakeBrokers();
+    const subscriber = subscriberOn(brokers);
+    subscriber.start();
+    await vi.advanceTimersByTimeAsync(2_000);
+    const willOf = (n: number) => decodePing(brokers.connectOptions[n]?.options.will?.payload ?? Buffer.alloc(0));
+    const [toA, toB] = brokers.connectOptions;
+    expect(toA?.options.will?.topic).toBe('ping/autoscaler');
+    expect(willOf(0)).toMatchObject({ clientId: 'autoscaler', gone: true });
+    expect(willOf(0)?.sub).not.toBe(willOf(1)?.sub); // one per broker link
+    expect(toB?.options.persistentSession).toBe(false);
+    const pingSubs = () => brokers.messages('a').map((m) => decodePing(m.payload)?.sub);
+    expect(pingSubs()).toEqual([willOf(0)?.sub, willOf(0)?.sub]);
+    brokers.kill('a');
+    await vi.advanceTimersByTimeAsync(31_000);
+    expect(subscriber.links().a).toBe('up');
+    const again = brokers.connectOptions.findLast((c) => c.broker === 'a');
+    const newSub = decodePing(again?.options.will?.payload ?? Buffer.alloc(0))?.sub;
+    expect(newSub).toMatch(/^[0-9a-f]{16}$/);
+    expect(newSub).not.toBe(willOf(0)?.sub);
+    expect(pingSubs().at(-1)).toBe(newSub);
+    await subscriber.close();
+  });
+
+  it('persistentSession: clean: false under a stable id, the same on every link and restart, unguessable without the password', async () => {
+    const brokers = new FakeBrokers();
+    const first = subscriberOn(brokers, { persistentSession: true });
+    first.start();
+    await vi.advanceTimersByTimeAsync(0);
+    await first.close();
+    const second = subscriberOn(brokers, { persistentSession: true });
+    second.start();
+    await vi.advanceTimersByTimeAsync(0);
+    await second.close();
+    const id = persistentClientId('autoscaler', { username: 'autoscaler', password: 'secret-1' });
+    expect(id).toMatch(/^autoscaler-[0-9a-f]{12}$/);
+    expect(brokers.connectOptions.map((c) => [c.broker, c.options.clientId, c.options.persistentSession])).toEqual([
+      ['a', id, true],
+      ['b', id, true],
+      ['a', id, true],
+      ['b', id, true],
+    ]);
+    expect(persistentClientId('autoscaler', { username: 'autoscaler', password: 'secret-2' })).not.toBe(id);
+    expect(persistentClientId('a-much-longer-client-id', { username: 'u', password: 'p' })).toHaveLength(23);
   });
 });

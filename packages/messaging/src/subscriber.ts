@@ -98,6 +98,7 @@ export function createSubscriber(input: SubscriberOptions): Subscriber {
         pingIntervalMs: options.pingIntervalMs,
         resubscribeIntervalMs: options.resubscribeIntervalMs,
         connectTimeoutMs: options.connectTimeoutMs,
+        persistentSession: options.persistentSession,
         onMessage,
         onStatus: emit,
         onPing: () => {

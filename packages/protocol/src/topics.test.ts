@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { EVENT_TYPES } from './events.js';
 import {
   allOf,
+  decodePing,
+  encodePing,
   eventTypeOfTopic,
   mayPublish,
   maySubscribe,
@@ -119,5 +121,22 @@ describe('ACL', () => {
     expect(pingRoleOf('ping/root')).toBeUndefined();
     expect(pingRoleOf('ping/autoscaler/x')).toBeUndefined();
     expect(pingRoleOf('x/autoscaler')).toBeUndefined();
+  });
+
+  it('pings name their subscription, and a Last Will ends it; older pings still decode; malformed ones do not', () => {
+    const ping = { clientId: 'autoscaler', seq: 3, sub: '0f3a9c1d2e4b5a60' };
+    expect(decodePing(encodePing(ping))).toEqual(ping);
+    expect(decodePing(encodePing({ ...ping, gone: true }))).toEqual({ ...ping, gone: true });
+    expect(decodePing(encodePing({ clientId: 'old', seq: 1 }))).toEqual({ clientId: 'old', seq: 1 });
+    const bad = [
+      { clientId: 'a', seq: 1, sub: '' },
+      { clientId: 'a', seq: 1, sub: 'x'.repeat(65) },
+      { clientId: 'a', seq: 1, sub: 'a/b' },
+      { clientId: 'a', seq: 1, sub: 7 },
+      { clientId: 'a', seq: 1, gone: true },
+      { clientId: 'a', seq: 1, sub: 's', gone: 'yes' },
+      { clientId: 'a', seq: 1, sub: 's', gone: false },
+    ];
+    for (const payload of bad) expect(decodePing(Buffer.from(JSON.stringify(payload)))).toBeUndefined();
   });
 });

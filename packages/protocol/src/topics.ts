@@ -38,20 +38,44 @@ export function pingRoleOf(topic: string): ServiceRole | undefined {
 /**
  * A subscriber's liveness ping: who pings (informational: presence is read from
  * the topic, which the broker binds to the account), and a counter that makes each one distinct.
+ *
+ * `sub` names the subscription the ping belongs to: a link draws a new one
+ * each time it (re)subscribes, and sets an MQTT Last Will on its ping topic
+ * that carries the same `sub` with `gone: true`. So the broker itself tells
+ * publishers when that subscription's link died, and a publisher counts the
+ * subscriber present again only once a ping of another subscription arrives.
+ * Both are optional: a ping without them (an older client) still decodes.
  */
 export interface Ping {
   clientId: string;
   seq: number;
+  /** The subscription this ping belongs to (PING_SUB_PATTERN). */
+  sub?: string;
+  /** Subscription `sub` has ended: its link is gone (the Last Will), its pings prove nothing any more. */
+  gone?: true;
 }
 
 /** Largest ping payload read; a real one is a few dozen bytes. */
 const MAX_PING_BYTES = 1_024;
 
+/** A subscription id: 1 to 64 characters of [A-Za-z0-9_-]. */
+export const PING_SUB_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
 export function encodePing(ping: Ping): Buffer {
-  return Buffer.from(JSON.stringify({ clientId: ping.clientId, seq: ping.seq }));
+  return Buffer.from(
+    JSON.stringify({
+      clientId: ping.clientId,
+      seq: ping.seq,
+      ...(ping.sub === undefined ? {} : { sub: ping.sub }),
+      ...(ping.gone ? { gone: true } : {}),
+    }),
+  );
 }
 
-/** The ping in `payload`, or undefined for anything else (another client's format, garbage). Never throws. */
+/**
+ * The ping in `payload`, or undefined for anything else (another client's
+ * format, garbage, a malformed `sub`, a `gone` without a `sub`). Never throws.
+ */
 export function decodePing(payload: Buffer): Ping | undefined {
   if (payload.length > MAX_PING_BYTES) return undefined;
   let parsed: unknown;
@@ -61,9 +85,11 @@ export function decodePing(payload: Buffer): Ping | undefined {
     return undefined;
   }
   if (typeof parsed !== 'object' || parsed === null) return undefined;
-  const { clientId, seq } = parsed as { clientId?: unknown; seq?: unknown };
+  const { clientId, seq, sub, gone } = parsed as { clientId?: unknown; seq?: unknown; sub?: unknown; gone?: unknown };
   if (typeof clientId !== 'string' || typeof seq !== 'number' || !Number.isSafeInteger(seq)) return undefined;
-  return { clientId, seq };
+  if (sub !== undefined && (typeof sub !== 'string' || !PING_SUB_PATTERN.test(sub))) return undefined;
+  if (gone !== undefined && (gone !== true || sub === undefined)) return undefined;
+  return { clientId, seq, ...(sub === undefined ? {} : { sub }), ...(gone === true ? { gone: true as const } : {}) };
 }
 
 /**

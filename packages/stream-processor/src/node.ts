@@ -164,15 +164,6 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     logger: log,
     snapshot: () => ({ engine: engine.exportState(), dedupe: dedupe.export() }),
   });
-  /**
-   * Wall-clock time this node last heard from an active (a snapshot, a batch,
-   * a confirmation), or last was one. A closed link is not the test: a paused
-   * or partitioned active leaves it open. What the engine concluded alone
-   * after this, plus the time a takeover takes, is not trusted at
-   * a takeover: see ActivateOptions.unverifiedAfter. An idle link costs
-   * nothing: with no batches the active saw the same silence.
-   */
-  let heardFromActiveAt = clock.now();
   const syncServer = new SyncServer({
     nodeId: options.nodeId,
     host: options.sync.host,
@@ -189,10 +180,8 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     onSnapshot: (snapshot) => {
       engine.importState(snapshot.engine);
       dedupe.import(snapshot.dedupe);
-      heardFromActiveAt = clock.now();
     },
     onBatch: (batch) => {
-      heardFromActiveAt = clock.now();
       // The same rules as the active's: a batch the active should not have taken is not applied here either.
       const refusal = admit(batch, PASSIVE_TIMESTAMP_SLACK_MS);
       if (refusal) {
@@ -205,7 +194,6 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
         refused('sequence_out_of_window', sequenceDetail(batch), 'sync', batch.agentId);
     },
     onPublished: (ids) => {
-      heardFromActiveAt = clock.now();
       engine.confirm?.(ids);
     },
   });
@@ -235,8 +223,10 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
       return;
     }
     counters.outputsPublished += 1;
-    options.sink.publish(envelope).then(
-      () => link.confirm([envelope.id]),
+    // The passive drops an output only once a broker has it (PUBACK): durable
+    // in this node's outbox is not enough, the outbox dies with this node.
+    options.sink.publish(envelope, { onAcked: () => link.confirm([envelope.id]) }).then(
+      () => {},
       (error: unknown) => {
         counters.outputsFailed += 1;
         log.error('output could not be published', {
@@ -349,8 +339,8 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
   const becomeActive = async (epoch: number): Promise<void> => {
     role = 'ACTIVE';
     syncServer.drop();
-    // A takeover comes at most one lease plus one acquire attempt after the active's last word.
-    engine.activate(epoch, { unverifiedAfter: heardFromActiveAt + lease.lengthMs + heartbeatIntervalMs });
+    // Pending outputs go out, the passive's own timeout faults are re-verified (see CepEngine.activate).
+    engine.activate(epoch);
     log.info('became active', { event: 'sp.became_active', epoch });
     clock.clearInterval(peerWatch);
     peerWatch = clock.setInterval(() => void watchPeer(epoch), heartbeatIntervalMs);
@@ -373,7 +363,6 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     link.detach('stepping down');
     await source.close();
     role = 'PASSIVE';
-    heardFromActiveAt = clock.now();
     log.info('now passive', { event: 'sp.became_passive', epoch });
   };
 

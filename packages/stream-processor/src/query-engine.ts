@@ -1,14 +1,5 @@
 import type { Envelope, HealthStatBatch } from '@faultline/protocol';
 
-export interface ActivateOptions {
-  /**
-   * Wall-clock time after which this node heard nothing from an active: what
-   * it concluded on its own since then (a member silent only because its
-   * stats went to an active this node did not hear from) is not to be trusted.
-   */
-  unverifiedAfter?: number;
-}
-
 /**
  * What the SP node asks of its query engine (the CEP monitor implements it).
  * Both nodes apply every accepted batch, in the same order; only the active
@@ -18,7 +9,7 @@ export interface ActivateOptions {
 export interface QueryEngine {
   apply(batch: HealthStatBatch): void;
   /** This node became active under `epoch`: outputs may flow. */
-  activate(epoch: number, options?: ActivateOptions): void;
+  activate(epoch: number): void;
   /** This node is passive (again): outputs stay suppressed. */
   deactivate(): void;
   /** Plain JSON of the whole state, for a passive that joins. */
@@ -37,6 +28,9 @@ export interface QueryEngine {
 
 /** Where the active's outputs go: the durable MQTT publisher. */
 export interface OutputSink {
-  /** Resolves once the envelope is durable (in the outbox). */
-  publish(envelope: Envelope): Promise<void>;
+  /**
+   * Resolves once the envelope is durable (in the outbox); `onAcked` is
+   * called once a broker has acknowledged it (PUBACK), not before.
+   */
+  publish(envelope: Envelope, options?: { onAcked?: () => void }): Promise<void>;
 }

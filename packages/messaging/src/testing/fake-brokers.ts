@@ -1,4 +1,4 @@
-import type { BrokerEndpoint, Connector, MqttConnection } from '../connection.js';
+import type { BrokerEndpoint, ConnectOptions, Connector, MqttConnection } from '../connection.js';
 
 export type FakeBrokerMode = 'up' | 'down' | 'hung';
 
@@ -29,13 +29,18 @@ export const FAKE_BROKER_PAIR: readonly BrokerEndpoint[] = [
  * In-memory brokers for unit tests of the resilient clients: each can be up,
  * down (connects refused) or hung (accepts TCP but never answers: no CONNACK,
  * no PUBACK), and `kill()` drops every connection as a crashed broker does.
+ * A connection's Last Will is published when it ends, however it ends (the
+ * real connector never sends DISCONNECT).
  * Integration tests use real brokers; this is for timer logic on fake time.
  */
 export class FakeBrokers {
   readonly published = new Map<string, { topic: string; payload: Buffer }[]>();
   readonly connects = new Map<string, number>();
+  /** What each connect asked for, in order: broker name and the client's ConnectOptions. */
+  readonly connectOptions: { broker: string; options: ConnectOptions }[] = [];
   private readonly modes = new Map<string, FakeBrokerMode>();
   private readonly connections = new Map<string, Set<FakeConnection>>();
+  private readonly crashing = new Set<string>();
 
   mode(name: string): FakeBrokerMode {
     return this.modes.get(name) ?? 'up';
@@ -46,9 +51,21 @@ export class FakeBrokers {
     if (mode === 'down') this.kill(name);
   }
 
-  /** Drops every connection to `name` (a crash); its mode is unchanged. */
+  /** Drops every connection to `name` (a crash: no will is published); its mode is unchanged. */
   kill(name: string): void {
+    this.crashing.add(name);
     for (const connection of this.connections.get(name) ?? []) connection.end(new Error('connection reset'));
+    this.crashing.delete(name);
+  }
+
+  /** Drops one client's connection, as a dead client or a cut link does: the broker publishes its will. */
+  drop(connection: MqttConnection): void {
+    (connection as FakeConnection).end(new Error('connection reset'));
+  }
+
+  /** The open connections to `name`, oldest first. */
+  open(name: string): MqttConnection[] {
+    return [...(this.connections.get(name) ?? [])];
   }
 
   /** Publishes from outside (another client) to every matching subscriber of `name`. */
@@ -62,16 +79,17 @@ export class FakeBrokers {
     return this.published.get(name) ?? [];
   }
 
-  readonly connector: Connector = (endpoint: BrokerEndpoint) => {
+  readonly connector: Connector = (endpoint: BrokerEndpoint, options: ConnectOptions) => {
     const name = endpoint.name;
     this.connects.set(name, (this.connects.get(name) ?? 0) + 1);
+    this.connectOptions.push({ broker: name, options });
     const mode = this.mode(name);
     if (mode === 'down') return Promise.reject(new Error(`connect ECONNREFUSED (${name})`));
     if (mode === 'hung') return new Promise<MqttConnection>(() => {});
-    return Promise.resolve(this.open(endpoint));
+    return Promise.resolve(this.connect(endpoint, options.will));
   };
 
-  private open(endpoint: BrokerEndpoint): FakeConnection {
+  private connect(endpoint: BrokerEndpoint, will: ConnectOptions['will']): FakeConnection {
     const name = endpoint.name;
     const closeListeners: ((error?: Error) => void)[] = [];
     const messageListeners: ((topic: string, payload: Buffer) => void)[] = [];
@@ -109,6 +127,7 @@ export class FakeBrokers {
         set.delete(connection);
         for (const reject of waiting) reject(new Error('closed'));
         for (const listener of closeListeners) listener(error);
+        if (will && !this.crashing.has(name)) this.inject(name, will.topic, will.payload);
       },
     };
     set.add(connection);
