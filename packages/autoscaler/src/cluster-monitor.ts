@@ -479,11 +479,44 @@ export class ClusterMonitor {
     }
   }
 
+  /**
+   * Activation from state: a member pending for longer than one fault timeout
+   * whose workload answers the autoscaler's own probe (the very check its agent
+   * activates on) is Active. Its InstanceActivatedEvent may be lost for good:
+   * consumed by an autoscaler that died before it could record it, so no
+   * message will ever come again, and the pending timeout would kill a member
+   * that serves.
+   */
+  private async activateAnswering(now: number): Promise<void> {
+    const due = this.members
+      .all()
+      .filter(
+        (m) =>
+          isPending(m) &&
+          m.instance !== undefined &&
+          now - m.createdAt > this.crashWindowMs &&
+          !this.faults.isHeld(m.memberId),
+      );
+    if (due.length === 0) return;
+    const answers = await Promise.all(due.map((m) => this.iaas.probe(m.memberId).catch(() => undefined)));
+    due.forEach((m, i) => {
+      const current = this.members.get(m.memberId);
+      if (answers[i] !== 'answering' || !current || !isPending(current)) return;
+      this.members.set({ ...baseOf(current), state: 'Active', activatedAt: this.clock.now() });
+      this.log.info('member active: its workload answers the autoscaler’s own probe (no InstanceActivatedEvent came)', {
+        event: 'autoscaler.member_active_by_probe',
+        memberId: m.memberId,
+        afterMs: now - current.createdAt,
+      });
+    });
+  }
+
   private async enforce(): Promise<void> {
     if (this.closing) return;
     const now = this.clock.now();
     this.members.retryStopping();
     this.watchDetector(now);
+    await this.activateAnswering(now);
     await this.absences(now);
     for (const verified of await this.faults.verifyHeld()) await this.retire(verified);
     this.faults.expireStorm(this.clock.now());

@@ -178,6 +178,22 @@ describe('liveness from state', () => {
     await again.core.close();
   });
 
+  it('a member whose InstanceActivatedEvent was lost is activated by the autoscaler’s own probe, not killed by the pending timeout', async () => {
+    // Found by the nemesis: the autoscaler consumed the event, died before the registry had the Active row
+    // (PostgreSQL paused), and its next life resumed the member as Starting; no event ever comes again.
+    const h = harness({ pendingTimeoutMs: 120_000 });
+    await h.core.start();
+    await flush();
+    for (const id of h.iaas.running) await h.core.handle(events.started(id));
+    await h.report(60_000);
+    expect(h.stateOf('php-1')).toBe('Starting');
+    await h.report(2_000, { stepMs: 1_000 });
+    expect(h.stateOf('php-1')).toBe('Active');
+    expect(h.logger.records.some((r) => r.event === 'autoscaler.member_active_by_probe')).toBe(true);
+    // A pending member that does not answer is left to the pending timeout.
+    await h.core.close();
+  });
+
   it('ports_not_open before activation is no fault: the pending timeout covers it', async () => {
     const h = harness();
     await h.core.start();
