@@ -338,13 +338,19 @@ export class ClusterMonitor {
   /**
    * Whether the detector is silent about the member's network partition now:
    * no summary listed any member there for a fault timeout (or it is listed
-   * again since less than a fault timeout after such a silence), while one of this
+   * again since less than a fault timeout after such a silence, or this
+   * autoscaler started less than a fault timeout ago; `announced` leaves the
+   * start out: that is no news about the detector), while one of this
    * cluster's members there has been Active longer than that (so a partition
    * whose first members are still starting is not called silent).
    */
-  private isSilent(member: { networkPartitionId: string }, now: number): boolean {
+  private isSilent(member: { networkPartitionId: string }, now: number, announced = false): boolean {
     const np = member.networkPartitionId;
-    if (this.signals.silentSince(np, now) === undefined && !this.signals.settling(np, now)) return false;
+    const doubtful =
+      this.signals.silentSince(np, now) !== undefined ||
+      this.signals.settling(np, now) ||
+      (!announced && this.signals.starting(now));
+    if (!doubtful) return false;
     const { silentAfterMs } = this.signals;
     return this.members
       .all()
@@ -373,7 +379,7 @@ export class ClusterMonitor {
   private watchDetector(now: number): void {
     const partitions = new Set<string>();
     for (const m of this.members.all()) {
-      if (m.state === 'Active' && !partitions.has(m.networkPartitionId) && this.isSilent(m, now))
+      if (m.state === 'Active' && !partitions.has(m.networkPartitionId) && this.isSilent(m, now, true))
         partitions.add(m.networkPartitionId);
     }
     for (const np of partitions) {

@@ -55,4 +55,14 @@ export class DetectorSignals {
     const at = this.resumed.get(networkPartitionId);
     return at !== undefined && now - at < this.silentAfterMs;
   }
+
+  /**
+   * Less than `silentAfterMs` since this autoscaler started: it has no view
+   * yet, and its persistent session hands it what queued while it was away,
+   * faults that may be stale. Faults are held and verified meanwhile, like a
+   * settling detector's (not announced: nothing about the detector is known).
+   */
+  starting(now: number): boolean {
+    return now - this.startedAt < this.silentAfterMs;
+  }
 }

@@ -102,6 +102,28 @@ describe('liveness from state', () => {
     await h.core.close();
   });
 
+  it('a restarted autoscaler holds and verifies the faults it gets in its first fault timeout: they may have queued while it was away', async () => {
+    // Found by the nemesis (20 min run): a fault of an SP that had woken from a pause was queued in the
+    // autoscaler's persistent session while it was down, and its next life acted on it at once.
+    const registry = new MemoryRegistry();
+    const h = harness({ registry });
+    await h.startActive();
+    await h.report(61_000);
+    await h.core.close();
+    const again = harness({ registry, iaas: h.iaas });
+    await again.core.start();
+    await flush();
+    await again.core.handle(events.fault('php-2', { lastStatAt: Date.now() - 65_000 }));
+    await flush();
+    expect(again.actions()).not.toContain('MemberTerminateAction php-2');
+    expect(again.core.status().clusters[0]?.members.find((m) => m.memberId === 'php-2')?.heldFault).toMatch(/held/);
+    // It answers its probe and is listed once the autoscaler has a view: the stale fault is cleared, the member kept.
+    await again.report(75_000);
+    expect(again.actions().filter((a) => a.startsWith('MemberTerminateAction'))).toEqual([]);
+    expect(again.actions()).not.toContain('DetectorSilent');
+    await again.core.close();
+  });
+
   it('the storm guard counts a cluster of min members while faulted ones are being replaced: 1 of 3 goes, not 2', async () => {
     // Found by the nemesis: a member terminating is not live and its replacement was not spawned yet,
     // so at the second fault the cluster looked like 2 members and the guard (≥ 3) stayed off.

@@ -52,6 +52,8 @@ export type CepCounters = {
   faultsReannounced: number;
   /** Pending timeout faults declared while following no active, taken back at a takeover (see activate). */
   faultsReopened: number;
+  /** Times the detector found its own process had not run for over a second (deadlines moved by the stall). */
+  detectorStalls: number;
   summariesComputed: number;
   summariesEmitted: number;
   /** Member entries left out of a summary: no envelope within maxMessageBytes could carry one (see cep.summary_entry_too_large). */
@@ -134,6 +136,7 @@ class CepMonitor implements CepEngine {
     faultsEmitted: 0,
     faultsReannounced: 0,
     faultsReopened: 0,
+    detectorStalls: 0,
     summariesComputed: 0,
     summariesEmitted: 0,
     summaryEntriesTooLarge: 0,
@@ -149,6 +152,14 @@ class CepMonitor implements CepEngine {
       faultTimeoutMs: this.options.faultTimeoutMs,
       clock: this.options.clock,
       onFault: (member, info) => this.fault(member, info),
+      onStall: (ms) => {
+        this.counters.detectorStalls += 1;
+        this.log.warn('this process did not run: every member got the time back before any fault', {
+          event: 'cep.detector_stalled',
+          stalledMs: ms,
+          role: this.role,
+        });
+      },
     });
     this.windows = new WindowStats({
       windowMs: this.options.windowMs,

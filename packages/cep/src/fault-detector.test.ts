@@ -25,6 +25,27 @@ describe('FaultDetector', () => {
   beforeEach(() => vi.useFakeTimers({ now: 0 }));
   afterEach(() => vi.useRealTimers());
 
+  it('a stall of its own process is not the members’ silence: every member gets the stalled time back', async () => {
+    // Found by the nemesis: an active SIGSTOPped for 7 s faulted every member the moment it woke
+    // (silentForMs ≈ 7 700), before the stats that waited in its socket were applied.
+    let stalled = 0;
+    const clock: Clock = { ...systemClock, monotonicNow: () => performance.now() + stalled };
+    const { d, faults } = detector(4_000, clock);
+    d.touch(member('m-1'), 0);
+    await vi.advanceTimersByTimeAsync(3_999);
+    stalled = 7_000; // the process did not run for 7 s: its clock jumped, its fault timer is due at the wake
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults).toEqual([]);
+    await vi.advanceTimersByTimeAsync(500);
+    d.touch(member('m-1'), 9_500); // a stat that waited in the socket, or an agent back from its backoff
+    await vi.advanceTimersByTimeAsync(3_900);
+    expect(faults).toEqual([]);
+    // A member that stays silent is faulted one fault timeout after its last stat, as ever.
+    await vi.advanceTimersByTimeAsync(100);
+    expect(faults.map((f) => f.memberId)).toEqual(['m-1']);
+    d.close();
+  });
+
   it('faults at exactly the timeout after the last stat, not 1 ms before', async () => {
     const { d, faults } = detector();
     expect(d.touch(member('m-1'), 1_000)).toBe('new');

@@ -21,6 +21,11 @@ export interface FaultInfo {
 export interface FaultDetectorOptions {
   faultTimeoutMs: number;
   clock: Clock;
+  /**
+   * Told when the detector finds that this process did not run for `ms` (a
+   * SIGSTOP, a long GC): every alive member got that time back.
+   */
+  onStall?: (ms: number) => void;
   /** Called exactly once per silence (or per ports_not_open) of a member's life. */
   onFault: (member: Readonly<MemberIdentity>, info: FaultInfo) => void;
 }
@@ -75,6 +80,10 @@ interface Tracked extends HeapItem {
  * last announced, so the engine re-announces them (`reannounce`) at a cost in
  * the number re-announced, not in the number of members tracked.
  */
+/** How often the detector notes that its process runs; a gap beyond it plus STALL_MS is a stall. */
+const AWAKE_TICK_MS = 250;
+const STALL_MS = 1_000;
+
 export class FaultDetector {
   private readonly members = new Map<string, Tracked>();
   private readonly heap = new DeadlineHeap<Tracked>();
@@ -83,10 +92,16 @@ export class FaultDetector {
   private armedFor: number | undefined;
   private firing = false;
   private closed = false;
+  /** Monotonic time this process was last seen running (the awake tick, a stat, a fire). */
+  private awakeAt: number;
+  private readonly awakeTimer: TimerHandle;
   /** Faulted (not forgotten) members, least recently announced first. */
   private readonly faultedMembers = new Map<string, Tracked>();
 
-  constructor(private readonly options: FaultDetectorOptions) {}
+  constructor(private readonly options: FaultDetectorOptions) {
+    this.awakeAt = options.clock.monotonicNow();
+    this.awakeTimer = options.clock.setInterval(() => this.checkAwake(), AWAKE_TICK_MS);
+  }
 
   /** Members tracked (alive and faulted). */
   get size(): number {
@@ -257,6 +272,7 @@ export class FaultDetector {
   close(): void {
     this.closed = true;
     this.disarm();
+    this.options.clock.clearInterval(this.awakeTimer);
   }
 
   private track(member: MemberIdentity, statAt: number, now: number): Tracked {
@@ -288,9 +304,33 @@ export class FaultDetector {
     this.options.onFault(tracked.ref, { ...tracked.fault, lastStatAt: tracked.lastStatAt });
   }
 
+  /**
+   * A silence measured across this process's own stall is not the members':
+   * when the process did not run for more than STALL_MS (SIGSTOP, a long GC),
+   * every alive member gets that time back, and at least one fault timeout
+   * from now, before any deadline is judged. A paused node otherwise faults
+   * every member the moment it wakes.
+   */
+  private checkAwake(): void {
+    const now = this.options.clock.monotonicNow();
+    const stalledMs = now - this.awakeAt - AWAKE_TICK_MS;
+    this.awakeAt = now;
+    if (stalledMs <= STALL_MS || this.closed) return;
+    // Its time back, and at least one fault timeout from now, as after a takeover: the agents' calls to
+    // a stopped node timed out and they back off, so they need a while to be heard again.
+    const floor = now + this.options.faultTimeoutMs;
+    for (const tracked of this.heap.values()) tracked.deadline = Math.max(tracked.deadline + stalledMs, floor);
+    this.heap.heapify();
+    this.disarm();
+    this.arm();
+    this.options.onStall?.(Math.round(stalledMs));
+  }
+
   private fire(): void {
     this.timer = undefined;
     this.armedFor = undefined;
+    this.checkAwake();
+    if (this.timer !== undefined) return; // the deadlines moved: re-armed
     const now = this.options.clock.monotonicNow();
     this.firing = true;
     try {
