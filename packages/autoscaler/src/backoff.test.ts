@@ -13,13 +13,17 @@ describe('Backoff: 10 s doubling to 5 min', () => {
     expect(backoff.isReady(301_000)).toBe(true);
   });
 
-  it('a success resets it', () => {
-    const backoff = new Backoff(10_000, 300_000);
+  it('only a failure-free resetAfterMs starts the count again; the state survives a restore', () => {
+    const backoff = new Backoff(10_000, 300_000, 600_000);
     backoff.failure(0);
-    backoff.failure(0);
-    backoff.success();
-    expect(backoff.isReady(0)).toBe(true);
-    expect(backoff.failure(0)).toBe(10_000);
+    expect(backoff.failure(100_000)).toBe(20_000); // 100 s later: still in a row
+    expect(backoff.failure(699_999)).toBe(40_000); // 599.999 s after the last: still in a row
+    const again = new Backoff(10_000, 300_000, 600_000);
+    again.restore(backoff.state());
+    expect(again.failureCount).toBe(3);
+    expect(again.isReady(739_998)).toBe(false);
+    expect(again.failure(1_299_999)).toBe(10_000); // 600 s without a failure: a new count
+    expect(again.failureCount).toBe(1);
   });
 
   it('stays finite after very many failures', () => {

@@ -56,13 +56,6 @@ export class Backoff {
     return delayMs;
   }
 
-  /** Forgets every failure (an operator's reset; not called on activation: see the class comment). */
-  success(): void {
-    this.failures = 0;
-    this.notBefore = Number.NEGATIVE_INFINITY;
-    this.lastFailureAt = Number.NEGATIVE_INFINITY;
-  }
-
   state(): BackoffState {
     return {
       failures: this.failures,
