@@ -44,6 +44,9 @@ export interface FaultClaim {
 
 export type HoldCause = 'storm' | 'silent';
 
+/** Held members verified (probed) per tick at most; the rest wait their turn, oldest verification first. */
+export const MAX_PROBES_PER_TICK = 200;
+
 /** A fault not acted upon: in a fault storm, or while the detector could not see the member's partition. */
 export interface HeldFault {
   memberId: string;
@@ -302,7 +305,8 @@ export class ClusterFaults {
    * member); answering stays held. An Iaas that cannot tell keeps it held.
    */
   async verifyHeld(): Promise<Retirement[]> {
-    const entries = [...this.held.values()];
+    // At most MAX_PROBES_PER_TICK probes at once, rotating: a storm of thousands costs bounded sockets a tick.
+    const entries = [...this.held.values()].slice(0, MAX_PROBES_PER_TICK);
     if (entries.length === 0) return [];
     const probes = await Promise.all(
       entries.map((held) =>
@@ -327,6 +331,8 @@ export class ClusterFaults {
       const first = held.lastProbe !== outcome;
       held.lastProbe = outcome;
       if (outcome === 'answering') {
+        this.held.delete(held.memberId); // to the back of the rotation
+        this.held.set(held.memberId, held);
         if (first)
           this.log.info('held member answers its probe: kept', {
             event: 'autoscaler.held_member_answers',

@@ -1,5 +1,6 @@
 import type { MemberInstance } from '@faultline/cloud-controller';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { MAX_PROBES_PER_TICK } from './cluster-faults.js';
 import { clusterConfig, events, flush, harness, MemoryRegistry, useFakeTime } from './testing/index.js';
 
 /*
@@ -213,6 +214,30 @@ describe('liveness from state', () => {
     expect(h.stateOf('php-1')).toBe('Active');
     expect(h.logger.records.some((r) => r.event === 'autoscaler.member_active_by_probe')).toBe(true);
     // A pending member that does not answer is left to the pending timeout.
+    await h.core.close();
+  });
+
+  it('verifies at most MAX_PROBES_PER_TICK held members a tick, rotating through them', async () => {
+    const h = harness({ clusters: [clusterConfig({ min: 250, max: 250 })] });
+    await h.startActive();
+    await h.report(61_000);
+    await vi.advanceTimersByTimeAsync(70_000); // the detector goes silent
+    await flush();
+    for (const id of h.iaas.running) await h.core.handle(events.fault(id));
+    const probesBefore = h.iaas.callsOf('probe').length;
+    await vi.advanceTimersByTimeAsync(1_000);
+    await flush();
+    expect(h.iaas.callsOf('probe').length - probesBefore).toBe(MAX_PROBES_PER_TICK);
+    await vi.advanceTimersByTimeAsync(1_000);
+    await flush();
+    // The second tick starts with the 50 not yet verified.
+    const probed = new Set(
+      h.iaas
+        .callsOf('probe')
+        .slice(probesBefore)
+        .map((c) => c.memberId),
+    );
+    expect(probed.size).toBe(250);
     await h.core.close();
   });
 
