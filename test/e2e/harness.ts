@@ -23,6 +23,7 @@ import { freePort } from '@faultline/test-support';
 
 const run = promisify(execFile);
 const CLI = path.join(REPO_ROOT, 'packages/cli/dist/main.js');
+const STACK_SCRIPT = path.join(REPO_ROOT, 'scripts/stack.mjs');
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Mosquitto too when it is installed. */
@@ -40,6 +41,7 @@ type LogRecord = {
 };
 
 interface StackStatus {
+  services: { name: string; pid: number | null; state: string; restarts: number }[];
   sp: { node: string; role: string; epoch: number | null; thriftPort: number }[];
   clusters: { id: string; members: { memberId: string; state: string }[] }[];
 }
@@ -51,9 +53,12 @@ export function stackDir(prefix: string): string {
   return dir;
 }
 
-/** Nine free ports: PostgreSQL, brokers a and b, then thrift, sync and status of sp-1 and of sp-2. */
+/**
+ * Eleven free ports: PostgreSQL, brokers a and b, then thrift, sync and status of sp-1 and of sp-2,
+ * then the health ports of autoscaler-a and autoscaler-b.
+ */
 export async function stackPorts(): Promise<number[]> {
-  return Promise.all(Array.from({ length: 9 }, () => freePort()));
+  return Promise.all(Array.from({ length: 11 }, () => freePort()));
 }
 
 /** The suites' faultline.yaml: short timings, one cluster of min = max = 3 (no scaling behind a scenario's back). */
@@ -77,7 +82,15 @@ export function stackConfig(kind: string, ports: readonly number[], extra: Recor
     },
     cep: { faultTimeoutMs: 4_000, windowMs: 20_000, summaryIntervalMs: 2_000 },
     agent: { statIntervalMs: 500 },
-    autoscaler: { monitorIntervalMs: 1_000, pendingTimeoutMs: 30_000, backoffInitialMs: 1_000 },
+    autoscaler: {
+      monitorIntervalMs: 1_000,
+      pendingTimeoutMs: 30_000,
+      backoffInitialMs: 1_000,
+      nodes: [
+        { id: 'autoscaler-a', healthPort: p(9) },
+        { id: 'autoscaler-b', healthPort: p(10) },
+      ],
+    },
     clusters: [{ id: 'web', cartridgeType: 'php', min: 3, max: 3 }],
     ...extra,
   };
@@ -125,17 +138,20 @@ export function stackProbe(dir: () => string) {
 /**
  * `faultline stack up --config <dir>/faultline.yaml` with `config`, resolved
  * once it says the stack is up; `detached` gives it its own process group, as
- * a terminal gives a foreground command (Ctrl-C is SIGINT to the whole group).
+ * a terminal gives a foreground command (Ctrl-C is SIGINT to the whole group);
+ * `script` starts it through scripts/stack.mjs, as `npm run stack` does.
  */
 export async function startStack(
   dir: string,
   config: object,
   probe: ReturnType<typeof stackProbe>,
-  options: { detached?: boolean } = {},
+  options: { detached?: boolean; script?: boolean } = {},
 ): Promise<{ child: ChildProcess; console: () => string }> {
   const file = path.join(dir, 'faultline.yaml');
   writeFileSync(file, JSON.stringify(config));
-  const child = spawn(process.execPath, [CLI, 'stack', 'up', '--config', file], {
+  // `script`: through scripts/stack.mjs, what `npm run stack` runs after its build.
+  const argv = options.script ? [STACK_SCRIPT, '--config', file] : [CLI, 'stack', 'up', '--config', file];
+  const child = spawn(process.execPath, argv, {
     cwd: dir,
     detached: options.detached ?? false,
   });
@@ -166,9 +182,12 @@ export async function startStack(
  * below it (services, members' folders, PostgreSQL's data folder) or whose
  * command line names one of `names`.
  */
-export function processesOf(dir: string, names: readonly string[] = []): { pid: number; cmdline: string }[] {
+export function processesOf(
+  dir: string,
+  names: readonly string[] = [],
+): { pid: number; cmdline: string; cwd: string }[] {
   const real = realpathSync(dir);
-  const found: { pid: number; cmdline: string }[] = [];
+  const found: { pid: number; cmdline: string; cwd: string }[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
@@ -176,7 +195,7 @@ export function processesOf(dir: string, names: readonly string[] = []): { pid: 
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
       if (cmdline === '') continue; // a zombie, already dead
       if (cwd === real || cwd.startsWith(`${real}/`) || names.some((name) => cmdline.includes(name))) {
-        found.push({ pid: Number(entry), cmdline });
+        found.push({ pid: Number(entry), cmdline, cwd });
       }
     } catch {
       // gone meanwhile, or not ours to read

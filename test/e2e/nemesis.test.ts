@@ -19,7 +19,7 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Start-up (~20 s) + 90 s of faults + the quiet bound (52 s at most) + settle and stop (~20 s). */
+/** Start-up (~20 s) + 90 s of faults + the quiet bound (54 s at most) + settle and stop (~20 s). */
 const TIMEOUT_MS = 300_000;
 
 describe('nemesis: randomized compound faults against the whole stack (aedes brokers)', () => {

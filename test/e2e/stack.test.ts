@@ -24,12 +24,14 @@ import {
 describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) => {
   let dir: string;
   let stack: ChildProcess;
+  let config: { autoscaler: { nodes: { id: string; healthPort: number }[] } };
   const probe = stackProbe(() => dir);
   const { cli, records, actions, waitFor, status, threeActive } = probe;
 
   beforeAll(async () => {
     dir = stackDir('faultline-e2e-');
-    ({ child: stack } = await startStack(dir, stackConfig(kind, await stackPorts()), probe));
+    config = stackConfig(kind, await stackPorts()) as typeof config;
+    ({ child: stack } = await startStack(dir, config, probe));
     await threeActive();
   });
 
@@ -109,6 +111,57 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
     expect(after.find((s) => s.role === 'ACTIVE')?.epoch).toBeGreaterThan(active?.epoch ?? 0);
     await sleep(6_000); // longer than the fault timeout: a false fault would show now
     expect(records('autoscaler').filter((r) => r.action === 'MemberRemoved')).toHaveLength(faultsBefore);
+  });
+
+  it('kill -9 of the acting autoscaler during a member fault: the other acts within the lease + 1 s, the member replaced once', async () => {
+    /** Each autoscaler node's role from its health endpoint; undefined when it does not answer. */
+    const roles = async () =>
+      Promise.all(
+        config.autoscaler.nodes.map(async (n) => {
+          const answer = await fetch(`http://127.0.0.1:${n.healthPort}/health`, { signal: AbortSignal.timeout(500) })
+            .then((r) => r.json() as Promise<{ role: string }>)
+            .catch(() => undefined);
+          return { id: n.id, role: answer?.role };
+        }),
+      );
+    const acting = await waitFor(
+      async () => (await roles()).find((n) => n.role === 'ACTIVE'),
+      'an autoscaler node acting',
+    );
+    const pid = processesOf(dir).find((p) => p.cmdline.includes(`autoscaler/dist/main.js --node ${acting.id}`))?.pid;
+    expect(pid).toBeDefined();
+    const line = await cli('chaos', 'kill-member');
+    const memberId = /member (\S+)/.exec(line)?.[1] as string;
+    const killedAt = Date.now();
+    process.kill(pid as number, 'SIGKILL');
+    const other = await waitFor(
+      async () => (await roles()).find((n) => n.id !== acting.id && n.role === 'ACTIVE'),
+      'the other autoscaler node acting',
+      10_000,
+    );
+    const takeoverMs = Date.now() - killedAt;
+    // The lease (1 s × 2) runs from the dead node's last renewal, at most one interval before the kill.
+    expect(takeoverMs).toBeLessThanOrEqual(2_000 + 1_000);
+    const removed = await waitFor(
+      () => handled(memberId).find((a) => a.action === 'MemberRemoved'),
+      'MemberRemoved by the other node',
+    );
+    await threeActive();
+    await sleep(6_000); // longer than the fault timeout and a few monitor ticks: a second action would show now
+    expect(handled(memberId).filter((a) => a.action === 'MemberRemoved')).toHaveLength(1);
+    const replacements = actions().filter(
+      (a) => a.action === 'MemberSpawnAction' && a.clusterId === 'web' && a.timestamp >= removed.timestamp,
+    );
+    expect(replacements).toHaveLength(1);
+    // The supervisor brought the killed node back, standing by.
+    await waitFor(async () => {
+      const now = await roles();
+      return now.find((n) => n.id === acting.id)?.role === 'PASSIVE' &&
+        now.find((n) => n.id === other.id)?.role === 'ACTIVE'
+        ? true
+        : undefined;
+    }, 'the killed node back as PASSIVE');
+    console.info(`autoscaler takeover after kill -9 of the acting node: ${takeoverMs} ms (${kind})`);
   });
 
   it('stack down: no process of the stack and no member left', async () => {

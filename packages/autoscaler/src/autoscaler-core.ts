@@ -60,6 +60,10 @@ export class AutoscalerCore {
   };
   private history: ActionRecord[] = [];
   private newestEpoch: number | undefined;
+  /** The SP group's lease epoch as last read from the lease table: what the fence follows. */
+  private leaseEpoch: number | undefined;
+  /** A read of the lease table under way (a new epoch's first events share it). */
+  private leaseRead: Promise<number | undefined> | undefined;
   private ticker: TimerHandle | undefined;
   private state: AutoscalerStatus['state'] = 'idle';
 
@@ -159,7 +163,7 @@ export class AutoscalerCore {
   async handle(envelope: Envelope): Promise<void> {
     if (this.state !== 'running') return;
     this.counted.received += 1;
-    if (!this.admit(envelope)) return;
+    if (!(await this.admit(envelope))) return;
     this.observeSignals(envelope);
     const data = envelope.data as { clusterId?: string; memberId?: string };
     const monitor = data.clusterId === undefined ? undefined : this.monitors.get(data.clusterId);
@@ -244,10 +248,30 @@ export class AutoscalerCore {
    * `summarized-health-stats/` events (published by the SP role alone) carry
    * an epoch: decoding refuses one on any other root, and an envelope handed
    * in with one anyway never moves the fence.
+   *
+   * The fence follows the SP group's lease table, not only the highest epoch
+   * ever seen: an epoch above the table's (a leader from before a database
+   * restore, late from a broker) is checked against a fresh read and dropped
+   * if the table is still below it, so a reset lease is not fenced for good.
    */
-  private admit(envelope: Envelope): boolean {
+  private async admit(envelope: Envelope): Promise<boolean> {
     const { epoch } = envelope;
     if (epoch === undefined || rootOf(envelope.type) !== TOPIC_ROOTS.summarizedHealthStats) return true;
+    if (this.leaseEpoch !== undefined && epoch > this.leaseEpoch) {
+      const lease = await this.readLeaseEpoch();
+      if (lease !== undefined && epoch > lease) {
+        if (envelope.type === 'MemberFaultEvent') return true; // a fact, acted upon by state; the fence stays
+        this.counted.staleEpochDropped += 1;
+        this.log.warn('event of an SP epoch above the lease table dropped (a leader from before a database restore)', {
+          event: 'autoscaler.epoch_ahead_dropped',
+          type: envelope.type,
+          id: envelope.id,
+          epoch,
+          leaseEpoch: lease,
+        });
+        return false;
+      }
+    }
     const newest = this.newestEpoch;
     if (newest !== undefined && epoch < newest && envelope.type === 'MemberFaultEvent') {
       this.counted.staleEpochFacts += 1;
@@ -291,25 +315,57 @@ export class AutoscalerCore {
     }
   }
 
-  /** The lease table's epoch raises the fence at once: a deposed leader is fenced before the new one speaks. */
+  /**
+   * The lease table's epoch moves the fence at once: up, so a deposed leader
+   * is fenced before the new one speaks; down, when the database was restored
+   * or failed over to a replica that lost the last acquires (the lease hands
+   * out lower epochs again, and a fence kept above them would drop every SP
+   * event for good).
+   */
   private async rereadFence(): Promise<void> {
-    let leader: number | undefined;
-    try {
-      leader = await this.registry.leaderEpoch();
-      this.writer.observed(true);
-    } catch (error) {
-      this.writer.observed(false);
-      this.log.warn('registry unreachable: spawns wait, the fence stays', {
-        event: 'autoscaler.registry_unreachable',
-        error,
-      });
-      return;
-    }
-    if (leader === undefined || (this.newestEpoch !== undefined && leader <= this.newestEpoch)) return;
+    const leader = await this.readLeaseEpoch();
+    if (leader === undefined || leader === this.newestEpoch) return;
     const previous = this.newestEpoch;
+    if (previous !== undefined && leader < previous) {
+      this.log.warn('the SP lease epoch went back (database restored or failed over): the fence follows it', {
+        event: 'autoscaler.epoch_reset',
+        epoch: leader,
+        previous,
+      });
+    } else {
+      this.log.info('newer SP epoch', {
+        event: 'autoscaler.epoch_advanced',
+        epoch: leader,
+        previous: previous ?? null,
+      });
+    }
     this.newestEpoch = leader;
     this.writer.epoch(leader);
-    this.log.info('newer SP epoch', { event: 'autoscaler.epoch_advanced', epoch: leader, previous: previous ?? null });
+  }
+
+  /** The SP group's lease epoch, read now (one read shared by concurrent callers); undefined when unknown. */
+  private readLeaseEpoch(): Promise<number | undefined> {
+    this.leaseRead ??= this.registry
+      .leaderEpoch()
+      .then(
+        (epoch) => {
+          this.writer.observed(true);
+          if (epoch !== undefined) this.leaseEpoch = epoch;
+          return epoch;
+        },
+        (error: unknown) => {
+          this.writer.observed(false);
+          this.log.warn('registry unreachable: spawns wait, the fence stays', {
+            event: 'autoscaler.registry_unreachable',
+            error,
+          });
+          return undefined;
+        },
+      )
+      .finally(() => {
+        this.leaseRead = undefined;
+      });
+    return this.leaseRead;
   }
 
   /**

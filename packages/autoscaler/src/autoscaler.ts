@@ -36,6 +36,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     pingIntervalMs,
     resubscribeIntervalMs,
     republishIntervalMs,
+    outboxMaxBytes,
     maxMessageBytes,
     connector,
     ...coreOptions
@@ -50,6 +51,7 @@ export function createAutoscaler(options: AutoscalerOptions): Autoscaler {
     clientId: `${clientId}-pub`,
     outboxFile,
     republishIntervalMs,
+    outboxMaxBytes,
   });
   const core = new AutoscalerCore({ ...coreOptions, publish: (envelope) => publisher.publish(envelope) });
   const subscriber = createSubscriber({

@@ -192,6 +192,31 @@ describe('MemberFault handling', () => {
     await h.core.close();
   });
 
+  it('follows the lease table down after a database restore: a reset epoch is not fenced for good', async () => {
+    const h = harness();
+    await h.startActive();
+    h.registry.leader = 9;
+    await h.core.handle(events.clusterStat('AverageLoadAverageEvent', 20, T0, 9));
+    expect(h.core.status().newestEpoch).toBe(9);
+    // The database is restored from a backup taken before the last acquires: the lease restarts at epoch 2.
+    h.registry.leader = 2;
+    await vi.advanceTimersByTimeAsync(1_000);
+    await flush();
+    expect(h.core.status().newestEpoch).toBe(2);
+    await h.core.handle(events.clusterStat('AverageLoadAverageEvent', 30, T0 + 15_000, 2));
+    expect(h.core.counters.staleEpochDropped).toBe(0);
+    // A summary of the leader before the restore (epoch 9, late from a broker) is ahead of the lease
+    // table: it does not raise the fence again, or every event of the real leader would be dropped.
+    await h.core.handle(events.clusterStat('AverageLoadAverageEvent', 40, T0 + 16_000, 9));
+    expect(h.core.counters.staleEpochDropped).toBe(1);
+    expect(h.core.status().newestEpoch).toBe(2);
+    await h.core.handle(events.clusterStat('AverageLoadAverageEvent', 50, T0 + 17_000, 2));
+    expect(h.core.counters.staleEpochDropped).toBe(1);
+    await flush();
+    expect(h.registry.epoch).toBe(2);
+    await h.core.close();
+  });
+
   it('an epoch on anything but an SP event never moves the fence', async () => {
     // Issue 12: an agent's InstanceStartedEvent with epoch MAX_SAFE_INTEGER raised the
     // persisted fence for good. The subscriber refuses it at decode; the core does not trust it either.

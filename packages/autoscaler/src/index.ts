@@ -1,5 +1,11 @@
 export { AUTOSCALER_TOPICS, type Autoscaler, createAutoscaler } from './autoscaler.js';
 export { AutoscalerCore } from './autoscaler-core.js';
+export {
+  AutoscalerNode,
+  type AutoscalerNodeOptions,
+  type AutoscalerNodeStatus,
+  type AutoscalerRole,
+} from './autoscaler-node.js';
 export type {
   AutoscalerCounters,
   AutoscalerStatus,
@@ -25,6 +31,7 @@ export {
 } from './decisions.js';
 export { DetectorSignals } from './detector-signals.js';
 export { FaultStorm, MIN_STORM_CLUSTER_SIZE, type StormVerdict } from './fault-storm.js';
+export { type Fence, FencedError, fencedIaas } from './fence.js';
 export {
   fromRecord,
   isLive,
@@ -42,6 +49,7 @@ export {
   type AutoscalerOptions,
   autoscalerOptionsFrom,
   type PgRegistryOptions,
+  type RegistryFence,
   type ResolvedAutoscalerCoreOptions,
   resolveAutoscalerCoreOptions,
 } from './options.js';

@@ -1,7 +1,9 @@
 /**
- * The autoscaler as a service:
- *   node packages/autoscaler/dist/main.js
- * Policies from `clusters`, timings from `autoscaler`, the registry in
+ * One node of the autoscaler pair as a service:
+ *   node packages/autoscaler/dist/main.js --node autoscaler-a   (or FAULTLINE_AUTOSCALER_NODE)
+ * without either, the first of `autoscaler.nodes`. The node contends for the
+ * pair's lease (`autoscaler.groupId`) and acts only while it holds it
+ * (README "The autoscaler pair"); `GET /health` on 127.0.0.1:`healthPort`. Policies from `clusters`, timings from `autoscaler`, the registry in
  * `database.url` (or DATABASE_URL), members run by the local driver with
  * their own folders under `cloudController.local.membersDir`
  * (`.faultline/members`, relative to the working directory like every
@@ -16,6 +18,7 @@
 import path from 'node:path';
 import { MosquittoMemberAccounts, mosquittoDirOf } from '@faultline/broker';
 import { agentSettingsFrom, createLocalIaas, type Iaas, withMemberAccounts } from '@faultline/cloud-controller';
+import { createLeasePool, PgLeaseStore } from '@faultline/coordination';
 import {
   BROKER_CREDENTIAL_ROLES,
   brokerCredential,
@@ -29,8 +32,11 @@ import {
   migrate,
   readSecretFile,
   runMain,
+  systemClock,
 } from '@faultline/core';
 import { createAutoscaler } from './autoscaler.js';
+import { AutoscalerNode } from './autoscaler-node.js';
+import { fencedIaas } from './fence.js';
 import { autoscalerOptionsFrom } from './options.js';
 import { PgRegistry } from './pg-registry.js';
 
@@ -51,11 +57,21 @@ function withBrokerAccounts(iaas: Iaas, config: FaultlineConfig, memberKey: Buff
   return withMemberAccounts(iaas, accounts, { logger });
 }
 
-let resolved: { config: FaultlineConfig; url: string; memberKey: Buffer } | undefined;
+let resolved:
+  | { config: FaultlineConfig; url: string; memberKey: Buffer; nodeId: string; healthPort: number }
+  | undefined;
 
 await runMain(
   () => {
     const config = loadConfig();
+    const argv = process.argv.slice(2);
+    const at = argv.indexOf('--node');
+    const asked = (at >= 0 ? argv[at + 1] : undefined) ?? process.env.FAULTLINE_AUTOSCALER_NODE;
+    const { nodes } = config.autoscaler;
+    const node = asked === undefined ? nodes[0] : nodes.find((n) => n.id === asked);
+    if (!node) {
+      throw ConfigError.forKey('autoscaler.nodes', `no node ${asked} (known: ${nodes.map((n) => n.id).join(', ')})`);
+    }
     const url = config.database.url;
     if (!url) {
       throw ConfigError.forKey('database.url', 'the autoscaler keeps its member registry there (or set DATABASE_URL)');
@@ -64,12 +80,15 @@ await runMain(
     const memberKey = readSecretFile(path.resolve(config.security.memberKeyFile), 'security.memberKeyFile');
     // Its own broker account (members log in as themselves): a missing password exits 2 naming the key.
     brokerCredential(config, 'autoscaler');
-    resolved = { config, url, memberKey };
-    return createLogger({ service: 'autoscaler', level: config.logging.level, dir: config.logging.dir });
+    resolved = { config, url, memberKey, nodeId: node.id, healthPort: node.healthPort };
+    // Both nodes write one log, each record naming its node.
+    return createLogger({ service: 'autoscaler', level: config.logging.level, dir: config.logging.dir }).child({
+      node: node.id,
+    });
   },
   async ({ logger }) => {
     if (!resolved) throw new ConfigError('FL_ERR_CONFIG_INVALID', 'configuration was not loaded');
-    const { config, url, memberKey } = resolved;
+    const { config, url, memberKey, nodeId, healthPort } = resolved;
     const pool = createPgPool({ connectionString: url, logger });
     const { local } = config.cloudController;
     const localIaas = createLocalIaas({
@@ -85,13 +104,47 @@ await runMain(
       logger,
     });
     const iaas = withBrokerAccounts(localIaas, config, memberKey, logger);
-    const autoscaler = createAutoscaler(
-      autoscalerOptionsFrom(config, { iaas, registry: new PgRegistry(pool), logger }),
-    );
-    const service = { close: () => closeAll([{ close: () => pool.end() }, iaas, autoscaler], logger) };
+    const { autoscaler: pair, streamProcessor } = config;
+    const leaseMs = pair.heartbeatIntervalMs * pair.heartbeatMaxRetry;
+    // The lease's own pool, as the SP node's (createLeasePool): its renewals never queue behind registry
+    // queries or for a connection when statements are slow. Two more: the acquire and the node heartbeat.
+    const leasePool = createLeasePool({ connectionString: url, ...pair, extra: 2, logger });
+    const node = new AutoscalerNode({
+      nodeId,
+      groupId: pair.groupId,
+      store: new PgLeaseStore(leasePool),
+      clock: systemClock,
+      heartbeatIntervalMs: pair.heartbeatIntervalMs,
+      heartbeatMaxRetry: pair.heartbeatMaxRetry,
+      fencingMarginMs: pair.fencingMarginMs,
+      healthPort,
+      logger,
+      // One autoscaler per lease term, fenced by it: every Iaas action and every registry write.
+      createAutoscaler: (fence) =>
+        createAutoscaler(
+          autoscalerOptionsFrom(config, {
+            nodeId,
+            iaas: fencedIaas(iaas, fence, (what) =>
+              logger.warn('Iaas action refused: this node does not hold the lease', {
+                event: 'autoscaler.fenced',
+                what,
+              }),
+            ),
+            registry: new PgRegistry(pool, {
+              spGroupId: streamProcessor.groupId,
+              fence: { lease: fence, groupId: pair.groupId, nodeId, leaseMs },
+            }),
+            logger,
+          }),
+        ),
+    });
+    const service = {
+      close: () => closeAll([{ close: () => pool.end() }, { close: () => leasePool.end() }, iaas, node], logger),
+    };
     try {
       await migrate(pool, { logger });
-      await autoscaler.start();
+      await leasePool.warm();
+      await node.start();
     } catch (error) {
       await service.close();
       throw error;

@@ -14,6 +14,7 @@ import {
 } from '@faultline/core';
 import { type BrokerEndpoint, type Connector, type Credentials, mqttTlsConnector } from '@faultline/messaging';
 import { CLIENT_IDS, type Envelope } from '@faultline/protocol';
+import type { Fence } from './fence.js';
 import { randomMemberId } from './member.js';
 import type { Registry } from './registry.js';
 
@@ -114,6 +115,8 @@ export interface AutoscalerOptions extends Omit<AutoscalerCoreOptions, 'publish'
   resubscribeIntervalMs?: number;
   /** @default the publisher's: DEFAULTS.republishIntervalMs (60 000) */
   republishIntervalMs?: number;
+  /** The outbox's bound (`messaging.outboxMaxBytes`). @default the publisher's: DEFAULTS.outboxMaxBytes */
+  outboxMaxBytes?: number;
   /** @default the subscriber's: DEFAULTS.maxMessageBytes */
   maxMessageBytes?: number;
   /** @default MQTT.js; FakeBrokers' connector in unit tests */
@@ -129,7 +132,7 @@ export function resolveAutoscalerOptions(options: AutoscalerOptions): Autoscaler
 /** The autoscaler's options from the configuration (`clusters`, `autoscaler`, `messaging`, `cep.faultTimeoutMs`). */
 export function autoscalerOptionsFrom(
   config: FaultlineConfig,
-  deps: { iaas: Iaas; registry: Registry; logger?: Logger; clock?: Clock },
+  deps: { iaas: Iaas; registry: Registry; logger?: Logger; clock?: Clock; nodeId?: string },
 ): AutoscalerOptions {
   const { autoscaler, messaging } = config;
   // tls.mqtt (README "TLS"): the brokers speak mqtts and are verified against its CA.
@@ -141,10 +144,12 @@ export function autoscalerOptionsFrom(
     registry: deps.registry,
     brokers: config.brokers.nodes.map((b) => ({ name: b.name, host: b.host, port: b.port })),
     credentials: brokerCredential(config, 'autoscaler'),
-    outboxFile: path.join(messaging.outboxDir, `${CLIENT_IDS.autoscaler}.outbox`),
+    // One outbox per node of the pair: a paused node that wakes must never write into the acting one's file.
+    outboxFile: path.join(messaging.outboxDir, `${deps.nodeId ?? CLIENT_IDS.autoscaler}.outbox`),
     pingIntervalMs: messaging.pingIntervalMs,
     resubscribeIntervalMs: messaging.resubscribeIntervalMs,
     republishIntervalMs: messaging.republishIntervalMs,
+    outboxMaxBytes: messaging.outboxMaxBytes,
     maxMessageBytes: messaging.maxMessageBytes,
     monitorIntervalMs: autoscaler.monitorIntervalMs,
     pendingTimeoutMs: autoscaler.pendingTimeoutMs,
@@ -161,14 +166,37 @@ export function autoscalerOptionsFrom(
   };
 }
 
+/** The autoscaler pair's lease as the registry checks it on every write. */
+export interface RegistryFence {
+  lease: Fence;
+  /** `autoscaler.groupId` */
+  groupId: string;
+  nodeId: string;
+  /** The lease length (interval × retries), as the lease table measures it. */
+  leaseMs: number;
+}
+
 export interface PgRegistryOptions {
   /** Rows of autoscaler_action kept; older ones are pruned. @default 10_000 */
   keepActions?: number;
   /** Terminated member rows kept (newest first); older ones are pruned. @default 1_000 */
   keepTerminated?: number;
+  /** The SP pair's lease group (`streamProcessor.groupId`), whose epoch fences SP events. @default 'sp' */
+  spGroupId?: string;
+  /** Every write only while this node holds the pair's lease (README "The autoscaler pair"). @default none */
+  fence?: RegistryFence;
 }
 
-export function resolvePgRegistryOptions(options: PgRegistryOptions): Required<PgRegistryOptions> {
-  const registryDefaults: Required<PgRegistryOptions> = { keepActions: 10_000, keepTerminated: 1_000 };
+export type ResolvedPgRegistryOptions = Required<Omit<PgRegistryOptions, 'fence'>> & {
+  fence: RegistryFence | undefined;
+};
+
+export function resolvePgRegistryOptions(options: PgRegistryOptions): ResolvedPgRegistryOptions {
+  const registryDefaults: ResolvedPgRegistryOptions = {
+    keepActions: 10_000,
+    keepTerminated: 1_000,
+    spGroupId: 'sp',
+    fence: undefined,
+  };
   return withDefaults(registryDefaults, options);
 }

@@ -1,8 +1,9 @@
 import type { MemberInstance } from '@faultline/cloud-controller';
 import type pg from 'pg';
 import type { ActionRecord, ActionType } from './decisions.js';
+import { FencedError } from './fence.js';
 import type { MemberRecord, MemberState } from './member.js';
-import { type PgRegistryOptions, resolvePgRegistryOptions } from './options.js';
+import { type PgRegistryOptions, type ResolvedPgRegistryOptions, resolvePgRegistryOptions } from './options.js';
 import { type Registry, RegistryError } from './registry.js';
 
 interface MemberRow {
@@ -108,8 +109,14 @@ export async function readLastActions(pool: pg.Pool, limit: number): Promise<Act
   }));
 }
 
-/** The newest epoch any SP leader has held; NULL (so LEAST ignores it) before the first lease. */
-const NEWEST_LEADER_EPOCH = '(SELECT max(epoch) FROM sp_leader)';
+/** The SP group's current lease epoch, from parameter `$n` (the group id); NULL (so LEAST ignores it) before its first lease. */
+const leaderEpochOf = (n: number): string => `(SELECT epoch FROM sp_leader WHERE group_id = $${n})`;
+
+/** Locks the autoscaler node's own lease row if it still holds it under its epoch and the lease has not expired. */
+const HOLDS_LEASE = `SELECT 1 FROM sp_leader
+   WHERE group_id = $1 AND node_id = $2 AND epoch = $3
+     AND heartbeat_at >= clock_timestamp() - make_interval(secs => $4::double precision / 1000)
+   FOR SHARE`;
 
 /**
  * The registry in PostgreSQL (infra/sql/002_autoscaler_registry.sql): one row
@@ -119,7 +126,7 @@ const NEWEST_LEADER_EPOCH = '(SELECT max(epoch) FROM sp_leader)';
  */
 export class PgRegistry implements Registry {
   /** How many action rows and terminated member rows prune() keeps. */
-  private readonly retention: Required<PgRegistryOptions>;
+  private readonly retention: ResolvedPgRegistryOptions;
   private actionWrites = 0;
 
   constructor(
@@ -133,12 +140,55 @@ export class PgRegistry implements Registry {
     return queryRegistry<R>(this.pool, operation, sql, params);
   }
 
+  /**
+   * A write. With a fence (the autoscaler pair), in one transaction that
+   * first locks the node's own lease row (FOR SHARE): written only if the
+   * node holds the lease under its epoch and it has not expired (database
+   * time), and the peer cannot take the lease before the write commits. A
+   * deposed or paused node's write is refused (FencedError) whatever it
+   * believes about itself.
+   */
+  private async write(operation: string, sql: string, params: unknown[]): Promise<void> {
+    const { fence } = this.retention;
+    if (!fence) {
+      await this.query(operation, sql, params);
+      return;
+    }
+    const epoch = fence.lease.isValid() ? fence.lease.epoch : undefined;
+    if (epoch === undefined) throw new FencedError(`registry ${operation}`, { nodeId: fence.nodeId });
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (cause) {
+      throw new RegistryError(operation, { cause });
+    }
+    let failed: unknown;
+    try {
+      await client.query('BEGIN');
+      const held = await client.query(HOLDS_LEASE, [fence.groupId, fence.nodeId, epoch, fence.leaseMs]);
+      if (held.rowCount !== 1) {
+        await client.query('ROLLBACK');
+        throw new FencedError(`registry ${operation}`, { nodeId: fence.nodeId, epoch });
+      }
+      await client.query(sql, params);
+      await client.query('COMMIT');
+    } catch (error) {
+      failed = error;
+      await client.query('ROLLBACK').catch(() => {});
+      if (error instanceof FencedError) throw error;
+      throw new RegistryError(operation, { cause: error });
+    } finally {
+      // A connection whose transaction state is unknown is not handed to the next caller.
+      client.release(failed !== undefined && !(failed instanceof FencedError));
+    }
+  }
+
   liveMembers(): Promise<MemberRecord[]> {
     return readLiveMembers(this.pool);
   }
 
   async saveMember(r: MemberRecord): Promise<void> {
-    await this.query(
+    await this.write(
       'write member',
       `INSERT INTO autoscaler_member (member_id, cluster_id, cluster_instance_id, network_partition_id, partition_id,
                                       cartridge_type, state, instance, reason, created_at, activated_at, terminated_at)
@@ -165,7 +215,7 @@ export class PgRegistry implements Registry {
   }
 
   async recordAction(a: ActionRecord): Promise<void> {
-    await this.query(
+    await this.write(
       'write action',
       `INSERT INTO autoscaler_action (at, action, cluster_id, member_id, reason, epoch)
        VALUES (${ts(1)}, $2, $3, $4, $5, $6)`,
@@ -180,38 +230,42 @@ export class PgRegistry implements Registry {
   }
 
   /**
-   * The fence, never above the newest epoch any SP leader has held (the
-   * lease in `sp_leader`, same database): no real SP event can carry more, so
-   * a fence above it (poisoned by a forged epoch before decoding refused
-   * them) reads as that epoch. With no lease row yet, the fence as stored.
+   * The fence, never above the SP group's current lease epoch (the lease in
+   * `sp_leader`, same database): no real SP event can carry more, so a fence
+   * above it (poisoned by a forged epoch before decoding refused them, or
+   * left from before a database restore that lowered the lease) reads as that
+   * epoch. With no lease row yet, the fence as stored.
    */
   async newestEpoch(): Promise<number | undefined> {
     const { rows } = await this.query<{ newest_epoch: string }>(
       'read epoch',
-      `SELECT LEAST(newest_epoch, ${NEWEST_LEADER_EPOCH}) AS newest_epoch FROM autoscaler_fence`,
+      `SELECT LEAST(newest_epoch, ${leaderEpochOf(1)}) AS newest_epoch FROM autoscaler_fence`,
+      [this.retention.spGroupId],
     );
     return rows[0] ? Number(rows[0].newest_epoch) : undefined;
   }
 
-  /** Raises the fence to `epoch`, capped like newestEpoch() (which also repairs a poisoned row). */
+  /** Raises the fence to `epoch`, capped like newestEpoch() (which also repairs a poisoned or restored row). */
   async saveEpoch(epoch: number): Promise<void> {
-    await this.query(
+    await this.write(
       'write epoch',
-      `INSERT INTO autoscaler_fence (id, newest_epoch) VALUES (true, LEAST($1::bigint, ${NEWEST_LEADER_EPOCH}))
+      `INSERT INTO autoscaler_fence (id, newest_epoch) VALUES (true, LEAST($1::bigint, ${leaderEpochOf(2)}))
        ON CONFLICT (id) DO UPDATE
-         SET newest_epoch = LEAST(GREATEST(autoscaler_fence.newest_epoch, EXCLUDED.newest_epoch), ${NEWEST_LEADER_EPOCH}),
+         SET newest_epoch = LEAST(GREATEST(autoscaler_fence.newest_epoch, EXCLUDED.newest_epoch), ${leaderEpochOf(2)}),
              updated_at = clock_timestamp()`,
-      [epoch],
+      [epoch, this.retention.spGroupId],
     );
   }
 
+  /** The SP group's current lease epoch (its one row in `sp_leader`; other groups, the autoscaler pair's own, are not it). */
   async leaderEpoch(): Promise<number | undefined> {
-    const { rows } = await this.query<{ epoch: string | null }>(
+    const { rows } = await this.query<{ epoch: string }>(
       'read leader epoch',
-      `SELECT max(epoch) AS epoch FROM sp_leader`,
+      `SELECT epoch FROM sp_leader WHERE group_id = $1`,
+      [this.retention.spGroupId],
     );
     const epoch = rows[0]?.epoch;
-    return epoch === null || epoch === undefined ? undefined : Number(epoch);
+    return epoch === undefined ? undefined : Number(epoch);
   }
 
   clusterStates(): Promise<Map<string, unknown>> {
@@ -219,7 +273,7 @@ export class PgRegistry implements Registry {
   }
 
   async saveClusterState(clusterId: string, state: unknown): Promise<void> {
-    await this.query(
+    await this.write(
       'write cluster state',
       `INSERT INTO autoscaler_cluster (cluster_id, state) VALUES ($1, $2::jsonb)
        ON CONFLICT (cluster_id) DO UPDATE SET state = EXCLUDED.state, updated_at = clock_timestamp()`,
@@ -229,7 +283,7 @@ export class PgRegistry implements Registry {
 
   /** Keeps the newest `keepActions` actions and `keepTerminated` terminated members. */
   async prune(): Promise<void> {
-    await this.query(
+    await this.write(
       'prune',
       `WITH old_actions AS (
          DELETE FROM autoscaler_action

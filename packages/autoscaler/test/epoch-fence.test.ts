@@ -57,6 +57,26 @@ describe('PgRegistry epoch fence', () => {
     expect(await registry.newestEpoch()).toBe(8);
   });
 
+  it("follows the SP group's lease only: the autoscaler pair's own lease epoch is not an SP epoch", async () => {
+    // Both pairs' leases live in sp_leader; max(epoch) over every group made the pair's (50) fence SP epoch 3.
+    await leader(3);
+    await pool.query(
+      `INSERT INTO sp_leader (group_id, node_id, epoch, heartbeat_at) VALUES ('autoscaler', 'autoscaler-a', 50, clock_timestamp())`,
+    );
+    expect(await registry.leaderEpoch()).toBe(3);
+    await registry.saveEpoch(50);
+    expect(await registry.newestEpoch()).toBe(3);
+  });
+
+  it('follows the lease down after a database restore: the stored fence reads as the lower epoch', async () => {
+    await leader(9);
+    await registry.saveEpoch(9);
+    await leader(2); // restored from a backup taken before the last acquires
+    expect(await registry.newestEpoch()).toBe(2);
+    await registry.saveEpoch(2);
+    expect(await fence()).toBe('2');
+  });
+
   it('reads a fence poisoned before the fix as the newest leader epoch, and the next write repairs it', async () => {
     await pool.query(`INSERT INTO autoscaler_fence (id, newest_epoch) VALUES (true, ${Number.MAX_SAFE_INTEGER})`);
     await leader(4);

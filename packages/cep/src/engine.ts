@@ -15,6 +15,23 @@ import { CEP_STATE_VERSION, type CepState, parseCepState } from './state.js';
 import { WindowStats } from './window-stats.js';
 
 export type CepRole = 'PASSIVE' | 'ACTIVE' | 'CLOSED';
+
+/**
+ * What the node knows of the gap before an activation (the second argument
+ * of the stream processor's `QueryEngine.activate`, which this mirrors).
+ */
+export interface CepActivation {
+  /** The node takes its own lease back and its state stayed its own: no other active came between. */
+  resumed?: boolean;
+  /**
+   * An upper bound of how long members may have had no active node whose
+   * stats reach this engine (ms). Known and within graceAfterTakeoverMs,
+   * exactly that is given back to every member, but no more than
+   * graceAfterTakeoverMs in all since its last stat (a flapping lease);
+   * unknown or longer, every member gets the whole grace.
+   */
+  unheardMs?: number;
+}
 export type OutputListener = (envelope: Envelope) => void;
 
 /** The status call's summary (a type alias, so it is a `Record<string, unknown>` as the SP node expects). */
@@ -74,11 +91,13 @@ export interface CepEngine {
   apply(batch: HealthStatBatch): void;
   /**
    * This node became active under `epoch`: pending outputs go out stamped with
-   * it, then every member gets the grace period. A pending timeout fault (one
-   * this node declared while passive, never confirmed by an active) is
-   * reopened instead: the member gets the grace period like the rest.
+   * it. A pending timeout fault (one this node declared while passive, never
+   * confirmed by an active) is reopened instead. Then every member gets back
+   * the time it could not be heard (`activation.unheardMs`, when known and
+   * within graceAfterTakeoverMs; at most graceAfterTakeoverMs in all since
+   * its last stat), else the whole grace period.
    */
-  activate(epoch: number): void;
+  activate(epoch: number, activation?: CepActivation): void;
   /** Passive (again): outputs are held until the active confirms them. */
   deactivate(): void;
   exportState(): CepState;
@@ -202,36 +221,53 @@ class CepMonitor implements CepEngine {
     }
   }
 
-  activate(epoch: number): void {
+  activate(epoch: number, activation: CepActivation = {}): void {
     if (this.closed) return;
     const takeover = this.epoch === undefined;
     this.epoch = epoch;
     if (!takeover) return;
-    // Publish what the old active may not have (deterministic ids make repeats harmless), then
-    // give every member one grace period to find the new active before any new fault. A timeout
-    // fault this node declared itself while passive is not published but reopened: a silence it
-    // measured may be its own (a pause, a lagging link: a SIGSTOPped passive that wakes faults every
-    // member at once). A member that stays silent is faulted again after the grace, under the same id.
+    // Publish what the old active may not have (deterministic ids make repeats harmless), then give
+    // the members time to find the new active before any new fault. How much (issue "Robust under
+    // strain"): a fresh fault timeout each time kept a lease that changed hands every few seconds from
+    // ever faulting anyone. When the node knows how long members could reach no active (a bound from
+    // the lease table or its own step-down, see the SP node), exactly that is given back: each member
+    // keeps its deadline, that much later, so repeated gaps delay a fault only by their own length.
+    // Otherwise (its state may be stale) every member gets the whole grace from now, as before.
+    // A timeout fault this node declared itself while passive is not published but reopened: a silence
+    // it measured may be its own (a pause, a lagging link: a SIGSTOPped passive that wakes faults every
+    // member at once). A member that stays silent is faulted again under the same id.
+    const { graceAfterTakeoverMs } = this.options;
+    const unheard = activation.unheardMs;
+    const givenBack =
+      unheard !== undefined && Number.isFinite(unheard) && unheard >= 0 && unheard <= graceAfterTakeoverMs
+        ? Math.ceil(unheard)
+        : undefined;
     const pending = this.ledger.takeAll();
     const reopened: string[] = [];
     for (const output of pending) {
       if (isTimeoutFault(output)) {
         const memberId = (output.envelope as EnvelopeOf<'MemberFaultEvent'>).data.memberId;
-        if (this.detector.reopen(memberId)) reopened.push(memberId);
+        if (this.detector.reopen(memberId, givenBack !== undefined)) reopened.push(memberId);
         continue;
       }
       this.emit(output, epoch);
     }
     this.counters.faultsReopened += reopened.length;
-    this.detector.grace(this.options.graceAfterTakeoverMs);
+    if (givenBack === undefined) this.detector.grace(graceAfterTakeoverMs);
+    // Capped per member since its last stat (FaultDetector.shift): a flapping lease that reports the whole lease
+    // as each gap can delay a silent member's fault by one grace period, never forever.
+    else this.detector.shift(givenBack, graceAfterTakeoverMs);
     this.log.info('cep active', {
       event: 'cep.became_active',
       epoch,
       republished: pending.length - reopened.length,
-      graceMs: this.options.graceAfterTakeoverMs,
+      resumed: activation.resumed === true,
+      unheardMs: unheard,
+      graceMs: givenBack ?? graceAfterTakeoverMs,
+      grace: givenBack === undefined ? 'whole' : 'given_back',
     });
     if (reopened.length > 0) {
-      this.log.warn('timeout faults declared while passive reopened: each member gets the grace period', {
+      this.log.warn('timeout faults declared while passive reopened: each member gets its time back', {
         event: 'cep.faults_reopened',
         epoch,
         reopened: reopened.length,

@@ -290,6 +290,32 @@ describe('FaultDetector', () => {
     copy.close();
   });
 
+  it('shift gives back at most capMs since the last stat, across a handover; a stat starts afresh', async () => {
+    const { d } = detector(10_000);
+    d.touch(member('silent'), 0);
+    d.touch(member('alive'), 0);
+    d.shift(3_000, 5_000);
+    d.shift(3_000, 5_000); // 2 000 left of the cap
+    const remaining = () => Object.fromEntries(d.export().map((m) => [m.memberId, [m.remainingMs, m.givenBackMs]]));
+    expect(remaining()).toEqual({ silent: [15_000, 5_000], alive: [15_000, 5_000] });
+    d.touch(member('alive'), 1); // a stat: its deadline and its budget start afresh
+    // The passive that imports this state (the next active of a flapping lease) keeps the budget used.
+    const { d: next, faults } = detector(10_000);
+    next.import(JSON.parse(JSON.stringify(d.export())));
+    d.close();
+    next.shift(3_000, 5_000);
+    expect(Object.fromEntries(next.export().map((m) => [m.memberId, [m.remainingMs, m.givenBackMs]]))).toEqual({
+      silent: [15_000, 5_000],
+      alive: [13_000, 3_000],
+    });
+    await vi.advanceTimersByTimeAsync(15_000);
+    expect(faults.map((f) => [f.memberId, f.at])).toEqual([
+      ['alive', 13_000],
+      ['silent', 15_000],
+    ]);
+    next.close();
+  });
+
   it('close stops the timer', async () => {
     const { d, faults } = detector();
     d.touch(member('m-1'), 0);

@@ -43,6 +43,12 @@ export interface DetectorMemberState extends MemberIdentity {
    * re-announces the same fact. Absent from an older peer's export.
    */
   fault?: { reason: FaultReason; silentForMs: number; declaredAt: number };
+  /**
+   * Time given back to the member by takeovers since its last stat (see
+   * FaultDetector.shift), so the cap holds across a handover. Absent: none
+   * (also from an older peer's export).
+   */
+  givenBackMs?: number;
 }
 
 interface Tracked extends HeapItem {
@@ -53,6 +59,8 @@ interface Tracked extends HeapItem {
   lastSeenAt: number;
   /** The fault that ended this life; null while alive. */
   fault: Omit<FaultInfo, 'lastStatAt'> | null;
+  /** Time takeovers gave back (shift, grace) since the last stat; a stat resets it. */
+  givenBackMs: number;
 }
 
 /**
@@ -166,6 +174,7 @@ export class FaultDetector {
     if (tracked.lastStatAt === null || statAt > tracked.lastStatAt) tracked.lastStatAt = statAt;
     tracked.lastSeenAt = now;
     tracked.deadline = now + this.options.faultTimeoutMs;
+    tracked.givenBackMs = 0;
     if (tracked.heapIndex < 0) this.heap.push(tracked);
     else this.heap.update(tracked);
     this.arm();
@@ -203,27 +212,59 @@ export class FaultDetector {
   /**
    * Takes back a timeout fault this node could not verify (it was declared
    * while the node followed no active): the member is alive again, due at
-   * once; the takeover's `grace()` then gives it its time. A member that
-   * reports meanwhile continues its life; one that stays silent is faulted
-   * again under the same id (its last stat has not changed).
+   * once, or, with `keepDeadline`, due when it was declared (a `shift()` then
+   * gives it back the time it could not be heard); the takeover's `grace()`
+   * or `shift()` then gives it its time. A member that reports meanwhile
+   * continues its life; one that stays silent is faulted again under the same
+   * id (its last stat has not changed).
    */
-  reopen(memberId: string): boolean {
+  reopen(memberId: string, keepDeadline = false): boolean {
     const tracked = this.members.get(memberId);
     if (tracked?.state !== 'faulted') return false;
     this.unfault(tracked);
-    tracked.deadline = this.options.clock.monotonicNow();
+    if (!keepDeadline) tracked.deadline = this.options.clock.monotonicNow();
     this.heap.push(tracked);
     this.arm();
     return true;
   }
 
-  /** Every alive member gets at least `ms` from now before it can be faulted (after a takeover). */
+  /**
+   * Every alive member gets at least `ms` from now before it can be faulted
+   * (after a takeover); what that adds counts toward the cap of `shift()`.
+   */
   grace(ms: number): void {
     const floor = this.options.clock.monotonicNow() + ms;
     for (const tracked of this.heap.values()) {
-      if (tracked.deadline < floor) tracked.deadline = floor;
+      if (tracked.deadline >= floor) continue;
+      tracked.givenBackMs += floor - tracked.deadline;
+      tracked.deadline = floor;
     }
     this.heap.heapify();
+    this.arm();
+  }
+
+  /**
+   * Every alive member's deadline moves `ms` later: the time its stats could
+   * reach no active node is given back, and nothing more (after a short gap
+   * in the lease, whose length the node knows), but never more than `capMs`
+   * in all since the member's last stat. The gap is an upper bound, often
+   * the whole lease where the members lost far less (an expiry takeover
+   * waits until the holder's heartbeat is older than the lease), and a lease
+   * that flaps gives it again at every activation: uncapped, a silent member
+   * was never faulted. Capped, it is faulted at most `faultTimeoutMs +
+   * capMs` after its last stat, whatever the flapping; a member that reports
+   * starts afresh.
+   */
+  shift(ms: number, capMs: number): void {
+    if (ms <= 0) return;
+    for (const tracked of this.heap.values()) {
+      const added = Math.min(ms, Math.max(0, capMs - tracked.givenBackMs));
+      tracked.deadline += added;
+      tracked.givenBackMs += added;
+    }
+    // Members capped at different points move by different amounts: the order may change.
+    this.heap.heapify();
+    this.disarm();
     this.arm();
   }
 
@@ -236,6 +277,7 @@ export class FaultDetector {
       lastSeenAgoMs: Math.max(0, Math.round(now - t.lastSeenAt)),
       remainingMs: t.state === 'alive' ? Math.round(t.deadline - now) : null,
       ...(t.state === 'faulted' && t.fault ? { fault: { ...t.fault } } : {}),
+      ...(t.givenBackMs > 0 ? { givenBackMs: Math.round(t.givenBackMs) } : {}),
     }));
   }
 
@@ -254,6 +296,7 @@ export class FaultDetector {
         deadline: now + (m.remainingMs ?? 0),
         heapIndex: -1,
         fault: null,
+        givenBackMs: Math.max(0, m.givenBackMs ?? 0),
       };
       this.members.set(m.memberId, tracked);
       if (m.state === 'alive') this.heap.push(tracked);
@@ -284,6 +327,7 @@ export class FaultDetector {
       deadline: now + this.options.faultTimeoutMs,
       heapIndex: -1,
       fault: null,
+      givenBackMs: 0,
     };
     this.members.set(member.memberId, tracked);
     return tracked;

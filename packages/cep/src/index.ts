@@ -1,5 +1,6 @@
 export { DeadlineHeap, type HeapItem } from './deadline-heap.js';
 export {
+  type CepActivation,
   type CepCounters,
   type CepEngine,
   type CepRole,

@@ -23,8 +23,12 @@ export interface CepEngineOptions {
    */
   summaryIntervalMs?: number;
   /**
-   * After a takeover, no member is faulted before it had this long to report
-   * to the new active (README, "CEP monitor"). @default faultTimeoutMs
+   * After a takeover that cannot tell how long the members went unheard, no
+   * member is faulted before it had this long to report to the new active;
+   * it also caps the time given back when the gap is known, per activation
+   * and in all since a member's last stat, so a silent member is faulted
+   * within faultTimeoutMs + this however the lease flaps (README, "CEP
+   * monitor"). @default faultTimeoutMs
    */
   graceAfterTakeoverMs?: number;
   /**

@@ -54,6 +54,8 @@ const detectorMemberSchema = z
     fault: z
       .object({ reason: z.enum(['timeout', 'ports_not_open']), silentForMs: finite, declaredAt: finite })
       .optional(),
+    // Optional: absent when none was given back, and from an older peer's export.
+    givenBackMs: finite.nonnegative().optional(),
   })
   .refine((m) => (m.state === 'alive') === (m.remainingMs !== null), {
     message: 'a number when alive, null when faulted',

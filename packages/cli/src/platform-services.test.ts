@@ -1,9 +1,12 @@
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { brokerPassword, resolveConfig } from '@faultline/core';
 import { describe, expect, it } from 'vitest';
 import { issueBrokerPasswords, platformServices } from './platform-services.js';
+import { resolveServiceSpec, serviceEnv } from './service-spec.js';
 
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'faultline-platform-'));
 const ROLES = ['sp', 'autoscaler', 'observer'] as const;
@@ -63,7 +66,28 @@ describe('issueBrokerPasswords', () => {
     }
   });
 
-  it('tells the autoscaler alone where the members’ folders and scripts moved', async () => {
+  it('runs one autoscaler service per autoscaler.nodes entry, named by its id, with --node', async () => {
+    const config = resolveConfig(
+      {
+        autoscaler: {
+          nodes: [
+            { id: 'as-x', healthPort: 7001 },
+            { id: 'as-y', healthPort: 7002 },
+          ],
+        },
+      },
+      { env: {} },
+    );
+    const specs = await platformServices(config, { runDir: tmp(), logDir: tmp(), configFile: '/x' }, 'postgres://x');
+    expect(specs.map((spec) => spec.name)).toEqual(['broker-a', 'broker-b', 'sp-1', 'sp-2', 'as-x', 'as-y']);
+    for (const id of ['as-x', 'as-y']) {
+      const spec = specs.find((s) => s.name === id);
+      expect(spec?.args.slice(-2)).toEqual(['--node', id]);
+      expect(spec?.args[0]).toMatch(/packages\/autoscaler\/dist\/main\.js$/);
+    }
+  });
+
+  it('tells the autoscalers alone where the members’ folders and scripts moved', async () => {
     const config = resolveConfig({}, { env: {} });
     const autoscalerEnv = {
       FAULTLINE_CLOUD_CONTROLLER_LOCAL_MEMBERS_DIR: '/srv/state/members',
@@ -74,11 +98,52 @@ describe('issueBrokerPasswords', () => {
       { runDir: tmp(), logDir: tmp(), configFile: '/x', autoscalerEnv },
       'postgres://x',
     );
+    const autoscalers = config.autoscaler.nodes.map((node) => node.id);
     for (const spec of specs) {
-      if (spec.name === 'autoscaler') expect(spec.env).toMatchObject(autoscalerEnv);
+      if (autoscalers.includes(spec.name)) expect(spec.env).toMatchObject(autoscalerEnv);
       else expect(Object.keys(spec.env ?? {}).filter((key) => key.startsWith('FAULTLINE_CLOUD'))).toEqual([]);
     }
-    expect(specs.map((spec) => spec.name)).toContain('autoscaler');
+    expect(specs.map((spec) => spec.name)).toEqual(expect.arrayContaining(['autoscaler-a', 'autoscaler-b']));
+  });
+
+  it('gives Mosquitto a minimal environment, not the supervisor’s', async () => {
+    const config = resolveConfig({ brokers: { kind: 'mosquitto' } }, { env: {} });
+    const issued = issueBrokerPasswords(config, tmp());
+    const specs = await platformServices(
+      issued.config,
+      { runDir: tmp(), logDir: tmp(), configFile: '/x' },
+      'postgres://x',
+      issued.env,
+    );
+    const mosquitto = specs.filter((spec) => spec.command === 'mosquitto');
+    expect(mosquitto).toHaveLength(2);
+    for (const spec of mosquitto) {
+      const env = serviceEnv(resolveServiceSpec(spec), {
+        PATH: '/usr/bin',
+        LANG: 'C.UTF-8',
+        AWS_SECRET_ACCESS_KEY: 'x',
+      });
+      expect(env).toEqual({ PATH: '/usr/bin', LANG: 'C.UTF-8' });
+    }
+  });
+
+  it('finds an SP node ready only when its status names it, not another process on its port', async () => {
+    let nodeId = 'sp-9';
+    const server = http.createServer((_, res) => res.end(JSON.stringify({ nodeId, role: 'PASSIVE' })));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const statusPort = (server.address() as AddressInfo).port;
+      const base = resolveConfig({}, { env: {} });
+      const node = { ...(base.streamProcessor.nodes[0] as (typeof base.streamProcessor.nodes)[number]), statusPort };
+      const config = { ...base, streamProcessor: { ...base.streamProcessor, nodes: [node] } };
+      const specs = await platformServices(config, { runDir: tmp(), logDir: tmp(), configFile: '/x' }, 'postgres://x');
+      const sp = specs.find((spec) => spec.name === 'sp-1');
+      expect(await sp?.ready(AbortSignal.timeout(2_000))).toBe(false);
+      nodeId = 'sp-1';
+      expect(await sp?.ready(AbortSignal.timeout(2_000))).toBe(true);
+    } finally {
+      server.close();
+    }
   });
 
   it('refuses, naming the key, a configured password file that is unsafe', async () => {

@@ -1,4 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { brokerUsers, mosquittoDirOf, writeMosquittoConfig } from '@faultline/broker';
 import {
@@ -9,19 +8,11 @@ import {
   generatedBrokerPasswordFile,
   REPO_ROOT,
 } from '@faultline/core';
-import { portAnswers, spStatus } from './probes.js';
+import { autoscalerHealth, mqttAnswers, portAnswers, spStatus } from './probes.js';
 import type { ServiceSpec } from './supervisor.js';
 
 /** The built main of one of this repository's packages. */
 const mainOf = (pkg: string) => path.join(REPO_ROOT, 'packages', pkg, 'dist', 'main.js');
-
-/** How long a readiness probe of an SP node waits for its status call. */
-const SP_READY_PROBE_TIMEOUT_MS = 500;
-
-/** Ready once the service's own JSON log holds a record with this event key. */
-function logged(file: string, event: string): () => Promise<boolean> {
-  return async () => existsSync(file) && readFileSync(file, 'utf8').includes(`"event":"${event}"`);
-}
 
 /** What issueBrokerPasswords returns: the config naming the files, and the env variables that name them to the services. */
 export interface IssuedBrokerPasswords {
@@ -66,11 +57,16 @@ export interface StackPaths {
 
 /**
  * The platform services of the stack, in start order: broker A and B, SP
- * node 1 and 2, the autoscaler (which then spawns the members). Each is a
+ * node 1 and 2, the autoscaler pair (one service per `autoscaler.nodes`
+ * entry, named by its id; the active one spawns the members). Each is a
  * process of this repository's built packages (or Mosquitto), started with
  * the same configuration file, the database URL and `secretEnv` (the
- * password files of issueBrokerPasswords); the autoscaler also with
- * `paths.autoscalerEnv`. No password is in any argv or env.
+ * password files of issueBrokerPasswords); the autoscalers also with
+ * `paths.autoscalerEnv`. No password is in any argv or env. Ready and alive
+ * through what each serves: an aedes broker answers an MQTT CONNECT (a
+ * Mosquitto one its port), an SP node its `GET /status` naming it, an
+ * autoscaler node its `GET /health` naming it. Mosquitto gets a minimal
+ * environment, not the supervisor's.
  */
 export async function platformServices(
   config: FaultlineConfig,
@@ -88,7 +84,7 @@ export async function platformServices(
   const services: ServiceSpec[] = [];
   for (const node of config.brokers.nodes) {
     const name = `broker-${node.name}`;
-    const ready = () => portAnswers(node.host, node.port);
+    const ready = (signal: AbortSignal) => portAnswers(node.host, node.port, signal);
     if (config.brokers.kind === 'mosquitto') {
       // The same accounts as aedes, read by the same function; hashed into the file, never in argv.
       const users = brokerUsers(config);
@@ -106,11 +102,26 @@ export async function platformServices(
         name,
         command: 'mosquitto',
         args: ['-c', configFile],
+        // Not the supervisor's whole environment: PATH, the locale, TZ (service-spec.ts).
+        inheritEnv: false,
         ready,
+        // Mosquitto logs every connection (two lines for a refused probe): it is asked for its port
+        // only, and found hung by its process state (the supervisor's own check, SIGSTOP).
+        live: ready,
+        // Mosquitto's exit codes are its own: any death is restarted.
+        fatalExitCodes: [],
         outputFile: path.join(paths.logDir, `${name}.log`),
       });
     } else {
-      services.push({ name, command: process.execPath, args: [mainOf('broker'), '--name', node.name], env, ready });
+      services.push({
+        name,
+        command: process.execPath,
+        args: [mainOf('broker'), '--name', node.name],
+        env,
+        ready,
+        // An MQTT CONNECT: the kernel of a paused broker still accepts the connection, aedes answers it.
+        live: (signal) => mqttAnswers(node.host, node.port, signal),
+      });
     }
   }
   for (const node of config.streamProcessor.nodes) {
@@ -119,15 +130,19 @@ export async function platformServices(
       command: process.execPath,
       args: [mainOf('stream-processor'), '--node', node.id],
       env,
-      ready: async () => (await spStatus(node.statusPort, SP_READY_PROBE_TIMEOUT_MS)) !== undefined,
+      // Its status naming this node: not another process that took the port.
+      ready: async (signal) => (await spStatus(node.statusPort, signal))?.nodeId === node.id,
     });
   }
-  services.push({
-    name: 'autoscaler',
-    command: process.execPath,
-    args: [mainOf('autoscaler')],
-    env: { ...env, ...paths.autoscalerEnv },
-    ready: logged(path.join(paths.logDir, 'autoscaler.jsonl'), 'autoscaler.started'),
-  });
+  for (const node of config.autoscaler.nodes) {
+    services.push({
+      name: node.id,
+      command: process.execPath,
+      args: [mainOf('autoscaler'), '--node', node.id],
+      env: { ...env, ...paths.autoscalerEnv },
+      // 200 naming this node while its event loop turns, active or standby.
+      ready: async (signal) => (await autoscalerHealth(node.healthPort, node.id, signal)) !== undefined,
+    });
+  }
   return services;
 }

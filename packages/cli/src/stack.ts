@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { createLocalIaas } from '@faultline/cloud-controller';
+import { createLocalIaas, type MemberInstance } from '@faultline/cloud-controller';
 import {
   createLogger,
   createPgPool,
@@ -16,11 +16,16 @@ import {
 import type pg from 'pg';
 import { chaosHandler } from './chaos.js';
 import { liveMembers } from './cluster-view.js';
-import { type ControlFile, readControlFile, startControl } from './control.js';
-import { type StackPostgres, startEmbeddedPostgres } from './embedded-postgres.js';
-import { StackRunningError } from './errors.js';
+import { type ConsoleOutput, guardConsole } from './console-output.js';
+import { startControl } from './control.js';
+import { prepareEmbeddedPostgres } from './embedded-postgres.js';
+import { stopLeftoverPostmaster } from './leftover-postmaster.js';
 import { issueBrokerPasswords, platformServices } from './platform-services.js';
+import { linuxServiceTable, type ServiceProcessTable } from './process-table.js';
+import { ServiceRecords, stopLeftovers } from './service-records.js';
 import { layoutEnv, prepareStackLayout, type StackLayout, stackLayout } from './stack-layout.js';
+import { StackLock } from './stack-lock.js';
+import { stopStack } from './stack-shutdown.js';
 import { formatStatus, stackStatus } from './status.js';
 import { Supervisor } from './supervisor.js';
 
@@ -30,20 +35,12 @@ export const RUN_DIR = path.resolve('.faultline/run');
 const FIRST_STATUS_DELAY_MS = 3_000;
 /** SIGTERM to SIGKILL for the members terminated on the way down. */
 const MEMBER_TERMINATE_GRACE_MS = 3_000;
+/** What a dead supervisor left running: its stop signal to SIGKILL. */
+const LEFTOVER_GRACE_MS = 10_000;
 /** Ctrl-C, `kill`, and the terminal going away: each stops the whole stack, members included. */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-
-/** The control file of a supervisor that is still alive, if any. */
-function alreadyRunning(): ControlFile | undefined {
-  const control = readControlFile(RUN_DIR);
-  if (!control) return undefined;
-  try {
-    process.kill(control.pid, 0);
-    return control;
-  } catch {
-    return undefined; // a stale file from a supervisor that died
-  }
-}
+/** The supervised embedded PostgreSQL's service name. */
+const POSTGRES = 'postgres';
 
 export interface StackUpOptions {
   /** @default FAULTLINE_CONFIG, else infra/config/faultline.yaml */
@@ -52,15 +49,37 @@ export interface StackUpOptions {
 
 /**
  * `faultline stack up`: PostgreSQL (embedded unless `database.url`), broker A
- * and B, SP node 1 and 2, the autoscaler — in order, each ready before the
- * next — then the status table. Ctrl-C, SIGTERM, SIGHUP or `stack down`
- * stop everything, members included, also while it is still starting (what
- * is under way finishes, nothing more starts).
+ * and B, SP node 1 and 2, the autoscaler pair — in order, each ready before
+ * the next, each supervised (supervisor.ts) — then the status table. One
+ * stack per folder (stack-lock.ts); what a supervisor that died left running
+ * is stopped first. Ctrl-C, SIGTERM, SIGHUP or `stack down` stop everything,
+ * members included, also while it is still starting (what is under way
+ * finishes, nothing more starts). A service that exits with code 2 (its
+ * configuration) stops the stack too: then this rejects with a
+ * ServiceFailedError naming it and its reason.
  */
 export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
-  const running = alreadyRunning();
-  if (running) throw new StackRunningError(running.pid);
   const loaded: FaultlineConfig = loadConfig({ path: configPath });
+  const clock = systemClock;
+  const table = linuxServiceTable;
+  // From the first line on: a reader of the console that goes away (`| tee`, a closed terminal) never ends the supervisor.
+  const terminal = guardConsole();
+  // Before anything of the folder is touched: a second `stack up` here stops at this line.
+  const lock = await StackLock.acquire({ file: path.join(RUN_DIR, 'supervisor.lock'), table, clock });
+  try {
+    await runStack(loaded, configPath, lock, table, terminal);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runStack(
+  loaded: FaultlineConfig,
+  configPath: string | undefined,
+  lock: StackLock,
+  table: ServiceProcessTable,
+  terminal: ConsoleOutput,
+): Promise<void> {
   const configFile = path.resolve(
     configPath ?? process.env.FAULTLINE_CONFIG ?? path.resolve('infra/config/faultline.yaml'),
   );
@@ -68,13 +87,33 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
   const { config, env: secretEnv } = issueBrokerPasswords(loaded);
   const logDir = path.resolve(config.logging.dir);
   const logger = createLogger({ service: 'supervisor', level: config.logging.level, dir: logDir });
+  if (lock.replaced) {
+    logger.warn('the last supervisor of this folder died without stopping its stack: taking over', {
+      event: 'stack.stale_lock',
+      pid: lock.replaced.pid,
+    });
+  }
   // Generated on first start, reused after (README "Security"); the services read the same paths.
   for (const file of Object.values(config.security)) ensureSecretFile(path.resolve(file));
   // Run as root from a checkout the postgres and member users cannot reach, what they need moves (README "What members can reach").
   const layout = stackLayoutOf(config);
   const clock = systemClock;
-  const supervisor = new Supervisor({ clock, logger });
-  let db: StackPostgres | undefined;
+  const records = new ServiceRecords(path.join(RUN_DIR, 'services.json'), table);
+  let failure: Error | undefined;
+  const supervisor = new Supervisor({
+    clock,
+    logger,
+    records,
+    table,
+    write: terminal.write,
+    ...config.supervisor,
+    // Exit code 2: restarting cannot fix a configuration; the stack stops and says why. Not once it
+    // is stopping (Ctrl-C): what a service says on its way down is no reason for `stack up` to fail.
+    onFatal: (error) => {
+      if (!stopping) failure ??= error;
+      void shutdown();
+    },
+  });
   let pool: pg.Pool | undefined;
   let control: Awaited<ReturnType<typeof startControl>> | undefined;
   let stopping = false;
@@ -84,46 +123,88 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
     finished = resolve;
   });
 
-  // Whatever has started, stopped in reverse: the members while the database still lists them, PostgreSQL last.
+  // Whatever has started, stopped in reverse: the members while the database still lists them, PostgreSQL
+  // last (stack-shutdown.ts). Never rejects: each step's failure is logged and the next one runs.
   const shutdown = once(async () => {
     stopping = true;
-    logger.info('stopping the stack', { event: 'stack.stopping' });
-    // A start step under way finishes first; startup gives up at its next step.
-    await startup.catch(() => {});
-    await supervisor.stop('autoscaler');
-    if (pool) await terminateMembers(pool, layout, logger);
-    await supervisor.stopAll();
-    await control?.close();
-    await pool?.end();
-    await db?.stop();
-    logger.info('stack stopped', { event: 'stack.stopped' });
-    await logger.flush();
-    finished();
+    try {
+      logger.info('stopping the stack', { event: 'stack.stopping', ...(failure ? { reason: failure.message } : {}) });
+      // A start step under way finishes first; startup gives up at its next step.
+      await startup.catch(() => {});
+      const registry = pool;
+      await stopStack({
+        clock,
+        logger,
+        supervisor,
+        autoscalers: config.autoscaler.nodes.map((node) => node.id),
+        postgres: POSTGRES,
+        readMembers: registry
+          ? async () => (await liveMembers(registry)).flatMap((m) => (m.instance ? [m.instance] : []))
+          : undefined,
+        terminateMembers: (instances) => terminateMembers(instances, layout, logger),
+        closeControl: async () => control?.close(),
+        endPool: async () => pool?.end(),
+      });
+      logger.info('stack stopped', { event: 'stack.stopped' });
+      await logger.flush().catch(() => {});
+    } finally {
+      finished();
+    }
   });
-  // From the start, before PostgreSQL: these signals are the stack's alone (see startEmbeddedPostgres).
+  // From the start, before PostgreSQL: these signals are the stack's alone (see embedded-postgres.ts).
   // Kept to the end: a second one (Ctrl-C pressed twice, or timeout(1) passing the group's SIGINT on
   // to the group again) must not end the supervisor halfway through stopping, leaving the rest running.
   for (const signal of STOP_SIGNALS) process.on(signal, () => void shutdown());
 
   const start = async () => {
     prepareStackLayout(layout, logger);
-    db = config.database.url
-      ? { url: config.database.url, stop: async () => {} }
-      : await startEmbeddedPostgres({
-          dataDir: layout.pgDataDir ?? config.database.embeddedDataDir,
-          port: config.database.embeddedPort,
-          // The mirror's package, and so its binaries, when the postgres user cannot reach the checkout's.
-          runtimeDir: layout.mirror ? layout.runtimeDir : undefined,
-          logger,
-        });
+    // What a supervisor that died (kill -9) left running: its services (pid and start time recorded), then
+    // its PostgreSQL, with care (SIGINT, SIGQUIT; SIGKILL last, its backends first), and only if it is
+    // this folder's or an orphan (leftover-postmaster.ts).
+    const recorded = records.read();
+    const left = await stopLeftovers(recorded, { table, clock, logger, graceMs: LEFTOVER_GRACE_MS, skip: [POSTGRES] });
+    const embeddedDataDir = config.database.url
+      ? undefined
+      : (layout.pgDataDir ?? path.resolve(config.database.embeddedDataDir));
+    const postmasters = await stopLeftoverPostmaster(embeddedDataDir, {
+      table,
+      clock,
+      logger,
+      graceMs: LEFTOVER_GRACE_MS,
+      records: recorded.filter((r) => r.name === POSTGRES),
+    });
+    records.clear();
+    if (left.length > 0 || postmasters.length > 0) {
+      logger.warn('stopped what a dead supervisor left running', {
+        event: 'stack.leftovers_stopped',
+        services: [...left, ...(postmasters.length > 0 ? [POSTGRES] : [])],
+      });
+    }
+    let url = config.database.url;
+    if (!url) {
+      const dataDir = embeddedDataDir ?? path.resolve(config.database.embeddedDataDir);
+      const embedded = await prepareEmbeddedPostgres({
+        dataDir,
+        port: config.database.embeddedPort,
+        logDir,
+        // The mirror's package, and so its binaries, when the postgres user cannot reach the checkout's.
+        runtimeDir: layout.mirror ? layout.runtimeDir : undefined,
+        logger,
+      });
+      if (stopping) return;
+      await supervisor.start(embedded.service);
+      await embedded.ensureDatabase();
+      url = embedded.url;
+    }
     logger.info('database ready', { event: 'stack.database_ready', embedded: !config.database.url });
-    pool = createPgPool({ connectionString: db.url, logger });
+    // Outlives a PostgreSQL restart: a broken connection is dropped, the next query opens another.
+    pool = createPgPool({ connectionString: url, logger });
     await migrate(pool, { logger });
     const autoscalerEnv = layoutEnv(layout, config.cloudController.local);
     for (const spec of await platformServices(
       config,
       { runDir: RUN_DIR, logDir, configFile, autoscalerEnv },
-      db.url,
+      url,
       secretEnv,
     )) {
       if (stopping) return;
@@ -134,7 +215,7 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
     control = await startControl({
       runDir: RUN_DIR,
       handlers: {
-        status: async () => stackStatus(config, registry),
+        status: async () => stackStatus(config, registry, supervisor.list()),
         down: async () => {
           void shutdown();
           return 'stopping';
@@ -146,19 +227,21 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
     });
     await sleep(clock, FIRST_STATUS_DELAY_MS);
     if (stopping) return;
-    process.stdout.write(
-      `\n${formatStatus(await stackStatus(config, registry))}\n\nThe stack is up. Ctrl-C (or faultline stack down) stops it.\n\n`,
+    terminal.print(
+      `\n${formatStatus(await stackStatus(config, registry, supervisor.list()))}\n\nThe stack is up. Ctrl-C (or faultline stack down) stops it.\n\n`,
     );
   };
   startup = start();
   try {
     await startup;
   } catch (error) {
+    failure ??= error as Error;
     logger.error('the stack did not start', { event: 'stack.start_failed', error });
     await shutdown();
-    throw error;
+    throw failure;
   }
   await done;
+  if (failure) throw failure;
 }
 
 /**
@@ -175,10 +258,8 @@ export function stackLayoutOf(config: FaultlineConfig): StackLayout {
   });
 }
 
-/** Every member the registry knows as not terminated, terminated through the local driver. */
-async function terminateMembers(pool: pg.Pool, layout: StackLayout, logger: Logger): Promise<void> {
-  const members = await liveMembers(pool).catch(() => []);
-  const instances = members.flatMap((m) => (m.instance ? [m.instance] : []));
+/** The members the registry knows as not terminated, terminated through the local driver. */
+async function terminateMembers(instances: MemberInstance[], layout: StackLayout, logger: Logger): Promise<void> {
   if (instances.length === 0) return;
   const iaas = createLocalIaas({ runDir: layout.membersDir, runtimeDir: layout.runtimeDir, logger });
   await iaas.adopt(instances);

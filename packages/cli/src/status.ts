@@ -2,8 +2,11 @@ import { escapeControlChars, type FaultlineConfig } from '@faultline/core';
 import type pg from 'pg';
 import { type ActionRow, clusterStates, lastActions, liveMembers } from './cluster-view.js';
 import { portAnswers, spStatus } from './probes.js';
+import type { ServiceView } from './supervisor.js';
 
 export interface StackStatus {
+  /** The supervisor's view of each platform service (PostgreSQL first when embedded): pid (null when not running), state, restarts. */
+  services: { name: string; pid: number | null; state: string; restarts: number }[];
   sp: { node: string; role: string; epoch: number | null; passiveLink: string | null; thriftPort: number }[];
   brokers: { name: string; port: number; up: boolean }[];
   clusters: {
@@ -20,7 +23,11 @@ export interface StackStatus {
   actions: ActionRow[];
 }
 
-export async function stackStatus(config: FaultlineConfig, pool: pg.Pool): Promise<StackStatus> {
+export async function stackStatus(
+  config: FaultlineConfig,
+  pool: pg.Pool,
+  services: readonly ServiceView[] = [],
+): Promise<StackStatus> {
   const sp = await Promise.all(
     config.streamProcessor.nodes.map(async (node) => {
       // The node's own status type; undefined fields (epoch while passive) are absent from the JSON.
@@ -58,12 +65,25 @@ export async function stackStatus(config: FaultlineConfig, pool: pg.Pool): Promi
         .map((m) => ({ memberId: m.memberId, state: m.state, held: held.get(m.memberId) ?? null })),
     };
   });
-  return { sp, brokers, clusters, actions: await lastActions(pool).catch(() => []) };
+  return {
+    services: services.map((v) => ({ name: v.name, pid: v.pid ?? null, state: v.state, restarts: v.restarts })),
+    sp,
+    brokers,
+    clusters,
+    actions: await lastActions(pool).catch(() => []),
+  };
 }
 
 /** The status as a readable block of tables; what came from the registry (a reason) has its control characters escaped. */
 export function formatStatus(status: StackStatus): string {
   const lines: string[] = [];
+  if (status.services.length > 0) {
+    lines.push('SERVICES');
+    for (const v of status.services) {
+      const restarts = v.restarts === 1 ? '1 restart' : `${v.restarts} restarts`;
+      lines.push(`  ${v.name.padEnd(14)} ${v.state.padEnd(11)} pid ${String(v.pid ?? '-').padEnd(8)} ${restarts}`);
+    }
+  }
   lines.push('STREAM PROCESSOR');
   for (const s of status.sp) {
     const extra = s.role === 'ACTIVE' ? `  passive link: ${s.passiveLink ?? 'none'}` : '';

@@ -26,7 +26,10 @@ describe('LeaderLease (1 000 ms × 2, margin 300 ms)', () => {
     const b = node(store, 'sp-2');
     a.lease.start();
     b.lease.start();
-    await vi.advanceTimersByTimeAsync(0);
+    // Neither takes the lease before it has read the database clock for a lease (db-clock.ts).
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect([a.lease.epoch, b.lease.epoch]).toEqual([undefined, undefined]);
+    await vi.advanceTimersByTimeAsync(1);
     expect(a.lease.epoch).toBe(1);
     expect(b.lease.epoch).toBeUndefined();
     await vi.advanceTimersByTimeAsync(60_000);
@@ -36,6 +39,45 @@ describe('LeaderLease (1 000 ms × 2, margin 300 ms)', () => {
       ['sp-1', 'ACTIVE', true],
       ['sp-2', 'PASSIVE', true],
     ]);
+  });
+
+  it('a restarted holder comes back as passive: it leaves the lease its death left to the live peer', async () => {
+    const tables = new MemoryLeaseTables();
+    const dead = new MemoryLeaseStore(systemClock, tables);
+    const a = node(dead, 'sp-1');
+    // The passive's statements take 20 ms: its reckoning of database time lags by that, so it takes an
+    // expired lease a little after the restarted node, whose statements are instant, may.
+    const slow = new MemoryLeaseStore(systemClock, tables);
+    slow.latencyMs = 20;
+    const b = node(slow, 'sp-2');
+    a.lease.start();
+    await vi.advanceTimersByTimeAsync(0);
+    b.lease.start();
+    await vi.advanceTimersByTimeAsync(5_000); // sp-1 leads from 2 000, last renewed at 5 000
+    dead.unreachable = true; // kill -9 of sp-1: it never renews again
+    await vi.advanceTimersByTimeAsync(5);
+    // Restarted at once: it has read for a lease at 7 005, as its old lease expires (7 000), and races the
+    // passive for that lease; it must not win it.
+    const again = node(new MemoryLeaseStore(systemClock, tables), 'sp-1');
+    again.lease.start();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(b.lease.epoch).toBe(2);
+    expect(again.lease.epoch).toBeUndefined();
+    expect(again.events).toEqual([]);
+  });
+
+  it('a restarted holder with no live peer takes its own lease back', async () => {
+    const tables = new MemoryLeaseTables();
+    const dead = new MemoryLeaseStore(systemClock, tables);
+    const a = node(dead, 'sp-1');
+    a.lease.start();
+    await vi.advanceTimersByTimeAsync(5_000);
+    dead.unreachable = true;
+    await vi.advanceTimersByTimeAsync(1_000);
+    const again = node(new MemoryLeaseStore(systemClock, tables), 'sp-1');
+    again.lease.start();
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(again.lease.epoch).toBe(2);
   });
 
   it('self-fences before the peer can acquire when renewals stop succeeding', async () => {
@@ -69,7 +111,7 @@ describe('LeaderLease (1 000 ms × 2, margin 300 ms)', () => {
     const pausable: Clock = { ...systemClock, monotonicNow: () => systemClock.monotonicNow() + frozenFor };
     const a = node(store, 'sp-1', pausable);
     a.lease.start();
-    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(2_000); // read for a lease, then acquired
     expect(a.lease.isValid()).toBe(true);
     frozenFor = 10_000; // woke from SIGSTOP: no timer has run yet
     expect(a.lease.isValid()).toBe(false);
@@ -81,9 +123,10 @@ describe('LeaderLease (1 000 ms × 2, margin 300 ms)', () => {
     const store = new MemoryLeaseStore(systemClock);
     const a = node(store, 'sp-1');
     a.lease.start();
-    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(2_000); // read for a lease, then acquired
+    expect(a.lease.epoch).toBe(1);
     await store.release('sp', 'sp-1', 1); // as if expired
-    expect(await store.tryAcquire('sp', 'sp-2', 2_000)).toEqual({ acquired: true, epoch: 2 });
+    expect(await store.tryAcquire('sp', 'sp-2', 2_000)).toMatchObject({ acquired: true, epoch: 2 });
     await vi.advanceTimersByTimeAsync(1_000);
     expect(a.events.at(-1)).toMatchObject({ type: 'lost', epoch: 1, reason: expect.stringMatching(/refused/) });
   });
@@ -93,9 +136,10 @@ describe('LeaderLease (1 000 ms × 2, margin 300 ms)', () => {
     const a = node(store, 'sp-1');
     const b = node(store, 'sp-2');
     a.lease.start();
-    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(2_000); // read for a lease, then acquired
     b.lease.start();
-    await vi.advanceTimersByTimeAsync(500);
+    await vi.advanceTimersByTimeAsync(2_500); // sp-2 has read for a lease too: it may take over
+    expect(a.lease.epoch).toBe(1);
     await a.lease.close();
     await a.lease.close();
     await vi.advanceTimersByTimeAsync(1_000);

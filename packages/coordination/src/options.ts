@@ -52,3 +52,21 @@ export function resolveLeaderLeaseOptions(input: LeaderLeaseOptions): ResolvedLe
   }
   return options;
 }
+
+/** A holder starts a renewal every interval / RENEWALS_PER_INTERVAL (leader-lease.ts says why). */
+export const RENEWALS_PER_INTERVAL = 8;
+
+/**
+ * Renewals one LeaderLease keeps in flight at most: one every
+ * interval / RENEWALS_PER_INTERVAL, each abandoned after lease − margin. With
+ * its acquire and its node heartbeat, what a connection pool of its own needs
+ * so that statements never queue for a connection (queueing is latency too).
+ */
+export function maxRenewalsInFlight(
+  options: Pick<ResolvedLeaderLeaseOptions, 'heartbeatIntervalMs' | 'heartbeatMaxRetry' | 'fencingMarginMs'>,
+): number {
+  const { heartbeatIntervalMs, heartbeatMaxRetry, fencingMarginMs } = options;
+  return Math.ceil(
+    (heartbeatIntervalMs * heartbeatMaxRetry - fencingMarginMs) / (heartbeatIntervalMs / RENEWALS_PER_INTERVAL),
+  );
+}

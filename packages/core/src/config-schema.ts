@@ -70,6 +70,8 @@ const messagingSchema = z.strictObject({
   maxMessageBytes: ms(DEFAULTS.maxMessageBytes),
   /** Folder of the publishers' durable outboxes, one file per service. */
   outboxDir: z.string().default('.faultline/outbox'),
+  /** A publisher's outbox bound (README "Bounded outbox"): summaries up to it, MemberFaults and actions up to twice it. */
+  outboxMaxBytes: ms(DEFAULTS.outboxMaxBytes),
 });
 
 const spNodeSchema = z.strictObject({
@@ -116,7 +118,10 @@ const cepSchema = z.strictObject({
   windowMs: ms(DEFAULTS.windowMs),
   /** How often summarized stats are computed and published. */
   summaryIntervalMs: ms(DEFAULTS.statIntervalMs),
-  /** Grace after a takeover before any new fault. @default faultTimeoutMs */
+  /**
+   * Grace after a takeover whose gap the SP node cannot tell, before any new fault; the most given
+   * back when it can. @default faultTimeoutMs
+   */
   graceAfterTakeoverMs: z.number().int().min(0).optional(),
 });
 
@@ -134,7 +139,40 @@ const autoscalerSchema = z.strictObject({
   stormMaxHoldMs: ms(DEFAULTS.stormMaxHoldMs),
   orphanGraceMs: ms(DEFAULTS.orphanGraceMs),
   scaleDownConsecutive: z.number().int().positive().default(DEFAULTS.scaleDownConsecutive),
+  /** The autoscaler pair's lease group (README "The autoscaler pair"); not the SP's groupId. */
+  groupId: id.default('autoscaler'),
+  heartbeatIntervalMs: ms(DEFAULTS.heartbeatIntervalMs),
+  heartbeatMaxRetry: z.number().int().min(1).default(DEFAULTS.heartbeatMaxRetry),
+  fencingMarginMs: z.number().int().min(0).default(DEFAULTS.fencingMarginMs),
+  /**
+   * The autoscaler nodes: one acts (the lease holder), the other stands by.
+   * Each serves `GET /health` on 127.0.0.1:`healthPort` (200 while its event loop turns).
+   */
+  nodes: z
+    .array(z.strictObject({ id, healthPort: port }))
+    .min(1)
+    .max(2)
+    .default([
+      { id: 'autoscaler-a', healthPort: 7911 },
+      { id: 'autoscaler-b', healthPort: 7912 },
+    ]),
 });
+
+/** The stack supervisor's restarts and liveness checks of the platform services (`faultline stack up`). */
+const supervisorSchema = z
+  .strictObject({
+    restartInitialMs: ms(DEFAULTS.supervisor.restartInitialMs),
+    restartMaxMs: ms(DEFAULTS.supervisor.restartMaxMs),
+    restartResetMs: ms(DEFAULTS.supervisor.restartResetMs),
+    livenessIntervalMs: ms(DEFAULTS.supervisor.livenessIntervalMs),
+    livenessTimeoutMs: ms(DEFAULTS.supervisor.livenessTimeoutMs),
+    livenessFailureThreshold: z.number().int().positive().default(DEFAULTS.supervisor.livenessFailureThreshold),
+    readyTimeoutMs: ms(DEFAULTS.supervisor.readyTimeoutMs),
+  })
+  .refine((s) => s.restartInitialMs <= s.restartMaxMs, {
+    message: 'must not exceed restartMaxMs',
+    path: ['restartInitialMs'],
+  });
 
 /** A user name as useradd takes it: what the local driver may run members as. */
 export const USER_NAME_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
@@ -256,6 +294,7 @@ export const configSchema = z
     agent: agentSchema.prefault({}),
     autoscaler: autoscalerSchema.prefault({}),
     cloudController: cloudControllerSchema.prefault({}),
+    supervisor: supervisorSchema.prefault({}),
     security: securitySchema.prefault({}),
     tls: tlsSchema.prefault({}),
     clusters: z.array(clusterSchema).default([]),
@@ -263,6 +302,18 @@ export const configSchema = z
   .refine((c) => new Set(c.clusters.map((x) => x.id)).size === c.clusters.length, {
     message: 'cluster ids must be unique',
     path: ['clusters'],
+  })
+  .refine((c) => new Set(c.autoscaler.nodes.map((n) => n.id)).size === c.autoscaler.nodes.length, {
+    message: 'autoscaler node ids must be unique',
+    path: ['autoscaler', 'nodes'],
+  })
+  .refine((c) => c.autoscaler.groupId !== c.streamProcessor.groupId, {
+    message: 'must differ from streamProcessor.groupId (both leases live in one table)',
+    path: ['autoscaler', 'groupId'],
+  })
+  .refine((c) => c.autoscaler.fencingMarginMs < c.autoscaler.heartbeatIntervalMs * c.autoscaler.heartbeatMaxRetry, {
+    message: 'must be shorter than heartbeatIntervalMs × heartbeatMaxRetry',
+    path: ['autoscaler', 'fencingMarginMs'],
   });
 
 export type FaultlineConfig = z.infer<typeof configSchema>;

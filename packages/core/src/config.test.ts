@@ -39,6 +39,7 @@ describe('loadConfig', () => {
       republishIntervalMs: 60_000,
       maxMessageBytes: DEFAULTS.maxMessageBytes,
       outboxDir: '.faultline/outbox',
+      outboxMaxBytes: DEFAULTS.outboxMaxBytes,
     });
     expect(config.streamProcessor.heartbeatIntervalMs).toBe(1_000);
     expect(config.streamProcessor.heartbeatMaxRetry).toBe(2);
@@ -98,6 +99,16 @@ describe('loadConfig', () => {
     const error = configError(() => resolveConfig({ clusters: [cluster, cluster] }, { env: {} }));
     const keys = error.issues.map((i) => i.key);
     expect(keys).toContain('clusters.0.min');
+  });
+
+  it('checks the autoscaler pair: unique node ids, its own lease group, a margin inside its lease', () => {
+    const node = { id: 'autoscaler-a', healthPort: 7911 };
+    const keysOf = (autoscaler: object, streamProcessor: object = {}) =>
+      configError(() => resolveConfig({ autoscaler, streamProcessor }, { env: {} })).issues.map((i) => i.key);
+    expect(keysOf({ nodes: [node, node] })).toContain('autoscaler.nodes');
+    expect(keysOf({ groupId: 'sp' })).toContain('autoscaler.groupId');
+    expect(keysOf({ fencingMarginMs: 2_000 })).toContain('autoscaler.fencingMarginMs');
+    expect(resolveConfig({}, { env: {} }).autoscaler.nodes.map((n) => n.id)).toEqual(['autoscaler-a', 'autoscaler-b']);
   });
 
   it('refuses a cluster id too long to leave room for member ids, and ids outside the pattern', () => {

@@ -13,6 +13,12 @@ export const DEFAULTS = {
   republishIntervalMs: 60_000,
   /** Largest MQTT payload a subscriber reads; larger ones are dropped and counted. */
   maxMessageBytes: 64 * 1024,
+  /**
+   * A publisher's outbox holds summaries up to this many bytes (the oldest are
+   * dropped past it), MemberFaults and actions up to twice it. An hour without
+   * a broker at 10 000 members holds ~4 MiB: summaries are coalesced per stream.
+   */
+  outboxMaxBytes: 64 * 1024 * 1024,
   /** Cartridge agent health-stat interval (Stratos agent). */
   statIntervalMs: 15_000,
   /** Bound of the agent's resend buffer; beyond it the oldest batch is dropped and counted. */
@@ -58,4 +64,24 @@ export const DEFAULTS = {
   workloadLatencyMs: 20,
   /** The unprivileged user the local driver runs members as when it runs as root (created if missing). */
   memberUser: 'faultline-member',
+  /** The stack supervisor (README "The stack: run it, break it, watch it"). */
+  supervisor: {
+    /** A dead platform service is started again after this, doubling with each death… */
+    restartInitialMs: 1_000,
+    /** …up to this… */
+    restartMaxMs: 30_000,
+    /** …and back to the first delay once the service has been up this long. */
+    restartResetMs: 30_000,
+    /** A ready service's health endpoint is probed this long after its last probe ended… */
+    livenessIntervalMs: 5_000,
+    /** …a probe not answered within this failed… */
+    livenessTimeoutMs: 2_000,
+    /** …and after this many failures in a row the service is killed (SIGKILL) and restarted. */
+    livenessFailureThreshold: 3,
+    /**
+     * A started service has this long to be ready, counted from its last sign of progress: a
+     * PostgreSQL in crash recovery (it answers "starting up") is given as long as it recovers.
+     */
+    readyTimeoutMs: 30_000,
+  },
 } as const;

@@ -21,6 +21,10 @@ export const ERROR_CODES = {
   FL_ERR_ACCESS_REFUSED:
     'A broker refused a client: a CONNECT without valid credentials, or a PUBLISH its role may not make (the connection is closed).',
   FL_ERR_NOT_STARTED: 'A component was used before start() finished (a publish before the outbox is open).',
+  FL_ERR_OUTBOX_WRITE_FAILED:
+    "A publisher's outbox could not write or fsync a message whole (a full disk, an I/O error): publish() fails, the message is not durable, and the torn bytes are cut off the file.",
+  FL_ERR_OUTBOX_FULL:
+    "A publisher's outbox is at its bound (`messaging.outboxMaxBytes`): a summary is refused once only MemberFaults and actions are left to drop, anything else past twice the bound (also while that much waits on a stalled disk).",
   FL_ERR_ALREADY_STARTED: 'start() was called on a component that is already starting or running; start it once.',
   FL_ERR_MEMBER_SPEC_INVALID:
     'A member spec, or a member instance handed back for adoption, is malformed; the message names each field.',
@@ -40,17 +44,23 @@ export const ERROR_CODES = {
   FL_ERR_USAGE:
     'A `faultline` command, chaos action or argument is unknown or missing; the message says what is accepted.',
   FL_ERR_STACK_RUNNING:
-    '`faultline stack up` found a stack already running (its control file names a live supervisor).',
+    '`faultline stack up` found a stack already running in this folder: its lock (`.faultline/run/supervisor.lock`) names a live supervisor, by pid and start time.',
   FL_ERR_STACK_NOT_RUNNING:
     'No stack answers: the control file under `.faultline/run` is missing, or the supervisor it names does not respond.',
   FL_ERR_CONTROL_FAILED:
     "The running stack's supervisor refused a control call or could not carry it out; the message is the supervisor's.",
   FL_ERR_SERVICE_NOT_READY:
     'A platform service the stack supervisor started exited before it was ready, or was not ready within its deadline.',
+  FL_ERR_SERVICE_FAILED:
+    'A platform service exited with code 2 (its configuration is invalid): the supervisor does not restart it but stops the stack, and `faultline stack up` exits 2 naming the service and its reason.',
+  FL_ERR_POSTGRES_IN_USE:
+    "`faultline stack up` found a PostgreSQL running on the embedded data folder that is neither this folder's leftover (its pid and start time are not in `.faultline/run/services.json`) nor an orphan (its parent is a live process, another supervisor): it is not stopped; the message names its pid and its parent's.",
   FL_ERR_CHAOS_NO_TARGET:
     'A chaos command found nothing to act on: no running member, agent, broker or SP node matches.',
   FL_ERR_LOGS_NOT_FOUND:
     '`faultline logs` found no log to show: the logs folder does not exist yet, or no file for that service.',
+  FL_ERR_FENCED:
+    'A node that does not hold its lease (deposed, paused past it, or never acquired) tried to write to the registry or act on the infrastructure; it was refused.',
   FL_ERR_STATE_INVALID:
     "A query engine's state from the peer SP node (the snapshot a passive imports) is malformed; the message names the first bad field, and nothing of it is applied.",
 } as const satisfies Record<`FL_ERR_${string}`, string>;

@@ -38,6 +38,7 @@ export {
   once,
   type RunMainOptions,
   runMain,
+  SUPERVISED_ENV,
   withDefaults,
 } from './lifecycle.js';
 export {

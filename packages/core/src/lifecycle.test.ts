@@ -1,16 +1,21 @@
 import { EventEmitter } from 'node:events';
+import { PassThrough } from 'node:stream';
 import { describe, expect, it, vi } from 'vitest';
 import { ConfigError } from './errors.js';
-import { closeAll, once, runMain, withDefaults } from './lifecycle.js';
+import { closeAll, once, runMain, SUPERVISED_ENV, withDefaults } from './lifecycle.js';
 import { createMemoryLogger } from './testing/index.js';
 
-function fakeProcess() {
+function fakeProcess(env: Record<string, string> = {}) {
   const emitter = new EventEmitter() as EventEmitter & {
     exit: ReturnType<typeof vi.fn>;
     stderr: { write: ReturnType<typeof vi.fn> };
+    stdin: PassThrough;
+    env: Record<string, string>;
   };
   emitter.exit = vi.fn();
   emitter.stderr = { write: vi.fn() };
+  emitter.stdin = new PassThrough();
+  emitter.env = env;
   return emitter;
 }
 
@@ -107,6 +112,56 @@ describe('runMain', () => {
     );
     expect(log.records[0]?.event).toBe('main.start_failed');
     expect(proc.exit).toHaveBeenCalledWith(1);
+  });
+});
+
+describe('runMain under the stack supervisor', () => {
+  it('closes the service and exits 0 when stdin ends (the supervisor died)', async () => {
+    const proc = fakeProcess({ [SUPERVISED_ENV]: '1' });
+    const close = vi.fn(async () => {});
+    const log = createMemoryLogger();
+    await runMain(
+      () => log,
+      async () => ({ close }),
+      { proc: proc as unknown as NodeJS.Process },
+    );
+    proc.stdin.write('anything the supervisor writes is ignored\n');
+    await settle();
+    expect(close).not.toHaveBeenCalled();
+    proc.stdin.end();
+    await vi.waitFor(() => expect(proc.exit).toHaveBeenCalledWith(0));
+    expect(close).toHaveBeenCalledOnce();
+    expect(log.events()).toEqual(['main.supervisor_gone', 'main.stopped']);
+  });
+
+  it('closes once when stdin ends and a SIGTERM follows', async () => {
+    const proc = fakeProcess({ [SUPERVISED_ENV]: '1' });
+    const close = vi.fn(async () => {});
+    await runMain(
+      () => createMemoryLogger(),
+      async () => ({ close }),
+      { proc: proc as unknown as NodeJS.Process },
+    );
+    proc.stdin.destroy();
+    proc.emit('SIGTERM');
+    await vi.waitFor(() => expect(proc.exit).toHaveBeenCalledWith(0));
+    expect(close).toHaveBeenCalledOnce();
+  });
+
+  it('ignores the end of stdin when not started by the supervisor', async () => {
+    const proc = fakeProcess();
+    const close = vi.fn(async () => {});
+    await runMain(
+      () => createMemoryLogger(),
+      async () => ({ close }),
+      { proc: proc as unknown as NodeJS.Process },
+    );
+    proc.stdin.end();
+    proc.stdin.resume();
+    await settle();
+    await settle();
+    expect(close).not.toHaveBeenCalled();
+    expect(proc.exit).not.toHaveBeenCalled();
   });
 });
 

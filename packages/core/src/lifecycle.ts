@@ -31,6 +31,13 @@ export async function closeAll(children: readonly (Closeable | undefined)[], log
   }
 }
 
+/**
+ * Set to `1` by the stack supervisor in the environment of every service it
+ * starts, whose stdin is then a pipe the supervisor holds open: runMain stops
+ * the service when that pipe ends (README "The stack: run it, break it, watch it").
+ */
+export const SUPERVISED_ENV = 'FAULTLINE_SUPERVISED';
+
 export interface MainContext {
   logger: Logger;
   /** Aborted when a signal asks the process to stop. */
@@ -49,6 +56,8 @@ export interface RunMainOptions {
  * SIGINT/SIGTERM (a second signal exits at once), exits 2 on a ConfigError with
  * its message (naming the key), 1 on any other start failure or an uncaught
  * error. `makeLogger` runs after config loading so the level can come from it.
+ * Started by the stack supervisor (`FAULTLINE_SUPERVISED=1`), it also closes
+ * the service when stdin ends: the supervisor is gone.
  */
 export async function runMain(
   makeLogger: () => Logger & { flush?(): Promise<void> },
@@ -96,6 +105,21 @@ export async function runMain(
   };
   proc.on('SIGINT', onSignal('SIGINT'));
   proc.on('SIGTERM', onSignal('SIGTERM'));
+  // The supervisor holds the write end of stdin. The kernel closes it when the supervisor dies,
+  // even of SIGKILL, which no handler of the supervisor sees: then nobody will ever stop this
+  // service, and a new `stack up` would start a second one beside it. So it stops itself.
+  if (proc.env?.[SUPERVISED_ENV] === '1' && proc.stdin) {
+    const gone = once(async () => {
+      logger?.warn('stdin ended: the supervisor is gone, stopping', { event: 'main.supervisor_gone' });
+      await shutdown();
+    });
+    proc.stdin.on('end', () => void gone());
+    proc.stdin.on('close', () => void gone());
+    // A read error on the pipe (EPIPE, ECONNRESET) means the same: it is not there any more.
+    proc.stdin.on('error', () => void gone());
+    // What the supervisor might write is not read: the pipe says only whether it is still there.
+    proc.stdin.on('data', () => {});
+  }
   proc.on('uncaughtException', (error) => {
     logger?.error('uncaught exception', { event: 'main.uncaught_exception', error, stack: error.stack });
     void shutdown();

@@ -10,11 +10,31 @@ export interface PgPoolOptions {
   queryTimeoutMs?: number;
   /** @default 2_000 */
   connectTimeoutMs?: number;
+  /**
+   * Connections kept open however long they idle (pg-pool's `min`); a pool
+   * whose every statement is late when it needs a new connection (the
+   * lease's) keeps all of them. @default 0
+   */
+  min?: number;
+  /**
+   * The server gives up on a statement, and on a lock wait, after this long
+   * (`statement_timeout`, `lock_timeout`): a statement the client abandoned
+   * at its query timeout does not keep running, holding or awaiting a row
+   * lock, and commit later. @default none
+   */
+  serverTimeoutMs?: number;
   /** @default nullLogger */
   logger?: Logger;
 }
 
-const POOL_DEFAULTS = { max: 4, queryTimeoutMs: 5_000, connectTimeoutMs: 2_000, logger: nullLogger };
+const POOL_DEFAULTS = {
+  max: 4,
+  min: 0,
+  queryTimeoutMs: 5_000,
+  connectTimeoutMs: 2_000,
+  serverTimeoutMs: undefined as number | undefined,
+  logger: nullLogger,
+};
 
 /**
  * A pg pool with the project's settings. An idle client whose server goes
@@ -28,8 +48,12 @@ export function createPgPool(input: PgPoolOptions): pg.Pool {
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: options.max,
+    min: options.min,
     query_timeout: options.queryTimeoutMs,
     connectionTimeoutMillis: options.connectTimeoutMs,
+    ...(options.serverTimeoutMs === undefined
+      ? {}
+      : { statement_timeout: options.serverTimeoutMs, lock_timeout: options.serverTimeoutMs }),
   });
   pool.on('error', (error: Error & { code?: string }) => {
     log.warn('idle database connection failed', { event: 'pg.idle_connection_failed', code: error.code, error });

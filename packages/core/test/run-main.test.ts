@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../src/index.js';
+import { describe, expect, it, vi } from 'vitest';
+import { REPO_ROOT, SUPERVISED_ENV } from '../src/index.js';
 
 // A minimal main.ts as every service writes it, run as a real process on the built core.
 const mainScript = `
@@ -55,5 +55,76 @@ describe('runMain in a real process', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('"closing"');
     expect(result.stdout).toContain('"stopped"');
+  });
+});
+
+/** Whether a process `pid` exists (and is no zombie). */
+function running(pid: number): boolean {
+  try {
+    return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A stand-in for the stack supervisor: starts the service as the supervisor
+ * does (its own process group, a stdin pipe it holds, the flag, when `flag`),
+ * prints the service's pid, and waits to be killed.
+ */
+const supervisorScript = (logDir: string, flag: boolean) => `
+import { spawn } from 'node:child_process';
+const child = spawn(process.execPath, ['--input-type=module', '-e', ${JSON.stringify(
+  mainScript.replace(
+    "service: 'probe', console: 'json'",
+    `service: 'probe', console: 'none', dir: ${JSON.stringify(logDir)}`,
+  ),
+)}], {
+  env: { ...process.env, FAULTLINE_CONFIG: ''${flag ? `, ${SUPERVISED_ENV}: '1'` : ''} },
+  stdio: ['pipe', 'ignore', 'ignore'],
+  detached: true,
+});
+process.stdout.write(String(child.pid) + '\\n');
+setInterval(() => {}, 1000);
+`;
+
+describe('runMain under a supervisor that dies', () => {
+  async function superviseThenKill(flag: boolean) {
+    const logDir = mkdtempSync(path.join(os.tmpdir(), 'faultline-main-'));
+    const supervisor = spawn(process.execPath, ['--input-type=module', '-e', supervisorScript(logDir, flag)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const pid = await new Promise<number>((resolve) =>
+      supervisor.stdout.once('data', (c) => resolve(Number(String(c)))),
+    );
+    const log = path.join(logDir, 'probe.jsonl');
+    const events = () =>
+      existsSync(log)
+        ? readFileSync(log, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((line) => (JSON.parse(line) as { event: string }).event)
+        : [];
+    await vi.waitFor(() => expect(readFileSync(log, 'utf8')).toContain('"ready"'), { timeout: 10_000 });
+    // SIGKILL: no handler of the supervisor runs; only the kernel closes its end of the pipe.
+    supervisor.kill('SIGKILL');
+    return { pid, events };
+  }
+
+  it('stops the service cleanly when the supervisor is killed with -9 (its stdin ends)', async () => {
+    const { pid, events } = await superviseThenKill(true);
+    await vi.waitFor(() => expect(running(pid)).toBe(false), { timeout: 10_000 });
+    expect(events()).toEqual(expect.arrayContaining(['main.supervisor_gone', 'main.stopped']));
+  });
+
+  it('leaves a service not started by the supervisor (no flag) running', async () => {
+    const { pid, events } = await superviseThenKill(false);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    try {
+      expect(running(pid)).toBe(true);
+      expect(events()).not.toContain('main.supervisor_gone');
+    } finally {
+      process.kill(pid, 'SIGKILL');
+    }
   });
 });

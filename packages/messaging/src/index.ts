@@ -17,8 +17,14 @@ export {
 } from './connection.js';
 export { DedupeWindow } from './envelope-dedupe.js';
 export type { MessagingStatus, PublisherCounters, StatusListener, SubscriberCounters } from './messaging-status.js';
-export { Outbox, type OutboxEntry } from './outbox.js';
-export type { OutboxOptions } from './outbox-options.js';
+export { type AppendOptions, Outbox, type OutboxCounters, type OutboxEntry } from './outbox.js';
+export {
+  type OutboxFileHandle,
+  type OutboxFileSystem,
+  OutboxFullError,
+  OutboxWriteError,
+} from './outbox-file.js';
+export type { OutboxOptions, StreamOf } from './outbox-options.js';
 export { type Pinger, PingMonitor, type PingMonitorOptions } from './ping-monitor.js';
 export {
   createPublisher,
@@ -28,5 +34,6 @@ export {
   type PublishOptions,
 } from './publisher.js';
 export type { PublisherOptions } from './publisher-options.js';
+export { supersededStream } from './publisher-streams.js';
 export { createSubscriber, type Subscriber } from './subscriber.js';
 export type { EnvelopeMeta, SubscriberOptions } from './subscriber-options.js';

@@ -53,4 +53,16 @@ export interface PublisherCounters {
   droppedOversized: number;
   /** Payloads on an awaited role's ping topic that were no ping (malformed, or a `gone` without its subscription). */
   pingsInvalid: number;
+  /** Summaries superseded in the outbox by a newer one of their stream before they were sent (OutboxCounters). */
+  coalesced: number;
+  /** Summaries dropped, oldest first, to keep the outbox within `outboxMaxBytes`. */
+  droppedOverflow: number;
+  /** publish() refused with FL_ERR_OUTBOX_FULL: a summary with only precious records left, anything past twice the bound (held, or waiting for the disk). */
+  refusedOverflow: number;
+  /** Outbox writes that failed or were short (publish() rejected with FL_ERR_OUTBOX_WRITE_FAILED). */
+  writeFailed: number;
+  /** Outbox compactions that failed (retried later; the outbox keeps working). */
+  compactionsFailed: number;
+  /** Outbox records skipped at start-up (unreadable, malformed, oversized) and torn last records. */
+  corruptRecords: number;
 }

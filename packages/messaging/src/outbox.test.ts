@@ -1,4 +1,4 @@
-import { appendFileSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createMemoryLogger } from '@faultline/core/testing';
@@ -96,5 +96,30 @@ describe('Outbox', () => {
     const outbox = await Outbox.open({ file: tmpFile() });
     await outbox.close();
     await expect(outbox.append('t', Buffer.from('x'))).rejects.toMatchObject({ code: 'FL_ERR_CLOSED' });
+  });
+
+  it('removes the copy a compaction left when it was killed, which holds disk space', async () => {
+    const file = tmpFile();
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(`${file}.tmp`, 'x'.repeat(10_000));
+    const outbox = await Outbox.open({ file });
+    expect(existsSync(`${file}.tmp`)).toBe(false);
+    await outbox.close();
+  });
+
+  it('refuses options that cannot work, with the key named', async () => {
+    const file = tmpFile();
+    const refused = (key: string) =>
+      expect.objectContaining({ code: 'FL_ERR_CONFIG_INVALID', issues: [expect.objectContaining({ key })] });
+    await expect(Outbox.open({ file, compactionRetryMs: -1 })).rejects.toThrow(refused('compactionRetryMs'));
+    await expect(Outbox.open({ file, compactionRetryMs: Number.NaN })).rejects.toThrow(refused('compactionRetryMs'));
+    // A record the bound could never hold.
+    await expect(Outbox.open({ file, maxBytes: 1_000, maxRecordBytes: 2_000 })).rejects.toThrow(
+      refused('maxRecordBytes'),
+    );
+    // Left to its default, maxRecordBytes follows a small maxBytes.
+    const small = await Outbox.open({ file, maxBytes: 1_000 });
+    await expect(small.append('t', Buffer.alloc(1_500, 'x'))).rejects.toMatchObject({ code: 'FL_ERR_OUTBOX_FULL' });
+    await small.close();
   });
 });

@@ -42,6 +42,13 @@ export interface PublisherOptions extends ClientOptions {
    * @default DEFAULTS.maxMessageBytes (64 KiB)
    */
   maxMessageBytes?: number;
+  /**
+   * The outbox's bound (`messaging.outboxMaxBytes`): summaries are held up to
+   * it (the oldest dropped past it), MemberFaults and actions up to twice it;
+   * past that, publish() fails with FL_ERR_OUTBOX_FULL.
+   * @default DEFAULTS.outboxMaxBytes (64 MiB)
+   */
+  outboxMaxBytes?: number;
 }
 
 export type ResolvedPublisherOptions = Required<PublisherOptions>;
@@ -60,6 +67,7 @@ export function resolvePublisherOptions(input: PublisherOptions): ResolvedPublis
       presenceWindowMs: 3 * DEFAULTS.pingIntervalMs,
       replayWindowMs: 10_000,
       maxMessageBytes: DEFAULTS.maxMessageBytes as number,
+      outboxMaxBytes: DEFAULTS.outboxMaxBytes as number,
     },
     input,
   );

@@ -13,20 +13,26 @@ import { isLateTick } from './loop-stall.js';
 import type { MessagingStatus, PublisherCounters, StatusListener } from './messaging-status.js';
 import { Outbox, type OutboxEntry } from './outbox.js';
 import { type PublisherOptions, resolvePublisherOptions } from './publisher-options.js';
+import { ReplayWindow } from './publisher-replay.js';
+import { supersededStream, supersededStreamOfPayload } from './publisher-streams.js';
 import { SendQueue } from './send-queue.js';
 
-/**
- * Acknowledged entries kept for a replay after a failover: beyond the high
- * mark the list is cut to the low mark (the newest), so a long run does not
- * grow it without bound; `replayWindowMs` decides which of them are replayed.
- */
-const RECENTLY_ACKED_HIGH = 20_000;
-const RECENTLY_ACKED_LOW = 10_000;
+/** Acknowledged entries kept at most for a replay after a failover (see ReplayWindow). */
+const RECENTLY_ACKED_MAX = 10_000;
 /** Live subscriptions tracked per awaited role, and ended ones remembered (a stale ping of one proves nothing). */
 const MAX_SUBSCRIPTIONS = 16;
 const MAX_ENDED_SUBSCRIPTIONS = 64;
 /** The subscription of a ping that names none (an older client): it ends only by silence. */
 const UNNAMED_SUBSCRIPTION = '';
+/**
+ * Superseded and dropped summaries leave the outbox without a PUBACK: the send
+ * queue and the onAcked callbacks forget them once they hold more than twice
+ * what they should (the outbox's entries, and for the queue those being
+ * replayed) plus this: an O(n) sweep, so O(1) per publish.
+ */
+const PRUNE_SLACK = 1_024;
+/** A record may be this much larger than its payload (JSON escapes every `"` of it) plus its topic and fields. */
+const RECORD_OVERHEAD_BYTES = 64 * 1024;
 
 /** What a publish() may ask besides durability. */
 export interface PublishOptions {
@@ -56,6 +62,8 @@ export interface Publisher {
   readonly state: PublisherState;
   /** Messages not yet acknowledged. */
   readonly pending: number;
+  /** Bytes the outbox holds (bounded by `outboxMaxBytes`, twice that for MemberFaults and actions). */
+  readonly outboxBytes: number;
   /** The broker it is connected to, if any. */
   readonly broker: string | undefined;
   onStatus(listener: StatusListener): void;
@@ -90,6 +98,12 @@ export function createPublisher(input: PublisherOptions): Publisher {
     droppedInvalid: 0,
     droppedOversized: 0,
     pingsInvalid: 0,
+    coalesced: 0,
+    droppedOverflow: 0,
+    refusedOverflow: 0,
+    writeFailed: 0,
+    compactionsFailed: 0,
+    corruptRecords: 0,
   };
   const pingLog = new RateLimitedLog(log, clock);
   const listeners: StatusListener[] = [];
@@ -113,8 +127,13 @@ export function createPublisher(input: PublisherOptions): Publisher {
   const ackListeners = new Map<number, () => void>();
   let lastTickAt = 0;
   let verdict: TimerHandle | undefined;
-  /** Acknowledged lately by the current broker, oldest first: replayed if that broker is lost. */
-  let recentlyAcked: { entry: OutboxEntry; at: number }[] = [];
+  /** Acknowledged lately by the current broker: replayed if that broker is lost. */
+  const recentlyAcked = new ReplayWindow<OutboxEntry>({
+    clock,
+    windowMs: options.replayWindowMs,
+    maxEntries: RECENTLY_ACKED_MAX,
+    maxBytes: options.outboxMaxBytes,
+  });
   /** Entries being resent to a new broker after their first broker was lost with them. */
   const replaying = new Set<OutboxEntry>();
 
@@ -201,6 +220,31 @@ export function createPublisher(input: PublisherOptions): Publisher {
     for (const listener of listeners) listener(status);
   };
 
+  /** The outbox's own counters, read when asked. */
+  const snapshot = (): Readonly<PublisherCounters> => {
+    if (!outbox) return counters;
+    const o = outbox.counters;
+    return {
+      ...counters,
+      coalesced: o.coalesced,
+      droppedOverflow: o.droppedOverflow,
+      refusedOverflow: o.refusedOverflow,
+      writeFailed: o.writeFailed,
+      compactionsFailed: o.compactionsFailed,
+      corruptRecords: o.corruptRecords + o.tornTails,
+    };
+  };
+
+  const prune = (): void => {
+    const box = outbox;
+    if (!box) return;
+    // The replayed entries stay in the queue: left out of its bound, every publish swept them all again.
+    if (queue.length > 2 * (box.size + replaying.size) + PRUNE_SLACK)
+      queue.reset([...queue].filter((entry) => replaying.has(entry) || box.has(entry.seq)));
+    if (ackListeners.size > 2 * box.size + PRUNE_SLACK)
+      for (const seq of ackListeners.keys()) if (!box.has(seq)) ackListeners.delete(seq);
+  };
+
   const settleDrain = (): void => {
     if (!outbox || outbox.size > 0) return;
     const waiters = drainWaiters;
@@ -230,8 +274,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
             const onAcked = ackListeners.get(entry.seq);
             ackListeners.delete(entry.seq);
             onAcked?.();
-            recentlyAcked.push({ entry, at: clock.monotonicNow() });
-            if (recentlyAcked.length > RECENTLY_ACKED_HIGH) recentlyAcked = recentlyAcked.slice(-RECENTLY_ACKED_LOW);
+            recentlyAcked.add(entry);
           }
           settleDrain();
           pump();
@@ -318,9 +361,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
     state = 'idle';
     inflight.clear();
     conn.close();
-    const since = clock.monotonicNow() - options.replayWindowMs;
-    for (const { entry, at } of recentlyAcked) if (at >= since) replaying.add(entry);
-    recentlyAcked = [];
+    for (const entry of recentlyAcked.take()) replaying.add(entry);
     counters.replayed += replaying.size;
     const broker = conn.endpoint.name;
     log.warn('broker down', { event: 'publisher.broker_down', broker, reason, pending: outbox?.size ?? 0 });
@@ -341,6 +382,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
     const now = clock.monotonicNow();
     const elapsed = now - lastTickAt;
     lastTickAt = now;
+    recentlyAcked.trim();
     if (state === 'idle') {
       void connectRound();
       return;
@@ -375,12 +417,22 @@ export function createPublisher(input: PublisherOptions): Publisher {
 
   return {
     start: async () => {
-      outbox = await Outbox.open({ file: options.outboxFile, logger: log });
+      outbox = await Outbox.open({
+        file: options.outboxFile,
+        maxBytes: options.outboxMaxBytes,
+        // A record the bound cannot hold is refused at once (a tiny outboxMaxBytes, in tests).
+        maxRecordBytes: Math.min(2 * options.maxMessageBytes + RECORD_OVERHEAD_BYTES, options.outboxMaxBytes),
+        streamOf: supersededStreamOfPayload,
+        clock,
+        logger: log,
+      });
       if (outbox.size > 0) {
         log.info('outbox recovered', {
           event: 'publisher.outbox_recovered',
           count: outbox.size,
+          bytes: outbox.bytes,
           file: options.outboxFile,
+          ...outbox.counters,
         });
         emit({ type: 'outbox-recovered', count: outbox.size });
       }
@@ -415,10 +467,14 @@ export function createPublisher(input: PublisherOptions): Publisher {
         throw error;
       }
       if (!outbox) throw new NotStartedError('publisher');
-      const entry = await outbox.append(topicOf(envelope), payload);
+      // Rejects (FL_ERR_OUTBOX_WRITE_FAILED, FL_ERR_OUTBOX_FULL) when the envelope is not durable: the caller learns it.
+      const entry = await outbox.append(topicOf(envelope), payload, { stream: supersededStream(envelope) });
       counters.published += 1;
+      // Superseded already (a newer summary of its stream came in the same write): nothing to send, nothing will ack.
+      if (!outbox.has(entry.seq)) return;
       if (publishOptions?.onAcked) ackListeners.set(entry.seq, publishOptions.onAcked);
       queue.push(entry);
+      prune();
       pump();
     },
     drained: () =>
@@ -435,12 +491,17 @@ export function createPublisher(input: PublisherOptions): Publisher {
       connection = undefined;
       await outbox?.close();
     }),
-    counters,
+    get counters() {
+      return snapshot();
+    },
     get state() {
       return state;
     },
     get pending() {
       return outbox?.size ?? 0;
+    },
+    get outboxBytes() {
+      return outbox?.bytes ?? 0;
     },
     get broker() {
       return state === 'connected' ? connection?.endpoint.name : undefined;

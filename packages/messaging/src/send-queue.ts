@@ -7,7 +7,8 @@
 const COMPACT_AFTER_SHIFTS = 1_024;
 
 export class SendQueue<T> implements Iterable<T> {
-  private items: T[] = [];
+  /** Shifted slots are cleared, so what left the queue is not kept alive until the next compaction. */
+  private items: (T | undefined)[] = [];
   private head = 0;
 
   get length(): number {
@@ -21,12 +22,18 @@ export class SendQueue<T> implements Iterable<T> {
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const item = this.items[this.head] as T;
+    this.items[this.head] = undefined;
     this.head += 1;
     if (this.head > COMPACT_AFTER_SHIFTS && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
     }
     return item;
+  }
+
+  /** The item shift() would return next, left in the queue. */
+  peek(): T | undefined {
+    return this.items[this.head];
   }
 
   reset(items: T[]): void {

@@ -211,6 +211,22 @@ describe('the checker', () => {
       expect(check(o).find((v) => v.invariant === 'once')?.message).toMatch(/a removed 2 times/);
     });
 
+    it('a removal the registry never recorded, redone by the next autoscaler term, is one removal', () => {
+      const o = clean();
+      o.actionTableRead = true;
+      const first = o.actions.find((a) => a.action === 'MemberRemoved' && a.memberId === 'a') as ActionEvent;
+      first.source = 'log'; // logged, its write fenced when the node lost its lease
+      o.actions.push(removed(16, 'a', 'gone while the autoscaler was away'));
+      expect(check(o)).toEqual([]);
+      // Both in the table: removed twice for real.
+      first.source = 'both';
+      expect(check(o).map((v) => v.invariant)).toEqual(['once']);
+      // The table not read: the log alone cannot tell.
+      first.source = 'log';
+      o.actionTableRead = false;
+      expect(check(o).map((v) => v.invariant)).toEqual(['once']);
+    });
+
     it('one removal, two replacements', () => {
       const o = clean();
       o.actions.push(spawn(15.5, 'e'));

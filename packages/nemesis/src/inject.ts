@@ -7,6 +7,7 @@ import type { PlannedFault } from './schedule.js';
 export interface InjectorContext {
   paths: StackPaths;
   spNodes: readonly { id: string; statusPort: number }[];
+  autoscalerNodes: readonly { id: string; healthPort: number }[];
   /** The registry's live members as last read (PostgreSQL may be paused right now). */
   liveMembers: () => readonly LiveRow[];
 }
@@ -14,16 +15,19 @@ export interface InjectorContext {
 /** A process stopped by the nemesis and what continues it. */
 interface Stopped {
   refs: ProcRef[];
-  timer: NodeJS.Timeout;
+  timer?: NodeJS.Timeout;
   fault: InjectedFault;
 }
 
+/** Time PostgreSQL runs between two stops of a slow-postgres fault. */
+const SLOW_RUN_MS = 100;
+
 const ref = (p: Proc): ProcRef => ({ pid: p.pid, startTime: p.startTime });
 
-/** An SP node's role from its status call; undefined when it does not answer (down, paused, restarting). */
-async function spRole(statusPort: number): Promise<string | undefined> {
+/** A node's role from its status (SP) or health (autoscaler) call; undefined when it does not answer (down, paused, restarting). */
+async function roleAt(port: number, route: '/status' | '/health'): Promise<string | undefined> {
   try {
-    const response = await fetch(`http://127.0.0.1:${statusPort}/status`, { signal: AbortSignal.timeout(700) });
+    const response = await fetch(`http://127.0.0.1:${port}${route}`, { signal: AbortSignal.timeout(700) });
     if (!response.ok) return undefined;
     return ((await response.json()) as { role?: string }).role;
   } catch {
@@ -71,7 +75,9 @@ export class Injector {
       case 'kill-sp':
       case 'pause-sp': {
         const wanted = f.target === 'passive' ? 'PASSIVE' : 'ACTIVE';
-        const roles = await Promise.all(this.context.spNodes.map(async (n) => [n.id, await spRole(n.statusPort)]));
+        const roles = await Promise.all(
+          this.context.spNodes.map(async (n) => [n.id, await roleAt(n.statusPort, '/status')]),
+        );
         const node = roles.find(([, role]) => role === wanted)?.[0];
         if (!node)
           return skip(
@@ -105,27 +111,38 @@ export class Injector {
         return fault;
       }
       case 'pause-postgres': {
-        // The postmaster first, so it forks nothing meanwhile; then every other process of the data folder.
-        const postmaster = this.procs().find((p) => p.role.kind === 'postmaster')?.proc;
-        if (!postmaster) return skip('no postmaster of this stack');
         fault.at = Date.now();
-        if (!signalRef(ref(postmaster), 'SIGSTOP')) return skip('the postmaster exited meanwhile');
-        const refs = [ref(postmaster)];
-        for (const { proc, role } of this.procs()) {
-          if (role.kind === 'postgres' && signalRef(ref(proc), 'SIGSTOP')) refs.push(ref(proc));
-        }
+        const refs = this.stopPostgres();
+        if (!refs) return skip('no postmaster of this stack');
         fault.targets.push('postgres');
         fault.pids.push(...refs.map((r) => r.pid));
         // Continued in reverse: the backends, then the postmaster.
         this.continueLater(fault, [...refs].reverse(), f.durationMs ?? 1_000);
         return fault;
       }
-      case 'kill-autoscaler': {
-        const proc = this.procs().find((p) => p.role.kind === 'autoscaler')?.proc;
-        if (!proc) return skip('the autoscaler is not running (restarting)');
+      case 'slow-postgres': {
+        // Statement latency: PostgreSQL stopped latencyMs, running SLOW_RUN_MS, again, for durationMs.
+        if (!this.procs().some((p) => p.role.kind === 'postmaster')) return skip('no postmaster of this stack');
         fault.at = Date.now();
-        if (!signalRef(ref(proc), 'SIGKILL')) return skip('the autoscaler exited meanwhile');
-        fault.targets.push('autoscaler');
+        fault.targets.push('postgres');
+        this.stutter(fault, f.latencyMs ?? 1_000, f.durationMs ?? 1_000);
+        return fault;
+      }
+      case 'kill-autoscaler': {
+        const wanted = f.target === 'passive' ? 'PASSIVE' : 'ACTIVE';
+        const roles = await Promise.all(
+          this.context.autoscalerNodes.map(async (n) => [n.id, await roleAt(n.healthPort, '/health')]),
+        );
+        const node = roles.find(([, role]) => role === wanted)?.[0];
+        if (!node)
+          return skip(
+            `no autoscaler node answers as ${wanted} (${roles.map(([n, r]) => `${n}: ${r ?? 'no answer'}`).join(', ')})`,
+          );
+        const proc = this.procs().find((p) => p.role.kind === 'autoscaler' && p.role.node === node)?.proc;
+        if (!proc) return skip(`no process of ${node}`);
+        fault.at = Date.now();
+        if (!signalRef(ref(proc), 'SIGKILL')) return skip(`${node} exited meanwhile`);
+        fault.targets.push(node);
         fault.pids.push(proc.pid);
         return fault;
       }
@@ -166,14 +183,52 @@ export class Injector {
     }
   }
 
-  private continueLater(fault: InjectedFault, refs: ProcRef[], ms: number): void {
+  /** SIGSTOP of the postmaster (first, so it forks nothing meanwhile), then of every other process of its data folder. */
+  private stopPostgres(): ProcRef[] | undefined {
+    const postmaster = this.procs().find((p) => p.role.kind === 'postmaster')?.proc;
+    if (!postmaster || !signalRef(ref(postmaster), 'SIGSTOP')) return undefined;
+    const refs = [ref(postmaster)];
+    for (const { proc, role } of this.procs()) {
+      if (role.kind === 'postgres' && signalRef(ref(proc), 'SIGSTOP')) refs.push(ref(proc));
+    }
+    return refs;
+  }
+
+  /**
+   * A slow-postgres fault: short pauses, one after another, each continued
+   * after `latencyMs` (a held pause of another fault keeps its processes
+   * stopped), until `durationMs` has passed. Each stop is one pause of the
+   * fault's; the fault heals when the last is continued.
+   */
+  private stutter(fault: InjectedFault, latencyMs: number, durationMs: number): void {
+    const endAt = Date.now() + durationMs;
+    // Stands for the whole fault among the pauses under way: continueAll() ends it, and with it the cycle.
+    const whole: Stopped = { refs: [], fault };
+    this.stopped.add(whole);
+    const cycle = () => {
+      if (!this.stopped.has(whole)) return;
+      if (Date.now() >= endAt) {
+        this.resume(whole);
+        return;
+      }
+      const refs = this.stopPostgres() ?? [];
+      for (const r of refs) if (!fault.pids.includes(r.pid)) fault.pids.push(r.pid);
+      // One stop, continued in reverse (the backends, then the postmaster); its healedAt is its own, not the fault's.
+      this.continueLater({ ...fault }, [...refs].reverse(), Math.min(latencyMs, endAt - Date.now()), () => {
+        whole.timer = setTimeout(cycle, SLOW_RUN_MS);
+      });
+    };
+    cycle();
+  }
+
+  private continueLater(fault: InjectedFault, refs: ProcRef[], ms: number, then: () => void = () => {}): void {
     for (const r of refs)
       this.holds.set(`${r.pid}:${r.startTime}`, (this.holds.get(`${r.pid}:${r.startTime}`) ?? 0) + 1);
-    const entry: Stopped = {
-      refs,
-      fault,
-      timer: setTimeout(() => this.resume(entry), ms),
-    };
+    const entry: Stopped = { refs, fault };
+    entry.timer = setTimeout(() => {
+      this.resume(entry);
+      then();
+    }, ms);
     this.stopped.add(entry);
   }
 

@@ -70,6 +70,11 @@ export interface Observation {
   faults: InjectedFault[];
   /** Every autoscaler decision of the run (merged, in time order). */
   actions: ActionEvent[];
+  /**
+   * The action table was read: a decision only in the log (`source: 'log'`) then never reached the
+   * registry (its write failed, or was fenced when the autoscaler node lost its lease).
+   */
+  actionTableRead?: boolean;
   /** Snapshots taken after the schedule, in time order; the last is the final one. */
   snapshots: Snapshot[];
   /** When `stack down` returned. */

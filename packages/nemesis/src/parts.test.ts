@@ -37,7 +37,7 @@ describe('the arguments', () => {
 
 describe('the stack configuration and the bound', () => {
   it('gives every service its own port and min = max to every cluster', () => {
-    const config = stackConfig('aedes', [1, 2, 3, 4, 5, 6, 7, 8, 9], clustersFor(2)) as {
+    const config = stackConfig('aedes', [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], clustersFor(2)) as {
       clusters: { min: number; max: number }[];
       database: { embeddedPort: number };
       cep: { faultTimeoutMs: number };
@@ -146,7 +146,10 @@ describe('the process table', () => {
       kind: 'sp',
       node: 'sp-2',
     });
-    expect(role(dir, '/usr/bin/node /r/packages/autoscaler/dist/main.js')).toEqual({ kind: 'autoscaler' });
+    expect(role(dir, '/usr/bin/node /r/packages/autoscaler/dist/main.js --node autoscaler-b')).toEqual({
+      kind: 'autoscaler',
+      node: 'autoscaler-b',
+    });
     expect(role(pg, '/r/native/bin/postgres -D /tmp/s/.faultline/pg -p 5439')).toEqual({ kind: 'postmaster' });
     expect(role(pg, 'postgres: checkpointer')).toEqual({ kind: 'postgres' });
     expect(

@@ -78,7 +78,7 @@ export type Role =
   | { kind: 'supervisor' }
   | { kind: 'broker'; name: string }
   | { kind: 'sp'; node: string }
-  | { kind: 'autoscaler' }
+  | { kind: 'autoscaler'; node: string }
   | { kind: 'postmaster' }
   | { kind: 'postgres' }
   | { kind: 'workload'; memberId: string | null }
@@ -108,7 +108,8 @@ export function roleOf(p: Pick<Proc, 'cwd' | 'cmdline'>, dir: string, pgDataDir:
   if (broker) return { kind: 'broker', name: broker[1] as string };
   const sp = /stream-processor\/dist\/main\.js\s+--node\s+(\S+)/.exec(c);
   if (sp) return { kind: 'sp', node: sp[1] as string };
-  if (c.includes('autoscaler/dist/main.js')) return { kind: 'autoscaler' };
+  const autoscaler = /autoscaler\/dist\/main\.js(?:\s+--node\s+(\S+))?/.exec(c);
+  if (autoscaler) return { kind: 'autoscaler', node: autoscaler[1] ?? 'autoscaler' };
   return { kind: 'other' };
 }
 

@@ -147,6 +147,10 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
     { id: 'sp-1', statusPort: ports[5] as number },
     { id: 'sp-2', statusPort: ports[8] as number },
   ];
+  const autoscalerNodes = [
+    { id: 'autoscaler-a', healthPort: ports[9] as number },
+    { id: 'autoscaler-b', healthPort: ports[10] as number },
+  ];
   const header = `nemesis: seed ${options.seed}, ${options.minutes} min of faults, ${kind} brokers, clusters ${clusters
     .map((c) => `${c.id} (min = max = ${c.min})`)
     .join(', ')}; stack in ${dir}`;
@@ -234,7 +238,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
         () => {}, // paused or restarting: keep the last answer
       );
     }, POLL_MS);
-    injector = new Injector({ paths, spNodes, liveMembers: () => live });
+    injector = new Injector({ paths, spNodes, autoscalerNodes, liveMembers: () => live });
 
     // The schedule.
     const origin = Date.now();
@@ -316,6 +320,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
     scheduleEndedAt,
     faults,
     actions: history.actions,
+    actionTableRead: history.tableRead,
     snapshots,
     downAt,
     leftoverAfterDown,

@@ -84,7 +84,15 @@ describe('the fault schedule', () => {
       } else {
         expect(f.durationMs).toBeUndefined();
       }
-      if (f.kind === 'kill-sp' || f.kind === 'pause-sp') expect(['active', 'passive']).toContain(f.target);
+      if (f.kind === 'kill-sp' || f.kind === 'pause-sp' || f.kind === 'kill-autoscaler') {
+        expect(['active', 'passive']).toContain(f.target);
+      }
+      if (f.kind === 'slow-postgres') {
+        expect(f.latencyMs).toBeGreaterThanOrEqual(400);
+        expect(f.latencyMs).toBeLessThanOrEqual(1_500);
+      } else {
+        expect(f.latencyMs).toBeUndefined();
+      }
       if (f.kind === 'kill-broker' || f.kind === 'pause-broker') expect(['a', 'b', 'both']).toContain(f.target);
       if (MEMBER_FAULTS.includes(f.kind)) expect(f.target).toBeUndefined();
       expect(f.pick).toBeGreaterThanOrEqual(0);

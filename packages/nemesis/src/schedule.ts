@@ -11,7 +11,8 @@ export const FAULT_KINDS = [
   'kill-broker', // SIGKILL broker a, b or both; the supervisor restarts them
   'pause-broker', // SIGSTOP broker a, b or both, SIGCONT after durationMs
   'pause-postgres', // SIGSTOP every PostgreSQL process of the stack, SIGCONT after durationMs
-  'kill-autoscaler', // SIGKILL the autoscaler; the supervisor restarts it (it adopts its members)
+  'slow-postgres', // PostgreSQL stutters for durationMs: stopped latencyMs, running 100 ms, again (statement latency)
+  'kill-autoscaler', // SIGKILL an autoscaler node (target active|passive); the other takes over, the supervisor restarts it
   'kill-member', // SIGKILL a member's process group (workload and agent)
   'hang-member', // SIGSTOP a member's process group; never continued by the nemesis
   'kill-agent', // SIGKILL a member's cartridge agent only: the instance keeps running
@@ -19,7 +20,7 @@ export const FAULT_KINDS = [
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export const MEMBER_FAULTS: readonly FaultKind[] = ['kill-member', 'hang-member', 'kill-agent'];
-export const PAUSE_FAULTS: readonly FaultKind[] = ['pause-sp', 'pause-broker', 'pause-postgres'];
+export const PAUSE_FAULTS: readonly FaultKind[] = ['pause-sp', 'pause-broker', 'pause-postgres', 'slow-postgres'];
 
 export interface PlannedFault {
   /** 1, 2, 3… in schedule order. */
@@ -31,6 +32,8 @@ export interface PlannedFault {
   target?: string;
   /** How long a pause lasts (pause kinds only). */
   durationMs?: number;
+  /** slow-postgres: how long each stop lasts, the latency a statement sees at most. */
+  latencyMs?: number;
   /** [0, 1): which of the candidate members (sorted by id) a member fault takes. */
   pick: number;
   /** Faults of one burst are drawn together and land within `burstSpreadMs` of each other. */
@@ -44,6 +47,8 @@ export interface ScheduleOptions {
   gapMs?: readonly [number, number];
   /** Pause lengths, drawn uniformly. @default [1_000, 8_000] */
   pauseMs?: readonly [number, number];
+  /** slow-postgres stop lengths, drawn uniformly: up to the lease minus its margin. @default [400, 1_500] */
+  latencyMs?: readonly [number, number];
   /** Faults of one burst start within this of its first. @default 1_500 */
   burstSpreadMs?: number;
   /** Relative weights of the kinds. @default DEFAULT_WEIGHTS */
@@ -58,6 +63,7 @@ export const DEFAULT_WEIGHTS: Record<FaultKind, number> = {
   'kill-broker': 1.5,
   'pause-broker': 1.5,
   'pause-postgres': 1.5,
+  'slow-postgres': 1.5,
   'kill-autoscaler': 1.5,
   'kill-member': 3,
   'hang-member': 2,
@@ -68,6 +74,7 @@ function drawTarget(kind: FaultKind, prng: Prng): string | undefined {
   switch (kind) {
     case 'kill-sp':
     case 'pause-sp':
+    case 'kill-autoscaler':
       return prng.weighted([
         ['active', 0.6],
         ['passive', 0.4],
@@ -93,6 +100,7 @@ export function generateSchedule(seed: string, options: ScheduleOptions): Planne
   const prng = createPrng(seed);
   const [gapMin, gapMax] = options.gapMs ?? [3_000, 10_000];
   const [pauseMin, pauseMax] = options.pauseMs ?? [1_000, 8_000];
+  const [latencyMin, latencyMax] = options.latencyMs ?? [400, 1_500];
   const spread = options.burstSpreadMs ?? 1_500;
   const sizes = options.burstSizes ?? [0.6, 0.3, 0.1];
   const weights = { ...DEFAULT_WEIGHTS, ...options.weights };
@@ -112,11 +120,13 @@ export function generateSchedule(seed: string, options: ScheduleOptions): Planne
       const target = drawTarget(kind, prng);
       const durationMs = PAUSE_FAULTS.includes(kind) ? prng.int(pauseMin, pauseMax) : undefined;
       const pick = prng.next();
+      const latencyMs = kind === 'slow-postgres' ? prng.int(latencyMin, latencyMax) : undefined;
       faults.push({
         atMs: Math.min(t + offset, options.durationMs),
         kind,
         ...(target === undefined ? {} : { target }),
         ...(durationMs === undefined ? {} : { durationMs }),
+        ...(latencyMs === undefined ? {} : { latencyMs }),
         pick,
         burst,
       });
@@ -129,7 +139,12 @@ export function generateSchedule(seed: string, options: ScheduleOptions): Planne
 
 /** One line per planned fault: `#3  +12.4s  pause-sp active 3.2s  (burst 2)`. */
 export function describePlanned(f: PlannedFault): string {
-  const what = [f.kind, f.target, f.durationMs === undefined ? undefined : `${(f.durationMs / 1000).toFixed(1)}s`]
+  const what = [
+    f.kind,
+    f.target,
+    f.durationMs === undefined ? undefined : `${(f.durationMs / 1000).toFixed(1)}s`,
+    f.latencyMs === undefined ? undefined : `${f.latencyMs}ms stops`,
+  ]
     .filter((x) => x !== undefined)
     .join(' ');
   return `#${String(f.id).padEnd(3)} +${(f.atMs / 1000).toFixed(1).padStart(6)}s  ${what.padEnd(28)} (burst ${f.burst}, pick ${f.pick.toFixed(3)})`;

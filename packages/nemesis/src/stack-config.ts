@@ -48,8 +48,8 @@ export function clustersFor(count: 1 | 2): ClusterPolicy[] {
   return count === 1 ? [web] : [web, { id: 'api', min: 2, max: 2 }];
 }
 
-/** The stack's ports: PostgreSQL, brokers a and b, then thrift, sync and status of sp-1 and of sp-2. */
-export const PORT_COUNT = 9;
+/** The stack's ports: PostgreSQL, brokers a and b, thrift, sync and status of sp-1 and of sp-2, the health ports of autoscaler-a and -b. */
+export const PORT_COUNT = 11;
 
 /**
  * The faultline.yaml of a nemesis stack (JSON is YAML): its own ports,
@@ -96,14 +96,22 @@ export function stackConfig(
       backoffResetMs: t.backoffResetMs,
       stormMaxHoldMs: t.stormMaxHoldMs,
       orphanGraceMs: t.orphanGraceMs,
+      heartbeatIntervalMs: t.heartbeatIntervalMs,
+      heartbeatMaxRetry: t.heartbeatMaxRetry,
+      nodes: [
+        { id: 'autoscaler-a', healthPort: p(9) },
+        { id: 'autoscaler-b', healthPort: p(10) },
+      ],
     },
+    // A service killed again and again comes back within the allowance (the backoff is capped there).
+    supervisor: { restartMaxMs: ALLOWANCES.supervisorRestartDelayMs },
     clusters: clusters.map((c) => ({ id: c.id, cartridgeType: 'php', min: c.min, max: c.max })),
   };
 }
 
 /** What the bound allows for what the configuration does not state. */
 export const ALLOWANCES = {
-  /** The supervisor restarts a dead service after this (supervisor-options.ts). */
+  /** The supervisor restarts a dead service within this (its backoff capped here: `supervisor.restartMaxMs`). */
   supervisorRestartDelayMs: 2_000,
   /** A restarted service (its migrations, its lease, its adoption) is ready within this. */
   serviceReadyMs: 8_000,
@@ -132,6 +140,7 @@ export function quietBound(t: Timings = TIMINGS): { totalMs: number; parts: [str
   const parts: [string, number][] = [
     ['killed service back (restart delay + ready)', a.supervisorRestartDelayMs + a.serviceReadyMs],
     ['SP takeover (lease + grace after takeover)', t.heartbeatIntervalMs * t.heartbeatMaxRetry + t.faultTimeoutMs],
+    ['autoscaler takeover (lease; the other node adopts)', t.heartbeatIntervalMs * t.heartbeatMaxRetry],
     ['detection (fault timeout + summary interval)', t.faultTimeoutMs + t.summaryIntervalMs],
     ['fault-storm release (summary interval + fault timeout)', t.summaryIntervalMs + t.faultTimeoutMs],
     ['terminate (probe + grace)', a.probeTimeoutMs + a.terminateGraceMs],

@@ -7,7 +7,7 @@
 
 import path from 'node:path';
 import { createCepEngine } from '@faultline/cep';
-import { PgLeaseStore } from '@faultline/coordination';
+import { createLeasePool, PgLeaseStore } from '@faultline/coordination';
 import {
   brokerCredential,
   ConfigError,
@@ -74,6 +74,10 @@ await runMain(
     const sp = config.streamProcessor;
     const pool = createPgPool({ connectionString: url, logger });
     await migrate(pool, { logger });
+    // The lease store's own pool, open and sized so a renewal waits for nothing but latency (createLeasePool).
+    // Four more: the acquire, the node heartbeat, the peer watch, a sync hello.
+    const leasePool = createLeasePool({ connectionString: url, ...sp, extra: 4, logger });
+    await leasePool.warm();
     const brokers = config.brokers.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port }));
     const { messaging, cep } = config;
     const timings = {
@@ -94,6 +98,8 @@ await runMain(
           awaitSubscribers: [CLIENT_IDS.autoscaler],
           // An envelope the subscribers would drop is refused at publish, counted and logged.
           maxMessageBytes: messaging.maxMessageBytes,
+          // Summaries are coalesced per stream and bounded; MemberFaults are never dropped.
+          outboxMaxBytes: messaging.outboxMaxBytes,
           connector,
           logger,
         })
@@ -131,7 +137,7 @@ await runMain(
     const node = createSpNode({
       nodeId: spec.id,
       groupId: sp.groupId,
-      store: new PgLeaseStore(pool),
+      store: new PgLeaseStore(leasePool),
       thrift: { host: spec.host, port: spec.thriftPort },
       sync: { host: spec.host, port: spec.syncPort },
       heartbeatIntervalMs: sp.heartbeatIntervalMs,
@@ -161,6 +167,12 @@ await runMain(
       port: status.port,
       engine: sp.engine,
     });
-    return { close: () => closeAll([{ close: () => pool.end() }, publisher, topology, node, status], logger) };
+    return {
+      close: () =>
+        closeAll(
+          [{ close: () => pool.end() }, { close: () => leasePool.end() }, publisher, topology, node, status],
+          logger,
+        ),
+    };
   },
 );

@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { LeaderLease } from '@faultline/coordination';
+import { LeaderLease, type PreviousHolder } from '@faultline/coordination';
 import { boundLoggedText, once, RateLimitedLog, type TimerHandle } from '@faultline/core';
 import {
   BATCH_REFUSALS,
@@ -12,6 +12,7 @@ import {
   toAckWire,
   validateBatch,
 } from '@faultline/protocol';
+import { activationOf, type OwnTerm } from './activation.js';
 import { BatchAdmission, type Refusal } from './batch-admission.js';
 import { BatchDedupe } from './batch-dedupe.js';
 import { resolveSpNodeOptions, type SpNodeOptions } from './options.js';
@@ -150,6 +151,8 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     outputsFailed: 0,
   };
   let role: SpRole = 'PASSIVE';
+  /** This node's last term as active: what tells a lease taken back from a takeover (activation.ts). */
+  let ownTerm: OwnTerm | undefined;
   let syncPort = options.sync.port;
   let peerWatch: TimerHandle | undefined;
   const replicating = new Map<string, Promise<boolean>>();
@@ -178,6 +181,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     // A hello must name the lease holder and epoch the database has now: a forged epoch pins nothing.
     leaseHolder: () => options.store.leader(groupId, lease.lengthMs),
     onSnapshot: (snapshot) => {
+      if (ownTerm) ownTerm.replaced = true;
       engine.importState(snapshot.engine);
       dedupe.import(snapshot.dedupe);
     },
@@ -336,27 +340,40 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     if (peer) link.attach(peer.syncEndpoint, epoch, peer.nodeId);
   };
 
-  const becomeActive = async (epoch: number): Promise<void> => {
+  const becomeActive = async (epoch: number, previous: PreviousHolder | undefined, heardAt: number): Promise<void> => {
     role = 'ACTIVE';
+    const activation = activationOf({
+      nodeId: options.nodeId,
+      previous,
+      followed: syncServer.followed,
+      lastTerm: ownTerm,
+      heardAt,
+      now: clock.monotonicNow(),
+    });
+    ownTerm = { epoch, served: false, endedAt: undefined, replaced: false };
     syncServer.drop();
     // Pending outputs go out, the passive's own timeout faults are re-verified (see CepEngine.activate).
-    engine.activate(epoch);
-    log.info('became active', { event: 'sp.became_active', epoch });
+    engine.activate(epoch, activation);
+    log.info('became active', { event: 'sp.became_active', epoch, previous, ...activation });
     clock.clearInterval(peerWatch);
     peerWatch = clock.setInterval(() => void watchPeer(epoch), heartbeatIntervalMs);
     void watchPeer(epoch);
     try {
       const port = await source.open();
-      if (lease.epoch === epoch) log.info('thrift source open', { event: 'sp.thrift_source_open', epoch, port });
-      else await source.close();
+      if (lease.epoch === epoch) {
+        if (ownTerm.epoch === epoch) ownTerm.served = true;
+        log.info('thrift source open', { event: 'sp.thrift_source_open', epoch, port });
+      } else await source.close();
     } catch (error) {
       log.error('thrift source cannot open; resigning the lease', { event: 'sp.thrift_source_failed', epoch, error });
       await lease.resign(`thrift port ${options.thrift.port} unavailable`);
     }
   };
 
-  const becomePassive = async (epoch: number, reason: string): Promise<void> => {
+  const becomePassive = async (epoch: number, reason: string, heardAt: number): Promise<void> => {
     role = 'STEPPING_DOWN';
+    // It stopped acting when the lease said so: outputs and acks check the lease synchronously.
+    if (ownTerm?.epoch === epoch && ownTerm.endedAt === undefined) ownTerm.endedAt = heardAt;
     log.warn('stepping down', { event: 'sp.stepping_down', epoch, reason });
     engine.deactivate();
     clock.clearInterval(peerWatch);
@@ -383,8 +400,11 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
       thriftEndpoint: `${options.thrift.host}:${options.thrift.port}`,
     }),
     onChange: (event) => {
+      const heardAt = clock.monotonicNow();
       transitions = transitions.then(() =>
-        event.type === 'acquired' ? becomeActive(event.epoch) : becomePassive(event.epoch, event.reason),
+        event.type === 'acquired'
+          ? becomeActive(event.epoch, event.previous, heardAt)
+          : becomePassive(event.epoch, event.reason, heardAt),
       );
     },
   });

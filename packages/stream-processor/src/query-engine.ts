@@ -6,10 +6,25 @@ import type { Envelope, HealthStatBatch } from '@faultline/protocol';
  * lets outputs out (`activate`), the passive keeps them suppressed: a hot
  * standby that needs no replay to take over.
  */
+/**
+ * What the node knows of the gap before it became active (node.ts,
+ * `activationOf`): how long members may have had no active node to report to.
+ */
+export interface Activation {
+  /** This node took its own lease back, and its engine's state stayed its own: no other active came between. */
+  resumed: boolean;
+  /**
+   * An upper bound (ms) of how long members may have had no active node
+   * whose stats reach this engine; undefined when the node cannot tell (its
+   * state may be stale), so the engine grants its whole grace period.
+   */
+  unheardMs?: number;
+}
+
 export interface QueryEngine {
   apply(batch: HealthStatBatch): void;
   /** This node became active under `epoch`: outputs may flow. */
-  activate(epoch: number): void;
+  activate(epoch: number, activation?: Activation): void;
   /** This node is passive (again): outputs stay suppressed. */
   deactivate(): void;
   /** Plain JSON of the whole state, for a passive that joins. */

@@ -188,6 +188,17 @@ describe('SyncServer: who may link', () => {
     expect(server.counters).toMatchObject({ links: 1, violations: 0, authFailures: 0, hellosRefused: 0 });
   });
 
+  it('records when the followed link last carried a message: a link that dies silently never closes', async () => {
+    const { server, connect, clock } = await start();
+    const { peer } = await linkAs(connect, 'sp-1', 7);
+    expect(server.followed).toMatchObject({ nodeId: 'sp-1', epoch: 7, endedAt: undefined, lastMessageAt: 0 });
+    clock.advance(3_000);
+    peer.send({ t: 'snapshot', seq: 0, engine: { total: 3 }, dedupe: { agents: [] } });
+    await peer.next('ack');
+    clock.advance(5_000); // nothing more: the link is quiet, and still open
+    expect(server.followed).toMatchObject({ synced: true, endedAt: undefined, lastMessageAt: 3_000 });
+  });
+
   it('refuses a wrong key, and anything before authenticating; logs once per 10 s per peer and reason', async () => {
     const { server, connect, logger, clock } = await start();
     for (let i = 0; i < 3; i++) {

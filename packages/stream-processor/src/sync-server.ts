@@ -54,6 +54,22 @@ export interface SyncServerCounters {
 
 type Stage = 'auth' | 'hello' | 'checking' | 'linked';
 
+/** The last link this node took as passive (see SyncServer.followed). */
+export interface Followed {
+  nodeId: string;
+  epoch: number;
+  /** The link's snapshot was applied: this node's engine had that active's state. */
+  synced: boolean;
+  /** Monotonic time the link ended (its socket closed, or this node ended it); undefined while it lasts. */
+  endedAt: number | undefined;
+  /**
+   * Monotonic time the last message arrived on the link (the link itself
+   * before any). A link that dies silently (a partition) never closes, so
+   * `endedAt` cannot tell how long this node heard nothing; this can.
+   */
+  lastMessageAt: number;
+}
+
 /** Which counter a refusal goes to, and the log record it makes. */
 type RefusalKind = 'violation' | 'auth' | 'hello' | 'cap';
 
@@ -104,6 +120,8 @@ export class SyncServer {
   /** Connections not yet linked, oldest first. */
   private readonly pending = new Set<Connection>();
   private current: Connection | undefined;
+  /** The last link taken, until another is. */
+  private followedLink: (Followed & { connection: Connection }) | undefined;
   private highestEpoch = 0;
   private lastSeq = 0;
   private closing = false;
@@ -130,6 +148,24 @@ export class SyncServer {
   get following(): { nodeId: string; epoch: number; lastSeq: number } | undefined {
     const current = this.current;
     return current && { nodeId: current.peerId as string, epoch: current.epoch as number, lastSeq: this.lastSeq };
+  }
+
+  /**
+   * The last link this node took (the active, its epoch, whether its
+   * snapshot was applied, when the link ended): the node's engine state is
+   * that active's up to then.
+   */
+  get followed(): Followed | undefined {
+    const link = this.followedLink;
+    return (
+      link && {
+        nodeId: link.nodeId,
+        epoch: link.epoch,
+        synced: link.synced,
+        endedAt: link.endedAt,
+        lastMessageAt: link.lastMessageAt,
+      }
+    );
   }
 
   /** Connections waiting for their handshake. */
@@ -317,6 +353,14 @@ export class SyncServer {
     connection.epoch = epoch;
     connection.reader.limit(this.options.maxFrameBytes, DEFAULT_MAX_MESSAGE_BYTES);
     this.current = connection;
+    this.followedLink = {
+      connection,
+      nodeId,
+      epoch,
+      synced: false,
+      endedAt: undefined,
+      lastMessageAt: this.options.clock.monotonicNow(),
+    };
     this.counters.links += 1;
     this.send(connection, { t: 'welcome', epoch });
     this.options.logger.info('following the active', { event: 'sp.following_active', active: nodeId, epoch });
@@ -327,6 +371,9 @@ export class SyncServer {
       this.refuse(connection, 'violation', 'superseded', 'a newer link was taken');
       return;
     }
+    // Any frame: the link lived until now (activation.ts reads it as a bound of what this node may have missed).
+    if (this.followedLink?.connection === connection)
+      this.followedLink.lastMessageAt = this.options.clock.monotonicNow();
     const from = connection.peerId as string;
     if (raw instanceof RawBatch) {
       const batch = decodePublishCall(raw.call);
@@ -353,6 +400,7 @@ export class SyncServer {
           return;
         }
         this.lastSeq = message.seq;
+        if (this.followedLink?.connection === connection) this.followedLink.synced = true;
         this.send(connection, { t: 'ack', seq: message.seq });
         this.options.logger.info('snapshot applied', { event: 'sp.snapshot_applied', from, seq: message.seq });
         return;
@@ -430,6 +478,7 @@ export class SyncServer {
 
   /** Ends a connection without counting anything (a superseded link, a close). */
   private end(connection: Connection): void {
+    this.unfollow(connection);
     connection.closed = true;
     connection.reader.stop();
     this.options.clock.clearTimeout(connection.deadline);
@@ -437,7 +486,14 @@ export class SyncServer {
     connection.socket.destroy();
   }
 
+  /** The followed link ended now (if `connection` is it). */
+  private unfollow(connection: Connection): void {
+    const link = this.followedLink;
+    if (link?.connection === connection && link.endedAt === undefined) link.endedAt = this.options.clock.monotonicNow();
+  }
+
   private closed(connection: Connection): void {
+    this.unfollow(connection);
     const wasCurrent = this.current === connection;
     connection.closed = true;
     connection.reader.stop();

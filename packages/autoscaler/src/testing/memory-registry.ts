@@ -52,7 +52,8 @@ export class MemoryRegistry implements Registry {
 
   async saveEpoch(epoch: number): Promise<void> {
     this.check('epoch write');
-    this.epoch = Math.max(this.epoch ?? epoch, epoch);
+    // Like PgRegistry: raised, never above the lease table's epoch (which a restore may have lowered).
+    this.epoch = Math.min(Math.max(this.epoch ?? epoch, epoch), this.leader ?? Number.POSITIVE_INFINITY);
   }
 
   async leaderEpoch(): Promise<number | undefined> {

@@ -1,1 +1,2 @@
-export { MemoryLeaseStore, MemoryLeaseTables } from './memory-lease-store.js';
+export { type MemoryLeaseStatement, MemoryLeaseStore, MemoryLeaseTables } from './memory-lease-store.js';
+export { slowedLeaseStore } from './slowed-lease-store.js';
