@@ -211,6 +211,19 @@ describe('the checker', () => {
       expect(check(o).find((v) => v.invariant === 'once')?.message).toMatch(/a removed 2 times/);
     });
 
+    it('a termination the registry never recorded, redone by the next autoscaler term, is one termination', () => {
+      const o = clean();
+      o.actionTableRead = true;
+      o.faults.push(fault(3, 16, 'kill-agent', ['b']));
+      // its Terminating row was not written (the database paused): the Iaas was never asked
+      const first: ActionEvent = { ...terminate(20, 'b'), source: 'log' };
+      o.actions.push(first, terminate(21, 'b'), removed(21.2, 'b'), spawn(21.2, 'e'));
+      o.snapshots = [snapshot(22, [m('c'), m('d'), m('e')])];
+      expect(check(o)).toEqual([]);
+      first.source = 'both';
+      expect(check(o).map((v) => v.invariant)).toEqual(['once']);
+    });
+
     it('a removal the registry never recorded, redone by the next autoscaler term, is one removal', () => {
       const o = clean();
       o.actionTableRead = true;

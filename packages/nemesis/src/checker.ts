@@ -180,12 +180,10 @@ export function check(observation: Observation): Violation[] {
     ['removed', removals],
   ] as const) {
     for (const [memberId, all] of map) {
-      // A removal the registry never recorded (the node lost its lease, or the database, before the
-      // write) is redone by the next term, which reads the member as live: one removal, logged twice.
-      const list =
-        what === 'removed' && observation.actionTableRead
-          ? all.filter((x, i) => x.source !== 'log' || i === all.length - 1)
-          : all;
+      // A termination or removal the registry never recorded (the node lost its lease, or the database,
+      // before the write; with intent before act, a terminate whose Terminating row was not written never
+      // reached the Iaas) is redone by the next term, which reads the member as live: one, logged twice.
+      const list = observation.actionTableRead ? all.filter((x, i) => x.source !== 'log' || i === all.length - 1) : all;
       if (list.length < 2) continue;
       violations.push({
         invariant: 'once',
