@@ -3,7 +3,8 @@
 // killed -9, and the time to an active replacement, broken down from the
 // services' own JSON logs: detect (kill → MemberFault at the SP), decide
 // (→ the autoscaler's spawn decision), spawn (→ processes up), activate
-// (→ InstanceActivatedEvent seen by the autoscaler). Three kills.
+// (→ InstanceActivatedEvent seen by the autoscaler). Five kills; the goal
+// (issue "Performance"): the median within the fault timeout + 1 s.
 import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -17,6 +18,7 @@ export const description = 'kill a member → replacement active: detect / decid
 const exec = promisify(execFile);
 const CLI = path.join(REPO_ROOT, 'packages/cli/dist/main.js');
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const KILLS = 5;
 
 export async function run() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-bench-e2e-'));
@@ -37,6 +39,7 @@ export async function run() {
     // One cluster at min = max, so only the fault path adds members.
     .replace(/clusters:[\s\S]*$/, 'clusters:\n  - { id: php, cartridgeType: php, min: 2, max: 2 }\n');
   writeFileSync(path.join(dir, 'faultline.yaml'), config);
+  const FAULT_TIMEOUT_MS = Number(/faultTimeoutMs: (\d+)/.exec(config)?.[1]);
   const cli = async (...args) => (await exec(process.execPath, [CLI, ...args], { cwd: dir })).stdout.trim();
   const logs = (service) => {
     const file = path.join(dir, '.faultline/logs', `${service}.jsonl`);
@@ -63,13 +66,14 @@ export async function run() {
       } catch {}
       await sleep(200);
     }
-    for (let k = 0; k < 3; k++) {
+    for (let k = 0; k < KILLS; k++) {
       const line = await cli('chaos', 'kill-member');
       const killedAt = Date.now();
       const memberId = /member (\S+)/.exec(line)[1];
       let record;
       for (;;) {
-        const auto = logs('autoscaler');
+        // Both autoscaler nodes' logs: either may be the acting one.
+        const auto = logs('autoscaler-a').concat(logs('autoscaler-b'));
         const decided = auto.find((r) => r.action === 'MemberSpawnAction' && at(r) >= killedAt);
         const created =
           decided && auto.find((r) => r.event === 'autoscaler.member_created' && r.memberId === decided.memberId);
@@ -103,9 +107,13 @@ export async function run() {
   const fmt = (x) => Math.round(x).toLocaleString('en-US');
   return [
     {
-      name: `kill -9 a member → replacement active, median of ${phases.length} (fault timeout 6 000 ms, stats every 1 500 ms)`,
+      name: `kill -9 a member → replacement active, median of ${phases.length} (fault timeout ${fmt(FAULT_TIMEOUT_MS)} ms, stats every 1 500 ms; all: ${total.map(fmt).join(', ')})`,
       value: fmt(total[Math.floor(total.length / 2)]),
       unit: 'ms',
+      goal: `≤ ${fmt(FAULT_TIMEOUT_MS + 1_000)} ms`,
+      met:
+        phases.length === KILLS &&
+        (total[Math.floor(total.length / 2)] ?? Number.POSITIVE_INFINITY) <= FAULT_TIMEOUT_MS + 1_000,
     },
     {
       name: '  detect: kill → MemberFault at the active SP (the timeout runs from the last stat, up to one interval before the kill)',

@@ -2,17 +2,23 @@
 // time until the other node acknowledges; 10 kills, the killed node
 // restarted each time (it rejoins as passive). At the design's timings
 // (heartbeat 1 000 ms × 2). Also counts what the new active's state lost.
-import { connectHealthStat, fromAckWire, toBatchWire } from '@faultline/protocol';
-import { signedBatch } from '@faultline/protocol/testing';
+import { DEFAULTS } from '@faultline/core';
 import { startPostgres, startSpPair, testSecret } from '@faultline/test-support';
+import { probeAgent } from './probe-agent.mjs';
 
 export const description = 'SP kill -9 → the other node accepting, over 10 kills; events lost';
 
 const KILLS = 10;
+/** The lease (heartbeat × retries) and half a second: the issue's bound on a takeover. */
+const GOAL_MS = DEFAULTS.heartbeatIntervalMs * DEFAULTS.heartbeatMaxRetry + 500;
+/** A pair that does not settle, or a takeover that never comes, fails the benchmark instead of hanging it. */
+const STEADY_TIMEOUT_MS = 60_000;
+const ACK_TIMEOUT_MS = 30_000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function steady(pair) {
-  for (;;) {
+  const deadline = performance.now() + STEADY_TIMEOUT_MS;
+  while (performance.now() < deadline) {
     const s = await Promise.all(pair.map((n) => n.status()));
     const i = s.findIndex((x) => x?.role === 'ACTIVE');
     if (i >= 0 && s[1 - i]?.following?.epoch === s[i].epoch && s[i].passive.link === 'ready') {
@@ -20,68 +26,16 @@ async function steady(pair) {
     }
     await sleep(20);
   }
-}
-
-/**
- * Sends one batch at a time, for 50 members in turn (each batch signed with its member's credential, under its
- * member's agent id); on any failure tries the other port after 10 ms.
- */
-function agent(ports, memberKey) {
-  const state = { sent: 0, acks: [], stop: false };
-  let index = 0;
-  let connection;
-  state.done = (async () => {
-    let n = 0;
-    while (!state.stop) {
-      const memberId = `m-${n % 50}`;
-      const sequence = Math.floor(n / 50) + 1;
-      n += 1;
-      const batch = signedBatch(memberKey, {
-        agentId: memberId,
-        sequence,
-        stats: [
-          {
-            clusterId: 'c',
-            clusterInstanceId: 'c-1',
-            networkPartitionId: 'np',
-            partitionId: 'p',
-            memberId,
-            healthDescription: 'load_average',
-            value: 1,
-            timestamp: Date.now(),
-          },
-        ],
-      });
-      for (;;) {
-        try {
-          if (!connection) {
-            connection = connectHealthStat('127.0.0.1', ports[index % 2], { connectTimeoutMs: 500 });
-            await connection.ready;
-          }
-          const ack = fromAckWire(await connection.client.publish(toBatchWire(batch)));
-          state.acks.push({ at: performance.now(), port: ports[index % 2], ack });
-          break;
-        } catch {
-          connection?.close();
-          connection = undefined;
-          index += 1;
-          await sleep(10);
-        }
-      }
-      state.sent += 1;
-      await sleep(5);
-    }
-    connection?.close();
-  })();
-  return state;
+  throw new Error(`the pair was not steady (one active, the other following) within ${STEADY_TIMEOUT_MS} ms`);
 }
 
 export async function run() {
   const db = await startPostgres();
   const pair = await startSpPair({ databaseUrl: db.connectionString, logLevel: 'warn' });
+  let stream;
   try {
     await steady(pair);
-    const stream = agent(
+    stream = probeAgent(
       pair.map((n) => n.thriftPort),
       testSecret(pair[0].security.memberKeyFile),
     );
@@ -96,6 +50,9 @@ export async function run() {
         if (next) {
           gaps.push(next.at - killedAt);
           break;
+        }
+        if (performance.now() - killedAt > ACK_TIMEOUT_MS) {
+          throw new Error(`kill ${k + 1}: no acknowledgement from the other node within ${ACK_TIMEOUT_MS} ms`);
         }
         await sleep(5);
       }
@@ -114,8 +71,8 @@ export async function run() {
         name: `kill -9 active → other node acknowledging (${KILLS} kills, 1 000 ms × 2; min ${fmt(gaps[0])}, median ${fmt(median)})`,
         value: fmt(worst),
         unit: 'ms (worst)',
-        goal: '≤ 2 500 ms',
-        met: worst <= 2_500,
+        goal: `≤ ${fmt(GOAL_MS)} ms`,
+        met: worst <= GOAL_MS,
       },
       {
         name: `stats lost across the kills (of ${fmt(stream.sent)} acknowledged)`,
@@ -126,6 +83,10 @@ export async function run() {
       },
     ];
   } finally {
+    if (stream) {
+      stream.stop = true;
+      await stream.done;
+    }
     await Promise.all(pair.map((n) => n.stop()));
     await db.stop();
   }

@@ -59,7 +59,9 @@ async function throughOutbox(broker, envelopes) {
  * publisher uses while probes flow every 5 ms: time until a probe sent after
  * the kill arrives through the other broker. Seed timings (1 s ping, 60 s
  * republish) except the subscriber's resubscribe, 5 s instead of 30 s, so the
- * restarted broker is back in steady state quickly between kills.
+ * restarted broker is back in steady state quickly between kills. The
+ * publisher awaits the autoscaler: on the other broker it asks for its
+ * presence, and the subscriber's link there answers with a ping at once.
  */
 async function failover(kills) {
   const brokers = await startBrokerPair('aedes');
@@ -195,8 +197,9 @@ export async function run() {
       name: `broker kill -9 → next message delivered via the other broker (worst of ${f.gaps.length}: ${f.gaps.map(fmt).join(', ')} ms)`,
       value: fmt(worst),
       unit: 'ms',
-      goal: '≤ 2000 ms',
-      met: worst <= 2_000,
+      // The publisher asks the autoscaler's subscriber on the other broker to ping at once: no ping cycle (1 s) to wait for.
+      goal: '≤ 200 ms',
+      met: worst <= 200,
     },
     {
       name: `messages lost across ${f.gaps.length} broker kills (of ${fmt(f.sent)} sent)`,

@@ -212,6 +212,31 @@ describe('authorizePublish', () => {
     });
   });
 
+  it('lets an account ask a role it may ask for its presence, under its own name only', () => {
+    const { login, mayPublish, counters, log } = setup();
+    const sp = fakeClient('sp-1');
+    const agent = fakeClient('agent-1');
+    const watcher = fakeClient('watcher-1');
+    login(sp, 'sp', 'sp-secret');
+    login(agent, 'php-m-1', memberCredential);
+    login(watcher, 'watcher', 'watch');
+    expect(mayPublish(sp, 'presence/autoscaler/sp')).toBe(true);
+    expect(mayPublish(agent, 'presence/autoscaler/php-m-1')).toBe(true);
+    expect(counters.publishRefused).toBe(0);
+    // Under another account's name (a member's id, the autoscaler's), by an observer, of a role it may not ask.
+    expect(mayPublish(agent, 'presence/autoscaler/php-m-2')).toBe(false);
+    expect(mayPublish(sp, 'presence/autoscaler/autoscaler')).toBe(false);
+    expect(mayPublish(watcher, 'presence/autoscaler/watcher')).toBe(false);
+    expect(mayPublish(agent, 'presence/sp/php-m-1')).toBe(false);
+    expect(counters.publishRefused).toBe(4);
+    // One line per peer and (role, topic root) at most every 10 s: the agent's second refusal is counted, not logged.
+    expect(log.records.filter((r) => r.event === 'broker.publish_refused').map((r) => r.fields.topic)).toEqual([
+      'presence/autoscaler/php-m-2',
+      'presence/autoscaler/autoscaler',
+      'presence/autoscaler/watcher',
+    ]);
+  });
+
   it('refuses a client that never authenticated', () => {
     const { mayPublish } = setup();
     expect(mayPublish(fakeClient('stranger'), 'ping/agent')).toBe(false);
@@ -240,7 +265,13 @@ describe('authorizeSubscribe', () => {
     expect(subscribe(agent, '#')).toBeNull();
     expect(subscribe(fakeClient('stranger'), 'ping/autoscaler')).toBeNull();
     expect(counters.subscribeRefused).toBe(3);
-    expect(log.records.map(meaning).at(-2)).toEqual({
+    // The asks for a role's presence are that role's to read: an observer reads its own, nobody another's.
+    expect(subscribe(watcher, 'presence/observer/+')).toEqual(subscription('presence/observer/+'));
+    expect(subscribe(watcher, 'presence/autoscaler/+')).toBeNull();
+    expect(subscribe(agent, 'presence/autoscaler/+')).toBeNull();
+    expect(subscribe(agent, 'presence/agent/+')).toBeNull();
+    expect(counters.subscribeRefused).toBe(6);
+    expect(log.records.map(meaning).at(-3)).toEqual({
       level: 'warn',
       event: 'broker.subscribe_refused',
       fields: {

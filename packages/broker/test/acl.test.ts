@@ -221,4 +221,70 @@ describe.each(targets)('$kind broker: authentication and ACL', (target) => {
     expect(sp.received).toEqual([{ topic: 'ping/autoscaler', payload: marker }]);
     await expectDelta(before, { publishRefused: 2, published: 1 });
   });
+
+  test('lets the roles whose messages a role reads ask for its presence under their own names; only that role reads the asks', async () => {
+    const autoscaler = await as('autoscaler');
+    expect(await autoscaler.subscribe('presence/autoscaler/+')).toEqual([1]);
+    // Another role's asks are not the observer's to read (aedes refuses; Mosquitto grants and delivers none).
+    const observer = await as('observer');
+    expect(await observer.subscribe('presence/autoscaler/+', 'ping/autoscaler')).toEqual([
+      target.refusedSubscribeGrant,
+      1,
+    ]);
+    const before = snapshot();
+    const sp = await as('sp');
+    const fromSp = unique('ask-sp');
+    await sp.mqtt.publishAsync('presence/autoscaler/sp', fromSp, { qos: 1 });
+    await autoscaler.waitFor(fromSp);
+    // A member asks under its member id (TEST_CREDENTIALS.agent is member `agent`'s account).
+    const agent = await as('agent');
+    const fromAgent = unique('ask-agent');
+    await agent.mqtt.publishAsync('presence/autoscaler/agent', fromAgent, { qos: 1 });
+    await autoscaler.waitFor(fromAgent);
+    expect(autoscaler.received).toEqual([
+      { topic: 'presence/autoscaler/sp', payload: fromSp },
+      { topic: 'presence/autoscaler/agent', payload: fromAgent },
+    ]);
+    // The autoscaler's answer, a ping, reaches the observer after anything already routed to it: no ask did.
+    const answer = unique('ping-autoscaler');
+    await autoscaler.mqtt.publishAsync('ping/autoscaler', answer, { qos: 1 });
+    await observer.waitFor(answer);
+    expect(observer.received).toEqual([{ topic: 'ping/autoscaler', payload: answer }]);
+    expect([sp, agent].every((client) => client.mqtt.connected)).toBe(true);
+    await expectDelta(before, { publishRefused: 0, published: 3 });
+  });
+
+  test('does not route an ask under another name, from an observer, or to a role the asker may not ask', async () => {
+    const autoscaler = await as('autoscaler');
+    const sp = await as('sp');
+    expect(await autoscaler.subscribe('presence/autoscaler/+')).toEqual([1]);
+    expect(await sp.subscribe('presence/sp/+')).toEqual([1]);
+    const before = snapshot();
+    const refused: [ServiceRole, string][] = [
+      ['agent', 'presence/autoscaler/php-m-2'], // another member's name
+      ['sp', 'presence/autoscaler/autoscaler'], // another account's name
+      ['observer', 'presence/autoscaler/observer'], // an observer asks nobody (Mosquitto: its deny line)
+      ['agent', 'presence/sp/agent'], // the SP reads nothing a member publishes
+      ['sp', 'presence/sp/sp'], // nor anything of its own
+      ['autoscaler', 'presence/agent/autoscaler'], // a member has no ping to answer with
+    ];
+    for (const [role, topic] of refused) {
+      const client = await as(role);
+      const outcome = await Promise.race([
+        client.closed.then(() => 'disconnected' as const),
+        client.mqtt.publishAsync(topic, unique('ask'), { qos: 1 }).then(() => 'acknowledged' as const),
+      ]);
+      expect(outcome, `${role} on ${topic}`).toBe(target.refusedPublish);
+    }
+    // Asks allowed, sent after every refusal settled: the only ones that arrive.
+    const toAutoscaler = unique('ask-sp');
+    await (await as('sp')).mqtt.publishAsync('presence/autoscaler/sp', toAutoscaler, { qos: 1 });
+    await autoscaler.waitFor(toAutoscaler);
+    const toSp = unique('ask-autoscaler');
+    await autoscaler.mqtt.publishAsync('presence/sp/autoscaler', toSp, { qos: 1 });
+    await sp.waitFor(toSp);
+    expect(autoscaler.received).toEqual([{ topic: 'presence/autoscaler/sp', payload: toAutoscaler }]);
+    expect(sp.received).toEqual([{ topic: 'presence/sp/autoscaler', payload: toSp }]);
+    await expectDelta(before, { publishRefused: refused.length, published: 2 });
+  });
 });

@@ -10,9 +10,18 @@ import type {
 import { FaultDetector, type FaultInfo } from './fault-detector.js';
 import { type CepEngineOptions, type ResolvedCepEngineOptions, resolveCepEngineOptions } from './options.js';
 import { type Output, OutputLedger } from './output-ledger.js';
-import { faultOutput, faultStream, type OversizedSummaryEntry, summaryOutputs } from './outputs.js';
-import { CEP_STATE_VERSION, type CepState, parseCepState } from './state.js';
-import { WindowStats } from './window-stats.js';
+import { FAULT_STREAM_PREFIX, faultOutput, faultStream, groupOutputs, type OversizedSummaryEntry } from './outputs.js';
+import { CEP_STATE_VERSION, type CepState, CepStateError, parseCepState } from './state.js';
+import {
+  CEP_STREAM_VERSION,
+  type CepStreamChunk,
+  type CepStreamHeader,
+  ChunkWriter,
+  MAX_CHUNK_ROWS,
+  parseChunk,
+  parseStreamHeader,
+} from './state-stream.js';
+import { type SummaryJob, WindowStats } from './window-stats.js';
 
 export type CepRole = 'PASSIVE' | 'ACTIVE' | 'CLOSED';
 
@@ -33,6 +42,13 @@ export interface CepActivation {
   unheardMs?: number;
 }
 export type OutputListener = (envelope: Envelope) => void;
+
+/** A streamed export: the header at once, then chunks of at most `maxMembers` members (and as many watermarks). */
+export interface CepExportStream {
+  readonly header: CepStreamHeader;
+  /** The next chunk, encoded from the state as it is now; undefined once every member was sent. */
+  next(maxMembers: number): CepStreamChunk | undefined;
+}
 
 /** The status call's summary (a type alias, so it is a `Record<string, unknown>` as the SP node expects). */
 export type CepStatus = {
@@ -103,6 +119,14 @@ export interface CepEngine {
   exportState(): CepState;
   /** Replaces the whole state with a peer's export; throws FL_ERR_STATE_INVALID naming the first bad field. */
   importState(state: unknown): void;
+  /** The state as a header and chunks, each encoded when asked for (state-stream.ts). */
+  exportStream(): CepExportStream;
+  /** A streamed import's start: the state becomes the header's, with no member; throws FL_ERR_STATE_INVALID. */
+  importBegin(header: unknown): void;
+  /** One chunk, checked whole before any of it applies; throws FL_ERR_STATE_INVALID naming the bad row. */
+  importChunk(chunk: unknown): void;
+  /** The last chunk has come. */
+  importEnd(): void;
   status(): CepStatus;
   close(): void;
   /** The topology removed the member (MemberTerminatedEvent): no more detection, no more member summaries. */
@@ -126,6 +150,9 @@ const METRIC_OF: Readonly<Record<Exclude<HealthDescription, 'ports_not_open'>, M
   memory_consumption: 'MemoryConsumption',
   requests_in_flight: 'RequestsInFlight',
 };
+
+/** How long one turn of the event loop may spend on a summary tick before the rest waits for the next turn. */
+const SUMMARY_SLICE_MS = 5;
 
 /** Forgotten members remembered (to ignore their late stats), oldest forgotten first. */
 const MAX_FORGOTTEN = 10_000;
@@ -195,8 +222,10 @@ class CepMonitor implements CepEngine {
 
   apply(batch: HealthStatBatch): void {
     if (this.closed) throw new ClosedError('cep engine');
+    const stale = this.importing?.stale;
     for (const stat of batch.stats) {
       this.counters.statsApplied += 1;
+      stale?.delete(stat.memberId);
       const gone = this.forgotten.get(stat.memberId);
       if (gone !== undefined) {
         if (stat.timestamp <= gone) {
@@ -223,6 +252,8 @@ class CepMonitor implements CepEngine {
 
   activate(epoch: number, activation: CepActivation = {}): void {
     if (this.closed) return;
+    // An import that did not end (the exporter died mid-stream): what this node holds is all there is.
+    this.importing = undefined;
     const takeover = this.epoch === undefined;
     this.epoch = epoch;
     if (!takeover) return;
@@ -287,6 +318,10 @@ class CepMonitor implements CepEngine {
 
   forget(memberId: string): void {
     if (this.closed) return;
+    if (this.importing) {
+      this.importing.skip.add(memberId);
+      this.importing.stale.delete(memberId);
+    }
     const known = this.detector.member(memberId);
     if (known) {
       if (known.lastStatAt !== null) this.forgotten.set(memberId, known.lastStatAt);
@@ -336,6 +371,152 @@ class CepMonitor implements CepEngine {
     if (this.epoch !== undefined) for (const output of this.ledger.takeAll()) this.emit(output, this.epoch);
   }
 
+  exportStream(): CepExportStream {
+    // Cluster by cluster in summary order first (the importer keeps that order), then members with no samples.
+    const ids = new Set(this.windows.memberIds());
+    for (const id of this.detector.memberIds()) ids.add(id);
+    const members = [...ids];
+    const published = this.ledger.publishedEntries().map(([stream]) => stream);
+    const ledger = this.ledger.export();
+    const header: CepStreamHeader = {
+      version: CEP_STREAM_VERSION,
+      exportedAt: this.options.clock.now(),
+      members: members.length,
+      published: published.length,
+      forgotten: [...this.forgotten],
+      pending: ledger.pending,
+      summariesPublishedThrough: ledger.summariesPublishedThrough,
+    };
+    let nextMember = 0;
+    let nextPublished = 0;
+    return {
+      header,
+      next: (maxMembers) => {
+        if (nextMember >= members.length && nextPublished >= published.length) return undefined;
+        const max = Math.min(MAX_CHUNK_ROWS, Math.max(1, maxMembers));
+        const writer = new ChunkWriter();
+        for (const end = Math.min(members.length, nextMember + max); nextMember < end; nextMember++) {
+          const id = members[nextMember] as string;
+          const member = this.detector.exportOne(id);
+          const series = this.windows.exportOne(id);
+          if (member) writer.member(member);
+          if (series) writer.series(series);
+          if (!member && !series) writer.chunk.g.push([id, this.forgotten.get(id) ?? null]);
+        }
+        for (const end = Math.min(published.length, nextPublished + max); nextPublished < end; nextPublished++) {
+          // As it is now: a watermark the topology took away since the header is not sent.
+          const stream = published[nextPublished] as string;
+          const seq = this.ledger.publishedOf(stream);
+          if (seq !== undefined) writer.chunk.p.push([stream, seq]);
+        }
+        return writer.chunk;
+      },
+    };
+  }
+
+  importBegin(value: unknown): void {
+    if (this.closed) throw new ClosedError('cep engine');
+    const header = parseStreamHeader(value);
+    // Nothing is wiped: what this node holds stays until the import ends and says it is gone (`importEnd`),
+    // so a takeover in the middle of it (the exporter died) still watches every member it knew.
+    this.ledger.merge(header);
+    for (const [memberId, lastStatAt] of header.forgotten) this.remember(memberId, lastStatAt);
+    this.importing = {
+      header,
+      members: 0,
+      published: 0,
+      stale: new Set([...this.windows.memberIds(), ...this.detector.memberIds()]),
+      skip: new Set(),
+      rank: new Map(),
+    };
+  }
+
+  importChunk(value: unknown): void {
+    if (this.closed) throw new ClosedError('cep engine');
+    const importing = this.importing;
+    if (!importing) throw new CepStateError('(chunk)', 'a chunk before the header');
+    const chunk = parseChunk(value, { maxSamples: 2 * this.options.maxSamplesPerSeries });
+    const { header } = importing;
+    if (importing.members + chunk.members.length > header.members)
+      throw new CepStateError('m', `more members than the ${header.members} the header announced`);
+    if (importing.published + chunk.published.length > header.published)
+      throw new CepStateError('p', `more watermarks than the ${header.published} the header announced`);
+    importing.members += chunk.members.length;
+    importing.published += chunk.published.length;
+    // A member the topology removed here since the header, or one whose rows are older than its removal,
+    // stays removed: the exporter encoded it before it heard of the removal, and hears of it on its own.
+    const removed = (memberId: string, lastStatAt: number | null) =>
+      importing.skip.has(memberId) || (this.forgotten.get(memberId) ?? Number.NEGATIVE_INFINITY) >= (lastStatAt ?? 0);
+    for (const member of chunk.members) {
+      if (removed(member.memberId, member.lastStatAt)) continue;
+      this.detector.importOne(member);
+      importing.stale.delete(member.memberId);
+    }
+    for (const series of chunk.series) {
+      if (importing.skip.has(series.memberId)) continue;
+      if (!this.detector.member(series.memberId) && removed(series.memberId, null)) continue;
+      this.windows.importOne(series);
+      importing.rank.set(series.memberId, importing.rank.size);
+      importing.stale.delete(series.memberId);
+    }
+    for (const [stream, seq] of chunk.published) {
+      if (!importing.skip.has(stream.slice(FAULT_STREAM_PREFIX.length))) this.ledger.importPublished(stream, seq);
+    }
+    for (const [memberId, lastStatAt] of chunk.gone) {
+      importing.stale.delete(memberId);
+      this.detector.forget(memberId);
+      this.windows.forgetMember(memberId);
+      if (lastStatAt === null) continue;
+      this.ledger.forgetStream(faultStream(memberId));
+      this.remember(memberId, lastStatAt);
+    }
+  }
+
+  importEnd(): void {
+    const importing = this.importing;
+    this.importing = undefined;
+    if (!importing) return;
+    // What the exporter did not have, and no batch since the header spoke of: gone.
+    for (const memberId of importing.stale) {
+      this.detector.forget(memberId);
+      this.windows.forgetMember(memberId);
+      this.ledger.forgetStream(faultStream(memberId));
+    }
+    this.windows.reorder(importing.rank);
+    this.log.info('cep state imported', {
+      event: 'cep.state_imported',
+      members: importing.members,
+      expected: importing.header.members,
+      dropped: importing.stale.size,
+      pending: this.ledger.size,
+      streamed: true,
+    });
+  }
+
+  /** Remembers a removed member's last stat time (the newer one), within the bound. */
+  private remember(memberId: string, lastStatAt: number): void {
+    if ((this.forgotten.get(memberId) ?? Number.NEGATIVE_INFINITY) >= lastStatAt) return;
+    this.forgotten.set(memberId, lastStatAt);
+    if (this.forgotten.size > MAX_FORGOTTEN) this.forgotten.delete(this.forgotten.keys().next().value as string);
+  }
+
+  /**
+   * A streamed import in progress: its header, the rows taken so far, the
+   * members this node held at its start that nothing has spoken of since
+   * (`stale`: gone at the end), the members the topology removed here since
+   * (`skip`), and the arrival order of members with samples (`rank`).
+   */
+  private importing:
+    | {
+        header: CepStreamHeader;
+        members: number;
+        published: number;
+        stale: Set<string>;
+        skip: Set<string>;
+        rank: Map<string, number>;
+      }
+    | undefined;
+
   status(): CepStatus {
     return {
       engine: 'cep',
@@ -357,6 +538,8 @@ class CepMonitor implements CepEngine {
     this.closed = true;
     this.options.clock.clearTimeout(this.summaryTimer);
     this.summaryTimer = undefined;
+    this.options.clock.clearTimeout(this.tick?.timer);
+    this.tick = undefined;
     this.detector.close();
     this.listeners.clear();
   }
@@ -389,7 +572,7 @@ class CepMonitor implements CepEngine {
 
   private summarize(): void {
     if (this.closed) return;
-    const { clock, summaryIntervalMs, source } = this.options;
+    const { clock, summaryIntervalMs } = this.options;
     const now = clock.now();
     // A timer that fires a little early keeps its own tick; one late by whole intervals (a pause) does the latest due.
     const windowTo = Math.max(this.nextSummaryAt, Math.floor(now / summaryIntervalMs) * summaryIntervalMs);
@@ -400,18 +583,79 @@ class CepMonitor implements CepEngine {
       // A wall clock stepped back must not repeat a tick (and its ids).
       if (windowTo <= this.lastWindowTo) return;
       this.lastWindowTo = windowTo;
-      const summaries = summaryOutputs(this.windows.summarize(windowTo), source, now, {
-        maxBytes: this.options.maxMessageBytes,
-        onEntryTooLarge: (entry) => this.entryTooLarge(entry),
-      });
-      this.counters.summariesComputed += summaries.length;
-      // A tick is emitted whole, so one check covers it: the active's confirmations got here first.
-      if (this.ledger.tickPublished(windowTo)) this.counters.outputsAlreadyPublished += summaries.length;
-      else for (const summary of summaries) this.produce(summary);
+      // The last tick is not through yet (this process was starved): it ends now, before this one starts.
+      if (this.tick) this.continueTick(true);
+      this.tick = {
+        job: this.windows.summaryJob(windowTo),
+        time: now,
+        // A tick is emitted whole, so one check covers it: the active's confirmations got here first.
+        published: this.ledger.tickPublished(windowTo),
+        outputs: [],
+        next: 0,
+        timer: undefined,
+      };
+      this.continueTick(false);
     } finally {
       this.scheduleSummary();
     }
   }
+
+  /**
+   * Runs the tick in progress for SUMMARY_SLICE_MS (or to its end, `all`),
+   * producing each cluster's outputs as it is summarized, and goes on in the
+   * next turn of the event loop: a tick of 100 000 members took the event
+   * loop for 2.5 s, longer than the lease, and the node lost its lease at
+   * every tick.
+   */
+  private continueTick(all: boolean): void {
+    const tick = this.tick;
+    if (!tick || this.closed) return;
+    const { clock, source } = this.options;
+    clock.clearTimeout(tick.timer);
+    tick.timer = undefined;
+    const started = clock.monotonicNow();
+    const more = () => all || clock.monotonicNow() - started < SUMMARY_SLICE_MS;
+    for (;;) {
+      // Outputs one by one (each goes to the publisher: encoded, checked, written), the slice checked after each.
+      while (tick.next < tick.outputs.length) {
+        const summary = tick.outputs[tick.next++] as Output;
+        if (tick.published) this.counters.outputsAlreadyPublished += 1;
+        else this.produce(summary);
+        if (!more()) break;
+      }
+      if (tick.next >= tick.outputs.length) {
+        tick.outputs = [];
+        tick.next = 0;
+        if (tick.job.done) {
+          this.tick = undefined;
+          return;
+        }
+      }
+      if (!more()) break;
+      for (const group of tick.job.run(more)) {
+        const summaries = groupOutputs(group, source, tick.time, {
+          maxBytes: this.options.maxMessageBytes,
+          onEntryTooLarge: (entry) => this.entryTooLarge(entry),
+        });
+        this.counters.summariesComputed += summaries.length;
+        for (const summary of summaries) tick.outputs.push(summary);
+      }
+    }
+    tick.timer = clock.setTimeout(() => this.continueTick(false), 0);
+  }
+
+  /** The summary tick in progress, if it did not fit one slice. */
+  private tick:
+    | {
+        job: SummaryJob;
+        time: number;
+        published: boolean;
+        /** Outputs of the clusters summarized so far, made up to `next`. */
+        outputs: Output[];
+        next: number;
+        timer: TimerHandle | undefined;
+      }
+    | undefined;
 
   /**
    * Each faulted, not forgotten member's MemberFault again, with the id and

@@ -268,9 +268,47 @@ export class FaultDetector {
     this.arm();
   }
 
+  /** Every tracked member's id, in insertion order (a streamed export walks these). */
+  memberIds(): string[] {
+    return [...this.members.keys()];
+  }
+
   export(): DetectorMemberState[] {
-    const now = this.options.clock.monotonicNow();
-    return [...this.members.values()].map((t) => ({
+    const out: DetectorMemberState[] = [];
+    for (const tracked of this.members.values()) out.push(this.exported(tracked, this.options.clock.monotonicNow()));
+    return out;
+  }
+
+  /** One member as `export()` gives it, or undefined when it is not tracked. */
+  exportOne(memberId: string): DetectorMemberState | undefined {
+    const tracked = this.members.get(memberId);
+    return tracked && this.exported(tracked, this.options.clock.monotonicNow());
+  }
+
+  /** Replaces every member with `members` (a peer's export). */
+  import(members: readonly DetectorMemberState[]): void {
+    this.heap.clear();
+    this.members.clear();
+    this.faultedMembers.clear();
+    for (const m of members) this.place(m);
+    this.disarm();
+    this.arm();
+  }
+
+  /** Replaces one member with a peer's export of it (a streamed import): its life, deadline and fault. */
+  importOne(member: DetectorMemberState): void {
+    const known = this.members.get(member.memberId);
+    if (known) {
+      this.heap.remove(known);
+      this.members.delete(member.memberId);
+      this.faultedMembers.delete(member.memberId);
+    }
+    this.place(member);
+    this.arm();
+  }
+
+  private exported(t: Tracked, now: number): DetectorMemberState {
+    return {
       ...t.ref,
       state: t.state,
       lastStatAt: t.lastStatAt,
@@ -278,38 +316,30 @@ export class FaultDetector {
       remainingMs: t.state === 'alive' ? Math.round(t.deadline - now) : null,
       ...(t.state === 'faulted' && t.fault ? { fault: { ...t.fault } } : {}),
       ...(t.givenBackMs > 0 ? { givenBackMs: Math.round(t.givenBackMs) } : {}),
-    }));
+    };
   }
 
-  /** Replaces every member with `members` (a peer's export). */
-  import(members: readonly DetectorMemberState[]): void {
+  private place(m: DetectorMemberState): void {
     const now = this.options.clock.monotonicNow();
-    this.heap.clear();
-    this.members.clear();
-    this.faultedMembers.clear();
-    for (const m of members) {
-      const tracked: Tracked = {
-        ref: memberIdentityOf(m),
-        state: m.state,
-        lastStatAt: m.lastStatAt,
-        lastSeenAt: now - m.lastSeenAgoMs,
-        deadline: now + (m.remainingMs ?? 0),
-        heapIndex: -1,
-        fault: null,
-        givenBackMs: Math.max(0, m.givenBackMs ?? 0),
-      };
-      this.members.set(m.memberId, tracked);
-      if (m.state === 'alive') this.heap.push(tracked);
-      else {
-        // An older peer's export has no fault: a timeout, as silent as it was when exported, declared now.
-        tracked.fault = m.fault
-          ? { ...m.fault }
-          : { reason: 'timeout', silentForMs: m.lastSeenAgoMs, declaredAt: this.options.clock.now() };
-        this.faultedMembers.set(m.memberId, tracked);
-      }
+    const tracked: Tracked = {
+      ref: memberIdentityOf(m),
+      state: m.state,
+      lastStatAt: m.lastStatAt,
+      lastSeenAt: now - m.lastSeenAgoMs,
+      deadline: now + (m.remainingMs ?? 0),
+      heapIndex: -1,
+      fault: null,
+      givenBackMs: Math.max(0, m.givenBackMs ?? 0),
+    };
+    this.members.set(m.memberId, tracked);
+    if (m.state === 'alive') this.heap.push(tracked);
+    else {
+      // An older peer's export has no fault: a timeout, as silent as it was when exported, declared now.
+      tracked.fault = m.fault
+        ? { ...m.fault }
+        : { reason: 'timeout', silentForMs: m.lastSeenAgoMs, declaredAt: this.options.clock.now() };
+      this.faultedMembers.set(m.memberId, tracked);
     }
-    this.disarm();
-    this.arm();
   }
 
   close(): void {

@@ -3,6 +3,7 @@ export {
   type CepActivation,
   type CepCounters,
   type CepEngine,
+  type CepExportStream,
   type CepRole,
   type CepStatus,
   createCepEngine,
@@ -35,6 +36,18 @@ export {
   summaryType,
 } from './outputs.js';
 export { CEP_STATE_VERSION, type CepState, CepStateError, parseCepState } from './state.js';
+export {
+  CEP_STREAM_VERSION,
+  type CepStreamChunk,
+  type CepStreamHeader,
+  ChunkWriter,
+  MAX_CHUNK_ROWS,
+  type MemberRow,
+  type ParsedChunk,
+  parseChunk,
+  parseStreamHeader,
+  type SeriesRow,
+} from './state-stream.js';
 export { gradientOf, type SeriesSummary, secondDerivativeOf, slopePerSecond, summarize } from './window-math.js';
 export {
   type MemberSeriesState,

@@ -174,4 +174,32 @@ export class OutputLedger {
     this.summariesThrough = state.summariesPublishedThrough ?? Number.NEGATIVE_INFINITY;
     for (const output of state.pending) this.hold(output);
   }
+
+  /** The published fault watermarks, `[stream, lastStatAt]` (a streamed export sends them in chunks). */
+  publishedEntries(): [string, number][] {
+    return [...this.publishedFaults];
+  }
+
+  /**
+   * A streamed import's start: the exporter's pending outputs and summary
+   * watermark join this node's own. Nothing is dropped here: should the
+   * import never end (the exporter died mid-stream and this node takes
+   * over), what it held stays (deterministic ids make a repeat harmless).
+   */
+  merge(state: Omit<LedgerState, 'published'>): void {
+    const through = state.summariesPublishedThrough ?? Number.NEGATIVE_INFINITY;
+    if (through > this.summariesThrough) this.summariesThrough = through;
+    for (const output of state.pending) this.hold(output);
+  }
+
+  /** The published watermark of one fault stream, if any. */
+  publishedOf(stream: string): number | undefined {
+    return this.publishedFaults.get(stream);
+  }
+
+  /** One fault watermark of a streamed import; a higher one already here (a confirmation that came first) stays. */
+  importPublished(stream: string, seq: number): void {
+    const done = this.publishedFaults.get(stream);
+    if (done === undefined || seq > done) this.publishedFaults.set(stream, seq);
+  }
 }

@@ -11,7 +11,7 @@ import {
 } from '@faultline/protocol';
 import type { FaultInfo } from './fault-detector.js';
 import { type Output, outputId } from './output-ledger.js';
-import type { WindowSummary } from './window-stats.js';
+import type { GroupSummary, WindowSummary } from './window-stats.js';
 
 /*
  * The engine's outputs as envelopes, with their deterministic ids (a
@@ -47,8 +47,11 @@ const MAX_JSON_NUMBER_BYTES = 24;
 const NODE_FIELDS_RESERVE_BYTES =
   MAX_SOURCE_CHARS * MAX_JSON_BYTES_PER_CHAR + (MAX_JSON_NUMBER_BYTES - 1) + ',"epoch":'.length + MAX_JSON_NUMBER_BYTES;
 
+/** The stream of a member's faults is this and its id. */
+export const FAULT_STREAM_PREFIX = 'MemberFaultEvent:';
+
 export function faultStream(memberId: string): string {
-  return `MemberFaultEvent:${memberId}`;
+  return `${FAULT_STREAM_PREFIX}${memberId}`;
 }
 
 export function faultOutput(member: Readonly<MemberIdentity>, info: FaultInfo, source: string, time: number): Output {
@@ -128,6 +131,24 @@ export function summaryOutputs(
   for (const { first, members } of byType.values()) {
     memberOutputs(first, members, source, time, maxBytes, options.onEntryTooLarge, out);
   }
+  return out;
+}
+
+/**
+ * The outputs of one cluster's part of a tick (a summary job's step): its
+ * cluster summaries, then its member summaries in parts, type by type; the
+ * same parts as `summaryOutputs` cuts.
+ */
+export function groupOutputs(
+  group: GroupSummary,
+  source: string,
+  time: number,
+  options: SummaryOutputOptions = {},
+): Output[] {
+  const out: Output[] = group.cluster.map((summary) => clusterOutput(summary, source, time));
+  const maxBytes = options.maxBytes ?? MAX_ENVELOPE_BYTES;
+  for (const { first, entries } of group.members)
+    memberOutputs(first, entries, source, time, maxBytes, options.onEntryTooLarge, out);
   return out;
 }
 

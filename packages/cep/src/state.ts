@@ -97,7 +97,7 @@ const envelopeSchema = z.unknown().transform((value, ctx) => {
   return value as Envelope;
 });
 
-const outputSchema = z.object({
+export const outputSchema = z.object({
   kind: z.enum(['fault', 'summary']),
   stream: z.string().min(1),
   seq: safeInt,

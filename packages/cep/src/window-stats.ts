@@ -104,56 +104,41 @@ export class WindowStats {
    * the same stats emit the same outputs. Drops the samples no later window can hold.
    */
   summarize(windowTo: number): WindowSummary[] {
-    const windowFrom = windowTo - this.options.windowMs;
     const out: WindowSummary[] = [];
-    for (const group of [...this.groups.values()]) {
-      const base = {
-        clusterId: group.clusterId,
-        clusterInstanceId: group.clusterInstanceId,
-        networkPartitionId: group.networkPartitionId,
-        windowFrom,
-        windowTo,
-      };
-      const perMember = new Map<MemberSeries, Map<Metric, SeriesSummary>>();
-      for (const member of [...group.members.values()]) {
-        const summaries = new Map<Metric, SeriesSummary>();
-        for (const [metric, series] of member.series) {
-          prune(series, windowFrom);
-          if (series.times.length === 0) member.series.delete(metric);
-          else summaries.set(metric, summarizeWindow(series, windowTo));
-        }
-        if (member.series.size === 0) this.drop(member);
-        else perMember.set(member, summaries);
-      }
-      for (const metric of METRICS) {
-        let count = 0;
-        let sum = 0;
-        const gradients: number[] = [];
-        const seconds: number[] = [];
-        for (const summaries of perMember.values()) {
-          const s = summaries.get(metric);
-          if (!s) continue;
-          count += s.count;
-          sum += s.sum;
-          if (s.gradient !== undefined) gradients.push(s.gradient);
-          if (s.secondDerivative !== undefined) seconds.push(s.secondDerivative);
-        }
-        push(out, { ...base, metric }, count > 0 ? sum / count : undefined, mean(gradients), mean(seconds));
-      }
-      for (const [member, summaries] of perMember) {
-        for (const metric of MEMBER_METRICS) {
-          const s = summaries.get(metric);
-          if (!s) continue;
-          const where = {
-            ...base,
-            clusterInstanceId: member.source.clusterInstanceId,
-            memberId: member.source.memberId,
-          };
-          push(out, { ...where, metric }, s.average, s.gradient, s.secondDerivative);
-        }
-      }
+    const job = this.summaryJob(windowTo);
+    for (const group of job.run(() => true)) {
+      out.push(...group.cluster);
+      // Member by member, in the cluster's order, each with its types in order.
+      const rows = new Map<string, WindowSummary[]>(group.memberIds.map((id) => [id, []]));
+      for (const t of group.members)
+        t.entries.forEach((entry, i) => {
+          rows.get(entry.memberId)?.push({
+            ...t.first,
+            clusterInstanceId: t.instances[i] as string,
+            memberId: entry.memberId,
+            value: entry.value,
+          });
+        });
+      for (const row of rows.values()) out.push(...row);
     }
     return out;
+  }
+
+  /**
+   * The tick at `windowTo` as a job that can stop and go on (`run`): cluster
+   * by cluster, member by member, so a tick of 100 000 members need not hold
+   * the event loop for seconds. The clusters and their members are taken as
+   * they are when a cluster's turn comes; only samples at or before
+   * `windowTo` count, so what arrives while the job runs changes nothing of
+   * this tick.
+   */
+  summaryJob(windowTo: number): SummaryJob {
+    return new SummaryJob(this, [...this.groups.values()], windowTo, this.options.windowMs);
+  }
+
+  /** @internal The job's access to dropping a member whose samples all aged out. */
+  dropMember(member: MemberSeries): void {
+    this.drop(member);
   }
 
   forgetMember(memberId: string): boolean {
@@ -163,23 +148,69 @@ export class WindowStats {
     return true;
   }
 
+  /**
+   * Every member with samples, cluster by cluster in the order `summarize`
+   * takes them: a streamed export walks these, and the importer puts them
+   * back in this order (`reorder`), so both nodes split a summary into the
+   * same parts.
+   */
+  memberIds(): string[] {
+    const ids: string[] = [];
+    for (const group of this.groups.values()) for (const id of group.members.keys()) ids.push(id);
+    return ids;
+  }
+
+  /**
+   * Puts clusters and their members in the order of `rank` (a streamed
+   * import's arrival order, which is the exporter's order); members with no
+   * rank (first seen since) follow, in the order they have.
+   */
+  reorder(rank: ReadonlyMap<string, number>): void {
+    const of = (id: string) => rank.get(id) ?? Number.POSITIVE_INFINITY;
+    const groups = [...this.groups.values()];
+    const first = new Map<ClusterGroup, number>();
+    for (const group of groups) {
+      const members = [...group.members.values()].sort((a, b) => of(a.source.memberId) - of(b.source.memberId));
+      group.members = new Map(members.map((m) => [m.source.memberId, m]));
+      first.set(
+        group,
+        members.length > 0 ? of((members[0] as MemberSeries).source.memberId) : Number.POSITIVE_INFINITY,
+      );
+    }
+    groups.sort((a, b) => (first.get(a) as number) - (first.get(b) as number));
+    this.groups.clear();
+    for (const group of groups) this.groups.set(group.key, group);
+  }
+
   export(): MemberSeriesState[] {
-    return [...this.members.values()].map((member) => ({
-      ...member.source,
-      samples: Object.fromEntries(
-        [...member.series].map(([metric, s]) => [metric, s.times.map((t, i) => [t, s.values[i] as number])]),
-      ),
-    }));
+    return [...this.members.values()].map(exported);
+  }
+
+  /** One member's samples as `export()` gives them, or undefined when it has none. */
+  exportOne(memberId: string): MemberSeriesState | undefined {
+    const member = this.members.get(memberId);
+    return member && exported(member);
   }
 
   import(state: readonly MemberSeriesState[]): void {
     this.members.clear();
     this.groups.clear();
-    for (const m of state) {
-      for (const metric of METRICS) {
-        for (const [t, v] of m.samples[metric] ?? []) this.add(m, metric, t, v);
-      }
+    for (const m of state) this.importOne(m);
+  }
+
+  /**
+   * Replaces one member's samples with a peer's export of them (a streamed
+   * import). A member already here in the same cluster keeps its place in
+   * the cluster's order.
+   */
+  importOne(state: MemberSeriesState): void {
+    const known = this.members.get(state.memberId);
+    if (known) known.series.clear();
+    const member = this.memberFor(state);
+    for (const metric of METRICS) {
+      for (const [t, v] of state.samples[metric] ?? []) this.add(member.source, metric, t, v);
     }
+    if (member.series.size === 0) this.drop(member);
   }
 
   private memberFor(source: SampleSource): MemberSeries {
@@ -225,6 +256,167 @@ export class WindowStats {
     this.members.delete(member.source.memberId);
     member.group.members.delete(member.source.memberId);
     if (member.group.members.size === 0) this.groups.delete(member.group.key);
+  }
+}
+
+function exported(member: MemberSeries): MemberSeriesState {
+  const samples: MemberSeriesState['samples'] = {};
+  for (const [metric, s] of member.series) samples[metric] = s.times.map((t, i) => [t, s.values[i] as number]);
+  return { ...member.source, samples };
+}
+
+/** A member's entry of a member summary: its id and figure. */
+export interface MemberEntry {
+  memberId: string;
+  value: number;
+}
+
+/** One cluster's part of a tick (`SummaryJob`). */
+export interface GroupSummary {
+  /** The cluster's own figures, metric by metric, Average, GradientOf, SecondDerivativeOf. */
+  cluster: WindowSummary[];
+  /**
+   * Per member summary type (MEMBER_METRICS × kinds) that any member has:
+   * the figure of its first member (the type's ids), and every member's
+   * entry in the cluster's member order, with each member's cluster instance.
+   */
+  members: { first: WindowSummary; entries: MemberEntry[]; instances: string[] }[];
+  /** The members with any figure in the tick, in the cluster's order. */
+  memberIds: string[];
+}
+
+const KINDS = ['Average', 'GradientOf', 'SecondDerivativeOf'] as const satisfies readonly StatKind[];
+
+/** See `WindowStats.summaryJob`. */
+export class SummaryJob {
+  private at = 0;
+  private current: { group: ClusterGroup; members: MemberSeries[]; next: number; acc: GroupAccumulator } | undefined;
+  readonly windowFrom: number;
+
+  constructor(
+    private readonly windows: WindowStats,
+    private readonly groups: ClusterGroup[],
+    readonly windowTo: number,
+    windowMs: number,
+  ) {
+    this.windowFrom = windowTo - windowMs;
+  }
+
+  get done(): boolean {
+    return this.current === undefined && this.at >= this.groups.length;
+  }
+
+  /** Works while `more()` says so (asked every few members); returns the clusters finished meanwhile. */
+  run(more: () => boolean): GroupSummary[] {
+    const finished: GroupSummary[] = [];
+    let sinceAsked = 0;
+    while (!this.done) {
+      if (!this.current) {
+        const group = this.groups[this.at++] as ClusterGroup;
+        this.current = { group, members: [...group.members.values()], next: 0, acc: new GroupAccumulator() };
+      }
+      const c = this.current;
+      while (c.next < c.members.length) {
+        this.member(c.members[c.next++] as MemberSeries, c.acc);
+        if (++sinceAsked >= 32) {
+          sinceAsked = 0;
+          if (!more()) return finished;
+        }
+      }
+      this.current = undefined;
+      finished.push(c.acc.result(c.group, this.windowFrom, this.windowTo));
+      if (!more()) return finished;
+    }
+    return finished;
+  }
+
+  private member(member: MemberSeries, acc: GroupAccumulator): void {
+    if (member.group.members.get(member.source.memberId) !== member) return; // forgotten or moved since
+    let any = false;
+    for (const [metric, series] of member.series) {
+      prune(series, this.windowFrom);
+      if (series.times.length === 0) {
+        member.series.delete(metric);
+        continue;
+      }
+      const s = summarizeWindow(series, this.windowTo);
+      if (s.count === 0) continue; // only samples after the tick: the next one
+      any = true;
+      acc.add(member, metric, s);
+    }
+    if (any) acc.memberIds.push(member.source.memberId);
+    if (member.series.size === 0) this.windows.dropMember(member);
+  }
+}
+
+/** What one cluster's members add up to in a tick. */
+class GroupAccumulator {
+  readonly memberIds: string[] = [];
+  private readonly metrics = new Map<Metric, { count: number; sum: number; gradients: number[]; seconds: number[] }>();
+  private readonly types = new Map<
+    string,
+    { metric: Metric; kind: StatKind; first: MemberSeries; entries: MemberEntry[]; instances: string[] }
+  >();
+
+  add(member: MemberSeries, metric: Metric, s: SeriesSummary): void {
+    let m = this.metrics.get(metric);
+    if (!m) {
+      m = { count: 0, sum: 0, gradients: [], seconds: [] };
+      this.metrics.set(metric, m);
+    }
+    m.count += s.count;
+    m.sum += s.sum;
+    if (s.gradient !== undefined) m.gradients.push(s.gradient);
+    if (s.secondDerivative !== undefined) m.seconds.push(s.secondDerivative);
+    if (!(MEMBER_METRICS as readonly Metric[]).includes(metric)) return;
+    const figures = [s.average, s.gradient, s.secondDerivative];
+    KINDS.forEach((kind, i) => {
+      const value = figures[i];
+      // A non-finite figure (values near the float limit) cannot go on the wire.
+      if (value === undefined || !Number.isFinite(value)) return;
+      const key = `${metric}${kind}`;
+      let type = this.types.get(key);
+      if (!type) {
+        type = { metric, kind, first: member, entries: [], instances: [] };
+        this.types.set(key, type);
+      }
+      type.entries.push({ memberId: member.source.memberId, value });
+      type.instances.push(member.source.clusterInstanceId);
+    });
+  }
+
+  result(group: ClusterGroup, windowFrom: number, windowTo: number): GroupSummary {
+    const base = {
+      clusterId: group.clusterId,
+      clusterInstanceId: group.clusterInstanceId,
+      networkPartitionId: group.networkPartitionId,
+      windowFrom,
+      windowTo,
+    };
+    const cluster: WindowSummary[] = [];
+    for (const metric of METRICS) {
+      const m = this.metrics.get(metric);
+      if (!m) continue;
+      push(cluster, { ...base, metric }, m.count > 0 ? m.sum / m.count : undefined, mean(m.gradients), mean(m.seconds));
+    }
+    // In the order the types come in for one member: metric by metric, kind by kind.
+    const members: GroupSummary['members'] = [];
+    for (const metric of MEMBER_METRICS) {
+      for (const kind of KINDS) {
+        const type = this.types.get(`${metric}${kind}`);
+        if (!type) continue;
+        const first: WindowSummary = {
+          ...base,
+          clusterInstanceId: type.first.source.clusterInstanceId,
+          memberId: type.first.source.memberId,
+          metric,
+          kind,
+          value: type.entries[0]?.value as number,
+        };
+        members.push({ first, entries: type.entries, instances: type.instances });
+      }
+    }
+    return { cluster, members, memberIds: this.memberIds };
   }
 }
 

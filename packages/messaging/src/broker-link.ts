@@ -1,15 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger, TimerHandle } from '@faultline/core';
-import { encodePing, pingTopicOf } from '@faultline/protocol';
+import {
+  decodePresenceAsk,
+  encodePing,
+  PRESENCE_ROOT,
+  pings,
+  pingTopicOf,
+  presenceAskFilterOf,
+  presenceAskOf,
+} from '@faultline/protocol';
 import {
   type BrokerEndpoint,
   ConnectTimeoutError,
   type MqttConnection,
   NotConnectedError,
   persistentClientId,
+  SubscribeRefusedError,
 } from './connection.js';
 import type { StatusListener } from './messaging-status.js';
 import { PingMonitor } from './ping-monitor.js';
+import { AnswerThrottle, type AskOutcome, answerGapMs } from './presence-answers.js';
 import type { ResolvedSubscriberOptions } from './subscriber-options.js';
 
 export type LinkState = 'connecting' | 'up' | 'down' | 'closed';
@@ -36,6 +46,22 @@ export interface BrokerLinkOptions
   onMessage: (topic: string, payload: Buffer, broker: string) => void;
   onStatus: StatusListener;
   onPing: () => void;
+  /** A ping went out at once, besides the regular ones: on a (re)subscription, or answering presence asks. */
+  onAnnounce: () => void;
+  /** A presence ask arrived on this link: what became of it, or `invalid` (dropped). */
+  onAsk: (event: AskEvent) => void;
+}
+
+/** One presence ask a link received; `topic` and `bytes` as they came (the topic at most 256 characters). */
+export interface AskEvent {
+  broker: string;
+  outcome: AskOutcome | 'invalid';
+  /** The account that asked (the topic's last level, which the broker binds to it). */
+  asker: string | undefined;
+  topic: string;
+  bytes: number;
+  /** The link's answer gap: at most one answer per this many ms. */
+  minGapMs: number;
 }
 
 /**
@@ -50,6 +76,13 @@ export interface BrokerLinkOptions
  * close: the link never sends DISCONNECT) the broker publishes the will at
  * once, and publishers stop counting the subscriber present until a ping of
  * a later subscription comes.
+ *
+ * Presence without a ping cycle: each subscription announces itself with a
+ * ping at once, and the link reads the asks for its role's presence
+ * (`presence/<role>/+`): a publisher that (re)connects asks there, and the
+ * link answers with a ping at once, rate-limited (AnswerThrottle). A broker
+ * that refuses that subscription (an older ACL) leaves the link as it was,
+ * seen by its regular pings.
  */
 export class BrokerLink {
   state: LinkState = 'down';
@@ -61,8 +94,14 @@ export class BrokerLink {
   private pingSeq = 0;
   /** The id of the current connection's subscription (see the class comment). */
   private sub = '';
+  private readonly answers: AnswerThrottle;
 
   constructor(private readonly options: BrokerLinkOptions) {
+    this.answers = new AnswerThrottle({
+      clock: options.clock,
+      minGapMs: answerGapMs(options.pingIntervalMs),
+      answer: () => this.announce(),
+    });
     this.monitor = new PingMonitor(
       {
         ping: () => {
@@ -101,6 +140,7 @@ export class BrokerLink {
   close(): void {
     this.state = 'closed';
     this.monitor.stop();
+    this.answers.reset();
     this.options.clock.clearTimeout(this.retryTimer);
     this.connection?.close();
     this.connection = undefined;
@@ -133,7 +173,11 @@ export class BrokerLink {
         return;
       }
       this.connection = connection;
-      connection.onMessage((topic, payload) => this.options.onMessage(topic, payload, endpoint.name));
+      this.answers.reset();
+      connection.onMessage((topic, payload) => {
+        if (topic.startsWith(`${PRESENCE_ROOT}/`)) this.onAsk(connection, topic, payload);
+        else this.options.onMessage(topic, payload, endpoint.name);
+      });
       connection.onClose((error) => {
         if (this.connection === connection) this.down(`connection closed${error ? `: ${error.message}` : ''}`);
       });
@@ -141,6 +185,10 @@ export class BrokerLink {
       if (this.connection !== connection) return;
       this.state = 'up';
       this.monitor.start();
+      // Before the announcement: a publisher that missed it asked after it, so its ask finds the subscription.
+      if (pings(role)) await Promise.race([this.watchAsks(connection), deadline]);
+      if (this.connection !== connection) return;
+      this.answers.announce();
       const status = this.everUp ? 'resubscribed' : 'connected';
       this.everUp = true;
       const fields = { broker: endpoint.name, filters: this.options.filters };
@@ -159,6 +207,48 @@ export class BrokerLink {
     } finally {
       clock.clearTimeout(timer);
     }
+  }
+
+  /** Subscribes to the asks for its role's presence; a broker that refuses them (an older ACL) is logged, not failed. */
+  private async watchAsks(connection: MqttConnection): Promise<void> {
+    const filter = presenceAskFilterOf(this.options.role);
+    try {
+      await connection.subscribe([filter]);
+    } catch (error) {
+      if (!(error instanceof SubscribeRefusedError) || this.connection !== connection) return;
+      this.options.logger.warn('broker refused the presence asks: publishers see this link by its pings only', {
+        event: 'subscriber.asks_refused',
+        broker: this.broker,
+        filter,
+      });
+    }
+  }
+
+  /** One ping of the current subscription, now: its announcement, or an answer to presence asks. */
+  private announce(): void {
+    const connection = this.connection;
+    if (!connection || this.state !== 'up') return;
+    this.options.onAnnounce();
+    const { clientId, role } = this.options;
+    const ping = encodePing({ clientId, seq: ++this.pingSeq, sub: this.sub });
+    // A failed publish ends the connection: the ping monitor and onClose see to it.
+    connection.publish(pingTopicOf(role), ping, 1).catch(() => {});
+  }
+
+  private onAsk(connection: MqttConnection, topic: string, payload: Buffer): void {
+    if (this.connection !== connection) return;
+    const ask = presenceAskOf(topic);
+    const valid = ask?.role === this.options.role && decodePresenceAsk(payload) !== undefined;
+    // Asks that come before the link is up are answered by its announcement.
+    const outcome = !valid ? 'invalid' : this.state === 'up' ? this.answers.ask() : 'coalesced';
+    this.options.onAsk({
+      broker: this.broker,
+      outcome,
+      asker: ask?.asker,
+      topic: topic.slice(0, MAX_LOGGED_TOPIC),
+      bytes: payload.length,
+      minGapMs: answerGapMs(this.options.pingIntervalMs),
+    });
   }
 
   /** A newer attempt started, or the link was closed, while this one awaited. */
@@ -194,6 +284,7 @@ export class BrokerLink {
 
   private dropConnection(): void {
     this.monitor.stop();
+    this.answers.reset();
     const connection = this.connection;
     this.connection = undefined;
     this.state = 'down';
@@ -208,3 +299,6 @@ export class BrokerLink {
     }, this.options.resubscribeIntervalMs);
   }
 }
+
+/** A topic in a log field: a peer chose it. */
+const MAX_LOGGED_TOPIC = 256;

@@ -32,7 +32,16 @@ export interface SubscriberCounters {
   droppedOversized: number;
   /** The application's handler threw or rejected. */
   handlerErrors: number;
+  /** Pings sent, the announcements included. */
   pingsSent: number;
+  /** Pings sent at once besides the regular ones: on each (re)subscription, and answering presence asks. */
+  announcements: number;
+  /** Presence asks received (`presence/<role>/+`): publishers that (re)connected and want a ping now. */
+  asks: number;
+  /** Of those, asks that got no answer of their own: an answer already due covers them (the rate limit). */
+  asksThrottled: number;
+  /** Presence asks dropped as malformed (topic or payload). */
+  asksInvalid: number;
 }
 
 /** Publisher counters. */
@@ -53,6 +62,8 @@ export interface PublisherCounters {
   droppedOversized: number;
   /** Payloads on an awaited role's ping topic that were no ping (malformed, or a `gone` without its subscription). */
   pingsInvalid: number;
+  /** Presence asks sent: one per awaited role on each (re)connection, so its subscribers there ping at once. */
+  asksSent: number;
   /** Summaries superseded in the outbox by a newer one of their stream before they were sent (OutboxCounters). */
   coalesced: number;
   /** Summaries dropped, oldest first, to keep the outbox within `outboxMaxBytes`. */

@@ -20,9 +20,11 @@ export interface PublisherOptions extends ClientOptions {
    * persistence keeps no subscriptions, and it drops what arrives before its
    * subscribers are back; every subscriber pings `ping/<its role>` each
    * second once subscribed, and the brokers let only that role's accounts
-   * publish there, so a recent ping on this connection proves it is there. A
-   * broker where one stays absent for a whole republish interval is failed
-   * over. @default [] (send at once)
+   * publish there, so a recent ping on this connection proves it is there.
+   * On each (re)connection the publisher asks them to ping at once
+   * (`presence/<role>/<credentials.username>`), so it need not wait for the
+   * next ping. A broker where one stays absent for a whole republish interval
+   * is failed over. @default [] (send at once)
    */
   awaitSubscribers?: readonly string[];
   /** A subscriber counts as present this long after its last ping. @default 3 × DEFAULTS.pingIntervalMs */

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Clock, systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { CLIENT_IDS, decodeEnvelope, decodePing, encodePing } from '@faultline/protocol';
+import { CLIENT_IDS, decodeEnvelope, decodePing, decodePresenceAsk, encodePing } from '@faultline/protocol';
 import { memberSummary } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Connector, MqttConnection } from './connection.js';
@@ -28,11 +28,15 @@ function setup(brokers: FakeBrokers, extra: Partial<PublisherOptions> = {}) {
   return { publisher, statuses };
 }
 
+/** The envelopes published on broker `name`, pings and presence asks left out. */
 const ids = (brokers: FakeBrokers, name: string) =>
-  brokers.messages(name).map((m) => {
-    const r = decodeEnvelope(m.payload);
-    return r.ok ? r.value.id : 'invalid';
-  });
+  brokers
+    .messages(name)
+    .filter((m) => !m.topic.startsWith('ping/') && !m.topic.startsWith('presence/'))
+    .map((m) => {
+      const r = decodeEnvelope(m.payload);
+      return r.ok ? r.value.id : 'invalid';
+    });
 
 // Real file I/O (the outbox) interleaves with fake time: let it settle.
 async function settle(ms = 0) {
@@ -75,10 +79,30 @@ describe('resilient publisher', () => {
     expect(publisher.broker).toBe('b');
     await publisher.publish(numberedFault(3));
     await publisher.drained();
-    // fault-1 was acknowledged by a, which may not have delivered it before it died: replayed too.
-    expect(ids(brokers, 'b')).toEqual(['fault-1', 'fault-2', 'fault-3']);
+    // fault-1 was acknowledged by a, which may not have delivered it before it died: replayed too, behind
+    // what was pending and what came since (a fresh fault is not held up by seconds of resends).
+    expect(ids(brokers, 'b')).toEqual(['fault-2', 'fault-1', 'fault-3']);
     expect(statuses).toContainEqual({ type: 'republished', broker: 'b', count: 2 });
     expect(publisher.counters).toMatchObject({ retried: 1, replayed: 1 });
+    await publisher.close();
+  });
+
+  it('after a failover sends what is pending before it replays what the lost broker acknowledged', async () => {
+    const brokers = new FakeBrokers();
+    const { publisher } = setup(brokers);
+    await publisher.start();
+    await settle();
+    for (let i = 1; i <= 3; i++) await publisher.publish(numberedFault(i));
+    await publisher.drained();
+    brokers.set('b', 'down');
+    brokers.set('a', 'down');
+    await settle();
+    await publisher.publish(numberedFault(4)); // a fault declared while no broker was there
+    brokers.set('b', 'up');
+    await settle(60_000);
+    await publisher.drained();
+    expect(ids(brokers, 'b')).toEqual(['fault-4', 'fault-1', 'fault-2', 'fault-3']);
+    expect(publisher.counters).toMatchObject({ replayed: 3 });
     await publisher.close();
   });
 
@@ -204,7 +228,7 @@ describe('resilient publisher', () => {
       await publisher.publish(numberedFault(1));
       await publisher.publish(numberedFault(2));
       await settle(5_000);
-      expect(brokers.messages('a')).toHaveLength(0);
+      expect(ids(brokers, 'a')).toEqual([]);
       const received: string[] = [];
       const subscriber = subscriberOn(brokers, ['a', 'b'], received);
       subscriber.start();
@@ -212,6 +236,131 @@ describe('resilient publisher', () => {
       await publisher.drained();
       expect(received).toEqual(['fault-1', 'fault-2']);
       await subscriber.close();
+      await publisher.close();
+    });
+
+    it('connecting to a broker where the subscriber is already subscribed, sends within ms, not at its next ping', async () => {
+      const brokers = new FakeBrokers();
+      const received: string[] = [];
+      const subscriber = subscriberOn(brokers, ['a', 'b'], received);
+      subscriber.start();
+      await settle(1_500); // subscribed on both, pinged at 1 000: its next ping is due at 2 000
+      const { publisher } = setup(brokers, { awaitSubscribers: [CLIENT_IDS.autoscaler] });
+      await publisher.start();
+      await publisher.publish(numberedFault(1));
+      await settle(10);
+      expect(received).toEqual(['fault-1']);
+      await subscriber.close();
+      await publisher.close();
+    });
+
+    it('after its broker dies, sends through the other at once: no waiting for the ping cycle there', async () => {
+      const brokers = new FakeBrokers();
+      const received: string[] = [];
+      const subscriber = subscriberOn(brokers, ['a', 'b'], received);
+      subscriber.start();
+      await settle(1_500);
+      const { publisher } = setup(brokers, { awaitSubscribers: [CLIENT_IDS.autoscaler] });
+      await publisher.start();
+      await publisher.publish(numberedFault(1));
+      await settle(1_000); // t = 2 500: whatever way it learnt, the subscriber is present on a
+      expect(received).toEqual(['fault-1']);
+      brokers.kill('a'); // a crash: the next ping of b's link is due at 3 000
+      await publisher.publish(numberedFault(2));
+      await settle(10);
+      expect(publisher.broker).toBe('b');
+      expect(received).toEqual(['fault-1', 'fault-2']);
+      await subscriber.close();
+      await publisher.close();
+    });
+
+    it('asks the awaited role on each (re)connection, under its own account, at QoS 0, once it watches the pings', async () => {
+      const brokers = new FakeBrokers();
+      const calls: string[] = [];
+      const recording: Connector = async (endpoint, options) => {
+        const connection = await brokers.connector(endpoint, options);
+        return {
+          ...connection,
+          endpoint,
+          publish: (topic, payload, qos) => {
+            calls.push(`${endpoint.name} publish ${topic} qos ${qos}`);
+            return connection.publish(topic, payload, qos);
+          },
+          subscribe: (filters) => {
+            calls.push(`${endpoint.name} subscribe ${filters.join(',')}`);
+            return connection.subscribe(filters);
+          },
+          onMessage: (listener) => connection.onMessage(listener),
+          onClose: (listener) => connection.onClose(listener),
+          close: () => connection.close(),
+        };
+      };
+      const { publisher } = setup(brokers, {
+        awaitSubscribers: [CLIENT_IDS.autoscaler],
+        connector: recording,
+        credentials: { username: 'sp-account', password: 'p' },
+      });
+      await publisher.start();
+      await settle();
+      brokers.kill('a');
+      await settle();
+      expect(calls).toEqual([
+        'a subscribe ping/autoscaler',
+        'a publish presence/autoscaler/sp-account qos 0',
+        'b subscribe ping/autoscaler',
+        'b publish presence/autoscaler/sp-account qos 0',
+      ]);
+      expect(decodePresenceAsk(brokers.messages('b')[0]?.payload as Buffer)).toEqual({ clientId: 'sp-1' });
+      expect(publisher.counters.asksSent).toBe(2);
+      await publisher.close();
+    });
+
+    it('stops asking a broker that closes the connection right after each ask (an older aedes ACL), and settles there', async () => {
+      const brokers = new FakeBrokers();
+      // Refuses the ask as an aedes without the presence ACL does: it closes the connection.
+      const closesOnAsk: Connector = async (endpoint, options) => {
+        const connection = await brokers.connector(endpoint, options);
+        return {
+          ...connection,
+          endpoint,
+          publish: (topic, payload, qos) => {
+            if (topic.startsWith('presence/')) queueMicrotask(() => brokers.drop(connection));
+            return connection.publish(topic, payload, qos);
+          },
+          subscribe: (filters) => connection.subscribe(filters),
+          onMessage: (listener) => connection.onMessage(listener),
+          onClose: (listener) => connection.onClose(listener),
+          close: () => connection.close(),
+        };
+      };
+      const logger = createMemoryLogger();
+      const { publisher } = setup(brokers, {
+        awaitSubscribers: [CLIENT_IDS.autoscaler],
+        connector: closesOnAsk,
+        logger,
+      });
+      await publisher.start();
+      await settle();
+      // a, b, a, b: twice each in a row, then no more asks; it stays on a.
+      expect([brokers.connects.get('a'), brokers.connects.get('b')]).toEqual([3, 2]);
+      expect(publisher.broker).toBe('a');
+      expect(publisher.counters.asksSent).toBe(4);
+      expect(logger.records.filter((r) => r.event === 'publisher.asks_suspended').map((r) => r.fields.broker)).toEqual([
+        'a',
+        'b',
+      ]);
+      // Its subscribers are seen by their pings, as before asks.
+      await publisher.publish(numberedFault(1));
+      brokers.inject('a', 'ping/autoscaler', encodePing({ clientId: 'autoscaler', seq: 1, sub: 's1' }));
+      await settle();
+      await publisher.drained();
+      expect(ids(brokers, 'a')).toEqual(['fault-1']);
+      // Ten minutes on, it tries again (the broker may have been upgraded meanwhile).
+      await settle(10 * 60_000);
+      const asked = publisher.counters.asksSent;
+      brokers.kill('a');
+      await settle();
+      expect(publisher.counters.asksSent).toBeGreaterThan(asked);
       await publisher.close();
     });
 
@@ -229,7 +378,7 @@ describe('resilient publisher', () => {
         brokers.inject('a', 'ping/observer', claim);
         await settle(1_000);
       }
-      expect(brokers.messages('a')).toHaveLength(0);
+      expect(ids(brokers, 'a')).toEqual([]);
       expect(publisher.pending).toBe(1);
       // The autoscaler's own ping, on ping/autoscaler (which only its account may publish), counts.
       brokers.inject('a', 'ping/autoscaler', encodePing({ clientId: 'anything', seq: 1 }));
@@ -379,7 +528,9 @@ describe('resilient publisher: acknowledged, and judged on time it had', () => {
       await publisher.publish(numberedFault(1));
       await publisher.drained();
       expect(received).toEqual(['fault-1']);
-      const [link] = brokers.open('a').filter((c) => (c as unknown as { filters: string[] }).filters.length === 1);
+      const [link] = brokers
+        .open('a')
+        .filter((c) => (c as unknown as { filters: string[] }).filters.includes('summarized-health-stats/#'));
       const firstSub = pingSubs(brokers)[0];
       brokers.drop(link as MqttConnection); // the broker publishes its will
       await settle();
@@ -426,15 +577,9 @@ describe('resilient publisher: acknowledged, and judged on time it had', () => {
   });
 });
 
-/** The envelopes published on broker a, pings left out. */
+/** The envelopes published on broker a, pings and presence asks left out. */
 function faultsOn(brokers: FakeBrokers): string[] {
-  return brokers
-    .messages('a')
-    .filter((m) => !m.topic.startsWith('ping/'))
-    .map((m) => {
-      const r = decodeEnvelope(m.payload);
-      return r.ok ? r.value.id : 'invalid';
-    });
+  return ids(brokers, 'a');
 }
 
 /** The subscriptions named by the pings on broker a, in order of first appearance. */

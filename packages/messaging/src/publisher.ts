@@ -3,8 +3,11 @@ import {
   decodePing,
   type Envelope,
   encodeEnvelope,
+  encodePresenceAsk,
   pingRoleOf,
+  pings,
   pingTopicOf,
+  presenceAskTopicOf,
   type ServiceRole,
   topicOf,
 } from '@faultline/protocol';
@@ -33,6 +36,17 @@ const UNNAMED_SUBSCRIPTION = '';
 const PRUNE_SLACK = 1_024;
 /** A record may be this much larger than its payload (JSON escapes every `"` of it) plus its topic and fields. */
 const RECORD_OVERHEAD_BYTES = 64 * 1024;
+/**
+ * A broker that closed the connection this soon after an ask, before any ping
+ * came, this many times in a row, is asked no more for a while: an aedes
+ * broker of an older release refuses the ask's PUBLISH by closing the
+ * connection, and asking it on every connect would make the publisher bounce
+ * between the brokers. Its subscribers are then seen by their pings, as
+ * before asks existed.
+ */
+const ASK_KICK_WINDOW_MS = 1_000;
+const ASK_KICKS_TO_SUSPEND = 2;
+const ASKS_SUSPENDED_MS = 10 * 60_000;
 
 /** What a publish() may ask besides durability. */
 export interface PublishOptions {
@@ -98,6 +112,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
     droppedInvalid: 0,
     droppedOversized: 0,
     pingsInvalid: 0,
+    asksSent: 0,
     coalesced: 0,
     droppedOverflow: 0,
     refusedOverflow: 0,
@@ -108,6 +123,8 @@ export function createPublisher(input: PublisherOptions): Publisher {
   const pingLog = new RateLimitedLog(log, clock);
   const listeners: StatusListener[] = [];
   const queue = new SendQueue<OutboxEntry>();
+  /** Entries acknowledged by a broker that was lost, to resend once nothing pending waits (see pump). */
+  const replayQueue = new SendQueue<OutboxEntry>();
   /** seq → monotonic time it was written to the current connection. */
   const inflight = new Map<number, number>();
   let drainWaiters: (() => void)[] = [];
@@ -123,6 +140,11 @@ export function createPublisher(input: PublisherOptions): Publisher {
    */
   const presence = new Map<string, { subs: Map<string, number>; ended: Set<string> }>();
   let connectedAt = 0;
+  /** On the current connection: when it asked (undefined: it did not), and whether a ping came since. */
+  let askedAt: number | undefined;
+  let heardSinceAsk = false;
+  /** Per broker name: connections in a row it closed right after an ask, and until when it is not asked. */
+  const askKicks = new Map<string, { kicks: number; suspendedUntil: number }>();
   /** Outbox seq → the publish()'s onAcked. */
   const ackListeners = new Map<number, () => void>();
   let lastTickAt = 0;
@@ -156,10 +178,19 @@ export function createPublisher(input: PublisherOptions): Publisher {
    * nothing is sent into a broker where the subscriber no longer is while the
    * presence window runs out. A later ping of an ended subscription (delayed,
    * duplicated) does not bring it back: only a new subscription does.
+   *
+   * Once subscribed, it asks each awaited role's subscribers on this broker to
+   * announce themselves (`presence/<role>/<its user name>`, QoS 0): each
+   * answers with a ping at once, so a (re)connection, a failover included,
+   * does not wait up to a ping interval for their next ping. The answer is a
+   * ping like any other, so none of the above changes.
    */
   const watchPresence = (conn: MqttConnection): void => {
     conn.onMessage((topic, payload) => {
       if (connection !== conn) return;
+      // The connection outlived its ask: whatever closed earlier ones right after theirs, it was not the ask.
+      if (askedAt !== undefined && !heardSinceAsk) askKicks.delete(conn.endpoint.name);
+      heardSinceAsk = true;
       const role = pingRoleOf(topic);
       if (role === undefined || !options.awaitSubscribers.includes(role)) return;
       const ping = decodePing(payload);
@@ -210,9 +241,48 @@ export function createPublisher(input: PublisherOptions): Publisher {
       pump();
     });
     const topics = options.awaitSubscribers.map((role) => pingTopicOf(role as ServiceRole));
-    conn.subscribe(topics).catch((error: unknown) => {
-      if (connection === conn)
-        lost(`cannot watch ${topics.join(', ')}: ${error instanceof Error ? error.message : String(error)}`);
+    conn.subscribe(topics).then(
+      () => {
+        if (connection === conn) ask(conn);
+      },
+      (error: unknown) => {
+        if (connection === conn)
+          lost(`cannot watch ${topics.join(', ')}: ${error instanceof Error ? error.message : String(error)}`);
+      },
+    );
+  };
+
+  /** Asks the awaited roles' subscribers on `conn` to ping now (see watchPresence), unless that broker refuses asks. */
+  const ask = (conn: MqttConnection): void => {
+    const now = clock.monotonicNow();
+    if (now < (askKicks.get(conn.endpoint.name)?.suspendedUntil ?? 0)) return;
+    askedAt = now;
+    heardSinceAsk = false;
+    const payload = encodePresenceAsk({ clientId: options.clientId });
+    for (const role of options.awaitSubscribers as readonly ServiceRole[]) {
+      if (!pings(role)) continue;
+      counters.asksSent += 1;
+      // QoS 0: a lost ask costs a ping interval, as before; a queued one would be stale.
+      conn.publish(presenceAskTopicOf(role, options.credentials.username), payload, 0).catch(() => {});
+    }
+  };
+
+  /** `conn` ended on the broker's side: right after an ask, with no ping since, it counts against asking that broker. */
+  const noteAskKick = (conn: MqttConnection): void => {
+    const broker = conn.endpoint.name;
+    const now = clock.monotonicNow();
+    if (askedAt === undefined || heardSinceAsk || now - askedAt > ASK_KICK_WINDOW_MS) return;
+    const entry = askKicks.get(broker) ?? { kicks: 0, suspendedUntil: 0 };
+    entry.kicks += 1;
+    askKicks.set(broker, entry);
+    if (entry.kicks < ASK_KICKS_TO_SUSPEND) return;
+    entry.kicks = 0;
+    entry.suspendedUntil = now + ASKS_SUSPENDED_MS;
+    log.warn('broker closed the connection right after each presence ask: not asking it for a while', {
+      event: 'publisher.asks_suspended',
+      broker,
+      kicks: ASK_KICKS_TO_SUSPEND,
+      suspendedMs: ASKS_SUSPENDED_MS,
     });
   };
 
@@ -238,9 +308,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
   const prune = (): void => {
     const box = outbox;
     if (!box) return;
-    // The replayed entries stay in the queue: left out of its bound, every publish swept them all again.
-    if (queue.length > 2 * (box.size + replaying.size) + PRUNE_SLACK)
-      queue.reset([...queue].filter((entry) => replaying.has(entry) || box.has(entry.seq)));
+    if (queue.length > 2 * box.size + PRUNE_SLACK) queue.reset([...queue].filter((entry) => box.has(entry.seq)));
     if (ackListeners.size > 2 * box.size + PRUNE_SLACK)
       for (const seq of ackListeners.keys()) if (!box.has(seq)) ackListeners.delete(seq);
   };
@@ -256,7 +324,9 @@ export function createPublisher(input: PublisherOptions): Publisher {
     const conn = connection;
     if (state !== 'connected' || !conn || !outbox || !subscribersPresent()) return;
     while (inflight.size < options.maxInflight) {
-      const entry = queue.shift();
+      // What is pending goes first, then what the lost broker acknowledged: a fresh fault is not held up
+      // behind seconds of resends, and every consumer takes a summary older than the one it has as stale.
+      const entry = queue.shift() ?? replayQueue.shift();
       if (!entry) return;
       const replay = replaying.has(entry);
       if (!replay && !outbox.has(entry.seq)) continue; // acknowledged meanwhile (a PUBACK from the previous connection)
@@ -292,15 +362,19 @@ export function createPublisher(input: PublisherOptions): Publisher {
     state = 'connected';
     inflight.clear();
     presence.clear();
+    askedAt = undefined;
     connectedAt = clock.monotonicNow();
-    // What the lost broker may not have delivered first (it is older), then what is pending.
-    queue.reset([...replaying, ...(outbox ? outbox.entries() : [])]);
-    const resend = queue.length;
-    const retried = [...queue].filter((entry) => entry.attempts > 0 && !replaying.has(entry)).length;
+    // What is pending, and behind it what the lost broker may not have delivered (see pump).
+    queue.reset(outbox ? [...outbox.entries()] : []);
+    replayQueue.reset([...replaying]);
+    const resend = queue.length + replayQueue.length;
+    const retried = [...queue].filter((entry) => entry.attempts > 0).length;
     counters.retried += retried;
     const broker = conn.endpoint.name;
     conn.onClose((error) => {
-      if (connection === conn) lost(`connection closed${error ? `: ${error.message}` : ''}`);
+      if (connection !== conn) return;
+      noteAskKick(conn);
+      lost(`connection closed${error ? `: ${error.message}` : ''}`);
     });
     if (options.awaitSubscribers.length > 0) watchPresence(conn);
     log.info('publisher connected', { event: 'publisher.connected', broker, pending: resend });
@@ -409,7 +483,11 @@ export function createPublisher(input: PublisherOptions): Publisher {
     const oldest = inflight.values().next().value;
     if (oldest !== undefined && now - oldest >= options.republishIntervalMs) {
       lost(`no PUBACK within ${options.republishIntervalMs} ms`);
-    } else if (queue.length > 0 && !subscribersPresent() && now - connectedAt >= options.republishIntervalMs) {
+    } else if (
+      queue.length + replayQueue.length > 0 &&
+      !subscribersPresent() &&
+      now - connectedAt >= options.republishIntervalMs
+    ) {
       const absent = options.awaitSubscribers.filter((role) => !isPresent(role));
       lost(`subscribers absent for ${options.republishIntervalMs} ms: ${absent.join(', ')}`);
     }

@@ -1,16 +1,23 @@
 import { systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { createEnvelope, decodePing, type Envelope, encodeEnvelope, topicFor } from '@faultline/protocol';
+import {
+  createEnvelope,
+  decodePing,
+  type Envelope,
+  encodeEnvelope,
+  encodePresenceAsk,
+  topicFor,
+} from '@faultline/protocol';
 import { testMember } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { persistentClientId } from './connection.js';
+import { type Connector, type MqttConnection, persistentClientId, SubscribeRefusedError } from './connection.js';
 import type { MessagingStatus } from './messaging-status.js';
 import { createSubscriber } from './subscriber.js';
 import { FAKE_BROKER_PAIR, FakeBrokers, numberedFault } from './testing/index.js';
 
 const TOPIC = topicFor('MemberFaultEvent');
 
-function setup(brokers = new FakeBrokers()) {
+function setup(brokers = new FakeBrokers(), connector: Connector = brokers.connector) {
   const received: Envelope[] = [];
   const statuses: MessagingStatus[] = [];
   const logger = createMemoryLogger();
@@ -23,7 +30,7 @@ function setup(brokers = new FakeBrokers()) {
     onEnvelope: (envelope) => void received.push(envelope),
     clock: systemClock,
     logger,
-    connector: brokers.connector,
+    connector,
   });
   subscriber.onStatus((s) => statuses.push(s));
   subscriber.start();
@@ -49,13 +56,15 @@ describe('resilient subscriber', () => {
     expect(subscriber.counters).toMatchObject({ received: 2, delivered: 1, duplicates: 1 });
   });
 
-  it("pings each broker every 1 s, on its role's own ping topic", async () => {
+  it("announces itself on subscribing, then pings each broker every 1 s, on its role's own ping topic", async () => {
     const { brokers, subscriber } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    for (const name of ['a', 'b']) expect(brokers.messages(name).map((m) => m.topic)).toEqual(['ping/autoscaler']);
     await vi.advanceTimersByTimeAsync(3_000);
     for (const name of ['a', 'b']) {
-      expect(brokers.messages(name).map((m) => m.topic)).toEqual(Array(3).fill('ping/autoscaler'));
+      expect(brokers.messages(name).map((m) => m.topic)).toEqual(Array(4).fill('ping/autoscaler'));
     }
-    expect(subscriber.counters.pingsSent).toBe(6);
+    expect(subscriber.counters).toMatchObject({ pingsSent: 8, announcements: 2 });
   });
 
   it('refuses a role that is not a service role', () => {
@@ -264,7 +273,8 @@ describe('resilient subscriber: subscriptions and sessions', () => {
     expect(willOf(0)?.sub).not.toBe(willOf(1)?.sub); // one per broker link
     expect(toB?.options.persistentSession).toBe(false);
     const pingSubs = () => brokers.messages('a').map((m) => decodePing(m.payload)?.sub);
-    expect(pingSubs()).toEqual([willOf(0)?.sub, willOf(0)?.sub]);
+    // Its announcement on subscribing, then its pings at 1 000 and 2 000.
+    expect(pingSubs()).toEqual([willOf(0)?.sub, willOf(0)?.sub, willOf(0)?.sub]);
     brokers.kill('a');
     await vi.advanceTimersByTimeAsync(31_000);
     expect(subscriber.links().a).toBe('up');
@@ -296,5 +306,136 @@ describe('resilient subscriber: subscriptions and sessions', () => {
     ]);
     expect(persistentClientId('autoscaler', { username: 'autoscaler', password: 'secret-2' })).not.toBe(id);
     expect(persistentClientId('a-much-longer-client-id', { username: 'u', password: 'p' })).toHaveLength(23);
+  });
+});
+
+describe('resilient subscriber: presence asks', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  const ASK = encodePresenceAsk({ clientId: 'sp-1' });
+  const pingsOn = (brokers: FakeBrokers, name: string) =>
+    brokers
+      .messages(name)
+      .filter((m) => m.topic === 'ping/autoscaler')
+      .map((m) => decodePing(m.payload));
+  /** Hands `payload` on `topic` to the link's connection to `name`, whatever its filters (a broker that would not). */
+  const deliver = (brokers: FakeBrokers, name: string, topic: string, payload: Buffer) =>
+    (brokers.open(name)[0] as unknown as { deliver(topic: string, payload: Buffer): void }).deliver(topic, payload);
+
+  it('reads the asks for its role on every link and answers one with a ping of that link at once', async () => {
+    const { brokers, subscriber } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    for (const name of ['a', 'b']) {
+      expect((brokers.open(name)[0] as unknown as { filters: string[] }).filters).toEqual([
+        'summarized-health-stats/#',
+        'instance/status/#',
+        'presence/autoscaler/+',
+      ]);
+      // Its announcement on subscribing, under the subscription its Last Will names.
+      const will = brokers.connectOptions.find((c) => c.broker === name)?.options.will?.payload as Buffer;
+      expect(pingsOn(brokers, name)).toEqual([expect.objectContaining({ sub: decodePing(will)?.sub })]);
+    }
+    brokers.inject('a', 'presence/autoscaler/sp', ASK);
+    expect(pingsOn(brokers, 'a')).toHaveLength(2);
+    expect(pingsOn(brokers, 'a')[1]?.sub).toBe(pingsOn(brokers, 'a')[0]?.sub);
+    expect(pingsOn(brokers, 'b')).toHaveLength(1);
+    expect(subscriber.counters).toMatchObject({ asks: 1, asksThrottled: 0, asksInvalid: 0, announcements: 3 });
+    expect(subscriber.counters).toMatchObject({ received: 0, droppedInvalid: 0 }); // an ask is no envelope
+  });
+
+  it('a flood of asks costs a few pings: the rest are counted, and logged at most once per 10 s per broker', async () => {
+    const { brokers, subscriber, logger } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    for (let i = 0; i < 10_000; i++) brokers.inject('a', 'presence/autoscaler/php-m-1', ASK);
+    // The announcement took one of the burst of 4: three answers at once, one more due at the end of the 100 ms gap.
+    expect(pingsOn(brokers, 'a')).toHaveLength(4);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(pingsOn(brokers, 'a')).toHaveLength(5);
+    expect(subscriber.counters).toMatchObject({ asks: 10_000, asksThrottled: 9_996, announcements: 6 });
+    const throttled = () => logger.records.filter((r) => r.event === 'subscriber.asks_throttled');
+    expect(throttled()).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        fields: expect.objectContaining({ broker: 'a', asker: 'php-m-1', minGapMs: 100, suppressed: 0 }),
+      }),
+    ]);
+    // Flooding on: one more answer per 100 ms, one more log line per 10 s (the regular pings go on as well).
+    for (let t = 0; t < 100; t++) {
+      for (let i = 0; i < 100; i++) brokers.inject('a', 'presence/autoscaler/php-m-1', ASK);
+      await vi.advanceTimersByTimeAsync(100);
+    }
+    const answers = subscriber.counters.announcements - 2; // the two links' announcements
+    expect(answers).toBeGreaterThanOrEqual(100);
+    expect(answers).toBeLessThanOrEqual(106);
+    expect(throttled()).toHaveLength(2);
+    expect(throttled()[1]?.fields.suppressed).toBeGreaterThan(9_000);
+    expect(subscriber.links()).toEqual({ a: 'up', b: 'up' });
+  });
+
+  it('drops forged and malformed asks with a counter and a rate-limited log line, never a crash, and goes on answering', async () => {
+    const { brokers, subscriber, logger } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    const bad: [string, Buffer][] = [
+      ['presence/sp/sp', ASK], // an ask for another role (its broker would not deliver it)
+      ['presence/agent/sp', ASK],
+      ['presence/autoscaler', ASK], // no asker
+      ['presence/autoscaler/sp/x', ASK],
+      ['presence/autoscaler/%sp', ASK],
+      [`presence/autoscaler/${'%'.repeat(5_000)}`, ASK],
+      ['presence/autoscaler/sp', Buffer.from('garbage')],
+      ['presence/autoscaler/sp', Buffer.from('{"clientId":7}')],
+      ['presence/autoscaler/sp', Buffer.alloc(0)],
+      ['presence/autoscaler/sp', Buffer.alloc(1 << 20, 0x7b)],
+    ];
+    for (const [topic, payload] of bad) deliver(brokers, 'a', topic, payload);
+    expect(subscriber.counters).toMatchObject({ asksInvalid: bad.length, asks: 0, announcements: 2 });
+    expect(pingsOn(brokers, 'a')).toHaveLength(1);
+    const dropped = logger.records.filter((r) => r.event === 'subscriber.ask_invalid');
+    expect(dropped).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        fields: expect.objectContaining({ broker: 'a', topic: 'presence/sp/sp', asksInvalid: 1 }),
+      }),
+    ]);
+    expect(logger.records.some((r) => r.event === 'subscriber.message_dropped')).toBe(false);
+    await vi.advanceTimersByTimeAsync(10_000);
+    deliver(brokers, 'a', `presence/autoscaler/${'%'.repeat(5_000)}`, ASK);
+    const [, second] = logger.records.filter((r) => r.event === 'subscriber.ask_invalid');
+    expect(String(second?.fields.topic).length).toBeLessThanOrEqual(256);
+    expect(second?.fields.suppressed).toBe(bad.length - 1);
+    brokers.inject('a', 'presence/autoscaler/sp', ASK);
+    expect(subscriber.counters).toMatchObject({ asks: 1, asksInvalid: bad.length + 1 });
+    expect(subscriber.links()).toEqual({ a: 'up', b: 'up' });
+  });
+
+  it('a broker that refuses the asks (an older ACL) keeps the link up, announcing and pinging as before', async () => {
+    const brokers = new FakeBrokers();
+    const refusing: Connector = async (endpoint, options) => {
+      const connection = await brokers.connector(endpoint, options);
+      const refused: MqttConnection = {
+        ...connection,
+        endpoint,
+        publish: (topic, payload, qos) => connection.publish(topic, payload, qos),
+        subscribe: (filters) =>
+          filters.some((f) => f.startsWith('presence/'))
+            ? Promise.reject(new SubscribeRefusedError(endpoint.name, filters))
+            : connection.subscribe(filters),
+        onMessage: (listener) => connection.onMessage(listener),
+        onClose: (listener) => connection.onClose(listener),
+        close: () => connection.close(),
+      };
+      return refused;
+    };
+    const { subscriber, logger, statuses } = setup(brokers, refusing);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(subscriber.links()).toEqual({ a: 'up', b: 'up' });
+    expect(statuses.map((s) => s.type)).toEqual(['connected', 'connected']);
+    expect(logger.records.filter((r) => r.event === 'subscriber.asks_refused').map((r) => r.fields.broker)).toEqual([
+      'a',
+      'b',
+    ]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(pingsOn(brokers, 'a')).toHaveLength(2); // its announcement, then its ping at 1 000
   });
 });

@@ -1,6 +1,6 @@
 import { once, RateLimitedLog } from '@faultline/core';
 import { decodeEnvelope, type Envelope, rootOf, TOPIC_ROOTS } from '@faultline/protocol';
-import { BrokerLink, type LinkState } from './broker-link.js';
+import { type AskEvent, BrokerLink, type LinkState } from './broker-link.js';
 import { DedupeWindow } from './envelope-dedupe.js';
 import type { MessagingStatus, StatusListener, SubscriberCounters } from './messaging-status.js';
 import { resolveSubscriberOptions, type SubscriberOptions } from './subscriber-options.js';
@@ -36,6 +36,10 @@ export function createSubscriber(input: SubscriberOptions): Subscriber {
     droppedOversized: 0,
     handlerErrors: 0,
     pingsSent: 0,
+    announcements: 0,
+    asks: 0,
+    asksThrottled: 0,
+    asksInvalid: 0,
   };
   const emit = (status: MessagingStatus): void => {
     for (const listener of listeners) listener(status);
@@ -74,6 +78,33 @@ export function createSubscriber(input: SubscriberOptions): Subscriber {
     }
   };
 
+  /** Presence asks: counted; a malformed one, and the rate limit at work, logged at most once per 10 s per broker. */
+  const onAsk = (ask: AskEvent): void => {
+    const { broker, asker, topic, bytes, minGapMs } = ask;
+    if (ask.outcome === 'invalid') {
+      counters.asksInvalid += 1;
+      dropLog.warn(`${broker} ask`, 'ask invalid', 'presence ask dropped', {
+        event: 'subscriber.ask_invalid',
+        broker,
+        topic,
+        bytes,
+        asksInvalid: counters.asksInvalid,
+      });
+      return;
+    }
+    counters.asks += 1;
+    if (ask.outcome !== 'coalesced') return;
+    counters.asksThrottled += 1;
+    dropLog.warn(`${broker} ask`, 'asks throttled', 'presence asks throttled: the answer already due covers them', {
+      event: 'subscriber.asks_throttled',
+      broker,
+      asker,
+      minGapMs,
+      asks: counters.asks,
+      asksThrottled: counters.asksThrottled,
+    });
+  };
+
   const handlerFailed = (envelope: Envelope, error: unknown): void => {
     counters.handlerErrors += 1;
     log.error('envelope handler failed', {
@@ -104,6 +135,11 @@ export function createSubscriber(input: SubscriberOptions): Subscriber {
         onPing: () => {
           counters.pingsSent += 1;
         },
+        onAnnounce: () => {
+          counters.pingsSent += 1;
+          counters.announcements += 1;
+        },
+        onAsk,
       }),
   );
 

@@ -172,7 +172,20 @@ describe('envelope codec', () => {
     });
     const result = decodeEnvelope(payload);
     expect(!result.ok && result.error.message.length).toBeLessThanOrEqual(1_024);
-    expect(!result.ok && result.error.message).toMatch(/more issues/);
+    // The members are checked by a loop that stops at the first bad entry: one issue, named.
+    expect(!result.ok && result.error.message).toMatch(/members\.0\.memberId/);
+  });
+
+  it('names three issues and counts the rest', () => {
+    const payload = JSON.stringify({
+      id: 'x',
+      type: 'MemberFaultEvent',
+      time: 1,
+      source: 's',
+      data: { clusterId: '', clusterInstanceId: '', networkPartitionId: '', partitionId: '', memberId: '' },
+    });
+    const result = decodeEnvelope(payload);
+    expect(!result.ok && result.error.message).toMatch(/and \d+ more issues/);
   });
 
   it('rejects an event on a topic that does not carry it', () => {

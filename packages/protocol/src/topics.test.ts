@@ -3,14 +3,20 @@ import { EVENT_TYPES } from './events.js';
 import {
   allOf,
   decodePing,
+  decodePresenceAsk,
   encodePing,
+  encodePresenceAsk,
   eventTypeOfTopic,
   mayPublish,
   maySubscribe,
   memberOfTopic,
   PING_FILTER,
+  PRESENCE_ASKERS,
   pingRoleOf,
   pingTopicOf,
+  presenceAskFilterOf,
+  presenceAskOf,
+  presenceAskTopicOf,
   SERVICE_ROLES,
   TOPIC_PUBLISHERS,
   topicFor,
@@ -138,5 +144,81 @@ describe('ACL', () => {
       { clientId: 'a', seq: 1, sub: 's', gone: false },
     ];
     for (const payload of bad) expect(decodePing(Buffer.from(JSON.stringify(payload)))).toBeUndefined();
+  });
+
+  it('lets ask a role for its presence only the roles whose messages it reads, each under its own name', () => {
+    expect(PRESENCE_ASKERS).toEqual({
+      sp: ['autoscaler'],
+      agent: [],
+      autoscaler: ['sp', 'agent', 'autoscaler'],
+      observer: ['sp', 'agent', 'autoscaler'],
+    });
+    expect(presenceAskTopicOf('autoscaler', 'php-m-1')).toBe('presence/autoscaler/php-m-1');
+    expect(presenceAskFilterOf('autoscaler')).toBe('presence/autoscaler/+');
+    expect(mayPublish('sp', 'presence/autoscaler/sp', 'sp')).toBe(true);
+    expect(mayPublish('agent', 'presence/autoscaler/m-1', 'm-1')).toBe(true);
+    expect(mayPublish('autoscaler', 'presence/sp/autoscaler', 'autoscaler')).toBe(true);
+    // Under another account's name, as an observer, or a role that may not ask that one: refused.
+    expect(mayPublish('sp', 'presence/autoscaler/autoscaler', 'sp')).toBe(false);
+    expect(mayPublish('agent', 'presence/autoscaler/m-2', 'm-1')).toBe(false);
+    expect(mayPublish('observer', 'presence/autoscaler/observer', 'observer')).toBe(false);
+    expect(mayPublish('sp', 'presence/sp/sp', 'sp')).toBe(false);
+    expect(mayPublish('agent', 'presence/sp/m-1', 'm-1')).toBe(false);
+    // Nobody asks an agent (it has no ping to answer with), nor on a malformed topic.
+    for (const role of SERVICE_ROLES) {
+      expect(mayPublish(role, `presence/agent/${role}`, role)).toBe(false);
+      expect(mayPublish(role, `presence/autoscaler/${role}/x`, role)).toBe(false);
+      expect(mayPublish(role, 'presence/autoscaler', role)).toBe(false);
+      expect(mayPublish(role, `presence/autoscaler/+`, role)).toBe(false);
+    }
+  });
+
+  it('lets only the asked role read its asks, all of them', () => {
+    for (const role of SERVICE_ROLES) {
+      for (const asked of SERVICE_ROLES) {
+        expect(maySubscribe(role, `presence/${asked}/+`), `${role} reads ${asked}'s asks`).toBe(
+          role === asked && role !== 'agent',
+        );
+      }
+      expect(maySubscribe(role, 'presence/#')).toBe(false);
+      expect(maySubscribe(role, 'presence/+/+')).toBe(false);
+      expect(maySubscribe(role, `presence/${role}/#`)).toBe(false);
+      expect(maySubscribe(role, `presence/${role}/sp`)).toBe(false);
+    }
+  });
+
+  it('reads the asked role and the asker back from an ask topic, and nothing else', () => {
+    expect(presenceAskOf('presence/autoscaler/php-m-1')).toEqual({ role: 'autoscaler', asker: 'php-m-1' });
+    expect(presenceAskOf('presence/sp/ops.team_1')).toEqual({ role: 'sp', asker: 'ops.team_1' });
+    for (const topic of [
+      'presence/autoscaler',
+      'presence/autoscaler/',
+      'presence/autoscaler/a/b',
+      'presence/agent/sp',
+      'presence/root/sp',
+      'presence/autoscaler/+',
+      'presence/autoscaler/../x',
+      'presence/autoscaler/-sp',
+      'ping/autoscaler',
+    ]) {
+      expect(presenceAskOf(topic), topic).toBeUndefined();
+    }
+  });
+
+  it('asks carry the asking client id; malformed ones do not decode', () => {
+    expect(decodePresenceAsk(encodePresenceAsk({ clientId: 'sp-1' }))).toEqual({ clientId: 'sp-1' });
+    expect(decodePresenceAsk(encodePresenceAsk({ clientId: 'x'.repeat(500) }))).toEqual({ clientId: 'x'.repeat(128) });
+    for (const bad of [
+      'garbage',
+      '',
+      'null',
+      '7',
+      '{}',
+      '{"clientId":7}',
+      JSON.stringify({ clientId: 'x'.repeat(129) }),
+    ]) {
+      expect(decodePresenceAsk(Buffer.from(bad)), bad).toBeUndefined();
+    }
+    expect(decodePresenceAsk(Buffer.alloc(4_096, 0x20))).toBeUndefined();
   });
 });

@@ -72,24 +72,96 @@ export function encodePing(ping: Ping): Buffer {
   );
 }
 
-/**
- * The ping in `payload`, or undefined for anything else (another client's
- * format, garbage, a malformed `sub`, a `gone` without a `sub`). Never throws.
- */
-export function decodePing(payload: Buffer): Ping | undefined {
-  if (payload.length > MAX_PING_BYTES) return undefined;
+/** The JSON object in `payload` if it is one of at most `maxBytes`; undefined for anything else. Never throws. */
+function smallJsonObject(payload: Buffer, maxBytes: number): object | undefined {
+  if (payload.length > maxBytes) return undefined;
   let parsed: unknown;
   try {
     parsed = JSON.parse(payload.toString('utf8'));
   } catch {
     return undefined;
   }
-  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  return typeof parsed === 'object' && parsed !== null ? parsed : undefined;
+}
+
+/**
+ * The ping in `payload`, or undefined for anything else (another client's
+ * format, garbage, a malformed `sub`, a `gone` without a `sub`). Never throws.
+ */
+export function decodePing(payload: Buffer): Ping | undefined {
+  const parsed = smallJsonObject(payload, MAX_PING_BYTES);
+  if (parsed === undefined) return undefined;
   const { clientId, seq, sub, gone } = parsed as { clientId?: unknown; seq?: unknown; sub?: unknown; gone?: unknown };
   if (typeof clientId !== 'string' || typeof seq !== 'number' || !Number.isSafeInteger(seq)) return undefined;
   if (sub !== undefined && (typeof sub !== 'string' || !PING_SUB_PATTERN.test(sub))) return undefined;
   if (gone !== undefined && (gone !== true || sub === undefined)) return undefined;
   return { clientId, seq, ...(sub === undefined ? {} : { sub }), ...(gone === true ? { gone: true as const } : {}) };
+}
+
+/**
+ * Presence asks. A publisher that awaits a role (re)connecting to a broker
+ * asks that role's subscribers there to announce themselves, rather than wait
+ * up to a ping interval for their next ping: it publishes (QoS 0) on
+ * `presence/<role>/<its user name>`, and each subscription of the role
+ * answers with a ping on `ping/<role>` at once (rate-limited by the
+ * subscriber: one ping answers every ask that came meanwhile). An ask proves
+ * nothing and carries nothing but who asks; presence is still only a ping on
+ * the role's own topic.
+ *
+ * The brokers bind the last level to the account (a member asks only under its
+ * member id), let ask a role only the roles whose messages it reads
+ * (PRESENCE_ASKERS), and let read `presence/<role>/+` only that role.
+ */
+export const PRESENCE_ROOT = 'presence';
+
+/** The roles that ping, so can be awaited and asked: every one but `agent` (a member publishes no ping). */
+export function pings(role: ServiceRole): boolean {
+  return role !== 'agent';
+}
+
+/** `autoscaler`, `php-m-1` → `presence/autoscaler/php-m-1`: the topic account `username` asks `role`'s presence on. */
+export function presenceAskTopicOf(role: ServiceRole, username: string): string {
+  return `${PRESENCE_ROOT}/${role}/${username}`;
+}
+
+/** `autoscaler` → `presence/autoscaler/+`: what the role's subscribers read, every asker's asks. */
+export function presenceAskFilterOf(role: ServiceRole): string {
+  return `${PRESENCE_ROOT}/${role}/+`;
+}
+
+/** A user name as an ask topic's last level: a platform user name or a member id (both of these characters). */
+const ASKER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** The role asked and the account asking, read from `presence/<role>/<username>`; undefined for any other topic. */
+export function presenceAskOf(topic: string): { role: ServiceRole; asker: string } | undefined {
+  if (!topic.startsWith(`${PRESENCE_ROOT}/`)) return undefined;
+  const parts = topic.slice(PRESENCE_ROOT.length + 1).split('/');
+  if (parts.length !== 2) return undefined;
+  const [role, asker] = parts as [string, string];
+  if (!(SERVICE_ROLES as readonly string[]).includes(role) || !pings(role as ServiceRole)) return undefined;
+  return ASKER_PATTERN.test(asker) ? { role: role as ServiceRole, asker } : undefined;
+}
+
+/** What an ask says: the asking client's id prefix (informational, for logs: the topic names the account). */
+export interface PresenceAsk {
+  clientId: string;
+}
+
+/** Largest ask payload read; a real one is a few dozen bytes. */
+const MAX_ASK_BYTES = 512;
+const MAX_ASK_CLIENT_ID = 128;
+
+export function encodePresenceAsk(ask: PresenceAsk): Buffer {
+  return Buffer.from(JSON.stringify({ clientId: ask.clientId.slice(0, MAX_ASK_CLIENT_ID) }));
+}
+
+/** The ask in `payload`, or undefined for anything else (garbage, oversized, no `clientId`). Never throws. */
+export function decodePresenceAsk(payload: Buffer): PresenceAsk | undefined {
+  const parsed = smallJsonObject(payload, MAX_ASK_BYTES);
+  if (parsed === undefined) return undefined;
+  const { clientId } = parsed as { clientId?: unknown };
+  if (typeof clientId !== 'string' || clientId.length > MAX_ASK_CLIENT_ID) return undefined;
+  return { clientId };
 }
 
 /**
@@ -172,9 +244,11 @@ export function allOf(root: TopicRoot): string {
 /**
  * The brokers' ACL, one table for aedes and for the generated Mosquitto
  * acl_file. Publishing is allowed only under the roots a role owns
- * (TOPIC_PUBLISHERS) and on the role's own ping topic (`ping/<role>`);
- * subscribing only to filters within these, and to anyone's pings
- * (`ping/+` or one `ping/<role>`: how a publisher sees who is present).
+ * (TOPIC_PUBLISHERS), on the role's own ping topic (`ping/<role>`) and, for
+ * the roles in PRESENCE_ASKERS, on `presence/<asked role>/<own user name>`;
+ * subscribing only to filters within these, to anyone's pings (`ping/+` or
+ * one `ping/<role>`: how a publisher sees who is present), and to the asks
+ * for its own presence (`presence/<role>/+`).
  */
 export const SUBSCRIBE_ACL: Readonly<Record<ServiceRole, readonly string[]>> = {
   // The SP forgets members the topology removed.
@@ -190,13 +264,37 @@ export function publishRootsOf(role: ServiceRole): TopicRoot[] {
 }
 
 /**
+ * The roles that may ask each role's presence: those that publish under a
+ * root it reads (SUBSCRIBE_ACL), the only ones with a reason to await it. So
+ * the SP and members' agents ask the autoscaler, the autoscaler asks the SP;
+ * an observer publishes under no root and asks nobody, and nobody asks an
+ * agent (it pings not, so cannot answer).
+ */
+export const PRESENCE_ASKERS: Readonly<Record<ServiceRole, readonly ServiceRole[]>> = {
+  sp: askersOf('sp'),
+  agent: askersOf('agent'),
+  autoscaler: askersOf('autoscaler'),
+  observer: askersOf('observer'),
+};
+
+function askersOf(asked: ServiceRole): ServiceRole[] {
+  if (!pings(asked)) return [];
+  const reads = (root: TopicRoot) => SUBSCRIBE_ACL[asked].some((filter) => within(allOf(root), filter));
+  return SERVICE_ROLES.filter((asker) => publishRootsOf(asker).some(reads));
+}
+
+/**
  * Whether the account `username` of role `role` may publish on `topic` (a
  * concrete topic: wildcards are refused). An `agent` account publishes only
- * under its own name: `instance/status/<username>/<type>` and
- * nothing else (the Mosquitto acl_file's `pattern` line with `%u`).
+ * under its own name: `instance/status/<username>/<type>` and its presence
+ * asks (the Mosquitto acl_file's `pattern` lines with `%u`). Any account asks
+ * only under its own name, `presence/<role>/<username>`, and only a role it
+ * may ask (PRESENCE_ASKERS).
  */
 export function mayPublish(role: ServiceRole, topic: string, username: string): boolean {
   if (topic.includes('+') || topic.includes('#')) return false;
+  const ask = presenceAskOf(topic);
+  if (ask !== undefined) return ask.asker === username && PRESENCE_ASKERS[ask.role].includes(role);
   if (role === 'agent') {
     return memberOfTopic(topic) === username && eventTypeOfTopic(topic) !== undefined;
   }
@@ -216,5 +314,7 @@ function within(filter: string, allowed: string): boolean {
 /** Whether `role` may subscribe with `filter`. */
 export function maySubscribe(role: ServiceRole, filter: string): boolean {
   if (filter === PING_FILTER || pingRoleOf(filter) !== undefined) return true;
+  // Its own asks only, and all of them: nobody else learns who asked whom.
+  if (filter.startsWith(`${PRESENCE_ROOT}/`)) return pings(role) && filter === presenceAskFilterOf(role);
   return SUBSCRIBE_ACL[role].some((allowed) => within(filter, allowed));
 }

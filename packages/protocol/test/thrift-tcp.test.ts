@@ -127,6 +127,46 @@ describe('HealthStatService over TCP', () => {
     expect(seen.every((s) => s.credential === 'm-1:php:np-1:x')).toBe(true);
   });
 
+  it('handles about one budget of frames a turn of the event loop, all connections together', async () => {
+    // Each call takes 1 ms of this process; 20 connections each send 40 calls at once (agents after a stall).
+    let handled = 0;
+    let mostInOneTurn = 0;
+    let thisTurn = 0;
+    let turning = true;
+    const turn = () => {
+      mostInOneTurn = Math.max(mostInOneTurn, thisTurn);
+      thisTurn = 0;
+      if (turning) setImmediate(turn);
+    };
+    const { server, port } = await startServer(async (wire) => {
+      const until = performance.now() + 1;
+      while (performance.now() < until);
+      handled += 1;
+      thisTurn += 1;
+      const batch = validateBatch(wire);
+      if (!batch.ok) throw new Error(batch.error.message);
+      return toAckWire({ ...batch.value, duplicate: false, epoch: 1, replicated: false });
+    });
+    const clients = await Promise.all(Array.from({ length: 20 }, () => connect(port)));
+    cleanup.push(() => {
+      turning = false;
+      for (const c of clients) c.connection.end();
+      server.close();
+    });
+    setImmediate(turn);
+    await Promise.all(
+      clients.flatMap(({ client }, c) =>
+        Array.from({ length: 40 }, (_, i) =>
+          client.publish(toBatchWire({ agentId: `m-${c}`, sequence: i + 1, stats: [stat] })),
+        ),
+      ),
+    );
+    expect(handled).toBe(800);
+    // A budget (5 ms: some 5 calls) and at most one call of each other connection (≤ 25); a budget each made
+    // up to 100 (42 seen).
+    expect(mostInOneTurn).toBeLessThan(30);
+  });
+
   it('ends a connection that announces more than 10 000 elements, or calls anything but publish', async () => {
     let calls = 0;
     const { server, port, errors } = await startServer(async (wire) => {

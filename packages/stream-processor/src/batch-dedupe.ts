@@ -1,3 +1,5 @@
+import { isAgentId } from '@faultline/protocol';
+
 /**
  * Which (agent id, batch sequence) pairs this node has accepted, so a batch
  * an agent resends after a failover is acknowledged but not counted twice.
@@ -13,8 +15,10 @@
  * `maxAgents`. The state is plain JSON so the passive gets it in the
  * snapshot.
  */
+export type DedupeRow = [agentId: string, floor: number, above: number[]];
+
 export interface DedupeState {
-  agents: [agentId: string, floor: number, above: number[]][];
+  agents: DedupeRow[];
 }
 
 /** What `add` did: recorded it, had seen it, or refused it as too far ahead. */
@@ -50,6 +54,7 @@ export class BatchDedupe {
 
   /** Records the pair unless it was recorded already or is out of the agent's window. */
   add(agentId: string, sequence: number): DedupeOutcome {
+    this.stale?.delete(agentId);
     let seen = this.agents.get(agentId);
     if (seen) {
       if (sequence <= seen.floor || seen.above.has(sequence)) return 'duplicate';
@@ -79,15 +84,60 @@ export class BatchDedupe {
   }
 
   export(): DedupeState {
-    return { agents: [...this.agents].map(([id, s]) => [id, s.floor, [...s.above]]) };
+    return { agents: [...this.agents.keys()].map((id) => this.exportOne(id) as DedupeRow) };
   }
 
   import(state: DedupeState): void {
-    this.agents = new Map(
-      state.agents.map(([id, floor, above]) => [
-        id,
-        { floor, above: new Set(above), top: above.reduce((top, s) => Math.max(top, s), floor) },
-      ]),
-    );
+    this.agents = new Map();
+    for (const row of state.agents) this.importOne(row);
   }
+
+  /** Every agent's id, least recently seen first (a streamed snapshot walks these). */
+  agentIds(): string[] {
+    return [...this.agents.keys()];
+  }
+
+  /** One agent's row as `export()` gives it, or undefined when it is not known (forgotten since). */
+  exportOne(agentId: string): DedupeRow | undefined {
+    const seen = this.agents.get(agentId);
+    return seen && [agentId, seen.floor, [...seen.above]];
+  }
+
+  /**
+   * Replaces one agent's record with a peer's (a streamed snapshot), in its
+   * place when it is known (rows come least recently seen first, as the
+   * peer holds them); the bound still holds.
+   */
+  importOne([id, floor, above]: DedupeRow): void {
+    this.stale?.delete(id);
+    this.agents.set(id, { floor, above: new Set(above), top: above.reduce((top, s) => Math.max(top, s), floor) });
+    if (this.agents.size > this.maxAgents) this.agents.delete(this.agents.keys().next().value as string);
+  }
+
+  /** Agents held when a streamed import began that no row or batch has spoken of since. */
+  private stale: Set<string> | undefined;
+
+  /**
+   * A streamed import begins: nothing is dropped yet (a takeover before it
+   * ends keeps every agent this node knew), only marked; `endImport` drops
+   * what the peer did not send and no batch touched.
+   */
+  beginImport(): void {
+    this.stale = new Set(this.agents.keys());
+  }
+
+  endImport(): void {
+    for (const id of this.stale ?? []) this.agents.delete(id);
+    this.stale = undefined;
+  }
+}
+
+/** Whether `row` is a dedupe row a peer may send: an agent id, a floor and at most `maxGap + 1` sequences above it. */
+export function isDedupeRow(row: unknown, maxGap: number): row is DedupeRow {
+  if (!Array.isArray(row) || row.length !== 3) return false;
+  const [id, floor, above] = row;
+  if (!isAgentId(id) || !Number.isSafeInteger(floor) || floor < 0 || !Array.isArray(above)) return false;
+  if (above.length > maxGap + 1) return false;
+  for (const s of above) if (!Number.isSafeInteger(s) || s <= floor) return false;
+  return true;
 }

@@ -31,6 +31,15 @@ export class RawBatch {
   ) {}
 }
 
+/** The frame header of a raw batch (length, kind, link sequence): the call's bytes follow it as they are. */
+export function rawBatchHeader(seq: number, callBytes: number): Buffer {
+  const header = Buffer.allocUnsafe(4 + RAW_BATCH_HEADER);
+  header.writeUInt32BE(RAW_BATCH_HEADER + callBytes, 0);
+  header[4] = RAW_BATCH;
+  header.writeDoubleBE(seq, 5);
+  return header;
+}
+
 export function encodeRawBatch(seq: number, call: Buffer): Buffer {
   const frame = Buffer.allocUnsafe(4 + RAW_BATCH_HEADER + call.length);
   frame.writeUInt32BE(RAW_BATCH_HEADER + call.length, 0);

@@ -21,15 +21,32 @@ export interface Activation {
   unheardMs?: number;
 }
 
+export interface EngineExportStream {
+  readonly header: unknown;
+  /** The next chunk of at most `maxItems` members; undefined when there is no more. */
+  next(maxItems: number): unknown | undefined;
+}
+
 export interface QueryEngine {
   apply(batch: HealthStatBatch): void;
   /** This node became active under `epoch`: outputs may flow. */
   activate(epoch: number, activation?: Activation): void;
   /** This node is passive (again): outputs stay suppressed. */
   deactivate(): void;
-  /** Plain JSON of the whole state, for a passive that joins. */
+  /** Plain JSON of the whole state (the status server's `/engine`; a peer that sends its snapshot in one piece). */
   exportState(): unknown;
   importState(state: unknown): void;
+  /**
+   * The state for a passive that joins, as a header and then chunks, each
+   * encoded from the state as it is when asked for (see SyncLink): the
+   * active never stops for a copy of the whole of it.
+   */
+  exportStream(): EngineExportStream;
+  /** A streamed import's start; throws (the link is dropped) when the header is malformed. */
+  importBegin(header: unknown): void;
+  /** One chunk: replaces what the engine holds of each member in it; throws when malformed, applying none of it. */
+  importChunk(chunk: unknown): void;
+  importEnd(): void;
   /** A small summary for the status call. */
   status(): Record<string, unknown>;
   close(): void;

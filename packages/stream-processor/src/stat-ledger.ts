@@ -1,6 +1,9 @@
 import { FaultlineError } from '@faultline/core';
 import type { HealthStatBatch } from '@faultline/protocol';
-import type { QueryEngine } from './query-engine.js';
+import type { EngineExportStream, QueryEngine } from './query-engine.js';
+
+/** The most rows one chunk of a streamed import may hold. */
+const MAX_CHUNK_ROWS = 20_000;
 
 interface MemberLedger {
   count: number;
@@ -22,6 +25,7 @@ export class StatLedger implements QueryEngine {
 
   apply(batch: HealthStatBatch): void {
     for (const stat of batch.stats) {
+      this.stale?.delete(stat.memberId);
       let ledger = this.members.get(stat.memberId);
       if (!ledger) {
         ledger = { count: 0, sum: 0, lastValue: 0, lastTimestamp: 0 };
@@ -37,6 +41,7 @@ export class StatLedger implements QueryEngine {
 
   activate(epoch: number): void {
     this.epoch = epoch;
+    this.stale = undefined;
   }
 
   deactivate(): void {
@@ -66,6 +71,66 @@ export class StatLedger implements QueryEngine {
     }
     this.total = s.total as number;
     this.members = members;
+  }
+
+  /**
+   * Header: the total so far. Chunks: `[memberId, count, sum, lastValue,
+   * lastTimestamp]` rows, each read when its chunk is made. The total of the
+   * header plus the batches that follow it on the link is the active's total.
+   */
+  exportStream(): EngineExportStream {
+    const ids = [...this.members.keys()];
+    let next = 0;
+    return {
+      header: { total: this.total, members: ids.length },
+      next: (maxItems) => {
+        if (next >= ids.length) return undefined;
+        const rows: [string, number, number, number, number][] = [];
+        for (const end = Math.min(ids.length, next + Math.max(1, maxItems)); next < end; next++) {
+          const id = ids[next] as string;
+          const m = this.members.get(id);
+          if (m) rows.push([id, m.count, m.sum, m.lastValue, m.lastTimestamp]);
+        }
+        return rows;
+      },
+    };
+  }
+
+  importBegin(header: unknown): void {
+    const h = header as { total?: unknown } | null;
+    if (typeof h !== 'object' || h === null) throw invalidState('', 'not an object');
+    if (!Number.isSafeInteger(h.total) || (h.total as number) < 0) throw invalidState('total', 'not a count');
+    this.total = h.total as number;
+    // Marked, not dropped: a takeover before the import ends keeps what this node counted.
+    this.stale = new Set(this.members.keys());
+  }
+
+  /** Members held when a streamed import began that no row or batch has spoken of since. */
+  private stale: Set<string> | undefined;
+
+  importChunk(chunk: unknown): void {
+    if (!Array.isArray(chunk)) throw invalidState('(chunk)', 'not a list');
+    if (chunk.length > MAX_CHUNK_ROWS) throw invalidState('(chunk)', `more than ${MAX_CHUNK_ROWS} rows`);
+    chunk.forEach((row, i) => {
+      if (!Array.isArray(row) || row.length !== 5 || typeof row[0] !== 'string' || row[0].length === 0)
+        throw invalidState(`[${i}]`, 'not a [memberId, count, sum, lastValue, lastTimestamp] row');
+      if (!row.slice(1).every(Number.isFinite)) throw invalidState(`[${i}]`, 'not a finite number');
+    });
+    for (const [memberId, count, sum, lastValue, lastTimestamp] of chunk as [
+      string,
+      number,
+      number,
+      number,
+      number,
+    ][]) {
+      this.stale?.delete(memberId);
+      this.members.set(memberId, { count, sum, lastValue, lastTimestamp });
+    }
+  }
+
+  importEnd(): void {
+    for (const id of this.stale ?? []) this.members.delete(id);
+    this.stale = undefined;
   }
 
   status(): Record<string, unknown> {

@@ -1,10 +1,10 @@
 import net from 'node:net';
 import { boundLoggedText, type Clock, type Logger, RateLimitedLog, type TimerHandle } from '@faultline/core';
 import type { Endpoint, HealthStatBatch } from '@faultline/protocol';
-import type { DedupeState } from './batch-dedupe.js';
-import { encodeFrame, encodeRawBatch, FrameReader } from './framing.js';
+import { encodeFrame, FrameReader, rawBatchHeader } from './framing.js';
+import type { SnapshotStream } from './snapshot-stream.js';
 import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
-import { type SyncMessage, syncMessageSchema } from './sync-messages.js';
+import { MAX_CHUNK_ITEMS, type SyncMessage, syncMessageSchema } from './sync-messages.js';
 import { PRE_LINK_FRAME_BYTES } from './sync-server.js';
 
 export interface SyncLinkOptions {
@@ -18,8 +18,35 @@ export interface SyncLinkOptions {
   handshakeTimeoutMs: number;
   clock: Clock;
   logger: Logger;
-  /** Taken synchronously when the link is welcomed; later batches apply on top of it. */
-  snapshot: () => { engine: unknown; dedupe: DedupeState };
+  /** Started when the link is welcomed: its header at once, its chunks one per turn of the event loop. */
+  snapshot: () => SnapshotStream;
+}
+
+/** Chunks of the snapshot sent ahead of the passive's acknowledgements: enough to keep both busy, no more. */
+const SNAPSHOT_WINDOW = 4;
+/** What one chunk may cost the active to encode and write: the adaptive chunk size aims at it. */
+const CHUNK_TARGET_MS = 8;
+/** And about this many bytes. */
+const CHUNK_TARGET_BYTES = 1024 * 1024;
+const MIN_CHUNK_ITEMS = 16;
+const FIRST_CHUNK_ITEMS = 256;
+
+/** A snapshot being streamed to the passive of the current link. */
+interface Streaming {
+  socket: net.Socket;
+  stream: SnapshotStream;
+  /** Chunks written, and acknowledged by the passive. */
+  sent: number;
+  acked: number;
+  /** Each chunk not yet acknowledged, oldest first: when it was written, and the link sequence then. */
+  unacked: { at: number; seq: number }[];
+  /** Members (or agents) per chunk, adapted to CHUNK_TARGET_MS at both ends. */
+  items: number;
+  /** How long the passive took to acknowledge the last chunk acknowledged (ms), behind at most a window of others. */
+  lastAnswerMs: number;
+  /** The last chunk went (and the end); waiting for the passive to acknowledge the rest. */
+  done: boolean;
+  startedAt: number;
 }
 
 /** Detach reasons of this node's own making: not worth a log line while the link was still being set up. */
@@ -46,7 +73,10 @@ type Handshake =
 /**
  * The active side of event sync: one TCP link to the passive. It answers the
  * passive's challenge, checks the passive's proof of the same secret, says
- * hello (node, epoch) and, once welcomed, sends the snapshot. `replicate()`
+ * hello (node, epoch) and, once welcomed, streams the snapshot: its header,
+ * then chunks one turn of the event loop at a time, a few ahead of the
+ * passive's acknowledgements, with the batches accepted meanwhile between
+ * them (snapshot-stream.ts). `replicate()`
  * resolves true once the passive acknowledged the batch (it holds it), false
  * when there is no passive or it failed to acknowledge in time; the link is
  * then dropped and rebuilt from a fresh snapshot, so the passive never holds
@@ -151,17 +181,33 @@ export class SyncLink {
             this.detach(`${message.t} instead of the welcome under epoch ${epoch}`);
             return;
           }
-          // The snapshot and the first batch after it leave in this order on one socket.
-          const { engine, dedupe } = this.options.snapshot();
-          socket.write(encodeFrame({ t: 'snapshot', seq: this.seq, engine, dedupe }, max));
+          // The header, then every batch accepted from now on, with the chunks between them, on one socket.
+          const stream = this.options.snapshot();
+          const { engine, agents } = stream.header;
+          socket.write(encodeFrame({ t: 'snapshot-begin', seq: this.seq, engine, agents }, max));
           handshake = { step: 'done' };
           reader.limit(max, 0);
           this.status = 'ready';
+          const now = this.options.clock.monotonicNow();
+          this.streaming = {
+            socket,
+            stream,
+            sent: 0,
+            acked: 0,
+            unacked: [],
+            items: FIRST_CHUNK_ITEMS,
+            lastAnswerMs: 0,
+            done: false,
+            startedAt: now,
+          };
+          this.lastProgressAt = now;
+          this.scheduleChunk();
           this.options.logger.info('passive linked', { event: 'sp.passive_linked', passive: endpoint, epoch });
           return;
         }
         case 'done':
           if (message.t === 'ack') this.acknowledge(message.seq);
+          else if (message.t === 'snapshot-ack') this.chunkAcknowledged(message.n);
           else this.detach(`unexpected ${message.t} from the passive`);
       }
     };
@@ -183,6 +229,13 @@ export class SyncLink {
           const waited = this.options.clock.monotonicNow() - this.attachedAt;
           if (waited > this.options.handshakeTimeoutMs)
             this.detach(`not linked within ${this.options.handshakeTimeoutMs} ms`);
+          return;
+        }
+        if (this.streaming) {
+          // A batch may wait behind the chunks before it: what counts is that the passive keeps answering.
+          const stalled = this.stalledMs();
+          if (stalled > this.options.ackTimeoutMs)
+            this.detach(`the snapshot made no progress within ${this.options.ackTimeoutMs} ms`);
           return;
         }
         const { oldestMs } = this.lag();
@@ -210,9 +263,11 @@ export class SyncLink {
       socket.cork();
       process.nextTick(() => socket.uncork());
     }
-    socket.write(
-      call ? encodeRawBatch(seq, call) : encodeFrame({ t: 'batch', seq, batch }, this.options.maxFrameBytes),
-    );
+    if (call) {
+      // Header and call go as two buffers of one writev: no copy of the call.
+      socket.write(rawBatchHeader(seq, call.length));
+      socket.write(call);
+    } else socket.write(encodeFrame({ t: 'batch', seq, batch }, this.options.maxFrameBytes));
     return new Promise((resolve) => {
       this.pending.push({ seq, sentAt: this.options.clock.monotonicNow(), resolve });
     });
@@ -242,6 +297,7 @@ export class SyncLink {
     const socket = this.socket;
     const was = this.status;
     this.socket = undefined;
+    this.streaming = undefined;
     this.status = 'none';
     this.options.clock.clearInterval(this.watchdog);
     this.watchdog = undefined;
@@ -264,7 +320,108 @@ export class SyncLink {
     this.endpoint = undefined;
   }
 
+  /** Whether a snapshot is being streamed to the passive (its chunks not all sent or not all acknowledged). */
+  get snapshotInProgress(): boolean {
+    return this.streaming !== undefined;
+  }
+
+  private streaming: Streaming | undefined;
+  private chunkScheduled = false;
+  /** Monotonic time the passive last acknowledged anything (a batch or a chunk). */
+  private lastProgressAt = 0;
+
+  /** How long the passive has kept the oldest thing it owes an answer for, or answered nothing since. */
+  private stalledMs(): number {
+    const s = this.streaming;
+    const oldestChunk = s?.unacked[0]?.at ?? Number.POSITIVE_INFINITY;
+    const oldestBatch = this.pending[0]?.sentAt ?? Number.POSITIVE_INFINITY;
+    const waitingSince = Math.min(oldestChunk, oldestBatch);
+    if (waitingSince === Number.POSITIVE_INFINITY) return 0;
+    return this.options.clock.monotonicNow() - Math.max(waitingSince, this.lastProgressAt);
+  }
+
+  /** The next chunk goes in a turn of the event loop of its own: batches and acks run between chunks. */
+  private scheduleChunk(): void {
+    if (this.chunkScheduled) return;
+    this.chunkScheduled = true;
+    setImmediate(() => {
+      this.chunkScheduled = false;
+      this.sendChunk();
+    });
+  }
+
+  private sendChunk(): void {
+    const s = this.streaming;
+    if (!s || s.socket !== this.socket || this.status !== 'ready' || s.done) return;
+    if (s.sent - s.acked >= SNAPSHOT_WINDOW) return; // the next acknowledgement schedules it
+    const clock = this.options.clock;
+    const started = clock.monotonicNow();
+    const chunk = s.stream.next(s.items);
+    if (chunk === undefined) {
+      s.done = true;
+      s.socket.write(encodeFrame({ t: 'snapshot-end', chunks: s.sent }, this.options.maxFrameBytes));
+      this.finishSnapshot(s);
+      return;
+    }
+    s.sent += 1;
+    s.unacked.push({ at: started, seq: this.seq });
+    const frame = encodeFrame({ t: 'snapshot-chunk', n: s.sent, ...chunk }, this.options.maxFrameBytes);
+    s.socket.write(frame);
+    // Sized by what it cost to make, by its bytes (a fake clock, or members with many samples), and by how
+    // fast the passive answers.
+    const took = clock.monotonicNow() - started;
+    const answeredQuickly = s.lastAnswerMs <= SNAPSHOT_WINDOW * CHUNK_TARGET_MS * 2;
+    if (took > CHUNK_TARGET_MS * 2 || frame.length > 2 * CHUNK_TARGET_BYTES)
+      s.items = Math.max(MIN_CHUNK_ITEMS, Math.floor(s.items / 2));
+    else if (took < CHUNK_TARGET_MS / 2 && frame.length < CHUNK_TARGET_BYTES / 2 && answeredQuickly)
+      s.items = Math.min(MAX_CHUNK_ITEMS, s.items * 2);
+    this.scheduleChunk();
+  }
+
+  private chunkAcknowledged(n: number): void {
+    const s = this.streaming;
+    if (!s) return; // a late acknowledgement of a snapshot this link finished
+    if (n > s.sent || n <= s.acked) {
+      this.detach(`acknowledgement of chunk ${n}, ${s.acked + 1}–${s.sent} outstanding`);
+      return;
+    }
+    const now = this.options.clock.monotonicNow();
+    const sentAt = (s.unacked[n - s.acked - 1] as { at: number }).at;
+    s.unacked.splice(0, n - s.acked);
+    s.acked = n;
+    s.lastAnswerMs = now - sentAt;
+    this.lastProgressAt = now;
+    // The passive may apply slower than this node encodes (a busier or smaller machine): a chunk that took
+    // it long to answer, behind at most a window of others, makes the chunks smaller.
+    if (s.lastAnswerMs > SNAPSHOT_WINDOW * CHUNK_TARGET_MS * 4)
+      s.items = Math.max(MIN_CHUNK_ITEMS, Math.floor(s.items / 2));
+
+    if (s.done) this.finishSnapshot(s);
+    else this.scheduleChunk();
+  }
+
+  /** The snapshot is over for the active once its end is written and every chunk acknowledged. */
+  private finishSnapshot(s: Streaming): void {
+    if (!s.done || s.acked < s.sent || this.streaming !== s) return;
+    this.streaming = undefined;
+    // Batches that waited behind the chunks are timed from the passive's last answer, not from when they went.
+    for (const p of this.pending) if (p.sentAt < this.lastProgressAt) p.sentAt = this.lastProgressAt;
+    this.options.logger.info('snapshot streamed to the passive', {
+      event: 'sp.snapshot_sent',
+      passive: this.endpoint,
+      chunks: s.sent,
+      ms: Math.round(this.options.clock.monotonicNow() - s.startedAt),
+    });
+  }
+
   private acknowledge(seq: number): void {
+    // The passive applies in order: a batch sent after a chunk cannot be applied before the chunk.
+    const oldestChunk = this.streaming?.unacked[0];
+    if (oldestChunk && seq > oldestChunk.seq) {
+      this.detach(`the passive acknowledged batch ${seq} before chunk ${(this.streaming as Streaming).acked + 1}`);
+      return;
+    }
+    this.lastProgressAt = this.options.clock.monotonicNow();
     let n = 0;
     while (n < this.pending.length && (this.pending[n] as Pending).seq <= seq) n += 1;
     const done = this.pending.splice(0, n);

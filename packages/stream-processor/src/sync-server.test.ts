@@ -1,43 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import type { Clock, Logger, TimerHandle } from '@faultline/core';
+import type { Logger } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { BatchDedupe } from './batch-dedupe.js';
 import { encodeFrame, FrameReader } from './framing.js';
+import { streamSnapshot } from './snapshot-stream.js';
+import { StatLedger } from './stat-ledger.js';
 import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
 import { SyncLink } from './sync-link.js';
 import { type LeaseHolder, SyncServer, type SyncServerOptions } from './sync-server.js';
-
-/** Timers that fire only when the test advances time; I/O stays real. */
-class ManualClock implements Clock {
-  private t = 0;
-  private next = 1;
-  private readonly timers = new Map<number, { at: number; fn: () => void; every?: number }>();
-  now = () => this.t;
-  monotonicNow = () => this.t;
-  setTimeout = (fn: () => void, ms: number) => this.add(fn, ms);
-  setInterval = (fn: () => void, ms: number) => this.add(fn, ms, ms);
-  clearTimeout = (handle: TimerHandle | undefined) => void this.timers.delete(handle as unknown as number);
-  clearInterval = (handle: TimerHandle | undefined) => void this.timers.delete(handle as unknown as number);
-  advance(ms: number): void {
-    const until = this.t + ms;
-    for (;;) {
-      const due = [...this.timers].filter(([, timer]) => timer.at <= until).sort((a, b) => a[1].at - b[1].at)[0];
-      if (!due) break;
-      const [id, timer] = due;
-      this.t = timer.at;
-      if (timer.every) timer.at += timer.every;
-      else this.timers.delete(id);
-      timer.fn();
-    }
-    this.t = until;
-  }
-  private add(fn: () => void, ms: number, every?: number): TimerHandle {
-    const id = this.next++;
-    this.timers.set(id, { at: this.t + ms, fn, every });
-    return id as unknown as TimerHandle;
-  }
-}
+import { ManualClock } from './testing/index.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const KEY = randomBytes(32);
@@ -106,6 +79,9 @@ const passiveOptions = (clock: ManualClock, logger: Logger) => ({
   clock,
   logger,
   accepting: () => true,
+  onSnapshotBegin: () => {},
+  onSnapshotChunk: () => {},
+  onSnapshotEnd: () => {},
 });
 
 describe('sync handshake proofs', () => {
@@ -320,7 +296,8 @@ describe('SyncLink to SyncServer', () => {
     const server = new SyncServer({
       ...passiveOptions(clock, createMemoryLogger()),
       leaseHolder: async () => ({ nodeId: 'sp-1', epoch: 3 }),
-      onSnapshot,
+      onSnapshot: vi.fn(),
+      onSnapshotBegin: onSnapshot,
       onBatch: vi.fn(),
       onPublished: vi.fn(),
     });
@@ -333,7 +310,7 @@ describe('SyncLink to SyncServer', () => {
       handshakeTimeoutMs: 5_000,
       clock,
       logger: createMemoryLogger(),
-      snapshot: () => ({ engine: { total: 0 }, dedupe: { agents: [] } }),
+      snapshot: () => streamSnapshot(new StatLedger(), new BatchDedupe()),
     });
     closers.push(
       () => link.detach('closing'),
@@ -345,9 +322,9 @@ describe('SyncLink to SyncServer', () => {
   it('links with the same key: the passive follows and takes the snapshot', async () => {
     const { server, link, port, onSnapshot } = await pair(KEY);
     link.attach(`127.0.0.1:${port}`, 3, 'sp-2');
-    for (let i = 0; i < 200 && onSnapshot.mock.calls.length === 0; i++) await sleep(5);
+    for (let i = 0; i < 1_000 && onSnapshot.mock.calls.length === 0; i++) await sleep(5);
     expect(link.status).toBe('ready');
-    expect(onSnapshot).toHaveBeenCalledWith(expect.objectContaining({ engine: { total: 0 } }), 'sp-1');
+    expect(onSnapshot).toHaveBeenCalledWith(expect.objectContaining({ engine: { total: 0, members: 0 } }), 'sp-1');
     expect(server.following).toMatchObject({ nodeId: 'sp-1', epoch: 3 });
     expect(link.authFailures + server.counters.authFailures).toBe(0);
   });
@@ -355,13 +332,13 @@ describe('SyncLink to SyncServer', () => {
   it('never links with another key, at either end, nor to a passive that is not the expected node', async () => {
     const { server, link, port } = await pair(randomBytes(32));
     link.attach(`127.0.0.1:${port}`, 3);
-    for (let i = 0; i < 100 && server.counters.authFailures === 0; i++) await sleep(5);
+    for (let i = 0; i < 1_000 && server.counters.authFailures === 0; i++) await sleep(5);
     expect(server.counters.authFailures).toBe(1);
     expect(link.status).toBe('none');
     expect(server.following).toBeUndefined();
     const right = await pair(KEY);
     right.link.attach(`127.0.0.1:${right.port}`, 3, 'sp-9');
-    for (let i = 0; i < 100 && right.link.authFailures === 0; i++) await sleep(5);
+    for (let i = 0; i < 1_000 && right.link.authFailures === 0; i++) await sleep(5);
     expect(right.link.authFailures).toBe(1);
     expect(right.link.status).toBe('none');
   });

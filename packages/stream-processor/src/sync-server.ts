@@ -3,7 +3,16 @@ import { boundLoggedText, type Clock, type Logger, once, RateLimitedLog, type Ti
 import { decodePublishCall, type HealthStatBatch, validateBatch } from '@faultline/protocol';
 import { DEFAULT_MAX_MESSAGE_BYTES, encodeFrame, FrameReader, RawBatch } from './framing.js';
 import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
-import { type SnapshotMessage, type SyncMessage, syncMessageSchema } from './sync-messages.js';
+import {
+  type SnapshotBeginMessage,
+  type SnapshotChunkMessage,
+  type SnapshotMessage,
+  type SyncMessage,
+  syncMessageSchema,
+} from './sync-messages.js';
+
+/** Largest message in parts once a link streams its snapshot (a chunk is about a megabyte). */
+export const STREAMED_MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
 
 /** Largest frame a peer may send before its link is established (the handshake and the hello are far smaller). */
 export const PRE_LINK_FRAME_BYTES = 1_024;
@@ -32,8 +41,14 @@ export interface SyncServerOptions {
   accepting: () => boolean;
   /** The lease holder and epoch in the database, read when a hello arrives; a hello must name exactly these. */
   leaseHolder: () => Promise<LeaseHolder | undefined>;
-  /** Applies a snapshot; throws (nothing applied) when it is malformed. */
+  /** Applies a snapshot sent in one piece (an older active); throws (nothing applied) when it is malformed. */
   onSnapshot: (snapshot: SnapshotMessage, from: string) => void;
+  /** A streamed snapshot starts: the state becomes its header's; throws when the header is malformed. */
+  onSnapshotBegin: (begin: SnapshotBeginMessage, from: string) => void;
+  /** One chunk of it; throws (none of the chunk applied) when malformed. */
+  onSnapshotChunk: (chunk: SnapshotChunkMessage) => void;
+  /** The streamed snapshot is whole. */
+  onSnapshotEnd: (chunks: number) => void;
   onBatch: (batch: HealthStatBatch) => void;
   onPublished: (ids: readonly string[]) => void;
 }
@@ -92,6 +107,8 @@ interface Connection {
   reader: FrameReader;
   deadline: TimerHandle | undefined;
   closed: boolean;
+  /** The link's snapshot: not begun, streaming (the next chunk expected), or applied. */
+  snapshot: { stage: 'none' } | { stage: 'streaming'; next: number; startedAt: number } | { stage: 'applied' };
 }
 
 /**
@@ -202,6 +219,7 @@ export class SyncServer {
       reader: undefined as unknown as FrameReader,
       deadline: undefined,
       closed: false,
+      snapshot: { stage: 'none' },
     };
     connection.reader = new FrameReader(
       PRE_LINK_FRAME_BYTES,
@@ -376,6 +394,10 @@ export class SyncServer {
       this.followedLink.lastMessageAt = this.options.clock.monotonicNow();
     const from = connection.peerId as string;
     if (raw instanceof RawBatch) {
+      if (connection.snapshot.stage === 'none') {
+        this.refuse(connection, 'violation', 'unexpected_message', 'a batch before the snapshot');
+        return;
+      }
       const batch = decodePublishCall(raw.call);
       if (!batch.ok) {
         this.refuse(connection, 'violation', 'bad_batch', batch.error.message);
@@ -388,6 +410,10 @@ export class SyncServer {
     if (!message) return;
     switch (message.t) {
       case 'snapshot':
+        if (connection.snapshot.stage !== 'none') {
+          this.refuse(connection, 'violation', 'unexpected_message', 'a second snapshot on one link');
+          return;
+        }
         try {
           this.options.onSnapshot(message, from);
         } catch (error) {
@@ -400,11 +426,63 @@ export class SyncServer {
           return;
         }
         this.lastSeq = message.seq;
+        connection.snapshot = { stage: 'applied' };
         if (this.followedLink?.connection === connection) this.followedLink.synced = true;
         this.send(connection, { t: 'ack', seq: message.seq });
         this.options.logger.info('snapshot applied', { event: 'sp.snapshot_applied', from, seq: message.seq });
         return;
+      case 'snapshot-begin':
+        if (connection.snapshot.stage !== 'none') {
+          this.refuse(connection, 'violation', 'unexpected_message', 'a second snapshot on one link');
+          return;
+        }
+        if (!this.applySnapshotPart(connection, () => this.options.onSnapshotBegin(message, from))) return;
+        this.lastSeq = message.seq;
+        connection.snapshot = { stage: 'streaming', next: 1, startedAt: this.options.clock.monotonicNow() };
+        // No message of a streamed link needs the room of a one-piece snapshot.
+        connection.reader.limit(this.options.maxFrameBytes, STREAMED_MAX_MESSAGE_BYTES);
+        return;
+      case 'snapshot-chunk': {
+        const snapshot = connection.snapshot;
+        if (snapshot.stage !== 'streaming' || message.n !== snapshot.next) {
+          const expected = snapshot.stage === 'streaming' ? `chunk ${snapshot.next}` : 'no chunk';
+          this.refuse(connection, 'violation', 'unexpected_message', `chunk ${message.n} where ${expected} was due`);
+          return;
+        }
+        if (!this.applySnapshotPart(connection, () => this.options.onSnapshotChunk(message))) return;
+        snapshot.next += 1;
+        this.send(connection, { t: 'snapshot-ack', n: message.n });
+        return;
+      }
+      case 'snapshot-end': {
+        const snapshot = connection.snapshot;
+        if (snapshot.stage !== 'streaming' || message.chunks !== snapshot.next - 1) {
+          this.refuse(
+            connection,
+            'violation',
+            'unexpected_message',
+            `snapshot end after ${message.chunks} chunks, out of turn`,
+          );
+          return;
+        }
+        if (!this.applySnapshotPart(connection, () => this.options.onSnapshotEnd(message.chunks))) return;
+        connection.snapshot = { stage: 'applied' };
+        if (this.followedLink?.connection === connection) this.followedLink.synced = true;
+        this.send(connection, { t: 'ack', seq: this.lastSeq });
+        this.options.logger.info('snapshot applied', {
+          event: 'sp.snapshot_applied',
+          from,
+          seq: this.lastSeq,
+          chunks: message.chunks,
+          ms: Math.round(this.options.clock.monotonicNow() - snapshot.startedAt),
+        });
+        return;
+      }
       case 'batch': {
+        if (connection.snapshot.stage === 'none') {
+          this.refuse(connection, 'violation', 'unexpected_message', 'a batch before the snapshot');
+          return;
+        }
         const batch = validateBatch(message.batch);
         if (!batch.ok) {
           this.refuse(connection, 'violation', 'bad_batch', batch.error.message);
@@ -420,6 +498,22 @@ export class SyncServer {
         this.refuse(connection, 'violation', 'unexpected_message', `unexpected ${message.t}`);
         return;
       }
+    }
+  }
+
+  /** Runs one step of a snapshot; a throw closes the link as a bad snapshot. Returns whether it applied. */
+  private applySnapshotPart(connection: Connection, apply: () => void): boolean {
+    try {
+      apply();
+      return true;
+    } catch (error) {
+      this.refuse(
+        connection,
+        'violation',
+        'bad_snapshot',
+        `bad snapshot: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return false;
     }
   }
 

@@ -67,7 +67,8 @@ export interface TestSpNode {
   readonly pid: number | undefined;
   /** undefined while the node does not answer. */
   status(): Promise<SpStatusJson | undefined>;
-  engine(): Promise<unknown>;
+  /** `GET /engine`; `timeoutMs` (default 5 000): a large state takes longer to serialize and send. */
+  engine(options?: { timeoutMs?: number }): Promise<unknown>;
   /** The node's JSON log records so far. */
   logs(): Record<string, unknown>[];
   kill(signal?: NodeJS.Signals): Promise<void>;
@@ -189,10 +190,10 @@ class ProcessSpNode implements TestSpNode {
   };
 
   /** `GET /engine` with the pair's status token, as an operator's tool would call it. */
-  readonly engine = async (): Promise<unknown> => {
+  readonly engine = async (options: { timeoutMs?: number } = {}): Promise<unknown> => {
     const response = await fetch(`http://${LOOPBACK_HOST}:${this.statusPort}/engine`, {
       headers: { authorization: `Bearer ${testSecret(this.security.statusTokenFile).toString('utf8')}` },
-      signal: AbortSignal.timeout(5_000),
+      signal: AbortSignal.timeout(options.timeoutMs ?? 5_000),
     });
     if (!response.ok) throw new Error(`${this.nodeId} GET /engine: ${response.status} ${await response.text()}`);
     return response.json();
