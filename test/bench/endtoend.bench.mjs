@@ -1,8 +1,10 @@
 // End to end: the whole stack as `faultline stack up` runs it (its own
 // folder and ports, default demo config with a 6 s fault timeout), one member
-// killed -9, and the time to an active replacement, broken down from the
-// services' own JSON logs: detect (kill → MemberFault at the SP), decide
-// (→ the autoscaler's spawn decision), spawn (→ processes up), activate
+// killed -9 once it has run for a fault timeout, and the time to an active
+// replacement, broken down from the services' own JSON logs: detect (kill →
+// the autoscaler knows: the local infrastructure reports the instance gone,
+// or the active SP's MemberFault, whichever first), decide (→ the
+// autoscaler's spawn decision), spawn (→ processes up), activate
 // (→ InstanceActivatedEvent seen by the autoscaler). Five kills; the goal
 // (issue "Performance"): the median within the fault timeout + 1 s.
 import { execFile, spawn } from 'node:child_process';
@@ -67,25 +69,37 @@ export async function run() {
       await sleep(200);
     }
     for (let k = 0; k < KILLS; k++) {
+      // A member killed within one fault timeout of its activation counts as a replacement that did not
+      // work and backs the next spawn off (crash-loop protection): kill members that have settled.
+      await sleep(FAULT_TIMEOUT_MS + 1_000);
       const line = await cli('chaos', 'kill-member');
       const killedAt = Date.now();
       const memberId = /member (\S+)/.exec(line)[1];
       let record;
       for (;;) {
-        // Both autoscaler nodes' logs: either may be the acting one.
-        const auto = logs('autoscaler-a').concat(logs('autoscaler-b'));
+        const auto = logs('autoscaler');
+        // Who noticed first: the active SP's MemberFault, or the infrastructure (the instance exited).
+        const fault = logs('sp-1')
+          .concat(logs('sp-2'))
+          .find((r) => r.event === 'cep.member_fault' && r.memberId === memberId && r.role === 'ACTIVE');
+        const gone = auto.find(
+          (r) =>
+            r.event === 'autoscaler.action' &&
+            r.memberId === memberId &&
+            at(r) >= killedAt &&
+            (r.action === 'MemberRemoved' || r.action === 'MemberTerminateAction'),
+        );
+        const noticed = [fault, gone].filter(Boolean).sort((a, b) => at(a) - at(b))[0];
         const decided = auto.find((r) => r.action === 'MemberSpawnAction' && at(r) >= killedAt);
         const created =
           decided && auto.find((r) => r.event === 'autoscaler.member_created' && r.memberId === decided.memberId);
         const activated =
           decided && auto.find((r) => r.event === 'autoscaler.member_active' && r.memberId === decided.memberId);
-        const fault = logs('sp-1')
-          .concat(logs('sp-2'))
-          .find((r) => r.event === 'cep.member_fault' && r.memberId === memberId && r.role === 'ACTIVE');
-        if (fault && decided && created && activated) {
+        if (noticed && decided && created && activated) {
           record = {
-            detect: at(fault) - killedAt,
-            decide: at(decided) - at(fault),
+            by: noticed === fault ? 'fault' : 'infrastructure',
+            detect: at(noticed) - killedAt,
+            decide: at(decided) - at(noticed),
             spawn: at(created) - at(decided),
             activate: at(activated) - at(created),
           };
@@ -95,7 +109,6 @@ export async function run() {
         await sleep(100);
       }
       phases.push(record);
-      await sleep(1_000);
     }
   } finally {
     await cli('stack', 'down').catch(() => {});
@@ -116,11 +129,11 @@ export async function run() {
         (total[Math.floor(total.length / 2)] ?? Number.POSITIVE_INFINITY) <= FAULT_TIMEOUT_MS + 1_000,
     },
     {
-      name: '  detect: kill → MemberFault at the active SP (the timeout runs from the last stat, up to one interval before the kill)',
+      name: `  detect: kill → the autoscaler knows (${phases.filter((p) => p.by === 'infrastructure').length} by the infrastructure reporting the instance gone, ${phases.filter((p) => p.by === 'fault').length} by a MemberFault of the active SP, whose timeout runs from the last stat)`,
       value: fmt(median('detect')),
       unit: 'ms',
     },
-    { name: '  decide: MemberFault → the autoscaler spawn decision', value: fmt(median('decide')), unit: 'ms' },
+    { name: '  decide: → the autoscaler spawn decision', value: fmt(median('decide')), unit: 'ms' },
     { name: '  spawn: decision → member processes up', value: fmt(median('spawn')), unit: 'ms' },
     {
       name: '  activate: processes up → InstanceActivatedEvent at the autoscaler',
