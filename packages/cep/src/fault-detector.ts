@@ -268,9 +268,14 @@ export class FaultDetector {
     this.arm();
   }
 
-  /** Every tracked member's id, in insertion order (a streamed export walks these). */
+  /** Every tracked member's id, in insertion order. */
   memberIds(): string[] {
     return [...this.members.keys()];
+  }
+
+  /** The same, without copying them. */
+  ids(): IterableIterator<string> {
+    return this.members.keys();
   }
 
   export(): DetectorMemberState[] {

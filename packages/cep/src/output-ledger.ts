@@ -159,9 +159,13 @@ export class OutputLedger {
   }
 
   export(): LedgerState {
+    return { ...this.exportHeld(), published: [...this.publishedFaults] };
+  }
+
+  /** The export without the fault watermarks (one per member: a streamed export reads those as it goes). */
+  exportHeld(): Omit<LedgerState, 'published'> {
     return {
       pending: [...this.faults.values(), ...this.summaries.values()],
-      published: [...this.publishedFaults],
       summariesPublishedThrough: Number.isFinite(this.summariesThrough) ? this.summariesThrough : null,
     };
   }
@@ -175,9 +179,9 @@ export class OutputLedger {
     for (const output of state.pending) this.hold(output);
   }
 
-  /** The published fault watermarks, `[stream, lastStatAt]` (a streamed export sends them in chunks). */
-  publishedEntries(): [string, number][] {
-    return [...this.publishedFaults];
+  /** The fault streams with a published watermark (a streamed export sends them in chunks, read as it goes). */
+  publishedStreams(): string[] {
+    return [...this.publishedFaults.keys()];
   }
 
   /**

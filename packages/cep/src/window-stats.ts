@@ -84,6 +84,11 @@ export class WindowStats {
     return this.groups.size;
   }
 
+  /** Whether the member has samples here. */
+  has(memberId: string): boolean {
+    return this.members.has(memberId);
+  }
+
   add(source: SampleSource, metric: Metric, timestamp: number, value: number): void {
     const member = this.memberFor(source);
     let series = member.series.get(metric);
