@@ -40,13 +40,9 @@ export function rawBatchHeader(seq: number, callBytes: number): Buffer {
   return header;
 }
 
+/** A raw batch's whole frame: its header and the call (the link writes the two apart, without this copy). */
 export function encodeRawBatch(seq: number, call: Buffer): Buffer {
-  const frame = Buffer.allocUnsafe(4 + RAW_BATCH_HEADER + call.length);
-  frame.writeUInt32BE(RAW_BATCH_HEADER + call.length, 0);
-  frame[4] = RAW_BATCH;
-  frame.writeDoubleBE(seq, 5);
-  call.copy(frame, 4 + RAW_BATCH_HEADER);
-  return frame;
+  return Buffer.concat([rawBatchHeader(seq, call.length), call]);
 }
 
 /** One frame of JSON, or its parts when it is longer than `maxFrameBytes`. */

@@ -1,9 +1,7 @@
 import { FaultlineError } from '@faultline/core';
 import type { HealthStatBatch } from '@faultline/protocol';
 import type { EngineExportStream, QueryEngine } from './query-engine.js';
-
-/** The most rows one chunk of a streamed import may hold. */
-const MAX_CHUNK_ROWS = 20_000;
+import { MAX_CHUNK_ITEMS } from './sync-messages.js';
 
 interface MemberLedger {
   count: number;
@@ -110,7 +108,7 @@ export class StatLedger implements QueryEngine {
 
   importChunk(chunk: unknown): void {
     if (!Array.isArray(chunk)) throw invalidState('(chunk)', 'not a list');
-    if (chunk.length > MAX_CHUNK_ROWS) throw invalidState('(chunk)', `more than ${MAX_CHUNK_ROWS} rows`);
+    if (chunk.length > MAX_CHUNK_ITEMS) throw invalidState('(chunk)', `more than ${MAX_CHUNK_ITEMS} rows`);
     chunk.forEach((row, i) => {
       if (!Array.isArray(row) || row.length !== 5 || typeof row[0] !== 'string' || row[0].length === 0)
         throw invalidState(`[${i}]`, 'not a [memberId, count, sum, lastValue, lastTimestamp] row');
