@@ -3,14 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import { REPO_ROOT } from '@faultline/core';
-import {
-  createHealthStatServer,
-  type HealthStat,
-  thriftGenerated,
-  toAckWire,
-  validateBatch,
-  verifyMemberCredential,
-} from '@faultline/protocol';
+import { createHealthStatServer, type HealthStat, thriftGenerated, verifyMemberCredential } from '@faultline/protocol';
 import { TEST_MEMBER_KEY } from '@faultline/protocol/testing';
 
 export const AGENT_MAIN = path.join(REPO_ROOT, 'packages/cartridge-agent/dist/main.js');
@@ -56,8 +49,7 @@ export async function startSpPair() {
   const node = async (name: string) => {
     const server = createHealthStatServer(
       {
-        publish: async (wire) => {
-          const result = validateBatch(wire);
+        publish: async (result) => {
           if (!result.ok) throw new thriftGenerated.InvalidBatch({ message: result.error.message });
           // As the real SP: only a batch with its member's credential (issued under TEST_MEMBER_KEY) is taken.
           if (!verifyMemberCredential(TEST_MEMBER_KEY, result.value.credential).ok) {
@@ -81,7 +73,7 @@ export async function startSpPair() {
           }
           replies.acks += 1;
           if (duplicate) replies.duplicates += 1;
-          return toAckWire({ agentId, sequence, duplicate, epoch: 1, replicated: true });
+          return { agentId, sequence, duplicate, epoch: 1, replicated: true };
         },
       },
       { onConnectionError: () => {} },

@@ -40,6 +40,12 @@ function loaded(clock: Clock, members: number) {
   const out: Envelope[] = [];
   e.onOutput((envelope) => void out.push(envelope));
   e.activate(1);
+  reportRounds(e, members);
+  return { e, out };
+}
+
+/** Three rounds of every member's three stats, 40, 25 and 10 s ago. */
+function reportRounds(e: CepEngine, members: number): void {
   const now = Date.now();
   for (const at of [now - 40_000, now - 25_000, now - 10_000])
     for (let m = 0; m < members; m++)
@@ -48,7 +54,6 @@ function loaded(clock: Clock, members: number) {
         sequence: at,
         stats: [stat(m, 'load_average', at), stat(m, 'memory_consumption', at), stat(m, 'requests_in_flight', at)],
       });
-  return { e, out };
 }
 
 describe('a summary tick of many members', () => {
@@ -84,5 +89,53 @@ describe('a summary tick of many members', () => {
     const tick = (xs: Envelope[]) =>
       xs.filter((x) => x.type !== 'MemberFaultEvent' && (x.data as { windowTo: number }).windowTo <= late);
     expect(tick(sliced.out).map((x) => x.data)).toEqual(tick(whole.out).map((x) => x.data));
+  });
+});
+
+describe('a takeover holding a tick of many members', () => {
+  /** A passive that holds one whole tick of `members` and one ports_not_open fault, none confirmed. */
+  function heldTick(members: number) {
+    vi.useFakeTimers({ now: 1_800_000_000_000 });
+    const e = createCepEngine({
+      source: 'sp-2',
+      logger: createMemoryLogger(),
+      clock: busyClock(),
+      faultTimeoutMs: 600_000,
+      maxPendingOutputs: 100_000,
+    });
+    engines.push(e);
+    const out: Envelope[] = [];
+    e.onOutput((envelope) => void out.push(envelope));
+    reportRounds(e, members);
+    const now = Date.now();
+    e.apply({ agentId: 'm-0', sequence: now, stats: [stat(0, 'ports_not_open', now)] });
+    vi.advanceTimersByTime(15_000 - (now % 15_000) + 100); // the tick, made whole meanwhile
+    return { e, out, held: e.status().pendingOutputs };
+  }
+
+  it('publishes the fault at once and the summaries a slice per turn of the event loop, every one of them', () => {
+    const { e, out, held } = heldTick(3_000);
+    expect(held).toBeGreaterThan(30);
+    e.activate(2);
+    // In the takeover's own turn: the fault, and only part of the summaries (all at once starved the lease).
+    expect(out.filter((o) => o.type === 'MemberFaultEvent')).toHaveLength(1);
+    expect(out.length).toBeLessThan(held);
+    vi.advanceTimersByTime(100);
+    expect(out).toHaveLength(held);
+    expect(new Set(out.map((o) => o.id)).size).toBe(held);
+    expect(out.every((o) => o.epoch === 2)).toBe(true);
+  });
+
+  it('holds again what it had not published when it turns passive meanwhile, and publishes it at the next takeover', () => {
+    const { e, out, held } = heldTick(3_000);
+    e.activate(2);
+    const first = out.length;
+    e.deactivate();
+    vi.advanceTimersByTime(100);
+    expect(out).toHaveLength(first);
+    expect(e.status().pendingOutputs).toBe(held - first);
+    e.activate(3);
+    vi.advanceTimersByTime(100);
+    expect(new Set(out.map((o) => o.id)).size).toBe(held);
   });
 });

@@ -542,6 +542,24 @@ describe('CepEngine', () => {
     expect(e.status()).toMatchObject({ pendingOutputs: 5, summariesComputed: 10 });
   });
 
+  it("exportMember is that member's part of exportState, forgotten or not", async () => {
+    const { e } = engine({ faultTimeoutMs: 60_000 });
+    e.apply(round('m-1', 0, 1));
+    e.apply(round('m-2', 0, 2));
+    await vi.advanceTimersByTimeAsync(1_000);
+    e.apply(round('m-1', 1_000, 3));
+    e.forget('m-2');
+    const whole = e.exportState();
+    const one = e.exportMember('m-1');
+    expect(one.members).toEqual(whole.members.filter((m) => m.memberId === 'm-1'));
+    expect(one.series).toEqual(whole.series.filter((m) => m.memberId === 'm-1'));
+    expect(one.series[0]?.samples.LoadAverage).toHaveLength(2);
+    expect(one.forgotten).toEqual([]);
+    expect(e.exportMember('m-2')).toMatchObject({ members: [], series: [], forgotten: whole.forgotten });
+    expect(e.exportMember('nobody')).toMatchObject({ members: [], series: [], forgotten: [] });
+    expect(e.trackedMembers()).toBe(1);
+  });
+
   it('export → JSON → import on another engine keeps detection and windows going', async () => {
     const a = engine({ faultTimeoutMs: 60_000, summaryIntervalMs: 15_000 });
     a.e.apply(round('m-1', 0, 1));

@@ -117,6 +117,10 @@ export interface CepEngine {
   /** Passive (again): outputs are held until the active confirms them. */
   deactivate(): void;
   exportState(): CepState;
+  /** One member's part of `exportState()`: its detector row, its samples, whether it is forgotten; no outputs. */
+  exportMember(memberId: string): Pick<CepState, 'version' | 'exportedAt' | 'members' | 'forgotten' | 'series'>;
+  /** Members the detector tracks. */
+  trackedMembers(): number;
   /** Replaces the whole state with a peer's export; throws FL_ERR_STATE_INVALID naming the first bad field. */
   importState(state: unknown): void;
   /** The state as a header and chunks, each encoded when asked for (state-stream.ts). */
@@ -275,14 +279,20 @@ class CepMonitor implements CepEngine {
         : undefined;
     const pending = this.ledger.takeAll();
     const reopened: string[] = [];
+    const summaries: Output[] = [];
     for (const output of pending) {
       if (isTimeoutFault(output)) {
         const memberId = (output.envelope as EnvelopeOf<'MemberFaultEvent'>).data.memberId;
         if (this.detector.reopen(memberId, givenBack !== undefined)) reopened.push(memberId);
         continue;
       }
-      this.emit(output, epoch);
+      // Faults at once; summaries (a whole tick of them at 100 000 members: hundreds of 64 KiB
+      // messages, each encoded and written to the outbox) a slice per turn of the event loop: in one
+      // turn they starved the new active's lease renewals until it fenced itself.
+      if (output.kind === 'summary') summaries.push(output);
+      else this.emit(output, epoch);
     }
+    this.republishSummaries(summaries);
     this.counters.faultsReopened += reopened.length;
     if (givenBack === undefined) this.detector.grace(graceAfterTakeoverMs);
     // Capped per member since its last stat (FaultDetector.shift): a flapping lease that reports the whole lease
@@ -341,6 +351,23 @@ class CepMonitor implements CepEngine {
   onOutput(listener: OutputListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  exportMember(memberId: string): Pick<CepState, 'version' | 'exportedAt' | 'members' | 'forgotten' | 'series'> {
+    const member = this.detector.exportOne(memberId);
+    const series = this.windows.exportOne(memberId);
+    const forgottenAt = this.forgotten.get(memberId);
+    return {
+      version: CEP_STATE_VERSION,
+      exportedAt: this.options.clock.now(),
+      members: member ? [member] : [],
+      forgotten: forgottenAt === undefined ? [] : [[memberId, forgottenAt]],
+      series: series ? [series] : [],
+    };
+  }
+
+  trackedMembers(): number {
+    return this.detector.size;
   }
 
   exportState(): CepState {
@@ -540,6 +567,8 @@ class CepMonitor implements CepEngine {
     this.summaryTimer = undefined;
     this.options.clock.clearTimeout(this.tick?.timer);
     this.tick = undefined;
+    this.options.clock.clearTimeout(this.republishing?.timer);
+    this.republishing = undefined;
     this.detector.close();
     this.listeners.clear();
   }
@@ -642,6 +671,47 @@ class CepMonitor implements CepEngine {
       }
     }
     tick.timer = clock.setTimeout(() => this.continueTick(false), 0);
+  }
+
+  /** Summaries a takeover found pending, published a slice per turn (`republishSummaries`). */
+  private republishing: { outputs: Output[]; next: number; timer: TimerHandle | undefined } | undefined;
+
+  /**
+   * Publishes `outputs` for SUMMARY_SLICE_MS per turn of the event loop, each
+   * through `produce`: held again if this node turns passive before its turn.
+   * A second takeover meanwhile adds its own after the ones still waiting.
+   */
+  private republishSummaries(outputs: Output[]): void {
+    if (outputs.length === 0) return;
+    if (this.republishing) {
+      this.republishing.outputs.push(...outputs);
+      return;
+    }
+    this.republishing = { outputs, next: 0, timer: undefined };
+    this.continueRepublish();
+  }
+
+  private continueRepublish(): void {
+    const job = this.republishing;
+    if (!job || this.closed) return;
+    const { clock } = this.options;
+    job.timer = undefined;
+    const started = clock.monotonicNow();
+    while (job.next < job.outputs.length) {
+      const output = job.outputs[job.next++] as Output;
+      // A tick of this node's own went out meanwhile: its figures are newer.
+      if (this.epoch !== undefined && this.ledger.olderThanPublishedTick(output.seq)) {
+        this.counters.outputsAlreadyPublished += 1;
+        continue;
+      }
+      this.produce(output);
+      if (clock.monotonicNow() - started >= SUMMARY_SLICE_MS) break;
+    }
+    if (job.next >= job.outputs.length) {
+      this.republishing = undefined;
+      return;
+    }
+    job.timer = clock.setTimeout(() => this.continueRepublish(), 0);
   }
 
   /** The summary tick in progress, if it did not fit one slice. */

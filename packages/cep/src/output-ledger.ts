@@ -91,6 +91,11 @@ export class OutputLedger {
     return windowTo <= this.summariesThrough;
   }
 
+  /** Whether a later tick than this one (windowTo) is published: a summary of this one would go out of order. */
+  olderThanPublishedTick(windowTo: number): boolean {
+    return windowTo < this.summariesThrough;
+  }
+
   markPublished(output: Pick<Output, 'kind' | 'stream' | 'seq'>): void {
     if (output.kind === 'summary') {
       if (output.seq > this.summariesThrough) this.summariesThrough = output.seq;

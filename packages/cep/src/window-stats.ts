@@ -29,9 +29,21 @@ export interface WindowStatsOptions {
   maxSamplesPerSeries: number;
 }
 
+/**
+ * A metric's samples, oldest first: slots `head` … `head + size - 1` of
+ * `times` and `values`. The arrays never shrink (the other slots are stale):
+ * adding and dropping a sample moves numbers within them instead of splicing,
+ * which allocated new backing stores that lived as long as the window (most
+ * of the active SP's promotions to the old generation at 100 000 members).
+ * Dropping the oldest moves `head`; the samples move back to slot 0 only when
+ * the stale slots before them outnumber them, so a series at its bound costs
+ * O(1) a sample, amortized, and its arrays hold at most twice its samples.
+ */
 interface Series {
   times: number[];
   values: number[];
+  head: number;
+  size: number;
 }
 
 interface MemberSeries {
@@ -93,14 +105,11 @@ export class WindowStats {
     const member = this.memberFor(source);
     let series = member.series.get(metric);
     if (!series) {
-      series = { times: [], values: [] };
+      series = { times: [], values: [], head: 0, size: 0 };
       member.series.set(metric, series);
     }
     insertSorted(series, timestamp, value);
-    if (series.times.length > this.options.maxSamplesPerSeries) {
-      series.times.shift();
-      series.values.shift();
-    }
+    if (series.size > this.options.maxSamplesPerSeries) dropOldest(series, 1);
   }
 
   /**
@@ -266,7 +275,11 @@ export class WindowStats {
 
 function exported(member: MemberSeries): MemberSeriesState {
   const samples: MemberSeriesState['samples'] = {};
-  for (const [metric, s] of member.series) samples[metric] = s.times.map((t, i) => [t, s.values[i] as number]);
+  for (const [metric, s] of member.series) {
+    const pairs: [number, number][] = new Array(s.size);
+    for (let i = 0; i < s.size; i++) pairs[i] = [s.times[s.head + i] as number, s.values[s.head + i] as number];
+    samples[metric] = pairs;
+  }
   return { ...member.source, samples };
 }
 
@@ -340,7 +353,7 @@ export class SummaryJob {
     let any = false;
     for (const [metric, series] of member.series) {
       prune(series, this.windowFrom);
-      if (series.times.length === 0) {
+      if (series.size === 0) {
         member.series.delete(metric);
         continue;
       }
@@ -358,10 +371,8 @@ export class SummaryJob {
 class GroupAccumulator {
   readonly memberIds: string[] = [];
   private readonly metrics = new Map<Metric, { count: number; sum: number; gradients: number[]; seconds: number[] }>();
-  private readonly types = new Map<
-    string,
-    { metric: Metric; kind: StatKind; first: MemberSeries; entries: MemberEntry[]; instances: string[] }
-  >();
+  /** Per member summary type, at MEMBER_METRICS index × 3 + KINDS index (no key built per member). */
+  private readonly types: ({ first: MemberSeries; entries: MemberEntry[]; instances: string[] } | undefined)[] = [];
 
   add(member: MemberSeries, metric: Metric, s: SeriesSummary): void {
     let m = this.metrics.get(metric);
@@ -373,21 +384,23 @@ class GroupAccumulator {
     m.sum += s.sum;
     if (s.gradient !== undefined) m.gradients.push(s.gradient);
     if (s.secondDerivative !== undefined) m.seconds.push(s.secondDerivative);
-    if (!(MEMBER_METRICS as readonly Metric[]).includes(metric)) return;
-    const figures = [s.average, s.gradient, s.secondDerivative];
-    KINDS.forEach((kind, i) => {
-      const value = figures[i];
-      // A non-finite figure (values near the float limit) cannot go on the wire.
-      if (value === undefined || !Number.isFinite(value)) return;
-      const key = `${metric}${kind}`;
-      let type = this.types.get(key);
-      if (!type) {
-        type = { metric, kind, first: member, entries: [], instances: [] };
-        this.types.set(key, type);
-      }
-      type.entries.push({ memberId: member.source.memberId, value });
-      type.instances.push(member.source.clusterInstanceId);
-    });
+    const at = (MEMBER_METRICS as readonly Metric[]).indexOf(metric);
+    if (at < 0) return;
+    this.entry(member, at * KINDS.length, s.average);
+    this.entry(member, at * KINDS.length + 1, s.gradient);
+    this.entry(member, at * KINDS.length + 2, s.secondDerivative);
+  }
+
+  private entry(member: MemberSeries, slot: number, value: number | undefined): void {
+    // A non-finite figure (values near the float limit) cannot go on the wire.
+    if (value === undefined || !Number.isFinite(value)) return;
+    let type = this.types[slot];
+    if (!type) {
+      type = { first: member, entries: [], instances: [] };
+      this.types[slot] = type;
+    }
+    type.entries.push({ memberId: member.source.memberId, value });
+    type.instances.push(member.source.clusterInstanceId);
   }
 
   result(group: ClusterGroup, windowFrom: number, windowTo: number): GroupSummary {
@@ -406,9 +419,9 @@ class GroupAccumulator {
     }
     // In the order the types come in for one member: metric by metric, kind by kind.
     const members: GroupSummary['members'] = [];
-    for (const metric of MEMBER_METRICS) {
-      for (const kind of KINDS) {
-        const type = this.types.get(`${metric}${kind}`);
+    for (const [m, metric] of MEMBER_METRICS.entries()) {
+      for (const [k, kind] of KINDS.entries()) {
+        const type = this.types[m * KINDS.length + k];
         if (!type) continue;
         const first: WindowSummary = {
           ...base,
@@ -449,30 +462,53 @@ function mean(xs: readonly number[]): number | undefined {
 
 /** Samples arrive in time order per member, so this is a push; a late one walks back a step or two. */
 function insertSorted(series: Series, t: number, v: number): void {
-  let i = series.times.length;
-  while (i > 0 && (series.times[i - 1] as number) > t) i--;
-  if (i === series.times.length) {
-    series.times.push(t);
-    series.values.push(v);
-  } else {
-    series.times.splice(i, 0, t);
-    series.values.splice(i, 0, v);
+  const { times, values, head } = series;
+  const end = head + series.size;
+  let i = end;
+  while (i > head && (times[i - 1] as number) > t) i--;
+  if (end === times.length) {
+    // At the end: one more slot (amortized by the array; `dropOldest` keeps the stale slots fewer than the samples).
+    times.push(t);
+    values.push(v);
   }
+  for (let j = end; j > i; j--) {
+    times[j] = times[j - 1] as number;
+    values[j] = values[j - 1] as number;
+  }
+  times[i] = t;
+  values[i] = v;
+  series.size += 1;
+}
+
+/** Moves the samples to the front of the arrays. */
+function compact(series: Series): void {
+  const { times, values, head, size } = series;
+  for (let j = 0; j < size; j++) {
+    times[j] = times[head + j] as number;
+    values[j] = values[head + j] as number;
+  }
+  series.head = 0;
+}
+
+/** Drops the `n` oldest samples. */
+function dropOldest(series: Series, n: number): void {
+  series.head += n;
+  series.size -= n;
+  if (series.size === 0) series.head = 0;
+  else if (series.head > series.size) compact(series);
 }
 
 /** Drops the samples at or before `windowFrom`: windows only move forward. */
 function prune(series: Series, windowFrom: number): void {
-  let n = 0;
-  while (n < series.times.length && (series.times[n] as number) <= windowFrom) n++;
-  if (n > 0) {
-    series.times.splice(0, n);
-    series.values.splice(0, n);
-  }
+  const end = series.head + series.size;
+  let i = series.head;
+  while (i < end && (series.times[i] as number) <= windowFrom) i++;
+  if (i > series.head) dropOldest(series, i - series.head);
 }
 
 /** Summary of the samples with timestamp ≤ windowTo (later ones wait for the next tick). */
 function summarizeWindow(series: Series, windowTo: number): SeriesSummary {
-  let last = series.times.length - 1;
-  while (last >= 0 && (series.times[last] as number) > windowTo) last--;
-  return summarize(series.times, series.values, 0, last);
+  let last = series.head + series.size - 1;
+  while (last >= series.head && (series.times[last] as number) > windowTo) last--;
+  return summarize(series.times, series.values, series.head, last);
 }

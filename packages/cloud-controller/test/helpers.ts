@@ -7,8 +7,6 @@ import {
   type HealthStat,
   type HealthStatBatch,
   thriftGenerated,
-  toAckWire,
-  validateBatch,
   verifyMemberCredential,
 } from '@faultline/protocol';
 import { expect } from 'vitest';
@@ -54,8 +52,7 @@ export async function startTestSp(memberKey: Buffer) {
   const connectionErrors: Error[] = [];
   const server = createHealthStatServer(
     {
-      publish: async (wire) => {
-        const result = validateBatch(wire);
+      publish: async (result) => {
         if (!result.ok) throw new thriftGenerated.InvalidBatch({ message: result.error.message });
         // As the real SP: the credential the driver issued at spawn verifies, and names the stats' member.
         const credential = verifyMemberCredential(memberKey, result.value.credential);
@@ -64,7 +61,7 @@ export async function startTestSp(memberKey: Buffer) {
         }
         batches.push(result.value);
         const { agentId, sequence } = result.value;
-        return toAckWire({ agentId, sequence, duplicate: false, epoch: 1, replicated: false });
+        return { agentId, sequence, duplicate: false, epoch: 1, replicated: false };
       },
     },
     { onConnectionError: (error) => connectionErrors.push(error) },

@@ -60,6 +60,7 @@ export {
 } from './logger.js';
 export { DEFAULT_MIGRATIONS_DIR, type MigrateOptions, type MigrateResult, migrate } from './migrate.js';
 export { createPgPool, type PgPoolOptions } from './pg-pool.js';
+export { RecentMap } from './recent-map.js';
 export {
   othersCanPass,
   prepareRelocation,

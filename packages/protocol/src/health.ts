@@ -3,13 +3,13 @@ import { z } from 'zod';
 import { agentIdSchema, idSchema, isAgentId, isId } from './identity.js';
 import {
   type BatchAckWire,
-  BoundedBinaryProtocol,
   generated,
   type HealthStatBatchWire,
   type Int64Like,
   MAX_CONTAINER_ELEMENTS,
   thrift,
 } from './thrift.js';
+import { readBatchStruct, readPublishCall, type WireBatch } from './wire-codec.js';
 
 /** The four health descriptions of the Stratos cartridge agent. */
 export const HEALTH_DESCRIPTIONS = [
@@ -323,16 +323,9 @@ export function encodeBatch(batch: HealthStatBatch): Buffer {
 
 /** Decodes and validates binary-protocol bytes of a batch. Never throws. */
 export function decodeBatch(bytes: Buffer): Result<HealthStatBatch, BatchDecodeError> {
-  let wire: unknown;
+  let wire: WireBatch;
   try {
-    const Transport = thrift.TBufferedTransport as unknown as {
-      receiver(cb: (reader: unknown) => void, seqid: number, maxLength?: number): (data: Buffer) => void;
-    };
-    Transport.receiver((reader) => {
-      const struct = new generated.HealthStatBatch();
-      struct.read(new BoundedBinaryProtocol(reader as never) as never);
-      wire = struct;
-    }, 0)(bytes);
+    wire = readBatchStruct(bytes);
   } catch (cause) {
     return err(new BatchDecodeError(`undecodable health-stat batch: ${String(cause)}`, { bytes: bytes.length }, cause));
   }
@@ -345,31 +338,9 @@ export function decodeBatch(bytes: Buffer): Result<HealthStatBatch, BatchDecodeE
  * uses it on the bytes the active forwards. Never throws.
  */
 export function decodePublishCall(call: Buffer): Result<HealthStatBatch, BatchDecodeError> {
-  let wire: unknown;
+  let wire: WireBatch | undefined;
   try {
-    const reader = new thrift.TFramedTransport(call);
-    const protocol = new BoundedBinaryProtocol(reader as never) as unknown as {
-      readMessageBegin(): { fname: string };
-      readStructBegin(): void;
-      readFieldBegin(): { ftype: number; fid: number };
-      readFieldEnd(): void;
-      skip(type: number): void;
-    };
-    const { fname } = protocol.readMessageBegin();
-    if (fname !== 'publish') return err(new BatchDecodeError(`not a publish call: ${fname}`, { bytes: call.length }));
-    protocol.readStructBegin();
-    for (;;) {
-      const { ftype, fid } = protocol.readFieldBegin();
-      if (ftype === thrift.Thrift.Type.STOP) break;
-      if (fid === 1 && ftype === thrift.Thrift.Type.STRUCT) {
-        const struct = new generated.HealthStatBatch();
-        struct.read(protocol as never);
-        wire = struct;
-      } else {
-        protocol.skip(ftype);
-      }
-      protocol.readFieldEnd();
-    }
+    wire = readPublishCall(call).batch;
   } catch (cause) {
     return err(new BatchDecodeError(`undecodable publish call: ${String(cause)}`, { bytes: call.length }, cause));
   }

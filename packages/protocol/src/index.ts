@@ -10,7 +10,6 @@ export {
   type HealthStatBatchWire,
   HealthStatService,
   type HealthStatServiceClient,
-  type HealthStatServiceHandler,
   type HealthStatWire,
   type Int64Like,
   MAX_CONTAINER_ELEMENTS,
@@ -18,3 +17,4 @@ export {
 } from './thrift.js';
 export * from './thrift-service.js';
 export * from './topics.js';
+export * from './wire-codec.js';

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { err, ok, type Result } from '@faultline/core';
+import { err, ok, RecentMap, type Result } from '@faultline/core';
 import { isId, type MemberIdentity } from './identity.js';
 
 /*
@@ -63,42 +63,38 @@ export function verifyMemberCredential(key: Buffer, token: unknown): Result<Cred
 }
 
 export interface MemberCredentialVerifierOptions {
-  /** Verified tokens remembered (least recently used forgotten first). @default 100_000 */
+  /**
+   * Verified tokens remembered (least recently used forgotten first): above
+   * the members one SP pair or broker serves (100 000), or every batch of a
+   * forgotten member costs an HMAC and a forgetting. @default 200_000
+   */
   maxCached?: number;
 }
 
 /**
- * verifyMemberCredential with a bounded LRU of the tokens that verified, keyed
- * by the token text: a steady agent costs one map lookup per batch, a new or
- * forged token one HMAC. Refused tokens are not remembered, so nobody without
- * the key can grow the cache.
+ * verifyMemberCredential with a bounded cache of the tokens that verified
+ * (least recently used forgotten first: RecentMap), keyed by the token text:
+ * a steady agent costs one map lookup per batch, a new or forged token one
+ * HMAC. Refused tokens are not remembered, so nobody without the key can grow
+ * the cache.
  */
 export class MemberCredentialVerifier {
-  private readonly cache = new Map<string, CredentialIdentity>();
-  private readonly maxCached: number;
+  private readonly cache: RecentMap<string, CredentialIdentity>;
 
   constructor(
     private readonly key: Buffer,
     options: MemberCredentialVerifierOptions = {},
   ) {
-    this.maxCached = options.maxCached ?? 100_000;
+    this.cache = new RecentMap(options.maxCached ?? 200_000);
   }
 
   verify(token: unknown): Result<CredentialIdentity, CredentialRefusal> {
     if (typeof token === 'string') {
       const known = this.cache.get(token);
-      if (known) {
-        // Most recently used last: the Map's order is the eviction order.
-        this.cache.delete(token);
-        this.cache.set(token, known);
-        return ok(known);
-      }
+      if (known) return ok(known);
     }
     const checked = verifyMemberCredential(this.key, token);
-    if (checked.ok) {
-      this.cache.set(token as string, checked.value);
-      if (this.cache.size > this.maxCached) this.cache.delete(this.cache.keys().next().value as string);
-    }
+    if (checked.ok) this.cache.set(token as string, checked.value);
     return checked;
   }
 

@@ -1,14 +1,22 @@
-import type net from 'node:net';
-import { DEFAULTS } from '@faultline/core';
+import net from 'node:net';
+import tls from 'node:tls';
+import { DEFAULTS, type Result } from '@faultline/core';
+import { type BatchAck, type BatchDecodeError, type HealthStatBatch, validateBatch } from './health.js';
 import {
   type BatchAckWire,
-  BoundedBinaryProtocol,
+  generated,
   type HealthStatBatchWire,
   HealthStatService,
   type HealthStatServiceClient,
-  type HealthStatServiceHandler,
   thrift,
 } from './thrift.js';
+import {
+  encodeAckReply,
+  encodeApplicationException,
+  encodeExceptionReply,
+  type PublishCall,
+  readPublishCall,
+} from './wire-codec.js';
 
 /** README "Thrift": framed transport, binary protocol, 1 MiB frames. */
 export const DEFAULT_MAX_FRAME_BYTES = DEFAULTS.maxFrameBytes;
@@ -41,19 +49,6 @@ export interface HealthStatClientTls {
   ca: Buffer | string;
 }
 
-/*
- * Thrift's server reads messages from a frame until one fails to start, and
- * that failure is how it learns the frame is done: one InputBufferUnderrunError
- * per frame, each built with two stack traces (~4 % of the active SP's CPU at
- * 200k stats/s, and its garbage). The server only tests `instanceof`, so the
- * frame's transport throws one shared instance instead.
- */
-const ThriftUnderrun = (thrift as unknown as { InputBufferUnderrunError: new () => Error }).InputBufferUnderrunError;
-const UNDERRUN = new ThriftUnderrun();
-function ensureAvailable(this: { readPos: number; inBuf: Buffer }, len: number): void {
-  if (this.readPos + len > this.inBuf.length) throw UNDERRUN;
-}
-
 /** Frames a connection may have handled in one turn of the event loop before the rest wait for the next turn. */
 const FRAME_TURN_BUDGET_MS = 5;
 
@@ -77,17 +72,24 @@ function turnElapsedMs(): number {
 }
 
 /**
- * Hands thrift's 'data' listener (`deliver`) one whole frame at a time, and
- * frames for at most FRAME_TURN_BUDGET_MS per turn of the event loop, all
+ * Cuts a connection's bytes into frames and hands `onFrame` one payload at a
+ * time, for at most FRAME_TURN_BUDGET_MS per turn of the event loop, all
  * connections together (`turnElapsedMs`): a burst of pipelined frames,
  * hostile or not, then delays every other connection and timer (the lease's
- * renewal) by about one budget or one frame, not by the whole burst. The socket is paused while frames wait. A frame size thrift
- * refuses is handed over as it is, so its receiver ends the connection.
+ * renewal) by about one budget or one frame, not by the whole burst. The
+ * socket is paused while frames wait. A negative or oversized frame size goes
+ * to `onBadSize`, and nothing more of that connection is read.
  */
-function paceFrames(socket: net.Socket, maxFrameBytes: number, deliver: (data: Buffer) => void): void {
+function paceFrames(
+  socket: net.Socket,
+  maxFrameBytes: number,
+  onFrame: (payload: Buffer) => void,
+  onBadSize: (size: number) => void,
+): void {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
   let waiting = false;
+  let refused = false;
   const take = (bytes: number): Buffer => {
     const all = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
     const rest = all.subarray(bytes);
@@ -97,16 +99,18 @@ function paceFrames(socket: net.Socket, maxFrameBytes: number, deliver: (data: B
   };
   const pump = (): void => {
     waiting = false;
-    // Once thrift has ended the connection (a bad frame), nothing more of it is handled.
-    while (pendingBytes >= 4 && !socket.destroyed && !socket.writableEnded) {
+    while (pendingBytes >= 4 && !refused && !socket.destroyed) {
       if ((pending[0] as Buffer).length < 4) take(0); // the size is split across chunks: join them
       const size = (pending[0] as Buffer).readInt32BE(0);
       if (size < 0 || size > maxFrameBytes) {
-        deliver(take(pendingBytes));
+        refused = true;
+        pending = [];
+        pendingBytes = 0;
+        onBadSize(size);
         return;
       }
       if (pendingBytes < 4 + size) break;
-      deliver(take(4 + size));
+      onFrame(take(4 + size).subarray(4));
       if (pendingBytes >= 4 && turnElapsedMs() >= FRAME_TURN_BUDGET_MS) {
         waiting = true;
         socket.pause();
@@ -117,6 +121,7 @@ function paceFrames(socket: net.Socket, maxFrameBytes: number, deliver: (data: B
     if (socket.isPaused() && !socket.destroyed) socket.resume();
   };
   socket.on('data', (chunk: Buffer) => {
+    if (refused) return;
     pending.push(chunk);
     pendingBytes += chunk.length;
     if (!waiting) pump();
@@ -125,152 +130,109 @@ function paceFrames(socket: net.Socket, maxFrameBytes: number, deliver: (data: B
 
 const uncork = (socket: net.Socket): void => socket.uncork();
 
-/** What thrift's TFramedTransport holds of an answer being written. */
-interface FramedOutput {
-  _seqid: unknown;
-  outBuffers: Buffer[];
-  outCount: number;
-  onFlush?: (message: Buffer, seqid: unknown) => void;
-}
-
 /**
  * The answers written in one turn of the event loop leave in one write: one
  * acknowledgement of the passive resolves the agent's answers of many batches
- * at once, and thrift writes each on its own (a syscall each, a tenth of the
+ * at once, and each written on its own costs a syscall (a tenth of the
  * active's time at full flight).
  */
-function coalesceWrites(socket: net.Socket): void {
-  const write = socket.write;
-  socket.write = function (this: net.Socket, ...args: unknown[]) {
-    if (!this.writableCorked) {
-      this.cork();
-      process.nextTick(uncork, this);
-    }
-    return (write as (...a: unknown[]) => boolean).apply(this, args);
-  } as typeof socket.write;
+function writeCoalesced(socket: net.Socket, frame: Buffer): void {
+  if (socket.destroyed || !socket.writable) return;
+  if (!socket.writableCorked) {
+    socket.cork();
+    process.nextTick(uncork, socket);
+  }
+  socket.write(frame);
+}
+
+/** The reply frame of an error a handler threw or rejected with. */
+function errorReply(seqid: number, error: unknown): Buffer {
+  if (error instanceof generated.NotActive) {
+    return encodeExceptionReply(seqid, { kind: 'NotActive', message: error.message, nodeId: error.nodeId });
+  }
+  if (error instanceof generated.InvalidBatch) {
+    return encodeExceptionReply(seqid, { kind: 'InvalidBatch', message: error.message });
+  }
+  return encodeApplicationException(seqid, error instanceof Error ? error.message : String(error));
 }
 
 /**
- * What the server reads requests with: container sizes bounded
- * (BoundedBinaryProtocol), and any call but `publish` ends the connection
- * instead of being answered: the runtime's "Unknown function <name>" reply
- * would echo a name of up to a frame's size, twice.
+ * What a server of HealthStatService implements: its one call.
  */
-class ServerProtocol extends BoundedBinaryProtocol {
-  override readMessageBegin() {
-    const begin = super.readMessageBegin();
-    if (begin.fname !== 'publish') throw new Error('not a publish call');
-    return begin;
-  }
+export interface HealthStatHandler {
+  /**
+   * One `publish` call. `batch` is its batch as `validateBatch` judged it;
+   * `call` the call's raw bytes (the frame's payload), which the SP forwards
+   * to its passive instead of re-encoding; `peer` the remote address of the
+   * connection (the SP rate-limits its log of refusals per peer). Resolves to
+   * the acknowledgement. A rejection with thrift's generated NotActive or
+   * InvalidBatch reaches the agent as that exception; any other error as a
+   * TApplicationException, as thrift's own processor answers it.
+   */
+  publish(batch: Result<HealthStatBatch, BatchDecodeError>, call: Buffer, peer: string | undefined): Promise<BatchAck>;
 }
 
 /**
  * A HealthStatService server over TCP with the project's fixed settings. It is
  * not listening yet: the caller decides when (the SP only while ACTIVE).
- * npm thrift 0.24.0 exactly: earlier versions hang on a negative frame size.
+ *
+ * The server is Thrift's framed binary protocol, read and written by
+ * wire-codec.ts rather than by thrift's runtime: its generated code made
+ * most of the active SP's garbage. A frame holds one `publish` call and
+ * nothing else (the SP forwards a frame as one call's bytes, and its passive
+ * applies that call: a frame holding more would set the two nodes apart). A
+ * frame that is not one readable publish call, or a frame size out of
+ * bounds, ends that connection (`onConnectionError`) before any call of it
+ * is applied or answered.
  */
-export function createHealthStatServer(
-  handler: HealthStatServiceHandler,
-  options: HealthStatServerOptions,
-): net.Server {
-  // The generated processor picks promise or callback style by `publish.length`:
-  // a handler declared without its parameter would be called callback-style and
-  // never answer. Wrapping fixes the arity to 1 whatever the caller wrote.
-  // It also hands the handler the raw request: thrift calls the handler
-  // synchronously from inside the frame callback, where `current` is set.
-  // The peer is set by a 'data' listener that runs before thrift's own, which
-  // calls the handler synchronously from the same event.
-  let current: { inBuf: Buffer; readPos: number } | undefined;
-  let peer: string | undefined;
-  const wrapped = {
-    publish: (batch: HealthStatBatchWire) => {
-      // One call per frame. The SP forwards the frame as this call's bytes and
-      // its passive applies the first call in it, so a frame holding more
-      // would set the two nodes apart. Thrown here, while the first call is
-      // handled, this ends the connection (onConnectionError) before any
-      // call of the frame is applied or answered.
-      if (current && current.readPos !== current.inBuf.length) throw new Error('a frame holds more than one call');
-      return handler.publish(batch, current?.inBuf, peer);
-    },
-  };
-  const Framed = thrift.TFramedTransport as unknown as {
-    new (...args: unknown[]): unknown;
-    receiver(
-      cb: (reader: { inBuf: Buffer }, seqid: unknown) => void,
-      seqid: unknown,
-      max?: number,
-    ): (data: Buffer) => void;
-  };
-  class RecordingFramedTransport extends (Framed as new (...args: unknown[]) => object) {
-    static receiver(cb: (reader: { inBuf: Buffer }, seqid: unknown) => void, seqid: unknown, max?: number) {
-      return Framed.receiver(
-        (reader, id) => {
-          current = reader as { inBuf: Buffer; readPos: number };
-          (reader as { ensureAvailable?: unknown }).ensureAvailable = ensureAvailable;
-          try {
-            cb(reader, id);
-          } finally {
-            current = undefined;
-          }
-        },
-        seqid,
-        max,
-      );
-    }
-
-    /**
-     * The answer's frame in one buffer from the pool: thrift's own flush
-     * makes two zero-filled ones per answer, and a burst of thousands of
-     * answers (one acknowledgement of the passive resolves them all) then
-     * cost a GC pause of its own.
-     */
-    flush(this: FramedOutput): void {
-      const seqid = this._seqid;
-      this._seqid = null;
-      const message = Buffer.allocUnsafe(this.outCount + 4);
-      message.writeInt32BE(this.outCount, 0);
-      let at = 4;
-      for (const buffer of this.outBuffers) at += buffer.copy(message, at);
-      this.outBuffers = [];
-      this.outCount = 0;
-      this.onFlush?.(message, seqid);
-    }
-  }
+export function createHealthStatServer(handler: HealthStatHandler, options: HealthStatServerOptions): net.Server {
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  const server = thrift.createServer(
-    HealthStatService as never,
-    wrapped as never,
-    {
-      transport: RecordingFramedTransport,
-      protocol: ServerProtocol,
-      maxLength: maxFrameBytes,
-      ...(options.tls
-        ? { tls: { cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2', secureOptions: 0 } } // secureOptions: as the client's
-        : {}),
-    } as never,
-  ) as unknown as net.Server;
-  // Registered after thrift's connection listener: its 'data' listener is taken over and fed paced frames.
-  // Over TLS thrift reads the decrypted socket of 'secureConnection' ('connection' is the raw TCP one).
-  server.on(options.tls ? 'secureConnection' : 'connection', (socket: net.Socket) => {
-    const address = socket.remoteAddress;
-    // Thrift re-emits a socket's error on the server, synchronously: this runs first and names it.
-    socket.prependListener('error', () => {
-      peer = address;
-    });
-    coalesceWrites(socket);
-    const thriftListeners = socket.listeners('data') as ((data: Buffer) => void)[];
-    socket.removeAllListeners('data');
-    paceFrames(socket, maxFrameBytes, (frame) => {
-      peer = address;
-      for (const listener of thriftListeners) listener(frame);
-    });
-  });
-  // Without this listener one bad frame would be an uncaught 'error' event and kill the process.
-  // Thrift emits it synchronously from the frame or socket error being handled, which set `peer`.
-  server.on('error', (error: Error) => {
-    options.onConnectionError(error, peer);
-    peer = undefined;
-  });
+  const serve = (socket: net.Socket): void => {
+    const peer = socket.remoteAddress;
+    let failed = false;
+    const fail = (error: Error): void => {
+      if (failed) return;
+      failed = true;
+      options.onConnectionError(error, peer);
+      socket.destroy();
+    };
+    socket.on('error', fail);
+    socket.on('end', () => socket.end());
+    paceFrames(
+      socket,
+      maxFrameBytes,
+      (payload) => {
+        let call: PublishCall;
+        try {
+          call = readPublishCall(payload);
+        } catch (error) {
+          fail(error instanceof Error ? error : new Error(String(error)));
+          return;
+        }
+        const { seqid } = call;
+        let reply: Promise<BatchAck>;
+        try {
+          reply = handler.publish(validateBatch(call.batch), payload, peer);
+        } catch (error) {
+          reply = Promise.reject(error);
+        }
+        reply.then(
+          (ack) => writeCoalesced(socket, encodeAckReply(seqid, ack)),
+          (error: unknown) => writeCoalesced(socket, errorReply(seqid, error)),
+        );
+      },
+      (size) => fail(new Error(`Frame size ${size} larger than the maximum allowed ${maxFrameBytes}`)),
+    );
+  };
+  // Over TLS the decrypted socket of 'secureConnection' carries the calls ('connection' is the raw TCP one).
+  const server = options.tls
+    ? tls.createServer(
+        { cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' },
+        serve as (socket: tls.TLSSocket) => void,
+      )
+    : net.createServer(serve);
+  // A server error (listening failed) is reported, never an uncaught 'error' event.
+  server.on('error', (error: Error) => options.onConnectionError(error, undefined));
   if (options.tls) {
     const onTlsError = options.onTlsError ?? options.onConnectionError;
     server.on('tlsClientError', (error: Error, socket: net.Socket) => onTlsError(error, socket.remoteAddress));

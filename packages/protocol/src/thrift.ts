@@ -13,45 +13,11 @@ export const thrift = require('thrift') as typeof ThriftRuntime;
 
 /**
  * Most elements a list, set or map may announce on the wire (a batch's stats:
- * BATCH_LIMITS.maxStats). The runtime would otherwise build as many objects
+ * BATCH_LIMITS.maxStats). Unbounded, a reader would build as many objects
  * as a frame has bytes (a 1 MiB frame of empty structs: a million), before
- * any validation could refuse the batch.
+ * any validation could refuse the batch; wire-codec.ts refuses the frame.
  */
 export const MAX_CONTAINER_ELEMENTS = 10_000;
-
-type Protocol = ThriftRuntime.TBinaryProtocol;
-const Thrift = (thrift as unknown as { Thrift: { TProtocolException: new (type: number, message: string) => Error } })
-  .Thrift;
-const SIZE_LIMIT = 3;
-const NEGATIVE_SIZE = 2;
-
-function checkSize<T extends { size: number }>(container: T): T {
-  if (container.size < 0) throw new Thrift.TProtocolException(NEGATIVE_SIZE, 'negative container size');
-  if (container.size > MAX_CONTAINER_ELEMENTS) {
-    throw new Thrift.TProtocolException(
-      SIZE_LIMIT,
-      `container of ${container.size} elements (at most ${MAX_CONTAINER_ELEMENTS})`,
-    );
-  }
-  return container;
-}
-
-/**
- * The binary protocol with container sizes bounded by MAX_CONTAINER_ELEMENTS:
- * the SP's server and its decoders read with it. Reading a larger one throws,
- * which ends that connection (counted as a bad frame).
- */
-export class BoundedBinaryProtocol extends (thrift.TBinaryProtocol as unknown as new (...args: unknown[]) => Protocol) {
-  override readListBegin() {
-    return checkSize(super.readListBegin());
-  }
-  override readSetBegin() {
-    return checkSize(super.readSetBegin());
-  }
-  override readMapBegin() {
-    return checkSize(super.readMapBegin());
-  }
-}
 
 /** An i64 as thrift's runtime reads it (node-int64), or a number we write. */
 export interface Int64Like {
@@ -101,17 +67,6 @@ interface GeneratedTypes {
   InvalidBatch: new (args?: { message: string }) => Error & { message: string };
 }
 
-/** What a server-side handler of HealthStatService implements (es6: async). */
-export interface HealthStatServiceHandler {
-  /**
-   * `call` is the raw framed request this batch came in (server side only):
-   * the SP forwards those bytes to its passive instead of re-encoding.
-   * `peer` is the remote address of the connection it came on (server side
-   * only): the SP rate-limits its log of refusals per peer.
-   */
-  publish(batch: HealthStatBatchWire, call?: Buffer, peer?: string): Promise<BatchAckWire>;
-}
-
 /** The promise client the generator makes. */
 export interface HealthStatServiceClient {
   publish(batch: HealthStatBatchWire): Promise<BatchAckWire>;
@@ -119,7 +74,6 @@ export interface HealthStatServiceClient {
 
 interface GeneratedService {
   Client: new (...args: unknown[]) => HealthStatServiceClient;
-  Processor: new (handler: HealthStatServiceHandler) => unknown;
 }
 
 export const generated = require('../generated/health_types.js') as GeneratedTypes;

@@ -1,16 +1,16 @@
 import net from 'node:net';
+import type { Result } from '@faultline/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  type BatchAckWire,
+  type BatchAck,
+  type BatchDecodeError,
   connectHealthStat,
   createHealthStatServer,
   fromAckWire,
-  type HealthStatBatchWire,
+  type HealthStatBatch,
   thrift,
   thriftGenerated,
-  toAckWire,
   toBatchWire,
-  validateBatch,
 } from '../src/index.js';
 
 /*
@@ -19,7 +19,11 @@ import {
  * frame size, server.on('error'). The SP's own source builds on exactly this.
  */
 async function startServer(
-  handler: (batch: HealthStatBatchWire, call?: Buffer, peer?: string) => Promise<BatchAckWire>,
+  handler: (
+    batch: Result<HealthStatBatch, BatchDecodeError>,
+    call: Buffer,
+    peer: string | undefined,
+  ) => Promise<BatchAck>,
 ) {
   const errors: Error[] = [];
   const server = createHealthStatServer({ publish: handler }, { onConnectionError: (e) => errors.push(e) });
@@ -51,16 +55,15 @@ describe('HealthStatService over TCP', () => {
   });
 
   it('acknowledges a batch with a typed reply, i64 intact', async () => {
-    const { server, port } = await startServer(async (wire) => {
-      const batch = validateBatch(wire);
+    const { server, port } = await startServer(async (batch) => {
       if (!batch.ok) throw new thriftGenerated.InvalidBatch({ message: batch.error.message });
-      return toAckWire({
+      return {
         agentId: batch.value.agentId,
         sequence: batch.value.sequence,
         duplicate: false,
         epoch: 3,
         replicated: true,
-      });
+      };
     });
     const { connection, client } = await connect(port);
     cleanup.push(
@@ -87,9 +90,13 @@ describe('HealthStatService over TCP', () => {
   });
 
   it('drops a connection that sends a negative frame size and keeps serving others', async () => {
-    const { server, port, errors } = await startServer(async (wire) =>
-      toAckWire({ agentId: wire.agentId, sequence: 1, duplicate: false, epoch: 1, replicated: false }),
-    );
+    const { server, port, errors } = await startServer(async () => ({
+      agentId: 'after',
+      sequence: 1,
+      duplicate: false,
+      epoch: 1,
+      replicated: false,
+    }));
     cleanup.push(() => server.close());
     const raw = net.connect(port, '127.0.0.1');
     raw.on('error', () => {});
@@ -105,11 +112,10 @@ describe('HealthStatService over TCP', () => {
 
   it('hands the handler every pipelined call in order, with the peer address and the credential', async () => {
     const seen: { sequence: number; peer: string | undefined; credential: string | undefined }[] = [];
-    const { server, port } = await startServer(async (wire, _call, peer) => {
-      const batch = validateBatch(wire);
+    const { server, port } = await startServer(async (batch, _call, peer) => {
       if (!batch.ok) throw new thriftGenerated.InvalidBatch({ message: batch.error.message });
       seen.push({ sequence: batch.value.sequence, peer, credential: batch.value.credential });
-      return toAckWire({ ...batch.value, duplicate: false, epoch: 1, replicated: false });
+      return { ...batch.value, duplicate: false, epoch: 1, replicated: false };
     });
     const { connection, client } = await connect(port);
     cleanup.push(
@@ -138,14 +144,13 @@ describe('HealthStatService over TCP', () => {
       thisTurn = 0;
       if (turning) setImmediate(turn);
     };
-    const { server, port } = await startServer(async (wire) => {
+    const { server, port } = await startServer(async (batch) => {
       const until = performance.now() + 1;
       while (performance.now() < until);
       handled += 1;
       thisTurn += 1;
-      const batch = validateBatch(wire);
       if (!batch.ok) throw new Error(batch.error.message);
-      return toAckWire({ ...batch.value, duplicate: false, epoch: 1, replicated: false });
+      return { ...batch.value, duplicate: false, epoch: 1, replicated: false };
     });
     const clients = await Promise.all(Array.from({ length: 20 }, () => connect(port)));
     cleanup.push(() => {
@@ -169,9 +174,9 @@ describe('HealthStatService over TCP', () => {
 
   it('ends a connection that announces more than 10 000 elements, or calls anything but publish', async () => {
     let calls = 0;
-    const { server, port, errors } = await startServer(async (wire) => {
+    const { server, port, errors } = await startServer(async () => {
       calls += 1;
-      return toAckWire({ agentId: wire.agentId, sequence: 1, duplicate: false, epoch: 1, replicated: false });
+      return { agentId: 'x', sequence: 1, duplicate: false, epoch: 1, replicated: false };
     });
     cleanup.push(() => server.close());
     const frameOf = (write: (p: InstanceType<typeof thrift.TBinaryProtocol>) => void) => {

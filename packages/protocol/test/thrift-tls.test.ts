@@ -1,14 +1,7 @@
 import type net from 'node:net';
 import { makeTestCertificates } from '@faultline/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  connectHealthStat,
-  createHealthStatServer,
-  fromAckWire,
-  toAckWire,
-  toBatchWire,
-  validateBatch,
-} from '../src/index.js';
+import { connectHealthStat, createHealthStatServer, fromAckWire, toBatchWire } from '../src/index.js';
 
 /*
  * README "TLS": with certificate files configured, the Thrift port speaks TLS
@@ -21,16 +14,15 @@ async function startTlsServer() {
   const errors: Error[] = [];
   const server = createHealthStatServer(
     {
-      publish: async (wire) => {
-        const batch = validateBatch(wire);
+      publish: async (batch) => {
         if (!batch.ok) throw new Error(batch.error.message);
-        return toAckWire({
+        return {
           agentId: batch.value.agentId,
           sequence: batch.value.sequence,
           duplicate: false,
           epoch: 1,
           replicated: true,
-        });
+        };
       },
     },
     { onConnectionError: (e) => errors.push(e), tls: { cert: certs.cert, key: certs.key } },

@@ -1,3 +1,4 @@
+import { RecentMap } from '@faultline/core';
 import { isAgentId } from '@faultline/protocol';
 
 /**
@@ -11,9 +12,9 @@ import { isAgentId } from '@faultline/protocol';
  * ever moves over gaps the agent itself left, never to a number a batch
  * merely claims (1 025 batches at 1e15 once made every later real batch a
  * "duplicate"). A new agent id may start anywhere (an agent outlives an SP
- * restart). Agents are forgotten least-recently-seen first beyond
- * `maxAgents`. The state is plain JSON so the passive gets it in the
- * snapshot.
+ * restart). Agents are forgotten about least-recently-seen first beyond
+ * `maxAgents` (RecentMap: an agent's batch marks it, nothing is moved per
+ * batch). The state is plain JSON so the passive gets it in the snapshot.
  */
 export type DedupeRow = [agentId: string, floor: number, above: number[]];
 
@@ -32,21 +33,24 @@ interface AgentSeen {
 }
 
 export class BatchDedupe {
-  private agents = new Map<string, AgentSeen>();
+  private readonly agents: RecentMap<string, AgentSeen>;
 
   constructor(
-    private readonly maxAgents = 100_000,
+    /** Twice the 100 000 members one pair is built for: an agent's new life leaves its old id behind for a while. */
+    maxAgents = 200_000,
     readonly maxGap = 1_024,
-  ) {}
+  ) {
+    this.agents = new RecentMap(maxAgents);
+  }
 
   has(agentId: string, sequence: number): boolean {
-    const seen = this.agents.get(agentId);
+    const seen = this.agents.peek(agentId);
     return seen !== undefined && (sequence <= seen.floor || seen.above.has(sequence));
   }
 
   /** What `add` would answer, without recording anything. */
   check(agentId: string, sequence: number): DedupeOutcome {
-    const seen = this.agents.get(agentId);
+    const seen = this.agents.peek(agentId);
     if (!seen) return 'added';
     if (sequence <= seen.floor || seen.above.has(sequence)) return 'duplicate';
     return sequence > seen.top + this.maxGap ? 'out_of_window' : 'added';
@@ -55,15 +59,21 @@ export class BatchDedupe {
   /** Records the pair unless it was recorded already or is out of the agent's window. */
   add(agentId: string, sequence: number): DedupeOutcome {
     this.stale?.delete(agentId);
-    let seen = this.agents.get(agentId);
+    let seen = this.agents.peek(agentId);
     if (seen) {
       if (sequence <= seen.floor || seen.above.has(sequence)) return 'duplicate';
       if (sequence > seen.top + this.maxGap) return 'out_of_window';
-      this.agents.delete(agentId); // re-insert: most recently seen last
+      this.agents.get(agentId); // seen now
+      if (sequence === seen.floor + 1 && seen.above.size === 0) {
+        // The common case, in order: no set to touch.
+        seen.floor = sequence;
+        if (sequence > seen.top) seen.top = sequence;
+        return 'added';
+      }
     } else {
       seen = { floor: 0, above: new Set(), top: 0 };
+      this.agents.set(agentId, seen);
     }
-    this.agents.set(agentId, seen);
     seen.above.add(sequence);
     if (sequence > seen.top) seen.top = sequence;
     while (seen.above.delete(seen.floor + 1)) seen.floor += 1;
@@ -71,10 +81,6 @@ export class BatchDedupe {
       const lowest = Math.min(...seen.above);
       seen.floor = lowest - 1;
       while (seen.above.delete(seen.floor + 1)) seen.floor += 1;
-    }
-    if (this.agents.size > this.maxAgents) {
-      const oldest = this.agents.keys().next().value as string;
-      this.agents.delete(oldest);
     }
     return 'added';
   }
@@ -88,7 +94,7 @@ export class BatchDedupe {
   }
 
   import(state: DedupeState): void {
-    this.agents = new Map();
+    this.agents.clear();
     for (const row of state.agents) this.importOne(row);
   }
 
@@ -99,7 +105,7 @@ export class BatchDedupe {
 
   /** One agent's row as `export()` gives it, or undefined when it is not known (forgotten since). */
   exportOne(agentId: string): DedupeRow | undefined {
-    const seen = this.agents.get(agentId);
+    const seen = this.agents.peek(agentId);
     return seen && [agentId, seen.floor, [...seen.above]];
   }
 
@@ -110,8 +116,8 @@ export class BatchDedupe {
    */
   importOne([id, floor, above]: DedupeRow): void {
     this.stale?.delete(id);
-    this.agents.set(id, { floor, above: new Set(above), top: above.reduce((top, s) => Math.max(top, s), floor) });
-    if (this.agents.size > this.maxAgents) this.agents.delete(this.agents.keys().next().value as string);
+    const seen = { floor, above: new Set(above), top: above.reduce((top, s) => Math.max(top, s), floor) };
+    this.agents.set(id, seen);
   }
 
   /** Agents held when a streamed import began that no row or batch has spoken of since. */

@@ -1,16 +1,14 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { LeaderLease, type PreviousHolder } from '@faultline/coordination';
-import { boundLoggedText, once, RateLimitedLog, type TimerHandle } from '@faultline/core';
+import { boundLoggedText, once, RateLimitedLog, type Result, type TimerHandle } from '@faultline/core';
 import {
   BATCH_REFUSALS,
-  type BatchAckWire,
+  type BatchAck,
+  type BatchDecodeError,
   type BatchRefusal,
   type HealthStatBatch,
-  type HealthStatBatchWire,
   refusalMessage,
   thriftGenerated,
-  toAckWire,
-  validateBatch,
 } from '@faultline/protocol';
 import { activationOf, type OwnTerm } from './activation.js';
 import { BatchAdmission, type Refusal } from './batch-admission.js';
@@ -93,6 +91,10 @@ export interface SpNode {
   readonly role: SpRole;
   /** The engine's whole state (the status server's /engine). */
   engineState(): unknown;
+  /** One member's part of it, undefined when the engine has no such export (`/engine?member=`). */
+  engineMemberState(memberId: string): unknown;
+  /** Members the engine's state holds, undefined when the engine does not say. */
+  engineMembers(): number | undefined;
 }
 
 /**
@@ -297,18 +299,25 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
    * passive's acknowledgement, so at full flight they die young instead of
    * being promoted and swept (a fifth of the active's time went to the GC).
    */
-  const publish = (wire: HealthStatBatchWire, call?: Buffer, peer?: string): Promise<BatchAckWire> => {
+  const publish = (
+    checked: Result<HealthStatBatch, BatchDecodeError>,
+    call: Buffer,
+    peer: string | undefined,
+  ): Promise<BatchAck> => {
     try {
-      return take(wire, call, peer);
+      return take(checked, call, peer);
     } catch (error) {
       return Promise.reject(error);
     }
   };
 
-  const take = (wire: HealthStatBatchWire, call?: Buffer, peer?: string): Promise<BatchAckWire> => {
+  const take = (
+    checked: Result<HealthStatBatch, BatchDecodeError>,
+    call: Buffer,
+    peer: string | undefined,
+  ): Promise<BatchAck> => {
     const epoch = role === 'ACTIVE' ? lease.epoch : undefined;
     if (epoch === undefined) throw notActive();
-    const checked = validateBatch(wire);
     if (!checked.ok) {
       const agentId = checked.error.context.agentId;
       throw refused('invalid', checked.error.message, peer, typeof agentId === 'string' ? agentId : undefined);
@@ -324,9 +333,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     if (outcome === 'out_of_window') throw refused('sequence_out_of_window', sequenceDetail(batch), peer, agentId);
     if (outcome === 'duplicate') {
       counters.duplicates += 1;
-      return Promise.resolve(
-        toAckWire({ agentId, sequence, duplicate: true, epoch, replicated: link.status === 'ready' }),
-      );
+      return Promise.resolve({ agentId, sequence, duplicate: true, epoch, replicated: link.status === 'ready' });
     }
     engine.apply(batch);
     counters.batchesAccepted += 1;
@@ -344,7 +351,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     epoch: number,
     duplicate: boolean,
     key?: string,
-  ): Promise<BatchAckWire> => {
+  ): Promise<BatchAck> => {
     const replicated = await replication;
     if (key !== undefined) {
       replicating.delete(key);
@@ -352,7 +359,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     }
     // Lost the lease meanwhile: no ack under an old epoch; the agent resends to the new active.
     if (!duplicate && lease.epoch !== epoch) throw notActive();
-    return toAckWire({ agentId, sequence, duplicate, epoch, replicated });
+    return { agentId, sequence, duplicate, epoch, replicated };
   };
 
   const source = new ThriftSource({
@@ -515,5 +522,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
       return role;
     },
     engineState: () => engine.exportState(),
+    engineMemberState: (memberId) => engine.exportMember?.(memberId),
+    engineMembers: () => engine.trackedMembers?.(),
   };
 }

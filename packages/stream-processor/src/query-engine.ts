@@ -35,6 +35,10 @@ export interface QueryEngine {
   deactivate(): void;
   /** Plain JSON of the whole state (the status server's `/engine`; a peer that sends its snapshot in one piece). */
   exportState(): unknown;
+  /** One member's part of `exportState()`, in its shape (the status server's `/engine?member=`). */
+  exportMember?(memberId: string): unknown;
+  /** Members the state holds: the status server makes the whole of it only up to a bound. */
+  trackedMembers?(): number;
   importState(state: unknown): void;
   /**
    * The state for a passive that joins, as a header and then chunks, each

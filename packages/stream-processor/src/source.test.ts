@@ -2,7 +2,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { type Clock, systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
-import type { HealthStatServiceHandler } from '@faultline/protocol';
+import type { HealthStatHandler } from '@faultline/protocol';
 import { makeTestCertificates, waitFor } from '@faultline/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ThriftSource } from './source.js';
@@ -14,7 +14,7 @@ function steppedClock(): { clock: Clock; advance: (ms: number) => void } {
   return { clock, advance: (ms) => (offset += ms) };
 }
 
-const handler: HealthStatServiceHandler = {
+const handler: HealthStatHandler = {
   publish: async () => {
     throw new Error('no batch is expected here');
   },

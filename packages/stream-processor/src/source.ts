@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import { boundLoggedText, type Clock, type Logger, RateLimitedLog, type TimerHandle } from '@faultline/core';
-import { createHealthStatServer, type HealthStatServiceHandler } from '@faultline/protocol';
+import { createHealthStatServer, type HealthStatHandler } from '@faultline/protocol';
 
 export interface ThriftSourceOptions {
   host: string;
@@ -14,7 +14,7 @@ export interface ThriftSourceOptions {
   idleTimeoutMs: number;
   /** Certificate and key (PEM): the port speaks TLS only; a failed handshake counts as a bad frame. @default plain TCP */
   tls?: { cert: Buffer | string; key: Buffer | string } | undefined;
-  handler: HealthStatServiceHandler;
+  handler: HealthStatHandler;
   clock: Clock;
   logger: Logger;
 }

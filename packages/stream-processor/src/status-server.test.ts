@@ -1,12 +1,12 @@
 import { createMemoryLogger } from '@faultline/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SpNode, SpStatus } from './node.js';
-import { startStatusServer } from './status-server.js';
+import { MAX_WHOLE_ENGINE_MEMBERS, startStatusServer } from './status-server.js';
 
 const TOKEN = 'a-status-token-of-at-least-32-characters';
 
 /** A node whose engineState() counts its calls: the serialization /engine must not start before its checks. */
-function fakeNode() {
+function fakeNode(members = 2) {
   const calls = { engineState: 0 };
   const node = {
     status: () => ({ role: 'ACTIVE', epoch: 3, counters: { batchesAccepted: 1 } }) as unknown as SpStatus,
@@ -14,6 +14,8 @@ function fakeNode() {
       calls.engineState += 1;
       return { total: 7 };
     },
+    engineMemberState: (memberId: string) => ({ members: [{ memberId }] }),
+    engineMembers: () => members,
   } as unknown as SpNode;
   return { node, calls };
 }
@@ -23,8 +25,8 @@ describe('the status server', () => {
   afterEach(async () => {
     await Promise.all(closers.splice(0).map((close) => close()));
   });
-  const start = async () => {
-    const { node, calls } = fakeNode();
+  const start = async (members?: number) => {
+    const { node, calls } = fakeNode(members);
     const logger = createMemoryLogger();
     const server = await startStatusServer(node, {
       host: '127.0.0.1',
@@ -58,6 +60,20 @@ describe('the status server', () => {
       ['sp.status_request_refused', 'method_not_allowed'],
       ['sp.status_request_refused', 'bad_token'],
     ]);
+  });
+
+  it(`makes the whole state only up to ${MAX_WHOLE_ENGINE_MEMBERS} members; one member's part at any size`, async () => {
+    const { calls, url } = await start(MAX_WHOLE_ENGINE_MEMBERS + 1);
+    const headers = { authorization: `Bearer ${TOKEN}` };
+    const whole = await fetch(`${url}/engine`, { headers });
+    expect(whole.status).toBe(413);
+    expect(((await whole.json()) as { error: string }).error).toContain('?member=');
+    expect(calls.engineState).toBe(0);
+    const one = await fetch(`${url}/engine?member=php-m-1`, { headers });
+    expect(one.status).toBe(200);
+    expect(await one.json()).toEqual({ members: [{ memberId: 'php-m-1' }] });
+    expect((await fetch(`${url}/engine?member=${'x'.repeat(300)}`, { headers })).status).toBe(400);
+    expect((await fetch(`${url}/engine?member=php-m-1`)).status).toBe(401);
   });
 
   it('serves /status to GET without a token, with its own counters merged in', async () => {

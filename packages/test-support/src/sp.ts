@@ -189,13 +189,15 @@ class ProcessSpNode implements TestSpNode {
     }
   };
 
-  /** `GET /engine` with the pair's status token, as an operator's tool would call it. */
-  readonly engine = async (options: { timeoutMs?: number } = {}): Promise<unknown> => {
-    const response = await fetch(`http://${LOOPBACK_HOST}:${this.statusPort}/engine`, {
+  /** `GET /engine` with the pair's status token, as an operator's tool would call it; `member`: that member's part. */
+  readonly engine = async (options: { timeoutMs?: number; member?: string } = {}): Promise<unknown> => {
+    const query = options.member === undefined ? '' : `?member=${encodeURIComponent(options.member)}`;
+    const response = await fetch(`http://${LOOPBACK_HOST}:${this.statusPort}/engine${query}`, {
       headers: { authorization: `Bearer ${testSecret(this.security.statusTokenFile).toString('utf8')}` },
       signal: AbortSignal.timeout(options.timeoutMs ?? 5_000),
     });
-    if (!response.ok) throw new Error(`${this.nodeId} GET /engine: ${response.status} ${await response.text()}`);
+    if (!response.ok)
+      throw new Error(`${this.nodeId} GET /engine${query}: ${response.status} ${await response.text()}`);
     return response.json();
   };
 

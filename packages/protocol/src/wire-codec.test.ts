@@ -1,0 +1,412 @@
+import { describe, expect, it } from 'vitest';
+import { HEALTH_DESCRIPTIONS, type HealthStatBatch, toBatchWire, validateBatch } from './health.js';
+import { generated, HealthStatService, thrift } from './thrift.js';
+import {
+  encodeAckReply,
+  encodeApplicationException,
+  encodeExceptionReply,
+  MAX_SKIP_DEPTH,
+  readBatchStruct,
+  readPublishCall,
+  WireDecodeError,
+} from './wire-codec.js';
+
+/** A deterministic PRNG (mulberry32), so a failure replays. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+type Protocol = InstanceType<typeof thrift.TBinaryProtocol>;
+
+/** A call frame's payload (no size) written by thrift's runtime. */
+function payloadOf(write: (p: Protocol) => void): Buffer {
+  let frame = Buffer.alloc(0);
+  const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => {
+    if (buf) frame = Buffer.from(buf);
+  });
+  write(new thrift.TBinaryProtocol(transport as never));
+  transport.flush();
+  return frame.subarray(4);
+}
+
+/** A publish call of `batch` as thrift's generated client sends it. */
+function callOf(batch: HealthStatBatch, seqid = 1): Buffer {
+  let frame = Buffer.alloc(0);
+  const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => {
+    if (buf) frame = Buffer.from(buf);
+  });
+  const client = new HealthStatService.Client(transport, thrift.TBinaryProtocol) as unknown as {
+    seqid(): number;
+    _seqid: number;
+    send_publish(batch: unknown): void;
+  };
+  client._seqid = seqid - 1;
+  client.seqid = () => seqid;
+  client.send_publish(toBatchWire(batch));
+  return frame.subarray(4);
+}
+
+/**
+ * What thrift's generated processor makes of a call's payload: the batch its
+ * handler is given (validated as the SP did) and the reply frame it writes
+ * for `answer`; 'throws' when its reader throws.
+ */
+async function generatedServe(
+  payload: Buffer,
+  answer: () => unknown = () => ({ agentId: 'a', sequence: 1, duplicate: false, epoch: 1, replicated: true }),
+): Promise<{ seen: ReturnType<typeof validateBatch> | 'throws'; reply: Buffer | undefined }> {
+  let seen: ReturnType<typeof validateBatch> | 'throws' = 'throws';
+  let reply: Buffer | undefined;
+  const processor = new (
+    HealthStatService as unknown as { Processor: new (h: unknown) => { process(i: unknown, o: unknown): void } }
+  ).Processor({
+    publish: (wire: unknown) => {
+      seen = validateBatch(wire);
+      return Promise.resolve().then(answer);
+    },
+  });
+  const input = new thrift.TBinaryProtocol(new thrift.TFramedTransport(payload) as never);
+  const output = new thrift.TBinaryProtocol(
+    new thrift.TFramedTransport(undefined, (buf?: Buffer) => {
+      if (buf) reply = Buffer.from(buf);
+    }) as never,
+  );
+  try {
+    processor.process(input, output);
+  } catch {
+    return { seen: 'throws', reply: undefined };
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  return { seen, reply };
+}
+
+/** This codec's reading of the same payload: the validated batch, or 'throws'. */
+function ownRead(payload: Buffer): ReturnType<typeof validateBatch> | 'throws' {
+  try {
+    return validateBatch(readPublishCall(payload).batch);
+  } catch (error) {
+    expect(error).toBeInstanceOf(WireDecodeError);
+    return 'throws';
+  }
+}
+
+const ID_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789-_.';
+
+function randomBatch(random: () => number): HealthStatBatch {
+  const char = (chars: string) => chars[Math.floor(random() * chars.length)] as string;
+  // An id starts with a letter or digit.
+  const id = (n: number) =>
+    char(ID_CHARS.slice(0, 36)) + Array.from({ length: Math.floor(random() * n) }, () => char(ID_CHARS)).join('');
+  const member = {
+    clusterId: id(12),
+    clusterInstanceId: id(12),
+    networkPartitionId: id(8),
+    partitionId: id(8),
+    memberId: id(30),
+  };
+  const count = Math.floor(random() * 20);
+  const stats = Array.from({ length: count }, () => ({
+    // Mostly one member's stats (the ids repeat), now and then another's.
+    ...(random() < 0.9 ? member : { ...member, memberId: id(30) }),
+    healthDescription: HEALTH_DESCRIPTIONS[
+      Math.floor(random() * HEALTH_DESCRIPTIONS.length)
+    ] as (typeof HEALTH_DESCRIPTIONS)[number],
+    value: Math.round(random() * 1e6) / 100,
+    timestamp: Math.floor(random() * 2 ** 50),
+  }));
+  const batch: HealthStatBatch = {
+    agentId: `${member.memberId}:${Math.floor(random() * 1e6)}`,
+    sequence: 1 + Math.floor(random() * 2 ** 40),
+    stats,
+  };
+  if (random() < 0.7) batch.credential = id(60);
+  return batch;
+}
+
+describe('wire codec: reading a publish call', () => {
+  it('reads what the generated client writes exactly as the generated processor does', async () => {
+    const random = prng(18);
+    for (let i = 0; i < 300; i++) {
+      const batch = randomBatch(random);
+      const payload = callOf(batch, 1 + i);
+      const own = ownRead(payload);
+      expect(own).toEqual({ ok: true, value: batch });
+      expect((await generatedServe(payload)).seen).toEqual(own);
+      expect(readPublishCall(payload).seqid).toBe(1 + i);
+    }
+  });
+
+  it('agrees with the generated processor on damaged calls: whatever it accepts, the other accepted the same', async () => {
+    const random = prng(1802);
+    let accepted = 0;
+    let refused = 0;
+    let unreadable = 0;
+    for (let i = 0; i < 3_000; i++) {
+      const payload = Buffer.from(callOf(randomBatch(random)));
+      const damage = Math.floor(random() * 3);
+      if (damage === 0) payload[Math.floor(random() * payload.length)] = Math.floor(random() * 256);
+      else if (damage === 1) {
+        for (let j = 0; j < 4; j++) {
+          const at = Math.floor(random() * payload.length);
+          payload[at] = (payload[at] as number) ^ (1 << Math.floor(random() * 8));
+        }
+      }
+      const cut = damage === 2 ? payload.subarray(0, Math.floor(random() * payload.length)) : payload;
+      const own = ownRead(cut);
+      if (own === 'throws') {
+        unreadable += 1;
+        continue;
+      }
+      const theirs = (await generatedServe(cut)).seen;
+      if (own.ok) {
+        accepted += 1;
+        expect(theirs).toEqual(own);
+      } else {
+        refused += 1;
+        // A refusal is a refusal there too, or their reader could not read it at all.
+        if (theirs !== 'throws') expect(theirs.ok).toBe(false);
+      }
+    }
+    // The damage reached every outcome.
+    expect(accepted).toBeGreaterThan(100);
+    expect(refused).toBeGreaterThan(100);
+    expect(unreadable).toBeGreaterThan(100);
+  });
+
+  it('skips unknown fields and known fields of another type, the last of a repeated field winning', () => {
+    const payload = payloadOf((p) => {
+      p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 9);
+      p.writeFieldBegin('x', thrift.Thrift.Type.MAP, 7);
+      p.writeMapBegin(thrift.Thrift.Type.STRING, thrift.Thrift.Type.LIST, 1);
+      p.writeString('k');
+      p.writeListBegin(thrift.Thrift.Type.DOUBLE, 2);
+      p.writeDouble(1);
+      p.writeDouble(2);
+      p.writeFieldBegin('batch', thrift.Thrift.Type.STRUCT, 1);
+      p.writeFieldBegin('agentId', thrift.Thrift.Type.I32, 1); // another type: skipped
+      p.writeI32(5);
+      p.writeFieldBegin('agentId', thrift.Thrift.Type.STRING, 1);
+      p.writeString('first');
+      p.writeFieldBegin('agentId', thrift.Thrift.Type.STRING, 1);
+      p.writeString('php-m-1');
+      p.writeFieldBegin('sequence', thrift.Thrift.Type.I64, 2);
+      p.writeI64(3);
+      p.writeFieldBegin('stats', thrift.Thrift.Type.LIST, 3);
+      p.writeListBegin(thrift.Thrift.Type.STRUCT, 0);
+      p.writeFieldBegin('future', 16 as never, 9); // UUID, a type newer than the IDL
+      (p as unknown as { writeUuid(u: string): void }).writeUuid('6ba7b810-9dad-11d1-80b4-00c04fd430c8');
+      p.writeFieldStop();
+      p.writeFieldStop();
+    });
+    expect(readPublishCall(payload)).toEqual({ seqid: 9, batch: { agentId: 'php-m-1', sequence: 3, stats: [] } });
+  });
+
+  it('gives a stat the ids of its own bytes, though the stat before repeated an id field after its five', async () => {
+    const writeStat = (p: Protocol, clusterIds: string[]) => {
+      const [first, ...again] = clusterIds;
+      p.writeFieldBegin('clusterId', thrift.Thrift.Type.STRING, 1);
+      p.writeString(first as string);
+      for (const [id, name] of [
+        [2, 'php-1'],
+        [3, 'np-1'],
+        [4, 'p-1'],
+        [5, 'php-m-1'],
+      ] as const) {
+        p.writeFieldBegin('id', thrift.Thrift.Type.STRING, id);
+        p.writeString(name);
+      }
+      for (const clusterId of again) {
+        p.writeFieldBegin('clusterId', thrift.Thrift.Type.STRING, 1);
+        p.writeString(clusterId);
+      }
+      p.writeFieldBegin('healthDescription', thrift.Thrift.Type.STRING, 6);
+      p.writeString('load_average');
+      p.writeFieldBegin('value', thrift.Thrift.Type.DOUBLE, 7);
+      p.writeDouble(1);
+      p.writeFieldBegin('timestamp', thrift.Thrift.Type.I64, 8);
+      p.writeI64(5);
+      p.writeFieldStop();
+    };
+    const payload = payloadOf((p) => {
+      p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+      p.writeFieldBegin('batch', thrift.Thrift.Type.STRUCT, 1);
+      p.writeFieldBegin('agentId', thrift.Thrift.Type.STRING, 1);
+      p.writeString('php-m-1');
+      p.writeFieldBegin('sequence', thrift.Thrift.Type.I64, 2);
+      p.writeI64(1);
+      p.writeFieldBegin('stats', thrift.Thrift.Type.LIST, 3);
+      p.writeListBegin(thrift.Thrift.Type.STRUCT, 3);
+      writeStat(p, ['php', 'other']);
+      writeStat(p, ['php']);
+      writeStat(p, ['php']);
+      p.writeFieldStop();
+      p.writeFieldStop();
+    });
+    const stats = readPublishCall(payload).batch?.stats;
+    expect(stats?.map((s) => s?.clusterId)).toEqual(['other', 'php', 'php']);
+    expect(ownRead(payload)).toEqual((await generatedServe(payload)).seen);
+  });
+
+  it('reads the old unversioned message header', () => {
+    const payload = payloadOf((p) => {
+      const w = p as unknown as { trans: { write(b: Buffer): void } };
+      p.writeI32(7);
+      w.trans.write(Buffer.from('publish'));
+      p.writeByte(thrift.Thrift.MessageType.CALL);
+      p.writeI32(4);
+      p.writeFieldStop();
+    });
+    expect(readPublishCall(payload)).toEqual({ seqid: 4, batch: undefined });
+  });
+
+  it.each([
+    [
+      'another call',
+      (p: Protocol) => {
+        p.writeMessageBegin('publisH', thrift.Thrift.MessageType.CALL, 1);
+        p.writeFieldStop();
+      },
+      'not a publish call',
+    ],
+    [
+      'a reply instead of a call',
+      (p: Protocol) => {
+        p.writeMessageBegin('publish', thrift.Thrift.MessageType.REPLY, 1);
+        p.writeFieldStop();
+      },
+      'not a call',
+    ],
+    [
+      'two calls in one frame',
+      (p: Protocol) => {
+        for (let i = 0; i < 2; i++) {
+          p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+          p.writeFieldStop();
+        }
+      },
+      'more than one call',
+    ],
+    [
+      'a list of more than 10 000 stats',
+      (p: Protocol) => {
+        p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+        p.writeFieldBegin('batch', thrift.Thrift.Type.STRUCT, 1);
+        p.writeFieldBegin('stats', thrift.Thrift.Type.LIST, 3);
+        p.writeListBegin(thrift.Thrift.Type.STRUCT, 10_001);
+        for (let i = 0; i < 10_001; i++) p.writeFieldStop();
+      },
+      'at most 10000',
+    ],
+    [
+      'a list announcing more elements than it has bytes',
+      (p: Protocol) => {
+        p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+        p.writeFieldBegin('x', thrift.Thrift.Type.LIST, 2);
+        p.writeListBegin(thrift.Thrift.Type.I64, 9_000);
+      },
+      'elements in',
+    ],
+    [
+      'a negative string length',
+      (p: Protocol) => {
+        p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+        p.writeFieldBegin('x', thrift.Thrift.Type.STRING, 2);
+        p.writeI32(-5);
+      },
+      'negative length',
+    ],
+    [
+      'an unknown type',
+      (p: Protocol) => {
+        p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+        p.writeFieldBegin('x', 99 as never, 2);
+      },
+      'invalid type 99',
+    ],
+  ])('refuses %s', (_, write, why) => {
+    expect(() => readPublishCall(payloadOf(write))).toThrow(why);
+  });
+
+  it(`refuses values nested deeper than ${MAX_SKIP_DEPTH}, without exhausting the stack`, () => {
+    // 300 000 nested structs in one frame: thrift's recursive skip would overflow the stack.
+    const depth = 300_000;
+    const nested = (levels: number) =>
+      payloadOf((p) => {
+        p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+        for (let i = 0; i < levels; i++) p.writeFieldBegin('x', thrift.Thrift.Type.STRUCT, 2);
+        for (let i = 0; i <= levels; i++) p.writeFieldStop();
+      });
+    expect(() => readPublishCall(nested(depth))).toThrow(`nested deeper than ${MAX_SKIP_DEPTH}`);
+    expect(readPublishCall(nested(MAX_SKIP_DEPTH)).batch).toBeUndefined();
+  });
+
+  it('reads an i64 beyond the safe integers as NaN, which validation refuses', () => {
+    const payload = payloadOf((p) => {
+      p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+      p.writeFieldBegin('batch', thrift.Thrift.Type.STRUCT, 1);
+      p.writeFieldBegin('sequence', thrift.Thrift.Type.I64, 2);
+      const w = p as unknown as { trans: { write(b: Buffer): void } };
+      w.trans.write(Buffer.from([0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+      p.writeFieldStop();
+      p.writeFieldStop();
+    });
+    const { batch } = readPublishCall(payload);
+    expect(batch?.sequence).toBeNaN();
+    expect(validateBatch(batch).ok).toBe(false);
+  });
+
+  it('reads a bare batch struct, and nothing after it', () => {
+    const batch = randomBatch(prng(7));
+    const struct = callOf(batch).subarray(4 + 4 + 7 + 4 + 3, -1); // header, the args' field header, their stop
+    expect(validateBatch(readBatchStruct(struct))).toEqual({ ok: true, value: batch });
+    expect(() => readBatchStruct(Buffer.concat([struct, Buffer.from([0])]))).toThrow('bytes after the batch');
+  });
+});
+
+describe('wire codec: writing a reply', () => {
+  const call = callOf({ agentId: 'php-m-1:7', sequence: 3, stats: [] }, 77);
+
+  it.each([
+    [
+      'an acknowledgement',
+      { agentId: 'php-m-1:7', sequence: 2 ** 40 + 3, duplicate: true, epoch: 12, replicated: false },
+    ],
+    [
+      'an acknowledgement of a non-ASCII agent id',
+      { agentId: 'ürün-ß-1', sequence: 1, duplicate: false, epoch: 0, replicated: true },
+    ],
+  ])('writes %s byte for byte as thrift does', async (_, ack) => {
+    const { reply } = await generatedServe(call, () => new generated.BatchAck(ack));
+    expect(encodeAckReply(77, ack)).toEqual(reply);
+  });
+
+  it.each([
+    [
+      'NotActive with its node',
+      () => new generated.NotActive({ message: 'sp-1 is not the active node', nodeId: 'sp-1' }),
+    ],
+    ['NotActive without a node', () => new generated.NotActive({ message: 'not active' })],
+    ['InvalidBatch', () => new generated.InvalidBatch({ message: 'credential_invalid: ✗' })],
+  ])('writes %s byte for byte as thrift does', async (_, exception) => {
+    const { reply } = await generatedServe(call, () => {
+      throw exception();
+    });
+    const e = exception() as Error & { nodeId?: string };
+    const kind = e instanceof generated.NotActive ? 'NotActive' : 'InvalidBatch';
+    expect(encodeExceptionReply(77, { kind, message: e.message, nodeId: e.nodeId } as never)).toEqual(reply);
+  });
+
+  it('writes an undeclared error as thrift does: a TApplicationException', async () => {
+    const { reply } = await generatedServe(call, () => {
+      throw new Error('boom');
+    });
+    expect(encodeApplicationException(77, 'boom')).toEqual(reply);
+  });
+});

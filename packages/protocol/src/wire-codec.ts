@@ -1,0 +1,514 @@
+import { HEALTH_DESCRIPTIONS } from './health.js';
+import { MAX_CONTAINER_ELEMENTS } from './thrift.js';
+
+/*
+ * The binary protocol of HealthStatService's one call, read and written by
+ * hand (the layout is Thrift's TBinaryProtocol; infra/thrift/health.thrift is
+ * the IDL). Thrift's generated reader made an object per field and an Int64
+ * with its own Buffer per i64, and its writer a Buffer per byte of an answer:
+ * at 100 000 members those were half of the active SP's allocations (~70 MB/s)
+ * and most of its young-generation collections. This codec reads a call into
+ * plain fields, reuses a stat's ids when they repeat the previous stat's bytes
+ * (a batch is one member's), and writes an answer into one buffer.
+ *
+ * It reads what the generated code reads: fields in any order, the last of a
+ * repeated field wins, a known field of another type and any unknown field
+ * skipped. It is stricter where the generated code was unbounded: every
+ * container holds at most MAX_CONTAINER_ELEMENTS, skipped values nest at most
+ * MAX_SKIP_DEPTH deep, and every length is checked against the bytes left, so
+ * a hostile frame costs time in proportion to its size. A test keeps the two in
+ * agreement on valid and random input.
+ */
+
+/** TBinaryProtocol's type codes. */
+const T = {
+  STOP: 0,
+  BOOL: 2,
+  BYTE: 3,
+  DOUBLE: 4,
+  I16: 6,
+  I32: 8,
+  I64: 10,
+  STRING: 11,
+  STRUCT: 12,
+  MAP: 13,
+  SET: 14,
+  LIST: 15,
+  UUID: 16,
+} as const;
+
+/** Bytes of a value of each fixed-size type. */
+const FIXED_SIZES: Readonly<Record<number, number>> = {
+  [T.BOOL]: 1,
+  [T.BYTE]: 1,
+  [T.I16]: 2,
+  [T.I32]: 4,
+  [T.DOUBLE]: 8,
+  [T.I64]: 8,
+  [T.UUID]: 16,
+};
+
+const VERSION_MASK = 0xffff0000 | 0;
+const VERSION_1 = 0x80010000 | 0;
+const MESSAGE_CALL = 1;
+const MESSAGE_REPLY = 2;
+const MESSAGE_EXCEPTION = 3;
+const PUBLISH = 'publish';
+const PUBLISH_BYTES = Buffer.from(PUBLISH, 'latin1');
+
+/** Deepest nesting of a skipped value (other Thrift libraries stop at 64). */
+export const MAX_SKIP_DEPTH = 64;
+
+/** A call the codec cannot read: the server ends that connection; the passive refuses the batch. */
+export class WireDecodeError extends Error {
+  override readonly name = 'WireDecodeError';
+}
+
+/** A stat as read off the wire: any field may be missing or of another type (`validateBatch` decides). */
+export interface WireStat {
+  clusterId?: string;
+  clusterInstanceId?: string;
+  networkPartitionId?: string;
+  partitionId?: string;
+  memberId?: string;
+  healthDescription?: string;
+  value?: number;
+  /** NaN when the i64 is not a safe integer. */
+  timestamp?: number;
+}
+
+/** A batch as read off the wire (the shape `validateBatch` takes). */
+export interface WireBatch {
+  agentId?: string;
+  sequence?: number;
+  stats?: (WireStat | null)[] | null;
+  credential?: string | null;
+}
+
+export interface PublishCall {
+  seqid: number;
+  /** Undefined when the call has no batch argument. */
+  batch: WireBatch | undefined;
+}
+
+/** Where a string was in the frame: a stat whose id has the same bytes gets the same string. */
+interface Span {
+  start: number;
+  end: number;
+  text: string | undefined;
+}
+
+class Reader {
+  pos: number;
+  /** The previous stat's ids, by field id 1–6. */
+  readonly spans: Span[] = [0, 1, 2, 3, 4, 5, 6].map(() => ({ start: 0, end: 0, text: undefined }));
+
+  constructor(
+    readonly buf: Buffer,
+    start: number,
+    readonly end: number,
+  ) {
+    this.pos = start;
+  }
+
+  need(bytes: number): number {
+    const at = this.pos;
+    if (bytes > this.end - at)
+      throw new WireDecodeError(`truncated: ${bytes} bytes wanted at ${at}, ${this.end - at} left`);
+    this.pos = at + bytes;
+    return at;
+  }
+
+  byte(): number {
+    return this.buf[this.need(1)] as number;
+  }
+
+  i16(): number {
+    return this.buf.readInt16BE(this.need(2));
+  }
+
+  i32(): number {
+    return this.buf.readInt32BE(this.need(4));
+  }
+
+  /** NaN when not a safe integer. */
+  i64(): number {
+    const at = this.need(8);
+    const high = this.buf.readInt32BE(at);
+    const low = this.buf.readUInt32BE(at + 4);
+    const value = high * 4_294_967_296 + low;
+    return Number.isSafeInteger(value) ? value : Number.NaN;
+  }
+
+  double(): number {
+    return this.buf.readDoubleBE(this.need(8));
+  }
+
+  length(): number {
+    const size = this.i32();
+    if (size < 0) throw new WireDecodeError(`negative length ${size}`);
+    return size;
+  }
+
+  string(): string {
+    const size = this.length();
+    const at = this.need(size);
+    return this.buf.toString('utf8', at, at + size);
+  }
+
+  /** A string whose bytes repeat the previous stat's field `slot` is that same string. */
+  id(slot: number): string {
+    const size = this.length();
+    const at = this.need(size);
+    const span = this.spans[slot] as Span;
+    const { buf } = this;
+    if (span.text !== undefined && span.end - span.start === size) {
+      let i = 0;
+      while (i < size && buf[span.start + i] === buf[at + i]) i++;
+      if (i === size) return span.text;
+    }
+    span.start = at;
+    span.end = at + size;
+    span.text = buf.toString('utf8', at, at + size);
+    return span.text;
+  }
+
+  containerSize(elementType: number): number {
+    const size = this.i32();
+    if (size < 0) throw new WireDecodeError(`negative container size ${size}`);
+    if (size > MAX_CONTAINER_ELEMENTS) {
+      throw new WireDecodeError(`container of ${size} elements (at most ${MAX_CONTAINER_ELEMENTS})`);
+    }
+    // Every element takes at least one byte (a map entry two).
+    if (size > this.end - this.pos)
+      throw new WireDecodeError(`container of ${size} elements in ${this.end - this.pos} bytes`);
+    checkType(elementType);
+    return size;
+  }
+
+  skip(type: number, depth: number): void {
+    if (depth > MAX_SKIP_DEPTH) throw new WireDecodeError(`values nested deeper than ${MAX_SKIP_DEPTH}`);
+    const fixed = FIXED_SIZES[type];
+    if (fixed !== undefined) {
+      this.need(fixed);
+      return;
+    }
+    switch (type) {
+      case T.STRING:
+        this.need(this.length());
+        return;
+      case T.STRUCT:
+        for (;;) {
+          const fieldType = this.byte();
+          if (fieldType === T.STOP) return;
+          this.need(2);
+          this.skip(fieldType, depth + 1);
+        }
+      case T.MAP: {
+        const keyType = this.byte();
+        const valueType = this.byte();
+        checkType(keyType);
+        const size = this.containerSize(valueType);
+        for (let i = 0; i < size; i++) {
+          this.skip(keyType, depth + 1);
+          this.skip(valueType, depth + 1);
+        }
+        return;
+      }
+      case T.SET:
+      case T.LIST: {
+        const elementType = this.byte();
+        const size = this.containerSize(elementType);
+        for (let i = 0; i < size; i++) this.skip(elementType, depth + 1);
+        return;
+      }
+      default:
+        throw new WireDecodeError(`invalid type ${type}`);
+    }
+  }
+
+  /**
+   * The previous stat's ids, when they were fields 1–5, strings, in order,
+   * from its first byte (as thrift writes a stat): their bytes and strings.
+   */
+  private ids: { start: number; end: number; stat: Required<Pick<WireStat, IdField>> } | undefined;
+
+  stat(): WireStat {
+    const stat: WireStat = {};
+    const start = this.pos;
+    // A batch is one member's: a stat's ids are mostly the previous stat's, byte for byte.
+    const ids = this.ids;
+    if (ids !== undefined && sameBytes(this.buf, ids.start, start, ids.end - ids.start, this.end)) {
+      stat.clusterId = ids.stat.clusterId;
+      stat.clusterInstanceId = ids.stat.clusterInstanceId;
+      stat.networkPartitionId = ids.stat.networkPartitionId;
+      stat.partitionId = ids.stat.partitionId;
+      stat.memberId = ids.stat.memberId;
+      this.pos = start + (ids.end - ids.start);
+    }
+    // The next id field of an id block from the stat's first byte; 0 once there is none.
+    let next = this.pos === start ? 1 : 0;
+    for (;;) {
+      const type = this.byte();
+      if (type === T.STOP) return stat;
+      const id = this.i16();
+      if (id !== next || type !== T.STRING) next = 0;
+      if (id >= 1 && id <= 5 && type === T.STRING) {
+        const text = this.id(id);
+        if (id === 1) stat.clusterId = text;
+        else if (id === 2) stat.clusterInstanceId = text;
+        else if (id === 3) stat.networkPartitionId = text;
+        else if (id === 4) stat.partitionId = text;
+        else stat.memberId = text;
+        if (next !== 0 && ++next === 6) {
+          // Copied: a later field of this stat may repeat an id field (the last one wins there, not here).
+          const { clusterId, clusterInstanceId, networkPartitionId, partitionId, memberId } = stat as Required<
+            Pick<WireStat, IdField>
+          >;
+          this.ids = {
+            start,
+            end: this.pos,
+            stat: { clusterId, clusterInstanceId, networkPartitionId, partitionId, memberId },
+          };
+          next = 0;
+        }
+      } else if (id === 6 && type === T.STRING) stat.healthDescription = this.known();
+      else if (id === 7 && type === T.DOUBLE) stat.value = this.double();
+      else if (id === 8 && type === T.I64) stat.timestamp = this.i64();
+      else this.skip(type, 1);
+    }
+  }
+
+  /** A health description is that constant string (no copy); any other string is decoded. */
+  known(): string {
+    const size = this.length();
+    const at = this.need(size);
+    const { buf } = this;
+    for (const [bytes, text] of knownStrings()) {
+      if (bytes.length === size && sameBytes(bytes, 0, at, size, at + size, buf)) return text;
+    }
+    return buf.toString('utf8', at, at + size);
+  }
+
+  stats(): (WireStat | null)[] | null {
+    const elementType = this.byte();
+    const size = this.containerSize(elementType);
+    if (elementType !== T.STRUCT) {
+      for (let i = 0; i < size; i++) this.skip(elementType, 1);
+      return null;
+    }
+    const stats: WireStat[] = new Array(size);
+    for (let i = 0; i < size; i++) stats[i] = this.stat();
+    return stats;
+  }
+
+  batch(): WireBatch {
+    const batch: WireBatch = {};
+    for (;;) {
+      const type = this.byte();
+      if (type === T.STOP) return batch;
+      const id = this.i16();
+      if (id === 1 && type === T.STRING) batch.agentId = this.string();
+      else if (id === 2 && type === T.I64) batch.sequence = this.i64();
+      else if (id === 3 && type === T.LIST) batch.stats = this.stats();
+      else if (id === 4 && type === T.STRING) batch.credential = this.string();
+      else this.skip(type, 1);
+    }
+  }
+}
+
+type IdField = 'clusterId' | 'clusterInstanceId' | 'networkPartitionId' | 'partitionId' | 'memberId';
+
+/**
+ * Whether `size` bytes of `a` at `from` equal those of `b` (default: `a`) at
+ * `at`, which must end by `limit`.
+ */
+function sameBytes(a: Buffer, from: number, at: number, size: number, limit: number, b: Buffer = a): boolean {
+  if (at + size > limit) return false;
+  for (let i = 0; i < size; i++) if (a[from + i] !== b[at + i]) return false;
+  return true;
+}
+
+/**
+ * The health descriptions with their bytes: a stat's field 6 is one of them,
+ * and then that very string. Made on first use (health.ts imports this module).
+ */
+let known: [Buffer, string][] | undefined;
+function knownStrings(): [Buffer, string][] {
+  known ??= HEALTH_DESCRIPTIONS.map((text) => [Buffer.from(text, 'utf8'), text]);
+  return known;
+}
+
+function checkType(type: number): void {
+  if (type === T.STOP || type === 1 || type === 5 || type === 7 || type === 9 || type > T.UUID) {
+    throw new WireDecodeError(`invalid type ${type}`);
+  }
+}
+
+/**
+ * Reads one `publish` call: a frame's payload (message header and arguments),
+ * which must hold that call and nothing else. Throws WireDecodeError.
+ */
+export function readPublishCall(frame: Buffer): PublishCall {
+  const r = new Reader(frame, 0, frame.length);
+  const head = r.i32();
+  let type: number;
+  if (head < 0) {
+    if ((head & VERSION_MASK) !== VERSION_1) throw new WireDecodeError(`bad protocol version ${head >>> 0}`);
+    type = head & 0xff;
+    const size = r.length();
+    const at = r.need(size);
+    if (size !== PUBLISH_BYTES.length || frame.compare(PUBLISH_BYTES, 0, size, at, at + size) !== 0) {
+      throw new WireDecodeError('not a publish call');
+    }
+  } else {
+    // The old unversioned header: the name's bytes, then the type.
+    const at = r.need(head);
+    if (head !== PUBLISH_BYTES.length || frame.compare(PUBLISH_BYTES, 0, head, at, at + head) !== 0) {
+      throw new WireDecodeError('not a publish call');
+    }
+    type = r.byte();
+  }
+  if (type !== MESSAGE_CALL) throw new WireDecodeError(`a message of type ${type}, not a call`);
+  const seqid = r.i32();
+  let batch: WireBatch | undefined;
+  for (;;) {
+    const fieldType = r.byte();
+    if (fieldType === T.STOP) break;
+    const id = r.i16();
+    if (id === 1 && fieldType === T.STRUCT) batch = r.batch();
+    else r.skip(fieldType, 1);
+  }
+  if (r.pos !== frame.length) throw new WireDecodeError('a frame holds more than one call');
+  return { seqid, batch };
+}
+
+/** Reads a HealthStatBatch struct that fills `bytes`. Throws WireDecodeError. */
+export function readBatchStruct(bytes: Buffer): WireBatch {
+  const r = new Reader(bytes, 0, bytes.length);
+  const batch = r.batch();
+  if (r.pos !== bytes.length) throw new WireDecodeError(`${bytes.length - r.pos} bytes after the batch`);
+  return batch;
+}
+
+/** The fields of a BatchAck (numbers: safe integers). */
+export interface AckFields {
+  agentId: string;
+  sequence: number;
+  duplicate: boolean;
+  epoch: number;
+  replicated: boolean;
+}
+
+class Writer {
+  at = 4;
+
+  constructor(readonly buf: Buffer) {}
+
+  byte(value: number): void {
+    this.at = this.buf.writeUInt8(value, this.at);
+  }
+
+  i16(value: number): void {
+    this.at = this.buf.writeInt16BE(value, this.at);
+  }
+
+  i32(value: number): void {
+    this.at = this.buf.writeInt32BE(value, this.at);
+  }
+
+  i64(value: number): void {
+    if (Number.isSafeInteger(value) && value >= 0) {
+      this.at = this.buf.writeUInt32BE(Math.floor(value / 4_294_967_296), this.at);
+      this.at = this.buf.writeUInt32BE(value >>> 0, this.at);
+    } else {
+      this.at = this.buf.writeBigInt64BE(BigInt(Math.trunc(value)), this.at);
+    }
+  }
+
+  string(text: string): void {
+    const size = this.buf.write(text, this.at + 4, 'utf8');
+    this.i32(size);
+    this.at += size;
+  }
+
+  field(type: number, id: number): void {
+    this.byte(type);
+    this.i16(id);
+  }
+
+  /** The frame: its size first. */
+  done(): Buffer {
+    this.buf.writeInt32BE(this.at - 4, 0);
+    return this.buf.subarray(0, this.at);
+  }
+}
+
+/** Bytes of a reply's frame around its strings: size, header (27), fields and numbers (an ack's: 45). */
+const REPLY_OVERHEAD = 96;
+
+function replyWriter(type: number, seqid: number, strings: number): Writer {
+  const w = new Writer(Buffer.allocUnsafe(REPLY_OVERHEAD + strings));
+  w.i32(VERSION_1 | type);
+  w.i32(PUBLISH_BYTES.length);
+  w.at += PUBLISH_BYTES.copy(w.buf, w.at);
+  w.i32(seqid);
+  return w;
+}
+
+/** The framed reply of a `publish` call that succeeded. */
+export function encodeAckReply(seqid: number, ack: AckFields): Buffer {
+  const w = replyWriter(MESSAGE_REPLY, seqid, Buffer.byteLength(ack.agentId, 'utf8'));
+  w.field(T.STRUCT, 0); // the result's `success`
+  w.field(T.STRING, 1);
+  w.string(ack.agentId);
+  w.field(T.I64, 2);
+  w.i64(ack.sequence);
+  w.field(T.BOOL, 3);
+  w.byte(ack.duplicate ? 1 : 0);
+  w.field(T.I64, 4);
+  w.i64(ack.epoch);
+  w.field(T.BOOL, 5);
+  w.byte(ack.replicated ? 1 : 0);
+  w.byte(T.STOP);
+  w.byte(T.STOP);
+  return w.done();
+}
+
+/**
+ * The framed reply of a `publish` call that threw one of its declared
+ * exceptions: NotActive (result field 1) or InvalidBatch (field 2).
+ */
+export function encodeExceptionReply(
+  seqid: number,
+  exception: { kind: 'NotActive'; message: string; nodeId?: string | null } | { kind: 'InvalidBatch'; message: string },
+): Buffer {
+  const nodeId = exception.kind === 'NotActive' ? exception.nodeId : undefined;
+  const w = replyWriter(
+    MESSAGE_REPLY,
+    seqid,
+    Buffer.byteLength(exception.message, 'utf8') + (nodeId ? Buffer.byteLength(nodeId, 'utf8') : 0),
+  );
+  w.field(T.STRUCT, exception.kind === 'NotActive' ? 1 : 2);
+  w.field(T.STRING, 1);
+  w.string(exception.message);
+  if (nodeId !== undefined && nodeId !== null) {
+    w.field(T.STRING, 2);
+    w.string(nodeId);
+  }
+  w.byte(T.STOP);
+  w.byte(T.STOP);
+  return w.done();
+}
+
+/** The framed answer to a call that failed with an undeclared error (a TApplicationException of type UNKNOWN). */
+export function encodeApplicationException(seqid: number, message: string): Buffer {
+  const w = replyWriter(MESSAGE_EXCEPTION, seqid, Buffer.byteLength(message, 'utf8'));
+  // As thrift writes it: an empty message and the type UNKNOWN (0) left out.
+  if (message !== '') {
+    w.field(T.STRING, 1);
+    w.string(message);
+  }
+  w.byte(T.STOP);
+  return w.done();
+}
