@@ -234,7 +234,17 @@ class Reader {
   private ids: { start: number; end: number; stat: Required<Pick<WireStat, IdField>> } | undefined;
 
   stat(): WireStat {
-    const stat: WireStat = {};
+    // Every field present from the start (undefined until read): one shape for every stat.
+    const stat: WireStat = {
+      clusterId: undefined,
+      clusterInstanceId: undefined,
+      networkPartitionId: undefined,
+      partitionId: undefined,
+      memberId: undefined,
+      healthDescription: undefined,
+      value: undefined,
+      timestamp: undefined,
+    };
     const start = this.pos;
     // A batch is one member's: a stat's ids are mostly the previous stat's, byte for byte.
     const ids = this.ids;
@@ -284,9 +294,9 @@ class Reader {
     const size = this.length();
     const at = this.need(size);
     const { buf } = this;
-    for (const [bytes, text] of knownStrings()) {
-      if (bytes.length === size && sameBytes(bytes, 0, at, size, at + size, buf)) return text;
-    }
+    // The candidate of this length and last byte (one each), then its bytes.
+    const candidate = size > 0 ? knownStrings().get(size * 256 + (buf[at + size - 1] as number)) : undefined;
+    if (candidate && sameBytes(candidate[0], 0, at, size, at + size, buf)) return candidate[1];
     return buf.toString('utf8', at, at + size);
   }
 
@@ -333,9 +343,18 @@ function sameBytes(a: Buffer, from: number, at: number, size: number, limit: num
  * The health descriptions with their bytes: a stat's field 6 is one of them,
  * and then that very string. Made on first use (health.ts imports this module).
  */
-let known: [Buffer, string][] | undefined;
-function knownStrings(): [Buffer, string][] {
-  known ??= HEALTH_DESCRIPTIONS.map((text) => [Buffer.from(text, 'utf8'), text]);
+let known: Map<number, [Buffer, string]> | undefined;
+/** By length × 256 + last byte, which tells the four apart. */
+function knownStrings(): Map<number, [Buffer, string]> {
+  if (!known) {
+    known = new Map();
+    for (const text of HEALTH_DESCRIPTIONS) {
+      const bytes = Buffer.from(text, 'utf8');
+      const key = bytes.length * 256 + (bytes[bytes.length - 1] as number);
+      if (known.has(key)) throw new Error(`health descriptions ${text} and ${known.get(key)?.[1]} share a length and last byte`);
+      known.set(key, [bytes, text]);
+    }
+  }
   return known;
 }
 
