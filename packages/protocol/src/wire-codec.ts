@@ -351,7 +351,8 @@ function knownStrings(): Map<number, [Buffer, string]> {
     for (const text of HEALTH_DESCRIPTIONS) {
       const bytes = Buffer.from(text, 'utf8');
       const key = bytes.length * 256 + (bytes[bytes.length - 1] as number);
-      if (known.has(key)) throw new Error(`health descriptions ${text} and ${known.get(key)?.[1]} share a length and last byte`);
+      if (known.has(key))
+        throw new Error(`health descriptions ${text} and ${known.get(key)?.[1]} share a length and last byte`);
       known.set(key, [bytes, text]);
     }
   }
