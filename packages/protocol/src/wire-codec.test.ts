@@ -335,7 +335,7 @@ describe('wire codec: reading a publish call', () => {
   });
 
   it(`refuses values nested deeper than ${MAX_SKIP_DEPTH}, without exhausting the stack`, () => {
-    // 300 000 nested structs in one frame: thrift's recursive skip would overflow the stack.
+    // 300 000 nested structs in one frame: a recursive skip without a bound would overflow the stack.
     const depth = 300_000;
     const nested = (levels: number) =>
       payloadOf((p) => {
