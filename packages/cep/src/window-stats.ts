@@ -37,7 +37,9 @@ export interface WindowStatsOptions {
  * of the active SP's promotions to the old generation at 100 000 members).
  * Dropping the oldest moves `head`; the samples move back to slot 0 only when
  * the stale slots before them outnumber them, so a series at its bound costs
- * O(1) a sample, amortized, and its arrays hold at most twice its samples.
+ * O(1) a sample, amortized. The arrays grow only when the samples reach their
+ * end, so they hold at most about twice the most samples the series has held
+ * (maxSamplesPerSeries + 1): they do not shrink after a burst.
  */
 interface Series {
   times: number[];

@@ -294,10 +294,6 @@ export function toBatchWire(batch: HealthStatBatch): HealthStatBatchWire {
   });
 }
 
-export function toAckWire(ack: BatchAck): BatchAckWire {
-  return new generated.BatchAck(ack);
-}
-
 export function fromAckWire(wire: BatchAckWire): BatchAck {
   const num = (v: number | Int64Like) => (isInt64(v) ? v.toNumber(true) : v);
   return {

@@ -74,11 +74,19 @@ function turnElapsedMs(): number {
 /**
  * Cuts a connection's bytes into frames and hands `onFrame` one payload at a
  * time, for at most FRAME_TURN_BUDGET_MS per turn of the event loop, all
- * connections together (`turnElapsedMs`): a burst of pipelined frames,
- * hostile or not, then delays every other connection and timer (the lease's
- * renewal) by about one budget or one frame, not by the whole burst. The
- * socket is paused while frames wait. A negative or oversized frame size goes
- * to `onBadSize`, and nothing more of that connection is read.
+ * connections together (`turnElapsedMs`, asked before each frame): a burst of
+ * pipelined frames, hostile or not, then delays every other connection and
+ * timer (the lease's renewal) by about one budget or one frame, not by the
+ * whole burst. The socket is paused while frames wait. A negative or
+ * oversized frame size goes to `onBadSize`, and nothing more of that
+ * connection is read.
+ *
+ * The bytes not handed over yet are one buffer (`held`, from `start` to
+ * `end`): a chunk arriving when nothing waits is used as it is, any other is
+ * copied after what waits, into a buffer that at least doubles when it grows.
+ * A frame sent a byte per segment then costs its own size and a linear copy,
+ * not a Buffer per byte (~200 bytes each: 200 MB for a 1 MiB frame). A payload
+ * handed over is never written again (the SP forwards it to its passive).
  */
 function paceFrames(
   socket: net.Socket,
@@ -86,47 +94,70 @@ function paceFrames(
   onFrame: (payload: Buffer) => void,
   onBadSize: (size: number) => void,
 ): void {
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
+  let held: Buffer = EMPTY;
+  let start = 0;
+  let end = 0;
+  /** Whether `held` is a buffer of this function's own (bytes after `end` may be written). */
+  let owned = false;
   let waiting = false;
   let refused = false;
-  const take = (bytes: number): Buffer => {
-    const all = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
-    const rest = all.subarray(bytes);
-    pending = rest.length > 0 ? [rest] : [];
-    pendingBytes = rest.length;
-    return all.subarray(0, bytes);
+  const append = (chunk: Buffer): void => {
+    const waits = end - start;
+    if (waits === 0) {
+      held = chunk;
+      start = 0;
+      end = chunk.length;
+      owned = false;
+    } else if (owned && held.length - end >= chunk.length) {
+      end += chunk.copy(held, end);
+    } else {
+      const grown = Buffer.allocUnsafe(Math.max(waits + chunk.length, 2 * waits));
+      held.copy(grown, 0, start, end);
+      chunk.copy(grown, waits);
+      held = grown;
+      start = 0;
+      end = waits + chunk.length;
+      owned = true;
+    }
   };
   const pump = (): void => {
     waiting = false;
-    while (pendingBytes >= 4 && !refused && !socket.destroyed) {
-      if ((pending[0] as Buffer).length < 4) take(0); // the size is split across chunks: join them
-      const size = (pending[0] as Buffer).readInt32BE(0);
+    while (end - start >= 4 && !refused && !socket.destroyed) {
+      const size = held.readInt32BE(start);
       if (size < 0 || size > maxFrameBytes) {
         refused = true;
-        pending = [];
-        pendingBytes = 0;
+        held = EMPTY;
+        start = end = 0;
         onBadSize(size);
         return;
       }
-      if (pendingBytes < 4 + size) break;
-      onFrame(take(4 + size).subarray(4));
-      if (pendingBytes >= 4 && turnElapsedMs() >= FRAME_TURN_BUDGET_MS) {
+      if (end - start < 4 + size) break;
+      if (turnElapsedMs() >= FRAME_TURN_BUDGET_MS) {
         waiting = true;
         socket.pause();
         setImmediate(pump);
         return;
       }
+      const payload = held.subarray(start + 4, start + 4 + size);
+      start += 4 + size;
+      onFrame(payload);
+    }
+    if (start === end) {
+      // Nothing waits: let go of the buffer (its frames live on where they were handed).
+      held = EMPTY;
+      start = end = 0;
+      owned = false;
     }
     if (socket.isPaused() && !socket.destroyed) socket.resume();
   };
   socket.on('data', (chunk: Buffer) => {
     if (refused) return;
-    pending.push(chunk);
-    pendingBytes += chunk.length;
+    append(chunk);
     if (!waiting) pump();
   });
 }
+
+const EMPTY = Buffer.alloc(0);
 
 const uncork = (socket: net.Socket): void => socket.uncork();
 
@@ -145,15 +176,36 @@ function writeCoalesced(socket: net.Socket, frame: Buffer): void {
   socket.write(frame);
 }
 
+/** Text of a field a handler's error may have left unset or of another type. */
+const textOf = (value: unknown): string => (typeof value === 'string' ? value : '');
+
 /** The reply frame of an error a handler threw or rejected with. */
 function errorReply(seqid: number, error: unknown): Buffer {
   if (error instanceof generated.NotActive) {
-    return encodeExceptionReply(seqid, { kind: 'NotActive', message: error.message, nodeId: error.nodeId });
+    const nodeId = (error as { nodeId?: unknown }).nodeId;
+    return encodeExceptionReply(seqid, {
+      kind: 'NotActive',
+      message: textOf(error.message),
+      nodeId: typeof nodeId === 'string' ? nodeId : undefined,
+    });
   }
   if (error instanceof generated.InvalidBatch) {
-    return encodeExceptionReply(seqid, { kind: 'InvalidBatch', message: error.message });
+    return encodeExceptionReply(seqid, { kind: 'InvalidBatch', message: textOf(error.message) });
   }
-  return encodeApplicationException(seqid, error instanceof Error ? error.message : String(error));
+  return encodeApplicationException(seqid, error instanceof Error ? textOf(error.message) : 'internal error');
+}
+
+/**
+ * The reply frame of a handler's outcome; one it cannot write (an ack with a
+ * number that is no i64, a field of another type) is a TApplicationException,
+ * never an error thrown out of a promise callback (which would stop the process).
+ */
+function replyOf(seqid: number, outcome: { ack: BatchAck } | { error: unknown }): Buffer {
+  try {
+    return 'ack' in outcome ? encodeAckReply(seqid, outcome.ack) : errorReply(seqid, outcome.error);
+  } catch {
+    return encodeApplicationException(seqid, 'internal error: the reply could not be written');
+  }
 }
 
 /**
@@ -217,11 +269,11 @@ export function createHealthStatServer(handler: HealthStatHandler, options: Heal
           reply = Promise.reject(error);
         }
         reply.then(
-          (ack) => writeCoalesced(socket, encodeAckReply(seqid, ack)),
-          (error: unknown) => writeCoalesced(socket, errorReply(seqid, error)),
+          (ack) => writeCoalesced(socket, replyOf(seqid, { ack })),
+          (error: unknown) => writeCoalesced(socket, replyOf(seqid, { error })),
         );
       },
-      (size) => fail(new Error(`Frame size ${size} larger than the maximum allowed ${maxFrameBytes}`)),
+      (size) => fail(new Error(`Frame size ${size} out of bounds (0 to ${maxFrameBytes})`)),
     );
   };
   // Over TLS the decrypted socket of 'secureConnection' carries the calls ('connection' is the raw TCP one).

@@ -314,6 +314,19 @@ describe('wire codec: reading a publish call', () => {
       'elements in',
     ],
     [
+      'a list of stats whose element type is not a struct (thrift would read its elements as stats all the same)',
+      (p: Protocol) => {
+        p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+        p.writeFieldBegin('batch', thrift.Thrift.Type.STRUCT, 1);
+        p.writeFieldBegin('stats', thrift.Thrift.Type.LIST, 3);
+        p.writeListBegin(thrift.Thrift.Type.I32, 1);
+        p.writeI32(0);
+        p.writeFieldStop();
+        p.writeFieldStop();
+      },
+      'element type 8',
+    ],
+    [
       'a negative string length',
       (p: Protocol) => {
         p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);

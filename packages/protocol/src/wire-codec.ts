@@ -1,4 +1,4 @@
-import { HEALTH_DESCRIPTIONS } from './health.js';
+import { type BatchAck, HEALTH_DESCRIPTIONS } from './health.js';
 import { MAX_CONTAINER_ELEMENTS } from './thrift.js';
 
 /*
@@ -14,11 +14,15 @@ import { MAX_CONTAINER_ELEMENTS } from './thrift.js';
  * It reads what the generated code reads: fields in any order, the last of a
  * repeated field wins, a known field of another type and any unknown field
  * skipped, skipped values nested at most MAX_SKIP_DEPTH deep (the runtime's
- * own bound). It is stricter where the generated code was unbounded: every
- * container holds at most MAX_CONTAINER_ELEMENTS and every length is checked
- * against the bytes left before anything is built, so a hostile frame costs
- * time in proportion to its size. A test keeps the two in agreement on valid
- * and random input.
+ * own bound). It refuses some frames the generated code would read (a message
+ * that is not a call, an empty container of an invalid element type, a list
+ * of stats whose element type is not a struct, which thrift reads as structs
+ * all the same), never the other way round: whatever it accepts, the generated
+ * code accepts the same. It is stricter where the generated code was
+ * unbounded: every container holds at most MAX_CONTAINER_ELEMENTS and every
+ * length is checked against the bytes left before anything is built, so a
+ * hostile frame costs time in proportion to its size. A test keeps the two in
+ * agreement on valid and random input.
  */
 
 /** TBinaryProtocol's type codes. */
@@ -82,7 +86,7 @@ export interface WireStat {
 export interface WireBatch {
   agentId?: string;
   sequence?: number;
-  stats?: (WireStat | null)[] | null;
+  stats?: WireStat[];
   credential?: string | null;
 }
 
@@ -301,13 +305,12 @@ class Reader {
     return buf.toString('utf8', at, at + size);
   }
 
-  stats(): (WireStat | null)[] | null {
+  stats(): WireStat[] {
     const elementType = this.byte();
     const size = this.containerSize(elementType);
-    if (elementType !== T.STRUCT) {
-      for (let i = 0; i < size; i++) this.skip(elementType, 1);
-      return null;
-    }
+    // The generated reader reads every element as a stat whatever the list says; skipping them by the
+    // type the list says would read the rest of the frame otherwise than it does: refused instead.
+    if (elementType !== T.STRUCT) throw new WireDecodeError(`a list of stats of element type ${elementType}`);
     const stats: WireStat[] = new Array(size);
     for (let i = 0; i < size; i++) stats[i] = this.stat();
     return stats;
@@ -412,15 +415,6 @@ export function readBatchStruct(bytes: Buffer): WireBatch {
   return batch;
 }
 
-/** The fields of a BatchAck (numbers: safe integers). */
-export interface AckFields {
-  agentId: string;
-  sequence: number;
-  duplicate: boolean;
-  epoch: number;
-  replicated: boolean;
-}
-
 class Writer {
   at = 4;
 
@@ -478,7 +472,7 @@ function replyWriter(type: number, seqid: number, strings: number): Writer {
 }
 
 /** The framed reply of a `publish` call that succeeded. */
-export function encodeAckReply(seqid: number, ack: AckFields): Buffer {
+export function encodeAckReply(seqid: number, ack: BatchAck): Buffer {
   const w = replyWriter(MESSAGE_REPLY, seqid, Buffer.byteLength(ack.agentId, 'utf8'));
   w.field(T.STRUCT, 0); // the result's `success`
   w.field(T.STRING, 1);

@@ -8,6 +8,7 @@ import {
   createHealthStatServer,
   fromAckWire,
   type HealthStatBatch,
+  HealthStatService,
   thrift,
   thriftGenerated,
   toBatchWire,
@@ -108,6 +109,51 @@ describe('HealthStatService over TCP', () => {
     cleanup.push(() => connection.end());
     const ack = await client.publish(toBatchWire({ agentId: 'after', sequence: 1, stats: [stat] }));
     expect(ack.agentId).toBe('after');
+  });
+
+  it('answers a call sent one byte per write, and one whose ack it cannot write with an application error', async () => {
+    let calls = 0;
+    const { server, port, errors } = await startServer(async (batch) => {
+      calls += 1;
+      if (!batch.ok) throw new thriftGenerated.InvalidBatch({ message: batch.error.message });
+      // The second call's ack holds a sequence no i64 can carry: the server answers an error and serves on.
+      return {
+        ...batch.value,
+        sequence: calls === 2 ? Number.NaN : batch.value.sequence,
+        duplicate: false,
+        epoch: 1,
+        replicated: true,
+      };
+    });
+    cleanup.push(() => server.close());
+    let frame = Buffer.alloc(0);
+    const transport = new thrift.TFramedTransport(undefined, (buf?: Buffer) => {
+      if (buf) frame = Buffer.from(buf);
+    });
+    const writer = new HealthStatService.Client(transport, thrift.TBinaryProtocol) as unknown as {
+      send_publish(batch: unknown): void;
+    };
+    writer.send_publish(toBatchWire({ agentId: 'm-1', sequence: 1, stats: [stat] }));
+    const raw = net.connect(port, '127.0.0.1');
+    raw.setNoDelay(true);
+    raw.on('error', () => {});
+    const replied = new Promise<Buffer>((resolve) => raw.once('data', resolve));
+    await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
+    for (const byte of frame) {
+      raw.write(Buffer.from([byte]));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect((await replied).length).toBeGreaterThan(4);
+    raw.destroy();
+    expect(calls).toBe(1);
+    const { connection, client } = await connect(port);
+    cleanup.push(() => connection.end());
+    await expect(client.publish(toBatchWire({ agentId: 'm-1', sequence: 2, stats: [stat] }))).rejects.toThrow(
+      'the reply could not be written',
+    );
+    const ack = await client.publish(toBatchWire({ agentId: 'm-1', sequence: 3, stats: [stat] }));
+    expect(fromAckWire(ack).sequence).toBe(3);
+    expect(errors).toEqual([]);
   });
 
   it('hands the handler every pipelined call in order, with the peer address and the credential', async () => {

@@ -50,6 +50,16 @@ export class StatLedger implements QueryEngine {
     return { total: this.total, members: Object.fromEntries(this.members) };
   }
 
+  /** One member's part of `exportState()`, in its shape. */
+  exportMember(memberId: string): { total: number; members: Record<string, MemberLedger> } {
+    const ledger = this.members.get(memberId);
+    return { total: this.total, members: ledger ? { [memberId]: ledger } : {} };
+  }
+
+  trackedMembers(): number {
+    return this.members.size;
+  }
+
   /** Replaces the whole state with a peer's export; throws FL_ERR_STATE_INVALID (nothing applied) when it is not one. */
   importState(state: unknown): void {
     const s = state as { total?: unknown; members?: unknown } | null;
