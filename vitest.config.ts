@@ -1,4 +1,5 @@
 import { readdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { defineConfig } from 'vitest/config';
 
@@ -22,6 +23,8 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['packages/*/src/**/*.test.ts'],
+          // Fake time, no process of their own: every core (vitest's default leaves one idle).
+          maxWorkers: os.availableParallelism(),
         },
       },
       {
@@ -37,6 +40,9 @@ export default defineConfig({
           ],
           testTimeout: 60_000,
           hookTimeout: 60_000,
+          // Most of their time is spent waiting on real timers, leases and processes, not on a core:
+          // two files at a time even on two cores.
+          maxWorkers: Math.max(2, os.availableParallelism()),
         },
       },
       {

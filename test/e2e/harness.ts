@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '@faultline/core';
+import { SPAWNS } from '@faultline/nemesis';
 import { freePort } from '@faultline/test-support';
 
 /*
@@ -35,6 +36,8 @@ type LogRecord = {
   message: string;
   action?: string;
   memberId?: string;
+  /** The node of a pair that wrote it (both autoscaler nodes write one log). */
+  node?: string;
   clusterId?: string;
   reason?: string;
   timestamp: string;
@@ -121,12 +124,19 @@ export function stackProbe(dir: () => string) {
     }
   };
   const status = async () => JSON.parse(await cli('stack', 'status', '--json')) as StackStatus;
+  const actions = () => records('autoscaler').filter((r) => r.action);
   const activeMembers = async () =>
     (await status()).clusters.flatMap((c) => c.members).filter((m) => m.state === 'Active');
   return {
     cli,
     records,
-    actions: () => records('autoscaler').filter((r) => r.action),
+    actions,
+    /**
+     * Every spawn of the autoscaler, whichever rule made it: below min and
+     * under load, the scaling rule's ScaleUpAction can be the one that fills
+     * the gap a removed member left, before the minimum rule's turn.
+     */
+    spawns: () => actions().filter((a) => SPAWNS.has(a.action ?? '')),
     waitFor,
     status,
     activeMembers,

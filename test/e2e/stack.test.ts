@@ -26,7 +26,7 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
   let stack: ChildProcess;
   let config: { autoscaler: { nodes: { id: string; healthPort: number }[] } };
   const probe = stackProbe(() => dir);
-  const { cli, records, actions, waitFor, status, threeActive } = probe;
+  const { cli, records, actions, spawns, waitFor, status, threeActive } = probe;
 
   beforeAll(async () => {
     dir = stackDir('faultline-e2e-');
@@ -50,12 +50,7 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
     );
   const respawnAfter = (after: string) =>
     // At or after: the rules may respawn in the same millisecond as the removal.
-    actions().find(
-      (a) =>
-        (a.action === 'MemberSpawnAction' || a.action === 'ScaleUpAction') &&
-        a.timestamp >= after &&
-        a.clusterId === 'web',
-    );
+    spawns().find((a) => a.timestamp >= after && a.clusterId === 'web');
 
   it('kill-member: MemberFault, removed, a replacement spawned', async () => {
     const line = await cli('chaos', 'kill-member');
@@ -149,9 +144,7 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
     await threeActive();
     await sleep(6_000); // longer than the fault timeout and a few monitor ticks: a second action would show now
     expect(handled(memberId).filter((a) => a.action === 'MemberRemoved')).toHaveLength(1);
-    const replacements = actions().filter(
-      (a) => a.action === 'MemberSpawnAction' && a.clusterId === 'web' && a.timestamp >= removed.timestamp,
-    );
+    const replacements = spawns().filter((a) => a.clusterId === 'web' && a.timestamp >= removed.timestamp);
     expect(replacements).toHaveLength(1);
     // The supervisor brought the killed node back, standing by.
     await waitFor(async () => {

@@ -32,7 +32,7 @@ describe('the stack supervisor, end to end (aedes brokers)', () => {
   let dir: string;
   let stack: ChildProcess | undefined;
   const probe = stackProbe(() => dir);
-  const { records, actions, waitFor, status, activeMembers, threeActive } = probe;
+  const { records, actions, spawns, waitFor, status, activeMembers, threeActive } = probe;
   const pgDataDir = () => path.join(dir, '.faultline/pg');
   /** The stack's platform services (members run below .faultline/members, PostgreSQL in its data folder). */
   const services = () =>
@@ -99,7 +99,22 @@ describe('the stack supervisor, end to end (aedes brokers)', () => {
     await sleep(6_000); // longer than the fault timeout and a few monitor ticks: a second replacement would show now
     // Replaced once: one spawn since the kill, whichever autoscaler node acted (the lease may move in the outage).
     const since = new Date(killedAt).toISOString();
-    expect(actions().filter((a) => a.action === 'MemberSpawnAction' && a.timestamp >= since)).toHaveLength(1);
+    // A failure shows what the autoscaler pair did meanwhile and what the registry holds.
+    const story = async () =>
+      JSON.stringify(
+        {
+          autoscaler: records('autoscaler')
+            .filter((r) => r.timestamp >= since)
+            .map((r) => [r.timestamp, r.node, r.event, r.action, r.memberId, r.reason ?? r.message]),
+          members: (await status()).clusters.flatMap((c) => c.members.map((m) => [m.memberId, m.state])),
+        },
+        null,
+        1,
+      );
+    expect(
+      spawns().filter((a) => a.timestamp >= since),
+      await story(),
+    ).toHaveLength(1);
     expect((await activeMembers()).map((m) => m.memberId)).not.toContain(victim);
     expect((await status()).services.find((s) => s.name === 'postgres')).toMatchObject({ state: 'up', restarts: 1 });
   });
@@ -146,7 +161,7 @@ describe('the stack supervisor, end to end (aedes brokers)', () => {
       records('supervisor')
         .filter((r) => r.event === 'stack.stale_lock')
         .at(-1)?.timestamp ?? '';
-    expect(actions().filter((a) => a.action === 'MemberSpawnAction' && a.timestamp >= last)).toEqual([]);
+    expect(spawns().filter((a) => a.timestamp >= last)).toEqual([]);
   });
 
   it('Ctrl-C to the whole process group of the stack script leaves no process: no service, no member, no PostgreSQL', async () => {

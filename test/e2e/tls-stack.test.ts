@@ -45,7 +45,7 @@ describe.each(CASES)('the full stack over TLS, end to end (%s brokers, stopped b
   let ports: number[];
   const p = (i: number) => ports[i] as number;
   const probe = stackProbe(() => dir);
-  const { cli, records, actions, waitFor, status, activeMembers, threeActive } = probe;
+  const { cli, records, actions, spawns, waitFor, status, activeMembers, threeActive } = probe;
   const spCounters = async (statusPort: number) =>
     ((await (await fetch(`http://127.0.0.1:${statusPort}/status`)).json()) as { counters: Record<string, number> })
       .counters;
@@ -97,13 +97,8 @@ describe.each(CASES)('the full stack over TLS, end to end (%s brokers, stopped b
     );
     await waitFor(
       () =>
-        actions().find(
-          (a) =>
-            // The minimum rule's, or a scale up that got there first (a member killed right after it activated backs its replacement off).
-            (a.action === 'MemberSpawnAction' || a.action === 'ScaleUpAction') &&
-            a.clusterId === 'web' &&
-            a.timestamp >= removed.timestamp,
-        ),
+        // The minimum rule's, or a scale up that got there first (a member killed right after it activated backs its replacement off).
+        spawns().find((a) => a.clusterId === 'web' && a.timestamp >= removed.timestamp),
       'a replacement',
     );
     await waitFor(async () => {

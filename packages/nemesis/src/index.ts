@@ -1,6 +1,6 @@
 export { type ActionRow, actionsFromLog, actionsFromRows, mergeActions, parseLogLines } from './actions.js';
 export { ArgsError, type NemesisArgs, parseArgs, USAGE } from './args.js';
-export { check, harmedAt, lastHealedAt, recoveredAt, recoveryProblems } from './checker.js';
+export { check, harmedAt, lastHealedAt, recoveredAt, recoveryProblems, SPAWNS } from './checker.js';
 export {
   type ActionEvent,
   type ClusterPolicy,
