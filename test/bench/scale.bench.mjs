@@ -1,7 +1,8 @@
 // Scale: one SP pair (CEP engine, default timings) watching N members (100 000
 // by default, `--members N`) that each report their three stats every 15 s
 // (the Stratos agent's interval), the outputs going through its durable
-// publisher to a real broker pair with the autoscaler's subscriber present.
+// publisher to a real broker pair with the autoscaler's subscriber present (its own
+// process at nice 10, output-subscriber.mjs: on a deployment it has a machine of its own).
 // The load comes from a child process of its own (member-load.mjs: frames
 // encoded and signed once per member, patched per send), so its CPU is
 // measured apart. In turn:
@@ -19,7 +20,6 @@ import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { DEFAULTS } from '@faultline/core';
-import { createSubscriber } from '@faultline/messaging';
 import {
   brokerEndpoints,
   startBrokerPair,
@@ -62,6 +62,9 @@ const GOALS = {
   delivered: 0.99,
 };
 const LOAD_MAIN = new URL('./member-load.mjs', import.meta.url);
+const SUBSCRIBER_MAIN = new URL('./output-subscriber.mjs', import.meta.url);
+/** The autoscaler's subscriber runs at this nice value: on a deployment it has a machine of its own. */
+const SUBSCRIBER_NICE = 10;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const int = (x) => Math.round(x).toLocaleString('en-US');
 const ticks = () => 100; // USER_HZ on Linux
@@ -98,8 +101,13 @@ const notMeasured = (name, unit, goal, reason) => ({
 });
 
 /** The load generator's child process; `report()` asks it for its counters. */
-async function startLoad({ ports, activeIndex, members, key }) {
-  const child = fork(LOAD_MAIN, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/**
+ * A child process of the benchmark that answers IPC messages `{ t }` with `{ t: answer }` (or
+ * `{ t: 'error', message }`): `ask(t, answer)`, `stop()`, its `pid`. `start` is the first message,
+ * answered with `started`.
+ */
+async function forkWorker(main, label, start) {
+  const child = fork(main, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const waiting = new Map();
   let failure;
   child.on('message', (message) => {
@@ -111,39 +119,67 @@ async function startLoad({ ports, activeIndex, members, key }) {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const ask = (t, answer, timeoutMs = 10_000) =>
     new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`load generator: no ${answer} within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => reject(new Error(`${label}: no ${answer} within ${timeoutMs} ms`)), timeoutMs);
       waiting.set(answer, (message) => {
         clearTimeout(timer);
         resolve(message);
       });
       waiting.set('error', (message) => {
         clearTimeout(timer);
-        reject(new Error(`load generator: ${message.message}`));
+        reject(new Error(`${label}: ${message.message}`));
       });
       if (child.connected) child.send({ t });
-      else reject(new Error(`load generator exited (${failure ?? 'no error reported'})`));
+      else reject(new Error(`${label} exited (${failure ?? 'no error reported'})`));
     });
   const started = new Promise((resolve, reject) => {
     waiting.set('started', resolve);
-    waiting.set('error', (message) => reject(new Error(`load generator: ${message.message}`)));
-    void exited.then(() => reject(new Error('load generator exited before it started')));
+    waiting.set('error', (message) => reject(new Error(`${label}: ${message.message}`)));
+    void exited.then(() => reject(new Error(`${label} exited before it started`)));
   });
-  child.send({ t: 'start', ports, activeIndex, members, connections: AGENTS, intervalMs: INTERVAL_MS, key });
-  const { encodeMs } = await started;
+  child.send({ t: 'start', ...start });
+  const first = await started;
   return {
     pid: child.pid,
-    encodeMs,
-    report: async () => (await ask('report', 'report')).report,
+    first,
+    ask,
     stop: async () => {
       if (!child.connected) return undefined;
       const final = await ask('stop', 'stopped').catch(() => undefined);
       await Promise.race([exited, sleep(2_000)]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      return final?.report;
+      return final;
     },
+  };
+}
+
+async function startLoad({ ports, activeIndex, members, key }) {
+  const worker = await forkWorker(LOAD_MAIN, 'load generator', {
+    ports,
+    activeIndex,
+    members,
+    connections: AGENTS,
+    intervalMs: INTERVAL_MS,
+    key,
+  });
+  return {
+    pid: worker.pid,
+    encodeMs: worker.first.encodeMs,
+    report: async () => (await worker.ask('report', 'report')).report,
+    stop: async () => (await worker.stop())?.report,
+  };
+}
+
+/** The autoscaler's subscriber (output-subscriber.mjs) at nice 10: what it received, its pid. */
+async function startOutputSubscriber(brokers) {
+  const worker = await forkWorker(SUBSCRIBER_MAIN, 'output subscriber', {
+    brokers,
+    credentials: TEST_CREDENTIALS.autoscaler,
+  });
+  os.setPriority(worker.pid, SUBSCRIBER_NICE);
+  return {
+    pid: worker.pid,
+    received: async () => (await worker.ask('report', 'report')).received,
+    stop: worker.stop,
   };
 }
 
@@ -181,7 +217,7 @@ async function watch({ active, passive, epoch, ms, since, trace }) {
   const end = performance.now() + ms;
   while (performance.now() < end) {
     const [sa, sp] = await Promise.all([active.status(), passive.status()]);
-    trace.push(sa ? Math.round(sa.eventLoop.maxDelayMs) : '?');
+    trace.push(sa ? `${Math.round(sa.eventLoop.maxDelayMs)}/${Math.round(sa.eventLoop.p99DelayMs)}` : '?');
     const why = breakOf(sa, sp, epoch);
     if (why) breaks.push({ at: performance.now() - since, why });
     await sleep(SAMPLE_MS);
@@ -221,13 +257,13 @@ async function measureSteadyState({
   passive,
   epoch,
   load,
-  received,
+  subscriber,
   warmupBreaks,
   since,
   trace,
 }) {
   const wallStart = Date.now();
-  const pids = { active: active.pid, passive: passive.pid, load: load.pid };
+  const pids = { active: active.pid, passive: passive.pid, load: load.pid, subscriber: subscriber.pid };
   const cpu0 = Object.fromEntries(
     Object.entries(pids).map(([k, pid]) => [k, tryOr(() => cpuSeconds(pid), Number.NaN)]),
   );
@@ -236,7 +272,7 @@ async function measureSteadyState({
   const loadavg = os.loadavg()[0];
   const status0 = await active.status();
   const load0 = await load.report();
-  const received0 = received();
+  const received0 = await subscriber.received();
   const t0 = performance.now();
   let peakRss = 0;
   let peakPassiveRss = 0;
@@ -258,7 +294,7 @@ async function measureSteadyState({
     );
     if (!sa || !sp) unanswered += 1;
     if (sa) loop.push(sa.eventLoop);
-    trace.push(sa ? Math.round(sa.eventLoop.maxDelayMs) : '?');
+    trace.push(sa ? `${Math.round(sa.eventLoop.maxDelayMs)}/${Math.round(sa.eventLoop.p99DelayMs)}` : '?');
     const why = breakOf(sa, sp, epoch);
     if (why) breaks.push({ at: performance.now() - since, why });
     await sleep(SAMPLE_MS - ((performance.now() - t0) % SAMPLE_MS));
@@ -272,6 +308,7 @@ async function measureSteadyState({
   const machineBusy = (machine1.busy - machine0.busy) / (machine1.total - machine0.total); // share of all cores
   const status1 = await active.status();
   const load1 = await load.report();
+  const received1 = await subscriber.received();
   const sp = await passive.status();
   const lastBreak = breakOf(status1, sp, epoch);
   if (lastBreak) breaks.push({ at: performance.now() - since, why: lastBreak });
@@ -296,12 +333,12 @@ async function measureSteadyState({
   const tracked = status1?.engine?.members ?? '?';
   const machineNote = `machine: ${pct(machineBusy)} of ${os.cpus().length} cores busy over the window, load average ${loadavg.toFixed(2)} at its start`;
   console.log(
-    `  scale: ${n} members; active ${pct(cpu.active)}, passive ${pct(cpu.passive)}, load ${pct(cpu.load)}, ` +
+    `  scale: ${n} members; active ${pct(cpu.active)}, passive ${pct(cpu.passive)}, load ${pct(cpu.load)}, autoscaler's subscriber (nice ${SUBSCRIBER_NICE}) ${pct(cpu.subscriber)}, ` +
       `benchmark ${pct((benchCpu.user + benchCpu.system) / 1e6 / wallS)} of a core; ${machineNote}`,
   );
   const figures = [
     {
-      name: `active SP CPU, ${n} members × 3 stats / 15 s (${tracked} tracked, ${Number.isNaN(delta('batchesAccepted')) ? '?' : int(delta('batchesAccepted') / wallS)} batches/s, ${int(received() - received0)} outputs delivered; ${machineNote})`,
+      name: `active SP CPU, ${n} members × 3 stats / 15 s (${tracked} tracked, ${Number.isNaN(delta('batchesAccepted')) ? '?' : int(delta('batchesAccepted') / wallS)} batches/s, ${int(received1 - received0)} outputs delivered; ${machineNote})`,
       value: died ? '–' : (cpu.active * 100).toFixed(1),
       unit: '% of a core',
       goal: `< ${GOALS.cpu * 100} %`,
@@ -667,18 +704,7 @@ export async function run(options = {}) {
     db = await startPostgres();
     brokers = await startBrokerPair('aedes');
     const endpoints = brokerEndpoints(brokers);
-    let received = 0;
-    subscriber = createSubscriber({
-      brokers: endpoints,
-      credentials: TEST_CREDENTIALS.autoscaler,
-      role: 'autoscaler',
-      clientId: 'autoscaler',
-      topics: ['summarized-health-stats/#'],
-      onEnvelope: () => {
-        received += 1;
-      },
-    });
-    subscriber.start();
+    subscriber = await startOutputSubscriber(endpoints);
     // info: the passive's sp.snapshot_applied record times the relink; nothing is logged per batch at info.
     pair = await startSpPair({ databaseUrl: db.connectionString, engine: 'cep', brokers: endpoints, logLevel: 'info' });
     const start = await steady(pair, 60_000);
@@ -703,14 +729,14 @@ export async function run(options = {}) {
       passive,
       epoch,
       load,
-      received: () => received,
+      subscriber,
       warmupBreaks,
       since: loadStart,
       trace,
     });
     figures.push(...s.figures);
     console.log(
-      `  scale: the active's event-loop max delay (ms, its 5–10 s window) read every second from the load's start: ${trace.join(' ')}`,
+      `  scale: the active's event-loop max / p99 delay (ms, its 5–10 s window) read every second from the load's start: ${trace.join(' ')}`,
     );
 
     // 2. Relink: kill -9 of the passive, restarted; whichever node is the passive by now.
@@ -777,7 +803,7 @@ export async function run(options = {}) {
   } finally {
     if (pair && loadStartWall !== undefined) printTimeline(pair, loadStartWall);
     await load?.stop().catch(() => {});
-    await subscriber?.close().catch(() => {});
+    await subscriber?.stop().catch(() => {});
     await Promise.all((pair ?? []).map((node) => node.stop().catch(() => {})));
     await Promise.all((brokers ?? []).map((b) => b.stop().catch(() => {})));
     await db?.stop().catch(() => {});

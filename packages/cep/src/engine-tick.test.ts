@@ -102,6 +102,8 @@ describe('a takeover holding a tick of many members', () => {
       clock: busyClock(),
       faultTimeoutMs: 600_000,
       maxPendingOutputs: 100_000,
+      // It makes the tick at once, as if no confirmation could come (the wait: engine.test.ts).
+      passiveTickWaitMs: 0,
     });
     engines.push(e);
     const out: Envelope[] = [];

@@ -485,7 +485,8 @@ describe('CepEngine', () => {
       const ids = idsOf(1_000, 40);
       report(active.e, ids);
       report(passive.e, ids);
-      await vi.advanceTimersByTimeAsync(15_000);
+      // The tick at 15 000; the passive, confirmed nothing, makes it itself after its wait.
+      await vi.advanceTimersByTimeAsync(20_000);
       const published = memberParts(active.out);
       expect(published.length).toBeGreaterThan(2);
       expect(passive.e.status().pendingOutputs).toBe(active.out.length);
@@ -507,7 +508,8 @@ describe('CepEngine', () => {
   it('summaries while passive wait, only the newest per stream, and go out on activate', async () => {
     const { e, summaries } = engine({ faultTimeoutMs: 600_000 });
     e.apply(batch(stat('m-1', 'requests_in_flight', 5, 1_000)));
-    await vi.advanceTimersByTimeAsync(45_000);
+    // Ticks at 15, 30 and 45 s, each made passiveTickWaitMs (5 s) later: no active confirmed them.
+    await vi.advanceTimersByTimeAsync(50_000);
     expect(summaries()).toHaveLength(0);
     expect(e.status()).toMatchObject({ pendingOutputs: 1, outputsSuperseded: 2 });
     e.activate(9);
@@ -517,7 +519,7 @@ describe('CepEngine', () => {
   });
 
   it('a passive over maxPendingOutputs drops the oldest, summaries first, and warns about faults only', async () => {
-    const { e, logger } = engine({ faultTimeoutMs: 20_000, maxPendingOutputs: 4 });
+    const { e, logger } = engine({ faultTimeoutMs: 20_000, maxPendingOutputs: 4, passiveTickWaitMs: 0 });
     e.apply(round('m-1', 1_000));
     e.apply(round('m-2', 1_000));
     await vi.advanceTimersByTimeAsync(15_000); // 3 cluster + 2 member averages (of both members): 1 dropped
@@ -532,14 +534,62 @@ describe('CepEngine', () => {
     e.activate(2);
   });
 
-  it('a passive whose tick comes after the active’s confirmation of that tick holds none of it', async () => {
+  it('a passive whose tick comes after the active’s confirmation of that tick neither makes nor holds it', async () => {
     const { e } = engine({ faultTimeoutMs: 600_000 });
     e.apply(round('m-1', 1_000));
     e.confirm(['AverageLoadAverageEvent:php:np-1:15000']);
     await vi.advanceTimersByTimeAsync(15_000);
-    expect(e.status()).toMatchObject({ pendingOutputs: 0, summariesComputed: 5, outputsAlreadyPublished: 5 });
-    await vi.advanceTimersByTimeAsync(15_000);
-    expect(e.status()).toMatchObject({ pendingOutputs: 5, summariesComputed: 10 });
+    expect(e.status()).toMatchObject({ pendingOutputs: 0, summariesComputed: 0, summaryTicksLeftToActive: 1 });
+    // The next one, never confirmed: made and held once the passive's wait is over.
+    await vi.advanceTimersByTimeAsync(19_999);
+    expect(e.status()).toMatchObject({ pendingOutputs: 0, summariesComputed: 0 });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(e.status()).toMatchObject({ pendingOutputs: 5, summariesComputed: 5, summaryTicksLeftToActive: 1 });
+  });
+
+  describe('a passive waits for the active’s tick before it makes its own (passiveTickWaitMs)', () => {
+    const tick30 = 'AverageLoadAverageEvent:php:np-1:30000';
+
+    it('a confirmation during the wait: the windows pruned, nothing made or held', async () => {
+      const { e } = engine({ faultTimeoutMs: 600_000, windowMs: 20_000 });
+      e.apply(round('m-1', 1_000));
+      e.apply(round('m-2', 20_000));
+      await vi.advanceTimersByTimeAsync(31_000); // the 15 s tick (m-1 alone) made after its wait: none confirmed it
+      expect(e.status()).toMatchObject({ summariesComputed: 5, pendingOutputs: 5 });
+      expect(e.trackedMembers?.()).toBe(2);
+      e.confirm([tick30]); // mid-wait of the 30 s tick
+      expect(e.status()).toMatchObject({ summariesComputed: 5, summaryTicksLeftToActive: 1 });
+      // Its upkeep ran: m-1's samples (1 s) are older than that tick's window (10–30 s), m-1 is gone.
+      expect(e.exportState().series.map((m) => m.memberId)).toEqual(['m-2']);
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(e.status()).toMatchObject({ summariesComputed: 5, summaryTicksLeftToActive: 1 });
+    });
+
+    it('a takeover during the wait publishes that tick at once, and no older one it held', async () => {
+      const { e, summaries } = engine({ faultTimeoutMs: 600_000 });
+      e.apply(round('m-1', 1_000));
+      await vi.advanceTimersByTimeAsync(32_000); // the 15 s tick held, the 30 s one waited for
+      expect(e.status()).toMatchObject({ pendingOutputs: 5, summariesComputed: 5 });
+      e.activate(3);
+      const out = summaries();
+      expect(new Set(out.map((o) => o.id.split(':').at(-1)))).toEqual(new Set(['30000']));
+      expect(out).toHaveLength(5);
+      expect(out.every((o) => o.epoch === 3)).toBe(true);
+    });
+
+    it('0: made at the tick, as an active does', async () => {
+      const { e } = engine({ faultTimeoutMs: 600_000, passiveTickWaitMs: 0 });
+      e.apply(round('m-1', 1_000));
+      await vi.advanceTimersByTimeAsync(15_000);
+      expect(e.status()).toMatchObject({ summariesComputed: 5, pendingOutputs: 5 });
+    });
+
+    it('must be shorter than the summary interval', () => {
+      expect(() => createCepEngine({ summaryIntervalMs: 10_000, passiveTickWaitMs: 10_000 })).toThrow(
+        /cep\.passiveTickWaitMs must be shorter than summaryIntervalMs/,
+      );
+      expect(() => createCepEngine({ passiveTickWaitMs: -1 })).toThrow(/cep\.passiveTickWaitMs/);
+    });
   });
 
   it("exportMember is that member's part of exportState, forgotten or not", async () => {

@@ -93,6 +93,8 @@ export type CepCounters = {
   summaryEntriesTooLarge: number;
   /** Outputs not kept or emitted because the active had already published them. */
   outputsAlreadyPublished: number;
+  /** Summary ticks this node, passive, did not compute: the active had published them first (passiveTickWaitMs). */
+  summaryTicksLeftToActive: number;
   confirmations: number;
   listenerErrors: number;
 };
@@ -191,6 +193,7 @@ class CepMonitor implements CepEngine {
     summariesEmitted: 0,
     summaryEntriesTooLarge: 0,
     outputsAlreadyPublished: 0,
+    summaryTicksLeftToActive: 0,
     confirmations: 0,
     listenerErrors: 0,
   };
@@ -292,6 +295,9 @@ class CepMonitor implements CepEngine {
       if (output.kind === 'summary') summaries.push(output);
       else this.emit(output, epoch);
     }
+    // A tick this node waited to see published is its own to publish now, before the older ones it
+    // holds (which it then leaves out: superseded).
+    if (this.tick?.waiting) this.continueTick(false);
     this.republishSummaries(summaries);
     this.counters.faultsReopened += reopened.length;
     if (givenBack === undefined) this.detector.grace(graceAfterTakeoverMs);
@@ -346,6 +352,22 @@ class CepMonitor implements CepEngine {
   confirm(ids: readonly string[]): void {
     this.counters.confirmations += ids.length;
     this.ledger.confirm(ids);
+    const tick = this.tick;
+    if (!tick || tick.published || this.epoch !== undefined || !this.ledger.tickPublished(tick.job.windowTo)) return;
+    this.leaveTickToActive(tick);
+    // Waiting for exactly this: the upkeep, now.
+    if (tick.waiting) this.continueTick(false);
+  }
+
+  /**
+   * The tick in progress is published by the active: nothing of it to hold
+   * or compute here, only the windows' upkeep; what it made already is not
+   * kept (counted in outputsAlreadyPublished as it comes up).
+   */
+  private leaveTickToActive(tick: NonNullable<CepMonitor['tick']>): void {
+    tick.published = true;
+    tick.job.pruneOnly();
+    this.counters.summaryTicksLeftToActive += 1;
   }
 
   onOutput(listener: OutputListener): () => void {
@@ -614,15 +636,20 @@ class CepMonitor implements CepEngine {
       this.lastWindowTo = windowTo;
       // The last tick is not through yet (this process was starved): it ends now, before this one starts.
       if (this.tick) this.continueTick(true);
+      const { passiveTickWaitMs } = this.options;
       this.tick = {
         job: this.windows.summaryJob(windowTo),
         time: now,
-        // A tick is emitted whole, so one check covers it: the active's confirmations got here first.
-        published: this.ledger.tickPublished(windowTo),
+        published: false,
         outputs: [],
         next: 0,
         timer: undefined,
+        // A passive gives the active's confirmations of this tick time to arrive (continueTick).
+        waitUntil: this.epoch === undefined ? clock.monotonicNow() + passiveTickWaitMs : undefined,
+        waiting: false,
       };
+      // The active's confirmations got here first: a tick is emitted whole, so one covers it.
+      if (this.ledger.tickPublished(windowTo)) this.leaveTickToActive(this.tick);
       this.continueTick(false);
     } finally {
       this.scheduleSummary();
@@ -642,6 +669,17 @@ class CepMonitor implements CepEngine {
     const { clock, source } = this.options;
     clock.clearTimeout(tick.timer);
     tick.timer = undefined;
+    tick.waiting = false;
+    // A passive waits for them before it computes a tick itself: the active computes the same tick at
+    // the same instant, and two nodes summarizing 100 000 members at once took both cores.
+    if (!all && !tick.published && this.epoch === undefined && tick.waitUntil !== undefined) {
+      const waitMs = tick.waitUntil - clock.monotonicNow();
+      if (waitMs > 0) {
+        tick.waiting = true;
+        tick.timer = clock.setTimeout(() => this.continueTick(false), waitMs);
+        return;
+      }
+    }
     const started = clock.monotonicNow();
     const more = () => all || clock.monotonicNow() - started < SUMMARY_SLICE_MS;
     for (;;) {
@@ -724,6 +762,10 @@ class CepMonitor implements CepEngine {
         outputs: Output[];
         next: number;
         timer: TimerHandle | undefined;
+        /** A passive's: until when (monotonic ms) it waits for the active's confirmations of this tick. */
+        waitUntil: number | undefined;
+        /** Waiting for them now: a confirmation or an activation goes on at once. */
+        waiting: boolean;
       }
     | undefined;
 

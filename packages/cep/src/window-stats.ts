@@ -311,6 +311,7 @@ const KINDS = ['Average', 'GradientOf', 'SecondDerivativeOf'] as const satisfies
 export class SummaryJob {
   private at = 0;
   private current: { group: ClusterGroup; members: MemberSeries[]; next: number; acc: GroupAccumulator } | undefined;
+  private summarizing = true;
   readonly windowFrom: number;
 
   constructor(
@@ -324,6 +325,15 @@ export class SummaryJob {
 
   get done(): boolean {
     return this.current === undefined && this.at >= this.groups.length;
+  }
+
+  /**
+   * From now on only the windows' upkeep (samples older than the window
+   * dropped, members with none forgotten), no summary: for a tick another
+   * node has already published. `run` returns no cluster after this.
+   */
+  pruneOnly(): void {
+    this.summarizing = false;
   }
 
   /** Works while `more()` says so (asked every few members); returns the clusters finished meanwhile. */
@@ -344,7 +354,7 @@ export class SummaryJob {
         }
       }
       this.current = undefined;
-      finished.push(c.acc.result(c.group, this.windowFrom, this.windowTo));
+      if (this.summarizing) finished.push(c.acc.result(c.group, this.windowFrom, this.windowTo));
       if (!more()) return finished;
     }
     return finished;
@@ -359,6 +369,7 @@ export class SummaryJob {
         member.series.delete(metric);
         continue;
       }
+      if (!this.summarizing) continue;
       const s = summarizeWindow(series, this.windowTo);
       if (s.count === 0) continue; // only samples after the tick: the next one
       any = true;

@@ -113,17 +113,27 @@ const streamProcessorSchema = z
     path: ['fencingMarginMs'],
   });
 
-const cepSchema = z.strictObject({
-  faultTimeoutMs: ms(DEFAULTS.faultTimeoutMs),
-  windowMs: ms(DEFAULTS.windowMs),
-  /** How often summarized stats are computed and published. */
-  summaryIntervalMs: ms(DEFAULTS.statIntervalMs),
-  /**
-   * Grace after a takeover whose gap the SP node cannot tell, before any new fault; the most given
-   * back when it can. @default faultTimeoutMs
-   */
-  graceAfterTakeoverMs: z.number().int().min(0).optional(),
-});
+const cepSchema = z
+  .strictObject({
+    faultTimeoutMs: ms(DEFAULTS.faultTimeoutMs),
+    windowMs: ms(DEFAULTS.windowMs),
+    /** How often summarized stats are computed and published. */
+    summaryIntervalMs: ms(DEFAULTS.statIntervalMs),
+    /**
+     * Grace after a takeover whose gap the SP node cannot tell, before any new fault; the most given
+     * back when it can. @default faultTimeoutMs
+     */
+    graceAfterTakeoverMs: z.number().int().min(0).optional(),
+    /**
+     * How long the passive waits for the active's confirmation of a summary tick before it makes the
+     * tick itself; shorter than summaryIntervalMs. @default a third of summaryIntervalMs
+     */
+    passiveTickWaitMs: z.number().int().min(0).optional(),
+  })
+  .refine((cep) => cep.passiveTickWaitMs === undefined || cep.passiveTickWaitMs < cep.summaryIntervalMs, {
+    message: 'must be shorter than summaryIntervalMs',
+    path: ['passiveTickWaitMs'],
+  });
 
 const agentSchema = z.strictObject({
   statIntervalMs: ms(DEFAULTS.statIntervalMs),

@@ -111,6 +111,13 @@ describe('loadConfig', () => {
     expect(resolveConfig({}, { env: {} }).autoscaler.nodes.map((n) => n.id)).toEqual(['autoscaler-a', 'autoscaler-b']);
   });
 
+  it("checks the passive's tick wait: shorter than the summary interval", () => {
+    const keysOf = (cep: object) => configError(() => resolveConfig({ cep }, { env: {} })).issues.map((i) => i.key);
+    expect(keysOf({ passiveTickWaitMs: 15_000 })).toEqual(['cep.passiveTickWaitMs']);
+    expect(keysOf({ summaryIntervalMs: 4_000, passiveTickWaitMs: 5_000 })).toEqual(['cep.passiveTickWaitMs']);
+    expect(resolveConfig({ cep: { passiveTickWaitMs: 0 } }, { env: {} }).cep.passiveTickWaitMs).toBe(0);
+  });
+
   it('refuses a cluster id too long to leave room for member ids, and ids outside the pattern', () => {
     const cluster = { cartridgeType: 'php', min: 1, max: 1 };
     expect(resolveConfig({ clusters: [{ ...cluster, id: 'c'.repeat(121) }] }, { env: {} }).clusters).toHaveLength(1);

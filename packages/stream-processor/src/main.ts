@@ -111,6 +111,7 @@ await runMain(
           windowMs: cep.windowMs,
           summaryIntervalMs: cep.summaryIntervalMs,
           graceAfterTakeoverMs: cep.graceAfterTakeoverMs,
+          passiveTickWaitMs: cep.passiveTickWaitMs,
           // Member summaries are cut into parts within the subscribers' limit.
           maxMessageBytes: messaging.maxMessageBytes,
           logger,
