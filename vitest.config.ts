@@ -23,8 +23,12 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['packages/*/src/**/*.test.ts'],
-          // Fake time, no process of their own: every core (vitest's default leaves one idle).
-          maxWorkers: os.availableParallelism(),
+          // Fake time, no process of their own: every core (vitest's default leaves one idle), at most
+          // the slots test-support's freePort has port ranges for.
+          maxWorkers: Math.min(8, os.availableParallelism()),
+          // A few do seconds of real work (an outbox of 3 000 members' ticks, a streamed snapshot under
+          // load, 5 000 random payloads) and share the cores with the integration files that run beside.
+          testTimeout: 20_000,
         },
       },
       {
@@ -41,8 +45,9 @@ export default defineConfig({
           testTimeout: 60_000,
           hookTimeout: 60_000,
           // Most of their time is spent waiting on real timers, leases and processes, not on a core:
-          // two files at a time even on two cores.
-          maxWorkers: Math.max(2, os.availableParallelism()),
+          // two files at a time even on two cores, each worker's ports from a range of its own
+          // (test-support's freePort).
+          maxWorkers: Math.min(8, Math.max(2, os.availableParallelism())),
         },
       },
       {
