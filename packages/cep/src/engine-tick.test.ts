@@ -128,6 +128,36 @@ describe('a takeover holding a tick of many members', () => {
     expect(out.every((o) => o.epoch === 2)).toBe(true);
   });
 
+  it('a takeover while the next tick waits for the old active publishes that tick, none of the one it held', () => {
+    const { e, out, held } = heldTick(3_000);
+    expect(held).toBeGreaterThan(30);
+    const heldTo = Date.now() - 100; // the tick it holds (made at once: passiveTickWaitMs 0)
+    // The same node with the default wait: the next tick waits for an active that does not answer.
+    const waiting = createCepEngine({
+      source: 'sp-2',
+      logger: createMemoryLogger(),
+      clock: busyClock(),
+      faultTimeoutMs: 600_000,
+      maxPendingOutputs: 100_000,
+    });
+    engines.push(waiting);
+    waiting.importState(e.exportState());
+    const mine: Envelope[] = [];
+    waiting.onOutput((envelope) => void mine.push(envelope));
+    vi.advanceTimersByTime(15_000 + 1_000); // the next tick, waiting (its first slice cannot finish a cluster)
+    expect(waiting.status()).toMatchObject({ summariesComputed: 0 });
+    waiting.activate(2);
+    vi.advanceTimersByTime(200);
+    const summaries = mine.filter((o) => o.type !== 'MemberFaultEvent');
+    // The whole tick: all it made, every one published once.
+    expect(summaries.length).toBeGreaterThan(20);
+    expect(waiting.status()).toMatchObject({ summariesComputed: summaries.length, summariesEmitted: summaries.length });
+    expect(new Set(summaries.map((o) => o.id)).size).toBe(summaries.length);
+    // Every summary is the newer tick's: the held ones it supersedes are left out, even in the first turns.
+    expect(summaries.every((o) => o.id.endsWith(`:${heldTo + 15_000}`))).toBe(true);
+    expect(out).toEqual([]);
+  });
+
   it('holds again what it had not published when it turns passive meanwhile, and publishes it at the next takeover', () => {
     const { e, out, held } = heldTick(3_000);
     e.activate(2);

@@ -295,9 +295,7 @@ class CepMonitor implements CepEngine {
       if (output.kind === 'summary') summaries.push(output);
       else this.emit(output, epoch);
     }
-    // A tick this node waited to see published is its own to publish now, before the older ones it
-    // holds (which it then leaves out: superseded).
-    if (this.tick?.waiting) this.continueTick(false);
+    this.takeOverTick();
     this.republishSummaries(summaries);
     this.counters.faultsReopened += reopened.length;
     if (givenBack === undefined) this.detector.grace(graceAfterTakeoverMs);
@@ -367,7 +365,50 @@ class CepMonitor implements CepEngine {
   private leaveTickToActive(tick: NonNullable<CepMonitor['tick']>): void {
     tick.published = true;
     tick.job.pruneOnly();
+    this.leftTick = tick.job.windowTo;
     this.counters.summaryTicksLeftToActive += 1;
+  }
+
+  /**
+   * The latest tick this passive left to the active (windowTo), until a newer
+   * one starts: the active's first confirmation says it began publishing that
+   * tick, not that it finished, so a takeover makes it again (`takeOverTick`).
+   */
+  private leftTick: number | undefined;
+
+  /**
+   * At a takeover: the tick this node waited for, or left to the old active,
+   * is its own to publish now, whole (the ids are the same, subscribers drop
+   * what the old active already sent), and before the older summaries it
+   * holds, which that tick supersedes (marked published first, so they are
+   * left out however long the tick takes). Pruning for the tick left only
+   * dropped samples older than its window, so it comes out as it would have.
+   */
+  private takeOverTick(): void {
+    const tick = this.tick;
+    const left = this.leftTick;
+    this.leftTick = undefined;
+    if (left === undefined) {
+      if (tick?.waiting) {
+        this.ledger.markPublished({ kind: 'summary', stream: '', seq: tick.job.windowTo });
+        this.continueTick(false);
+      }
+      return;
+    }
+    // Left to the old active (its windows' upkeep may still be under way): made again, whole.
+    this.options.clock.clearTimeout(tick?.timer);
+    this.tick = {
+      job: this.windows.summaryJob(left),
+      time: this.options.clock.now(),
+      published: false,
+      outputs: [],
+      next: 0,
+      timer: undefined,
+      waitUntil: undefined,
+      waiting: false,
+    };
+    this.ledger.markPublished({ kind: 'summary', stream: '', seq: left });
+    this.continueTick(false);
   }
 
   onOutput(listener: OutputListener): () => void {
@@ -635,7 +676,13 @@ class CepMonitor implements CepEngine {
       if (windowTo <= this.lastWindowTo) return;
       this.lastWindowTo = windowTo;
       // The last tick is not through yet (this process was starved): it ends now, before this one starts.
-      if (this.tick) this.continueTick(true);
+      if (this.tick) {
+        // A passive's is superseded by this one (it holds only the newest summary per stream):
+        // dropped, not finished in one block; this tick prunes the windows in its turn.
+        if (this.epoch === undefined) this.dropTick();
+        else this.continueTick(true);
+      }
+      this.leftTick = undefined;
       const { passiveTickWaitMs } = this.options;
       this.tick = {
         job: this.windows.summaryJob(windowTo),
@@ -709,6 +756,12 @@ class CepMonitor implements CepEngine {
       }
     }
     tick.timer = clock.setTimeout(() => this.continueTick(false), 0);
+  }
+
+  /** Drops the tick in progress (a passive's, overtaken by the next). */
+  private dropTick(): void {
+    this.options.clock.clearTimeout(this.tick?.timer);
+    this.tick = undefined;
   }
 
   /** Summaries a takeover found pending, published a slice per turn (`republishSummaries`). */

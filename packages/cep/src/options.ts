@@ -38,7 +38,7 @@ export interface CepEngineOptions {
    * are only pruned); one still unconfirmed after this is computed and held,
    * as a takeover needs it. Both nodes computing every tick at the same
    * instant took both cores for seconds at 100 000 members and stalled the
-   * active's event loop. 0 computes at once. Shorter than summaryIntervalMs.
+   * active's event loop. 0 computes at once. At most half of summaryIntervalMs.
    * @default a third of summaryIntervalMs (5 000 ms)
    */
   passiveTickWaitMs?: number;
@@ -114,10 +114,11 @@ export function resolveCepEngineOptions(input: CepEngineOptions = {}): ResolvedC
   positiveInt(issues, 'summaryIntervalMs', options.summaryIntervalMs);
   positiveInt(issues, 'graceAfterTakeoverMs', options.graceAfterTakeoverMs, 0);
   positiveInt(issues, 'passiveTickWaitMs', options.passiveTickWaitMs, 0);
-  if (options.passiveTickWaitMs >= options.summaryIntervalMs) {
+  // Unconfirmed, the passive still makes the tick before the next one: at most half the interval.
+  if (options.passiveTickWaitMs > options.summaryIntervalMs / 2) {
     issues.push({
       key: 'cep.passiveTickWaitMs',
-      reason: `must be shorter than summaryIntervalMs (${options.summaryIntervalMs}), got ${options.passiveTickWaitMs}`,
+      reason: `must be at most half of summaryIntervalMs (${options.summaryIntervalMs}), got ${options.passiveTickWaitMs}`,
     });
   }
   positiveInt(issues, 'maxPendingOutputs', options.maxPendingOutputs);

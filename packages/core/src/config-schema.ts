@@ -126,12 +126,12 @@ const cepSchema = z
     graceAfterTakeoverMs: z.number().int().min(0).optional(),
     /**
      * How long the passive waits for the active's confirmation of a summary tick before it makes the
-     * tick itself; shorter than summaryIntervalMs. @default a third of summaryIntervalMs
+     * tick itself; at most half of summaryIntervalMs. @default a third of summaryIntervalMs
      */
     passiveTickWaitMs: z.number().int().min(0).optional(),
   })
-  .refine((cep) => cep.passiveTickWaitMs === undefined || cep.passiveTickWaitMs < cep.summaryIntervalMs, {
-    message: 'must be shorter than summaryIntervalMs',
+  .refine((cep) => cep.passiveTickWaitMs === undefined || cep.passiveTickWaitMs <= cep.summaryIntervalMs / 2, {
+    message: 'must be at most half of summaryIntervalMs',
     path: ['passiveTickWaitMs'],
   });
 

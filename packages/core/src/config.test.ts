@@ -111,10 +111,11 @@ describe('loadConfig', () => {
     expect(resolveConfig({}, { env: {} }).autoscaler.nodes.map((n) => n.id)).toEqual(['autoscaler-a', 'autoscaler-b']);
   });
 
-  it("checks the passive's tick wait: shorter than the summary interval", () => {
+  it("checks the passive's tick wait: at most half the summary interval", () => {
     const keysOf = (cep: object) => configError(() => resolveConfig({ cep }, { env: {} })).issues.map((i) => i.key);
-    expect(keysOf({ passiveTickWaitMs: 15_000 })).toEqual(['cep.passiveTickWaitMs']);
-    expect(keysOf({ summaryIntervalMs: 4_000, passiveTickWaitMs: 5_000 })).toEqual(['cep.passiveTickWaitMs']);
+    expect(keysOf({ passiveTickWaitMs: 7_501 })).toEqual(['cep.passiveTickWaitMs']);
+    expect(keysOf({ summaryIntervalMs: 4_000, passiveTickWaitMs: 2_001 })).toEqual(['cep.passiveTickWaitMs']);
+    expect(resolveConfig({ cep: { passiveTickWaitMs: 7_500 } }, { env: {} }).cep.passiveTickWaitMs).toBe(7_500);
     expect(resolveConfig({ cep: { passiveTickWaitMs: 0 } }, { env: {} }).cep.passiveTickWaitMs).toBe(0);
   });
 
