@@ -397,16 +397,7 @@ class CepMonitor implements CepEngine {
     }
     // Left to the old active (its windows' upkeep may still be under way): made again, whole.
     this.options.clock.clearTimeout(tick?.timer);
-    this.tick = {
-      job: this.windows.summaryJob(left),
-      time: this.options.clock.now(),
-      published: false,
-      outputs: [],
-      next: 0,
-      timer: undefined,
-      waitUntil: undefined,
-      waiting: false,
-    };
+    this.tick = this.newTick(left, this.options.clock.now(), undefined);
     this.ledger.markPublished({ kind: 'summary', stream: '', seq: left });
     this.continueTick(false);
   }
@@ -684,17 +675,12 @@ class CepMonitor implements CepEngine {
       }
       this.leftTick = undefined;
       const { passiveTickWaitMs } = this.options;
-      this.tick = {
-        job: this.windows.summaryJob(windowTo),
-        time: now,
-        published: false,
-        outputs: [],
-        next: 0,
-        timer: undefined,
-        // A passive gives the active's confirmations of this tick time to arrive (continueTick).
-        waitUntil: this.epoch === undefined ? clock.monotonicNow() + passiveTickWaitMs : undefined,
-        waiting: false,
-      };
+      // A passive gives the active's confirmations of this tick time to arrive (continueTick).
+      this.tick = this.newTick(
+        windowTo,
+        now,
+        this.epoch === undefined ? clock.monotonicNow() + passiveTickWaitMs : undefined,
+      );
       // The active's confirmations got here first: a tick is emitted whole, so one covers it.
       if (this.ledger.tickPublished(windowTo)) this.leaveTickToActive(this.tick);
       this.continueTick(false);
@@ -756,6 +742,12 @@ class CepMonitor implements CepEngine {
       }
     }
     tick.timer = clock.setTimeout(() => this.continueTick(false), 0);
+  }
+
+  /** A tick at `windowTo`, made at `time`, nothing of it made yet. */
+  private newTick(windowTo: number, time: number, waitUntil: number | undefined): NonNullable<CepMonitor['tick']> {
+    const job = this.windows.summaryJob(windowTo);
+    return { job, time, published: false, outputs: [], next: 0, timer: undefined, waitUntil, waiting: false };
   }
 
   /** Drops the tick in progress (a passive's, overtaken by the next). */

@@ -25,6 +25,14 @@ function prng(seed: number): () => number {
 
 type Protocol = InstanceType<typeof thrift.TBinaryProtocol>;
 
+/** A publish call's start up to its batch's stats list of `size` elements of `elementType` (the elements are the caller's). */
+function statsListCall(p: Protocol, elementType: number, size: number): void {
+  p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
+  p.writeFieldBegin('batch', thrift.Thrift.Type.STRUCT, 1);
+  p.writeFieldBegin('stats', thrift.Thrift.Type.LIST, 3);
+  p.writeListBegin(elementType, size);
+}
+
 /** A call frame's payload (no size) written by thrift's runtime. */
 function payloadOf(write: (p: Protocol) => void): Buffer {
   let frame = Buffer.alloc(0);
@@ -296,10 +304,7 @@ describe('wire codec: reading a publish call', () => {
     [
       'a list of more than 10 000 stats',
       (p: Protocol) => {
-        p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
-        p.writeFieldBegin('batch', thrift.Thrift.Type.STRUCT, 1);
-        p.writeFieldBegin('stats', thrift.Thrift.Type.LIST, 3);
-        p.writeListBegin(thrift.Thrift.Type.STRUCT, 10_001);
+        statsListCall(p, thrift.Thrift.Type.STRUCT, 10_001);
         for (let i = 0; i < 10_001; i++) p.writeFieldStop();
       },
       'at most 10000',
@@ -316,10 +321,7 @@ describe('wire codec: reading a publish call', () => {
     [
       'a list of stats whose element type is not a struct (thrift would read its elements as stats all the same)',
       (p: Protocol) => {
-        p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 1);
-        p.writeFieldBegin('batch', thrift.Thrift.Type.STRUCT, 1);
-        p.writeFieldBegin('stats', thrift.Thrift.Type.LIST, 3);
-        p.writeListBegin(thrift.Thrift.Type.I32, 1);
+        statsListCall(p, thrift.Thrift.Type.I32, 1);
         p.writeI32(0);
         p.writeFieldStop();
         p.writeFieldStop();
