@@ -92,6 +92,25 @@ describe('a summary tick of many members', () => {
   });
 });
 
+it('makes the envelopes of a cluster one by one as the slice publishes them, not all of them in one block', () => {
+  // A cluster of 10 000 members is some 70 envelopes: made in one block, 20 ms of one turn.
+  vi.useFakeTimers({ now: 1_800_000_000_000 });
+  const { e, out } = loaded(busyClock(), 3_000);
+  vi.advanceTimersByTime(15_000 - (Date.now() % 15_000) - 1);
+  let published = out.length;
+  let made = e.status().summariesComputed;
+  for (let turn = 0; turn < 200; turn++) {
+    vi.advanceTimersByTime(1);
+    const madeNow = e.status().summariesComputed - made;
+    // Each envelope made in a turn went out in it: none waits, made, for a later turn.
+    expect(madeNow).toBe(out.length - published);
+    made += madeNow;
+    published = out.length;
+  }
+  expect(made).toBeGreaterThan(30);
+  expect(e.status().pendingOutputs).toBe(0);
+});
+
 describe('a takeover holding a tick of many members', () => {
   /** A passive that holds one whole tick of `members` and one ports_not_open fault, none confirmed. */
   function heldTick(members: number) {

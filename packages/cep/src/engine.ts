@@ -21,7 +21,7 @@ import {
   parseChunk,
   parseStreamHeader,
 } from './state-stream.js';
-import { type SummaryJob, WindowStats } from './window-stats.js';
+import { type GroupSummary, type SummaryJob, WindowStats } from './window-stats.js';
 
 export type CepRole = 'PASSIVE' | 'ACTIVE' | 'CLOSED';
 
@@ -699,7 +699,7 @@ class CepMonitor implements CepEngine {
   private continueTick(all: boolean): void {
     const tick = this.tick;
     if (!tick || this.closed) return;
-    const { clock, source } = this.options;
+    const { clock } = this.options;
     clock.clearTimeout(tick.timer);
     tick.timer = undefined;
     tick.waiting = false;
@@ -716,38 +716,44 @@ class CepMonitor implements CepEngine {
     const started = clock.monotonicNow();
     const more = () => all || clock.monotonicNow() - started < SUMMARY_SLICE_MS;
     for (;;) {
-      // Outputs one by one (each goes to the publisher: encoded, checked, written), the slice checked after each.
-      while (tick.next < tick.outputs.length) {
-        const summary = tick.outputs[tick.next++] as Output;
+      // Outputs one by one, each made as it is taken (each goes to the publisher: encoded, checked,
+      // written), the slice checked after each.
+      for (let output = this.nextOutput(tick); output !== undefined; output = this.nextOutput(tick)) {
+        this.counters.summariesComputed += 1;
         if (tick.published) this.counters.outputsAlreadyPublished += 1;
-        else this.produce(summary);
+        else this.produce(output);
         if (!more()) break;
       }
-      if (tick.next >= tick.outputs.length) {
-        tick.outputs = [];
-        tick.next = 0;
-        if (tick.job.done) {
-          this.tick = undefined;
-          return;
-        }
+      if (tick.outputs === undefined && tick.groups.length === 0 && tick.job.done) {
+        this.tick = undefined;
+        return;
       }
       if (!more()) break;
-      for (const group of tick.job.run(more)) {
-        const summaries = groupOutputs(group, source, tick.time, {
+      for (const group of tick.job.run(more)) tick.groups.push(group);
+    }
+    tick.timer = clock.setTimeout(() => this.continueTick(false), 0);
+  }
+
+  /** The tick's next output: the current cluster's, or the first of the next cluster summarized. */
+  private nextOutput(tick: NonNullable<CepMonitor['tick']>): Output | undefined {
+    for (;;) {
+      const next = tick.outputs?.next();
+      if (next !== undefined && !next.done) return next.value;
+      const group = tick.groups.shift();
+      tick.outputs =
+        group &&
+        groupOutputs(group, this.options.source, tick.time, {
           maxBytes: this.options.maxMessageBytes,
           onEntryTooLarge: (entry) => this.entryTooLarge(entry),
         });
-        this.counters.summariesComputed += summaries.length;
-        for (const summary of summaries) tick.outputs.push(summary);
-      }
+      if (!tick.outputs) return undefined;
     }
-    tick.timer = clock.setTimeout(() => this.continueTick(false), 0);
   }
 
   /** A tick at `windowTo`, made at `time`, nothing of it made yet. */
   private newTick(windowTo: number, time: number, waitUntil: number | undefined): NonNullable<CepMonitor['tick']> {
     const job = this.windows.summaryJob(windowTo);
-    return { job, time, published: false, outputs: [], next: 0, timer: undefined, waitUntil, waiting: false };
+    return { job, time, published: false, groups: [], outputs: undefined, timer: undefined, waitUntil, waiting: false };
   }
 
   /** Drops the tick in progress (a passive's, overtaken by the next). */
@@ -803,9 +809,10 @@ class CepMonitor implements CepEngine {
         job: SummaryJob;
         time: number;
         published: boolean;
-        /** Outputs of the clusters summarized so far, made up to `next`. */
-        outputs: Output[];
-        next: number;
+        /** Clusters summarized whose outputs are not made yet, oldest first. */
+        groups: GroupSummary[];
+        /** The outputs of the cluster being published, made one by one. */
+        outputs: Iterator<Output, void, undefined> | undefined;
         timer: TimerHandle | undefined;
         /** A passive's: until when (monotonic ms) it waits for the active's confirmations of this tick. */
         waitUntil: number | undefined;

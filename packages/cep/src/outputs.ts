@@ -129,7 +129,8 @@ export function summaryOutputs(
   }
   const maxBytes = options.maxBytes ?? MAX_ENVELOPE_BYTES;
   for (const { first, members } of byType.values()) {
-    memberOutputs(first, members, source, time, maxBytes, options.onEntryTooLarge, out);
+    for (const output of memberOutputs(first, members, source, time, maxBytes, options.onEntryTooLarge))
+      out.push(output);
   }
   return out;
 }
@@ -137,19 +138,19 @@ export function summaryOutputs(
 /**
  * The outputs of one cluster's part of a tick (a summary job's step): its
  * cluster summaries, then its member summaries in parts, type by type; the
- * same parts as `summaryOutputs` cuts.
+ * same parts as `summaryOutputs` cuts. Made one by one as they are taken: a
+ * cluster of 10 000 members is some 70 envelopes, 20 ms to make in one block.
  */
-export function groupOutputs(
+export function* groupOutputs(
   group: GroupSummary,
   source: string,
   time: number,
   options: SummaryOutputOptions = {},
-): Output[] {
-  const out: Output[] = group.cluster.map((summary) => clusterOutput(summary, source, time));
+): Generator<Output, void, undefined> {
+  for (const summary of group.cluster) yield clusterOutput(summary, source, time);
   const maxBytes = options.maxBytes ?? MAX_ENVELOPE_BYTES;
   for (const { first, entries } of group.members)
-    memberOutputs(first, entries, source, time, maxBytes, options.onEntryTooLarge, out);
-  return out;
+    yield* memberOutputs(first, entries, source, time, maxBytes, options.onEntryTooLarge);
 }
 
 /**
@@ -161,15 +162,14 @@ export function groupOutputs(
  * even a part of its own is left out and reported (with ids of at most 128
  * characters that takes a limit under 2 720 bytes); the next entry takes its place.
  */
-function memberOutputs(
+function* memberOutputs(
   first: WindowSummary,
   members: readonly MemberEntry[],
   source: string,
   time: number,
   maxBytes: number,
   onEntryTooLarge: SummaryOutputOptions['onEntryTooLarge'],
-  out: Output[],
-): void {
+): Generator<Output, void, undefined> {
   let part = 0;
   let floor = partFloorBytes(first, part);
   let slice: MemberEntry[] = [];
@@ -177,7 +177,7 @@ function memberOutputs(
   for (const entry of members) {
     const size = entryBytes(entry);
     if (slice.length > 0 && (slice.length >= MEMBERS_PER_STAT_EVENT || bytes + 1 + size > maxBytes)) {
-      out.push(membersOutput(first, part, slice, source, time));
+      yield membersOutput(first, part, slice, source, time);
       part += 1;
       floor = partFloorBytes(first, part);
       slice = [];
@@ -197,7 +197,7 @@ function memberOutputs(
     bytes += (slice.length > 0 ? 1 : 0) + size;
     slice.push(entry);
   }
-  if (slice.length > 0) out.push(membersOutput(first, part, slice, source, time));
+  if (slice.length > 0) yield membersOutput(first, part, slice, source, time);
 }
 
 /** `{"memberId":` and `,"value":` and `}`. */

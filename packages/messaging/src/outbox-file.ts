@@ -154,18 +154,38 @@ export class OutboxFullError extends FaultlineError {
 /** A group commit's records are written in pieces of about this size (compaction too). */
 const WRITE_PIECE_BYTES = 1024 * 1024;
 
-/** `lines`, newline-terminated, as buffers of about WRITE_PIECE_BYTES: never one string of the whole log. */
-export function* pieces(lines: Iterable<string>): Generator<Buffer> {
-  let batch: string[] = [];
+const NEWLINE = Buffer.from('\n');
+
+/**
+ * `records`, newline-terminated, as buffers of about WRITE_PIECE_BYTES: never
+ * one string of the whole log. A record may come as its UTF-8 bytes: a large
+ * one (a summary of some 64 KiB) is then copied once, never held as a string.
+ */
+export function* pieces(records: Iterable<string | Buffer>): Generator<Buffer> {
+  const parts: Buffer[] = [];
+  let text = '';
   let size = 0;
-  for (const line of lines) {
-    batch.push(line);
-    size += line.length + 1;
+  const gather = () => {
+    if (text === '') return;
+    parts.push(Buffer.from(text));
+    text = '';
+  };
+  for (const record of records) {
+    if (typeof record === 'string') {
+      text += `${record}\n`;
+      size += record.length + 1;
+    } else {
+      gather();
+      parts.push(record, NEWLINE);
+      size += record.length + 1;
+    }
     if (size >= WRITE_PIECE_BYTES) {
-      yield Buffer.from(`${batch.join('\n')}\n`);
-      batch = [];
+      gather();
+      yield Buffer.concat(parts);
+      parts.length = 0;
       size = 0;
     }
   }
-  if (batch.length > 0) yield Buffer.from(`${batch.join('\n')}\n`);
+  gather();
+  if (parts.length > 0) yield Buffer.concat(parts);
 }

@@ -24,7 +24,7 @@ export interface AppendOptions {
 /** Compaction waits until the records that left take this much at least, and more than those held. */
 const COMPACT_MIN_DEAD_BYTES = 1024 * 1024;
 
-type Add = { entry: OutboxEntry; line: string; resolve: (e: OutboxEntry) => void; reject: (e: unknown) => void };
+type Add = { entry: OutboxEntry; line: Buffer; resolve: (e: OutboxEntry) => void; reject: (e: unknown) => void };
 
 /**
  * The publisher's durable outbox, bounded and honest (README "Bounded
@@ -128,8 +128,9 @@ export class Outbox {
     if (this.closed) return Promise.reject(new ClosedError('outbox'));
     const stream = options.stream ?? '';
     const seq = this.nextSeq++;
-    const line = recordOf(seq, topic, payload, stream);
-    const entry: OutboxEntry = { seq, topic, payload, stream, bytes: Buffer.byteLength(line) + 1, attempts: 0 };
+    // As bytes at once: a summary's record, held until its group is written, is no 64 KiB string for the GC to copy.
+    const line = Buffer.from(recordOf(seq, topic, payload, stream));
+    const entry: OutboxEntry = { seq, topic, payload, stream, bytes: line.length + 1, attempts: 0 };
     if (entry.bytes > this.o.maxRecordBytes) return Promise.reject(this.report.tooLarge(entry, this.held.bytes));
     // A stalled disk must not let appends pile up in memory without bound.
     if (this.queuedBytes + entry.bytes > this.o.hardMaxBytes) {
@@ -260,7 +261,7 @@ export class Outbox {
    * failed write left there; fsyncs when `durable`. Throws if any of it did
    * not reach the disk: the caller reports it, and the bytes are cut off.
    */
-  private async writeRecords(lines: string[], durable: boolean): Promise<void> {
+  private async writeRecords(lines: (string | Buffer)[], durable: boolean): Promise<void> {
     const handle = this.handle;
     if (!handle) throw new ClosedError('outbox');
     // Before anything of this group is written: if it fails, there is nothing to cut off.
