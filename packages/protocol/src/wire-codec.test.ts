@@ -216,6 +216,28 @@ describe('wire codec: reading a publish call', () => {
     expect(readPublishCall(payload)).toEqual({ seqid: 9, batch: { agentId: 'php-m-1', sequence: 3, stats: [] } });
   });
 
+  it('gives each stat its own ids when they differ from the previous stat only in one byte, wherever it is', () => {
+    // The ids are compared with the previous stat's four bytes at a time, then the rest byte by byte.
+    for (let length = 1; length <= 9; length++) {
+      const base = 'm'.repeat(length);
+      for (let at = 0; at < length; at++) {
+        const other = `${base.slice(0, at)}n${base.slice(at + 1)}`;
+        const stats = [base, other, other, base].map((memberId, i) => ({
+          clusterId: 'php',
+          clusterInstanceId: 'php-1',
+          networkPartitionId: 'np-1',
+          partitionId: 'p-1',
+          memberId,
+          healthDescription: 'load_average' as const,
+          value: i,
+          timestamp: 1_700_000_000_000 + i,
+        }));
+        const batch: HealthStatBatch = { agentId: 'a', sequence: 1, stats };
+        expect(ownRead(callOf(batch))).toEqual({ ok: true, value: batch });
+      }
+    }
+  });
+
   it('gives a stat the ids of its own bytes, though the stat before repeated an id field after its five', async () => {
     const writeStat = (p: Protocol, clusterIds: string[]) => {
       const [first, ...again] = clusterIds;
