@@ -111,6 +111,46 @@ it('makes the envelopes of a cluster one by one as the slice publishes them, not
   expect(e.status().pendingOutputs).toBe(0);
 });
 
+describe('a passive whose slice ends on the last output of its tick', () => {
+  it('is through with the tick at once: a confirmation then does not make it a tick left to the active', () => {
+    // The slice ends after `n` more clock readings, so one of these ends exactly on the last output.
+    for (let n = 0; n <= 12; n++) {
+      vi.useFakeTimers({ now: 1_800_000_000_000 });
+      let t = 0;
+      let still = -1;
+      const clock: Clock = { ...systemClock, monotonicNow: () => (still-- > 0 ? t : ++t) };
+      const passive = createCepEngine({
+        source: 'sp-2',
+        logger: createMemoryLogger(),
+        clock,
+        faultTimeoutMs: 600_000,
+        passiveTickWaitMs: 0,
+      });
+      const { e: active, out } = loaded(systemClock, 10);
+      engines.push(passive);
+      reportRounds(passive, 10);
+      vi.advanceTimersByTime(15_000 - (Date.now() % 15_000) - 1);
+      still = n;
+      vi.advanceTimersByTime(1);
+      const tick = out.filter((x) => x.type !== 'MemberFaultEvent').map((x) => x.id);
+      for (let i = 0; i < 200 && passive.status().pendingOutputs < tick.length; i++) vi.advanceTimersToNextTimer();
+      expect(passive.status().pendingOutputs).toBe(tick.length);
+      // The active's first confirmation arrives as the passive holds its whole tick.
+      passive.confirm(tick.slice(0, 1));
+      expect({ n, left: passive.status().summaryTicksLeftToActive }).toEqual({ n, left: 0 });
+      const published: Envelope[] = [];
+      passive.onOutput((x) => void published.push(x));
+      passive.activate(2);
+      vi.advanceTimersByTime(1_000);
+      // What it held, once each: not the tick again on top.
+      expect({ n, published: published.length }).toEqual({ n, published: tick.length - 1 });
+      for (const e of engines.splice(0)) e.close();
+      active.close();
+      vi.useRealTimers();
+    }
+  });
+});
+
 describe('a takeover holding a tick of many members', () => {
   /** A passive that holds one whole tick of `members` and one ports_not_open fault, none confirmed. */
   function heldTick(members: number) {

@@ -724,7 +724,11 @@ class CepMonitor implements CepEngine {
         else this.produce(output);
         if (!more()) break;
       }
-      if (tick.outputs === undefined && tick.groups.length === 0 && tick.job.done) {
+      // A slice may end on the tick's last output, which only asking for the next tells: asked
+      // now, so a finished tick never lingers a turn (a passive would take a confirmation
+      // arriving meanwhile for a tick it left to the active, and make it again at a takeover).
+      if (tick.job.done && tick.groups.length === 0 && tick.ahead === undefined) tick.ahead = this.nextOutput(tick);
+      if (tick.ahead === undefined && tick.outputs === undefined && tick.groups.length === 0 && tick.job.done) {
         this.tick = undefined;
         return;
       }
@@ -736,6 +740,11 @@ class CepMonitor implements CepEngine {
 
   /** The tick's next output: the current cluster's, or the first of the next cluster summarized. */
   private nextOutput(tick: NonNullable<CepMonitor['tick']>): Output | undefined {
+    const ahead = tick.ahead;
+    if (ahead !== undefined) {
+      tick.ahead = undefined;
+      return ahead;
+    }
     for (;;) {
       const next = tick.outputs?.next();
       if (next !== undefined && !next.done) return next.value;
@@ -753,7 +762,17 @@ class CepMonitor implements CepEngine {
   /** A tick at `windowTo`, made at `time`, nothing of it made yet. */
   private newTick(windowTo: number, time: number, waitUntil: number | undefined): NonNullable<CepMonitor['tick']> {
     const job = this.windows.summaryJob(windowTo);
-    return { job, time, published: false, groups: [], outputs: undefined, timer: undefined, waitUntil, waiting: false };
+    return {
+      job,
+      time,
+      published: false,
+      groups: [],
+      outputs: undefined,
+      ahead: undefined,
+      timer: undefined,
+      waitUntil,
+      waiting: false,
+    };
   }
 
   /** Drops the tick in progress (a passive's, overtaken by the next). */
@@ -813,6 +832,8 @@ class CepMonitor implements CepEngine {
         groups: GroupSummary[];
         /** The outputs of the cluster being published, made one by one. */
         outputs: Iterator<Output, void, undefined> | undefined;
+        /** An output made at the end of a slice (to learn whether the tick was through), first in the next. */
+        ahead: Output | undefined;
         timer: TimerHandle | undefined;
         /** A passive's: until when (monotonic ms) it waits for the active's confirmations of this tick. */
         waitUntil: number | undefined;
