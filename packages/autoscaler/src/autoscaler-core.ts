@@ -8,7 +8,7 @@ import {
   rootOf,
   TOPIC_ROOTS,
 } from '@faultline/protocol';
-import type { AutoscalerCounters, AutoscalerStatus, MonitorCounts } from './autoscaler-status.js';
+import type { ActionCount, AutoscalerCounters, AutoscalerStatus, MonitorCounts } from './autoscaler-status.js';
 import { ClusterMonitor, type ClusterMonitorOptions, type MonitorState } from './cluster-monitor.js';
 import {
   type ActionRecord,
@@ -59,6 +59,8 @@ export class AutoscalerCore {
     orphansTerminated: 0,
   };
   private history: ActionRecord[] = [];
+  /** Actions decided in this term, by type and cluster (the `faultline_autoscaler_actions_total` metric). */
+  private readonly actionCounts = new Map<string, ActionCount>();
   private newestEpoch: number | undefined;
   /** The SP group's lease epoch as last read from the lease table: what the fence follows. */
   private leaseEpoch: number | undefined;
@@ -200,6 +202,7 @@ export class AutoscalerCore {
       counters: this.counters,
       clusters: [...this.monitors.values()].map((m) => m.status()),
       lastActions: this.history.map((a) => ({ ...a })),
+      actionCounts: [...this.actionCounts.values()].map((a) => ({ ...a })),
       registryBacklog: this.writer.backlog,
     };
   }
@@ -548,6 +551,11 @@ export class AutoscalerCore {
       this.log.info(action, { event: 'autoscaler.action', action, memberId, clusterId, reason, epoch, ...storm });
       this.history.push(record);
       if (this.history.length > this.actionHistory) this.history.shift();
+      // One entry per action type and configured cluster: bounded by the configuration.
+      const key = `${action}\u0000${clusterId}`;
+      const counted = this.actionCounts.get(key);
+      if (counted) counted.count += 1;
+      else this.actionCounts.set(key, { action, clusterId, count: 1 });
       this.writer.action(record);
       const envelope = decisionEnvelope(decision, at);
       if (envelope) this.send(envelope);

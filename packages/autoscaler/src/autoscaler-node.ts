@@ -2,10 +2,16 @@ import http from 'node:http';
 import type net from 'node:net';
 import { LeaderLease, type LeaseEvent, type LeaseStore } from '@faultline/coordination';
 import { type Clock, DEFAULTS, type Logger, nullLogger, once, withDefaults } from '@faultline/core';
+import { serviceRegistry } from '@faultline/messaging';
+import type { Registry } from 'prom-client';
 import type { Autoscaler } from './autoscaler.js';
 import type { Fence } from './fence.js';
+import { autoscalerMetrics } from './metrics.js';
 
 export type AutoscalerRole = 'ACTIVE' | 'PASSIVE';
+
+/** The health routes (Patroni's): alive, ready, and one per role. */
+const HEALTH_ROUTES = new Set(['/health', '/readiness', '/active', '/passive']);
 
 export interface AutoscalerNodeOptions {
   /** `autoscaler.nodes[].id` */
@@ -25,8 +31,10 @@ export interface AutoscalerNodeOptions {
   heartbeatMaxRetry?: number;
   /** @default DEFAULTS.fencingMarginMs */
   fencingMarginMs?: number;
-  /** `GET /health` on 127.0.0.1:healthPort (0: a free port); undefined: no health endpoint. */
+  /** The health routes and `/metrics` on healthHost:healthPort (0: a free port); undefined: none. */
   healthPort?: number;
+  /** The address the health port binds. @default '127.0.0.1' */
+  healthHost?: string;
   /** @default nullLogger */
   logger?: Logger;
 }
@@ -64,6 +72,8 @@ export class AutoscalerNode {
   private terms = 0;
   private closed = false;
   private server: http.Server | undefined;
+  /** Served at `GET /metrics`: read from `status()` at each scrape. */
+  readonly metrics: Registry = serviceRegistry();
 
   constructor(input: AutoscalerNodeOptions) {
     this.options = withDefaults(
@@ -73,6 +83,7 @@ export class AutoscalerNode {
         fencingMarginMs: DEFAULTS.fencingMarginMs as number,
         logger: nullLogger,
         healthPort: undefined as number | undefined,
+        healthHost: '127.0.0.1',
       },
       input,
     );
@@ -90,6 +101,7 @@ export class AutoscalerNode {
       describe: () => ({ role: this.role, syncEndpoint: '', thriftEndpoint: '' }),
       onChange: (event) => this.onLease(event),
     });
+    autoscalerMetrics(this.metrics, () => this.status());
   }
 
   get role(): AutoscalerRole {
@@ -191,26 +203,59 @@ export class AutoscalerNode {
   }
 
   /**
-   * `GET /health` on loopback: 200 with the node's role and epoch while its
-   * event loop turns (a paused or hung node does not answer, which is how
-   * the stack's supervisor finds it). Anything else is a 404 or a 405.
+   * Whether the node does its part of the pair: acting with its autoscaler
+   * running, or standing by, contending for the lease.
+   */
+  readiness(): { ready: boolean; reason: string } {
+    if (this.closed) return { ready: false, reason: 'closing' };
+    if (this.role === 'PASSIVE') return { ready: true, reason: 'standing by' };
+    const state = this.autoscaler?.status().state;
+    return state === 'running'
+      ? { ready: true, reason: 'acting' }
+      : { ready: false, reason: `acting, autoscaler ${state}` };
+  }
+
+  /**
+   * On healthHost (loopback by default): `GET /health` 200 with the node's
+   * role, epoch and terms while its event loop turns (a paused or hung node
+   * does not answer, which is how the stack's supervisor finds it);
+   * `/readiness` 200 while `readiness()` says so; `/active` and `/passive`
+   * 200 only in that role, 503 otherwise; `/metrics` for Prometheus. HEAD
+   * too on the health routes. Anything else is a 404 or a 405.
    */
   private async serveHealth(port: number): Promise<http.Server> {
     const server = http.createServer((request, response) => {
-      const path = (request.url ?? '').split('?', 1)[0];
+      const path = (request.url ?? '').split('?', 1)[0] ?? '';
       const reply = (status: number, body: unknown) =>
         response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-      if (path !== '/health') return reply(404, { error: 'not found' });
-      if (request.method !== 'GET') return reply(405, { error: 'method not allowed' });
+      if (!HEALTH_ROUTES.has(path) && path !== '/metrics') return reply(404, { error: 'not found' });
+      if (request.method !== 'GET' && !(request.method === 'HEAD' && path !== '/metrics'))
+        return reply(405, { error: 'method not allowed' });
+      if (path === '/metrics') {
+        this.metrics.metrics().then(
+          (text) => response.writeHead(200, { 'content-type': this.metrics.contentType }).end(text),
+          (error: unknown) => {
+            this.log.error('metrics could not be collected', { event: 'autoscaler.metrics_failed', error });
+            reply(500, { error: 'metrics could not be collected' });
+          },
+        );
+        return;
+      }
       const { node, role, epoch, terms } = this.status();
-      reply(200, { node, role, epoch, terms });
+      const { ready, reason } = this.readiness();
+      const up =
+        path === '/health' ||
+        (path === '/readiness' && ready) ||
+        (path === '/active' && role === 'ACTIVE') ||
+        (path === '/passive' && role === 'PASSIVE');
+      reply(up ? 200 : 503, { node, role, epoch, terms, ready, reason });
     });
     server.requestTimeout = 5_000;
     server.headersTimeout = 5_000;
     server.on('error', (error) => this.log.error('health endpoint error', { event: 'autoscaler.health_error', error }));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => resolve());
+      server.listen(port, this.options.healthHost, () => resolve());
     });
     return server;
   }

@@ -56,6 +56,12 @@ export interface ClusterStatus {
   members: MemberStatus[];
 }
 
+export interface ActionCount {
+  action: ActionRecord['action'];
+  clusterId: string;
+  count: number;
+}
+
 export interface AutoscalerStatus {
   state: 'idle' | 'starting' | 'running' | 'closed';
   newestEpoch: number | null;
@@ -63,6 +69,8 @@ export interface AutoscalerStatus {
   clusters: ClusterStatus[];
   /** The last actions, oldest first (also in the registry's autoscaler_action table). */
   lastActions: ActionRecord[];
+  /** Actions decided since this autoscaler started (its term), by type and cluster. */
+  actionCounts: ActionCount[];
   /** Member rows whose newest version has not reached the registry yet. */
   registryBacklog: number;
 }

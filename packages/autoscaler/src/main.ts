@@ -3,7 +3,7 @@
  *   node packages/autoscaler/dist/main.js --node autoscaler-a   (or FAULTLINE_AUTOSCALER_NODE)
  * without either, the first of `autoscaler.nodes`. The node contends for the
  * pair's lease (`autoscaler.groupId`) and acts only while it holds it
- * (README "The autoscaler pair"); `GET /health` on 127.0.0.1:`healthPort`. Policies from `clusters`, timings from `autoscaler`, the registry in
+ * (README "The autoscaler pair"); the health routes and `/metrics` on `healthHost`:`healthPort`. Policies from `clusters`, timings from `autoscaler`, the registry in
  * `database.url` (or DATABASE_URL), members run by the local driver with
  * their own folders under `cloudController.local.membersDir`
  * (`.faultline/members`, relative to the working directory like every
@@ -58,7 +58,7 @@ function withBrokerAccounts(iaas: Iaas, config: FaultlineConfig, memberKey: Buff
 }
 
 let resolved:
-  | { config: FaultlineConfig; url: string; memberKey: Buffer; nodeId: string; healthPort: number }
+  | { config: FaultlineConfig; url: string; memberKey: Buffer; nodeId: string; healthPort: number; healthHost: string }
   | undefined;
 
 await runMain(
@@ -80,7 +80,7 @@ await runMain(
     const memberKey = readSecretFile(path.resolve(config.security.memberKeyFile), 'security.memberKeyFile');
     // Its own broker account (members log in as themselves): a missing password exits 2 naming the key.
     brokerCredential(config, 'autoscaler');
-    resolved = { config, url, memberKey, nodeId: node.id, healthPort: node.healthPort };
+    resolved = { config, url, memberKey, nodeId: node.id, healthPort: node.healthPort, healthHost: node.healthHost };
     // Both nodes write one log, each record naming its node.
     return createLogger({ service: 'autoscaler', level: config.logging.level, dir: config.logging.dir }).child({
       node: node.id,
@@ -88,7 +88,7 @@ await runMain(
   },
   async ({ logger }) => {
     if (!resolved) throw new ConfigError('FL_ERR_CONFIG_INVALID', 'configuration was not loaded');
-    const { config, url, memberKey, nodeId, healthPort } = resolved;
+    const { config, url, memberKey, nodeId, healthPort, healthHost } = resolved;
     const pool = createPgPool({ connectionString: url, logger });
     const { local } = config.cloudController;
     const localIaas = createLocalIaas({
@@ -118,6 +118,7 @@ await runMain(
       heartbeatMaxRetry: pair.heartbeatMaxRetry,
       fencingMarginMs: pair.fencingMarginMs,
       healthPort,
+      healthHost,
       logger,
       // One autoscaler per lease term, fenced by it: every Iaas action and every registry write.
       createAutoscaler: (fence) =>

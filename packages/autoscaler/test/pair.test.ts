@@ -183,7 +183,20 @@ describe('autoscaler pair', () => {
       await waitFor(recorded, 'both recorded with their instance');
       expect(b.node.role).toBe('PASSIVE');
       const health = await fetch(`http://127.0.0.1:${b.node.healthPort}/health`);
-      expect(await health.json()).toEqual({ node: 'autoscaler-b', role: 'PASSIVE', epoch: null, terms: 0 });
+      expect(await health.json()).toEqual({
+        node: 'autoscaler-b',
+        role: 'PASSIVE',
+        epoch: null,
+        terms: 0,
+        ready: true,
+        reason: 'standing by',
+      });
+      // A probe routes to the acting node by /active, 200 on one node only.
+      const code = async (node: AutoscalerNode, route: string) =>
+        (await fetch(`http://127.0.0.1:${node.healthPort}${route}`)).status;
+      expect([await code(a.node, '/active'), await code(b.node, '/active')]).toEqual([200, 503]);
+      expect([await code(a.node, '/passive'), await code(b.node, '/passive')]).toEqual([503, 200]);
+      expect([await code(a.node, '/readiness'), await code(b.node, '/readiness')]).toEqual([200, 200]);
 
       // A member dies, and at the same instant the acting node loses the database (as a kill -9 would leave it).
       const [victim] = iaas.running as [string];
@@ -200,6 +213,16 @@ describe('autoscaler pair', () => {
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       // Exactly one replacement: two spawns for min 2, one for the victim.
       expect(iaas.callsOf('spawn')).toHaveLength(3);
+      expect(await code(b.node, '/active')).toBe(200);
+      // The acting node's metrics: its own term's actions (the victim's replacement), its members.
+      const metrics = await (await fetch(`http://127.0.0.1:${b.node.healthPort}/metrics`)).text();
+      expect(metrics).toContain('faultline_autoscaler_role{role="ACTIVE"} 1\n');
+      expect(metrics).toMatch(/^faultline_autoscaler_actions_total\{action="MemberSpawnAction",cluster="php"\} 1$/m);
+      const members = [...metrics.matchAll(/^faultline_autoscaler_members\{cluster="php",state="\w+"\} (\d+)$/gm)];
+      expect(members).toHaveLength(5); // one series per state
+      expect(members.reduce((sum, m) => sum + Number(m[1]), 0)).toBe(2);
+      expect(metrics).toContain('faultline_autoscaler_fault_storm_held{cluster="php"} 0\n');
+      expect(metrics).toMatch(/^faultline_autoscaler_broker_link\{broker="a",state="up"\} 1$/m);
       expect(b.logger.records.some((r) => r.event === 'autoscaler.node_active')).toBe(true);
       expect(a.logger.records.some((r) => r.event === 'autoscaler.node_passive')).toBe(true);
 

@@ -638,6 +638,11 @@ class CepMonitor implements CepEngine {
       lastStatAt: info.lastStatAt,
       role: this.role,
     });
+    this.options.onFaultDeclared({
+      reason: info.reason,
+      silentForMs: info.silentForMs,
+      overshootMs: info.reason === 'timeout' ? Math.max(0, info.silentForMs - this.options.faultTimeoutMs) : undefined,
+    });
     // info.declaredAt is clock.now(): kept by the detector, so a re-announcement carries the same time.
     const output = faultOutput(member, info, this.options.source, info.declaredAt);
     if (this.ledger.faultPublished(output)) this.counters.outputsAlreadyPublished += 1;

@@ -18,7 +18,12 @@ export {
   type MemberLifeState,
   type TouchResult,
 } from './fault-detector.js';
-export { type CepEngineOptions, type ResolvedCepEngineOptions, resolveCepEngineOptions } from './options.js';
+export {
+  type CepEngineOptions,
+  type FaultDeclared,
+  type ResolvedCepEngineOptions,
+  resolveCepEngineOptions,
+} from './options.js';
 export {
   type LedgerState,
   type Output,

@@ -63,10 +63,23 @@ export interface CepEngineOptions {
    * @default DEFAULTS.maxMessageBytes (64 KiB)
    */
   maxMessageBytes?: number;
+  /**
+   * Told of each fault this node declares, as it declares it (a metric's
+   * source: the SP's detection overshoot histogram). `overshootMs`: how long
+   * past faultTimeoutMs a silent member was declared; undefined for a
+   * ports_not_open fault. @default nothing
+   */
+  onFaultDeclared?: (fault: FaultDeclared) => void;
   /** @default systemClock */
   clock?: Clock;
   /** @default nullLogger */
   logger?: Logger;
+}
+
+export interface FaultDeclared {
+  reason: 'timeout' | 'ports_not_open';
+  silentForMs: number;
+  overshootMs: number | undefined;
 }
 
 export type ResolvedCepEngineOptions = Required<CepEngineOptions>;
@@ -92,6 +105,7 @@ export function resolveCepEngineOptions(input: CepEngineOptions = {}): ResolvedC
       maxFaultReannouncesPerTick: 1_000,
       maxSamplesPerSeries: 1_000,
       maxMessageBytes: DEFAULTS.maxMessageBytes as number,
+      onFaultDeclared: () => {},
       clock: systemClock,
       logger: nullLogger,
     },

@@ -80,7 +80,7 @@ export function parseChaosRequest(body: Record<string, unknown>): ChaosRequest {
 export interface ChaosContext {
   pool: pg.Pool;
   supervisor: Supervisor;
-  spNodes: readonly { id: string; statusPort: number }[];
+  spNodes: readonly { id: string; statusPort: number; statusHost?: string }[];
   clock: Clock;
   /** Where pids and start times are read and signals sent. @default linuxProcessTable */
   table?: ProcessTable;
@@ -119,7 +119,7 @@ async function pickRunningMember(
 async function spNodeWithRole(nodes: ChaosContext['spNodes'], role: SpRole): Promise<string> {
   for (const node of nodes) {
     // Down or paused: not this one.
-    if ((await spStatus(node.statusPort))?.role === role) return node.id;
+    if ((await spStatus(node))?.role === role) return node.id;
   }
   throw new ChaosTargetError(`no SP node is ${role.toLowerCase()} right now`);
 }

@@ -131,7 +131,7 @@ export async function platformServices(
       args: [mainOf('stream-processor'), '--node', node.id],
       env,
       // Its status naming this node: not another process that took the port.
-      ready: async (signal) => (await spStatus(node.statusPort, signal))?.nodeId === node.id,
+      ready: async (signal) => (await spStatus(node, signal))?.nodeId === node.id,
     });
   }
   for (const node of config.autoscaler.nodes) {
@@ -141,7 +141,7 @@ export async function platformServices(
       args: [mainOf('autoscaler'), '--node', node.id],
       env: { ...env, ...paths.autoscalerEnv },
       // 200 naming this node while its event loop turns, active or standby.
-      ready: async (signal) => (await autoscalerHealth(node.healthPort, node.id, signal)) !== undefined,
+      ready: async (signal) => (await autoscalerHealth(node, signal)) !== undefined,
     });
   }
   return services;

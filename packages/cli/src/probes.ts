@@ -87,16 +87,28 @@ export function mqttAnswers(host: string, port: number, deadline: number | Abort
 }
 
 /**
- * An SP node's `GET /status` on loopback (its status server), or undefined
- * when the node does not answer before `deadline` (ms, or a signal): down,
- * paused, restarting.
+ * Where to reach a port bound to `host` (a node's `statusHost` or
+ * `healthHost`): a wildcard address is reached on loopback; an IPv6 literal
+ * goes in brackets. No host: loopback.
+ */
+export function urlHost(host: string | undefined): string {
+  if (host === undefined || host === '' || host === '0.0.0.0' || host === '::' || host === '[::]') return '127.0.0.1';
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/**
+ * An SP node's `GET /status` (its status server, on `statusHost`), or
+ * undefined when the node does not answer before `deadline` (ms, or a
+ * signal): down, paused, restarting.
  */
 export async function spStatus(
-  statusPort: number,
+  node: { statusPort: number; statusHost?: string | undefined },
   deadline: number | AbortSignal = 1_000,
 ): Promise<SpStatus | undefined> {
   try {
-    const response = await fetch(`http://127.0.0.1:${statusPort}/status`, { signal: signalOf(deadline) });
+    const response = await fetch(`http://${urlHost(node.statusHost)}:${node.statusPort}/status`, {
+      signal: signalOf(deadline),
+    });
     return response.ok ? ((await response.json()) as SpStatus) : undefined;
   } catch {
     return undefined;
@@ -110,17 +122,19 @@ export interface AutoscalerHealth {
 }
 
 /**
- * An autoscaler node's `GET /health` on 127.0.0.1:`healthPort`: its answer
- * when it is 200 and names `nodeId` (not another process on the port), else
- * undefined.
+ * An autoscaler node's `GET /health` on `healthHost`:`healthPort`: its
+ * answer when it is 200 and names the node (not another process on the
+ * port), else undefined.
  */
 export async function autoscalerHealth(
-  healthPort: number,
-  nodeId: string,
+  node: { id: string; healthPort: number; healthHost?: string | undefined },
   deadline: number | AbortSignal = 1_000,
 ): Promise<AutoscalerHealth | undefined> {
+  const nodeId = node.id;
   try {
-    const response = await fetch(`http://127.0.0.1:${healthPort}/health`, { signal: signalOf(deadline) });
+    const response = await fetch(`http://${urlHost(node.healthHost)}:${node.healthPort}/health`, {
+      signal: signalOf(deadline),
+    });
     if (!response.ok) return undefined;
     const body = (await response.json()) as Partial<AutoscalerHealth> | null;
     return body?.node === nodeId ? (body as AutoscalerHealth) : undefined;

@@ -31,7 +31,7 @@ export async function stackStatus(
   const sp = await Promise.all(
     config.streamProcessor.nodes.map(async (node) => {
       // The node's own status type; undefined fields (epoch while passive) are absent from the JSON.
-      const s = await spStatus(node.statusPort);
+      const s = await spStatus(node);
       if (!s) return { node: node.id, role: 'DOWN', epoch: null, passiveLink: null, thriftPort: node.thriftPort };
       return {
         node: node.id,

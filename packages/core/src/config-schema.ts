@@ -79,8 +79,10 @@ const spNodeSchema = z.strictObject({
   host: z.string().default('127.0.0.1'),
   thriftPort: port,
   syncPort: port,
-  /** HTTP status of the node (`GET /status`), on 127.0.0.1. */
+  /** HTTP status of the node: `/status`, the health routes, `/metrics` (README "Operations"). */
   statusPort: port,
+  /** The address the status port binds: loopback unless a probe or Prometheus elsewhere must reach it. */
+  statusHost: z.string().min(1).default('127.0.0.1'),
 });
 
 const streamProcessorSchema = z
@@ -104,8 +106,8 @@ const streamProcessorSchema = z
       .min(1)
       .max(2)
       .default([
-        { id: 'sp-1', host: '127.0.0.1', thriftPort: 7611, syncPort: 7711, statusPort: 7811 },
-        { id: 'sp-2', host: '127.0.0.1', thriftPort: 7612, syncPort: 7712, statusPort: 7812 },
+        { id: 'sp-1', host: '127.0.0.1', thriftPort: 7611, syncPort: 7711, statusPort: 7811, statusHost: '127.0.0.1' },
+        { id: 'sp-2', host: '127.0.0.1', thriftPort: 7612, syncPort: 7712, statusPort: 7812, statusHost: '127.0.0.1' },
       ]),
   })
   .refine((sp) => sp.fencingMarginMs < sp.heartbeatIntervalMs * sp.heartbeatMaxRetry, {
@@ -156,15 +158,16 @@ const autoscalerSchema = z.strictObject({
   fencingMarginMs: z.number().int().min(0).default(DEFAULTS.fencingMarginMs),
   /**
    * The autoscaler nodes: one acts (the lease holder), the other stands by.
-   * Each serves `GET /health` on 127.0.0.1:`healthPort` (200 while its event loop turns).
+   * Each serves `GET /health`, `/readiness`, `/active` and `/metrics` on
+   * `healthHost`:`healthPort` (README "Operations").
    */
   nodes: z
-    .array(z.strictObject({ id, healthPort: port }))
+    .array(z.strictObject({ id, healthPort: port, healthHost: z.string().min(1).default('127.0.0.1') }))
     .min(1)
     .max(2)
     .default([
-      { id: 'autoscaler-a', healthPort: 7911 },
-      { id: 'autoscaler-b', healthPort: 7912 },
+      { id: 'autoscaler-a', healthPort: 7911, healthHost: '127.0.0.1' },
+      { id: 'autoscaler-b', healthPort: 7912, healthHost: '127.0.0.1' },
     ]),
 });
 

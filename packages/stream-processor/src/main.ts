@@ -21,8 +21,9 @@ import {
   readTlsFiles,
   runMain,
 } from '@faultline/core';
-import { createPublisher, createSubscriber, mqttConnectorFor } from '@faultline/messaging';
+import { createPublisher, createSubscriber, mqttConnectorFor, serviceRegistry } from '@faultline/messaging';
 import { CLIENT_IDS } from '@faultline/protocol';
+import { detectionOvershoot, spMetrics } from './metrics.js';
 import { createSpNode } from './node.js';
 import type { QueryEngine } from './query-engine.js';
 import { StatLedger } from './stat-ledger.js';
@@ -85,6 +86,7 @@ await runMain(
       resubscribeIntervalMs: messaging.resubscribeIntervalMs,
       maxMessageBytes: messaging.maxMessageBytes,
     };
+    const metrics = serviceRegistry();
     // The CEP monitor publishes through the durable outbox, and only once the
     // autoscaler (its critical consumer) is subscribed on that broker.
     const useCep = sp.engine === 'cep';
@@ -114,6 +116,7 @@ await runMain(
           passiveTickWaitMs: cep.passiveTickWaitMs,
           // Member summaries are cut into parts within the subscribers' limit.
           maxMessageBytes: messaging.maxMessageBytes,
+          onFaultDeclared: detectionOvershoot(metrics),
           logger,
         })
       : new StatLedger();
@@ -157,14 +160,17 @@ await runMain(
       logger,
     });
     await node.start();
+    spMetrics(metrics, node, { publisher, subscriber: topology });
     const status = await startStatusServer(node, {
-      host: '127.0.0.1',
+      host: spec.statusHost,
       port: spec.statusPort,
       engineToken: statusToken,
+      metrics,
       logger,
     });
     logger.info('status server listening', {
       event: 'sp.status_server_listening',
+      host: spec.statusHost,
       port: status.port,
       engine: sp.engine,
     });

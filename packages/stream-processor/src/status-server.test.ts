@@ -54,7 +54,12 @@ describe('the status server', () => {
     expect(ok.status).toBe(200);
     expect(await ok.json()).toEqual({ total: 7 });
     expect(calls.engineState).toBe(1);
-    expect(server.counters).toEqual({ engineServed: 1, statusRefusedMethod: 4, statusRefusedToken: 4 });
+    expect(server.counters).toEqual({
+      engineServed: 1,
+      metricsServed: 0,
+      statusRefusedMethod: 4,
+      statusRefusedToken: 4,
+    });
     // One record per reason within 10 s; the rest are counted in the next one.
     expect(logger.records.map((r) => [r.event, r.fields.reason])).toEqual([
       ['sp.status_request_refused', 'method_not_allowed'],
@@ -83,7 +88,13 @@ describe('the status server', () => {
     expect(await response.json()).toEqual({
       role: 'ACTIVE',
       epoch: 3,
-      counters: { batchesAccepted: 1, engineServed: 0, statusRefusedMethod: 0, statusRefusedToken: 0 },
+      counters: {
+        batchesAccepted: 1,
+        engineServed: 0,
+        metricsServed: 0,
+        statusRefusedMethod: 0,
+        statusRefusedToken: 0,
+      },
     });
     expect((await fetch(`${url}/status`, { method: 'POST' })).status).toBe(405);
     for (const path of ['/constructor', '/__proto__', '/', '/engine/x']) {

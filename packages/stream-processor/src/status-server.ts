@@ -3,7 +3,8 @@ import http from 'node:http';
 import type net from 'node:net';
 import { type Clock, ID_PATTERN_DESCRIPTION, type Logger, once, RateLimitedLog, systemClock } from '@faultline/core';
 import { isId } from '@faultline/protocol';
-import type { SpNode } from './node.js';
+import type { Registry } from 'prom-client';
+import type { SpNode, SpStatus } from './node.js';
 
 export interface StatusServerOptions {
   host: string;
@@ -14,12 +15,37 @@ export interface StatusServerOptions {
   logger: Logger;
   /** Paces the refusal log records. @default systemClock */
   clock?: Clock;
+  /** Served at `GET /metrics` (Prometheus text format); without it, a 404. */
+  metrics?: Registry;
 }
+
+/**
+ * Whether the node does its part of the pair: an active holding its lease
+ * (its epoch) with its Thrift port open, or a passive following an active.
+ * A node starting, stepping down, or passive and unlinked is not ready.
+ */
+export function readiness(status: SpStatus): { ready: boolean; reason: string } {
+  if (status.role === 'ACTIVE') {
+    if (status.epoch === undefined || status.thriftPort === undefined)
+      return { ready: false, reason: 'active without its lease or its Thrift port' };
+    return { ready: true, reason: 'active, accepting agents' };
+  }
+  if (status.role === 'PASSIVE') {
+    if (status.following === undefined) return { ready: false, reason: 'passive, following no active' };
+    return { ready: true, reason: `passive, following ${status.following.nodeId}` };
+  }
+  return { ready: false, reason: 'stepping down' };
+}
+
+/** The health routes (Patroni's): alive, ready, and one per role, 200 only in it. */
+const HEALTH_ROUTES = new Set(['/health', '/readiness', '/active', '/passive']);
 
 /** What the status server has answered; merged into `/status`'s counters. */
 export interface StatusServerCounters {
   /** `/engine` answered: the only place the engine's whole state is serialized. */
   engineServed: number;
+  /** `/metrics` answered. */
+  metricsServed: number;
   /** `/engine` or `/status` with another method than GET (405). */
   statusRefusedMethod: number;
   /** `/engine` without the status token or with a wrong one (401). */
@@ -37,7 +63,13 @@ const json = { 'content-type': 'application/json' };
 export const MAX_WHOLE_ENGINE_MEMBERS = 10_000;
 
 /**
- * The node's status call over HTTP on loopback: `GET /status` (role, epoch,
+ * The node's status over HTTP, on loopback unless `sp.nodes[].statusHost`
+ * says otherwise. Health (README "Operations → Health endpoints"): `GET
+ * /health` 200 while the event loop turns; `/readiness` 200 while the node
+ * does its part (`readiness`); `/active` and `/passive` 200 only in that
+ * role, 503 otherwise, so a load balancer or a probe routes agents to the
+ * active; each answers its role, epoch and reason as JSON. `GET /metrics`:
+ * Prometheus. `GET /status` (role, epoch,
  * passive and lag, counters, engine summary; open to any local caller, the
  * CLI's `stack status` reads it) and `GET /engine` (the engine's whole state,
  * up to MAX_WHOLE_ENGINE_MEMBERS members, tests compare the two nodes with it;
@@ -51,7 +83,12 @@ export async function startStatusServer(
   options: StatusServerOptions,
 ): Promise<{ port: number; counters: Readonly<StatusServerCounters>; close(): Promise<void> }> {
   const expected = Buffer.concat([Buffer.from('Bearer '), options.engineToken]);
-  const counters: StatusServerCounters = { engineServed: 0, statusRefusedMethod: 0, statusRefusedToken: 0 };
+  const counters: StatusServerCounters = {
+    engineServed: 0,
+    metricsServed: 0,
+    statusRefusedMethod: 0,
+    statusRefusedToken: 0,
+  };
   const refusals = new RateLimitedLog(options.logger, options.clock ?? systemClock);
   const server = http.createServer((request, response) => {
     const [path, query] = (request.url ?? '').split('?', 2);
@@ -66,13 +103,38 @@ export async function startStatusServer(
         path: path?.slice(0, 64),
       });
     };
-    if (path !== '/status' && path !== '/engine') {
+    const route = path ?? '';
+    const metrics = route === '/metrics' ? options.metrics : undefined;
+    if (route !== '/status' && route !== '/engine' && !HEALTH_ROUTES.has(route) && !metrics) {
       reply(404, { error: 'not found' });
       return;
     }
-    if (request.method !== 'GET') {
+    // HEAD too on the health routes: some load balancers probe with it.
+    if (request.method !== 'GET' && !(request.method === 'HEAD' && HEALTH_ROUTES.has(route))) {
       refuse('statusRefusedMethod', 'method_not_allowed');
       reply(405, { error: 'method not allowed' }, { allow: 'GET' });
+      return;
+    }
+    if (HEALTH_ROUTES.has(route)) {
+      const status = node.status();
+      const { ready, reason } = readiness(status);
+      const up =
+        route === '/health' ||
+        (route === '/readiness' && ready) ||
+        (route === '/active' && status.role === 'ACTIVE' && status.epoch !== undefined) ||
+        (route === '/passive' && status.role === 'PASSIVE');
+      reply(up ? 200 : 503, { node: status.nodeId, role: status.role, epoch: status.epoch ?? null, ready, reason });
+      return;
+    }
+    if (metrics) {
+      counters.metricsServed += 1;
+      metrics.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+        (error: unknown) => {
+          options.logger.error('metrics could not be collected', { event: 'sp.metrics_failed', error });
+          reply(500, { error: 'metrics could not be collected' });
+        },
+      );
       return;
     }
     if (path === '/status') {
