@@ -25,6 +25,7 @@ describe.skipIf(!hasPrometheus && !process.env.CI)('Prometheus scraping the stac
   let prometheusLog = '';
   let api: string;
   let ports: number[];
+  let brokerHealth: number[] = [];
   const p = (i: number) => ports[i] as number;
   const probe = stackProbe(() => dir);
   const { cli, waitFor, threeActive } = probe;
@@ -50,15 +51,25 @@ describe.skipIf(!hasPrometheus && !process.env.CI)('Prometheus scraping the stac
   beforeAll(async () => {
     dir = stackDir('faultline-e2e-prometheus-');
     ports = await stackPorts();
-    // A killed SP node comes back only after 30 s: long enough to see the alert fire.
-    const config = stackConfig('aedes', ports, { supervisor: { restartInitialMs: 30_000, restartMaxMs: 30_000 } });
+    // The brokers' health ports too; a killed SP node comes back only after 30 s: long enough to see the alert fire.
+    brokerHealth = [await freePort(), await freePort()];
+    const config = stackConfig('aedes', ports, {
+      brokers: {
+        kind: 'aedes',
+        nodes: [
+          { name: 'a', port: p(1), healthPort: brokerHealth[0] },
+          { name: 'b', port: p(2), healthPort: brokerHealth[1] },
+        ],
+      },
+      supervisor: { restartInitialMs: 30_000, restartMaxMs: 30_000 },
+    });
     ({ child: stack } = await startStack(dir, config, probe, { detached: true }));
     await threeActive();
 
     prometheusDir = mkdtempSync(path.join(os.tmpdir(), 'faultline-prometheus-'));
     const port = await freePort();
     api = `http://127.0.0.1:${port}`;
-    const targets = [p(5), p(8), p(9), p(10)].map((t) => `'127.0.0.1:${t}'`).join(', ');
+    const targets = [p(5), p(8), p(9), p(10), ...brokerHealth].map((t) => `'127.0.0.1:${t}'`).join(', ');
     writeFileSync(
       path.join(prometheusDir, 'prometheus.yml'),
       [
@@ -87,9 +98,9 @@ describe.skipIf(!hasPrometheus && !process.env.CI)('Prometheus scraping the stac
       async () => {
         if (prometheus?.exitCode !== null) throw new Error(`prometheus exited:\n${prometheusLog}`);
         const up = await query('up{job="faultline"} == 1').catch(() => []);
-        return up.length === 4 ? true : undefined;
+        return up.length === 6 ? true : undefined;
       },
-      'Prometheus scraping the four services',
+      'Prometheus scraping the six services',
       60_000,
     );
   });
@@ -147,6 +158,7 @@ describe.skipIf(!hasPrometheus && !process.env.CI)('Prometheus scraping the stac
     expect(await query('faultline_autoscaler_members{cluster="web",state="Active"}')).toMatchObject([
       { value: [expect.any(Number), '3'] },
     ]);
+    expect(await query('sum(faultline_broker_clients_connected) > 0')).toHaveLength(1);
     expect((await alerts()).filter((a) => a.state === 'firing')).toEqual([]);
   });
 

@@ -1,17 +1,22 @@
-import http from 'node:http';
-import type net from 'node:net';
 import { LeaderLease, type LeaseEvent, type LeaseStore } from '@faultline/coordination';
-import { type Clock, DEFAULTS, type Logger, nullLogger, once, withDefaults } from '@faultline/core';
-import { serviceRegistry } from '@faultline/messaging';
+import {
+  type Clock,
+  DEFAULTS,
+  type Logger,
+  nullLogger,
+  once,
+  type ServedHttp,
+  serveHealth,
+  serviceRegistry,
+  withDefaults,
+} from '@faultline/core';
 import type { Registry } from 'prom-client';
 import type { Autoscaler } from './autoscaler.js';
+import type { ActionCount } from './autoscaler-status.js';
 import type { Fence } from './fence.js';
 import { autoscalerMetrics } from './metrics.js';
 
 export type AutoscalerRole = 'ACTIVE' | 'PASSIVE';
-
-/** The health routes (Patroni's): alive, ready, and one per role. */
-const HEALTH_ROUTES = new Set(['/health', '/readiness', '/active', '/passive']);
 
 export interface AutoscalerNodeOptions {
   /** `autoscaler.nodes[].id` */
@@ -71,9 +76,20 @@ export class AutoscalerNode {
   private transitions: Promise<void> = Promise.resolve();
   private terms = 0;
   private closed = false;
-  private server: http.Server | undefined;
+  private server: ServedHttp | undefined;
   /** Served at `GET /metrics`: read from `status()` at each scrape. */
-  readonly metrics: Registry = serviceRegistry();
+  private metrics: Registry | undefined;
+  /** The counts of the terms that ended in this process: the metrics' totals add the current term's. */
+  private readonly ended: AutoscalerTotals = {
+    actions: [],
+    faults: 0,
+    faultsHeld: 0,
+    spawned: 0,
+    terminated: 0,
+    publishErrors: 0,
+  };
+  /** A term's autoscaler while it closes: its counts still in the totals until they are in `ended`. */
+  private closing: Autoscaler | undefined;
 
   constructor(input: AutoscalerNodeOptions) {
     this.options = withDefaults(
@@ -101,7 +117,6 @@ export class AutoscalerNode {
       describe: () => ({ role: this.role, syncEndpoint: '', thriftEndpoint: '' }),
       onChange: (event) => this.onLease(event),
     });
-    autoscalerMetrics(this.metrics, () => this.status());
   }
 
   get role(): AutoscalerRole {
@@ -110,8 +125,7 @@ export class AutoscalerNode {
 
   /** The health endpoint's port, once started (a free one when healthPort was 0). */
   get healthPort(): number | undefined {
-    const address = this.server?.address() as net.AddressInfo | null | undefined;
-    return address?.port;
+    return this.server?.port;
   }
 
   status(): AutoscalerNodeStatus {
@@ -144,13 +158,7 @@ export class AutoscalerNode {
     await this.transitions;
     await this.endTerm('shutting down');
     await this.lease.close();
-    if (this.server) {
-      const server = this.server;
-      await new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      });
-    }
+    await this.server?.close();
   });
 
   private onLease(event: LeaseEvent): void {
@@ -190,6 +198,7 @@ export class AutoscalerNode {
     const autoscaler = this.autoscaler;
     if (!autoscaler) return;
     this.autoscaler = undefined;
+    this.closing = autoscaler;
     this.log.warn('autoscaler node stands by: its autoscaler is closed, members keep running', {
       event: 'autoscaler.node_passive',
       node: this.options.nodeId,
@@ -200,6 +209,42 @@ export class AutoscalerNode {
       .catch((error: unknown) =>
         this.log.warn('autoscaler close failed', { event: 'autoscaler.node_close_failed', error }),
       );
+    const done = totalsOf(autoscaler.status());
+    for (const key of ['faults', 'faultsHeld', 'spawned', 'terminated', 'publishErrors'] as const)
+      this.ended[key] += done[key];
+    this.ended.actions = addActions(this.ended.actions, done.actions);
+    this.closing = undefined;
+  }
+
+  /**
+   * What this node's autoscalers counted since the process started, every
+   * term's added up: counters that never go back within the process.
+   */
+  totals(): AutoscalerTotals {
+    const current = this.autoscaler ?? this.closing;
+    if (!current) return { ...this.ended, actions: [...this.ended.actions] };
+    const now = totalsOf(current.status());
+    return {
+      actions: addActions(this.ended.actions, now.actions),
+      faults: this.ended.faults + now.faults,
+      faultsHeld: this.ended.faultsHeld + now.faultsHeld,
+      spawned: this.ended.spawned + now.spawned,
+      terminated: this.ended.terminated + now.terminated,
+      publishErrors: this.ended.publishErrors + now.publishErrors,
+    };
+  }
+
+  /** Its Prometheus registry, made with the health endpoint (one per process: Node's own metrics). */
+  private metricsRegistry(): Registry {
+    if (!this.metrics) {
+      this.metrics = serviceRegistry();
+      autoscalerMetrics(
+        this.metrics,
+        () => this.status(),
+        () => this.totals(),
+      );
+    }
+    return this.metrics;
   }
 
   /**
@@ -223,40 +268,50 @@ export class AutoscalerNode {
    * 200 only in that role, 503 otherwise; `/metrics` for Prometheus. HEAD
    * too on the health routes. Anything else is a 404 or a 405.
    */
-  private async serveHealth(port: number): Promise<http.Server> {
-    const server = http.createServer((request, response) => {
-      const path = (request.url ?? '').split('?', 1)[0] ?? '';
-      const reply = (status: number, body: unknown) =>
-        response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-      if (!HEALTH_ROUTES.has(path) && path !== '/metrics') return reply(404, { error: 'not found' });
-      if (request.method !== 'GET' && !(request.method === 'HEAD' && path !== '/metrics'))
-        return reply(405, { error: 'method not allowed' });
-      if (path === '/metrics') {
-        this.metrics.metrics().then(
-          (text) => response.writeHead(200, { 'content-type': this.metrics.contentType }).end(text),
-          (error: unknown) => {
-            this.log.error('metrics could not be collected', { event: 'autoscaler.metrics_failed', error });
-            reply(500, { error: 'metrics could not be collected' });
-          },
-        );
-        return;
-      }
-      const { node, role, epoch, terms } = this.status();
-      const { ready, reason } = this.readiness();
-      const up =
-        path === '/health' ||
-        (path === '/readiness' && ready) ||
-        (path === '/active' && role === 'ACTIVE') ||
-        (path === '/passive' && role === 'PASSIVE');
-      reply(up ? 200 : 503, { node, role, epoch, terms, ready, reason });
+  private serveHealth(port: number): Promise<ServedHttp> {
+    return serveHealth({
+      host: this.options.healthHost,
+      port,
+      state: () => {
+        const { node, role, epoch, terms } = this.status();
+        const { ready, reason } = this.readiness();
+        return { body: { node, role, epoch, terms }, ready, reason, role: role === 'ACTIVE' ? 'active' : 'passive' };
+      },
+      metrics: this.metricsRegistry(),
+      logger: this.log,
+      service: 'autoscaler',
     });
-    server.requestTimeout = 5_000;
-    server.headersTimeout = 5_000;
-    server.on('error', (error) => this.log.error('health endpoint error', { event: 'autoscaler.health_error', error }));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, this.options.healthHost, () => resolve());
-    });
-    return server;
   }
+}
+
+/** Counts of the autoscaler's terms, added up over the process (`AutoscalerNode.totals`). */
+export interface AutoscalerTotals {
+  actions: ActionCount[];
+  faults: number;
+  faultsHeld: number;
+  spawned: number;
+  terminated: number;
+  publishErrors: number;
+}
+
+function totalsOf(status: ReturnType<Autoscaler['status']>): AutoscalerTotals {
+  const { counters } = status;
+  return {
+    actions: status.actionCounts,
+    faults: counters.faults,
+    faultsHeld: counters.faultsHeld,
+    spawned: counters.spawned,
+    terminated: counters.terminated,
+    publishErrors: counters.publishErrors,
+  };
+}
+
+function addActions(a: readonly ActionCount[], b: readonly ActionCount[]): ActionCount[] {
+  const sum = new Map<string, ActionCount>();
+  for (const x of [...a, ...b]) {
+    const key = `${x.action}\u0000${x.clusterId}`;
+    const had = sum.get(key);
+    sum.set(key, { ...x, count: (had?.count ?? 0) + x.count });
+  }
+  return [...sum.values()];
 }

@@ -1,6 +1,6 @@
-import { derivedCounter, derivedGauge } from '@faultline/messaging';
+import { derivedCounter, derivedGauge } from '@faultline/core';
 import type { Registry } from 'prom-client';
-import type { AutoscalerNodeStatus } from './autoscaler-node.js';
+import type { AutoscalerNodeStatus, AutoscalerTotals } from './autoscaler-node.js';
 import { MEMBER_STATES } from './member.js';
 
 const LINK_STATES = ['connecting', 'up', 'down', 'closed'] as const;
@@ -9,11 +9,15 @@ type Acting = NonNullable<AutoscalerNodeStatus['autoscaler']>;
 
 /**
  * An autoscaler node's metrics (README "Operations → Metrics"), each read
- * from `status()` when scraped. The acting autoscaler's (actions, members,
- * holds, outbox, broker links) have series only on the node that acts; its
- * counters start again with each term, which Prometheus reads as a reset.
+ * from `status()` and `totals()` when scraped. The counters are the node's
+ * over its process, every term added up; the acting autoscaler's gauges
+ * (members, holds, outbox, broker links) have series only on the node that acts.
  */
-export function autoscalerMetrics(register: Registry, status: () => AutoscalerNodeStatus): void {
+export function autoscalerMetrics(
+  register: Registry,
+  status: () => AutoscalerNodeStatus,
+  totals: () => AutoscalerTotals,
+): void {
   const acting = () => status().autoscaler;
   const node = () => ({ node: status().node });
   derivedGauge(
@@ -45,8 +49,8 @@ export function autoscalerMetrics(register: Registry, status: () => AutoscalerNo
   derivedCounter(
     register,
     'faultline_autoscaler_actions_total',
-    'Actions decided in this term, by action and cluster.',
-    () => acting()?.actionCounts.map((a) => [{ action: a.action, cluster: a.clusterId }, a.count] as const) ?? [],
+    'Actions decided by this node, by action and cluster, every term it acted in.',
+    () => totals().actions.map((a) => [{ action: a.action, cluster: a.clusterId }, a.count] as const),
     ['action', 'cluster'],
   );
   derivedGauge(
@@ -69,22 +73,13 @@ export function autoscalerMetrics(register: Registry, status: () => AutoscalerNo
       acting()?.clusters.map((c) => [{ cluster: c.clusterId }, c.faultStormHeldSince === null ? 0 : 1] as const) ?? [],
     ['cluster'],
   );
-  const count = (name: string, help: string, read: (s: Acting) => number) =>
-    derivedCounter(
-      register,
-      `faultline_autoscaler_${name}_total`,
-      help,
-      () => {
-        const s = acting();
-        return s ? [[node(), read(s)]] : undefined;
-      },
-      ['node'],
-    );
-  count('faults', 'MemberFaults and absences acted upon or held.', (s) => s.counters.faults);
-  count('faults_held', 'Faults held in a fault storm or while the detector was silent.', (s) => s.counters.faultsHeld);
-  count('spawned', 'Members spawned.', (s) => s.counters.spawned);
-  count('terminated', 'Members terminated.', (s) => s.counters.terminated);
-  count('publish_errors', 'Envelopes the publisher refused.', (s) => s.counters.publishErrors);
+  const count = (name: string, help: string, read: (t: AutoscalerTotals) => number) =>
+    derivedCounter(register, `faultline_autoscaler_${name}_total`, help, () => [[node(), read(totals())]], ['node']);
+  count('faults', 'MemberFaults and absences acted upon or held.', (t) => t.faults);
+  count('faults_held', 'Faults held in a fault storm or while the detector was silent.', (t) => t.faultsHeld);
+  count('spawned', 'Members spawned.', (t) => t.spawned);
+  count('terminated', 'Members terminated.', (t) => t.terminated);
+  count('publish_errors', 'Envelopes the publisher refused.', (t) => t.publishErrors);
   const actingGauge = (name: string, help: string, read: (s: Acting) => number) =>
     derivedGauge(
       register,

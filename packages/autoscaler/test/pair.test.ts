@@ -237,6 +237,11 @@ describe('autoscaler pair', () => {
       expect(iaas.callsOf('spawn')).toHaveLength(3);
       expect(iaas.running).toHaveLength(2);
       expect(mostActive).toBe(1);
+      // A's counters span its two terms: the two spawns of its first are still counted in its second.
+      const again = await (await fetch(`http://127.0.0.1:${a.node.healthPort}/metrics`)).text();
+      expect(again).toMatch(/^faultline_autoscaler_actions_total\{action="MemberSpawnAction",cluster="php"\} 2$/m);
+      expect(again).toContain('faultline_autoscaler_spawned_total{node="autoscaler-a"} 2\n');
+      expect(again).toContain('faultline_autoscaler_terms_total 2\n');
     } finally {
       clearInterval(sampler);
       storeA.thaw();

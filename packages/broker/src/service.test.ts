@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, ensureSecretFile, resolveConfig } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
+import mqtt, { type MqttClient } from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import {
   brokerNameFrom,
@@ -67,7 +68,7 @@ describe('brokerServiceConfig', () => {
 
   it('picks the named node, every configured credential (a password file read) and the member key', () => {
     const service = brokerServiceConfig(config, 'b');
-    expect(service.node).toEqual({ name: 'b', host: '0.0.0.0', port: 1884 });
+    expect(service.node).toEqual({ name: 'b', host: '0.0.0.0', port: 1884, healthHost: '127.0.0.1' });
     // No shared `agent` account: members log in as themselves.
     expect(service.users.map((user) => user.role)).toEqual(['sp', 'autoscaler', 'observer']);
     expect(service.users[0]).toEqual({ username: 'sp', password: 'sp-pw', role: 'sp' });
@@ -117,7 +118,7 @@ describe('startBrokerService', () => {
     const log = createMemoryLogger();
     const broker = await startBrokerService(
       {
-        node: { name: 'a', host: '127.0.0.1', port: 0 },
+        node: { name: 'a', host: '127.0.0.1', port: 0, healthHost: '127.0.0.1' },
         users: usersFromCredentials({}),
         memberKey: Buffer.from('a-member-key-of-at-least-32-bytes!!'),
       },
@@ -135,5 +136,56 @@ describe('startBrokerService', () => {
     } finally {
       await broker.close();
     }
+  });
+
+  it('serves its health routes and metrics on healthPort: clients connected, connections refused', async () => {
+    const log = createMemoryLogger();
+    const users = usersFromCredentials({ sp: { username: 'sp', password: 'sp-password-of-some-length' } });
+    const broker = await startBrokerService(
+      {
+        node: { name: 'a', host: '127.0.0.1', port: 0, healthPort: 0, healthHost: '127.0.0.1' },
+        users,
+        memberKey: Buffer.from('a-member-key-of-at-least-32-bytes!!'),
+      },
+      log,
+    );
+    const clients: MqttClient[] = [];
+    try {
+      const healthPort = log.records.find((r) => r.event === 'broker.listening')?.fields.healthPort as number;
+      const url = `http://127.0.0.1:${healthPort}`;
+      const connect = (password: string) =>
+        new Promise<boolean>((resolve) => {
+          const client = mqtt.connect(`mqtt://127.0.0.1:${broker.port}`, {
+            username: 'sp',
+            password,
+            reconnectPeriod: 0,
+            protocolVersion: 4,
+          });
+          clients.push(client);
+          client.on('connect', () => resolve(true));
+          client.on('error', () => resolve(false));
+        });
+      expect(await connect('sp-password-of-some-length')).toBe(true);
+      expect(await connect('a-wrong-password')).toBe(false);
+      expect((await fetch(`${url}/health`)).status).toBe(200);
+      expect(await (await fetch(`${url}/readiness`)).json()).toMatchObject({
+        node: 'broker-a',
+        ready: true,
+        clients: 1,
+      });
+      // A broker node has no role: no /active, no /passive.
+      expect((await fetch(`${url}/active`)).status).toBe(404);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metrics).toContain('faultline_broker_clients_connected 1\n');
+      expect(metrics).toContain('faultline_broker_connections_total 1\n');
+      expect(metrics).toContain('faultline_broker_auth_failures_total 1\n');
+      expect(metrics).toContain('process_resident_memory_bytes');
+    } finally {
+      for (const client of clients) client.end(true);
+      await broker.close();
+    }
+    // Closed with the broker.
+    const healthPort = log.records.find((r) => r.event === 'broker.listening')?.fields.healthPort as number;
+    await expect(fetch(`http://127.0.0.1:${healthPort}/health`)).rejects.toThrow();
   });
 });

@@ -7,9 +7,11 @@ import {
   ConfigError,
   type FaultlineConfig,
   type Logger,
+  once,
   readSecretFile,
   readTlsFiles,
 } from '@faultline/core';
+import { startBrokerHealth } from './broker-health.js';
 import { type BrokerNode, createBrokerNode } from './broker-node.js';
 import type { BrokerUser } from './users.js';
 
@@ -85,7 +87,10 @@ export function brokerServiceConfig(config: FaultlineConfig, name: string | unde
   return { node, users, memberKey, ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}) };
 }
 
-/** Starts the configured node and logs `broker listening` once it accepts connections. */
+/**
+ * Starts the configured node and logs `broker listening` once it accepts
+ * connections; with `healthPort`, its health routes and metrics too.
+ */
 export async function startBrokerService(serviceConfig: BrokerServiceConfig, logger: Logger): Promise<BrokerNode> {
   const { node, users, memberKey, tls } = serviceConfig;
   const broker = await createBrokerNode({
@@ -97,13 +102,30 @@ export async function startBrokerService(serviceConfig: BrokerServiceConfig, log
     logger,
     tls,
   });
+  const health =
+    node.healthPort === undefined
+      ? undefined
+      : await startBrokerHealth(broker, { host: node.healthHost, port: node.healthPort, logger }).catch(
+          async (error: unknown) => {
+            await broker.close();
+            throw error;
+          },
+        );
   logger.info('broker listening', {
     event: 'broker.listening',
     name: broker.name,
     host: broker.host,
     port: broker.port,
+    ...(health ? { healthPort: health.port } : {}),
     ...(tls ? { tls: true } : {}),
     roles: users.map((user) => user.role),
   });
-  return broker;
+  if (!health) return broker;
+  return {
+    ...broker,
+    close: once(async () => {
+      await health.close();
+      await broker.close();
+    }),
+  };
 }

@@ -16,7 +16,7 @@ import {
 } from '@faultline/protocol';
 import type { QueryEngine } from '@faultline/stream-processor';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { type CepEngine, type CepEngineOptions, createCepEngine } from './index.js';
+import { type CepEngine, type CepEngineOptions, createCepEngine, type FaultDeclared } from './index.js';
 
 const stat = (
   memberId: string,
@@ -224,6 +224,32 @@ describe('CepEngine', () => {
     expect(faults().map((f) => [f.id, f.time, f.epoch, f.data.silentForMs])).toEqual([
       ['MemberFaultEvent:m-1:0', 110_000, 2, 110_000],
     ]);
+  });
+
+  it('tells the overshoot metric of the active’s detections only, each once, a takeover’s grace not counted as lateness', async () => {
+    const declared: FaultDeclared[] = [];
+    const { e } = engine({ graceAfterTakeoverMs: 60_000, onFaultDeclared: (f) => void declared.push(f) });
+    e.apply(round('m-1', 0));
+    e.apply(round('m-2', 0));
+    await vi.advanceTimersByTimeAsync(60_000);
+    // Passive: both faults declared and held, none told.
+    expect(e.status()).toMatchObject({ faultsDeclared: 2 });
+    expect(declared).toEqual([]);
+    e.apply(round('m-3', 60_000));
+    e.activate(2); // every silent member gets the grace: none faulted before 120 000
+    await vi.advanceTimersByTimeAsync(120_000);
+    const byMember = new Map(declared.map((f) => [f.memberId, f]));
+    expect(byMember.size).toBe(declared.length);
+    expect(byMember.get('m-3')).toEqual({ memberId: 'm-3', reason: 'timeout', silentForMs: 60_000, overshootMs: 0 });
+    // Declared at their deadline, the grace included: late by nothing.
+    for (const f of declared) expect(f.overshootMs).toBe(0);
+    e.apply(batch(stat('m-4', 'ports_not_open', 1, 180_000)));
+    expect(declared.at(-1)).toEqual({
+      memberId: 'm-4',
+      reason: 'ports_not_open',
+      silentForMs: 0,
+      overshootMs: undefined,
+    });
   });
 
   it('the grace defaults to one fault timeout and a member first seen after the takeover has the plain timeout', async () => {

@@ -638,11 +638,14 @@ class CepMonitor implements CepEngine {
       lastStatAt: info.lastStatAt,
       role: this.role,
     });
-    this.options.onFaultDeclared({
-      reason: info.reason,
-      silentForMs: info.silentForMs,
-      overshootMs: info.reason === 'timeout' ? Math.max(0, info.silentForMs - this.options.faultTimeoutMs) : undefined,
-    });
+    // The active's detections only: a passive's are held, and declared again by the node that takes over.
+    if (this.epoch !== undefined)
+      this.options.onFaultDeclared({
+        memberId: member.memberId,
+        reason: info.reason,
+        silentForMs: info.silentForMs,
+        overshootMs: info.lateByMs,
+      });
     // info.declaredAt is clock.now(): kept by the detector, so a re-announcement carries the same time.
     const output = faultOutput(member, info, this.options.source, info.declaredAt);
     if (this.ledger.faultPublished(output)) this.counters.outputsAlreadyPublished += 1;

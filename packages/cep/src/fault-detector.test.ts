@@ -56,7 +56,7 @@ describe('FaultDetector', () => {
       {
         memberId: 'm-1',
         at: 60_000,
-        info: { reason: 'timeout', lastStatAt: 1_000, silentForMs: 60_000, declaredAt: 60_000 },
+        info: { reason: 'timeout', lastStatAt: 1_000, silentForMs: 60_000, declaredAt: 60_000, lateByMs: 0 },
       },
     ]);
     expect(d.member('m-1')?.state).toBe('faulted');

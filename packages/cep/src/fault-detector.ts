@@ -16,6 +16,12 @@ export interface FaultInfo {
   silentForMs: number;
   /** Wall time (`clock.now()`) the fault was declared: the envelope's `time`, the same in every re-announcement. */
   declaredAt: number;
+  /**
+   * A timeout's lateness: how long after its deadline (the fault timeout
+   * from its last stat, plus any time a takeover or a stall gave back) it
+   * was declared. Undefined for ports_not_open.
+   */
+  lateByMs?: number;
 }
 
 export interface FaultDetectorOptions {
@@ -375,12 +381,16 @@ export class FaultDetector {
     this.faultedMembers.delete(tracked.ref.memberId);
   }
 
-  private declare(tracked: Tracked, reason: FaultReason, silentForMs: number): void {
+  private declare(tracked: Tracked, reason: FaultReason, silentForMs: number, lateByMs?: number): void {
     this.heap.remove(tracked);
     tracked.state = 'faulted';
     tracked.fault = { reason, silentForMs, declaredAt: this.options.clock.now() };
     this.faultedMembers.set(tracked.ref.memberId, tracked);
-    this.options.onFault(tracked.ref, { ...tracked.fault, lastStatAt: tracked.lastStatAt });
+    this.options.onFault(tracked.ref, {
+      ...tracked.fault,
+      lastStatAt: tracked.lastStatAt,
+      ...(lateByMs === undefined ? {} : { lateByMs }),
+    });
   }
 
   /**
@@ -415,7 +425,7 @@ export class FaultDetector {
     try {
       // Everything due goes in this one pass; onFault may forget or touch members, so re-read the top each time.
       for (let top = this.heap.peek(); top && top.deadline <= now; top = this.heap.peek()) {
-        this.declare(top, 'timeout', Math.max(0, Math.round(now - top.lastSeenAt)));
+        this.declare(top, 'timeout', Math.max(0, Math.round(now - top.lastSeenAt)), Math.max(0, now - top.deadline));
       }
     } finally {
       this.firing = false;

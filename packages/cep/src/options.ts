@@ -64,10 +64,11 @@ export interface CepEngineOptions {
    */
   maxMessageBytes?: number;
   /**
-   * Told of each fault this node declares, as it declares it (a metric's
-   * source: the SP's detection overshoot histogram). `overshootMs`: how long
-   * past faultTimeoutMs a silent member was declared; undefined for a
-   * ports_not_open fault. @default nothing
+   * Told of each fault this node declares while active, as it declares it (a
+   * metric's source: the SP's detection overshoot histogram). `overshootMs`:
+   * how long after its deadline a silent member was declared (the fault
+   * timeout from its last stat, plus what a takeover's grace or a stall gave
+   * back: not lateness); undefined for a ports_not_open fault. @default nothing
    */
   onFaultDeclared?: (fault: FaultDeclared) => void;
   /** @default systemClock */
@@ -77,6 +78,7 @@ export interface CepEngineOptions {
 }
 
 export interface FaultDeclared {
+  memberId: string;
   reason: 'timeout' | 'ports_not_open';
   silentForMs: number;
   overshootMs: number | undefined;

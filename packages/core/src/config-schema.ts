@@ -40,28 +40,36 @@ export const brokerNodeSchema = z.strictObject({
   name: id,
   host: z.string().default('127.0.0.1'),
   port,
+  /** Faultline's own (aedes) nodes: the health routes and `/metrics` on healthHost:healthPort (README "Operations"). */
+  healthPort: port.optional(),
+  healthHost: z.string().min(1).default('127.0.0.1'),
 });
 
-const brokersSchema = z.strictObject({
-  /** `aedes` (Faultline's own broker nodes) or `mosquitto` (started from the system's binary). */
-  kind: z.enum(['aedes', 'mosquitto']).default('aedes'),
-  nodes: z
-    .array(brokerNodeSchema)
-    .min(1)
-    .default([
-      { name: 'a', host: '127.0.0.1', port: 1883 },
-      { name: 'b', host: '127.0.0.1', port: 1884 },
-    ]),
-  // One account per platform role; a file may set any of them, or none. Members have their own (see above).
-  credentials: z
-    .strictObject({
-      sp: credentialOf('sp'),
-      autoscaler: credentialOf('autoscaler'),
-      // Read-only: status views and operators' tools (mosquitto_sub).
-      observer: credentialOf('observer'),
-    })
-    .prefault({}),
-});
+const brokersSchema = z
+  .strictObject({
+    /** `aedes` (Faultline's own broker nodes) or `mosquitto` (started from the system's binary). */
+    kind: z.enum(['aedes', 'mosquitto']).default('aedes'),
+    nodes: z
+      .array(brokerNodeSchema)
+      .min(1)
+      .default([
+        { name: 'a', host: '127.0.0.1', port: 1883, healthHost: '127.0.0.1' },
+        { name: 'b', host: '127.0.0.1', port: 1884, healthHost: '127.0.0.1' },
+      ]),
+    // One account per platform role; a file may set any of them, or none. Members have their own (see above).
+    credentials: z
+      .strictObject({
+        sp: credentialOf('sp'),
+        autoscaler: credentialOf('autoscaler'),
+        // Read-only: status views and operators' tools (mosquitto_sub).
+        observer: credentialOf('observer'),
+      })
+      .prefault({}),
+  })
+  .refine((b) => b.kind === 'aedes' || b.nodes.every((n) => n.healthPort === undefined), {
+    message: "healthPort is served by Faultline's own broker nodes (kind aedes); Mosquitto has none",
+    path: ['nodes'],
+  });
 
 const messagingSchema = z.strictObject({
   pingIntervalMs: ms(DEFAULTS.pingIntervalMs),

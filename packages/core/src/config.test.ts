@@ -74,6 +74,16 @@ describe('loadConfig', () => {
     expect(error.issues[0]?.reason).toContain('FAULTLINE_CEP_FAULT_TIMEOUT_MS');
   });
 
+  it('gives a broker node a health port only where Faultline serves it (aedes), and binds health to loopback', () => {
+    const nodes = [{ name: 'a', port: 1883, healthPort: 7921 }];
+    const aedes = resolveConfig({ brokers: { kind: 'aedes', nodes } }, { env: {} });
+    expect(aedes.brokers.nodes[0]).toMatchObject({ healthPort: 7921, healthHost: '127.0.0.1' });
+    expect(resolveConfig({}, { env: {} }).streamProcessor.nodes[0]?.statusHost).toBe('127.0.0.1');
+    const error = configError(() => resolveConfig({ brokers: { kind: 'mosquitto', nodes } }, { env: {} }));
+    expect(error.issues[0]?.key).toBe('brokers.nodes');
+    expect(error.issues[0]?.reason).toContain('kind aedes');
+  });
+
   it('derives env names from key paths', () => {
     expect(envNameFor(['streamProcessor', 'heartbeatIntervalMs'])).toBe(
       'FAULTLINE_STREAM_PROCESSOR_HEARTBEAT_INTERVAL_MS',

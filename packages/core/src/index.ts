@@ -30,6 +30,15 @@ export {
   MigrationError,
   RelocationError,
 } from './errors.js';
+export {
+  type HealthRoutesOptions,
+  type HealthState,
+  healthRoutes,
+  type MetricsSource,
+  type ServedHttp,
+  serveHealth,
+  serveHttp,
+} from './health-routes.js';
 export { ID_PATTERN, ID_PATTERN_DESCRIPTION } from './ids.js';
 export {
   type Closeable,
@@ -58,6 +67,7 @@ export {
   RateLimitedLog,
   type RateLimitedLogOptions,
 } from './logger.js';
+export { derivedCounter, derivedGauge, serviceRegistry } from './metrics.js';
 export { DEFAULT_MIGRATIONS_DIR, type MigrateOptions, type MigrateResult, migrate } from './migrate.js';
 export { createPgPool, type PgPoolOptions } from './pg-pool.js';
 export { RecentMap } from './recent-map.js';

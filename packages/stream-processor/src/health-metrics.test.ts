@@ -1,5 +1,6 @@
+import os from 'node:os';
+import { serviceRegistry } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { serviceRegistry } from '@faultline/messaging';
 import { BATCH_REFUSALS } from '@faultline/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { detectionOvershoot, spMetrics } from './metrics.js';
@@ -12,21 +13,28 @@ import { startStatusServer } from './status-server.js';
  */
 
 /** A node's status in one of the situations a probe must tell apart. */
-function statusOf(
-  situation: 'active' | 'active-unleased' | 'passive' | 'passive-unlinked' | 'stepping-down',
-): SpStatus {
+type Situation =
+  | 'active'
+  | 'active-unleased'
+  | 'active-no-port'
+  | 'passive'
+  | 'passive-syncing'
+  | 'passive-unlinked'
+  | 'stepping-down';
+
+function statusOf(situation: Situation): SpStatus {
   const role: SpRole = situation.startsWith('active')
     ? 'ACTIVE'
     : situation.startsWith('passive')
       ? 'PASSIVE'
       : 'STEPPING_DOWN';
-  const leased = situation === 'active';
+  const leased = situation === 'active' || situation === 'active-no-port';
   return {
     nodeId: 'sp-1',
     groupId: 'sp',
     role,
     epoch: leased ? 7 : undefined,
-    thriftPort: leased ? 7611 : undefined,
+    thriftPort: role === 'ACTIVE' && situation !== 'active-no-port' ? 7611 : undefined,
     syncPort: 7711,
     passive: {
       endpoint: leased ? '127.0.0.1:7712' : undefined,
@@ -34,7 +42,10 @@ function statusOf(
       lagBatches: 3,
       lagMs: 250,
     },
-    following: situation === 'passive' ? { nodeId: 'sp-2', epoch: 7, lastSeq: 41 } : undefined,
+    following:
+      situation === 'passive' || situation === 'passive-syncing'
+        ? { nodeId: 'sp-2', epoch: 7, lastSeq: 41, synced: situation === 'passive' }
+        : undefined,
     counters: {
       batchesAccepted: 10,
       eventsAccepted: 30,
@@ -89,7 +100,7 @@ async function serve(node: SpNode, metrics = serviceRegistry()) {
 
 describe('the SP health endpoints', () => {
   it('answer by role, as Patroni does: 200 only where the node does that part, 503 elsewhere', async () => {
-    let situation: Parameters<typeof statusOf>[0] = 'active';
+    let situation: Situation = 'active';
     const { url } = await serve(nodeIn(() => statusOf(situation)));
     const codes = async () =>
       Object.fromEntries(
@@ -102,7 +113,9 @@ describe('the SP health endpoints', () => {
     const expected = {
       active: { '/health': 200, '/readiness': 200, '/active': 200, '/passive': 503 },
       'active-unleased': { '/health': 200, '/readiness': 503, '/active': 503, '/passive': 503 },
+      'active-no-port': { '/health': 200, '/readiness': 503, '/active': 503, '/passive': 503 },
       passive: { '/health': 200, '/readiness': 200, '/active': 503, '/passive': 200 },
+      'passive-syncing': { '/health': 200, '/readiness': 503, '/active': 503, '/passive': 200 },
       'passive-unlinked': { '/health': 200, '/readiness': 503, '/active': 503, '/passive': 200 },
       'stepping-down': { '/health': 200, '/readiness': 503, '/active': 503, '/passive': 503 },
     } as const;
@@ -121,27 +134,28 @@ describe('the SP health endpoints', () => {
     });
   });
 
-  it('answer HEAD as a load balancer probes, and refuse other methods', async () => {
-    const { url } = await serve(nodeIn(() => statusOf('active')));
+  it('answer HEAD as a load balancer probes, and refuse other methods, counted', async () => {
+    const { server, url } = await serve(nodeIn(() => statusOf('active')));
     expect((await fetch(`${url}/active`, { method: 'HEAD' })).status).toBe(200);
     expect((await fetch(`${url}/passive`, { method: 'HEAD' })).status).toBe(503);
     expect((await fetch(`${url}/active`, { method: 'POST' })).status).toBe(405);
     expect((await fetch(`${url}/metrics`, { method: 'POST' })).status).toBe(405);
+    expect(server.counters.statusRefusedMethod).toBe(2);
   });
 });
 
 describe('the SP metrics', () => {
   it('serve every family in the Prometheus text format, read from the status at each scrape', async () => {
-    let situation: Parameters<typeof statusOf>[0] = 'active';
+    let situation: Situation = 'active';
     const metrics = serviceRegistry();
     const observe = detectionOvershoot(metrics);
     spMetrics(
       metrics,
       nodeIn(() => statusOf(situation)),
     );
-    observe({ reason: 'timeout', silentForMs: 60_040, overshootMs: 40 });
-    observe({ reason: 'ports_not_open', silentForMs: 0, overshootMs: undefined });
-    const { server, url } = await serve(
+    observe({ memberId: 'm-1', reason: 'timeout', silentForMs: 60_040, overshootMs: 40 });
+    observe({ memberId: 'm-2', reason: 'ports_not_open', silentForMs: 0, overshootMs: undefined });
+    const { url } = await serve(
       nodeIn(() => statusOf(situation)),
       metrics,
     );
@@ -185,7 +199,6 @@ describe('the SP metrics', () => {
     expect(again).not.toMatch(/^faultline_sp_epoch\{/m);
     expect(again).not.toMatch(/^faultline_sp_replication_lag_batches\{/m);
     expect(again).toContain('faultline_sp_following 1\n');
-    expect(server.counters.metricsServed).toBe(2);
   });
 
   it('are not served when the node has none', async () => {
@@ -201,4 +214,38 @@ describe('the SP metrics', () => {
     closers.push(server.close);
     expect((await fetch(`http://127.0.0.1:${server.port}/metrics`)).status).toBe(404);
   });
+});
+
+/** A non-loopback IPv4 address of this machine, to ask from "another host" on it. */
+const outside = Object.values(os.networkInterfaces())
+  .flat()
+  .find((a) => a !== undefined && !a.internal && a.family === 'IPv4')?.address;
+
+describe('the SP status server bound beyond loopback', () => {
+  it.skipIf(outside === undefined)(
+    'serves the health routes and metrics to anyone, /status and /engine to this host only',
+    async () => {
+      const server = await startStatusServer(
+        nodeIn(() => statusOf('active')),
+        {
+          host: '0.0.0.0',
+          port: 0,
+          engineToken: Buffer.from('a-status-token-of-at-least-32-characters'),
+          metrics: serviceRegistry(),
+          logger: createMemoryLogger(),
+        },
+      );
+      closers.push(server.close);
+      const from = `http://${outside}:${server.port}`;
+      expect((await fetch(`${from}/active`)).status).toBe(200);
+      expect((await fetch(`${from}/metrics`)).status).toBe(200);
+      expect((await fetch(`${from}/status`)).status).toBe(403);
+      const engine = await fetch(`${from}/engine`, {
+        headers: { authorization: 'Bearer a-status-token-of-at-least-32-characters' },
+      });
+      expect(engine.status).toBe(403);
+      expect(server.counters.statusRefusedRemote).toBe(2);
+      expect((await fetch(`http://127.0.0.1:${server.port}/status`)).status).toBe(200);
+    },
+  );
 });

@@ -20,8 +20,9 @@ import {
   readSecretFile,
   readTlsFiles,
   runMain,
+  serviceRegistry,
 } from '@faultline/core';
-import { createPublisher, createSubscriber, mqttConnectorFor, serviceRegistry } from '@faultline/messaging';
+import { createPublisher, createSubscriber, mqttConnectorFor } from '@faultline/messaging';
 import { CLIENT_IDS } from '@faultline/protocol';
 import { detectionOvershoot, spMetrics } from './metrics.js';
 import { createSpNode } from './node.js';

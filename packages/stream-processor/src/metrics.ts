@@ -1,5 +1,6 @@
 import type { FaultDeclared } from '@faultline/cep';
-import { derivedCounter, derivedGauge, messagingMetrics, type Publisher, type Subscriber } from '@faultline/messaging';
+import { derivedCounter, derivedGauge } from '@faultline/core';
+import { messagingMetrics, type Publisher, type Subscriber } from '@faultline/messaging';
 import { Histogram, type Registry } from 'prom-client';
 import type { SpNode, SpRole, SpStatus } from './node.js';
 
@@ -69,22 +70,24 @@ export function spMetrics(
     },
     ['role'],
   );
+  // The active's epoch: only while it holds the lease as the active (what the alerts count, not the role).
+  optionalGauge('epoch', 'The lease epoch this node holds as the active; no series otherwise.', () =>
+    status().role === 'ACTIVE' ? status().epoch : undefined,
+  );
+  const linked = (s: SpStatus) => s.role === 'ACTIVE' && s.passive.link === 'ready';
+  gauge('passive_linked', 'Active: 1 while a passive is linked and following.', () => (linked(status()) ? 1 : 0));
+  gauge('following', 'Passive: 1 while it follows an active, its snapshot applied.', () =>
+    status().role === 'PASSIVE' && status().following?.synced === true ? 1 : 0,
+  );
   optionalGauge(
-    'epoch',
-    'The lease epoch this node holds as the active; no series when it holds none.',
-    () => status().epoch,
+    'replication_lag_batches',
+    'Active: batches sent to the linked passive and not yet acknowledged.',
+    () => (linked(status()) ? status().passive.lagBatches : undefined),
   );
-  gauge('passive_linked', 'Active: 1 while a passive is linked and following.', () =>
-    status().role === 'ACTIVE' && status().passive.link === 'ready' ? 1 : 0,
-  );
-  gauge('following', 'Passive: 1 while it follows an active.', () =>
-    status().role === 'PASSIVE' && status().following !== undefined ? 1 : 0,
-  );
-  optionalGauge('replication_lag_batches', 'Active: batches sent to the passive and not yet acknowledged.', () =>
-    status().role === 'ACTIVE' ? status().passive.lagBatches : undefined,
-  );
-  optionalGauge('replication_lag_seconds', 'Active: age of the oldest batch the passive has not acknowledged.', () =>
-    status().role === 'ACTIVE' ? status().passive.lagMs / 1000 : undefined,
+  optionalGauge(
+    'replication_lag_seconds',
+    'Active: age of the oldest batch the linked passive has not acknowledged.',
+    () => (linked(status()) ? status().passive.lagMs / 1000 : undefined),
   );
   counter('batches_accepted', 'Batches accepted from agents.', () => status().counters.batchesAccepted);
   counter('stats_accepted', 'Health stats accepted from agents.', () => status().counters.eventsAccepted);

@@ -59,7 +59,7 @@ export interface SpStatus {
   /** Active: the passive it replicates to. */
   passive: { endpoint: string | undefined; link: string; lagBatches: number; lagMs: number };
   /** Passive: the active it follows. */
-  following: { nodeId: string; epoch: number; lastSeq: number } | undefined;
+  following: { nodeId: string; epoch: number; lastSeq: number; synced: boolean } | undefined;
   counters: SpCounters & {
     badFrames: number;
     syncViolations: number;

@@ -56,9 +56,9 @@ describe('the status server', () => {
     expect(calls.engineState).toBe(1);
     expect(server.counters).toEqual({
       engineServed: 1,
-      metricsServed: 0,
       statusRefusedMethod: 4,
       statusRefusedToken: 4,
+      statusRefusedRemote: 0,
     });
     // One record per reason within 10 s; the rest are counted in the next one.
     expect(logger.records.map((r) => [r.event, r.fields.reason])).toEqual([
@@ -91,9 +91,9 @@ describe('the status server', () => {
       counters: {
         batchesAccepted: 1,
         engineServed: 0,
-        metricsServed: 0,
         statusRefusedMethod: 0,
         statusRefusedToken: 0,
+        statusRefusedRemote: 0,
       },
     });
     expect((await fetch(`${url}/status`, { method: 'POST' })).status).toBe(405);

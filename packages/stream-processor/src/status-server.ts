@@ -1,9 +1,17 @@
 import { timingSafeEqual } from 'node:crypto';
-import http from 'node:http';
-import type net from 'node:net';
-import { type Clock, ID_PATTERN_DESCRIPTION, type Logger, once, RateLimitedLog, systemClock } from '@faultline/core';
+import type http from 'node:http';
+import {
+  type Clock,
+  type HealthState,
+  healthRoutes,
+  ID_PATTERN_DESCRIPTION,
+  type Logger,
+  type MetricsSource,
+  RateLimitedLog,
+  serveHttp,
+  systemClock,
+} from '@faultline/core';
 import { isId } from '@faultline/protocol';
-import type { Registry } from 'prom-client';
 import type { SpNode, SpStatus } from './node.js';
 
 export interface StatusServerOptions {
@@ -15,14 +23,15 @@ export interface StatusServerOptions {
   logger: Logger;
   /** Paces the refusal log records. @default systemClock */
   clock?: Clock;
-  /** Served at `GET /metrics` (Prometheus text format); without it, a 404. */
-  metrics?: Registry;
+  /** Served at `GET /metrics` (a prom-client registry); without it, a 404. */
+  metrics?: MetricsSource;
 }
 
 /**
  * Whether the node does its part of the pair: an active holding its lease
- * (its epoch) with its Thrift port open, or a passive following an active.
- * A node starting, stepping down, or passive and unlinked is not ready.
+ * (its epoch) with its Thrift port open, or a passive following an active
+ * with its snapshot applied. A node starting, stepping down, or passive and
+ * unlinked or still taking the snapshot is not ready.
  */
 export function readiness(status: SpStatus): { ready: boolean; reason: string } {
   if (status.role === 'ACTIVE') {
@@ -31,25 +40,48 @@ export function readiness(status: SpStatus): { ready: boolean; reason: string } 
     return { ready: true, reason: 'active, accepting agents' };
   }
   if (status.role === 'PASSIVE') {
-    if (status.following === undefined) return { ready: false, reason: 'passive, following no active' };
-    return { ready: true, reason: `passive, following ${status.following.nodeId}` };
+    const { following } = status;
+    if (following === undefined) return { ready: false, reason: 'passive, following no active' };
+    // Until its snapshot is applied, a takeover would start from a partial state.
+    if (!following.synced) return { ready: false, reason: `passive, taking the state of ${following.nodeId}` };
+    return { ready: true, reason: `passive, following ${following.nodeId}` };
   }
   return { ready: false, reason: 'stepping down' };
 }
 
-/** The health routes (Patroni's): alive, ready, and one per role, 200 only in it. */
-const HEALTH_ROUTES = new Set(['/health', '/readiness', '/active', '/passive']);
+/** What the health routes answer for a node in `status` (`/active` needs the lease's epoch and the Thrift port open). */
+function healthState(status: SpStatus): HealthState {
+  const { ready, reason } = readiness(status);
+  return {
+    body: { node: status.nodeId, role: status.role, epoch: status.epoch ?? null },
+    ready,
+    reason,
+    role:
+      status.role === 'ACTIVE' && status.epoch !== undefined && status.thriftPort !== undefined
+        ? 'active'
+        : status.role === 'PASSIVE'
+          ? 'passive'
+          : 'neither',
+  };
+}
 
 /** What the status server has answered; merged into `/status`'s counters. */
 export interface StatusServerCounters {
   /** `/engine` answered: the only place the engine's whole state is serialized. */
   engineServed: number;
-  /** `/metrics` answered. */
-  metricsServed: number;
   /** `/engine` or `/status` with another method than GET (405). */
   statusRefusedMethod: number;
   /** `/engine` without the status token or with a wrong one (401). */
   statusRefusedToken: number;
+  /** `/status` or `/engine` asked from another host than this one (403): only the health routes and metrics leave it. */
+  statusRefusedRemote: number;
+}
+
+/** Whether `address` is this host's loopback (IPv4, IPv6, or IPv4 mapped into IPv6). */
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
 }
 
 const json = { 'content-type': 'application/json' };
@@ -85,16 +117,31 @@ export async function startStatusServer(
   const expected = Buffer.concat([Buffer.from('Bearer '), options.engineToken]);
   const counters: StatusServerCounters = {
     engineServed: 0,
-    metricsServed: 0,
     statusRefusedMethod: 0,
     statusRefusedToken: 0,
+    statusRefusedRemote: 0,
   };
   const refusals = new RateLimitedLog(options.logger, options.clock ?? systemClock);
-  const server = http.createServer((request, response) => {
+  const health = healthRoutes({
+    state: () => healthState(node.status()),
+    metrics: options.metrics,
+    logger: options.logger,
+    service: 'sp',
+    onRefused: (request) => {
+      counters.statusRefusedMethod += 1;
+      refusals.warn(request.socket.remoteAddress ?? 'unknown', 'method_not_allowed', 'status request refused', {
+        event: 'sp.status_request_refused',
+        reason: 'method_not_allowed',
+        method: request.method,
+        path: request.url?.slice(0, 64),
+      });
+    },
+  });
+  const handler = (request: http.IncomingMessage, response: http.ServerResponse) => {
     const [path, query] = (request.url ?? '').split('?', 2);
     const reply = (status: number, body: unknown, headers: Record<string, string> = {}) =>
       response.writeHead(status, { ...json, ...headers }).end(JSON.stringify(body));
-    const refuse = (counter: 'statusRefusedMethod' | 'statusRefusedToken', reason: string) => {
+    const refuse = (counter: 'statusRefusedMethod' | 'statusRefusedToken' | 'statusRefusedRemote', reason: string) => {
       counters[counter] += 1;
       refusals.warn(request.socket.remoteAddress ?? 'unknown', reason, 'status request refused', {
         event: 'sp.status_request_refused',
@@ -103,38 +150,21 @@ export async function startStatusServer(
         path: path?.slice(0, 64),
       });
     };
-    const route = path ?? '';
-    const metrics = route === '/metrics' ? options.metrics : undefined;
-    if (route !== '/status' && route !== '/engine' && !HEALTH_ROUTES.has(route) && !metrics) {
+    if (health(request, response)) return;
+    if (path !== '/status' && path !== '/engine') {
       reply(404, { error: 'not found' });
       return;
     }
-    // HEAD too on the health routes: some load balancers probe with it.
-    if (request.method !== 'GET' && !(request.method === 'HEAD' && HEALTH_ROUTES.has(route))) {
+    if (request.method !== 'GET') {
       refuse('statusRefusedMethod', 'method_not_allowed');
       reply(405, { error: 'method not allowed' }, { allow: 'GET' });
       return;
     }
-    if (HEALTH_ROUTES.has(route)) {
-      const status = node.status();
-      const { ready, reason } = readiness(status);
-      const up =
-        route === '/health' ||
-        (route === '/readiness' && ready) ||
-        (route === '/active' && status.role === 'ACTIVE' && status.epoch !== undefined) ||
-        (route === '/passive' && status.role === 'PASSIVE');
-      reply(up ? 200 : 503, { node: status.nodeId, role: status.role, epoch: status.epoch ?? null, ready, reason });
-      return;
-    }
-    if (metrics) {
-      counters.metricsServed += 1;
-      metrics.metrics().then(
-        (text) => response.writeHead(200, { 'content-type': metrics.contentType }).end(text),
-        (error: unknown) => {
-          options.logger.error('metrics could not be collected', { event: 'sp.metrics_failed', error });
-          reply(500, { error: 'metrics could not be collected' });
-        },
-      );
+    // Bound to another address than loopback (statusHost), the port serves probes and Prometheus
+    // elsewhere; the node's internals (peers, ports, its whole state) stay with this host.
+    if (!isLoopback(request.socket.remoteAddress)) {
+      refuse('statusRefusedRemote', 'not_local');
+      reply(403, { error: `${path} is served to this host only` });
       return;
     }
     if (path === '/status') {
@@ -172,23 +202,12 @@ export async function startStatusServer(
     }
     counters.engineServed += 1;
     reply(200, node.engineState());
-  });
-  server.on('error', (error) =>
-    options.logger.error('status server error', { event: 'sp.status_server_error', error }),
-  );
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => resolve());
-  });
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    counters,
-    close: once(
-      () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    ),
   };
+  const served = await serveHttp(handler, {
+    host: options.host,
+    port: options.port,
+    logger: options.logger,
+    service: 'sp.status_server',
+  });
+  return { port: served.port, counters, close: served.close };
 }

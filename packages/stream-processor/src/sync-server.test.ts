@@ -157,10 +157,12 @@ describe('SyncServer: who may link', () => {
     const { server, connect, snapshots } = await start();
     const { peer, welcome } = await linkAs(connect, 'sp-1', 7);
     expect(welcome).toEqual({ t: 'welcome', epoch: 7 });
+    // Linked, but a takeover now would start from a partial state: not synced (not ready) until its snapshot.
+    expect(server.following).toEqual({ nodeId: 'sp-1', epoch: 7, lastSeq: 0, synced: false });
     peer.send({ t: 'snapshot', seq: 0, engine: { total: 3 }, dedupe: { agents: [] } });
     expect(await peer.next('ack')).toEqual({ t: 'ack', seq: 0 });
     expect(snapshots).toEqual([{ total: 3 }]);
-    expect(server.following).toEqual({ nodeId: 'sp-1', epoch: 7, lastSeq: 0 });
+    expect(server.following).toEqual({ nodeId: 'sp-1', epoch: 7, lastSeq: 0, synced: true });
     expect(server.counters).toMatchObject({ links: 1, violations: 0, authFailures: 0, hellosRefused: 0 });
   });
 

@@ -161,10 +161,13 @@ export class SyncServer {
     });
   }
 
-  /** The active this node follows, if any. */
-  get following(): { nodeId: string; epoch: number; lastSeq: number } | undefined {
+  /** The active this node follows, if any; `synced` once its snapshot is applied (the live stream follows). */
+  get following(): { nodeId: string; epoch: number; lastSeq: number; synced: boolean } | undefined {
     const current = this.current;
-    return current && { nodeId: current.peerId as string, epoch: current.epoch as number, lastSeq: this.lastSeq };
+    const synced = this.followedLink?.connection === current && this.followedLink?.synced === true;
+    return (
+      current && { nodeId: current.peerId as string, epoch: current.epoch as number, lastSeq: this.lastSeq, synced }
+    );
   }
 
   /**

@@ -37,19 +37,34 @@ describe('the pair behind a load balancer', () => {
     expect(metrics).toContain('faultline_sp_role{role="ACTIVE"} 1\n');
     expect(metrics).toContain('faultline_sp_passive_linked 1\n');
 
-    await active.kill('SIGKILL');
-    // At most one node answers 200 on /active at any poll, and the other takes over.
-    await waitFor(async () => {
-      const [killed, other] = [await code(active, '/active'), await code(passive, '/active')];
-      expect(killed).toBe(0);
-      return other === 200 ? true : undefined;
-    }, 'the passive answering 200 on /active');
-    await active.restart();
-    await steady([passive, active]);
-    await waitFor(
-      async () => ((await routes(active)).readiness === 200 ? true : undefined),
-      'the old active ready as passive',
-    );
+    // At most one node answers 200 on /active at any instant, from the kill through the old active's
+    // return as passive: sampled every 50 ms throughout.
+    let both = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const [a, b] = await Promise.all([code(active, '/active'), code(passive, '/active')]);
+        if (a === 200 && b === 200) both += 1;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    try {
+      await active.kill('SIGKILL');
+      await waitFor(
+        async () => ((await code(passive, '/active')) === 200 ? true : undefined),
+        'the passive on /active',
+      );
+      await active.restart();
+      await steady([passive, active]);
+      await waitFor(
+        async () => ((await routes(active)).readiness === 200 ? true : undefined),
+        'the old active ready as passive',
+      );
+    } finally {
+      sampling = false;
+      await sampler;
+    }
+    expect(both).toBe(0);
     expect(await routes(active)).toEqual({ health: 200, readiness: 200, active: 503, passive: 200 });
     expect(await routes(passive)).toEqual({ health: 200, readiness: 200, active: 200, passive: 503 });
   });
