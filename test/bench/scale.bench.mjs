@@ -250,6 +250,42 @@ function printTimeline(pair, since) {
 }
 
 /** Phase 1: the pair at N members, measured over MEASURE_MS after the warm-up. */
+/** Seconds of each window of the scrape cost: without scrapes, then with them back to back. */
+const SCRAPE_WINDOW_S = 4;
+
+/**
+ * What one Prometheus scrape (`GET /metrics`) costs the active under the load:
+ * its CPU over a window of scrapes back to back, less its CPU over a window
+ * just before without any (the same-run baseline), per scrape.
+ */
+async function scrapeCost(active, n) {
+  const name = `active SP CPU per /metrics scrape, ${n} members, under the load`;
+  const pid = active.pid;
+  if (pid === undefined) return { name: `${name}: not measured (the active is not running)`, value: '–', unit: 'ms' };
+  const url = `http://127.0.0.1:${active.statusPort}/metrics`;
+  const before = cpuSeconds(pid);
+  await sleep(SCRAPE_WINDOW_S * 1000);
+  const quiet = cpuSeconds(pid) - before;
+  const start = cpuSeconds(pid);
+  const until = performance.now() + SCRAPE_WINDOW_S * 1000;
+  let scrapes = 0;
+  let bytes = 0;
+  let series = 0;
+  while (performance.now() < until) {
+    const text = await (await fetch(url)).text();
+    scrapes += 1;
+    bytes = text.length;
+    series = text.split('\n').filter((line) => line !== '' && !line.startsWith('#')).length;
+  }
+  const busy = cpuSeconds(pid) - start;
+  const perScrapeMs = ((busy - quiet) * 1000) / scrapes;
+  return {
+    name: `${name} (${scrapes} scrapes back to back in ${SCRAPE_WINDOW_S} s, ${int(bytes)} bytes and ${series} series each; baseline: the active's CPU over the ${SCRAPE_WINDOW_S} s before, no scrape: ${(quiet * 1000).toFixed(0)} ms)`,
+    value: Math.max(0, perScrapeMs).toFixed(2),
+    unit: 'ms',
+  };
+}
+
 async function measureSteadyState({
   members,
   pair,
@@ -738,6 +774,8 @@ export async function run(options = {}) {
     console.log(
       `  scale: the active's event-loop max / p99 delay (ms, its 5–10 s window) read every second from the load's start: ${trace.join(' ')}`,
     );
+
+    figures.push(await scrapeCost(active, n));
 
     // 2. Relink: kill -9 of the passive, restarted; whichever node is the passive by now.
     const runs = [];

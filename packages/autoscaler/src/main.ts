@@ -82,7 +82,7 @@ await runMain(
     brokerCredential(config, 'autoscaler');
     resolved = { config, url, memberKey, nodeId: node.id, healthPort: node.healthPort, healthHost: node.healthHost };
     // Both nodes write one log, each record naming its node.
-    return createLogger({ service: 'autoscaler', level: config.logging.level, dir: config.logging.dir }).child({
+    return createLogger({ service: 'autoscaler', ...config.logging }).child({
       node: node.id,
     });
   },

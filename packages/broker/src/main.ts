@@ -19,8 +19,7 @@ await runMain(
     serviceConfig = brokerServiceConfig(config, brokerNameFrom(process.argv.slice(2), process.env));
     return createLogger({
       service: `broker-${serviceConfig.node.name}`,
-      level: config.logging.level,
-      dir: config.logging.dir,
+      ...config.logging,
       console: 'pretty',
     });
   },

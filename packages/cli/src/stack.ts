@@ -86,7 +86,7 @@ async function runStack(
   // Broker accounts without a password get a generated file (README "Secret files"); the services get its path.
   const { config, env: secretEnv } = issueBrokerPasswords(loaded);
   const logDir = path.resolve(config.logging.dir);
-  const logger = createLogger({ service: 'supervisor', level: config.logging.level, dir: logDir });
+  const logger = createLogger({ service: 'supervisor', ...config.logging, dir: logDir });
   if (lock.replaced) {
     logger.warn('the last supervisor of this folder died without stopping its stack: taking over', {
       event: 'stack.stale_lock',

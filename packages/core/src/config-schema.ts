@@ -298,6 +298,14 @@ export const configSchema = z
         level: z.enum(LOG_LEVELS).default('info'),
         /** Folder of the per-service JSON-lines files, relative to the working directory. */
         dir: z.string().default('.faultline/logs'),
+        /** A service's file is rotated past this size (`<service>1.jsonl` the newest rotated)… */
+        maxFileBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .default(DEFAULTS.logMaxFileBytes),
+        /** …and this many files are kept per service, the current one included. */
+        maxFiles: z.number().int().min(2).max(100).default(DEFAULTS.logMaxFiles),
       })
       .prefault({}),
     database: z

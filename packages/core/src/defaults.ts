@@ -5,6 +5,10 @@
  * options or config.
  */
 export const DEFAULTS = {
+  /** A service's JSON-lines log is rotated past this size (README "Operations → Logs")… */
+  logMaxFileBytes: 50 * 1024 * 1024,
+  /** …and this many files are kept, the current one included. */
+  logMaxFiles: 5,
   /** Subscriber ping to topic `ping` (the seed). */
   pingIntervalMs: 1_000,
   /** Subscriber reconnect + resubscribe while the broker is down (the seed). */

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -106,6 +106,35 @@ describe('createLogger', () => {
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     // A parent it creates keeps the usual mode: the embedded PostgreSQL's user must reach .faultline/pg.
     expect(statSync(path.join(root, '.faultline')).mode & 0o777).toBe(0o755);
+  });
+
+  it('rotates its file past maxFileBytes and keeps maxFiles of them, the newest records in <service>.jsonl', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-log-'));
+    const log = createLogger({ service: 'sp-1', dir, console: 'none', maxFileBytes: 64 * 1024, maxFiles: 3 });
+    const padding = 'x'.repeat(1_000);
+    // About 1.1 KB a record: 600 of them are some 10 files' worth.
+    for (let i = 0; i < 600; i++) {
+      log.info('record', { event: 'test.record', i, padding });
+      // Rotation happens between writes: give the stream its turn now and then.
+      if (i % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await log.flush();
+    const files = readdirSync(dir).sort();
+    expect(files).toEqual(['sp-1.jsonl', 'sp-1.jsonl'.replace('.', '1.'), 'sp-1.jsonl'.replace('.', '2.')].sort());
+    const numbers = (file: string) =>
+      readFileSync(path.join(dir, file), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => (JSON.parse(line) as { i: number }).i);
+    // Oldest kept file first: every record from the first kept one to 599, in order, none missing.
+    const kept = [...numbers('sp-12.jsonl'), ...numbers('sp-11.jsonl'), ...numbers('sp-1.jsonl')];
+    const first = kept[0] as number;
+    expect(kept).toEqual(Array.from({ length: 600 - first }, (_, k) => first + k));
+    expect(numbers('sp-1.jsonl').length).toBeGreaterThan(0);
+    for (const file of files) {
+      expect(statSync(path.join(dir, file)).size).toBeLessThanOrEqual(64 * 1024 + 2_048);
+      expect(statSync(path.join(dir, file)).mode & 0o777).toBe(0o600);
+    }
   });
 });
 

@@ -4,6 +4,7 @@ import winston from 'winston';
 import type { Clock } from './clock.js';
 import { DEFAULTS } from './defaults.js';
 import { withDefaults } from './lifecycle.js';
+import { RotatingFile } from './rotating-file.js';
 import { mkdirPrivate } from './secrets.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
@@ -41,6 +42,14 @@ export interface LoggerOptions {
   level?: LogLevel;
   /** Folder for the JSON-lines file (mode 0600; the folder 0700 when created here). @default undefined (no file) */
   dir?: string;
+  /**
+   * The file is rotated past this size: `<service>.jsonl` always holds the
+   * newest records, `<service>1.jsonl` the ones before, and so on.
+   * @default DEFAULTS.logMaxFileBytes (50 MiB)
+   */
+  maxFileBytes?: number;
+  /** Files kept, the current one included; the oldest is deleted. @default DEFAULTS.logMaxFiles (5) */
+  maxFiles?: number;
   /**
    * Console output: `pretty` (colored, service-prefixed), `json` (one JSON object
    * a line, for a supervisor that re-reads it) or `none`.
@@ -183,7 +192,14 @@ export function createLogger(options: LoggerOptions): Logger & { flush(): Promis
     mkdirPrivate(options.dir);
     if (existsSync(filename)) chmodSync(filename, 0o600);
     transports.push(
-      new winston.transports.File({ filename, options: { flags: 'a', mode: 0o600 }, format: winston.format.json() }),
+      new RotatingFile(
+        filename,
+        options.maxFileBytes ?? DEFAULTS.logMaxFileBytes,
+        options.maxFiles ?? DEFAULTS.logMaxFiles,
+        {
+          format: winston.format.json(),
+        },
+      ),
     );
   }
   const inner = winston.createLogger({

@@ -68,7 +68,7 @@ const resolvedSettings = () => {
 await runMain(
   () => {
     const { config, spec } = resolvedSettings();
-    return createLogger({ service: spec.id, level: config.logging.level, dir: config.logging.dir });
+    return createLogger({ service: spec.id, ...config.logging });
   },
   async ({ logger }) => {
     const { config, spec, url, memberKey, syncKey, statusToken, credentials, thriftTls, mqttTls } = resolvedSettings();
