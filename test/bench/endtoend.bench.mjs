@@ -42,7 +42,14 @@ export async function run() {
     .replace(/clusters:[\s\S]*$/, 'clusters:\n  - { id: php, cartridgeType: php, min: 2, max: 2 }\n');
   writeFileSync(path.join(dir, 'faultline.yaml'), config);
   const FAULT_TIMEOUT_MS = Number(/faultTimeoutMs: (\d+)/.exec(config)?.[1]);
-  const cli = async (...args) => (await exec(process.execPath, [CLI, ...args], { cwd: dir })).stdout.trim();
+  // `stack status` exits 3 while the stack is degraded (a member killed on purpose): its output is the answer.
+  const cli = async (...args) =>
+    (
+      await exec(process.execPath, [CLI, ...args], { cwd: dir }).catch((error) => {
+        if (error.code === 3 && error.stdout !== undefined) return { stdout: error.stdout };
+        throw error;
+      })
+    ).stdout.trim();
   const logs = (service) => {
     const file = path.join(dir, '.faultline/logs', `${service}.jsonl`);
     return existsSync(file)

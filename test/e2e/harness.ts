@@ -101,7 +101,16 @@ export function stackConfig(kind: string, ports: readonly number[], extra: Recor
 
 /** Reading a stack in `dir`: its CLI, its services' logs, its status. */
 export function stackProbe(dir: () => string) {
-  const cli = async (...args: string[]) => (await run(process.execPath, [CLI, ...args], { cwd: dir() })).stdout.trim();
+  // `stack status` exits 3 when the stack is degraded (a scenario breaks it on purpose): its output is the answer.
+  const cli = async (...args: string[]) => {
+    try {
+      return (await run(process.execPath, [CLI, ...args], { cwd: dir() })).stdout.trim();
+    } catch (error) {
+      const failed = error as { code?: number; stdout?: string };
+      if (failed.code === 3 && failed.stdout !== undefined) return failed.stdout.trim();
+      throw error;
+    }
+  };
   const records = (service: string): LogRecord[] => {
     const file = path.join(dir(), '.faultline/logs', `${service}.jsonl`);
     if (!existsSync(file)) return [];

@@ -160,11 +160,14 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
   it('stack down: no process of the stack and no member left', async () => {
     const pids = (await status()).clusters.flatMap((c) => c.members).length;
     expect(pids).toBe(3);
-    await cli('stack', 'down');
-    await new Promise((resolve) => stack.once('exit', resolve));
+    const exited = new Promise((resolve) => stack.once('exit', resolve));
+    // `stack down` returns once the stack has stopped: nothing is left the moment it returns.
+    const said = await cli('stack', 'down');
+    expect(said).toMatch(/stopped in \d+\.\d s/);
     // Every process of the stack runs in the stack's folder: services in it, members and agents in theirs below it.
     const leftovers = processesOf(dir);
     expect(leftovers).toEqual([]);
+    await exited;
     expect(records('supervisor').map((r) => r.event)).toContain('stack.members_terminated');
     expect(existsSync(path.join(dir, '.faultline/run/control.json'))).toBe(false);
   });

@@ -75,6 +75,39 @@ export function readControlFile(runDir: string): ControlFile | undefined {
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as ControlFile) : undefined;
 }
 
+/** How long `stack down` waits for the supervisor to have stopped everything and exited. */
+const STOP_WAIT_MS = 120_000;
+
+/**
+ * Resolves once the supervisor named by the control file under `runDir` has
+ * exited: it exits last, once every service and member has stopped. Rejects
+ * after STOP_WAIT_MS (FL_ERR_STACK_STOP_TIMEOUT).
+ */
+export async function waitStopped(runDir: string, clock: Clock = systemClock): Promise<{ ms: number }> {
+  const started = clock.monotonicNow();
+  const pid = readControlFile(runDir)?.pid;
+  const alive = () => {
+    if (pid === undefined) return false;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  };
+  while (alive()) {
+    if (clock.monotonicNow() - started > STOP_WAIT_MS) {
+      throw new ControlError(
+        'FL_ERR_STACK_STOP_TIMEOUT',
+        `the stack's supervisor (pid ${pid}) is still running ${STOP_WAIT_MS / 1000} s after it was asked to stop`,
+        { context: { pid } },
+      );
+    }
+    await new Promise<void>((resolve) => clock.setTimeout(() => resolve(), 100));
+  }
+  return { ms: Math.round(clock.monotonicNow() - started) };
+}
+
 /** The request's path without the leading `/` or a query: the action asked for. */
 function actionOf(url: string | undefined): string {
   const pathPart = (url ?? '').split('?', 1)[0] ?? '';

@@ -7,29 +7,44 @@
  * exits 2, naming it and its reason). What it prints from elsewhere (the
  * supervisor's answers, error messages) has its control characters escaped.
  */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ConfigError, escapeControlChars, ID_PATTERN, loadConfig, RELOCATION_ROOT, systemClock } from '@faultline/core';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  ConfigError,
+  colorsWanted,
+  escapeControlChars,
+  ID_PATTERN,
+  loadConfig,
+  RELOCATION_ROOT,
+  systemClock,
+} from '@faultline/core';
 import { CHAOS_ACTIONS, isChaosAction, PAUSE_SECONDS_MAX, PAUSE_SECONDS_MIN, parseChaosRequest } from './chaos.js';
-import { callControl } from './control.js';
+import { callControl, waitStopped } from './control.js';
 import { ServiceFailedError, UsageError } from './errors.js';
 import { showLogs } from './logs.js';
 import { RUN_DIR, stackUp } from './stack.js';
-import { formatStatus, type StackStatus } from './status.js';
+import { degraded, formatStatus, type StackStatus } from './status.js';
 
 const HELP: Record<string, string> = {
   main: `faultline: run the Faultline stack and break it on purpose
 
 Usage:
   faultline stack up [--config FILE]     start the full stack (npm run stack)
-  faultline stack down                   stop a running stack, members included
-  faultline stack status [--json]        services (pid, state, restarts), SP roles and epoch, brokers,
-                                         clusters, last autoscaler actions
-  faultline logs [--service NAME] [--follow] [--json]
+  faultline stack down [--no-wait]       stop a running stack, members included; returns once stopped
+  faultline stack status                 services (pid, state, restarts), SP roles and epoch, brokers,
+                                         clusters, last autoscaler actions; exit 3 when degraded
+  faultline logs [--service NAME] [--follow]
   faultline chaos ACTION [TARGET]        kill-member [ID], kill-agent [ID], hang-member [ID],
                                          kill-broker a|b, kill-sp active|passive,
                                          pause-sp active [--seconds N]
-Every command takes --help.`,
-  stack: `faultline stack up [--config FILE] | down | status [--json]
+  faultline --version
+
+Every command takes -h/--help and --json (machine-readable output). Exit codes: 0 done,
+1 failed, 2 a bad argument or configuration (nothing was contacted), 3 the stack is degraded
+(stack status). Colors only on a terminal; NO_COLOR or FORCE_COLOR=0 turns them off.`,
+  stack: `faultline stack up [--config FILE] | down [--no-wait] | status   (each: --json)
 
   up      starts PostgreSQL (embedded under .faultline/pg unless database.url or DATABASE_URL;
           run as root from a home folder of mode 0700, under ${RELOCATION_ROOT}),
@@ -39,8 +54,11 @@ Every command takes --help.`,
           supervisor killed with -9 left running is stopped first. Prints the status table.
           Ctrl-C stops everything, members included.
           --config FILE   default: FAULTLINE_CONFIG, else infra/config/faultline.yaml
-  down    asks the running supervisor to stop the stack
-  status  the running stack's state; --json for a machine-readable form`,
+          --json          once up, the status as one JSON line instead of the table
+  down    asks the running supervisor to stop the stack and waits until it has (up to 2 minutes;
+          everything it started has stopped by then); --no-wait returns at once
+  status  the running stack's state; exits 3 when degraded (a service not up, not exactly one
+          active SP node, a broker down, a cluster holding its faults), the reasons on stderr`,
   logs: `faultline logs [--service NAME] [--follow] [--json]
 
   Prints the per-service JSON-lines logs under logging.dir (.faultline/logs), merged by time.
@@ -61,27 +79,34 @@ Every command takes --help.`,
   before the supervisor is contacted.`,
 };
 
-function flag(args: string[], name: string): boolean {
-  return args.includes(name);
-}
+type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
-function option(args: string[], name: string): string | undefined {
-  const at = args.indexOf(name);
-  if (at < 0) return undefined;
-  const value = args[at + 1];
-  if (value === undefined || value.startsWith('--')) throw new UsageError(`${name} needs a value`);
-  return value;
-}
+/** What every command takes besides its own options. */
+const COMMON: Options = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } };
 
-/** The arguments that are neither options nor an option's value. */
-function positional(args: string[], optionsWithValue: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    if (optionsWithValue.includes(arg)) i += 1;
-    else if (!arg.startsWith('--')) out.push(arg);
+/**
+ * The command's arguments, strictly: an unknown option, an option missing its
+ * value or a value given to a flag is a usage error (exit 2), never ignored.
+ */
+function parse(args: string[], options: Options, positionals: number) {
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; options: Options; allowPositionals: true; strict: true }>>;
+  try {
+    parsed = parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
   }
-  return out;
+  if (parsed.positionals.length > positionals) {
+    const extra = parsed.positionals.slice(positionals).map((p) => JSON.stringify(p.slice(0, 64)));
+    throw new UsageError(`unexpected argument${extra.length > 1 ? 's' : ''} ${extra.join(' ')}`);
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  return { values, positionals: parsed.positionals, json: values.json === true, help: values.help === true };
+}
+
+/** The version of this command (its package's). */
+function version(): string {
+  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'package.json');
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
 }
 
 /** Text from elsewhere (the supervisor's answers), each of its lines safe for the terminal. */
@@ -94,37 +119,69 @@ function print(text: unknown): void {
   );
 }
 
+/** An answer of the supervisor: as JSON with --json, else its text. */
+function answer(value: unknown, json: boolean): void {
+  if (json) print(JSON.stringify(typeof value === 'string' ? { message: value } : value, null, 2));
+  else print(value);
+}
+
+/** Exit code of `stack status` for a stack that runs degraded (README "The CLI"). */
+export const EXIT_DEGRADED = 3;
+
 async function main(argv: string[]): Promise<number> {
-  const [command, sub, ...rest] = argv;
-  const args = argv.slice(1);
-  if (!command || command === '--help' || command === 'help') {
+  const [command, ...args] = argv;
+  if (command === undefined) {
     process.stdout.write(`${HELP.main}\n`);
-    return command ? 0 : 1;
+    return 1;
   }
-  if (flag(args, '--help')) {
-    const text = HELP[command];
-    if (!text) throw new UsageError(`unknown command ${command}; see faultline --help`);
-    process.stdout.write(`${text}\n`);
+  if (command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${HELP.main}\n`);
     return 0;
   }
+  if (command === '--version' || command === '-V') {
+    process.stdout.write(`faultline ${version()}\n`);
+    return 0;
+  }
+  const text = HELP[command];
+  if (!text || command === 'main')
+    throw new UsageError(`unknown command ${JSON.stringify(command.slice(0, 64))}; see faultline --help`);
   switch (command) {
-    case 'stack':
+    case 'stack': {
+      const { values, positionals, json, help } = parse(
+        args,
+        { config: { type: 'string' }, 'no-wait': { type: 'boolean' } },
+        1,
+      );
+      if (help) return usage(text);
+      const [sub] = positionals;
       if (sub === 'up') {
-        await stackUp({ configPath: option(rest, '--config') || undefined });
+        await stackUp({ configPath: (values.config as string | undefined) || undefined, json });
         return 0;
       }
+      if (values.config !== undefined) throw new UsageError(`--config is an option of stack up only`);
       if (sub === 'down') {
-        print(await callControl(RUN_DIR, 'down'));
+        const said = await callControl(RUN_DIR, 'down');
+        // The supervisor answers at once and stops the stack after: wait for it to have gone.
+        const stopped = values['no-wait'] === true ? undefined : await waitStopped(RUN_DIR);
+        answer(json ? { message: said, ...(stopped ? { stoppedInMs: stopped.ms } : {}) } : said, json);
+        if (stopped && !json) print(`stopped in ${(stopped.ms / 1000).toFixed(1)} s`);
         return 0;
       }
+      if (values['no-wait'] !== undefined) throw new UsageError(`--no-wait is an option of stack down only`);
       if (sub === 'status') {
         const status = (await callControl(RUN_DIR, 'status')) as StackStatus;
-        print(flag(rest, '--json') ? JSON.stringify(status, null, 2) : formatStatus(status));
-        return 0;
+        print(json ? JSON.stringify(status, null, 2) : formatStatus(status));
+        const reasons = degraded(status);
+        if (reasons.length > 0 && !json)
+          process.stderr.write(`faultline: the stack is degraded: ${reasons.join('; ')}\n`);
+        return reasons.length > 0 ? EXIT_DEGRADED : 0;
       }
       throw new UsageError(`unknown stack command ${sub ?? '(none)'}; see faultline stack --help`);
+    }
     case 'logs': {
-      const service = option(args, '--service');
+      const { values, json, help } = parse(args, { service: { type: 'string' }, follow: { type: 'boolean' } }, 0);
+      if (help) return usage(text);
+      const service = values.service as string | undefined;
       if (service !== undefined && !ID_PATTERN.test(service)) {
         throw new UsageError(`--service ${JSON.stringify(service.slice(0, 64))} is not a service name`);
       }
@@ -134,9 +191,9 @@ async function main(argv: string[]): Promise<number> {
       await showLogs({
         dir: path.resolve(config.logging.dir),
         service,
-        follow: flag(args, '--follow'),
-        json: flag(args, '--json'),
-        colors: Boolean(process.stdout.isTTY),
+        follow: values.follow === true,
+        json,
+        colors: colorsWanted(process.stdout),
         clock: systemClock,
         write: (line) => process.stdout.write(`${line}\n`),
         signal: controller.signal,
@@ -144,21 +201,27 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'chaos': {
-      if (!sub || !isChaosAction(sub)) {
+      const { values, positionals, json, help } = parse(args, { seconds: { type: 'string' } }, 2);
+      if (help) return usage(text);
+      const [action, target] = positionals;
+      if (!action || !isChaosAction(action)) {
         throw new UsageError(
-          `unknown chaos action ${JSON.stringify((sub ?? '(none)').slice(0, 64))}; one of: ${CHAOS_ACTIONS.join(', ')}`,
+          `unknown chaos action ${JSON.stringify((action ?? '(none)').slice(0, 64))}; one of: ${CHAOS_ACTIONS.join(', ')}`,
         );
       }
-      const targets = positional(rest, ['--seconds']);
-      if (targets.length > 1) throw new UsageError(`chaos ${sub} takes one TARGET; got ${targets.length}`);
       // Checked here, before the supervisor is contacted, and again by the supervisor.
-      const request = parseChaosRequest({ action: sub, target: targets[0], seconds: option(rest, '--seconds') });
-      print(await callControl(RUN_DIR, 'chaos', { ...request }));
+      const request = parseChaosRequest({ action, target, seconds: values.seconds as string | undefined });
+      answer(await callControl(RUN_DIR, 'chaos', { ...request }), json);
       return 0;
     }
     default:
-      throw new UsageError(`unknown command ${command}; see faultline --help`);
+      throw new UsageError(`unknown command ${JSON.stringify(command.slice(0, 64))}; see faultline --help`);
   }
+}
+
+function usage(text: string): number {
+  process.stdout.write(`${text}\n`);
+  return 0;
 }
 
 main(process.argv.slice(2)).then(

@@ -45,6 +45,8 @@ const POSTGRES = 'postgres';
 export interface StackUpOptions {
   /** @default FAULTLINE_CONFIG, else infra/config/faultline.yaml */
   configPath?: string | undefined;
+  /** Once up, the status as one JSON line (`{"up":true,"status":…}`) instead of the table. */
+  json?: boolean;
 }
 
 /**
@@ -58,7 +60,7 @@ export interface StackUpOptions {
  * configuration) stops the stack too: then this rejects with a
  * ServiceFailedError naming it and its reason.
  */
-export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
+export async function stackUp({ configPath, json = false }: StackUpOptions): Promise<void> {
   const loaded: FaultlineConfig = loadConfig({ path: configPath });
   const clock = systemClock;
   const table = linuxServiceTable;
@@ -67,7 +69,7 @@ export async function stackUp({ configPath }: StackUpOptions): Promise<void> {
   // Before anything of the folder is touched: a second `stack up` here stops at this line.
   const lock = await StackLock.acquire({ file: path.join(RUN_DIR, 'supervisor.lock'), table, clock });
   try {
-    await runStack(loaded, configPath, lock, table, terminal);
+    await runStack(loaded, configPath, lock, table, terminal, json);
   } finally {
     lock.release();
   }
@@ -79,6 +81,7 @@ async function runStack(
   lock: StackLock,
   table: ServiceProcessTable,
   terminal: ConsoleOutput,
+  json: boolean,
 ): Promise<void> {
   const configFile = path.resolve(
     configPath ?? process.env.FAULTLINE_CONFIG ?? path.resolve('infra/config/faultline.yaml'),
@@ -227,8 +230,11 @@ async function runStack(
     });
     await sleep(clock, FIRST_STATUS_DELAY_MS);
     if (stopping) return;
+    const status = await stackStatus(config, registry, supervisor.list());
     terminal.print(
-      `\n${formatStatus(await stackStatus(config, registry, supervisor.list()))}\n\nThe stack is up. Ctrl-C (or faultline stack down) stops it.\n\n`,
+      json
+        ? `${JSON.stringify({ up: true, status })}\n`
+        : `\n${formatStatus(status)}\n\nThe stack is up. Ctrl-C (or faultline stack down) stops it.\n\n`,
     );
   };
   startup = start();

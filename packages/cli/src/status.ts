@@ -75,6 +75,26 @@ export async function stackStatus(
 }
 
 /** The status as a readable block of tables; what came from the registry (a reason) has its control characters escaped. */
+/**
+ * Why the stack runs degraded, or nothing: a platform service not up, not
+ * exactly one SP node active, an SP node not answering, a broker down, or a
+ * cluster holding faults (a storm, a silent detector). `stack status` exits
+ * non-zero then, so a script or a probe can tell.
+ */
+export function degraded(status: StackStatus): string[] {
+  const reasons: string[] = [];
+  for (const s of status.services) if (s.state !== 'up') reasons.push(`service ${s.name} ${s.state}`);
+  const actives = status.sp.filter((s) => s.role === 'ACTIVE').length;
+  if (actives !== 1) reasons.push(`${actives} active SP nodes`);
+  for (const s of status.sp) if (s.role === 'DOWN') reasons.push(`SP node ${s.node} not answering`);
+  for (const b of status.brokers) if (!b.up) reasons.push(`broker ${b.name} down`);
+  for (const c of status.clusters) {
+    if (c.faultStormHeldSince !== null) reasons.push(`cluster ${c.id} holds its faults in a fault storm`);
+    if (c.detectorSilent.length > 0) reasons.push(`cluster ${c.id}: the fault detector is silent`);
+  }
+  return reasons;
+}
+
 export function formatStatus(status: StackStatus): string {
   const lines: string[] = [];
   if (status.services.length > 0) {

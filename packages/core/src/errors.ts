@@ -47,6 +47,8 @@ export const ERROR_CODES = {
     '`faultline stack up` found a stack already running in this folder: its lock (`.faultline/run/supervisor.lock`) names a live supervisor, by pid and start time.',
   FL_ERR_STACK_NOT_RUNNING:
     'No stack answers: the control file under `.faultline/run` is missing, or the supervisor it names does not respond.',
+  FL_ERR_STACK_STOP_TIMEOUT:
+    '`faultline stack down` asked the supervisor to stop, and it was still running after the wait (2 minutes); `--no-wait` returns at once.',
   FL_ERR_CONTROL_FAILED:
     "The running stack's supervisor refused a control call or could not carry it out; the message is the supervisor's.",
   FL_ERR_SERVICE_NOT_READY:

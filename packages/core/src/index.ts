@@ -52,6 +52,7 @@ export {
 } from './lifecycle.js';
 export {
   boundLoggedText,
+  colorsWanted,
   createLogger,
   EVENT_KEY_PATTERN,
   type EventFields,

@@ -3,7 +3,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Clock } from './clock.js';
-import { createLogger, escapeControlChars, formatPretty, MAX_LOGGED_FIELD_CHARS, RateLimitedLog } from './logger.js';
+import {
+  colorsWanted,
+  createLogger,
+  escapeControlChars,
+  formatPretty,
+  MAX_LOGGED_FIELD_CHARS,
+  RateLimitedLog,
+} from './logger.js';
 import { controlsIn, createMemoryLogger, withoutColors } from './testing/index.js';
 
 describe('formatPretty', () => {
@@ -212,5 +219,22 @@ describe('RateLimitedLog', () => {
     // 'a' was forgotten (the oldest of three with room for two): it is logged again at once.
     log.warn('a', 'r', 'refused', { event: 'test.refused' });
     expect(logger.records).toHaveLength(5);
+  });
+});
+
+describe('colorsWanted', () => {
+  it('follows NO_COLOR, then FORCE_COLOR (0 and false are off), then whether the stream is a terminal', () => {
+    const tty = { isTTY: true };
+    const pipe = { isTTY: false };
+    expect(colorsWanted(tty, {})).toBe(true);
+    expect(colorsWanted(pipe, {})).toBe(false);
+    expect(colorsWanted(tty, { NO_COLOR: '1' })).toBe(false);
+    expect(colorsWanted(tty, { NO_COLOR: '1', FORCE_COLOR: '1' })).toBe(false);
+    expect(colorsWanted(tty, { NO_COLOR: '' })).toBe(true);
+    // FORCE_COLOR=0 turned colors on: any non-empty value was taken for yes.
+    expect(colorsWanted(tty, { FORCE_COLOR: '0' })).toBe(false);
+    expect(colorsWanted(tty, { FORCE_COLOR: 'false' })).toBe(false);
+    expect(colorsWanted(pipe, { FORCE_COLOR: '1' })).toBe(true);
+    expect(colorsWanted(pipe, { FORCE_COLOR: '' })).toBe(true);
   });
 });

@@ -56,7 +56,7 @@ export interface LoggerOptions {
    * @default 'pretty'
    */
   console?: 'pretty' | 'json' | 'none';
-  /** Colors on the pretty console. @default process.stdout.isTTY || FORCE_COLOR */
+  /** Colors on the pretty console. @default colorsWanted(process.stdout): NO_COLOR, FORCE_COLOR, a terminal */
   colors?: boolean;
 }
 
@@ -171,11 +171,22 @@ class WinstonLogger implements Logger {
   }
 }
 
+/**
+ * Whether to paint what goes to `stream`: never with `NO_COLOR` set (no-color.org),
+ * then as `FORCE_COLOR` says (`0` or `false`: off; anything else: on), else
+ * only on a terminal.
+ */
+export function colorsWanted(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
+  if (env.FORCE_COLOR !== undefined) return env.FORCE_COLOR !== '0' && env.FORCE_COLOR !== 'false';
+  return Boolean(stream.isTTY);
+}
+
 /** Builds the process's logger. Call it from `main.ts` only. */
 export function createLogger(options: LoggerOptions): Logger & { flush(): Promise<void> } {
   const level = options.level ?? 'info';
   const consoleMode = options.console ?? 'pretty';
-  const colors = options.colors ?? (Boolean(process.stdout.isTTY) || Boolean(process.env.FORCE_COLOR));
+  const colors = options.colors ?? colorsWanted(process.stdout);
   const transports: winston.transport[] = [];
   if (consoleMode !== 'none') {
     const format =

@@ -300,6 +300,10 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisResult
         const { stdout } = await run(process.execPath, [CLI, 'stack', 'status', '--json'], {
           cwd: dir,
           timeout: 15_000,
+        }).catch((error: { code?: number; stdout?: string }) => {
+          // Exit 3: a degraded stack (after a nemesis run, as likely as not); its status is the answer.
+          if (error.code === 3 && error.stdout !== undefined) return { stdout: error.stdout };
+          throw error;
         });
         writeFileSync(path.join(dir, 'final-status.json'), stdout);
       } catch {
