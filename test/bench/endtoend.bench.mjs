@@ -25,11 +25,11 @@ const KILLS = 5;
 export async function run() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-bench-e2e-'));
   chmodSync(dir, 0o755);
-  const ports = await Promise.all(Array.from({ length: 9 }, () => freePort()));
+  const ports = await Promise.all(Array.from({ length: 11 }, () => freePort()));
   const config = readFileSync(path.join(REPO_ROOT, 'infra/config/faultline.yaml'), 'utf8')
     .replace('embeddedPort: 5439', `embeddedPort: ${ports[0]}`)
-    .replace('{ name: a, port: 1883 }', `{ name: a, port: ${ports[1]} }`)
-    .replace('{ name: b, port: 1884 }', `{ name: b, port: ${ports[2]} }`)
+    .replace('{ name: a, port: 1883, healthPort: 7921 }', `{ name: a, port: ${ports[1]}, healthPort: ${ports[9]} }`)
+    .replace('{ name: b, port: 1884, healthPort: 7922 }', `{ name: b, port: ${ports[2]}, healthPort: ${ports[10]} }`)
     .replace(
       'thriftPort: 7611, syncPort: 7711, statusPort: 7811',
       `thriftPort: ${ports[3]}, syncPort: ${ports[4]}, statusPort: ${ports[5]}`,

@@ -79,20 +79,25 @@ export function readControlFile(runDir: string): ControlFile | undefined {
 const STOP_WAIT_MS = 120_000;
 
 /**
- * Resolves once the supervisor named by the control file under `runDir` has
- * exited: it exits last, once every service and member has stopped. Rejects
- * after STOP_WAIT_MS (FL_ERR_STACK_STOP_TIMEOUT).
+ * Resolves once the supervisor `pid` (read from its control file before it
+ * was asked to stop) has exited: it exits last, once every service and member
+ * has stopped. Rejects after STOP_WAIT_MS (FL_ERR_STACK_STOP_TIMEOUT).
  */
-export async function waitStopped(runDir: string, clock: Clock = systemClock): Promise<{ ms: number }> {
+export async function waitStopped(pid: number | undefined, clock: Clock = systemClock): Promise<{ ms: number }> {
   const started = clock.monotonicNow();
-  const pid = readControlFile(runDir)?.pid;
   const alive = () => {
     if (pid === undefined) return false;
     try {
       process.kill(pid, 0);
-      return true;
-    } catch (error) {
-      return (error as NodeJS.ErrnoException).code === 'EPERM';
+    } catch {
+      // ESRCH: gone. EPERM: the pid is another user's now: ours is gone too.
+      return false;
+    }
+    // Exited but not yet reaped by its parent (a zombie): gone.
+    try {
+      return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+    } catch {
+      return false;
     }
   };
   while (alive()) {

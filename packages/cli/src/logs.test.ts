@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { systemClock } from '@faultline/core';
@@ -41,6 +41,40 @@ describe('faultline logs', () => {
     writeFileSync(path.join(dir, 'autoscaler.jsonl'), `${b2}\n`);
     expect(await show({ dir })).toEqual([a1, b2, a3]);
     expect(await show({ dir, service: 'autoscaler' })).toEqual([b2]);
+  });
+
+  it('follows a log across its rotation: each line once, in order; rotated files are no services of their own', async () => {
+    const dir = logDir();
+    const file = path.join(dir, 'sp-1.jsonl');
+    const line = (n: number) => record('sp-1', `2026-01-01T00:00:${String(n).padStart(2, '0')}.000Z`, `line ${n}`);
+    writeFileSync(file, `${line(1)}\n${line(2)}\n`);
+    writeFileSync(path.join(dir, 'sp-1.2.jsonl'), `${line(0)}\n`); // an older rotation: not a service "sp-1.2"
+    const lines: string[] = [];
+    const controller = new AbortController();
+    const following = showLogs({
+      dir,
+      follow: true,
+      json: true,
+      colors: false,
+      clock: systemClock,
+      pollIntervalMs: 20,
+      signal: controller.signal,
+      write: (text) => lines.push(text),
+    });
+    const until = async (count: number) => {
+      while (lines.length < count) await new Promise((resolve) => setTimeout(resolve, 10));
+    };
+    await until(2);
+    appendFileSync(file, `${line(3)}\n`);
+    // Rotated as core's RotatingFile does: renamed to sp-1.1.jsonl, a new file started.
+    renameSync(file, path.join(dir, 'sp-1.1.jsonl'));
+    writeFileSync(file, `${line(4)}\n`);
+    await until(4);
+    appendFileSync(file, `${line(5)}\n`);
+    await until(5);
+    controller.abort();
+    await following;
+    expect(lines).toEqual([1, 2, 3, 4, 5].map(line));
   });
 
   it('prints the readable form, and a line that is not a record as it is', async () => {

@@ -22,27 +22,51 @@ function parseLine(text: string): LogLine {
   }
 }
 
-/** Per-file read positions, so following prints each line once. */
+/** The file a service's log rotated to first (core's RotatingFile): `<service>.1.jsonl`. */
+const rotatedOnce = (file: string) => file.replace(/\.jsonl$/, '.1.jsonl');
+
+/** A rotated file of a service's log (`<service>.<n>.jsonl`), not a service of its own. */
+export const isRotatedLog = (name: string) => /\.\d+\.jsonl$/.test(name);
+
+/**
+ * Per-file read positions, so following prints each line once. Across a
+ * rotation (the file renamed to `<service>.1.jsonl`, a new one started) the
+ * rest of the old file is read there first, then the new one from its start.
+ */
 class Tail {
   private offset = 0;
   private rest = '';
+  private ino: number | undefined;
   constructor(readonly file: string) {}
 
   read(): string[] {
-    const size = statSync(this.file).size;
-    if (size < this.offset) this.offset = 0; // truncated or replaced
-    if (size === this.offset) return [];
-    const buffer = Buffer.alloc(size - this.offset);
-    const fd = openSync(this.file, 'r');
+    const now = statSync(this.file);
+    let text = '';
+    if (this.ino !== undefined && now.ino !== this.ino) {
+      const rotated = rotatedOnce(this.file);
+      if (existsSync(rotated) && statSync(rotated).ino === this.ino) text += this.readFrom(rotated, this.offset);
+      this.offset = 0;
+    } else if (now.size < this.offset) this.offset = 0; // truncated
+    this.ino = now.ino;
+    text += this.readFrom(this.file, this.offset);
+    const lines = (this.rest + text).split('\n');
+    this.rest = lines.pop() ?? '';
+    return lines.filter((line) => line.trim() !== '');
+  }
+
+  /** The bytes of `file` from `offset` to its end as text; `this.offset` moves to that end when it is the current file. */
+  private readFrom(file: string, offset: number): string {
+    const size = statSync(file).size;
+    if (size <= offset) return '';
+    const buffer = Buffer.alloc(size - offset);
+    const fd = openSync(file, 'r');
     try {
-      readSync(fd, buffer, 0, buffer.length, this.offset);
+      readSync(fd, buffer, 0, buffer.length, offset);
     } finally {
       closeSync(fd);
     }
-    this.offset = size;
-    const lines = (this.rest + buffer.toString('utf8')).split('\n');
-    this.rest = lines.pop() ?? '';
-    return lines.filter((line) => line.trim() !== '');
+    if (file === this.file) this.offset = size;
+    return buffer.toString('utf8');
   }
 }
 
@@ -81,7 +105,7 @@ export async function showLogs(input: LogsOptions): Promise<void> {
   const tails = new Map<string, Tail>();
   const pick = () => {
     for (const name of readdirSync(options.dir)) {
-      if (!name.endsWith('.jsonl')) continue;
+      if (!name.endsWith('.jsonl') || isRotatedLog(name)) continue;
       if (options.service && name !== `${options.service}.jsonl`) continue;
       if (!tails.has(name)) tails.set(name, new Tail(path.join(options.dir, name)));
     }
@@ -89,7 +113,7 @@ export async function showLogs(input: LogsOptions): Promise<void> {
   pick();
   if (options.service && tails.size === 0) {
     const known = readdirSync(options.dir)
-      .filter((n) => n.endsWith('.jsonl'))
+      .filter((n) => n.endsWith('.jsonl') && !isRotatedLog(n))
       .map((n) => n.replace(/\.jsonl$/, ''));
     throw new LogsNotFoundError(`no logs for service ${options.service}; known: ${known.join(', ') || 'none'}`);
   }

@@ -21,7 +21,7 @@ import {
   systemClock,
 } from '@faultline/core';
 import { CHAOS_ACTIONS, isChaosAction, PAUSE_SECONDS_MAX, PAUSE_SECONDS_MIN, parseChaosRequest } from './chaos.js';
-import { callControl, waitStopped } from './control.js';
+import { callControl, readControlFile, waitStopped } from './control.js';
 import { ServiceFailedError, UsageError } from './errors.js';
 import { showLogs } from './logs.js';
 import { RUN_DIR, stackUp } from './stack.js';
@@ -93,7 +93,8 @@ function parse(args: string[], options: Options, positionals: number) {
   try {
     parsed = parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    // parseArgs' messages run over lines: one line here.
+    throw new UsageError((error as Error).message.replace(/\s*\n\s*/g, ' '));
   }
   if (parsed.positionals.length > positionals) {
     const extra = parsed.positionals.slice(positionals).map((p) => JSON.stringify(p.slice(0, 64)));
@@ -155,14 +156,16 @@ async function main(argv: string[]): Promise<number> {
       if (help) return usage(text);
       const [sub] = positionals;
       if (sub === 'up') {
+        if (values['no-wait'] !== undefined) throw new UsageError(`--no-wait is an option of stack down only`);
         await stackUp({ configPath: (values.config as string | undefined) || undefined, json });
         return 0;
       }
       if (values.config !== undefined) throw new UsageError(`--config is an option of stack up only`);
       if (sub === 'down') {
+        const pid = readControlFile(RUN_DIR)?.pid;
         const said = await callControl(RUN_DIR, 'down');
         // The supervisor answers at once and stops the stack after: wait for it to have gone.
-        const stopped = values['no-wait'] === true ? undefined : await waitStopped(RUN_DIR);
+        const stopped = values['no-wait'] === true ? undefined : await waitStopped(pid);
         answer(json ? { message: said, ...(stopped ? { stoppedInMs: stopped.ms } : {}) } : said, json);
         if (stopped && !json) print(`stopped in ${(stopped.ms / 1000).toFixed(1)} s`);
         return 0;
@@ -170,8 +173,8 @@ async function main(argv: string[]): Promise<number> {
       if (values['no-wait'] !== undefined) throw new UsageError(`--no-wait is an option of stack down only`);
       if (sub === 'status') {
         const status = (await callControl(RUN_DIR, 'status')) as StackStatus;
-        print(json ? JSON.stringify(status, null, 2) : formatStatus(status));
         const reasons = degraded(status);
+        print(json ? JSON.stringify({ ...status, degraded: reasons }, null, 2) : formatStatus(status));
         if (reasons.length > 0 && !json)
           process.stderr.write(`faultline: the stack is degraded: ${reasons.join('; ')}\n`);
         return reasons.length > 0 ? EXIT_DEGRADED : 0;

@@ -98,24 +98,29 @@ export interface ServedHttp {
   close(): Promise<void>;
 }
 
-/** Requests cut after this: a slow or silent client cannot hold a node's sockets. */
+/** Requests cut after this, checked every second: a slow or silent client cannot hold a node's sockets. */
 const REQUEST_TIMEOUT_MS = 5_000;
-/** Connections at once: probes, Prometheus, the CLI; more wait in the kernel's backlog. */
-const MAX_CONNECTIONS = 64;
+const CONNECTIONS_CHECK_MS = 1_000;
 
 /**
- * Serves `handler` on `host`:`port` with the limits every Faultline status
- * server keeps (a request cut after 5 s, at most 64 connections); a server
- * error is logged as `<service>.http_error`, never thrown.
+ * Serves `handler` on `host`:`port` with the limit every Faultline status
+ * server keeps: a request not whole within 5 s is cut (checked every
+ * second), so idle or slow clients cannot pile up. No cap on connections: a
+ * cap let 64 idle sockets make `/health` fail for everyone. A server error is
+ * logged as `<service>.http_error`, never thrown.
  */
 export async function serveHttp(
   handler: (request: http.IncomingMessage, response: http.ServerResponse) => void,
   options: { host: string; port: number; logger: Logger; service: string },
 ): Promise<ServedHttp> {
-  const server = http.createServer(handler);
-  server.requestTimeout = REQUEST_TIMEOUT_MS;
-  server.headersTimeout = REQUEST_TIMEOUT_MS;
-  server.maxConnections = MAX_CONNECTIONS;
+  const server = http.createServer(
+    {
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      headersTimeout: REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+    },
+    handler,
+  );
   server.on('error', (error) =>
     options.logger.error('http server error', { event: `${options.service}.http_error`, error }),
   );

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -122,28 +122,61 @@ describe('createLogger', () => {
     // About 1.1 KB a record: 600 of them are some 10 files' worth.
     for (let i = 0; i < 600; i++) {
       log.info('record', { event: 'test.record', i, padding });
-      // Rotation happens between writes: give the stream its turn now and then.
       if (i % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 20));
     }
     await log.flush();
-    const files = readdirSync(dir).sort();
-    expect(files).toEqual(['sp-1.jsonl', 'sp-1.jsonl'.replace('.', '1.'), 'sp-1.jsonl'.replace('.', '2.')].sort());
-    const numbers = (file: string) =>
-      readFileSync(path.join(dir, file), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => (JSON.parse(line) as { i: number }).i);
+    expect(readdirSync(dir).sort()).toEqual(['sp-1.1.jsonl', 'sp-1.2.jsonl', 'sp-1.jsonl']);
     // Oldest kept file first: every record from the first kept one to 599, in order, none missing.
-    const kept = [...numbers('sp-12.jsonl'), ...numbers('sp-11.jsonl'), ...numbers('sp-1.jsonl')];
+    const kept = ['sp-1.2.jsonl', 'sp-1.1.jsonl', 'sp-1.jsonl'].flatMap((file) => numbersIn(dir, file));
     const first = kept[0] as number;
     expect(kept).toEqual(Array.from({ length: 600 - first }, (_, k) => first + k));
-    expect(numbers('sp-1.jsonl').length).toBeGreaterThan(0);
-    for (const file of files) {
-      expect(statSync(path.join(dir, file)).size).toBeLessThanOrEqual(64 * 1024 + 2_048);
+    for (const file of readdirSync(dir)) {
+      expect(statSync(path.join(dir, file)).size).toBeLessThanOrEqual(64 * 1024);
       expect(statSync(path.join(dir, file)).mode & 0o777).toBe(0o600);
     }
   });
+
+  it("two writers of one file (both autoscaler nodes) keep its newest records across each other's rotations", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-log-'));
+    const options = { service: 'autoscaler', dir, console: 'none' as const, maxFileBytes: 64 * 1024, maxFiles: 3 };
+    const writers = [createLogger(options), createLogger(options)];
+    const padding = 'x'.repeat(1_000);
+    for (let i = 0; i < 400; i++) {
+      (writers[i % 2] as (typeof writers)[number]).info('record', { event: 'test.record', i, padding });
+      if (i % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await Promise.all(writers.map((w) => w.flush()));
+    // Some 7 files' worth in 3: what is kept is the newest records of both writers, none missing among
+    // them (a writer that went on in a file the other had rotated away lost its records with it).
+    const kept = readdirSync(dir)
+      .flatMap((file) => numbersIn(dir, file))
+      .sort((a, b) => a - b);
+    const first = kept[0] as number;
+    expect(kept).toEqual(Array.from({ length: 400 - first }, (_, k) => first + k));
+    expect(numbersIn(dir, 'autoscaler.jsonl').at(-1)).toBe(399);
+  });
+
+  it('drops a record it cannot write (its folder gone), throws nothing, and writes the next where the path leads again', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-log-'));
+    const log = createLogger({ service: 'sp-1', dir, console: 'none' });
+    log.info('first', { event: 'test.record', i: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // The folder gone: the record is dropped, nothing throws, and the next ones go to the folder made again.
+    rmSync(dir, { recursive: true, force: true });
+    log.info('lost', { event: 'test.record', i: 1 });
+    mkdirSync(dir);
+    log.info('after', { event: 'test.record', i: 2 });
+    await log.flush();
+    expect(numbersIn(dir, 'sp-1.jsonl')).toEqual([2]);
+  });
 });
+
+function numbersIn(dir: string, file: string): number[] {
+  return readFileSync(path.join(dir, file), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => (JSON.parse(line) as { i: number }).i);
+}
 
 describe('createMemoryLogger', () => {
   it('keeps records with child fields merged', () => {
