@@ -14,12 +14,14 @@ import { parseArgs } from 'node:util';
 import {
   ConfigError,
   colorsWanted,
+  configJsonSchema,
   escapeControlChars,
   ID_PATTERN,
   loadConfig,
   RELOCATION_ROOT,
   systemClock,
 } from '@faultline/core';
+import { stringify } from 'yaml';
 import { CHAOS_ACTIONS, isChaosAction, PAUSE_SECONDS_MAX, PAUSE_SECONDS_MIN, parseChaosRequest } from './chaos.js';
 import { callControl, readControlFile, waitStopped } from './control.js';
 import { ServiceFailedError, UsageError } from './errors.js';
@@ -39,6 +41,7 @@ Usage:
   faultline chaos ACTION [TARGET]        kill-member [ID], kill-agent [ID], hang-member [ID],
                                          kill-broker a|b, kill-sp active|passive,
                                          pause-sp active [--seconds N]
+  faultline config validate|show|schema [--config FILE]
   faultline --version
 
 Every command takes -h/--help and --json (machine-readable output). Exit codes: 0 done,
@@ -65,6 +68,15 @@ Every command takes -h/--help and --json (machine-readable output). Exit codes: 
   --service NAME   one service: sp-1, sp-2, broker-a, broker-b, autoscaler (both nodes), supervisor, agent-<member>…
   --follow         keep printing new lines (Ctrl-C to stop)
   --json           the raw JSON lines`,
+  config: `faultline config validate|show|schema [--config FILE]   (each: --json)
+
+  validate  reads the configuration (--config FILE, else FAULTLINE_CONFIG, else
+            infra/config/faultline.yaml) with the FAULTLINE_* variables applied; exit 0 when it
+            is valid, 2 naming every bad key
+  show      the configuration as the services resolve it, defaults filled in (passwords shown
+            as "(set)"); --json for JSON
+  schema    the JSON Schema of the file (committed as infra/config/faultline.schema.json, which
+            the default faultline.yaml names for editors)`,
   chaos: `faultline chaos ACTION [TARGET] [--seconds N]
 
   kill-member [ID]        SIGKILL a member's process group (a random active member without ID)
@@ -181,6 +193,24 @@ async function main(argv: string[]): Promise<number> {
       }
       throw new UsageError(`unknown stack command ${sub ?? '(none)'}; see faultline stack --help`);
     }
+    case 'config': {
+      const { values, positionals, json, help } = parse(args, { config: { type: 'string' } }, 1);
+      if (help) return usage(text);
+      const [sub] = positionals;
+      if (sub === 'schema') {
+        print(JSON.stringify(configJsonSchema(), null, 2));
+        return 0;
+      }
+      if (sub !== 'validate' && sub !== 'show')
+        throw new UsageError(`unknown config command ${sub ?? '(none)'}; see faultline config --help`);
+      const file = path.resolve(
+        (values.config as string | undefined) || process.env.FAULTLINE_CONFIG || 'infra/config/faultline.yaml',
+      );
+      const config = loadConfig({ path: file });
+      if (sub === 'validate') answer(json ? { valid: true, file } : `valid: ${file}`, json);
+      else print(json ? JSON.stringify(redacted(config), null, 2) : stringify(redacted(config)));
+      return 0;
+    }
     case 'logs': {
       const { values, json, help } = parse(args, { service: { type: 'string' }, follow: { type: 'boolean' } }, 0);
       if (help) return usage(text);
@@ -222,6 +252,18 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** The configuration with every password replaced by "(set)": `config show` may end up in a ticket. */
+function redacted(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redacted);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([key, v]) => [
+      key,
+      /password$/i.test(key) && typeof v === 'string' ? '(set)' : redacted(v),
+    ]),
+  );
+}
+
 function usage(text: string): number {
   process.stdout.write(`${text}\n`);
   return 0;
@@ -230,7 +272,11 @@ function usage(text: string): number {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    const message = escapeControlChars(error instanceof Error ? error.message : String(error));
+    // Each line escaped on its own: a configuration error lists its keys a line each.
+    const message = (error instanceof Error ? error.message : String(error))
+      .split('\n')
+      .map((line) => escapeControlChars(line))
+      .join('\n');
     if (error instanceof ConfigError) {
       process.stderr.write(`${message}\n`);
       process.exit(2);

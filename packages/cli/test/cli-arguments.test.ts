@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '@faultline/core';
@@ -75,5 +75,40 @@ describe('the faultline command', () => {
       expect(stdout).toContain('hello');
       expect({ env, painted: ansi.test(stdout) }).toEqual({ env, painted: false });
     }
+  });
+});
+
+describe('faultline config', () => {
+  it('validates a file (exit 0) or names every bad key (exit 2, one key a line)', async () => {
+    const good = await run(['config', 'validate', '--config', path.join(REPO_ROOT, 'infra/config/faultline.yaml')]);
+    expect(good).toMatchObject({ code: 0, stdout: expect.stringMatching(/^valid: .*faultline\.yaml\n$/) });
+    const bad = path.join(dir, 'bad.yaml');
+    writeFileSync(bad, 'cep:\n  faultTimeoutMs: soon\nlogging:\n  maxFiles: 1\n');
+    const refused = await run(['config', 'validate', '--config', bad]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/\n {2}- cep\.faultTimeoutMs: /);
+    expect(refused.stderr).toMatch(/\n {2}- logging\.maxFiles: /);
+  });
+
+  it('shows the configuration as resolved, passwords hidden', async () => {
+    const file = path.join(dir, 'secret.yaml');
+    writeFileSync(file, 'brokers:\n  credentials:\n    sp: { password: hunter2-of-a-fair-length }\n');
+    const { code, stdout } = await run(['config', 'show', '--config', file, '--json']);
+    expect(code).toBe(0);
+    const shown = JSON.parse(stdout) as { brokers: { credentials: { sp: { password: string } } }; cep: object };
+    expect(shown.brokers.credentials.sp.password).toBe('(set)');
+    expect(shown.cep).toMatchObject({ faultTimeoutMs: 60_000 });
+    expect(stdout).not.toContain('hunter2');
+  });
+
+  it('prints the JSON Schema the repository commits (infra/config/faultline.schema.json is not stale)', async () => {
+    const { code, stdout } = await run(['config', 'schema']);
+    expect(code).toBe(0);
+    const committed = readFileSync(path.join(REPO_ROOT, 'infra/config/faultline.schema.json'), 'utf8');
+    // Regenerate with: node packages/cli/dist/main.js config schema > infra/config/faultline.schema.json
+    expect(JSON.parse(stdout)).toEqual(JSON.parse(committed));
+    expect(readFileSync(path.join(REPO_ROOT, 'infra/config/faultline.yaml'), 'utf8')).toMatch(
+      /^# yaml-language-server: \$schema=\.\/faultline\.schema\.json\n/,
+    );
   });
 });

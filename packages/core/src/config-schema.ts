@@ -348,3 +348,16 @@ export const configSchema = z
 export type FaultlineConfig = z.infer<typeof configSchema>;
 export type ClusterConfig = z.infer<typeof clusterSchema>;
 export type BrokerNodeConfig = z.infer<typeof brokerNodeSchema>;
+
+/**
+ * The JSON Schema of the configuration file (what a file may hold, defaults
+ * included; env overrides are not part of it): `faultline config schema`, and
+ * committed as infra/config/faultline.schema.json for editors.
+ */
+export function configJsonSchema(): Record<string, unknown> {
+  return {
+    ...z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }),
+    $id: 'https://faultline.invalid/faultline.schema.json',
+    title: 'Faultline configuration (faultline.yaml)',
+  };
+}

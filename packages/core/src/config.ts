@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import { BROKER_CREDENTIAL_ROLES, configSchema, type FaultlineConfig } from './config-schema.js';
 import { ConfigError, type ConfigIssue } from './errors.js';
 
-export { configSchema, type FaultlineConfig } from './config-schema.js';
+export { configJsonSchema, configSchema, type FaultlineConfig } from './config-schema.js';
 
 /** The repository root, found from this file (packages/core/{src,dist}/config.*). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

@@ -1,5 +1,6 @@
 export { type Clock, sleep, systemClock, type TimerHandle } from './clock.js';
 export {
+  configJsonSchema,
   configSchema,
   DEFAULT_CONFIG_PATH,
   envNameFor,
