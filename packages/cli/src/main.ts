@@ -26,7 +26,7 @@ import { CHAOS_ACTIONS, isChaosAction, PAUSE_SECONDS_MAX, PAUSE_SECONDS_MIN, par
 import { callControl, readControlFile, waitStopped } from './control.js';
 import { ServiceFailedError, UsageError } from './errors.js';
 import { showLogs } from './logs.js';
-import { RUN_DIR, stackUp } from './stack.js';
+import { runDirOf, stackUp, stateDirOf } from './stack.js';
 import { degraded, formatStatus, type StackStatus } from './status.js';
 
 const HELP: Record<string, string> = {
@@ -44,7 +44,9 @@ Usage:
   faultline config validate|show|schema [--config FILE]
   faultline --version
 
-Every command takes -h/--help and --json (machine-readable output). Exit codes: 0 done,
+Every command takes -h/--help and --json (machine-readable output). stack status|down and chaos
+find the running stack by --state-dir DIR (its .faultline folder), else FAULTLINE_STATE_DIR, else
+the nearest folder from here up that has one running. Exit codes: 0 done,
 1 failed, 2 a bad argument or configuration (nothing was contacted), 3 the stack is degraded
 (stack status). Colors only on a terminal; NO_COLOR or FORCE_COLOR=0 turns them off.`,
   stack: `faultline stack up [--config FILE] | down [--no-wait] | status   (each: --json)
@@ -162,20 +164,25 @@ async function main(argv: string[]): Promise<number> {
     case 'stack': {
       const { values, positionals, json, help } = parse(
         args,
-        { config: { type: 'string' }, 'no-wait': { type: 'boolean' } },
+        { config: { type: 'string' }, 'no-wait': { type: 'boolean' }, 'state-dir': { type: 'string' } },
         1,
       );
       if (help) return usage(text);
       const [sub] = positionals;
       if (sub === 'up') {
         if (values['no-wait'] !== undefined) throw new UsageError(`--no-wait is an option of stack down only`);
+        if (values['state-dir'] !== undefined)
+          throw new UsageError(
+            '--state-dir finds a running stack (stack status, stack down, chaos); stack up starts one here',
+          );
         await stackUp({ configPath: (values.config as string | undefined) || undefined, json });
         return 0;
       }
       if (values.config !== undefined) throw new UsageError(`--config is an option of stack up only`);
+      const runDir = runDirOf(stateDirOf(values['state-dir'] as string | undefined));
       if (sub === 'down') {
-        const pid = readControlFile(RUN_DIR)?.pid;
-        const said = await callControl(RUN_DIR, 'down');
+        const pid = readControlFile(runDir)?.pid;
+        const said = await callControl(runDir, 'down');
         // The supervisor answers at once and stops the stack after: wait for it to have gone.
         const stopped = values['no-wait'] === true ? undefined : await waitStopped(pid);
         answer(json ? { message: said, ...(stopped ? { stoppedInMs: stopped.ms } : {}) } : said, json);
@@ -184,7 +191,7 @@ async function main(argv: string[]): Promise<number> {
       }
       if (values['no-wait'] !== undefined) throw new UsageError(`--no-wait is an option of stack down only`);
       if (sub === 'status') {
-        const status = (await callControl(RUN_DIR, 'status')) as StackStatus;
+        const status = (await callControl(runDir, 'status')) as StackStatus;
         const reasons = degraded(status);
         print(json ? JSON.stringify({ ...status, degraded: reasons }, null, 2) : formatStatus(status));
         if (reasons.length > 0 && !json)
@@ -234,7 +241,11 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'chaos': {
-      const { values, positionals, json, help } = parse(args, { seconds: { type: 'string' } }, 2);
+      const { values, positionals, json, help } = parse(
+        args,
+        { seconds: { type: 'string' }, 'state-dir': { type: 'string' } },
+        2,
+      );
       if (help) return usage(text);
       const [action, target] = positionals;
       if (!action || !isChaosAction(action)) {
@@ -244,7 +255,8 @@ async function main(argv: string[]): Promise<number> {
       }
       // Checked here, before the supervisor is contacted, and again by the supervisor.
       const request = parseChaosRequest({ action, target, seconds: values.seconds as string | undefined });
-      answer(await callControl(RUN_DIR, 'chaos', { ...request }), json);
+      const runDir = runDirOf(stateDirOf(values['state-dir'] as string | undefined));
+      answer(await callControl(runDir, 'chaos', { ...request }), json);
       return 0;
     }
     default:

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createLocalIaas, type MemberInstance } from '@faultline/cloud-controller';
 import {
@@ -29,7 +30,27 @@ import { stopStack } from './stack-shutdown.js';
 import { formatStatus, stackStatus } from './status.js';
 import { Supervisor } from './supervisor.js';
 
-export const RUN_DIR = path.resolve('.faultline/run');
+/**
+ * The state folder (`.faultline`, its run folder holding the supervisor's
+ * control file) of the running stack a command talks to (`stack status`,
+ * `stack down`, `chaos`): `--state-dir`, else FAULTLINE_STATE_DIR, else the
+ * nearest folder from the current one up that holds a running stack's control
+ * file, else `.faultline` here. So they work from any folder below the
+ * stack's, or from anywhere with the variable set. (`stack up` starts the
+ * stack in the folder it runs in.)
+ */
+export function stateDirOf(given: string | undefined): string {
+  const explicit = given ?? process.env.FAULTLINE_STATE_DIR;
+  if (explicit) return path.resolve(explicit);
+  for (let dir = process.cwd(); ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, '.faultline/run/control.json'))) return path.join(dir, '.faultline');
+    if (path.dirname(dir) === dir) break;
+  }
+  return path.resolve('.faultline');
+}
+
+/** The run folder of a state folder. */
+export const runDirOf = (stateDir: string) => path.join(stateDir, 'run');
 
 /** The autoscaler spawns the first members meanwhile, before the status table is printed. */
 const FIRST_STATUS_DELAY_MS = 3_000;
@@ -61,15 +82,17 @@ export interface StackUpOptions {
  * ServiceFailedError naming it and its reason.
  */
 export async function stackUp({ configPath, json = false }: StackUpOptions): Promise<void> {
+  // Here: the services find their run folder as `.faultline/run` of the folder they are started in.
+  const runDir = runDirOf(path.resolve('.faultline'));
   const loaded: FaultlineConfig = loadConfig({ path: configPath });
   const clock = systemClock;
   const table = linuxServiceTable;
   // From the first line on: a reader of the console that goes away (`| tee`, a closed terminal) never ends the supervisor.
   const terminal = guardConsole();
   // Before anything of the folder is touched: a second `stack up` here stops at this line.
-  const lock = await StackLock.acquire({ file: path.join(RUN_DIR, 'supervisor.lock'), table, clock });
+  const lock = await StackLock.acquire({ file: path.join(runDir, 'supervisor.lock'), table, clock });
   try {
-    await runStack(loaded, configPath, lock, table, terminal, json);
+    await runStack(loaded, configPath, lock, table, terminal, json, runDir);
   } finally {
     lock.release();
   }
@@ -82,6 +105,7 @@ async function runStack(
   table: ServiceProcessTable,
   terminal: ConsoleOutput,
   json: boolean,
+  runDir: string,
 ): Promise<void> {
   const configFile = path.resolve(
     configPath ?? process.env.FAULTLINE_CONFIG ?? path.resolve('infra/config/faultline.yaml'),
@@ -101,7 +125,7 @@ async function runStack(
   // Run as root from a checkout the postgres and member users cannot reach, what they need moves (README "What members can reach").
   const layout = stackLayoutOf(config);
   const clock = systemClock;
-  const records = new ServiceRecords(path.join(RUN_DIR, 'services.json'), table);
+  const records = new ServiceRecords(path.join(runDir, 'services.json'), table);
   let failure: Error | undefined;
   const supervisor = new Supervisor({
     clock,
@@ -204,19 +228,14 @@ async function runStack(
     pool = createPgPool({ connectionString: url, logger });
     await migrate(pool, { logger });
     const autoscalerEnv = layoutEnv(layout, config.cloudController.local);
-    for (const spec of await platformServices(
-      config,
-      { runDir: RUN_DIR, logDir, configFile, autoscalerEnv },
-      url,
-      secretEnv,
-    )) {
+    for (const spec of await platformServices(config, { runDir, logDir, configFile, autoscalerEnv }, url, secretEnv)) {
       if (stopping) return;
       await supervisor.start(spec);
     }
     if (stopping) return;
     const registry = pool;
     control = await startControl({
-      runDir: RUN_DIR,
+      runDir,
       handlers: {
         status: async () => stackStatus(config, registry, supervisor.list()),
         down: async () => {

@@ -3,7 +3,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '@faultline/core';
+import { createMemoryLogger } from '@faultline/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startControl } from '../src/control.js';
 
 /*
  * Issue "Operate it": the `faultline` command follows the conventions of
@@ -110,5 +112,42 @@ describe('faultline config', () => {
     expect(readFileSync(path.join(REPO_ROOT, 'infra/config/faultline.yaml'), 'utf8')).toMatch(
       /^# yaml-language-server: \$schema=\.\/faultline\.schema\.json\n/,
     );
+  });
+});
+
+describe('finding the running stack', () => {
+  it('from a folder below the stack, or anywhere with FAULTLINE_STATE_DIR or --state-dir', async () => {
+    const stackDir = path.join(dir, 'stack');
+    const below = path.join(stackDir, 'some', 'folder');
+    mkdirSync(below, { recursive: true });
+    const healthy = {
+      services: [{ name: 'sp-1', pid: 1, state: 'up', restarts: 0 }],
+      sp: [{ node: 'sp-1', role: 'ACTIVE', epoch: 1, passiveLink: 'ready', thriftPort: 1 }],
+      brokers: [{ name: 'a', port: 1, up: true }],
+      clusters: [],
+      actions: [],
+    };
+    const control = await startControl({
+      runDir: path.join(stackDir, '.faultline/run'),
+      handlers: { status: async () => healthy },
+      logger: createMemoryLogger(),
+    });
+    try {
+      const from = async (cwd: string, args: string[], env: NodeJS.ProcessEnv = {}) =>
+        new Promise<{ code: number; stdout: string }>((resolve) =>
+          execFile(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ...env } }, (error, stdout) =>
+            resolve({ code: error ? Number(error.code ?? 1) : 0, stdout }),
+          ),
+        );
+      const status = ['stack', 'status', '--json'];
+      expect((await from(below, status)).code).toBe(0);
+      expect((await from(dir, status)).code).toBe(1); // not below it: no stack here
+      expect((await from(dir, status, { FAULTLINE_STATE_DIR: path.join(stackDir, '.faultline') })).code).toBe(0);
+      expect((await from(dir, [...status, '--state-dir', path.join(stackDir, '.faultline')])).code).toBe(0);
+      const answer = JSON.parse((await from(below, status)).stdout) as { degraded: string[] };
+      expect(answer.degraded).toEqual([]);
+    } finally {
+      await control.close();
+    }
   });
 });
