@@ -1,9 +1,8 @@
-import { derivedCounter, derivedGauge } from '@faultline/core';
+import { derivedCounter, derivedGauge, oncePerTurn } from '@faultline/core';
+import { linkSeries } from '@faultline/messaging';
 import type { Registry } from 'prom-client';
 import type { AutoscalerNodeStatus, AutoscalerTotals } from './autoscaler-node.js';
 import { MEMBER_STATES } from './member.js';
-
-const LINK_STATES = ['connecting', 'up', 'down', 'closed'] as const;
 
 type Acting = NonNullable<AutoscalerNodeStatus['autoscaler']>;
 
@@ -15,9 +14,11 @@ type Acting = NonNullable<AutoscalerNodeStatus['autoscaler']>;
  */
 export function autoscalerMetrics(
   register: Registry,
-  status: () => AutoscalerNodeStatus,
-  totals: () => AutoscalerTotals,
+  readStatus: () => AutoscalerNodeStatus,
+  readTotals: () => AutoscalerTotals,
 ): void {
+  const status = oncePerTurn(readStatus);
+  const totals = oncePerTurn(readTotals);
   const acting = () => status().autoscaler;
   const node = () => ({ node: status().node });
   derivedGauge(
@@ -101,10 +102,7 @@ export function autoscalerMetrics(
     register,
     'faultline_autoscaler_broker_link',
     "The subscriber's link to each broker: 1 for the state it is in, 0 for the others.",
-    () =>
-      Object.entries(acting()?.brokers ?? {}).flatMap(([broker, state]) =>
-        LINK_STATES.map((s) => [{ broker, state: s }, s === state ? 1 : 0] as const),
-      ),
+    () => linkSeries(acting()?.brokers ?? {}),
     ['broker', 'state'],
   );
 }

@@ -19,24 +19,22 @@ describe('where the CLI reaches a node', () => {
   });
 
   it('asks the node on its configured host, not on 127.0.0.1 whatever it says', async () => {
-    // Bound to ::1 only: a probe of 127.0.0.1 finds nothing there.
+    // Bound to 127.0.0.2 only (Linux answers the whole 127/8 on loopback): 127.0.0.1 finds nothing there.
     const server = http.createServer((request, response) => {
       const body =
         request.url === '/status' ? { nodeId: 'sp-1', role: 'ACTIVE' } : { node: 'autoscaler-a', role: 'ACTIVE' };
       response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     });
     servers.push(server);
-    const bound = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(0, '::1', () => resolve(true));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.2', () => resolve());
     });
-    if (!bound) return; // no IPv6 loopback on this machine: nothing to tell apart
     const port = (server.address() as net.AddressInfo).port;
     expect(await spStatus({ statusPort: port })).toBeUndefined();
-    expect((await spStatus({ statusPort: port, statusHost: '::1' }))?.nodeId).toBe('sp-1');
-    expect((await autoscalerHealth({ id: 'autoscaler-a', healthPort: port, healthHost: '::1' }))?.node).toBe(
-      'autoscaler-a',
-    );
-    expect(await autoscalerHealth({ id: 'autoscaler-b', healthPort: port, healthHost: '::1' })).toBeUndefined();
+    expect((await spStatus({ statusPort: port, statusHost: '127.0.0.2' }))?.nodeId).toBe('sp-1');
+    const asked = { healthPort: port, healthHost: '127.0.0.2' };
+    expect((await autoscalerHealth({ id: 'autoscaler-a', ...asked }))?.node).toBe('autoscaler-a');
+    expect(await autoscalerHealth({ id: 'autoscaler-b', ...asked })).toBeUndefined();
   });
 });

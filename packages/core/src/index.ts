@@ -69,7 +69,7 @@ export {
   RateLimitedLog,
   type RateLimitedLogOptions,
 } from './logger.js';
-export { derivedCounter, derivedGauge, serviceRegistry } from './metrics.js';
+export { derivedCounter, derivedGauge, oncePerTurn, serviceRegistry } from './metrics.js';
 export { DEFAULT_MIGRATIONS_DIR, type MigrateOptions, type MigrateResult, migrate } from './migrate.js';
 export { createPgPool, type PgPoolOptions } from './pg-pool.js';
 export { RecentMap } from './recent-map.js';

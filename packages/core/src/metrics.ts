@@ -75,3 +75,21 @@ export function derivedGauge(
 ): void {
   derived(Gauge, register, name, help, read, labelNames);
 }
+
+/**
+ * `read`, called once per turn of the event loop: a scrape reads every metric
+ * in one turn, so a service's status is made once per scrape, not once per
+ * metric (some 35 of them), and every metric of the scrape sees the same one.
+ */
+export function oncePerTurn<T>(read: () => T): () => T {
+  let cached: { value: T } | undefined;
+  return () => {
+    if (!cached) {
+      cached = { value: read() };
+      setImmediate(() => {
+        cached = undefined;
+      });
+    }
+    return cached.value;
+  };
+}

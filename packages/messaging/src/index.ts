@@ -17,7 +17,7 @@ export {
 } from './connection.js';
 export { DedupeWindow } from './envelope-dedupe.js';
 export type { MessagingStatus, PublisherCounters, StatusListener, SubscriberCounters } from './messaging-status.js';
-export { messagingMetrics } from './metrics.js';
+export { linkSeries, messagingMetrics } from './metrics.js';
 export { type AppendOptions, Outbox, type OutboxCounters, type OutboxEntry } from './outbox.js';
 export {
   type OutboxFileHandle,

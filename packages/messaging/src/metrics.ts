@@ -1,10 +1,18 @@
 import { derivedCounter, derivedGauge } from '@faultline/core';
 import type { Registry } from 'prom-client';
+import type { LinkState } from './broker-link.js';
 import type { Publisher } from './publisher.js';
 import type { Subscriber } from './subscriber.js';
 
 /** Every possible state of a link, each a series: 1 for the one it is in, 0 for the others. */
-const LINK_STATES = ['connecting', 'up', 'down', 'closed'] as const;
+const LINK_STATES: readonly LinkState[] = ['connecting', 'up', 'down', 'closed'];
+
+/** The `{broker, state}` series of links to the brokers (a subscriber's `links()`): what a `…_broker_link` gauge reads. */
+export function linkSeries(links: Readonly<Record<string, LinkState>>): (readonly [Record<string, string>, number])[] {
+  return Object.entries(links).flatMap(([broker, state]) =>
+    LINK_STATES.map((s) => [{ broker, state: s }, s === state ? 1 : 0] as const),
+  );
+}
 
 /**
  * A service's messaging: its publisher's outbox and link, its subscriber's
@@ -47,10 +55,7 @@ export function messagingMetrics(
       register,
       `${prefix}_broker_link`,
       "The subscriber's link to each broker: 1 for the state it is in, 0 for the others.",
-      () =>
-        Object.entries(subscriber.links()).flatMap(([broker, state]) =>
-          LINK_STATES.map((s) => [{ broker, state: s }, s === state ? 1 : 0] as const),
-        ),
+      () => linkSeries(subscriber.links()),
       ['broker', 'state'],
     );
     derivedCounter(

@@ -1,5 +1,5 @@
 import type { FaultDeclared } from '@faultline/cep';
-import { derivedCounter, derivedGauge } from '@faultline/core';
+import { derivedCounter, derivedGauge, oncePerTurn } from '@faultline/core';
 import { messagingMetrics, type Publisher, type Subscriber } from '@faultline/messaging';
 import { Histogram, type Registry } from 'prom-client';
 import type { SpNode, SpRole, SpStatus } from './node.js';
@@ -42,7 +42,7 @@ export function spMetrics(
   node: SpNode,
   messaging: { publisher?: Publisher | undefined; subscriber?: Subscriber | undefined } = {},
 ): void {
-  const status = () => node.status();
+  const status = oncePerTurn(() => node.status());
   const gauge = (name: string, help: string, read: () => number | undefined) =>
     derivedGauge(register, `faultline_sp_${name}`, help, read);
   // Labelled by the node: an unlabelled gauge always has a series (0), and these have none when undefined.
