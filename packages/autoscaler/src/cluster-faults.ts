@@ -2,7 +2,7 @@ import type { Iaas } from '@faultline/cloud-controller';
 import type { Logger } from '@faultline/core';
 import type { MemberFault } from '@faultline/protocol';
 import type { ClusterMembers } from './cluster-members.js';
-import type { ClusterSink } from './decisions.js';
+import type { ClusterSink, FaultTimes } from './decisions.js';
 import { FaultStorm, type StormVerdict } from './fault-storm.js';
 import { isLive, isPending, type LiveMember } from './member.js';
 
@@ -14,6 +14,8 @@ export interface Retirement {
   epoch: number | undefined;
   /** A fault of the member (not a pending timeout): counts as a failed replacement when it had served little. */
   faulted: boolean;
+  /** When the fault was seen (its causal chain, `faultline explain`): only a fault acted on as it came. */
+  fault?: FaultTimes | undefined;
 }
 
 /** What ClusterFaults counted. */
@@ -40,6 +42,8 @@ export interface FaultClaim {
   reason: string;
   /** Agent timestamp of the last stat of the faulted life (MemberFault), or null. */
   lastStatAt: number | null;
+  /** When the fault was declared: the MemberFault's time (the CEP's clock), or the autoscaler's for an absence. */
+  declaredAt: number;
 }
 
 export type HoldCause = 'storm' | 'silent';
@@ -84,12 +88,13 @@ export interface ClusterFaultsOptions {
   changed: () => void;
 }
 
-export function memberFaultClaim(f: MemberFault): FaultClaim {
+export function memberFaultClaim(f: MemberFault, declaredAt: number): FaultClaim {
   return {
     memberId: f.memberId,
     kind: f.reason,
     reason: `MemberFault (${f.reason}${f.reason === 'timeout' ? `, silent ${f.silentForMs} ms` : ''})`,
     lastStatAt: f.lastStatAt,
+    declaredAt,
   };
 }
 
@@ -226,7 +231,8 @@ export class ClusterFaults {
       this.hold(member, claim, epoch, now, 'storm', verdict);
       return undefined;
     }
-    return { member, reason: claim.reason, epoch, faulted: true };
+    const fault = { kind: claim.kind, lastStatAt: claim.lastStatAt, declaredAt: claim.declaredAt };
+    return { member, reason: claim.reason, epoch, faulted: true, fault };
   }
 
   /**

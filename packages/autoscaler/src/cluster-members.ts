@@ -1,6 +1,6 @@
 import type { CartridgeMemberIdentity, Iaas, MemberInstance, TerminateResult } from '@faultline/cloud-controller';
 import type { Clock, Logger } from '@faultline/core';
-import type { ClusterSink } from './decisions.js';
+import type { ClusterSink, FaultTimes } from './decisions.js';
 import { activatedAtOf, baseOf, isLive, type LiveMember, type MemberContext } from './member.js';
 import type { ClusterPolicy } from './policy.js';
 import { RegistryError } from './registry.js';
@@ -177,7 +177,7 @@ export class ClusterMembers {
   }
 
   /** Out of the context, Terminated in the registry, MemberTerminatedEvent on the topology. */
-  remove(member: MemberContext, reason: string, epoch: number | undefined): void {
+  remove(member: MemberContext, reason: string, epoch: number | undefined, fault?: FaultTimes): void {
     const gone: MemberContext = {
       ...baseOf(member),
       state: 'Terminated',
@@ -187,7 +187,7 @@ export class ClusterMembers {
     };
     this.map.delete(member.memberId);
     this.sink.persist(gone);
-    this.sink.decide({ action: 'MemberRemoved', memberId: member.memberId, reason, epoch });
+    this.sink.decide({ action: 'MemberRemoved', memberId: member.memberId, reason, epoch, fault });
     if (member.instance) this.sink.announce('MemberTerminatedEvent', gone, reason);
   }
 

@@ -197,6 +197,8 @@ export class ClusterMonitor {
           reason: 'its instance is not running on the infrastructure (reconciliation)',
           epoch: undefined,
           faulted: true,
+          // Found gone before its stats were missed: no MemberFault states its last stat.
+          fault: { kind: 'gone', lastStatAt: null, declaredAt: this.clock.now() },
         });
       }
     });
@@ -213,7 +215,7 @@ export class ClusterMonitor {
       const now = this.clock.now();
       const member = this.members.get(envelope.data.memberId);
       const silent = member !== undefined && this.isSilent(member, now);
-      const claim = memberFaultClaim(envelope.data);
+      const claim = memberFaultClaim(envelope.data, envelope.time);
       const retirement = this.faults.fault(claim, envelope.id, envelope.epoch, now, silent);
       if (retirement) await this.retire(retirement);
     });
@@ -419,6 +421,7 @@ export class ClusterMonitor {
         kind: 'absent' as const,
         reason: `absent: no member summary listed it for ${silentForMs} ms`,
         lastStatAt: null,
+        declaredAt: now,
       };
       const retirement = this.faults.fault(
         claim,
@@ -438,7 +441,7 @@ export class ClusterMonitor {
    * action; the Iaas is still asked to terminate it, quietly, because its
    * agent may linger (the cloud controller's rule: terminate every member you forget).
    */
-  private async retire({ member, reason, epoch, faulted }: Retirement): Promise<void> {
+  private async retire({ member, reason, epoch, faulted, fault }: Retirement): Promise<void> {
     if (faulted) this.faultBackoff(member, this.clock.now());
     let running = false;
     if (member.instance) {
@@ -455,11 +458,11 @@ export class ClusterMonitor {
     }
     if (running) {
       const terminate = { action: 'MemberTerminateAction', memberId: member.memberId, epoch } as const;
-      this.sink.decide({ ...terminate, reason: `${reason}; instance still running` });
+      this.sink.decide({ ...terminate, reason: `${reason}; instance still running`, fault });
       this.members.terminate(member, reason, epoch);
       return;
     }
-    this.members.remove(member, `${reason}; instance not running`, epoch);
+    this.members.remove(member, `${reason}; instance not running`, epoch, fault);
     this.members.reap(member.memberId);
     this.completed({ type: 'terminated', memberId: member.memberId, epoch });
   }

@@ -71,6 +71,7 @@ describe('decision messages', () => {
       memberId: null,
       reason: 'r',
       epoch: null,
+      fault: null,
     });
   });
 });

@@ -39,6 +39,23 @@ export const ACTION_TYPES = [
 ] as const;
 export type ActionType = (typeof ACTION_TYPES)[number];
 
+/**
+ * The fault behind a decision, as the autoscaler saw it: what a member's
+ * causal chain shows (last stat, fault, decision). Epoch ms.
+ */
+export interface FaultTimes {
+  /**
+   * `timeout` or `ports_not_open` (a MemberFault), `absent` (no member summary
+   * listed the member), or `gone` (the infrastructure no longer runs its
+   * instance, found by reconciliation before any stat was missed).
+   */
+  kind: 'timeout' | 'ports_not_open' | 'absent' | 'gone';
+  /** Agent timestamp of the member's last stat, as the MemberFault states it; null when none is known. */
+  lastStatAt: number | null;
+  /** The MemberFault's time (the CEP's clock), or the autoscaler's for an absence. */
+  declaredAt: number;
+}
+
 export interface Decision {
   action: ActionType;
   clusterId: string;
@@ -48,6 +65,8 @@ export interface Decision {
   epoch?: number | undefined;
   /** FaultStormHeld only. */
   storm?: { faultedMemberIds: string[]; clusterSize: number; windowMs: number };
+  /** The first decision on a fault acted on as it came (MemberTerminateAction, else MemberRemoved). */
+  fault?: FaultTimes | undefined;
 }
 
 /** A decision taken inside one cluster's monitor: its ClusterSink adds the cluster id. */
@@ -90,6 +109,8 @@ export interface ActionRecord {
   memberId: string | null;
   reason: string;
   epoch: number | null;
+  /** The fault behind it, when it is the first decision on one (stored as the row's `detail`). */
+  fault: FaultTimes | null;
 }
 
 export const AUTOSCALER_SOURCE = 'autoscaler';
@@ -105,6 +126,7 @@ export function toActionRecord(decision: Decision, at: number): ActionRecord {
     memberId: decision.memberId ?? null,
     reason: decision.reason,
     epoch: decision.epoch ?? null,
+    fault: decision.fault ?? null,
   };
 }
 

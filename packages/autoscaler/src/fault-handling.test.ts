@@ -98,6 +98,12 @@ describe('MemberFault handling', () => {
       'topology/MemberCreatedEvent php-4',
     ]);
     expect(h.registry.members.get('php-2')).toMatchObject({ state: 'Terminated', terminatedAt: t + 2_500 });
+    // The causal chain's facts: the first decision on the fault records when it was declared and the last stat.
+    const recorded = h.registry.actions.filter((a) => a.memberId === 'php-2' && a.action !== 'MemberSpawnAction');
+    expect(recorded.map((a) => [a.action, a.fault])).toEqual([
+      ['MemberTerminateAction', { kind: 'timeout', lastStatAt: T0, declaredAt: t }],
+      ['MemberRemoved', null],
+    ]);
     expect(h.memberIds()).toEqual(['php-1', 'php-3', 'php-4']);
     expect(h.core.counters).toMatchObject({ faults: 1, terminated: 1, spawned: 4 });
     await h.core.close();
@@ -113,6 +119,12 @@ describe('MemberFault handling', () => {
     await flush();
     expect(h.actions().slice(before)).toEqual(['MemberRemoved php-1', 'MemberSpawnAction php-4']);
     expect(h.decisions()[before]?.fields.reason).toBe('MemberFault (ports_not_open); instance not running');
+    expect(h.registry.actions.find((a) => a.memberId === 'php-1' && a.action === 'MemberRemoved')?.fault).toMatchObject(
+      {
+        kind: 'ports_not_open',
+        lastStatAt: T0,
+      },
+    );
     // Quietly: the Iaas is told to terminate (a lingering agent), without a MemberTerminateAction.
     expect(h.iaas.callsOf('terminate', 'php-1')).toHaveLength(1);
     expect(h.messages()).not.toContain('autoscaler/MemberTerminateAction php-1');

@@ -26,6 +26,7 @@ export {
   type ClusterDecision,
   type Decision,
   decisionEnvelope,
+  type FaultTimes,
   type MonitorSink,
   topologyEnvelope,
 } from './decisions.js';
@@ -53,7 +54,16 @@ export {
   type ResolvedAutoscalerCoreOptions,
   resolveAutoscalerCoreOptions,
 } from './options.js';
-export { PgRegistry, readClusterStates, readLastActions, readLiveMembers } from './pg-registry.js';
+export {
+  type ActionEntry,
+  PgRegistry,
+  readActionsAfter,
+  readClusterStates,
+  readLastActions,
+  readLiveMembers,
+  readMemberActions,
+  readMembers,
+} from './pg-registry.js';
 export { type ClusterPolicy, policyFrom, retiredPolicy, type Thresholds } from './policy.js';
 export { type Registry, RegistryError } from './registry.js';
 export { RegistryWriter } from './registry-writer.js';

@@ -318,6 +318,12 @@ describe('registry and infrastructure reconciled', () => {
     await flush();
     expect(actionsOf(h, before)).toEqual(['MemberRemoved php-3', 'MemberSpawnAction php-4']);
     expect(h.decisions()[before]?.fields.reason).toMatch(/not running on the infrastructure/);
+    // Its causal chain starts at the reconciliation: no MemberFault stated a last stat.
+    expect(h.registry.actions.find((a) => a.memberId === 'php-3' && a.action === 'MemberRemoved')?.fault).toEqual({
+      kind: 'gone',
+      lastStatAt: null,
+      declaredAt: Date.now(),
+    });
     await h.core.close();
   });
 

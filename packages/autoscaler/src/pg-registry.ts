@@ -1,6 +1,6 @@
 import type { MemberInstance } from '@faultline/cloud-controller';
 import type pg from 'pg';
-import type { ActionRecord, ActionType } from './decisions.js';
+import type { ActionRecord, ActionType, FaultTimes } from './decisions.js';
 import { FencedError } from './fence.js';
 import type { MemberRecord, MemberState } from './member.js';
 import { type PgRegistryOptions, type ResolvedPgRegistryOptions, resolvePgRegistryOptions } from './options.js';
@@ -22,16 +22,39 @@ interface MemberRow {
 }
 
 interface ActionRow {
+  id: string;
   at: number;
   action: ActionType;
   cluster_id: string;
   member_id: string | null;
   reason: string;
   epoch: string | null;
+  detail: { fault?: FaultTimes } | null;
+}
+
+/** An action with its row id: ids rise in the order actions were recorded. */
+export interface ActionEntry extends ActionRecord {
+  id: number;
+}
+
+function actionOf(row: ActionRow): ActionEntry {
+  const fault = row.detail?.fault;
+  return {
+    id: Number(row.id),
+    at: Math.round(row.at),
+    action: row.action,
+    clusterId: row.cluster_id,
+    memberId: row.member_id,
+    reason: row.reason,
+    epoch: row.epoch === null ? null : Number(row.epoch),
+    fault: fault && typeof fault.declaredAt === 'number' ? fault : null,
+  };
 }
 
 /** Milliseconds of a timestamptz column, as float8 (bigint would come back as a string). */
 const ms = (column: string): string => `(extract(epoch FROM ${column}) * 1000)::float8 AS ${column}`;
+const ACTION_COLUMNS = `id, ${ms('at')}, action, cluster_id, member_id, reason, epoch, detail`;
+
 /** Parameter `$n` (epoch ms or NULL) as a timestamptz. */
 const ts = (n: number): string => `to_timestamp($${n}::float8 / 1000)`;
 /** Writes between two prunes of the action table. */
@@ -64,7 +87,14 @@ export async function readLiveMembers(pool: pg.Pool): Promise<MemberRecord[]> {
             state, instance, reason, ${ms('created_at')}, ${ms('activated_at')}, ${ms('terminated_at')}
        FROM autoscaler_member WHERE state <> 'Terminated' ORDER BY created_at, member_id`,
   );
-  return rows.map((row) => ({
+  return rows.map(memberOf);
+}
+
+const MEMBER_COLUMNS = `member_id, cluster_id, cluster_instance_id, network_partition_id, partition_id, cartridge_type,
+            state, instance, reason, ${ms('created_at')}, ${ms('activated_at')}, ${ms('terminated_at')}`;
+
+function memberOf(row: MemberRow): MemberRecord {
+  return {
     memberId: row.member_id,
     clusterId: row.cluster_id,
     clusterInstanceId: row.cluster_instance_id,
@@ -77,7 +107,66 @@ export async function readLiveMembers(pool: pg.Pool): Promise<MemberRecord[]> {
     createdAt: Math.round(row.created_at),
     activatedAt: row.activated_at === null ? null : Math.round(row.activated_at),
     terminatedAt: row.terminated_at === null ? null : Math.round(row.terminated_at),
-  }));
+  };
+}
+
+/** Members by id, in any state (terminated ones until they are pruned). Rejects with RegistryError. */
+export async function readMembers(pool: pg.Pool, memberIds: readonly string[]): Promise<MemberRecord[]> {
+  if (memberIds.length === 0) return [];
+  const { rows } = await queryRegistry<MemberRow>(
+    pool,
+    'read members by id',
+    `SELECT ${MEMBER_COLUMNS} FROM autoscaler_member WHERE member_id = ANY($1::text[])`,
+    [memberIds],
+  );
+  return rows.map(memberOf);
+}
+
+/** Up to `limit` actions recorded after the action `afterId`, oldest first (the console's feed). Rejects with RegistryError. */
+export async function readActionsAfter(pool: pg.Pool, afterId: number, limit: number): Promise<ActionEntry[]> {
+  const { rows } = await queryRegistry<ActionRow>(
+    pool,
+    'read actions',
+    `SELECT ${ACTION_COLUMNS} FROM autoscaler_action WHERE id > $1 ORDER BY id LIMIT $2`,
+    [afterId, limit],
+  );
+  return rows.map(actionOf);
+}
+
+/**
+ * What a member's causal chain is read from: the member's own actions, and
+ * the removals, scale-downs and minimum-rule spawns of its cluster from
+ * shortly before its first action on (`around` rows either side at most),
+ * which tell which spawn replaced it. Oldest first. Rejects with RegistryError.
+ */
+export async function readMemberActions(
+  pool: pg.Pool,
+  memberId: string,
+  around = 500,
+): Promise<{ own: ActionEntry[]; cluster: ActionEntry[] }> {
+  const own = (
+    await queryRegistry<ActionRow>(
+      pool,
+      'read member actions',
+      `SELECT ${ACTION_COLUMNS} FROM autoscaler_action WHERE member_id = $1 ORDER BY id LIMIT 100`,
+      [memberId],
+    )
+  ).rows.map(actionOf);
+  const first = own[0];
+  if (!first) return { own, cluster: [] };
+  const { rows } = await queryRegistry<ActionRow>(
+    pool,
+    'read cluster actions',
+    `(SELECT ${ACTION_COLUMNS} FROM autoscaler_action
+        WHERE cluster_id = $1 AND id < $2 AND action IN ('MemberRemoved', 'MemberSpawnAction', 'ScaleDownAction')
+        ORDER BY id DESC LIMIT $3)
+     UNION ALL
+     (SELECT ${ACTION_COLUMNS} FROM autoscaler_action
+        WHERE cluster_id = $1 AND id >= $2 AND action IN ('MemberRemoved', 'MemberSpawnAction', 'ScaleDownAction')
+        ORDER BY id LIMIT $3)`,
+    [first.clusterId, first.id, around],
+  );
+  return { own, cluster: rows.map(actionOf).sort((a, b) => a.id - b.id) };
 }
 
 /** Every cluster's persisted monitor state as stored (`parseMonitorState` checks it). Rejects with RegistryError. */
@@ -91,22 +180,14 @@ export async function readClusterStates(pool: pg.Pool): Promise<Map<string, unkn
 }
 
 /** The autoscaler's last `limit` decisions, newest first. Rejects with RegistryError. */
-export async function readLastActions(pool: pg.Pool, limit: number): Promise<ActionRecord[]> {
+export async function readLastActions(pool: pg.Pool, limit: number): Promise<ActionEntry[]> {
   const { rows } = await queryRegistry<ActionRow>(
     pool,
     'read actions',
-    `SELECT ${ms('at')}, action, cluster_id, member_id, reason, epoch
-       FROM autoscaler_action ORDER BY id DESC LIMIT $1`,
+    `SELECT ${ACTION_COLUMNS} FROM autoscaler_action ORDER BY id DESC LIMIT $1`,
     [limit],
   );
-  return rows.map((row) => ({
-    at: Math.round(row.at),
-    action: row.action,
-    clusterId: row.cluster_id,
-    memberId: row.member_id,
-    reason: row.reason,
-    epoch: row.epoch === null ? null : Number(row.epoch),
-  }));
+  return rows.map(actionOf);
 }
 
 /** The SP group's current lease epoch, from parameter `$n` (the group id); NULL (so LEAST ignores it) before its first lease. */
@@ -217,9 +298,9 @@ export class PgRegistry implements Registry {
   async recordAction(a: ActionRecord): Promise<void> {
     await this.write(
       'write action',
-      `INSERT INTO autoscaler_action (at, action, cluster_id, member_id, reason, epoch)
-       VALUES (${ts(1)}, $2, $3, $4, $5, $6)`,
-      [a.at, a.action, a.clusterId, a.memberId, a.reason, a.epoch],
+      `INSERT INTO autoscaler_action (at, action, cluster_id, member_id, reason, epoch, detail)
+       VALUES (${ts(1)}, $2, $3, $4, $5, $6, $7)`,
+      [a.at, a.action, a.clusterId, a.memberId, a.reason, a.epoch, a.fault ? { fault: a.fault } : null],
     );
     this.actionWrites += 1;
     if (this.actionWrites % PRUNE_EVERY === 0) await this.prune();

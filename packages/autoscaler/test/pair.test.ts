@@ -117,6 +117,7 @@ describe('autoscaler pair', () => {
         memberId: null,
         reason: 'x',
         epoch: null,
+        fault: null,
       }),
     ).rejects.toBeInstanceOf(FencedError);
     // Its own lease row, but expired (database time): refused too.
