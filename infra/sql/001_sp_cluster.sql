@@ -1,4 +1,4 @@
--- Cluster database of the stream-processor pair (DESIGN.md, "SP active/passive").
+-- Cluster database of the stream-processor pair (README "Stream processor: the active/passive pair").
 -- Only database time (clock_timestamp()) decides expiry; node clocks never do.
 
 -- One row per SP group: who leads, under which fencing epoch, last renewal.

@@ -1,4 +1,4 @@
--- The autoscaler's member registry (DESIGN.md, "Autoscaler"): a restarted
+-- The autoscaler's member registry (README "Autoscaler"): a restarted
 -- autoscaler adopts the members that still run instead of orphaning them.
 -- Written by packages/autoscaler/src/pg-registry.ts; read by `faultline stack status`.
 

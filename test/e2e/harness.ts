@@ -95,6 +95,8 @@ export function stackConfig(kind: string, ports: readonly number[], extra: Recor
       ],
     },
     clusters: [{ id: 'web', cartridgeType: 'php', min: 3, max: 3 }],
+    // The web console on a port the system picks: `faultline console` tells which.
+    console: { port: 0 },
     ...extra,
   };
 }

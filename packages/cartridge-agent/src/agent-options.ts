@@ -20,6 +20,13 @@ export interface AgentOptions extends AgentSettings {
   credential: string;
   /** Durable outbox of the status events. */
   outboxFile: string;
+  /**
+   * Folder of the host's agent target files (FAULTLINE_AGENT_TARGETS_DIR): the
+   * agent writes `agent-<memberId>.json` there, a Prometheus file_sd target
+   * naming its `/metrics` port, and removes it when it stops.
+   * @default undefined (no target file)
+   */
+  metricsTargetsDir?: string;
   /** Where the member's workload listens. */
   workload: Endpoint;
   /**
@@ -44,8 +51,8 @@ export interface AgentOptions extends AgentSettings {
   connector?: Connector;
 }
 
-export type ResolvedAgentOptions = Required<Omit<AgentOptions, 'thriftCaFile' | 'mqttCaFile'>> &
-  Pick<AgentOptions, 'thriftCaFile' | 'mqttCaFile'>;
+export type ResolvedAgentOptions = Required<Omit<AgentOptions, 'thriftCaFile' | 'mqttCaFile' | 'metricsTargetsDir'>> &
+  Pick<AgentOptions, 'thriftCaFile' | 'mqttCaFile' | 'metricsTargetsDir'>;
 
 /** The agent's options with every default filled in (those of AgentSettings are documented there). */
 export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
@@ -58,6 +65,9 @@ export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
       callTimeoutMs: CALL_TIMEOUT_MS,
       activationPollMs: 1_000,
       probeTimeoutMs: 2_000,
+      metrics: true,
+      metricsHost: DEFAULTS.agentMetricsHost as string,
+      metricsPort: DEFAULTS.agentMetricsPort as number,
       clock: systemClock,
       logger: nullLogger,
       system: osSystemStats,

@@ -51,6 +51,8 @@ function setup(extra: Partial<AgentOptions> = {}) {
     probe: workload.probe,
     system,
     connector: brokers.connector,
+    // No real port under fake time: metrics.test.ts serves and scrapes them.
+    metrics: false,
     ...extra,
   });
   return { agent, brokers, transport, workload, logger };

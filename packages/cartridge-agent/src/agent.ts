@@ -1,8 +1,10 @@
-import { closeAll, once, type TimerHandle } from '@faultline/core';
+import { closeAll, type HealthState, once, serviceRegistry, type TimerHandle } from '@faultline/core';
 import { createPublisher, type Publisher } from '@faultline/messaging';
 import { createEnvelope, memberBrokerAccount } from '@faultline/protocol';
 import { type AgentOptions, resolveAgentOptions } from './agent-options.js';
 import { BatchSender, type BatchSenderCounters } from './batch-sender.js';
+import { type AgentStatus, agentMetrics } from './metrics.js';
+import { type AgentMetricsServer, serveAgentMetrics } from './metrics-server.js';
 import { StatCollector, type StatCollectorCounters } from './stats.js';
 
 export type AgentState = 'idle' | 'starting' | 'running' | 'closed';
@@ -10,6 +12,12 @@ export type AgentState = 'idle' | 'starting' | 'running' | 'closed';
 export interface AgentCounters extends BatchSenderCounters, StatCollectorCounters {
   /** Collections skipped because the previous one was still running (a slow workload). */
   skippedTicks: number;
+  /** Starts whose health and metrics port could not listen (the agent runs on without one). */
+  metricsListenFailures: number;
+  /** Writes or removals of its Prometheus target file that failed. */
+  targetFileFailures: number;
+  /** Requests to its health and metrics port refused for their method. */
+  refusedRequests: number;
 }
 
 export interface Agent {
@@ -20,11 +28,24 @@ export interface Agent {
   /** Unacknowledged batches held for resending. */
   readonly queued: number;
   readonly counters: Readonly<AgentCounters>;
-  /** Publishes InstanceStartedEvent and starts the stat and activation loops. */
+  /** The port of its health routes and `/metrics` once it serves them; undefined otherwise (off, not yet, failed). */
+  readonly metricsPort: number | undefined;
+  /**
+   * Publishes InstanceStartedEvent, starts the stat and activation loops, then
+   * serves its health routes and `/metrics` and writes its Prometheus target
+   * file (unless `metrics` is false; a port that cannot listen is logged and
+   * counted, never a failed start).
+   */
   start(): Promise<void>;
-  /** Stops the loops and closes the connections; the outbox keeps unsent events for the next life. Idempotent. */
+  /**
+   * Removes its target file, stops serving, stops the loops and closes the
+   * connections; the outbox keeps unsent events for the next life. Idempotent.
+   */
   close(): Promise<void>;
 }
+
+/** The event-loop lag of an agent is sampled every second, not prom-client's 10 ms (see serviceRegistry). */
+const EVENT_LOOP_SAMPLE_MS = 1_000;
 
 /** Pause after a whole round of failed SP endpoints, doubling per round, capped at the stat interval (and 10 s). */
 const RETRY_DELAY_MS = 1_000;
@@ -72,8 +93,77 @@ export function createAgent(input: AgentOptions): Agent {
   let activated = false;
   let collecting = false;
   let skippedTicks = 0;
+  const metricsCounters = { metricsListenFailures: 0, targetFileFailures: 0, refusedRequests: 0 };
   let statTimer: TimerHandle | undefined;
   let activationTimer: TimerHandle | undefined;
+  let metricsServer: AgentMetricsServer | undefined;
+  let metricsStarting: Promise<void> | undefined;
+
+  const counters = (): AgentCounters => ({
+    ...sender.counters,
+    ...collector.counters,
+    skippedTicks,
+    ...metricsCounters,
+  });
+
+  const status = (): AgentStatus => ({
+    counters: counters(),
+    queued: sender.queued,
+    activated,
+    sender: sender.state,
+    endpoints: sender.endpointNames,
+    currentEndpoint: sender.currentEndpoint,
+    connections: transport.connections?.(),
+  });
+
+  const health = (): HealthState => ({
+    body: {
+      member: member.memberId,
+      cluster: member.clusterId,
+      agentId: sender.currentAgentId,
+      state,
+      activated,
+      queued: sender.queued,
+    },
+    ready: state === 'running',
+    reason:
+      state !== 'running' ? state : sender.state === 'backoff' ? 'running; no SP endpoint takes batches' : 'running',
+  });
+
+  /** Serves the health routes and /metrics and writes the target file. Never rejects: a failure is logged and counted. */
+  const serveMetrics = async () => {
+    const register = serviceRegistry({ eventLoopSampleMs: EVENT_LOOP_SAMPLE_MS });
+    agentMetrics(register, status, publisher);
+    try {
+      const served = await serveAgentMetrics({
+        host: options.metricsHost,
+        port: options.metricsPort,
+        targetsDir: options.metricsTargetsDir,
+        member,
+        metrics: register,
+        state: health,
+        clock,
+        logger: log,
+        onTargetFailed: () => {
+          metricsCounters.targetFileFailures += 1;
+        },
+        onRefused: () => {
+          metricsCounters.refusedRequests += 1;
+        },
+      });
+      // Closed while it started listening: it must not outlive the agent.
+      if (state === 'closed') await served.close();
+      else metricsServer = served;
+    } catch (error) {
+      metricsCounters.metricsListenFailures += 1;
+      log.error('health and metrics port not served: the agent runs on without it', {
+        event: 'agent.metrics_unavailable',
+        host: options.metricsHost,
+        port: options.metricsPort,
+        error,
+      });
+    }
+  };
 
   const publish = async (type: 'InstanceStartedEvent' | 'InstanceActivatedEvent') => {
     // Deterministic per agent life: a republish of the same fact carries the same id, so subscribers dedupe it.
@@ -128,7 +218,10 @@ export function createAgent(input: AgentOptions): Agent {
       return sender.queued;
     },
     get counters() {
-      return { ...sender.counters, ...collector.counters, skippedTicks };
+      return counters();
+    },
+    get metricsPort() {
+      return metricsServer?.port;
     },
     start: async () => {
       if (state !== 'idle') return;
@@ -148,20 +241,25 @@ export function createAgent(input: AgentOptions): Agent {
       activationTimer = clock.setInterval(activate, activationPollMs);
       collect();
       activate();
+      if (options.metrics) {
+        metricsStarting = serveMetrics();
+        await metricsStarting;
+      }
     },
     close: once(async () => {
       state = 'closed';
       clock.clearInterval(statTimer);
       clock.clearInterval(activationTimer);
       sender.close();
+      // First, so Prometheus stops scraping a port about to close; a start still listening closes it itself.
+      await metricsStarting;
+      await metricsServer?.close();
       log.info('agent stopped', {
         event: 'agent.stopped',
         agentId,
         activated,
         queued: sender.queued,
-        ...sender.counters,
-        ...collector.counters,
-        skippedTicks,
+        ...counters(),
       });
       await closeAll([{ close: async () => transport.close() }, publisher], log);
     }),

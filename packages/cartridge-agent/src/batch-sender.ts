@@ -26,6 +26,12 @@ export interface BatchTransport {
   /** Forgets the connection to `endpoint` (after a timeout), so the next publish reconnects. */
   reset(endpoint: Endpoint): void;
   close(): void;
+  /**
+   * The connection to each endpoint it holds one to, by `host:port` (read by
+   * the agent's metrics; an endpoint not listed has none). Optional: a
+   * transport that cannot tell has no connection metric.
+   */
+  connections?(): Readonly<Record<string, 'connecting' | 'open'>>;
 }
 
 export interface BatchSenderCounters {
@@ -35,6 +41,8 @@ export interface BatchSenderCounters {
   sent: number;
   /** Batches acknowledged and removed. */
   acked: number;
+  /** Health stats in the batches acknowledged. */
+  statsAcked: number;
   /** Acks that said the SP had already seen the batch (a resend after a lost ack). */
   duplicates: number;
   /** NotActive answers. */
@@ -70,6 +78,7 @@ export class BatchSender {
     batches: 0,
     sent: 0,
     acked: 0,
+    statsAcked: 0,
     duplicates: 0,
     refused: 0,
     errors: 0,
@@ -109,6 +118,16 @@ export class BatchSender {
 
   get state(): SenderState {
     return this.senderState;
+  }
+
+  /** Every endpoint as `host:port`, in the order they are tried. */
+  get endpointNames(): string[] {
+    return this.options.endpoints.map((_, index) => this.endpointName(index));
+  }
+
+  /** The endpoint batches go to now (`host:port`). */
+  get currentEndpoint(): string {
+    return this.endpointName();
   }
 
   /** A getter, not a field test: TypeScript would narrow the field across the awaits of run(). */
@@ -277,6 +296,7 @@ export class BatchSender {
             return 'failed';
           }
           this.counters.acked += 1;
+          this.counters.statsAcked += batch.stats.length;
           this.renewalUnconfirmed = false;
           if (ack.duplicate) this.counters.duplicates += 1;
           return 'acked';

@@ -31,11 +31,14 @@ export function thriftTransport(input: ThriftTransportOptions = {}): BatchTransp
   const { connectTimeoutMs, logger, ca } = withDefaults({ logger: nullLogger }, input);
   const log = logger.child({ component: 'thrift-transport' });
   const connections = new Map<string, HealthStatConnection>();
+  /** Keys of the connections that are up (the others are still connecting). */
+  const open = new Set<string>();
 
   const drop = (key: string, connection?: HealthStatConnection): void => {
     const current = connections.get(key);
     if (!current || (connection && current !== connection)) return;
     connections.delete(key);
+    open.delete(key);
     current.close();
   };
 
@@ -54,6 +57,13 @@ export function thriftTransport(input: ThriftTransportOptions = {}): BatchTransp
       // Closed between calls (the SP's idle timeout): the next publish reconnects instead of failing over.
       opened.onClose(() => drop(key, opened));
       connections.set(key, opened);
+      // A failed connect is publish()'s to handle; here only whether it came up.
+      opened.ready.then(
+        () => {
+          if (connections.get(key) === opened) open.add(key);
+        },
+        () => {},
+      );
       connection = opened;
     }
     return connection;
@@ -78,6 +88,8 @@ export function thriftTransport(input: ThriftTransportOptions = {}): BatchTransp
       }
     },
     reset: (endpoint) => drop(keyOf(endpoint)),
+    connections: () =>
+      Object.fromEntries([...connections.keys()].map((key) => [key, open.has(key) ? 'open' : 'connecting'] as const)),
     close: () => {
       for (const key of [...connections.keys()]) drop(key);
     },

@@ -69,6 +69,12 @@ export function parseChaosRequest(body: Record<string, unknown>): ChaosRequest {
     const shown = typeof target === 'string' ? JSON.stringify(target.slice(0, 64)) : typeof target;
     throw new UsageError(`chaos target ${shown} is not an id: it ${ID_PATTERN_DESCRIPTION}`);
   }
+  // The words an action takes, checked here too: the CLI refuses a wrong one (exit 2) before contacting anyone.
+  if (action === 'kill-sp' && target !== 'active' && target !== 'passive')
+    throw new UsageError('kill-sp takes active or passive');
+  if (action === 'pause-sp' && target !== 'active') throw new UsageError('pause-sp takes active');
+  if (action === 'kill-broker' && (typeof target !== 'string' || target === ''))
+    throw new UsageError('kill-broker takes a broker name (a, b)');
   return {
     action,
     target: typeof target === 'string' ? target : undefined,

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `faultline` command: `stack up|down|status`, `logs`, `chaos …`.
+ * The `faultline` command: `stack up|down|status`, `console`, `explain`, `logs`, `chaos …`, `config …`.
  * Errors are one clear line on stderr and a non-zero exit; a bad
  * configuration or a bad argument exits 2 (naming the key or the argument),
  * before anything is contacted (and `stack up` when a platform service
@@ -22,10 +22,12 @@ import {
   systemClock,
 } from '@faultline/core';
 import { stringify } from 'yaml';
+import { type CausalChain, formatChain } from './causal-chain.js';
 import { CHAOS_ACTIONS, isChaosAction, PAUSE_SECONDS_MAX, PAUSE_SECONDS_MIN, parseChaosRequest } from './chaos.js';
 import { callControl, readControlFile, waitStopped } from './control.js';
 import { ServiceFailedError, UsageError } from './errors.js';
 import { showLogs } from './logs.js';
+import { describeMosquittoExport, exportMosquittoConfig } from './mosquitto-export.js';
 import { runDirOf, stackUp, stateDirOf } from './stack.js';
 import { degraded, formatStatus, type StackStatus } from './status.js';
 
@@ -37,14 +39,19 @@ Usage:
   faultline stack down [--no-wait]       stop a running stack, members included; returns once stopped
   faultline stack status                 services (pid, state, restarts), SP roles and epoch, brokers,
                                          clusters, last autoscaler actions; exit 3 when degraded
+  faultline console                      the URL of the stack's web console (live state, timeline, causal chains)
+  faultline explain MEMBER               a member's causal chain: last stat, fault, decision, terminate,
+                                         spawn of its replacement, replacement active
   faultline logs [--service NAME] [--follow]
   faultline chaos ACTION [TARGET]        kill-member [ID], kill-agent [ID], hang-member [ID],
                                          kill-broker a|b, kill-sp active|passive,
                                          pause-sp active [--seconds N]
   faultline config validate|show|schema [--config FILE]
+  faultline config mosquitto --node NAME --dir DIR [--config FILE]
   faultline --version
 
-Every command takes -h/--help and --json (machine-readable output). stack status|down and chaos
+Every command takes -h/--help and --json (machine-readable output). stack status|down, console,
+explain and chaos
 find the running stack by --state-dir DIR (its .faultline folder), else FAULTLINE_STATE_DIR, else
 the nearest folder from here up that has one running. Exit codes: 0 done,
 1 failed, 2 a bad argument or configuration (nothing was contacted), 3 the stack is degraded
@@ -64,13 +71,26 @@ the nearest folder from here up that has one running. Exit codes: 0 done,
           everything it started has stopped by then); --no-wait returns at once
   status  the running stack's state; exits 3 when degraded (a service not up, not exactly one
           active SP node, a broker down, a cluster holding its faults), the reasons on stderr`,
+  console: `faultline console [--state-dir DIR] [--json]
+
+  Prints the URL of the running stack's web console (console.host:console.port, loopback by
+  default): the SP pair with roles, epoch and replication lag, both brokers, the services,
+  clusters and members with state and age, a live timeline of faults and autoscaler actions,
+  and any member's causal chain. Read-only. Exit 1 when the console is off (console.enabled).`,
+  explain: `faultline explain MEMBER [--state-dir DIR] [--json]
+
+  A member's causal chain from the autoscaler's registry, a line a step with its time and the
+  time since the step before: its last stat (the agent's clock), the fault declared, the
+  autoscaler's decision, the member terminated, the spawn of its replacement, the replacement
+  active. A chain under way ends at its last step so far. Exit 1 when the registry does not
+  know the member (never seen, or pruned).`,
   logs: `faultline logs [--service NAME] [--follow] [--json]
 
   Prints the per-service JSON-lines logs under logging.dir (.faultline/logs), merged by time.
-  --service NAME   one service: sp-1, sp-2, broker-a, broker-b, autoscaler (both nodes), supervisor, agent-<member>…
+  --service NAME   one service: sp-1, sp-2, broker-a, broker-b, autoscaler (both nodes), supervisor, member-<id>…
   --follow         keep printing new lines (Ctrl-C to stop)
   --json           the raw JSON lines`,
-  config: `faultline config validate|show|schema [--config FILE]   (each: --json)
+  config: `faultline config validate|show|schema|mosquitto [--config FILE]   (each: --json)
 
   validate  reads the configuration (--config FILE, else FAULTLINE_CONFIG, else
             infra/config/faultline.yaml) with the FAULTLINE_* variables applied; exit 0 when it
@@ -78,7 +98,11 @@ the nearest folder from here up that has one running. Exit codes: 0 done,
   show      the configuration as the services resolve it, defaults filled in (passwords shown
             as "(set)"); --json for JSON
   schema    the JSON Schema of the file (committed as infra/config/faultline.schema.json, which
-            the default faultline.yaml names for editors)`,
+            the default faultline.yaml names for editors)
+  mosquitto --node NAME --dir DIR
+            writes mosquitto.conf, passwd and acl for broker node NAME into DIR (0700, files
+            0600): the platform accounts with the configured passwords and their ACL, for a
+            Mosquitto you run yourself (brokers.kind: external); start it with mosquitto -c`,
   chaos: `faultline chaos ACTION [TARGET] [--seconds N]
 
   kill-member [ID]        SIGKILL a member's process group (a random active member without ID)
@@ -200,20 +224,57 @@ async function main(argv: string[]): Promise<number> {
       }
       throw new UsageError(`unknown stack command ${sub ?? '(none)'}; see faultline stack --help`);
     }
+    case 'console': {
+      const { values, json, help } = parse(args, { 'state-dir': { type: 'string' } }, 0);
+      if (help) return usage(text);
+      const runDir = runDirOf(stateDirOf(values['state-dir'] as string | undefined));
+      const { url, error } = (await callControl(runDir, 'console')) as { url: string | null; error?: string | null };
+      if (url === null)
+        throw new Error(
+          error ? `the console could not start: ${error}` : 'the console is off in this stack (console.enabled: false)',
+        );
+      answer(json ? { url } : url, json);
+      return 0;
+    }
+    case 'explain': {
+      const { values, positionals, json, help } = parse(args, { 'state-dir': { type: 'string' } }, 1);
+      if (help) return usage(text);
+      const [memberId] = positionals;
+      if (memberId === undefined) throw new UsageError('explain needs a member id; see faultline explain --help');
+      if (!ID_PATTERN.test(memberId))
+        throw new UsageError(`${JSON.stringify(memberId.slice(0, 64))} is not a member id`);
+      const runDir = runDirOf(stateDirOf(values['state-dir'] as string | undefined));
+      const chain = (await callControl(runDir, 'explain', { memberId })) as CausalChain | null;
+      if (chain === null) throw new Error(`the registry knows no member ${memberId} (never seen, or pruned)`);
+      print(json ? JSON.stringify(chain, null, 2) : formatChain(chain));
+      return 0;
+    }
     case 'config': {
-      const { values, positionals, json, help } = parse(args, { config: { type: 'string' } }, 1);
+      const { values, positionals, json, help } = parse(
+        args,
+        { config: { type: 'string' }, node: { type: 'string' }, dir: { type: 'string' } },
+        1,
+      );
       if (help) return usage(text);
       const [sub] = positionals;
+      if (sub !== 'mosquitto' && (values.node !== undefined || values.dir !== undefined))
+        throw new UsageError('--node and --dir are options of config mosquitto only');
       if (sub === 'schema') {
         print(JSON.stringify(configJsonSchema(), null, 2));
         return 0;
       }
-      if (sub !== 'validate' && sub !== 'show')
+      if (sub !== 'validate' && sub !== 'show' && sub !== 'mosquitto')
         throw new UsageError(`unknown config command ${sub ?? '(none)'}; see faultline config --help`);
       const file = path.resolve(
         (values.config as string | undefined) || process.env.FAULTLINE_CONFIG || 'infra/config/faultline.yaml',
       );
       const config = loadConfig({ path: file });
+      if (sub === 'mosquitto') {
+        const node = values.node as string | undefined;
+        const written = await exportMosquittoConfig(config, { node, dir: values.dir as string | undefined });
+        answer(json ? written : describeMosquittoExport(written), json);
+        return 0;
+      }
       if (sub === 'validate') answer(json ? { valid: true, file } : `valid: ${file}`, json);
       else print(json ? JSON.stringify(redacted(config), null, 2) : stringify(redacted(config)));
       return 0;

@@ -2,10 +2,12 @@ import path from 'node:path';
 import { brokerUsers, mosquittoDirOf, writeMosquittoConfig } from '@faultline/broker';
 import {
   BROKER_CREDENTIAL_ROLES,
+  ConfigError,
   ensureSecretFile,
   envNameFor,
   type FaultlineConfig,
   generatedBrokerPasswordFile,
+  type Logger,
   REPO_ROOT,
 } from '@faultline/core';
 import { autoscalerHealth, mqttAnswers, portAnswers, spStatus } from './probes.js';
@@ -21,7 +23,8 @@ export interface IssuedBrokerPasswords {
 }
 
 /**
- * The stack's broker accounts: for each role the configuration gives neither
+ * The stack's broker accounts (with `brokers.kind: external` only checked, by
+ * requireExternalBrokerPasswords): for each role the configuration gives neither
  * `password` nor `passwordFile`, a random password file is generated on the
  * first start (`.faultline/secrets/broker-<role>.password` under `baseDir`,
  * mode 0600 in a folder of mode 0700) and reused after. Returns the config
@@ -30,6 +33,10 @@ export interface IssuedBrokerPasswords {
  * password. To rotate one, stop the stack, delete its file and start it again.
  */
 export function issueBrokerPasswords(config: FaultlineConfig, baseDir = process.cwd()): IssuedBrokerPasswords {
+  if (config.brokers.kind === 'external') {
+    requireExternalBrokerPasswords(config);
+    return { config, env: {} };
+  }
   const credentials = { ...config.brokers.credentials };
   const env: Record<string, string> = {};
   for (const role of BROKER_CREDENTIAL_ROLES) {
@@ -41,6 +48,60 @@ export function issueBrokerPasswords(config: FaultlineConfig, baseDir = process.
     env[envNameFor(['brokers', 'credentials', role, 'passwordFile'])] = file;
   }
   return { config: { ...config, brokers: { ...config.brokers, credentials } }, env };
+}
+
+/**
+ * With `brokers.kind: external` the accounts live on brokers the stack does
+ * not run, so it cannot make up their passwords: every role must have
+ * `password` or `passwordFile` (here or in its environment variable), the
+ * password of the account the operator created (README "External brokers").
+ * A ConfigError naming each role without one (`stack up` exits 2) otherwise.
+ * Checked here rather than in the schema, which does not see a file that
+ * only an environment variable names until the file itself is valid.
+ */
+export function requireExternalBrokerPasswords(config: FaultlineConfig): void {
+  const missing = BROKER_CREDENTIAL_ROLES.filter((role) => {
+    const credential = config.brokers.credentials[role];
+    return credential.password === undefined && credential.passwordFile === undefined;
+  });
+  if (missing.length === 0) return;
+  const issues = missing.map((role) => ({
+    key: `brokers.credentials.${role}`,
+    reason:
+      `brokers.kind is external: the stack runs no broker, so it cannot generate this account's password; ` +
+      `set brokers.credentials.${role}.passwordFile (or ${envNameFor(['brokers', 'credentials', role, 'passwordFile'])}) ` +
+      `or .password to the password of the account "${config.brokers.credentials[role].username}" on your brokers`,
+  }));
+  throw new ConfigError(
+    'FL_ERR_CONFIG_INVALID',
+    ['invalid configuration:', ...issues.map((issue) => `  - ${issue.key}: ${issue.reason}`)].join('\n'),
+    { issues },
+  );
+}
+
+/**
+ * `brokers.kind: external`: says which brokers the services will use, and
+ * warns about each that does not accept a connection now. Never waits for one
+ * and never fails: the services connect (and reconnect) themselves, and
+ * `stack status` keeps probing them.
+ */
+export async function reportExternalBrokers(config: FaultlineConfig, logger: Logger): Promise<void> {
+  if (config.brokers.kind !== 'external') return;
+  const nodes = config.brokers.nodes;
+  const answers = await Promise.all(nodes.map((node) => portAnswers(node.host, node.port)));
+  logger.info('external brokers: the stack starts none, the services connect to these', {
+    event: 'stack.external_brokers',
+    brokers: nodes.map((node) => `${node.name}@${node.host}:${node.port}`),
+  });
+  nodes.forEach((node, i) => {
+    if (answers[i]) return;
+    logger.warn('an external broker does not accept connections; the services keep trying', {
+      event: 'stack.external_broker_down',
+      broker: node.name,
+      host: node.host,
+      port: node.port,
+    });
+  });
 }
 
 export interface StackPaths {
@@ -56,9 +117,10 @@ export interface StackPaths {
 }
 
 /**
- * The platform services of the stack, in start order: broker A and B, SP
- * node 1 and 2, the autoscaler pair (one service per `autoscaler.nodes`
- * entry, named by its id; the active one spawns the members). Each is a
+ * The platform services of the stack, in start order: broker A and B (none
+ * with `brokers.kind: external`), SP node 1 and 2, the autoscaler pair (one
+ * service per `autoscaler.nodes` entry, named by its id; the active one
+ * spawns the members). Each is a
  * process of this repository's built packages (or Mosquitto), started with
  * the same configuration file, the database URL and `secretEnv` (the
  * password files of issueBrokerPasswords); the autoscalers also with
@@ -82,7 +144,9 @@ export async function platformServices(
     ...(process.stdout.isTTY ? { FORCE_COLOR: '1' } : {}),
   };
   const services: ServiceSpec[] = [];
-  for (const node of config.brokers.nodes) {
+  // External brokers are someone else's to run: the services connect to them, `stack status` probes them.
+  const brokerNodes = config.brokers.kind === 'external' ? [] : config.brokers.nodes;
+  for (const node of brokerNodes) {
     const name = `broker-${node.name}`;
     const ready = (signal: AbortSignal) => portAnswers(node.host, node.port, signal);
     if (config.brokers.kind === 'mosquitto') {

@@ -118,7 +118,7 @@ export async function spStatus(
 /** What an autoscaler node's `GET /health` answers (the fields the supervisor reads). */
 export interface AutoscalerHealth {
   node: string;
-  role: 'ACTIVE' | 'STANDBY';
+  role: 'ACTIVE' | 'PASSIVE';
 }
 
 /**

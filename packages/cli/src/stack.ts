@@ -1,11 +1,13 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { readActionsAfter, readLastActions } from '@faultline/autoscaler';
 import { createLocalIaas, type MemberInstance } from '@faultline/cloud-controller';
 import {
   createLogger,
   createPgPool,
   ensureSecretFile,
   type FaultlineConfig,
+  ID_PATTERN,
   type Logger,
   loadConfig,
   migrate,
@@ -15,19 +17,23 @@ import {
   systemClock,
 } from '@faultline/core';
 import type pg from 'pg';
+import { ActionFeed } from './action-feed.js';
+import { causalChain } from './causal-chain.js';
 import { chaosHandler } from './chaos.js';
 import { liveMembers } from './cluster-view.js';
 import { type ConsoleOutput, guardConsole } from './console-output.js';
+import { type ConsoleServer, startConsole } from './console-server.js';
 import { startControl } from './control.js';
 import { prepareEmbeddedPostgres } from './embedded-postgres.js';
+import { UsageError } from './errors.js';
 import { stopLeftoverPostmaster } from './leftover-postmaster.js';
-import { issueBrokerPasswords, platformServices } from './platform-services.js';
+import { issueBrokerPasswords, platformServices, reportExternalBrokers } from './platform-services.js';
 import { linuxServiceTable, type ServiceProcessTable } from './process-table.js';
 import { ServiceRecords, stopLeftovers } from './service-records.js';
 import { layoutEnv, prepareStackLayout, type StackLayout, stackLayout } from './stack-layout.js';
 import { StackLock } from './stack-lock.js';
 import { stopStack } from './stack-shutdown.js';
-import { formatStatus, stackStatus } from './status.js';
+import { degraded, formatStatus, stackStatus } from './status.js';
 import { Supervisor } from './supervisor.js';
 
 /**
@@ -72,10 +78,11 @@ export interface StackUpOptions {
 
 /**
  * `faultline stack up`: PostgreSQL (embedded unless `database.url`), broker A
- * and B, SP node 1 and 2, the autoscaler pair — in order, each ready before
- * the next, each supervised (supervisor.ts) — then the status table. One
- * stack per folder (stack-lock.ts); what a supervisor that died left running
- * is stopped first. Ctrl-C, SIGTERM, SIGHUP or `stack down` stop everything,
+ * and B (none with `brokers.kind: external`), SP node 1 and 2, the autoscaler
+ * pair — in order, each ready before the next, each supervised
+ * (supervisor.ts) — then the status table. One stack per folder
+ * (stack-lock.ts); what a supervisor that died left running is stopped
+ * first. Ctrl-C, SIGTERM, SIGHUP or `stack down` stop everything,
  * members included, also while it is still starting (what is under way
  * finishes, nothing more starts). A service that exits with code 2 (its
  * configuration) stops the stack too: then this rejects with a
@@ -111,6 +118,7 @@ async function runStack(
     configPath ?? process.env.FAULTLINE_CONFIG ?? path.resolve('infra/config/faultline.yaml'),
   );
   // Broker accounts without a password get a generated file (README "Secret files"); the services get its path.
+  // External brokers' accounts are the operator's: each needs its password given (README "External brokers").
   const { config, env: secretEnv } = issueBrokerPasswords(loaded);
   const logDir = path.resolve(config.logging.dir);
   const logger = createLogger({ service: 'supervisor', ...config.logging, dir: logDir });
@@ -143,6 +151,7 @@ async function runStack(
   });
   let pool: pg.Pool | undefined;
   let control: Awaited<ReturnType<typeof startControl>> | undefined;
+  let web: ConsoleServer | undefined;
   let stopping = false;
   let startup: Promise<void> = Promise.resolve();
   let finished: () => void = () => {};
@@ -169,7 +178,14 @@ async function runStack(
           ? async () => (await liveMembers(registry)).flatMap((m) => (m.instance ? [m.instance] : []))
           : undefined,
         terminateMembers: (instances) => terminateMembers(instances, layout, logger),
-        closeControl: async () => control?.close(),
+        closeControl: async () => {
+          await web
+            ?.close()
+            .catch((error: unknown) =>
+              logger.warn('the console did not close cleanly', { event: 'console.close_failed', error }),
+            );
+          await control?.close();
+        },
         endPool: async () => pool?.end(),
       });
       logger.info('stack stopped', { event: 'stack.stopped' });
@@ -228,16 +244,55 @@ async function runStack(
     pool = createPgPool({ connectionString: url, logger });
     await migrate(pool, { logger });
     const autoscalerEnv = layoutEnv(layout, config.cloudController.local);
+    await reportExternalBrokers(config, logger);
     for (const spec of await platformServices(config, { runDir, logDir, configFile, autoscalerEnv }, url, secretEnv)) {
       if (stopping) return;
       await supervisor.start(spec);
     }
     if (stopping) return;
     const registry = pool;
+    const status = async () => stackStatus(config, registry, supervisor.list());
+    let consoleError: string | undefined;
+    if (config.console.enabled) {
+      // An extra, not a part of the stack: a console that cannot listen (its port taken) is said, not fatal.
+      web = await startConsole({
+        host: config.console.host,
+        port: config.console.port,
+        status: async () => {
+          const s = await status();
+          return { ...s, degraded: degraded(s) };
+        },
+        explain: (memberId) => causalChain(registry, memberId),
+        feed: new ActionFeed({
+          readAfter: (afterId, limit) => readActionsAfter(registry, afterId, limit),
+          readLatest: (limit) => readLastActions(registry, limit),
+          pollIntervalMs: config.console.pollIntervalMs,
+          clock,
+          logger,
+        }),
+        clock,
+        logger,
+      }).catch((error: unknown) => {
+        consoleError = (error as Error).message;
+        logger.error('the console could not start', { event: 'console.start_failed', error });
+        return undefined;
+      });
+    }
+    const consoleUrl = web?.url;
     control = await startControl({
       runDir,
       handlers: {
-        status: async () => stackStatus(config, registry, supervisor.list()),
+        status,
+        console: async () => ({
+          url: consoleUrl ?? null,
+          enabled: config.console.enabled,
+          error: consoleError ?? null,
+        }),
+        explain: async (args) => {
+          const memberId = args.memberId;
+          if (typeof memberId !== 'string' || !ID_PATTERN.test(memberId)) throw new UsageError('not a member id');
+          return (await causalChain(registry, memberId)) ?? null;
+        },
         down: async () => {
           void shutdown();
           return 'stopping';
@@ -249,11 +304,16 @@ async function runStack(
     });
     await sleep(clock, FIRST_STATUS_DELAY_MS);
     if (stopping) return;
-    const status = await stackStatus(config, registry, supervisor.list());
+    const first = await status();
+    const seeIt = consoleUrl
+      ? `The console: ${consoleUrl}\n`
+      : consoleError
+        ? `The console could not start: ${consoleError}\n`
+        : '';
     terminal.print(
       json
-        ? `${JSON.stringify({ up: true, status })}\n`
-        : `\n${formatStatus(status)}\n\nThe stack is up. Ctrl-C (or faultline stack down) stops it.\n\n`,
+        ? `${JSON.stringify({ up: true, status: first, console: consoleUrl ?? null })}\n`
+        : `\n${formatStatus(first)}\n\nThe stack is up. Ctrl-C (or faultline stack down) stops it.\n${seeIt}\n`,
     );
   };
   startup = start();

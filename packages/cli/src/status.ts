@@ -7,8 +7,17 @@ import type { ServiceView } from './supervisor.js';
 export interface StackStatus {
   /** The supervisor's view of each platform service (PostgreSQL first when embedded): pid (null when not running), state, restarts. */
   services: { name: string; pid: number | null; state: string; restarts: number }[];
-  sp: { node: string; role: string; epoch: number | null; passiveLink: string | null; thriftPort: number }[];
-  brokers: { name: string; port: number; up: boolean }[];
+  sp: {
+    node: string;
+    role: string;
+    epoch: number | null;
+    passiveLink: string | null;
+    /** The active's replication lag to its passive (batches not yet acknowledged, and their age); null on another role. */
+    lag: { batches: number; ms: number } | null;
+    thriftPort: number;
+  }[];
+  /** Each of `brokers.nodes`, whoever runs it (external ones too): whether its port accepts a connection; `url` as configured. */
+  brokers: { name: string; port: number; up: boolean; url?: string }[];
   clusters: {
     id: string;
     min: number;
@@ -17,8 +26,8 @@ export interface StackStatus {
     faultStormHeldSince: string | null;
     /** Network partitions the fault detector is silent about: fault-driven actions there are held. */
     detectorSilent: { networkPartitionId: string; since: string }[];
-    /** `held` names why a fault of the member is held (`storm` or `silent`), else null. */
-    members: { memberId: string; state: string; held: string | null }[];
+    /** `held` names why a fault of the member is held (`storm` or `silent`), else null. Times ISO. */
+    members: { memberId: string; state: string; held: string | null; createdAt: string; activatedAt: string | null }[];
   }[];
   actions: ActionRow[];
 }
@@ -32,18 +41,26 @@ export async function stackStatus(
     config.streamProcessor.nodes.map(async (node) => {
       // The node's own status type; undefined fields (epoch while passive) are absent from the JSON.
       const s = await spStatus(node);
-      if (!s) return { node: node.id, role: 'DOWN', epoch: null, passiveLink: null, thriftPort: node.thriftPort };
+      if (!s)
+        return { node: node.id, role: 'DOWN', epoch: null, passiveLink: null, lag: null, thriftPort: node.thriftPort };
+      const active = s.role === 'ACTIVE';
       return {
         node: node.id,
         role: s.role,
         epoch: s.epoch ?? null,
-        passiveLink: s.role === 'ACTIVE' ? s.passive.link : null,
+        passiveLink: active ? s.passive.link : null,
+        lag: active ? { batches: s.passive.lagBatches, ms: s.passive.lagMs } : null,
         thriftPort: node.thriftPort,
       };
     }),
   );
   const brokers = await Promise.all(
-    config.brokers.nodes.map(async (b) => ({ name: b.name, port: b.port, up: await portAnswers(b.host, b.port) })),
+    config.brokers.nodes.map(async (b) => ({
+      name: b.name,
+      port: b.port,
+      up: await portAnswers(b.host, b.port),
+      ...(b.url === undefined ? {} : { url: b.url }),
+    })),
   );
   const members = await liveMembers(pool).catch(() => []);
   const states = await clusterStates(pool).catch(() => new Map<string, never>());
@@ -62,7 +79,13 @@ export async function stackStatus(
       })),
       members: members
         .filter((m) => m.clusterId === c.id)
-        .map((m) => ({ memberId: m.memberId, state: m.state, held: held.get(m.memberId) ?? null })),
+        .map((m) => ({
+          memberId: m.memberId,
+          state: m.state,
+          held: held.get(m.memberId) ?? null,
+          createdAt: iso(m.createdAt),
+          activatedAt: m.activatedAt === null ? null : iso(m.activatedAt),
+        })),
     };
   });
   return {
@@ -113,7 +136,7 @@ export function formatStatus(status: StackStatus): string {
   }
   lines.push('BROKERS');
   for (const b of status.brokers)
-    lines.push(`  ${b.name.padEnd(8)} :${String(b.port).padEnd(6)} ${b.up ? 'up' : 'DOWN'}`);
+    lines.push(`  ${b.name.padEnd(8)} ${b.url ?? `:${String(b.port).padEnd(6)}`} ${b.up ? 'up' : 'DOWN'}`);
   lines.push('CLUSTERS');
   for (const c of status.clusters) {
     lines.push(`  ${c.id} (min ${c.min}, max ${c.max}): ${c.members.length} member(s)`);

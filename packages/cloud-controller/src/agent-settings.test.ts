@@ -18,6 +18,10 @@ describe('agentSettingsFrom', () => {
       brokers: config.brokers.nodes.map(({ name, host, port }) => ({ name, host, port })),
       statIntervalMs: 2_000,
       maxUnackedBatches: 50,
+      // README "Operations → Agent metrics": loopback, a port the OS picks.
+      metrics: true,
+      metricsHost: '127.0.0.1',
+      metricsPort: 0,
       republishIntervalMs: 9_000,
       awaitSubscribers: ['autoscaler'],
     });

@@ -16,6 +16,9 @@ export function agentSettingsFrom(config: FaultlineConfig): AgentSettings {
     brokers: config.brokers.nodes.map((broker) => ({ name: broker.name, host: broker.host, port: broker.port })),
     statIntervalMs: config.agent.statIntervalMs,
     maxUnackedBatches: config.agent.maxUnackedBatches,
+    metrics: config.agent.metrics,
+    metricsHost: config.agent.metricsHost,
+    metricsPort: config.agent.metricsPort,
     republishIntervalMs: config.messaging.republishIntervalMs,
     awaitSubscribers: [CLIENT_IDS.autoscaler],
     // README "TLS": the CA files, absolute (a member runs in its own folder); absent, plain TCP as before.

@@ -41,6 +41,13 @@ export interface LocalIaasOptions {
    */
   memberKey?: Buffer;
   /**
+   * Folder every member's agent writes its Prometheus target file to
+   * (`agent-<memberId>.json`, README "Operations → Agent metrics"): created,
+   * mode 0755, the member user's when members run as one. The driver removes
+   * the file of each member it stops. @default `<runDir>/agent-targets`
+   */
+  agentTargetsDir?: string;
+  /**
    * Folder of the members' logs, the platform's (created 0700): `member-<id>.jsonl`,
    * the JSON lines and crash traces of its workload and agent. @default `<runDir>/logs`
    */
@@ -124,6 +131,8 @@ export interface LocalIaasCounters {
   recordFailed: number;
   /** probe() answers of a running member whose workload did not answer 200 in time. */
   probesFailing: number;
+  /** Agent target files of stopped members that could not be removed (logged). */
+  targetFileFailed: number;
 }
 
 export interface ResolvedLocalIaasOptions extends Required<Omit<LocalIaasOptions, 'agent' | 'launcher' | 'memberKey'>> {
@@ -138,6 +147,7 @@ export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalI
   const options = withDefaults(
     {
       logsDir: path.join(input.runDir, 'logs'),
+      agentTargetsDir: path.join(input.runDir, 'agent-targets'),
       memberUser: DEFAULTS.memberUser as string,
       host: '127.0.0.1',
       nodePath: process.execPath,
@@ -166,6 +176,7 @@ export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalI
   const absolute = {
     runDir: path.resolve(options.runDir),
     logsDir: path.resolve(options.logsDir),
+    agentTargetsDir: path.resolve(options.agentTargetsDir),
     runtimeDir: path.resolve(options.runtimeDir),
     workloadMain: path.resolve(options.workloadMain),
     agentMain: path.resolve(options.agentMain),

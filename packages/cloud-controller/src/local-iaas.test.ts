@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '@faultline/core';
@@ -158,6 +158,8 @@ describe('local iaas (fake processes)', () => {
     expect(path.basename(workDir)).toBe('member-m-1');
     expect(first?.readyFile).toBe(path.join(workDir, 'ready.json'));
     expect(first?.outputFile).toBe(path.join(path.dirname(workDir), 'logs', 'member-m-1.jsonl'));
+    // The agents' Prometheus target files: one folder for all of them (file_sd globs only a file name).
+    expect(first?.targetsDir).toBe(path.join(path.dirname(workDir), 'agent-targets'));
     expect(first?.env).toEqual({
       PATH: '/usr/bin',
       LANG: 'C.UTF-8',
@@ -173,6 +175,7 @@ describe('local iaas (fake processes)', () => {
           agentMain: '/dist/main.js',
         },
         outboxDir: path.join(workDir, 'outbox'),
+        metricsTargetsDir: path.join(path.dirname(workDir), 'agent-targets'),
         // Its logs go to stdout, the file the driver opens: no log folder of the platform's is named to it.
         logDir: undefined,
         logLevel: 'debug',
@@ -227,6 +230,29 @@ describe('local iaas (fake processes)', () => {
     expect((await iaas.terminate('m-1')).outcome).toBe('unknown');
     expect(await iaas.list()).toEqual([]);
     expect(iaas.counters.terminated).toBe(1);
+  });
+
+  it('removes the target file a killed agent left when it stops its member; with metrics off it names no folder', async () => {
+    const { iaas, launcher, table } = setup();
+    await iaas.spawn(spec('m-1'));
+    const dir = launcher.requests[0]?.targetsDir ?? '';
+    expect(launcher.requests[0]?.env.FAULTLINE_AGENT_TARGETS_DIR).toBe(dir);
+    // What an agent killed with SIGKILL leaves: its file, naming a port nobody answers on.
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'agent-m-1.json'), '[]');
+    writeFileSync(path.join(dir, 'agent-m-2.json'), '[]');
+    table.exit(1_001);
+    expect((await iaas.terminate('m-1')).outcome).toBe('terminated');
+    expect(existsSync(path.join(dir, 'agent-m-1.json'))).toBe(false);
+    // Another member's is not its business.
+    expect(existsSync(path.join(dir, 'agent-m-2.json'))).toBe(true);
+    expect(iaas.counters.targetFileFailed).toBe(0);
+
+    const off = setup({ agent: { ...agent, metrics: false } });
+    await off.iaas.spawn(spec('m-3'));
+    expect(off.launcher.requests[0]?.targetsDir).toBeUndefined();
+    expect(off.launcher.requests[0]?.env).toMatchObject({ FAULTLINE_AGENT_METRICS: 'false' });
+    expect(off.launcher.requests[0]?.env).not.toHaveProperty('FAULTLINE_AGENT_TARGETS_DIR');
   });
 
   it('says already-gone for a member that died by itself, and forgets it', async () => {

@@ -1,6 +1,7 @@
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ClosedError, ConfigError, FaultlineError, mkdirPrivate, once } from '@faultline/core';
-import { encodeMemberEnv, issueMemberCredential, memberIdentityOf } from '@faultline/protocol';
+import { agentTargetFileName, encodeMemberEnv, issueMemberCredential, memberIdentityOf } from '@faultline/protocol';
 import { getHealthz } from './healthz-probe.js';
 import type {
   AdoptResult,
@@ -121,6 +122,7 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     discoverTruncated: 0,
     recordFailed: 0,
     probesFailing: 0,
+    targetFileFailed: 0,
   };
   const recordsDir = path.join(options.runDir, RECORDS_FOLDER);
   /** Records must be the platform's own: written by this user, never by a member. */
@@ -143,6 +145,21 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     if (problem === undefined) return;
     counters.recordFailed += 1;
     log.warn('instance record not removed', { event: 'local_iaas.record_failed', memberId, op: 'remove', problem });
+  };
+
+  /**
+   * Removes the Prometheus target file of a member that no longer runs: its
+   * agent removes it on a clean stop, but a killed one leaves it naming a dead
+   * port. A failure is logged and counted.
+   */
+  const removeTarget = async (memberId: string) => {
+    const file = path.join(options.agentTargetsDir, agentTargetFileName(memberId));
+    try {
+      await rm(file, { force: true });
+    } catch (error) {
+      counters.targetFileFailed += 1;
+      log.warn('agent target file not removed', { event: 'local_iaas.target_file_failed', memberId, file, error });
+    }
   };
 
   /** Records a member in its current state; false (logged, counted) when the write failed. */
@@ -192,6 +209,8 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     const agentChecked = checkAgentSettings(options.agent, memberId);
     if (!agentChecked.ok) refuse(agentChecked.error);
     const agentSettings = agentChecked.value;
+    // README "Operations → Agent metrics": each agent names its port in a file of this folder.
+    const targetsDir = agentSettings.metrics === false ? undefined : options.agentTargetsDir;
     if (members.has(memberId) || spawning.has(memberId)) throw new MemberExistsError(memberId);
     spawning.add(memberId);
     /** The workload's group once it has a pid: what a failed spawn must stop. */
@@ -219,6 +238,7 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
             agentMain: options.agentMain,
           },
           outboxDir: path.join(workDir, 'outbox'),
+          metricsTargetsDir: targetsDir,
           // No log folder: the member logs JSON lines to stdout, the file below, which the driver opens.
           logDir: undefined,
           logLevel: options.memberLogLevel,
@@ -248,7 +268,15 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
         entry.handle = started;
         writeRecord(recordsDir, entry);
       };
-      const report = await launcher.launch({ memberId, env, workDir, readyFile, outputFile, onStarted });
+      const report = await launcher.launch({
+        memberId,
+        env,
+        workDir,
+        ...(targetsDir === undefined ? {} : { targetsDir }),
+        readyFile,
+        outputFile,
+        onStarted,
+      });
       const workloadStat = table.stat(report.pid);
       const agentStat = table.stat(report.agentPid);
       const instance: LocalInstance = {
@@ -292,7 +320,10 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     } catch (error) {
       // Whatever of it started is stopped; its record goes with it, unless something of it is stuck.
       const outcome = started ? await stop({ handle: started }, 0) : 'already-gone';
-      if (outcome !== 'stuck' && !(error instanceof MemberExistsError)) unrecord(memberId);
+      if (outcome !== 'stuck' && !(error instanceof MemberExistsError)) {
+        unrecord(memberId);
+        await removeTarget(memberId);
+      }
       counters.spawnFailed += 1;
       log.error('member spawn failed', { event: 'local_iaas.spawn_failed', memberId, error });
       // A folder that cannot be created, a custom launcher's failure: still a failed spawn, with its code.
@@ -316,6 +347,7 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
       if (outcome !== 'stuck') {
         members.delete(memberId);
         unrecord(memberId);
+        await removeTarget(memberId);
       }
       if (outcome === 'terminated') counters.terminated += 1;
       if (outcome === 'killed') counters.killed += 1;
@@ -377,7 +409,8 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
         reason,
       });
       // Its instance is gone but its agent may linger in the group: nobody would ever stop it otherwise.
-      if (ownsGroup(table, instance.handle)) await stop(instance, options.defaultGraceMs);
+      const outcome = ownsGroup(table, instance.handle) ? await stop(instance, options.defaultGraceMs) : 'already-gone';
+      if (outcome !== 'stuck') await removeTarget(instance.memberId);
     }
     return result;
   };
@@ -392,7 +425,10 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
   const dropRecorded = async (entry: InstanceRecord, reason: string) => {
     const outcome =
       entry.handle && ownsGroup(table, entry.handle) ? await stop({ handle: entry.handle }, 0) : 'already-gone';
-    if (outcome !== 'stuck') unrecord(entry.memberId);
+    if (outcome !== 'stuck') {
+      unrecord(entry.memberId);
+      await removeTarget(entry.memberId);
+    }
     counters.discoveredGone += 1;
     log.info('recorded member found not running', {
       event: 'local_iaas.discovered_gone',

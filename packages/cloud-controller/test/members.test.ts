@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -124,8 +124,15 @@ describe('local driver with real members', () => {
   const eventOf = (type: string, memberId: string) =>
     envelopes.find((e) => e.type === type && 'memberId' in e.data && e.data.memberId === memberId);
 
+  /** The `host:port` a member's agent names in its Prometheus target file, once it has written it. */
+  const targetOf = (runDir: string, memberId: string): string | undefined => {
+    const file = path.join(runDir, 'agent-targets', `agent-${memberId}.json`);
+    return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8'))[0].targets[0] : undefined;
+  };
+
   it('spawns 5 members: 10 processes, stats from every agent, every InstanceActivatedEvent on the brokers', async () => {
-    const iaas = driver();
+    const runDir = tempDir();
+    const iaas = driver(runDir);
     const ids = ['php-1', 'php-2', 'php-3', 'php-4', 'php-5'];
     const instances = await Promise.all(ids.map((id) => iaas.spawn(spec(`${id}-a`))));
     const handles = instances.map(handleOf);
@@ -148,16 +155,33 @@ describe('local driver with real members', () => {
     await waitFor(() => memberIds.every((id) => eventOf('InstanceActivatedEvent', id)), 'every InstanceActivatedEvent');
     for (const id of memberIds) expect(eventOf('InstanceStartedEvent', id)?.source).toBe(`agent-${id}`);
 
+    // README "Operations → Agent metrics": every agent on a loopback port of its own, named in its target file
+    // (written by the member's user into a folder Prometheus can read), removed when it stops.
+    await waitFor(() => memberIds.every((id) => targetOf(runDir, id) !== undefined), 'every target file');
+    const addresses = memberIds.map((id) => targetOf(runDir, id) as string);
+    expect(new Set(addresses).size).toBe(5);
+    for (const address of addresses) {
+      expect(address).toMatch(/^127\.0\.0\.1:\d+$/);
+      const text = await (await fetch(`http://${address}/metrics`)).text();
+      expect(text).toMatch(/^faultline_agent_batches_acked_total [1-9]/m);
+    }
+    const targetsDir = path.join(runDir, 'agent-targets');
+    expect(statSync(targetsDir).mode & 0o777).toBe(0o755);
+    expect(statSync(path.join(targetsDir, `agent-${memberIds[0]}.json`)).mode & 0o777).toBe(0o644);
+
     const results = await Promise.all(memberIds.map((id) => iaas.terminate(id)));
     expect(results.map((r) => r.outcome)).toEqual(memberIds.map(() => 'terminated'));
     expectGroupsGone(handles.map((h) => h.pgid));
     expect(await iaas.list()).toEqual([]);
+    expect(readdirSync(targetsDir)).toEqual([]);
   });
 
   it('an agent killed alone leaves the instance running; terminate removes the whole group', async () => {
-    const iaas = driver();
+    const runDir = tempDir();
+    const iaas = driver(runDir);
     const handle = handleOf(await iaas.spawn(spec('agent-down')));
     await waitFor(() => sp.batchesOf('agent-down').length >= 1, 'first stats');
+    await waitFor(() => targetOf(runDir, 'agent-down') !== undefined, 'its target file');
     process.kill(handle.agent?.pid ?? 0, 'SIGKILL');
     await waitFor(() => groupOf(handle.pgid).length === 1, 'the agent gone');
     expect(groupOf(handle.pgid)).toEqual([handle.workload.pid]);
@@ -167,9 +191,13 @@ describe('local driver with real members', () => {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(sp.batchesOf('agent-down').length).toBe(heard);
     expect(await iaas.isRunning('agent-down')).toBe(true);
+    // Killed, it could not remove its target file: Prometheus shows it down, which it is.
+    expect(targetOf(runDir, 'agent-down')).toBeDefined();
 
     expect((await iaas.terminate('agent-down')).outcome).toBe('terminated');
     expectGroupsGone([handle.pgid]);
+    // The driver removes what the killed agent left.
+    expect(targetOf(runDir, 'agent-down')).toBeUndefined();
     expect((await iaas.terminate('agent-down')).outcome).toBe('unknown');
   });
 

@@ -36,27 +36,104 @@ const credentialOf = (role: string) =>
 export const BROKER_CREDENTIAL_ROLES = ['sp', 'autoscaler', 'observer'] as const;
 export type BrokerCredentialRole = (typeof BROKER_CREDENTIAL_ROLES)[number];
 
-export const brokerNodeSchema = z.strictObject({
-  name: id,
-  host: z.string().default('127.0.0.1'),
-  port,
-  /** Faultline's own (aedes) nodes: the health routes and `/metrics` on healthHost:healthPort (README "Operations"). */
-  healthPort: port.optional(),
-  healthHost: z.string().min(1).default('127.0.0.1'),
-});
+/** The schemes of `brokers.nodes[].url`: `mqtts` exactly when `tls.mqtt` is set (README "External brokers"). */
+export type BrokerUrlScheme = keyof typeof DEFAULTS.brokerUrlPorts;
+
+/** What a `brokers.nodes[].url` names: its scheme, its host (an IPv6 address without brackets) and port. */
+export interface BrokerUrl {
+  scheme: BrokerUrlScheme;
+  host: string;
+  port: number;
+}
+
+/** A host name or an IP address, as the members' agents take it (FAULTLINE_BROKERS). */
+const BROKER_URL_HOST = /^(?:[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/;
+
+/**
+ * `mqtt://host[:port]` or `mqtts://host[:port]` (the port by default 1883 or
+ * 8883) as its parts; otherwise a sentence saying what is wrong with it. No
+ * user or password (the accounts are `brokers.credentials`), no path, query
+ * or fragment.
+ */
+export function parseBrokerUrl(text: string): BrokerUrl | string {
+  const shape = 'write mqtt://host:port (mqtts://host:port when tls.mqtt is set)';
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `not a URL: ${shape}`;
+  }
+  const scheme = url.protocol.slice(0, -1);
+  if (scheme !== 'mqtt' && scheme !== 'mqtts') return `unknown scheme ${url.protocol}: ${shape}`;
+  if (url.username !== '' || url.password !== '') {
+    return 'no user or password in the URL: the accounts are brokers.credentials';
+  }
+  if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') {
+    return `no path, query or fragment: ${shape}`;
+  }
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  if (!BROKER_URL_HOST.test(host)) return `no host name or IP address: ${shape}`;
+  const port = url.port === '' ? DEFAULTS.brokerUrlPorts[scheme] : Number(url.port);
+  if (port === 0) return 'port 0: a broker the services dial needs its port';
+  return { scheme, host, port };
+}
+
+/**
+ * A broker node: `name`, and where it listens (the stack's own nodes) or is
+ * dialled (external ones) as `host` and `port`, or as `url` (either, not
+ * both); a url sets host and port, and is kept to check its scheme against
+ * `tls.mqtt`.
+ */
+export const brokerNodeSchema = z
+  .strictObject({
+    name: id,
+    /** `mqtt://host:port`, or `mqtts://host:port` when `tls.mqtt` is set: host and port in one. */
+    url: z.string().min(1).optional(),
+    /** Without url: the node's host. @default 127.0.0.1 (set by the transform below: a url's host must not be overridden) */
+    host: z.string().optional().meta({ default: '127.0.0.1' }),
+    /** Without url: the node's port (required then). */
+    port: port.optional(),
+    /** Faultline's own (aedes) nodes: the health routes and `/metrics` on healthHost:healthPort (README "Operations"). */
+    healthPort: port.optional(),
+    healthHost: z.string().min(1).default('127.0.0.1'),
+  })
+  .superRefine((node, ctx) => {
+    if (node.url === undefined) {
+      if (node.port === undefined)
+        ctx.addIssue({ code: 'custom', path: ['port'], message: 'give port (and host), or url' });
+      return;
+    }
+    if (node.host !== undefined || node.port !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'give url, or host and port, not both' });
+    }
+    const parsed = parseBrokerUrl(node.url);
+    if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', path: ['url'], message: parsed });
+  })
+  .transform(({ url, host, port, ...rest }): typeof rest & { url?: string; host: string; port: number } => {
+    const parsed = url === undefined ? undefined : parseBrokerUrl(url);
+    // A bad url never gets here (the refinement above): parsed is its parts, or there is no url.
+    if (url !== undefined && typeof parsed === 'object') return { ...rest, url, host: parsed.host, port: parsed.port };
+    return { ...rest, host: host ?? '127.0.0.1', port: port ?? 0 };
+  });
 
 const brokersSchema = z
   .strictObject({
-    /** `aedes` (Faultline's own broker nodes) or `mosquitto` (started from the system's binary). */
-    kind: z.enum(['aedes', 'mosquitto']).default('aedes'),
+    /**
+     * `aedes` (Faultline's own broker nodes), `mosquitto` (started from the
+     * system's binary) or `external` (brokers run by someone else: the stack
+     * starts none and its services connect to `nodes`; README "External brokers").
+     */
+    kind: z.enum(['aedes', 'mosquitto', 'external']).default('aedes'),
+    // prefault: a default runs through the nodes' transform, and the JSON Schema keeps it for editors.
     nodes: z
       .array(brokerNodeSchema)
       .min(1)
-      .default([
+      .prefault([
         { name: 'a', host: '127.0.0.1', port: 1883, healthHost: '127.0.0.1' },
         { name: 'b', host: '127.0.0.1', port: 1884, healthHost: '127.0.0.1' },
       ]),
     // One account per platform role; a file may set any of them, or none. Members have their own (see above).
+    // With kind external every role needs a password: the stack cannot generate one for brokers it does not run.
     credentials: z
       .strictObject({
         sp: credentialOf('sp'),
@@ -67,7 +144,8 @@ const brokersSchema = z
       .prefault({}),
   })
   .refine((b) => b.kind === 'aedes' || b.nodes.every((n) => n.healthPort === undefined), {
-    message: "healthPort is served by Faultline's own broker nodes (kind aedes); Mosquitto has none",
+    message:
+      "healthPort is served by Faultline's own broker nodes (kind aedes); Mosquitto and external brokers have none",
     path: ['nodes'],
   });
 
@@ -127,8 +205,11 @@ const cepSchema = z
   .strictObject({
     faultTimeoutMs: ms(DEFAULTS.faultTimeoutMs),
     windowMs: ms(DEFAULTS.windowMs),
-    /** How often summarized stats are computed and published. */
-    summaryIntervalMs: ms(DEFAULTS.statIntervalMs),
+    /**
+     * How often summarized stats are computed and published; at most half of faultTimeoutMs.
+     * @default 15 000, or a quarter of faultTimeoutMs when that is shorter
+     */
+    summaryIntervalMs: z.number().int().positive().optional(),
     /**
      * Grace after a takeover whose gap the SP node cannot tell, before any new fault; the most given
      * back when it can. @default faultTimeoutMs
@@ -140,6 +221,18 @@ const cepSchema = z
      */
     passiveTickWaitMs: z.number().int().min(0).optional(),
   })
+  // The autoscaler takes a network partition no member summary listed for faultTimeoutMs as a silent
+  // fault detector (fault-driven actions held): summaries any sparser read as a detector that keeps falling silent.
+  .transform((cep) => ({
+    ...cep,
+    summaryIntervalMs:
+      cep.summaryIntervalMs ?? Math.max(1, Math.min(DEFAULTS.statIntervalMs, Math.floor(cep.faultTimeoutMs / 4))),
+  }))
+  .refine((cep) => cep.summaryIntervalMs <= cep.faultTimeoutMs / 2, {
+    message:
+      'must be at most half of faultTimeoutMs: the autoscaler takes a partition no summary listed for faultTimeoutMs as a silent fault detector',
+    path: ['summaryIntervalMs'],
+  })
   .refine((cep) => cep.passiveTickWaitMs === undefined || cep.passiveTickWaitMs <= cep.summaryIntervalMs / 2, {
     message: 'must be at most half of summaryIntervalMs',
     path: ['passiveTickWaitMs'],
@@ -148,6 +241,11 @@ const cepSchema = z
 const agentSchema = z.strictObject({
   statIntervalMs: ms(DEFAULTS.statIntervalMs),
   maxUnackedBatches: z.number().int().positive().default(DEFAULTS.maxUnackedBatches),
+  /** Each agent serves `/health` and `/metrics` on metricsHost:metricsPort (README "Operations"); false: none. */
+  metrics: z.boolean().default(true),
+  metricsHost: z.string().min(1).default(DEFAULTS.agentMetricsHost),
+  /** 0: a free port the OS picks, so the agents of one host never collide (they name it in a file_sd file). */
+  metricsPort: port.default(DEFAULTS.agentMetricsPort),
 });
 
 const autoscalerSchema = z.strictObject({
@@ -194,6 +292,19 @@ const supervisorSchema = z
     message: 'must not exceed restartMaxMs',
     path: ['restartInitialMs'],
   });
+
+/**
+ * The stack's web console (docs/operations.md, "The console"): served by the
+ * supervisor of `faultline stack up`, read-only, on loopback unless told
+ * otherwise. `faultline console` prints its URL.
+ */
+const consoleSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  host: z.string().min(1).default('127.0.0.1'),
+  port: port.default(DEFAULTS.console.port),
+  /** How often the live timeline reads the autoscaler's new actions from the registry. */
+  pollIntervalMs: ms(DEFAULTS.console.pollIntervalMs),
+});
 
 /** A user name as useradd takes it: what the local driver may run members as. */
 export const USER_NAME_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
@@ -298,7 +409,7 @@ export const configSchema = z
         level: z.enum(LOG_LEVELS).default('info'),
         /** Folder of the per-service JSON-lines files, relative to the working directory. */
         dir: z.string().default('.faultline/logs'),
-        /** A service's file is rotated past this size (`<service>1.jsonl` the newest rotated)… */
+        /** A service's file is rotated past this size (`<service>.1.jsonl` the newest rotated)… */
         maxFileBytes: z
           .number()
           .int()
@@ -324,6 +435,7 @@ export const configSchema = z
     autoscaler: autoscalerSchema.prefault({}),
     cloudController: cloudControllerSchema.prefault({}),
     supervisor: supervisorSchema.prefault({}),
+    console: consoleSchema.prefault({}),
     security: securitySchema.prefault({}),
     tls: tlsSchema.prefault({}),
     clusters: z.array(clusterSchema).default([]),
@@ -343,6 +455,28 @@ export const configSchema = z
   .refine((c) => c.autoscaler.fencingMarginMs < c.autoscaler.heartbeatIntervalMs * c.autoscaler.heartbeatMaxRetry, {
     message: 'must be shorter than heartbeatIntervalMs × heartbeatMaxRetry',
     path: ['autoscaler', 'fencingMarginMs'],
+  })
+  .superRefine((c, ctx) => {
+    // A broker url's scheme says what tls.mqtt says: every MQTT client speaks mqtts exactly when it is set.
+    c.brokers.nodes.forEach((node, i) => {
+      const parsed = node.url === undefined ? undefined : parseBrokerUrl(node.url);
+      if (typeof parsed !== 'object') return;
+      const tls = c.tls.mqtt !== undefined;
+      if (parsed.scheme === 'mqtts' && !tls) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['brokers', 'nodes', i, 'url'],
+          message:
+            'mqtts:// needs tls.mqtt (its caFile is what the services verify the broker with): set it, or write mqtt://',
+        });
+      } else if (parsed.scheme === 'mqtt' && tls) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['brokers', 'nodes', i, 'url'],
+          message: 'tls.mqtt is set, so every MQTT client connects over TLS: write mqtts://, or remove tls.mqtt',
+        });
+      }
+    });
   });
 
 export type FaultlineConfig = z.infer<typeof configSchema>;

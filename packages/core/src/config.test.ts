@@ -121,10 +121,18 @@ describe('loadConfig', () => {
     expect(resolveConfig({}, { env: {} }).autoscaler.nodes.map((n) => n.id)).toEqual(['autoscaler-a', 'autoscaler-b']);
   });
 
-  it("checks the passive's tick wait: at most half the summary interval", () => {
+  it("checks the passive's tick wait (at most half the summary interval) and the summary interval (at most half the fault timeout)", () => {
     const keysOf = (cep: object) => configError(() => resolveConfig({ cep }, { env: {} })).issues.map((i) => i.key);
     expect(keysOf({ passiveTickWaitMs: 7_501 })).toEqual(['cep.passiveTickWaitMs']);
     expect(keysOf({ summaryIntervalMs: 4_000, passiveTickWaitMs: 2_001 })).toEqual(['cep.passiveTickWaitMs']);
+    // Summaries sparser than half the fault timeout: the autoscaler would read a silent detector between two.
+    // Not given: 15 s, or a quarter of the fault timeout when that is shorter.
+    expect(resolveConfig({ cep: { faultTimeoutMs: 6_000 } }, { env: {} }).cep.summaryIntervalMs).toBe(1_500);
+    expect(resolveConfig({}, { env: {} }).cep.summaryIntervalMs).toBe(15_000);
+    expect(keysOf({ faultTimeoutMs: 6_000, summaryIntervalMs: 3_001 })).toEqual(['cep.summaryIntervalMs']);
+    expect(resolveConfig({ cep: { faultTimeoutMs: 6_000, summaryIntervalMs: 3_000 } }, { env: {} }).cep).toMatchObject({
+      summaryIntervalMs: 3_000,
+    });
     expect(resolveConfig({ cep: { passiveTickWaitMs: 7_500 } }, { env: {} }).cep.passiveTickWaitMs).toBe(7_500);
     expect(resolveConfig({ cep: { passiveTickWaitMs: 0 } }, { env: {} }).cep.passiveTickWaitMs).toBe(0);
   });

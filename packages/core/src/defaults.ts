@@ -27,6 +27,10 @@ export const DEFAULTS = {
   statIntervalMs: 15_000,
   /** Bound of the agent's resend buffer; beyond it the oldest batch is dropped and counted. */
   maxUnackedBatches: 1_000,
+  /** Each cartridge agent's health routes and `/metrics`: on loopback… */
+  agentMetricsHost: '127.0.0.1',
+  /** …on a port the OS picks (0): hundreds of agents on one host never collide. */
+  agentMetricsPort: 0,
   /** No stats from a member for this long means MemberFault (Stratos CEP). */
   faultTimeoutMs: 60_000,
   /** Summarized-stat window (Stratos CEP, 1 min). */
@@ -66,8 +70,17 @@ export const DEFAULTS = {
   thresholds: { requestsInFlight: 80, memoryConsumption: 80, loadAverage: 80 },
   /** Latency of the demo workload's requests. */
   workloadLatencyMs: 20,
+  /** The port of a `brokers.nodes[].url` that names none, by its scheme (IANA's MQTT ports). */
+  brokerUrlPorts: { mqtt: 1883, mqtts: 8883 },
   /** The unprivileged user the local driver runs members as when it runs as root (created if missing). */
   memberUser: 'faultline-member',
+  /** The stack's web console (docs/operations.md, "The console"). */
+  console: {
+    /** The web console's port (`console.port`); 0 lets the system pick one. */
+    port: 7930,
+    /** The live timeline reads new autoscaler actions this often. */
+    pollIntervalMs: 1_000,
+  },
   /** The stack supervisor (README "The stack: run it, break it, watch it"). */
   supervisor: {
     /** A dead platform service is started again after this, doubling with each death… */

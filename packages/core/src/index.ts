@@ -14,7 +14,10 @@ export {
   BROKER_CREDENTIAL_ROLES,
   type BrokerCredentialRole,
   type BrokerNodeConfig,
+  type BrokerUrl,
+  type BrokerUrlScheme,
   type ClusterConfig,
+  parseBrokerUrl,
   type TlsFilesConfig,
   USER_NAME_PATTERN,
 } from './config-schema.js';
@@ -70,7 +73,13 @@ export {
   type RateLimitedLogOptions,
 } from './logger.js';
 export { derivedCounter, derivedGauge, oncePerTurn, serviceRegistry } from './metrics.js';
-export { DEFAULT_MIGRATIONS_DIR, type MigrateOptions, type MigrateResult, migrate } from './migrate.js';
+export {
+  DEFAULT_MIGRATIONS_DIR,
+  EARLIER_CHECKSUMS,
+  type MigrateOptions,
+  type MigrateResult,
+  migrate,
+} from './migrate.js';
 export { createPgPool, type PgPoolOptions } from './pg-pool.js';
 export { RecentMap } from './recent-map.js';
 export {

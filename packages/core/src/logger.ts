@@ -44,7 +44,7 @@ export interface LoggerOptions {
   dir?: string;
   /**
    * The file is rotated past this size: `<service>.jsonl` always holds the
-   * newest records, `<service>1.jsonl` the ones before, and so on.
+   * newest records, `<service>.1.jsonl` the ones before, and so on.
    * @default DEFAULTS.logMaxFileBytes (50 MiB)
    */
   maxFileBytes?: number;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   agentSettingsSchema,
+  agentTargetFileName,
   decodeAgentEnv,
   decodeWorkloadEnv,
   encodeMemberEnv,
@@ -41,6 +42,10 @@ describe('MEMBER_ENV', () => {
       activationPollMs: 'FAULTLINE_AGENT_ACTIVATION_POLL_MS',
       thriftCaFile: 'FAULTLINE_TLS_THRIFT_CA_FILE',
       mqttCaFile: 'FAULTLINE_TLS_MQTT_CA_FILE',
+      metrics: 'FAULTLINE_AGENT_METRICS',
+      metricsHost: 'FAULTLINE_AGENT_METRICS_HOST',
+      metricsPort: 'FAULTLINE_AGENT_METRICS_PORT',
+      metricsTargetsDir: 'FAULTLINE_AGENT_TARGETS_DIR',
       awaitSubscribers: 'FAULTLINE_AGENT_AWAIT_SUBSCRIBERS',
       outboxDir: 'FAULTLINE_OUTBOX_DIR',
       logDir: 'FAULTLINE_LOGGING_DIR',
@@ -262,6 +267,45 @@ describe('the TLS variables (README "TLS")', () => {
   });
 });
 
+describe('the agent metrics variables (README "Operations → Agent metrics")', () => {
+  it('carry the switch, the address, port 0 and the target folder to the agent, and are absent otherwise', () => {
+    const agent = { ...fullMemberEnvInput.agent, metrics: false, metricsHost: '::1', metricsPort: 0 };
+    const input = { ...fullMemberEnvInput, agent, metricsTargetsDir: '/run/members/agent-targets' };
+    const env = { ...encodeMemberEnv(input), ...encodeWorkloadPort(41_000) };
+    expect(env).toMatchObject({
+      FAULTLINE_AGENT_METRICS: 'false',
+      FAULTLINE_AGENT_METRICS_HOST: '::1',
+      FAULTLINE_AGENT_METRICS_PORT: '0',
+      FAULTLINE_AGENT_TARGETS_DIR: '/run/members/agent-targets',
+    });
+    expect(decodeAgentEnv(env)).toMatchObject({
+      ok: true,
+      value: { agent, metricsTargetsDir: '/run/members/agent-targets' },
+    });
+    const plain = decodeAgentEnv({ ...encodeMemberEnv(fullMemberEnvInput), ...encodeWorkloadPort(41_000) });
+    expect(plain.ok && Object.keys(plain.value.agent)).not.toContain('metrics');
+    expect(plain.ok && plain.value.metricsTargetsDir).toBeUndefined();
+  });
+
+  it('names a bad switch, host or port', () => {
+    const decoded = decodeAgentEnv({
+      ...AGENT_ENV,
+      FAULTLINE_AGENT_METRICS: 'yes',
+      FAULTLINE_AGENT_METRICS_HOST: 'a b',
+      FAULTLINE_AGENT_METRICS_PORT: '65536',
+    });
+    expect(decoded).toEqual({
+      ok: false,
+      error: [
+        { key: 'FAULTLINE_AGENT_METRICS', reason: 'must be true or false' },
+        { key: 'FAULTLINE_AGENT_METRICS_HOST', reason: 'is not a host' },
+        { key: 'FAULTLINE_AGENT_METRICS_PORT', reason: 'must be a port (0: any free one)' },
+      ],
+    });
+    expect(agentTargetFileName('php-m-1')).toBe('agent-php-m-1.json');
+  });
+});
+
 describe('agentSettingsSchema', () => {
   it('accepts settings the environment can carry and names every bad field', () => {
     expect(agentSettingsSchema.safeParse(agentSettings).success).toBe(true);
@@ -271,6 +315,7 @@ describe('agentSettingsSchema', () => {
       statIntervalMs: -1,
       awaitSubscribers: ['ok', '../x'],
       callTimeoutMs: 1.5,
+      metricsPort: -1,
     });
     expect(result.success).toBe(false);
     expect(result.error?.issues.map((issue) => issue.path.join('.'))).toEqual([
@@ -280,6 +325,7 @@ describe('agentSettingsSchema', () => {
       'statIntervalMs',
       'awaitSubscribers.1',
       'callTimeoutMs',
+      'metricsPort',
     ]);
   });
 });

@@ -55,6 +55,12 @@ export interface AgentSettings {
   thriftCaFile?: string;
   /** CA file (PEM) the brokers' certificates must chain to (`tls.mqtt.caFile`). @default undefined (plain MQTT) */
   mqttCaFile?: string;
+  /** Whether the agent serves `/health` and `/metrics` (config `agent.metrics`). @default true */
+  metrics?: boolean;
+  /** The address they bind (config `agent.metricsHost`). @default DEFAULTS.agentMetricsHost (loopback) */
+  metricsHost?: string;
+  /** Their port; 0, a free one the OS picks (config `agent.metricsPort`). @default DEFAULTS.agentMetricsPort (0) */
+  metricsPort?: number;
 }
 
 /** A host name or an IPv4/IPv6 literal: nothing that could carry a separator of the encoding (`,` `@`). */
@@ -79,7 +85,20 @@ export const agentSettingsSchema: z.ZodType<AgentSettings> = z.object({
   activationPollMs: intervalSchema.optional(),
   thriftCaFile: z.string().min(1).optional(),
   mqttCaFile: z.string().min(1).optional(),
+  metrics: z.boolean().optional(),
+  metricsHost: hostSchema.optional(),
+  metricsPort: z.number().int().min(0).max(65_535).optional(),
 });
+
+/**
+ * The Prometheus file_sd target file of a member's agent in the folder the
+ * driver names (FAULTLINE_AGENT_TARGETS_DIR): the agent writes it once it
+ * serves `/metrics` and removes it when it stops; the driver removes what a
+ * killed agent left. Every file of the folder matches `agent-*.json`.
+ */
+export function agentTargetFileName(memberId: string): string {
+  return `agent-${memberId}.json`;
+}
 
 /** How one value is written as text and read back; `parse` gives the reason when the text is not one. */
 interface TextCodec<T> {
@@ -126,6 +145,20 @@ const portCodec: TextCodec<number> = {
     const value = integerCodec(1).parse(text);
     return value.ok && value.value > 65_535 ? err('must be a port') : value;
   },
+  format: (value) => String(value),
+};
+
+/** A port to listen on: 0 lets the OS pick a free one. */
+const listenPortCodec: TextCodec<number> = {
+  parse: (text) => {
+    const value = integerCodec(0).parse(text);
+    return value.ok && value.value > 65_535 ? err('must be a port (0: any free one)') : value;
+  },
+  format: (value) => String(value),
+};
+
+const booleanCodec: TextCodec<boolean> = {
+  parse: (text) => (text === 'true' ? ok(true) : text === 'false' ? ok(false) : err('must be true or false')),
   format: (value) => String(value),
 };
 
@@ -239,6 +272,11 @@ const FIELDS = {
   activationPollMs: optional('FAULTLINE_AGENT_ACTIVATION_POLL_MS', integerCodec(1)),
   thriftCaFile: optional('FAULTLINE_TLS_THRIFT_CA_FILE', textCodec),
   mqttCaFile: optional('FAULTLINE_TLS_MQTT_CA_FILE', textCodec),
+  metrics: optional('FAULTLINE_AGENT_METRICS', booleanCodec),
+  metricsHost: optional('FAULTLINE_AGENT_METRICS_HOST', hostCodec),
+  metricsPort: optional('FAULTLINE_AGENT_METRICS_PORT', listenPortCodec),
+  /** Set by the driver: the folder of the agents' Prometheus target files (`agentTargetFileName`). */
+  metricsTargetsDir: optional('FAULTLINE_AGENT_TARGETS_DIR', textCodec),
   awaitSubscribers: withDefault('FAULTLINE_AGENT_AWAIT_SUBSCRIBERS', listCodec(idCodec, 'client ids'), []),
   outboxDir: required('FAULTLINE_OUTBOX_DIR', textCodec),
   logDir: optional('FAULTLINE_LOGGING_DIR', textCodec),
@@ -310,6 +348,11 @@ export interface MemberEnvInput {
   };
   /** Folder of the agent's status-event outbox. */
   outboxDir: string;
+  /**
+   * Folder every agent of the host writes its Prometheus target file to, which
+   * the member user can write; undefined: the agent writes none.
+   */
+  metricsTargetsDir?: string | undefined;
   /** Folder of the JSON-lines logs; undefined: JSON on stdout. */
   logDir: string | undefined;
   logLevel: LogLevel;
@@ -335,8 +378,12 @@ export function encodeMemberEnv(input: MemberEnvInput): Record<string, string> {
     activationPollMs: agent.activationPollMs,
     thriftCaFile: agent.thriftCaFile,
     mqttCaFile: agent.mqttCaFile,
+    metrics: agent.metrics,
+    metricsHost: agent.metricsHost,
+    metricsPort: agent.metricsPort,
     awaitSubscribers: agent.awaitSubscribers,
     outboxDir: input.outboxDir,
+    metricsTargetsDir: input.metricsTargetsDir,
     logDir: input.logDir,
     logLevel: input.logLevel,
     workloadHost: workload.host,
@@ -397,6 +444,8 @@ export interface AgentEnv {
   /** Where the member's workload listens. */
   workload: Endpoint;
   outboxDir: string;
+  /** Where to write its Prometheus target file; undefined: nowhere. */
+  metricsTargetsDir: string | undefined;
   logDir: string | undefined;
   logLevel: LogLevel;
 }
@@ -422,6 +471,10 @@ const AGENT_KEYS = [
   'activationPollMs',
   'thriftCaFile',
   'mqttCaFile',
+  'metrics',
+  'metricsHost',
+  'metricsPort',
+  'metricsTargetsDir',
   'logDir',
 ] as const satisfies readonly MemberEnvKey[];
 
@@ -448,12 +501,16 @@ export function decodeAgentEnv(env: Env): Result<AgentEnv, ConfigIssue[]> {
       callTimeoutMs: values.callTimeoutMs,
       activationPollMs: values.activationPollMs,
       awaitSubscribers: values.awaitSubscribers,
-      // Only when set, so an agent without TLS decodes exactly as before.
+      // Only when set, so an agent without TLS or metrics settings decodes exactly as before.
       ...(values.thriftCaFile === undefined ? {} : { thriftCaFile: values.thriftCaFile }),
       ...(values.mqttCaFile === undefined ? {} : { mqttCaFile: values.mqttCaFile }),
+      ...(values.metrics === undefined ? {} : { metrics: values.metrics }),
+      ...(values.metricsHost === undefined ? {} : { metricsHost: values.metricsHost }),
+      ...(values.metricsPort === undefined ? {} : { metricsPort: values.metricsPort }),
     },
     workload: { host: values.workloadHost, port: values.workloadPort },
     outboxDir: values.outboxDir,
+    metricsTargetsDir: values.metricsTargetsDir,
     logDir: values.logDir,
     logLevel: values.logLevel,
   });

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { DEFAULT_MIGRATIONS_DIR, migrate, REPO_ROOT } from '@faultline/core';
+import { DEFAULT_MIGRATIONS_DIR, EARLIER_CHECKSUMS, migrate, REPO_ROOT } from '@faultline/core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPostgres, type TestPostgres } from '../src/index.js';
@@ -89,6 +89,26 @@ describe('real PostgreSQL for tests', () => {
       expect((await migrate(pool, { dir })).applied).toEqual(['002_bad.sql']);
       writeFileSync(path.join(dir, '001_ok.sql'), 'CREATE TABLE mig_ok (x int, y int);');
       await expect(migrate(pool, { dir })).rejects.toMatchObject({ code: 'FL_ERR_MIGRATION_CHANGED' });
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('takes a database migrated from an earlier text of a file whose comments alone changed', async () => {
+    const pool = new pg.Pool({ connectionString: db.connectionString });
+    try {
+      await migrate(pool);
+      const [name, sums] = Object.entries(EARLIER_CHECKSUMS)[0] as [string, readonly string[]];
+      const earlier = sums[0] as string;
+      await pool.query('UPDATE faultline_migrations SET checksum = $2 WHERE name = $1', [name, earlier]);
+      const again = await migrate(pool);
+      expect(again.alreadyApplied).toContain(name);
+      const { rows } = await pool.query('SELECT checksum FROM faultline_migrations WHERE name = $1', [name]);
+      expect(rows[0].checksum).not.toBe(earlier);
+      // Any other checksum is still an edited migration.
+      await pool.query("UPDATE faultline_migrations SET checksum = 'abc' WHERE name = $1", [name]);
+      await expect(migrate(pool)).rejects.toMatchObject({ code: 'FL_ERR_MIGRATION_CHANGED' });
+      await pool.query('UPDATE faultline_migrations SET checksum = $2 WHERE name = $1', [name, rows[0].checksum]);
     } finally {
       await pool.end();
     }

@@ -70,6 +70,16 @@ export class FakeTransport implements BatchTransport {
     this.resets.push(`${endpoint.host}:${endpoint.port}`);
   }
 
+  /** Every endpoint called that is not down holds an open connection; a hung one is still connecting. */
+  connections(): Record<string, 'connecting' | 'open'> {
+    const states: Record<string, 'connecting' | 'open'> = {};
+    for (const { endpoint } of this.calls) {
+      const mode = this.modes.get(endpoint) ?? 'active';
+      if (mode !== 'down' && !this.closed) states[endpoint] = mode === 'hung' ? 'connecting' : 'open';
+    }
+    return states;
+  }
+
   close(): void {
     this.closed = true;
   }
