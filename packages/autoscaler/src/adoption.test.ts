@@ -233,6 +233,7 @@ describe('close, registry outages, status', () => {
       reason: 'MemberFault (timeout, silent 60000 ms); instance still running',
       epoch: 3,
       fault: { kind: 'timeout', lastStatAt: T0, declaredAt: t },
+      replaces: null,
     });
     await h.core.close();
     const again = harness({ registry: h.registry, iaas: h.iaas, actionHistory: 4 });

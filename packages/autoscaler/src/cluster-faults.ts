@@ -57,6 +57,9 @@ export interface HeldFault {
   cause: HoldCause;
   reason: string;
   lastStatAt: number | null;
+  /** The fault's kind and when it was declared (absent from a state stored by an earlier version). */
+  kind?: FaultTimes['kind'] | undefined;
+  declaredAt?: number | undefined;
   epoch: number | null;
   heldAt: number;
   /** Set when a storm ends on resumed stats: carried out at this time unless the member shows life first. */
@@ -86,6 +89,12 @@ export interface ClusterFaultsOptions {
   minMembers: number;
   /** Called whenever what must survive a restart changed. */
   changed: () => void;
+}
+
+/** The fault times of a held fault carried out, when it kept them. */
+function heldTimes(held: HeldFault): FaultTimes | undefined {
+  if (held.kind === undefined || held.declaredAt === undefined) return undefined;
+  return { kind: held.kind, lastStatAt: held.lastStatAt, declaredAt: held.declaredAt };
 }
 
 export function memberFaultClaim(f: MemberFault, declaredAt: number): FaultClaim {
@@ -300,7 +309,8 @@ export class ClusterFaults {
       this.changed();
       const member = this.members.get(memberId);
       const reason = `${held.reason}, held in a fault storm and confirmed: no stats in ${this.storm.windowMs} ms after it`;
-      if (member && isLive(member)) due.push({ member, reason, epoch: held.epoch ?? undefined, faulted: true });
+      if (member && isLive(member))
+        due.push({ member, reason, epoch: held.epoch ?? undefined, faulted: true, fault: heldTimes(held) });
     }
     return due;
   }
@@ -359,6 +369,7 @@ export class ClusterFaults {
         reason: `${held.reason}, held in ${cause} and verified: ${why}`,
         epoch: held.epoch ?? undefined,
         faulted: true,
+        fault: heldTimes(held),
       });
     });
     return due;
@@ -384,6 +395,8 @@ export class ClusterFaults {
       cause,
       reason: claim.reason,
       lastStatAt: claim.lastStatAt,
+      kind: claim.kind,
+      declaredAt: claim.declaredAt,
       epoch: epoch ?? null,
       heldAt: now,
       recheckUntil: null,

@@ -126,6 +126,7 @@ export class ClusterMembers {
     reason: string,
     epoch: number | undefined,
     partition: { id: string; networkPartitionId: string },
+    replaces?: string,
   ): void {
     const { policy } = this;
     let memberId = this.newMemberId(policy.id);
@@ -141,7 +142,7 @@ export class ClusterMembers {
     // Intent before act: the Created row is in the registry before the Iaas starts anything, so a
     // restart finds (Iaas.discover) and owns whatever the spawn started, never an orphan.
     const intent = this.set({ ...identity, state: 'Created', createdAt: this.clock.now(), instance: undefined });
-    this.sink.decide({ action, memberId, reason, epoch });
+    this.sink.decide({ action, memberId, reason, epoch, ...(replaces === undefined ? {} : { replaces }) });
     this.effect(
       intent.then((recorded) => {
         if (!recorded) return this.queue.run(() => this.notRecorded(memberId));

@@ -443,6 +443,7 @@ export class ClusterMonitor {
    */
   private async retire({ member, reason, epoch, faulted, fault }: Retirement): Promise<void> {
     if (faulted) this.faultBackoff(member, this.clock.now());
+    this.rules.retiring(member.memberId);
     let running = false;
     if (member.instance) {
       try {

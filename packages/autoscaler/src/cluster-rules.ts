@@ -10,6 +10,9 @@ import type { ClusterPolicy } from './policy.js';
 import { type Predictions, ScalingRule } from './scaling-rule.js';
 import type { SerialQueue } from './serial-queue.js';
 
+/** Retired members remembered for the spawns that replace them; older ones are forgotten first. */
+const MAX_AWAITING = 1_000;
+
 export interface ClusterRulesOptions {
   policy: ClusterPolicy;
   members: ClusterMembers;
@@ -34,6 +37,8 @@ export interface ClusterRulesOptions {
  * the maximum.
  */
 export class ClusterRules {
+  /** Members retired, oldest first, whose replacing spawn is still to come (in memory: a new term starts empty). */
+  private awaiting: string[] = [];
   private readonly policy: ClusterPolicy;
   private readonly members: ClusterMembers;
   private readonly backoff: ClusterRulesOptions['backoff'];
@@ -88,11 +93,25 @@ export class ClusterRules {
     this.enforceMax();
   }
 
+  /**
+   * A member retired (a fault, a pending timeout, its instance gone): once it
+   * is removed, the next minimum-rule spawn that refills the cluster names it
+   * as the member it replaces (its causal chain, `faultline explain`).
+   */
+  retiring(memberId: string): void {
+    if (this.awaiting.includes(memberId)) return;
+    this.awaiting.push(memberId);
+    if (this.awaiting.length > MAX_AWAITING) this.awaiting.shift();
+  }
+
   /** The minimum rule: spawn while the cluster has fewer than min non-terminated members. */
   min(epoch: number | undefined): void {
     if (this.closed) return;
     // Terminating members still count: their replacement follows their removal, in that order.
     let count = this.members.size;
+    const removed = (memberId: string) => this.members.get(memberId) === undefined;
+    // Removed while the cluster kept its minimum (it was above it): no spawn replaces them.
+    if (count >= this.policy.min) this.awaiting = this.awaiting.filter((id) => !removed(id));
     const now = this.clock.now();
     if (count < this.policy.min && !this.registryReachable()) {
       if (!this.waitingForRegistry)
@@ -110,7 +129,9 @@ export class ClusterRules {
         this.scheduleRetry(now);
         return;
       }
-      this.spawn('MemberSpawnAction', `minimum rule: ${count} < min ${this.policy.min}`, epoch);
+      const at = this.awaiting.findIndex(removed);
+      const replaces = at < 0 ? undefined : this.awaiting.splice(at, 1)[0];
+      this.spawn('MemberSpawnAction', `minimum rule: ${count} < min ${this.policy.min}`, epoch, replaces);
       count += 1;
     }
   }
@@ -175,8 +196,13 @@ export class ClusterRules {
     }
   }
 
-  private spawn(action: 'MemberSpawnAction' | 'ScaleUpAction', reason: string, epoch: number | undefined): void {
-    this.members.spawn(action, reason, epoch, choosePartition(this.policy.partitions, this.members.all()));
+  private spawn(
+    action: 'MemberSpawnAction' | 'ScaleUpAction',
+    reason: string,
+    epoch: number | undefined,
+    replaces?: string,
+  ): void {
+    this.members.spawn(action, reason, epoch, choosePartition(this.policy.partitions, this.members.all()), replaces);
   }
 
   private activeMembers(): LiveMember[] {

@@ -72,6 +72,7 @@ describe('decision messages', () => {
       reason: 'r',
       epoch: null,
       fault: null,
+      replaces: null,
     });
   });
 });

@@ -65,8 +65,10 @@ export interface Decision {
   epoch?: number | undefined;
   /** FaultStormHeld only. */
   storm?: { faultedMemberIds: string[]; clusterSize: number; windowMs: number };
-  /** The first decision on a fault acted on as it came (MemberTerminateAction, else MemberRemoved). */
+  /** The first decision on a fault (MemberTerminateAction, else MemberRemoved). */
   fault?: FaultTimes | undefined;
+  /** MemberSpawnAction of the minimum rule: the retired member this spawn refills the cluster for. */
+  replaces?: string | undefined;
 }
 
 /** A decision taken inside one cluster's monitor: its ClusterSink adds the cluster id. */
@@ -109,8 +111,10 @@ export interface ActionRecord {
   memberId: string | null;
   reason: string;
   epoch: number | null;
-  /** The fault behind it, when it is the first decision on one (stored as the row's `detail`). */
+  /** The fault behind it, when it is the first decision on one (stored in the row's `detail`). */
   fault: FaultTimes | null;
+  /** The member a minimum-rule spawn replaces (stored in the row's `detail`), when the autoscaler knew it. */
+  replaces: string | null;
 }
 
 export const AUTOSCALER_SOURCE = 'autoscaler';
@@ -127,6 +131,7 @@ export function toActionRecord(decision: Decision, at: number): ActionRecord {
     reason: decision.reason,
     epoch: decision.epoch ?? null,
     fault: decision.fault ?? null,
+    replaces: decision.replaces ?? null,
   };
 }
 

@@ -104,6 +104,11 @@ describe('MemberFault handling', () => {
       ['MemberTerminateAction', { kind: 'timeout', lastStatAt: T0, declaredAt: t }],
       ['MemberRemoved', null],
     ]);
+    // The spawn that refills the cluster names the member it replaces.
+    expect(h.registry.actions.find((a) => a.memberId === 'php-4')).toMatchObject({
+      action: 'MemberSpawnAction',
+      replaces: 'php-2',
+    });
     expect(h.memberIds()).toEqual(['php-1', 'php-3', 'php-4']);
     expect(h.core.counters).toMatchObject({ faults: 1, terminated: 1, spawned: 4 });
     await h.core.close();

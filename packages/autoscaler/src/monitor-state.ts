@@ -5,6 +5,7 @@ import type { MonitorState } from './cluster-monitor.js';
 /** Held faults restored per cluster at most: a larger stored list is cut (the rest are re-found by the absence rule). */
 const MAX_HELD = 100_000;
 const MAX_TEXT = 2_048;
+const FAULT_KINDS = ['timeout', 'ports_not_open', 'absent', 'gone'] as const;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const finiteOrNull = (v: unknown): v is number | null => v === null || (typeof v === 'number' && Number.isFinite(v));
@@ -26,7 +27,20 @@ function heldOf(v: unknown): HeldFault | undefined {
   if (!finiteOrNull(lastStatAt) || !finiteOrNull(epoch) || !finiteOrNull(recheckUntil)) return undefined;
   if (typeof heldAt !== 'number' || !Number.isFinite(heldAt)) return undefined;
   const probe = lastProbe === 'answering' || lastProbe === 'failing' || lastProbe === 'gone' ? lastProbe : null;
-  return { memberId, cause, reason, lastStatAt, epoch, heldAt, recheckUntil, lastProbe: probe };
+  // The fault's kind and time (for its causal chain) are optional: a state stored before them still restores.
+  const kind = FAULT_KINDS.find((k) => k === v.kind);
+  const declaredAt = typeof v.declaredAt === 'number' && Number.isFinite(v.declaredAt) ? v.declaredAt : undefined;
+  return {
+    memberId,
+    cause,
+    reason,
+    lastStatAt,
+    ...(kind !== undefined && declaredAt !== undefined ? { kind, declaredAt } : {}),
+    epoch,
+    heldAt,
+    recheckUntil,
+    lastProbe: probe,
+  };
 }
 
 /**

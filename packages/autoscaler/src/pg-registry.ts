@@ -29,7 +29,7 @@ interface ActionRow {
   member_id: string | null;
   reason: string;
   epoch: string | null;
-  detail: { fault?: FaultTimes } | null;
+  detail: { fault?: FaultTimes; replaces?: string } | null;
 }
 
 /** An action with its row id: ids rise in the order actions were recorded. */
@@ -48,7 +48,14 @@ function actionOf(row: ActionRow): ActionEntry {
     reason: row.reason,
     epoch: row.epoch === null ? null : Number(row.epoch),
     fault: fault && typeof fault.declaredAt === 'number' ? fault : null,
+    replaces: typeof row.detail?.replaces === 'string' ? row.detail.replaces : null,
   };
+}
+
+/** An action's `detail` column: what it knew beyond its reason, or NULL. */
+function detailOf(a: ActionRecord): { fault?: FaultTimes; replaces?: string } | null {
+  if (!a.fault && !a.replaces) return null;
+  return { ...(a.fault ? { fault: a.fault } : {}), ...(a.replaces ? { replaces: a.replaces } : {}) };
 }
 
 /** Milliseconds of a timestamptz column, as float8 (bigint would come back as a string). */
@@ -134,16 +141,18 @@ export async function readActionsAfter(pool: pg.Pool, afterId: number, limit: nu
 }
 
 /**
- * What a member's causal chain is read from: the member's own actions, and
- * the removals, scale-downs and minimum-rule spawns of its cluster from
- * shortly before its first action on (`around` rows either side at most),
- * which tell which spawn replaced it. Oldest first. Rejects with RegistryError.
+ * What a member's causal chain is read from: the member's own actions; the
+ * minimum-rule spawn that names it as the member it replaces, when the
+ * autoscaler knew (`replacedBy`); and, for a spawn recorded without that
+ * (an autoscaler that restarted in between), the removals, scale-downs and
+ * minimum-rule spawns of its cluster around its removal (`around` rows
+ * either side at most). Oldest first. Rejects with RegistryError.
  */
 export async function readMemberActions(
   pool: pg.Pool,
   memberId: string,
   around = 500,
-): Promise<{ own: ActionEntry[]; cluster: ActionEntry[] }> {
+): Promise<{ own: ActionEntry[]; replacedBy: ActionEntry | undefined; cluster: ActionEntry[] }> {
   const own = (
     await queryRegistry<ActionRow>(
       pool,
@@ -152,8 +161,17 @@ export async function readMemberActions(
       [memberId],
     )
   ).rows.map(actionOf);
-  const first = own[0];
-  if (!first) return { own, cluster: [] };
+  const last = own.find((a) => a.action === 'MemberRemoved') ?? own.at(-1);
+  if (!last) return { own, replacedBy: undefined, cluster: [] };
+  const named = await queryRegistry<ActionRow>(
+    pool,
+    'read replacement',
+    `SELECT ${ACTION_COLUMNS} FROM autoscaler_action
+      WHERE cluster_id = $1 AND action = 'MemberSpawnAction' AND detail->>'replaces' = $2 ORDER BY id LIMIT 1`,
+    [last.clusterId, memberId],
+  );
+  const replacedBy = named.rows[0] ? actionOf(named.rows[0]) : undefined;
+  if (replacedBy) return { own, replacedBy, cluster: [] };
   const { rows } = await queryRegistry<ActionRow>(
     pool,
     'read cluster actions',
@@ -164,9 +182,9 @@ export async function readMemberActions(
      (SELECT ${ACTION_COLUMNS} FROM autoscaler_action
         WHERE cluster_id = $1 AND id >= $2 AND action IN ('MemberRemoved', 'MemberSpawnAction', 'ScaleDownAction')
         ORDER BY id LIMIT $3)`,
-    [first.clusterId, first.id, around],
+    [last.clusterId, last.id, around],
   );
-  return { own, cluster: rows.map(actionOf).sort((a, b) => a.id - b.id) };
+  return { own, replacedBy: undefined, cluster: rows.map(actionOf).sort((a, b) => a.id - b.id) };
 }
 
 /** Every cluster's persisted monitor state as stored (`parseMonitorState` checks it). Rejects with RegistryError. */
@@ -300,7 +318,7 @@ export class PgRegistry implements Registry {
       'write action',
       `INSERT INTO autoscaler_action (at, action, cluster_id, member_id, reason, epoch, detail)
        VALUES (${ts(1)}, $2, $3, $4, $5, $6, $7)`,
-      [a.at, a.action, a.clusterId, a.memberId, a.reason, a.epoch, a.fault ? { fault: a.fault } : null],
+      [a.at, a.action, a.clusterId, a.memberId, a.reason, a.epoch, detailOf(a)],
     );
     this.actionWrites += 1;
     if (this.actionWrites % PRUNE_EVERY === 0) await this.prune();

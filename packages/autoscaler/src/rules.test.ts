@@ -151,6 +151,10 @@ describe('fault storm', () => {
     expect(h.decisions().at(-3)?.fields.reason).toBe(
       'MemberFault (timeout, silent 60000 ms), held in a fault storm and confirmed: no stats in 60000 ms after it; instance still running',
     );
+    // Held, then carried out: its decision keeps the fault's times (its causal chain), and its replacement names it.
+    const terminate = h.registry.actions.find((x) => x.memberId === 'php-4' && x.action === 'MemberTerminateAction');
+    expect(terminate?.fault).toMatchObject({ kind: 'timeout', lastStatAt: expect.any(Number) });
+    expect(h.registry.actions.find((x) => x.memberId === 'php-7')?.replaces).toBe('php-4');
     expect(h.iaas.running).toContain('php-3');
     await h.core.close();
   });

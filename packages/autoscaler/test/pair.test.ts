@@ -118,6 +118,7 @@ describe('autoscaler pair', () => {
         reason: 'x',
         epoch: null,
         fault: null,
+        replaces: null,
       }),
     ).rejects.toBeInstanceOf(FencedError);
     // Its own lease row, but expired (database time): refused too.

@@ -204,6 +204,14 @@ function followTimeline() {
   events.addEventListener('error', () => {
     live.dataset.state = 'lost';
     live.textContent = 'timeline: reconnecting…';
+    // The browser retries a dropped stream by itself, but gives up on an answer that is not one (a 503):
+    // then this page starts a new one.
+    if (events.readyState === EventSource.CLOSED) setTimeout(followTimeline, 5_000);
+  });
+  events.addEventListener('reset', () => {
+    // The registry started again (a database restored): what the page showed is history of another table.
+    shown.clear();
+    $('timeline').replaceChildren();
   });
   events.addEventListener('action', (event) => {
     try {
@@ -216,20 +224,25 @@ function followTimeline() {
 
 // ---- a member's causal chain ----
 
+/** The chain asked for last: an earlier answer that arrives after it is dropped. */
+let asked = 0;
+
 async function explain(memberId) {
+  const mine = ++asked;
   $('explain-member').value = memberId;
   const chain = $('chain');
   chain.replaceChildren(el('p', { class: 'muted' }, `reading ${memberId}…`));
   try {
     const response = await fetch(`/api/members/${encodeURIComponent(memberId)}`, { cache: 'no-store' });
     const body = await response.json();
+    if (mine !== asked) return;
     if (!response.ok) {
       chain.replaceChildren(el('p', {}, `${memberId}: ${body.error ?? `HTTP ${response.status}`}`));
       return;
     }
     renderChain(body);
   } catch (error) {
-    chain.replaceChildren(el('p', {}, `${memberId}: ${error.message}`));
+    if (mine === asked) chain.replaceChildren(el('p', {}, `${memberId}: ${error.message}`));
   }
 }
 

@@ -17,6 +17,7 @@ const act = (
   reason: `${action} ${memberId}`,
   epoch: null,
   fault: null,
+  replaces: null,
   ...extra,
 });
 
@@ -46,6 +47,20 @@ describe('which spawn replaced which member', () => {
     ]);
     expect(pairs.get('php-a')?.memberId).toBe('php-c');
     expect(pairs.get('php-b')?.memberId).toBe('php-d');
+  });
+
+  it('takes a spawn that names the member it replaces as it says, and counts a removal recorded twice once', () => {
+    const pairs = pairReplacements([
+      act('MemberRemoved', 'php-a'),
+      act('MemberRemoved', 'php-a'),
+      act('MemberRemoved', 'php-b'),
+      act('MemberSpawnAction', 'php-c', 0, { replaces: 'php-b' }),
+      act('MemberSpawnAction', 'php-d'),
+      act('MemberSpawnAction', 'php-e'),
+    ]);
+    expect(pairs.get('php-b')?.memberId).toBe('php-c');
+    expect(pairs.get('php-a')?.memberId).toBe('php-d');
+    expect([...pairs.values()].map((a) => a.memberId)).not.toContain('php-e');
   });
 
   it('replaces no scaled-down member, and no removal with a spawn that came before it', () => {

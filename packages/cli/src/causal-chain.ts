@@ -35,26 +35,34 @@ export interface CausalChain {
 }
 
 /**
- * Which minimum-rule spawn replaced which removed member, from one
- * cluster's removals, scale-downs and spawns, oldest first: each
- * MemberSpawnAction replaces the oldest removal not yet replaced (the minimum
- * rule refills the cluster in the order it emptied). A removal after a
- * ScaleDownAction of the same member is not replaced: the cluster meant to
- * shrink. A spawn with no removal waiting (the cluster growing to its
- * minimum) replaces nothing. Returns removed member id → spawn.
+ * Which minimum-rule spawn replaced which removed member, when the spawns do
+ * not say (recorded by an autoscaler that did not see the retirement: a
+ * restart, a takeover in between), from one cluster's removals, scale-downs
+ * and spawns, oldest first. A spawn that names the member it replaces
+ * (`replaces`) is taken as it says; each other MemberSpawnAction replaces the
+ * oldest removal not yet replaced (the minimum rule refills the cluster in
+ * the order it emptied). A removal after a ScaleDownAction of the same member
+ * is not replaced (the cluster meant to shrink), a removal recorded twice
+ * counts once, and a spawn with no removal waiting (the cluster growing to
+ * its minimum) replaces nothing. A guess: a removal that left the cluster
+ * above its minimum is paired with a later spawn all the same. Returns
+ * removed member id → spawn.
  */
 export function pairReplacements(actions: readonly ActionEntry[]): Map<string, ActionEntry> {
   const scaledDown = new Set<string>();
-  const waiting: string[] = [];
+  const waiting = new Set<string>();
   const pairs = new Map<string, ActionEntry>();
   for (const a of actions) {
     if (a.memberId === null) continue;
     if (a.action === 'ScaleDownAction') scaledDown.add(a.memberId);
     else if (a.action === 'MemberRemoved' && !scaledDown.has(a.memberId) && !pairs.has(a.memberId))
-      waiting.push(a.memberId);
+      waiting.add(a.memberId);
     else if (a.action === 'MemberSpawnAction') {
-      const removed = waiting.shift();
-      if (removed !== undefined) pairs.set(removed, a);
+      const named = a.replaces !== null && waiting.has(a.replaces) ? a.replaces : undefined;
+      const removed = named ?? (a.replaces === null ? waiting.values().next().value : undefined);
+      if (removed === undefined) continue;
+      waiting.delete(removed);
+      pairs.set(removed, a);
     }
   }
   return pairs;
@@ -75,8 +83,8 @@ const FAULT_WHAT: Record<string, string> = {
  * of the member (never seen, or pruned).
  */
 export async function causalChain(pool: pg.Pool, memberId: string): Promise<CausalChain | undefined> {
-  const { own, cluster } = await readMemberActions(pool, memberId);
-  const replacement = pairReplacements(cluster).get(memberId);
+  const { own, replacedBy, cluster } = await readMemberActions(pool, memberId);
+  const replacement = replacedBy ?? pairReplacements(cluster).get(memberId);
   const rows = await readMembers(pool, replacement?.memberId ? [memberId, replacement.memberId] : [memberId]);
   const member = rows.find((r) => r.memberId === memberId);
   if (!member && own.length === 0) return undefined;

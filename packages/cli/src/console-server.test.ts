@@ -1,4 +1,5 @@
 import http from 'node:http';
+import os from 'node:os';
 import type { ActionEntry } from '@faultline/autoscaler';
 import { systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
@@ -16,6 +17,7 @@ const action = (id: number): ActionEntry => ({
   reason: '<img src=x onerror=alert(1)>',
   epoch: 3,
   fault: { kind: 'timeout', lastStatAt: 900, declaredAt: 1_000 },
+  replaces: null,
 });
 
 const chain: CausalChain = {
@@ -71,7 +73,11 @@ describe('the web console server', () => {
     await Promise.all(closers.splice(0).map((close) => close()));
   });
 
-  async function start(rows: ActionEntry[]) {
+  async function start(
+    rows: ActionEntry[],
+    bind = '127.0.0.1',
+    explain?: (memberId: string) => Promise<CausalChain | undefined>,
+  ) {
     const logger = createMemoryLogger();
     const feed = new ActionFeed({
       readAfter: async (afterId) => rows.filter((a) => a.id > afterId),
@@ -81,10 +87,10 @@ describe('the web console server', () => {
       pollIntervalMs: 20,
     });
     const server: ConsoleServer = await startConsole({
-      host: '127.0.0.1',
+      host: bind,
       port: 0,
       status: async () => ({ sp: [], degraded: [] }),
-      explain: async (memberId) => (memberId === 'php-1' ? chain : undefined),
+      explain: explain ?? (async (memberId) => (memberId === 'php-1' ? chain : undefined)),
       feed,
       clock: systemClock,
       logger,
@@ -118,6 +124,31 @@ describe('the web console server', () => {
     expect((await get(port, '/api/state', { host: `localhost:${port}` })).status).toBe(200);
   });
 
+  it('checks the host also when bound to every address: its own names pass, another is refused', async () => {
+    const { port, server } = await start([], '0.0.0.0');
+    expect((await get(port, '/api/state', { host: `attacker.example:${port}` })).status).toBe(421);
+    expect((await get(port, '/api/state', { host: `${os.hostname()}:${port}` })).status).toBe(200);
+    expect((await get(port, '/api/state', { host: `127.0.0.1:${port}` })).status).toBe(200);
+    expect(server.counts.hostsRefused).toBe(1);
+  });
+
+  it('reads at most a few causal chains at once; more are told to try again', async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const { port, host, server } = await start([], '127.0.0.1', async () => {
+      await held;
+      return chain;
+    });
+    const slow = Array.from({ length: 4 }, () => get(port, '/api/members/php-1', { host }));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await get(port, '/api/members/php-1', { host })).status).toBe(503);
+    expect(server.counts.explainsRefused).toBe(1);
+    release();
+    expect((await Promise.all(slow)).map((r) => r.status)).toEqual([200, 200, 200, 200]);
+  });
+
   it("answers the state and a member's chain; a bad id is a 400, an unknown one a 404", async () => {
     const { port, host } = await start([]);
     const state = await get(port, '/api/state', { host });
@@ -134,16 +165,19 @@ describe('the web console server', () => {
     const first = await get(port, '/api/events', { host });
     expect(first.status).toBe(200);
     rows.push(action(3));
-    const text = await readUntil(first.response, (t) => t.includes('id: 3\n'));
+    const text = await readUntil(first.response, (t) => t.includes('"id":3,'));
     expect(text).toContain('retry: 2000');
     const events = text.split('\n\n').filter((e) => e.includes('event: action'));
     expect(events.map((e) => JSON.parse(e.split('data: ')[1] ?? '').id)).toEqual([1, 2, 3]);
     first.response.destroy();
+    // Event ids are the console's deliveries (`<life>.<n>`), not row ids.
+    const secondId = /id: (\S+)\n/g.exec(events[1] ?? '')?.[1] as string;
+    expect(secondId).toMatch(/^[0-9a-f]{8}\.2$/);
 
-    const again = await get(port, '/api/events', { host, 'last-event-id': '2' });
-    const resumed = await readUntil(again.response, (t) => t.includes('id: 3\n'));
-    expect(resumed).not.toContain('id: 1\n');
-    expect(resumed).not.toContain('id: 2\n');
+    const again = await get(port, '/api/events', { host, 'last-event-id': secondId });
+    const resumed = await readUntil(again.response, (t) => t.includes('"id":3,'));
+    expect(resumed).not.toContain('"id":1,');
+    expect(resumed).not.toContain('"id":2,');
     again.response.destroy();
   });
 

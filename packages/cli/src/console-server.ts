@@ -1,12 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
-import type { ActionEntry } from '@faultline/autoscaler';
 import { type Clock, ID_PATTERN, type Logger, type TimerHandle } from '@faultline/core';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import type { ActionFeed } from './action-feed.js';
+import type { ActionFeed, FedAction, FeedEvent } from './action-feed.js';
 import type { CausalChain } from './causal-chain.js';
 import { urlHost } from './probes.js';
 
@@ -21,6 +22,8 @@ const MAX_BUFFERED_BYTES = 1024 * 1024;
 const KEEPALIVE_MS = 15_000;
 /** `/api/state` is built at most once per this; pages polling together share one build. */
 const STATE_TTL_MS = 1_000;
+/** Causal chains read at once (three registry queries each); more get a 503 (the pool is the supervisor's). */
+const MAX_EXPLAINS = 4;
 
 const SECURITY_HEADERS = {
   'content-security-policy':
@@ -46,8 +49,31 @@ export interface ConsoleServerOptions {
 export interface ConsoleServer {
   /** `http://host:port/`, as a browser on this machine reaches it. */
   readonly url: string;
-  readonly counts: { pagesRefused: number; hostsRefused: number; slowPagesDropped: number; livePages: number };
+  readonly counts: {
+    pagesRefused: number;
+    hostsRefused: number;
+    slowPagesDropped: number;
+    livePages: number;
+    explainsRefused: number;
+  };
   close(): Promise<void>;
+}
+
+/**
+ * The names a browser may reach the console by (its `Host` header, port
+ * aside): loopback's, and the bound address; bound to a wildcard address,
+ * also this machine's name and each of its interfaces' addresses. Any other
+ * name is a page elsewhere that rebound its DNS name to this machine.
+ */
+function hostNames(bound: string): Set<string> {
+  const names = new Set(['localhost', '127.0.0.1', '[::1]', urlHost(bound)]);
+  if (bound === '0.0.0.0' || bound === '::' || bound === '[::]') {
+    names.add(os.hostname().toLowerCase());
+    for (const list of Object.values(os.networkInterfaces()))
+      for (const address of list ?? [])
+        names.add(address.family === 'IPv6' ? `[${address.address.split('%')[0]}]` : address.address);
+  }
+  return names;
 }
 
 /**
@@ -56,13 +82,16 @@ export interface ConsoleServer {
  * autoscaler's actions as server-sent events (`/api/events`; a reconnecting
  * page sends Last-Event-ID and gets what it missed). Read-only: nothing on it
  * acts on the stack. A request naming another host than this console's is
- * refused (421), so a web page elsewhere cannot read it through DNS
- * rebinding; every answer carries a strict Content-Security-Policy, and the
+ * refused (421; hostNames), so a web page elsewhere cannot read it through
+ * DNS rebinding; every answer carries a strict Content-Security-Policy, and the
  * page writes what it shows as text, never as HTML.
  */
 export async function startConsole(options: ConsoleServerOptions): Promise<ConsoleServer> {
   const { clock, logger, feed } = options;
-  const counts = { pagesRefused: 0, hostsRefused: 0, slowPagesDropped: 0, livePages: 0 };
+  const counts = { pagesRefused: 0, hostsRefused: 0, slowPagesDropped: 0, livePages: 0, explainsRefused: 0 };
+  // Event ids are `<boot>.<delivery>`: a page that reconnects to another life of the console gets all it keeps.
+  const boot = randomBytes(4).toString('hex');
+  let explaining = 0;
   const pages = new Set<ServerResponse>();
   const app: FastifyInstance = Fastify({
     logger: false,
@@ -72,11 +101,10 @@ export async function startConsole(options: ConsoleServerOptions): Promise<Conso
     return503OnClosing: true,
   });
   let allowedHosts = new Set<string>();
-  const anyHost = options.host === '0.0.0.0' || options.host === '::';
 
   app.addHook('onRequest', async (request, reply) => {
     const host = (request.headers.host ?? '').toLowerCase();
-    if (!anyHost && !allowedHosts.has(host)) {
+    if (!allowedHosts.has(host)) {
       counts.hostsRefused += 1;
       logger.warn('console request for another host refused', {
         event: 'console.host_refused',
@@ -87,16 +115,23 @@ export async function startConsole(options: ConsoleServerOptions): Promise<Conso
     reply.headers(SECURITY_HEADERS);
   });
 
-  let cached: { at: number; value: Promise<unknown> } | undefined;
+  // `at`: when the build finished (monotonic), undefined while it runs.
+  let cached: { at: number | undefined; value: Promise<unknown> } | undefined;
   app.get('/api/state', async (_request, reply) => {
-    const now = clock.now();
-    if (!cached || now - cached.at >= STATE_TTL_MS) {
+    const at = cached?.at;
+    if (!cached || (at !== undefined && clock.monotonicNow() - at >= STATE_TTL_MS)) {
       const value = options.status();
-      cached = { at: now, value };
-      // A failed build is not kept: the next request tries again.
-      value.catch(() => {
-        if (cached?.value === value) cached = undefined;
-      });
+      const entry: { at: number | undefined; value: Promise<unknown> } = { at: undefined, value };
+      cached = entry;
+      value.then(
+        () => {
+          entry.at = clock.monotonicNow();
+        },
+        // A failed build is not kept: the next request tries again.
+        () => {
+          if (cached === entry) cached = undefined;
+        },
+      );
     }
     reply.header('cache-control', 'no-store');
     return { now: clock.now(), status: await cached.value };
@@ -106,17 +141,30 @@ export async function startConsole(options: ConsoleServerOptions): Promise<Conso
     const { memberId } = request.params;
     reply.header('cache-control', 'no-store');
     if (!ID_PATTERN.test(memberId)) return reply.code(400).send({ error: 'not a member id' });
-    const chain = await options.explain(memberId);
-    if (!chain) return reply.code(404).send({ error: 'the registry knows no such member' });
-    return chain;
+    if (explaining >= MAX_EXPLAINS) {
+      counts.explainsRefused += 1;
+      return reply.code(503).header('retry-after', '1').send({ error: 'busy: try again' });
+    }
+    explaining += 1;
+    try {
+      const chain = await options.explain(memberId);
+      if (!chain) return reply.code(404).send({ error: 'the registry knows no such member' });
+      return chain;
+    } finally {
+      explaining -= 1;
+    }
   });
 
-  app.get('/api/events', (request, reply) => {
+  app.get('/api/events', async (request, reply) => {
     if (pages.size >= MAX_LIVE_PAGES) {
       counts.pagesRefused += 1;
       return reply.code(503).header('retry-after', '5').send({ error: 'too many live pages' });
     }
-    const last = Number(request.headers['last-event-id']);
+    // Nothing before the feed's first read: a page resuming now would miss the history it brings.
+    await feed.ready();
+    if (request.raw.destroyed) return reply;
+    const [lastBoot, lastSeq] = String(request.headers['last-event-id'] ?? '').split('.');
+    const last = lastBoot === boot ? Number(lastSeq) : Number.NaN;
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -128,7 +176,7 @@ export async function startConsole(options: ConsoleServerOptions): Promise<Conso
     pages.add(raw);
     counts.livePages = pages.size;
     let keepalive: TimerHandle | undefined;
-    const send = (actions: readonly ActionEntry[]) => {
+    const send = (actions: readonly FedAction[]) => {
       if (raw.writableLength > MAX_BUFFERED_BYTES) {
         counts.slowPagesDropped += 1;
         logger.warn('a console page reads too slowly: disconnected', { event: 'console.slow_page' });
@@ -136,7 +184,13 @@ export async function startConsole(options: ConsoleServerOptions): Promise<Conso
         return;
       }
       // JSON keeps each event on one `data:` line; the id lets a reconnecting page resume.
-      raw.write(actions.map((a) => `id: ${a.id}\nevent: action\ndata: ${JSON.stringify(a)}\n\n`).join(''));
+      raw.write(
+        actions.map(({ seq, ...a }) => `id: ${boot}.${seq}\nevent: action\ndata: ${JSON.stringify(a)}\n\n`).join(''),
+      );
+    };
+    const onEvent = (event: FeedEvent) => {
+      if (event.type === 'actions') send(event.actions);
+      else raw.write('event: reset\ndata: {}\n\n');
     };
     const beat = () => {
       raw.write(': keepalive\n\n');
@@ -144,7 +198,7 @@ export async function startConsole(options: ConsoleServerOptions): Promise<Conso
     };
     raw.write('retry: 2000\n\n');
     send(feed.since(Number.isSafeInteger(last) && last >= 0 ? last : undefined));
-    const unsubscribe = feed.subscribe(send);
+    const unsubscribe = feed.subscribe(onEvent);
     keepalive = clock.setTimeout(beat, KEEPALIVE_MS);
     raw.on('close', () => {
       unsubscribe();
@@ -172,7 +226,7 @@ export async function startConsole(options: ConsoleServerOptions): Promise<Conso
   }
   const { port } = app.server.address() as AddressInfo;
   const reachable = urlHost(options.host);
-  allowedHosts = new Set([reachable, 'localhost', '127.0.0.1', '[::1]'].flatMap((h) => [`${h}:${port}`.toLowerCase()]));
+  allowedHosts = new Set([...hostNames(options.host)].map((h) => `${h}:${port}`.toLowerCase()));
   const url = `http://${reachable}:${port}/`;
   feed.start();
   logger.info('console serving', { event: 'console.listening', url });

@@ -167,6 +167,12 @@ async function runStack(
       logger.info('stopping the stack', { event: 'stack.stopping', ...(failure ? { reason: failure.message } : {}) });
       // A start step under way finishes first; startup gives up at its next step.
       await startup.catch(() => {});
+      // The console first: its pages must not take the database connections the members' stop needs.
+      await web
+        ?.close()
+        .catch((error: unknown) =>
+          logger.warn('the console did not close cleanly', { event: 'console.close_failed', error }),
+        );
       const registry = pool;
       await stopStack({
         clock,
@@ -178,14 +184,7 @@ async function runStack(
           ? async () => (await liveMembers(registry)).flatMap((m) => (m.instance ? [m.instance] : []))
           : undefined,
         terminateMembers: (instances) => terminateMembers(instances, layout, logger),
-        closeControl: async () => {
-          await web
-            ?.close()
-            .catch((error: unknown) =>
-              logger.warn('the console did not close cleanly', { event: 'console.close_failed', error }),
-            );
-          await control?.close();
-        },
+        closeControl: async () => control?.close(),
         endPool: async () => pool?.end(),
       });
       logger.info('stack stopped', { event: 'stack.stopped' });

@@ -31,6 +31,7 @@ const action = (a: Partial<ActionRecord> & Pick<ActionRecord, 'action' | 'at'>):
   reason: 'r',
   epoch: null,
   fault: null,
+  replaces: null,
   ...a,
 });
 
@@ -73,8 +74,12 @@ describe("a member's causal chain, from the registry in PostgreSQL", () => {
     );
     await registry.recordAction(action({ action: 'MemberRemoved', at: T + 11_000, memberId: 'php-aaaaaa' }));
     await registry.recordAction(action({ action: 'MemberRemoved', at: T + 11_100, memberId: 'php-bbbbbb' }));
+    // The first spawn does not say whom it replaces (an autoscaler that restarted in between): paired in order.
     await registry.recordAction(action({ action: 'MemberSpawnAction', at: T + 11_500, memberId: 'php-cccccc' }));
-    await registry.recordAction(action({ action: 'MemberSpawnAction', at: T + 11_600, memberId: 'php-dddddd' }));
+    // The second names its member.
+    await registry.recordAction(
+      action({ action: 'MemberSpawnAction', at: T + 11_600, memberId: 'php-dddddd', replaces: 'php-bbbbbb' }),
+    );
     await registry.saveMember(member('php-aaaaaa', { state: 'Terminated', reason: 'x', terminatedAt: T + 11_000 }));
     await registry.saveMember(member('php-bbbbbb', { state: 'Terminated', reason: 'x', terminatedAt: T + 11_100 }));
     await registry.saveMember(member('php-cccccc', { createdAt: T + 11_500, activatedAt: T + 14_000 }));
@@ -106,8 +111,12 @@ describe("a member's causal chain, from the registry in PostgreSQL", () => {
       logger,
     });
     const got: string[] = [];
-    feed.subscribe((actions) => got.push(...actions.map((x) => `${x.action} ${x.memberId} ${x.fault?.kind ?? '-'}`)));
+    feed.subscribe((event) => {
+      if (event.type === 'actions')
+        got.push(...event.actions.map((x) => `${x.action} ${x.memberId} ${x.fault?.kind ?? '-'}`));
+    });
     await feed.poll();
+    got.length = 0; // the history
     const history = feed.since();
     expect(history.length).toBeGreaterThan(0);
     await registry.recordAction(
