@@ -162,10 +162,15 @@ describe.runIf(BROKER_KINDS.includes('mosquitto'))('the full stack on two extern
     await expect(cli('chaos', 'kill-broker', 'a')).rejects.toThrow(/no running broker a/);
   });
 
-  it('uses the external brokers: a killed member is faulted, removed and replaced', async () => {
-    // The platform accounts log in: MemberFault goes from the SP to the autoscaler through these brokers.
-    const line = await cli('chaos', 'kill-member');
-    const memberId = /member (\S+)/.exec(line)?.[1] as string;
+  it('uses the external brokers: a member whose agent died is faulted, terminated and replaced', async () => {
+    // Its instance keeps running, so nothing but a MemberFault from the SP to the autoscaler, through
+    // these brokers, can have it terminated (a killed member would be found gone by reconciliation).
+    const line = await cli('chaos', 'kill-agent');
+    const memberId = /\b(web-[a-z0-9]+)/.exec(line)?.[1] as string;
+    await waitFor(
+      () => actions().find((a) => a.memberId === memberId && a.action === 'MemberTerminateAction'),
+      'MemberTerminateAction on its MemberFault',
+    );
     const removed = await waitFor(
       () => actions().find((a) => a.memberId === memberId && a.action === 'MemberRemoved'),
       'MemberRemoved',
@@ -202,11 +207,12 @@ describe.runIf(BROKER_KINDS.includes('mosquitto'))('the full stack on two extern
     expect(table).toMatch(new RegExp(`b\\s+mqtt://127\\.0\\.0\\.1:${p(2)} DOWN`));
     expect(status.services.every((s) => s.state === 'up')).toBe(true);
 
-    const line = await cli('chaos', 'kill-member');
-    const memberId = /member (\S+)/.exec(line)?.[1] as string;
+    // Again a MemberFault alone: it travels through broker a.
+    const line = await cli('chaos', 'kill-agent');
+    const memberId = /\b(web-[a-z0-9]+)/.exec(line)?.[1] as string;
     await waitFor(
-      () => actions().find((a) => a.memberId === memberId && a.action === 'MemberRemoved'),
-      "MemberRemoved during broker b's outage",
+      () => actions().find((a) => a.memberId === memberId && a.action === 'MemberTerminateAction'),
+      "MemberTerminateAction during broker b's outage",
     );
     await threeActive();
   });

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -185,5 +185,28 @@ describe('faultline config mosquitto: the files of an operator’s own Mosquitto
     await expect(exportMosquittoConfig(config, { node: 'a', dir: tmp() })).rejects.toThrow(
       /brokers\.credentials\.observer: no password/,
     );
+  });
+
+  it('never changes a folder it did not make: a link, a non-empty folder, a file', async () => {
+    const base = tmp();
+    const config = external({
+      credentials: { sp: { password: 'p' }, autoscaler: { password: 'p' }, observer: { password: 'p' } },
+    });
+    const full = path.join(base, 'full');
+    mkdirSync(full);
+    writeFileSync(path.join(full, 'mosquitto.conf'), 'keep me');
+    await expect(exportMosquittoConfig(config, { node: 'a', dir: full })).rejects.toThrow(/is not empty/);
+    expect(readFileSync(path.join(full, 'mosquitto.conf'), 'utf8')).toBe('keep me');
+    const link = path.join(base, 'link');
+    symlinkSync(full, link);
+    await expect(exportMosquittoConfig(config, { node: 'a', dir: link })).rejects.toThrow(/not a folder/);
+    await expect(exportMosquittoConfig(config, { node: 'a', dir: path.join(full, 'mosquitto.conf') })).rejects.toThrow(
+      /not a folder/,
+    );
+    expect(statSync(full).mode & 0o777).not.toBe(0o700);
+    // An empty folder of one's own is used.
+    const empty = path.join(base, 'empty');
+    mkdirSync(empty);
+    await expect(exportMosquittoConfig(config, { node: 'a', dir: empty })).resolves.toMatchObject({ node: 'a' });
   });
 });

@@ -28,6 +28,7 @@ import { callControl, readControlFile, waitStopped } from './control.js';
 import { ServiceFailedError, UsageError } from './errors.js';
 import { showLogs } from './logs.js';
 import { describeMosquittoExport, exportMosquittoConfig } from './mosquitto-export.js';
+import { requireExternalBrokerPasswords } from './platform-services.js';
 import { runDirOf, stackUp, stateDirOf } from './stack.js';
 import { degraded, formatStatus, type StackStatus } from './status.js';
 
@@ -275,6 +276,8 @@ async function main(argv: string[]): Promise<number> {
         answer(json ? written : describeMosquittoExport(written), json);
         return 0;
       }
+      // What `stack up` checks beyond the file: external brokers' passwords (an env variable may name them).
+      if (sub === 'validate') requireExternalBrokerPasswords(config);
       if (sub === 'validate') answer(json ? { valid: true, file } : `valid: ${file}`, json);
       else print(json ? JSON.stringify(redacted(config), null, 2) : stringify(redacted(config)));
       return 0;

@@ -1,3 +1,4 @@
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { brokerUsers, type MosquittoConfigFiles, writeMosquittoConfig } from '@faultline/broker';
 import type { FaultlineConfig } from '@faultline/core';
@@ -18,6 +19,28 @@ export interface MosquittoExportOptions {
   node: string | undefined;
   /** The folder to write into (mode 0700; the files 0600); created if missing. */
   dir: string | undefined;
+}
+
+/**
+ * The folder is made 0700 and its files written: an existing one must be
+ * the caller's own, a real folder (not a link) and empty, so no file of
+ * someone else's (an /etc folder, a link planted in /tmp) is changed or
+ * overwritten. Missing: created.
+ */
+function refuseUnsafeDir(dir: string): void {
+  let stat: Stats;
+  try {
+    stat = lstatSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  if (stat.isSymbolicLink() || !stat.isDirectory())
+    throw new UsageError(`--dir ${dir} is not a folder (a link or a file): give a new folder`);
+  if (process.getuid && stat.uid !== process.getuid())
+    throw new UsageError(`--dir ${dir} belongs to another user: give a folder of your own, or a new one`);
+  if (readdirSync(dir).length > 0)
+    throw new UsageError(`--dir ${dir} is not empty: give a new folder (nothing there is overwritten)`);
 }
 
 /**
@@ -44,8 +67,10 @@ export async function exportMosquittoConfig(
     );
   }
   if (options.dir === undefined || options.dir === '') throw new UsageError('give --dir DIR, the folder to write into');
+  const dir = path.resolve(options.dir);
+  refuseUnsafeDir(dir);
   const files = await writeMosquittoConfig({
-    dir: path.resolve(options.dir),
+    dir,
     name: node.name,
     host: node.host,
     port: node.port,

@@ -60,6 +60,7 @@ export function issueBrokerPasswords(config: FaultlineConfig, baseDir = process.
  * only an environment variable names until the file itself is valid.
  */
 export function requireExternalBrokerPasswords(config: FaultlineConfig): void {
+  if (config.brokers.kind !== 'external') return;
   const missing = BROKER_CREDENTIAL_ROLES.filter((role) => {
     const credential = config.brokers.credentials[role];
     return credential.password === undefined && credential.passwordFile === undefined;

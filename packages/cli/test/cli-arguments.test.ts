@@ -95,6 +95,12 @@ describe('faultline config', () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/\n {2}- cep\.faultTimeoutMs: /);
     expect(refused.stderr).toMatch(/\n {2}- logging\.maxFiles: /);
+    // What stack up would refuse, validate refuses too: external brokers need every role's password.
+    const external = path.join(dir, 'external.yaml');
+    writeFileSync(external, 'brokers:\n  kind: external\n  nodes:\n    - { name: a, url: "mqtt://127.0.0.1:1883" }\n');
+    const unready = await run(['config', 'validate', '--config', external]);
+    expect(unready.code).toBe(2);
+    expect(unready.stderr).toMatch(/brokers\.credentials\.sp: brokers\.kind is external/);
   });
 
   it('shows the configuration as resolved, passwords hidden', async () => {
