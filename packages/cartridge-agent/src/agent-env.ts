@@ -18,7 +18,7 @@ export interface AgentProcessSettings {
 export function readAgentEnv(env: NodeJS.ProcessEnv): AgentProcessSettings {
   const decoded = decodeAgentEnv(env);
   if (!decoded.ok) throw memberEnvError('cartridge agent', decoded.error);
-  const { member, credential, agent, workload, outboxDir, metricsTargetsDir, logDir, logLevel } = decoded.value;
+  const { member, credential, agent, workload, outboxDir, metricsPortFile, logDir, logLevel } = decoded.value;
   return {
     options: {
       ...agent,
@@ -26,7 +26,7 @@ export function readAgentEnv(env: NodeJS.ProcessEnv): AgentProcessSettings {
       credential,
       workload,
       outboxFile: path.join(outboxDir, `agent-${member.memberId}.outbox`),
-      ...(metricsTargetsDir === undefined ? {} : { metricsTargetsDir }),
+      ...(metricsPortFile === undefined ? {} : { metricsPortFile }),
     },
     logDir,
     logLevel,

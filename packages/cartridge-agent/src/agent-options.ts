@@ -4,6 +4,7 @@ import { type Connector, mqttConnector, mqttTlsConnector } from '@faultline/mess
 import type { AgentSettings, Endpoint, MemberIdentity } from '@faultline/protocol';
 import type { BatchTransport } from './batch-sender.js';
 import { CALL_TIMEOUT_MS } from './batch-sender-options.js';
+import { METRICS_MAX_AGE_MS } from './metrics-server.js';
 import { osSystemStats, type SystemStats, type WorkloadProbe } from './stats.js';
 import { thriftTransport } from './thrift-transport.js';
 import { httpWorkloadProbe } from './workload-probe.js';
@@ -21,12 +22,20 @@ export interface AgentOptions extends AgentSettings {
   /** Durable outbox of the status events. */
   outboxFile: string;
   /**
-   * Folder of the host's agent target files (FAULTLINE_AGENT_TARGETS_DIR): the
-   * agent writes `agent-<memberId>.json` there, a Prometheus file_sd target
-   * naming its `/metrics` port, and removes it when it stops.
-   * @default undefined (no target file)
+   * File in the member's own folder (FAULTLINE_AGENT_METRICS_PORT_FILE) where
+   * the agent records the port of its `/metrics` once it listens, and removes
+   * it when it stops. The agent writes nothing else: the local driver checks
+   * that port against the agent's own listening sockets and writes the
+   * Prometheus target file itself. @default undefined (no port file)
    */
-  metricsTargetsDir?: string;
+  metricsPortFile?: string;
+  /**
+   * How old a `/metrics` body it serves may be: scrapes within it get the last
+   * one, and concurrent scrapes always share one collection (0: every scrape
+   * collects, still one at a time). Not in the member environment.
+   * @default METRICS_MAX_AGE_MS (1 s)
+   */
+  metricsMaxAgeMs?: number;
   /** Where the member's workload listens. */
   workload: Endpoint;
   /**
@@ -51,8 +60,8 @@ export interface AgentOptions extends AgentSettings {
   connector?: Connector;
 }
 
-export type ResolvedAgentOptions = Required<Omit<AgentOptions, 'thriftCaFile' | 'mqttCaFile' | 'metricsTargetsDir'>> &
-  Pick<AgentOptions, 'thriftCaFile' | 'mqttCaFile' | 'metricsTargetsDir'>;
+export type ResolvedAgentOptions = Required<Omit<AgentOptions, 'thriftCaFile' | 'mqttCaFile' | 'metricsPortFile'>> &
+  Pick<AgentOptions, 'thriftCaFile' | 'mqttCaFile' | 'metricsPortFile'>;
 
 /** The agent's options with every default filled in (those of AgentSettings are documented there). */
 export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
@@ -68,6 +77,7 @@ export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
       metrics: true,
       metricsHost: DEFAULTS.agentMetricsHost as string,
       metricsPort: DEFAULTS.agentMetricsPort as number,
+      metricsMaxAgeMs: METRICS_MAX_AGE_MS,
       clock: systemClock,
       logger: nullLogger,
       system: osSystemStats,

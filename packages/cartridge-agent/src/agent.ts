@@ -14,8 +14,8 @@ export interface AgentCounters extends BatchSenderCounters, StatCollectorCounter
   skippedTicks: number;
   /** Starts whose health and metrics port could not listen (the agent runs on without one). */
   metricsListenFailures: number;
-  /** Writes or removals of its Prometheus target file that failed. */
-  targetFileFailures: number;
+  /** Writes or removals of its metrics port file that failed. */
+  portFileFailures: number;
   /** Requests to its health and metrics port refused for their method. */
   refusedRequests: number;
 }
@@ -32,13 +32,13 @@ export interface Agent {
   readonly metricsPort: number | undefined;
   /**
    * Publishes InstanceStartedEvent, starts the stat and activation loops, then
-   * serves its health routes and `/metrics` and writes its Prometheus target
-   * file (unless `metrics` is false; a port that cannot listen is logged and
-   * counted, never a failed start).
+   * serves its health routes and `/metrics` and records their port in its
+   * port file (unless `metrics` is false; a port that cannot listen is logged
+   * and counted, never a failed start).
    */
   start(): Promise<void>;
   /**
-   * Removes its target file, stops serving, stops the loops and closes the
+   * Removes its port file, stops serving, stops the loops and closes the
    * connections; the outbox keeps unsent events for the next life. Idempotent.
    */
   close(): Promise<void>;
@@ -93,7 +93,7 @@ export function createAgent(input: AgentOptions): Agent {
   let activated = false;
   let collecting = false;
   let skippedTicks = 0;
-  const metricsCounters = { metricsListenFailures: 0, targetFileFailures: 0, refusedRequests: 0 };
+  const metricsCounters = { metricsListenFailures: 0, portFileFailures: 0, refusedRequests: 0 };
   let statTimer: TimerHandle | undefined;
   let activationTimer: TimerHandle | undefined;
   let metricsServer: AgentMetricsServer | undefined;
@@ -130,7 +130,7 @@ export function createAgent(input: AgentOptions): Agent {
       state !== 'running' ? state : sender.state === 'backoff' ? 'running; no SP endpoint takes batches' : 'running',
   });
 
-  /** Serves the health routes and /metrics and writes the target file. Never rejects: a failure is logged and counted. */
+  /** Serves the health routes and /metrics and records the port. Never rejects: a failure is logged and counted. */
   const serveMetrics = async () => {
     const register = serviceRegistry({ eventLoopSampleMs: EVENT_LOOP_SAMPLE_MS });
     agentMetrics(register, status, publisher);
@@ -138,14 +138,14 @@ export function createAgent(input: AgentOptions): Agent {
       const served = await serveAgentMetrics({
         host: options.metricsHost,
         port: options.metricsPort,
-        targetsDir: options.metricsTargetsDir,
-        member,
+        portFile: options.metricsPortFile,
         metrics: register,
+        metricsMaxAgeMs: options.metricsMaxAgeMs,
         state: health,
         clock,
         logger: log,
-        onTargetFailed: () => {
-          metricsCounters.targetFileFailures += 1;
+        onPortFileFailed: () => {
+          metricsCounters.portFileFailures += 1;
         },
         onRefused: () => {
           metricsCounters.refusedRequests += 1;
@@ -251,7 +251,7 @@ export function createAgent(input: AgentOptions): Agent {
       clock.clearInterval(statTimer);
       clock.clearInterval(activationTimer);
       sender.close();
-      // First, so Prometheus stops scraping a port about to close; a start still listening closes it itself.
+      // First, so the driver's next sync finds no port to name; a start still listening closes it itself.
       await metricsStarting;
       await metricsServer?.close();
       log.info('agent stopped', {

@@ -2,21 +2,22 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { systemClock } from '@faultline/core';
+import { type Clock, type MetricsSource, systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { FAKE_BROKER_PAIR, FakeBrokers } from '@faultline/messaging/testing';
 import { testMember } from '@faultline/protocol/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Agent, createAgent } from './agent.js';
 import type { AgentOptions } from './agent-options.js';
-import { targetAddress } from './metrics-server.js';
+import { cachedMetrics, serveAgentMetrics } from './metrics-server.js';
 import type { SystemStats, WorkloadProbe } from './stats.js';
 import { FakeTransport } from './testing/index.js';
 
 /*
  * A real agent (fake SP endpoints and brokers, real time) serving its health
  * routes and /metrics on a port the OS picks, scraped over real HTTP, and the
- * Prometheus target file it writes for file_sd.
+ * port file it records that port in (in its own folder: the local driver
+ * checks it and writes the Prometheus target itself).
  */
 
 /** Every family of the agent's own (README "Operations → Agent metrics"), with its type. */
@@ -39,7 +40,7 @@ const AGENT_FAMILIES: Record<string, 'counter' | 'gauge'> = {
   faultline_agent_collections_skipped_total: 'counter',
   faultline_agent_workload_probe_failures_total: 'counter',
   faultline_agent_machine_figures_invalid_total: 'counter',
-  faultline_agent_target_file_failures_total: 'counter',
+  faultline_agent_port_file_failures_total: 'counter',
   faultline_agent_http_requests_refused_total: 'counter',
   // Its publisher's (messaging's), under the agent's prefix.
   faultline_agent_outbox_messages: 'gauge',
@@ -139,9 +140,11 @@ describe('agent metrics', () => {
     return { agent, transport, logger };
   }
 
-  it('serves every family on /metrics with its type, and names its port in a target file removed on stop', async () => {
-    const targetsDir = tempDir();
-    const { agent, transport } = start('m-1', { metricsTargetsDir: targetsDir });
+  it('serves every family on /metrics with its type, and records its port in its own folder until it stops', async () => {
+    const memberDir = tempDir();
+    const portFile = path.join(memberDir, 'agent-metrics-port');
+    // Every scrape collects afresh (the cache has its own tests below).
+    const { agent, transport } = start('m-1', { metricsPortFile: portFile, metricsMaxAgeMs: 0 });
     transport.set('sp-1:7611', 'passive');
     await agent.start();
     const port = agent.metricsPort as number;
@@ -154,23 +157,11 @@ describe('agent metrics', () => {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
 
-    // The target file: the port the OS picked on loopback, the member's identity as target labels.
-    const file = path.join(targetsDir, 'agent-m-1.json');
-    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual([
-      {
-        targets: [`127.0.0.1:${port}`],
-        labels: {
-          member: 'm-1',
-          cluster: 'php',
-          cluster_instance: 'php-1',
-          network_partition: 'np-1',
-          partition: 'p-1',
-        },
-      },
-    ]);
-    expect(statSync(file).mode & 0o777).toBe(0o644);
+    // The port file: the port the OS picked, and nothing else (no address, no labels: the driver's business).
+    expect(readFileSync(portFile, 'utf8')).toBe(`${port}\n`);
+    expect(statSync(portFile).mode & 0o777).toBe(0o600);
     // Written aside and renamed: nothing else is left in the folder.
-    expect(readdirSync(targetsDir)).toEqual(['agent-m-1.json']);
+    expect(readdirSync(memberDir)).toEqual(['agent-metrics-port']);
 
     const before = agent.counters;
     const response = await fetch(`http://127.0.0.1:${port}/metrics`);
@@ -197,7 +188,7 @@ describe('agent metrics', () => {
     expect(sample(text, 'faultline_agent_sp_connection{endpoint="sp-2:7612",state="open"}')).toBe(1);
     expect(sample(text, 'faultline_agent_publisher_connected')).toBe(1);
     expect(sample(text, 'faultline_agent_collections_total')).toBeGreaterThanOrEqual(before.collections);
-    // No member label of its own: the target file's labels give every series its member.
+    // No member label of its own: the labels of the driver's target file give every series its member.
     expect(text).not.toMatch(/^faultline_agent_\S*member=/m);
 
     const health = await fetch(`http://127.0.0.1:${port}/health`);
@@ -210,38 +201,42 @@ describe('agent metrics', () => {
     expect(sample(again, 'faultline_agent_http_requests_refused_total')).toBe(1);
 
     await agent.close();
-    expect(existsSync(file)).toBe(false);
+    expect(existsSync(portFile)).toBe(false);
     expect(await refused(port)).toBe(true);
   });
 
-  it('gives two agents on one host a port each, and a target file each', async () => {
-    const targetsDir = tempDir();
-    const first = start('m-1', { metricsTargetsDir: targetsDir });
-    const second = start('m-2', { metricsTargetsDir: targetsDir });
+  it('gives two agents on one host a port each, each recorded in its own port file', async () => {
+    const files = [path.join(tempDir(), 'agent-metrics-port'), path.join(tempDir(), 'agent-metrics-port')];
+    const first = start('m-1', { metricsPortFile: files[0] as string });
+    const second = start('m-2', { metricsPortFile: files[1] as string });
     await Promise.all([first.agent.start(), second.agent.start()]);
     const ports = [first.agent.metricsPort, second.agent.metricsPort] as number[];
     expect(ports[0]).not.toBe(ports[1]);
-    const targets = readdirSync(targetsDir)
-      .sort()
-      .map((name) => JSON.parse(readFileSync(path.join(targetsDir, name), 'utf8'))[0]);
-    expect(targets.map((t) => [t.targets, t.labels.member])).toEqual([
-      [[`127.0.0.1:${ports[0]}`], 'm-1'],
-      [[`127.0.0.1:${ports[1]}`], 'm-2'],
-    ]);
+    expect(files.map((file) => readFileSync(file, 'utf8'))).toEqual(ports.map((port) => `${port}\n`));
     for (const port of ports) expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(200);
     await first.agent.close();
-    expect(readdirSync(targetsDir)).toEqual(['agent-m-2.json']);
+    expect(files.map((file) => existsSync(file))).toEqual([false, true]);
   });
 
   it('serves nothing and writes no file with metrics off', async () => {
-    const targetsDir = tempDir();
-    const { agent } = start('m-1', { metricsTargetsDir: targetsDir, metrics: false });
+    const memberDir = tempDir();
+    const { agent } = start('m-1', { metricsPortFile: path.join(memberDir, 'agent-metrics-port'), metrics: false });
     await agent.start();
     expect(agent.metricsPort).toBeUndefined();
-    expect(readdirSync(targetsDir)).toEqual([]);
+    expect(readdirSync(memberDir)).toEqual([]);
   });
 
-  it('runs on when its port is taken or its target file cannot be written: logged and counted', async () => {
+  it('answers a flood of concurrent scrapes with one collection: every answer the same body', async () => {
+    const { agent } = start('m-1');
+    await agent.start();
+    const url = `http://127.0.0.1:${agent.metricsPort}/metrics`;
+    const bodies = await Promise.all(Array.from({ length: 40 }, async () => (await fetch(url)).text()));
+    // One collection: its CPU and heap figures, read once, are in every answer.
+    expect(new Set(bodies).size).toBe(1);
+    expect(bodies[0]).toMatch(/^process_cpu_seconds_total /m);
+  });
+
+  it('runs on when its port is taken or its port file cannot be written: logged and counted', async () => {
     const taken = net.createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     cleanups.push(() => new Promise((resolve) => taken.close(resolve)));
@@ -252,24 +247,98 @@ describe('agent metrics', () => {
     expect(busy.agent.counters.metricsListenFailures).toBe(1);
     expect(busy.logger.events()).toContain('agent.metrics_unavailable');
 
-    const missing = path.join(tempDir(), 'not-there');
-    const { agent, logger } = start('m-2', { metricsTargetsDir: missing });
+    const missing = path.join(tempDir(), 'not-there', 'agent-metrics-port');
+    const { agent, logger } = start('m-2', { metricsPortFile: missing });
     await agent.start();
     expect(agent.metricsPort).toBeGreaterThan(0);
-    expect(agent.counters.targetFileFailures).toBe(1);
-    expect(logger.records.find((r) => r.event === 'agent.metrics_target_failed')?.fields).toMatchObject({
+    expect(agent.counters.portFileFailures).toBe(1);
+    expect(logger.records.find((r) => r.event === 'agent.metrics_port_file_failed')?.fields).toMatchObject({
       op: 'write',
-      file: path.join(missing, 'agent-m-2.json'),
+      file: missing,
     });
     const text = await (await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).text();
-    expect(sample(text, 'faultline_agent_target_file_failures_total')).toBe(1);
+    expect(sample(text, 'faultline_agent_port_file_failures_total')).toBe(1);
+  });
+});
+
+/** A metrics source that counts its collections, each taking `ms` of real time (or failing while `fail` is set). */
+function countingSource(ms = 20) {
+  const source = {
+    collections: 0,
+    fail: false,
+    contentType: 'text/plain; version=0.0.4; charset=utf-8',
+    metrics: async () => {
+      source.collections += 1;
+      const n = source.collections;
+      const failing = source.fail;
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      if (failing) throw new Error('collection failed');
+      return `collection ${n}\n`;
+    },
+  };
+  return source;
+}
+
+/** A clock whose monotonic time only moves when told (timers are the system's). */
+function steppedClock(): Clock & { advance(ms: number): void } {
+  let now = 0;
+  return {
+    ...systemClock,
+    monotonicNow: () => now,
+    advance: (ms) => {
+      now += ms;
+    },
+  };
+}
+
+describe('agent /metrics under a flood (README "Operations → Agent metrics")', () => {
+  it('collects once for any number of concurrent scrapes, and serves that body for up to a second', async () => {
+    const source = countingSource();
+    const clock = steppedClock();
+    const served = await serveAgentMetrics({
+      host: '127.0.0.1',
+      port: 0,
+      portFile: undefined,
+      metrics: source,
+      state: () => ({ body: {}, ready: true, reason: 'running' }),
+      clock,
+      logger: createMemoryLogger(),
+      onPortFileFailed: () => {},
+      onRefused: () => {},
+    });
+    try {
+      const scrape = async () => {
+        const response = await fetch(`http://127.0.0.1:${served.port}/metrics`);
+        return `${response.status} ${await response.text()}`;
+      };
+      const flood = await Promise.all(Array.from({ length: 50 }, scrape));
+      expect(new Set(flood)).toEqual(new Set(['200 collection 1\n']));
+      expect(source.collections).toBe(1);
+      // Within the second: the same body, no collection.
+      clock.advance(999);
+      expect(await scrape()).toBe('200 collection 1\n');
+      expect(source.collections).toBe(1);
+      // A second after that collection began: a fresh one, shared again.
+      clock.advance(1);
+      expect(new Set(await Promise.all(Array.from({ length: 10 }, scrape)))).toEqual(new Set(['200 collection 2\n']));
+      expect(source.collections).toBe(2);
+    } finally {
+      await served.close();
+    }
   });
 
-  it('names a scrape address Prometheus can reach for any bind address', () => {
-    expect(targetAddress('127.0.0.1', 9)).toBe('127.0.0.1:9');
-    expect(targetAddress('0.0.0.0', 9)).toBe('127.0.0.1:9');
-    expect(targetAddress('::1', 9)).toBe('[::1]:9');
-    expect(targetAddress('::', 9)).toBe('[::1]:9');
-    expect(targetAddress('10.1.2.3', 9)).toBe('10.1.2.3:9');
+  it('keeps no failed collection: its waiters get the error, the next request collects again', async () => {
+    const source = countingSource(5);
+    const clock = steppedClock();
+    const metrics: MetricsSource = cachedMetrics(source, clock, 1_000);
+    source.fail = true;
+    const failed = await Promise.allSettled([metrics.metrics(), metrics.metrics()]);
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(source.collections).toBe(1);
+    source.fail = false;
+    expect(await metrics.metrics()).toBe('collection 2\n');
+    expect(await metrics.metrics()).toBe('collection 2\n');
+    expect(source.collections).toBe(2);
+    expect(metrics.contentType).toBe(source.contentType);
   });
 });

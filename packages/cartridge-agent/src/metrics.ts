@@ -27,7 +27,8 @@ const CONNECTION_STATES = ['connecting', 'open', 'closed'] as const;
  * A cartridge agent's metrics (README "Operations → Agent metrics"), every one
  * read from `read()` when scraped, nothing counted twice; its publisher's
  * outbox and link with them (`faultline_agent_outbox_…`). No member label:
- * the member's identity comes from the target file's labels.
+ * the member's identity comes from the labels of the target file the local
+ * driver writes for it.
  */
 export function agentMetrics(register: Registry, read: () => AgentStatus, publisher: Publisher): void {
   const status = oncePerTurn(read);
@@ -132,9 +133,9 @@ export function agentMetrics(register: Registry, read: () => AgentStatus, publis
     (c) => c.invalidSystemStats,
   );
   counter(
-    'target_file_failures',
-    'Writes or removals of its Prometheus target file that failed.',
-    (c) => c.targetFileFailures,
+    'port_file_failures',
+    'Writes or removals of its metrics port file (in its own folder) that failed.',
+    (c) => c.portFileFailures,
   );
   counter(
     'http_requests_refused',

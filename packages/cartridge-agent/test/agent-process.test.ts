@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createWorkload, type Workload } from '@faultline/cloud-controller';
@@ -118,44 +118,38 @@ describe('cartridge agent process', () => {
     expect((stopped as Record<string, number>).portsNotOpen).toBeGreaterThanOrEqual(3);
   });
 
-  it('serves /metrics on a port the OS picked, named in its target file until SIGTERM (README "Operations")', async () => {
+  it('serves /metrics on a port the OS picked, recorded in its port file until SIGTERM (README "Operations")', async () => {
     const { dir, pair, env, logFile } = await setup();
-    const targetsDir = path.join(dir, 'agent-targets');
-    mkdirSync(targetsDir);
-    const file = path.join(targetsDir, 'agent-m-1.json');
-    const agent = spawnAgent({ ...env, FAULTLINE_AGENT_TARGETS_DIR: targetsDir });
+    const portFile = path.join(dir, 'agent-metrics-port');
+    const agent = spawnAgent({ ...env, FAULTLINE_AGENT_METRICS_PORT_FILE: portFile });
     cleanups.push(() => agent.child.kill('SIGKILL'));
     await waitFor(
       () => logRecords(logFile, 'agent.metrics_serving').length === 1 && pair.taken.length >= 2,
       `serving and batches (${agent.output()})`,
     );
-    const [group] = JSON.parse(readFileSync(file, 'utf8'));
-    expect(group.labels).toEqual({
-      member: 'm-1',
-      cluster: 'php',
-      cluster_instance: 'php-1',
-      network_partition: 'np-1',
-      partition: 'p-1',
-    });
     const [serving] = logRecords(logFile, 'agent.metrics_serving');
-    expect(group.targets).toEqual([`127.0.0.1:${(serving as { port: number }).port}`]);
-    const text = await (await fetch(`http://${group.targets[0]}/metrics`)).text();
+    const { port } = serving as { port: number };
+    // The port alone: the driver, not the agent, writes the Prometheus target.
+    expect(readFileSync(portFile, 'utf8')).toBe(`${port}\n`);
+    expect(serving).toMatchObject({ address: `127.0.0.1:${port}`, portFile });
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(text).toMatch(/^faultline_agent_batches_acked_total [1-9]/m);
     expect(text).toMatch(/^process_cpu_seconds_total /m);
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
-    expect(existsSync(file)).toBe(false);
+    expect(existsSync(portFile)).toBe(false);
   });
 
   it('serves nothing with FAULTLINE_AGENT_METRICS=false', async () => {
     const { dir, pair, env, logFile } = await setup();
-    const agent = spawnAgent({ ...env, FAULTLINE_AGENT_METRICS: 'false', FAULTLINE_AGENT_TARGETS_DIR: dir });
+    const portFile = path.join(dir, 'agent-metrics-port');
+    const agent = spawnAgent({ ...env, FAULTLINE_AGENT_METRICS: 'false', FAULTLINE_AGENT_METRICS_PORT_FILE: portFile });
     cleanups.push(() => agent.child.kill('SIGKILL'));
     await waitFor(() => pair.taken.length >= 2, `first batches (${agent.output()})`);
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
     expect(logRecords(logFile, 'agent.metrics_serving')).toEqual([]);
-    expect(existsSync(path.join(dir, 'agent-m-1.json'))).toBe(false);
+    expect(existsSync(portFile)).toBe(false);
   });
 
   it('exits 2 naming the variable when its environment is incomplete', async () => {

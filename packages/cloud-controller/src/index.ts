@@ -1,4 +1,5 @@
 export { agentSettingsFrom } from './agent-settings.js';
+export type { AgentTargetsSync } from './agent-targets.js';
 export type {
   AdoptResult,
   CartridgeMemberIdentity,

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, constants, existsSync, fchmodSync, openSync, realpathSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, open, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { type Clock, FaultlineError, type Logger, mkdirPrivate, sleep } from '@faultline/core';
 import { z } from 'zod';
@@ -24,13 +24,6 @@ export interface LaunchRequest {
    * when members run as one. Holds the ready file and the agent's outbox.
    */
   workDir: string;
-  /**
-   * A folder every member writes to (its agent's Prometheus target file):
-   * created when missing, mode 0755 (Prometheus reads it), the member user's
-   * when members run as one. One that cannot be made is logged, not a failed
-   * spawn: the agent runs without its target file. @default none
-   */
-  targetsDir?: string;
   readyFile: string;
   /**
    * stdout and stderr of the workload and its agent (their JSON log lines and
@@ -198,24 +191,6 @@ export function processLauncher(options: ProcessLauncherOptions): Launcher {
     await check;
   };
 
-  /** The agents' target folder, writable by the member user and readable by all; a failure is only logged. */
-  const prepareTargets = async (memberId: string, dir: string, user: MemberUser | undefined) => {
-    try {
-      await mkdir(dir, { recursive: true });
-      // Its parent is the platform's: a member cannot swap the folder for a link once it is checked.
-      if (!(await lstat(dir)).isDirectory()) throw new Error(`${dir} is not a folder`);
-      if (user) await chown(dir, user.uid, user.gid);
-      await chmod(dir, 0o755);
-    } catch (error) {
-      log.warn('agent target folder not prepared: the member runs, Prometheus will not find its agent', {
-        event: 'local_iaas.agent_targets_unprepared',
-        memberId,
-        dir,
-        error,
-      });
-    }
-  };
-
   return {
     launch: async (request) => {
       const { memberId } = request;
@@ -227,7 +202,6 @@ export function processLauncher(options: ProcessLauncherOptions): Launcher {
       }
       const user = await identity();
       await prepare(memberId, request.workDir, user);
-      if (request.targetsDir !== undefined) await prepareTargets(memberId, request.targetsDir, user);
       await rm(request.readyFile, { force: true });
       // The platform's file (0600 in its logs folder): the member only gets the descriptor.
       const out = request.outputFile === undefined ? 'ignore' : openSync(request.outputFile, 'a', 0o600);

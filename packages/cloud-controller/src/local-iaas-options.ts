@@ -17,6 +17,7 @@ import {
 import { type AgentSettings, agentSettingsSchema } from '@faultline/protocol';
 import type { Launcher } from './launcher.js';
 import { linuxProcessTable, type ProcessTable } from './proc-table.js';
+import { linuxSocketTable, type SocketTable } from './socket-table.js';
 import { describeIssues, issuesOf, MemberSpecError } from './validate.js';
 
 /** Options of the local driver: every field but runDir optional, resolved once by resolveLocalIaasOptions(). */
@@ -41,10 +42,11 @@ export interface LocalIaasOptions {
    */
   memberKey?: Buffer;
   /**
-   * Folder every member's agent writes its Prometheus target file to
-   * (`agent-<memberId>.json`, README "Operations → Agent metrics"): created,
-   * mode 0755, the member user's when members run as one. The driver removes
-   * the file of each member it stops. @default `<runDir>/agent-targets`
+   * Folder of the agents' Prometheus file_sd target files
+   * (`agent-<memberId>.json`, README "Operations → Agent metrics"): the
+   * driver's alone (created, mode 0755, files 0644). discover() makes it match
+   * the live members: a file for each whose agent listens on the port it
+   * recorded in its own folder, nothing else. @default `<runDir>/agent-targets`
    */
   agentTargetsDir?: string;
   /**
@@ -87,8 +89,9 @@ export interface LocalIaasOptions {
    */
   probeTimeoutMs?: number;
   /**
-   * Most instance records one discover() looks at (`<runDir>/instances`);
-   * the rest are left for a later call, logged and counted. @default 10_000
+   * Most instance records one discover() looks at (`<runDir>/instances`),
+   * and most entries of the agent target folder its sync looks at; the rest
+   * are left for a later call, logged and counted. @default 10_000
    */
   discoverMaxRecords?: number;
   /** The members' log level. @default 'info' */
@@ -103,6 +106,8 @@ export interface LocalIaasOptions {
   logger?: Logger;
   /** @default linuxProcessTable (procfs) */
   processTable?: ProcessTable;
+  /** Where an agent's listening sockets are looked up. @default linuxSocketTable (procfs) */
+  socketTable?: SocketTable;
   /** @default processLauncher (node child processes) */
   launcher?: Launcher;
 }
@@ -131,8 +136,21 @@ export interface LocalIaasCounters {
   recordFailed: number;
   /** probe() answers of a running member whose workload did not answer 200 in time. */
   probesFailing: number;
-  /** Agent target files of stopped members that could not be removed (logged). */
+  /**
+   * Writes and removals in the agent target folder that failed, a folder it
+   * could not use, a socket table too large to read whole (each logged).
+   */
   targetFileFailed: number;
+  /** Agent target files written (a new one, or one that said something else). */
+  targetsWritten: number;
+  /** Entries removed from the agent target folder: stopped members', dead agents', anything else found there. */
+  targetsRemoved: number;
+  /** Members refused a target (a port file not a port, a port not its agent's), logged once per member and reason. */
+  targetsRefused: number;
+  /** Times the agent target folder was found not the platform's own and taken back (logged). */
+  targetsDirRepaired: number;
+  /** Syncs that found more entries in the agent target folder than discoverMaxRecords. */
+  targetsDirTruncated: number;
 }
 
 export interface ResolvedLocalIaasOptions extends Required<Omit<LocalIaasOptions, 'agent' | 'launcher' | 'memberKey'>> {
@@ -166,6 +184,7 @@ export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalI
       clock: systemClock,
       logger: nullLogger,
       processTable: linuxProcessTable,
+      socketTable: linuxSocketTable,
     },
     input,
   );

@@ -158,8 +158,6 @@ describe('local iaas (fake processes)', () => {
     expect(path.basename(workDir)).toBe('member-m-1');
     expect(first?.readyFile).toBe(path.join(workDir, 'ready.json'));
     expect(first?.outputFile).toBe(path.join(path.dirname(workDir), 'logs', 'member-m-1.jsonl'));
-    // The agents' Prometheus target files: one folder for all of them (file_sd globs only a file name).
-    expect(first?.targetsDir).toBe(path.join(path.dirname(workDir), 'agent-targets'));
     expect(first?.env).toEqual({
       PATH: '/usr/bin',
       LANG: 'C.UTF-8',
@@ -175,7 +173,8 @@ describe('local iaas (fake processes)', () => {
           agentMain: '/dist/main.js',
         },
         outboxDir: path.join(workDir, 'outbox'),
-        metricsTargetsDir: path.join(path.dirname(workDir), 'agent-targets'),
+        // Its agent records its metrics port in its own folder: no shared folder is named to it.
+        metricsPortFile: path.join(workDir, 'agent-metrics-port'),
         // Its logs go to stdout, the file the driver opens: no log folder of the platform's is named to it.
         logDir: undefined,
         logLevel: 'debug',
@@ -232,27 +231,28 @@ describe('local iaas (fake processes)', () => {
     expect(iaas.counters.terminated).toBe(1);
   });
 
-  it('removes the target file a killed agent left when it stops its member; with metrics off it names no folder', async () => {
+  it('removes its target file when it stops a member, not another’s; with metrics off it names no port file', async () => {
     const { iaas, launcher, table } = setup();
     await iaas.spawn(spec('m-1'));
-    const dir = launcher.requests[0]?.targetsDir ?? '';
-    expect(launcher.requests[0]?.env.FAULTLINE_AGENT_TARGETS_DIR).toBe(dir);
-    // What an agent killed with SIGKILL leaves: its file, naming a port nobody answers on.
+    const workDir = launcher.requests[0]?.workDir ?? '';
+    expect(launcher.requests[0]?.env.FAULTLINE_AGENT_METRICS_PORT_FILE).toBe(path.join(workDir, 'agent-metrics-port'));
+    // The targets folder is the driver's (agent-targets.test.ts): what it wrote for this member goes with it.
+    const dir = path.join(path.dirname(workDir), 'agent-targets');
     mkdirSync(dir, { recursive: true });
     writeFileSync(path.join(dir, 'agent-m-1.json'), '[]');
     writeFileSync(path.join(dir, 'agent-m-2.json'), '[]');
     table.exit(1_001);
     expect((await iaas.terminate('m-1')).outcome).toBe('terminated');
     expect(existsSync(path.join(dir, 'agent-m-1.json'))).toBe(false);
-    // Another member's is not its business.
+    // Another member's is the sync's business.
     expect(existsSync(path.join(dir, 'agent-m-2.json'))).toBe(true);
-    expect(iaas.counters.targetFileFailed).toBe(0);
+    expect(iaas.counters).toMatchObject({ targetFileFailed: 0, targetsRemoved: 1 });
 
     const off = setup({ agent: { ...agent, metrics: false } });
     await off.iaas.spawn(spec('m-3'));
-    expect(off.launcher.requests[0]?.targetsDir).toBeUndefined();
     expect(off.launcher.requests[0]?.env).toMatchObject({ FAULTLINE_AGENT_METRICS: 'false' });
-    expect(off.launcher.requests[0]?.env).not.toHaveProperty('FAULTLINE_AGENT_TARGETS_DIR');
+    expect(off.launcher.requests[0]?.env).not.toHaveProperty('FAULTLINE_AGENT_METRICS_PORT_FILE');
+    expect(Object.keys(off.launcher.requests[0]?.env ?? {}).filter((key) => key.includes('TARGETS'))).toEqual([]);
   });
 
   it('says already-gone for a member that died by itself, and forgets it', async () => {

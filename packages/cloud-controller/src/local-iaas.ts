@@ -1,7 +1,7 @@
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { ClosedError, ConfigError, FaultlineError, mkdirPrivate, once } from '@faultline/core';
-import { agentTargetFileName, encodeMemberEnv, issueMemberCredential, memberIdentityOf } from '@faultline/protocol';
+import { ClosedError, ConfigError, DEFAULTS, FaultlineError, mkdirPrivate, once } from '@faultline/core';
+import { encodeMemberEnv, issueMemberCredential, memberIdentityOf } from '@faultline/protocol';
+import { AGENT_METRICS_PORT_FILE, type AgentTargetsSync, agentTargets } from './agent-targets.js';
 import { getHealthz } from './healthz-probe.js';
 import type {
   AdoptResult,
@@ -36,6 +36,12 @@ import { type MemberSpecError, validateSpec } from './validate.js';
 
 export interface LocalIaas extends Iaas {
   readonly counters: Readonly<LocalIaasCounters>;
+  /**
+   * Makes the agent target folder match the members running now (README
+   * "Operations → Agent metrics"); discover() runs it after each listing. A
+   * driver without agent settings leaves the folder alone. Never rejects.
+   */
+  syncAgentTargets(): Promise<AgentTargetsSync>;
 }
 
 export class MemberExistsError extends FaultlineError {
@@ -86,6 +92,11 @@ function memberBaseEnv(base: NodeJS.ProcessEnv, home: string): Record<string, st
  * Every member it spawns is recorded in `<runDir>/instances` (see
  * instance-records.ts) before its processes start, so discover() in a later
  * life finds it even when no registry row names it.
+ *
+ * The Prometheus target files of the members' agents are the driver's too
+ * (agent-targets.ts): an agent only records its port in its own folder, and
+ * each discover() writes a target for a member only when that port is a
+ * socket its recorded agent process listens on.
  */
 export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
   const options = resolveLocalIaasOptions(input);
@@ -123,6 +134,11 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     recordFailed: 0,
     probesFailing: 0,
     targetFileFailed: 0,
+    targetsWritten: 0,
+    targetsRemoved: 0,
+    targetsRefused: 0,
+    targetsDirRepaired: 0,
+    targetsDirTruncated: 0,
   };
   const recordsDir = path.join(options.runDir, RECORDS_FOLDER);
   /** Records must be the platform's own: written by this user, never by a member. */
@@ -147,20 +163,44 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     log.warn('instance record not removed', { event: 'local_iaas.record_failed', memberId, op: 'remove', problem });
   };
 
-  /**
-   * Removes the Prometheus target file of a member that no longer runs: its
-   * agent removes it on a clean stop, but a killed one leaves it naming a dead
-   * port. A failure is logged and counted.
-   */
-  const removeTarget = async (memberId: string) => {
-    const file = path.join(options.agentTargetsDir, agentTargetFileName(memberId));
-    try {
-      await rm(file, { force: true });
-    } catch (error) {
-      counters.targetFileFailed += 1;
-      log.warn('agent target file not removed', { event: 'local_iaas.target_file_failed', memberId, file, error });
-    }
-  };
+  /** The folder of a member's own files, its processes' working folder and HOME. */
+  const workDirOf = (memberId: string) => path.join(options.runDir, `member-${memberId}`);
+
+  const targets = agentTargets({
+    dir: options.agentTargetsDir,
+    portFileOf: (memberId) => path.join(workDirOf(memberId), AGENT_METRICS_PORT_FILE),
+    host:
+      options.agent?.metrics === false ? null : (options.agent?.metricsHost ?? (DEFAULTS.agentMetricsHost as string)),
+    platformUid,
+    platformGid: process.getegid?.(),
+    maxEntries: options.discoverMaxRecords,
+    table,
+    sockets: options.socketTable,
+    log,
+    counters,
+    isOpen: () => !closed,
+  });
+
+  /** Removes the target file of a member that no longer runs (a failure is logged and counted). */
+  const removeTarget = (memberId: string) => targets.remove(memberId);
+
+  /** The members it knows whose workload still runs (or is stopped). */
+  const liveMembers = () =>
+    [...members.values()].filter(
+      (instance) => processState(table, instance.handle, instance.handle.workload) !== 'gone',
+    );
+
+  /** A member a target may be written for: known, not being stopped, the driver open. */
+  const targetable = (memberId: string) => members.has(memberId) && !stopping.has(memberId) && !closed;
+
+  const syncAgentTargets = async (): Promise<AgentTargetsSync> =>
+    // No agent settings (a driver that only adopts and terminates): the folder is left to the driver that spawns.
+    options.agent === undefined || closed
+      ? { targets: [], removed: [], refused: {} }
+      : targets.sync(
+          liveMembers().filter((instance) => targetable(instance.memberId)),
+          targetable,
+        );
 
   /** Records a member in its current state; false (logged, counted) when the write failed. */
   const record = (entry: InstanceRecord): boolean => {
@@ -209,8 +249,6 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     const agentChecked = checkAgentSettings(options.agent, memberId);
     if (!agentChecked.ok) refuse(agentChecked.error);
     const agentSettings = agentChecked.value;
-    // README "Operations → Agent metrics": each agent names its port in a file of this folder.
-    const targetsDir = agentSettings.metrics === false ? undefined : options.agentTargetsDir;
     if (members.has(memberId) || spawning.has(memberId)) throw new MemberExistsError(memberId);
     spawning.add(memberId);
     /** The workload's group once it has a pid: what a failed spawn must stop. */
@@ -222,7 +260,7 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
       mkdirPrivate(options.runDir);
       mkdirPrivate(options.logsDir);
       // Everything the member writes is in its own folder; the prefix keeps it apart from a `logs` folder in runDir.
-      const workDir = path.join(options.runDir, `member-${memberId}`);
+      const workDir = workDirOf(memberId);
       const readyFile = path.join(workDir, 'ready.json');
       const env = {
         ...memberBaseEnv(options.env, workDir),
@@ -238,7 +276,8 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
             agentMain: options.agentMain,
           },
           outboxDir: path.join(workDir, 'outbox'),
-          metricsTargetsDir: targetsDir,
+          // README "Operations → Agent metrics": its agent records its port there; the driver names the target.
+          metricsPortFile: agentSettings.metrics === false ? undefined : path.join(workDir, AGENT_METRICS_PORT_FILE),
           // No log folder: the member logs JSON lines to stdout, the file below, which the driver opens.
           logDir: undefined,
           logLevel: options.memberLogLevel,
@@ -268,15 +307,7 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
         entry.handle = started;
         writeRecord(recordsDir, entry);
       };
-      const report = await launcher.launch({
-        memberId,
-        env,
-        workDir,
-        ...(targetsDir === undefined ? {} : { targetsDir }),
-        readyFile,
-        outputFile,
-        onStarted,
-      });
+      const report = await launcher.launch({ memberId, env, workDir, readyFile, outputFile, onStarted });
       const workloadStat = table.stat(report.pid);
       const agentStat = table.stat(report.agentPid);
       const instance: LocalInstance = {
@@ -463,9 +494,7 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
 
   const discover = async (): Promise<MemberInstance[]> => {
     ensureOpen();
-    const running = [...members.values()].filter(
-      (instance) => processState(table, instance.handle, instance.handle.workload) !== 'gone',
-    );
+    const running = liveMembers();
     const listing = listRecords(recordsDir, options.discoverMaxRecords, platformUid);
     if (listing.problem) {
       counters.recordsInvalid += 1;
@@ -531,6 +560,8 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
         pgid: instance.handle.pgid,
       });
     }
+    // The periodic path (the autoscaler discovers every monitor interval): the target folder follows the members.
+    await syncAgentTargets();
     return running.map((instance) => structuredClone(instance));
   };
 
@@ -553,6 +584,10 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
   return {
     name: 'local',
     counters,
+    syncAgentTargets: async () => {
+      ensureOpen();
+      return syncAgentTargets();
+    },
     spawn,
     terminate,
     adopt,

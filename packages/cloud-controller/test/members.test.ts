@@ -1,8 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { createMemoryLogger } from '@faultline/core/testing';
 import { createSubscriber, type Subscriber } from '@faultline/messaging';
 import type { AgentSettings, Envelope } from '@faultline/protocol';
 import { TEST_MEMBER_KEY, testMember } from '@faultline/protocol/testing';
@@ -124,11 +126,18 @@ describe('local driver with real members', () => {
   const eventOf = (type: string, memberId: string) =>
     envelopes.find((e) => e.type === type && 'memberId' in e.data && e.data.memberId === memberId);
 
-  /** The `host:port` a member's agent names in its Prometheus target file, once it has written it. */
+  /** The `host:port` the driver names in a member's Prometheus target file, once it has written it. */
   const targetOf = (runDir: string, memberId: string): string | undefined => {
     const file = path.join(runDir, 'agent-targets', `agent-${memberId}.json`);
     return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8'))[0].targets[0] : undefined;
   };
+
+  /** The driver's periodic sync (discover(), every monitor interval in the autoscaler) until `predicate` holds. */
+  const syncUntil = (iaas: LocalIaas, predicate: () => boolean, what: string) =>
+    waitFor(async () => {
+      await iaas.syncAgentTargets();
+      return predicate();
+    }, what);
 
   it('spawns 5 members: 10 processes, stats from every agent, every InstanceActivatedEvent on the brokers', async () => {
     const runDir = tempDir();
@@ -155,9 +164,9 @@ describe('local driver with real members', () => {
     await waitFor(() => memberIds.every((id) => eventOf('InstanceActivatedEvent', id)), 'every InstanceActivatedEvent');
     for (const id of memberIds) expect(eventOf('InstanceStartedEvent', id)?.source).toBe(`agent-${id}`);
 
-    // README "Operations → Agent metrics": every agent on a loopback port of its own, named in its target file
-    // (written by the member's user into a folder Prometheus can read), removed when it stops.
-    await waitFor(() => memberIds.every((id) => targetOf(runDir, id) !== undefined), 'every target file');
+    // README "Operations → Agent metrics": every agent on a loopback port of its own, which it records in its own
+    // folder; the driver checks it is the agent's socket and names it in a target file of its own folder.
+    await syncUntil(iaas, () => memberIds.every((id) => targetOf(runDir, id) !== undefined), 'every target file');
     const addresses = memberIds.map((id) => targetOf(runDir, id) as string);
     expect(new Set(addresses).size).toBe(5);
     for (const address of addresses) {
@@ -166,8 +175,14 @@ describe('local driver with real members', () => {
       expect(text).toMatch(/^faultline_agent_batches_acked_total [1-9]/m);
     }
     const targetsDir = path.join(runDir, 'agent-targets');
-    expect(statSync(targetsDir).mode & 0o777).toBe(0o755);
-    expect(statSync(path.join(targetsDir, `agent-${memberIds[0]}.json`)).mode & 0o777).toBe(0o644);
+    expect(statSync(targetsDir).mode & 0o7777).toBe(0o755);
+    // The platform's folder and files, whichever user the members run as: no member can write there.
+    expect(statSync(targetsDir).uid).toBe(process.geteuid?.());
+    for (const id of memberIds) {
+      const file = statSync(path.join(targetsDir, `agent-${id}.json`));
+      expect([file.mode & 0o7777, file.uid]).toEqual([0o644, process.geteuid?.()]);
+    }
+    expect(readdirSync(targetsDir).sort()).toEqual(memberIds.map((id) => `agent-${id}.json`).sort());
 
     const results = await Promise.all(memberIds.map((id) => iaas.terminate(id)));
     expect(results.map((r) => r.outcome)).toEqual(memberIds.map(() => 'terminated'));
@@ -181,7 +196,7 @@ describe('local driver with real members', () => {
     const iaas = driver(runDir);
     const handle = handleOf(await iaas.spawn(spec('agent-down')));
     await waitFor(() => sp.batchesOf('agent-down').length >= 1, 'first stats');
-    await waitFor(() => targetOf(runDir, 'agent-down') !== undefined, 'its target file');
+    await syncUntil(iaas, () => targetOf(runDir, 'agent-down') !== undefined, 'its target file');
     process.kill(handle.agent?.pid ?? 0, 'SIGKILL');
     await waitFor(() => groupOf(handle.pgid).length === 1, 'the agent gone');
     expect(groupOf(handle.pgid)).toEqual([handle.workload.pid]);
@@ -191,14 +206,46 @@ describe('local driver with real members', () => {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(sp.batchesOf('agent-down').length).toBe(heard);
     expect(await iaas.isRunning('agent-down')).toBe(true);
-    // Killed, it could not remove its target file: Prometheus shows it down, which it is.
+    // Killed, it left its port file, naming a port now free for any process: the next sync drops its target.
+    expect(existsSync(path.join(runDir, 'member-agent-down', 'agent-metrics-port'))).toBe(true);
     expect(targetOf(runDir, 'agent-down')).toBeDefined();
+    expect((await iaas.discover()).map((m) => m.memberId)).toEqual(['agent-down']);
+    expect(targetOf(runDir, 'agent-down')).toBeUndefined();
 
     expect((await iaas.terminate('agent-down')).outcome).toBe('terminated');
     expectGroupsGone([handle.pgid]);
-    // The driver removes what the killed agent left.
-    expect(targetOf(runDir, 'agent-down')).toBeUndefined();
     expect((await iaas.terminate('agent-down')).outcome).toBe('unknown');
+  });
+
+  it('names no target for a port its agent does not listen on: a member pointing Prometheus elsewhere', async () => {
+    const runDir = tempDir();
+    const logger = createMemoryLogger();
+    const iaas = driver(runDir, { logger });
+    handleOf(await iaas.spawn(spec('liar')));
+    await syncUntil(iaas, () => targetOf(runDir, 'liar') !== undefined, 'its target file');
+    const portFile = path.join(runDir, 'member-liar', 'agent-metrics-port');
+    const own = readFileSync(portFile, 'utf8');
+    // A port another process listens on (this one, standing in for a platform service): what a member may write.
+    const other = net.createServer();
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = other.address() as net.AddressInfo;
+      writeFileSync(portFile, `${port}\n`);
+      await iaas.syncAgentTargets();
+      expect(targetOf(runDir, 'liar')).toBeUndefined();
+      expect(logger.records.find((r) => r.event === 'local_iaas.target_refused')?.fields).toMatchObject({
+        memberId: 'liar',
+        port,
+        reason: `port ${port} is not a socket its agent listens on at 127.0.0.1`,
+      });
+      // Its own port again: named again.
+      writeFileSync(portFile, own);
+      await iaas.syncAgentTargets();
+      expect(targetOf(runDir, 'liar')).toBe(`127.0.0.1:${own.trim()}`);
+      expect(iaas.counters.targetsRefused).toBe(1);
+    } finally {
+      await new Promise((resolve) => other.close(resolve));
+    }
   });
 
   it('a killed workload is a stopped instance: its agent reports ports_not_open until terminate removes it', async () => {

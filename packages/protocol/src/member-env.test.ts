@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import {
+  agentMetricsAddress,
   agentSettingsSchema,
-  agentTargetFileName,
   decodeAgentEnv,
   decodeWorkloadEnv,
   encodeMemberEnv,
   encodeWorkloadPort,
+  formatAgentMetricsPort,
   MEMBER_ENV,
   memberEnvError,
+  parseAgentMetricsPort,
 } from './member-env.js';
 import {
   AGENT_ENV,
@@ -45,7 +47,7 @@ describe('MEMBER_ENV', () => {
       metrics: 'FAULTLINE_AGENT_METRICS',
       metricsHost: 'FAULTLINE_AGENT_METRICS_HOST',
       metricsPort: 'FAULTLINE_AGENT_METRICS_PORT',
-      metricsTargetsDir: 'FAULTLINE_AGENT_TARGETS_DIR',
+      metricsPortFile: 'FAULTLINE_AGENT_METRICS_PORT_FILE',
       awaitSubscribers: 'FAULTLINE_AGENT_AWAIT_SUBSCRIBERS',
       outboxDir: 'FAULTLINE_OUTBOX_DIR',
       logDir: 'FAULTLINE_LOGGING_DIR',
@@ -268,23 +270,56 @@ describe('the TLS variables (README "TLS")', () => {
 });
 
 describe('the agent metrics variables (README "Operations → Agent metrics")', () => {
-  it('carry the switch, the address, port 0 and the target folder to the agent, and are absent otherwise', () => {
+  it('carry the switch, the address, port 0 and the port file to the agent, and are absent otherwise', () => {
     const agent = { ...fullMemberEnvInput.agent, metrics: false, metricsHost: '::1', metricsPort: 0 };
-    const input = { ...fullMemberEnvInput, agent, metricsTargetsDir: '/run/members/agent-targets' };
+    const portFile = '/run/members/member-m-1/agent-metrics-port';
+    const input = { ...fullMemberEnvInput, agent, metricsPortFile: portFile };
     const env = { ...encodeMemberEnv(input), ...encodeWorkloadPort(41_000) };
     expect(env).toMatchObject({
       FAULTLINE_AGENT_METRICS: 'false',
       FAULTLINE_AGENT_METRICS_HOST: '::1',
       FAULTLINE_AGENT_METRICS_PORT: '0',
-      FAULTLINE_AGENT_TARGETS_DIR: '/run/members/agent-targets',
+      FAULTLINE_AGENT_METRICS_PORT_FILE: portFile,
     });
-    expect(decodeAgentEnv(env)).toMatchObject({
-      ok: true,
-      value: { agent, metricsTargetsDir: '/run/members/agent-targets' },
-    });
+    // No shared folder is named to a member any more (README "Operations → Agent metrics").
+    expect(Object.keys(env).filter((key) => key.includes('TARGETS'))).toEqual([]);
+    expect(decodeAgentEnv(env)).toMatchObject({ ok: true, value: { agent, metricsPortFile: portFile } });
     const plain = decodeAgentEnv({ ...encodeMemberEnv(fullMemberEnvInput), ...encodeWorkloadPort(41_000) });
     expect(plain.ok && Object.keys(plain.value.agent)).not.toContain('metrics');
-    expect(plain.ok && plain.value.metricsTargetsDir).toBeUndefined();
+    expect(plain.ok && plain.value.metricsPortFile).toBeUndefined();
+  });
+
+  it('write the port file as the port alone and read back nothing else', () => {
+    expect(formatAgentMetricsPort(41_234)).toBe('41234\n');
+    expect(parseAgentMetricsPort(formatAgentMetricsPort(41_234))).toEqual({ ok: true, value: 41_234 });
+    expect(parseAgentMetricsPort('1')).toEqual({ ok: true, value: 1 });
+    for (const text of [
+      '0',
+      '65536',
+      '99999',
+      '',
+      '\n',
+      '-1',
+      '80 ',
+      ' 80',
+      '0x50',
+      '8e1',
+      '80\n\n',
+      '80\nlabels',
+      '1.5',
+    ]) {
+      expect(parseAgentMetricsPort(text).ok, JSON.stringify(text)).toBe(false);
+    }
+  });
+
+  it('scrape a wildcard bind on loopback, and an IPv6 address in brackets', () => {
+    expect(agentMetricsAddress('127.0.0.1', 9)).toBe('127.0.0.1:9');
+    expect(agentMetricsAddress('0.0.0.0', 9)).toBe('127.0.0.1:9');
+    expect(agentMetricsAddress('::1', 9)).toBe('[::1]:9');
+    expect(agentMetricsAddress('::', 9)).toBe('[::1]:9');
+    expect(agentMetricsAddress('[::1]', 9)).toBe('[::1]:9');
+    expect(agentMetricsAddress('10.1.2.3', 9)).toBe('10.1.2.3:9');
+    expect(agentMetricsAddress('localhost', 9)).toBe('localhost:9');
   });
 
   it('names a bad switch, host or port', () => {
@@ -302,7 +337,6 @@ describe('the agent metrics variables (README "Operations → Agent metrics")', 
         { key: 'FAULTLINE_AGENT_METRICS_PORT', reason: 'must be a port (0: any free one)' },
       ],
     });
-    expect(agentTargetFileName('php-m-1')).toBe('agent-php-m-1.json');
   });
 });
 

@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import {
   ConfigError,
   type ConfigIssue,
@@ -91,13 +92,30 @@ export const agentSettingsSchema: z.ZodType<AgentSettings> = z.object({
 });
 
 /**
- * The Prometheus file_sd target file of a member's agent in the folder the
- * driver names (FAULTLINE_AGENT_TARGETS_DIR): the agent writes it once it
- * serves `/metrics` and removes it when it stops; the driver removes what a
- * killed agent left. Every file of the folder matches `agent-*.json`.
+ * The address Prometheus scrapes an agent bound to `host` on: a wildcard bind
+ * (`0.0.0.0`, `::`) is scraped on loopback, an IPv6 address in brackets. The
+ * local driver names it in the agent's target file; the agent logs it.
  */
-export function agentTargetFileName(memberId: string): string {
-  return `agent-${memberId}.json`;
+export function agentMetricsAddress(host: string, port: number): string {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  const reachable = bare === '0.0.0.0' ? '127.0.0.1' : bare === '::' ? '::1' : bare;
+  return isIPv6(reachable) ? `[${reachable}]:${port}` : `${reachable}:${port}`;
+}
+
+/**
+ * The text of an agent's metrics port file (FAULTLINE_AGENT_METRICS_PORT_FILE,
+ * in the member's own folder): the port its `/metrics` listens on, in decimal,
+ * and a newline. Nothing else: the driver reads it as the member's, untrusted.
+ */
+export function formatAgentMetricsPort(port: number): string {
+  return `${port}\n`;
+}
+
+/** The port of a metrics port file's text (`formatAgentMetricsPort`), or why it is none. */
+export function parseAgentMetricsPort(text: string): Result<number, string> {
+  if (!/^[0-9]{1,5}\n?$/.test(text)) return err('not a port number');
+  const port = Number(text.trim());
+  return port >= 1 && port <= 65_535 ? ok(port) : err(`port ${port} is not within 1-65535`);
 }
 
 /** How one value is written as text and read back; `parse` gives the reason when the text is not one. */
@@ -275,8 +293,8 @@ const FIELDS = {
   metrics: optional('FAULTLINE_AGENT_METRICS', booleanCodec),
   metricsHost: optional('FAULTLINE_AGENT_METRICS_HOST', hostCodec),
   metricsPort: optional('FAULTLINE_AGENT_METRICS_PORT', listenPortCodec),
-  /** Set by the driver: the folder of the agents' Prometheus target files (`agentTargetFileName`). */
-  metricsTargetsDir: optional('FAULTLINE_AGENT_TARGETS_DIR', textCodec),
+  /** Set by the driver: the file in the member's own folder the agent records its metrics port in. */
+  metricsPortFile: optional('FAULTLINE_AGENT_METRICS_PORT_FILE', textCodec),
   awaitSubscribers: withDefault('FAULTLINE_AGENT_AWAIT_SUBSCRIBERS', listCodec(idCodec, 'client ids'), []),
   outboxDir: required('FAULTLINE_OUTBOX_DIR', textCodec),
   logDir: optional('FAULTLINE_LOGGING_DIR', textCodec),
@@ -349,10 +367,11 @@ export interface MemberEnvInput {
   /** Folder of the agent's status-event outbox. */
   outboxDir: string;
   /**
-   * Folder every agent of the host writes its Prometheus target file to, which
-   * the member user can write; undefined: the agent writes none.
+   * File in the member's own folder where its agent records the port of its
+   * `/metrics` (`formatAgentMetricsPort`), for the driver to check and name in
+   * the Prometheus target file it writes itself; undefined: the agent records none.
    */
-  metricsTargetsDir?: string | undefined;
+  metricsPortFile?: string | undefined;
   /** Folder of the JSON-lines logs; undefined: JSON on stdout. */
   logDir: string | undefined;
   logLevel: LogLevel;
@@ -383,7 +402,7 @@ export function encodeMemberEnv(input: MemberEnvInput): Record<string, string> {
     metricsPort: agent.metricsPort,
     awaitSubscribers: agent.awaitSubscribers,
     outboxDir: input.outboxDir,
-    metricsTargetsDir: input.metricsTargetsDir,
+    metricsPortFile: input.metricsPortFile,
     logDir: input.logDir,
     logLevel: input.logLevel,
     workloadHost: workload.host,
@@ -444,8 +463,8 @@ export interface AgentEnv {
   /** Where the member's workload listens. */
   workload: Endpoint;
   outboxDir: string;
-  /** Where to write its Prometheus target file; undefined: nowhere. */
-  metricsTargetsDir: string | undefined;
+  /** Where to record its metrics port; undefined: nowhere. */
+  metricsPortFile: string | undefined;
   logDir: string | undefined;
   logLevel: LogLevel;
 }
@@ -474,7 +493,7 @@ const AGENT_KEYS = [
   'metrics',
   'metricsHost',
   'metricsPort',
-  'metricsTargetsDir',
+  'metricsPortFile',
   'logDir',
 ] as const satisfies readonly MemberEnvKey[];
 
@@ -510,7 +529,7 @@ export function decodeAgentEnv(env: Env): Result<AgentEnv, ConfigIssue[]> {
     },
     workload: { host: values.workloadHost, port: values.workloadPort },
     outboxDir: values.outboxDir,
-    metricsTargetsDir: values.metricsTargetsDir,
+    metricsPortFile: values.metricsPortFile,
     logDir: values.logDir,
     logLevel: values.logLevel,
   });
