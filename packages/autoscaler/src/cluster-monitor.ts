@@ -348,12 +348,19 @@ export class ClusterMonitor {
    */
   private isSilent(member: { networkPartitionId: string }, now: number, announced = false): boolean {
     const np = member.networkPartitionId;
-    const doubtful =
-      this.signals.silentSince(np, now) !== undefined ||
-      this.signals.settling(np, now) ||
-      (!announced && this.signals.starting(now));
-    if (!doubtful) return false;
     const { silentAfterMs } = this.signals;
+    // Listed again after a silence: a silence only if the detector should have listed someone before that,
+    // a member Active for longer than silentAfterMs then. The first listing of a partition whose members
+    // had just started (a fresh stack) resumes nothing.
+    const resumed = this.signals.resumedAt(np, now);
+    const settling =
+      resumed !== undefined &&
+      this.members
+        .all()
+        .some((m) => m.state === 'Active' && m.networkPartitionId === np && resumed - m.activatedAt > silentAfterMs);
+    const doubtful =
+      this.signals.silentSince(np, now) !== undefined || settling || (!announced && this.signals.starting(now));
+    if (!doubtful) return false;
     return this.members
       .all()
       .some((m) => m.state === 'Active' && m.networkPartitionId === np && now - m.activatedAt > silentAfterMs);

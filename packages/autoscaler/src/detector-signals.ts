@@ -52,8 +52,13 @@ export class DetectorSignals {
    * down), and one member reporting again does not vouch for the others.
    */
   settling(networkPartitionId: string, now: number): boolean {
+    return this.resumedAt(networkPartitionId, now) !== undefined;
+  }
+
+  /** When the partition was listed again after a silence, while it is settling; else undefined. */
+  resumedAt(networkPartitionId: string, now: number): number | undefined {
     const at = this.resumed.get(networkPartitionId);
-    return at !== undefined && now - at < this.silentAfterMs;
+    return at !== undefined && now - at < this.silentAfterMs ? at : undefined;
   }
 
   /**

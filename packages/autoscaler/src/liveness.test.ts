@@ -15,6 +15,20 @@ describe('liveness from state', () => {
   beforeEach(useFakeTime);
   afterEach(() => vi.useRealTimers());
 
+  it('a fresh stack is not a silent detector: the first listing of a partition whose members just started is no resumption', async () => {
+    const h = harness();
+    await h.core.start();
+    await flush();
+    // The members take a while to start; the SP lists them from its first summary after.
+    await vi.advanceTimersByTimeAsync(30_000);
+    for (const id of h.iaas.running) await h.core.handle(events.activated(id));
+    await h.report(35_000, { stepMs: 35_000 });
+    await h.report(45_000);
+    expect(h.actions()).not.toContain('DetectorSilent');
+    expect(h.core.status().clusters[0]?.members.every((m) => m.heldFault === null)).toBe(true);
+    await h.core.close();
+  });
+
   it('an Active member the summaries stop listing is faulted `absent` and replaced: its MemberFault was lost', async () => {
     const h = harness();
     await h.startActive();
