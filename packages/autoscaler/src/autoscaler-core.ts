@@ -18,6 +18,13 @@ import {
   topologyEnvelope,
 } from './decisions.js';
 import { DetectorSignals } from './detector-signals.js';
+import {
+  type ClusterMaintenance,
+  MAX_MAINTENANCE_ROWS,
+  type MaintenanceEntry,
+  maintenanceByCluster,
+  NO_MAINTENANCE,
+} from './maintenance.js';
 import { fromRecord, identityOf, type MemberContext, type MemberRecord, toRecord } from './member.js';
 import { parseMonitorState } from './monitor-state.js';
 import { type AutoscalerCoreOptions, resolveAutoscalerCoreOptions } from './options.js';
@@ -68,6 +75,10 @@ export class AutoscalerCore {
   private leaseRead: Promise<number | undefined> | undefined;
   private ticker: TimerHandle | undefined;
   private state: AutoscalerStatus['state'] = 'idle';
+  /** The maintenance rows as last read, by cluster: kept as they are while the registry cannot be read. */
+  private maintenance = new Map<string, ClusterMaintenance>();
+  /** The last read of the maintenance rows failed (logged once until one succeeds). */
+  private maintenanceUnread = false;
 
   constructor(input: AutoscalerCoreOptions) {
     const options = resolveAutoscalerCoreOptions(input);
@@ -137,19 +148,23 @@ export class AutoscalerCore {
     }
     this.state = 'starting';
     const { registry } = this;
-    const [rows, epoch, actions, stored] = await Promise.all([
+    const [rows, epoch, actions, stored, maintenance] = await Promise.all([
       registry.liveMembers(),
       registry.newestEpoch(),
       registry.recentActions(this.actionHistory),
       registry.clusterStates(),
+      registry.maintenance(),
     ]);
+    this.takeMaintenance(maintenance);
     this.newestEpoch = epoch;
     this.history = actions;
     this.signals.start(this.clock.now());
     for (const cluster of this.clusters) this.addMonitor(policyFrom(cluster));
     const adopted = await this.adopt(rows);
     await Promise.all(
-      [...this.monitors.values()].map((m) => m.start(adopted.get(m.policy.id) ?? [], this.storedState(m, stored))),
+      [...this.monitors.values()].map((m) =>
+        m.start(adopted.get(m.policy.id) ?? [], this.storedState(m, stored), this.maintenanceOf(m.policy.id)),
+      ),
     );
     this.ticker = this.clock.setInterval(() => void this.tickAll(), this.monitorIntervalMs);
     this.state = 'running';
@@ -186,6 +201,9 @@ export class AutoscalerCore {
         return monitor.instanceStarted(envelope.data.memberId);
       case 'InstanceActivatedEvent':
         return monitor.instanceActivated(envelope.data.memberId);
+      case 'InstanceOutOfServiceEvent':
+      case 'InstanceInServiceEvent':
+        return monitor.instanceService(envelope.type, envelope.data);
       default: {
         const stat = parseStatEventType(envelope.type);
         if (!stat) return;
@@ -311,6 +329,7 @@ export class AutoscalerCore {
     try {
       this.writer.retry();
       await this.rereadFence();
+      await this.rereadMaintenance();
       await this.reconcileInfrastructure();
       await this.tickMonitors();
     } finally {
@@ -344,6 +363,53 @@ export class AutoscalerCore {
     }
     this.newestEpoch = leader;
     this.writer.epoch(leader);
+  }
+
+  /**
+   * The maintenance rows, read whole at every tick (one query for every
+   * cluster) and handed to each monitor before reconciliation and the rules,
+   * so a row written or deleted in the registry (by `faultline maintenance`,
+   * or by hand) takes effect at the next tick, on whichever node acts. When
+   * the registry cannot be read, the last rows read stay in force: dropping
+   * them would act on faults an operator said to expect (terminate the member
+   * being worked on, respawn the cluster being drained), which cannot be
+   * undone, while keeping them only delays what the rules would do, which the
+   * first read after the outage catches up on; no spawn could start during
+   * the outage anyway (its intent could not be recorded).
+   */
+  private async rereadMaintenance(): Promise<void> {
+    let entries: MaintenanceEntry[];
+    try {
+      entries = await this.registry.maintenance();
+    } catch (error) {
+      this.writer.observed(false);
+      if (!this.maintenanceUnread)
+        this.log.warn('maintenance rows not read: the last ones read stay in force', {
+          event: 'autoscaler.maintenance_unread',
+          error,
+        });
+      this.maintenanceUnread = true;
+      return;
+    }
+    this.writer.observed(true);
+    if (this.maintenanceUnread)
+      this.log.info('maintenance rows read again', { event: 'autoscaler.maintenance_read', rows: entries.length });
+    this.maintenanceUnread = false;
+    this.takeMaintenance(entries);
+    await Promise.all([...this.monitors.values()].map((m) => m.maintenance(this.maintenanceOf(m.policy.id))));
+  }
+
+  private takeMaintenance(entries: readonly MaintenanceEntry[]): void {
+    if (entries.length >= MAX_MAINTENANCE_ROWS)
+      this.log.warn('more maintenance rows than are read: the rest are not in force', {
+        event: 'autoscaler.maintenance_truncated',
+        rows: entries.length,
+      });
+    this.maintenance = maintenanceByCluster(entries);
+  }
+
+  private maintenanceOf(clusterId: string): ClusterMaintenance {
+    return this.maintenance.get(clusterId) ?? NO_MAINTENANCE;
   }
 
   /** The SP group's lease epoch, read now (one read shared by concurrent callers); undefined when unknown. */
@@ -489,7 +555,17 @@ export class AutoscalerCore {
             networkPartitionId: row.networkPartitionId,
           }),
         );
-      const instance = adopted.get(row.memberId);
+      let instance = adopted.get(row.memberId);
+      // Gone while in maintenance: kept with the instance recorded, so reconciliation holds it as it would
+      // have had the autoscaler been there; it is verified, and replaced, once the maintenance ends.
+      if (!instance && row.instance && this.inMaintenance(row) && row.state !== 'Terminating') {
+        instance = row.instance;
+        this.log.info('member gone while the autoscaler was away kept: it is in maintenance', {
+          event: 'autoscaler.member_kept_in_maintenance',
+          memberId: row.memberId,
+          clusterId: row.clusterId,
+        });
+      }
       if (instance) {
         const list = out.get(monitor.policy.id) ?? [];
         const context = fromRecord(row, instance, now);
@@ -523,6 +599,12 @@ export class AutoscalerCore {
       if (row.instance) this.sink.announce('MemberTerminatedEvent', gone, reason);
     }
     return out;
+  }
+
+  /** Whether a member's row is in maintenance (its own, or its cluster's) as last read. */
+  private inMaintenance(row: MemberRecord): boolean {
+    const cluster = this.maintenanceOf(row.clusterId);
+    return cluster.cluster !== undefined || cluster.members.has(row.memberId);
   }
 
   private addMonitor(policy: ClusterPolicy): ClusterMonitor {

@@ -1,8 +1,9 @@
 import type { FaultCounts } from './cluster-faults.js';
 import type { MemberCounts } from './cluster-members.js';
 import type { ActionRecord } from './decisions.js';
+import type { MaintenanceEntry } from './maintenance.js';
 import type { MemberState } from './member.js';
-import type { Predictions } from './scaling-rule.js';
+import type { ScalingStatus } from './scaling-rule.js';
 
 /*
  * The shapes of `status()` (the autoscaler's and each cluster monitor's) and
@@ -37,8 +38,12 @@ export interface MemberStatus {
   activatedAt: number | null;
   /** `host:port` of its workload, once spawned. */
   address: string | null;
-  /** The reason of a held fault (in a fault storm, or while the detector is silent). */
+  /** The reason of a held fault (in a fault storm, while the detector is silent, or in maintenance). */
   heldFault: string | null;
+  /** Its maintenance (its own, or its cluster's), as last read from the registry; null when none. */
+  maintenance: MaintenanceEntry | null;
+  /** Out of service (its readiness probe fails, README "Probes"): why and since when; null in service or not known. */
+  outOfService: { reason: string | null; since: number } | null;
 }
 
 export interface ClusterStatus {
@@ -49,10 +54,17 @@ export interface ClusterStatus {
   /** No longer configured: its members are being terminated. */
   retired: boolean;
   faultStormHeldSince: number | null;
+  /** The whole cluster's maintenance, as last read from the registry; null when none. */
+  maintenance: MaintenanceEntry | null;
   /** Network partitions of the cluster no member summary lists: faults there are held and verified. */
   detectorSilent: { networkPartitionId: string; since: number }[];
   backoff: { failures: number; retryAt: number | null };
-  scaling: { predicted: Predictions; consecutiveBelow: number };
+  /**
+   * The scaling rule: predictions, the run of low decisions, what the latest
+   * decision recommends, and stabilization (`cooldownUntil`, `lastScale`,
+   * `scaleDownFloor`, `held`).
+   */
+  scaling: ScalingStatus;
   members: MemberStatus[];
 }
 

@@ -26,7 +26,7 @@ export interface FaultCounts {
   faultsAbsent: number;
   /** MemberFaults of unknown, terminating or already held members (idempotency), and ports_not_open before activation. */
   faultsIgnored: number;
-  /** Faults held in a fault storm or while the detector was silent. */
+  /** Faults held in a fault storm, while the detector was silent, or in maintenance. */
   faultsHeld: number;
   /** Held members checked through the Iaas (probe), and those the check had acted upon. */
   heldVerified: number;
@@ -34,10 +34,10 @@ export interface FaultCounts {
   pendingTimeouts: number;
 }
 
-/** What a fault claims: a MemberFault of the SP, or an absence the autoscaler noticed itself. */
+/** What a fault claims: a MemberFault of the SP, an absence the autoscaler noticed itself, or an instance gone (reconciliation). */
 export interface FaultClaim {
   memberId: string;
-  kind: MemberFault['reason'] | 'absent';
+  kind: MemberFault['reason'] | 'absent' | 'gone';
   /** The log reason. */
   reason: string;
   /** Agent timestamp of the last stat of the faulted life (MemberFault), or null. */
@@ -46,12 +46,19 @@ export interface FaultClaim {
   declaredAt: number;
 }
 
-export type HoldCause = 'storm' | 'silent';
+/** Why a fault is held: a fault storm, a silent detector, or maintenance mode (README "Maintenance mode"). */
+export type HoldCause = 'storm' | 'silent' | 'maintenance';
+
+const HOLD_CAUSES: Readonly<Record<HoldCause, string>> = {
+  storm: 'fault storm',
+  silent: 'detector silent',
+  maintenance: 'maintenance',
+};
 
 /** Held members verified (probed) per tick at most; the rest wait their turn, oldest verification first. */
 export const MAX_PROBES_PER_TICK = 200;
 
-/** A fault not acted upon: in a fault storm, or while the detector could not see the member's partition. */
+/** A fault not acted upon: in a fault storm, while the detector could not see the member's partition, or in maintenance. */
 export interface HeldFault {
   memberId: string;
   cause: HoldCause;
@@ -89,6 +96,12 @@ export interface ClusterFaultsOptions {
   minMembers: number;
   /** Called whenever what must survive a restart changed. */
   changed: () => void;
+  /**
+   * Whether the member is in maintenance now (its own, or its cluster's): its
+   * faults are held, not acted on, and not verified until it ends.
+   * @default never
+   */
+  maintained?: (memberId: string) => boolean;
 }
 
 /** The fault times of a held fault carried out, when it kept them. */
@@ -127,6 +140,7 @@ export class ClusterFaults {
   private readonly stormMaxHoldMs: number;
   private readonly minMembers: number;
   private readonly changed: () => void;
+  private readonly maintained: (memberId: string) => boolean;
   private readonly storm: FaultStorm;
   private readonly held = new Map<string, HeldFault>();
   private readonly counted: FaultCounts = {
@@ -148,6 +162,7 @@ export class ClusterFaults {
     this.stormMaxHoldMs = options.stormMaxHoldMs;
     this.minMembers = options.minMembers;
     this.changed = options.changed;
+    this.maintained = options.maintained ?? (() => false);
     this.storm = new FaultStorm(options.faultStormWindowMs);
   }
 
@@ -172,11 +187,21 @@ export class ClusterFaults {
   /** The reason of the member's held fault, if one is. */
   heldReason(memberId: string): string | undefined {
     const held = this.held.get(memberId);
-    return held && `${held.reason} (held: ${held.cause === 'storm' ? 'fault storm' : 'detector silent'})`;
+    return held && `${held.reason} (held: ${HOLD_CAUSES[held.cause]})`;
   }
 
   state(): FaultsState {
     return { stormHeldSince: this.storm.heldSince ?? null, held: [...this.held.values()].map((h) => ({ ...h })) };
+  }
+
+  /** The cause of the member's held fault, if one is. */
+  heldCause(memberId: string): HoldCause | undefined {
+    return this.held.get(memberId)?.cause;
+  }
+
+  /** The members whose fault is held for this cause. */
+  heldFor(cause: HoldCause): string[] {
+    return [...this.held.values()].filter((h) => h.cause === cause).map((h) => h.memberId);
   }
 
   /** Takes back what an earlier life persisted; held faults of members no longer live are dropped. */
@@ -228,6 +253,11 @@ export class ClusterFaults {
     }
     this.counted.faults += 1;
     if (claim.kind === 'absent') this.counted.faultsAbsent += 1;
+    // Expected while someone works on it: logged and shown, not acted on, not counted towards a storm.
+    if (this.maintained(member.memberId)) {
+      this.hold(member, claim, epoch, now, 'maintenance');
+      return undefined;
+    }
     if (silent) {
       this.hold(member, claim, epoch, now, 'silent');
       return undefined;
@@ -263,7 +293,9 @@ export class ClusterFaults {
   /** A member's figure in a member summary: a window that starts at or after the faulted life's last stat holds only samples of a new life. */
   memberSummary(memberId: string, windowFrom: number, type: string): void {
     const held = this.held.get(memberId);
-    if (held && (held.lastStatAt === null || windowFrom >= held.lastStatAt)) {
+    // An instance found gone has no last stat: only a window that starts after it was found gone is of a new life.
+    const floor = held?.lastStatAt ?? (held?.kind === 'gone' ? held.heldAt : null);
+    if (held && (floor === null || windowFrom >= floor)) {
       this.clearHeld(memberId, `${type} of a window from ${windowFrom}`);
     }
   }
@@ -283,11 +315,54 @@ export class ClusterFaults {
     }
   }
 
-  /** Pending members with an instance that are not active within the pending timeout (outside a storm). */
+  /**
+   * A retirement whose decision came after its member went into maintenance
+   * (the second witness' verdict, which arrives later): held (cause
+   * `maintenance`) instead, with the fault it was for. False when a fault of
+   * it is already held.
+   */
+  holdMaintained(
+    member: LiveMember,
+    reason: string,
+    fault: FaultTimes | undefined,
+    epoch: number | undefined,
+    now: number,
+  ): boolean {
+    if (this.held.has(member.memberId)) return false;
+    const claim: FaultClaim = {
+      memberId: member.memberId,
+      kind: fault?.kind ?? 'gone',
+      reason,
+      lastStatAt: fault?.lastStatAt ?? null,
+      declaredAt: fault?.declaredAt ?? now,
+    };
+    this.hold(member, claim, epoch, now, 'maintenance');
+    return true;
+  }
+
+  /**
+   * A live member whose instance is gone, found by reconciliation while it is
+   * in maintenance: held (cause `maintenance`) instead of removed, verified
+   * once the maintenance ends. False when a fault of it is already held.
+   */
+  holdGone(member: LiveMember, reason: string, now: number): boolean {
+    if (this.held.has(member.memberId)) return false;
+    this.counted.faults += 1;
+    const claim: FaultClaim = { memberId: member.memberId, kind: 'gone', reason, lastStatAt: null, declaredAt: now };
+    this.hold(member, claim, undefined, now, 'maintenance');
+    return true;
+  }
+
+  /**
+   * Pending members with an instance that are not active within the pending
+   * timeout (outside a storm). Not a member in maintenance: its timeout applies
+   * at the first tick after the maintenance ends (it counts from its creation).
+   */
   pendingTimeouts(now: number): Retirement[] {
     const due: Retirement[] = [];
     for (const member of this.members.all()) {
       if (!isLive(member) || !isPending(member) || !member.instance || this.held.has(member.memberId)) continue;
+      if (this.maintained(member.memberId)) continue;
       if (now - member.createdAt < this.pendingTimeoutMs) continue;
       this.counted.pendingTimeouts += 1;
       due.push({
@@ -304,7 +379,7 @@ export class ClusterFaults {
   confirmedFaults(now: number): Retirement[] {
     const due: Retirement[] = [];
     for (const [memberId, held] of [...this.held]) {
-      if (held.recheckUntil === null || now < held.recheckUntil) continue;
+      if (held.recheckUntil === null || now < held.recheckUntil || this.maintained(memberId)) continue;
       this.held.delete(memberId);
       this.changed();
       const member = this.members.get(memberId);
@@ -319,10 +394,15 @@ export class ClusterFaults {
    * Every held member checked through the Iaas, all at once: gone or not
    * answering is acted upon now (the monitor's doubt does not protect a dead
    * member); answering stays held. An Iaas that cannot tell keeps it held.
+   * A member in maintenance is not checked (nothing would be done about it);
+   * a fault held for a maintenance that has ended is checked like the others,
+   * and cleared when its member answers (it came back: the rules re-decide).
    */
   async verifyHeld(): Promise<Retirement[]> {
     // At most MAX_PROBES_PER_TICK probes at once, rotating: a storm of thousands costs bounded sockets a tick.
-    const entries = [...this.held.values()].slice(0, MAX_PROBES_PER_TICK);
+    const entries = [...this.held.values()]
+      .filter((held) => !this.maintained(held.memberId))
+      .slice(0, MAX_PROBES_PER_TICK);
     if (entries.length === 0) return [];
     const probes = await Promise.all(
       entries.map((held) =>
@@ -346,6 +426,10 @@ export class ClusterFaults {
       this.counted.heldVerified += 1;
       const first = held.lastProbe !== outcome;
       held.lastProbe = outcome;
+      if (outcome === 'answering' && held.cause === 'maintenance') {
+        this.clearHeld(held.memberId, 'it answers its probe now that its maintenance has ended');
+        return;
+      }
       if (outcome === 'answering') {
         this.held.delete(held.memberId); // to the back of the rotation
         this.held.set(held.memberId, held);
@@ -363,7 +447,7 @@ export class ClusterFaults {
       if (!member || !isLive(member)) return;
       this.counted.heldConfirmed += 1;
       const why = outcome === 'gone' ? 'its instance is gone' : 'its workload does not answer';
-      const cause = held.cause === 'storm' ? 'a fault storm' : 'a detector silence';
+      const cause = { storm: 'a fault storm', silent: 'a detector silence', maintenance: 'maintenance' }[held.cause];
       due.push({
         member,
         reason: `${held.reason}, held in ${cause} and verified: ${why}`,

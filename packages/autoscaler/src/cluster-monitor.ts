@@ -3,6 +3,8 @@ import type { Clock, Logger } from '@faultline/core';
 import {
   type ClusterStat,
   type EnvelopeOf,
+  type InstanceService,
+  isNewerServiceEvent,
   type MemberStats,
   type StatEventName,
   statEventType,
@@ -14,8 +16,11 @@ import { ClusterMembers, type MemberCompletion } from './cluster-members.js';
 import { ClusterRules } from './cluster-rules.js';
 import { type ClusterSink, clusterSink, type MonitorSink } from './decisions.js';
 import type { DetectorSignals } from './detector-signals.js';
+import { type ClusterMaintenance, describeMaintenance, type MaintenanceEntry, NO_MAINTENANCE } from './maintenance.js';
 import { activatedAtOf, baseOf, isLive, isPending, type LiveMember, type MemberContext } from './member.js';
 import type { ClusterPolicy } from './policy.js';
+import type { StabilizationState } from './scaling-rule.js';
+import { type AgentRestarts, SecondWitness, type WitnessVerdict } from './second-witness.js';
 import { SerialQueue } from './serial-queue.js';
 
 export interface ClusterMonitorOptions {
@@ -53,6 +58,15 @@ export interface MonitorState {
   faults: FaultsState;
   /** For status readers (`stack status`); derived again from the summaries after a restart. */
   detectorSilent?: { networkPartitionId: string; since: number }[];
+  /** Scale stabilization: the last scale action (the cooldown) and the scale-down window's recommendations. */
+  scaling?: StabilizationState;
+  /**
+   * The maintenance this monitor last saw in the registry and announced
+   * (MaintenanceOn): a restart or a takeover announces only what changed since.
+   */
+  maintenance?: { cluster: boolean; members: string[] };
+  /** The second witness' agent restarts of each member within its window (its bound), and when it replaced an agent. */
+  agentRestarts?: AgentRestarts[];
 }
 
 /**
@@ -78,6 +92,7 @@ export class ClusterMonitor {
   private readonly members: ClusterMembers;
   private readonly faults: ClusterFaults;
   private readonly rules: ClusterRules;
+  private readonly witness: SecondWitness;
   private readonly signals: DetectorSignals;
   private readonly absentAfterMs: number;
   /** A member faulted within this of its activation (the fault timeout) did not really start: a failed replacement. */
@@ -87,6 +102,15 @@ export class ClusterMonitor {
   private readonly listed = new Map<string, number>();
   /** Network partitions of this cluster the detector is silent about → since when. */
   private readonly silent = new Map<string, number>();
+  /** Each member's last readiness event (in memory: unknown again after a restart until the next one). */
+  private readonly service = new Map<
+    string,
+    { life: number; seq: number; out: boolean; reason: string | null; since: number }
+  >();
+  /** The maintenance rows of this cluster as last read from the registry (kept while it cannot be read). */
+  private maint: ClusterMaintenance = NO_MAINTENANCE;
+  /** What of it was announced (MaintenanceOn) and not yet ended (MaintenanceOff). */
+  private readonly announced = { cluster: false, members: new Set<string>() };
   private startedAt: number;
   private closing = false;
 
@@ -124,35 +148,72 @@ export class ClusterMonitor {
       pendingTimeoutMs: options.pendingTimeoutMs,
       minMembers: policy.min,
       changed: () => this.persistState(),
+      maintained: (memberId) => this.maintained(memberId),
     });
     this.rules = new ClusterRules({
       policy,
       members: this.members,
       backoff: this.backoff,
-      faults: this.faults,
+      // A member in maintenance is never chosen for a scale down, as one whose fault is held.
+      faults: { isHeld: (memberId) => this.faults.isHeld(memberId) || this.maintained(memberId) },
+      // A whole cluster in maintenance: no spawn of the minimum rule (its backoff retry included).
+      paused: () => this.maint.cluster !== undefined,
       decide: this.sink.decide,
       clock,
       queue: this.queue,
       log: this.log,
       scaleDownConsecutive: options.scaleDownConsecutive,
       registryReachable: options.registryReachable,
+      changed: () => this.persistState(),
+    });
+    this.witness = new SecondWitness({
+      policy: policy.secondWitness,
+      iaas: options.iaas,
+      clock,
+      log: this.log,
+      queue: this.queue,
+      changed: () => this.persistState(),
     });
   }
 
   /**
-   * Takes the members adopted after a restart and what the last life
-   * persisted (backoff, storm hold, held faults), then applies the rules at once (max, min).
+   * Takes the members adopted after a restart, what the last life persisted
+   * (backoff, storm hold, held faults, the maintenance it had announced) and
+   * the maintenance rows read now, then applies the rules at once (max, min).
    */
-  start(adopted: readonly MemberContext[], state?: MonitorState): Promise<void> {
+  start(adopted: readonly MemberContext[], state?: MonitorState, maintenance?: ClusterMaintenance): Promise<void> {
     return this.queue.run(async () => {
       this.startedAt = this.clock.now();
       for (const member of adopted) this.members.adopt(member);
       if (state) {
         this.backoff.restore(state.backoff);
         this.faults.restore(state.faults);
+        if (state.scaling) this.rules.restoreStabilization(state.scaling);
+        this.witness.restore(state.agentRestarts ?? [], (memberId) => this.members.knows(memberId));
+        this.announced.cluster = state.maintenance?.cluster ?? false;
+        for (const memberId of state.maintenance?.members ?? []) this.announced.members.add(memberId);
       }
+      this.applyMaintenance(maintenance ?? NO_MAINTENANCE);
       await this.enforce();
     });
+  }
+
+  /**
+   * This cluster's maintenance rows as just read from the registry (every
+   * tick, before reconciliation and the rules): what began is announced
+   * (MaintenanceOn), what ended too (MaintenanceOff; its held faults are
+   * verified at this tick). Level-triggered: what the rules do follows the
+   * rows read, not these announcements.
+   */
+  maintenance(view: ClusterMaintenance): Promise<void> {
+    return this.queue.run(() => {
+      if (!this.closing) this.applyMaintenance(view);
+    });
+  }
+
+  /** Whether the member is in maintenance: its own, or its cluster's. */
+  maintained(memberId: string): boolean {
+    return this.maint.cluster !== undefined || this.maint.members.has(memberId);
   }
 
   /** Whether the member (or what is left of it) is this cluster's. */
@@ -162,17 +223,22 @@ export class ClusterMonitor {
 
   /** What this monitor persists. */
   state(): MonitorState {
+    const agentRestarts = this.witness.state();
     return {
       backoff: this.backoff.state(),
       faults: this.faults.state(),
       detectorSilent: [...this.silent].map(([networkPartitionId, since]) => ({ networkPartitionId, since })),
+      scaling: this.rules.stabilizationState(),
+      maintenance: { cluster: this.announced.cluster, members: [...this.announced.members] },
+      ...(agentRestarts.length > 0 ? { agentRestarts } : {}),
     };
   }
 
   /**
    * Registry against infrastructure (every monitor interval): a member with an
    * instance that the Iaas did not find running when asked at `askedAt` is
-   * gone — removed (and replaced by the rules) once the Iaas confirms it.
+   * gone — removed (and replaced by the rules) once the Iaas confirms it; in
+   * maintenance, held instead (and verified once the maintenance ends).
    */
   reconcile(running: ReadonlySet<string>, askedAt: number): Promise<void> {
     return this.queue.run(async () => {
@@ -186,12 +252,22 @@ export class ClusterMonitor {
       for (const member of missing) {
         const still = this.members.get(member.memberId);
         if (!still || !isLive(still)) continue;
+        // Held already and in maintenance: nothing will be done before it ends, nothing to ask. Held for
+        // a maintenance that has ended: verifyHeld checks it at this tick, keeping when it was found.
+        const cause = this.faults.heldCause(still.memberId);
+        if (cause !== undefined && (cause === 'maintenance' || this.maintained(still.memberId))) continue;
         const alive = await this.iaas.isRunning(member.memberId).catch(() => true);
         if (alive) continue;
         this.log.warn('member without a running instance', {
           event: 'autoscaler.instance_missing',
           memberId: member.memberId,
         });
+        const current = this.members.get(member.memberId);
+        if (current && isLive(current) && this.maintained(current.memberId)) {
+          const why = 'its instance is not running on the infrastructure (reconciliation)';
+          this.faults.holdGone(current, why, this.clock.now());
+          continue;
+        }
         await this.retire({
           member: still,
           reason: 'its instance is not running on the infrastructure (reconciliation)',
@@ -216,6 +292,18 @@ export class ClusterMonitor {
       const member = this.members.get(envelope.data.memberId);
       const silent = member !== undefined && this.isSilent(member, now);
       const claim = memberFaultClaim(envelope.data, envelope.time);
+      // The second witness is looking at the member, or the fault is of an agent it replaced: no news.
+      const covered = this.witness.covers(claim);
+      if (covered !== undefined) {
+        this.log.info('fault ignored', {
+          event: 'autoscaler.fault_ignored',
+          memberId: claim.memberId,
+          why: covered,
+          faultId: envelope.id,
+          epoch: envelope.epoch ?? null,
+        });
+        return;
+      }
       const retirement = this.faults.fault(claim, envelope.id, envelope.epoch, now, silent);
       if (retirement) await this.retire(retirement);
     });
@@ -227,6 +315,41 @@ export class ClusterMonitor {
 
   instanceActivated(memberId: string): Promise<void> {
     return this.queue.run(() => this.onInstance(memberId, 'InstanceActivatedEvent'));
+  }
+
+  /**
+   * A readiness event of a member's agent (README "Probes"): out of service,
+   * or back in. Shown, never acted upon (a member out of service is not
+   * faulted). Events come late, twice or out of order: the one with the
+   * greatest (life, seq) of each member wins.
+   */
+  instanceService(type: 'InstanceOutOfServiceEvent' | 'InstanceInServiceEvent', data: InstanceService): Promise<void> {
+    return this.queue.run(() => {
+      const { memberId } = data;
+      if (!this.members.get(memberId)) return;
+      const last = this.service.get(memberId);
+      if (!isNewerServiceEvent(data, last)) {
+        this.log.debug('readiness event older than the last one ignored', {
+          event: 'autoscaler.service_event_stale',
+          memberId,
+          type,
+        });
+        return;
+      }
+      const out = type === 'InstanceOutOfServiceEvent';
+      this.service.set(memberId, {
+        life: data.life,
+        seq: data.seq,
+        out,
+        reason: data.reason ?? null,
+        since: this.clock.now(),
+      });
+      this.log.info(out ? 'member out of service: its readiness probe fails' : 'member back in service', {
+        event: out ? 'autoscaler.member_out_of_service' : 'autoscaler.member_in_service',
+        memberId,
+        ...(out ? { why: data.reason ?? null } : {}),
+      });
+    });
   }
 
   /** One cluster summary (`scope: 'cluster'`): the scaling rule's figure, and the end of a fault storm. */
@@ -264,6 +387,7 @@ export class ClusterMonitor {
       max: p.max,
       retired: p.retired,
       faultStormHeldSince: this.faults.stormHeldSince ?? null,
+      maintenance: this.maint.cluster ?? null,
       detectorSilent: [...this.silent].map(([networkPartitionId, since]) => ({ networkPartitionId, since })),
       backoff: {
         failures: this.backoff.failureCount,
@@ -278,14 +402,24 @@ export class ClusterMonitor {
         activatedAt: activatedAtOf(m) ?? null,
         address: m.instance ? `${m.instance.address.host}:${m.instance.address.port}` : null,
         heldFault: this.faults.heldReason(m.memberId) ?? null,
+        maintenance: this.maint.cluster ?? this.maint.members.get(m.memberId) ?? null,
+        outOfService: this.outOfService(m.memberId),
       })),
     };
+  }
+
+  /** The member's out-of-service state from its readiness probe, or null while it is in service (or not known). */
+  private outOfService(memberId: string): { reason: string | null; since: number } | null {
+    const s = this.service.get(memberId);
+    if (!this.members.get(memberId)) this.service.delete(memberId);
+    return s?.out ? { reason: s.reason, since: s.since } : null;
   }
 
   /** Stops deciding; spawns and terminations under way finish and are recorded. Members keep running. */
   async close(): Promise<void> {
     this.closing = true;
     this.rules.close();
+    await this.witness.settle();
     await this.members.settle();
     await this.queue.idle();
   }
@@ -331,6 +465,7 @@ export class ClusterMonitor {
     this.faults.forget(memberId);
     this.rules.forget(memberId);
     this.listed.delete(memberId);
+    this.witness.forget(memberId);
   }
 
   private persistState(): void {
@@ -448,7 +583,9 @@ export class ClusterMonitor {
    * action; the Iaas is still asked to terminate it, quietly, because its
    * agent may linger (the cloud controller's rule: terminate every member you forget).
    */
-  private async retire({ member, reason, epoch, faulted, fault }: Retirement): Promise<void> {
+  private async retire(retirement: Retirement, witnessed = false): Promise<void> {
+    if (!witnessed && this.witnessFirst(retirement)) return;
+    const { member, reason, epoch, faulted, fault } = retirement;
     if (faulted) this.faultBackoff(member, this.clock.now());
     this.rules.retiring(member.memberId);
     let running = false;
@@ -473,6 +610,57 @@ export class ClusterMonitor {
     this.members.remove(member, `${reason}; instance not running`, epoch, fault);
     this.members.reap(member.memberId);
     this.completed({ type: 'terminated', memberId: member.memberId, epoch });
+  }
+
+  /**
+   * The cluster's second witness (README "Autoscaler → Second witness"): a
+   * retirement it applies to (a silent agent, an instance) is handed to it and
+   * decided on its verdict (`witnessed`); true when it took it. A member it is
+   * looking at already is left to that verdict.
+   */
+  private witnessFirst(retirement: Retirement): boolean {
+    if (!this.witness.applies(retirement)) return false;
+    const { memberId } = retirement.member;
+    if (this.witness.busy(memberId)) return true;
+    // Not absent while it is looked at: the absence rule counts from now.
+    this.listed.set(memberId, this.clock.now());
+    this.witness.witness(retirement, (verdict) => this.witnessed(retirement, verdict));
+    return true;
+  }
+
+  /**
+   * The witness' verdict, on the queue, on the member as it is now: kept with
+   * its new agent (AgentRestarted; its instance persisted; no failed
+   * replacement), or retired as without a witness, saying what it saw.
+   */
+  private async witnessed(retirement: Retirement, verdict: WitnessVerdict): Promise<void> {
+    const { memberId } = retirement.member;
+    const current = this.members.get(memberId);
+    if (!current || !isLive(current)) {
+      this.log.info('second witness verdict on a member no longer live', {
+        event: 'autoscaler.witness_moot',
+        memberId,
+        kept: verdict.kept,
+      });
+      return;
+    }
+    if (verdict.kept) {
+      this.members.set({ ...current, instance: verdict.instance });
+      this.witness.kept(memberId, retirement.fault?.lastStatAt ?? null);
+      // Listed again once its new agent reports: the absence rule counts from now.
+      this.listed.set(memberId, this.clock.now());
+      this.sink.decide({ action: 'AgentRestarted', memberId, reason: verdict.reason, epoch: retirement.epoch });
+      return;
+    }
+    // Closing: no new decision; the fault is re-announced, or the absence found again, in the next life.
+    if (this.closing) return;
+    const reason = `${retirement.reason}; second witness: ${verdict.saw}`;
+    // Put in maintenance while the witness looked: held like any fault there, verified when it ends.
+    if (this.maintained(memberId)) {
+      this.faults.holdMaintained(current, reason, retirement.fault, retirement.epoch, this.clock.now());
+      return;
+    }
+    await this.retire({ ...retirement, member: current, reason }, true);
   }
 
   private onInstance(memberId: string, type: 'InstanceStartedEvent' | 'InstanceActivatedEvent'): void {
@@ -551,8 +739,54 @@ export class ClusterMonitor {
         await this.retire(timedOut);
       }
       for (const confirmed of this.faults.confirmedFaults(now)) await this.retire(confirmed);
-      this.rules.enforce(now);
+      // A whole cluster in maintenance: no scaling either way (and no scale-down above max).
+      if (this.maint.cluster === undefined) this.rules.enforce(now);
     }
     this.rules.min(undefined);
+  }
+
+  /** Takes the rows read, and announces what began and what ended since the last read. */
+  private applyMaintenance(view: ClusterMaintenance): void {
+    this.maint = view;
+    let changed = false;
+    const on = (entry: MaintenanceEntry) => {
+      changed = true;
+      const what =
+        entry.memberId === null
+          ? 'faults of its members are held, not acted on; the minimum rule and the scaling rule pause'
+          : 'its faults are held, not acted on';
+      this.sink.decide({
+        action: 'MaintenanceOn',
+        memberId: entry.memberId ?? undefined,
+        reason: `maintenance ${describeMaintenance(entry)}; ${what}`,
+      });
+    };
+    const off = (memberId: string | undefined) => {
+      changed = true;
+      // Verified at this tick (verifyHeld): back and answering, cleared; gone or not answering, retired and replaced.
+      const held = this.faults
+        .heldFor('maintenance')
+        .filter((id) => (memberId === undefined || id === memberId) && !this.maintained(id)).length;
+      const rules = memberId === undefined ? '; the minimum rule and the scaling rule resume' : '';
+      this.sink.decide({
+        action: 'MaintenanceOff',
+        memberId,
+        reason: `maintenance ended: ${held} fault(s) held for it verified through the Iaas now${rules}`,
+      });
+    };
+    if (view.cluster && !this.announced.cluster) on(view.cluster);
+    if (!view.cluster && this.announced.cluster) off(undefined);
+    this.announced.cluster = view.cluster !== undefined;
+    for (const [memberId, entry] of view.members) {
+      if (this.announced.members.has(memberId)) continue;
+      this.announced.members.add(memberId);
+      on(entry);
+    }
+    for (const memberId of [...this.announced.members]) {
+      if (view.members.has(memberId)) continue;
+      this.announced.members.delete(memberId);
+      off(memberId);
+    }
+    if (changed) this.persistState();
   }
 }

@@ -7,7 +7,15 @@ import type { ClusterSink } from './decisions.js';
 import { isLive, isPending, type LiveMember } from './member.js';
 import { choosePartition, LoadBook, leastLoaded } from './placement.js';
 import type { ClusterPolicy } from './policy.js';
-import { type Predictions, ScalingRule } from './scaling-rule.js';
+import {
+  recommendedMembers,
+  type ScaleAction,
+  type ScaleDecision,
+  ScaleStabilizer,
+  ScalingRule,
+  type ScalingStatus,
+  type StabilizationState,
+} from './scaling-rule.js';
 import type { SerialQueue } from './serial-queue.js';
 
 /** Retired members remembered for the spawns that replace them; older ones are forgotten first. */
@@ -28,13 +36,19 @@ export interface ClusterRulesOptions {
   scaleDownConsecutive: number;
   /** Whether the registry answers: no spawn starts while it does not (its intent could not be recorded). */
   registryReachable: () => boolean;
+  /** What stabilization persists changed (its last scale action, its window): the monitor saves its state. */
+  changed: () => void;
+  /** While true (the cluster in maintenance) the minimum rule spawns nothing. @default never */
+  paused?: () => boolean;
 }
+
+const iso = (ms: number): string => new Date(ms).toISOString();
 
 /**
  * How many members one cluster runs (README "Autoscaler", rules 3, 5 and 7):
  * the minimum rule (with the replacement backoff), the scaling rule on the
- * latest cluster summaries (least loaded member first on a scale down), and
- * the maximum.
+ * latest cluster summaries (least loaded member first on a scale down) with
+ * its stabilization (cooldown, scale-down window, steps), and the maximum.
  */
 export class ClusterRules {
   /** Members retired, oldest first, whose replacing spawn is still to come (in memory: a new term starts empty). */
@@ -48,8 +62,18 @@ export class ClusterRules {
   private readonly queue: SerialQueue;
   private readonly log: Logger;
   private readonly scaling: ScalingRule;
+  /** The cooldown after each scale action and the scale-down window (README "Autoscaler", rule 5). */
+  private readonly stabilizer: ScaleStabilizer;
+  private readonly changed: () => void;
+  /** What the latest decision recommended. */
+  private recommended: number | undefined;
+  /** Why the last decision that asked for a scale action did not act. */
+  private held: string | undefined;
+  /** The last hold logged (action and kind): a hold is logged once until a scale action ends it. */
+  private heldLogged: string | undefined;
   private readonly load = new LoadBook();
   private readonly registryReachable: () => boolean;
+  private readonly paused: () => boolean;
   private retryTimer: TimerHandle | undefined;
   private waitingForRegistry = false;
   private closed = false;
@@ -64,12 +88,31 @@ export class ClusterRules {
     this.queue = options.queue;
     this.log = options.log;
     this.registryReachable = options.registryReachable;
+    this.paused = options.paused ?? (() => false);
     this.scaling = new ScalingRule(options.policy.thresholds, options.scaleDownConsecutive);
+    this.stabilizer = new ScaleStabilizer(options.policy.scaling);
+    this.changed = options.changed;
   }
 
-  /** What the scaling rule predicts, and its run of low decisions. */
-  get scalingStatus(): { predicted: Predictions; consecutiveBelow: number } {
-    return { predicted: this.scaling.predicted(), consecutiveBelow: this.scaling.consecutiveBelow };
+  /** What the scaling rule predicts and recommends, its run of low decisions, and stabilization. */
+  get scalingStatus(): ScalingStatus {
+    return {
+      predicted: this.scaling.predicted(),
+      consecutiveBelow: this.scaling.consecutiveBelow,
+      recommended: this.recommended ?? null,
+      held: this.held ?? null,
+      ...this.stabilizer.status(this.clock.monotonicNow(), this.clock.now()),
+    };
+  }
+
+  /** What stabilization persists with the monitor's state: its last scale action and its window. */
+  stabilizationState(): StabilizationState {
+    return this.stabilizer.state();
+  }
+
+  /** Takes back what an earlier life (or the other autoscaler node) persisted. */
+  restoreStabilization(state: StabilizationState): void {
+    this.stabilizer.restore(state, this.clock.monotonicNow(), this.clock.now());
   }
 
   /** A cluster summary for the scaling rule. */
@@ -106,7 +149,7 @@ export class ClusterRules {
 
   /** The minimum rule: spawn while the cluster has fewer than min non-terminated members. */
   min(epoch: number | undefined): void {
-    if (this.closed) return;
+    if (this.closed || this.paused()) return;
     // Terminating members still count: their replacement follows their removal, in that order.
     let count = this.members.size;
     const removed = (memberId: string) => this.members.get(memberId) === undefined;
@@ -157,25 +200,129 @@ export class ClusterRules {
     }, retryInMs);
   }
 
+  /**
+   * The scaling rule with stabilization: every decision records what its
+   * predictions recommend (the scale-down window's input); a scale action
+   * waits out the cooldown after the last one; a scale down goes no lower
+   * than the highest recommendation within the window; a step is as many
+   * members as recommended, at most maxStep. The minimum rule, fault
+   * replacements and the maximum never pass through here.
+   */
   private scale(now: number): void {
     const decision = this.scaling.decide();
-    if (!decision || decision.kind === 'steady') return;
+    if (!decision) return;
     const live = this.members.liveCount();
-    if (decision.kind === 'up') {
-      // One member at a time: the next step waits until the last one is active (or gone).
-      const blocked =
-        this.members.size >= this.policy.max || this.members.all().some(isPending) || !this.registryReachable();
-      if (blocked || !this.backoff.isReady(now)) return;
-      this.scaling.acted();
-      this.spawn('ScaleUpAction', `${decision.reason}; ${live} → ${live + 1} members`, decision.epoch);
+    const mono = this.clock.monotonicNow();
+    const { min, max, thresholds } = this.policy;
+    const recommended = recommendedMembers(decision.predicted, thresholds, live, { min, max });
+    this.recommended = recommended;
+    if (this.stabilizer.recommend(recommended, mono, now)) this.changed();
+    if (decision.kind === 'up') this.scaleUp(decision, live, recommended, now, mono);
+    else if (decision.kind === 'down') this.scaleDown(decision, live, recommended, now, mono);
+    else this.hold(undefined);
+  }
+
+  private scaleUp(decision: ScaleDecision, live: number, recommended: number, now: number, mono: number): void {
+    const { max, scaling } = this.policy;
+    // One step at a time: the next waits until the last one's members are active (or gone).
+    const blocked = this.members.size >= max || this.members.all().some(isPending) || !this.registryReachable();
+    // Terminating members still count against max, as in the check above.
+    const step = Math.min(recommended - live, scaling.maxStep, max - this.members.size);
+    if (blocked || !this.backoff.isReady(now) || step < 1) {
+      this.hold(undefined);
       return;
     }
-    const victim = live > this.policy.min ? this.leastLoaded(this.activeMembers()) : undefined;
-    if (!victim) return;
+    if (this.cooling('ScaleUpAction', now, mono)) return;
+    const to = live + step;
+    this.acted('ScaleUpAction', to, now, mono);
+    const bound = step === scaling.maxStep ? `maxStep ${scaling.maxStep}` : `max ${max}`;
+    const why = recommended === to ? undefined : `${recommended} recommended, step bounded by ${bound}`;
+    for (let i = 1; i <= step; i++) {
+      const reason = `${decision.reason}; ${live} → ${to} members${stepNote(why, i, step)}`;
+      this.spawn('ScaleUpAction', reason, decision.epoch);
+    }
+  }
+
+  private scaleDown(decision: ScaleDecision, live: number, recommended: number, now: number, mono: number): void {
+    const { min, scaling } = this.policy;
+    if (live <= min) {
+      this.hold(undefined);
+      return;
+    }
+    if (this.cooling('ScaleDownAction', now, mono)) return;
+    const target = Math.max(recommended, this.stabilizer.floor(mono) ?? recommended);
+    if (target >= live) {
+      const until = this.stabilizer.status(mono, now).scaleDownFloor?.until;
+      const leaves = until === undefined ? '' : ` (the highest leaves it at ${iso(until)})`;
+      const reason = `scale-down window: ${target} members recommended within the last ${scaling.scaleDownWindowMs} ms${leaves}`;
+      this.hold({ action: 'ScaleDownAction', kind: 'window', reason });
+      return;
+    }
+    const step = Math.min(live - target, scaling.maxStep, live - min);
+    const candidates = this.activeMembers();
+    const victims: LiveMember[] = [];
+    while (victims.length < step) {
+      const victim = this.leastLoaded(candidates.filter((m) => !victims.includes(m)));
+      if (!victim) break;
+      victims.push(victim);
+    }
+    if (victims.length === 0) {
+      this.hold(undefined);
+      return;
+    }
+    const to = live - victims.length;
+    this.acted('ScaleDownAction', to, now, mono);
+    const bound = victims.length < step ? 'the active members' : `maxStep ${scaling.maxStep}`;
+    const why =
+      target > recommended
+        ? `${recommended} recommended, the scale-down window holds ${target}`
+        : target < to
+          ? `${target} recommended, step bounded by ${bound}`
+          : undefined;
+    victims.forEach((victim, i) => {
+      const reason = `${decision.reason}; least loaded member; ${live} → ${to} members${stepNote(why, i + 1, victims.length)}`;
+      this.decide({ action: 'ScaleDownAction', memberId: victim.memberId, reason, epoch: decision.epoch });
+      this.members.terminate(victim, 'scale down', decision.epoch);
+    });
+  }
+
+  /**
+   * A scale action is taken: Stratos' run of low decisions starts again, the
+   * cooldown starts, and the state is queued for the registry ahead of the
+   * action's own rows (one write queue, in order): a spawn or terminate starts
+   * only after its row is written, so its cooldown is written before it
+   * (a failed write is retried at the next tick, as every cluster state).
+   */
+  private acted(action: ScaleAction, to: number, now: number, mono: number): void {
+    this.hold(undefined);
+    this.heldLogged = undefined;
     this.scaling.acted();
-    const reason = `${decision.reason}; least loaded member; ${live} → ${live - 1} members`;
-    this.decide({ action: 'ScaleDownAction', memberId: victim.memberId, reason, epoch: decision.epoch });
-    this.members.terminate(victim, 'scale down', decision.epoch);
+    this.stabilizer.acted(action, to, mono, now);
+    this.changed();
+  }
+
+  /** Whether the cooldown after the last scale action holds this one. */
+  private cooling(action: ScaleAction, now: number, mono: number): boolean {
+    const until = this.stabilizer.coolingDownUntil(mono);
+    const last = this.stabilizer.state().lastScale;
+    if (until === undefined || !last) return false;
+    const reason = `cooldown until ${iso(now + (until - mono))} after the ${last.action} at ${iso(last.at)}`;
+    this.hold({ action, kind: 'cooldown', reason });
+    return true;
+  }
+
+  /**
+   * Records why a scale action waits, or that none does. Logged once per
+   * action and kind of hold until a scale action is taken: load noise
+   * between the decisions does not repeat it every minute.
+   */
+  private hold(held: { action: ScaleAction; kind: 'cooldown' | 'window'; reason: string } | undefined): void {
+    this.held = held?.reason;
+    if (!held) return;
+    const key = `${held.action} ${held.kind}`;
+    if (key === this.heldLogged) return;
+    this.heldLogged = key;
+    this.log.info('scale action held', { event: 'autoscaler.scale_held', action: held.action, why: held.reason });
   }
 
   /** Over max (after a restart, a lowered policy, a retired cluster): the least loaded go first. */
@@ -216,4 +363,10 @@ export class ClusterRules {
   private leastLoaded(candidates: LiveMember[]): LiveMember | undefined {
     return leastLoaded(candidates, this.load, this.policy.thresholds);
   }
+}
+
+/** What a step's reason adds: why it is not the recommended count, and which of the step's members this is. */
+function stepNote(why: string | undefined, i: number, step: number): string {
+  const parts = [why, step > 1 ? `${i} of ${step}` : undefined].filter((p): p is string => p !== undefined);
+  return parts.length === 0 ? '' : ` (${parts.join('; ')})`;
 }

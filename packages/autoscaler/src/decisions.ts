@@ -19,7 +19,14 @@ import type { MemberContext } from './member.js';
  *                            cluster: faults there are held and verified through the Iaas;
  * - `DetectorResumed`        summaries list that partition again;
  * - `OrphanTerminated`       an instance running on the infrastructure that no registry member
- *                            owns was terminated after the orphan grace period.
+ *                            owns was terminated after the orphan grace period;
+ * - `MaintenanceOn`          the registry puts the cluster (no member id) or one member in
+ *                            maintenance: its faults are held, not acted on; for a cluster the
+ *                            minimum and scaling rules pause;
+ * - `MaintenanceOff`         that maintenance ended: its held faults are verified, the rules resume;
+ * - `AgentRestarted`         the cluster's second witness found the workload of a member whose
+ *                            agent was silent answering: the cloud controller started a new agent
+ *                            in the same instance, which is kept (README "Autoscaler → Second witness").
  *
  * The five with an event type of their own go out as `autoscaler/<action>`;
  * `MemberRemoved` is announced by `topology/MemberTerminatedEvent`; the
@@ -36,6 +43,9 @@ export const ACTION_TYPES = [
   'DetectorSilent',
   'DetectorResumed',
   'OrphanTerminated',
+  'MaintenanceOn',
+  'MaintenanceOff',
+  'AgentRestarted',
 ] as const;
 export type ActionType = (typeof ACTION_TYPES)[number];
 
@@ -167,6 +177,9 @@ export function decisionEnvelope(decision: Decision, time: number): Envelope | u
     case 'DetectorSilent':
     case 'DetectorResumed':
     case 'OrphanTerminated':
+    case 'MaintenanceOn':
+    case 'MaintenanceOff':
+    case 'AgentRestarted':
       return undefined;
   }
 }

@@ -1,5 +1,6 @@
 import type {
   AdoptResult,
+  AgentRestartResult,
   Iaas,
   MemberInstance,
   MemberSpec,
@@ -29,7 +30,7 @@ export class FencedError extends FaultlineError {
 }
 
 /**
- * The Iaas with every action fenced: spawn, terminate and adopt are refused
+ * The Iaas with every action fenced: spawn, terminate, adopt and restartAgent are refused
  * (FencedError, counted by `onRefused`) unless the fence is valid at the very
  * moment the call is made, so a node that was deposed, or paused past its
  * lease, acts on nothing after it wakes. Reads (isRunning, list, discover,
@@ -54,6 +55,10 @@ export function fencedIaas(iaas: Iaas, fence: Fence, onRefused: (what: string) =
     adopt: async (instances: readonly unknown[]): Promise<AdoptResult> => {
       check('adopt', { count: instances.length });
       return iaas.adopt(instances);
+    },
+    restartAgent: async (memberId: string): Promise<AgentRestartResult> => {
+      check('restartAgent', { memberId });
+      return iaas.restartAgent(memberId);
     },
     isRunning: (memberId) => iaas.isRunning(memberId),
     list: () => iaas.list(),

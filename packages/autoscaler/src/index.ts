@@ -14,7 +14,7 @@ export type {
   MonitorCounts,
 } from './autoscaler-status.js';
 export { Backoff } from './backoff.js';
-export { ClusterFaults, type FaultCounts, type HeldFault, type Retirement } from './cluster-faults.js';
+export { ClusterFaults, type FaultCounts, type HeldFault, type HoldCause, type Retirement } from './cluster-faults.js';
 export { ClusterMembers, type MemberCompletion, type MemberCounts } from './cluster-members.js';
 export { ClusterMonitor, type ClusterMonitorOptions, type MonitorState } from './cluster-monitor.js';
 export { ClusterRules } from './cluster-rules.js';
@@ -33,6 +33,14 @@ export {
 export { DetectorSignals } from './detector-signals.js';
 export { FaultStorm, MIN_STORM_CLUSTER_SIZE, type StormVerdict } from './fault-storm.js';
 export { type Fence, FencedError, fencedIaas } from './fence.js';
+export {
+  type ClusterMaintenance,
+  describeMaintenance,
+  MAX_MAINTENANCE_BY,
+  MAX_MAINTENANCE_REASON,
+  type MaintenanceEntry,
+  maintenanceByCluster,
+} from './maintenance.js';
 export {
   fromRecord,
   isLive,
@@ -56,13 +64,16 @@ export {
 } from './options.js';
 export {
   type ActionEntry,
+  deleteMaintenance,
   PgRegistry,
   readActionsAfter,
   readClusterStates,
   readLastActions,
   readLiveMembers,
+  readMaintenance,
   readMemberActions,
   readMembers,
+  writeMaintenance,
 } from './pg-registry.js';
 export { type ClusterPolicy, policyFrom, retiredPolicy, type Thresholds } from './policy.js';
 export { type Registry, RegistryError } from './registry.js';

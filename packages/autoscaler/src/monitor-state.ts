@@ -1,6 +1,8 @@
 import type { BackoffState } from './backoff.js';
 import type { HeldFault } from './cluster-faults.js';
 import type { MonitorState } from './cluster-monitor.js';
+import type { StabilizationState } from './scaling-rule.js';
+import { parseAgentRestarts } from './second-witness.js';
 
 /** Held faults restored per cluster at most: a larger stored list is cut (the rest are re-found by the absence rule). */
 const MAX_HELD = 100_000;
@@ -23,7 +25,8 @@ function backoffOf(v: unknown): BackoffState | string {
 function heldOf(v: unknown): HeldFault | undefined {
   if (!isObject(v)) return undefined;
   const { memberId, cause, reason, lastStatAt, epoch, heldAt, recheckUntil, lastProbe } = v;
-  if (!text(memberId) || (cause !== 'storm' && cause !== 'silent') || !text(reason)) return undefined;
+  if (!text(memberId) || (cause !== 'storm' && cause !== 'silent' && cause !== 'maintenance') || !text(reason))
+    return undefined;
   if (!finiteOrNull(lastStatAt) || !finiteOrNull(epoch) || !finiteOrNull(recheckUntil)) return undefined;
   if (typeof heldAt !== 'number' || !Number.isFinite(heldAt)) return undefined;
   const probe = lastProbe === 'answering' || lastProbe === 'failing' || lastProbe === 'gone' ? lastProbe : null;
@@ -41,6 +44,32 @@ function heldOf(v: unknown): HeldFault | undefined {
     recheckUntil,
     lastProbe: probe,
   };
+}
+
+/** Recommendations of the scale-down window restored at most (a valid state holds at most max − min + 1). */
+const MAX_RECOMMENDATIONS = 10_000;
+const SCALE_ACTIONS = ['ScaleUpAction', 'ScaleDownAction'] as const;
+const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const count = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * Scale stabilization (optional: a state stored before it restores without
+ * it). A part that does not parse is dropped, not the whole state: without it
+ * the cluster only scales as it did before stabilization existed.
+ */
+function scalingOf(v: unknown): StabilizationState | undefined {
+  if (!isObject(v)) return undefined;
+  const last: Record<string, unknown> = isObject(v.lastScale) ? v.lastScale : {};
+  const { at, members } = last;
+  const action = SCALE_ACTIONS.find((a) => a === last.action);
+  const lastScale = action !== undefined && finite(at) && count(members) ? { action, at, members } : null;
+  const recommendations = Array.isArray(v.recommendations)
+    ? v.recommendations
+        .slice(0, MAX_RECOMMENDATIONS)
+        .filter((r): r is { at: number; members: number } => isObject(r) && finite(r.at) && count(r.members))
+        .map((r) => ({ at: r.at, members: r.members }))
+    : [];
+  return { lastScale, cooldownUntil: finite(v.cooldownUntil) ? v.cooldownUntil : null, recommendations };
 }
 
 /**
@@ -71,5 +100,23 @@ export function parseMonitorState(value: unknown): MonitorState | string {
         )
         .map((d) => ({ networkPartitionId: d.networkPartitionId, since: d.since }))
     : [];
-  return { backoff, faults: { stormHeldSince: faults.stormHeldSince, held }, detectorSilent };
+  // What maintenance the last life had seen (so a takeover does not announce it again); absent before it existed.
+  const seen = isObject(value.maintenance) ? value.maintenance : undefined;
+  const maintenance = seen
+    ? {
+        cluster: seen.cluster === true,
+        members: Array.isArray(seen.members) ? seen.members.slice(0, MAX_HELD).filter(text) : [],
+      }
+    : undefined;
+  const scaling = scalingOf(value.scaling);
+  // The second witness' restarts (absent before it existed).
+  const agentRestarts = parseAgentRestarts(value.agentRestarts);
+  return {
+    backoff,
+    faults: { stormHeldSince: faults.stormHeldSince, held },
+    detectorSilent,
+    ...(scaling ? { scaling } : {}),
+    ...(maintenance ? { maintenance } : {}),
+    ...(agentRestarts.length > 0 ? { agentRestarts } : {}),
+  };
 }

@@ -90,6 +90,35 @@ export function resolveAutoscalerCoreOptions(options: AutoscalerCoreOptions): Re
   return withDefaults(CORE_DEFAULTS, options);
 }
 
+/**
+ * Scale stabilization of one cluster (`clusters[].scaling`, README "Autoscaler",
+ * rule 5). The defaults are Stratos' own behaviour: no window, no cooldown,
+ * one member per decision.
+ */
+export interface ScalingOptions {
+  /**
+   * A scale down goes no lower than the highest member count the predictions
+   * recommended within this window (the HPA's scale-down stabilization); 0: off.
+   * @default DEFAULTS.scaling.scaleDownWindowMs (0)
+   */
+  scaleDownWindowMs?: number;
+  /**
+   * No scaling-rule action (up or down) for this long after the last one. The
+   * minimum rule, fault replacements and the maximum are never held by it; 0: off.
+   * @default DEFAULTS.scaling.cooldownMs (0)
+   */
+  cooldownMs?: number;
+  /** Members one scaling decision adds or removes at most. @default DEFAULTS.scaling.maxStep (1) */
+  maxStep?: number;
+}
+
+export type ResolvedScalingOptions = Required<ScalingOptions>;
+
+export function resolveScalingOptions(options: ScalingOptions = {}): ResolvedScalingOptions {
+  const scalingDefaults: ResolvedScalingOptions = { ...DEFAULTS.scaling };
+  return withDefaults(scalingDefaults, options);
+}
+
 /** The options of the autoscaler service: the core's, and its broker connections. */
 export interface AutoscalerOptions extends Omit<AutoscalerCoreOptions, 'publish'> {
   /** The broker pair: the subscriber holds both, the publisher fails over between them. */

@@ -2,6 +2,7 @@ import type { MemberInstance } from '@faultline/cloud-controller';
 import type pg from 'pg';
 import type { ActionRecord, ActionType, FaultTimes } from './decisions.js';
 import { FencedError } from './fence.js';
+import { MAX_MAINTENANCE_ROWS, type MaintenanceEntry, maintenanceEntryOf } from './maintenance.js';
 import type { MemberRecord, MemberState } from './member.js';
 import { type PgRegistryOptions, type ResolvedPgRegistryOptions, resolvePgRegistryOptions } from './options.js';
 import { type Registry, RegistryError } from './registry.js';
@@ -197,6 +198,69 @@ export async function readClusterStates(pool: pg.Pool): Promise<Map<string, unkn
   return new Map(rows.map((row) => [row.cluster_id, row.state]));
 }
 
+const MAINTENANCE_COLUMNS = `cluster_id, member_id, reason, set_by, ${ms('set_at')}`;
+
+type MaintenanceRow = { cluster_id: string; member_id: string | null; reason: string; set_by: string; set_at: number };
+
+/**
+ * Every maintenance row (infra/sql/005_autoscaler_maintenance.sql), whole
+ * clusters first, at most MAX_MAINTENANCE_ROWS (`truncated` then): one query
+ * for every cluster, what the acting autoscaler reads at each monitor tick
+ * and `faultline stack status` shows. A row that does not check is left out.
+ * Rejects with RegistryError.
+ */
+export async function readMaintenance(pool: pg.Pool): Promise<{ entries: MaintenanceEntry[]; truncated: boolean }> {
+  const { rows } = await queryRegistry<MaintenanceRow>(
+    pool,
+    'read maintenance',
+    `SELECT ${MAINTENANCE_COLUMNS} FROM autoscaler_maintenance
+      ORDER BY cluster_id, member_id NULLS FIRST LIMIT $1`,
+    [MAX_MAINTENANCE_ROWS + 1],
+  );
+  const entries = rows.slice(0, MAX_MAINTENANCE_ROWS).flatMap((row) => maintenanceEntryOf(row) ?? []);
+  return { entries, truncated: rows.length > MAX_MAINTENANCE_ROWS };
+}
+
+/**
+ * Puts a cluster (`memberId` null) or one member in maintenance: one row,
+ * written again by a second call (reason and who updated, its start kept).
+ * Returns the row as stored. Rejects with RegistryError (the table's CHECKs
+ * refuse an id that is not one, a reason over 500 characters).
+ */
+export async function writeMaintenance(
+  pool: pg.Pool,
+  entry: Omit<MaintenanceEntry, 'since'>,
+): Promise<MaintenanceEntry> {
+  const { rows } = await queryRegistry<MaintenanceRow>(
+    pool,
+    'write maintenance',
+    `INSERT INTO autoscaler_maintenance (cluster_id, member_id, reason, set_by) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (cluster_id, (coalesce(member_id, ''))) DO UPDATE
+         SET reason = EXCLUDED.reason, set_by = EXCLUDED.set_by, updated_at = clock_timestamp()
+     RETURNING ${MAINTENANCE_COLUMNS}`,
+    [entry.clusterId, entry.memberId, entry.reason, entry.by],
+  );
+  const stored = rows[0] && maintenanceEntryOf(rows[0]);
+  if (!stored) throw new RegistryError('write maintenance', { context: { clusterId: entry.clusterId } });
+  return stored;
+}
+
+/** Ends a cluster's (`memberId` null) or a member's maintenance; the row deleted, if there was one. Rejects with RegistryError. */
+export async function deleteMaintenance(
+  pool: pg.Pool,
+  clusterId: string,
+  memberId: string | null,
+): Promise<MaintenanceEntry | undefined> {
+  const { rows } = await queryRegistry<MaintenanceRow>(
+    pool,
+    'delete maintenance',
+    `DELETE FROM autoscaler_maintenance WHERE cluster_id = $1 AND coalesce(member_id, '') = coalesce($2, '')
+     RETURNING ${MAINTENANCE_COLUMNS}`,
+    [clusterId, memberId],
+  );
+  return rows[0] && maintenanceEntryOf(rows[0]);
+}
+
 /** The autoscaler's last `limit` decisions, newest first. Rejects with RegistryError. */
 export async function readLastActions(pool: pg.Pool, limit: number): Promise<ActionEntry[]> {
   const { rows } = await queryRegistry<ActionRow>(
@@ -369,6 +433,10 @@ export class PgRegistry implements Registry {
 
   clusterStates(): Promise<Map<string, unknown>> {
     return readClusterStates(this.pool);
+  }
+
+  async maintenance(): Promise<MaintenanceEntry[]> {
+    return (await readMaintenance(this.pool)).entries;
   }
 
   async saveClusterState(clusterId: string, state: unknown): Promise<void> {

@@ -1,4 +1,5 @@
 import { type ClusterConfig, DEFAULTS } from '@faultline/core';
+import { type ResolvedScalingOptions, resolveScalingOptions } from './options.js';
 
 /** The thresholds of a deployment policy, in the units of the CEP's summaries. */
 export interface Thresholds {
@@ -24,13 +25,30 @@ export interface ClusterPolicy {
   max: number;
   partitions: readonly { id: string; networkPartitionId: string }[];
   thresholds: Thresholds;
+  /** Scale stabilization: the scale-down window, the cooldown, the largest step (`clusters[].scaling`). */
+  scaling: ResolvedScalingOptions;
   /** Latency of the demo workload's requests (local driver). */
   workloadLatencyMs: number;
+  /**
+   * A second witness before a kill (README "Autoscaler → Second witness"): on
+   * a timeout or an absence of a member whose instance still runs, the
+   * cloud controller probes its workload; answering, its agent is restarted
+   * and the member kept, at most maxRestarts times within withinMs.
+   */
+  secondWitness: SecondWitnessPolicy;
   /**
    * The cluster is no longer in the configuration but the registry still has
    * members of it: min = max = 0, so every one of them is terminated.
    */
   retired: boolean;
+}
+
+/** `clusters[].secondWitness`: off by default. */
+export interface SecondWitnessPolicy {
+  enabled: boolean;
+  /** Agent restarts of one member within withinMs; one more is not tried: the member is terminated. */
+  maxRestarts: number;
+  withinMs: number;
 }
 
 export function policyFrom(cluster: ClusterConfig): ClusterPolicy {
@@ -42,7 +60,10 @@ export function policyFrom(cluster: ClusterConfig): ClusterPolicy {
     max: cluster.max,
     partitions: cluster.partitions.map((p) => ({ id: p.id, networkPartitionId: p.networkPartitionId })),
     thresholds: { ...cluster.thresholds },
+    // A ClusterConfig built by hand (not parsed) may lack it: Stratos' behaviour then.
+    scaling: resolveScalingOptions(cluster.scaling),
     workloadLatencyMs: cluster.workload.latencyMs,
+    secondWitness: { ...DEFAULTS.secondWitness, ...cluster.secondWitness },
     retired: false,
   };
 }
@@ -61,8 +82,12 @@ export function retiredPolicy(
     max: 0,
     partitions: [partition],
     thresholds: { ...DEFAULTS.thresholds },
+    // Never used: a retired cluster does not scale.
+    scaling: resolveScalingOptions(),
     // Never used: a retired cluster spawns nothing.
     workloadLatencyMs: DEFAULTS.workloadLatencyMs,
+    // Its members go anyway: none is repaired.
+    secondWitness: { ...DEFAULTS.secondWitness, enabled: false },
     retired: true,
   };
 }

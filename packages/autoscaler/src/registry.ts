@@ -1,5 +1,6 @@
 import { FaultlineError, type FaultlineErrorOptions } from '@faultline/core';
 import type { ActionRecord } from './decisions.js';
+import type { MaintenanceEntry } from './maintenance.js';
 import type { MemberRecord } from './member.js';
 
 /** The registry could not be read or written (PostgreSQL down, a query timed out). */
@@ -42,4 +43,9 @@ export interface Registry {
   clusterStates(): Promise<Map<string, unknown>>;
   /** Replaces a cluster's persisted monitor state (backoff, storm hold, held faults). */
   saveClusterState(clusterId: string, state: unknown): Promise<void>;
+  /**
+   * Every maintenance row (README "Maintenance mode"), re-read whole at every
+   * monitor tick: one query for all clusters. The autoscaler never writes them.
+   */
+  maintenance(): Promise<MaintenanceEntry[]>;
 }

@@ -5,7 +5,10 @@ import type { AgentOptions } from './agent-options.js';
 
 /** What the agent process reads from its environment: the agent's options and its logging. */
 export interface AgentProcessSettings {
-  options: Omit<AgentOptions, 'clock' | 'logger' | 'transport' | 'probe' | 'system' | 'connector'>;
+  options: Omit<
+    AgentOptions,
+    'clock' | 'logger' | 'transport' | 'probe' | 'checks' | 'execEnv' | 'system' | 'connector'
+  >;
   logDir: string | undefined;
   logLevel: LogLevel;
 }

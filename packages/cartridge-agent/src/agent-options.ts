@@ -1,10 +1,25 @@
 import { readFileSync } from 'node:fs';
-import { type Clock, DEFAULTS, type Logger, nullLogger, systemClock, withDefaults } from '@faultline/core';
+import {
+  type Clock,
+  type ClusterProbes,
+  ConfigError,
+  clusterProbesSchema,
+  DEFAULTS,
+  type Logger,
+  nullLogger,
+  PROBE_KINDS,
+  type ProbeConfig,
+  type ProbeKind,
+  type StartupProbeConfig,
+  systemClock,
+  withDefaults,
+} from '@faultline/core';
 import { type Connector, mqttConnector, mqttTlsConnector } from '@faultline/messaging';
 import type { AgentSettings, Endpoint, MemberIdentity } from '@faultline/protocol';
 import type { BatchTransport } from './batch-sender.js';
 import { CALL_TIMEOUT_MS } from './batch-sender-options.js';
 import { METRICS_MAX_AGE_MS } from './metrics-server.js';
+import { execProbeEnv, type ProbeCheck, probeCheckFor } from './probe-checks.js';
 import { osSystemStats, type SystemStats, type WorkloadProbe } from './stats.js';
 import { thriftTransport } from './thrift-transport.js';
 import { httpWorkloadProbe } from './workload-probe.js';
@@ -39,11 +54,23 @@ export interface AgentOptions extends AgentSettings {
   /** Where the member's workload listens. */
   workload: Endpoint;
   /**
-   * Workload probe deadline. Generous on purpose: a slow answer taken for
-   * `ports_not_open` would make the SP fault a healthy member at once.
-   * @default 2_000
+   * Deadline of the `GET /stats` that requests_in_flight is read from (a round
+   * without an answer leaves it out; the probes have their own deadlines).
+   * @default DEFAULTS.probes.timeoutMs (2 000)
    */
   probeTimeoutMs?: number;
+  /**
+   * The checks of the probes, by kind, in place of those `probes` describes
+   * (tests: checks on fake time). A kind not named here runs its configured
+   * check; readiness runs only when `probes.readiness` is set or a check is given.
+   * @default none
+   */
+  checks?: Partial<Record<ProbeKind, ProbeCheck>>;
+  /**
+   * The whole environment of an exec probe's command.
+   * @default execProbeEnv(process.env, …): PATH, HOME, locale, time zone, the member's ids and workload address
+   */
+  execEnv?: Readonly<Record<string, string>>;
   /** @default `<memberId>:<start time, epoch ms>`: unique per agent life */
   agentId?: string;
   /** @default systemClock */
@@ -52,7 +79,7 @@ export interface AgentOptions extends AgentSettings {
   logger?: Logger;
   /** @default Thrift over TCP */
   transport?: BatchTransport;
-  /** @default HTTP on `workload` */
+  /** Where requests_in_flight is read. @default `GET /stats` on `workload` */
   probe?: WorkloadProbe;
   /** @default the OS figures */
   system?: SystemStats;
@@ -60,8 +87,84 @@ export interface AgentOptions extends AgentSettings {
   connector?: Connector;
 }
 
-export type ResolvedAgentOptions = Required<Omit<AgentOptions, 'thriftCaFile' | 'mqttCaFile' | 'metricsPortFile'>> &
-  Pick<AgentOptions, 'thriftCaFile' | 'mqttCaFile' | 'metricsPortFile'>;
+/** A probe as the agent runs it: its check and its numbers, every default filled in. */
+export interface ResolvedProbe {
+  kind: ProbeKind;
+  check: ProbeCheck;
+  periodMs: number;
+  timeoutMs: number;
+  /** Infinity for the startup probe: it never fails, it only has not passed yet. */
+  failureThreshold: number;
+  successThreshold: number;
+  /** What the configuration said (for the log); undefined when a test gave the check alone. */
+  config: ProbeConfig | StartupProbeConfig | undefined;
+}
+
+export interface ResolvedProbes {
+  liveness: ResolvedProbe;
+  /** None unless configured: the member is in service from its activation on. */
+  readiness: ResolvedProbe | undefined;
+  startup: ResolvedProbe;
+}
+
+export type ResolvedAgentOptions = Required<
+  Omit<AgentOptions, 'thriftCaFile' | 'mqttCaFile' | 'metricsPortFile' | 'probes' | 'checks'>
+> &
+  Pick<AgentOptions, 'thriftCaFile' | 'mqttCaFile' | 'metricsPortFile'> & { probes: ResolvedProbes };
+
+/**
+ * The probes `input` describes, checked again (a ConfigError naming each bad
+ * field: the agent exits 2, it never runs with half a probe), each period
+ * defaulting to the stat interval (liveness, readiness) or the activation
+ * poll (startup).
+ */
+function resolveProbes(
+  input: ClusterProbes | undefined,
+  checks: Partial<Record<ProbeKind, ProbeCheck>>,
+  context: {
+    statIntervalMs: number;
+    activationPollMs: number;
+    workload: AgentOptions['workload'];
+    execEnv: Readonly<Record<string, string>>;
+  },
+): ResolvedProbes {
+  const parsed = clusterProbesSchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => ({
+      key: ['probes', ...issue.path.map(String)].join('.'),
+      reason: issue.message,
+    }));
+    throw new ConfigError(
+      'FL_ERR_CONFIG_INVALID',
+      `invalid agent probes: ${issues.map((i) => `${i.key}: ${i.reason}`).join('; ')}`,
+      { issues },
+    );
+  }
+  const probes = parsed.data;
+  const resolve = (kind: ProbeKind): ResolvedProbe | undefined => {
+    const config = probes[kind];
+    const check = checks[kind] ?? (config && probeCheckFor(config, context.workload, { env: context.execEnv }));
+    if (!check) return undefined;
+    const fallbackPeriod = kind === 'startup' ? context.activationPollMs : context.statIntervalMs;
+    return {
+      kind,
+      check,
+      periodMs: config?.periodMs ?? fallbackPeriod,
+      timeoutMs: config?.timeoutMs ?? DEFAULTS.probes.timeoutMs,
+      failureThreshold:
+        kind === 'startup'
+          ? Number.POSITIVE_INFINITY
+          : ((config as ProbeConfig | undefined)?.failureThreshold ?? DEFAULTS.probes.failureThreshold),
+      successThreshold: config?.successThreshold ?? DEFAULTS.probes.successThreshold,
+      config,
+    };
+  };
+  const [liveness, readiness, startup] = PROBE_KINDS.map(resolve);
+  // The schema always gives liveness and startup.
+  if (!liveness || !startup)
+    throw new ConfigError('FL_ERR_CONFIG_INVALID', 'agent probes: liveness and startup are required');
+  return { liveness, readiness, startup };
+}
 
 /** The agent's options with every default filled in (those of AgentSettings are documented there). */
 export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
@@ -73,7 +176,7 @@ export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
       awaitSubscribers: [] as readonly string[],
       callTimeoutMs: CALL_TIMEOUT_MS,
       activationPollMs: 1_000,
-      probeTimeoutMs: 2_000,
+      probeTimeoutMs: DEFAULTS.probes.timeoutMs as number,
       metrics: true,
       metricsHost: DEFAULTS.agentMetricsHost as string,
       metricsPort: DEFAULTS.agentMetricsPort as number,
@@ -85,9 +188,19 @@ export function resolveAgentOptions(input: AgentOptions): ResolvedAgentOptions {
     input,
   );
   const { member, clock } = options;
+  const execEnv =
+    options.execEnv ??
+    execProbeEnv(process.env, { memberId: member.memberId, clusterId: member.clusterId, workload: options.workload });
   // These defaults are built from other options.
   return {
     ...options,
+    execEnv,
+    probes: resolveProbes(options.probes, options.checks ?? {}, {
+      statIntervalMs: options.statIntervalMs,
+      activationPollMs: options.activationPollMs,
+      workload: options.workload,
+      execEnv,
+    }),
     agentId: options.agentId ?? `${member.memberId}:${clock.now()}`,
     // README "TLS": a CA file turns TLS on; an unreadable one fails the start, never falls back to plain TCP.
     connector:

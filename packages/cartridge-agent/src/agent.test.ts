@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { systemClock } from '@faultline/core';
+import { clusterProbesSchema, systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { FAKE_BROKER_PAIR, FakeBrokers } from '@faultline/messaging/testing';
 import { decodeEnvelope } from '@faultline/protocol';
@@ -9,6 +9,7 @@ import { testMember } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createAgent } from './agent.js';
 import type { AgentOptions } from './agent-options.js';
+import type { CheckOutcome, ProbeCheck } from './probe-checks.js';
 import type { ProbeResult, SystemStats, WorkloadProbe } from './stats.js';
 import { FakeTransport } from './testing/index.js';
 
@@ -22,10 +23,24 @@ const system: SystemStats = {
   totalMemoryBytes: () => 8 * 2 ** 30,
 };
 
+const PASS: CheckOutcome = { ok: true };
+const SLOW: CheckOutcome = { ok: false, reason: 'no answer within 2000 ms' };
+
+/** A workload whose stats and probe answers the test sets; each probe check reads its kind's answer now. */
 function fakeWorkload() {
-  const state: { stats: ProbeResult; healthy: boolean } = { stats: { type: 'ok', requestsInFlight: 4 }, healthy: true };
-  const probe: WorkloadProbe = { stats: async () => state.stats, healthy: async () => state.healthy };
-  return { state, probe };
+  const state: { stats: ProbeResult; startup: CheckOutcome; liveness: CheckOutcome; readiness: CheckOutcome } = {
+    stats: { type: 'ok', requestsInFlight: 4 },
+    startup: PASS,
+    liveness: PASS,
+    readiness: PASS,
+  };
+  const probe: WorkloadProbe = { stats: async () => state.stats };
+  const checks: Record<'startup' | 'liveness' | 'readiness', ProbeCheck> = {
+    startup: async () => state.startup,
+    liveness: async () => state.liveness,
+    readiness: async () => state.readiness,
+  };
+  return { state, probe, checks };
 }
 
 function setup(extra: Partial<AgentOptions> = {}) {
@@ -49,6 +64,8 @@ function setup(extra: Partial<AgentOptions> = {}) {
     logger,
     transport,
     probe: workload.probe,
+    // Readiness only where a test asks for it (extra.checks), as a configured cluster would.
+    checks: { startup: workload.checks.startup, liveness: workload.checks.liveness },
     system,
     connector: brokers.connector,
     // No real port under fake time: metrics.test.ts serves and scrapes them.
@@ -85,15 +102,15 @@ describe('cartridge agent', () => {
   );
   afterEach(() => vi.useRealTimers());
 
-  it('publishes InstanceStartedEvent at start and InstanceActivatedEvent once the health check passes', async () => {
+  it('publishes InstanceStartedEvent at start and InstanceActivatedEvent once the startup probe passes', async () => {
     const { agent, brokers, workload } = setup({ activationPollMs: 1_000 });
-    workload.state.healthy = false;
+    workload.state.startup = SLOW;
     await agent.start();
     await advance(5_000);
     await until(() => events(brokers).length === 1);
     expect(events(brokers)).toEqual([['InstanceStartedEvent', 'InstanceStartedEvent:m-1:1000']]);
     expect(agent.activated).toBe(false);
-    workload.state.healthy = true;
+    workload.state.startup = PASS;
     await advance(1_000);
     expect(agent.activated).toBe(true);
     await advance(10_000);
@@ -106,6 +123,31 @@ describe('cartridge agent', () => {
       'instance/status/m-1/InstanceStartedEvent',
       'instance/status/m-1/InstanceActivatedEvent',
     ]);
+    await agent.close();
+  });
+
+  it('the startup probe gates activation: successThreshold passes in a row, on its own period', async () => {
+    let checks = 0;
+    const answers = [PASS, SLOW, PASS, PASS];
+    const { agent, workload } = setup({
+      probes: clusterProbesSchema.parse({ startup: { type: 'http', periodMs: 500, successThreshold: 2 } }),
+      checks: {
+        startup: async () => answers[checks++] ?? PASS,
+        liveness: async () => workload.state.liveness,
+      },
+    });
+    await agent.start();
+    await advance(0, 1);
+    // 0 ms pass, 500 ms a slow answer (the count starts again), 1 000 ms pass: one in a row.
+    await advance(1_000, 2);
+    expect(agent.activated).toBe(false);
+    await advance(500, 1);
+    expect(agent.activated).toBe(true);
+    expect(checks).toBe(4);
+    expect(agent.counters).toMatchObject({ startupChecks: 4, startupFailures: 1 });
+    // Stopped once passed: no more startup checks.
+    await advance(10_000);
+    expect(checks).toBe(4);
     await agent.close();
   });
 
@@ -126,45 +168,128 @@ describe('cartridge agent', () => {
     await agent.close();
   });
 
-  it('a workload slower to open its port than the first stats is not ports_not_open until it answered or activated', async () => {
+  it('a workload that does not answer yet is no fault: no ports_not_open before the startup probe passed', async () => {
     const { agent, transport, workload, logger } = setup({ activationPollMs: 1_000 });
     workload.state.stats = { type: 'no-answer', reason: 'connect ECONNREFUSED' };
-    workload.state.healthy = false;
+    workload.state.startup = { ok: false, reason: 'GET /healthz: connect ECONNREFUSED' };
+    workload.state.liveness = { ok: false, reason: 'GET /stats: connect ECONNREFUSED' };
     await agent.start();
     await advance(0, 1);
-    await advance(30_000);
-    const last = (seq: number) => transport.batches.get(seq)?.stats.map((s) => s.healthDescription);
-    // Three batches while it starts: machine figures only, never ports_not_open.
-    for (const seq of [1, 2, 3]) expect(last(seq)).toEqual(['load_average', 'memory_consumption']);
-    expect(agent.counters).toMatchObject({ portsNotOpen: 0, portNotYetOpen: 3 });
-    expect(logger.events().filter((e) => e === 'agent.workload_port_not_yet_open')).toHaveLength(1);
-    // It activates (healthz answers), then its port closes: now that is a fault.
-    workload.state.healthy = true;
-    await advance(1_000);
-    expect(agent.activated).toBe(true);
-    await advance(14_000);
-    expect(last(4)).toEqual(['load_average', 'memory_consumption', 'ports_not_open']);
-    expect(agent.counters.portsNotOpen).toBe(1);
+    await advance(60_000);
+    const kinds = (seq: number) => transport.batches.get(seq)?.stats.map((s) => s.healthDescription);
+    // Five batches while it starts: machine figures only, never ports_not_open (liveness has not run).
+    for (const seq of [1, 2, 3, 4, 5]) expect(kinds(seq)).toEqual(['load_average', 'memory_consumption']);
+    expect(agent.counters).toMatchObject({ portsNotOpen: 0, statsUnanswered: 5, livenessChecks: 0, livenessDown: 0 });
+    expect(agent.activated).toBe(false);
+    expect(logger.events().filter((e) => e === 'agent.probe_not_passed_yet')).toHaveLength(1);
     await agent.close();
   });
 
-  it('reports ports_not_open while the workload port does not answer, and requests in flight again after', async () => {
+  it('liveness: two slow answers with threshold 3 report nothing; the third reports ports_not_open at once, alone, every round until it passes', async () => {
     const { agent, transport, workload, logger } = setup();
     await agent.start();
     await advance(0, 1);
-    workload.state.stats = { type: 'no-answer', reason: 'connect ECONNREFUSED' };
+    expect(agent.activated).toBe(true);
+    // Liveness checks at 0 (passed), 15 s and 30 s: both slow; the stat rounds' GET /stats slow too.
+    workload.state.liveness = SLOW;
+    workload.state.stats = { type: 'no-answer', reason: 'GET /stats on the workload: no answer within 2000 ms' };
     await advance(30_000);
-    workload.state.stats = { type: 'ok', requestsInFlight: 0 };
+    const kinds = (seq: number) => transport.batches.get(seq)?.stats.map((s) => s.healthDescription);
+    expect(agent.counters).toMatchObject({ livenessFailures: 2, livenessDown: 0, portsNotOpen: 0 });
+    expect(agent.down).toBe(false);
+    for (const seq of [2, 3]) expect(kinds(seq)).toEqual(['load_average', 'memory_consumption']);
+    expect(transport.acceptedSequences()).toEqual([1, 2, 3]);
+    // It answers again: the count starts over. Two more slow answers are still no fault.
+    workload.state.liveness = PASS;
+    workload.state.stats = { type: 'ok', requestsInFlight: 1 };
     await advance(15_000);
-    const kinds = [1, 2, 3, 4].map((seq) => transport.batches.get(seq)?.stats.at(-1)?.healthDescription);
-    expect(kinds).toEqual(['requests_in_flight', 'ports_not_open', 'ports_not_open', 'requests_in_flight']);
-    expect(transport.batches.get(2)?.stats.at(-1)?.value).toBe(1);
-    expect(agent.counters.portsNotOpen).toBe(2);
-    // One line when the port closes, one when it answers again: not one per interval.
-    expect(logger.events().filter((event) => event.startsWith('agent.workload_port_'))).toEqual([
-      'agent.workload_port_closed',
-      'agent.workload_port_open',
+    workload.state.liveness = SLOW;
+    await advance(30_000);
+    expect(agent.counters).toMatchObject({ livenessFailures: 4, livenessDown: 0, portsNotOpen: 0 });
+    // The third in a row (90 s): reported at once, in a batch of its own, not at the next round.
+    const before = agent.counters.batches;
+    await advance(15_000);
+    expect(agent.down).toBe(true);
+    expect(agent.counters.livenessDown).toBe(1);
+    const report = transport
+      .acceptedSequences()
+      .filter((seq) => seq > before)
+      .map((seq) => transport.batches.get(seq)?.stats ?? [])
+      .find((stats) => stats.some((stat) => stat.healthDescription === 'ports_not_open'));
+    expect(report?.map((stat) => [stat.healthDescription, stat.value, stat.timestamp])).toEqual([
+      ['ports_not_open', 1, Date.now()],
     ]);
+    // Every round while down: ports_not_open alone (machine figures would start a new life at the SP).
+    await advance(30_000);
+    const rounds = transport.acceptedSequences().slice(-2);
+    for (const seq of rounds) expect(kinds(seq)).toEqual(['ports_not_open']);
+    expect(agent.counters.portsNotOpen).toBeGreaterThanOrEqual(2);
+    // It passes again (successThreshold 1): normal rounds.
+    workload.state.liveness = PASS;
+    await advance(15_000);
+    expect(agent.down).toBe(false);
+    await advance(15_000);
+    expect(kinds(Math.max(...transport.acceptedSequences()))).toEqual([
+      'load_average',
+      'memory_consumption',
+      'requests_in_flight',
+    ]);
+    expect(logger.events().filter((e) => e === 'agent.liveness_failed' || e === 'agent.liveness_passing')).toEqual([
+      'agent.liveness_failed',
+      'agent.liveness_passing',
+    ]);
+    await agent.close();
+  });
+
+  it('readiness: failing past its threshold takes the member out of service (an event, not a fault), passing puts it back', async () => {
+    const { agent, transport, workload, brokers } = setup({
+      statIntervalMs: 15_000,
+      probes: clusterProbesSchema.parse({
+        readiness: { type: 'http', path: '/ready', periodMs: 5_000, failureThreshold: 2 },
+      }),
+      checks: {
+        startup: async () => PASS,
+        liveness: async () => PASS,
+        readiness: async () => workload.state.readiness,
+      },
+    });
+    await agent.start();
+    await advance(0, 1);
+    workload.state.readiness = { ok: false, reason: 'GET /ready: HTTP 503, expected 200' };
+    await advance(5_000);
+    expect(agent.inService).toBe(true);
+    await advance(5_000);
+    expect(agent.inService).toBe(false);
+    expect(agent.down).toBe(false);
+    workload.state.readiness = PASS;
+    await advance(5_000);
+    expect(agent.inService).toBe(true);
+    await advance(30_000);
+    await until(() => events(brokers).length === 4);
+    expect(events(brokers)).toEqual([
+      ['InstanceStartedEvent', 'InstanceStartedEvent:m-1:1000'],
+      ['InstanceActivatedEvent', 'InstanceActivatedEvent:m-1:1000'],
+      ['InstanceOutOfServiceEvent', 'InstanceOutOfServiceEvent:m-1:1000:1'],
+      ['InstanceInServiceEvent', 'InstanceInServiceEvent:m-1:1000:2'],
+    ]);
+    const data = brokers
+      .messages('a')
+      .slice(2)
+      .map((m) => {
+        const decoded = decodeEnvelope(m.payload, { topic: m.topic });
+        return decoded.ok ? decoded.value.data : undefined;
+      });
+    expect(data).toEqual([
+      expect.objectContaining({ memberId: 'm-1', seq: 1, reason: 'GET /ready: HTTP 503, expected 200' }),
+      expect.objectContaining({ memberId: 'm-1', seq: 2 }),
+    ]);
+    // Both of one life, so a subscriber orders them by seq.
+    expect(new Set(data.map((d) => (d as unknown as { life: number }).life)).size).toBe(1);
+    // Out of service is not down: no ports_not_open, ever.
+    for (const seq of transport.acceptedSequences()) {
+      expect(transport.batches.get(seq)?.stats.some((s) => s.healthDescription === 'ports_not_open')).toBe(false);
+    }
+    expect(agent.counters).toMatchObject({ outOfService: 1, livenessDown: 0, readinessFailures: 2 });
     await agent.close();
   });
 

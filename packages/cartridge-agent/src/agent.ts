@@ -1,10 +1,11 @@
-import { closeAll, type HealthState, once, serviceRegistry, type TimerHandle } from '@faultline/core';
+import { closeAll, type HealthState, once, type ProbeKind, serviceRegistry, type TimerHandle } from '@faultline/core';
 import { createPublisher, type Publisher } from '@faultline/messaging';
 import { createEnvelope, memberBrokerAccount } from '@faultline/protocol';
-import { type AgentOptions, resolveAgentOptions } from './agent-options.js';
+import { type AgentOptions, type ResolvedProbe, resolveAgentOptions } from './agent-options.js';
 import { BatchSender, type BatchSenderCounters } from './batch-sender.js';
 import { type AgentStatus, agentMetrics } from './metrics.js';
 import { type AgentMetricsServer, serveAgentMetrics } from './metrics-server.js';
+import { type ProbeCounters, ProbeRunner, type ProbeState } from './probe-runner.js';
 import { StatCollector, type StatCollectorCounters } from './stats.js';
 
 export type AgentState = 'idle' | 'starting' | 'running' | 'closed';
@@ -18,20 +19,44 @@ export interface AgentCounters extends BatchSenderCounters, StatCollectorCounter
   portFileFailures: number;
   /** Requests to its health and metrics port refused for their method. */
   refusedRequests: number;
+  /** Checks of each probe, failed checks (timeouts included) and timed-out checks (README "Probes"). */
+  livenessChecks: number;
+  livenessFailures: number;
+  readinessChecks: number;
+  readinessFailures: number;
+  startupChecks: number;
+  startupFailures: number;
+  probeTimeouts: number;
+  /** Times liveness failed past its threshold: the workload reported down (ports_not_open). */
+  livenessDown: number;
+  /** Times readiness failed past its threshold: the member taken out of service (InstanceOutOfServiceEvent). */
+  outOfService: number;
 }
+
+/** Where each probe stands: undefined for a readiness probe that is not configured. */
+export type AgentProbes = Readonly<
+  Record<ProbeKind, { state: ProbeState; counters: Readonly<ProbeCounters> } | undefined>
+>;
 
 export interface Agent {
   readonly agentId: string;
   readonly state: AgentState;
-  /** Whether InstanceActivatedEvent was published (the workload's health check passed). */
+  /** Whether InstanceActivatedEvent was published (the startup probe passed). */
   readonly activated: boolean;
+  /** Whether liveness has failed past its threshold (and not passed again): each round reports ports_not_open. */
+  readonly down: boolean;
+  /** Whether the member is in service: false while its readiness probe fails past its threshold. */
+  readonly inService: boolean;
+  readonly probes: AgentProbes;
   /** Unacknowledged batches held for resending. */
   readonly queued: number;
   readonly counters: Readonly<AgentCounters>;
   /** The port of its health routes and `/metrics` once it serves them; undefined otherwise (off, not yet, failed). */
   readonly metricsPort: number | undefined;
   /**
-   * Publishes InstanceStartedEvent, starts the stat and activation loops, then
+   * Publishes InstanceStartedEvent, starts the stat loop and the startup probe
+   * (its pass activates: InstanceActivatedEvent, then liveness and readiness
+   * run), then
    * serves its health routes and `/metrics` and records their port in its
    * port file (unless `metrics` is false; a port that cannot listen is logged
    * and counted, never a failed start).
@@ -44,6 +69,21 @@ export interface Agent {
   close(): Promise<void>;
 }
 
+/** A probe in one line of the log: `http GET /stats → 200, every 15000 ms, 2000 ms, 3 failures`. */
+function describeProbe(probe: ResolvedProbe): string {
+  const config = probe.config;
+  const what =
+    config === undefined
+      ? 'a given check'
+      : config.type === 'http'
+        ? `http GET ${config.path} → ${config.expectStatus}${config.port === undefined ? '' : ` on port ${config.port}`}`
+        : config.type === 'tcp'
+          ? `tcp${config.port === undefined ? '' : ` port ${config.port}`}`
+          : `exec ${config.command[0]}`;
+  const failures = Number.isFinite(probe.failureThreshold) ? `, ${probe.failureThreshold} failures` : '';
+  return `${what}, every ${probe.periodMs} ms, timeout ${probe.timeoutMs} ms${failures}`;
+}
+
 /** The event-loop lag of an agent is sampled every second, not prom-client's 10 ms (see serviceRegistry). */
 const EVENT_LOOP_SAMPLE_MS = 1_000;
 
@@ -53,12 +93,18 @@ const MAX_RETRY_DELAY_MS = 10_000;
 /**
  * The cartridge agent (Stratos): reports its member's health every interval
  * to the SP over Thrift, and its lifecycle (`InstanceStartedEvent`,
- * `InstanceActivatedEvent`) on the broker pair through the resilient
- * publisher. Every timer runs on the injected Clock.
+ * `InstanceActivatedEvent`, `InstanceOutOfServiceEvent`,
+ * `InstanceInServiceEvent`) on the broker pair through the resilient
+ * publisher. Its probes (README "Probes"): startup gates activation; liveness,
+ * after activation, reports the workload down (ports_not_open) only past its
+ * failure threshold; readiness takes the member out of service and back,
+ * never down. Every timer runs on the injected Clock.
  */
 export function createAgent(input: AgentOptions): Agent {
   const options = resolveAgentOptions(input);
-  const { member, agentId, clock, transport, probe, statIntervalMs, activationPollMs } = options;
+  const { member, agentId, clock, transport, probe, statIntervalMs } = options;
+  /** This agent life's start: the `life` of its readiness events, which order them across lives. */
+  const life = clock.now();
   const log = options.logger.child({ memberId: member.memberId });
   const source = `agent-${member.memberId}`;
   const sender = new BatchSender({
@@ -76,7 +122,12 @@ export function createAgent(input: AgentOptions): Agent {
     clock,
     logger: log,
   });
-  const collector = new StatCollector(member, options.system, probe, clock, log);
+  let down = false;
+  let inService = true;
+  /** The last readiness event's `seq` in this life. */
+  let serviceSeq = 0;
+  const probeCounters = { livenessDown: 0, outOfService: 0 };
+  const collector = new StatCollector(member, options.system, probe, clock, log, () => down);
   const publisher: Publisher = createPublisher({
     brokers: options.brokers,
     // Its own member's account: the brokers let it publish only instance/status/<memberId>/….
@@ -95,21 +146,110 @@ export function createAgent(input: AgentOptions): Agent {
   let skippedTicks = 0;
   const metricsCounters = { metricsListenFailures: 0, portFileFailures: 0, refusedRequests: 0 };
   let statTimer: TimerHandle | undefined;
-  let activationTimer: TimerHandle | undefined;
   let metricsServer: AgentMetricsServer | undefined;
   let metricsStarting: Promise<void> | undefined;
+
+  const runner = (resolved: ResolvedProbe, onChange: (state: ProbeState, reason: string | undefined) => void) =>
+    new ProbeRunner({
+      ...resolved,
+      initial: resolved.kind === 'startup' ? 'failing' : 'passing',
+      clock,
+      logger: log,
+      onChange: (changed, reason) => {
+        try {
+          onChange(changed, reason);
+        } catch (error) {
+          log.error('probe change not handled', { event: 'agent.probe_change_failed', probe: resolved.kind, error });
+        }
+      },
+    });
+
+  const onLiveness = (changed: ProbeState, reason: string | undefined) => {
+    down = changed === 'failing';
+    if (!down) {
+      log.info('liveness passes again: the workload is no longer reported down', {
+        event: 'agent.liveness_passing',
+        successThreshold: options.probes.liveness.successThreshold,
+      });
+      return;
+    }
+    probeCounters.livenessDown += 1;
+    log.warn('liveness failed past its threshold: reporting the workload down (ports_not_open)', {
+      event: 'agent.liveness_failed',
+      failureThreshold: options.probes.liveness.failureThreshold,
+      reason,
+    });
+    // At once, not at the next round: the SP faults the member on it (each round repeats it while down).
+    if (state === 'running') sender.enqueue(collector.downReport());
+  };
+
+  const publishService = async (ready: boolean, reason: string | undefined) => {
+    serviceSeq += 1;
+    const type = ready ? 'InstanceInServiceEvent' : 'InstanceOutOfServiceEvent';
+    const data = {
+      ...member,
+      life,
+      seq: serviceSeq,
+      ...(reason === undefined ? {} : { reason: reason.slice(0, 1_024) }),
+    };
+    // One id per change: a republish of it is deduped, the next change is a new fact.
+    const envelope = createEnvelope(type, data, { source, id: `${type}:${agentId}:${serviceSeq}`, time: clock.now() });
+    await publisher.publish(envelope);
+    log.info('instance status published', { event: 'agent.status_published', type, id: envelope.id });
+  };
+
+  const onReadiness = (changed: ProbeState, reason: string | undefined) => {
+    inService = changed === 'passing';
+    if (inService) {
+      log.info('readiness passes again: the member is back in service', { event: 'agent.in_service' });
+    } else {
+      probeCounters.outOfService += 1;
+      log.warn('readiness failed past its threshold: the member is out of service (not down)', {
+        event: 'agent.out_of_service',
+        failureThreshold: options.probes.readiness?.failureThreshold,
+        reason,
+      });
+    }
+    void publishService(inService, reason).catch((error: unknown) =>
+      log.error('instance status not published', { event: 'agent.status_publish_failed', error }),
+    );
+  };
+
+  const liveness = runner(options.probes.liveness, onLiveness);
+  const readiness = options.probes.readiness && runner(options.probes.readiness, onReadiness);
+  const startup = runner(options.probes.startup, (changed) => {
+    if (changed === 'passing') activate();
+  });
+  const runners = [startup, liveness, ...(readiness ? [readiness] : [])];
 
   const counters = (): AgentCounters => ({
     ...sender.counters,
     ...collector.counters,
     skippedTicks,
     ...metricsCounters,
+    livenessChecks: liveness.counters.checks,
+    livenessFailures: liveness.counters.failures,
+    readinessChecks: readiness?.counters.checks ?? 0,
+    readinessFailures: readiness?.counters.failures ?? 0,
+    startupChecks: startup.counters.checks,
+    startupFailures: startup.counters.failures,
+    probeTimeouts: runners.reduce((sum, r) => sum + r.counters.timeouts, 0),
+    ...probeCounters,
+  });
+
+  const probes = (): AgentProbes => ({
+    liveness: { state: liveness.state, counters: { ...liveness.counters } },
+    readiness: readiness && { state: readiness.state, counters: { ...readiness.counters } },
+    startup: { state: startup.state, counters: { ...startup.counters } },
   });
 
   const status = (): AgentStatus => ({
     counters: counters(),
     queued: sender.queued,
     activated,
+    down,
+    inService,
+    probes: probes(),
     sender: sender.state,
     endpoints: sender.endpointNames,
     currentEndpoint: sender.currentEndpoint,
@@ -123,6 +263,9 @@ export function createAgent(input: AgentOptions): Agent {
       agentId: sender.currentAgentId,
       state,
       activated,
+      // README "Probes": the workload reported down (liveness), the member out of service (readiness).
+      down,
+      inService,
       queued: sender.queued,
     },
     ready: state === 'running',
@@ -188,12 +331,19 @@ export function createAgent(input: AgentOptions): Agent {
     }
   };
 
+  /** The startup probe passed: activation, then liveness and readiness run (they judge a started workload only). */
   const checkActivation = async () => {
     if (state !== 'running' || activated) return;
-    if (!(await probe.healthy()) || state !== 'running' || activated) return;
     activated = true;
-    collector.workloadAnswered();
-    clock.clearInterval(activationTimer);
+    startup.stop();
+    liveness.start();
+    readiness?.start();
+    log.info('startup probe passed: activating', {
+      event: 'agent.startup_passed',
+      startupChecks: startup.counters.checks,
+      liveness: describeProbe(options.probes.liveness),
+      readiness: options.probes.readiness ? describeProbe(options.probes.readiness) : 'none',
+    });
     await publish('InstanceActivatedEvent');
   };
 
@@ -213,6 +363,15 @@ export function createAgent(input: AgentOptions): Agent {
     },
     get activated() {
       return activated;
+    },
+    get down() {
+      return down;
+    },
+    get inService() {
+      return inService;
+    },
+    get probes() {
+      return probes();
     },
     get queued() {
       return sender.queued;
@@ -238,9 +397,8 @@ export function createAgent(input: AgentOptions): Agent {
       });
       // First round at once, so the SP sees a new member without waiting a whole interval.
       statTimer = clock.setInterval(collect, statIntervalMs);
-      activationTimer = clock.setInterval(activate, activationPollMs);
       collect();
-      activate();
+      startup.start();
       if (options.metrics) {
         metricsStarting = serveMetrics();
         await metricsStarting;
@@ -249,7 +407,7 @@ export function createAgent(input: AgentOptions): Agent {
     close: once(async () => {
       state = 'closed';
       clock.clearInterval(statTimer);
-      clock.clearInterval(activationTimer);
+      for (const r of runners) r.stop();
       sender.close();
       // First, so the driver's next sync finds no port to name; a start still listening closes it itself.
       await metricsStarting;

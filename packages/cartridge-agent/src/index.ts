@@ -1,6 +1,6 @@
-export { type Agent, type AgentCounters, type AgentState, createAgent } from './agent.js';
+export { type Agent, type AgentCounters, type AgentProbes, type AgentState, createAgent } from './agent.js';
 export { type AgentProcessSettings, readAgentEnv } from './agent-env.js';
-export type { AgentOptions } from './agent-options.js';
+export type { AgentOptions, ResolvedProbe, ResolvedProbes } from './agent-options.js';
 export {
   BatchSender,
   type BatchSenderCounters,
@@ -10,6 +10,18 @@ export {
 } from './batch-sender.js';
 export type { BatchSenderOptions } from './batch-sender-options.js';
 export { CallTimeoutError } from './errors.js';
+export {
+  type CheckOutcome,
+  type ExecCheckOptions,
+  execCheck,
+  execProbeEnv,
+  type HttpCheckOptions,
+  httpCheck,
+  type ProbeCheck,
+  probeCheckFor,
+  tcpCheck,
+} from './probe-checks.js';
+export { type ProbeCounters, ProbeRunner, type ProbeRunnerOptions, type ProbeState } from './probe-runner.js';
 export {
   osSystemStats,
   type ProbeResult,

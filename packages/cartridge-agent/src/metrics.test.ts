@@ -23,6 +23,8 @@ import { FakeTransport } from './testing/index.js';
 /** Every family of the agent's own (README "Operations → Agent metrics"), with its type. */
 const AGENT_FAMILIES: Record<string, 'counter' | 'gauge'> = {
   faultline_agent_activated: 'gauge',
+  faultline_agent_probe_passing: 'gauge',
+  faultline_agent_probe_checks_total: 'counter',
   faultline_agent_batches_total: 'counter',
   faultline_agent_batches_queued: 'gauge',
   faultline_agent_batch_sends_total: 'counter',
@@ -66,7 +68,9 @@ const system: SystemStats = {
   freeMemoryBytes: () => 1,
   totalMemoryBytes: () => 2,
 };
-const probe: WorkloadProbe = { stats: async () => ({ type: 'ok', requestsInFlight: 3 }), healthy: async () => true };
+const probe: WorkloadProbe = { stats: async () => ({ type: 'ok', requestsInFlight: 3 }) };
+/** Probes that pass: the workload port (1) is never dialled. */
+const checks = { startup: async () => ({ ok: true as const }), liveness: async () => ({ ok: true as const }) };
 
 /** `# TYPE` of every family of a scrape. */
 function families(text: string): Map<string, string> {
@@ -132,6 +136,7 @@ describe('agent metrics', () => {
       logger,
       transport,
       probe,
+      checks,
       system,
       connector: brokers.connector,
       ...extra,
@@ -183,6 +188,13 @@ describe('agent metrics', () => {
     expect(sample(text, 'faultline_agent_batch_send_failures_total{reason="timeout"}')).toBe(0);
     expect(sample(text, 'faultline_agent_batches_dropped_total{reason="buffer_full"}')).toBe(0);
     expect(sample(text, 'faultline_agent_workload_probe_failures_total{reason="ports_not_open"}')).toBe(0);
+    expect(sample(text, 'faultline_agent_workload_probe_failures_total{reason="no_answer"}')).toBe(0);
+    // README "Probes": startup passed, liveness passes, no readiness probe configured (no series).
+    expect(sample(text, 'faultline_agent_probe_passing{probe="startup"}')).toBe(1);
+    expect(sample(text, 'faultline_agent_probe_passing{probe="liveness"}')).toBe(1);
+    expect(text).not.toMatch(/^faultline_agent_probe_passing\{probe="readiness"\}/m);
+    expect(sample(text, 'faultline_agent_probe_checks_total{probe="startup",result="pass"}')).toBe(1);
+    expect(sample(text, 'faultline_agent_probe_checks_total{probe="liveness",result="fail"}')).toBe(0);
     expect(sample(text, 'faultline_agent_sp_endpoint{endpoint="sp-2:7612"}')).toBe(1);
     expect(sample(text, 'faultline_agent_sp_endpoint{endpoint="sp-1:7611"}')).toBe(0);
     expect(sample(text, 'faultline_agent_sp_connection{endpoint="sp-2:7612",state="open"}')).toBe(1);

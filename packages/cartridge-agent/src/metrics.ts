@@ -1,6 +1,6 @@
-import { derivedCounter, derivedGauge, oncePerTurn, type serviceRegistry } from '@faultline/core';
+import { derivedCounter, derivedGauge, oncePerTurn, PROBE_KINDS, type serviceRegistry } from '@faultline/core';
 import { messagingMetrics, type Publisher } from '@faultline/messaging';
-import type { AgentCounters } from './agent.js';
+import type { AgentCounters, AgentProbes } from './agent.js';
 import type { SenderState } from './batch-sender.js';
 
 type Registry = ReturnType<typeof serviceRegistry>;
@@ -11,6 +11,11 @@ export interface AgentStatus {
   /** Batches held for an ack. */
   queued: number;
   activated: boolean;
+  /** Liveness failed past its threshold: the workload is reported down. */
+  down: boolean;
+  /** False while readiness fails past its threshold. */
+  inService: boolean;
+  probes: AgentProbes;
   sender: SenderState;
   /** Every SP endpoint (`host:port`), in the order they are tried… */
   endpoints: readonly string[];
@@ -48,8 +53,39 @@ export function agentMetrics(register: Registry, read: () => AgentStatus, publis
       ['reason'],
     );
 
-  derivedGauge(register, 'faultline_agent_activated', '1 once the workload answered its health check.', () =>
-    status().activated ? 1 : 0,
+  derivedGauge(
+    register,
+    'faultline_agent_activated',
+    '1 once the startup probe passed (InstanceActivatedEvent).',
+    () => (status().activated ? 1 : 0),
+  );
+  derivedGauge(
+    register,
+    'faultline_agent_probe_passing',
+    'Each probe: 1 while it passes, 0 while it fails past its threshold (startup: 0 until it passed). No series for a readiness probe not configured.',
+    () =>
+      PROBE_KINDS.flatMap((probe) => {
+        const now = status().probes[probe];
+        return now ? [[{ probe }, now.state === 'passing' ? 1 : 0] as const] : [];
+      }),
+    ['probe'],
+  );
+  derivedCounter(
+    register,
+    'faultline_agent_probe_checks_total',
+    'Checks of each probe, by result: pass, fail (a timeout included) and timeout.',
+    () =>
+      PROBE_KINDS.flatMap((probe) => {
+        const now = status().probes[probe];
+        if (!now) return [];
+        const { checks, failures, timeouts } = now.counters;
+        return [
+          [{ probe, result: 'pass' }, checks - failures] as const,
+          [{ probe, result: 'fail' }, failures] as const,
+          [{ probe, result: 'timeout' }, timeouts] as const,
+        ];
+      }),
+    ['probe', 'result'],
   );
   counter('batches', 'Batches made, one per collection.', (c) => c.batches);
   derivedGauge(
@@ -120,10 +156,10 @@ export function agentMetrics(register: Registry, read: () => AgentStatus, publis
   );
   byReason(
     'workload_probe_failures',
-    'Collections whose workload probe failed, by reason: no answer (reported as ports_not_open), no answer before the port ever opened (a workload still starting), or an answer that was not valid stats.',
+    'Collections without requests_in_flight, by reason: ports_not_open (liveness failed past its threshold: reported down), no_answer (GET /stats not answered in time: left out), invalid_stats.',
     [
       ['ports_not_open', (c) => c.portsNotOpen],
-      ['not_yet_open', (c) => c.portNotYetOpen],
+      ['no_answer', (c) => c.statsUnanswered],
       ['invalid_stats', (c) => c.invalidWorkloadStats],
     ],
   );

@@ -16,9 +16,10 @@ function collector(system: Partial<SystemStats>, result: ProbeResult) {
     ...system,
   };
   const logger = createMemoryLogger();
-  const state = { result };
-  const probe = { stats: async () => state.result, healthy: async () => true };
-  return { collector: new StatCollector(member, full, probe, systemClock, logger), logger, state };
+  const state = { result, down: false };
+  const probe = { stats: async () => state.result };
+  const c = new StatCollector(member, full, probe, systemClock, logger, () => state.down);
+  return { collector: c, logger, state };
 }
 
 const figures = (stats: { healthDescription: string; value: number }[]) =>
@@ -32,35 +33,49 @@ describe('StatCollector', () => {
     expect(stats[0]).toMatchObject(member);
   });
 
-  it('reports ports_not_open (1) instead of requests in flight when the port, open before, does not answer', async () => {
+  it('one missed GET /stats is no ports_not_open: the figure is left out, liveness decides (README "Probes")', async () => {
+    // The single-miss kill: a first version reported ports_not_open here, and the SP faulted the member at once.
+    const { collector: c, state, logger } = collector({}, { type: 'ok', requestsInFlight: 2 });
+    await c.collect();
+    state.result = { type: 'no-answer', reason: 'GET /stats on the workload: no answer within 2000 ms' };
+    expect(figures(await c.collect())).toEqual({ load_average: 12.5, memory_consumption: 25 });
+    expect(figures(await c.collect())).toEqual({ load_average: 12.5, memory_consumption: 25 });
+    expect(c.counters).toMatchObject({ portsNotOpen: 0, statsUnanswered: 2 });
+    state.result = { type: 'ok', requestsInFlight: 1 };
+    expect(figures(await c.collect())).toMatchObject({ requests_in_flight: 1 });
+    // One line when it stops answering, one when it answers again: not one per round.
+    expect(logger.events()).toEqual(['agent.workload_stats_unanswered', 'agent.workload_stats_answered']);
+  });
+
+  it('while liveness is down a round is ports_not_open (1) alone, without reading the stats', async () => {
     const { collector: c, state } = collector({}, { type: 'ok', requestsInFlight: 2 });
-    await c.collect();
-    state.result = { type: 'no-answer', reason: 'ECONNREFUSED' };
-    expect(figures(await c.collect())).toEqual({ load_average: 12.5, memory_consumption: 25, ports_not_open: 1 });
-    expect(c.counters.portsNotOpen).toBe(1);
-  });
-
-  it('reports no ports_not_open before the workload port ever answered: a workload still starting is no fault', async () => {
-    const { collector: c, logger, state } = collector({}, { type: 'no-answer', reason: 'ECONNREFUSED' });
-    for (let i = 0; i < 3; i++) {
-      expect(figures(await c.collect())).toEqual({ load_average: 12.5, memory_consumption: 25 });
-    }
-    expect(c.counters).toMatchObject({ portsNotOpen: 0, portNotYetOpen: 3 });
-    // Said once, not per collection.
-    expect(logger.events()).toEqual(['agent.workload_port_not_yet_open']);
-    // Once it answered (even with unusable stats), a closed port is a fault again.
-    state.result = { type: 'invalid', reason: 'HTTP 500' };
-    await c.collect();
-    state.result = { type: 'no-answer', reason: 'ECONNREFUSED' };
-    expect(figures(await c.collect())).toMatchObject({ ports_not_open: 1 });
-    expect(c.counters).toMatchObject({ portsNotOpen: 1, portNotYetOpen: 3 });
-  });
-
-  it('reports ports_not_open after activation even if no stats answer came before', async () => {
-    const { collector: c } = collector({}, { type: 'no-answer', reason: 'ECONNRESET' });
-    c.workloadAnswered();
-    expect(figures(await c.collect())).toMatchObject({ ports_not_open: 1 });
-    expect(c.counters).toMatchObject({ portsNotOpen: 1, portNotYetOpen: 0 });
+    let reads = 0;
+    const counting = new StatCollector(
+      member,
+      { loadAverage: () => 0.5, cpuCount: () => 4, freeMemoryBytes: () => 1, totalMemoryBytes: () => 2 },
+      {
+        stats: async () => {
+          reads += 1;
+          return { type: 'ok', requestsInFlight: 2 };
+        },
+      },
+      systemClock,
+      createMemoryLogger(),
+      () => true,
+    );
+    const down = await counting.collect();
+    expect(down.map((s) => [s.healthDescription, s.value])).toEqual([['ports_not_open', 1]]);
+    expect(down[0]).toMatchObject(member);
+    expect(reads).toBe(0);
+    expect(counting.counters.portsNotOpen).toBe(1);
+    // Liveness failing while the stats are read: the round says so, and nothing else.
+    state.result = { type: 'no-answer', reason: 'hung' };
+    const pending = c.collect();
+    state.down = true;
+    expect(figures(await pending)).toEqual({ ports_not_open: 1 });
+    state.down = false;
+    state.result = { type: 'ok', requestsInFlight: 0 };
+    expect(figures(await c.collect())).toEqual({ load_average: 12.5, memory_consumption: 25, requests_in_flight: 0 });
   });
 
   it('leaves out what it cannot trust, with a counter and a log line', async () => {

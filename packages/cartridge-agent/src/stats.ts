@@ -19,30 +19,29 @@ export const osSystemStats: SystemStats = {
   totalMemoryBytes: () => os.totalmem(),
 };
 
-/** What the workload answered on `GET /stats`. */
+/** What the workload answered on `GET /stats`: the figure requests_in_flight comes from. */
 export type ProbeResult =
   | { type: 'ok'; requestsInFlight: number }
-  /** No HTTP answer at all (refused, reset, timed out): the port is not open (Stratos `ports_not_open`). */
+  /** No HTTP answer at all (refused, reset, timed out): no figure this round; a fault only if liveness says so. */
   | { type: 'no-answer'; reason: string }
   /** It answered, but not with valid stats: the port is open, the figure unknown. */
   | { type: 'invalid'; reason: string };
 
+/** Where requests_in_flight comes from (the workload's `GET /stats`); the probes are separate (probe-runner.ts). */
 export interface WorkloadProbe {
   stats(): Promise<ProbeResult>;
-  /** Whether `GET /healthz` answers 200: the activation check. */
-  healthy(): Promise<boolean>;
 }
 
 export interface StatCollectorCounters {
   collections: number;
-  /** Collections where the workload port did not answer (after it had answered once): reported as ports_not_open. */
-  portsNotOpen: number;
   /**
-   * Collections where the workload port did not answer before it ever had
-   * (and before activation): a workload still starting, not a fault;
-   * requests_in_flight left out, nothing reported in its place.
+   * Collections that reported ports_not_open: the liveness probe had failed
+   * `failureThreshold` times in a row (README "Probes"). Such a collection
+   * reports nothing else.
    */
-  portNotYetOpen: number;
+  portsNotOpen: number;
+  /** Collections whose `GET /stats` got no answer: requests_in_flight left out, nothing reported in its place. */
+  statsUnanswered: number;
   /** Answers of the workload that were not valid stats (logged, figure left out). */
   invalidWorkloadStats: number;
   /** Machine figures that were not finite numbers (left out). */
@@ -53,30 +52,28 @@ const round2 = (value: number) => Math.round(value * 100) / 100;
 
 /**
  * One round of the Stratos agent's health stats: load average as a share of
- * the cores, memory consumption, and the workload's requests in flight, or
- * `ports_not_open` (value 1) when its port does not answer, which the SP
- * treats as an immediate fault.
+ * the cores, memory consumption, and the workload's requests in flight.
  *
- * A port that has never answered is a workload still starting, not a closed
- * one: until the port answered once (a stats answer, valid or not) or the
- * agent activated (`workloadAnswered()`, its `/healthz` check passed), a
- * collection whose probe gets no answer leaves requests_in_flight out and
- * reports no ports_not_open (logged once, counted in `portNotYetOpen`).
- * A workload that never opens its port is then the autoscaler's pending
- * timeout to deal with, not an immediate fault that respawns it for ever.
+ * Whether the workload is down is the liveness probe's to say, not one
+ * missed `GET /stats`: while `livenessDown()` holds, a round is
+ * `ports_not_open` (value 1) alone, which the SP treats as an immediate
+ * fault (README "Probes"). Alone, because a faulted member's next machine
+ * figures would start a new life at the SP and so a new fault every round.
+ * A `GET /stats` that gets no answer leaves requests_in_flight out (logged
+ * once per change, counted in `statsUnanswered`): a slow answer is no fault,
+ * and a workload still starting is the startup probe's and the pending
+ * timeout's.
  */
 export class StatCollector {
   readonly counters: StatCollectorCounters = {
     collections: 0,
     portsNotOpen: 0,
+    statsUnanswered: 0,
     invalidWorkloadStats: 0,
     invalidSystemStats: 0,
-    portNotYetOpen: 0,
   };
-  private portWasOpen = true;
-  /** The workload's port answered at least once (or the agent activated): from then on a closed port is a fault. */
-  private portEverAnswered = false;
-  private notYetOpenLogged = false;
+  /** The last `GET /stats` got no answer (logged once per change, not per round). */
+  private unanswered = false;
 
   constructor(
     private readonly member: MemberIdentity,
@@ -84,15 +81,21 @@ export class StatCollector {
     private readonly probe: WorkloadProbe,
     private readonly clock: Clock,
     private readonly log: Logger,
+    /** Whether the liveness probe has failed past its threshold (and not passed again since). */
+    private readonly livenessDown: () => boolean = () => false,
   ) {}
 
-  /** The workload answered (the agent's activation check passed): a port that stops answering is ports_not_open. */
-  workloadAnswered(): void {
-    this.portEverAnswered = true;
+  /** The stat that says the workload is down: liveness failed past its threshold. */
+  downReport(): HealthStat[] {
+    return [{ ...this.member, healthDescription: 'ports_not_open', value: 1, timestamp: this.clock.now() }];
   }
 
   async collect(): Promise<HealthStat[]> {
     this.counters.collections += 1;
+    if (this.livenessDown()) {
+      this.counters.portsNotOpen += 1;
+      return this.downReport();
+    }
     const stats: HealthStat[] = [];
     const add = (healthDescription: HealthDescription, value: number) => {
       stats.push({ ...this.member, healthDescription, value, timestamp: this.clock.now() });
@@ -117,41 +120,30 @@ export class StatCollector {
       }
     }
     const probe = await this.probe.stats();
+    // Liveness may have failed while the stats were read: this round then says so, and nothing else.
+    if (this.livenessDown()) {
+      this.counters.portsNotOpen += 1;
+      return this.downReport();
+    }
     switch (probe.type) {
       case 'ok':
         add('requests_in_flight', probe.requestsInFlight);
-        if (!this.portWasOpen) this.log.info('workload port answers again', { event: 'agent.workload_port_open' });
-        this.portWasOpen = true;
-        this.portEverAnswered = true;
+        if (this.unanswered) this.log.info('workload stats answered again', { event: 'agent.workload_stats_answered' });
+        this.unanswered = false;
         break;
       case 'no-answer':
-        if (!this.portEverAnswered) {
-          // Still starting: not a fault. Said once, counted every time.
-          this.counters.portNotYetOpen += 1;
-          if (!this.notYetOpenLogged) {
-            this.notYetOpenLogged = true;
-            this.log.info('workload port not open yet: requests_in_flight left out until it answers', {
-              event: 'agent.workload_port_not_yet_open',
-              reason: probe.reason,
-            });
-          }
-          break;
-        }
-        this.counters.portsNotOpen += 1;
-        add('ports_not_open', 1);
-        // Once per change, not per interval: an instance that is gone stays gone.
-        if (this.portWasOpen) {
-          this.log.warn('workload port does not answer, reporting ports_not_open', {
-            event: 'agent.workload_port_closed',
+        this.counters.statsUnanswered += 1;
+        if (!this.unanswered) {
+          this.log.info('workload stats not answered: requests_in_flight left out (a fault only once liveness fails)', {
+            event: 'agent.workload_stats_unanswered',
             reason: probe.reason,
           });
         }
-        this.portWasOpen = false;
+        this.unanswered = true;
         break;
       case 'invalid':
         this.counters.invalidWorkloadStats += 1;
-        this.portWasOpen = true;
-        this.portEverAnswered = true;
+        this.unanswered = false;
         this.log.warn('workload stats unusable, requests_in_flight left out', {
           event: 'agent.workload_stats_unusable',
           reason: probe.reason,

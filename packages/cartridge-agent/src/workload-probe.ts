@@ -6,7 +6,7 @@ import type { ProbeResult, WorkloadProbe } from './stats.js';
 export interface HttpProbeOptions {
   host: string;
   port: number;
-  /** An answer later than this counts as none (a hung instance). */
+  /** An answer later than this counts as none: the round leaves requests_in_flight out. */
   timeoutMs: number;
   clock: Clock;
 }
@@ -19,11 +19,7 @@ interface Answer {
   body: string;
 }
 
-/**
- * GET on the workload with a deadline on the Clock. A fresh connection each
- * time (no keep-alive agent): a connect that succeeds is part of the check,
- * the Stratos agent's "ports open" test.
- */
+/** GET on the workload with a deadline on the Clock, on a fresh connection each time (no keep-alive agent). */
 function get(options: HttpProbeOptions, path: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -74,6 +70,7 @@ export function parseWorkloadStats(answer: Answer): ProbeResult {
   return { type: 'ok', requestsInFlight: figure };
 }
 
+/** Reads the workload's `GET /stats` for requests_in_flight (the probes are probe-checks.ts'). */
 export function httpWorkloadProbe(options: HttpProbeOptions): WorkloadProbe {
   return {
     stats: async () => {
@@ -81,13 +78,6 @@ export function httpWorkloadProbe(options: HttpProbeOptions): WorkloadProbe {
         return parseWorkloadStats(await get(options, '/stats'));
       } catch (error) {
         return { type: 'no-answer', reason: error instanceof Error ? error.message : String(error) };
-      }
-    },
-    healthy: async () => {
-      try {
-        return (await get(options, '/healthz')).status === 200;
-      } catch {
-        return false;
       }
     },
   };

@@ -97,24 +97,36 @@ describe('cartridge agent process', () => {
     expect(counters.timeouts).toBeGreaterThanOrEqual(1);
   });
 
-  it('reports requests in flight, and ports_not_open once the workload stops answering', async () => {
+  it('reports requests in flight, and ports_not_open alone once liveness failed 3 times in a row (README "Probes")', async () => {
     const { pair, env, workload, logFile } = await setup();
     const agent = spawnAgent(env);
     cleanups.push(() => agent.child.kill('SIGKILL'));
     await waitFor(() => pair.taken.length >= 2, `first batches (agent output: ${agent.output()})`);
+    await waitFor(() => logRecords(logFile, 'agent.startup_passed').length === 1, 'activation');
     await workload.close();
     const closedAt = pair.taken.length;
-    await waitFor(() => pair.taken.length >= closedAt + 4, 'batches after the workload stopped');
+    const down = (i: number) => pair.taken[i]?.stats.some((s) => s.healthDescription === 'ports_not_open') ?? false;
+    await waitFor(
+      () => pair.taken.filter((_, i) => i >= closedAt && down(i)).length >= 4,
+      'batches after the workload stopped',
+    );
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toBe(0);
     const last = (index: number) => pair.taken[index]?.stats.at(-1);
     expect(last(0)).toMatchObject({ healthDescription: 'requests_in_flight', memberId: 'm-1' });
-    // The batch in the making when the port closed may still carry the old figure; the rest do not.
-    for (let i = closedAt + 1; i < pair.taken.length; i++) {
-      expect(last(i)).toMatchObject({ healthDescription: 'ports_not_open', value: 1 });
+    // Not at the first miss: the default liveness probe (GET /stats, every stat interval) fails 3 times
+    // in a row first. From then on every batch is ports_not_open alone.
+    const firstDown = pair.taken.findIndex((_, i) => i >= closedAt && down(i));
+    expect(firstDown).toBeGreaterThan(closedAt);
+    for (let i = firstDown; i < pair.taken.length; i++) {
+      expect(pair.taken[i]?.stats.map((s) => [s.healthDescription, s.value])).toEqual([['ports_not_open', 1]]);
     }
-    expect(logRecords(logFile, 'agent.workload_port_closed')).toHaveLength(1);
+    // One info line per failure counted toward the threshold (the failures after it are debug lines).
+    const counted = logRecords(logFile, 'agent.probe_check_failed').filter((r) => r.level === 'info');
+    expect(counted.map((r) => r.failuresInRow)).toEqual([1, 2]);
+    expect(logRecords(logFile, 'agent.liveness_failed')).toMatchObject([{ failureThreshold: 3 }]);
     const [stopped] = logRecords(logFile, 'agent.stopped');
+    expect(stopped).toMatchObject({ livenessDown: 1, livenessFailures: expect.any(Number) });
     expect((stopped as Record<string, number>).portsNotOpen).toBeGreaterThanOrEqual(3);
   });
 

@@ -169,7 +169,7 @@ describe('a takeover holding a tick of many members', () => {
     e.onOutput((envelope) => void out.push(envelope));
     reportRounds(e, members);
     const now = Date.now();
-    e.apply({ agentId: 'm-0', sequence: now, stats: [stat(0, 'ports_not_open', now)] });
+    e.apply({ agentId: 'm-0', sequence: now, stats: [{ ...stat(0, 'ports_not_open', now), value: 1 }] });
     vi.advanceTimersByTime(15_000 - (now % 15_000) + 100); // the tick, made whole meanwhile
     return { e, out, held: e.status().pendingOutputs };
   }

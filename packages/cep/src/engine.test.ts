@@ -162,6 +162,42 @@ describe('CepEngine', () => {
     expect(faults().map((f) => f.id)).toEqual(['MemberFaultEvent:m-1:6000', 'MemberFaultEvent:m-2:8000']);
   });
 
+  it('ports_not_open (README "Probes"): rounds of it alone fault once per life; a stale one or a 0 faults nobody', async () => {
+    const { e, faults } = engine();
+    e.activate(1);
+    // An agent whose liveness failed past its threshold: at once, then every round, ports_not_open alone.
+    e.apply(round('m-1', 1_000));
+    for (const t of [20_000, 30_000, 45_000, 60_000]) e.apply(batch(stat('m-1', 'ports_not_open', 1, t)));
+    await vi.advanceTimersByTimeAsync(180_000);
+    expect(faults().map((f) => [f.id, f.data.reason])).toEqual([['MemberFaultEvent:m-1:20000', 'ports_not_open']]);
+    // One older than the member's newest stat (resent after a failover, or late): a later round had none,
+    // so liveness passed then. Ignored, counted.
+    e.apply(round('m-2', 10_000));
+    e.apply(round('m-2', 25_000));
+    e.apply(batch(stat('m-2', 'ports_not_open', 1, 12_000)));
+    expect(e.status().stalePortsNotOpen).toBe(1);
+    // Value 0 says the port answers: a sign of life, no fault.
+    e.apply(batch(stat('m-2', 'ports_not_open', 0, 30_000)));
+    expect(faults().map((f) => f.data.memberId)).toEqual(['m-1']);
+    expect(e.status()).toMatchObject({ faulted: 1 });
+  });
+
+  it('an older agent’s round (figures, then ports_not_open after one missed answer) is still a fault at once', () => {
+    // The wire carries no agent version: its single miss cannot be told from a threshold reached.
+    const { e, faults } = engine();
+    e.activate(1);
+    e.apply(round('m-old', 1_000));
+    e.apply(
+      batch(
+        stat('m-old', 'load_average', 1, 16_000),
+        stat('m-old', 'memory_consumption', 1, 16_000),
+        stat('m-old', 'ports_not_open', 1, 16_001),
+      ),
+    );
+    expect(faults().map((f) => [f.id, f.data.reason])).toEqual([['MemberFaultEvent:m-old:16001', 'ports_not_open']]);
+    expect(e.status().stalePortsNotOpen).toBe(0);
+  });
+
   it('forget ends detection; late stats of the forgotten member are ignored, newer ones track it anew', async () => {
     const { e, faults, summaries } = engine({ summaryIntervalMs: 15_000 });
     e.activate(1);

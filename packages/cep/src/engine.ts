@@ -3,6 +3,7 @@ import type {
   Envelope,
   EnvelopeOf,
   HealthDescription,
+  HealthStat,
   HealthStatBatch,
   MemberIdentity,
   Metric,
@@ -76,6 +77,12 @@ export type CepCounters = {
   lateStats: number;
   /** Stats of a forgotten member, not newer than its last: ignored. */
   ignoredStats: number;
+  /**
+   * ports_not_open stats older than the member's newest stat: ignored. A later
+   * round without one says the workload answered its liveness probe then (a
+   * resend after a failover, a batch that came late).
+   */
+  stalePortsNotOpen: number;
   faultsDeclared: number;
   faultsEmitted: number;
   /**
@@ -184,6 +191,7 @@ class CepMonitor implements CepEngine {
     statsApplied: 0,
     lateStats: 0,
     ignoredStats: 0,
+    stalePortsNotOpen: 0,
     faultsDeclared: 0,
     faultsEmitted: 0,
     faultsReannounced: 0,
@@ -242,19 +250,36 @@ class CepMonitor implements CepEngine {
         // Newer than anything it sent before removal: a member id reused, or an agent that outlived its member.
         this.forgotten.delete(stat.memberId);
       }
-      // ports_not_open is a fault of its own (Stratos maps it straight to MemberFault), once per life;
-      // it starts no new life: a member faulted already stays faulted, and it carries no sample.
+      // ports_not_open (1) is a fault of its own (Stratos maps it straight to MemberFault), once per life;
+      // it starts no new life: a member faulted already stays faulted, and it carries no sample. An agent
+      // sends it once its liveness probe failed past its threshold (README "Probes"); an older agent after
+      // one missed answer, which this cannot tell apart (the wire has no agent version): a fault either way.
       if (stat.healthDescription === 'ports_not_open') {
-        this.detector.faultNow(stat, 'ports_not_open', stat.timestamp);
+        if (stat.value === 1) {
+          const known = this.detector.member(stat.memberId);
+          if (known && known.state !== 'faulted' && known.lastStatAt !== null && stat.timestamp < known.lastStatAt) {
+            this.counters.stalePortsNotOpen += 1;
+            continue;
+          }
+          this.detector.faultNow(stat, 'ports_not_open', stat.timestamp);
+          continue;
+        }
+        // 0: the port answers. A sign of life like any stat, without a sample.
+        this.touch(stat);
         continue;
       }
-      const touched = this.detector.touch(stat, stat.timestamp);
-      if (touched === 'late') this.counters.lateStats += 1;
-      else if (touched === 'revived')
-        this.log.info('member reporting again: a new life', { event: 'cep.member_revived', memberId: stat.memberId });
+      this.touch(stat);
       // A late stat is still a true sample of its time: it counts in the window.
       this.windows.add(stat, METRIC_OF[stat.healthDescription], stat.timestamp, stat.value);
     }
+  }
+
+  /** A stat arrived: the member's deadline restarts, or a faulted member starts a new life. */
+  private touch(stat: HealthStat): void {
+    const touched = this.detector.touch(stat, stat.timestamp);
+    if (touched === 'late') this.counters.lateStats += 1;
+    else if (touched === 'revived')
+      this.log.info('member reporting again: a new life', { event: 'cep.member_revived', memberId: stat.memberId });
   }
 
   activate(epoch: number, activation: CepActivation = {}): void {

@@ -65,7 +65,7 @@ describe('the CEP state as a stream', () => {
         });
       }
     }
-    a.apply({ agentId: 'x', sequence: 1, stats: [stat('p-ports', 'ports_not_open', 0, 4_000)] });
+    a.apply({ agentId: 'x', sequence: 1, stats: [stat('p-ports', 'ports_not_open', 1, 4_000)] });
     vi.advanceTimersByTime(3_000);
     a.apply({ agentId: 'y', sequence: 1, stats: [stat('p-late', 'requests_in_flight', 3, 4_500)] });
     vi.advanceTimersByTime(2_500); // all but p-late time out

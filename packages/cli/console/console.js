@@ -25,6 +25,13 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const badge = (state, text = state) => el('span', { class: 'badge', 'data-state': state }, text);
+
+/** `maintenance`, who, since when and why in its tooltip (`faultline maintenance on`). */
+function maintenanceBadge(m) {
+  const node = badge('maintenance');
+  node.title = `by ${m.by} since ${m.since.slice(11, 19)} UTC${m.reason ? `: ${m.reason}` : ''}`;
+  return node;
+}
 const time = (ms) => new Date(ms).toISOString().slice(11, 23);
 
 function age(fromIso, now) {
@@ -100,6 +107,8 @@ function renderState({ now, status }) {
           el('span', { class: 'muted' }, `min ${c.min}, max ${c.max}, ${c.members.length} member(s)`),
           c.faultStormHeldSince ? [' ', badge('held', `fault storm since ${c.faultStormHeldSince.slice(11, 19)}`)] : [],
           c.detectorSilent.map((d) => [' ', badge('held', `detector silent about ${d.networkPartitionId}`)]),
+          // Absent from an older supervisor's answer.
+          c.maintenance ? [' ', maintenanceBadge(c.maintenance)] : [],
         ),
         el(
           'table',
@@ -124,7 +133,13 @@ function renderState({ now, status }) {
                 'tr',
                 { 'data-member': m.memberId, 'data-state': m.state },
                 el('td', {}, memberButton(m.memberId)),
-                el('td', {}, badge(m.state), m.held ? [' ', badge('held', `fault held: ${m.held}`)] : []),
+                el(
+                  'td',
+                  {},
+                  badge(m.state),
+                  m.maintenance ? [' ', maintenanceBadge(m.maintenance)] : [],
+                  m.held ? [' ', badge('held', `fault held: ${m.held}`)] : [],
+                ),
                 el('td', {}, age(m.createdAt, now)),
                 el('td', {}, m.activatedAt ? age(m.activatedAt, now) : '–'),
               ),

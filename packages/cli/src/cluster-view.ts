@@ -1,11 +1,13 @@
 import {
   type ActionRecord,
+  type MaintenanceEntry,
   type MemberRecord,
   type MonitorState,
   parseMonitorState,
   readClusterStates,
   readLastActions,
   readLiveMembers,
+  readMaintenance,
 } from '@faultline/autoscaler';
 import {
   type LocalHandle,
@@ -37,6 +39,11 @@ export async function clusterStates(pool: pg.Pool): Promise<Map<string, MonitorS
     if (typeof state !== 'string') out.set(clusterId, state);
   }
   return out;
+}
+
+/** Every maintenance row (whole clusters and members), as the acting autoscaler reads them. */
+export async function maintenanceRows(pool: pg.Pool): Promise<MaintenanceEntry[]> {
+  return (await readMaintenance(pool)).entries;
 }
 
 /** The autoscaler's last `limit` decisions, newest first. */

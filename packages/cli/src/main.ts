@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `faultline` command: `stack up|down|status`, `console`, `explain`, `logs`, `chaos …`, `config …`.
+ * The `faultline` command: `stack up|down|status`, `console`, `explain`, `logs`, `chaos …`, `maintenance …`,
+ * `config …`.
  * Errors are one clear line on stderr and a non-zero exit; a bad
  * configuration or a bad argument exits 2 (naming the key or the argument),
  * before anything is contacted (and `stack up` when a platform service
@@ -25,8 +26,9 @@ import { stringify } from 'yaml';
 import { type CausalChain, formatChain } from './causal-chain.js';
 import { CHAOS_ACTIONS, isChaosAction, PAUSE_SECONDS_MAX, PAUSE_SECONDS_MIN, parseChaosRequest } from './chaos.js';
 import { callControl, readControlFile, waitStopped } from './control.js';
-import { ServiceFailedError, UsageError } from './errors.js';
+import { ControlError, ServiceFailedError, UsageError } from './errors.js';
 import { showLogs } from './logs.js';
+import { commandUser, formatMaintenance, type MaintenanceAnswer, parseMaintenanceRequest } from './maintenance.js';
 import { describeMosquittoExport, exportMosquittoConfig } from './mosquitto-export.js';
 import { requireExternalBrokerPasswords } from './platform-services.js';
 import { runDirOf, stackUp, stateDirOf } from './stack.js';
@@ -47,16 +49,21 @@ Usage:
   faultline chaos ACTION [TARGET]        kill-member [ID], kill-agent [ID], hang-member [ID],
                                          kill-broker a|b, kill-sp active|passive,
                                          pause-sp active [--seconds N]
+  faultline maintenance on|off CLUSTER [MEMBER] [--reason TEXT]
+                                         faults there logged and shown, not acted on; for a cluster
+                                         the minimum and scaling rules pause too
+  faultline maintenance status           what is in maintenance, since when, by whom, why
   faultline config validate|show|schema [--config FILE]
   faultline config mosquitto --node NAME --dir DIR [--config FILE]
   faultline --version
 
 Every command takes -h/--help and --json (machine-readable output). stack status|down, console,
-explain and chaos
+explain, chaos and maintenance
 find the running stack by --state-dir DIR (its .faultline folder), else FAULTLINE_STATE_DIR, else
 the nearest folder from here up that has one running. Exit codes: 0 done,
-1 failed, 2 a bad argument or configuration (nothing was contacted), 3 the stack is degraded
-(stack status). Colors only on a terminal; NO_COLOR or FORCE_COLOR=0 turns them off.`,
+1 failed, 2 a bad argument or configuration (nothing was contacted; for maintenance, also a
+cluster or member the running stack does not have), 3 the stack is degraded (stack status).
+Colors only on a terminal; NO_COLOR or FORCE_COLOR=0 turns them off.`,
   stack: `faultline stack up [--config FILE] | down [--no-wait] | status   (each: --json)
 
   up      starts PostgreSQL (embedded under .faultline/pg unless database.url or DATABASE_URL;
@@ -71,7 +78,9 @@ the nearest folder from here up that has one running. Exit codes: 0 done,
   down    asks the running supervisor to stop the stack and waits until it has (up to 2 minutes;
           everything it started has stopped by then); --no-wait returns at once
   status  the running stack's state; exits 3 when degraded (a service not up, not exactly one
-          active SP node, a broker down, a cluster holding its faults), the reasons on stderr`,
+          active SP node, a broker down, a cluster holding its faults in a fault storm or for a
+          silent detector), the reasons on stderr. Maintenance (faultline maintenance) is shown
+          but is not degraded: it is intended`,
   console: `faultline console [--state-dir DIR] [--json]
 
   Prints the URL of the running stack's web console (console.host:console.port, loopback by
@@ -116,6 +125,25 @@ the nearest folder from here up that has one running. Exit codes: 0 done,
 
   ID is a member id (letters, digits, ".", "_", "-"); anything else is refused (exit 2)
   before the supervisor is contacted.`,
+  maintenance: `faultline maintenance on|off CLUSTER [MEMBER] [--reason TEXT] | status   (each: --json, --state-dir DIR)
+
+  on CLUSTER [MEMBER]   puts the cluster, or one live member of it, in maintenance: its faults
+                        (a MemberFault, an absence, an instance found gone) are logged and shown
+                        (held, cause maintenance) and not acted on; for a whole cluster the minimum
+                        rule (no respawn) and the scaling rule (no spawn, no scale down) pause too.
+                        --reason TEXT: why (one line, at most 500 characters). Again on the same
+                        target: reason and who are updated, its start is kept
+  off CLUSTER [MEMBER]  ends it: the faults held for it are verified through the Iaas (answering:
+                        dropped; gone or not answering: terminated and replaced, once) and the
+                        rules resume. Ending what is not in maintenance is not an error
+  status                what is in maintenance: cluster, member, since, by whom, why
+
+  The registry keeps it (autoscaler_maintenance); the acting autoscaler reads it at every monitor
+  tick, so it takes effect within one tick (MaintenanceOn / MaintenanceOff on the timeline) and
+  survives a restart or a takeover. stack status and the console show it; it does not make the
+  stack degraded (it is intended). CLUSTER and MEMBER are ids (letters, digits, ".", "_", "-"):
+  anything else is refused (exit 2) before the supervisor is contacted; a cluster not in the
+  running stack's configuration, or a member it does not run, is refused by it (exit 2 as well).`,
 };
 
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
@@ -321,6 +349,30 @@ async function main(argv: string[]): Promise<number> {
       const request = parseChaosRequest({ action, target, seconds: values.seconds as string | undefined });
       const runDir = runDirOf(stateDirOf(values['state-dir'] as string | undefined));
       answer(await callControl(runDir, 'chaos', { ...request }), json);
+      return 0;
+    }
+    case 'maintenance': {
+      const { values, positionals, json, help } = parse(
+        args,
+        { reason: { type: 'string' }, 'state-dir': { type: 'string' } },
+        3,
+      );
+      if (help) return usage(text);
+      const [op, clusterId, memberId] = positionals;
+      const who = op === 'on' ? { by: commandUser() } : {};
+      const body = { op: op ?? '(none)', clusterId, memberId, reason: values.reason, ...who };
+      // Checked here, before the supervisor is contacted, and again by the supervisor.
+      parseMaintenanceRequest(body);
+      const runDir = runDirOf(stateDirOf(values['state-dir'] as string | undefined));
+      let result: MaintenanceAnswer;
+      try {
+        result = (await callControl(runDir, 'maintenance', body)) as MaintenanceAnswer;
+      } catch (error) {
+        // A cluster the running stack does not have (only it knows the configuration it runs): a bad argument too.
+        if (error instanceof ControlError && error.code === 'FL_ERR_USAGE') throw new UsageError(error.message);
+        throw error;
+      }
+      print(json ? JSON.stringify(result, null, 2) : formatMaintenance(result));
       return 0;
     }
     default:

@@ -27,6 +27,7 @@ import { startControl } from './control.js';
 import { prepareEmbeddedPostgres } from './embedded-postgres.js';
 import { UsageError } from './errors.js';
 import { stopLeftoverPostmaster } from './leftover-postmaster.js';
+import { maintenanceHandler } from './maintenance.js';
 import { issueBrokerPasswords, platformServices, reportExternalBrokers } from './platform-services.js';
 import { linuxServiceTable, type ServiceProcessTable } from './process-table.js';
 import { ServiceRecords, stopLeftovers } from './service-records.js';
@@ -297,6 +298,7 @@ async function runStack(
           return 'stopping';
         },
         chaos: chaosHandler({ pool: registry, supervisor, spNodes: config.streamProcessor.nodes, clock }, logger),
+        maintenance: maintenanceHandler({ pool: registry, clusters: config.clusters }, logger),
       },
       logger,
       clock,

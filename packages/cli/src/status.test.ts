@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatStatus, type StackStatus } from './status.js';
+import { degraded, formatStatus, type StackStatus } from './status.js';
 
 const status: StackStatus = {
   services: [
@@ -22,5 +22,57 @@ describe('formatStatus', () => {
       '  sp-1           up          pid 2484     1 restart',
       '  autoscaler-a   restarting  pid -        3 restarts',
     ]);
+  });
+});
+
+describe('maintenance in the status', () => {
+  const since = '2026-12-01T10:02:11.000Z';
+  const inMaintenance: StackStatus = {
+    ...status,
+    services: [],
+    sp: [{ node: 'sp-1', role: 'ACTIVE', epoch: 1, passiveLink: 'ready', lag: null, thriftPort: 1 }],
+    clusters: [
+      {
+        id: 'web',
+        min: 3,
+        max: 3,
+        faultStormHeldSince: null,
+        detectorSilent: [],
+        maintenance: { clusterId: 'web', memberId: null, reason: 'kernel upgrade', by: 'alice@ops-1', since },
+        members: [
+          {
+            memberId: 'web-aaaaaa',
+            state: 'Active',
+            held: 'maintenance',
+            maintenance: null,
+            createdAt: since,
+            activatedAt: since,
+          },
+          {
+            memberId: 'web-bbbbbb',
+            state: 'Active',
+            held: null,
+            maintenance: { clusterId: 'web', memberId: 'web-bbbbbb', reason: '', by: 'bob@ops-2', since },
+            createdAt: since,
+            activatedAt: since,
+          },
+        ],
+      },
+    ],
+  };
+
+  it('shows the cluster’s and each member’s maintenance, and faults held for it', () => {
+    const lines = formatStatus(inMaintenance).split('\n');
+    const at = lines.indexOf('CLUSTERS');
+    expect(lines.slice(at + 1, at + 5)).toEqual([
+      '  web (min 3, max 3): 2 member(s)',
+      '    MAINTENANCE by alice@ops-1 since 10:02:11: kernel upgrade: faults held, minimum and scaling rules paused',
+      '    web-aaaaaa               Active  (fault held: maintenance)',
+      '    web-bbbbbb               Active  (maintenance by bob@ops-2 since 10:02:11)',
+    ]);
+  });
+
+  it('is not degraded: maintenance is intended', () => {
+    expect(degraded(inMaintenance)).toEqual([]);
   });
 });

@@ -1,6 +1,7 @@
 import { escapeControlChars, type FaultlineConfig } from '@faultline/core';
 import type pg from 'pg';
-import { type ActionRow, clusterStates, lastActions, liveMembers } from './cluster-view.js';
+import { type ActionRow, clusterStates, lastActions, liveMembers, maintenanceRows } from './cluster-view.js';
+import { type MaintenanceRow, maintenanceRow } from './maintenance.js';
 import { portAnswers, spStatus } from './probes.js';
 import type { ServiceView } from './supervisor.js';
 
@@ -26,8 +27,23 @@ export interface StackStatus {
     faultStormHeldSince: string | null;
     /** Network partitions the fault detector is silent about: fault-driven actions there are held. */
     detectorSilent: { networkPartitionId: string; since: string }[];
-    /** `held` names why a fault of the member is held (`storm` or `silent`), else null. Times ISO. */
-    members: { memberId: string; state: string; held: string | null; createdAt: string; activatedAt: string | null }[];
+    /**
+     * The whole cluster's maintenance (`faultline maintenance on CLUSTER`), or null: its faults are
+     * held, its minimum and scaling rules paused. Intended, so not degraded.
+     */
+    maintenance: MaintenanceRow | null;
+    /**
+     * `held` names why a fault of the member is held (`storm`, `silent` or `maintenance`), else null;
+     * `maintenance` is the member's own (`faultline maintenance on CLUSTER MEMBER`), else null. Times ISO.
+     */
+    members: {
+      memberId: string;
+      state: string;
+      held: string | null;
+      maintenance: MaintenanceRow | null;
+      createdAt: string;
+      activatedAt: string | null;
+    }[];
   }[];
   actions: ActionRow[];
 }
@@ -64,15 +80,23 @@ export async function stackStatus(
   );
   const members = await liveMembers(pool).catch(() => []);
   const states = await clusterStates(pool).catch(() => new Map<string, never>());
+  const maintenance = await maintenanceRows(pool).catch(() => []);
   const iso = (ms: number) => new Date(ms).toISOString();
   const clusters = config.clusters.map((c) => {
     const state = states.get(c.id);
     const held = new Map((state?.faults.held ?? []).map((h) => [h.memberId, h.cause]));
+    const rows = maintenance.filter((m) => m.clusterId === c.id);
+    const whole = rows.find((m) => m.memberId === null);
+    const own = (memberId: string) => {
+      const row = rows.find((m) => m.memberId === memberId);
+      return row ? maintenanceRow(row) : null;
+    };
     return {
       id: c.id,
       min: c.min,
       max: c.max,
       faultStormHeldSince: state?.faults.stormHeldSince == null ? null : iso(state.faults.stormHeldSince),
+      maintenance: whole ? maintenanceRow(whole) : null,
       detectorSilent: (state?.detectorSilent ?? []).map((d) => ({
         networkPartitionId: d.networkPartitionId,
         since: iso(d.since),
@@ -83,6 +107,7 @@ export async function stackStatus(
           memberId: m.memberId,
           state: m.state,
           held: held.get(m.memberId) ?? null,
+          maintenance: own(m.memberId),
           createdAt: iso(m.createdAt),
           activatedAt: m.activatedAt === null ? null : iso(m.activatedAt),
         })),
@@ -97,12 +122,12 @@ export async function stackStatus(
   };
 }
 
-/** The status as a readable block of tables; what came from the registry (a reason) has its control characters escaped. */
 /**
  * Why the stack runs degraded, or nothing: a platform service not up, not
  * exactly one SP node active, an SP node not answering, a broker down, or a
  * cluster holding faults (a storm, a silent detector). `stack status` exits
- * non-zero then, so a script or a probe can tell.
+ * non-zero then, so a script or a probe can tell. Maintenance is not among
+ * them: an operator asked for it, and its held faults are what it is for.
  */
 export function degraded(status: StackStatus): string[] {
   const reasons: string[] = [];
@@ -118,6 +143,14 @@ export function degraded(status: StackStatus): string[] {
   return reasons;
 }
 
+const HELD: Record<string, string> = { storm: 'fault storm', silent: 'detector silent', maintenance: 'maintenance' };
+
+/** `by alice@host since 10:02:11: why` */
+function maintenanceText(m: MaintenanceRow): string {
+  return `by ${m.by} since ${m.since.slice(11, 19)}${m.reason ? `: ${m.reason}` : ''}`;
+}
+
+/** The status as a readable block of tables; what came from the registry (a reason) has its control characters escaped. */
 export function formatStatus(status: StackStatus): string {
   const lines: string[] = [];
   if (status.services.length > 0) {
@@ -145,9 +178,12 @@ export function formatStatus(status: StackStatus): string {
         `    DETECTOR SILENT about ${d.networkPartitionId} since ${d.since.slice(11, 19)}: fault-driven actions held, held members verified`,
       );
     if (c.faultStormHeldSince) lines.push(`    FAULT STORM held since ${c.faultStormHeldSince.slice(11, 19)}`);
+    // Older supervisors' JSON has no maintenance fields.
+    if (c.maintenance)
+      lines.push(`    MAINTENANCE ${maintenanceText(c.maintenance)}: faults held, minimum and scaling rules paused`);
     for (const m of c.members)
       lines.push(
-        `    ${m.memberId.padEnd(24)} ${m.state}${m.held ? `  (fault held: ${m.held === 'storm' ? 'fault storm' : 'detector silent'})` : ''}`,
+        `    ${m.memberId.padEnd(24)} ${m.state}${m.maintenance ? `  (maintenance ${maintenanceText(m.maintenance)})` : ''}${m.held ? `  (fault held: ${HELD[m.held] ?? m.held})` : ''}`,
       );
   }
   lines.push('LAST AUTOSCALER ACTIONS');

@@ -86,6 +86,20 @@ export interface AdoptResult {
  */
 export type ProbeAnswer = 'answering' | 'failing' | 'gone';
 
+/**
+ * How a `restartAgent()` ended, with a reason for the log and the autoscaler's record:
+ * - `restarted`: a new agent runs in the instance (started now, or by an
+ *   earlier request whose answer was lost); `instance` names it, to be kept
+ *   where the member's instance is kept (the autoscaler's registry);
+ * - `running`: the agent the driver knows of still runs: none was started;
+ * - `gone`: the instance does not run, or the driver does not know it;
+ * - `failed`: it runs, but no new agent could be seen running in time (its
+ *   workload is stopped, cannot start one, or did not).
+ */
+export type AgentRestartResult =
+  | { outcome: 'restarted'; instance: MemberInstance; reason: string }
+  | { outcome: 'running' | 'gone' | 'failed'; reason: string };
+
 export interface Iaas {
   /** The driver's name, recorded in every instance it spawns (`local`). */
   readonly name: string;
@@ -125,6 +139,16 @@ export interface Iaas {
    * `failing`. Never rejects but after close().
    */
   probe(memberId: string): Promise<ProbeAnswer>;
+  /**
+   * The smallest repair of a member whose workload still answers but whose
+   * agent is silent (README "Autoscaler → Second witness"): the instance
+   * starts a new cartridge agent if, and only if, its agent is gone, and the
+   * instance is kept. Idempotent: a call while one is under way shares its
+   * answer, and a repeated request starts no second agent. Bounded in time
+   * (local: `agentRestartTimeoutMs`). A driver that cannot restart an agent
+   * answers `failed`. Never rejects but after close().
+   */
+  restartAgent(memberId: string): Promise<AgentRestartResult>;
   /** Stops the driver itself. Members keep running: they belong to the registry, not to this process. Idempotent. */
   close(): Promise<void>;
 }

@@ -1,7 +1,8 @@
-export { agentSettingsFrom } from './agent-settings.js';
+export { agentSettingsFrom, type DriverAgentSettings, memberAgentSettings } from './agent-settings.js';
 export type { AgentTargetsSync } from './agent-targets.js';
 export type {
   AdoptResult,
+  AgentRestartResult,
   CartridgeMemberIdentity,
   Iaas,
   MemberInstance,
@@ -12,6 +13,7 @@ export type {
   TerminateResult,
 } from './iaas.js';
 export {
+  AGENT_RESTART_SIGNAL,
   type Launcher,
   type LaunchRequest,
   parseReadyReport,

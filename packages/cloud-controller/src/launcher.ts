@@ -7,11 +7,27 @@ import { z } from 'zod';
 import { checkMemberReach, commandRunner, type MemberUser, memberIdentity, type ReachCheck } from './member-user.js';
 import { describeIssues, intIn, issuesOf, portSchema } from './validate.js';
 
-/** What the workload writes to its ready file once it listens and has started its agent. */
+/**
+ * The signal the local driver sends a member's workload (its pid, checked by
+ * start time) to have it start a new cartridge agent when its agent is gone
+ * (README "Autoscaler → Second witness"). The workload handles it from its
+ * first line (workload-main.ts), so it never ends one.
+ */
+export const AGENT_RESTART_SIGNAL: NodeJS.Signals = 'SIGUSR2';
+
+/**
+ * What the workload writes to its ready file once it listens and has started
+ * its agent, and again, whole, each time it starts a new agent.
+ */
 export interface ReadyReport {
   pid: number;
   port: number;
   agentPid: number;
+  /**
+   * New agents it started on the driver's request (0 at first): absent from
+   * the report of a workload that cannot start one (an earlier version).
+   */
+  agentRestarts?: number | undefined;
 }
 
 export interface LaunchRequest {
@@ -55,7 +71,12 @@ export class SpawnError extends FaultlineError {
 }
 
 const readyReportSchema = z.object(
-  { pid: intIn(2, 2 ** 31 - 1), port: portSchema, agentPid: intIn(2, 2 ** 31 - 1) },
+  {
+    pid: intIn(2, 2 ** 31 - 1),
+    port: portSchema,
+    agentPid: intIn(2, 2 ** 31 - 1),
+    agentRestarts: intIn(0, 2 ** 31 - 1).optional(),
+  },
   { error: 'not an object' },
 );
 

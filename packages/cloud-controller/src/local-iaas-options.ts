@@ -15,6 +15,7 @@ import {
   withDefaults,
 } from '@faultline/core';
 import { type AgentSettings, agentSettingsSchema } from '@faultline/protocol';
+import type { DriverAgentSettings } from './agent-settings.js';
 import type { Launcher } from './launcher.js';
 import { linuxProcessTable, type ProcessTable } from './proc-table.js';
 import { linuxSocketTable, type SocketTable } from './socket-table.js';
@@ -34,7 +35,7 @@ export interface LocalIaasOptions {
    * Needed to spawn; a driver that only adopts and terminates (a CLI stop, a
    * test's cleanup) goes without. @default none
    */
-  agent?: AgentSettings;
+  agent?: DriverAgentSettings;
   /**
    * The platform's member key (`security.memberKeyFile`): each member is
    * spawned with its credential issued under it (`issueMemberCredential`).
@@ -89,6 +90,12 @@ export interface LocalIaasOptions {
    */
   probeTimeoutMs?: number;
   /**
+   * Longest wait in restartAgent() for the new agent a member's workload
+   * starts on request (README "Autoscaler → Second witness"); later is
+   * `failed`. @default DEFAULTS.agentRestartTimeoutMs (10 000)
+   */
+  agentRestartTimeoutMs?: number;
+  /**
    * Most instance records one discover() looks at (`<runDir>/instances`),
    * and most entries of the agent target folder its sync looks at; the rest
    * are left for a later call, logged and counted. @default 10_000
@@ -136,6 +143,10 @@ export interface LocalIaasCounters {
   recordFailed: number;
   /** probe() answers of a running member whose workload did not answer 200 in time. */
   probesFailing: number;
+  /** restartAgent() calls that ended with a new agent recorded (`restarted`). */
+  agentsRestarted: number;
+  /** restartAgent() calls of a running member that ended without one (`failed`). */
+  agentRestartsFailed: number;
   /**
    * Writes and removals in the agent target folder that failed, a folder it
    * could not use, a socket table too large to read whole (each logged).
@@ -154,7 +165,7 @@ export interface LocalIaasCounters {
 }
 
 export interface ResolvedLocalIaasOptions extends Required<Omit<LocalIaasOptions, 'agent' | 'launcher' | 'memberKey'>> {
-  agent: AgentSettings | undefined;
+  agent: DriverAgentSettings | undefined;
   memberKey: Buffer | undefined;
   launcher: Launcher | undefined;
 }
@@ -177,6 +188,7 @@ export function resolveLocalIaasOptions(input: LocalIaasOptions): ResolvedLocalI
       pollMs: 50,
       killWaitMs: 5_000,
       probeTimeoutMs: 2_000,
+      agentRestartTimeoutMs: DEFAULTS.agentRestartTimeoutMs as number,
       discoverMaxRecords: 10_000,
       memberLogLevel: 'info' as LogLevel,
       defaultLatencyMs: DEFAULTS.workloadLatencyMs as number,

@@ -1,10 +1,12 @@
 import path from 'node:path';
-import { ClosedError, ConfigError, DEFAULTS, FaultlineError, mkdirPrivate, once } from '@faultline/core';
+import { ClosedError, ConfigError, DEFAULTS, FaultlineError, mkdirPrivate, once, sleep } from '@faultline/core';
 import { encodeMemberEnv, issueMemberCredential, memberIdentityOf } from '@faultline/protocol';
+import { memberAgentSettings } from './agent-settings.js';
 import { AGENT_METRICS_PORT_FILE, type AgentTargetsSync, agentTargets } from './agent-targets.js';
 import { getHealthz } from './healthz-probe.js';
 import type {
   AdoptResult,
+  AgentRestartResult,
   Iaas,
   MemberInstance,
   MemberSpec,
@@ -22,7 +24,7 @@ import {
   removeRecord,
   writeRecord,
 } from './instance-records.js';
-import { processLauncher, readReadyFile, SpawnError } from './launcher.js';
+import { AGENT_RESTART_SIGNAL, processLauncher, type ReadyReport, readReadyFile, SpawnError } from './launcher.js';
 import {
   checkAgentSettings,
   type LocalIaasCounters,
@@ -30,7 +32,7 @@ import {
   resolveLocalIaasOptions,
 } from './local-iaas-options.js';
 import { checkInstance, goneReason, type LocalInstance } from './local-instance.js';
-import { type LocalHandle, ownsGroup, processState, stopGroup } from './member-processes.js';
+import { type LocalHandle, ownsGroup, type ProcessRef, processState, stopGroup } from './member-processes.js';
 import { assertProcfs, linuxProcessTable } from './proc-table.js';
 import { type MemberSpecError, validateSpec } from './validate.js';
 
@@ -66,6 +68,13 @@ const MEMBER_PASSED_ENV: readonly string[] = [
   'FORCE_COLOR',
   'NO_COLOR',
 ];
+
+/**
+ * While restartAgent() waits for the new agent, the request is sent again this
+ * often: a workload that had not yet seen its agent exit when the first came
+ * answers the next (a request when the agent runs starts nothing).
+ */
+const AGENT_RESTART_RESEND_MS = 1_000;
 
 /** PATH for a member when the driver has none. */
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -133,6 +142,8 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     discoverTruncated: 0,
     recordFailed: 0,
     probesFailing: 0,
+    agentsRestarted: 0,
+    agentRestartsFailed: 0,
     targetFileFailed: 0,
     targetsWritten: 0,
     targetsRemoved: 0,
@@ -146,6 +157,7 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
   const members = new Map<string, LocalInstance>();
   const spawning = new Set<string>();
   const stopping = new Map<string, Promise<TerminateResult>>();
+  const restarting = new Map<string, Promise<AgentRestartResult>>();
   let closed = false;
 
   const ensureOpen = () => {
@@ -246,7 +258,8 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
       throw ConfigError.forKey('security.memberKeyFile', 'the local driver needs the member key to spawn a member');
     }
     const { memberId, workload: workloadSpec } = checked.value;
-    const agentChecked = checkAgentSettings(options.agent, memberId);
+    // Its own cluster's probes (README "Probes"), checked with the rest: a bad one refuses the spawn.
+    const agentChecked = checkAgentSettings(memberAgentSettings(options.agent, checked.value.clusterId), memberId);
     if (!agentChecked.ok) refuse(agentChecked.error);
     const agentSettings = agentChecked.value;
     if (members.has(memberId) || spawning.has(memberId)) throw new MemberExistsError(memberId);
@@ -581,6 +594,136 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     return 'failing';
   };
 
+  /**
+   * The agent process `ref` names when it is alive and in the member's group
+   * (a process of another group, or a zombie, is no agent of this member).
+   */
+  const liveAgent = (handle: LocalHandle, ref: ProcessRef | null): ProcessRef | undefined => {
+    if (!ref || ref.pid === handle.workload.pid || processState(table, handle, ref) === 'gone') return undefined;
+    return table.stat(ref.pid)?.pgid === handle.pgid ? ref : undefined;
+  };
+
+  /** The agent a ready report of the member's workload names, when it is alive in the member's group. */
+  const reportedAgent = (handle: LocalHandle, report: ReadyReport | string | undefined): ProcessRef | undefined => {
+    if (typeof report !== 'object' || report.pid !== handle.workload.pid) return undefined;
+    const stat = table.stat(report.agentPid);
+    return stat ? liveAgent(handle, { pid: report.agentPid, startTime: stat.startTime }) : undefined;
+  };
+
+  /**
+   * The member's instance as it is now, with `agent` its agent: recorded
+   * (memory and record file) and returned, unless the member was terminated
+   * or forgotten meanwhile.
+   */
+  const keepAgent = (
+    instance: LocalInstance,
+    agent: ProcessRef,
+    started: number,
+    how: string,
+  ): AgentRestartResult | undefined => {
+    if (members.get(instance.memberId) !== instance || stopping.has(instance.memberId) || closed) return undefined;
+    const updated: LocalInstance = { ...instance, handle: { ...instance.handle, agent } };
+    members.set(instance.memberId, updated);
+    record(updated);
+    counters.agentsRestarted += 1;
+    log.info('member agent restarted', {
+      event: 'local_iaas.agent_restarted',
+      memberId: instance.memberId,
+      agentPid: agent.pid,
+      previousAgentPid: instance.handle.agent?.pid ?? null,
+      how,
+      elapsedMs: clock.monotonicNow() - started,
+    });
+    return {
+      outcome: 'restarted',
+      instance: structuredClone(updated),
+      reason: `${how}: a new agent (pid ${agent.pid}) runs in its process group`,
+    };
+  };
+
+  /**
+   * One restart of a member's agent (README "Autoscaler → Second witness"),
+   * decided from what runs now: the workload by pid and start time, the
+   * recorded agent, the agent the workload's ready report names. The workload
+   * is asked (AGENT_RESTART_SIGNAL to its pid, never to a reused one) and
+   * starts an agent only if its own is gone; the driver waits, polling, on
+   * its clock, for a report naming a live agent of the group.
+   */
+  const restartOnce = async (memberId: string): Promise<AgentRestartResult> => {
+    const started = clock.monotonicNow();
+    const instance = members.get(memberId);
+    if (!instance) return { outcome: 'gone', reason: 'the driver does not know it' };
+    const { handle } = instance;
+    const failed = (reason: string): AgentRestartResult => {
+      counters.agentRestartsFailed += 1;
+      log.warn('member agent not restarted', { event: 'local_iaas.agent_restart_failed', memberId, reason });
+      return { outcome: 'failed', reason };
+    };
+    /** Why the member can no longer be repaired, or undefined while it can. */
+    const lost = (): AgentRestartResult | undefined => {
+      if (closed) return failed('the driver was closed meanwhile');
+      if (members.get(memberId) !== instance || stopping.has(memberId)) return failed('it is being terminated');
+      const state = processState(table, handle, handle.workload);
+      if (state === 'gone') return { outcome: 'gone', reason: goneReason(table, handle) ?? 'the workload exited' };
+      if (state === 'stopped') return failed('its workload is stopped (SIGSTOP): it cannot start an agent');
+      return undefined;
+    };
+    const early = lost();
+    if (early) return early;
+    const recorded = liveAgent(handle, handle.agent);
+    if (recorded) return { outcome: 'running', reason: `its agent (pid ${recorded.pid}) still runs: none was started` };
+    const readyFile = path.join(workDirOf(memberId), 'ready.json');
+    const first = await readReadyFile(readyFile);
+    // Started by an earlier request whose answer was lost (a driver that died meanwhile): that one is kept.
+    const already = reportedAgent(handle, first);
+    if (already)
+      return (
+        keepAgent(instance, already, started, 'found started earlier') ?? lost() ?? failed('it was forgotten meanwhile')
+      );
+    if (typeof first !== 'object') return failed(`its ready report cannot be read (${first ?? 'no ready file'})`);
+    if (first.pid !== handle.workload.pid) return failed(`its ready report names pid ${first.pid}`);
+    if (first.agentRestarts === undefined)
+      return failed('its workload cannot start a new agent (it was started by an earlier version)');
+    const deadline = started + options.agentRestartTimeoutMs;
+    let sentAt: number | undefined;
+    for (;;) {
+      const stopped = lost();
+      if (stopped) return stopped;
+      const now = clock.monotonicNow();
+      if (sentAt === undefined || now - sentAt >= AGENT_RESTART_RESEND_MS) {
+        // The pid is the workload's: lost() has just checked its start time.
+        let delivered: boolean;
+        try {
+          delivered = table.kill(handle.workload.pid, AGENT_RESTART_SIGNAL);
+        } catch (error) {
+          return failed(`its workload cannot be signalled (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+        }
+        if (!delivered) return { outcome: 'gone', reason: 'the workload exited' };
+        sentAt = now;
+      }
+      await sleep(clock, options.pollMs);
+      const agent = reportedAgent(handle, await readReadyFile(readyFile));
+      if (agent)
+        return (
+          keepAgent(instance, agent, started, 'its workload started one') ??
+          lost() ??
+          failed('it was forgotten meanwhile')
+        );
+      if (clock.monotonicNow() >= deadline)
+        return failed(`no new agent reported within ${options.agentRestartTimeoutMs} ms`);
+    }
+  };
+
+  /** One restart per member at a time: a request while one is under way shares its answer. */
+  const restartAgent = (memberId: string): Promise<AgentRestartResult> => {
+    if (closed) return Promise.reject(new ClosedError('local iaas'));
+    const running = restarting.get(memberId);
+    if (running) return running;
+    const result = restartOnce(memberId).finally(() => restarting.delete(memberId));
+    restarting.set(memberId, result);
+    return result;
+  };
+
   return {
     name: 'local',
     counters,
@@ -593,6 +736,7 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     adopt,
     discover,
     probe,
+    restartAgent,
     isRunning: async (memberId) => {
       ensureOpen();
       const instance = members.get(memberId);
@@ -604,8 +748,8 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     },
     close: once(async () => {
       closed = true;
-      // Members keep running; only stops already under way are finished.
-      await Promise.allSettled([...stopping.values()]);
+      // Members keep running; only stops and agent restarts already under way are finished.
+      await Promise.allSettled([...stopping.values(), ...restarting.values()]);
     }),
   };
 }

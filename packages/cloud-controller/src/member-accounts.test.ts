@@ -42,6 +42,7 @@ function mapIaas() {
       return [...members.values()];
     },
     probe: async (memberId) => (members.has(memberId) ? 'answering' : 'gone'),
+    restartAgent: async () => ({ outcome: 'failed', reason: 'not in this test' }),
     close: async () => {},
   };
   return { iaas, state, strays };

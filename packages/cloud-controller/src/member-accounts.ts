@@ -114,6 +114,8 @@ export function withMemberAccounts(iaas: Iaas, accounts: MemberAccounts, options
       return found;
     },
     probe: (memberId) => iaas.probe(memberId),
+    // The member keeps its instance, so its account: its new agent logs in with the same credential.
+    restartAgent: (memberId) => iaas.restartAgent(memberId),
     adopt: async (instances) => {
       const result = await iaas.adopt(instances);
       await synced();

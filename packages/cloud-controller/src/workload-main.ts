@@ -5,14 +5,21 @@
  * Everything comes from the member environment (README "Members"): it listens
  * on a free port of FAULTLINE_WORKLOAD_HOST, starts the cartridge agent
  * (FAULTLINE_AGENT_MAIN) with FAULTLINE_WORKLOAD_PORT, and writes
- * `{ pid, port, agentPid }` to FAULTLINE_WORKLOAD_READY_FILE.
+ * `{ pid, port, agentPid, agentRestarts }` to FAULTLINE_WORKLOAD_READY_FILE. On
+ * SIGUSR2 it starts a new agent if its agent is gone, and writes the file again.
  */
 import { createLogger, runMain } from '@faultline/core';
 import type { WorkloadEnv } from '@faultline/protocol';
-import { readWorkloadEnv, startWorkloadService } from './workload-service.js';
+import { AGENT_RESTART_SIGNAL } from './launcher.js';
+import { readWorkloadEnv, startWorkloadService, type WorkloadService } from './workload-service.js';
 
 // Assigned by the first step of runMain, which always runs before the second.
 let config!: WorkloadEnv;
+let service: WorkloadService | undefined;
+
+// The driver's request for a new agent (README "Autoscaler → Second witness"), handled from the first
+// line: the signal's default action would end the workload. Before the service runs there is no agent to replace.
+process.on(AGENT_RESTART_SIGNAL, () => void service?.restartAgent());
 
 await runMain(
   // The environment is read before the logger exists because the logger's
@@ -27,5 +34,8 @@ await runMain(
       console: config.logDir ? 'none' : 'json',
     });
   },
-  ({ logger }) => startWorkloadService(config, logger, process.env),
+  async ({ logger }) => {
+    service = await startWorkloadService(config, logger, process.env);
+    return service;
+  },
 );

@@ -217,6 +217,46 @@ describe('local driver with real members', () => {
     expect((await iaas.terminate('agent-down')).outcome).toBe('unknown');
   });
 
+  it('restartAgent: a member whose agent was SIGKILLed gets a new one, recorded; one whose agent runs, none; a gone one says gone', async () => {
+    const runDir = tempDir();
+    const iaas = driver(runDir, { agentRestartTimeoutMs: 10_000 });
+    const handle = handleOf(await iaas.spawn(spec('witnessed')));
+    await waitFor(() => sp.batchesOf('witnessed').length >= 1, 'first stats');
+    // Its agent runs: nothing is started.
+    expect(await iaas.restartAgent('witnessed')).toMatchObject({ outcome: 'running' });
+    expect(groupOf(handle.pgid)).toEqual([handle.workload.pid, handle.agent?.pid].sort((a = 0, b = 0) => a - b));
+
+    process.kill(handle.agent?.pid ?? 0, 'SIGKILL');
+    await waitFor(() => groupOf(handle.pgid).length === 1, 'the agent gone');
+    const firstAgentIds = new Set(sp.batchesOf('witnessed').map((b) => b.agentId));
+    const result = await iaas.restartAgent('witnessed');
+    expect(result.outcome).toBe('restarted');
+    const instance = result.outcome === 'restarted' ? result.instance : undefined;
+    const renewed = handleOf(instance as MemberInstance);
+    // The same instance (workload, group, address), a new agent of its group, and the driver knows it.
+    expect(renewed.workload).toEqual(handle.workload);
+    expect(instance?.address).toEqual((await iaas.list())[0]?.address);
+    expect(renewed.agent?.pid).not.toBe(handle.agent?.pid);
+    expect(linuxProcessTable.stat(renewed.agent?.pid ?? 0)?.pgid).toBe(handle.pgid);
+    expect(groupOf(handle.pgid)).toEqual([handle.workload.pid, renewed.agent?.pid].sort((a = 0, b = 0) => a - b));
+    expect(localHandle((await iaas.list())[0] as MemberInstance)?.agent).toEqual(renewed.agent);
+    const record = JSON.parse(readFileSync(path.join(runDir, 'instances', 'member-witnessed.json'), 'utf8'));
+    expect(record.handle.agent).toEqual(renewed.agent);
+    // Its stats resume, from a new agent (a new agent id), with the member's own credential.
+    await waitFor(
+      () => sp.batchesOf('witnessed').some((b) => !firstAgentIds.has(b.agentId)),
+      'stats from the new agent',
+    );
+    // A second request starts no second agent.
+    expect(await iaas.restartAgent('witnessed')).toMatchObject({ outcome: 'running' });
+    expect(groupOf(handle.pgid)).toHaveLength(2);
+
+    process.kill(-handle.pgid, 'SIGKILL');
+    await waitFor(() => groupOf(handle.pgid).length === 0, 'the group gone');
+    expect(await iaas.restartAgent('witnessed')).toMatchObject({ outcome: 'gone' });
+    expect(iaas.counters).toMatchObject({ agentsRestarted: 1, agentRestartsFailed: 0 });
+  });
+
   it('names no target for a port its agent does not listen on: a member pointing Prometheus elsewhere', async () => {
     const runDir = tempDir();
     const logger = createMemoryLogger();

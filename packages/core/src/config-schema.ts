@@ -346,6 +346,143 @@ const thresholdsSchema = z.strictObject({
   loadAverage: z.number().positive().default(DEFAULTS.thresholds.loadAverage),
 });
 
+/** The probes of a member (README "Probes"), each run by its cartridge agent next to its workload. */
+export const PROBE_KINDS = ['liveness', 'readiness', 'startup'] as const;
+export type ProbeKind = (typeof PROBE_KINDS)[number];
+
+/** Largest JSON of a cluster's probes: FAULTLINE_AGENT_PROBES stays far below the kernel's bound of one variable (128 KiB). */
+export const MAX_PROBES_JSON_CHARS = 16 * 1024;
+
+/** The longest delay a Node timer takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const probeMs = z.number().int().positive().max(MAX_TIMER_MS);
+const probeCount = z.number().int().min(1).max(1_000);
+
+/** What every probe type has: when it runs, how long a check may take, how many results in a row count. */
+const probeTiming = {
+  /**
+   * Between the starts of two checks; a check still running when the next is
+   * due delays it (a probe never overlaps itself).
+   * @default agent.statIntervalMs (liveness, readiness); the agent's activation poll, 1 000 (startup)
+   */
+  periodMs: probeMs.optional(),
+  /** A check not passed within this failed (the connection is closed, the command killed). */
+  timeoutMs: probeMs.default(DEFAULTS.probes.timeoutMs),
+  /** Passes in a row that make a failing probe pass again (and the startup probe pass). */
+  successThreshold: probeCount.default(DEFAULTS.probes.successThreshold),
+};
+
+/** An HTTP path as a request line takes it: from `/`, no space or control character. */
+const probePath = z
+  .string()
+  .max(1_024)
+  .regex(/^\/[!-~]*$/, 'must start with / and hold no space or control character');
+
+/**
+ * One probe: `http` (GET `path` on the workload's host, on `port` or the
+ * workload's own; passes when the status is `expectStatus`), `tcp` (a connect
+ * to `port` or the workload's) or `exec` (`command`, an argv run without a
+ * shell, as the member's user, in the member's folder; passes on exit 0).
+ * `failureThreshold` is added per kind (the startup probe has none).
+ */
+const probeTypes = <T extends z.ZodRawShape>(extra: T) =>
+  z.discriminatedUnion(
+    'type',
+    [
+      z.strictObject({
+        type: z.literal('http'),
+        /** @default /stats (liveness, readiness), /healthz (startup): the routes the agent has always read */
+        path: probePath.optional(),
+        expectStatus: z.number().int().min(100).max(599).default(DEFAULTS.probes.expectStatus),
+        port: z.number().int().min(1).max(65_535).optional(),
+        ...probeTiming,
+        ...extra,
+      }),
+      z.strictObject({
+        type: z.literal('tcp'),
+        port: z.number().int().min(1).max(65_535).optional(),
+        ...probeTiming,
+        ...extra,
+      }),
+      z.strictObject({
+        type: z.literal('exec'),
+        /** argv: the program (a path, or a name looked up on the member's PATH) and its arguments; never a shell line. */
+        command: z
+          .array(
+            z
+              .string()
+              .min(1)
+              .max(1_024)
+              .regex(/^[^\0]*$/, 'must hold no NUL character'),
+          )
+          .min(1, 'must name the program')
+          .max(32),
+        ...probeTiming,
+        ...extra,
+      }),
+    ],
+    { error: 'must have type http, tcp or exec' },
+  );
+
+/** Liveness and readiness: `failureThreshold` failures in a row make the probe fail. */
+export const probeSchema = probeTypes({ failureThreshold: probeCount.default(DEFAULTS.probes.failureThreshold) });
+
+/**
+ * The startup probe gates activation (InstanceActivatedEvent): tried until it
+ * passes, never a fault. A member that never passes it stays pending and is
+ * replaced after `autoscaler.pendingTimeoutMs`, so it has no failureThreshold.
+ */
+export const startupProbeSchema = probeTypes({
+  failureThreshold: z
+    .undefined({
+      error:
+        'the startup probe has no failureThreshold: a member that never passes it is replaced after autoscaler.pendingTimeoutMs',
+    })
+    .optional(),
+});
+
+export type ProbeConfig = z.output<typeof probeSchema>;
+export type StartupProbeConfig = z.output<typeof startupProbeSchema>;
+
+/** An http probe's path when it names none, by kind. */
+const DEFAULT_PROBE_PATHS: Readonly<Record<ProbeKind, string>> = {
+  liveness: DEFAULTS.probes.livenessPath,
+  readiness: DEFAULTS.probes.readinessPath,
+  startup: DEFAULTS.probes.startupPath,
+};
+
+function withPath<P extends ProbeConfig | StartupProbeConfig>(kind: ProbeKind, probe: P): P {
+  return probe.type === 'http' && probe.path === undefined
+    ? ({ ...probe, path: DEFAULT_PROBE_PATHS[kind] } as P)
+    : probe;
+}
+
+/**
+ * A cluster's probes (`clusters[].probes`, README "Probes"). By default
+ * today's checks, minus the single-miss kill: liveness GET /stats (failing
+ * after 3 misses in a row), startup GET /healthz; no readiness probe (a member
+ * is in service from its activation). The member environment carries them as
+ * resolved here (FAULTLINE_AGENT_PROBES), and the agent reads them back with
+ * this same schema.
+ */
+export const clusterProbesSchema = z
+  .strictObject({
+    liveness: probeSchema.prefault({ type: 'http' }),
+    /** None by default: a member is in service from its activation on. */
+    readiness: probeSchema.optional(),
+    startup: startupProbeSchema.prefault({ type: 'http' }),
+  })
+  .transform((probes) => ({
+    liveness: withPath('liveness', probes.liveness),
+    ...(probes.readiness === undefined ? {} : { readiness: withPath('readiness', probes.readiness) }),
+    startup: withPath('startup', probes.startup),
+  }))
+  .refine((probes) => JSON.stringify(probes).length <= MAX_PROBES_JSON_CHARS, {
+    message: `must encode within ${MAX_PROBES_JSON_CHARS} characters of JSON (the member environment carries them)`,
+  });
+
+export type ClusterProbes = z.output<typeof clusterProbesSchema>;
+
 /**
  * Member ids are `<cluster id>-<6 characters>` and must still be ids (at most
  * 128 characters), so a cluster id leaves room for that suffix.
@@ -365,6 +502,34 @@ export const clusterSchema = z
     thresholds: thresholdsSchema.prefault({}),
     /** Workload behaviour of this cluster's members (local driver). */
     workload: z.strictObject({ latencyMs: z.number().int().min(0).default(DEFAULTS.workloadLatencyMs) }).prefault({}),
+    /** Liveness, readiness and startup probes of this cluster's members, run by their agents (README "Probes"). */
+    probes: clusterProbesSchema.prefault({}),
+    /**
+     * A second witness before a kill (README "Autoscaler → Second witness"): on
+     * a timeout or an absence of a member whose instance still runs, the cloud
+     * controller probes its workload; one that answers keeps its instance and
+     * gets a new agent, at most maxRestarts times within withinMs. Off: such a
+     * member is terminated and replaced.
+     */
+    secondWitness: z
+      .strictObject({
+        enabled: z.boolean().default(DEFAULTS.secondWitness.enabled),
+        maxRestarts: z.number().int().positive().default(DEFAULTS.secondWitness.maxRestarts),
+        withinMs: ms(DEFAULTS.secondWitness.withinMs),
+      })
+      .prefault({}),
+    /**
+     * Scale stabilization (README "Autoscaler", rule 5): a scale down goes no lower than the highest
+     * member count recommended within `scaleDownWindowMs`; no scaling-rule action for `cooldownMs`
+     * after the last one; at most `maxStep` members per decision. Off by default (Stratos' behaviour).
+     */
+    scaling: z
+      .strictObject({
+        scaleDownWindowMs: z.number().int().min(0).default(DEFAULTS.scaling.scaleDownWindowMs),
+        cooldownMs: z.number().int().min(0).default(DEFAULTS.scaling.cooldownMs),
+        maxStep: z.number().int().positive().default(DEFAULTS.scaling.maxStep),
+      })
+      .prefault({}),
   })
   .refine((c) => c.min <= c.max, { message: 'min must not exceed max', path: ['min'] });
 

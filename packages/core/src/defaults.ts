@@ -64,12 +64,47 @@ export const DEFAULTS = {
   stormMaxHoldMs: 600_000,
   /** An instance no registry member owns is terminated once it has been found this long. */
   orphanGraceMs: 60_000,
+  /**
+   * A cluster's second witness before a kill (`clusters[].secondWitness`, README
+   * "Autoscaler → Second witness"): off unless turned on; on, a member's agent is
+   * restarted at most maxRestarts times within withinMs before a fault terminates it.
+   */
+  secondWitness: { enabled: false, maxRestarts: 3, withinMs: 600_000 },
+  /** How long the local driver waits for the new agent a member's workload starts on its request. */
+  agentRestartTimeoutMs: 10_000,
   /** Consecutive scale-down requests before the scaling rule removes a member (Stratos). */
   scaleDownConsecutive: 3,
+  /**
+   * Scale stabilization of a cluster (`clusters[].scaling`): off, Stratos' own
+   * behaviour (one member per decision, no window, no cooldown), which the
+   * scaling rule's tests pin down. README "Autoscaler" gives production values.
+   */
+  scaling: { scaleDownWindowMs: 0, cooldownMs: 0, maxStep: 1 },
   /** The scaling thresholds of a cluster: requests in flight, memory %, load average %. */
   thresholds: { requestsInFlight: 80, memoryConsumption: 80, loadAverage: 80 },
   /** Latency of the demo workload's requests. */
   workloadLatencyMs: 20,
+  /**
+   * A member's probes (`clusters[].probes`, README "Probes"), run by its agent.
+   * The period is the agent's stat interval (liveness, readiness) or activation
+   * poll (startup), so it is not here.
+   */
+  probes: {
+    /** A check not passed within this failed: the agent's probe deadline before probes were configurable. */
+    timeoutMs: 2_000,
+    /** Failures in a row after which liveness reports the workload down, or readiness takes the member out of service… */
+    failureThreshold: 3,
+    /** …and passes in a row after which a failing probe passes again (and the startup probe passes). */
+    successThreshold: 1,
+    /** An http probe's status that passes. */
+    expectStatus: 200,
+    /** The http probes' paths: liveness and readiness read the stats route, startup the health route (activation). */
+    livenessPath: '/stats',
+    readinessPath: '/stats',
+    startupPath: '/healthz',
+    /** What an exec probe's output (stdout and stderr) is kept of, for the log; the rest is read and dropped. */
+    execMaxOutputBytes: 4_096,
+  },
   /** The port of a `brokers.nodes[].url` that names none, by its scheme (IANA's MQTT ports). */
   brokerUrlPorts: { mqtt: 1883, mqtts: 8883 },
   /** The unprivileged user the local driver runs members as when it runs as root (created if missing). */

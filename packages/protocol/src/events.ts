@@ -117,6 +117,24 @@ const memberFaultSchema = z.object({
 
 const instanceStatusSchema = z.object(memberRef);
 
+/**
+ * A member taken out of service by its agent's readiness probe
+ * (InstanceOutOfServiceEvent: it failed failureThreshold times in a row), or
+ * back in service (InstanceInServiceEvent: it passed successThreshold times
+ * after that); README "Probes". The member is not faulted for it. Events may
+ * come late, twice or out of order (two brokers, a republished outbox): each
+ * carries `life`, its agent's start (epoch ms, one per agent life), and
+ * `seq`, 1, 2, … within that life, and a subscriber keeps, per member, the
+ * one with the greatest (life, seq) and drops any older.
+ */
+const instanceServiceSchema = z.object({
+  ...memberRef,
+  life: z.number().int().min(0),
+  seq: z.number().int().min(1),
+  /** Why the readiness probe failed (out of service only). */
+  reason: z.string().max(1_024).optional(),
+});
+
 const topologyMemberSchema = z.object({
   clusterId: id,
   networkPartitionId: id,
@@ -157,6 +175,8 @@ export const EVENT_SCHEMAS = {
   ...statSchemas(memberStatTypes, memberStatsSchema),
   InstanceStartedEvent: instanceStatusSchema,
   InstanceActivatedEvent: instanceStatusSchema,
+  InstanceOutOfServiceEvent: instanceServiceSchema,
+  InstanceInServiceEvent: instanceServiceSchema,
   MemberCreatedEvent: topologyMemberSchema,
   MemberTerminatedEvent: topologyMemberSchema,
   MemberTerminateAction: actionSchema,
@@ -174,6 +194,20 @@ export type MemberFault = EventDataMap['MemberFaultEvent'];
 export type ClusterStat = z.infer<typeof clusterStatSchema>;
 export type MemberStats = z.infer<typeof memberStatsSchema>;
 export type InstanceStatus = z.infer<typeof instanceStatusSchema>;
+export type InstanceService = z.infer<typeof instanceServiceSchema>;
+
+/**
+ * Whether readiness event `next` says something newer than `last` (the one a
+ * subscriber kept for the member, if any): a later agent life, or a later
+ * `seq` in the same one. A repeat or an older event is not.
+ */
+export function isNewerServiceEvent(
+  next: Pick<InstanceService, 'life' | 'seq'>,
+  last?: Pick<InstanceService, 'life' | 'seq'>,
+): boolean {
+  if (last === undefined) return true;
+  return next.life > last.life || (next.life === last.life && next.seq > last.seq);
+}
 export type TopologyMember = z.infer<typeof topologyMemberSchema>;
 export type AutoscalerAction = z.infer<typeof actionSchema>;
 export type FaultStorm = z.infer<typeof faultStormSchema>;

@@ -1,3 +1,4 @@
+import { clusterProbesSchema } from '@faultline/core';
 import { describe, expect, it } from 'vitest';
 import {
   agentMetricsAddress,
@@ -48,6 +49,7 @@ describe('MEMBER_ENV', () => {
       metricsHost: 'FAULTLINE_AGENT_METRICS_HOST',
       metricsPort: 'FAULTLINE_AGENT_METRICS_PORT',
       metricsPortFile: 'FAULTLINE_AGENT_METRICS_PORT_FILE',
+      probes: 'FAULTLINE_AGENT_PROBES',
       awaitSubscribers: 'FAULTLINE_AGENT_AWAIT_SUBSCRIBERS',
       outboxDir: 'FAULTLINE_OUTBOX_DIR',
       logDir: 'FAULTLINE_LOGGING_DIR',
@@ -361,5 +363,59 @@ describe('agentSettingsSchema', () => {
       'callTimeoutMs',
       'metricsPort',
     ]);
+  });
+});
+
+describe('the probes variable (README "Probes")', () => {
+  const probes = clusterProbesSchema.parse({
+    liveness: { type: 'tcp', periodMs: 5_000, failureThreshold: 4 },
+    readiness: { type: 'exec', command: ['/usr/bin/test', '-f', '/run/ready file'], timeoutMs: 500 },
+    startup: { type: 'http', path: '/up?deep=1', expectStatus: 204 },
+  });
+
+  it("carries the cluster's probes to the agent as JSON, read back exactly; absent, the agent's defaults", () => {
+    const input = { ...fullMemberEnvInput, agent: { ...fullMemberEnvInput.agent, probes } };
+    const env = { ...encodeMemberEnv(input), ...encodeWorkloadPort(41_000) };
+    expect(JSON.parse(env.FAULTLINE_AGENT_PROBES ?? '')).toEqual(probes);
+    expect(decodeAgentEnv(env)).toMatchObject({ ok: true, value: { agent: { probes } } });
+    expect(agentSettingsSchema.safeParse(input.agent).success).toBe(true);
+    const plain = decodeAgentEnv({ ...encodeMemberEnv(fullMemberEnvInput), ...encodeWorkloadPort(41_000) });
+    expect(plain.ok && Object.keys(plain.value.agent)).not.toContain('probes');
+  });
+
+  it('names every bad field of a hand-written value, and refuses what is not JSON', () => {
+    const read = (text: string) => decodeAgentEnv({ ...AGENT_ENV, FAULTLINE_AGENT_PROBES: text });
+    expect(read('{"liveness":')).toEqual({
+      ok: false,
+      error: [{ key: 'FAULTLINE_AGENT_PROBES', reason: 'is not JSON' }],
+    });
+    const bad = read(
+      JSON.stringify({
+        liveness: { type: 'exec', command: [] },
+        readiness: { type: 'tcp', path: '/x' },
+        startup: { type: 'http', failureThreshold: 3 },
+      }),
+    );
+    expect(bad.ok).toBe(false);
+    const reason = bad.ok ? '' : (bad.error[0]?.reason ?? '');
+    expect(reason).toMatch(/liveness\.command: must name the program/);
+    expect(reason).toMatch(/readiness: Unrecognized key: "path"/);
+    expect(reason).toMatch(/startup\.failureThreshold: the startup probe has no failureThreshold/);
+    expect(read('x'.repeat(100_000))).toMatchObject({
+      ok: false,
+      error: [{ reason: expect.stringMatching(/longer than/) }],
+    });
+    // A partial value is filled with the defaults, as the configuration would have been.
+    expect(read('{"liveness":{"type":"tcp"}}')).toMatchObject({
+      ok: true,
+      value: {
+        agent: {
+          probes: {
+            liveness: { type: 'tcp', timeoutMs: 2_000, failureThreshold: 3, successThreshold: 1 },
+            startup: { type: 'http', path: '/healthz', expectStatus: 200 },
+          },
+        },
+      },
+    });
   });
 });

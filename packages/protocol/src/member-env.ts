@@ -1,11 +1,14 @@
 import { isIPv6 } from 'node:net';
 import {
+  type ClusterProbes,
   ConfigError,
   type ConfigIssue,
+  clusterProbesSchema,
   DEFAULTS,
   err,
   LOG_LEVELS,
   type LogLevel,
+  MAX_PROBES_JSON_CHARS,
   ok,
   type Result,
 } from '@faultline/core';
@@ -62,6 +65,12 @@ export interface AgentSettings {
   metricsHost?: string;
   /** Their port; 0, a free one the OS picks (config `agent.metricsPort`). @default DEFAULTS.agentMetricsPort (0) */
   metricsPort?: number;
+  /**
+   * The member's probes (its cluster's `clusters[].probes`, README "Probes"):
+   * liveness, readiness, startup. @default the agent's: liveness GET /stats
+   * failing after 3 misses in a row, startup GET /healthz, no readiness probe
+   */
+  probes?: ClusterProbes;
 }
 
 /** A host name or an IPv4/IPv6 literal: nothing that could carry a separator of the encoding (`,` `@`). */
@@ -89,6 +98,7 @@ export const agentSettingsSchema: z.ZodType<AgentSettings> = z.object({
   metrics: z.boolean().optional(),
   metricsHost: hostSchema.optional(),
   metricsPort: z.number().int().min(0).max(65_535).optional(),
+  probes: clusterProbesSchema.optional(),
 });
 
 /**
@@ -173,6 +183,31 @@ const listenPortCodec: TextCodec<number> = {
     return value.ok && value.value > 65_535 ? err('must be a port (0: any free one)') : value;
   },
   format: (value) => String(value),
+};
+
+/**
+ * A cluster's probes as JSON (FAULTLINE_AGENT_PROBES), read back through the
+ * configuration's own schema: strict, every bad field named.
+ */
+const probesCodec: TextCodec<ClusterProbes> = {
+  parse: (text) => {
+    // Checked before parsing: the schema's own bound is on the JSON it would write.
+    if (text.length > 4 * MAX_PROBES_JSON_CHARS) return err(`is longer than ${4 * MAX_PROBES_JSON_CHARS} characters`);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return err('is not JSON');
+    }
+    const parsed = clusterProbesSchema.safeParse(value);
+    if (parsed.success) return ok(parsed.data);
+    return err(
+      parsed.error.issues
+        .map((issue) => `${issue.path.map(String).join('.') || 'probes'}: ${issue.message}`)
+        .join('; '),
+    );
+  },
+  format: (value) => JSON.stringify(value),
 };
 
 const booleanCodec: TextCodec<boolean> = {
@@ -293,6 +328,8 @@ const FIELDS = {
   metrics: optional('FAULTLINE_AGENT_METRICS', booleanCodec),
   metricsHost: optional('FAULTLINE_AGENT_METRICS_HOST', hostCodec),
   metricsPort: optional('FAULTLINE_AGENT_METRICS_PORT', listenPortCodec),
+  /** The member's cluster's probes (`clusters[].probes`), as JSON. */
+  probes: optional('FAULTLINE_AGENT_PROBES', probesCodec),
   /** Set by the driver: the file in the member's own folder the agent records its metrics port in. */
   metricsPortFile: optional('FAULTLINE_AGENT_METRICS_PORT_FILE', textCodec),
   awaitSubscribers: withDefault('FAULTLINE_AGENT_AWAIT_SUBSCRIBERS', listCodec(idCodec, 'client ids'), []),
@@ -400,6 +437,7 @@ export function encodeMemberEnv(input: MemberEnvInput): Record<string, string> {
     metrics: agent.metrics,
     metricsHost: agent.metricsHost,
     metricsPort: agent.metricsPort,
+    probes: agent.probes,
     awaitSubscribers: agent.awaitSubscribers,
     outboxDir: input.outboxDir,
     metricsPortFile: input.metricsPortFile,
@@ -494,6 +532,7 @@ const AGENT_KEYS = [
   'metricsHost',
   'metricsPort',
   'metricsPortFile',
+  'probes',
   'logDir',
 ] as const satisfies readonly MemberEnvKey[];
 
@@ -526,6 +565,7 @@ export function decodeAgentEnv(env: Env): Result<AgentEnv, ConfigIssue[]> {
       ...(values.metrics === undefined ? {} : { metrics: values.metrics }),
       ...(values.metricsHost === undefined ? {} : { metricsHost: values.metricsHost }),
       ...(values.metricsPort === undefined ? {} : { metricsPort: values.metricsPort }),
+      ...(values.probes === undefined ? {} : { probes: values.probes }),
     },
     workload: { host: values.workloadHost, port: values.workloadPort },
     outboxDir: values.outboxDir,

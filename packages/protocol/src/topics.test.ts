@@ -80,6 +80,10 @@ describe('ACL', () => {
     // Issue 12: one shared `agent` account let any member send InstanceActivated for any other.
     expect(mayPublish('agent', 'instance/status/m-1/InstanceStartedEvent', 'm-1')).toBe(true);
     expect(mayPublish('agent', 'instance/status/m-1/InstanceActivatedEvent', 'm-1')).toBe(true);
+    // Readiness (README "Probes"): its own member's only, like the rest of its status.
+    expect(mayPublish('agent', 'instance/status/m-1/InstanceOutOfServiceEvent', 'm-1')).toBe(true);
+    expect(mayPublish('agent', 'instance/status/m-1/InstanceInServiceEvent', 'm-1')).toBe(true);
+    expect(mayPublish('agent', 'instance/status/m-2/InstanceOutOfServiceEvent', 'm-1')).toBe(false);
     expect(mayPublish('agent', 'instance/status/m-2/InstanceStartedEvent', 'm-1')).toBe(false);
     expect(mayPublish('agent', 'instance/status/InstanceStartedEvent', 'm-1')).toBe(false);
     expect(mayPublish('agent', 'instance/status/m-1/MemberFaultEvent', 'm-1')).toBe(false);

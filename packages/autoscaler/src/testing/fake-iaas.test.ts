@@ -44,4 +44,21 @@ describe('FakeIaas discover() and probe()', () => {
     ]);
     expect(iaas.callsOf('probe', 'hung')).toHaveLength(1);
   });
+
+  it('restartAgent: a new agent number in the handle, or running, failed, gone as told', async () => {
+    const iaas = new FakeIaas();
+    await iaas.spawn(spec('ok'));
+    await iaas.spawn(spec('busy'));
+    await iaas.spawn(spec('broken'));
+    iaas.agentRunning.add('busy');
+    iaas.failAgentRestarts.add('broken');
+    const restarted = await iaas.restartAgent('ok');
+    expect(restarted).toMatchObject({ outcome: 'restarted', instance: { memberId: 'ok', handle: { agent: 1 } } });
+    expect(await iaas.restartAgent('ok')).toMatchObject({ instance: { handle: { agent: 2 } } });
+    expect((await iaas.list()).find((m) => m.memberId === 'ok')?.handle).toMatchObject({ agent: 2 });
+    expect((await iaas.restartAgent('busy')).outcome).toBe('running');
+    expect((await iaas.restartAgent('broken')).outcome).toBe('failed');
+    expect((await iaas.restartAgent('nobody')).outcome).toBe('gone');
+    expect(iaas.callsOf('restartAgent')).toHaveLength(5);
+  });
 });

@@ -1,5 +1,6 @@
 import {
   type AdoptResult,
+  type AgentRestartResult,
   type Iaas,
   type MemberInstance,
   type MemberSpec,
@@ -9,7 +10,7 @@ import {
 import { type Clock, sleep, systemClock } from '@faultline/core';
 
 export interface FakeIaasCall {
-  op: 'spawn' | 'terminate' | 'isRunning' | 'adopt' | 'discover' | 'probe';
+  op: 'spawn' | 'terminate' | 'isRunning' | 'adopt' | 'discover' | 'probe' | 'restartAgent';
   memberId: string | undefined;
   /** clock.now() when called. */
   at: number;
@@ -20,7 +21,9 @@ export interface FakeIaasCall {
  * terminate take `spawnDelayMs` / `terminateDelayMs` on the injected Clock,
  * and a test decides what fails (`failSpawns`), what died (`kill()`), what
  * leaves processes behind (`stuck`) and what survives a restart
- * (`goneOnAdopt`). Every call is recorded in order.
+ * (`goneOnAdopt`). An agent restart (`restartAgentDelayMs`) gives the member's
+ * handle a new agent number, unless its agent still runs (`agentRunning`) or
+ * the restart is told to fail (`failAgentRestarts`). Every call is recorded in order.
  */
 export class FakeIaas implements Iaas {
   readonly name = 'fake';
@@ -35,6 +38,12 @@ export class FakeIaas implements Iaas {
   readonly goneOnAdopt = new Set<string>();
   /** Running members whose workload does not answer its probe (hung). */
   readonly hung = new Set<string>();
+  /** How long restartAgent takes on the injected Clock. */
+  restartAgentDelayMs = 0;
+  /** Members whose agent restart answers `failed`. */
+  readonly failAgentRestarts = new Set<string>();
+  /** Members whose agent still runs: restartAgent answers `running`. */
+  readonly agentRunning = new Set<string>();
   /** Instances on the infrastructure that this driver never spawned (an earlier life's): discover() finds them. */
   readonly foreign = new Map<string, MemberInstance>();
   private readonly members = new Map<string, { instance: MemberInstance; running: boolean }>();
@@ -107,6 +116,19 @@ export class FakeIaas implements Iaas {
     const member = this.members.get(memberId);
     if (!member?.running) return 'gone';
     return this.hung.has(memberId) ? 'failing' : 'answering';
+  }
+
+  async restartAgent(memberId: string): Promise<AgentRestartResult> {
+    this.record('restartAgent', memberId);
+    if (this.restartAgentDelayMs > 0) await sleep(this.clock, this.restartAgentDelayMs);
+    const member = this.members.get(memberId);
+    if (!member?.running) return { outcome: 'gone', reason: 'the fake does not run it' };
+    if (this.failAgentRestarts.has(memberId)) return { outcome: 'failed', reason: 'the fake was told to fail' };
+    if (this.agentRunning.has(memberId))
+      return { outcome: 'running', reason: 'its agent still runs: none was started' };
+    const handle = member.instance.handle as { fake: number; agent?: number };
+    member.instance = { ...member.instance, handle: { ...handle, agent: (handle.agent ?? 0) + 1 } };
+    return { outcome: 'restarted', instance: structuredClone(member.instance), reason: 'a new agent runs' };
   }
 
   /** An instance an earlier life of the driver started and nobody recorded. */

@@ -1,4 +1,5 @@
 import type { ActionRecord } from '../decisions.js';
+import type { MaintenanceEntry } from '../maintenance.js';
 import type { MemberRecord } from '../member.js';
 import { type Registry, RegistryError } from '../registry.js';
 
@@ -10,6 +11,8 @@ export class MemoryRegistry implements Registry {
   /** The lease table's newest epoch, as leaderEpoch() reads it. */
   leader: number | undefined;
   readonly clusters = new Map<string, unknown>();
+  /** The maintenance rows, as `faultline maintenance` would write them: a test adds and deletes them directly. */
+  readonly maintenanceRows: MaintenanceEntry[] = [];
   down = false;
   writes = 0;
 
@@ -69,5 +72,10 @@ export class MemoryRegistry implements Registry {
   async saveClusterState(clusterId: string, state: unknown): Promise<void> {
     this.check('cluster state write');
     this.clusters.set(clusterId, structuredClone(state));
+  }
+
+  async maintenance(): Promise<MaintenanceEntry[]> {
+    this.check('read');
+    return this.maintenanceRows.map((row) => ({ ...row }));
   }
 }

@@ -27,6 +27,11 @@ export interface FakeProcessInit {
  */
 export class FakeProcessTable implements ProcessTable {
   readonly signals: { target: number; signal: NodeJS.Signals | 0 }[] = [];
+  /**
+   * Called after each signal delivered to a live process (a test plays what
+   * the process does on it: a workload starting a new agent on SIGUSR2).
+   */
+  onSignal: ((target: number, signal: NodeJS.Signals | 0) => void) | undefined;
   private readonly processes = new Map<number, FakeProcess>();
   private boot = 'boot-1';
 
@@ -85,6 +90,7 @@ export class FakeProcessTable implements ProcessTable {
         : [this.processes.get(target)].filter((p) => p !== undefined);
     if (targets.length === 0) return false;
     for (const process of targets) this.deliver(process, signal);
+    this.onSignal?.(target, signal);
     return true;
   }
 

@@ -1,0 +1,57 @@
+import { createEnvelope, type Envelope } from '@faultline/protocol';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { harness, useFakeTime } from './testing/index.js';
+
+/*
+ * Issue 16, probes: a member whose readiness probe fails is out of service,
+ * shown and not faulted; its agent's readiness events may come late, twice
+ * or out of order, and the newest (life, seq) of each member wins.
+ */
+const service = (
+  type: 'InstanceOutOfServiceEvent' | 'InstanceInServiceEvent',
+  memberId: string,
+  life: number,
+  seq: number,
+): Envelope =>
+  createEnvelope(
+    type,
+    {
+      clusterId: 'php',
+      clusterInstanceId: 'php-1',
+      networkPartitionId: 'np-1',
+      partitionId: 'p-1',
+      memberId,
+      life,
+      seq,
+      ...(type === 'InstanceOutOfServiceEvent' ? { reason: 'GET /ready answered 503' } : {}),
+    },
+    { source: `agent-${memberId}`, id: `${type}:${memberId}:${life}:${seq}` },
+  );
+
+describe('readiness', () => {
+  beforeEach(useFakeTime);
+  afterEach(() => vi.useRealTimers());
+
+  const outOf = (h: ReturnType<typeof harness>, memberId: string) =>
+    h.core.status().clusters[0]?.members.find((m) => m.memberId === memberId)?.outOfService;
+
+  it('a member out of service is shown, not faulted; the newest event of its agent wins', async () => {
+    const h = harness();
+    await h.startActive();
+    await h.report(61_000);
+    const before = h.actions().length;
+    await h.core.handle(service('InstanceOutOfServiceEvent', 'php-2', 100, 1));
+    expect(outOf(h, 'php-2')).toMatchObject({ reason: 'GET /ready answered 503' });
+    // Back in service (seq 2), then the out-of-service event again, late: stays in service.
+    await h.core.handle(service('InstanceInServiceEvent', 'php-2', 100, 2));
+    await h.core.handle(service('InstanceOutOfServiceEvent', 'php-2', 100, 1));
+    expect(outOf(h, 'php-2')).toBeNull();
+    // A new agent life starts its numbering again: its first event is newer than the old life's last.
+    await h.core.handle(service('InstanceOutOfServiceEvent', 'php-2', 200, 1));
+    expect(outOf(h, 'php-2')).not.toBeNull();
+    await h.report(120_000);
+    expect(h.actions().slice(before)).toEqual([]);
+    expect(h.logger.events()).toContain('autoscaler.member_out_of_service');
+    await h.core.close();
+  });
+});
