@@ -382,7 +382,7 @@ export class AutoscalerCore {
     try {
       entries = await this.registry.maintenance();
     } catch (error) {
-      this.writer.observed(false);
+      // Not the registry's health: a missing table (an external database not yet migrated) must not stop spawns.
       if (!this.maintenanceUnread)
         this.log.warn('maintenance rows not read: the last ones read stay in force', {
           event: 'autoscaler.maintenance_unread',
@@ -391,7 +391,6 @@ export class AutoscalerCore {
       this.maintenanceUnread = true;
       return;
     }
-    this.writer.observed(true);
     if (this.maintenanceUnread)
       this.log.info('maintenance rows read again', { event: 'autoscaler.maintenance_read', rows: entries.length });
     this.maintenanceUnread = false;

@@ -693,6 +693,8 @@ export class ClusterMonitor {
    * that serves.
    */
   private async activateAnswering(now: number): Promise<void> {
+    // A custom startup probe: only the agent can tell it passed; the pending timeout bounds the wait.
+    if (!this.policy.activateByProbe) return;
     const due = this.members
       .all()
       .filter(

@@ -232,7 +232,11 @@ export class ClusterRules {
       this.hold(undefined);
       return;
     }
-    if (this.cooling('ScaleUpAction', now, mono)) return;
+    // Below what the last scale action left (members lost to faults since, above min, which the minimum
+    // rule does not refill): the scaling rule refills them at once, the cooldown does not hold a replacement.
+    const lastScale = this.stabilizer.state().lastScale;
+    const refilling = lastScale !== null && live < lastScale.members;
+    if (!refilling && this.cooling('ScaleUpAction', now, mono)) return;
     const to = live + step;
     this.acted('ScaleUpAction', to, now, mono);
     const bound = step === scaling.maxStep ? `maxStep ${scaling.maxStep}` : `max ${max}`;

@@ -231,6 +231,21 @@ describe('liveness from state', () => {
     await h.core.close();
   });
 
+  it('a cluster with its own startup probe is activated by its agent alone: the autoscaler’s probe is not that check', async () => {
+    const h = harness({
+      pendingTimeoutMs: 120_000,
+      clusters: [clusterConfig({ probes: { startup: { type: 'exec', command: ['/usr/bin/check-db'] } } })],
+    });
+    await h.core.start();
+    await flush();
+    for (const id of h.iaas.running) await h.core.handle(events.started(id));
+    await h.report(62_000, { stepMs: 1_000 });
+    // Its workload answers GET /healthz, but its own startup check has not passed: still Starting.
+    expect(h.stateOf('php-1')).toBe('Starting');
+    expect(h.logger.events()).not.toContain('autoscaler.member_active_by_probe');
+    await h.core.close();
+  });
+
   it('verifies at most MAX_PROBES_PER_TICK held members a tick, rotating through them', async () => {
     const h = harness({ clusters: [clusterConfig({ min: 250, max: 250 })] });
     await h.startActive();

@@ -37,6 +37,14 @@ export interface ClusterPolicy {
    */
   secondWitness: SecondWitnessPolicy;
   /**
+   * Whether the autoscaler's own probe (the driver's `GET /healthz` on the
+   * workload) is the cluster's startup probe, so a pending member it answers
+   * may be activated without its InstanceActivatedEvent. False for a custom
+   * startup probe (another path, port or status, tcp, exec): only the agent
+   * can tell it passed.
+   */
+  activateByProbe: boolean;
+  /**
    * The cluster is no longer in the configuration but the registry still has
    * members of it: min = max = 0, so every one of them is terminated.
    */
@@ -64,8 +72,20 @@ export function policyFrom(cluster: ClusterConfig): ClusterPolicy {
     scaling: resolveScalingOptions(cluster.scaling),
     workloadLatencyMs: cluster.workload.latencyMs,
     secondWitness: { ...DEFAULTS.secondWitness, ...cluster.secondWitness },
+    activateByProbe: isDefaultStartup(cluster.probes?.startup),
     retired: false,
   };
+}
+
+/** The startup probe the driver's own probe stands for: http `GET /healthz` answering 200 on the workload's port. */
+function isDefaultStartup(startup: ClusterConfig['probes']['startup'] | undefined): boolean {
+  if (startup === undefined) return true;
+  return (
+    startup.type === 'http' &&
+    (startup.path === undefined || startup.path === DEFAULTS.probes.startupPath) &&
+    (startup.expectStatus === undefined || startup.expectStatus === 200) &&
+    startup.port === undefined
+  );
 }
 
 /** The policy of a cluster found only in the registry: all its members go. */
@@ -88,6 +108,7 @@ export function retiredPolicy(
     workloadLatencyMs: DEFAULTS.workloadLatencyMs,
     // Its members go anyway: none is repaired.
     secondWitness: { ...DEFAULTS.secondWitness, enabled: false },
+    activateByProbe: true,
     retired: true,
   };
 }

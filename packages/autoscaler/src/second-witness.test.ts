@@ -175,12 +175,13 @@ describe('second witness', () => {
   });
 
   it('restarts older than withinMs no longer count', async () => {
-    const h = witnessOn({ maxRestarts: 1, withinMs: 120_000 });
+    // The shortest window allowed: (maxRestarts + 1) × (fault timeout 60 s + summary interval 15 s).
+    const h = witnessOn({ maxRestarts: 1, withinMs: 150_000 });
     await h.startActive();
     await h.report(61_000);
     await h.core.handle(events.fault('php-2', { lastStatAt: T0 + 10_000 }));
-    await h.report(121_000);
-    await h.core.handle(events.fault('php-2', { lastStatAt: T0 + 150_000 }));
+    await h.report(151_000);
+    await h.core.handle(events.fault('php-2', { lastStatAt: T0 + 180_000 }));
     await flush();
     expect(h.actions().filter((a) => a.endsWith('php-2'))).toEqual([
       'MemberSpawnAction php-2',

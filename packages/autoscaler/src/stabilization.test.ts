@@ -291,6 +291,20 @@ describe('scale stabilization in the cluster monitor', () => {
     await h.core.close();
   });
 
+  it('members lost to faults above min are refilled by the scaling rule at once, cooldown or not', async () => {
+    const h = harness({ clusters: [clusterConfig({ min: 2, max: 8, scaling: { cooldownMs: 300_000 } })] });
+    await h.startActive();
+    await h.report(61_000);
+    await round(h, { load: 80 }); // 2 × 80 ÷ 72 → 3
+    expect(scaleActions(h)).toEqual(['ScaleUpAction php-3']);
+    await h.core.handle(events.fault('php-1'));
+    await flush();
+    // 2 live = min: no minimum-rule spawn; the load still asks for 3, within the cooldown.
+    await round(h, { load: 80 });
+    expect(scaleActions(h)).toEqual(['ScaleUpAction php-3', 'ScaleUpAction php-4']);
+    await h.core.close();
+  });
+
   it('a step of k members: as many as the prediction needs, each its own ScaleUpAction', async () => {
     const h = harness({ clusters: [clusterConfig({ min: 1, max: 10, scaling: { maxStep: 5 } })] });
     await h.startActive();

@@ -39,7 +39,7 @@ class FakeLauncher implements Launcher {
     const pid = this.next;
     this.next += 10;
     this.table.add({ pid });
-    this.table.add({ pid: pid + 1, pgid: pid });
+    this.table.add({ pid: pid + 1, pgid: pid, ppid: pid });
     const report: ReadyReport = { pid, port: 40_000 + pid, agentPid: pid + 1 };
     if (this.restartable) report.agentRestarts = 0;
     mkdirSync(request.workDir, { recursive: true });
@@ -74,7 +74,7 @@ function setup(extra: Partial<LocalIaasOptions> = {}) {
       if (table.stat(agentPid)) return;
       agentPid = workloadPid + 5 + restarts;
       restarts += 1;
-      table.add({ pid: agentPid, pgid: workloadPid });
+      table.add({ pid: agentPid, pgid: workloadPid, ppid: workloadPid });
       const report: ReadyReport = { pid: workloadPid, port: 40_000 + workloadPid, agentPid, agentRestarts: restarts };
       writeFileSync(`${readyFile}.tmp`, JSON.stringify(report));
       renameSync(`${readyFile}.tmp`, readyFile);
@@ -147,12 +147,24 @@ describe('local iaas: restartAgent', () => {
     const { iaas, launcher, sent, table } = setup();
     await iaas.spawn(spec('m-1'));
     table.kill(1_001, 'SIGKILL');
-    table.add({ pid: 1_007, pgid: 1_000 });
+    table.add({ pid: 1_007, pgid: 1_000, ppid: 1_000 });
     const readyFile = launcher.requests[0]?.readyFile as string;
     writeFileSync(readyFile, JSON.stringify({ pid: 1_000, port: 41_000, agentPid: 1_007, agentRestarts: 1 }));
     const result = await iaas.restartAgent('m-1');
     expect(result).toMatchObject({ outcome: 'restarted', reason: expect.stringMatching(/^found started earlier/) });
     expect(sent()).toEqual([]);
+  });
+
+  it('never records as its agent a process the ready file names that is not the workload’s own child', async () => {
+    const { iaas, launcher, table } = setup();
+    await iaas.spawn(spec('m-1'));
+    table.kill(1_001, 'SIGKILL');
+    // In the member's group, but not the workload's child (a decoy the member's code started elsewhere).
+    table.add({ pid: 1_007, pgid: 1_000, ppid: 1 });
+    const readyFile = launcher.requests[0]?.readyFile as string;
+    writeFileSync(readyFile, JSON.stringify({ pid: 1_000, port: 41_000, agentPid: 1_007, agentRestarts: 1 }));
+    const result = await iaas.restartAgent('m-1');
+    expect(result).not.toMatchObject({ reason: expect.stringMatching(/^found started earlier/) });
   });
 
   it('a gone member says gone: its workload exited, its pid reused, or never known; nothing is signalled', async () => {

@@ -607,7 +607,9 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
   const reportedAgent = (handle: LocalHandle, report: ReadyReport | string | undefined): ProcessRef | undefined => {
     if (typeof report !== 'object' || report.pid !== handle.workload.pid) return undefined;
     const stat = table.stat(report.agentPid);
-    return stat ? liveAgent(handle, { pid: report.agentPid, startTime: stat.startTime }) : undefined;
+    // The workload's own child only: the report is the member's to write, the process tree is not.
+    if (!stat || stat.ppid !== handle.workload.pid) return undefined;
+    return liveAgent(handle, { pid: report.agentPid, startTime: stat.startTime });
   };
 
   /**

@@ -36,6 +36,18 @@ describe('process state', () => {
     expect(processState(table, handle, null)).toBe('gone');
   });
 
+  it('owns its group only through a recorded process still in it: one that left it (setsid) vouches for nothing', () => {
+    const table = new FakeProcessTable();
+    const handle = member(table);
+    expect(ownsGroup(table, handle)).toBe(true);
+    table.exit(100);
+    // The recorded agent is alive with its start time, but now leads a session of its own.
+    const agent = table.stat(101);
+    table.exit(101);
+    table.add({ pid: 101, pgid: 101, startTime: agent?.startTime });
+    expect(ownsGroup(table, handle)).toBe(false);
+  });
+
   it('does not take a reused pid for the member: the start time differs', () => {
     const table = new FakeProcessTable();
     const handle = member(table);

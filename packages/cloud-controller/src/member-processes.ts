@@ -40,9 +40,10 @@ export function processState(table: ProcessTable, handle: LocalHandle, ref: Proc
  * frees a pgid once its last member exits).
  */
 export function ownsGroup(table: ProcessTable, handle: LocalHandle): boolean {
-  return (
-    processState(table, handle, handle.workload) !== 'gone' || processState(table, handle, handle.agent) !== 'gone'
-  );
+  // Still in the group too, at every use: a recorded process that left it (setsid) vouches for nothing.
+  const inGroup = (ref: Parameters<typeof processState>[2]) =>
+    processState(table, handle, ref) !== 'gone' && table.stat(ref ? ref.pid : 0)?.pgid === handle.pgid;
+  return inGroup(handle.workload) || inGroup(handle.agent);
 }
 
 const processRefSchema = z.looseObject(

@@ -609,6 +609,21 @@ export const configSchema = z
     message: 'cluster ids must be unique',
     path: ['clusters'],
   })
+  // A restarted agent that dies again is found by the absence rule one fault timeout and one summary
+  // interval later: a window shorter than maxRestarts + 1 of those forgets each restart before the next
+  // fault, and the member would be repaired for ever instead of replaced.
+  .superRefine((c, ctx) => {
+    const period = c.cep.faultTimeoutMs + c.cep.summaryIntervalMs;
+    c.clusters.forEach((cluster, i) => {
+      const w = cluster.secondWitness;
+      if (!w?.enabled || w.withinMs >= (w.maxRestarts + 1) * period) return;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['clusters', i, 'secondWitness', 'withinMs'],
+        message: `must be at least (maxRestarts + 1) × (cep.faultTimeoutMs + cep.summaryIntervalMs) = ${(w.maxRestarts + 1) * period} ms, or a member whose new agent dies again is repaired for ever`,
+      });
+    });
+  })
   .refine((c) => new Set(c.autoscaler.nodes.map((n) => n.id)).size === c.autoscaler.nodes.length, {
     message: 'autoscaler node ids must be unique',
     path: ['autoscaler', 'nodes'],

@@ -121,6 +121,22 @@ describe('loadConfig', () => {
     expect(resolveConfig({}, { env: {} }).autoscaler.nodes.map((n) => n.id)).toEqual(['autoscaler-a', 'autoscaler-b']);
   });
 
+  it('refuses a second witness whose window forgets each restart before the next fault', () => {
+    const cluster = (secondWitness: object) => ({ id: 'php', cartridgeType: 'php', min: 1, max: 2, secondWitness });
+    const keysOf = (secondWitness: object) =>
+      configError(() =>
+        resolveConfig({ cep: { faultTimeoutMs: 60_000 }, clusters: [cluster(secondWitness)] }, { env: {} }),
+      ).issues.map((i) => i.key);
+    // 60 s + 15 s a fault: 2 restarts need a window of at least 225 s.
+    expect(keysOf({ enabled: true, maxRestarts: 2, withinMs: 224_999 })).toEqual(['clusters.0.secondWitness.withinMs']);
+    expect(
+      resolveConfig(
+        { cep: { faultTimeoutMs: 60_000 }, clusters: [cluster({ enabled: true, maxRestarts: 2, withinMs: 225_000 })] },
+        { env: {} },
+      ).clusters[0]?.secondWitness,
+    ).toMatchObject({ withinMs: 225_000 });
+  });
+
   it("checks the passive's tick wait (at most half the summary interval) and the summary interval (at most half the fault timeout)", () => {
     const keysOf = (cep: object) => configError(() => resolveConfig({ cep }, { env: {} })).issues.map((i) => i.key);
     expect(keysOf({ passiveTickWaitMs: 7_501 })).toEqual(['cep.passiveTickWaitMs']);

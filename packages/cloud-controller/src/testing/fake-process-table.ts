@@ -11,6 +11,8 @@ export interface FakeProcessInit {
   pid: number;
   /** @default pid (its own group leader) */
   pgid?: number;
+  /** @default 1 */
+  ppid?: number;
   /** @default pid × 10 */
   startTime?: number;
   /** @default 'S' */
@@ -38,7 +40,7 @@ export class FakeProcessTable implements ProcessTable {
   add(init: FakeProcessInit): ProcStat {
     const process: FakeProcess = {
       pid: init.pid,
-      ppid: 1,
+      ppid: init.ppid ?? 1,
       pgid: init.pgid ?? init.pid,
       startTime: init.startTime ?? init.pid * 10,
       state: init.state ?? 'S',
