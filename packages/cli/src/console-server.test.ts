@@ -137,12 +137,15 @@ describe('the web console server', () => {
     const held = new Promise<void>((resolve) => {
       release = resolve;
     });
+    let entered = 0;
     const { port, host, server } = await start([], '127.0.0.1', async () => {
+      entered += 1;
       await held;
       return chain;
     });
     const slow = Array.from({ length: 4 }, () => get(port, '/api/members/php-1', { host }));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Until all four are being read: no fixed wait.
+    while (entered < 4) await new Promise((resolve) => setImmediate(resolve));
     expect((await get(port, '/api/members/php-1', { host })).status).toBe(503);
     expect(server.counts.explainsRefused).toBe(1);
     release();
