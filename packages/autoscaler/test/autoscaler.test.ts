@@ -314,8 +314,19 @@ describe('autoscaler with real members, brokers and PostgreSQL', () => {
     const status = autoscaler.status();
     expect(status.brokers).toEqual({ a: 'up', b: 'up' });
     expect(status.clusters[0]?.members.filter((m) => m.state === 'Active')).toHaveLength(3);
-    const { rows } = await pool.query<{ action: string }>('SELECT action FROM autoscaler_action ORDER BY id');
-    expect(rows.map((r) => r.action)).toEqual(status.lastActions.map((a) => a.action));
+    // The registry is written after the decision (a slow write must not hold the tick): wait for it to catch up.
+    const registryActions = async () =>
+      (await pool.query<{ action: string }>('SELECT action FROM autoscaler_action ORDER BY id')).rows.map(
+        (r) => r.action,
+      );
+    const inMemory = () => autoscaler.status().lastActions.map((a) => a.action);
+    await waitFor(
+      async () => (await registryActions()).length >= inMemory().length,
+      'the registry holds every action',
+      5_000,
+    );
+    const rows = (await registryActions()).map((action) => ({ action }));
+    expect(rows.map((r) => r.action)).toEqual(inMemory());
     expect(rows.filter((r) => r.action === 'MemberTerminateAction')).toHaveLength(5);
     expect(rows.filter((r) => r.action === 'MemberRemoved')).toHaveLength(6);
     expect(rows.filter((r) => r.action === 'MemberSpawnAction')).toHaveLength(9);
