@@ -108,6 +108,10 @@ describe('restart: adoption from the registry', () => {
     const h = harness({ registry, clusters: [clusterConfig({ min: 1, max: 2 })] });
     await h.core.start();
     await flush();
+    expect(h.actions()).toEqual(['ScaleDownAction php-d', 'ScaleDownAction php-c']);
+    // Active members still serve: they drain first (drain.test.ts), removed after the drain delay once idle.
+    await vi.advanceTimersByTimeAsync(2_000);
+    await flush();
     expect(h.actions()).toEqual([
       'ScaleDownAction php-d',
       'ScaleDownAction php-c',

@@ -44,6 +44,8 @@ export interface MemberStatus {
   maintenance: MaintenanceEntry | null;
   /** Out of service (its readiness probe fails, README "Probes"): why and since when; null in service or not known. */
   outOfService: { reason: string | null; since: number } | null;
+  /** Draining (README "Autoscaler → Graceful drain"): Terminating, readiness false, stopped once idle or at this time; null otherwise. */
+  drainingUntil: number | null;
 }
 
 export interface ClusterStatus {

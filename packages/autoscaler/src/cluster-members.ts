@@ -1,5 +1,5 @@
 import type { CartridgeMemberIdentity, Iaas, MemberInstance, TerminateResult } from '@faultline/cloud-controller';
-import type { Clock, Logger } from '@faultline/core';
+import { type Clock, ClosedError, type Logger } from '@faultline/core';
 import type { ClusterSink, FaultTimes } from './decisions.js';
 import { activatedAtOf, baseOf, isLive, type LiveMember, type MemberContext } from './member.js';
 import type { ClusterPolicy } from './policy.js';
@@ -70,6 +70,8 @@ export class ClusterMembers {
   /** Removed members the Iaas could not stop completely ('stuck'): terminated again every tick. */
   private readonly leftovers = new Set<string>();
   private readonly counted: MemberCounts = { spawned: 0, spawnFailed: 0, terminated: 0 };
+  /** Aborted by close(): drains under way end without stopping their members (the next owner finishes them). */
+  private readonly closing = new AbortController();
 
   constructor(options: ClusterMembersOptions) {
     this.policy = options.policy;
@@ -154,17 +156,82 @@ export class ClusterMembers {
     );
   }
 
-  /** Terminating, then (once the Iaas is done) removed. */
-  terminate(member: LiveMember, reason: string, epoch: number | undefined): void {
+  /**
+   * Terminating, then (once the Iaas is done) removed. With `drain` (a member
+   * that still serves: scale down, max rule) and a cluster drain timeout, the
+   * member is draining first: its row keeps when the drain ends at the
+   * latest (`drainUntil`), `topology/MemberReadyToShutdownEvent` says its
+   * readiness is gone, and the Iaas lets its workload finish what is in
+   * flight. A faulted member is stopped at once.
+   */
+  terminate(member: LiveMember, reason: string, epoch: number | undefined, drain = false): void {
     const now = this.clock.now();
-    const intent = this.set({
+    const drainMs = drain && member.instance !== undefined ? this.policy.drainTimeoutMs : 0;
+    const terminating: MemberContext = {
       ...baseOf(member),
       state: 'Terminating',
       reason,
       since: now,
       activatedAt: activatedAtOf(member),
-    });
+      ...(drainMs > 0 ? { drainUntil: now + drainMs } : {}),
+    };
+    const intent = this.set(terminating);
+    if (drainMs > 0) {
+      this.log.info('member draining', {
+        event: 'autoscaler.member_draining',
+        memberId: member.memberId,
+        reason,
+        drainTimeoutMs: drainMs,
+      });
+      this.sink.announce('MemberReadyToShutdownEvent', terminating, reason);
+    }
     this.launchTerminate(member.memberId, epoch, intent);
+  }
+
+  /** What is left of a Terminating member's drain, ms (0: none, or its time is up). */
+  private drainLeft(memberId: string): number {
+    const member = this.map.get(memberId);
+    if (member?.state !== 'Terminating' || member.drainUntil === undefined) return 0;
+    return Math.max(0, member.drainUntil - this.clock.now());
+  }
+
+  /**
+   * What is left of a draining member's delay (`drainDelayMs` from its
+   * `since`), during which its workload still takes new requests while load
+   * balancers read the mark; never past its drainUntil. A restart measures it
+   * from the new life's `since`: at most one more delay, within the drain.
+   */
+  private drainDelayLeft(memberId: string): number {
+    const member = this.map.get(memberId);
+    if (member?.state !== 'Terminating' || member.drainUntil === undefined) return 0;
+    const end = Math.min(member.since + this.policy.drainDelayMs, member.drainUntil);
+    return Math.max(0, end - this.clock.now());
+  }
+
+  /** The Iaas terminate, after the drain delay, with what is left of the drain. */
+  private async stop(memberId: string): Promise<TerminateResult> {
+    const { signal } = this.closing;
+    const delayMs = this.drainDelayLeft(memberId);
+    if (delayMs > 0) await this.pause(delayMs);
+    if (signal.aborted) throw new ClosedError('cluster members (drain aborted)');
+    // The drain is bounded by the persisted drainUntil: a retry, a restart or a takeover waits
+    // only for what is left of it, never for a second full drain.
+    return this.iaas.terminate(memberId, { graceMs: this.terminateGraceMs, drainMs: this.drainLeft(memberId), signal });
+  }
+
+  /** `ms` on the clock, or less if close() comes first. */
+  private pause(ms: number): Promise<void> {
+    const { signal } = this.closing;
+    if (signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.clock.clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = this.clock.setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+    });
   }
 
   /** Every tick: terminations that failed or were interrupted are tried again, leftovers reaped again. */
@@ -222,6 +289,15 @@ export class ClusterMembers {
     );
   }
 
+  /**
+   * Closing: drains under way (and their delays) end now without stopping
+   * their members, which stay Terminating in the registry with their
+   * drainUntil; the next life, or the other node, finishes them.
+   */
+  abortDrains(): void {
+    this.closing.abort();
+  }
+
   /** Resolves once every spawn and terminate under way has finished and its completion has run. */
   async settle(): Promise<void> {
     while (this.effects.size > 0) await Promise.allSettled([...this.effects]);
@@ -271,18 +347,23 @@ export class ClusterMembers {
     this.effect(
       intent
         .then((recorded) => {
-          if (recorded) return this.iaas.terminate(memberId, { graceMs: this.terminateGraceMs });
+          if (recorded) return this.stop(memberId);
           throw new RegistryError('record the terminate intent', { context: { memberId } });
         })
         .then(
           (result) => this.queue.run(() => this.stopped(memberId, result, epoch)),
           (error: unknown) =>
             this.queue.run(() =>
-              this.log.error('terminate failed, retried at the next tick', {
-                event: 'autoscaler.terminate_failed',
-                memberId,
-                error,
-              }),
+              this.closing.signal.aborted
+                ? this.log.info('closing during a drain: the member stays Terminating for the next owner', {
+                    event: 'autoscaler.drain_handed_over',
+                    memberId,
+                  })
+                : this.log.error('terminate failed, retried at the next tick', {
+                    event: 'autoscaler.terminate_failed',
+                    memberId,
+                    error,
+                  }),
             ),
         )
         .finally(() => this.stopping.delete(memberId)),
@@ -300,7 +381,8 @@ export class ClusterMembers {
         memberId,
       });
     }
-    this.remove(member, `${member.reason}; ${result.outcome} in ${Math.round(result.elapsedMs)} ms`, epoch);
+    const drained = result.drain === 'idle' ? 'drained; ' : result.drain === 'timeout' ? 'drain timed out; ' : '';
+    this.remove(member, `${member.reason}; ${drained}${result.outcome} in ${Math.round(result.elapsedMs)} ms`, epoch);
     this.completed({ type: 'terminated', memberId, epoch });
   }
 

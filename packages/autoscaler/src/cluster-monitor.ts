@@ -404,6 +404,7 @@ export class ClusterMonitor {
         heldFault: this.faults.heldReason(m.memberId) ?? null,
         maintenance: this.maint.cluster ?? this.maint.members.get(m.memberId) ?? null,
         outOfService: this.outOfService(m.memberId),
+        drainingUntil: m.state === 'Terminating' ? (m.drainUntil ?? null) : null,
       })),
     };
   }
@@ -420,6 +421,7 @@ export class ClusterMonitor {
     this.closing = true;
     this.rules.close();
     await this.witness.settle();
+    this.members.abortDrains();
     await this.members.settle();
     await this.queue.idle();
   }

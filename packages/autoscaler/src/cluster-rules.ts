@@ -286,7 +286,8 @@ export class ClusterRules {
     victims.forEach((victim, i) => {
       const reason = `${decision.reason}; least loaded member; ${live} → ${to} members${stepNote(why, i + 1, victims.length)}`;
       this.decide({ action: 'ScaleDownAction', memberId: victim.memberId, reason, epoch: decision.epoch });
-      this.members.terminate(victim, 'scale down', decision.epoch);
+      // A member that serves is drained first (README "Autoscaler → Graceful drain").
+      this.members.terminate(victim, 'scale down', decision.epoch, victim.state === 'Active');
     });
   }
 
@@ -342,7 +343,8 @@ export class ClusterRules {
         ? `cluster ${this.policy.id} is no longer configured`
         : `above max: ${live} members > max ${this.policy.max}`;
       this.decide({ action: 'ScaleDownAction', memberId: victim.memberId, reason });
-      this.members.terminate(victim, reason, undefined);
+      // Only an Active member serves: a pending one has nothing to drain.
+      this.members.terminate(victim, reason, undefined, victim.state === 'Active');
       live -= 1;
     }
   }

@@ -94,8 +94,8 @@ export interface MonitorSink {
    * recorded before it is done (a spawn, a terminate) awaits it.
    */
   persist(member: MemberContext): Promise<boolean>;
-  /** `topology/MemberCreatedEvent` / `MemberTerminatedEvent`. */
-  announce(type: 'MemberCreatedEvent' | 'MemberTerminatedEvent', member: MemberContext, reason?: string): void;
+  /** `topology/MemberCreatedEvent` / `MemberReadyToShutdownEvent` (draining) / `MemberTerminatedEvent`. */
+  announce(type: TopologyEventType, member: MemberContext, reason?: string): void;
 }
 
 /** The MonitorSink as one cluster's parts use it: decisions without their cluster id. */
@@ -184,9 +184,12 @@ export function decisionEnvelope(decision: Decision, time: number): Envelope | u
   }
 }
 
-/** `topology/MemberCreatedEvent` or `topology/MemberTerminatedEvent` of a member. */
+/** What the autoscaler says on `topology/` about a member. */
+export type TopologyEventType = 'MemberCreatedEvent' | 'MemberReadyToShutdownEvent' | 'MemberTerminatedEvent';
+
+/** `topology/MemberCreatedEvent`, `MemberReadyToShutdownEvent` or `MemberTerminatedEvent` of a member. */
 export function topologyEnvelope(
-  type: 'MemberCreatedEvent' | 'MemberTerminatedEvent',
+  type: TopologyEventType,
   member: MemberIdentity,
   time: number,
   reason?: string,

@@ -9,6 +9,11 @@ import { memberIdentityOf } from '@faultline/protocol';
  *      │                                 │                                   │
  *      └──────── terminate (fault, pending timeout, scale down) ─────────────┴──► Terminating ──► Terminated
  *
+ * A member terminated while it still serves (scale down, max rule) is
+ * Terminating with `drainUntil` set (draining: its readiness is false, a
+ * MemberReadyToShutdownEvent says so) until its workload is idle or that
+ * time has passed; a faulted member has none and is stopped at once.
+ *
  * Created may go straight to Active (the two events can arrive in either
  * order through different brokers). Terminated members leave the monitor's
  * context; only the registry keeps them.
@@ -27,7 +32,14 @@ export type MemberContext =
   | (MemberBase & { state: 'Created' })
   | (MemberBase & { state: 'Starting'; startedAt: number })
   | (MemberBase & { state: 'Active'; activatedAt: number })
-  | (MemberBase & { state: 'Terminating'; reason: string; since: number; activatedAt: number | undefined })
+  | (MemberBase & {
+      state: 'Terminating';
+      reason: string;
+      since: number;
+      activatedAt: number | undefined;
+      /** Epoch ms its graceful drain ends at the latest; undefined: stopped without a drain. */
+      drainUntil?: number | undefined;
+    })
   | (MemberBase & { state: 'Terminated'; reason: string; terminatedAt: number; activatedAt: number | undefined });
 
 /** Created, Starting or Active: a member that is, or will be, serving. */
@@ -57,6 +69,8 @@ export interface MemberRecord extends CartridgeMemberIdentity {
   createdAt: number;
   activatedAt: number | null;
   terminatedAt: number | null;
+  /** Epoch ms a Terminating member's drain ends at the latest; null (or absent): no drain. */
+  drainUntil?: number | null;
 }
 
 /** Exactly the identity of a member (protocol's five ids and its cartridge type), out of a larger record. */
@@ -85,6 +99,7 @@ export function toRecord(member: MemberContext): MemberRecord {
     createdAt: member.createdAt,
     activatedAt: activatedAtOf(member) ?? null,
     terminatedAt: member.state === 'Terminated' ? member.terminatedAt : null,
+    drainUntil: member.state === 'Terminating' ? (member.drainUntil ?? null) : null,
   };
 }
 
@@ -109,6 +124,8 @@ export function fromRecord(record: MemberRecord, instance: MemberInstance | unde
         reason: record.reason ?? 'terminating before a restart',
         since: now,
         activatedAt: record.activatedAt ?? undefined,
+        // The persisted end, not a new one: a restart during a drain never waits for a second full drain.
+        ...(record.drainUntil == null ? {} : { drainUntil: record.drainUntil }),
       };
     case 'Terminated':
       return {

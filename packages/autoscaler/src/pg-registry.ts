@@ -20,6 +20,7 @@ interface MemberRow {
   created_at: number;
   activated_at: number | null;
   terminated_at: number | null;
+  drain_until: number | null;
 }
 
 interface ActionRow {
@@ -92,14 +93,16 @@ export async function readLiveMembers(pool: pg.Pool): Promise<MemberRecord[]> {
     pool,
     'read members',
     `SELECT member_id, cluster_id, cluster_instance_id, network_partition_id, partition_id, cartridge_type,
-            state, instance, reason, ${ms('created_at')}, ${ms('activated_at')}, ${ms('terminated_at')}
+            state, instance, reason, ${ms('created_at')}, ${ms('activated_at')}, ${ms('terminated_at')},
+            ${ms('drain_until')}
        FROM autoscaler_member WHERE state <> 'Terminated' ORDER BY created_at, member_id`,
   );
   return rows.map(memberOf);
 }
 
 const MEMBER_COLUMNS = `member_id, cluster_id, cluster_instance_id, network_partition_id, partition_id, cartridge_type,
-            state, instance, reason, ${ms('created_at')}, ${ms('activated_at')}, ${ms('terminated_at')}`;
+            state, instance, reason, ${ms('created_at')}, ${ms('activated_at')}, ${ms('terminated_at')},
+            ${ms('drain_until')}`;
 
 function memberOf(row: MemberRow): MemberRecord {
   return {
@@ -115,6 +118,7 @@ function memberOf(row: MemberRow): MemberRecord {
     createdAt: Math.round(row.created_at),
     activatedAt: row.activated_at === null ? null : Math.round(row.activated_at),
     terminatedAt: row.terminated_at === null ? null : Math.round(row.terminated_at),
+    drainUntil: row.drain_until === null ? null : Math.round(row.drain_until),
   };
 }
 
@@ -354,12 +358,13 @@ export class PgRegistry implements Registry {
     await this.write(
       'write member',
       `INSERT INTO autoscaler_member (member_id, cluster_id, cluster_instance_id, network_partition_id, partition_id,
-                                      cartridge_type, state, instance, reason, created_at, activated_at, terminated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, ${ts(10)}, ${ts(11)}, ${ts(12)})
+                                      cartridge_type, state, instance, reason, created_at, activated_at, terminated_at,
+                                      drain_until)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, ${ts(10)}, ${ts(11)}, ${ts(12)}, ${ts(13)})
        ON CONFLICT (member_id) DO UPDATE
          SET state = EXCLUDED.state, instance = EXCLUDED.instance, reason = EXCLUDED.reason,
              activated_at = EXCLUDED.activated_at, terminated_at = EXCLUDED.terminated_at,
-             updated_at = clock_timestamp()`,
+             drain_until = EXCLUDED.drain_until, updated_at = clock_timestamp()`,
       [
         r.memberId,
         r.clusterId,
@@ -373,6 +378,7 @@ export class PgRegistry implements Registry {
         r.createdAt,
         r.activatedAt,
         r.terminatedAt,
+        r.drainUntil ?? null,
       ],
     );
   }

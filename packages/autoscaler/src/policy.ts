@@ -29,6 +29,10 @@ export interface ClusterPolicy {
   scaling: ResolvedScalingOptions;
   /** Latency of the demo workload's requests (local driver). */
   workloadLatencyMs: number;
+  /** Graceful drain of a member that still serves (`clusters[].drainTimeoutMs`); 0: none. */
+  drainTimeoutMs: number;
+  /** Of that drain, how long the member still takes new requests, for load balancers to read the mark (`clusters[].drainDelayMs`). */
+  drainDelayMs: number;
   /**
    * A second witness before a kill (README "Autoscaler → Second witness"): on
    * a timeout or an absence of a member whose instance still runs, the
@@ -71,6 +75,9 @@ export function policyFrom(cluster: ClusterConfig): ClusterPolicy {
     // A ClusterConfig built by hand (not parsed) may lack it: Stratos' behaviour then.
     scaling: resolveScalingOptions(cluster.scaling),
     workloadLatencyMs: cluster.workload.latencyMs,
+    // A ClusterConfig built by hand (not parsed) may lack it.
+    drainTimeoutMs: cluster.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs,
+    drainDelayMs: cluster.drainDelayMs ?? DEFAULTS.drainDelayMs,
     secondWitness: { ...DEFAULTS.secondWitness, ...cluster.secondWitness },
     activateByProbe: isDefaultStartup(cluster.probes?.startup),
     retired: false,
@@ -106,6 +113,9 @@ export function retiredPolicy(
     scaling: resolveScalingOptions(),
     // Never used: a retired cluster spawns nothing.
     workloadLatencyMs: DEFAULTS.workloadLatencyMs,
+    // A retired cluster's members serve nobody the configuration still routes to: no drain.
+    drainTimeoutMs: 0,
+    drainDelayMs: 0,
     // Its members go anyway: none is repaired.
     secondWitness: { ...DEFAULTS.secondWitness, enabled: false },
     activateByProbe: true,

@@ -266,6 +266,9 @@ describe('scaling rule', () => {
     await vi.advanceTimersByTimeAsync(5_000);
     expect(h.core.status().clusters[0]?.scaling.consecutiveBelow).toBe(2);
     await low(h, 3);
+    // The victim serves: it drains first (drain.test.ts), removed after the drain delay once idle.
+    await vi.advanceTimersByTimeAsync(2_000);
+    await flush();
     expect(h.actions().slice(-2)).toEqual(['ScaleDownAction php-2', 'MemberRemoved php-2']);
     expect(h.decisions().at(-2)?.fields.reason).toBe(
       'every predicted metric below 0.1 × threshold in 3 consecutive decisions (loadAverage 5 < 9, memoryConsumption 8 < 9, requestsInFlight 1 < 5); least loaded member; 3 → 2 members',

@@ -47,6 +47,8 @@ describe('maintenance in the status', () => {
             maintenance: null,
             createdAt: since,
             activatedAt: since,
+            address: null,
+            drainingUntil: null,
           },
           {
             memberId: 'web-bbbbbb',
@@ -55,6 +57,8 @@ describe('maintenance in the status', () => {
             maintenance: { clusterId: 'web', memberId: 'web-bbbbbb', reason: '', by: 'bob@ops-2', since },
             createdAt: since,
             activatedAt: since,
+            address: null,
+            drainingUntil: null,
           },
         ],
       },
@@ -74,5 +78,41 @@ describe('maintenance in the status', () => {
 
   it('is not degraded: maintenance is intended', () => {
     expect(degraded(inMaintenance)).toEqual([]);
+  });
+});
+
+describe('a draining member in the status', () => {
+  it('shows until when it drains; it is not degraded', () => {
+    const at = '2026-12-01T10:02:11.000Z';
+    const draining: StackStatus = {
+      ...status,
+      services: [],
+      sp: [{ node: 'sp-1', role: 'ACTIVE', epoch: 1, passiveLink: 'ready', lag: null, thriftPort: 1 }],
+      clusters: [
+        {
+          id: 'web',
+          min: 1,
+          max: 1,
+          faultStormHeldSince: null,
+          detectorSilent: [],
+          maintenance: null,
+          members: [
+            {
+              memberId: 'web-aaaaaa',
+              state: 'Terminating',
+              held: null,
+              maintenance: null,
+              createdAt: at,
+              activatedAt: at,
+              address: '127.0.0.1:40001',
+              drainingUntil: '2026-12-01T10:02:41.000Z',
+            },
+          ],
+        },
+      ],
+    };
+    const lines = formatStatus(draining).split('\n');
+    expect(lines).toContain('    web-aaaaaa               Terminating  (draining until 10:02:41)');
+    expect(degraded(draining)).toEqual([]);
   });
 });

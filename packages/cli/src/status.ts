@@ -43,6 +43,13 @@ export interface StackStatus {
       maintenance: MaintenanceRow | null;
       createdAt: string;
       activatedAt: string | null;
+      /** `host:port` of its workload, once spawned: where a load balancer sends its requests. */
+      address: string | null;
+      /**
+       * Draining (README "Autoscaler → Graceful drain"): when its drain ends at the latest (ISO), else
+       * null. A load balancer sends requests only to Active members that are not draining.
+       */
+      drainingUntil: string | null;
     }[];
   }[];
   actions: ActionRow[];
@@ -110,6 +117,8 @@ export async function stackStatus(
           maintenance: own(m.memberId),
           createdAt: iso(m.createdAt),
           activatedAt: m.activatedAt === null ? null : iso(m.activatedAt),
+          address: m.instance ? `${m.instance.address.host}:${m.instance.address.port}` : null,
+          drainingUntil: m.state === 'Terminating' && m.drainUntil != null ? iso(m.drainUntil) : null,
         })),
     };
   });
@@ -183,7 +192,7 @@ export function formatStatus(status: StackStatus): string {
       lines.push(`    MAINTENANCE ${maintenanceText(c.maintenance)}: faults held, minimum and scaling rules paused`);
     for (const m of c.members)
       lines.push(
-        `    ${m.memberId.padEnd(24)} ${m.state}${m.maintenance ? `  (maintenance ${maintenanceText(m.maintenance)})` : ''}${m.held ? `  (fault held: ${HELD[m.held] ?? m.held})` : ''}`,
+        `    ${m.memberId.padEnd(24)} ${m.state}${m.drainingUntil ? `  (draining until ${m.drainingUntil.slice(11, 19)})` : ''}${m.maintenance ? `  (maintenance ${maintenanceText(m.maintenance)})` : ''}${m.held ? `  (fault held: ${HELD[m.held] ?? m.held})` : ''}`,
       );
   }
   lines.push('LAST AUTOSCALER ACTIONS');

@@ -14,6 +14,11 @@ export type HealthzAnswer = { status: number } | { status: undefined; reason: st
  * Never rejects.
  */
 export function getHealthz(address: Endpoint, timeoutMs: number, clock: Clock): Promise<HealthzAnswer> {
+  return getStatus(address, '/healthz', timeoutMs, clock);
+}
+
+/** One `GET <path>` on `address`, as getHealthz: only the status line is read. Never rejects. */
+export function getStatus(address: Endpoint, urlPath: string, timeoutMs: number, clock: Clock): Promise<HealthzAnswer> {
   return new Promise((resolve) => {
     let settled = false;
     const finish = (answer: HealthzAnswer) => {
@@ -23,7 +28,7 @@ export function getHealthz(address: Endpoint, timeoutMs: number, clock: Clock): 
       req.destroy();
       resolve(answer);
     };
-    const req = http.get({ host: address.host, port: address.port, path: '/healthz', agent: false }, (res) =>
+    const req = http.get({ host: address.host, port: address.port, path: urlPath, agent: false }, (res) =>
       finish({ status: res.statusCode ?? 0 }),
     );
     req.on('error', (error) => finish({ status: undefined, reason: error.message }));

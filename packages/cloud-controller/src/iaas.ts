@@ -49,6 +49,18 @@ export interface MemberInstance extends CartridgeMemberIdentity {
 export interface TerminateOptions {
   /** How long the member may take to stop after SIGTERM (or the cloud's soft stop). @default the driver's defaultGraceMs */
   graceMs?: number;
+  /**
+   * Graceful drain before the stop (README "Autoscaler → Graceful drain"): the
+   * member's workload is asked to refuse new requests and finish those in
+   * flight, and the stop begins once it reports idle, its instance is gone,
+   * or after this long. 0 (the default): stopped at once, as a faulted member is.
+   */
+  drainMs?: number;
+  /**
+   * Ends a drain under way without stopping the member (its caller is closing: the next owner
+   * finishes it): terminate then rejects with FL_ERR_CLOSED and the member stays known.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -67,6 +79,8 @@ export interface TerminateResult {
   outcome: TerminateOutcome;
   /** Time from the request to the outcome, ms on the driver's clock. */
   elapsedMs: number;
+  /** How a drain asked for (`drainMs` > 0) ended: `idle` (the workload finished), `timeout`, or `skipped` (nothing to drain). */
+  drain?: 'idle' | 'timeout' | 'skipped';
 }
 
 export interface AdoptResult {

@@ -16,6 +16,16 @@ import { describeIssues, intIn, issuesOf, portSchema } from './validate.js';
 export const AGENT_RESTART_SIGNAL: NodeJS.Signals = 'SIGUSR2';
 
 /**
+ * The signal the local driver sends a member's workload (its pid, checked by
+ * start time) to have it drain (README "Autoscaler → Graceful drain"): it
+ * refuses new requests (503, `Connection: close`), finishes those in flight,
+ * and answers `GET /drain` 200 once idle. Handled from its first line
+ * (workload-main.ts); a detached workload has no terminal to hang up, so
+ * nothing else sends it. SIGUSR1 is Node's own (the inspector).
+ */
+export const DRAIN_SIGNAL: NodeJS.Signals = 'SIGHUP';
+
+/**
  * What the workload writes to its ready file once it listens and has started
  * its agent, and again, whole, each time it starts a new agent.
  */

@@ -3,7 +3,7 @@ import { ClosedError, ConfigError, DEFAULTS, FaultlineError, mkdirPrivate, once,
 import { encodeMemberEnv, issueMemberCredential, memberIdentityOf } from '@faultline/protocol';
 import { memberAgentSettings } from './agent-settings.js';
 import { AGENT_METRICS_PORT_FILE, type AgentTargetsSync, agentTargets } from './agent-targets.js';
-import { getHealthz } from './healthz-probe.js';
+import { getHealthz, getStatus } from './healthz-probe.js';
 import type {
   AdoptResult,
   AgentRestartResult,
@@ -24,7 +24,14 @@ import {
   removeRecord,
   writeRecord,
 } from './instance-records.js';
-import { AGENT_RESTART_SIGNAL, processLauncher, type ReadyReport, readReadyFile, SpawnError } from './launcher.js';
+import {
+  AGENT_RESTART_SIGNAL,
+  DRAIN_SIGNAL,
+  processLauncher,
+  type ReadyReport,
+  readReadyFile,
+  SpawnError,
+} from './launcher.js';
 import {
   checkAgentSettings,
   type LocalIaasCounters,
@@ -386,7 +393,12 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     const instance = members.get(memberId);
     if (!instance) return Promise.resolve({ memberId, outcome: 'unknown', elapsedMs: 0 });
     const graceMs = terminateOptions.graceMs ?? options.defaultGraceMs;
+    const drainMs = terminateOptions.drainMs ?? 0;
     const result = (async (): Promise<TerminateResult> => {
+      const { signal } = terminateOptions;
+      const drain = drainMs > 0 ? await drainWorkload(memberId, instance, drainMs, signal) : undefined;
+      // The caller closes (a deposed or stopping autoscaler): the member is left as it is, draining.
+      if (signal?.aborted) throw new ClosedError('terminate (drain aborted)');
       const outcome = await stop(instance, graceMs);
       if (outcome !== 'stuck') {
         members.delete(memberId);
@@ -402,11 +414,73 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
         outcome,
         elapsedMs,
         pgid: instance.handle.pgid,
+        ...(drain === undefined ? {} : { drain }),
       });
-      return { memberId, outcome, elapsedMs };
+      return { memberId, outcome, elapsedMs, ...(drain === undefined ? {} : { drain }) };
     })().finally(() => stopping.delete(memberId));
     stopping.set(memberId, result);
     return result;
+  };
+
+  /**
+   * A member's graceful drain before its stop (README "Autoscaler → Graceful
+   * drain"): DRAIN_SIGNAL to its workload's pid (checked by start time, never
+   * a reused pid; sent again each second, the workload handles a repeat as
+   * one), then `GET /drain` every pollMs until it answers 200 (idle), the
+   * workload is gone or stopped, or `drainMs` has passed on the clock. The
+   * workload is not trusted: only the status line is read, and whatever it
+   * answers the wait ends by the deadline. An aborted `signal` ends it at
+   * the next poll. Never rejects.
+   */
+  const drainWorkload = async (
+    memberId: string,
+    instance: LocalInstance,
+    drainMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<'idle' | 'timeout' | 'skipped'> => {
+    const { handle } = instance;
+    const deadline = clock.monotonicNow() + drainMs;
+    let sentAt: number | undefined;
+    log.info('member draining', { event: 'local_iaas.member_draining', memberId, drainMs });
+    for (;;) {
+      if (closed || signal?.aborted || processState(table, handle, handle.workload) !== 'running') return 'skipped';
+      const now = clock.monotonicNow();
+      if (now >= deadline) {
+        log.warn('member drain timed out, stopping it', { event: 'local_iaas.drain_timeout', memberId, drainMs });
+        return 'timeout';
+      }
+      if (sentAt === undefined || now - sentAt >= AGENT_RESTART_RESEND_MS) {
+        let delivered = false;
+        try {
+          // The pid is the workload's: processState has just checked its start time.
+          delivered = table.kill(handle.workload.pid, DRAIN_SIGNAL);
+        } catch (error) {
+          log.warn('member workload cannot be signalled to drain', {
+            event: 'local_iaas.drain_signal_failed',
+            memberId,
+            error,
+          });
+          return 'skipped';
+        }
+        if (!delivered) return 'skipped';
+        sentAt = now;
+      }
+      const answer = await getStatus(
+        instance.address,
+        '/drain',
+        Math.max(1, Math.min(options.probeTimeoutMs, deadline - now)),
+        clock,
+      );
+      if (answer.status === 200) {
+        log.info('member drained', {
+          event: 'local_iaas.member_drained',
+          memberId,
+          elapsedMs: clock.monotonicNow() - (deadline - drainMs),
+        });
+        return 'idle';
+      }
+      await sleep(clock, options.pollMs);
+    }
   };
 
   const adopt = async (instances: readonly unknown[]): Promise<AdoptResult> => {

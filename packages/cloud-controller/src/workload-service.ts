@@ -44,6 +44,8 @@ export interface WorkloadService extends Closeable {
    * is under way shares it: two requests never start two agents. Never rejects.
    */
   restartAgent(): Promise<AgentRestart>;
+  /** Graceful drain of the workload (Workload.drain); the agent keeps running until the stop. Idempotent. */
+  drain(): void;
   /** The pid of the current agent. */
   readonly agentPid: number | undefined;
 }
@@ -143,6 +145,7 @@ export async function startWorkloadService(
     get agentPid() {
       return agent.child.pid;
     },
+    drain: () => workload.drain(),
     restartAgent: () => {
       restarting ??= restart()
         .catch((error: unknown): AgentRestart => {

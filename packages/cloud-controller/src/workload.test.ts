@@ -85,7 +85,56 @@ describe('workload', () => {
     expect((await request(port, '/nope')).status).toBe(404);
     expect((await request(port, '/', 'POST')).status).toBe(405);
     expect((await request(port, '/')).status).toBe(200);
-    expect(workload.counters).toEqual({ served: 1, aborted: 0, rejected: 2 });
+    expect(workload.counters).toEqual({ served: 1, aborted: 0, rejected: 2, refusedDraining: 0 });
+  });
+
+  it('drains: refuses new requests (503, Connection: close), finishes those in flight, then says idle on /drain', async () => {
+    const { clock, release, held } = heldClock();
+    const workload = createWorkload({ latencyMs: 1_000, clock });
+    open.push(workload);
+    const port = await workload.listen(0, '127.0.0.1');
+    expect((await request(port, '/drain')).status).toBe(503); // not draining: not "drained"
+    // Two requests in flight, and an idle keep-alive connection a client holds open.
+    const pending = [request(port, '/'), request(port, '/')];
+    const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const idle = await new Promise<http.IncomingMessage>((resolve) =>
+      http.get({ host: '127.0.0.1', port, path: '/stats', agent: keepAlive }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res));
+      }),
+    );
+    expect(idle.headers.connection).toBe('keep-alive');
+    const idleSocketClosed = new Promise<void>((resolve) => {
+      const sockets = Object.values(keepAlive.freeSockets).flat();
+      sockets[0]?.once('close', () => resolve());
+    });
+    await until(() => held.size === 2);
+
+    workload.drain();
+    workload.drain(); // idempotent
+    expect(workload.draining).toBe(true);
+    await idleSocketClosed;
+    const refused = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res));
+      });
+      req.on('error', reject);
+    });
+    expect(refused.statusCode).toBe(503);
+    expect(refused.headers.connection).toBe('close');
+    expect(held.size).toBe(2); // no new work started for it
+    const busy = await request(port, '/drain');
+    expect(busy.status).toBe(503);
+    expect(JSON.parse(busy.body)).toEqual({ draining: true, requestsInFlight: 2 });
+    // Liveness is not readiness: the instance still answers its health check.
+    expect((await request(port, '/healthz')).status).toBe(200);
+
+    release();
+    expect((await Promise.all(pending)).map((r) => r.status)).toEqual([200, 200]);
+    expect((await request(port, '/drain')).status).toBe(200);
+    expect(workload.counters).toMatchObject({ served: 2, aborted: 0, refusedDraining: 1 });
+    keepAlive.destroy();
   });
 
   it('closes idempotently, dropping requests in flight', async () => {

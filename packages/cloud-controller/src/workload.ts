@@ -10,6 +10,8 @@ export interface WorkloadCounters {
   aborted: number;
   /** Requests refused: unknown path (404) or method (405). */
   rejected: number;
+  /** `GET /` requests refused because the workload drains (503). */
+  refusedDraining: number;
 }
 
 /** The body of `GET /stats` (and, with `status`, of `GET /healthz`). */
@@ -23,6 +25,15 @@ export interface Workload {
   listen(port: number, host: string): Promise<number>;
   readonly requestsInFlight: number;
   readonly counters: Readonly<WorkloadCounters>;
+  /**
+   * Graceful drain (README "Autoscaler → Graceful drain"): from now on `GET /`
+   * is refused (503, `Connection: close`: no work done, the client may go
+   * elsewhere), the requests in flight are finished (their answers close
+   * their connections), idle keep-alive connections are closed, and
+   * `GET /drain` answers 200 once none is in flight. Idempotent.
+   */
+  drain(): void;
+  readonly draining: boolean;
   /** Stops listening and drops open connections. Idempotent. */
   close(): Promise<void>;
 }
@@ -35,13 +46,17 @@ export interface Workload {
  *   GET /         → 200 after latencyMs
  *   GET /healthz  → 200 { status: 'ok', requestsInFlight, served }: the agent's activation check
  *   GET /stats    → 200 { requestsInFlight, served }
+ *   GET /drain    → 200 once draining and idle, else 503 (the driver's wait)
  */
 export function createWorkload(input: WorkloadOptions = {}): Workload {
   const { latencyMs, clock, logger } = resolveWorkloadOptions(input);
   const log = logger.child({ component: 'workload' });
-  const counters: WorkloadCounters = { served: 0, aborted: 0, rejected: 0 };
+  const counters: WorkloadCounters = { served: 0, aborted: 0, rejected: 0, refusedDraining: 0 };
   const timers = new Set<TimerHandle>();
   let inFlight = 0;
+  /** `GET /` answers not yet handed to the kernel (or given up): a drain is idle only once these are done too. */
+  let unfinished = 0;
+  let draining = false;
 
   const json = (res: http.ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' });
@@ -57,6 +72,10 @@ export function createWorkload(input: WorkloadOptions = {}): Workload {
 
   const serve = (req: http.IncomingMessage, res: http.ServerResponse) => {
     inFlight += 1;
+    unfinished += 1;
+    res.once('close', () => {
+      unfinished -= 1;
+    });
     let done = false;
     const finish = (answered: boolean) => {
       if (done) return;
@@ -69,6 +88,8 @@ export function createWorkload(input: WorkloadOptions = {}): Workload {
     };
     const timer = clock.setTimeout(() => {
       finish(true);
+      // Draining: the client's next request goes elsewhere, on a new connection.
+      if (draining) res.setHeader('connection', 'close');
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('ok\n');
     }, latencyMs);
@@ -87,7 +108,16 @@ export function createWorkload(input: WorkloadOptions = {}): Workload {
     }
     switch (url) {
       case '/':
+        if (draining) {
+          counters.refusedDraining += 1;
+          res.writeHead(503, { 'content-type': 'application/json', connection: 'close', 'retry-after': '0' });
+          res.end(JSON.stringify({ error: 'draining' }));
+          return;
+        }
         serve(req, res);
+        return;
+      case '/drain':
+        json(res, draining && inFlight === 0 && unfinished === 0 ? 200 : 503, { draining, requestsInFlight: inFlight });
         return;
       case '/healthz':
         json(res, 200, { status: 'ok', requestsInFlight: inFlight, served: counters.served });
@@ -117,6 +147,16 @@ export function createWorkload(input: WorkloadOptions = {}): Workload {
       }),
     get requestsInFlight() {
       return inFlight;
+    },
+    get draining() {
+      return draining;
+    },
+    drain: () => {
+      if (draining) return;
+      draining = true;
+      log.info('workload draining', { event: 'workload.draining', requestsInFlight: inFlight });
+      // Keep-alive connections with no request under way: closed now, so no new request arrives on them.
+      server.closeIdleConnections();
     },
     counters,
     close: once(async () => {

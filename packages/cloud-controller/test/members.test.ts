@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -215,6 +216,67 @@ describe('local driver with real members', () => {
     expect((await iaas.terminate('agent-down')).outcome).toBe('terminated');
     expectGroupsGone([handle.pgid]);
     expect((await iaas.terminate('agent-down')).outcome).toBe('unknown');
+  });
+
+  /** A `GET /` on a member's workload: its status, or the error that ended it (a dropped connection). */
+  const get = (address: { host: string; port: number }) =>
+    new Promise<number | string>((resolve) => {
+      const req = http.get({ host: address.host, port: address.port, path: '/', agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', (error) => resolve(error.message));
+      });
+      req.on('error', (error) => resolve(error.message));
+    });
+  const statsOf = async (address: { host: string; port: number }) =>
+    (await (await fetch(`http://${address.host}:${address.port}/stats`)).json()) as { requestsInFlight: number };
+
+  it('terminate with a drain: new requests refused, those in flight finish, stopped once idle; without, they are dropped', async () => {
+    const iaas = driver();
+    const slow = { ...spec('drained'), workload: { latencyMs: 1_500 } };
+    const instance = await iaas.spawn(slow);
+    const handle = handleOf(instance);
+    const inFlight = [get(instance.address), get(instance.address), get(instance.address)];
+    await waitFor(async () => (await statsOf(instance.address)).requestsInFlight === 3, 'three requests in flight');
+    const terminating = iaas.terminate('drained', { drainMs: 10_000 });
+    // Once the workload drains, a new request is refused at once, no work done: the client may go elsewhere.
+    await waitFor(async () => (await get(instance.address)) === 503, 'new requests refused');
+    const result = await terminating;
+    expect(await Promise.all(inFlight)).toEqual([200, 200, 200]);
+    expect(result).toMatchObject({ outcome: 'terminated', drain: 'idle' });
+    // Idle well before the drain timeout: the requests' latency, not 10 s.
+    expect(result.elapsedMs).toBeLessThan(6_000);
+    expectGroupsGone([handle.pgid]);
+
+    // The old behaviour, and a faulted member's: no drain, the requests in flight are dropped.
+    const other = await iaas.spawn({ ...slow, ...testMember('dropped') });
+    handleOf(other);
+    const dropped = [get(other.address), get(other.address)];
+    await waitFor(async () => (await statsOf(other.address)).requestsInFlight === 2, 'two requests in flight');
+    expect((await iaas.terminate('dropped')).drain).toBeUndefined();
+    for (const answer of await Promise.all(dropped)) expect(answer).not.toBe(200);
+  });
+
+  it('a drain ends at its timeout when the workload never gets idle, and is skipped for a stopped (hung) member', async () => {
+    const iaas = driver();
+    const slow = { ...spec('slow-drain'), workload: { latencyMs: 60_000 } };
+    const instance = await iaas.spawn(slow);
+    const handle = handleOf(instance);
+    const pending = get(instance.address);
+    await waitFor(async () => (await statsOf(instance.address)).requestsInFlight === 1, 'a request in flight');
+    const result = await iaas.terminate('slow-drain', { drainMs: 1_000 });
+    expect(result).toMatchObject({ outcome: 'terminated', drain: 'timeout' });
+    expect(result.elapsedMs).toBeGreaterThanOrEqual(1_000);
+    expect(await pending).not.toBe(200);
+    expectGroupsGone([handle.pgid]);
+
+    const hung = await iaas.spawn({ ...slow, ...testMember('hung-drain') });
+    const hungHandle = handleOf(hung);
+    process.kill(-hungHandle.pgid, 'SIGSTOP');
+    const skipped = await iaas.terminate('hung-drain', { drainMs: 10_000 });
+    expect(skipped).toMatchObject({ outcome: 'terminated', drain: 'skipped' });
+    expect(skipped.elapsedMs).toBeLessThan(5_000);
+    expectGroupsGone([hungHandle.pgid]);
   });
 
   it('restartAgent: a member whose agent was SIGKILLed gets a new one, recorded; one whose agent runs, none; a gone one says gone', async () => {

@@ -505,6 +505,18 @@ export const clusterSchema = z
     /** Liveness, readiness and startup probes of this cluster's members, run by their agents (README "Probes"). */
     probes: clusterProbesSchema.prefault({}),
     /**
+     * Graceful drain (README "Autoscaler → Graceful drain"): a member terminated while it still
+     * serves (scale down, max rule) stops taking new requests, finishes those in flight and is
+     * terminated once idle or after this long. 0: no drain. A faulted member never drains.
+     */
+    drainTimeoutMs: z.number().int().min(0).default(DEFAULTS.drainTimeoutMs),
+    /**
+     * How long a draining member still takes new requests, before its workload refuses them: the
+     * time load balancers have to read the mark (`MemberReadyToShutdownEvent`, the status' `drainingUntil`).
+     * Part of drainTimeoutMs, not added to it.
+     */
+    drainDelayMs: z.number().int().min(0).default(DEFAULTS.drainDelayMs),
+    /**
      * A second witness before a kill (README "Autoscaler → Second witness"): on
      * a timeout or an absence of a member whose instance still runs, the cloud
      * controller probes its workload; one that answers keeps its instance and

@@ -72,6 +72,17 @@ export const DEFAULTS = {
   secondWitness: { enabled: false, maxRestarts: 3, withinMs: 600_000 },
   /** How long the local driver waits for the new agent a member's workload starts on its request. */
   agentRestartTimeoutMs: 10_000,
+  /**
+   * A cluster's graceful drain (`clusters[].drainTimeoutMs`, README "Autoscaler → Graceful drain"): a
+   * member that still serves is terminated once its workload is idle, or after this long; 0: no drain.
+   */
+  drainTimeoutMs: 30_000,
+  /**
+   * How long a draining member still takes new requests after it was marked draining, before its
+   * workload is asked to refuse them (`clusters[].drainDelayMs`; Nomad's shutdown_delay): the time
+   * load balancers have to read the mark and stop sending it requests.
+   */
+  drainDelayMs: 2_000,
   /** Consecutive scale-down requests before the scaling rule removes a member (Stratos). */
   scaleDownConsecutive: 3,
   /**

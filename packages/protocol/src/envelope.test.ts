@@ -43,6 +43,7 @@ describe('envelope codec', () => {
       'InstanceActivatedEvent',
       'MemberCreatedEvent',
       'MemberTerminatedEvent',
+      'MemberReadyToShutdownEvent',
       'MemberTerminateAction',
       'MemberSpawnAction',
       'ScaleUpAction',

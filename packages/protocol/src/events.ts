@@ -179,6 +179,8 @@ export const EVENT_SCHEMAS = {
   InstanceInServiceEvent: instanceServiceSchema,
   MemberCreatedEvent: topologyMemberSchema,
   MemberTerminatedEvent: topologyMemberSchema,
+  /** Stratos' MemberReadyToShutdownEvent: the member is draining (readiness false), terminated once idle. */
+  MemberReadyToShutdownEvent: topologyMemberSchema,
   MemberTerminateAction: actionSchema,
   MemberSpawnAction: actionSchema,
   ScaleUpAction: actionSchema,

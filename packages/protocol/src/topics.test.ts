@@ -31,6 +31,7 @@ describe('topics', () => {
     );
     expect(topicFor('InstanceActivatedEvent', 'php-1')).toBe('instance/status/php-1/InstanceActivatedEvent');
     expect(topicFor('MemberTerminatedEvent')).toBe('topology/MemberTerminatedEvent');
+    expect(topicFor('MemberReadyToShutdownEvent')).toBe('topology/MemberReadyToShutdownEvent');
     expect(topicFor('FaultStormHeld')).toBe('autoscaler/FaultStormHeld');
     expect(allOf('summarized-health-stats')).toBe('summarized-health-stats/#');
     expect(pingTopicOf('autoscaler')).toBe('ping/autoscaler');

@@ -186,7 +186,8 @@ export const TOPIC_PUBLISHERS: Readonly<Record<TopicRoot, ServiceRole>> = {
 
 export function rootOf(type: EventType): TopicRoot {
   if (type.startsWith('Instance')) return TOPIC_ROOTS.instanceStatus;
-  if (type === 'MemberCreatedEvent' || type === 'MemberTerminatedEvent') return TOPIC_ROOTS.topology;
+  if (type === 'MemberCreatedEvent' || type === 'MemberTerminatedEvent' || type === 'MemberReadyToShutdownEvent')
+    return TOPIC_ROOTS.topology;
   if (!type.endsWith('Event')) return TOPIC_ROOTS.autoscaler;
   return TOPIC_ROOTS.summarizedHealthStats;
 }

@@ -5,15 +5,18 @@ import {
   type MemberInstance,
   type MemberSpec,
   SpawnError,
+  type TerminateOptions,
   type TerminateResult,
 } from '@faultline/cloud-controller';
-import { type Clock, sleep, systemClock } from '@faultline/core';
+import { type Clock, ClosedError, sleep, systemClock } from '@faultline/core';
 
 export interface FakeIaasCall {
   op: 'spawn' | 'terminate' | 'isRunning' | 'adopt' | 'discover' | 'probe' | 'restartAgent';
   memberId: string | undefined;
   /** clock.now() when called. */
   at: number;
+  /** terminate: the drain asked for (`TerminateOptions.drainMs`). */
+  drainMs?: number;
 }
 
 /**
@@ -32,6 +35,11 @@ export class FakeIaas implements Iaas {
   failSpawns = 0;
   spawnDelayMs = 0;
   terminateDelayMs = 0;
+  /**
+   * How long a draining member's workload takes to finish what is in flight
+   * (idle): at once by default (a fake serves nothing); undefined: never idle, the drain runs to its `drainMs`.
+   */
+  drainIdleAfterMs: number | undefined = 0;
   /** Members whose next terminate ends 'stuck' (the id is removed once used). */
   readonly stuck = new Set<string>();
   /** Instances handed to adopt() that are reported gone. */
@@ -87,14 +95,43 @@ export class FakeIaas implements Iaas {
     return structuredClone(instance);
   }
 
-  async terminate(memberId: string): Promise<TerminateResult> {
-    this.record('terminate', memberId);
+  async terminate(memberId: string, options: TerminateOptions = {}): Promise<TerminateResult> {
+    const drainMs = options.drainMs ?? 0;
+    this.record('terminate', memberId, drainMs > 0 ? { drainMs } : {});
     const member = this.members.get(memberId);
     if (!member) return { memberId, outcome: 'unknown', elapsedMs: 0 };
+    let drain: TerminateResult['drain'];
+    if (drainMs > 0 && member.running) {
+      const idle = this.drainIdleAfterMs;
+      const waitMs = idle === undefined ? drainMs : Math.min(idle, drainMs);
+      const { signal } = options;
+      // Idle at once: no timer (a 0 ms one would wait for the next fake millisecond).
+      if (waitMs > 0)
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            this.clock.clearTimeout(timer);
+            signal?.removeEventListener('abort', done);
+            resolve();
+          };
+          const timer = this.clock.setTimeout(done, waitMs);
+          signal?.addEventListener('abort', done, { once: true });
+        });
+      if (signal?.aborted) throw new ClosedError('fake iaas terminate (drain aborted)');
+      drain = idle !== undefined && idle <= drainMs ? 'idle' : 'timeout';
+      // A member terminated meanwhile by another call is already gone.
+      if (!this.members.has(memberId)) return { memberId, outcome: 'unknown', elapsedMs: waitMs };
+    }
     if (this.terminateDelayMs > 0) await sleep(this.clock, this.terminateDelayMs);
-    if (this.stuck.delete(memberId)) return { memberId, outcome: 'stuck', elapsedMs: this.terminateDelayMs };
+    const drained = drain === undefined ? {} : { drain };
+    if (this.stuck.delete(memberId))
+      return { memberId, outcome: 'stuck', elapsedMs: this.terminateDelayMs, ...drained };
     this.members.delete(memberId);
-    return { memberId, outcome: member.running ? 'terminated' : 'already-gone', elapsedMs: this.terminateDelayMs };
+    return {
+      memberId,
+      outcome: member.running ? 'terminated' : 'already-gone',
+      elapsedMs: this.terminateDelayMs,
+      ...drained,
+    };
   }
 
   async isRunning(memberId: string): Promise<boolean> {
@@ -159,7 +196,7 @@ export class FakeIaas implements Iaas {
 
   async close(): Promise<void> {}
 
-  private record(op: FakeIaasCall['op'], memberId: string | undefined): void {
-    this.calls.push({ op, memberId, at: this.clock.now() });
+  private record(op: FakeIaasCall['op'], memberId: string | undefined, extra: { drainMs?: number } = {}): void {
+    this.calls.push({ op, memberId, at: this.clock.now(), ...extra });
   }
 }
