@@ -1,5 +1,5 @@
 import { type ChildProcess, spawnSync } from 'node:child_process';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { REPO_ROOT } from '@faultline/core';
@@ -48,6 +48,7 @@ describe.skipIf(!CHROMIUM && !process.env.CI)('the web console in a real browser
       if (stack.pid) process.kill(-stack.pid, 'SIGINT');
       await stopped;
     }
+    if (dir) rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 
   /** `faultline chaos <action>` on a random active member; its id. */

@@ -67,6 +67,23 @@ export interface MonitorState {
   maintenance?: { cluster: boolean; members: string[] };
   /** The second witness' agent restarts of each member within its window (its bound), and when it replaced an agent. */
   agentRestarts?: AgentRestarts[];
+  /** Each member's last readiness event (README "Probes"): `stack status` and the console show who is out of service. */
+  service?: MemberService[];
+}
+
+/** A member's last readiness event as the monitor keeps it: its (life, seq) orders the next ones. */
+export interface ServiceState {
+  life: number;
+  seq: number;
+  /** Out of service (its readiness probe fails), or back in. */
+  out: boolean;
+  reason: string | null;
+  /** Autoscaler time the event was taken. */
+  since: number;
+}
+
+export interface MemberService extends ServiceState {
+  memberId: string;
 }
 
 /**
@@ -102,11 +119,12 @@ export class ClusterMonitor {
   private readonly listed = new Map<string, number>();
   /** Network partitions of this cluster the detector is silent about → since when. */
   private readonly silent = new Map<string, number>();
-  /** Each member's last readiness event (in memory: unknown again after a restart until the next one). */
-  private readonly service = new Map<
-    string,
-    { life: number; seq: number; out: boolean; reason: string | null; since: number }
-  >();
+  /**
+   * Each member's last readiness event, persisted with the monitor state: a
+   * restart or a takeover keeps showing a member out of service, and still
+   * refuses an older event that arrives late.
+   */
+  private readonly service = new Map<string, ServiceState>();
   /** The maintenance rows of this cluster as last read from the registry (kept while it cannot be read). */
   private maint: ClusterMaintenance = NO_MAINTENANCE;
   /** What of it was announced (MaintenanceOn) and not yet ended (MaintenanceOff). */
@@ -192,6 +210,8 @@ export class ClusterMonitor {
         this.witness.restore(state.agentRestarts ?? [], (memberId) => this.members.knows(memberId));
         this.announced.cluster = state.maintenance?.cluster ?? false;
         for (const memberId of state.maintenance?.members ?? []) this.announced.members.add(memberId);
+        for (const { memberId, ...kept } of state.service ?? [])
+          if (this.members.knows(memberId)) this.service.set(memberId, kept);
       }
       this.applyMaintenance(maintenance ?? NO_MAINTENANCE);
       await this.enforce();
@@ -224,6 +244,9 @@ export class ClusterMonitor {
   /** What this monitor persists. */
   state(): MonitorState {
     const agentRestarts = this.witness.state();
+    const service = [...this.service]
+      .filter(([memberId]) => this.members.knows(memberId))
+      .map(([memberId, s]) => ({ memberId, ...s }));
     return {
       backoff: this.backoff.state(),
       faults: this.faults.state(),
@@ -231,6 +254,7 @@ export class ClusterMonitor {
       scaling: this.rules.stabilizationState(),
       maintenance: { cluster: this.announced.cluster, members: [...this.announced.members] },
       ...(agentRestarts.length > 0 ? { agentRestarts } : {}),
+      ...(service.length > 0 ? { service } : {}),
     };
   }
 
@@ -344,6 +368,7 @@ export class ClusterMonitor {
         reason: data.reason ?? null,
         since: this.clock.now(),
       });
+      this.persistState();
       this.log.info(out ? 'member out of service: its readiness probe fails' : 'member back in service', {
         event: out ? 'autoscaler.member_out_of_service' : 'autoscaler.member_in_service',
         memberId,
@@ -468,6 +493,7 @@ export class ClusterMonitor {
     this.rules.forget(memberId);
     this.listed.delete(memberId);
     this.witness.forget(memberId);
+    this.service.delete(memberId);
   }
 
   private persistState(): void {

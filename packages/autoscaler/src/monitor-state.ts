@@ -1,6 +1,6 @@
 import type { BackoffState } from './backoff.js';
 import type { HeldFault } from './cluster-faults.js';
-import type { MonitorState } from './cluster-monitor.js';
+import type { MemberService, MonitorState } from './cluster-monitor.js';
 import type { StabilizationState } from './scaling-rule.js';
 import { parseAgentRestarts } from './second-witness.js';
 
@@ -72,6 +72,15 @@ function scalingOf(v: unknown): StabilizationState | undefined {
   return { lastScale, cooldownUntil: finite(v.cooldownUntil) ? v.cooldownUntil : null, recommendations };
 }
 
+/** One member's last readiness event, or undefined when it does not parse (that member is then shown in service). */
+function serviceOf(v: unknown): MemberService | undefined {
+  if (!isObject(v)) return undefined;
+  const { memberId, life, seq, out, reason, since } = v;
+  if (!text(memberId) || !count(life) || !count(seq) || typeof out !== 'boolean' || !finite(since)) return undefined;
+  if (reason !== null && !text(reason)) return undefined;
+  return { memberId, life, seq, out, reason, since };
+}
+
 /**
  * A cluster's persisted monitor state (autoscaler_cluster.state), checked
  * field by field: the registry is the autoscaler's own, but a row written by
@@ -111,6 +120,13 @@ export function parseMonitorState(value: unknown): MonitorState | string {
   const scaling = scalingOf(value.scaling);
   // The second witness' restarts (absent before it existed).
   const agentRestarts = parseAgentRestarts(value.agentRestarts);
+  // Readiness (absent before it was persisted).
+  const service = Array.isArray(value.service)
+    ? value.service
+        .slice(0, MAX_HELD)
+        .map(serviceOf)
+        .filter((s) => s !== undefined)
+    : [];
   return {
     backoff,
     faults: { stormHeldSince: faults.stormHeldSince, held },
@@ -118,5 +134,6 @@ export function parseMonitorState(value: unknown): MonitorState | string {
     ...(scaling ? { scaling } : {}),
     ...(maintenance ? { maintenance } : {}),
     ...(agentRestarts.length > 0 ? { agentRestarts } : {}),
+    ...(service.length > 0 ? { service } : {}),
   };
 }

@@ -32,6 +32,12 @@ function maintenanceBadge(m) {
   node.title = `by ${m.by} since ${m.since.slice(11, 19)} UTC${m.reason ? `: ${m.reason}` : ''}`;
   return node;
 }
+/** `out of service` (its readiness probe fails), since when and why in its tooltip. */
+function serviceBadge(s) {
+  const node = badge('out-of-service', 'out of service');
+  node.title = `since ${s.since.slice(11, 19)} UTC${s.reason ? `: ${s.reason}` : ''}`;
+  return node;
+}
 const time = (ms) => new Date(ms).toISOString().slice(11, 23);
 
 function age(fromIso, now) {
@@ -137,6 +143,8 @@ function renderState({ now, status }) {
                   'td',
                   {},
                   badge(m.state),
+                  m.drainingUntil ? [' ', badge('draining', `draining until ${m.drainingUntil.slice(11, 19)}`)] : [],
+                  m.outOfService ? [' ', serviceBadge(m.outOfService)] : [],
                   m.maintenance ? [' ', maintenanceBadge(m.maintenance)] : [],
                   m.held ? [' ', badge('held', `fault held: ${m.held}`)] : [],
                 ),

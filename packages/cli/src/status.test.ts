@@ -49,6 +49,7 @@ describe('maintenance in the status', () => {
             activatedAt: since,
             address: null,
             drainingUntil: null,
+            outOfService: null,
           },
           {
             memberId: 'web-bbbbbb',
@@ -59,6 +60,7 @@ describe('maintenance in the status', () => {
             activatedAt: since,
             address: null,
             drainingUntil: null,
+            outOfService: null,
           },
         ],
       },
@@ -81,8 +83,8 @@ describe('maintenance in the status', () => {
   });
 });
 
-describe('a draining member in the status', () => {
-  it('shows until when it drains; it is not degraded', () => {
+describe('draining and out-of-service members in the status', () => {
+  it('shows until when one drains and since when one is out of service; neither is degraded', () => {
     const at = '2026-12-01T10:02:11.000Z';
     const draining: StackStatus = {
       ...status,
@@ -106,6 +108,18 @@ describe('a draining member in the status', () => {
               activatedAt: at,
               address: '127.0.0.1:40001',
               drainingUntil: '2026-12-01T10:02:41.000Z',
+              outOfService: null,
+            },
+            {
+              memberId: 'web-bbbbbb',
+              state: 'Active',
+              held: null,
+              maintenance: null,
+              createdAt: at,
+              activatedAt: at,
+              address: '127.0.0.1:40002',
+              drainingUntil: null,
+              outOfService: { since: at, reason: 'GET /ready answered 503\x1b[2J' },
             },
           ],
         },
@@ -113,6 +127,10 @@ describe('a draining member in the status', () => {
     };
     const lines = formatStatus(draining).split('\n');
     expect(lines).toContain('    web-aaaaaa               Terminating  (draining until 10:02:41)');
+    // Its readiness probe fails: shown (what the agent said, escaped), not a fault, not degraded.
+    expect(lines).toContain(
+      '    web-bbbbbb               Active  (out of service since 10:02:11: GET /ready answered 503\\u001b[2J)',
+    );
     expect(degraded(draining)).toEqual([]);
   });
 });

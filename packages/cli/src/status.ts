@@ -50,6 +50,11 @@ export interface StackStatus {
        * null. A load balancer sends requests only to Active members that are not draining.
        */
       drainingUntil: string | null;
+      /**
+       * Its readiness probe fails (README "Probes"): out of service since (ISO), and why; else null.
+       * Not a fault: it is not replaced for it. A load balancer sends it no requests meanwhile.
+       */
+      outOfService: { since: string; reason: string | null } | null;
     }[];
   }[];
   actions: ActionRow[];
@@ -92,6 +97,7 @@ export async function stackStatus(
   const clusters = config.clusters.map((c) => {
     const state = states.get(c.id);
     const held = new Map((state?.faults.held ?? []).map((h) => [h.memberId, h.cause]));
+    const outOfService = new Map((state?.service ?? []).filter((s) => s.out).map((s) => [s.memberId, s]));
     const rows = maintenance.filter((m) => m.clusterId === c.id);
     const whole = rows.find((m) => m.memberId === null);
     const own = (memberId: string) => {
@@ -119,6 +125,7 @@ export async function stackStatus(
           activatedAt: m.activatedAt === null ? null : iso(m.activatedAt),
           address: m.instance ? `${m.instance.address.host}:${m.instance.address.port}` : null,
           drainingUntil: m.state === 'Terminating' && m.drainUntil != null ? iso(m.drainUntil) : null,
+          outOfService: serviceOf(outOfService.get(m.memberId)),
         })),
     };
   });
@@ -150,6 +157,11 @@ export function degraded(status: StackStatus): string[] {
     if (c.detectorSilent.length > 0) reasons.push(`cluster ${c.id}: the fault detector is silent`);
   }
   return reasons;
+}
+
+/** A member's out-of-service state as the status shows it (an ISO time). */
+function serviceOf(s: { since: number; reason: string | null } | undefined) {
+  return s ? { since: new Date(s.since).toISOString(), reason: s.reason } : null;
 }
 
 const HELD: Record<string, string> = { storm: 'fault storm', silent: 'detector silent', maintenance: 'maintenance' };
@@ -192,7 +204,7 @@ export function formatStatus(status: StackStatus): string {
       lines.push(`    MAINTENANCE ${maintenanceText(c.maintenance)}: faults held, minimum and scaling rules paused`);
     for (const m of c.members)
       lines.push(
-        `    ${m.memberId.padEnd(24)} ${m.state}${m.drainingUntil ? `  (draining until ${m.drainingUntil.slice(11, 19)})` : ''}${m.maintenance ? `  (maintenance ${maintenanceText(m.maintenance)})` : ''}${m.held ? `  (fault held: ${HELD[m.held] ?? m.held})` : ''}`,
+        `    ${m.memberId.padEnd(24)} ${m.state}${m.drainingUntil ? `  (draining until ${m.drainingUntil.slice(11, 19)})` : ''}${m.outOfService ? `  (out of service since ${m.outOfService.since.slice(11, 19)}${m.outOfService.reason ? `: ${m.outOfService.reason}` : ''})` : ''}${m.maintenance ? `  (maintenance ${maintenanceText(m.maintenance)})` : ''}${m.held ? `  (fault held: ${HELD[m.held] ?? m.held})` : ''}`,
       );
   }
   lines.push('LAST AUTOSCALER ACTIONS');
