@@ -107,6 +107,20 @@ export class ClusterMembers {
     return n;
   }
 
+  /**
+   * Members that count toward the cluster's size for the minimum rule and a
+   * scale up: every one in the context but those draining. A draining member
+   * leaves by the rules' own decision and may take the whole drain timeout
+   * to go; counting it would leave a faulted member unreplaced, or a scale
+   * up held, for that long. A member stopped without a drain (a fault) still
+   * counts until it is removed: its replacement follows its removal.
+   */
+  countedCount(): number {
+    let n = 0;
+    for (const m of this.map.values()) if (!(m.state === 'Terminating' && m.drainUntil !== undefined)) n += 1;
+    return n;
+  }
+
   /** Whether the member is this cluster's: in the context, or its leftovers are being stopped. */
   knows(memberId: string): boolean {
     return this.map.has(memberId) || this.reaping.has(memberId) || this.leftovers.has(memberId);
@@ -188,11 +202,17 @@ export class ClusterMembers {
     this.launchTerminate(member.memberId, epoch, intent);
   }
 
-  /** What is left of a Terminating member's drain, ms (0: none, or its time is up). */
+  /**
+   * What is left of a Terminating member's drain, ms (0: none, or its time is
+   * up). Never more than the cluster's drain timeout: a drainUntil written by
+   * a node whose clock ran ahead, or edited by hand, does not hold a member
+   * past it.
+   */
   private drainLeft(memberId: string): number {
     const member = this.map.get(memberId);
     if (member?.state !== 'Terminating' || member.drainUntil === undefined) return 0;
-    return Math.max(0, member.drainUntil - this.clock.now());
+    const left = member.drainUntil - this.clock.now();
+    return Number.isFinite(left) ? Math.min(Math.max(0, left), this.policy.drainTimeoutMs) : 0;
   }
 
   /**
@@ -205,7 +225,8 @@ export class ClusterMembers {
     const member = this.map.get(memberId);
     if (member?.state !== 'Terminating' || member.drainUntil === undefined) return 0;
     const end = Math.min(member.since + this.policy.drainDelayMs, member.drainUntil);
-    return Math.max(0, end - this.clock.now());
+    const left = end - this.clock.now();
+    return Number.isFinite(left) ? Math.min(Math.max(0, left), this.policy.drainDelayMs) : 0;
   }
 
   /** The Iaas terminate, after the drain delay, with what is left of the drain. */
@@ -213,7 +234,8 @@ export class ClusterMembers {
     const { signal } = this.closing;
     const delayMs = this.drainDelayLeft(memberId);
     if (delayMs > 0) await this.pause(delayMs);
-    if (signal.aborted) throw new ClosedError('cluster members (drain aborted)');
+    // Only a drain is handed over at a close; a member stopped without one is stopped, as close() promises.
+    if (signal.aborted && this.drainLeft(memberId) > 0) throw new ClosedError('cluster members (drain aborted)');
     // The drain is bounded by the persisted drainUntil: a retry, a restart or a takeover waits
     // only for what is left of it, never for a second full drain.
     return this.iaas.terminate(memberId, { graceMs: this.terminateGraceMs, drainMs: this.drainLeft(memberId), signal });

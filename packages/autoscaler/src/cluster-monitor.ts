@@ -674,6 +674,11 @@ export class ClusterMonitor {
     }
     if (verdict.kept) {
       this.members.set({ ...current, instance: verdict.instance });
+      // A new agent starts in service (its readiness passes until it fails) and says so only on a change:
+      // what the old agent last said is over. The old life's (life, seq) stays, so its late events are refused.
+      const service = this.service.get(memberId);
+      if (service?.out) this.service.set(memberId, { ...service, out: false, reason: null, since: this.clock.now() });
+      // Persists the monitor state (the restart, and the readiness above).
       this.witness.kept(memberId, retirement.fault?.lastStatAt ?? null);
       // Listed again once its new agent reports: the absence rule counts from now.
       this.listed.set(memberId, this.clock.now());

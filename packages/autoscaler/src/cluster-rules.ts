@@ -150,8 +150,9 @@ export class ClusterRules {
   /** The minimum rule: spawn while the cluster has fewer than min non-terminated members. */
   min(epoch: number | undefined): void {
     if (this.closed || this.paused()) return;
-    // Terminating members still count: their replacement follows their removal, in that order.
-    let count = this.members.size;
+    // Members stopped without a drain still count: their replacement follows their removal, in that order.
+    // Draining ones do not: they leave by the rules' decision and may take the whole drain timeout.
+    let count = this.members.countedCount();
     const removed = (memberId: string) => this.members.get(memberId) === undefined;
     // Removed while the cluster kept its minimum (it was above it): no spawn replaces them.
     if (count >= this.policy.min) this.awaiting = this.awaiting.filter((id) => !removed(id));
@@ -225,9 +226,10 @@ export class ClusterRules {
   private scaleUp(decision: ScaleDecision, live: number, recommended: number, now: number, mono: number): void {
     const { max, scaling } = this.policy;
     // One step at a time: the next waits until the last one's members are active (or gone).
-    const blocked = this.members.size >= max || this.members.all().some(isPending) || !this.registryReachable();
-    // Terminating members still count against max, as in the check above.
-    const step = Math.min(recommended - live, scaling.maxStep, max - this.members.size);
+    // Members stopped without a drain still count against max, draining ones do not (as in the minimum rule).
+    const counted = this.members.countedCount();
+    const blocked = counted >= max || this.members.all().some(isPending) || !this.registryReachable();
+    const step = Math.min(recommended - live, scaling.maxStep, max - counted);
     if (blocked || !this.backoff.isReady(now) || step < 1) {
       this.hold(undefined);
       return;

@@ -199,4 +199,44 @@ describe('graceful drain', () => {
     expect(removedOf(h, victim)).toBeUndefined();
     expect(h.logger.records.some((r) => r.event === 'autoscaler.drain_handed_over')).toBe(true);
   });
+
+  it('a faulted member is replaced at once while another drains: a draining member does not count toward min', async () => {
+    const iaas = new FakeIaas();
+    iaas.drainIdleAfterMs = undefined;
+    const h = overMax(iaas, { drainTimeoutMs: 300_000, drainDelayMs: 2_000 });
+    await h.core.start();
+    await flush();
+    const victim = victimOf(h);
+    const survivor = victim === 'php-a' ? 'php-b' : 'php-a';
+    await h.report(61_000); // a working detector; the victim drains on (300 s)
+    expect(h.stateOf(victim)).toBe('Terminating');
+    await h.core.handle(events.fault(survivor, { epoch: 4 }));
+    await flush();
+    expect(removedOf(h, survivor)).toBeDefined();
+    // Its replacement now, not once the drain has ended: min 1 of serving members.
+    const spawn = h.decisions().find((d) => d.fields.action === 'MemberSpawnAction');
+    expect(spawn?.fields.reason).toBe('minimum rule: 0 < min 1');
+    expect(h.stateOf(victim)).toBe('Terminating');
+    await h.core.close();
+  });
+
+  it('a persisted drainUntil past the drain timeout (a clock ahead, a row edited) waits the drain timeout at most', async () => {
+    const iaas = new FakeIaas();
+    iaas.drainIdleAfterMs = undefined;
+    const terminating = { reason: 'scale down', activatedAt: T0 - 50_000 };
+    const registry = new MemoryRegistry([
+      row('php-a', 'Active'),
+      row('php-b', 'Terminating', { ...terminating, drainUntil: T0 + 10 * 3_600_000 }),
+    ]);
+    const h = harness({ registry, iaas, clusters: [clusterConfig({ min: 1, max: 3, ...DRAIN })] });
+    await h.core.start();
+    await vi.advanceTimersByTimeAsync(2_000);
+    await flush();
+    const [call] = iaas.callsOf('terminate', 'php-b');
+    expect(call?.drainMs).toBe(30_000);
+    await vi.advanceTimersByTimeAsync(30_000);
+    await flush();
+    expect(removedOf(h, 'php-b')?.fields.reason).toMatch(/^scale down; drain timed out; terminated/);
+    await h.core.close();
+  });
 });

@@ -50,6 +50,9 @@ function heldOf(v: unknown): HeldFault | undefined {
 const MAX_RECOMMENDATIONS = 10_000;
 const SCALE_ACTIONS = ['ScaleUpAction', 'ScaleDownAction'] as const;
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+/** A time a Date can hold (±8.64e15 ms): what readers turn into an ISO string must not throw. */
+const time = (v: unknown): v is number => finite(v) && Math.abs(v) <= 8.64e15;
+const timeOrNull = (v: unknown): v is number | null => v === null || time(v);
 const count = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /**
@@ -76,7 +79,7 @@ function scalingOf(v: unknown): StabilizationState | undefined {
 function serviceOf(v: unknown): MemberService | undefined {
   if (!isObject(v)) return undefined;
   const { memberId, life, seq, out, reason, since } = v;
-  if (!text(memberId) || !count(life) || !count(seq) || typeof out !== 'boolean' || !finite(since)) return undefined;
+  if (!text(memberId) || !count(life) || !count(seq) || typeof out !== 'boolean' || !time(since)) return undefined;
   if (reason !== null && !text(reason)) return undefined;
   return { memberId, life, seq, out, reason, since };
 }
@@ -93,7 +96,7 @@ export function parseMonitorState(value: unknown): MonitorState | string {
   if (typeof backoff === 'string') return backoff;
   const faults = value.faults;
   if (!isObject(faults)) return 'faults is not an object';
-  if (!finiteOrNull(faults.stormHeldSince)) return 'faults.stormHeldSince is not a time';
+  if (!timeOrNull(faults.stormHeldSince)) return 'faults.stormHeldSince is not a time';
   if (!Array.isArray(faults.held)) return 'faults.held is not a list';
   const held: HeldFault[] = [];
   for (const entry of faults.held.slice(0, MAX_HELD)) {
@@ -105,7 +108,7 @@ export function parseMonitorState(value: unknown): MonitorState | string {
         .slice(0, MAX_HELD)
         .filter(
           (d): d is { networkPartitionId: string; since: number } =>
-            isObject(d) && text(d.networkPartitionId) && typeof d.since === 'number' && Number.isFinite(d.since),
+            isObject(d) && text(d.networkPartitionId) && time(d.since),
         )
         .map((d) => ({ networkPartitionId: d.networkPartitionId, since: d.since }))
     : [];

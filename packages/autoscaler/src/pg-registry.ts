@@ -118,7 +118,9 @@ function memberOf(row: MemberRow): MemberRecord {
     createdAt: Math.round(row.created_at),
     activatedAt: row.activated_at === null ? null : Math.round(row.activated_at),
     terminatedAt: row.terminated_at === null ? null : Math.round(row.terminated_at),
-    drainUntil: row.drain_until === null ? null : Math.round(row.drain_until),
+    // A time a Date can hold, or none: `infinity` set by hand is no drain end anyone can show or wait for.
+    drainUntil:
+      row.drain_until === null || !(Math.abs(row.drain_until) <= 8.64e15) ? null : Math.round(row.drain_until),
   };
 }
 

@@ -1,3 +1,4 @@
+import { createEnvelope } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { clusterConfig, events, flush, harness, MemoryRegistry, T0, useFakeTime } from './testing/index.js';
 
@@ -108,6 +109,41 @@ describe('second witness', () => {
     expect(h.registry.actions.find((a) => a.action === 'MemberTerminateAction')?.fault).toMatchObject({
       kind: 'timeout',
     });
+    await h.core.close();
+  });
+
+  it('a member out of service gets a new agent in service: what the old agent last said is over, its late events refused', async () => {
+    const h = witnessOn();
+    await h.startActive();
+    await h.report(15_000);
+    const readiness = (type: 'InstanceOutOfServiceEvent' | 'InstanceInServiceEvent', seq: number) =>
+      createEnvelope(
+        type,
+        {
+          clusterId: 'php',
+          clusterInstanceId: 'php-1',
+          networkPartitionId: 'np-1',
+          partitionId: 'p-1',
+          memberId: 'php-2',
+          life: 7,
+          seq,
+        },
+        { source: 'agent-php-2', id: `${type}:php-2:7:${seq}` },
+      );
+    const outOfService = () => h.core.status().clusters[0]?.members.find((m) => m.memberId === 'php-2')?.outOfService;
+    await h.core.handle(readiness('InstanceOutOfServiceEvent', 2));
+    expect(outOfService()).not.toBeNull();
+    await h.core.handle(events.fault('php-2', { epoch: 3 }));
+    await flush();
+    expect(h.actions().at(-1)).toBe('AgentRestarted php-2');
+    // The new agent starts in service and says so only on a change: the member is not left out for good.
+    expect(outOfService()).toBeNull();
+    expect((await h.registry.clusterStates()).get('php')).toMatchObject({
+      service: [{ memberId: 'php-2', life: 7, seq: 2, out: false }],
+    });
+    // The old agent's events, late: refused.
+    await h.core.handle(readiness('InstanceOutOfServiceEvent', 1));
+    expect(outOfService()).toBeNull();
     await h.core.close();
   });
 

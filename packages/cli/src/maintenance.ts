@@ -151,9 +151,15 @@ export async function runMaintenance(
       );
     if (memberId !== null) {
       const members = (await readLiveMembers(pool)).filter((m) => m.clusterId === clusterId);
-      if (!members.some((m) => m.memberId === memberId))
+      const member = members.find((m) => m.memberId === memberId);
+      if (!member)
         throw new UsageError(
           `no live member ${memberId} in cluster ${clusterId}; its members: ${members.map((m) => m.memberId).join(', ') || 'none'}`,
+        );
+      // Already being stopped (a fault, a scale down, a drain): maintenance could hold none of it.
+      if (member.state === 'Terminating')
+        throw new UsageError(
+          `member ${memberId} is already terminating${member.reason ? ` (${member.reason})` : ''}: maintenance cannot keep it`,
         );
     }
     const by = request.by ?? commandUser();

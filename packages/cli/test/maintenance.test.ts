@@ -87,6 +87,14 @@ describe('faultline maintenance: against a stack', () => {
       terminatedAt: null,
     };
     await new PgRegistry(pool).saveMember(member);
+    // Draining after a scale down: already on its way out.
+    await new PgRegistry(pool).saveMember({
+      ...member,
+      memberId: 'web-bbbbbb',
+      state: 'Terminating',
+      reason: 'above max: 2 members > max 1',
+      drainUntil: Date.now() + 30_000,
+    });
     control = await startControl({
       runDir: path.join(stateDir, 'run'),
       handlers: { maintenance: maintenanceHandler({ pool, clusters: [{ id: 'web' }, { id: 'api' }] }, logger) },
@@ -155,7 +163,11 @@ describe('faultline maintenance: against a stack', () => {
     });
     expect(await cli('maintenance', 'on', 'web', 'web-zzzzzz')).toMatchObject({
       code: 2,
-      stderr: /no live member web-zzzzzz in cluster web; its members: web-aaaaaa/,
+      stderr: /no live member web-zzzzzz in cluster web; its members: web-aaaaaa, web-bbbbbb/,
+    });
+    expect(await cli('maintenance', 'on', 'web', 'web-bbbbbb')).toMatchObject({
+      code: 2,
+      stderr: /member web-bbbbbb is already terminating \(above max: 2 members > max 1\): maintenance cannot keep it/,
     });
     expect(await cli('maintenance', 'on', 'api', 'web-aaaaaa')).toMatchObject({
       code: 2,

@@ -397,8 +397,9 @@ export function createLocalIaas(input: LocalIaasOptions): LocalIaas {
     const result = (async (): Promise<TerminateResult> => {
       const { signal } = terminateOptions;
       const drain = drainMs > 0 ? await drainWorkload(memberId, instance, drainMs, signal) : undefined;
-      // The caller closes (a deposed or stopping autoscaler): the member is left as it is, draining.
-      if (signal?.aborted) throw new ClosedError('terminate (drain aborted)');
+      // The caller closes (a deposed or stopping autoscaler): a draining member is left as it is; one
+      // stopped without a drain is stopped all the same.
+      if (drainMs > 0 && signal?.aborted) throw new ClosedError('terminate (drain aborted)');
       const outcome = await stop(instance, graceMs);
       if (outcome !== 'stuck') {
         members.delete(memberId);

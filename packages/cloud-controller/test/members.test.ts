@@ -255,6 +255,13 @@ describe('local driver with real members', () => {
     await waitFor(async () => (await statsOf(other.address)).requestsInFlight === 2, 'two requests in flight');
     expect((await iaas.terminate('dropped')).drain).toBeUndefined();
     for (const answer of await Promise.all(dropped)) expect(answer).not.toBe(200);
+
+    // A closing caller (its signal aborted) hands over drains only: a member stopped without one is stopped.
+    const closing = await iaas.spawn(spec('closing'));
+    const closingHandle = handleOf(closing);
+    const aborted = AbortSignal.abort();
+    expect(await iaas.terminate('closing', { signal: aborted })).toMatchObject({ outcome: 'terminated' });
+    expectGroupsGone([closingHandle.pgid]);
   });
 
   it('a drain ends at its timeout when the workload never gets idle, and is skipped for a stopped (hung) member', async () => {

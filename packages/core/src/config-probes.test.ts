@@ -111,3 +111,24 @@ describe('clusters[].probes (README "Probes")', () => {
     ]);
   });
 });
+
+describe('clusters[].drainTimeoutMs and drainDelayMs (README "Autoscaler → Graceful drain")', () => {
+  const drainIssues = (drain: Record<string, unknown>): string[] => {
+    try {
+      resolveConfig({ clusters: [{ id: 'php', cartridgeType: 'php', min: 1, max: 2, ...drain }] }, { env: {} });
+      return [];
+    } catch (error) {
+      if (error instanceof ConfigError) return (error.issues ?? []).map((i) => `${i.key}: ${i.reason}`);
+      throw error;
+    }
+  };
+
+  it('refuses a delay that takes the whole drain, and a time no timer can wait; 0 turns the drain off whatever the delay', () => {
+    expect(drainIssues({ drainTimeoutMs: 2_000 })).toEqual([
+      expect.stringMatching(/^clusters\.0\.drainDelayMs: must be less than drainTimeoutMs/),
+    ]);
+    expect(drainIssues({ drainTimeoutMs: 2_000, drainDelayMs: 1_999 })).toEqual([]);
+    expect(drainIssues({ drainTimeoutMs: 0 })).toEqual([]);
+    expect(drainIssues({ drainTimeoutMs: 2 ** 31 })).toHaveLength(1);
+  });
+});

@@ -509,13 +509,13 @@ export const clusterSchema = z
      * serves (scale down, max rule) stops taking new requests, finishes those in flight and is
      * terminated once idle or after this long. 0: no drain. A faulted member never drains.
      */
-    drainTimeoutMs: z.number().int().min(0).default(DEFAULTS.drainTimeoutMs),
+    drainTimeoutMs: z.number().int().min(0).max(MAX_TIMER_MS).default(DEFAULTS.drainTimeoutMs),
     /**
      * How long a draining member still takes new requests, before its workload refuses them: the
      * time load balancers have to read the mark (`MemberReadyToShutdownEvent`, the status' `drainingUntil`).
      * Part of drainTimeoutMs, not added to it.
      */
-    drainDelayMs: z.number().int().min(0).default(DEFAULTS.drainDelayMs),
+    drainDelayMs: z.number().int().min(0).max(MAX_TIMER_MS).default(DEFAULTS.drainDelayMs),
     /**
      * A second witness before a kill (README "Autoscaler → Second witness"): on
      * a timeout or an absence of a member whose instance still runs, the cloud
@@ -543,7 +543,12 @@ export const clusterSchema = z
       })
       .prefault({}),
   })
-  .refine((c) => c.min <= c.max, { message: 'min must not exceed max', path: ['min'] });
+  .refine((c) => c.min <= c.max, { message: 'min must not exceed max', path: ['min'] })
+  .refine((c) => c.drainTimeoutMs === 0 || c.drainDelayMs < c.drainTimeoutMs, {
+    message:
+      'must be less than drainTimeoutMs: the delay is part of the drain, and one that takes all of it leaves no time to finish the requests in flight (drainTimeoutMs 0 turns the drain off)',
+    path: ['drainDelayMs'],
+  });
 
 /**
  * Platform secrets, each a file (mode 0600) holding one random key: never a
