@@ -1,33 +1,13 @@
-import { createEnvelope, type Envelope } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseMonitorState } from './monitor-state.js';
-import { flush, harness, useFakeTime } from './testing/index.js';
+import { events, flush, harness, useFakeTime } from './testing/index.js';
 
 /*
  * Issue 16, probes: a member whose readiness probe fails is out of service,
  * shown and not faulted; its agent's readiness events may come late, twice
  * or out of order, and the newest (life, seq) of each member wins.
  */
-const service = (
-  type: 'InstanceOutOfServiceEvent' | 'InstanceInServiceEvent',
-  memberId: string,
-  life: number,
-  seq: number,
-): Envelope =>
-  createEnvelope(
-    type,
-    {
-      clusterId: 'php',
-      clusterInstanceId: 'php-1',
-      networkPartitionId: 'np-1',
-      partitionId: 'p-1',
-      memberId,
-      life,
-      seq,
-      ...(type === 'InstanceOutOfServiceEvent' ? { reason: 'GET /ready answered 503' } : {}),
-    },
-    { source: `agent-${memberId}`, id: `${type}:${memberId}:${life}:${seq}` },
-  );
+const service = events.service;
 
 describe('readiness', () => {
   beforeEach(useFakeTime);

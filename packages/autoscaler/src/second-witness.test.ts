@@ -1,4 +1,3 @@
-import { createEnvelope } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { clusterConfig, events, flush, harness, MemoryRegistry, T0, useFakeTime } from './testing/index.js';
 
@@ -117,19 +116,7 @@ describe('second witness', () => {
     await h.startActive();
     await h.report(15_000);
     const readiness = (type: 'InstanceOutOfServiceEvent' | 'InstanceInServiceEvent', seq: number) =>
-      createEnvelope(
-        type,
-        {
-          clusterId: 'php',
-          clusterInstanceId: 'php-1',
-          networkPartitionId: 'np-1',
-          partitionId: 'p-1',
-          memberId: 'php-2',
-          life: 7,
-          seq,
-        },
-        { source: 'agent-php-2', id: `${type}:php-2:7:${seq}` },
-      );
+      events.service(type, 'php-2', 7, seq);
     const outOfService = () => h.core.status().clusters[0]?.members.find((m) => m.memberId === 'php-2')?.outOfService;
     await h.core.handle(readiness('InstanceOutOfServiceEvent', 2));
     expect(outOfService()).not.toBeNull();

@@ -168,6 +168,25 @@ export const events = {
       { ...where, partitionId: 'p-1', memberId },
       { source: `agent-${memberId}` },
     ),
+  /** A readiness event of the member's agent, life `life`, `seq` within it (README "Probes"). */
+  service: (
+    type: 'InstanceOutOfServiceEvent' | 'InstanceInServiceEvent',
+    memberId: string,
+    life: number,
+    seq: number,
+  ): Envelope =>
+    createEnvelope(
+      type,
+      {
+        ...where,
+        partitionId: 'p-1',
+        memberId,
+        life,
+        seq,
+        ...(type === 'InstanceOutOfServiceEvent' ? { reason: 'GET /ready answered 503' } : {}),
+      },
+      { source: `agent-${memberId}`, id: `${type}:${memberId}:${life}:${seq}` },
+    ),
   clusterStat: (type: ClusterStatEventType, value: number, windowTo: number, epoch = 1): Envelope =>
     createEnvelope(
       type,
