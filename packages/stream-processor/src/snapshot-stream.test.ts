@@ -211,6 +211,22 @@ describe('a streamed snapshot', () => {
     expect(passive.dedupe.export().agents.sort()).toEqual(active.dedupe.export().agents.sort());
   });
 
+  it('sends every dedupe agent before any member: a passive whose engine matches knows every batch, whenever its active dies', () => {
+    const active: Side = { engine: new StatLedger(), dedupe: new BatchDedupe() };
+    for (let m = 0; m < 50; m++) {
+      const b = batch(`ordered-${m}`, 1_000 + m);
+      active.dedupe.add(b.agentId, b.sequence);
+      active.engine.apply(b);
+    }
+    const stream = streamSnapshot(active.engine, active.dedupe);
+    expect(stream.header.agents).toBe(50);
+    const kinds: string[] = [];
+    for (let chunk = stream.next(7); chunk; chunk = stream.next(7))
+      kinds.push(...(chunk.dedupe ? ['dedupe'] : []), ...(chunk.engine !== undefined ? ['engine'] : []));
+    expect(kinds.indexOf('engine')).toBeGreaterThan(kinds.lastIndexOf('dedupe'));
+    expect(kinds.filter((k) => k === 'dedupe')).toHaveLength(Math.ceil(50 / 7));
+  });
+
   it('is well under half the size on the wire of the one document it replaces', () => {
     const engine = createCepEngine({ source: 'sp', logger: createMemoryLogger() });
     closers.push(() => engine.close());

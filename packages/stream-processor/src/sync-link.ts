@@ -42,6 +42,8 @@ interface Streaming {
   unacked: { at: number; seq: number }[];
   /** Members (or agents) per chunk, adapted to CHUNK_TARGET_MS at both ends. */
   items: number;
+  /** What the last chunk carried: a switch (dedupe agents, then members) starts the sizing over. */
+  kind: 'dedupe' | 'engine' | undefined;
   /** How long the passive took to acknowledge the last chunk acknowledged (ms), behind at most a window of others. */
   lastAnswerMs: number;
   /** The last chunk went (and the end); waiting for the passive to acknowledge the rest. */
@@ -196,6 +198,7 @@ export class SyncLink {
             acked: 0,
             unacked: [],
             items: FIRST_CHUNK_ITEMS,
+            kind: undefined,
             lastAnswerMs: 0,
             done: false,
             startedAt: now,
@@ -356,6 +359,11 @@ export class SyncLink {
     if (s.sent - s.acked >= SNAPSHOT_WINDOW) return; // the next acknowledgement schedules it
     const clock = this.options.clock;
     const started = clock.monotonicNow();
+    // Agents are cheap to make and apply, members are not: what the sizing learnt of one says nothing of the
+    // other, so the first chunk of members is sized afresh.
+    const kind = s.stream.phase;
+    if (s.kind !== undefined && kind !== s.kind) s.items = FIRST_CHUNK_ITEMS;
+    s.kind = kind;
     const chunk = s.stream.next(s.items);
     if (chunk === undefined) {
       s.done = true;

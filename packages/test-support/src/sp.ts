@@ -46,7 +46,7 @@ export interface SpStatusJson {
   epoch?: number;
   thriftPort?: number;
   passive: { endpoint?: string; link: string; lagBatches: number; lagMs: number };
-  following?: { nodeId: string; epoch: number; lastSeq: number };
+  following?: { nodeId: string; epoch: number; lastSeq: number; synced: boolean };
   counters: Record<string, number>;
   /** Batches refused, per reason (`credential_invalid`, `member_mismatch`, …). */
   refusals: Record<string, number>;
