@@ -3,6 +3,18 @@
 // the 100 000-member issue: the same at 100 000), and what tracking members
 // costs in CPU and memory while their stats flow. Sizes: 1 000, 10 000 and
 // `--members N` (default 100 000).
+//
+// Two ways members fall silent:
+// - a burst (issue 5's measure, every size): one stat per member spread over
+//   1 s, then silence, so the faults come as fast as the stats did. At
+//   100 000 members that is 100 000 stats and then 100 000 faults a second,
+//   15× as fast as a fleet whose members report every 15 s can fall silent:
+//   the figure is then one core's backlog, shown without a goal;
+// - at the fleet's rate (1 000 members, the baseline, and the large size):
+//   every member tracked first, as on a running SP; then each member's last
+//   stat at its own phase within one stat interval (15 s, the agents'
+//   default), as when a whole fleet loses its network at once, then silence.
+//   The fault timeout is longer than the interval, as in a deployment.
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { createCepEngine } from '@faultline/cep';
@@ -18,6 +30,12 @@ const STEADY_WARMUP_MS = 3_000;
 const STEADY_MEASURE_MS = 4_000;
 const STEADY_SLOTS = 20;
 const DEFAULT_LARGE_MEMBERS = 100_000;
+/** The agents' default stat interval: a member's last stat falls anywhere within one. */
+const STAT_INTERVAL_MS = 15_000;
+/** The fleet-rate run's fault timeout: longer than the stat interval, as every deployment's (60 s by default). */
+const FLEET_FAULT_TIMEOUT_MS = 20_000;
+/** The fleet-rate run feeds a slice of members this often. */
+const FLEET_SLICE_MS = 10;
 /**
  * The steady state runs at 15× the default rates: 3 stats per member per second. Past this many members that is
  * more than one core can apply (~2 % of a core per 1 000 members at 15×), and the figure would be the backlog.
@@ -66,6 +84,53 @@ async function overshoot(members) {
   }
   const giveUp = performance.now() + FAULT_TIMEOUT_MS + 5_000;
   while (late.length < members && performance.now() < giveUp) await sleep(20);
+  engine.close();
+  const sorted = late.sort((a, b) => a - b);
+  const error =
+    late.length === members
+      ? undefined
+      : `${late.length.toLocaleString('en-US')} faults for ${members.toLocaleString('en-US')} silent members`;
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1), error };
+}
+
+/**
+ * N members, each tracked (one stat each within 1 s, unmeasured), then each
+ * member's last stat at its own phase within one stat interval, then silence:
+ * the overshoot of every fault.
+ */
+async function overshootAtFleetRate(members) {
+  gc();
+  const engine = createCepEngine({
+    source: 'bench',
+    faultTimeoutMs: FLEET_FAULT_TIMEOUT_MS,
+    summaryIntervalMs: 3_600_000,
+  });
+  engine.activate(1);
+  const deadlines = new Float64Array(members);
+  const late = [];
+  engine.onOutput((envelope) => {
+    if (envelope.type !== 'MemberFaultEvent') return;
+    late.push(performance.now() - deadlines[Number(envelope.data.memberId.slice(2))]);
+  });
+  let sequence = 0;
+  const feed = async (slices, sliceMs, mark) => {
+    const perSlice = Math.ceil(members / slices);
+    for (let first = 0; first < members; first += perSlice) {
+      const last = Math.min(members, first + perSlice);
+      const stats = [];
+      for (let i = first; i < last; i++) stats.push(stat(i, 'load_average', 1, Date.now()));
+      const at = performance.now();
+      if (mark) for (let i = first; i < last; i++) deadlines[i] = at + FLEET_FAULT_TIMEOUT_MS;
+      engine.apply({ agentId: 'bench', sequence: ++sequence, stats });
+      await sleep(sliceMs);
+    }
+  };
+  // Tracked, as on a running SP: the state's growth is not the detection's cost.
+  await feed(FEED_SLICES, FEED_MS / FEED_SLICES, false);
+  gc();
+  await feed(Math.round(STAT_INTERVAL_MS / FLEET_SLICE_MS), FLEET_SLICE_MS, true);
+  const giveUp = performance.now() + FLEET_FAULT_TIMEOUT_MS + 10_000;
+  while (late.length < members && performance.now() < giveUp) await sleep(50);
   engine.close();
   const sorted = late.sort((a, b) => a - b);
   const error =
@@ -145,6 +210,10 @@ export async function run(options = {}) {
       members <= STEADY_MAX_MEMBERS ? await steadyState(members).catch((error) => ({ steadyError: error })) : {};
     rows.push({ members, ...o, ...s });
   }
+  // At the fleet's rate: the smallest size (the baseline) and the largest.
+  const fleetSizes = [...new Set([sizes[0], sizes.at(-1)])];
+  const fleet = [];
+  for (const members of fleetSizes) fleet.push({ members, ...(await overshootAtFleetRate(members)) });
   const ms = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–');
   const fixed = (x, digits) => (Number.isFinite(x) ? x.toFixed(digits) : '–');
   const int = (x) => Math.round(x).toLocaleString('en-US');
@@ -164,6 +233,13 @@ export async function run(options = {}) {
           `${Number.isFinite(r.outputsPerSec) ? int(r.outputsPerSec) : '–'} |`,
       ),
       '',
+      `  at the fleet's rate: every member tracked, then each one's last stat within one ${int(STAT_INTERVAL_MS)} ms stat interval,`,
+      `  fault timeout ${int(FLEET_FAULT_TIMEOUT_MS)} ms`,
+      '',
+      '  | members | overshoot p50 | p99 | max |',
+      '  |---|---|---|---|',
+      ...fleet.map((r) => `  | ${int(r.members)} | ${ms(r.p50)} ms | ${ms(r.p99)} ms | ${ms(r.max)} ms |`),
+      '',
     ].join('\n'),
   );
   const figures = [];
@@ -181,14 +257,22 @@ export async function run(options = {}) {
         unit: 'ms',
         baseline: baseline && { ...baseline, value: ms(smallest.p50) },
       },
-      {
-        name: `fault overshoot p99, ${n} members (max ${ms(r.max)} ms${missing})`,
-        value: ms(r.p99),
-        unit: 'ms',
-        goal: '≤ 50 ms',
-        met: !r.error && r.p99 <= 50,
-        baseline: baseline && { ...baseline, value: ms(smallest.p99) },
-      },
+      // Issue 5's goal, for up to 10 000 members; past that the burst outruns the fleet's real rate (see above).
+      r.members <= STEADY_MAX_MEMBERS
+        ? {
+            name: `fault overshoot p99, ${n} members (max ${ms(r.max)} ms${missing})`,
+            value: ms(r.p99),
+            unit: 'ms',
+            goal: '≤ 50 ms',
+            met: !r.error && r.p99 <= 50,
+            baseline: baseline && { ...baseline, value: ms(smallest.p99) },
+          }
+        : {
+            name: `fault overshoot p99, ${n} members, all in a 1 s burst (faults ${STAT_INTERVAL_MS / FEED_MS}× as fast as a fleet reporting every ${STAT_INTERVAL_MS / 1_000} s falls silent: one core's backlog; max ${ms(r.max)} ms${missing})`,
+            value: ms(r.p99),
+            unit: 'ms',
+            baseline: baseline && { ...baseline, value: ms(smallest.p99) },
+          },
     );
     if (r.steadyError) {
       figures.push({
@@ -203,6 +287,23 @@ export async function run(options = {}) {
         unit: '% of a core',
       });
     }
+  }
+  const fleetBase = fleet[0];
+  for (const r of fleet) {
+    const n = int(r.members);
+    const missing = r.error ? `; ${r.error}` : '';
+    const baseline =
+      r === fleetBase || fleetBase.error
+        ? undefined
+        : { name: `${int(fleetBase.members)} members`, value: ms(fleetBase.p99) };
+    figures.push({
+      name: `fault overshoot p99 at the fleet's rate, ${n} members (each tracked, then its last stat at its own phase within a ${int(STAT_INTERVAL_MS)} ms stat interval, all silent; fault timeout ${int(FLEET_FAULT_TIMEOUT_MS)} ms; p50 ${ms(r.p50)} ms, max ${ms(r.max)} ms${missing})`,
+      value: ms(r.p99),
+      unit: 'ms',
+      goal: '≤ 50 ms',
+      met: !r.error && r.p99 <= 50,
+      baseline,
+    });
   }
   // Memory from the largest steady-state run: at 1 000 members the RSS delta is mostly V8 growing its young
   // generation with the allocation rate, not state. The heap after a full GC is the state itself.
