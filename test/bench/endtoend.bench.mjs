@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '@faultline/core';
+import { SPAWNS } from '@faultline/nemesis';
 import { freePort } from '@faultline/test-support';
 
 export const description = 'kill a member → replacement active: detect / decide / spawn / activate';
@@ -65,6 +66,7 @@ export async function run() {
     stdio: 'ignore',
   });
   const phases = [];
+  let failed = false;
   try {
     const active = async () =>
       JSON.parse(await cli('stack', 'status', '--json')).clusters[0].members.filter((m) => m.state === 'Active').length;
@@ -97,7 +99,10 @@ export async function run() {
             (r.action === 'MemberRemoved' || r.action === 'MemberTerminateAction'),
         );
         const noticed = [fault, gone].filter(Boolean).sort((a, b) => at(a) - at(b))[0];
-        const decided = auto.find((r) => r.action === 'MemberSpawnAction' && at(r) >= killedAt);
+        // Whichever rule fills the gap: on a loaded machine the members report a high load average, and the
+        // scaling rule's ScaleUpAction (live 1 < max 2) can come before the minimum rule's turn. Counting only
+        // MemberSpawnAction made a full run (its machine busy from the benchmarks before) miss a replacement.
+        const decided = auto.find((r) => SPAWNS.has(r.action) && at(r) >= killedAt);
         const created =
           decided && auto.find((r) => r.event === 'autoscaler.member_created' && r.memberId === decided.memberId);
         const activated =
@@ -112,15 +117,26 @@ export async function run() {
           };
           break;
         }
-        if (Date.now() - killedAt > 60_000) throw new Error(`no replacement for ${memberId} within 60 s`);
+        if (Date.now() - killedAt > 60_000) {
+          const since = auto.filter((r) => r.event === 'autoscaler.action' && at(r) >= killedAt);
+          const said = since.map((r) => `${r.action} ${r.memberId ?? ''}: ${r.reason ?? ''}`).join('; ');
+          throw new Error(
+            `no replacement for ${memberId} within 60 s; the autoscaler since the kill: ${said || 'nothing'}`,
+          );
+        }
         await sleep(100);
       }
       phases.push(record);
     }
+  } catch (error) {
+    failed = true;
+    throw error;
   } finally {
     await cli('stack', 'down').catch(() => {});
     await new Promise((resolve) => (stack.exitCode !== null ? resolve() : stack.once('exit', resolve)));
-    rmSync(dir, { recursive: true, force: true });
+    // A failed run keeps the stack's folder (its logs) for a look, and says where.
+    if (failed) console.error(`  endtoend: the stack's folder, its logs included, is kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
   const median = (key) => phases.map((p) => p[key]).sort((a, b) => a - b)[Math.floor(phases.length / 2)];
   const total = phases.map((p) => p.detect + p.decide + p.spawn + p.activate).sort((a, b) => a - b);

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BatchDedupe } from './batch-dedupe.js';
 import { encodeFrame, FrameReader } from './framing.js';
 import type { QueryEngine } from './query-engine.js';
-import { streamSnapshot } from './snapshot-stream.js';
+import { DEDUPE_CHUNK_MAX_BYTES, streamSnapshot } from './snapshot-stream.js';
 import { StatLedger } from './stat-ledger.js';
 import { newNonce, syncProof } from './sync-auth.js';
 import { SyncLink } from './sync-link.js';
@@ -225,6 +225,20 @@ describe('a streamed snapshot', () => {
       kinds.push(...(chunk.dedupe ? ['dedupe'] : []), ...(chunk.engine !== undefined ? ['engine'] : []));
     expect(kinds.indexOf('engine')).toBeGreaterThan(kinds.lastIndexOf('dedupe'));
     expect(kinds.filter((k) => k === 'dedupe')).toHaveLength(Math.ceil(50 / 7));
+  });
+
+  it('cuts the dedupe agents by bytes too: agents with long gaps make smaller chunks, never one past the bound', () => {
+    const dedupe = new BatchDedupe();
+    // 2 000 agents each holding a full window above its floor (a gap at 1): 1 024 sequences, some 4 KB a row.
+    for (let a = 0; a < 2_000; a++) for (let seq = 2; seq <= 1_025; seq++) dedupe.add(`gappy-${a}`, seq);
+    const stream = streamSnapshot(new StatLedger(), dedupe);
+    let agents = 0;
+    for (let chunk = stream.next(20_000); chunk?.dedupe; chunk = stream.next(20_000)) {
+      expect(chunk.dedupe.length).toBeGreaterThan(0);
+      expect(JSON.stringify(chunk.dedupe).length).toBeLessThan(DEDUPE_CHUNK_MAX_BYTES + 20_000);
+      agents += chunk.dedupe.length;
+    }
+    expect(agents).toBe(2_000);
   });
 
   it('is well under half the size on the wire of the one document it replaces', () => {
