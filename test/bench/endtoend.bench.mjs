@@ -81,9 +81,15 @@ export async function run() {
       // A member killed within one fault timeout of its activation counts as a replacement that did not
       // work and backs the next spawn off (crash-loop protection): kill members that have settled.
       await sleep(FAULT_TIMEOUT_MS + 1_000);
+      const calledAt = Date.now();
       const line = await cli('chaos', 'kill-member');
-      const killedAt = Date.now();
       const memberId = /member (\S+)/.exec(line)[1];
+      // When the supervisor killed it (its log), not when the CLI returned: on a busy machine the CLI exits
+      // after the autoscaler has noticed and replaced the member, whose records then came "before" the kill.
+      const applied = logs('supervisor')
+        .filter((r) => r.event === 'chaos.applied' && r.message.includes(memberId))
+        .at(-1);
+      const killedAt = applied ? Math.min(at(applied), Date.now()) : calledAt;
       let record;
       for (;;) {
         const auto = logs('autoscaler');
