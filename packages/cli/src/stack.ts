@@ -28,6 +28,7 @@ import { prepareEmbeddedPostgres } from './embedded-postgres.js';
 import { UsageError } from './errors.js';
 import { stopLeftoverPostmaster } from './leftover-postmaster.js';
 import { maintenanceHandler } from './maintenance.js';
+import { startOutputRotation } from './output-rotation.js';
 import { issueBrokerPasswords, platformServices, reportExternalBrokers } from './platform-services.js';
 import { linuxServiceTable, type ServiceProcessTable } from './process-table.js';
 import { ServiceRecords, stopLeftovers } from './service-records.js';
@@ -134,6 +135,15 @@ async function runStack(
   // Run as root from a checkout the postgres and member users cannot reach, what they need moves (README "What members can reach").
   const layout = stackLayoutOf(config);
   const clock = systemClock;
+  // Members' outputs and processes' .log captures: no logger of ours rotates them (README "Logs").
+  const outputs = startOutputRotation({
+    dir: logDir,
+    maxFileBytes: config.logging.maxFileBytes,
+    maxFiles: config.logging.maxFiles,
+    intervalMs: config.logging.outputCheckIntervalMs,
+    clock,
+    logger,
+  });
   const records = new ServiceRecords(path.join(runDir, 'services.json'), table);
   let failure: Error | undefined;
   const supervisor = new Supervisor({
@@ -191,6 +201,7 @@ async function runStack(
       logger.info('stack stopped', { event: 'stack.stopped' });
       await logger.flush().catch(() => {});
     } finally {
+      outputs.stop();
       finished();
     }
   });

@@ -599,6 +599,12 @@ export const configSchema = z
           .default(DEFAULTS.logMaxFileBytes),
         /** …and this many files are kept per service, the current one included. */
         maxFiles: z.number().int().min(2).max(100).default(DEFAULTS.logMaxFiles),
+        /**
+         * How often the supervisor looks at the raw outputs no logger rotates (each member's
+         * `member-<id>.jsonl`, PostgreSQL's and Mosquitto's `.log`): one past maxFileBytes is copied to
+         * `.1` and truncated (copytruncate), maxFiles kept.
+         */
+        outputCheckIntervalMs: z.number().int().min(1_000).max(3_600_000).default(DEFAULTS.logOutputCheckIntervalMs),
       })
       .prefault({}),
     database: z

@@ -9,6 +9,8 @@ export const DEFAULTS = {
   logMaxFileBytes: 50 * 1024 * 1024,
   /** …and this many files are kept, the current one included. */
   logMaxFiles: 5,
+  /** Between two looks of the supervisor at the raw outputs of the logs folder (members', PostgreSQL's, …). */
+  logOutputCheckIntervalMs: 60_000,
   /** Subscriber ping to topic `ping` (the seed). */
   pingIntervalMs: 1_000,
   /** Subscriber reconnect + resubscribe while the broker is down (the seed). */
