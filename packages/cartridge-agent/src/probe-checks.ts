@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { DEFAULTS, type ProbeConfig, type StartupProbeConfig } from '@faultline/core';
@@ -113,6 +114,38 @@ export interface ExecCheckOptions {
   maxOutputBytes: number;
 }
 
+/** Descendants of a process looked at, at most (a fork bomb in a check is not walked for ever). */
+const MAX_DESCENDANTS = 256;
+
+/**
+ * The processes `pid` started, and theirs, breadth first (Linux: each
+ * process's `/proc/<pid>/task/<pid>/children`); none where that cannot be read.
+ */
+export function descendantsOf(
+  pid: number,
+  read: (pid: number) => string = (p) => readFileSync(`/proc/${p}/task/${p}/children`, 'utf8'),
+): number[] {
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0 && found.length < MAX_DESCENDANTS) {
+    const parent = queue.shift() as number;
+    let text: string;
+    try {
+      text = read(parent);
+    } catch {
+      continue;
+    }
+    for (const word of text.split(' ')) {
+      const child = Number(word);
+      if (!Number.isSafeInteger(child) || child <= 1 || found.includes(child)) continue;
+      found.push(child);
+      queue.push(child);
+      if (found.length >= MAX_DESCENDANTS) break;
+    }
+  }
+  return found;
+}
+
 /**
  * Runs `command` as the agent's own user (the member's) in its folder; passes
  * on exit 0. Its output is read, the first `maxOutputBytes` kept for the
@@ -125,7 +158,19 @@ export function execCheck(options: ExecCheckOptions): ProbeCheck {
   return (signal) => {
     let child: ChildProcess | undefined;
     const release = () => {
-      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      if (child && child.exitCode === null && child.signalCode === null) {
+        // What it started goes too, found before it dies (its orphans would leave its tree): a check
+        // killed at its deadline leaves nothing running in the member.
+        const tree = child.pid === undefined ? [] : descendantsOf(child.pid);
+        child.kill('SIGKILL');
+        for (const pid of tree) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone meanwhile
+          }
+        }
+      }
       child?.stdout?.destroy();
       child?.stderr?.destroy();
     };

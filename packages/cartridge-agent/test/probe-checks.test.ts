@@ -161,6 +161,32 @@ describe('probe checks', () => {
       await waitFor(() => !alive(), 'the command to be killed');
     });
 
+    it('at its deadline, what the command started goes too (a shell and its children), not only the command', async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-exec-probe-'));
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      const pidFile = path.join(dir, 'grandchild');
+      const controller = new AbortController();
+      // A check that starts a command of its own and waits on it, as `sh -c 'curl …; test …'` does.
+      const grandchild = `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000)`;
+      const pending = run([
+        '-e',
+        `require("child_process").spawn(process.execPath, ["-e", ${JSON.stringify(grandchild)}], { stdio: "ignore" }); setInterval(() => {}, 1000)`,
+      ])(controller.signal);
+      await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8') !== '', 'the grandchild to start');
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      controller.abort();
+      expect(await pending).toEqual({ ok: false, reason: 'aborted at its deadline' });
+      const alive = () => {
+        try {
+          process.kill(pid, 0);
+          return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+        } catch {
+          return false;
+        }
+      };
+      await waitFor(() => !alive(), 'the grandchild to be killed');
+    });
+
     it('gets PATH, HOME, the member and its workload, never the member credential', async () => {
       const env = execProbeEnv(
         {
