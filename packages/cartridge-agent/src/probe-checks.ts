@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { DEFAULTS, type ProbeConfig, type StartupProbeConfig } from '@faultline/core';
@@ -117,14 +117,24 @@ export interface ExecCheckOptions {
 /** Descendants of a process looked at, at most (a fork bomb in a check is not walked for ever). */
 const MAX_DESCENDANTS = 256;
 
+/** The children of every thread of `pid` (Linux), space-separated; throws when it cannot be read. */
+function childrenOf(pid: number): string {
+  let text = '';
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      text += ` ${readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8')}`;
+    } catch {
+      // a thread that ended meanwhile
+    }
+  }
+  return text;
+}
+
 /**
- * The processes `pid` started, and theirs, breadth first (Linux: each
- * process's `/proc/<pid>/task/<pid>/children`); none where that cannot be read.
+ * The processes `pid` started, and theirs, breadth first (Linux: the
+ * `children` of each of a process's threads); none where that cannot be read.
  */
-export function descendantsOf(
-  pid: number,
-  read: (pid: number) => string = (p) => readFileSync(`/proc/${p}/task/${p}/children`, 'utf8'),
-): number[] {
+export function descendantsOf(pid: number, read: (pid: number) => string = childrenOf): number[] {
   const found: number[] = [];
   const queue = [pid];
   while (queue.length > 0 && found.length < MAX_DESCENDANTS) {
@@ -146,6 +156,34 @@ export function descendantsOf(
   return found;
 }
 
+function sendSignal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // gone meanwhile, or not ours
+  }
+}
+
+/**
+ * Stops `pid` and everything it started (SIGSTOP, walked again until nothing
+ * new turns up, at most a few times: a stopped process forks no more), and
+ * returns the descendants found, to be killed with it. Read from a tree that
+ * runs, the list could miss a process forked meanwhile.
+ */
+function freezeTree(pid: number): number[] {
+  sendSignal(pid, 'SIGSTOP');
+  const known = new Set<number>();
+  for (let round = 0; round < 4; round++) {
+    const fresh = descendantsOf(pid).filter((p) => !known.has(p));
+    if (fresh.length === 0) break;
+    for (const p of fresh) {
+      sendSignal(p, 'SIGSTOP');
+      known.add(p);
+    }
+  }
+  return [...known];
+}
+
 /**
  * Runs `command` as the agent's own user (the member's) in its folder; passes
  * on exit 0. Its output is read, the first `maxOutputBytes` kept for the
@@ -161,15 +199,9 @@ export function execCheck(options: ExecCheckOptions): ProbeCheck {
       if (child && child.exitCode === null && child.signalCode === null) {
         // What it started goes too, found before it dies (its orphans would leave its tree): a check
         // killed at its deadline leaves nothing running in the member.
-        const tree = child.pid === undefined ? [] : descendantsOf(child.pid);
+        const tree = child.pid === undefined ? [] : freezeTree(child.pid);
         child.kill('SIGKILL');
-        for (const pid of tree) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // gone meanwhile
-          }
-        }
+        for (const pid of tree) sendSignal(pid, 'SIGKILL');
       }
       child?.stdout?.destroy();
       child?.stderr?.destroy();

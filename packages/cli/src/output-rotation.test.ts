@@ -1,11 +1,13 @@
 import {
   closeSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -50,7 +52,10 @@ describe('raw output rotation', () => {
       const rotation = rotationOf(dir, logger);
       expect(await rotation.runOnce()).toEqual(['member-php-a1b2c3.jsonl']);
       rotation.stop();
-      expect(readFileSync(path.join(dir, 'member-php-a1b2c3.1.jsonl'), 'utf8')).toBe('{"old":true}\n'.repeat(100));
+      // Its last maxFileBytes: a copy never takes more than the bound, whatever the file had grown to.
+      expect(readFileSync(path.join(dir, 'member-php-a1b2c3.1.jsonl'), 'utf8')).toBe(
+        '{"old":true}\n'.repeat(100).slice(-1_000),
+      );
       expect(statSync(path.join(dir, 'member-php-a1b2c3.1.jsonl')).mode & 0o777).toBe(0o600);
       expect(statSync(file).size).toBe(0);
       // The writer's next line lands at the new end, not past a hole where the old content was.
@@ -71,8 +76,8 @@ describe('raw output rotation', () => {
       writeFileSync(path.join(dir, 'sp-1.jsonl'), big);
       expect(await rotation.runOnce()).toEqual(['postgres.log']);
     }
-    expect(readFileSync(path.join(dir, rotatedName('postgres.log', 1)), 'utf8')).toBe(`4${big}`);
-    expect(readFileSync(path.join(dir, rotatedName('postgres.log', 2)), 'utf8')).toBe(`3${big}`);
+    expect(readFileSync(path.join(dir, rotatedName('postgres.log', 1)), 'utf8')).toBe(big.slice(-1_000));
+    expect(readFileSync(path.join(dir, rotatedName('postgres.log', 2)), 'utf8')).toBe(big.slice(-1_000));
     expect(existsSync(path.join(dir, rotatedName('postgres.log', 3)))).toBe(false);
     // Below the bound: nothing to do.
     writeFileSync(path.join(dir, 'mosquitto-a.log'), 'small');
@@ -99,12 +104,45 @@ describe('raw output rotation', () => {
     await settle();
     await rotation.runOnce();
     expect(statSync(file).size).toBe(0);
-    expect(statSync(path.join(dir, 'member-php-x.1.jsonl')).size).toBe(2_000);
+    expect(statSync(path.join(dir, 'member-php-x.1.jsonl')).size).toBe(1_000);
     rotation.stop();
 
     const missing = rotationOf(path.join(dir, 'not-yet'), logger, 2);
     expect(await missing.runOnce()).toEqual([]);
     missing.stop();
     expect(logger.events()).not.toContain('stack.output_rotation_failed');
+  });
+
+  it('never follows a link: a link planted in the folder is left alone, and so is what it points to', async () => {
+    const dir = folder();
+    const outside = path.join(folder(), 'precious.db');
+    writeFileSync(outside, 'p'.repeat(5_000));
+    symlinkSync(outside, path.join(dir, 'member-php-evil01.jsonl'));
+    const rotation = rotationOf(dir);
+    expect(await rotation.runOnce()).toEqual([]);
+    expect(statSync(outside).size).toBe(5_000);
+    expect(existsSync(path.join(dir, 'member-php-evil01.1.jsonl'))).toBe(false);
+    // A link planted where the copy goes: the copy is not written through it, the output still truncated.
+    writeFileSync(path.join(dir, 'member-php-b.jsonl'), 'b'.repeat(2_000));
+    symlinkSync(outside, path.join(dir, 'member-php-b.1.jsonl'));
+    await rotation.runOnce();
+    expect(readFileSync(outside, 'utf8')).toBe('p'.repeat(5_000));
+    expect(statSync(path.join(dir, 'member-php-b.jsonl')).size).toBe(0);
+    await rotation.stop();
+  });
+
+  it('a copy that fails (a full disk) still truncates the output, and says its content is lost', async () => {
+    const dir = folder();
+    writeFileSync(path.join(dir, 'member-php-c.jsonl'), 'c'.repeat(2_000));
+    // Where the copy goes cannot be written: a folder with something in it.
+    mkdirSync(path.join(dir, 'member-php-c.1.jsonl'));
+    writeFileSync(path.join(dir, 'member-php-c.1.jsonl', 'x'), 'x');
+    const logger = createMemoryLogger();
+    // Two files kept: the copy goes where the folder is, with no older copy to move it to.
+    const rotation = rotationOf(dir, logger, 2);
+    expect(await rotation.runOnce()).toEqual(['member-php-c.jsonl']);
+    expect(statSync(path.join(dir, 'member-php-c.jsonl')).size).toBe(0);
+    expect(logger.events()).toContain('stack.output_truncated');
+    await rotation.stop();
   });
 });

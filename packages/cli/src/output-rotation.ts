@@ -1,4 +1,5 @@
-import { copyFile, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, lstat, open, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock, Logger, TimerHandle } from '@faultline/core';
 
@@ -9,11 +10,14 @@ import type { Clock, Logger, TimerHandle } from '@faultline/core';
  * opened with O_APPEND), and the `<name>.log` captures of the processes the
  * supervisor starts (PostgreSQL, Mosquitto, each service's stdout). Their
  * writers hold the file open, so they cannot be renamed under them: past
- * `maxFileBytes` a file is copied to `<name>.1.<ext>` (the one before that to
- * `.2`, and so on, `maxFiles` files kept in all) and truncated to zero, as
- * logrotate's copytruncate does. An O_APPEND writer goes on at the new end;
- * what it writes between the copy and the truncate (a few milliseconds) is
- * lost, which is the price of not stopping it.
+ * `maxFileBytes` a file's last `maxFileBytes` are copied to `<name>.1.<ext>`
+ * (the one before that to `.2`, and so on, `maxFiles` files kept in all) and
+ * it is truncated to zero, as logrotate's copytruncate does. An O_APPEND
+ * writer goes on at the new end; what it writes between the copy and the
+ * truncate (a few milliseconds) is lost, which is the price of not stopping
+ * it. A copy that fails (a full disk) still truncates: the output is lost,
+ * said in the log, and the disk is not filled. Links are never followed: the
+ * supervisor may run as root, and a link in the folder is not its output.
  */
 
 /** Files rotated here: members' output, and processes' `.log` captures. `<service>.jsonl` rotates itself. */
@@ -36,7 +40,8 @@ export interface OutputRotationOptions {
 export interface OutputRotation {
   /** One look at the folder now: the files rotated. Never rejects. */
   runOnce(): Promise<string[]>;
-  stop(): void;
+  /** No more looks; resolves once a look under way has ended. */
+  stop(): Promise<void>;
 }
 
 /** `member-a.jsonl`, 2 → `member-a.2.jsonl`. */
@@ -51,19 +56,51 @@ export function startOutputRotation(options: OutputRotationOptions): OutputRotat
   let stopped = false;
   let running: Promise<string[]> | undefined;
 
-  const rotate = async (name: string): Promise<void> => {
-    const file = path.join(dir, name);
-    await rm(path.join(dir, rotatedName(name, maxFiles - 1)), { force: true });
-    for (let n = maxFiles - 2; n >= 1; n--) {
-      await rename(path.join(dir, rotatedName(name, n)), path.join(dir, rotatedName(name, n + 1))).catch(
-        (error: NodeJS.ErrnoException) => {
-          if (error.code !== 'ENOENT') throw error;
-        },
-      );
+  /** The last `maxFileBytes` of `source` into a new file `target` (0600, never through a link). */
+  const copyTail = async (source: FileHandle, size: number, target: string): Promise<void> => {
+    const length = Math.min(size, maxFileBytes);
+    const buffer = Buffer.allocUnsafe(length);
+    const { bytesRead } = await source.read(buffer, 0, length, size - length);
+    const out = await open(
+      target,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o600,
+    );
+    try {
+      await out.write(buffer, 0, bytesRead);
+    } finally {
+      await out.close();
     }
-    // The copy keeps the file's mode (0600); the truncate right after it, so little is written in between.
-    await copyFile(file, path.join(dir, rotatedName(name, 1)));
-    await truncate(file, 0);
+  };
+
+  /** Rotates `name`; resolves whether its copy was kept (false: truncated without one). */
+  const rotate = async (name: string, size: number): Promise<{ copied: boolean; error?: unknown }> => {
+    const file = path.join(dir, name);
+    // Opened first, never through a link: what is truncated is the file the look found.
+    const handle = await open(file, constants.O_RDWR | constants.O_NOFOLLOW);
+    try {
+      let copyError: unknown;
+      try {
+        await rm(path.join(dir, rotatedName(name, maxFiles - 1)), { force: true });
+        for (let n = maxFiles - 2; n >= 1; n--) {
+          await rename(path.join(dir, rotatedName(name, n)), path.join(dir, rotatedName(name, n + 1))).catch(
+            (error: NodeJS.ErrnoException) => {
+              if (error.code !== 'ENOENT') throw error;
+            },
+          );
+        }
+        const target = path.join(dir, rotatedName(name, 1));
+        await rm(target, { force: true });
+        await copyTail(handle, size, target);
+      } catch (error) {
+        copyError = error;
+      }
+      // Truncated whatever became of the copy: a full disk must not keep the file growing.
+      await handle.truncate(0);
+      return copyError === undefined ? { copied: true } : { copied: false, error: copyError };
+    } finally {
+      await handle.close();
+    }
   };
 
   const look = async (): Promise<string[]> => {
@@ -84,15 +121,24 @@ export function startOutputRotation(options: OutputRotationOptions): OutputRotat
       if (stopped) break;
       if (!RAW_OUTPUT.test(name) || ROTATED.test(name)) continue;
       try {
-        const info = await stat(path.join(dir, name));
+        // A link (or anything but a plain file) is not an output of ours: left alone.
+        const info = await lstat(path.join(dir, name));
         if (!info.isFile() || info.size <= maxFileBytes) continue;
-        await rotate(name);
+        const done = await rotate(name, info.size);
         rotated.push(name);
-        logger.info('raw output rotated (copied, then truncated)', {
-          event: 'stack.output_rotated',
-          file: name,
-          bytes: info.size,
-        });
+        if (done.copied)
+          logger.info('raw output rotated (its end copied, then truncated)', {
+            event: 'stack.output_rotated',
+            file: name,
+            bytes: info.size,
+          });
+        else
+          logger.warn('raw output truncated without a copy: the copy failed (a full disk?); its content is lost', {
+            event: 'stack.output_truncated',
+            file: name,
+            bytes: info.size,
+            error: done.error,
+          });
       } catch (error) {
         // Gone meanwhile (a member removed), or a full disk: the next look tries again.
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
@@ -124,9 +170,10 @@ export function startOutputRotation(options: OutputRotationOptions): OutputRotat
 
   return {
     runOnce,
-    stop: () => {
+    stop: async () => {
       stopped = true;
       clock.clearTimeout(timer);
+      await running?.catch(() => {});
     },
   };
 }

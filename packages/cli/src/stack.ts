@@ -201,7 +201,7 @@ async function runStack(
       logger.info('stack stopped', { event: 'stack.stopped' });
       await logger.flush().catch(() => {});
     } finally {
-      outputs.stop();
+      await outputs.stop();
       finished();
     }
   });
