@@ -61,10 +61,14 @@ const stat = (i, healthDescription, value, timestamp) => ({
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
-/** N members send one stat each, spread over ~1 s, then all go silent: overshoot of every fault. */
-async function overshoot(members) {
+/**
+ * N members go silent after their last stats, fed in `slices` slices `sliceMs` apart: the overshoot of
+ * every fault past its deadline. With `tracked`, every member reports once first (within 1 s, not
+ * measured), as on a running SP, so the state's growth is not the detection's cost.
+ */
+async function silence(members, { faultTimeoutMs, slices, sliceMs, tracked }) {
   gc(); // the previous phase's garbage is not this one's cost
-  const engine = createCepEngine({ source: 'bench', faultTimeoutMs: FAULT_TIMEOUT_MS, summaryIntervalMs: 3_600_000 });
+  const engine = createCepEngine({ source: 'bench', faultTimeoutMs, summaryIntervalMs: 3_600_000 });
   engine.activate(1);
   const deadlines = new Float64Array(members);
   const late = [];
@@ -72,19 +76,26 @@ async function overshoot(members) {
     if (envelope.type !== 'MemberFaultEvent') return;
     late.push(performance.now() - deadlines[Number(envelope.data.memberId.slice(2))]);
   });
-  const perSlice = Math.ceil(members / FEED_SLICES);
   let sequence = 0;
-  for (let first = 0; first < members; first += perSlice) {
-    const last = Math.min(members, first + perSlice);
-    const stats = [];
-    for (let i = first; i < last; i++) stats.push(stat(i, 'load_average', 1, Date.now()));
-    // Taken before apply: each member's real deadline is a little later, so this errs high.
-    const at = performance.now();
-    for (let i = first; i < last; i++) deadlines[i] = at + FAULT_TIMEOUT_MS;
-    engine.apply({ agentId: 'bench', sequence: ++sequence, stats });
-    await sleep(FEED_MS / FEED_SLICES);
+  const feed = async (count, everyMs, mark) => {
+    const perSlice = Math.ceil(members / count);
+    for (let first = 0; first < members; first += perSlice) {
+      const last = Math.min(members, first + perSlice);
+      const stats = [];
+      for (let i = first; i < last; i++) stats.push(stat(i, 'load_average', 1, Date.now()));
+      // Taken before apply: each member's real deadline is a little later, so this errs high.
+      const at = performance.now();
+      if (mark) for (let i = first; i < last; i++) deadlines[i] = at + faultTimeoutMs;
+      engine.apply({ agentId: 'bench', sequence: ++sequence, stats });
+      await sleep(everyMs);
+    }
+  };
+  if (tracked) {
+    await feed(FEED_SLICES, FEED_MS / FEED_SLICES, false);
+    gc();
   }
-  const giveUp = performance.now() + FAULT_TIMEOUT_MS + 5_000;
+  await feed(slices, sliceMs, true);
+  const giveUp = performance.now() + faultTimeoutMs + 10_000;
   while (late.length < members && performance.now() < giveUp) await sleep(20);
   engine.close();
   const sorted = late.sort((a, b) => a - b);
@@ -95,52 +106,23 @@ async function overshoot(members) {
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1), error };
 }
 
-/**
- * N members, each tracked (one stat each within 1 s, unmeasured), then each
- * member's last stat at its own phase within one stat interval, then silence:
- * the overshoot of every fault.
- */
-async function overshootAtFleetRate(members) {
-  gc();
-  const engine = createCepEngine({
-    source: 'bench',
+/** One stat per member, spread over ~1 s, then all silent (issue 5's burst). */
+const overshoot = (members) =>
+  silence(members, {
+    faultTimeoutMs: FAULT_TIMEOUT_MS,
+    slices: FEED_SLICES,
+    sliceMs: FEED_MS / FEED_SLICES,
+    tracked: false,
+  });
+
+/** Every member tracked, then each one's last stat at its own phase within one stat interval, all silent. */
+const overshootAtFleetRate = (members) =>
+  silence(members, {
     faultTimeoutMs: FLEET_FAULT_TIMEOUT_MS,
-    summaryIntervalMs: 3_600_000,
+    slices: Math.round(STAT_INTERVAL_MS / FLEET_SLICE_MS),
+    sliceMs: FLEET_SLICE_MS,
+    tracked: true,
   });
-  engine.activate(1);
-  const deadlines = new Float64Array(members);
-  const late = [];
-  engine.onOutput((envelope) => {
-    if (envelope.type !== 'MemberFaultEvent') return;
-    late.push(performance.now() - deadlines[Number(envelope.data.memberId.slice(2))]);
-  });
-  let sequence = 0;
-  const feed = async (slices, sliceMs, mark) => {
-    const perSlice = Math.ceil(members / slices);
-    for (let first = 0; first < members; first += perSlice) {
-      const last = Math.min(members, first + perSlice);
-      const stats = [];
-      for (let i = first; i < last; i++) stats.push(stat(i, 'load_average', 1, Date.now()));
-      const at = performance.now();
-      if (mark) for (let i = first; i < last; i++) deadlines[i] = at + FLEET_FAULT_TIMEOUT_MS;
-      engine.apply({ agentId: 'bench', sequence: ++sequence, stats });
-      await sleep(sliceMs);
-    }
-  };
-  // Tracked, as on a running SP: the state's growth is not the detection's cost.
-  await feed(FEED_SLICES, FEED_MS / FEED_SLICES, false);
-  gc();
-  await feed(Math.round(STAT_INTERVAL_MS / FLEET_SLICE_MS), FLEET_SLICE_MS, true);
-  const giveUp = performance.now() + FLEET_FAULT_TIMEOUT_MS + 10_000;
-  while (late.length < members && performance.now() < giveUp) await sleep(50);
-  engine.close();
-  const sorted = late.sort((a, b) => a - b);
-  const error =
-    late.length === members
-      ? undefined
-      : `${late.length.toLocaleString('en-US')} faults for ${members.toLocaleString('en-US')} silent members`;
-  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1), error };
-}
 
 /** N members report load, memory and requests in flight every second; CPU and memory of the engine. */
 async function steadyState(members, warmupMs = STEADY_WARMUP_MS, measureMs = STEADY_MEASURE_MS) {

@@ -1,39 +1,15 @@
-import type { MemberInstance } from '@faultline/cloud-controller';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { MemberRecord, MemberState } from './member.js';
-import { clusterConfig, events, FakeIaas, flush, harness, MemoryRegistry, T0, useFakeTime } from './testing/index.js';
-
-function row(
-  memberId: string,
-  state: MemberState,
-  options: { clusterId?: string; instance?: boolean } = {},
-): MemberRecord {
-  const clusterId = options.clusterId ?? 'php';
-  const identity = {
-    memberId,
-    clusterId,
-    clusterInstanceId: `${clusterId}-1`,
-    networkPartitionId: 'np-1',
-    partitionId: 'p-1',
-    cartridgeType: clusterId,
-  };
-  const instance: MemberInstance = {
-    ...identity,
-    driver: 'fake',
-    spawnedAt: T0 - 60_000,
-    address: { host: '127.0.0.1', port: 1 },
-    handle: {},
-  };
-  return {
-    ...identity,
-    state,
-    instance: options.instance === false ? null : instance,
-    reason: null,
-    createdAt: T0 - 60_000,
-    activatedAt: state === 'Active' ? T0 - 50_000 : null,
-    terminatedAt: null,
-  };
-}
+import {
+  clusterConfig,
+  events,
+  FakeIaas,
+  flush,
+  harness,
+  MemoryRegistry,
+  memberRow,
+  T0,
+  useFakeTime,
+} from './testing/index.js';
 
 describe('restart: adoption from the registry', () => {
   beforeEach(useFakeTime);
@@ -41,12 +17,12 @@ describe('restart: adoption from the registry', () => {
 
   it('adopts what still runs, removes what is gone, terminates what it no longer wants, then applies min', async () => {
     const registry = new MemoryRegistry([
-      row('php-a', 'Active'),
-      row('php-b', 'Active'), // its instance died while the autoscaler was away
-      row('php-c', 'Created', { instance: false }), // its spawn was under way when the autoscaler died
-      { ...row('php-d', 'Starting'), createdAt: T0 - 30_000 },
-      row('old-a', 'Active', { clusterId: 'old' }), // a cluster no longer configured
-      { ...row('php-z', 'Terminated'), terminatedAt: T0 - 1 },
+      memberRow('php-a', 'Active'),
+      memberRow('php-b', 'Active'), // its instance died while the autoscaler was away
+      memberRow('php-c', 'Created', { instance: false }), // its spawn was under way when the autoscaler died
+      { ...memberRow('php-d', 'Starting'), createdAt: T0 - 30_000 },
+      memberRow('old-a', 'Active', { clusterId: 'old' }), // a cluster no longer configured
+      { ...memberRow('php-z', 'Terminated'), terminatedAt: T0 - 1 },
     ]);
     const iaas = new FakeIaas();
     iaas.goneOnAdopt.add('php-b');
@@ -86,7 +62,7 @@ describe('restart: adoption from the registry', () => {
   });
 
   it('three adopted members of a min=3 cluster: no spawn at all', async () => {
-    const registry = new MemoryRegistry(['php-a', 'php-b', 'php-c'].map((id) => row(id, 'Active')));
+    const registry = new MemoryRegistry(['php-a', 'php-b', 'php-c'].map((id) => memberRow(id, 'Active')));
     const h = harness({ registry });
     await h.core.start();
     await h.report(61_000);
@@ -101,7 +77,7 @@ describe('restart: adoption from the registry', () => {
   });
 
   it('terminates members beyond max, least loaded first (newest without figures)', async () => {
-    const registry = new MemoryRegistry(['php-a', 'php-b', 'php-c', 'php-d'].map((id) => row(id, 'Active')));
+    const registry = new MemoryRegistry(['php-a', 'php-b', 'php-c', 'php-d'].map((id) => memberRow(id, 'Active')));
     registry.members.forEach((r, id) => {
       r.createdAt = T0 - 60_000 + id.charCodeAt(4);
     });
@@ -124,9 +100,9 @@ describe('restart: adoption from the registry', () => {
 
   it('re-terminates a member recorded as Terminating', async () => {
     const registry = new MemoryRegistry([
-      { ...row('php-a', 'Terminating'), reason: 'MemberFault (timeout)' },
-      row('php-b', 'Active'),
-      row('php-c', 'Active'),
+      { ...memberRow('php-a', 'Terminating'), reason: 'MemberFault (timeout)' },
+      memberRow('php-b', 'Active'),
+      memberRow('php-c', 'Active'),
     ]);
     const h = harness({ registry });
     await h.core.start();

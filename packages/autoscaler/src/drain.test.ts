@@ -1,7 +1,15 @@
-import type { MemberInstance } from '@faultline/cloud-controller';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { MemberRecord, MemberState } from './member.js';
-import { clusterConfig, events, FakeIaas, flush, harness, MemoryRegistry, T0, useFakeTime } from './testing/index.js';
+import {
+  clusterConfig,
+  events,
+  FakeIaas,
+  flush,
+  harness,
+  MemoryRegistry,
+  memberRow,
+  T0,
+  useFakeTime,
+} from './testing/index.js';
 
 /*
  * Graceful drain (README "Autoscaler → Graceful drain") on fake time: a
@@ -14,34 +22,6 @@ import { clusterConfig, events, FakeIaas, flush, harness, MemoryRegistry, T0, us
  * draining for the next owner.
  */
 
-function row(memberId: string, state: MemberState, extra: Partial<MemberRecord> = {}): MemberRecord {
-  const identity = {
-    memberId,
-    clusterId: 'php',
-    clusterInstanceId: 'php-1',
-    networkPartitionId: 'np-1',
-    partitionId: 'p-1',
-    cartridgeType: 'php',
-  };
-  const instance: MemberInstance = {
-    ...identity,
-    driver: 'fake',
-    spawnedAt: T0 - 60_000,
-    address: { host: '127.0.0.1', port: 1 },
-    handle: {},
-  };
-  return {
-    ...identity,
-    state,
-    instance,
-    reason: null,
-    createdAt: T0 - 60_000,
-    activatedAt: T0 - 50_000,
-    terminatedAt: null,
-    ...extra,
-  };
-}
-
 const DRAIN = { drainTimeoutMs: 30_000, drainDelayMs: 2_000 };
 
 describe('graceful drain', () => {
@@ -50,7 +30,7 @@ describe('graceful drain', () => {
 
   /** Two Active members in the registry, a policy of max 1: the max rule scales one down at start. */
   const overMax = (iaas: FakeIaas, cluster: Record<string, unknown> = DRAIN) => {
-    const registry = new MemoryRegistry([row('php-a', 'Active'), row('php-b', 'Active')]);
+    const registry = new MemoryRegistry([memberRow('php-a', 'Active'), memberRow('php-b', 'Active')]);
     const h = harness({ registry, iaas, clusters: [clusterConfig({ min: 1, max: 1, ...cluster })] });
     return h;
   };
@@ -150,11 +130,11 @@ describe('graceful drain', () => {
     iaas.drainIdleAfterMs = undefined;
     const terminating = { reason: 'scale down', activatedAt: T0 - 50_000 };
     const registry = new MemoryRegistry([
-      row('php-a', 'Active'),
+      memberRow('php-a', 'Active'),
       // Draining when the last life died: 10 s of its drain are left.
-      row('php-b', 'Terminating', { ...terminating, drainUntil: T0 + 10_000 }),
+      memberRow('php-b', 'Terminating', { ...terminating, drainUntil: T0 + 10_000 }),
       // Its drain ended while nobody owned it: stopped at once.
-      row('php-c', 'Terminating', { ...terminating, drainUntil: T0 - 1 }),
+      memberRow('php-c', 'Terminating', { ...terminating, drainUntil: T0 - 1 }),
     ]);
     const h = harness({ registry, iaas, clusters: [clusterConfig({ min: 1, max: 3, ...DRAIN })] });
     await h.core.start();
@@ -225,8 +205,8 @@ describe('graceful drain', () => {
     iaas.drainIdleAfterMs = undefined;
     const terminating = { reason: 'scale down', activatedAt: T0 - 50_000 };
     const registry = new MemoryRegistry([
-      row('php-a', 'Active'),
-      row('php-b', 'Terminating', { ...terminating, drainUntil: T0 + 10 * 3_600_000 }),
+      memberRow('php-a', 'Active'),
+      memberRow('php-b', 'Terminating', { ...terminating, drainUntil: T0 + 10 * 3_600_000 }),
     ]);
     const h = harness({ registry, iaas, clusters: [clusterConfig({ min: 1, max: 3, ...DRAIN })] });
     await h.core.start();

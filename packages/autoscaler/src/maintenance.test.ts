@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { MaintenanceEntry } from './maintenance.js';
+import { type MaintenanceEntry, maintenanceEntryOf } from './maintenance.js';
 import { clusterConfig, events, flush, harness, T0, useFakeTime } from './testing/index.js';
 
 /*
@@ -223,5 +223,11 @@ describe('maintenance mode', () => {
     await again.report(5_000, { except: ['php-2'] });
     expect(again.actions()).toEqual(['MaintenanceOff', 'MemberRemoved php-2', 'MemberSpawnAction php-4']);
     await again.core.close();
+  });
+
+  it('a row whose time no Date can hold (PostgreSQL reaches further) is left out, not shown as a throw every tick', () => {
+    const row = { cluster_id: 'php', member_id: null, reason: 'r', set_by: 'psql', set_at: 9.2e15 };
+    expect(maintenanceEntryOf(row)).toBeUndefined();
+    expect(maintenanceEntryOf({ ...row, set_at: T0 })).toMatchObject({ clusterId: 'php', since: T0 });
   });
 });

@@ -56,7 +56,8 @@ export function maintenanceEntryOf(row: {
   if (typeof clusterId !== 'string' || !ID_PATTERN.test(clusterId)) return undefined;
   if (memberId !== null && (typeof memberId !== 'string' || !ID_PATTERN.test(memberId))) return undefined;
   if (typeof reason !== 'string' || typeof by !== 'string') return undefined;
-  if (typeof since !== 'number' || !Number.isFinite(since)) return undefined;
+  // A time a Date can hold (PostgreSQL's reach further): shown as an ISO time, it must not throw.
+  if (typeof since !== 'number' || !(Math.abs(since) <= 8.64e15)) return undefined;
   return {
     clusterId,
     memberId,

@@ -65,14 +65,14 @@ function scalingOf(v: unknown): StabilizationState | undefined {
   const last: Record<string, unknown> = isObject(v.lastScale) ? v.lastScale : {};
   const { at, members } = last;
   const action = SCALE_ACTIONS.find((a) => a === last.action);
-  const lastScale = action !== undefined && finite(at) && count(members) ? { action, at, members } : null;
+  const lastScale = action !== undefined && time(at) && count(members) ? { action, at, members } : null;
   const recommendations = Array.isArray(v.recommendations)
     ? v.recommendations
         .slice(0, MAX_RECOMMENDATIONS)
         .filter((r): r is { at: number; members: number } => isObject(r) && finite(r.at) && count(r.members))
         .map((r) => ({ at: r.at, members: r.members }))
     : [];
-  return { lastScale, cooldownUntil: finite(v.cooldownUntil) ? v.cooldownUntil : null, recommendations };
+  return { lastScale, cooldownUntil: time(v.cooldownUntil) ? v.cooldownUntil : null, recommendations };
 }
 
 /** One member's last readiness event, or undefined when it does not parse (that member is then shown in service). */

@@ -126,6 +126,11 @@ describe('stored stabilization state', () => {
       backoff: base.backoff,
       scaling: { lastScale: null, cooldownUntil: null, recommendations: [] },
     });
+    // A time no Date can hold (a row edited by hand): dropped, or every cooled-down decision would throw.
+    const far = { lastScale: { action: 'ScaleUpAction', at: 1e300, members: 4 }, cooldownUntil: 1e300 };
+    expect(parseMonitorState({ ...base, scaling: far })).toMatchObject({
+      scaling: { lastScale: null, cooldownUntil: null },
+    });
   });
 });
 

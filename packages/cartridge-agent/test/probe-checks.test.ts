@@ -137,54 +137,47 @@ describe('probe checks', () => {
       expect(loud.ok ? '' : loud.reason).toBe(`${node}: exit 1: ${'x'.repeat(64)}`);
     });
 
-    it('is killed at its deadline, with whatever it started keeping nothing waiting', async () => {
+    /** Whether a process runs (a zombie, dead but not yet reaped, does not). */
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+      } catch {
+        return false;
+      }
+    };
+
+    /**
+     * Runs `script` as a check that never ends; once the process that writes its pid to the file
+     * `pidFile` has, aborts the check at its deadline: that process's pid.
+     */
+    const abortedAtDeadline = async (script: (pidFile: string) => string) => {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-exec-probe-'));
       cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
       const pidFile = path.join(dir, 'pid');
       const controller = new AbortController();
-      const pending = run([
-        '-e',
-        `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000)`,
-      ])(controller.signal);
+      const pending = run(['-e', script(pidFile)])(controller.signal);
       await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8') !== '', 'the command to start');
       const pid = Number(readFileSync(pidFile, 'utf8'));
       controller.abort();
       expect(await pending).toEqual({ ok: false, reason: 'aborted at its deadline' });
-      const alive = () => {
-        try {
-          process.kill(pid, 0);
-          return true;
-        } catch {
-          return false;
-        }
-      };
-      await waitFor(() => !alive(), 'the command to be killed');
+      return pid;
+    };
+    const writesItsPid = (pidFile: string) =>
+      `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000)`;
+
+    it('is killed at its deadline, with whatever it started keeping nothing waiting', async () => {
+      const pid = await abortedAtDeadline(writesItsPid);
+      await waitFor(() => !alive(pid), 'the command to be killed');
     });
 
     it('at its deadline, what the command started goes too (a shell and its children), not only the command', async () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'faultline-exec-probe-'));
-      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-      const pidFile = path.join(dir, 'grandchild');
-      const controller = new AbortController();
       // A check that starts a command of its own and waits on it, as `sh -c 'curl …; test …'` does.
-      const grandchild = `require("fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000)`;
-      const pending = run([
-        '-e',
-        `require("child_process").spawn(process.execPath, ["-e", ${JSON.stringify(grandchild)}], { stdio: "ignore" }); setInterval(() => {}, 1000)`,
-      ])(controller.signal);
-      await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8') !== '', 'the grandchild to start');
-      const pid = Number(readFileSync(pidFile, 'utf8'));
-      controller.abort();
-      expect(await pending).toEqual({ ok: false, reason: 'aborted at its deadline' });
-      const alive = () => {
-        try {
-          process.kill(pid, 0);
-          return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
-        } catch {
-          return false;
-        }
-      };
-      await waitFor(() => !alive(), 'the grandchild to be killed');
+      const pid = await abortedAtDeadline(
+        (pidFile) =>
+          `require("child_process").spawn(process.execPath, ["-e", ${JSON.stringify(writesItsPid(pidFile))}], { stdio: "ignore" }); setInterval(() => {}, 1000)`,
+      );
+      await waitFor(() => !alive(pid), 'the grandchild to be killed');
     });
 
     it('gets PATH, HOME, the member and its workload, never the member credential', async () => {
