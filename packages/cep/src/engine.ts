@@ -164,8 +164,13 @@ const METRIC_OF: Readonly<Record<Exclude<HealthDescription, 'ports_not_open'>, M
   requests_in_flight: 'RequestsInFlight',
 };
 
-/** How long one turn of the event loop may spend on a summary tick before the rest waits for the next turn. */
-const SUMMARY_SLICE_MS = 5;
+/**
+ * How long one turn of the event loop may spend on a summary tick before the rest waits for the next
+ * turn. A turn also reads the agents' frames (up to 5 ms of them) and writes what they answer: with
+ * 5 ms slices the active's event-loop p99 at 100 000 members was 18 ms in the median 5–10 s window and
+ * 149 ms in the worst, with 2 ms 12 and 69 ms (same machine, same hour); the tick takes more turns.
+ */
+const SUMMARY_SLICE_MS = 2;
 
 /** Forgotten members remembered (to ignore their late stats), oldest forgotten first. */
 const MAX_FORGOTTEN = 10_000;

@@ -113,7 +113,7 @@ export function summaryOutputs(
   options: SummaryOutputOptions = {},
 ): Output[] {
   const out: Output[] = [];
-  const byType = new Map<string, { first: WindowSummary; members: MemberEntry[] }>();
+  const byType = new Map<string, { first: WindowSummary; ids: string[]; values: number[] }>();
   for (const summary of summaries) {
     if (summary.memberId === undefined) {
       out.push(clusterOutput(summary, source, time));
@@ -122,14 +122,15 @@ export function summaryOutputs(
     const key = `${summaryType(summary)}\u0000${summary.clusterId}\u0000${summary.networkPartitionId}`;
     let group = byType.get(key);
     if (!group) {
-      group = { first: summary, members: [] };
+      group = { first: summary, ids: [], values: [] };
       byType.set(key, group);
     }
-    group.members.push({ memberId: summary.memberId, value: summary.value });
+    group.ids.push(summary.memberId);
+    group.values.push(summary.value);
   }
   const maxBytes = options.maxBytes ?? MAX_ENVELOPE_BYTES;
-  for (const { first, members } of byType.values()) {
-    for (const output of memberOutputs(first, members, source, time, maxBytes, options.onEntryTooLarge))
+  for (const { first, ids, values } of byType.values()) {
+    for (const output of memberOutputs(first, ids, values, source, time, maxBytes, options.onEntryTooLarge))
       out.push(output);
   }
   return out;
@@ -149,8 +150,8 @@ export function* groupOutputs(
 ): Generator<Output, void, undefined> {
   for (const summary of group.cluster) yield clusterOutput(summary, source, time);
   const maxBytes = options.maxBytes ?? MAX_ENVELOPE_BYTES;
-  for (const { first, entries } of group.members)
-    yield* memberOutputs(first, entries, source, time, maxBytes, options.onEntryTooLarge);
+  for (const { first, ids, values } of group.members)
+    yield* memberOutputs(first, ids, values, source, time, maxBytes, options.onEntryTooLarge);
 }
 
 /**
@@ -164,7 +165,8 @@ export function* groupOutputs(
  */
 function* memberOutputs(
   first: WindowSummary,
-  members: readonly MemberEntry[],
+  ids: readonly string[],
+  values: readonly number[],
   source: string,
   time: number,
   maxBytes: number,
@@ -174,8 +176,12 @@ function* memberOutputs(
   let floor = partFloorBytes(first, part);
   let slice: MemberEntry[] = [];
   let bytes = floor;
-  for (const entry of members) {
-    const size = entryBytes(entry);
+  // Entries are made here, a part at a time: a part lives as long as its envelope, the tick's figures
+  // (held across turns of the event loop) stay in columns of numbers and shared id strings.
+  for (let i = 0; i < ids.length; i++) {
+    const memberId = ids[i] as string;
+    const value = values[i] as number;
+    const size = entryBytesOf(memberId, value);
     if (slice.length > 0 && (slice.length >= MEMBERS_PER_STAT_EVENT || bytes + 1 + size > maxBytes)) {
       yield membersOutput(first, part, slice, source, time);
       part += 1;
@@ -188,14 +194,14 @@ function* memberOutputs(
         type: summaryType(first) as MemberStatEventType,
         clusterId: first.clusterId,
         networkPartitionId: first.networkPartitionId,
-        memberId: entry.memberId,
+        memberId,
         bytes: floor + size,
         maxBytes,
       });
       continue;
     }
     bytes += (slice.length > 0 ? 1 : 0) + size;
-    slice.push(entry);
+    slice.push({ memberId, value });
   }
   if (slice.length > 0) yield membersOutput(first, part, slice, source, time);
 }
@@ -207,6 +213,10 @@ const PLAIN_JSON_STRING = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
 /** The bytes of `JSON.stringify(entry)`, by arithmetic: the split's one cost per member. */
 export function entryBytes({ memberId, value }: MemberEntry): number {
+  return entryBytesOf(memberId, value);
+}
+
+function entryBytesOf(memberId: string, value: number): number {
   const id = PLAIN_JSON_STRING.test(memberId) ? memberId.length + 2 : Buffer.byteLength(JSON.stringify(memberId));
   // JSON writes a finite number as String() does, anything else as null.
   return ENTRY_FRAME_BYTES + id + (Number.isFinite(value) ? String(value).length : 4);

@@ -1,6 +1,8 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { type Clock, systemClock } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { CLIENT_IDS, decodeEnvelope, decodePing, decodePresenceAsk, encodePing } from '@faultline/protocol';
@@ -590,3 +592,35 @@ function pingSubs(brokers: FakeBrokers): string[] {
     .map((m) => decodePing(m.payload)?.sub ?? '');
   return [...new Set(subs)];
 }
+
+/*
+ * Issue "Performance": a summary part lists 1 000 members; what waits for the
+ * outbox's write (an fsync, milliseconds to seconds) is its bytes, not the
+ * envelope, which a tick's hundreds of parts outlived into the old generation.
+ */
+describe('publisher memory', () => {
+  it('an envelope being written to the outbox is held by nothing but its caller', async () => {
+    const brokers = new FakeBrokers();
+    const { publisher } = setup(brokers);
+    await publisher.start();
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let durable: Promise<void> = Promise.resolve();
+    const sent = (() => {
+      const envelope = numberedFault(1);
+      durable = publisher.publish(envelope);
+      return new WeakRef(envelope);
+    })();
+    let written = false;
+    void durable.then(() => {
+      written = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve)); // a WeakRef keeps its target through the turn it is made in
+    gc();
+    expect(written).toBe(false); // the write and its fsync are still under way
+    expect(sent.deref()).toBeUndefined();
+    await durable;
+    expect(publisher.counters.published).toBe(1);
+    await publisher.close();
+  });
+});

@@ -313,6 +313,24 @@ export function createPublisher(input: PublisherOptions): Publisher {
       for (const seq of ackListeners.keys()) if (!box.has(seq)) ackListeners.delete(seq);
   };
 
+  /** An encoded envelope into the outbox, then on its way; rejects (FL_ERR_OUTBOX_WRITE_FAILED, FL_ERR_OUTBOX_FULL) when it is not durable. */
+  const enqueue = async (
+    topic: string,
+    payload: Buffer,
+    stream: string | undefined,
+    onAcked: (() => void) | undefined,
+  ): Promise<void> => {
+    if (!outbox) throw new NotStartedError('publisher');
+    const entry = await outbox.append(topic, payload, { stream });
+    counters.published += 1;
+    // Superseded already (a newer summary of its stream came in the same write): nothing to send, nothing will ack.
+    if (!outbox.has(entry.seq)) return;
+    if (onAcked) ackListeners.set(entry.seq, onAcked);
+    queue.push(entry);
+    prune();
+    pump();
+  };
+
   const settleDrain = (): void => {
     if (!outbox || outbox.size > 0) return;
     const waiters = drainWaiters;
@@ -518,10 +536,17 @@ export function createPublisher(input: PublisherOptions): Publisher {
       ticker = clock.setInterval(tick, options.republishIntervalMs);
       void connectRound();
     },
-    publish: async (envelope, publishOptions) => {
+    publish: (envelope, publishOptions) => {
+      // Encoded here, and only its bytes wait for the outbox's write: the envelope (a summary part
+      // lists 1 000 members) is not kept through the fsync, which a tick's hundreds of parts outlived
+      // into the old generation.
       let payload: Buffer;
+      let topic: string;
+      let stream: string | undefined;
       try {
         payload = encodeEnvelope(envelope, { maxBytes: options.maxMessageBytes });
+        topic = topicOf(envelope);
+        stream = supersededStream(envelope);
       } catch (error) {
         // Over the limit, every subscriber would drop it unread: refused here, not acked into the void.
         if (error instanceof FaultlineError && error.code === 'FL_ERR_ENVELOPE_TOO_LARGE') {
@@ -533,7 +558,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
             size: error.context.size,
             maxMessageBytes: options.maxMessageBytes,
           });
-          throw error;
+          return Promise.reject(error);
         }
         counters.droppedInvalid += 1;
         log.error('refusing to publish an invalid envelope', {
@@ -542,18 +567,9 @@ export function createPublisher(input: PublisherOptions): Publisher {
           type: envelope.type,
           error,
         });
-        throw error;
+        return Promise.reject(error);
       }
-      if (!outbox) throw new NotStartedError('publisher');
-      // Rejects (FL_ERR_OUTBOX_WRITE_FAILED, FL_ERR_OUTBOX_FULL) when the envelope is not durable: the caller learns it.
-      const entry = await outbox.append(topicOf(envelope), payload, { stream: supersededStream(envelope) });
-      counters.published += 1;
-      // Superseded already (a newer summary of its stream came in the same write): nothing to send, nothing will ack.
-      if (!outbox.has(entry.seq)) return;
-      if (publishOptions?.onAcked) ackListeners.set(entry.seq, publishOptions.onAcked);
-      queue.push(entry);
-      prune();
-      pump();
+      return enqueue(topic, payload, stream, publishOptions?.onAcked);
     },
     drained: () =>
       new Promise<void>((resolve) => {

@@ -137,6 +137,40 @@ describe('envelope codec', () => {
     expect(decodeEnvelope(JSON.stringify({ ...forged, epoch: undefined }), { topic }).ok).toBe(true);
   });
 
+  it("a member summary's list is checked, not copied, unless an entry has more than its two keys (dropped then)", () => {
+    // The SP's publisher checks every part it sends: a copy of each (1 000 entries) was garbage of every tick.
+    const clean = memberSummary([
+      { memberId: 'm-1', value: 1 },
+      { memberId: 'm-2', value: 2.5 },
+    ]);
+    const checked = validateEnvelope(clean);
+    if (!checked.ok || checked.value.type !== 'MemberAverageLoadAverageEvent')
+      throw new Error('a valid summary refused');
+    expect(checked.value.data.members).toBe(clean.data.members);
+    // JSON's objects, as a subscriber decodes them: the same.
+    const decoded = decodeEnvelope(Buffer.from(JSON.stringify(clean)));
+    expect(decoded.ok && decoded.value.type === 'MemberAverageLoadAverageEvent' && decoded.value.data.members).toEqual(
+      clean.data.members,
+    );
+    const extra = memberSummary([
+      { memberId: 'm-1', value: 1 },
+      { memberId: 'm-2', value: 2.5, note: 'x' } as { memberId: string; value: number },
+    ]);
+    const stripped = validateEnvelope(extra);
+    if (!stripped.ok || stripped.value.type !== 'MemberAverageLoadAverageEvent') throw new Error('extra keys refused');
+    expect(stripped.value.data.members).not.toBe(extra.data.members);
+    expect(stripped.value.data.members).toEqual([
+      { memberId: 'm-1', value: 1 },
+      { memberId: 'm-2', value: 2.5 },
+    ]);
+    // A key inherited, not its own, is not the entry's: no copy needed for it either.
+    const inherited = Object.assign(Object.create({ note: 'x' }), { memberId: 'm-3', value: 3 });
+    const viaProto = validateEnvelope(memberSummary([inherited]));
+    expect(
+      viaProto.ok && viaProto.value.type === 'MemberAverageLoadAverageEvent' && viaProto.value.data.members,
+    ).toEqual([{ memberId: 'm-3', value: 3 }]);
+  });
+
   it('accepts an epoch on every summarized-health-stats/ event', () => {
     const stat = createEnvelope(
       'AverageLoadAverageEvent',

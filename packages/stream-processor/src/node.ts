@@ -6,6 +6,7 @@ import {
   type BatchAck,
   type BatchDecodeError,
   type BatchRefusal,
+  type Envelope,
   type HealthStatBatch,
   refusalMessage,
   thriftGenerated,
@@ -14,6 +15,7 @@ import { activationOf, type OwnTerm } from './activation.js';
 import { BatchAdmission, type Refusal } from './batch-admission.js';
 import { BatchDedupe, type DedupeRow, isDedupeRow } from './batch-dedupe.js';
 import { resolveSpNodeOptions, type SpNodeOptions } from './options.js';
+import type { OutputSink } from './query-engine.js';
 import { streamSnapshot } from './snapshot-stream.js';
 import { ThriftSource } from './source.js';
 import { SyncLink } from './sync-link.js';
@@ -249,21 +251,25 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
       return;
     }
     counters.outputsPublished += 1;
-    // The passive drops an output only once a broker has it (PUBACK): durable
-    // in this node's outbox is not enough, the outbox dies with this node.
-    options.sink.publish(envelope, { onAcked: () => link.confirm([envelope.id]) }).then(
+    publishOutput(options.sink, envelope);
+  });
+  /**
+   * The passive drops an output only once a broker has it (PUBACK): durable
+   * in this node's outbox is not enough, the outbox dies with this node. The
+   * callbacks keep the envelope's id and type, not the envelope: a summary
+   * part lists 1 000 members, and a tick's parts waiting for their acks
+   * (seconds, at 100 000 members) were promoted to the old generation whole.
+   */
+  const publishOutput = (sink: OutputSink, envelope: Envelope): void => {
+    const { id, type } = envelope;
+    sink.publish(envelope, { onAcked: () => link.confirm([id]) }).then(
       () => {},
       (error: unknown) => {
         counters.outputsFailed += 1;
-        log.error('output could not be published', {
-          event: 'sp.output_publish_failed',
-          id: envelope.id,
-          type: envelope.type,
-          error,
-        });
+        log.error('output could not be published', { event: 'sp.output_publish_failed', id, type, error });
       },
     );
-  });
+  };
 
   /** Counts and logs (per peer and reason, rate-limited) a refusal; the InvalidBatch to answer with. */
   function refused(reason: BatchRefusal, detail: string, peer: string | undefined, agentId?: string): Error {

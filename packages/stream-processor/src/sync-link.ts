@@ -261,10 +261,11 @@ export class SyncLink {
     }
     this.seq += 1;
     const seq = this.seq;
-    // Batches accepted in the same turn of the event loop leave in one write.
+    // Batches accepted in the same turn of the event loop leave in one write: every connection's, not
+    // only those of one read (uncorked after the I/O of this turn, not after the callback that took it).
     if (!socket.writableCorked) {
       socket.cork();
-      process.nextTick(() => socket.uncork());
+      setImmediate(() => socket.uncork());
     }
     if (call) {
       // Header and call go as two buffers of one writev: no copy of the call.

@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { MemoryLeaseStore, MemoryLeaseTables } from '@faultline/coordination/testing';
 import { systemClock } from '@faultline/core';
 import { createPublisher, type Publisher } from '@faultline/messaging';
 import { numberedFault, watchAsAutoscaler } from '@faultline/messaging/testing';
 import { CLIENT_IDS, type Envelope } from '@faultline/protocol';
-import { type SpNode, StatLedger } from '@faultline/stream-processor';
+import { type OutputSink, type SpNode, StatLedger } from '@faultline/stream-processor';
 import { brokerEndpoints, startBroker, TEST_CREDENTIALS, type TestBroker, waitFor } from '@faultline/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSpNode } from '../src/node.js';
@@ -16,6 +18,12 @@ const SYNC_KEY = randomBytes(32);
 const MEMBER_KEY = randomBytes(32);
 const HEARTBEAT_MS = 200;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** V8's own collector, on demand (the flag set at run time, read by a fresh context). */
+function collectGarbage(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
 
 /**
  * An engine whose outputs the test makes: on the active they go to the node's
@@ -122,5 +130,37 @@ describe('SP outputs: confirmed to the passive on PUBACK, not on outbox append',
     await waitFor(() => received.includes(fault.id), 'the fault at the autoscaler');
     await waitFor(() => passive.n.status().engine.pendingOutputs === 0, 'confirmed on the passive');
     expect(publisher.counters.acked).toBe(1);
+  }, 30_000);
+
+  /*
+   * Issue "Performance": a summary part lists 1 000 members, and the node's
+   * callbacks for its PUBACK held the whole envelope until the broker
+   * acknowledged it: at 100 000 members a tick's parts lived for seconds and
+   * were promoted whole, a full mark-compact of the active's heap every tick.
+   */
+  it('an output waiting for its PUBACK is not kept by the node: only its id is', async () => {
+    const waiting: (() => void)[] = [];
+    const sink: OutputSink = {
+      publish: (_envelope, options) => {
+        if (options?.onAcked) waiting.push(options.onAcked);
+        return Promise.resolve();
+      },
+    };
+    const tables = new MemoryLeaseTables();
+    const active = await node('sp-1', tables, sink as Publisher);
+    await waitFor(() => active.n.role === 'ACTIVE', 'sp-1 active');
+    const gc = collectGarbage();
+    // Made in a frame of its own: nothing of this test refers to it but the WeakRef.
+    const sent = (() => {
+      const envelope = numberedFault(7);
+      active.engine.produce(envelope);
+      return new WeakRef(envelope);
+    })();
+    expect(waiting).toHaveLength(1);
+    await sleep(0);
+    gc();
+    expect(sent.deref()).toBeUndefined();
+    waiting[0]?.(); // the PUBACK, late: the callback still confirms by id
+    expect(active.n.status().counters.outputsPublished).toBe(1);
   }, 30_000);
 });
