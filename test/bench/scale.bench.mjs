@@ -393,7 +393,7 @@ async function measureSteadyState({
       met: stable && !died && unreplicated === 0,
     },
     {
-      name: `active SP event-loop delay p99 under the load, ${n} members (worst of ${loop.length} reads of its 5–10 s histogram window; median read ${ms(median(p99s))} ms)`,
+      name: `active SP event-loop delay p99 under the load, ${n} members (worst of ${loop.length} reads, a read a second, of the p99 of its last whole 5 s window; median read ${ms(median(p99s))} ms)`,
       value: ms(worstP99),
       unit: 'ms',
       goal: `≤ ${GOALS.loopP99Ms} ms`,
@@ -772,7 +772,7 @@ export async function run(options = {}) {
     });
     figures.push(...s.figures);
     console.log(
-      `  scale: the active's event-loop max / p99 delay (ms, its 5–10 s window) read every second from the load's start: ${trace.join(' ')}`,
+      `  scale: the active's event-loop max (ms, its last 5–10 s) / p99 (its last whole 5 s window) read every second from the load's start: ${trace.join(' ')}`,
     );
 
     figures.push(await scrapeCost(active, n));

@@ -9,7 +9,7 @@ import {
 } from '@faultline/protocol';
 import { describe, expect, it } from 'vitest';
 import type { Output } from './output-ledger.js';
-import { entryBytes, type OversizedSummaryEntry, summaryOutputs } from './outputs.js';
+import { entryBytes, NODE_FIELDS_RESERVE_BYTES, type OversizedSummaryEntry, summaryOutputs } from './outputs.js';
 import type { WindowSummary } from './window-stats.js';
 
 const WINDOW_TO = 1_700_000_010_000;
@@ -162,6 +162,51 @@ describe('summaryOutputs: member summaries split by encoded size', () => {
         .filter((e) => e.type === 'MemberAverageLoadAverageEvent')
         .flatMap((e) => e.data.members.map((m) => m.memberId)),
     ).toEqual(short.filter((s) => s.kind === 'Average').map((s) => s.memberId));
+  });
+
+  it('cuts where sizing every entry exactly would cut: figures of every length, limits of every size', () => {
+    // The split takes each figure at its longest JSON until a part nears the limit, then sizes exactly;
+    // the reference below sizes every entry exactly, as the split did before.
+    const figures = [0, 7, -1.2345678901234567e-308, 0.1, 123456.789, -42, 1e21, 2.5e-7, Number.MAX_VALUE];
+    const summaries = tick(1_500, 24).map((s, i) => ({ ...s, value: figures[(i * 5) % figures.length] as number }));
+    for (const maxBytes of [2_048, 3_001, 8_192, 20_000, 45_678, MAX_ENVELOPE_BYTES]) {
+      for (const type of ['MemberAverageLoadAverageEvent', 'MemberSecondDerivativeOfMemoryConsumptionEvent']) {
+        const parts = memberEnvelopes(summaryOutputs(summaries, 'sp-1', WINDOW_TO, { maxBytes })).filter(
+          (e) => e.type === type,
+        );
+        const first = parts[0];
+        if (!first) throw new Error(`no ${type}`);
+        const floorOf = (part: number) =>
+          Buffer.byteLength(
+            JSON.stringify({
+              ...first,
+              id: first.id.replace(':0:', `:${part}:`),
+              time: 0,
+              source: '',
+              data: { ...first.data, part, members: [] },
+            }),
+          ) + NODE_FIELDS_RESERVE_BYTES;
+        const entries = summaries
+          .filter((x) => `Member${x.kind}${x.metric}Event` === type)
+          .map((x) => ({ memberId: x.memberId as string, value: x.value }));
+        const expected: number[] = [];
+        let count = 0;
+        let bytes = floorOf(0);
+        for (const entry of entries) {
+          const size = entryBytes(entry);
+          if (count > 0 && (count >= MEMBERS_PER_STAT_EVENT || bytes + 1 + size > maxBytes)) {
+            expected.push(count);
+            count = 0;
+            bytes = floorOf(expected.length);
+          }
+          bytes += (count > 0 ? 1 : 0) + size;
+          count += 1;
+        }
+        expected.push(count);
+        expect(parts.map((e) => e.data.members.length)).toEqual(expected);
+        expect(parts.flatMap((e) => e.data.members)).toEqual(entries);
+      }
+    }
   });
 
   it('sizes an entry by arithmetic, byte for byte what JSON.stringify writes', () => {

@@ -44,7 +44,7 @@ import type { GroupSummary, WindowSummary } from './window-stats.js';
 const MAX_SOURCE_CHARS = 256;
 const MAX_JSON_BYTES_PER_CHAR = 6;
 const MAX_JSON_NUMBER_BYTES = 24;
-const NODE_FIELDS_RESERVE_BYTES =
+export const NODE_FIELDS_RESERVE_BYTES =
   MAX_SOURCE_CHARS * MAX_JSON_BYTES_PER_CHAR + (MAX_JSON_NUMBER_BYTES - 1) + ',"epoch":'.length + MAX_JSON_NUMBER_BYTES;
 
 /** The stream of a member's faults is this and its id. */
@@ -174,36 +174,62 @@ function* memberOutputs(
 ): Generator<Output, void, undefined> {
   let part = 0;
   let floor = partFloorBytes(first, part);
-  let slice: MemberEntry[] = [];
+  // A part's entries, made here a part at a time (the tick's figures, held across turns of the event
+  // loop, stay in columns), in an array made at its largest size and cut to its count when it is sent.
+  let slice: MemberEntry[] = new Array(MEMBERS_PER_STAT_EVENT);
+  let count = 0;
+  // The part's size two ways: `bound` takes every figure at its longest JSON (no string made per figure),
+  // `bytes` exactly, brought up to date (from entry `exactTo` on) only when the bound would cut the part
+  // or leave an entry out. The cuts are those of exact sizes: a bound within the limit is an exact one within it.
+  let bound = floor;
   let bytes = floor;
-  // Entries are made here, a part at a time: a part lives as long as its envelope, the tick's figures
-  // (held across turns of the event loop) stay in columns of numbers and shared id strings.
+  let exactTo = 0;
+  const close = (): Output => {
+    slice.length = count;
+    return membersOutput(first, part, slice, source, time);
+  };
   for (let i = 0; i < ids.length; i++) {
     const memberId = ids[i] as string;
     const value = values[i] as number;
-    const size = entryBytesOf(memberId, value);
-    if (slice.length > 0 && (slice.length >= MEMBERS_PER_STAT_EVENT || bytes + 1 + size > maxBytes)) {
-      yield membersOutput(first, part, slice, source, time);
-      part += 1;
-      floor = partFloorBytes(first, part);
-      slice = [];
-      bytes = floor;
+    const idSize = idBytes(memberId);
+    const boundSize = ENTRY_FRAME_BYTES + idSize + MAX_JSON_NUMBER_BYTES;
+    let size: number | undefined;
+    if (count > 0 && (count >= MEMBERS_PER_STAT_EVENT || bound + 1 + boundSize > maxBytes)) {
+      let full = count >= MEMBERS_PER_STAT_EVENT;
+      if (!full) {
+        for (; exactTo < count; exactTo++) bytes += (exactTo > 0 ? 1 : 0) + entryBytes(slice[exactTo] as MemberEntry);
+        size = ENTRY_FRAME_BYTES + idSize + numberBytes(value);
+        full = bytes + 1 + size > maxBytes;
+      }
+      if (full) {
+        yield close();
+        part += 1;
+        floor = partFloorBytes(first, part);
+        slice = new Array(MEMBERS_PER_STAT_EVENT);
+        count = 0;
+        bound = floor;
+        bytes = floor;
+        exactTo = 0;
+      }
     }
-    if (slice.length === 0 && floor + size > maxBytes) {
-      onEntryTooLarge?.({
-        type: summaryType(first) as MemberStatEventType,
-        clusterId: first.clusterId,
-        networkPartitionId: first.networkPartitionId,
-        memberId,
-        bytes: floor + size,
-        maxBytes,
-      });
-      continue;
+    if (count === 0 && floor + boundSize > maxBytes) {
+      size ??= ENTRY_FRAME_BYTES + idSize + numberBytes(value);
+      if (floor + size > maxBytes) {
+        onEntryTooLarge?.({
+          type: summaryType(first) as MemberStatEventType,
+          clusterId: first.clusterId,
+          networkPartitionId: first.networkPartitionId,
+          memberId,
+          bytes: floor + size,
+          maxBytes,
+        });
+        continue;
+      }
     }
-    bytes += (slice.length > 0 ? 1 : 0) + size;
-    slice.push({ memberId, value });
+    bound += (count > 0 ? 1 : 0) + boundSize;
+    slice[count++] = { memberId, value };
   }
-  if (slice.length > 0) yield membersOutput(first, part, slice, source, time);
+  if (count > 0) yield close();
 }
 
 /** `{"memberId":` and `,"value":` and `}`. */
@@ -213,13 +239,17 @@ const PLAIN_JSON_STRING = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
 /** The bytes of `JSON.stringify(entry)`, by arithmetic: the split's one cost per member. */
 export function entryBytes({ memberId, value }: MemberEntry): number {
-  return entryBytesOf(memberId, value);
+  return ENTRY_FRAME_BYTES + idBytes(memberId) + numberBytes(value);
 }
 
-function entryBytesOf(memberId: string, value: number): number {
-  const id = PLAIN_JSON_STRING.test(memberId) ? memberId.length + 2 : Buffer.byteLength(JSON.stringify(memberId));
-  // JSON writes a finite number as String() does, anything else as null.
-  return ENTRY_FRAME_BYTES + id + (Number.isFinite(value) ? String(value).length : 4);
+/** The bytes of `JSON.stringify(memberId)`. */
+function idBytes(memberId: string): number {
+  return PLAIN_JSON_STRING.test(memberId) ? memberId.length + 2 : Buffer.byteLength(JSON.stringify(memberId));
+}
+
+/** JSON writes a finite number as String() does, anything else as null. */
+function numberBytes(value: number): number {
+  return Number.isFinite(value) ? String(value).length : 4;
 }
 
 /** A part's envelope with no member listed, with room for the node's own fields. */

@@ -89,14 +89,34 @@ export function summarize(
   from = 0,
   to = times.length - 1,
 ): SeriesSummary {
+  return summarizeInto(
+    { count: 0, sum: 0, average: undefined, gradient: undefined, secondDerivative: undefined },
+    times,
+    values,
+    from,
+    to,
+  );
+}
+
+/**
+ * `summarize`, written into `out` (returned): a summary tick summarizes every
+ * member's every metric, 300 000 series at 100 000 members, and reads each
+ * summary at once; one object reused is no 300 000 objects of garbage a tick.
+ */
+export function summarizeInto(
+  out: SeriesSummary,
+  times: ArrayLike<number>,
+  values: ArrayLike<number>,
+  from: number,
+  to: number,
+): SeriesSummary {
   const count = Math.max(0, to - from + 1);
   let sum = 0;
   for (let i = from; i <= to; i++) sum += values[i] as number;
-  return {
-    count,
-    sum,
-    average: count > 0 ? sum / count : undefined,
-    gradient: gradientOf(times, values, from, to),
-    secondDerivative: secondDerivativeOf(times, values, from, to),
-  };
+  out.count = count;
+  out.sum = sum;
+  out.average = count > 0 ? sum / count : undefined;
+  out.gradient = gradientOf(times, values, from, to);
+  out.secondDerivative = secondDerivativeOf(times, values, from, to);
+  return out;
 }

@@ -121,7 +121,7 @@ export function spMetrics(
   for (const [name, help, key] of counted) counter(name, help, () => status().counters[key]);
   gauge(
     'event_loop_delay_p99_seconds',
-    "The event loop's delay p99 over the last 5 to 10 s.",
+    "The event loop's delay p99 over the last whole 5 s window.",
     () => status().eventLoop.p99DelayMs / 1000,
   );
   optionalGauge('members', 'Members the engine tracks.', () => engineFigure(node, 'members'));

@@ -31,7 +31,7 @@ const WITHHELD_WARNING_EVERY_MS = 10_000;
  * the active accepted would set the two engines apart.
  */
 const PASSIVE_TIMESTAMP_SLACK_MS = 60_000;
-/** The event-loop delay in the status covers the last full window of this length and the current one. */
+/** The event-loop delay in the status: the max of the last full window of this length and the current one, the p99 of the last full one. */
 const LOOP_DELAY_WINDOW_MS = 5_000;
 
 export interface SpCounters {
@@ -385,16 +385,17 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
   // The histogram records the time between samples: the lag is what exceeds the sampling interval.
   const LOOP_SAMPLE_MS = 10;
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
-  let lastWindow = { maxDelayMs: 0, p99DelayMs: 0 };
+  let lastWindow: { maxDelayMs: number; p99DelayMs: number } | undefined;
   let loopWindow: TimerHandle | undefined;
   const delayOf = (nanos: number) => Math.max(0, Math.round(nanos / 1e5) / 10 - LOOP_SAMPLE_MS);
   const currentWindow = () => ({ maxDelayMs: delayOf(loopDelay.max), p99DelayMs: delayOf(loopDelay.percentile(99)) });
+  // The max covers the last whole window and the current one: a stall shows at once. The p99 is the last
+  // whole window's (the current one's only before any is whole): a window a few samples old has its
+  // largest sample for its 99th percentile, and one stall just after a window began read as a p99 of its length.
   const eventLoopStatus = () => {
     const now = currentWindow();
-    return {
-      maxDelayMs: Math.max(now.maxDelayMs, lastWindow.maxDelayMs),
-      p99DelayMs: Math.max(now.p99DelayMs, lastWindow.p99DelayMs),
-    };
+    if (!lastWindow) return now;
+    return { maxDelayMs: Math.max(now.maxDelayMs, lastWindow.maxDelayMs), p99DelayMs: lastWindow.p99DelayMs };
   };
 
   const watchPeer = async (epoch: number): Promise<void> => {
