@@ -261,11 +261,10 @@ export class SyncLink {
     }
     this.seq += 1;
     const seq = this.seq;
-    // Batches accepted in the same turn of the event loop leave in one write: every connection's, not
-    // only those of one read (uncorked after the I/O of this turn, not after the callback that took it).
+    // Batches accepted in the same turn of the event loop leave in one write.
     if (!socket.writableCorked) {
       socket.cork();
-      setImmediate(() => socket.uncork());
+      process.nextTick(() => socket.uncork());
     }
     if (call) {
       // Header and call go as two buffers of one writev: no copy of the call.
