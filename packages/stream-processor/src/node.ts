@@ -81,7 +81,7 @@ export interface SpStatus {
   };
   /** Batches refused, per reason (on the passive: forwarded batches it would not apply). */
   refusals: Record<BatchRefusal, number>;
-  /** The node's event-loop delay (ms) over the last 5 to 10 s: what a burst of work cost everyone else. */
+  /** The node's event-loop delay (ms): the max over the last 5 to 10 s, the p99 of the last whole 5 s window. */
   eventLoop: { maxDelayMs: number; p99DelayMs: number };
   engine: Record<string, unknown>;
 }
