@@ -599,6 +599,18 @@ function pingSubs(brokers: FakeBrokers): string[] {
  * envelope, which a tick's hundreds of parts outlived into the old generation.
  */
 describe('publisher memory', () => {
+  it('a publish that cannot even be read is a rejection, counted, never a throw at the caller', async () => {
+    const { publisher } = setup(new FakeBrokers());
+    await publisher.start();
+    let outcome: Promise<void> | undefined;
+    expect(() => {
+      outcome = publisher.publish(undefined as never);
+    }).not.toThrow();
+    await expect(outcome).rejects.toThrow();
+    expect(publisher.counters.droppedInvalid).toBe(1);
+    await publisher.close();
+  });
+
   it('an envelope being written to the outbox is held by nothing but its caller', async () => {
     const brokers = new FakeBrokers();
     const { publisher } = setup(brokers);

@@ -313,6 +313,33 @@ export function createPublisher(input: PublisherOptions): Publisher {
       for (const seq of ackListeners.keys()) if (!box.has(seq)) ackListeners.delete(seq);
   };
 
+  /** The envelope's bytes, topic and stream; throws (logged and counted) when it must not be published. */
+  const encodeForOutbox = (envelope: Envelope): { payload: Buffer; topic: string; stream: string | undefined } => {
+    try {
+      return {
+        payload: encodeEnvelope(envelope, { maxBytes: options.maxMessageBytes }),
+        topic: topicOf(envelope),
+        stream: supersededStream(envelope),
+      };
+    } catch (error) {
+      const about = { id: envelope?.id, type: envelope?.type };
+      // Over the limit, every subscriber would drop it unread: refused here, not acked into the void.
+      if (error instanceof FaultlineError && error.code === 'FL_ERR_ENVELOPE_TOO_LARGE') {
+        counters.droppedOversized += 1;
+        log.error('refusing to publish an envelope over maxMessageBytes: every subscriber would drop it', {
+          event: 'publisher.envelope_too_large',
+          ...about,
+          size: error.context.size,
+          maxMessageBytes: options.maxMessageBytes,
+        });
+        throw error;
+      }
+      counters.droppedInvalid += 1;
+      log.error('refusing to publish an invalid envelope', { event: 'publisher.envelope_invalid', ...about, error });
+      throw error;
+    }
+  };
+
   /** An encoded envelope into the outbox, then on its way; rejects (FL_ERR_OUTBOX_WRITE_FAILED, FL_ERR_OUTBOX_FULL) when it is not durable. */
   const enqueue = async (
     topic: string,
@@ -539,37 +566,13 @@ export function createPublisher(input: PublisherOptions): Publisher {
     publish: (envelope, publishOptions) => {
       // Encoded here, and only its bytes wait for the outbox's write: the envelope (a summary part
       // lists 1 000 members) is not kept through the fsync, which a tick's hundreds of parts outlived
-      // into the old generation.
-      let payload: Buffer;
-      let topic: string;
-      let stream: string | undefined;
+      // into the old generation. Whatever throws here is the caller's rejection, as from an async function.
       try {
-        payload = encodeEnvelope(envelope, { maxBytes: options.maxMessageBytes });
-        topic = topicOf(envelope);
-        stream = supersededStream(envelope);
+        const { payload, topic, stream } = encodeForOutbox(envelope);
+        return enqueue(topic, payload, stream, publishOptions?.onAcked);
       } catch (error) {
-        // Over the limit, every subscriber would drop it unread: refused here, not acked into the void.
-        if (error instanceof FaultlineError && error.code === 'FL_ERR_ENVELOPE_TOO_LARGE') {
-          counters.droppedOversized += 1;
-          log.error('refusing to publish an envelope over maxMessageBytes: every subscriber would drop it', {
-            event: 'publisher.envelope_too_large',
-            id: envelope.id,
-            type: envelope.type,
-            size: error.context.size,
-            maxMessageBytes: options.maxMessageBytes,
-          });
-          return Promise.reject(error);
-        }
-        counters.droppedInvalid += 1;
-        log.error('refusing to publish an invalid envelope', {
-          event: 'publisher.envelope_invalid',
-          id: envelope.id,
-          type: envelope.type,
-          error,
-        });
         return Promise.reject(error);
       }
-      return enqueue(topic, payload, stream, publishOptions?.onAcked);
     },
     drained: () =>
       new Promise<void>((resolve) => {

@@ -163,6 +163,12 @@ describe('envelope codec', () => {
       { memberId: 'm-1', value: 1 },
       { memberId: 'm-2', value: 2.5 },
     ]);
+    // Two own keys, but not the two: a figure inherited is copied as the entry's own, the other key dropped.
+    const odd = Object.assign(Object.create({ value: 4 }), { memberId: 'm-4', note: 'x' });
+    const copied = validateEnvelope(memberSummary([odd]));
+    if (!copied.ok || copied.value.type !== 'MemberAverageLoadAverageEvent')
+      throw new Error('inherited figure refused');
+    expect(copied.value.data.members).toStrictEqual([{ memberId: 'm-4', value: 4 }]);
     // A key inherited, not its own, is not the entry's: no copy needed for it either.
     const inherited = Object.assign(Object.create({ note: 'x' }), { memberId: 'm-3', value: 3 });
     const viaProto = validateEnvelope(memberSummary([inherited]));

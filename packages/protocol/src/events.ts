@@ -102,7 +102,7 @@ function memberEntriesOf(value: unknown): { memberId: string; value: number }[] 
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return `members.${i}: expected an object`;
     if (!isIdValue(entry.memberId)) return `members.${i}.memberId: ${ID_PATTERN_DESCRIPTION}`;
     if (typeof entry.value !== 'number' || !Number.isFinite(entry.value)) return `members.${i}.value: must be finite`;
-    if (!extraKeys && ownKeyCount(entry) !== 2) extraKeys = true;
+    if (!extraKeys && !onlyOwn(entry)) extraKeys = true;
   }
   // The list as it is when it holds nothing else: the SP's publisher checks every part it sends (a
   // tick's 600 parts at 100 000 members), and a copy of each was old-generation garbage once a tick.
@@ -116,11 +116,12 @@ function memberEntriesOf(value: unknown): { memberId: string; value: number }[] 
   return out;
 }
 
-/** Own enumerable string keys of a plain object (JSON's or ours), counted without a list made. */
-function ownKeyCount(entry: object): number {
+/** Whether `memberId` and `value` are the entry's own keys and it has no other (counted without a list made). */
+function onlyOwn(entry: object): boolean {
+  if (!Object.hasOwn(entry, 'memberId') || !Object.hasOwn(entry, 'value')) return false;
   let n = 0;
   for (const key in entry) if (Object.hasOwn(entry, key)) n += 1;
-  return n;
+  return n === 2;
 }
 
 const memberFaultSchema = z.object({
