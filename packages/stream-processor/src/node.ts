@@ -1,4 +1,3 @@
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { LeaderLease, type PreviousHolder } from '@faultline/coordination';
 import { boundLoggedText, once, RateLimitedLog, type Result, type TimerHandle } from '@faultline/core';
 import {
@@ -14,6 +13,7 @@ import {
 import { activationOf, type OwnTerm } from './activation.js';
 import { BatchAdmission, type Refusal } from './batch-admission.js';
 import { BatchDedupe, type DedupeRow, isDedupeRow } from './batch-dedupe.js';
+import { LoopDelayWindows } from './loop-delay.js';
 import { resolveSpNodeOptions, type SpNodeOptions } from './options.js';
 import type { OutputSink } from './query-engine.js';
 import { streamSnapshot } from './snapshot-stream.js';
@@ -31,8 +31,6 @@ const WITHHELD_WARNING_EVERY_MS = 10_000;
  * the active accepted would set the two engines apart.
  */
 const PASSIVE_TIMESTAMP_SLACK_MS = 60_000;
-/** The event-loop delay in the status: the max of the last full window of this length and the current one, the p99 of the last full one. */
-const LOOP_DELAY_WINDOW_MS = 5_000;
 
 export interface SpCounters {
   batchesAccepted: number;
@@ -381,22 +379,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     logger: log,
   });
 
-  // How late the event loop runs: what a burst of work (a hostile frame, a snapshot) cost every other peer.
-  // The histogram records the time between samples: the lag is what exceeds the sampling interval.
-  const LOOP_SAMPLE_MS = 10;
-  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
-  let lastWindow: { maxDelayMs: number; p99DelayMs: number } | undefined;
-  let loopWindow: TimerHandle | undefined;
-  const delayOf = (nanos: number) => Math.max(0, Math.round(nanos / 1e5) / 10 - LOOP_SAMPLE_MS);
-  const currentWindow = () => ({ maxDelayMs: delayOf(loopDelay.max), p99DelayMs: delayOf(loopDelay.percentile(99)) });
-  // The max covers the last whole window and the current one: a stall shows at once. The p99 is the last
-  // whole window's (the current one's only before any is whole): a window a few samples old has its
-  // largest sample for its 99th percentile, and one stall just after a window began read as a p99 of its length.
-  const eventLoopStatus = () => {
-    const now = currentWindow();
-    if (!lastWindow) return now;
-    return { maxDelayMs: Math.max(now.maxDelayMs, lastWindow.maxDelayMs), p99DelayMs: lastWindow.p99DelayMs };
-  };
+  const loopDelay = new LoopDelayWindows(clock);
 
   const watchPeer = async (epoch: number): Promise<void> => {
     const members = await options.store.members(groupId, lease.lengthMs).catch(() => []);
@@ -476,11 +459,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
 
   return {
     start: async () => {
-      loopDelay.enable();
-      loopWindow = clock.setInterval(() => {
-        lastWindow = currentWindow();
-        loopDelay.reset();
-      }, LOOP_DELAY_WINDOW_MS);
+      loopDelay.start();
       syncPort = await syncServer.listen();
       log.info('node started', { event: 'sp.node_started', role, syncPort, thriftPort: options.thrift.port });
       lease.start();
@@ -493,8 +472,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
       await source.close();
       await syncServer.close();
       engine.close();
-      clock.clearInterval(loopWindow);
-      loopDelay.disable();
+      loopDelay.stop();
     }),
     status: () => {
       const lag = link.lag();
@@ -521,7 +499,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
           idleConnectionsClosed: source.counters.idleClosed,
         },
         refusals: { ...refusals },
-        eventLoop: eventLoopStatus(),
+        eventLoop: loopDelay.status(),
         engine: engine.status(),
       };
     },
