@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
 import type { TestSpNode } from '@faultline/test-support';
 import { describe, expect, it } from 'vitest';
 import { FailoverClient, memberKeyOf, pairSuite, stat, steady, waitFor } from './client.js';
@@ -83,10 +84,16 @@ describe('stream-processor pair', () => {
     expect(state.total).toBe(TOTAL);
     // Every member got each of its batches' values exactly once.
     for (let m = 0; m < MEMBERS; m++) expect(state.members[`m-${m}`]).toMatchObject(expected[m] as object);
-    await waitFor(
-      async () => JSON.stringify(await passive.engine()) === JSON.stringify(state),
-      'the passive caught up',
-    );
+    // The same state, whatever order its members were first seen in (a snapshot lists them in the
+    // exporter's order); on a timeout, what still differs is printed.
+    let last: unknown;
+    await waitFor(async () => {
+      last = await passive.engine();
+      return isDeepStrictEqual(last, state);
+    }, 'the passive caught up').catch((error: unknown) => {
+      expect(last).toEqual(state);
+      throw error;
+    });
     failovers.sort((a, b) => a - b);
     const p = (q: number) =>
       Math.round(failovers[Math.min(failovers.length - 1, Math.floor(q * failovers.length))] as number);
