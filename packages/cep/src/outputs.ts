@@ -130,7 +130,7 @@ export function summaryOutputs(
   }
   const maxBytes = options.maxBytes ?? MAX_ENVELOPE_BYTES;
   for (const { first, ids, values } of byType.values()) {
-    for (const output of memberOutputs(first, ids, values, source, time, maxBytes, options.onEntryTooLarge))
+    for (const output of memberOutputs(first, ids.length, ids, values, source, time, maxBytes, options.onEntryTooLarge))
       out.push(output);
   }
   return out;
@@ -150,8 +150,8 @@ export function* groupOutputs(
 ): Generator<Output, void, undefined> {
   for (const summary of group.cluster) yield clusterOutput(summary, source, time);
   const maxBytes = options.maxBytes ?? MAX_ENVELOPE_BYTES;
-  for (const { first, ids, values } of group.members)
-    yield* memberOutputs(first, ids, values, source, time, maxBytes, options.onEntryTooLarge);
+  for (const { first, size, ids, values } of group.members)
+    yield* memberOutputs(first, size, ids, values, source, time, maxBytes, options.onEntryTooLarge);
 }
 
 /**
@@ -165,6 +165,8 @@ export function* groupOutputs(
  */
 function* memberOutputs(
   first: WindowSummary,
+  /** How many of the columns' entries are the tick's (0 … entries - 1). */
+  entries: number,
   ids: readonly string[],
   values: readonly number[],
   source: string,
@@ -188,7 +190,7 @@ function* memberOutputs(
     slice.length = count;
     return membersOutput(first, part, slice, source, time);
   };
-  for (let i = 0; i < ids.length; i++) {
+  for (let i = 0; i < entries; i++) {
     const memberId = ids[i] as string;
     const value = values[i] as number;
     const idSize = idBytes(memberId);

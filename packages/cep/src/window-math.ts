@@ -38,16 +38,23 @@ export interface SeriesSummary {
   secondDerivative: number | undefined;
 }
 
+/**
+ * Every function below reads sample i's time at `times[i]` and its value at
+ * `values[i + valuesAt]`: two arrays, or (`valuesAt` > 0) one array holding
+ * a series' times and, `valuesAt` slots further on, its values.
+ */
+
 /** Slope per second between samples `a` and `b` of the arrays, or undefined when they share a time. */
 export function slopePerSecond(
   times: ArrayLike<number>,
   values: ArrayLike<number>,
   a: number,
   b: number,
+  valuesAt = 0,
 ): number | undefined {
   const dt = (times[b] as number) - (times[a] as number);
   if (!(dt > 0)) return undefined;
-  return ((values[b] as number) - (values[a] as number)) / (dt / 1000);
+  return ((values[b + valuesAt] as number) - (values[a + valuesAt] as number)) / (dt / 1000);
 }
 
 /** Gradient (per second) of samples `from` … `to` (inclusive). */
@@ -56,9 +63,10 @@ export function gradientOf(
   values: ArrayLike<number>,
   from = 0,
   to = times.length - 1,
+  valuesAt = 0,
 ): number | undefined {
   if (to - from < 1) return undefined;
-  return slopePerSecond(times, values, from, to);
+  return slopePerSecond(times, values, from, to, valuesAt);
 }
 
 /** Second derivative (per second²) of samples `from` … `to` (inclusive), as defined above. */
@@ -67,13 +75,14 @@ export function secondDerivativeOf(
   values: ArrayLike<number>,
   from = 0,
   to = times.length - 1,
+  valuesAt = 0,
 ): number | undefined {
   const n = to - from + 1;
   if (n < 3) return undefined;
   const firstEnd = from + Math.ceil(n / 2) - 1;
   const secondStart = from + Math.floor(n / 2);
-  const g1 = slopePerSecond(times, values, from, firstEnd);
-  const g2 = slopePerSecond(times, values, secondStart, to);
+  const g1 = slopePerSecond(times, values, from, firstEnd, valuesAt);
+  const g2 = slopePerSecond(times, values, secondStart, to, valuesAt);
   if (g1 === undefined || g2 === undefined) return undefined;
   const m1 = ((times[from] as number) + (times[firstEnd] as number)) / 2;
   const m2 = ((times[secondStart] as number) + (times[to] as number)) / 2;
@@ -109,14 +118,15 @@ export function summarizeInto(
   values: ArrayLike<number>,
   from: number,
   to: number,
+  valuesAt = 0,
 ): SeriesSummary {
   const count = Math.max(0, to - from + 1);
   let sum = 0;
-  for (let i = from; i <= to; i++) sum += values[i] as number;
+  for (let i = from; i <= to; i++) sum += values[i + valuesAt] as number;
   out.count = count;
   out.sum = sum;
   out.average = count > 0 ? sum / count : undefined;
-  out.gradient = gradientOf(times, values, from, to);
-  out.secondDerivative = secondDerivativeOf(times, values, from, to);
+  out.gradient = gradientOf(times, values, from, to, valuesAt);
+  out.secondDerivative = secondDerivativeOf(times, values, from, to, valuesAt);
   return out;
 }

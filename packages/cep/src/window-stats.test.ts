@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { summarize } from './window-math.js';
 import { type SampleSource, WindowStats, type WindowSummary } from './window-stats.js';
 
 const src = (memberId: string, clusterId = 'php'): SampleSource => ({
@@ -131,5 +132,107 @@ describe('WindowStats', () => {
     const copy = new WindowStats({ windowMs: 60_000, maxSamplesPerSeries: 1_000 });
     copy.import(JSON.parse(JSON.stringify(w.export())));
     expect(copy.summarize(60_000)).toEqual(w.summarize(60_000));
+  });
+
+  it('a cluster’s next tick reuses its columns: only this tick’s members in them, the earlier tick’s let go', () => {
+    const w = new WindowStats({ windowMs: 60_000, maxSamplesPerSeries: 100 });
+    for (const m of ['a', 'b', 'c']) w.add(src(m), 'LoadAverage', 1_000, 5);
+    const first = w.summaryJob(15_000).run(() => true)[0];
+    const columns = first?.members[0];
+    expect(columns?.size).toBe(3);
+    expect(columns?.ids.slice(0, 3)).toEqual(['a', 'b', 'c']);
+
+    w.forgetMember('b');
+    const second = w.summaryJob(30_000).run(() => true)[0];
+    const again = second?.members[0];
+    // The same arrays, this tick's two members at their front, nothing of b's past them.
+    expect(again?.ids).toBe(columns?.ids);
+    expect(again?.values).toBe(columns?.values);
+    expect(again?.size).toBe(2);
+    expect(again?.ids.slice(0, 2)).toEqual(['a', 'c']);
+    expect(again?.ids.slice(2).every((id) => id === '')).toBe(true);
+    expect(again?.instances.slice(2).every((id) => id === '')).toBe(true);
+    expect(second?.memberCount).toBe(2);
+    expect(second?.memberIds.slice(2).every((id) => id === '')).toBe(true);
+    // The synchronous summary reads only the tick's entries.
+    expect(
+      w
+        .summarize(45_000)
+        .filter((o) => o.memberId !== undefined && o.kind === 'Average')
+        .map((o) => o.memberId),
+    ).toEqual(['a', 'c']);
+  });
+
+  it('a cluster grown past its columns gets larger ones', () => {
+    const w = new WindowStats({ windowMs: 60_000, maxSamplesPerSeries: 100 });
+    w.add(src('a'), 'LoadAverage', 1_000, 5);
+    const before = w.summaryJob(15_000).run(() => true)[0]?.members[0];
+    for (let i = 0; i < 10; i++) w.add(src(`m-${i}`), 'LoadAverage', 16_000, i);
+    const after = w.summaryJob(30_000).run(() => true)[0]?.members[0];
+    expect(after?.ids).not.toBe(before?.ids);
+    expect(after?.size).toBe(11);
+    expect(after?.ids.slice(0, 11)).toEqual(['a', ...Array.from({ length: 10 }, (_, i) => `m-${i}`)]);
+    expect(after?.values.slice(1, 11)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+  });
+
+  it('holds what a plain sorted list per series holds, through growth, late samples, the bound and pruning', () => {
+    // A seeded walk: members flooding past the first capacity, late samples, ticks that prune; after
+    // every tick each series and each member figure is compared with a sorted list kept beside it.
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const max = 12;
+    const windowMs = 10_000;
+    const w = new WindowStats({ windowMs, maxSamplesPerSeries: max });
+    const metrics = ['LoadAverage', 'MemoryConsumption', 'RequestsInFlight'] as const;
+    const reference = new Map<string, [number, number][]>();
+    const members = ['a', 'b', 'c', 'd'];
+    let now = 0;
+    let hitBound = false;
+    for (let tick = 1; tick <= 60; tick++) {
+      const windowTo = tick * 2_000;
+      now = Math.max(now, windowTo - 2_000);
+      for (let n = Math.floor(random() * 40); n > 0; n--) {
+        const member = members[Math.floor(random() * members.length)] as string;
+        const metric = metrics[Math.floor(random() * (member === 'd' ? 1 : 3))] as (typeof metrics)[number];
+        now += Math.floor(random() * 100);
+        const t = random() < 0.2 ? now - Math.floor(random() * 3_000) : now; // some arrive late
+        const v = Math.round(random() * 1_000) / 10;
+        w.add(src(member), metric, t, v);
+        const list = reference.get(`${member}/${metric}`) ?? [];
+        let i = list.length;
+        while (i > 0 && (list[i - 1] as [number, number])[0] > t) i--;
+        list.splice(i, 0, [t, v]);
+        if (list.length > max) list.shift();
+        if (list.length === max) hitBound = true;
+        reference.set(`${member}/${metric}`, list);
+      }
+      const out = w.summaryJob(windowTo).run(() => true);
+      for (const [key, list] of reference) {
+        while (list.length > 0 && (list[0] as [number, number])[0] <= windowTo - windowMs) list.shift();
+        if (list.length === 0) reference.delete(key);
+      }
+      for (const member of members) {
+        const held = w.exportOne(member)?.samples ?? {};
+        for (const metric of metrics)
+          expect(held[metric] ?? [], `${member} ${metric} at tick ${tick}`).toEqual(
+            reference.get(`${member}/${metric}`) ?? [],
+          );
+        const list = reference.get(`${member}/LoadAverage`)?.filter(([t]) => t <= windowTo) ?? [];
+        const expected = summarize(
+          list.map(([t]) => t),
+          list.map(([, v]) => v),
+        );
+        const columns = out[0]?.members.find((c) => c.first.metric === 'LoadAverage' && c.first.kind === 'GradientOf');
+        const at = columns ? columns.ids.slice(0, columns.size).indexOf(member) : -1;
+        // Bit for bit the figure of the same samples in two plain arrays.
+        expect(at >= 0 ? columns?.values[at] : undefined, `${member} gradient at tick ${tick}`).toBe(expected.gradient);
+      }
+    }
+    expect(w.size).toBe(4);
+    expect(hitBound).toBe(true);
+    expect(reference.get('a/LoadAverage')?.length).toBeGreaterThan(8); // past the first capacity
   });
 });

@@ -29,29 +29,37 @@ export interface WindowStatsOptions {
   maxSamplesPerSeries: number;
 }
 
-/**
- * A metric's samples, oldest first: slots `head` … `head + size - 1` of
- * `times` and `values`. The arrays never shrink (the other slots are stale):
- * adding and dropping a sample moves numbers within them instead of splicing,
- * which allocated new backing stores that lived as long as the window (most
- * of the active SP's promotions to the old generation at 100 000 members).
- * Dropping the oldest moves `head`; the samples move back to slot 0 only when
- * the stale slots before them outnumber them, so a series at its bound costs
- * O(1) a sample, amortized. The arrays grow only when the samples reach their
- * end, so they hold at most about twice the most samples the series has held
- * (maxSamplesPerSeries + 1): they do not shrink after a burst.
- */
-interface Series {
-  times: number[];
-  values: number[];
-  head: number;
-  size: number;
-}
+/** Metrics a member's samples array has a region for: METRICS, in order. */
+const METRIC_COUNT = METRICS.length;
+/** A member's samples array begins with each metric's head and size (slots 2k and 2k + 1 for metric k). */
+const HEADER = 2 * METRIC_COUNT;
+/** Samples a metric's region has room for in a new member: a 60 s window at a stat per 15 s holds 4 or 5. */
+const FIRST_CAPACITY = 8;
 
+const metricIndex = (metric: Metric): number => (METRICS as readonly Metric[]).indexOf(metric);
+
+/**
+ * A member's samples, every metric's in one array of numbers: one object and
+ * its backing store per member. A Map of metrics, and per metric an object
+ * and two arrays with their backing stores, were 15 objects a member, half of
+ * the 3 million that every full collection of the active SP marked at
+ * 100 000 members (its event loop's longest delays).
+ *
+ * Slots 2k and 2k + 1 are metric k's `head` and `size`. Metric k's region
+ * begins at HEADER + 2k × capacity: its times in `capacity` slots, then its
+ * values in as many; its samples, oldest first, are slots head … head +
+ * size − 1 of both. Dropping the oldest moves `head`; adding one at the end
+ * of a region moves the samples to its front when they fill at most half of
+ * it, and otherwise doubles every region (so a sample costs O(1), amortized).
+ * A region holds at most about four times the most samples its metric has
+ * held (maxSamplesPerSeries + 1); the array does not shrink after a burst.
+ */
 interface MemberSeries {
   source: SampleSource;
   group: ClusterGroup;
-  series: Map<Metric, Series>;
+  samples: number[];
+  /** Slots of a metric's times (and of its values) in `samples`. */
+  capacity: number;
 }
 
 interface ClusterGroup {
@@ -61,6 +69,15 @@ interface ClusterGroup {
   /** The cluster instance last reported in this (cluster, network partition). */
   clusterInstanceId: string;
   members: Map<string, MemberSeries>;
+  /**
+   * The columns of its last tick, per member summary type, reused by the next
+   * (`GroupAccumulator`): made anew every tick they lived across the turns its
+   * outputs took, were copied by two scavenges and promoted, some 14 MB of the
+   * old generation a tick at 100 000 members.
+   */
+  columns: (TypeColumns | undefined)[];
+  /** The member ids of its last tick (`GroupSummary.memberIds`), reused likewise. */
+  memberIds: string[];
 }
 
 const groupKey = (clusterId: string, networkPartitionId: string) => `${clusterId}\u0000${networkPartitionId}`;
@@ -104,14 +121,11 @@ export class WindowStats {
   }
 
   add(source: SampleSource, metric: Metric, timestamp: number, value: number): void {
+    const k = metricIndex(metric);
+    if (k < 0) return;
     const member = this.memberFor(source);
-    let series = member.series.get(metric);
-    if (!series) {
-      series = { times: [], values: [], head: 0, size: 0 };
-      member.series.set(metric, series);
-    }
-    insertSorted(series, timestamp, value);
-    if (series.size > this.options.maxSamplesPerSeries) dropOldest(series, 1);
+    insertSorted(member, k, timestamp, value);
+    if (sizeOf(member, k) > this.options.maxSamplesPerSeries) dropOldest(member, k, 1);
   }
 
   /**
@@ -125,16 +139,19 @@ export class WindowStats {
     for (const group of job.run(() => true)) {
       out.push(...group.cluster);
       // Member by member, in the cluster's order, each with its types in order.
-      const rows = new Map<string, WindowSummary[]>(group.memberIds.map((id) => [id, []]));
-      for (const t of group.members)
-        t.ids.forEach((memberId, i) => {
+      const rows = new Map<string, WindowSummary[]>();
+      for (let i = 0; i < group.memberCount; i++) rows.set(group.memberIds[i] as string, []);
+      for (const t of group.members) {
+        for (let i = 0; i < t.size; i++) {
+          const memberId = t.ids[i] as string;
           rows.get(memberId)?.push({
             ...t.first,
             clusterInstanceId: t.instances[i] as string,
             memberId,
             value: t.values[i] as number,
           });
-        });
+        }
+      }
       for (const row of rows.values()) out.push(...row);
     }
     return out;
@@ -221,12 +238,12 @@ export class WindowStats {
    */
   importOne(state: MemberSeriesState): void {
     const known = this.members.get(state.memberId);
-    if (known) known.series.clear();
+    if (known) clearSamples(known);
     const member = this.memberFor(state);
     for (const metric of METRICS) {
       for (const [t, v] of state.samples[metric] ?? []) this.add(member.source, metric, t, v);
     }
-    if (member.series.size === 0) this.drop(member);
+    if (!hasSamples(member)) this.drop(member);
   }
 
   private memberFor(source: SampleSource): MemberSeries {
@@ -245,6 +262,8 @@ export class WindowStats {
         networkPartitionId: source.networkPartitionId,
         clusterInstanceId: source.clusterInstanceId,
         members: new Map(),
+        columns: [],
+        memberIds: [],
       };
       this.groups.set(key, group);
     }
@@ -258,7 +277,8 @@ export class WindowStats {
           memberId: source.memberId,
         },
         group,
-        series: new Map(),
+        samples: newSamples(FIRST_CAPACITY),
+        capacity: FIRST_CAPACITY,
       };
       this.members.set(source.memberId, member);
       group.members.set(source.memberId, member);
@@ -277,10 +297,14 @@ export class WindowStats {
 
 function exported(member: MemberSeries): MemberSeriesState {
   const samples: MemberSeriesState['samples'] = {};
-  for (const [metric, s] of member.series) {
-    const pairs: [number, number][] = new Array(s.size);
-    for (let i = 0; i < s.size; i++) pairs[i] = [s.times[s.head + i] as number, s.values[s.head + i] as number];
-    samples[metric] = pairs;
+  const { samples: a, capacity } = member;
+  for (let k = 0; k < METRIC_COUNT; k++) {
+    const size = sizeOf(member, k);
+    if (size === 0) continue;
+    const start = regionOf(member, k) + headOf(member, k);
+    const pairs: [number, number][] = new Array(size);
+    for (let i = 0; i < size; i++) pairs[i] = [a[start + i] as number, a[start + capacity + i] as number];
+    samples[METRICS[k] as Metric] = pairs;
   }
   return { ...member.source, samples };
 }
@@ -291,15 +315,19 @@ function exported(member: MemberSeries): MemberSeriesState {
  * made, across several turns of the event loop, and 600 000 small objects a
  * tick at 100 000 members were the largest part of what the active SP
  * promoted to its old generation (a full mark-compact every tick).
+ * The columns are the cluster's own, reused by its next tick: they hold this
+ * tick's figures until the windows' next summary job reaches the cluster.
  */
 export interface MemberColumns {
   first: WindowSummary;
+  /** How many members have a figure: entries 0 … size - 1 of the columns (the columns may be longer). */
+  size: number;
   /** Member ids, in the cluster's member order. */
-  ids: string[];
+  ids: readonly string[];
   /** `values[i]` is the figure of `ids[i]`. */
-  values: number[];
+  values: readonly number[];
   /** `instances[i]` is the cluster instance of `ids[i]`. */
-  instances: string[];
+  instances: readonly string[];
 }
 
 /** One cluster's part of a tick (`SummaryJob`). */
@@ -312,8 +340,9 @@ export interface GroupSummary {
    * figure in the cluster's member order, with each member's cluster instance.
    */
   members: MemberColumns[];
-  /** The members with any figure in the tick, in the cluster's order. */
-  memberIds: string[];
+  /** The members with any figure in the tick, in the cluster's order: entries 0 … memberCount - 1. */
+  memberIds: readonly string[];
+  memberCount: number;
 }
 
 const KINDS = ['Average', 'GradientOf', 'SecondDerivativeOf'] as const satisfies readonly StatKind[];
@@ -355,7 +384,7 @@ export class SummaryJob {
       if (!this.current) {
         const group = this.groups[this.at++] as ClusterGroup;
         const members = [...group.members.values()];
-        this.current = { group, members, next: 0, acc: new GroupAccumulator(members.length) };
+        this.current = { group, members, next: 0, acc: new GroupAccumulator(group, members.length) };
       }
       const c = this.current;
       while (c.next < c.members.length) {
@@ -375,21 +404,20 @@ export class SummaryJob {
   private member(member: MemberSeries, acc: GroupAccumulator): void {
     if (member.group.members.get(member.source.memberId) !== member) return; // forgotten or moved since
     let any = false;
-    // forEach, not for…of: no [metric, series] pair made per series (300 000 a tick at 100 000 members).
-    member.series.forEach((series, metric) => {
-      prune(series, this.windowFrom);
-      if (series.size === 0) {
-        member.series.delete(metric);
-        return;
-      }
-      if (!this.summarizing) return;
-      const s = summarizeWindow(this.scratch, series, this.windowTo);
-      if (s.count === 0) return; // only samples after the tick: the next one
+    let left = 0;
+    for (let k = 0; k < METRIC_COUNT; k++) {
+      if (sizeOf(member, k) === 0) continue;
+      prune(member, k, this.windowFrom);
+      if (sizeOf(member, k) === 0) continue;
+      left += 1;
+      if (!this.summarizing) continue;
+      const s = summarizeWindow(this.scratch, member, k, this.windowTo);
+      if (s.count === 0) continue; // only samples after the tick: the next one
       any = true;
-      acc.add(member, metric, s);
-    });
-    if (any) acc.memberIds.push(member.source.memberId);
-    if (member.series.size === 0) this.windows.dropMember(member);
+      acc.add(member, METRICS[k] as Metric, s);
+    }
+    if (any) acc.member(member.source.memberId);
+    if (left === 0) this.windows.dropMember(member);
   }
 
   /** Each series' summary in turn, read at once by the accumulator (`summarizeInto`). */
@@ -416,23 +444,33 @@ interface MetricSums {
 interface TypeColumns {
   first: MemberSeries;
   size: number;
+  /** Entries 0 … filled - 1 may hold strings of an earlier tick (cleared past `size` when a tick ends). */
+  filled: number;
   ids: string[];
   values: number[];
   instances: string[];
 }
 
 /**
- * What one cluster's members add up to in a tick. The columns are made at the
- * cluster's size and trimmed once: grown a push at a time they were copied
- * over and over (the largest part of what the tick allocated after its envelopes).
+ * What one cluster's members add up to in a tick. The columns are the
+ * cluster's, made at its size and reused tick after tick (grown only when the
+ * cluster outgrows them): grown a push at a time they were copied over and
+ * over, and made anew each tick they were promoted to the old generation.
  */
 class GroupAccumulator {
-  readonly memberIds: string[] = [];
+  private memberCount = 0;
   private readonly metrics = new Map<Metric, MetricSums>();
-  /** Per member summary type, at MEMBER_METRICS index × 3 + KINDS index (no key built per member). */
+  /** Per member summary type, at MEMBER_METRICS index × 3 + KINDS index (no key built per member): this tick's. */
   private readonly types: (TypeColumns | undefined)[] = [];
 
-  constructor(private readonly capacity: number) {}
+  constructor(
+    private readonly group: ClusterGroup,
+    private readonly capacity: number,
+  ) {}
+
+  member(memberId: string): void {
+    this.group.memberIds[this.memberCount++] = memberId;
+  }
 
   add(member: MemberSeries, metric: Metric, s: SeriesSummary): void {
     let m = this.metrics.get(metric);
@@ -462,14 +500,33 @@ class GroupAccumulator {
     if (value === undefined || !Number.isFinite(value)) return;
     let type = this.types[slot];
     if (!type) {
-      const n = this.capacity;
-      type = { first: member, size: 0, ids: new Array(n), values: new Array(n).fill(0), instances: new Array(n) };
+      type = this.columns(slot);
+      type.first = member;
+      type.size = 0;
       this.types[slot] = type;
     }
     const at = type.size++;
     type.ids[at] = member.source.memberId;
     type.values[at] = value;
     type.instances[at] = member.source.clusterInstanceId;
+  }
+
+  /** The cluster's columns of `slot`, made (or made larger) when they cannot hold every member of this tick. */
+  private columns(slot: number): TypeColumns {
+    const kept = this.group.columns[slot];
+    if (kept && kept.ids.length >= this.capacity) return kept;
+    // Room for a quarter more: a cluster that grows a little each tick is not copied each tick.
+    const n = this.capacity + (this.capacity >> 2);
+    const made: TypeColumns = {
+      first: undefined as unknown as MemberSeries,
+      size: 0,
+      filled: 0,
+      ids: new Array(n).fill(''),
+      values: new Array(n).fill(0.5),
+      instances: new Array(n).fill(''),
+    };
+    this.group.columns[slot] = made;
+    return made;
   }
 
   result(group: ClusterGroup, windowFrom: number, windowTo: number): GroupSummary {
@@ -492,15 +549,23 @@ class GroupAccumulator {
         m.seconds > 0 ? m.secondSum / m.seconds : undefined,
       );
     }
+    // Strings of members no longer in the cluster's figures are let go (the slots past this tick's, up to the last's).
+    for (const [slot, kept] of group.columns.entries()) {
+      if (!kept) continue;
+      const size = this.types[slot] === kept ? kept.size : 0;
+      for (let i = size; i < kept.filled; i++) {
+        kept.ids[i] = '';
+        kept.instances[i] = '';
+      }
+      kept.filled = size;
+    }
+    for (let i = this.memberCount; i < group.memberIds.length; i++) group.memberIds[i] = '';
     // In the order the types come in for one member: metric by metric, kind by kind.
     const members: GroupSummary['members'] = [];
     for (const [m, metric] of MEMBER_METRICS.entries()) {
       for (const [k, kind] of KINDS.entries()) {
         const type = this.types[m * KINDS.length + k];
         if (!type) continue;
-        type.ids.length = type.size;
-        type.values.length = type.size;
-        type.instances.length = type.size;
         const first: WindowSummary = {
           ...base,
           clusterInstanceId: type.first.source.clusterInstanceId,
@@ -509,10 +574,10 @@ class GroupAccumulator {
           kind,
           value: type.values[0] as number,
         };
-        members.push({ first, ids: type.ids, values: type.values, instances: type.instances });
+        members.push({ first, size: type.size, ids: type.ids, values: type.values, instances: type.instances });
       }
     }
-    return { cluster, members, memberIds: this.memberIds };
+    return { cluster, members, memberIds: group.memberIds, memberCount: this.memberCount };
   }
 }
 
@@ -531,55 +596,108 @@ function push(
   }
 }
 
+/** An array for every metric's samples at `capacity` a metric, none held. */
+function newSamples(capacity: number): number[] {
+  // Filled with a fraction first: an array of doubles from the start (timestamps are no small
+  // integers), so the first sample does not convert it.
+  const a = new Array<number>(HEADER + 2 * METRIC_COUNT * capacity).fill(0.5);
+  for (let i = 0; i < HEADER; i++) a[i] = 0;
+  return a;
+}
+
+const headOf = (member: MemberSeries, k: number): number => member.samples[2 * k] as number;
+const sizeOf = (member: MemberSeries, k: number): number => member.samples[2 * k + 1] as number;
+/** Where metric k's times begin (its values begin `capacity` slots further). */
+const regionOf = (member: MemberSeries, k: number): number => HEADER + 2 * k * member.capacity;
+
+function hasSamples(member: MemberSeries): boolean {
+  for (let k = 0; k < METRIC_COUNT; k++) if (sizeOf(member, k) > 0) return true;
+  return false;
+}
+
+function clearSamples(member: MemberSeries): void {
+  for (let i = 0; i < HEADER; i++) member.samples[i] = 0;
+}
+
 /** Samples arrive in time order per member, so this is a push; a late one walks back a step or two. */
-function insertSorted(series: Series, t: number, v: number): void {
-  const { times, values, head } = series;
-  const end = head + series.size;
+function insertSorted(member: MemberSeries, k: number, t: number, v: number): void {
+  if (headOf(member, k) + sizeOf(member, k) === member.capacity) makeRoom(member, k);
+  const { samples: a, capacity } = member;
+  const size = sizeOf(member, k);
+  const start = regionOf(member, k) + headOf(member, k);
+  const end = start + size;
   let i = end;
-  while (i > head && (times[i - 1] as number) > t) i--;
-  if (end === times.length) {
-    // At the end: one more slot (amortized by the array; `dropOldest` keeps the stale slots fewer than the samples).
-    times.push(t);
-    values.push(v);
-  }
+  while (i > start && (a[i - 1] as number) > t) i--;
   for (let j = end; j > i; j--) {
-    times[j] = times[j - 1] as number;
-    values[j] = values[j - 1] as number;
+    a[j] = a[j - 1] as number;
+    a[j + capacity] = a[j - 1 + capacity] as number;
   }
-  times[i] = t;
-  values[i] = v;
-  series.size += 1;
+  a[i] = t;
+  a[i + capacity] = v;
+  a[2 * k + 1] = size + 1;
 }
 
-/** Moves the samples to the front of the arrays. */
-function compact(series: Series): void {
-  const { times, values, head, size } = series;
+/** A free slot at the end of metric k's region: its samples moved to the front when they fill at most half of it, else every region doubled. */
+function makeRoom(member: MemberSeries, k: number): void {
+  if (headOf(member, k) > 0 && sizeOf(member, k) <= member.capacity / 2) moveToFront(member, k);
+  else grow(member);
+}
+
+function moveToFront(member: MemberSeries, k: number): void {
+  const { samples: a, capacity } = member;
+  const region = regionOf(member, k);
+  const head = headOf(member, k);
+  const size = sizeOf(member, k);
   for (let j = 0; j < size; j++) {
-    times[j] = times[head + j] as number;
-    values[j] = values[head + j] as number;
+    a[region + j] = a[region + head + j] as number;
+    a[region + capacity + j] = a[region + capacity + head + j] as number;
   }
-  series.head = 0;
+  a[2 * k] = 0;
 }
 
-/** Drops the `n` oldest samples. */
-function dropOldest(series: Series, n: number): void {
-  series.head += n;
-  series.size -= n;
-  if (series.size === 0) series.head = 0;
-  else if (series.head > series.size) compact(series);
+/** Every region twice as large, each metric's samples at its front. */
+function grow(member: MemberSeries): void {
+  const old = member.samples;
+  const from = member.capacity;
+  const to = 2 * from;
+  const a = newSamples(to);
+  for (let k = 0; k < METRIC_COUNT; k++) {
+    const size = old[2 * k + 1] as number;
+    const source = HEADER + 2 * k * from + (old[2 * k] as number);
+    const target = HEADER + 2 * k * to;
+    for (let j = 0; j < size; j++) {
+      a[target + j] = old[source + j] as number;
+      a[target + to + j] = old[source + from + j] as number;
+    }
+    a[2 * k + 1] = size;
+  }
+  member.samples = a;
+  member.capacity = to;
 }
 
-/** Drops the samples at or before `windowFrom`: windows only move forward. */
-function prune(series: Series, windowFrom: number): void {
-  const end = series.head + series.size;
-  let i = series.head;
-  while (i < end && (series.times[i] as number) <= windowFrom) i++;
-  if (i > series.head) dropOldest(series, i - series.head);
+/** Drops metric k's `n` oldest samples. */
+function dropOldest(member: MemberSeries, k: number, n: number): void {
+  const a = member.samples;
+  const size = (a[2 * k + 1] as number) - n;
+  a[2 * k + 1] = size;
+  a[2 * k] = size === 0 ? 0 : (a[2 * k] as number) + n;
 }
 
-/** Summary of the samples with timestamp ≤ windowTo (later ones wait for the next tick). */
-function summarizeWindow(out: SeriesSummary, series: Series, windowTo: number): SeriesSummary {
-  let last = series.head + series.size - 1;
-  while (last >= series.head && (series.times[last] as number) > windowTo) last--;
-  return summarizeInto(out, series.times, series.values, series.head, last);
+/** Drops metric k's samples at or before `windowFrom`: windows only move forward. */
+function prune(member: MemberSeries, k: number, windowFrom: number): void {
+  const a = member.samples;
+  const start = regionOf(member, k) + headOf(member, k);
+  const size = sizeOf(member, k);
+  let i = 0;
+  while (i < size && (a[start + i] as number) <= windowFrom) i++;
+  if (i > 0) dropOldest(member, k, i);
+}
+
+/** Summary of metric k's samples with timestamp ≤ windowTo (later ones wait for the next tick). */
+function summarizeWindow(out: SeriesSummary, member: MemberSeries, k: number, windowTo: number): SeriesSummary {
+  const a = member.samples;
+  const start = regionOf(member, k) + headOf(member, k);
+  let last = start + sizeOf(member, k) - 1;
+  while (last >= start && (a[last] as number) > windowTo) last--;
+  return summarizeInto(out, a, a, start, last, member.capacity);
 }

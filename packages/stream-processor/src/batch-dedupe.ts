@@ -27,7 +27,12 @@ export type DedupeOutcome = 'added' | 'duplicate' | 'out_of_window';
 
 interface AgentSeen {
   floor: number;
-  above: Set<number>;
+  /**
+   * The sequences seen above `floor`; undefined while there are none (an agent
+   * sending in order never has any: no Set per agent, two objects fewer each
+   * for every full collection to mark at 100 000 agents).
+   */
+  above: Set<number> | undefined;
   /** The highest sequence seen: `floor`, or the largest of `above`. */
   top: number;
 }
@@ -45,14 +50,14 @@ export class BatchDedupe {
 
   has(agentId: string, sequence: number): boolean {
     const seen = this.agents.peek(agentId);
-    return seen !== undefined && (sequence <= seen.floor || seen.above.has(sequence));
+    return seen !== undefined && (sequence <= seen.floor || seen.above?.has(sequence) === true);
   }
 
   /** What `add` would answer, without recording anything. */
   check(agentId: string, sequence: number): DedupeOutcome {
     const seen = this.agents.peek(agentId);
     if (!seen) return 'added';
-    if (sequence <= seen.floor || seen.above.has(sequence)) return 'duplicate';
+    if (sequence <= seen.floor || seen.above?.has(sequence)) return 'duplicate';
     return sequence > seen.top + this.maxGap ? 'out_of_window' : 'added';
   }
 
@@ -61,27 +66,29 @@ export class BatchDedupe {
     this.stale?.delete(agentId);
     let seen = this.agents.peek(agentId);
     if (seen) {
-      if (sequence <= seen.floor || seen.above.has(sequence)) return 'duplicate';
+      if (sequence <= seen.floor || seen.above?.has(sequence)) return 'duplicate';
       if (sequence > seen.top + this.maxGap) return 'out_of_window';
       this.agents.get(agentId); // seen now
-      if (sequence === seen.floor + 1 && seen.above.size === 0) {
+      if (sequence === seen.floor + 1 && seen.above === undefined) {
         // The common case, in order: no set to touch.
         seen.floor = sequence;
         if (sequence > seen.top) seen.top = sequence;
         return 'added';
       }
     } else {
-      seen = { floor: 0, above: new Set(), top: 0 };
+      seen = { floor: 0, above: undefined, top: 0 };
       this.agents.set(agentId, seen);
     }
-    seen.above.add(sequence);
+    const above = seen.above ?? new Set<number>();
+    above.add(sequence);
     if (sequence > seen.top) seen.top = sequence;
-    while (seen.above.delete(seen.floor + 1)) seen.floor += 1;
-    if (seen.above.size > this.maxGap) {
-      const lowest = Math.min(...seen.above);
+    while (above.delete(seen.floor + 1)) seen.floor += 1;
+    if (above.size > this.maxGap) {
+      const lowest = Math.min(...above);
       seen.floor = lowest - 1;
-      while (seen.above.delete(seen.floor + 1)) seen.floor += 1;
+      while (above.delete(seen.floor + 1)) seen.floor += 1;
     }
+    seen.above = above.size > 0 ? above : undefined;
     return 'added';
   }
 
@@ -106,7 +113,7 @@ export class BatchDedupe {
   /** One agent's row as `export()` gives it, or undefined when it is not known (forgotten since). */
   exportOne(agentId: string): DedupeRow | undefined {
     const seen = this.agents.peek(agentId);
-    return seen && [agentId, seen.floor, [...seen.above]];
+    return seen && [agentId, seen.floor, seen.above ? [...seen.above] : []];
   }
 
   /**
@@ -116,7 +123,8 @@ export class BatchDedupe {
    */
   importOne([id, floor, above]: DedupeRow): void {
     this.stale?.delete(id);
-    const seen = { floor, above: new Set(above), top: above.reduce((top, s) => Math.max(top, s), floor) };
+    const top = above.reduce((top, s) => Math.max(top, s), floor);
+    const seen: AgentSeen = { floor, above: above.length > 0 ? new Set(above) : undefined, top };
     this.agents.set(id, seen);
   }
 
