@@ -41,7 +41,11 @@ const INTERVAL_MS = DEFAULTS.statIntervalMs;
  * pair that has run for a while holds them: before that, a summary tick, the state and its snapshot are smaller.
  */
 const WARMUP_MS = DEFAULTS.windowMs + 5_000;
-const MEASURE_MS = 45_000;
+/**
+ * A minute and a window: the active's event-loop p99 is read over its last 12 whole 5 s windows
+ * (`minuteP99DelayMs`), every one of them inside the measurement.
+ */
+const MEASURE_MS = 65_000;
 const SAMPLE_MS = 1_000;
 const RELINK_POLL_MS = 200;
 /** The relink is watched this much longer after the passive follows. */
@@ -363,6 +367,9 @@ async function measureSteadyState({
   const p99s = loop.map((l) => l.p99DelayMs);
   const ms = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–');
   const worstP99 = p99s.length > 0 ? Math.max(...p99s) : Number.NaN;
+  // Every delay sample of the last minute of the load: the p99 "under the load". The worst 5 s window's p99 (a
+  // maximum over windows, one of which may hold a full collection) is printed beside it.
+  const minuteP99 = status1?.eventLoop?.minuteP99DelayMs ?? Number.NaN;
   const maxDelay = loop.length > 0 ? Math.max(...loop.map((l) => l.maxDelayMs)) : Number.NaN;
   const n = int(members);
   const pct = (x) => `${(x * 100).toFixed(1)} %`;
@@ -393,11 +400,16 @@ async function measureSteadyState({
       met: stable && !died && unreplicated === 0,
     },
     {
-      name: `active SP event-loop delay p99 under the load, ${n} members (worst of ${loop.length} reads, a read a second, of the p99 of its last whole 5 s window; median read ${ms(median(p99s))} ms)`,
-      value: ms(worstP99),
+      name: `active SP event-loop delay p99 under the load, ${n} members (every delay sample of the last minute of the measurement: its last 12 whole 5 s windows)`,
+      value: ms(minuteP99),
       unit: 'ms',
       goal: `≤ ${GOALS.loopP99Ms} ms`,
-      met: worstP99 <= GOALS.loopP99Ms,
+      met: minuteP99 <= GOALS.loopP99Ms,
+    },
+    {
+      name: `active SP event-loop delay p99 of its worst 5 s window under the load, ${n} members (worst of ${loop.length} reads, a read a second, of the p99 of its last whole 5 s window; median read ${ms(median(p99s))} ms)`,
+      value: ms(worstP99),
+      unit: 'ms',
     },
     {
       name: `active SP event-loop delay max under the load, ${n} members`,
@@ -417,7 +429,7 @@ async function measureSteadyState({
       unit: '% of a core',
     },
   ];
-  return { figures, peakRss, peakPassiveRss, maxDelay, stable: stable && !died };
+  return { figures, peakRss, peakPassiveRss, maxDelay, minuteP99, stable: stable && !died };
 }
 
 /**
@@ -772,7 +784,7 @@ export async function run(options = {}) {
     });
     figures.push(...s.figures);
     console.log(
-      `  scale: the active's event-loop max (ms, its last 5–10 s) / p99 (its last whole 5 s window) read every second from the load's start: ${trace.join(' ')}`,
+      `  scale: the active's event-loop max (ms, its last 5–10 s) / p99 (its last whole 5 s window) read every second from the load's start: ${trace.join(' ')}; p99 of the measurement's last minute: ${s.minuteP99} ms`,
     );
 
     figures.push(await scrapeCost(active, n));

@@ -68,7 +68,7 @@ function statusOf(situation: Situation): SpStatus {
       idleConnectionsClosed: 0,
     } as SpStatus['counters'],
     refusals: Object.fromEntries(BATCH_REFUSALS.map((r, i) => [r, i])) as SpStatus['refusals'],
-    eventLoop: { maxDelayMs: 12, p99DelayMs: 9 },
+    eventLoop: { maxDelayMs: 12, p99DelayMs: 9, minuteP99DelayMs: 7 },
     engine: { engine: 'cep', members: 100, faulted: 2, pendingOutputs: 0 },
   };
 }

@@ -124,6 +124,11 @@ export function spMetrics(
     "The event loop's delay p99 over the last whole 5 s window.",
     () => status().eventLoop.p99DelayMs / 1000,
   );
+  gauge(
+    'event_loop_delay_p99_minute_seconds',
+    "The event loop's delay p99 over every sample of the last 12 whole 5 s windows.",
+    () => status().eventLoop.minuteP99DelayMs / 1000,
+  );
   optionalGauge('members', 'Members the engine tracks.', () => engineFigure(node, 'members'));
   optionalGauge('members_faulted', 'Members the engine holds as faulted.', () => engineFigure(node, 'faulted'));
   optionalGauge('pending_outputs', 'Outputs the engine holds unconfirmed (a passive) or unsent.', () =>

@@ -80,7 +80,7 @@ export interface SpStatus {
   /** Batches refused, per reason (on the passive: forwarded batches it would not apply). */
   refusals: Record<BatchRefusal, number>;
   /** The node's event-loop delay (ms): the max over the last 5 to 10 s, the p99 of the last whole 5 s window. */
-  eventLoop: { maxDelayMs: number; p99DelayMs: number };
+  eventLoop: { maxDelayMs: number; p99DelayMs: number; minuteP99DelayMs: number };
   engine: Record<string, unknown>;
 }
 
@@ -158,7 +158,6 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
   let ownTerm: OwnTerm | undefined;
   let syncPort = options.sync.port;
   let peerWatch: TimerHandle | undefined;
-  const replicating = new Map<string, Promise<boolean>>();
 
   const link = new SyncLink({
     nodeId: options.nodeId,
@@ -330,21 +329,17 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     const refusal = admit(batch);
     if (refusal) throw refused(refusal.reason, refusal.detail, peer, batch.agentId);
     const { agentId, sequence } = batch;
-    const key = `${agentId}\u0000${sequence}`;
-    const inFlight = replicating.get(key);
-    if (inFlight) return settle(inFlight, agentId, sequence, epoch, true);
     const outcome = dedupe.add(agentId, sequence);
     if (outcome === 'out_of_window') throw refused('sequence_out_of_window', sequenceDetail(batch), peer, agentId);
     if (outcome === 'duplicate') {
       counters.duplicates += 1;
-      return Promise.resolve({ agentId, sequence, duplicate: true, epoch, replicated: link.status === 'ready' });
+      // Its first copy may still be on its way to the passive: answered once all forwarded so far is held.
+      return settle(link.settled(), agentId, sequence, epoch, true);
     }
     engine.apply(batch);
     counters.batchesAccepted += 1;
     counters.eventsAccepted += batch.stats.length;
-    const replication = link.replicate(batch, call);
-    replicating.set(key, replication);
-    return settle(replication, agentId, sequence, epoch, false, key);
+    return settle(link.replicate(batch, call), agentId, sequence, epoch, false);
   };
 
   /** The agent's answer once the passive holds the batch (or cannot). */
@@ -354,13 +349,9 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     sequence: number,
     epoch: number,
     duplicate: boolean,
-    key?: string,
   ): Promise<BatchAck> => {
     const replicated = await replication;
-    if (key !== undefined) {
-      replicating.delete(key);
-      if (!replicated) counters.unreplicatedAcks += 1;
-    }
+    if (!duplicate && !replicated) counters.unreplicatedAcks += 1;
     // Lost the lease meanwhile: no ack under an old epoch; the agent resends to the new active.
     if (!duplicate && lease.epoch !== epoch) throw notActive();
     return { agentId, sequence, duplicate, epoch, replicated };

@@ -295,12 +295,13 @@ describe('SyncLink to SyncServer', () => {
   const pair = async (linkKey: Buffer) => {
     const clock = new ManualClock();
     const onSnapshot = vi.fn();
+    const onBatch = vi.fn();
     const server = new SyncServer({
       ...passiveOptions(clock, createMemoryLogger()),
       leaseHolder: async () => ({ nodeId: 'sp-1', epoch: 3 }),
       onSnapshot: vi.fn(),
       onSnapshotBegin: onSnapshot,
-      onBatch: vi.fn(),
+      onBatch,
       onPublished: vi.fn(),
     });
     const port = await server.listen();
@@ -318,7 +319,7 @@ describe('SyncLink to SyncServer', () => {
       () => link.detach('closing'),
       () => server.close(),
     );
-    return { server, link, port, clock, onSnapshot };
+    return { server, link, port, clock, onSnapshot, onBatch };
   };
 
   it('links with the same key: the passive follows and takes the snapshot', async () => {
@@ -358,5 +359,40 @@ describe('SyncLink to SyncServer', () => {
     expect(link.status).toBe('connecting');
     clock.advance(400); // the watchdog looks every 250 ms
     expect(link.status).toBe('none');
+  });
+
+  it('settled: a batch resent while its first copy is on its way is answered once the passive holds that copy', async () => {
+    const { link, port, onSnapshot, onBatch } = await pair(KEY);
+    link.attach(`127.0.0.1:${port}`, 3, 'sp-2');
+    for (let i = 0; i < 1_000 && onSnapshot.mock.calls.length === 0; i++) await sleep(5);
+    expect(link.status).toBe('ready');
+    expect(await link.settled()).toBe(true); // nothing on its way, the link ready
+    const batch = (sequence: number) => ({
+      agentId: 'php-m-1',
+      sequence,
+      stats: [
+        {
+          clusterId: 'php',
+          clusterInstanceId: 'php-1',
+          networkPartitionId: 'np-1',
+          partitionId: 'p-1',
+          memberId: 'php-m-1',
+          healthDescription: 'load_average' as const,
+          value: 1,
+          timestamp: Date.now(),
+        },
+      ],
+    });
+    const first = link.replicate(batch(1));
+    const resent = link.settled().then((held) => ({ held, passiveHadIt: onBatch.mock.calls.length }));
+    expect(await first).toBe(true);
+    expect(await resent).toEqual({ held: true, passiveHadIt: 1 });
+    // The link lost with a batch on its way: neither is held.
+    const lost = link.replicate(batch(2));
+    const lostResent = link.settled();
+    link.detach('test');
+    expect(await lost).toBe(false);
+    expect(await lostResent).toBe(false);
+    expect(await link.settled()).toBe(false); // nothing on its way, no link
   });
 });

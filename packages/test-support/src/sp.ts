@@ -51,7 +51,7 @@ export interface SpStatusJson {
   /** Batches refused, per reason (`credential_invalid`, `member_mismatch`, …). */
   refusals: Record<string, number>;
   /** The node's event-loop delay over the last 5–10 s. */
-  eventLoop: { maxDelayMs: number; p99DelayMs: number };
+  eventLoop: { maxDelayMs: number; p99DelayMs: number; minuteP99DelayMs: number };
   engine: Record<string, unknown>;
 }
 
