@@ -39,9 +39,9 @@ export interface SeriesSummary {
 }
 
 /**
- * Every function below reads sample i's time at `times[i]` and its value at
- * `values[i + valuesAt]`: two arrays, or (`valuesAt` > 0) one array holding
- * a series' times and, `valuesAt` slots further on, its values.
+ * The functions below but `summarize` read sample i's time at `times[i]` and
+ * its value at `values[i + valuesAt]`: two arrays, or (`valuesAt` > 0) one
+ * array holding a series' times and, `valuesAt` slots further on, its values.
  */
 
 /** Slope per second between samples `a` and `b` of the arrays, or undefined when they share a time. */

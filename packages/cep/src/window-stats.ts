@@ -49,10 +49,12 @@ const metricIndex = (metric: Metric): number => (METRICS as readonly Metric[]).i
  * begins at HEADER + 2k × capacity: its times in `capacity` slots, then its
  * values in as many; its samples, oldest first, are slots head … head +
  * size − 1 of both. Dropping the oldest moves `head`; adding one at the end
- * of a region moves the samples to its front when they fill at most half of
- * it, and otherwise doubles every region (so a sample costs O(1), amortized).
- * A region holds at most about four times the most samples its metric has
- * held (maxSamplesPerSeries + 1); the array does not shrink after a burst.
+ * of a region moves the samples to its front when they fill at most three
+ * quarters of it, and otherwise doubles every region, all metrics' at once
+ * (so a sample costs O(1), amortized). Every region holds at most about 2.7
+ * times the most samples any metric of the member has held
+ * (maxSamplesPerSeries + 1): one flooding metric grows the other two with
+ * it, and the array does not shrink after a burst.
  */
 interface MemberSeries {
   source: SampleSource;
@@ -163,7 +165,10 @@ export class WindowStats {
    * the event loop for seconds. The clusters and their members are taken as
    * they are when a cluster's turn comes; only samples at or before
    * `windowTo` count, so what arrives while the job runs changes nothing of
-   * this tick.
+   * this tick. A cluster's `GroupSummary` reads columns the cluster reuses:
+   * it holds this tick's figures until a later job reaches the cluster, so a
+   * job's summaries are used up (or dropped) before the next job starts (the
+   * engine runs one tick at a time).
    */
   summaryJob(windowTo: number): SummaryJob {
     return new SummaryJob(this, [...this.groups.values()], windowTo, this.options.windowMs);
@@ -442,9 +447,13 @@ interface MetricSums {
 
 /** One member summary type's columns, filled up to `size` (sized for every member of the cluster at once). */
 interface TypeColumns {
-  first: MemberSeries;
+  /** The tick's first member with this type; undefined between ticks that have none. */
+  first: MemberSeries | undefined;
   size: number;
-  /** Entries 0 … filled - 1 may hold strings of an earlier tick (cleared past `size` when a tick ends). */
+  /**
+   * Entries 0 … filled - 1 may hold strings: past `size`, of an earlier tick,
+   * or of one left unfinished (a passive's overtaken tick), cleared when a tick ends.
+   */
   filled: number;
   ids: string[];
   values: number[];
@@ -506,6 +515,7 @@ class GroupAccumulator {
       this.types[slot] = type;
     }
     const at = type.size++;
+    if (at >= type.filled) type.filled = at + 1; // cleared past the tick's size by the tick that ends, or by a later one
     type.ids[at] = member.source.memberId;
     type.values[at] = value;
     type.instances[at] = member.source.clusterInstanceId;
@@ -518,7 +528,7 @@ class GroupAccumulator {
     // Room for a quarter more: a cluster that grows a little each tick is not copied each tick.
     const n = this.capacity + (this.capacity >> 2);
     const made: TypeColumns = {
-      first: undefined as unknown as MemberSeries,
+      first: undefined,
       size: 0,
       filled: 0,
       ids: new Array(n).fill(''),
@@ -558,6 +568,7 @@ class GroupAccumulator {
         kept.instances[i] = '';
       }
       kept.filled = size;
+      if (size === 0) kept.first = undefined; // no member of an earlier tick kept alive by it
     }
     for (let i = this.memberCount; i < group.memberIds.length; i++) group.memberIds[i] = '';
     // In the order the types come in for one member: metric by metric, kind by kind.
@@ -566,10 +577,11 @@ class GroupAccumulator {
       for (const [k, kind] of KINDS.entries()) {
         const type = this.types[m * KINDS.length + k];
         if (!type) continue;
+        const firstMember = type.first as MemberSeries; // set by the tick's first entry of the type
         const first: WindowSummary = {
           ...base,
-          clusterInstanceId: type.first.source.clusterInstanceId,
-          memberId: type.first.source.memberId,
+          clusterInstanceId: firstMember.source.clusterInstanceId,
+          memberId: firstMember.source.memberId,
           metric,
           kind,
           value: type.values[0] as number,
@@ -637,9 +649,13 @@ function insertSorted(member: MemberSeries, k: number, t: number, v: number): vo
   a[2 * k + 1] = size + 1;
 }
 
-/** A free slot at the end of metric k's region: its samples moved to the front when they fill at most half of it, else every region doubled. */
+/**
+ * A free slot at the end of metric k's region: its samples moved to the front
+ * when they fill at most three quarters of it (a quarter of it free after: a
+ * move per that many samples at most), else every region doubled.
+ */
 function makeRoom(member: MemberSeries, k: number): void {
-  if (headOf(member, k) > 0 && sizeOf(member, k) <= member.capacity / 2) moveToFront(member, k);
+  if (headOf(member, k) > 0 && sizeOf(member, k) <= (member.capacity * 3) / 4) moveToFront(member, k);
   else grow(member);
 }
 

@@ -131,4 +131,25 @@ describe('LoopDelayWindows', () => {
     histogram.record(25.13, 100);
     expect(String(loop.status().p99DelayMs)).toBe('15.1');
   });
+
+  it('a stalled window, fewer samples and larger, counts sample by sample in the minute', () => {
+    const { clock, histogram, loop } = windows();
+    for (let w = 1; w < LOOP_DELAY_MINUTE_WINDOWS; w++) {
+      histogram.record(11, 500);
+      clock.advance(LOOP_DELAY_WINDOW_MS);
+    }
+    histogram.record(40, 125); // 125 turns, each 30 ms late: 2.2 % of the minute's 5 625
+    clock.advance(LOOP_DELAY_WINDOW_MS);
+    expect(loop.status().minuteP99DelayMs).toBe(30);
+  });
+
+  it('a minute of windows alike reads as each of them does', () => {
+    const { clock, histogram, loop } = windows();
+    for (let w = 0; w < LOOP_DELAY_MINUTE_WINDOWS; w++) {
+      histogram.record(60, 5); // exactly 1 %: above each window's p99
+      histogram.record(11, 495);
+      clock.advance(LOOP_DELAY_WINDOW_MS);
+    }
+    expect(loop.status()).toMatchObject({ p99DelayMs: 1, minuteP99DelayMs: 1 });
+  });
 });

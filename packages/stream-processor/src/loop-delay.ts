@@ -19,12 +19,12 @@ export const LOOP_DELAY_WINDOW_MS = 5_000;
 /** Whole windows the status's minute p99 covers. */
 export const LOOP_DELAY_MINUTE_WINDOWS = 12;
 /**
- * What a whole window keeps for the minute's p99: its delay at every 0.1 %
- * from here to the 100th percentile. A minute's top 1 % is at most 12 % of
- * one window's samples (all of them in its worst), so this holds it.
+ * What a whole window keeps for the minute's p99: its largest delays, one per
+ * sample. A window holds at most one sample per LOOP_SAMPLE_MS, so a minute's
+ * samples above its 99th percentile are at most this many, and all of them
+ * may come from one window (a stalled one holds fewer, larger samples).
  */
-const TAIL_FROM_PERCENT = 100 - LOOP_DELAY_MINUTE_WINDOWS;
-const TAIL_STEP_PERCENT = 0.1;
+const TAIL_SAMPLES = Math.ceil((LOOP_DELAY_MINUTE_WINDOWS * LOOP_DELAY_WINDOW_MS) / LOOP_SAMPLE_MS / 100) + 1;
 
 export interface LoopDelay {
   maxDelayMs: number;
@@ -33,7 +33,7 @@ export interface LoopDelay {
   minuteP99DelayMs: number;
 }
 
-/** A whole window's share of the minute: how many samples it had, and its tail (`TAIL_FROM_PERCENT`). */
+/** A whole window's share of the minute: how many samples it had, and its largest (`TAIL_SAMPLES` at most), largest first. */
 interface WindowTail {
   count: number;
   delays: number[];
@@ -89,38 +89,28 @@ export class LoopDelayWindows {
     return { maxDelayMs: delayOf(this.histogram.max), p99DelayMs: delayOf(this.histogram.percentile(99)) };
   }
 
-  /** The window's tail, read before it is reset: 120 reads of its histogram every 5 s. */
+  /** The window's largest samples, read before it is reset: sample j from the top is its percentile 100 × (count − j + 1) / count. */
   private tail(): WindowTail {
-    const steps = Math.round((100 - TAIL_FROM_PERCENT) / TAIL_STEP_PERCENT);
-    const delays = new Array<number>(steps);
-    for (let i = 1; i <= steps; i++) {
-      delays[i - 1] = delayOf(this.histogram.percentile(TAIL_FROM_PERCENT + i * TAIL_STEP_PERCENT));
-    }
-    return { count: this.histogram.count, delays };
+    const count = this.histogram.count;
+    const kept = Math.min(count, TAIL_SAMPLES);
+    const delays = new Array<number>(kept);
+    for (let j = 1; j <= kept; j++) delays[j - 1] = delayOf(this.histogram.percentile((100 * (count - j + 1)) / count));
+    return { count, delays };
   }
 }
 
 /**
- * The 99th percentile of the windows' samples together: each window's tail
- * points stand for 0.1 % of its samples each (at the delay of the point, the
- * largest of its 0.1 %), taken largest first until they make 1 % of all.
+ * The 99th percentile of the windows' samples together, as a histogram reads
+ * it of its own: the sample at rank ⌈0.99 × total⌉ from the smallest, that is
+ * the (total − ⌈0.99 × total⌉ + 1)-th largest. Every sample above it is in some
+ * window's tail (at most TAIL_SAMPLES of them in all), so it is exact.
  */
 function p99Of(tails: readonly WindowTail[]): number {
   const total = tails.reduce((sum, t) => sum + t.count, 0);
   if (total === 0) return 0;
-  const points: [delay: number, weight: number][] = [];
-  for (const { count, delays } of tails) {
-    for (const delay of delays) points.push([delay, (count * TAIL_STEP_PERCENT) / 100]);
-  }
-  points.sort((a, b) => b[0] - a[0]);
-  const budget = total / 100;
-  let taken = 0;
-  for (const [delay, weight] of points) {
-    taken += weight;
-    // A hair under the budget is the budget (0.1 % steps summed in floating point).
-    if (taken >= budget * (1 - 1e-9)) return delay;
-  }
-  return 0;
+  const rank = total - Math.ceil(0.99 * total) + 1;
+  const largest = tails.flatMap((t) => t.delays).sort((a, b) => b - a);
+  return largest[rank - 1] ?? 0;
 }
 
 /** A sample (ns between two of the histogram's timer runs) as the lag beyond the sampling interval, in ms to 0.1. */

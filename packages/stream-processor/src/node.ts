@@ -79,7 +79,7 @@ export interface SpStatus {
   };
   /** Batches refused, per reason (on the passive: forwarded batches it would not apply). */
   refusals: Record<BatchRefusal, number>;
-  /** The node's event-loop delay (ms): the max over the last 5 to 10 s, the p99 of the last whole 5 s window. */
+  /** The node's event-loop delay (ms): the max over the last 5 to 10 s, the p99 of the last whole 5 s window, and of every sample of the last 12. */
   eventLoop: { maxDelayMs: number; p99DelayMs: number; minuteP99DelayMs: number };
   engine: Record<string, unknown>;
 }
@@ -352,8 +352,9 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
   ): Promise<BatchAck> => {
     const replicated = await replication;
     if (!duplicate && !replicated) counters.unreplicatedAcks += 1;
-    // Lost the lease meanwhile: no ack under an old epoch; the agent resends to the new active.
-    if (!duplicate && lease.epoch !== epoch) throw notActive();
+    // Lost the lease meanwhile: no ack under an old epoch, a resend's neither (its first copy may not be
+    // on the passive that took over); the agent resends to the new active, which dedupes it.
+    if (lease.epoch !== epoch) throw notActive();
     return { agentId, sequence, duplicate, epoch, replicated };
   };
 

@@ -278,14 +278,15 @@ export class SyncLink {
 
   /**
    * Resolves once every batch forwarded so far is held by the passive (true),
-   * or the link failed first (false); at once, with whether the link is ready,
-   * when none is on its way. A batch resent while its first copy is on its way
-   * waits on this: the node keeps no record per batch in flight (a map of them,
-   * and a key string made per batch, were garbage that outlived scavenges).
+   * or the link failed first (false). With none on its way: at once, true only
+   * when the passive holds this node's state (linked, its snapshot through).
+   * A batch resent while its first copy is on its way waits on this: the node
+   * keeps no record per batch in flight (a map of them, and a key string made
+   * per batch, were garbage that outlived scavenges).
    */
   settled(): Promise<boolean> {
     const last = this.pending.at(-1);
-    if (!last) return Promise.resolve(this.status === 'ready');
+    if (!last) return Promise.resolve(this.status === 'ready' && this.streaming === undefined);
     return new Promise((resolve) => {
       const first = last.resolve;
       last.resolve = (replicated) => {

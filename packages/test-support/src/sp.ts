@@ -50,7 +50,7 @@ export interface SpStatusJson {
   counters: Record<string, number>;
   /** Batches refused, per reason (`credential_invalid`, `member_mismatch`, …). */
   refusals: Record<string, number>;
-  /** The node's event-loop delay over the last 5–10 s. */
+  /** The node's event-loop delay (ms): the max over the last 5–10 s, the p99 of the last whole 5 s window and of the last 12. */
   eventLoop: { maxDelayMs: number; p99DelayMs: number; minuteP99DelayMs: number };
   engine: Record<string, unknown>;
 }
