@@ -173,9 +173,15 @@ async function steadyState(members, warmupMs = STEADY_WARMUP_MS, measureMs = STE
   const status = engine.status();
   engine.close();
   // What the engine held: the heap with it, less the heap once it is let go (garbage an earlier phase left,
-  // which a collection at the start did not free, once read as a negative cost here).
+  // which a collection at the start did not free, once read as a negative cost here). A timer of the last
+  // turns may hold it a little longer: collected until it is gone (a second at most).
+  const gone = new WeakRef(engine);
   engine = undefined;
-  gc();
+  for (let i = 0; i < 50; i++) {
+    gc();
+    if (gone.deref() === undefined) break;
+    await sleep(20);
+  }
   const released = process.memoryUsage();
   if (status.faultsDeclared !== 0) throw new Error(`steady state: ${status.faultsDeclared} faults while stats flowed`);
   const perK = members / 1_000;
