@@ -152,4 +152,12 @@ describe('LoopDelayWindows', () => {
     }
     expect(loop.status()).toMatchObject({ p99DelayMs: 1, minuteP99DelayMs: 1 });
   });
+
+  it('a window busier than its timer can be reads the smallest sample it kept, not 0', () => {
+    const { clock, histogram, loop } = windows();
+    histogram.record(30, 9_000); // 9 000 turns in 5 s: more than one per 10 ms
+    histogram.record(11, 1_000);
+    clock.advance(LOOP_DELAY_WINDOW_MS);
+    expect(loop.status().minuteP99DelayMs).toBe(20);
+  });
 });

@@ -103,14 +103,16 @@ export class LoopDelayWindows {
  * The 99th percentile of the windows' samples together, as a histogram reads
  * it of its own: the sample at rank ⌈0.99 × total⌉ from the smallest, that is
  * the (total − ⌈0.99 × total⌉ + 1)-th largest. Every sample above it is in some
- * window's tail (at most TAIL_SAMPLES of them in all), so it is exact.
+ * window's tail (at most TAIL_SAMPLES of them in all), so it is exact while no
+ * window holds more than one sample per LOOP_SAMPLE_MS, which the histogram's
+ * timer cannot exceed; were one to, the smallest kept sample is read, not 0.
  */
 function p99Of(tails: readonly WindowTail[]): number {
   const total = tails.reduce((sum, t) => sum + t.count, 0);
   if (total === 0) return 0;
   const rank = total - Math.ceil(0.99 * total) + 1;
   const largest = tails.flatMap((t) => t.delays).sort((a, b) => b - a);
-  return largest[rank - 1] ?? 0;
+  return largest[Math.min(rank, largest.length) - 1] ?? 0;
 }
 
 /** A sample (ns between two of the histogram's timer runs) as the lag beyond the sampling interval, in ms to 0.1. */
