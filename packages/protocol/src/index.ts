@@ -1,3 +1,4 @@
+export * from './checked-batch.js';
 export * from './envelope.js';
 export * from './events.js';
 export * from './health.js';

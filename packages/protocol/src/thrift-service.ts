@@ -214,14 +214,13 @@ function replyOf(seqid: number, outcome: { ack: BatchAck } | { error: unknown })
 export interface HealthStatHandler {
   /**
    * One `publish` call. `batch` is its batch as `validateBatch` judged it;
-   * `call` the call's raw bytes (the frame's payload), which the SP forwards
-   * to its passive instead of re-encoding; `peer` the remote address of the
+   * `peer` the remote address of the
    * connection (the SP rate-limits its log of refusals per peer). Resolves to
    * the acknowledgement. A rejection with thrift's generated NotActive or
    * InvalidBatch reaches the agent as that exception; any other error as a
    * TApplicationException, as thrift's own processor answers it.
    */
-  publish(batch: Result<HealthStatBatch, BatchDecodeError>, call: Buffer, peer: string | undefined): Promise<BatchAck>;
+  publish(batch: Result<HealthStatBatch, BatchDecodeError>, peer: string | undefined): Promise<BatchAck>;
 }
 
 /**
@@ -264,7 +263,7 @@ export function createHealthStatServer(handler: HealthStatHandler, options: Heal
         const { seqid } = call;
         let reply: Promise<BatchAck>;
         try {
-          reply = handler.publish(validateBatch(call.batch), payload, peer);
+          reply = handler.publish(validateBatch(call.batch), peer);
         } catch (error) {
           reply = Promise.reject(error);
         }

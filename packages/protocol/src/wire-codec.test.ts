@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { HEALTH_DESCRIPTIONS, type HealthStatBatch, toBatchWire, validateBatch } from './health.js';
+import { type HealthStatBatch, toBatchWire, validateBatch } from './health.js';
+import { prng, randomBatch } from './testing/random-batch.js';
 import { generated, HealthStatService, thrift } from './thrift.js';
 import {
   encodeAckReply,
@@ -10,18 +11,6 @@ import {
   readPublishCall,
   WireDecodeError,
 } from './wire-codec.js';
-
-/** A deterministic PRNG (mulberry32), so a failure replays. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 type Protocol = InstanceType<typeof thrift.TBinaryProtocol>;
 
@@ -103,39 +92,6 @@ function ownRead(payload: Buffer): ReturnType<typeof validateBatch> | 'throws' {
     expect(error).toBeInstanceOf(WireDecodeError);
     return 'throws';
   }
-}
-
-const ID_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789-_.';
-
-function randomBatch(random: () => number): HealthStatBatch {
-  const char = (chars: string) => chars[Math.floor(random() * chars.length)] as string;
-  // An id starts with a letter or digit.
-  const id = (n: number) =>
-    char(ID_CHARS.slice(0, 36)) + Array.from({ length: Math.floor(random() * n) }, () => char(ID_CHARS)).join('');
-  const member = {
-    clusterId: id(12),
-    clusterInstanceId: id(12),
-    networkPartitionId: id(8),
-    partitionId: id(8),
-    memberId: id(30),
-  };
-  const count = Math.floor(random() * 20);
-  const stats = Array.from({ length: count }, () => ({
-    // Mostly one member's stats (the ids repeat), now and then another's.
-    ...(random() < 0.9 ? member : { ...member, memberId: id(30) }),
-    healthDescription: HEALTH_DESCRIPTIONS[
-      Math.floor(random() * HEALTH_DESCRIPTIONS.length)
-    ] as (typeof HEALTH_DESCRIPTIONS)[number],
-    value: Math.round(random() * 1e6) / 100,
-    timestamp: Math.floor(random() * 2 ** 50),
-  }));
-  const batch: HealthStatBatch = {
-    agentId: `${member.memberId}:${Math.floor(random() * 1e6)}`,
-    sequence: 1 + Math.floor(random() * 2 ** 40),
-    stats,
-  };
-  if (random() < 0.7) batch.credential = id(60);
-  return batch;
 }
 
 describe('wire codec: reading a publish call', () => {

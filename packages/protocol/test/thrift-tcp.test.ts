@@ -20,11 +20,7 @@ import {
  * frame size, server.on('error'). The SP's own source builds on exactly this.
  */
 async function startServer(
-  handler: (
-    batch: Result<HealthStatBatch, BatchDecodeError>,
-    call: Buffer,
-    peer: string | undefined,
-  ) => Promise<BatchAck>,
+  handler: (batch: Result<HealthStatBatch, BatchDecodeError>, peer: string | undefined) => Promise<BatchAck>,
 ) {
   const errors: Error[] = [];
   const server = createHealthStatServer({ publish: handler }, { onConnectionError: (e) => errors.push(e) });
@@ -158,7 +154,7 @@ describe('HealthStatService over TCP', () => {
 
   it('hands the handler every pipelined call in order, with the peer address and the credential', async () => {
     const seen: { sequence: number; peer: string | undefined; credential: string | undefined }[] = [];
-    const { server, port } = await startServer(async (batch, _call, peer) => {
+    const { server, port } = await startServer(async (batch, peer) => {
       if (!batch.ok) throw new thriftGenerated.InvalidBatch({ message: batch.error.message });
       seen.push({ sequence: batch.value.sequence, peer, credential: batch.value.credential });
       return { ...batch.value, duplicate: false, epoch: 1, replicated: false };

@@ -1,5 +1,14 @@
+import { decodeCheckedBatch } from '@faultline/protocol';
+import { testStat } from '@faultline/protocol/testing';
 import { describe, expect, it, vi } from 'vitest';
-import { encodeFrame, encodeRawBatch, FrameReader, RawBatch } from './framing.js';
+import {
+  CheckedBatch,
+  encodeCheckedBatchFrame,
+  encodeFrame,
+  encodeRawBatch,
+  FrameReader,
+  RawBatch,
+} from './framing.js';
 
 describe('sync framing', () => {
   it('reassembles frames split anywhere across chunks', () => {
@@ -42,6 +51,26 @@ describe('sync framing', () => {
     expect(got[0]).toEqual({ t: 'hello' });
     expect(got[1]).toBeInstanceOf(RawBatch);
     expect(got[1]).toMatchObject({ seq: 7, call });
+  });
+
+  it('carries a checked batch beside JSON frames, its bytes the batch', () => {
+    const batch = {
+      agentId: 'php-m-1',
+      sequence: 4,
+      stats: [testStat({ value: 3, timestamp: 5 })],
+    };
+    const got: unknown[] = [];
+    const reader = new FrameReader(
+      1_024,
+      (m) => got.push(m),
+      () => {},
+    );
+    const bytes = Buffer.concat([encodeCheckedBatchFrame(9, batch), encodeFrame({ t: 'ack', seq: 1 })]);
+    for (let i = 0; i < bytes.length; i += 5) reader.push(bytes.subarray(i, i + 5));
+    expect(got[0]).toBeInstanceOf(CheckedBatch);
+    expect((got[0] as CheckedBatch).seq).toBe(9);
+    expect(decodeCheckedBatch((got[0] as CheckedBatch).bytes)).toEqual({ ok: true, value: batch });
+    expect(got[1]).toEqual({ t: 'ack', seq: 1 });
   });
 
   it('sends a message longer than a frame in parts and joins them, however the bytes arrive', () => {

@@ -302,23 +302,15 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
    * passive's acknowledgement, so at full flight they die young instead of
    * being promoted and swept (a fifth of the active's time went to the GC).
    */
-  const publish = (
-    checked: Result<HealthStatBatch, BatchDecodeError>,
-    call: Buffer,
-    peer: string | undefined,
-  ): Promise<BatchAck> => {
+  const publish = (checked: Result<HealthStatBatch, BatchDecodeError>, peer: string | undefined): Promise<BatchAck> => {
     try {
-      return take(checked, call, peer);
+      return take(checked, peer);
     } catch (error) {
       return Promise.reject(error);
     }
   };
 
-  const take = (
-    checked: Result<HealthStatBatch, BatchDecodeError>,
-    call: Buffer,
-    peer: string | undefined,
-  ): Promise<BatchAck> => {
+  const take = (checked: Result<HealthStatBatch, BatchDecodeError>, peer: string | undefined): Promise<BatchAck> => {
     const epoch = role === 'ACTIVE' ? lease.epoch : undefined;
     if (epoch === undefined) throw notActive();
     if (!checked.ok) {
@@ -339,7 +331,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     engine.apply(batch);
     counters.batchesAccepted += 1;
     counters.eventsAccepted += batch.stats.length;
-    return settle(link.replicate(batch, call), agentId, sequence, epoch, false);
+    return settle(link.replicate(batch), agentId, sequence, epoch, false);
   };
 
   /** The agent's answer once the passive holds the batch (or cannot). */

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { boundLoggedText, type Clock, type Logger, RateLimitedLog, type TimerHandle } from '@faultline/core';
 import type { Endpoint, HealthStatBatch } from '@faultline/protocol';
-import { encodeFrame, FrameReader, rawBatchHeader } from './framing.js';
+import { encodeCheckedBatchFrame, encodeFrame, FrameReader } from './framing.js';
 import type { SnapshotStream } from './snapshot-stream.js';
 import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
 import { MAX_CHUNK_ITEMS, type SyncMessage, syncMessageSchema } from './sync-messages.js';
@@ -250,10 +250,12 @@ export class SyncLink {
   }
 
   /**
-   * Forwards a batch — as the raw Thrift call when there is one, else as
-   * JSON — and resolves whether the passive holds it.
+   * Forwards a batch in its checked form (framing.ts) and resolves whether
+   * the passive holds it. That form is never longer than the agent's Thrift
+   * call, which fit a frame; should one not fit all the same, it goes as JSON
+   * in parts rather than as a frame the passive must refuse.
    */
-  replicate(batch: HealthStatBatch, call?: Buffer): Promise<boolean> {
+  replicate(batch: HealthStatBatch): Promise<boolean> {
     const socket = this.socket;
     if (this.status !== 'ready' || !socket) {
       this.degraded += 1;
@@ -261,16 +263,19 @@ export class SyncLink {
     }
     this.seq += 1;
     const seq = this.seq;
-    // Batches accepted in the same turn of the event loop leave in one write.
+    // Batches accepted in the same pass of the event loop over its sockets leave in one write:
+    // uncorked once every connection's frames read in that pass are taken (a write each cost a
+    // syscall, which on loopback also carries the passive's side of the delivery).
     if (!socket.writableCorked) {
       socket.cork();
-      process.nextTick(() => socket.uncork());
+      setImmediate(() => socket.uncork());
     }
-    if (call) {
-      // Header and call go as two buffers of one writev: no copy of the call.
-      socket.write(rawBatchHeader(seq, call.length));
-      socket.write(call);
-    } else socket.write(encodeFrame({ t: 'batch', seq, batch }, this.options.maxFrameBytes));
+    const frame = encodeCheckedBatchFrame(seq, batch);
+    socket.write(
+      frame.length - 4 <= this.options.maxFrameBytes
+        ? frame
+        : encodeFrame({ t: 'batch', seq, batch }, this.options.maxFrameBytes),
+    );
     return new Promise((resolve) => {
       this.pending.push({ seq, sentAt: this.options.clock.monotonicNow(), resolve });
     });

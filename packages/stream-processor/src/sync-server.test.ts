@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { Logger } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
+import { encodeBatch, type HealthStatBatch } from '@faultline/protocol';
+import { testStat } from '@faultline/protocol/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BatchDedupe } from './batch-dedupe.js';
-import { encodeFrame, FrameReader } from './framing.js';
+import { encodeCheckedBatchFrame, encodeFrame, encodeRawBatch, FrameReader } from './framing.js';
 import { streamSnapshot } from './snapshot-stream.js';
 import { StatLedger } from './stat-ledger.js';
 import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
@@ -14,6 +16,18 @@ import { ManualClock } from './testing/index.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const KEY = randomBytes(32);
+
+/** A Thrift `publish` call of `batch` as an agent sends it (the frame's payload): header, then the one argument. */
+function publishCall(batch: HealthStatBatch): Buffer {
+  const head = Buffer.alloc(4 + 4 + 7 + 4 + 3);
+  head.writeInt32BE(0x80010001 | 0, 0); // version 1, a call
+  head.writeInt32BE(7, 4);
+  head.write('publish', 8, 'latin1');
+  head.writeInt32BE(1, 15); // seqid
+  head.writeUInt8(12, 19); // field 1, a struct: the batch
+  head.writeInt16BE(1, 20);
+  return Buffer.concat([head, encodeBatch(batch), Buffer.from([0])]);
+}
 
 /** A peer that speaks the framing by hand. */
 class Peer {
@@ -284,6 +298,24 @@ describe('SyncServer: who may link', () => {
     expect(await next.peer.next('ack')).toBeDefined();
     expect(snapshots).toEqual([{ total: 1 }]);
   });
+  it('applies a checked batch, and a raw Thrift call of the previous release; a damaged one closes the link unapplied', async () => {
+    const applied: HealthStatBatch[] = [];
+    const { server, connect } = await start({ onBatch: (b) => void applied.push(b) });
+    const { peer } = await linkAs(connect, 'sp-1', 7);
+    peer.send({ t: 'snapshot', seq: 0, engine: { total: 0 }, dedupe: { agents: [] } });
+    await peer.next('ack');
+    const batch = (sequence: number): HealthStatBatch => ({ agentId: 'php-m-1', sequence, stats: [testStat()] });
+    peer.socket.write(encodeCheckedBatchFrame(1, batch(1)));
+    peer.socket.write(encodeRawBatch(2, publishCall(batch(2))));
+    for (let i = 0; i < 200 && applied.length < 2; i++) await sleep(5);
+    expect(applied).toEqual([batch(1), batch(2)]);
+    const damaged = encodeCheckedBatchFrame(3, batch(3));
+    damaged.writeDoubleBE(Number.NaN, damaged.length - 8); // the last stat's timestamp
+    peer.socket.write(damaged);
+    expect(await peer.untilClosed()).toBe(true);
+    expect(applied).toHaveLength(2);
+    expect(server.counters).toMatchObject({ violations: 1 });
+  });
 });
 
 describe('SyncLink to SyncServer', () => {
@@ -370,18 +402,7 @@ describe('SyncLink to SyncServer', () => {
     const batch = (sequence: number) => ({
       agentId: 'php-m-1',
       sequence,
-      stats: [
-        {
-          clusterId: 'php',
-          clusterInstanceId: 'php-1',
-          networkPartitionId: 'np-1',
-          partitionId: 'p-1',
-          memberId: 'php-m-1',
-          healthDescription: 'load_average' as const,
-          value: 1,
-          timestamp: Date.now(),
-        },
-      ],
+      stats: [testStat({ timestamp: Date.now() })],
     });
     const first = link.replicate(batch(1));
     const resent = link.settled().then((held) => ({ held, passiveHadIt: onBatch.mock.calls.length }));

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { boundLoggedText, type Clock, type Logger, once, RateLimitedLog, type TimerHandle } from '@faultline/core';
-import { decodePublishCall, type HealthStatBatch, validateBatch } from '@faultline/protocol';
-import { DEFAULT_MAX_MESSAGE_BYTES, encodeFrame, FrameReader, RawBatch } from './framing.js';
+import { decodeCheckedBatch, decodePublishCall, type HealthStatBatch, validateBatch } from '@faultline/protocol';
+import { CheckedBatch, DEFAULT_MAX_MESSAGE_BYTES, encodeFrame, FrameReader, RawBatch } from './framing.js';
 import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
 import {
   type SnapshotBeginMessage,
@@ -278,7 +278,7 @@ export class SyncServer {
       this.linkedMessage(connection, raw);
       return;
     }
-    if (raw instanceof RawBatch) {
+    if (raw instanceof RawBatch || raw instanceof CheckedBatch) {
       this.refuse(connection, 'violation', 'unexpected_frame', 'a batch before the link');
       return;
     }
@@ -396,12 +396,12 @@ export class SyncServer {
     if (this.followedLink?.connection === connection)
       this.followedLink.lastMessageAt = this.options.clock.monotonicNow();
     const from = connection.peerId as string;
-    if (raw instanceof RawBatch) {
+    if (raw instanceof CheckedBatch || raw instanceof RawBatch) {
       if (connection.snapshot.stage === 'none') {
         this.refuse(connection, 'violation', 'unexpected_message', 'a batch before the snapshot');
         return;
       }
-      const batch = decodePublishCall(raw.call);
+      const batch = raw instanceof CheckedBatch ? decodeCheckedBatch(raw.bytes) : decodePublishCall(raw.call);
       if (!batch.ok) {
         this.refuse(connection, 'violation', 'bad_batch', batch.error.message);
         return;

@@ -1,4 +1,4 @@
-import type { HealthStatBatch } from '../health.js';
+import type { HealthStat, HealthStatBatch } from '../health.js';
 import { issueMemberCredential } from '../member-credential.js';
 
 /**
@@ -10,4 +10,19 @@ export function signedBatch(key: Buffer, batch: HealthStatBatch): HealthStatBatc
   const first = batch.stats[0];
   if (!first) throw new Error('signedBatch: a batch without stats names no member');
   return { ...batch, credential: issueMemberCredential(key, first) };
+}
+
+/** A valid stat of member php-m-1 (cluster php, php-1, np-1, p-1): load_average 1 at time 1 000, `fields` over it. */
+export function testStat(fields: Partial<HealthStat> = {}): HealthStat {
+  return {
+    clusterId: 'php',
+    clusterInstanceId: 'php-1',
+    networkPartitionId: 'np-1',
+    partitionId: 'p-1',
+    memberId: 'php-m-1',
+    healthDescription: 'load_average',
+    value: 1,
+    timestamp: 1_000,
+    ...fields,
+  };
 }

@@ -1,4 +1,4 @@
-export { signedBatch } from './batch.js';
+export { signedBatch, testStat } from './batch.js';
 export { memberSummary } from './envelopes.js';
 export { testMember } from './identity.js';
 export {
@@ -9,3 +9,4 @@ export {
   TEST_CREDENTIAL,
   TEST_MEMBER_KEY,
 } from './member-env.js';
+export { prng, randomBatch } from './random-batch.js';
