@@ -16,7 +16,10 @@
 // decode) and each ratio is taken within a round, medians over rounds. Beside
 // throughput, the CPU time the two SP processes of each pair spent per stat in
 // its windows (from /proc): what the checks cost, which load elsewhere on the
-// machine changes far less than it changes throughput.
+// machine changes far less than it changes throughput. The active's own CPU
+// per stat beside the bare decode's tells how far the share of bare decode can
+// go at all: the active's one thread does that very decode and everything else
+// a batch takes, so the share cannot pass their ratio while it is the bound.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -143,23 +146,23 @@ const CLOCK_TICKS = (() => {
     return 100;
   }
 })();
-function cpuSeconds(pair) {
-  let ticks = 0;
-  for (const node of pair.nodes) {
-    try {
-      const stat = readFileSync(`/proc/${node.pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
-    } catch {
-      return Number.NaN;
-    }
+function cpuSecondsOf(node) {
+  try {
+    const stat = readFileSync(`/proc/${node.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime, stime
+  } catch {
+    return Number.NaN;
   }
-  return ticks / CLOCK_TICKS;
+}
+/** Seconds of CPU the pair's processes have used, and its active's alone. */
+function cpuSeconds(pair) {
+  return { pair: pair.nodes.reduce((n, node) => n + cpuSecondsOf(node), 0), active: cpuSecondsOf(pair.active) };
 }
 
 /**
  * One window of this pair at full flight (its lanes idle before and after):
- * the stats/s its active acknowledged, and the CPU µs its two processes spent per stat.
+ * the stats/s its active acknowledged, and the CPU µs its two processes (and its active alone) spent per stat.
  */
 async function window(pair, lanes) {
   for (const lane of lanes) lane.start();
@@ -168,10 +171,12 @@ async function window(pair, lanes) {
   await sleep(PAIR_WINDOW_MS);
   const stats = (acked(lanes) - from.acks) * STATS_PER_BATCH;
   const rate = stats / ((performance.now() - from.at) / 1000);
-  const cpuPerStat = ((cpuSeconds(pair) - from.cpu) * 1e6) / stats;
+  const cpu = cpuSeconds(pair);
+  const cpuPerStat = ((cpu.pair - from.cpu.pair) * 1e6) / stats;
+  const activeCpuPerStat = ((cpu.active - from.cpu.active) * 1e6) / stats;
   for (const lane of lanes) lane.pause();
   while (!lanes.every((lane) => lane.idle)) await sleep(5);
-  return { rate, cpuPerStat };
+  return { rate, cpuPerStat, activeCpuPerStat };
 }
 
 function totals(lanes) {
@@ -210,6 +215,7 @@ async function measure() {
         const measured = await window(pairOf[which], lanes[which]);
         round[which] = measured.rate;
         round[`${which}Cpu`] = measured.cpuPerStat;
+        round[`${which}ActiveCpu`] = measured.activeCpuPerStat;
       }
       round.bare = bareDecode(checked.key, BARE_WINDOW_MS);
       rounds.push(round);
@@ -246,6 +252,10 @@ export async function run() {
     unchecked: median(rounds.map((r) => r.uncheckedCpu)),
   };
   const cpuRatio = median(rounds.map((r) => r.checkedCpu / r.uncheckedCpu));
+  // What the share of bare decode can reach while the active's one thread is the bound: the bare decode's CPU per
+  // stat ÷ the active's (which does that decode and everything else a batch takes), each round's own.
+  const activeCpu = median(rounds.map((r) => r.checkedActiveCpu));
+  const ceilings = rounds.map((r) => 1e6 / r.bare / r.checkedActiveCpu);
   const us = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
   const load = `${CONNECTIONS} connections × 16 in flight, ${CONNECTIONS * MEMBERS_PER_CONNECTION} members, ${STATS_PER_BATCH} stats/batch signed by its member`;
   const uncheckedName = 'the same pair, per-batch trust checks skipped';
@@ -270,6 +280,7 @@ export async function run() {
         unchecked: Math.round(r.unchecked),
         bare: Math.round(r.bare),
         checkedCpuUs: Number(r.checkedCpu.toFixed(3)),
+        checkedActiveCpuUs: Number(r.checkedActiveCpu.toFixed(3)),
         uncheckedCpuUs: Number(r.uncheckedCpu.toFixed(3)),
       })),
     },
@@ -289,6 +300,11 @@ export async function run() {
       value: us(cpu.checked),
       unit: 'µs',
       baseline: { name: uncheckedName, value: us(cpu.unchecked) },
+    },
+    {
+      name: `the share of bare decode an active on a core of its own could reach: the bare decode's CPU per stat ÷ the active's, authenticated (the active's own CPU per stat ${us(activeCpu)} µs, the bare decode's ${us(1e6 / bare)} µs; per round: ${ceilings.map((x) => (Number.isFinite(x) ? pct(x) : 'n/a')).join(', ')})`,
+      value: Number.isFinite(median(ceilings)) ? pct(median(ceilings)) : 'n/a',
+      unit: '',
     },
     {
       name: 'bare Thrift decode + validate, one core (median of the rounds)',

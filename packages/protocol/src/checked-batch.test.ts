@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeCheckedBatch, encodeCheckedBatch } from './checked-batch.js';
-import { type HealthStatBatch, validateBatch } from './health.js';
+import { HEALTH_DESCRIPTIONS, type HealthStatBatch, validateBatch } from './health.js';
 import { testStat } from './testing/batch.js';
 import { prng, randomBatch } from './testing/random-batch.js';
 
@@ -55,6 +55,21 @@ describe('checked batch: the form the active forwards to the passive', () => {
     // Each distinct id travels once.
     const bytes = encodeCheckedBatch(batch);
     expect(bytes.toString('latin1').split('php-m-1').length - 1).toBe(2); // the agent id and the member id
+  });
+
+  it('keeps an empty credential apart from none, and -0 as -0', () => {
+    const empty = decoded(encodeCheckedBatch({ ...one, credential: '' }));
+    expect(Object.hasOwn(empty, 'credential') && empty.credential === '').toBe(true);
+    const none = decoded(encodeCheckedBatch({ agentId: one.agentId, sequence: 1, stats: one.stats }));
+    expect(Object.hasOwn(none, 'credential')).toBe(false);
+    const zero = decoded(encodeCheckedBatch({ ...one, stats: [{ ...stat, value: -0, timestamp: -0 }] }));
+    expect(Object.is(zero.stats[0]?.value, -0) && Object.is(zero.stats[0]?.timestamp, -0)).toBe(true);
+    expect(Object.keys(zero.stats[0] ?? {})).toEqual(Object.keys(stat));
+  });
+
+  it('sends a description as its place in HEALTH_DESCRIPTIONS: that list may only grow at its end', () => {
+    // An active and a passive of two releases read each other's batches: a reordered list would swap descriptions.
+    expect(HEALTH_DESCRIPTIONS).toEqual(['load_average', 'memory_consumption', 'requests_in_flight', 'ports_not_open']);
   });
 
   it('reads back a batch of many distinct ids (past the scan, into the map)', () => {

@@ -11,7 +11,11 @@ import {
 } from './thrift.js';
 import { readBatchStruct, readPublishCall, type WireBatch } from './wire-codec.js';
 
-/** The four health descriptions of the Stratos cartridge agent. */
+/**
+ * The four health descriptions of the Stratos cartridge agent. Append only: the
+ * SP pair's sync link sends a description as its place in this list
+ * (checked-batch.ts).
+ */
 export const HEALTH_DESCRIPTIONS = [
   'load_average',
   'memory_consumption',

@@ -251,9 +251,11 @@ export class SyncLink {
 
   /**
    * Forwards a batch in its checked form (framing.ts) and resolves whether
-   * the passive holds it. That form is never longer than the agent's Thrift
-   * call, which fit a frame; should one not fit all the same, it goes as JSON
-   * in parts rather than as a frame the passive must refuse.
+   * the passive holds it. That form is shorter than the agent's Thrift call
+   * of the same batch, which fit a frame; should one not fit all the same, it
+   * goes as JSON in parts rather than as a frame the passive must refuse. A
+   * batch that cannot be encoded at all drops the link: the batch is in this
+   * node's state already, and the next link's snapshot carries it.
    */
   replicate(batch: HealthStatBatch): Promise<boolean> {
     const socket = this.socket;
@@ -261,8 +263,18 @@ export class SyncLink {
       this.degraded += 1;
       return Promise.resolve(false);
     }
-    this.seq += 1;
-    const seq = this.seq;
+    const seq = this.seq + 1;
+    let frame: Buffer;
+    try {
+      frame = encodeCheckedBatchFrame(seq, batch);
+      if (frame.length - 4 > this.options.maxFrameBytes)
+        frame = encodeFrame({ t: 'batch', seq, batch }, this.options.maxFrameBytes);
+    } catch (error) {
+      this.degraded += 1;
+      this.detach(`a batch could not be encoded: ${error instanceof Error ? error.message : String(error)}`);
+      return Promise.resolve(false);
+    }
+    this.seq = seq;
     // Batches accepted in the same pass of the event loop over its sockets leave in one write:
     // uncorked once every connection's frames read in that pass are taken (a write each cost a
     // syscall, which on loopback also carries the passive's side of the delivery).
@@ -270,12 +282,7 @@ export class SyncLink {
       socket.cork();
       setImmediate(() => socket.uncork());
     }
-    const frame = encodeCheckedBatchFrame(seq, batch);
-    socket.write(
-      frame.length - 4 <= this.options.maxFrameBytes
-        ? frame
-        : encodeFrame({ t: 'batch', seq, batch }, this.options.maxFrameBytes),
-    );
+    socket.write(frame);
     return new Promise((resolve) => {
       this.pending.push({ seq, sentAt: this.options.clock.monotonicNow(), resolve });
     });

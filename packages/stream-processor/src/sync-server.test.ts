@@ -298,6 +298,20 @@ describe('SyncServer: who may link', () => {
     expect(await next.peer.next('ack')).toBeDefined();
     expect(snapshots).toEqual([{ total: 1 }]);
   });
+  it('refuses a batch whose link sequence does not rise: the link closes, the batch unapplied', async () => {
+    const applied: HealthStatBatch[] = [];
+    const { server, connect } = await start({ onBatch: (b) => void applied.push(b) });
+    const { peer } = await linkAs(connect, 'sp-1', 7);
+    peer.send({ t: 'snapshot', seq: 5, engine: { total: 0 }, dedupe: { agents: [] } });
+    await peer.next('ack');
+    const batch = (sequence: number): HealthStatBatch => ({ agentId: 'php-m-1', sequence, stats: [testStat()] });
+    peer.socket.write(encodeCheckedBatchFrame(6, batch(1)));
+    peer.socket.write(encodeCheckedBatchFrame(6, batch(2)));
+    expect(await peer.untilClosed()).toBe(true);
+    expect(applied).toEqual([batch(1)]);
+    expect(server.counters).toMatchObject({ violations: 1 });
+  });
+
   it('applies a checked batch, and a raw Thrift call of the previous release; a damaged one closes the link unapplied', async () => {
     const applied: HealthStatBatch[] = [];
     const { server, connect } = await start({ onBatch: (b) => void applied.push(b) });
@@ -324,7 +338,7 @@ describe('SyncLink to SyncServer', () => {
     for (const close of closers.splice(0)) await close();
   });
 
-  const pair = async (linkKey: Buffer) => {
+  const pair = async (linkKey: Buffer, maxFrameBytes = 1 << 20) => {
     const clock = new ManualClock();
     const onSnapshot = vi.fn();
     const onBatch = vi.fn();
@@ -339,7 +353,7 @@ describe('SyncLink to SyncServer', () => {
     const port = await server.listen();
     const link = new SyncLink({
       nodeId: 'sp-1',
-      maxFrameBytes: 1 << 20,
+      maxFrameBytes,
       key: linkKey,
       ackTimeoutMs: 1_000,
       handshakeTimeoutMs: 5_000,
@@ -415,5 +429,25 @@ describe('SyncLink to SyncServer', () => {
     expect(await lost).toBe(false);
     expect(await lostResent).toBe(false);
     expect(await link.settled()).toBe(false); // nothing on its way, no link
+  });
+  it('sends a batch whose checked frame would not fit a frame as JSON in parts, which the passive applies', async () => {
+    const { link, port, onSnapshot, onBatch } = await pair(KEY, 600);
+    link.attach(`127.0.0.1:${port}`, 3, 'sp-2');
+    for (let i = 0; i < 1_000 && onSnapshot.mock.calls.length === 0; i++) await sleep(5);
+    expect(link.status).toBe('ready');
+    const stats = Array.from({ length: 40 }, (_, i) => testStat({ value: i, timestamp: Date.now() }));
+    const batch = { agentId: 'php-m-1', sequence: 1, stats };
+    expect(await link.replicate(batch)).toBe(true);
+    expect(onBatch.mock.calls.map((c) => c[0])).toEqual([batch]);
+  });
+
+  it('drops the link when a batch cannot be encoded: the next snapshot carries it', async () => {
+    const { link, port, onSnapshot, onBatch } = await pair(KEY);
+    link.attach(`127.0.0.1:${port}`, 3, 'sp-2');
+    for (let i = 0; i < 1_000 && onSnapshot.mock.calls.length === 0; i++) await sleep(5);
+    const unwritable = { agentId: 'a'.repeat(70_000), sequence: 1, stats: [testStat()] };
+    expect(await link.replicate(unwritable)).toBe(false);
+    expect(link.status).toBe('none');
+    expect(onBatch).not.toHaveBeenCalled();
   });
 });

@@ -401,6 +401,7 @@ export class SyncServer {
         this.refuse(connection, 'violation', 'unexpected_message', 'a batch before the snapshot');
         return;
       }
+      if (!this.sequenceRises(connection, raw.seq)) return;
       const batch = raw instanceof CheckedBatch ? decodeCheckedBatch(raw.bytes) : decodePublishCall(raw.call);
       if (!batch.ok) {
         this.refuse(connection, 'violation', 'bad_batch', batch.error.message);
@@ -486,6 +487,7 @@ export class SyncServer {
           this.refuse(connection, 'violation', 'unexpected_message', 'a batch before the snapshot');
           return;
         }
+        if (!this.sequenceRises(connection, message.seq)) return;
         const batch = validateBatch(message.batch);
         if (!batch.ok) {
           this.refuse(connection, 'violation', 'bad_batch', batch.error.message);
@@ -502,6 +504,13 @@ export class SyncServer {
         return;
       }
     }
+  }
+
+  /** Whether a batch's link sequence is above the last one's, as an active numbers them; else the link is refused. */
+  private sequenceRises(connection: Connection, seq: number): boolean {
+    if (Number.isSafeInteger(seq) && seq > this.lastSeq) return true;
+    this.refuse(connection, 'violation', 'bad_batch', `link sequence ${seq} after ${this.lastSeq}`);
+    return false;
   }
 
   /** Runs one step of a snapshot; a throw closes the link as a bad snapshot. Returns whether it applied. */
