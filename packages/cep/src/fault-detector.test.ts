@@ -260,6 +260,36 @@ describe('FaultDetector', () => {
     expect(faults.map((f) => [f.memberId, f.at, f.info.silentForMs])).toEqual([['alive', 65_000, 60_000]]);
   });
 
+  it('export writes the fault as declared, a copy, with the keys in one order', async () => {
+    const { d } = detector();
+    d.touch(member('m-1'), 1_000);
+    await vi.advanceTimersByTimeAsync(61_000);
+    const [exported] = d.export();
+    expect(exported).toEqual({
+      ...member('m-1'),
+      state: 'faulted',
+      lastStatAt: 1_000,
+      lastSeenAgoMs: 61_000,
+      remainingMs: null,
+      fault: { reason: 'timeout', silentForMs: 60_000, declaredAt: 60_000 },
+    });
+    expect(Object.keys(exported ?? {})).toEqual([
+      'clusterId',
+      'clusterInstanceId',
+      'networkPartitionId',
+      'partitionId',
+      'memberId',
+      'state',
+      'lastStatAt',
+      'lastSeenAgoMs',
+      'remainingMs',
+      'fault',
+    ]);
+    if (exported?.fault) exported.fault.declaredAt = 1;
+    expect(d.exportOne('m-1')?.fault?.declaredAt).toBe(60_000);
+    d.close();
+  });
+
   it('reannounce visits faulted members as declared, at most max a call, rotating; revived and forgotten ones drop out', async () => {
     const { d } = detector();
     for (const id of ['a', 'b', 'c', 'd']) d.faultNow(member(id), 'ports_not_open', 1_000);
