@@ -10,16 +10,16 @@
 //  - a bare Thrift decode + validation of the same batches in this process.
 // All SP nodes are real processes on this machine, so load generator, active
 // and passive share its cores. The machine's speed drifts (the bare decode
-// alone ranged 0.28–0.56 M stats/s within one process, and other work on the
+// alone has ranged from 0.28 to 2.6 M stats/s within one process, and other work on the
 // machine takes cores for seconds at a time), so the three are measured in
 // short alternating windows (the two pairs in turn, A B / B A, then the bare
 // decode) and each ratio is taken within a round, medians over rounds. Beside
 // throughput, the CPU time the two SP processes of each pair spent per stat in
 // its windows (from /proc): what the checks cost, which load elsewhere on the
 // machine changes far less than it changes throughput. The active's own CPU
-// per stat beside the bare decode's tells how far the share of bare decode can
-// go at all: the active's one thread does that very decode and everything else
-// a batch takes, so the share cannot pass their ratio while it is the bound.
+// per stat beside the bare decode's (both in CPU time) tells how far the share
+// of bare decode can go while the active is the bound: its process does that
+// very decode and everything else a batch takes.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -64,16 +64,19 @@ const batchOf = (key, memberId, sequence) =>
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** The bare decode's stats/s over `ms` of wall time, and the CPU µs this process spent per stat meanwhile. */
 function bareDecode(key, ms) {
   const bytes = encodeBatch(batchOf(key, 'php-m-bare', 1));
   let stats = 0;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   while (performance.now() - started < ms) {
     const result = decodeBatch(bytes);
     if (!result.ok) throw result.error;
     stats += result.value.stats.length;
   }
-  return stats / ((performance.now() - started) / 1000);
+  const used = process.cpuUsage(cpu);
+  return { rate: stats / ((performance.now() - started) / 1000), cpuPerStat: (used.user + used.system) / stats };
 }
 
 /** A pair on its own database of the same server; `unchecked`: its processes load unchecked-sp.mjs. */
@@ -217,7 +220,9 @@ async function measure() {
         round[`${which}Cpu`] = measured.cpuPerStat;
         round[`${which}ActiveCpu`] = measured.activeCpuPerStat;
       }
-      round.bare = bareDecode(checked.key, BARE_WINDOW_MS);
+      const bare = bareDecode(checked.key, BARE_WINDOW_MS);
+      round.bare = bare.rate;
+      round.bareCpu = bare.cpuPerStat;
       rounds.push(round);
     }
     for (const lane of [...lanes.checked, ...lanes.unchecked]) lane.stop();
@@ -252,10 +257,13 @@ export async function run() {
     unchecked: median(rounds.map((r) => r.uncheckedCpu)),
   };
   const cpuRatio = median(rounds.map((r) => r.checkedCpu / r.uncheckedCpu));
-  // What the share of bare decode can reach while the active's one thread is the bound: the bare decode's CPU per
-  // stat ÷ the active's (which does that decode and everything else a batch takes), each round's own.
+  // What the active's work per stat allows, read in CPU time at both ends (so neither the machine's other load
+  // nor how busy the active was in its window moves it): the bare decode's CPU per stat ÷ the active's, each round's
+  // own. The active's process does that decode and everything else a batch takes; both sides count their processes'
+  // every thread (the collector's helpers too).
   const activeCpu = median(rounds.map((r) => r.checkedActiveCpu));
-  const ceilings = rounds.map((r) => 1e6 / r.bare / r.checkedActiveCpu);
+  const bareCpu = median(rounds.map((r) => r.bareCpu));
+  const ceilings = rounds.map((r) => r.bareCpu / r.checkedActiveCpu);
   const us = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
   const load = `${CONNECTIONS} connections × 16 in flight, ${CONNECTIONS * MEMBERS_PER_CONNECTION} members, ${STATS_PER_BATCH} stats/batch signed by its member`;
   const uncheckedName = 'the same pair, per-batch trust checks skipped';
@@ -279,6 +287,7 @@ export async function run() {
         checked: Math.round(r.checked),
         unchecked: Math.round(r.unchecked),
         bare: Math.round(r.bare),
+        bareCpuUs: Number(r.bareCpu.toFixed(3)),
         checkedCpuUs: Number(r.checkedCpu.toFixed(3)),
         checkedActiveCpuUs: Number(r.checkedActiveCpu.toFixed(3)),
         uncheckedCpuUs: Number(r.uncheckedCpu.toFixed(3)),
@@ -302,7 +311,7 @@ export async function run() {
       baseline: { name: uncheckedName, value: us(cpu.unchecked) },
     },
     {
-      name: `the share of bare decode an active on a core of its own could reach: the bare decode's CPU per stat ÷ the active's, authenticated (the active's own CPU per stat ${us(activeCpu)} µs, the bare decode's ${us(1e6 / bare)} µs; per round: ${ceilings.map((x) => (Number.isFinite(x) ? pct(x) : 'n/a')).join(', ')})`,
+      name: `CPU per stat of the bare decode ÷ the active's, authenticated: what share of bare decode the active's work per stat allows, were its process given a whole core (the active ${us(activeCpu)} µs, the bare decode ${us(bareCpu)} µs, medians; per round: ${ceilings.map((x) => (Number.isFinite(x) ? pct(x) : 'n/a')).join(', ')})`,
       value: Number.isFinite(median(ceilings)) ? pct(median(ceilings)) : 'n/a',
       unit: '',
     },

@@ -285,6 +285,7 @@ describe('FaultDetector', () => {
       'remainingMs',
       'fault',
     ]);
+    expect(Object.keys(exported?.fault ?? {})).toEqual(['reason', 'silentForMs', 'declaredAt']);
     if (exported?.fault) exported.fault.declaredAt = 1;
     expect(d.exportOne('m-1')?.fault?.declaredAt).toBe(60_000);
     d.close();

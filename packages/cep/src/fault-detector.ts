@@ -331,8 +331,8 @@ export class FaultDetector {
 
   /**
    * Written out field by field, not spread: a snapshot of 100 000 members
-   * makes one per member, and the spreads took 7 µs each (a fifth of the
-   * snapshot's cost on the active). The same keys in the same order.
+   * makes one per member, and the spreads took some 7 µs each, most of the
+   * export's time. The same keys in the same order.
    */
   private exported(t: Tracked, now: number): DetectorMemberState {
     const { ref } = t;

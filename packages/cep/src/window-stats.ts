@@ -311,8 +311,8 @@ function exported(member: MemberSeries): MemberSeriesState {
     for (let i = 0; i < size; i++) pairs[i] = [a[start + i] as number, a[start + capacity + i] as number];
     samples[METRICS[k] as Metric] = pairs;
   }
-  // Written out, not spread: a snapshot of 100 000 members makes this once per member, and a spread cost more
-  // than the rest of the export.
+  // Written out, not spread: a snapshot of 100 000 members makes this once per member, and the spread cost
+  // several times what the literal does.
   const { source } = member;
   return {
     clusterId: source.clusterId,
