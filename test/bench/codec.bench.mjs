@@ -12,7 +12,7 @@ import {
   MemberCredentialVerifier,
   verifyMemberCredential,
 } from '@faultline/protocol';
-import { signedBatch } from '@faultline/protocol/testing';
+import { signedBatch, testStat } from '@faultline/protocol/testing';
 
 export const description = 'Thrift batch and MQTT envelope codecs, single core';
 
@@ -28,16 +28,7 @@ function timeLoop(seconds, fn) {
 }
 
 export async function run() {
-  const stat = (i) => ({
-    clusterId: 'php',
-    clusterInstanceId: 'php-1',
-    networkPartitionId: 'np-1',
-    partitionId: 'p-1',
-    memberId: 'php-m-1',
-    healthDescription: 'load_average',
-    value: i % 97,
-    timestamp: 1_700_000_000_000 + i,
-  });
+  const stat = (i) => testStat({ value: i % 97, timestamp: 1_700_000_000_000 + i });
   // A batch speaks for one member and carries its credential, as agents send them.
   const key = randomBytes(32);
   const batch = signedBatch(key, {
