@@ -43,6 +43,10 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 export class FailoverClient {
   acks: { ack: BatchAck; port: number; at: number }[] = [];
+  /** The last failures, oldest first: which port, what it said (printed when a test times out). */
+  readonly trail: string[] = [];
+  /** The call under way: when it began, to which port, which batch, and whether it is connecting or calling. */
+  phase = '';
   private index = 0;
   private connection: HealthStatConnection | undefined;
 
@@ -62,7 +66,9 @@ export class FailoverClient {
         const ack = await this.call(port, batch);
         this.acks.push({ ack, port, at: performance.now() });
         return ack;
-      } catch {
+      } catch (error) {
+        this.trail.push(`${new Date().toISOString()} ${port} ${batch.agentId}#${batch.sequence}: ${String(error)}`);
+        if (this.trail.length > 100) this.trail.splice(0, 50);
         this.connection?.close();
         this.connection = undefined;
         this.index += 1;
@@ -78,11 +84,14 @@ export class FailoverClient {
   }
 
   private async call(port: number, batch: HealthStatBatch): Promise<BatchAck> {
+    this.phase = `${new Date().toISOString()} ${port} ${batch.agentId}#${batch.sequence}`;
     if (!this.connection) {
+      this.phase += ' connecting';
       const connection = connectHealthStat('127.0.0.1', port, { connectTimeoutMs: 1_000 });
       this.connection = connection;
       await connection.ready;
     }
+    this.phase += ' calling';
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('timeout')), this.callTimeoutMs);

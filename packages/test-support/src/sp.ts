@@ -6,7 +6,14 @@ import path from 'node:path';
 import { DEFAULTS, type LogLevel, REPO_ROOT, resolveConfig, withDefaults } from '@faultline/core';
 import type { Endpoint } from '@faultline/protocol';
 import { TEST_CONFIG_CREDENTIALS } from './brokers.js';
-import { killAndWait, onceExited, trackChild, trackTempDir, untilListening } from './child-processes.js';
+import {
+  killAndWait,
+  type OutputTail,
+  onceExited,
+  trackChild,
+  trackTempDir,
+  untilListening,
+} from './child-processes.js';
 import { freePort, LOOPBACK_HOST } from './ports.js';
 import { testSecret, testSecrets } from './secrets.js';
 
@@ -71,6 +78,8 @@ export interface TestSpNode {
   engine(options?: { timeoutMs?: number }): Promise<unknown>;
   /** The node's JSON log records so far. */
   logs(): Record<string, unknown>[];
+  /** The last bytes its current process wrote to stdout and stderr (a crash's stack is there, not in the log). */
+  output(): string;
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** SIGSTOP / SIGCONT without waiting for anything. */
   signal(signal: NodeJS.Signals): void;
@@ -144,6 +153,7 @@ export async function startSpPair(input: SpPairOptions): Promise<[TestSpNode, Te
 
 class ProcessSpNode implements TestSpNode {
   private child: ChildProcess | undefined;
+  private tail: OutputTail | undefined;
   private stopping: Promise<void> | undefined;
   readonly nodeId: string;
   readonly thriftPort: number;
@@ -175,6 +185,7 @@ class ProcessSpNode implements TestSpNode {
     });
     this.child = child;
     const output = trackChild(child);
+    this.tail = output;
     await untilListening(child, LOOPBACK_HOST, this.statusPort, output, { timeoutMs: 20_000 });
   }
 
@@ -208,6 +219,8 @@ class ProcessSpNode implements TestSpNode {
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
   };
+
+  readonly output = (): string => this.tail?.text() ?? '';
 
   readonly kill = (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => killAndWait(this.child, signal);
 
