@@ -67,7 +67,10 @@ describe('cartridge agent process', () => {
     await flip('passive', 'active', 500);
     await flip('active', 'passive', 500);
     // The active takes a batch and its ack is lost (a node dying mid-call): the resend must be a duplicate.
-    await flip('ack-lost', 'passive', 400);
+    // Held until one is lost, however late the agent's next batch comes on a loaded machine.
+    const lostBefore = pair.replies.unanswered;
+    await flip('ack-lost', 'passive', 0);
+    await waitFor(() => pair.replies.unanswered > lostBefore, 'a batch taken and its ack lost');
     await flip('passive', 'active', 1_500);
     await flip('active', 'passive', 500);
     await flip('passive', 'active', 500);

@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createMemoryLogger } from '@faultline/core/testing';
 import { CLIENT_IDS } from '@faultline/protocol';
 import { type BrokerKind, mosquittoAvailable, startBroker, type TestBroker } from '@faultline/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -110,11 +111,14 @@ describe.each(kinds)('delivery (%s)', (kind) => {
     const ids: string[] = [];
     // A clean session: only the publisher's holding can save fault-2 here.
     const { sub } = autoscaler(b, ids, { connector, resubscribeIntervalMs: 2_000 });
-    const { publisher } = await spPublisher(b, { awaitSubscribers: [CLIENT_IDS.autoscaler] });
+    const logger = createMemoryLogger();
+    const { publisher } = await spPublisher(b, { awaitSubscribers: [CLIENT_IDS.autoscaler], logger });
     await publisher.publish(numberedFault(1));
     await waitFor(() => ids.includes('fault-1'), 'fault-1 delivered');
     links.at(-1)?.close(); // the link dies (no DISCONNECT): the subscriber retries in 2 s
-    await sleep(300); // well within the 3 s presence window of its last ping
+    // The broker's will tells the publisher, not the 3 s presence window of the last ping: waited for, since
+    // fault-2 sent before it lands would reach a broker with nobody subscribed.
+    await waitFor(() => logger.events().includes('publisher.subscriber_gone'), "the publisher told the link's end");
     expect(sub.links().a).toBe('down');
     await publisher.publish(numberedFault(2));
     await waitFor(() => ids.includes('fault-2'), 'fault-2 delivered after the link came back', 10_000);
