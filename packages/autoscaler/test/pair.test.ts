@@ -137,7 +137,8 @@ describe('autoscaler pair', () => {
     dirs.push(dir);
     const brokers = new FakeBrokers();
     const iaas = new FakeIaas(); // one infrastructure, seen by both nodes
-    const timings = { heartbeatIntervalMs: 250, heartbeatMaxRetry: 2, fencingMarginMs: 100 };
+    // A lease of 1 s: a commit or event-loop stall of a loaded machine (a few hundred ms) fences neither node.
+    const timings = { heartbeatIntervalMs: 500, heartbeatMaxRetry: 2, fencingMarginMs: 100 };
     const leaseMs = timings.heartbeatIntervalMs * timings.heartbeatMaxRetry;
     const makeNode = (nodeId: string, store: LeaseStore) => {
       const logger = createMemoryLogger();
