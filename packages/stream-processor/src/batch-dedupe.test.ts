@@ -63,4 +63,25 @@ describe('BatchDedupe', () => {
     expect(copy.add('a', 3)).toBe('added');
     expect(copy.add('a', 5 + copy.maxGap + 1)).toBe('out_of_window');
   });
+
+  it('an agent first seen past sequence 1 (it outlived an SP restart) costs one record, not one number per batch', () => {
+    const d = new BatchDedupe();
+    // 1 000 agents that kept their sequences across a restart of the whole pair, 100 batches each, in order.
+    let added = 0;
+    for (let s = 5_000; s < 5_100; s++)
+      for (let a = 0; a < 1_000; a++) if (d.add(`agent-${a}`, s) === 'added') added += 1;
+    expect(added).toBe(100_000);
+    const rows = d.export().agents;
+    expect(rows).toHaveLength(1_000);
+    // Not [id, 0, [5 000 … 5 099]]: a hole below the first sequence that nothing will ever fill.
+    expect(rows.every(([, floor, above]) => floor === 5_099 && above.length === 0)).toBe(true);
+    // An agent sends one call at a time, oldest first: whatever is below its first batch here was acknowledged
+    // (by another node or an earlier life) or given up before it; a resend of it is a duplicate.
+    expect(d.add('agent-0', 4_999)).toBe('duplicate');
+    expect(d.add('agent-0', 5_099)).toBe('duplicate');
+    expect(d.add('agent-0', 5_100)).toBe('added');
+    // The window still counts from what the agent sent.
+    expect(d.check('agent-1', 5_099 + d.maxGap)).toBe('added');
+    expect(d.check('agent-1', 5_100 + d.maxGap)).toBe('out_of_window');
+  });
 });

@@ -12,7 +12,8 @@ import { isAgentId } from '@faultline/protocol';
  * ever moves over gaps the agent itself left, never to a number a batch
  * merely claims (1 025 batches at 1e15 once made every later real batch a
  * "duplicate"). A new agent id may start anywhere (an agent outlives an SP
- * restart). Agents are forgotten about least-recently-seen first beyond
+ * restart): its first batch here sets its floor, since an agent sends one
+ * call at a time, oldest first, and what lies below is behind it. Agents are forgotten about least-recently-seen first beyond
  * `maxAgents` (RecentMap: an agent's batch marks it, nothing is moved per
  * batch). The state is plain JSON so the passive gets it in the snapshot.
  */
@@ -64,7 +65,7 @@ export class BatchDedupe {
   /** Records the pair unless it was recorded already or is out of the agent's window. */
   add(agentId: string, sequence: number): DedupeOutcome {
     this.stale?.delete(agentId);
-    let seen = this.agents.peek(agentId);
+    const seen = this.agents.peek(agentId);
     if (seen) {
       if (sequence <= seen.floor || seen.above?.has(sequence)) return 'duplicate';
       if (sequence > seen.top + this.maxGap) return 'out_of_window';
@@ -76,8 +77,12 @@ export class BatchDedupe {
         return 'added';
       }
     } else {
-      seen = { floor: 0, above: undefined, top: 0 };
-      this.agents.set(agentId, seen);
+      // First seen here: all below it is behind the agent, which sends one call at a time, oldest first (a
+      // batch goes once every earlier one is acknowledged, by any node, or given up). A floor of 0 left a hole
+      // under an agent that outlived an SP restart: a number per batch in `above` until maxGap, 1 024 per
+      // agent at 100 000 agents, in memory and in every snapshot.
+      this.agents.set(agentId, { floor: sequence, above: undefined, top: sequence });
+      return 'added';
     }
     const above = seen.above ?? new Set<number>();
     above.add(sequence);
