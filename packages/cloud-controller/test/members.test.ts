@@ -233,7 +233,8 @@ describe('local driver with real members', () => {
 
   it('terminate with a drain: new requests refused, those in flight finish, stopped once idle; without, they are dropped', async () => {
     const iaas = driver();
-    const slow = { ...spec('drained'), workload: { latencyMs: 1_500 } };
+    // Long enough that the requests are still in flight when a loaded machine gets round to counting them.
+    const slow = { ...spec('drained'), workload: { latencyMs: 3_000 } };
     const instance = await iaas.spawn(slow);
     const handle = handleOf(instance);
     const inFlight = [get(instance.address), get(instance.address), get(instance.address)];
@@ -245,7 +246,7 @@ describe('local driver with real members', () => {
     expect(await Promise.all(inFlight)).toEqual([200, 200, 200]);
     expect(result).toMatchObject({ outcome: 'terminated', drain: 'idle' });
     // Idle well before the drain timeout: the requests' latency, not 10 s.
-    expect(result.elapsedMs).toBeLessThan(6_000);
+    expect(result.elapsedMs).toBeLessThan(8_000);
     expectGroupsGone([handle.pgid]);
 
     // The old behaviour, and a faulted member's: no drain, the requests in flight are dropped.
