@@ -84,4 +84,20 @@ describe('BatchDedupe', () => {
     expect(d.check('agent-1', 5_099 + d.maxGap)).toBe('added');
     expect(d.check('agent-1', 5_100 + d.maxGap)).toBe('out_of_window');
   });
+
+  it('a forged first batch far ahead of an agent it does not know makes the agent start a new id, not lose its batches', () => {
+    const d = new BatchDedupe();
+    // The pair restarted; before the agent's next batch, someone with its member's credential sends one far ahead.
+    expect(d.add('m-1:1700000000000', Number.MAX_SAFE_INTEGER)).toBe('added');
+    // The agent's real batches are refused as out of window (it starts a new agent id), never acked as duplicates.
+    expect(d.check('m-1:1700000000000', 5_000)).toBe('out_of_window');
+    expect(d.add('m-1:1700000000000', 5_000)).toBe('out_of_window');
+    expect(d.add('m-1:1700000000000', 1)).toBe('out_of_window');
+    // A resend within the window below the floor is still a duplicate (an ack lost, a late frame).
+    d.add('m-2:1700000000000', 5_000);
+    expect(d.add('m-2:1700000000000', 5_000 - d.maxGap)).toBe('duplicate');
+    expect(d.add('m-2:1700000000000', 4_999 - d.maxGap)).toBe('out_of_window');
+    // The new agent id starts clean.
+    expect(d.add('m-1:1700000009999', 1)).toBe('added');
+  });
 });

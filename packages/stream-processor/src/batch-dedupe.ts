@@ -8,14 +8,20 @@ import { isAgentId } from '@faultline/protocol';
  * agent sends in order, so `above` stays tiny; a gap that never fills (an
  * agent dropped batches at its bound) is skipped once `above` grows past
  * `maxGap`. A sequence more than `maxGap` above the highest one the agent
- * has sent is refused (`out_of_window`) and changes nothing: the floor only
- * ever moves over gaps the agent itself left, never to a number a batch
- * merely claims (1 025 batches at 1e15 once made every later real batch a
- * "duplicate"). A new agent id may start anywhere (an agent outlives an SP
- * restart): its first batch here sets its floor, since an agent sends one
- * call at a time, oldest first, and what lies below is behind it. Agents are forgotten about least-recently-seen first beyond
- * `maxAgents` (RecentMap: an agent's batch marks it, nothing is moved per
- * batch). The state is plain JSON so the passive gets it in the snapshot.
+ * has sent is refused (`out_of_window`) and changes nothing: the floor of a
+ * known agent only moves over gaps the agent itself left, never to a number
+ * a batch merely claims (1 025 batches at 1e15 once made every later real
+ * batch a "duplicate"). An agent id this node does not know (an agent that
+ * outlived an SP restart, or one forgotten since) starts its floor at its
+ * first batch: an agent sends one call at a time, oldest first, so what
+ * comes below it later is a batch it had acknowledged or given up. That
+ * first number is a claim too, so a sequence more than `maxGap` below the
+ * floor is refused (`out_of_window`), not acknowledged as a duplicate: an
+ * agent whose first batch here was forged far ahead starts a new agent id
+ * instead of having every batch taken for one it sent. Agents are forgotten
+ * about least-recently-seen first beyond `maxAgents` (RecentMap: an agent's
+ * batch marks it, nothing is moved per batch). The state is plain JSON so
+ * the passive gets it in the snapshot.
  */
 export type DedupeRow = [agentId: string, floor: number, above: number[]];
 
@@ -58,7 +64,8 @@ export class BatchDedupe {
   check(agentId: string, sequence: number): DedupeOutcome {
     const seen = this.agents.peek(agentId);
     if (!seen) return 'added';
-    if (sequence <= seen.floor || seen.above?.has(sequence)) return 'duplicate';
+    if (sequence <= seen.floor || seen.above?.has(sequence))
+      return sequence < seen.floor - this.maxGap ? 'out_of_window' : 'duplicate';
     return sequence > seen.top + this.maxGap ? 'out_of_window' : 'added';
   }
 
@@ -67,7 +74,8 @@ export class BatchDedupe {
     this.stale?.delete(agentId);
     const seen = this.agents.peek(agentId);
     if (seen) {
-      if (sequence <= seen.floor || seen.above?.has(sequence)) return 'duplicate';
+      if (sequence <= seen.floor || seen.above?.has(sequence))
+        return sequence < seen.floor - this.maxGap ? 'out_of_window' : 'duplicate';
       if (sequence > seen.top + this.maxGap) return 'out_of_window';
       this.agents.get(agentId); // seen now
       if (sequence === seen.floor + 1 && seen.above === undefined) {
@@ -78,9 +86,9 @@ export class BatchDedupe {
       }
     } else {
       // First seen here: all below it is behind the agent, which sends one call at a time, oldest first (a
-      // batch goes once every earlier one is acknowledged, by any node, or given up). A floor of 0 left a hole
-      // under an agent that outlived an SP restart: a number per batch in `above` until maxGap, 1 024 per
-      // agent at 100 000 agents, in memory and in every snapshot.
+      // batch goes once every earlier one is acknowledged, by any node, or given up). A floor of 0 left a
+      // hole under an agent that outlived an SP restart: a number per batch in `above` until maxGap, 1 024
+      // per agent at 100 000 agents, in memory and in every snapshot.
       this.agents.set(agentId, { floor: sequence, above: undefined, top: sequence });
       return 'added';
     }

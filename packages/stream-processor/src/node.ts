@@ -283,6 +283,9 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
   }
 
   function sequenceDetail(batch: HealthStatBatch): string {
+    // Refused below the floor: this node took a first batch of this agent id far ahead of it (BatchDedupe).
+    if (dedupe.has(batch.agentId, batch.sequence))
+      return `sequence ${batch.sequence} is more than ${dedupe.maxGap} below what this node holds of this agent id; start a new agent id`;
     return `sequence ${batch.sequence} is more than ${dedupe.maxGap} above the highest this agent sent; start a new agent id`;
   }
 
