@@ -1,5 +1,7 @@
 import net from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
+import { connectHealthStat, fromAckWire, toBatchWire } from '@faultline/protocol';
+import { signedBatch } from '@faultline/protocol/testing';
 import type { TestSpNode } from '@faultline/test-support';
 import { describe, expect, it } from 'vitest';
 import { FailoverClient, memberKeyOf, pairSuite, stat, steady, waitFor } from './client.js';
@@ -33,6 +35,33 @@ describe('stream-processor pair', () => {
     expect(ack).toEqual({ agentId: 'm:1', sequence: 1, duplicate: false, epoch, replicated: true });
     const statuses = await roles(pair);
     expect(statuses.map((s) => s?.role).sort()).toEqual(['ACTIVE', 'PASSIVE']);
+  });
+
+  it('a first batch forged far ahead of an agent id the pair does not know: its real batches are refused as out of window, never taken for duplicates', async () => {
+    const pair = await suite.start();
+    const { active } = await steady(pair);
+    const key = memberKeyOf(active);
+    const connection = connectHealthStat('127.0.0.1', active.thriftPort);
+    try {
+      await connection.ready;
+      const call = async (sequence: number) =>
+        fromAckWire(
+          await connection.client.publish(
+            toBatchWire(signedBatch(key, { agentId: 'm-9', sequence, stats: [stat('m-9', 1)] })),
+          ),
+        );
+      // Someone holding the member's credential speaks first under its agent id (the pair restarted, say).
+      expect(await call(Number.MAX_SAFE_INTEGER)).toMatchObject({ duplicate: false });
+      // The agent's own next batch: refused, so the agent starts a new agent id, instead of acknowledged and dropped.
+      await expect(call(5_000)).rejects.toMatchObject({
+        message: expect.stringMatching(/^sequence_out_of_window: sequence 5000 is more than 1024 below/),
+      });
+      expect((await active.status())?.refusals).toMatchObject({ sequence_out_of_window: 1 });
+      const ledger = (await active.engine()) as { members: Record<string, { count: number }> };
+      expect(ledger.members['m-9']?.count).toBe(1);
+    } finally {
+      connection.close();
+    }
   });
 
   it('10 kill -9 of the active while at least 20 000 stats go in: every stat exactly once; killed nodes rejoin as passive and catch up', async () => {
