@@ -20,6 +20,8 @@ import {
 
 /** README "Thrift": framed transport, binary protocol, 1 MiB frames. */
 export const DEFAULT_MAX_FRAME_BYTES = DEFAULTS.maxFrameBytes;
+/** The least budget of incomplete frames of one server, all connections together (HealthStatServerOptions). */
+export const DEFAULT_MAX_HELD_FRAME_BYTES = 64 * 1024 * 1024;
 
 export interface HealthStatServerOptions {
   /** Largest frame accepted; a larger or negative size closes that connection. @default 1 MiB */
@@ -42,6 +44,15 @@ export interface HealthStatServerOptions {
    * speaks plain TCP); that socket is already closed. @default onConnectionError
    */
   onTlsError?: (error: Error, peer: string | undefined) => void;
+  /**
+   * Bytes all connections together may hold of frames not complete yet. A
+   * frame is read whole before anything of it is checked, so without a bound
+   * a peer trickling a byte at a time into 1 000 connections held 1–2 GB
+   * before any credential was asked for. Past it, the connection holding the
+   * most is closed (`onConnectionError`); an agent's partial batch is small,
+   * so it is the hoarder that goes. @default max(64 MiB, 4 × maxFrameBytes)
+   */
+  maxHeldFrameBytes?: number;
 }
 
 /** TLS of a client: the CA (PEM) the server's certificate must chain to, for the host it dialled. */
@@ -71,6 +82,45 @@ function turnElapsedMs(): number {
   return performance.now() - turnStartedAt;
 }
 
+/** What one connection holds of frames not complete yet, and how to close it. */
+interface FrameHolder {
+  bytes: number;
+  drop(heldBytes: number): void;
+}
+
+/**
+ * The bytes of incomplete frames one server's connections hold, against its
+ * budget: over it, the connection holding the most is dropped (a scan of the
+ * holders, only while over the budget). A connection holding nothing is not
+ * listed.
+ */
+export class HeldFrames {
+  private total = 0;
+  private readonly holders = new Set<FrameHolder>();
+
+  constructor(readonly limit: number) {}
+
+  get bytes(): number {
+    return this.total;
+  }
+
+  /** `holder` holds `bytes` now (0 once it holds nothing, or is gone). */
+  hold(holder: FrameHolder, bytes: number): void {
+    this.total += bytes - holder.bytes;
+    holder.bytes = bytes;
+    if (bytes > 0) this.holders.add(holder);
+    else this.holders.delete(holder);
+    while (this.total > this.limit) {
+      let most: FrameHolder | undefined;
+      for (const h of this.holders) if (!most || h.bytes > most.bytes) most = h;
+      if (!most) return;
+      const held = most.bytes;
+      this.hold(most, 0);
+      most.drop(held);
+    }
+  }
+}
+
 /**
  * Cuts a connection's bytes into frames and hands `onFrame` one payload at a
  * time, for at most FRAME_TURN_BUDGET_MS per turn of the event loop, all
@@ -93,7 +143,24 @@ function paceFrames(
   maxFrameBytes: number,
   onFrame: (payload: Buffer) => void,
   onBadSize: (size: number) => void,
+  budget: HeldFrames,
+  onOverBudget: (heldBytes: number) => void,
 ): void {
+  const holder: FrameHolder = {
+    bytes: 0,
+    drop: (heldBytes) => {
+      refused = true;
+      held = EMPTY;
+      start = end = 0;
+      onOverBudget(heldBytes);
+    },
+  };
+  /** Tells the budget how many bytes wait now (the buffer holding them may be up to twice that). */
+  const account = (): void => {
+    if (refused) return;
+    budget.hold(holder, end - start);
+  };
+  socket.once('close', () => budget.hold(holder, 0));
   let held: Buffer = EMPTY;
   let start = 0;
   let end = 0;
@@ -128,6 +195,7 @@ function paceFrames(
         refused = true;
         held = EMPTY;
         start = end = 0;
+        budget.hold(holder, 0);
         onBadSize(size);
         return;
       }
@@ -149,11 +217,13 @@ function paceFrames(
       owned = false;
     }
     if (socket.isPaused() && !socket.destroyed) socket.resume();
+    account();
   };
   socket.on('data', (chunk: Buffer) => {
     if (refused) return;
     append(chunk);
     if (!waiting) pump();
+    else account();
   });
 }
 
@@ -238,6 +308,9 @@ export interface HealthStatHandler {
  */
 export function createHealthStatServer(handler: HealthStatHandler, options: HealthStatServerOptions): net.Server {
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+  const heldFrames = new HeldFrames(
+    options.maxHeldFrameBytes ?? Math.max(DEFAULT_MAX_HELD_FRAME_BYTES, 4 * maxFrameBytes),
+  );
   const serve = (socket: net.Socket): void => {
     const peer = socket.remoteAddress;
     let failed = false;
@@ -273,6 +346,13 @@ export function createHealthStatServer(handler: HealthStatHandler, options: Heal
         );
       },
       (size) => fail(new Error(`Frame size ${size} out of bounds (0 to ${maxFrameBytes})`)),
+      heldFrames,
+      (heldBytes) =>
+        fail(
+          new Error(
+            `incomplete frames over the server's budget (${heldFrames.limit} bytes): this connection held the most, ${heldBytes}`,
+          ),
+        ),
     );
   };
   // Over TLS the decrypted socket of 'secureConnection' carries the calls ('connection' is the raw TCP one).

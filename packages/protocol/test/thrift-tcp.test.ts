@@ -21,9 +21,10 @@ import {
  */
 async function startServer(
   handler: (batch: Result<HealthStatBatch, BatchDecodeError>, peer: string | undefined) => Promise<BatchAck>,
+  options: { maxHeldFrameBytes?: number } = {},
 ) {
   const errors: Error[] = [];
-  const server = createHealthStatServer({ publish: handler }, { onConnectionError: (e) => errors.push(e) });
+  const server = createHealthStatServer({ publish: handler }, { onConnectionError: (e) => errors.push(e), ...options });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, port: (server.address() as net.AddressInfo).port, errors };
 }
@@ -261,5 +262,59 @@ describe('HealthStatService over TCP', () => {
     }
     expect(calls).toBe(0);
     expect(errors).toHaveLength(2);
+  });
+
+  it('bounds what all connections hold of frames not complete yet: past it, the one holding most is closed; the others are served', async () => {
+    const { server, port, errors } = await startServer(
+      async (batch) => {
+        if (!batch.ok) throw new thriftGenerated.InvalidBatch({ message: batch.error.message });
+        return {
+          agentId: batch.value.agentId,
+          sequence: batch.value.sequence,
+          duplicate: false,
+          epoch: 1,
+          replicated: true,
+        };
+      },
+      { maxHeldFrameBytes: 1_000_000 },
+    );
+    cleanup.push(() => server.close());
+    // Two peers announce 900 000-byte frames and send only part of them (nothing is checked before a frame is whole).
+    const hoarder = async (bytes: number) => {
+      const socket = net.connect(port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      socket.on('error', () => {});
+      const header = Buffer.alloc(4);
+      header.writeInt32BE(900_000);
+      socket.write(Buffer.concat([header, Buffer.alloc(bytes)]));
+      cleanup.push(() => socket.destroy());
+      return { socket, closed };
+    };
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const until = async (done: () => boolean) => {
+      for (let i = 0; i < 400 && !done(); i++) await sleep(5);
+    };
+    const a = await hoarder(500_000);
+    const b = await hoarder(400_000);
+    // Let the server read both (900 000 held, under the budget): neither is closed.
+    await sleep(200);
+    expect(errors).toEqual([]);
+    // A sends 300 000 more: 1 200 000 held. A holds the most, so A goes.
+    a.socket.write(Buffer.alloc(300_000));
+    await a.closed;
+    await until(() => errors.length > 0);
+    expect(errors.map((e) => e.message)).toEqual([
+      expect.stringMatching(
+        /^incomplete frames over the server's budget \(1000000 bytes\): this connection held the most, \d+$/,
+      ),
+    ]);
+    // B keeps its connection, and an agent's call is served meanwhile.
+    const { connection, client } = await connect(port);
+    cleanup.push(() => connection.end());
+    const ack = fromAckWire(await client.publish(toBatchWire({ agentId: 'a-1', sequence: 1, stats: [stat] })));
+    expect(ack.sequence).toBe(1);
+    expect(b.socket.destroyed).toBe(false);
+    expect(errors).toHaveLength(1);
   });
 });
