@@ -29,6 +29,15 @@ async function startServer(
   return { server, port: (server.address() as net.AddressInfo).port, errors };
 }
 
+/** A handler acknowledging every valid batch under `epoch`, refusing an invalid one. */
+const acking =
+  (epoch: number) =>
+  async (batch: Result<HealthStatBatch, BatchDecodeError>): Promise<BatchAck> => {
+    if (!batch.ok) throw new thriftGenerated.InvalidBatch({ message: batch.error.message });
+    const { agentId, sequence } = batch.value;
+    return { agentId, sequence, duplicate: false, epoch, replicated: true };
+  };
+
 async function connect(port: number) {
   const connection = connectHealthStat('127.0.0.1', port);
   await connection.ready;
@@ -53,16 +62,7 @@ describe('HealthStatService over TCP', () => {
   });
 
   it('acknowledges a batch with a typed reply, i64 intact', async () => {
-    const { server, port } = await startServer(async (batch) => {
-      if (!batch.ok) throw new thriftGenerated.InvalidBatch({ message: batch.error.message });
-      return {
-        agentId: batch.value.agentId,
-        sequence: batch.value.sequence,
-        duplicate: false,
-        epoch: 3,
-        replicated: true,
-      };
-    });
+    const { server, port } = await startServer(acking(3));
     const { connection, client } = await connect(port);
     cleanup.push(
       () => connection.end(),
@@ -265,19 +265,7 @@ describe('HealthStatService over TCP', () => {
   });
 
   it('bounds what all connections hold of frames not complete yet: past it, the one holding most is closed; the others are served', async () => {
-    const { server, port, errors } = await startServer(
-      async (batch) => {
-        if (!batch.ok) throw new thriftGenerated.InvalidBatch({ message: batch.error.message });
-        return {
-          agentId: batch.value.agentId,
-          sequence: batch.value.sequence,
-          duplicate: false,
-          epoch: 1,
-          replicated: true,
-        };
-      },
-      { maxHeldFrameBytes: 1_000_000 },
-    );
+    const { server, port, errors } = await startServer(acking(1), { maxHeldFrameBytes: 1_000_000 });
     cleanup.push(() => server.close());
     // Two peers announce 900 000-byte frames and send only part of them (nothing is checked before a frame is whole).
     const hoarder = async (bytes: number) => {
