@@ -48,6 +48,8 @@ export interface SubscriberCounters {
 export interface PublisherCounters {
   /** Envelopes accepted into the outbox. */
   published: number;
+  /** publish() of a fact (a MemberFault, an action) whose id already waits in the outbox: nothing written again. */
+  repeatsWaiting: number;
   /** PUBLISH packets written (first sends and resends). */
   sent: number;
   /** Messages acknowledged by a broker and removed from the outbox. */

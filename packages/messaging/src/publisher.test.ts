@@ -67,6 +67,34 @@ describe('resilient publisher', () => {
     await publisher.close();
   });
 
+  it('a fact published again under its id while its copy waits is not written again; its callback goes with that copy', async () => {
+    const brokers = new FakeBrokers();
+    brokers.set('a', 'down');
+    brokers.set('b', 'down');
+    const { publisher } = setup(brokers);
+    await publisher.start();
+    await settle();
+    // Both brokers away: the SP re-announces the same fault at every tick, with the id of its first emission.
+    const acked: number[] = [];
+    for (let tick = 0; tick < 100; tick++)
+      await publisher.publish(numberedFault(1), { onAcked: () => acked.push(tick) });
+    await publisher.publish(numberedFault(2));
+    expect(publisher.pending).toBe(2);
+    expect(publisher.counters).toMatchObject({ published: 2, repeatsWaiting: 99 });
+    brokers.set('a', 'up');
+    await settle(60_000);
+    await publisher.drained();
+    expect(ids(brokers, 'a')).toEqual(['fault-1', 'fault-2']);
+    // The first copy's callback and those of the first 8 repeats; the others said nothing new.
+    expect(acked).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    // Once acknowledged, the same id is a new write (a re-announce meant for a broker that lost it).
+    await publisher.publish(numberedFault(1));
+    await publisher.drained();
+    expect(ids(brokers, 'a')).toEqual(['fault-1', 'fault-2', 'fault-1']);
+    expect(publisher.counters).toMatchObject({ published: 3, repeatsWaiting: 99 });
+    await publisher.close();
+  });
+
   it('fails over to broker b at once when a dies, resending what a had not acked', async () => {
     const brokers = new FakeBrokers();
     const { publisher, statuses } = setup(brokers);

@@ -105,6 +105,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
   const log = options.logger.child({ component: 'publisher' });
   const counters: PublisherCounters = {
     published: 0,
+    repeatsWaiting: 0,
     sent: 0,
     acked: 0,
     retried: 0,
@@ -145,6 +146,18 @@ export function createPublisher(input: PublisherOptions): Publisher {
   let heardSinceAsk = false;
   /** Per broker name: connections in a row it closed right after an ask, and until when it is not asked. */
   const askKicks = new Map<string, { kicks: number; suspendedUntil: number }>();
+  /**
+   * Envelope id → outbox seq of a fact (no superseded stream) written and not
+   * acknowledged yet. A fact published again under its id while that copy
+   * waits (the SP re-announces every faulted member each tick, with the id of
+   * its first emission) is not written again: a long broker outage once filled
+   * the outbox with copies of the same faults until it refused new ones.
+   * Entries of copies gone are swept with the callbacks (prune).
+   */
+  const waitingFacts = new Map<string, number>();
+  /** A waiting copy keeps the callbacks of this many repeats besides its own; a repeat past them has none. */
+  const MAX_REPEAT_CALLBACKS = 8;
+  const repeatCallbacks = new Map<number, number>();
   /** Outbox seq → the publish()'s onAcked. */
   const ackListeners = new Map<number, () => void>();
   let lastTickAt = 0;
@@ -311,6 +324,45 @@ export function createPublisher(input: PublisherOptions): Publisher {
     if (queue.length > 2 * box.size + PRUNE_SLACK) queue.reset([...queue].filter((entry) => box.has(entry.seq)));
     if (ackListeners.size > 2 * box.size + PRUNE_SLACK)
       for (const seq of ackListeners.keys()) if (!box.has(seq)) ackListeners.delete(seq);
+    if (waitingFacts.size > 2 * box.size + PRUNE_SLACK)
+      for (const [id, seq] of waitingFacts) if (!box.has(seq)) waitingFacts.delete(id);
+    if (repeatCallbacks.size > 2 * box.size + PRUNE_SLACK)
+      for (const seq of repeatCallbacks.keys()) if (!box.has(seq)) repeatCallbacks.delete(seq);
+  };
+
+  /** Whether `envelope` supersedes nothing (a fact); a malformed one is left to encodeForOutbox to refuse and count. */
+  const isFact = (envelope: Envelope): boolean => {
+    try {
+      return supersededStream(envelope) === undefined;
+    } catch {
+      return false;
+    }
+  };
+
+  /** Whether `envelope`, a fact, already waits in the outbox: then `onAcked` goes with that copy, and true. */
+  const waitingCopy = (envelope: Envelope, onAcked: (() => void) | undefined): boolean => {
+    const seq = waitingFacts.get(envelope.id);
+    if (seq === undefined) return false;
+    if (!outbox?.has(seq)) {
+      waitingFacts.delete(envelope.id);
+      return false;
+    }
+    counters.repeatsWaiting += 1;
+    const repeats = repeatCallbacks.get(seq) ?? 0;
+    if (onAcked && repeats < MAX_REPEAT_CALLBACKS) {
+      repeatCallbacks.set(seq, repeats + 1);
+      const first = ackListeners.get(seq);
+      ackListeners.set(
+        seq,
+        first
+          ? () => {
+              first();
+              onAcked();
+            }
+          : onAcked,
+      );
+    }
+    return true;
   };
 
   /** The envelope's bytes, topic and stream; throws (logged and counted) when it must not be published. */
@@ -346,12 +398,14 @@ export function createPublisher(input: PublisherOptions): Publisher {
     payload: Buffer,
     stream: string | undefined,
     onAcked: (() => void) | undefined,
+    factId?: string,
   ): Promise<void> => {
     if (!outbox) throw new NotStartedError('publisher');
     const entry = await outbox.append(topic, payload, { stream });
     counters.published += 1;
     // Superseded already (a newer summary of its stream came in the same write): nothing to send, nothing will ack.
     if (!outbox.has(entry.seq)) return;
+    if (factId !== undefined) waitingFacts.set(factId, entry.seq);
     if (onAcked) ackListeners.set(entry.seq, onAcked);
     queue.push(entry);
     prune();
@@ -388,6 +442,7 @@ export function createPublisher(input: PublisherOptions): Publisher {
             counters.acked += 1;
             const onAcked = ackListeners.get(entry.seq);
             ackListeners.delete(entry.seq);
+            repeatCallbacks.delete(entry.seq);
             onAcked?.();
             recentlyAcked.add(entry);
           }
@@ -568,8 +623,10 @@ export function createPublisher(input: PublisherOptions): Publisher {
       // lists 1 000 members) is not kept through the fsync, which a tick's hundreds of parts outlived
       // into the old generation. Whatever throws here is the caller's rejection, as from an async function.
       try {
+        if (waitingFacts.has(envelope?.id) && isFact(envelope) && waitingCopy(envelope, publishOptions?.onAcked))
+          return Promise.resolve();
         const { payload, topic, stream } = encodeForOutbox(envelope);
-        return enqueue(topic, payload, stream, publishOptions?.onAcked);
+        return enqueue(topic, payload, stream, publishOptions?.onAcked, stream === undefined ? envelope.id : undefined);
       } catch (error) {
         return Promise.reject(error);
       }
@@ -584,6 +641,8 @@ export function createPublisher(input: PublisherOptions): Publisher {
       clock.clearInterval(ticker);
       clock.clearTimeout(verdict);
       ackListeners.clear();
+      waitingFacts.clear();
+      repeatCallbacks.clear();
       connection?.close();
       connection = undefined;
       await outbox?.close();
