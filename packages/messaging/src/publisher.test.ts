@@ -95,6 +95,26 @@ describe('resilient publisher', () => {
     await publisher.close();
   });
 
+  it('a restarted publisher knows the facts its outbox kept: a repeat of one is not written again', async () => {
+    const brokers = new FakeBrokers();
+    brokers.set('a', 'down');
+    brokers.set('b', 'down');
+    const outboxFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-pub-')), 'sp-1.outbox');
+    const first = setup(brokers, { outboxFile }).publisher;
+    await first.start();
+    await settle();
+    await first.publish(numberedFault(1));
+    await first.close();
+    // The node restarts, still without a broker, and re-announces the fault.
+    const second = setup(brokers, { outboxFile }).publisher;
+    await second.start();
+    await settle();
+    await second.publish(numberedFault(1));
+    expect(second.pending).toBe(1);
+    expect(second.counters).toMatchObject({ published: 0, repeatsWaiting: 1 });
+    await second.close();
+  });
+
   it('fails over to broker b at once when a dies, resending what a had not acked', async () => {
     const brokers = new FakeBrokers();
     const { publisher, statuses } = setup(brokers);

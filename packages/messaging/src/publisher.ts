@@ -1,5 +1,6 @@
 import { type Clock, FaultlineError, once, RateLimitedLog, type TimerHandle } from '@faultline/core';
 import {
+  decodeEnvelope,
   decodePing,
   type Envelope,
   encodeEnvelope,
@@ -604,6 +605,13 @@ export function createPublisher(input: PublisherOptions): Publisher {
         clock,
         logger: log,
       });
+      // The facts a restart found waiting: a repeat of one is not written again either (a node restarting
+      // through an outage would otherwise add a copy of every faulted member at each life).
+      for (const entry of outbox.entries()) {
+        if (entry.stream !== '') continue;
+        const decoded = decodeEnvelope(entry.payload, { topic: entry.topic, maxBytes: entry.payload.length });
+        if (decoded.ok) waitingFacts.set(decoded.value.id, entry.seq);
+      }
       if (outbox.size > 0) {
         log.info('outbox recovered', {
           event: 'publisher.outbox_recovered',

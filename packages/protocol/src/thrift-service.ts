@@ -53,6 +53,8 @@ export interface HealthStatServerOptions {
    * so it is the hoarder that goes. @default max(64 MiB, 4 × maxFrameBytes)
    */
   maxHeldFrameBytes?: number;
+  /** The budget itself, to share or read (tests); made from `maxHeldFrameBytes` when absent. */
+  heldFrames?: HeldFrames;
 }
 
 /** TLS of a client: the CA (PEM) the server's certificate must chain to, for the host it dialled. */
@@ -82,21 +84,24 @@ function turnElapsedMs(): number {
   return performance.now() - turnStartedAt;
 }
 
-/** What one connection holds of frames not complete yet, and how to close it. */
+/** What one connection holds of frames not complete yet, whose it is, and how to close it. */
 interface FrameHolder {
+  readonly peer: string;
   bytes: number;
   drop(heldBytes: number): void;
 }
 
 /**
- * The bytes of incomplete frames one server's connections hold, against its
- * budget: over it, the connection holding the most is dropped (a scan of the
- * holders, only while over the budget). A connection holding nothing is not
- * listed.
+ * The memory one server's connections keep for frames not complete yet,
+ * against its budget. Over it, a connection of the peer address keeping the
+ * most in all is dropped, the one of its connections keeping the most: one
+ * address cannot spread its share over a thousand connections and leave an
+ * agent's one frame as the largest. Scans run only while over the budget,
+ * one per connection dropped. A connection keeping nothing is not listed.
  */
 export class HeldFrames {
   private total = 0;
-  private readonly holders = new Set<FrameHolder>();
+  private readonly peers = new Map<string, { bytes: number; holders: Set<FrameHolder> }>();
 
   constructor(readonly limit: number) {}
 
@@ -104,19 +109,29 @@ export class HeldFrames {
     return this.total;
   }
 
-  /** `holder` holds `bytes` now (0 once it holds nothing, or is gone). */
+  /** `holder` keeps `bytes` now (0 once it keeps nothing, or is gone). */
   hold(holder: FrameHolder, bytes: number): void {
+    if (bytes === holder.bytes) return;
     this.total += bytes - holder.bytes;
+    let peer = this.peers.get(holder.peer);
+    if (!peer) {
+      peer = { bytes: 0, holders: new Set() };
+      this.peers.set(holder.peer, peer);
+    }
+    peer.bytes += bytes - holder.bytes;
     holder.bytes = bytes;
-    if (bytes > 0) this.holders.add(holder);
-    else this.holders.delete(holder);
+    if (bytes > 0) peer.holders.add(holder);
+    else peer.holders.delete(holder);
+    if (peer.holders.size === 0) this.peers.delete(holder.peer);
     while (this.total > this.limit) {
-      let most: FrameHolder | undefined;
-      for (const h of this.holders) if (!most || h.bytes > most.bytes) most = h;
-      if (!most) return;
-      const held = most.bytes;
-      this.hold(most, 0);
-      most.drop(held);
+      let most: { bytes: number; holders: Set<FrameHolder> } | undefined;
+      for (const p of this.peers.values()) if (!most || p.bytes > most.bytes) most = p;
+      let largest: FrameHolder | undefined;
+      for (const h of most?.holders ?? []) if (!largest || h.bytes > largest.bytes) largest = h;
+      if (!largest) return;
+      const kept = largest.bytes;
+      this.hold(largest, 0);
+      largest.drop(kept);
     }
   }
 }
@@ -147,6 +162,7 @@ function paceFrames(
   onOverBudget: (heldBytes: number) => void,
 ): void {
   const holder: FrameHolder = {
+    peer: socket.remoteAddress ?? '-',
     bytes: 0,
     drop: (heldBytes) => {
       refused = true;
@@ -155,10 +171,10 @@ function paceFrames(
       onOverBudget(heldBytes);
     },
   };
-  /** Tells the budget how many bytes wait now (the buffer holding them may be up to twice that). */
+  /** Tells the budget the memory kept for what waits: the whole buffer holding it (a chunk, or one of ours). */
   const account = (): void => {
     if (refused) return;
-    budget.hold(holder, end - start);
+    budget.hold(holder, end === start ? 0 : held.length);
   };
   socket.once('close', () => budget.hold(holder, 0));
   let held: Buffer = EMPTY;
@@ -204,6 +220,7 @@ function paceFrames(
         waiting = true;
         socket.pause();
         setImmediate(pump);
+        account();
         return;
       }
       const payload = held.subarray(start + 4, start + 4 + size);
@@ -215,6 +232,14 @@ function paceFrames(
       held = EMPTY;
       start = end = 0;
       owned = false;
+    } else if (owned && held.length > COMPACT_ABOVE_BYTES && end - start <= held.length / 4) {
+      // A little of the next frame behind large frames handed over: kept in a buffer of its own size, so
+      // a large buffer is not held (and counted) for a few bytes; the handed payloads are left alone. A
+      // socket's chunk (64 KiB at most) is kept as it is: copying its tail would cost every busy agent.
+      held = Buffer.from(held.subarray(start, end));
+      end -= start;
+      start = 0;
+      owned = true;
     }
     if (socket.isPaused() && !socket.destroyed) socket.resume();
     account();
@@ -228,6 +253,8 @@ function paceFrames(
 }
 
 const EMPTY = Buffer.alloc(0);
+/** A buffer of ours this large, holding a quarter of it or less, gives up the rest (see paceFrames). */
+const COMPACT_ABOVE_BYTES = 64 * 1024;
 
 const uncork = (socket: net.Socket): void => socket.uncork();
 
@@ -308,9 +335,9 @@ export interface HealthStatHandler {
  */
 export function createHealthStatServer(handler: HealthStatHandler, options: HealthStatServerOptions): net.Server {
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  const heldFrames = new HeldFrames(
-    options.maxHeldFrameBytes ?? Math.max(DEFAULT_MAX_HELD_FRAME_BYTES, 4 * maxFrameBytes),
-  );
+  const heldFrames =
+    options.heldFrames ??
+    new HeldFrames(options.maxHeldFrameBytes ?? Math.max(DEFAULT_MAX_HELD_FRAME_BYTES, 4 * maxFrameBytes));
   const serve = (socket: net.Socket): void => {
     const peer = socket.remoteAddress;
     let failed = false;

@@ -9,6 +9,7 @@ import {
   fromAckWire,
   type HealthStatBatch,
   HealthStatService,
+  HeldFrames,
   thrift,
   thriftGenerated,
   toBatchWire,
@@ -21,7 +22,7 @@ import {
  */
 async function startServer(
   handler: (batch: Result<HealthStatBatch, BatchDecodeError>, peer: string | undefined) => Promise<BatchAck>,
-  options: { maxHeldFrameBytes?: number } = {},
+  options: { maxHeldFrameBytes?: number; heldFrames?: HeldFrames; maxFrameBytes?: number } = {},
 ) {
   const errors: Error[] = [];
   const server = createHealthStatServer({ publish: handler }, { onConnectionError: (e) => errors.push(e), ...options });
@@ -265,16 +266,21 @@ describe('HealthStatService over TCP', () => {
   });
 
   it('bounds what all connections hold of frames not complete yet: past it, the one holding most is closed; the others are served', async () => {
-    const { server, port, errors } = await startServer(acking(1), { maxHeldFrameBytes: 1_000_000 });
+    // Frames up to 8 MiB here; what a connection keeps counts whole (its buffer, up to twice what waits).
+    const { server, port, errors } = await startServer(acking(1), {
+      maxHeldFrameBytes: 3_000_000,
+      maxFrameBytes: 8 * 1024 * 1024,
+    });
     cleanup.push(() => server.close());
-    // Two peers announce 900 000-byte frames and send only part of them (nothing is checked before a frame is whole).
+    // Two connections announce 6 000 000-byte frames and send only part of them (nothing is checked before a
+    // frame is whole).
     const hoarder = async (bytes: number) => {
       const socket = net.connect(port, '127.0.0.1');
       await new Promise((resolve) => socket.once('connect', resolve));
       const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
       socket.on('error', () => {});
       const header = Buffer.alloc(4);
-      header.writeInt32BE(900_000);
+      header.writeInt32BE(6_000_000);
       socket.write(Buffer.concat([header, Buffer.alloc(bytes)]));
       cleanup.push(() => socket.destroy());
       return { socket, closed };
@@ -283,18 +289,18 @@ describe('HealthStatService over TCP', () => {
     const until = async (done: () => boolean) => {
       for (let i = 0; i < 400 && !done(); i++) await sleep(5);
     };
-    const a = await hoarder(500_000);
-    const b = await hoarder(400_000);
-    // Let the server read both (900 000 held, under the budget): neither is closed.
+    const a = await hoarder(600_000);
+    const b = await hoarder(500_000);
+    // Let the server read both (1 100 000 bytes waiting, buffers of at most twice that: under the budget).
     await sleep(200);
     expect(errors).toEqual([]);
-    // A sends 300 000 more: 1 200 000 held. A holds the most, so A goes.
-    a.socket.write(Buffer.alloc(300_000));
+    // A sends 2 000 000 more: past the budget. A keeps the most, so A goes.
+    a.socket.write(Buffer.alloc(2_000_000));
     await a.closed;
     await until(() => errors.length > 0);
     expect(errors.map((e) => e.message)).toEqual([
       expect.stringMatching(
-        /^incomplete frames over the server's budget \(1000000 bytes\): this connection held the most, \d+$/,
+        /^incomplete frames over the server's budget \(3000000 bytes\): this connection held the most, \d+$/,
       ),
     ]);
     // B keeps its connection, and an agent's call is served meanwhile.
@@ -304,5 +310,44 @@ describe('HealthStatService over TCP', () => {
     expect(ack.sequence).toBe(1);
     expect(b.socket.destroyed).toBe(false);
     expect(errors).toHaveLength(1);
+  });
+
+  it('keeps no large buffer (and counts none) for a few bytes of the next frame behind a large one', async () => {
+    const heldFrames = new HeldFrames(64 * 1024 * 1024);
+    const { server, port, errors } = await startServer(acking(1), { heldFrames });
+    cleanup.push(() => server.close());
+    // A publish call whose only field is an unknown 900 000-byte string: read whole, answered InvalidBatch,
+    // the connection kept. Then 10 bytes of a next frame.
+    const name = Buffer.from('publish');
+    const head = Buffer.alloc(4 + 4 + name.length + 4);
+    head.writeUInt32BE(0x80010001, 0);
+    head.writeInt32BE(name.length, 4);
+    name.copy(head, 8);
+    head.writeInt32BE(1, 8 + name.length);
+    const field = Buffer.alloc(1 + 2 + 4);
+    field.writeUInt8(11, 0); // a string
+    field.writeInt16BE(99, 1);
+    field.writeInt32BE(900_000, 3);
+    const call = Buffer.concat([head, field, Buffer.alloc(900_000), Buffer.from([0])]);
+    const frame = Buffer.alloc(4);
+    frame.writeInt32BE(call.length);
+    const socket = net.connect(port, '127.0.0.1');
+    cleanup.push(() => socket.destroy());
+    socket.on('error', () => {});
+    const answered = new Promise((resolve) => socket.once('data', resolve));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    // In pieces, as a slow peer would: the server's buffer grows past 1 MB while the frame comes in.
+    const next = Buffer.from([0, 0, 0, 100, 1, 2, 3, 4, 5, 6]); // a 100-byte frame's size and 6 of its bytes
+    const bytes = Buffer.concat([frame, call, next]);
+    for (let at = 0; at < bytes.length; at += 16 * 1024) {
+      socket.write(bytes.subarray(at, at + 16 * 1024));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await answered;
+    for (let i = 0; i < 200 && heldFrames.bytes !== 10; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    // The 10 bytes waiting are all it keeps, and all it counts.
+    expect(heldFrames.bytes).toBe(10);
+    expect(errors).toEqual([]);
+    expect(socket.destroyed).toBe(false);
   });
 });
