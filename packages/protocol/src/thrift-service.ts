@@ -109,7 +109,13 @@ export class HeldFrames {
     return this.total;
   }
 
-  /** `holder` keeps `bytes` now (0 once it keeps nothing, or is gone). */
+  /** `holder`'s connection is gone: it keeps nothing, and its address's entry goes once none of its own keeps anything. */
+  release(holder: FrameHolder): void {
+    this.hold(holder, 0);
+    if (this.peers.get(holder.peer)?.holders.size === 0) this.peers.delete(holder.peer);
+  }
+
+  /** `holder` keeps `bytes` now (0 once it keeps nothing). An address's entry stays while it is busy (no churn). */
   hold(holder: FrameHolder, bytes: number): void {
     if (bytes === holder.bytes) return;
     this.total += bytes - holder.bytes;
@@ -122,7 +128,6 @@ export class HeldFrames {
     holder.bytes = bytes;
     if (bytes > 0) peer.holders.add(holder);
     else peer.holders.delete(holder);
-    if (peer.holders.size === 0) this.peers.delete(holder.peer);
     while (this.total > this.limit) {
       let most: { bytes: number; holders: Set<FrameHolder> } | undefined;
       for (const p of this.peers.values()) if (!most || p.bytes > most.bytes) most = p;
@@ -176,7 +181,7 @@ function paceFrames(
     if (refused) return;
     budget.hold(holder, end === start ? 0 : held.length);
   };
-  socket.once('close', () => budget.hold(holder, 0));
+  socket.once('close', () => budget.release(holder));
   let held: Buffer = EMPTY;
   let start = 0;
   let end = 0;
