@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HeldFrames } from './thrift-service.js';
+import { createHealthStatServer, HeldFrames } from './thrift-service.js';
 
 const holder = (peer: string, dropped: string[], name: string) => ({
   peer,
@@ -29,5 +29,19 @@ describe('HeldFrames', () => {
     budget.hold(agent, 0);
     budget.hold(agent, 0);
     expect(budget.bytes).toBe(600_045 - 60_009);
+  });
+
+  it('a budget below one frame, or no number, is refused when the server is made', () => {
+    const handler = {
+      publish: async () => ({ agentId: 'a', sequence: 1, duplicate: false, epoch: 1, replicated: false }),
+    };
+    for (const maxHeldFrameBytes of [0, -1, Number.NaN, 1_000]) {
+      expect(() =>
+        createHealthStatServer(handler, { onConnectionError: () => {}, maxFrameBytes: 4_096, maxHeldFrameBytes }),
+      ).toThrow(RangeError);
+    }
+    expect(() =>
+      createHealthStatServer(handler, { onConnectionError: () => {}, maxHeldFrameBytes: 4 << 20 }),
+    ).not.toThrow();
   });
 });

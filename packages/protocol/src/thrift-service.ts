@@ -176,12 +176,26 @@ function paceFrames(
       onOverBudget(heldBytes);
     },
   };
+  /** Where the first frame not complete yet begins (`end` when every frame waiting is whole). */
+  const incompleteFrom = (): number => {
+    let at = start;
+    while (end - at >= 4) {
+      const size = held.readInt32BE(at);
+      if (size < 0 || size > maxFrameBytes || end - at - 4 < size) break;
+      at += 4 + size;
+    }
+    return at;
+  };
   /** Tells the budget the memory kept for what waits: the whole buffer holding it (a chunk, or one of ours). */
   const account = (): void => {
     if (refused) return;
     budget.hold(holder, end === start ? 0 : held.length);
   };
-  socket.once('close', () => budget.release(holder));
+  socket.once('close', () => {
+    // Nothing of it is read or counted after this, whatever a pending pump finds.
+    refused = true;
+    budget.release(holder);
+  });
   let held: Buffer = EMPTY;
   let start = 0;
   let end = 0;
@@ -225,7 +239,9 @@ function paceFrames(
         waiting = true;
         socket.pause();
         setImmediate(pump);
-        account();
+        // Paused with whole frames waiting for a turn: those are no hoard (a paused socket reads no more, and
+        // a hundred agents catching up after a stall hold many), only a frame still incomplete behind them is.
+        if (!refused) budget.hold(holder, end - incompleteFrom());
         return;
       }
       const payload = held.subarray(start + 4, start + 4 + size);
@@ -340,9 +356,10 @@ export interface HealthStatHandler {
  */
 export function createHealthStatServer(handler: HealthStatHandler, options: HealthStatServerOptions): net.Server {
   const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-  const heldFrames =
-    options.heldFrames ??
-    new HeldFrames(options.maxHeldFrameBytes ?? Math.max(DEFAULT_MAX_HELD_FRAME_BYTES, 4 * maxFrameBytes));
+  const maxHeld = options.maxHeldFrameBytes ?? Math.max(DEFAULT_MAX_HELD_FRAME_BYTES, 4 * maxFrameBytes);
+  if (!Number.isSafeInteger(maxHeld) || maxHeld < maxFrameBytes)
+    throw new RangeError(`maxHeldFrameBytes ${maxHeld} is not an integer of at least maxFrameBytes (${maxFrameBytes})`);
+  const heldFrames = options.heldFrames ?? new HeldFrames(maxHeld);
   const serve = (socket: net.Socket): void => {
     const peer = socket.remoteAddress;
     let failed = false;
