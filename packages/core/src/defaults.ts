@@ -44,6 +44,8 @@ export const DEFAULTS = {
   fencingMarginMs: 300,
   /** Largest Thrift frame the SP source accepts. */
   maxFrameBytes: 1024 * 1024,
+  /** The least memory one Thrift server keeps for frames not complete yet, all connections together. */
+  maxHeldFrameBytes: 64 * 1024 * 1024,
   /** A peer's bad input is logged at most once per peer and reason this often (the next record counts the rest). */
   badInputLogIntervalMs: 10_000,
   /** The SP refuses a stat stamped further than this from its clock, either way. */

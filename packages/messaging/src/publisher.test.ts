@@ -30,6 +30,14 @@ function setup(brokers: FakeBrokers, extra: Partial<PublisherOptions> = {}) {
   return { publisher, statuses };
 }
 
+/** A fake broker pair, both down (an outage from the start). */
+function brokersDown(): FakeBrokers {
+  const brokers = new FakeBrokers();
+  brokers.set('a', 'down');
+  brokers.set('b', 'down');
+  return brokers;
+}
+
 /** The envelopes published on broker `name`, pings and presence asks left out. */
 const ids = (brokers: FakeBrokers, name: string) =>
   brokers
@@ -68,9 +76,7 @@ describe('resilient publisher', () => {
   });
 
   it('a fact published again under its id while its copy waits is not written again; its callback goes with that copy', async () => {
-    const brokers = new FakeBrokers();
-    brokers.set('a', 'down');
-    brokers.set('b', 'down');
+    const brokers = brokersDown();
     const { publisher } = setup(brokers);
     await publisher.start();
     await settle();
@@ -96,9 +102,7 @@ describe('resilient publisher', () => {
   });
 
   it('a restarted publisher knows the facts its outbox kept: a repeat of one is not written again', async () => {
-    const brokers = new FakeBrokers();
-    brokers.set('a', 'down');
-    brokers.set('b', 'down');
+    const brokers = brokersDown();
     const outboxFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-pub-')), 'sp-1.outbox');
     const first = setup(brokers, { outboxFile }).publisher;
     await first.start();
@@ -157,9 +161,7 @@ describe('resilient publisher', () => {
   });
 
   it('keeps messages while both brokers are down and republishes after exactly 60 s, in order', async () => {
-    const brokers = new FakeBrokers();
-    brokers.set('a', 'down');
-    brokers.set('b', 'down');
+    const brokers = brokersDown();
     const { publisher, statuses } = setup(brokers);
     await publisher.start();
     await settle();
@@ -194,9 +196,7 @@ describe('resilient publisher', () => {
   });
 
   it('a restarted publisher republishes what its outbox still holds (the kill -9 case is an integration test)', async () => {
-    const brokers = new FakeBrokers();
-    brokers.set('a', 'down');
-    brokers.set('b', 'down');
+    const brokers = brokersDown();
     const outboxFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'faultline-pub-')), 'sp-1.outbox');
     const first = setup(brokers, { outboxFile });
     await first.publisher.start();

@@ -55,7 +55,9 @@ export interface PublishOptions {
    * Called once a broker acknowledged the envelope (PUBACK), which is later
    * than publish() resolving (durable in the outbox). Not called if the
    * publisher closes first; an envelope recovered from the outbox by a
-   * restarted publisher has no callback.
+   * restarted publisher has no callback. A fact published again under an id
+   * whose copy still waits is not written again (publish() resolves at once):
+   * its callback runs with that copy's, for the first 8 such repeats only.
    */
   onAcked?: () => void;
 }

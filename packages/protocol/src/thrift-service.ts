@@ -21,7 +21,7 @@ import {
 /** README "Thrift": framed transport, binary protocol, 1 MiB frames. */
 export const DEFAULT_MAX_FRAME_BYTES = DEFAULTS.maxFrameBytes;
 /** The least budget of incomplete frames of one server, all connections together (HealthStatServerOptions). */
-export const DEFAULT_MAX_HELD_FRAME_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_HELD_FRAME_BYTES = DEFAULTS.maxHeldFrameBytes;
 
 export interface HealthStatServerOptions {
   /** Largest frame accepted; a larger or negative size closes that connection. @default 1 MiB */
@@ -45,12 +45,14 @@ export interface HealthStatServerOptions {
    */
   onTlsError?: (error: Error, peer: string | undefined) => void;
   /**
-   * Bytes all connections together may hold of frames not complete yet. A
-   * frame is read whole before anything of it is checked, so without a bound
-   * a peer trickling a byte at a time into 1 000 connections held 1–2 GB
-   * before any credential was asked for. Past it, the connection holding the
-   * most is closed (`onConnectionError`); an agent's partial batch is small,
-   * so it is the hoarder that goes. @default max(64 MiB, 4 × maxFrameBytes)
+   * Memory all connections together may keep for frames not complete yet
+   * (HeldFrames). A frame is read whole before anything of it is checked, so
+   * without a bound a peer trickling a byte at a time into 1 000 connections
+   * held 1–2 GB before any credential was asked for. Past it, the peer
+   * address keeping the most loses its largest connection
+   * (`onConnectionError`); an agent's partial batch is small, so it is the
+   * hoarder that goes. At least `maxFrameBytes`.
+   * @default max(64 MiB, 4 × maxFrameBytes)
    */
   maxHeldFrameBytes?: number;
   /** The budget itself, to share or read (tests); made from `maxHeldFrameBytes` when absent. */
@@ -170,11 +172,16 @@ function paceFrames(
     peer: socket.remoteAddress ?? '-',
     bytes: 0,
     drop: (heldBytes) => {
-      refused = true;
-      held = EMPTY;
-      start = end = 0;
+      discard();
       onOverBudget(heldBytes);
     },
+  };
+  /** Nothing more of this connection is read, kept or counted. */
+  const discard = (): void => {
+    refused = true;
+    held = EMPTY;
+    start = end = 0;
+    budget.release(holder);
   };
   /** Where the first frame not complete yet begins (`end` when every frame waiting is whole). */
   const incompleteFrom = (): number => {
@@ -191,11 +198,8 @@ function paceFrames(
     if (refused) return;
     budget.hold(holder, end === start ? 0 : held.length);
   };
-  socket.once('close', () => {
-    // Nothing of it is read or counted after this, whatever a pending pump finds.
-    refused = true;
-    budget.release(holder);
-  });
+  // Whatever a pending pump finds after this.
+  socket.once('close', discard);
   let held: Buffer = EMPTY;
   let start = 0;
   let end = 0;
@@ -227,10 +231,7 @@ function paceFrames(
     while (end - start >= 4 && !refused && !socket.destroyed) {
       const size = held.readInt32BE(start);
       if (size < 0 || size > maxFrameBytes) {
-        refused = true;
-        held = EMPTY;
-        start = end = 0;
-        budget.hold(holder, 0);
+        discard();
         onBadSize(size);
         return;
       }

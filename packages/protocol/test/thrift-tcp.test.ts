@@ -272,10 +272,8 @@ describe('HealthStatService over TCP', () => {
 
   it('bounds what all connections hold of frames not complete yet: past it, the one holding most is closed; the others are served', async () => {
     // Frames up to 3 MB here; what a connection keeps counts whole (its buffer, up to twice what waits).
-    const { server, port, errors } = await startServer(acking(1), {
-      maxHeldFrameBytes: 3_000_000,
-      maxFrameBytes: 3_000_000,
-    });
+    const heldFrames = new HeldFrames(3_000_000);
+    const { server, port, errors } = await startServer(acking(1), { heldFrames, maxFrameBytes: 3_000_000 });
     cleanup.push(() => server.close());
     // Two connections announce 2 900 000-byte frames and send only part of them (nothing is checked before a
     // frame is whole).
@@ -296,8 +294,9 @@ describe('HealthStatService over TCP', () => {
     };
     const a = await hoarder(600_000);
     const b = await hoarder(500_000);
-    // Let the server read both (1 100 000 bytes waiting, buffers of at most twice that: under the budget).
-    await sleep(200);
+    // The server has read both (1 100 000 bytes waiting, buffers of at most twice that: under the budget).
+    await until(() => heldFrames.bytes >= 1_100_000);
+    expect(heldFrames.bytes).toBeGreaterThanOrEqual(1_100_000);
     expect(errors).toEqual([]);
     // A sends 2 000 000 more: past the budget. A keeps the most, so A goes.
     a.socket.write(Buffer.alloc(2_000_000));

@@ -63,7 +63,11 @@ export class BatchDedupe {
   /** What `add` would answer, without recording anything. */
   check(agentId: string, sequence: number): DedupeOutcome {
     const seen = this.agents.peek(agentId);
-    if (!seen) return 'added';
+    return seen ? this.judge(seen, sequence) : 'added';
+  }
+
+  /** What a known agent's `sequence` is: seen, out of its window (either side), or new. */
+  private judge(seen: AgentSeen, sequence: number): DedupeOutcome {
     if (sequence <= seen.floor || seen.above?.has(sequence))
       return sequence < seen.floor - this.maxGap ? 'out_of_window' : 'duplicate';
     return sequence > seen.top + this.maxGap ? 'out_of_window' : 'added';
@@ -74,9 +78,8 @@ export class BatchDedupe {
     this.stale?.delete(agentId);
     const seen = this.agents.peek(agentId);
     if (seen) {
-      if (sequence <= seen.floor || seen.above?.has(sequence))
-        return sequence < seen.floor - this.maxGap ? 'out_of_window' : 'duplicate';
-      if (sequence > seen.top + this.maxGap) return 'out_of_window';
+      const outcome = this.judge(seen, sequence);
+      if (outcome !== 'added') return outcome;
       this.agents.get(agentId); // seen now
       if (sequence === seen.floor + 1 && seen.above === undefined) {
         // The common case, in order: no set to touch.
