@@ -20,10 +20,11 @@
 // per stat beside the bare decode's (both in CPU time) tells how far the share
 // of bare decode can go while the active is the bound: its process does that
 // very decode and everything else a batch takes.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { connectHealthStat, decodeBatch, encodeBatch, toBatchWire } from '@faultline/protocol';
+import { connectHealthStat, decodeBatch, encodeBatch, encodeCheckedBatch, toBatchWire } from '@faultline/protocol';
 import { signedBatch } from '@faultline/protocol/testing';
 import { startPostgres, startSpPair, testSecret } from '@faultline/test-support';
 import { encodeTemplate, RawThriftLane } from './raw-thrift.mjs';
@@ -44,6 +45,7 @@ const GOAL_RATE = 100_000;
 /** Issue "Performance": the synced pair keeps this share of the same-run bare decode (median of the rounds). */
 const GOAL_SHARE_OF_BARE = 0.8;
 const UNCHECKED_SP = fileURLToPath(new URL('./unchecked-sp.mjs', import.meta.url));
+const FLOOR_PAIR = fileURLToPath(new URL('./floor-pair.mjs', import.meta.url));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const statsOf = (memberId) =>
@@ -103,6 +105,43 @@ async function startPair(databaseUrl, unchecked) {
     }
     await sleep(50);
   }
+}
+
+/** One process of the floor pair (floor-pair.mjs), once it listens: its pid and port. */
+function floorProcess(args) {
+  const child = spawn(process.execPath, [FLOOR_PAIR, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`floor pair ${args[0]} exited with ${code}`)));
+    child.stdout.once('data', (data) => resolve({ child, pid: child.pid, thriftPort: Number(String(data).trim()) }));
+  });
+}
+
+/**
+ * The floor: two processes that move each batch as the pair must (the call
+ * in, its checked form's size to the passive and back, the reply out) and do
+ * nothing else, driven by the same lanes. What no pair can beat on this
+ * machine with this load generator.
+ */
+async function startFloor(key) {
+  const passive = await floorProcess(['passive']);
+  const forwardBytes = encodeCheckedBatch(batchOf(key, 'php-m-0', 1)).length;
+  const active = await floorProcess(['active', String(passive.thriftPort), String(forwardBytes)]);
+  const stop = async (p) => {
+    p.child.removeAllListeners('exit');
+    if (p.child.exitCode === null && p.child.signalCode === null) {
+      const exited = new Promise((resolve) => p.child.once('exit', resolve));
+      p.child.kill('SIGKILL');
+      await exited;
+    }
+  };
+  return {
+    nodes: [
+      { pid: active.pid, stop: () => stop(active) },
+      { pid: passive.pid, stop: () => stop(passive) },
+    ],
+    active,
+  };
 }
 
 /**
@@ -170,16 +209,19 @@ function cpuSeconds(pair) {
 async function window(pair, lanes) {
   for (const lane of lanes) lane.start();
   await sleep(100); // up to full flight
-  const from = { acks: acked(lanes), at: performance.now(), cpu: cpuSeconds(pair) };
+  const from = { acks: acked(lanes), at: performance.now(), cpu: cpuSeconds(pair), own: process.cpuUsage() };
   await sleep(PAIR_WINDOW_MS);
   const stats = (acked(lanes) - from.acks) * STATS_PER_BATCH;
   const rate = stats / ((performance.now() - from.at) / 1000);
   const cpu = cpuSeconds(pair);
+  const own = process.cpuUsage(from.own);
   const cpuPerStat = ((cpu.pair - from.cpu.pair) * 1e6) / stats;
   const activeCpuPerStat = ((cpu.active - from.cpu.active) * 1e6) / stats;
+  // This process only drives the lanes meanwhile: the load generator's CPU per stat.
+  const loadCpuPerStat = (own.user + own.system) / stats;
   for (const lane of lanes) lane.pause();
   while (!lanes.every((lane) => lane.idle)) await sleep(5);
-  return { rate, cpuPerStat, activeCpuPerStat };
+  return { rate, cpuPerStat, activeCpuPerStat, loadCpuPerStat };
 }
 
 function totals(lanes) {
@@ -205,27 +247,31 @@ async function measure() {
       throw new Error(
         `ingest bench: a forged batch was ${forged.checked} by the authenticated pair, ${forged.unchecked} by the unchecked one`,
       );
-    const pairOf = { checked, unchecked };
-    const lanes = { checked: lanesOf(checked), unchecked: lanesOf(unchecked) };
-    await Promise.all([...lanes.checked, ...lanes.unchecked].map((lane) => lane.ready));
-    bareDecode(checked.key, BARE_WINDOW_MS); // warm-up of all three
-    for (let i = 0; i < 2; i++) for (const which of ['checked', 'unchecked']) await window(pairOf[which], lanes[which]);
+    const floor = { ...(await startFloor(checked.key)), key: checked.key };
+    pairs.push(floor);
+    const pairOf = { checked, unchecked, floor };
+    const lanes = { checked: lanesOf(checked), unchecked: lanesOf(unchecked), floor: lanesOf(floor) };
+    const all = Object.values(lanes).flat();
+    await Promise.all(all.map((lane) => lane.ready));
+    bareDecode(checked.key, BARE_WINDOW_MS); // warm-up of all four
+    for (let i = 0; i < 2; i++) for (const which of Object.keys(pairOf)) await window(pairOf[which], lanes[which]);
     const rounds = [];
     for (let r = 0; r < ROUNDS; r++) {
       const round = {};
-      // A B, then B A: neither pair always runs right after the bare decode or the other pair.
-      for (const which of r % 2 === 0 ? ['checked', 'unchecked'] : ['unchecked', 'checked']) {
+      // A B F, then F B A: no pair always runs right after the bare decode or the same other pair.
+      for (const which of r % 2 === 0 ? ['checked', 'unchecked', 'floor'] : ['floor', 'unchecked', 'checked']) {
         const measured = await window(pairOf[which], lanes[which]);
         round[which] = measured.rate;
         round[`${which}Cpu`] = measured.cpuPerStat;
         round[`${which}ActiveCpu`] = measured.activeCpuPerStat;
+        round[`${which}LoadCpu`] = measured.loadCpuPerStat;
       }
       const bare = bareDecode(checked.key, BARE_WINDOW_MS);
       round.bare = bare.rate;
       round.bareCpu = bare.cpuPerStat;
       rounds.push(round);
     }
-    for (const lane of [...lanes.checked, ...lanes.unchecked]) lane.stop();
+    for (const lane of all) lane.stop();
     return {
       rounds,
       forged,
@@ -265,6 +311,19 @@ export async function run() {
   const bareCpu = median(rounds.map((r) => r.bareCpu));
   const ceilings = rounds.map((r) => r.bareCpu / r.checkedActiveCpu);
   const us = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+  // The floor: the same lanes into two processes that only move the bytes (floor-pair.mjs). Its share of the
+  // bare decode is what no pair reaches on this machine with this load generator. What is left of the cores at
+  // the goal's rate, once the load generator and that movement of bytes have theirs, is what the SP's own work on
+  // both nodes may cost per stat (were every core busy); beside it, what it costs (the pair's CPU less the floor's).
+  const floorShares = rounds.map((r) => r.floor / r.bare);
+  const floorCpu = median(rounds.map((r) => r.floorCpu));
+  const loadCpu = {
+    checked: median(rounds.map((r) => r.checkedLoadCpu)),
+    floor: median(rounds.map((r) => r.floorLoadCpu)),
+  };
+  const cores = availableParallelism();
+  const budgets = rounds.map((r) => (cores * 1e6) / (GOAL_SHARE_OF_BARE * r.bare) - r.floorCpu - r.floorLoadCpu);
+  const spWork = rounds.map((r) => r.checkedCpu - r.floorCpu);
   const load = `${CONNECTIONS} connections × 16 in flight, ${CONNECTIONS * MEMBERS_PER_CONNECTION} members, ${STATS_PER_BATCH} stats/batch signed by its member`;
   const uncheckedName = 'the same pair, per-batch trust checks skipped';
   return [
@@ -291,6 +350,10 @@ export async function run() {
         checkedCpuUs: Number(r.checkedCpu.toFixed(3)),
         checkedActiveCpuUs: Number(r.checkedActiveCpu.toFixed(3)),
         uncheckedCpuUs: Number(r.uncheckedCpu.toFixed(3)),
+        floor: Math.round(r.floor),
+        floorCpuUs: Number(r.floorCpu.toFixed(3)),
+        checkedLoadCpuUs: Number(r.checkedLoadCpu.toFixed(3)),
+        floorLoadCpuUs: Number(r.floorLoadCpu.toFixed(3)),
       })),
     },
     {
@@ -314,6 +377,17 @@ export async function run() {
       name: `CPU per stat of the bare decode ÷ the active's, authenticated: what share of bare decode the active's work per stat allows, were its process given a whole core (the active ${us(activeCpu)} µs, the bare decode ${us(bareCpu)} µs, medians; per round: ${ceilings.map((x) => (Number.isFinite(x) ? pct(x) : 'n/a')).join(', ')})`,
       value: Number.isFinite(median(ceilings)) ? pct(median(ceilings)) : 'n/a',
       unit: '',
+    },
+    {
+      name: `share of bare decode a pair reaches that only moves the bytes: the same lanes into two processes that forward each call's checked-form size to the other and answer it, nothing decoded (test/bench/floor-pair.mjs; per round: ${floorShares.map(pct).join(', ')}; its two processes ${us(floorCpu)} µs a stat)`,
+      value: pct(median(floorShares)),
+      unit: '',
+    },
+    {
+      name: `the SP's own work per stat on both nodes (the authenticated pair's CPU less the floor pair's), against what ${cores} cores leave it at ${pct(GOAL_SHARE_OF_BARE)} of bare decode once the load generator and the floor have theirs (medians of the rounds; the load generator, this process, ${us(loadCpu.floor)} µs a stat into the floor, ${us(loadCpu.checked)} into the authenticated pair)`,
+      value: us(median(spWork)),
+      unit: 'µs',
+      baseline: { name: 'what is left for it', value: us(median(budgets)) },
     },
     {
       name: 'bare Thrift decode + validate, one core (median of the rounds)',

@@ -1,8 +1,8 @@
-// A load generator for HealthStatService that costs almost nothing per call:
-// each member's batch (signed with its credential) is encoded once with
-// thrift's own client code, and every send patches its agent sequence in
-// place (the SP dedupes on agent id + sequence, so each send must be a new
-// batch). A lane takes its members in turn. Requests are pipelined on one
+// A load generator for HealthStatService that costs little per call: each
+// member's batch (signed with its credential) is encoded once with thrift's
+// own client code, and every send patches its agent sequence in place (the SP
+// dedupes on agent id + sequence, so each send must be a new batch), without
+// a copy while fewer calls are in flight than the lane has members. A lane takes its members in turn. Requests are pipelined on one
 // connection; responses are read with thrift's binary protocol.
 import net from 'node:net';
 import { HealthStatService, thrift, thriftGenerated, toBatchWire } from '@faultline/protocol';
@@ -70,8 +70,13 @@ export class RawThriftLane {
       this.turn = (t + 1) % this.templates.length;
       this.sequences[t] += 1;
       const template = this.templates[t];
-      const frame = Buffer.from(template.frame);
-      frame.writeBigInt64BE(BigInt(this.sequences[t]), template.offset);
+      // A member's frame is sent again only after every other member of the lane had its turn: with fewer
+      // in flight than members, its last send was answered (so read whole) long before, and its sequence is
+      // patched in place. A copy per send (20 KB) took half of this process's time, most of it its GC.
+      const frame = this.inFlight < this.templates.length ? template.frame : Buffer.from(template.frame);
+      const sequence = this.sequences[t];
+      frame.writeUInt32BE(Math.floor(sequence / 4_294_967_296), template.offset);
+      frame.writeUInt32BE(sequence >>> 0, template.offset + 4);
       this.outstanding += 1;
       this.socket.write(frame);
     }
