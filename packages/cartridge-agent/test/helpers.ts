@@ -3,7 +3,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import { REPO_ROOT } from '@faultline/core';
-import { createHealthStatServer, type HealthStat, thriftGenerated, verifyMemberCredential } from '@faultline/protocol';
+import {
+  createHealthStatServer,
+  type HealthStat,
+  statsOf,
+  thriftGenerated,
+  verifyMemberCredential,
+} from '@faultline/protocol';
 import { TEST_MEMBER_KEY } from '@faultline/protocol/testing';
 
 export const AGENT_MAIN = path.join(REPO_ROOT, 'packages/cartridge-agent/dist/main.js');
@@ -65,7 +71,7 @@ export async function startSpPair() {
           const duplicate = seen.has(key);
           if (!duplicate) {
             seen.add(key);
-            taken.push({ node: name, agentId, sequence, stats: result.value.stats });
+            taken.push({ node: name, agentId, sequence, stats: statsOf(result.value) });
           }
           if (mode === 'ack-lost') {
             replies.unanswered += 1;

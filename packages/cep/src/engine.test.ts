@@ -14,6 +14,7 @@ import {
   topicFor,
   validateEnvelope,
 } from '@faultline/protocol';
+import { columnsOf } from '@faultline/protocol/testing';
 import type { QueryEngine } from '@faultline/stream-processor';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type CepEngine, type CepEngineOptions, createCepEngine, type FaultDeclared } from './index.js';
@@ -350,6 +351,42 @@ describe('CepEngine', () => {
         .map((f) => f.id)
         .sort(),
     ).toEqual(['MemberFaultEvent:m-1:105000', 'MemberFaultEvent:m-2:105500', 'MemberFaultEvent:m-3:30900']);
+  });
+
+  it('a batch in columns (how an agent’s call is read) moves the engine exactly as the same batch as objects', async () => {
+    const a = engine();
+    const b = engine();
+    const both = (x: HealthStatBatch) => {
+      a.e.apply(x);
+      b.e.apply(columnsOf(x));
+    };
+    a.e.activate(1);
+    b.e.activate(1);
+    for (let t = 0; t < 60_000; t += 15_000) {
+      both(round('m-1', t, t / 1000));
+      both(round('m-2', t + 500, 7));
+      both(round('m-3', t + 900, 3));
+      await vi.advanceTimersByTimeAsync(15_000);
+    }
+    // m-1 falls silent and faults; a resend not newer is late; a newer round revives it.
+    await vi.advanceTimersByTimeAsync(60_000);
+    both(round('m-1', 45_000));
+    both(round('m-1', 200_000));
+    // ports_not_open: a fault at once, a stale one counted, a 0 a sign of life.
+    both(batch(stat('m-2', 'ports_not_open', 1, 130_000)));
+    both(batch(stat('m-1', 'ports_not_open', 1, 100_000)));
+    both(batch(stat('m-3', 'ports_not_open', 0, 131_000)));
+    // A forgotten member: late stats ignored, a newer one tracked anew.
+    a.e.forget('m-3');
+    b.e.forget('m-3');
+    both(round('m-3', 100_000));
+    both(round('m-3', 400_000, 9));
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(a.all.length).toBeGreaterThan(20);
+    expect(b.all.map((o) => [o.id, o.data])).toEqual(a.all.map((o) => [o.id, o.data]));
+    expect(a.e.status()).toMatchObject({ lateStats: 3, stalePortsNotOpen: 1, ignoredStats: 3 });
+    expect(b.e.status()).toEqual(a.e.status());
+    expect(b.e.exportState()).toEqual(a.e.exportState());
   });
 
   it('a takeover reopens every timeout fault it declared while passive (its silence may be its own pause)', async () => {

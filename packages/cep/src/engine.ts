@@ -1,12 +1,13 @@
 import { ClosedError, type Logger, type TimerHandle } from '@faultline/core';
-import type {
-  Envelope,
-  EnvelopeOf,
-  HealthDescription,
-  HealthStat,
-  HealthStatBatch,
-  MemberIdentity,
-  Metric,
+import {
+  type AnyBatch,
+  type Envelope,
+  type EnvelopeOf,
+  HEALTH_DESCRIPTIONS,
+  type HealthDescription,
+  isStatColumns,
+  type MemberIdentity,
+  type Metric,
 } from '@faultline/protocol';
 import { FaultDetector, type FaultInfo } from './fault-detector.js';
 import { type CepEngineOptions, type ResolvedCepEngineOptions, resolveCepEngineOptions } from './options.js';
@@ -113,7 +114,7 @@ export type CepCounters = {
  */
 export interface CepEngine {
   /** Applies a batch of health stats (both nodes, same order). Deadlines run on this node's clock. */
-  apply(batch: HealthStatBatch): void;
+  apply(batch: AnyBatch): void;
   /**
    * This node became active under `epoch`: pending outputs go out stamped with
    * it. A pending timeout fault (one this node declared while passive, never
@@ -240,51 +241,66 @@ class CepMonitor implements CepEngine {
     return this.epoch === undefined ? 'PASSIVE' : 'ACTIVE';
   }
 
-  apply(batch: HealthStatBatch): void {
+  apply(batch: AnyBatch): void {
     if (this.closed) throw new ClosedError('cep engine');
-    const stale = this.importing?.stale;
-    for (const stat of batch.stats) {
-      this.counters.statsApplied += 1;
-      stale?.delete(stat.memberId);
-      const gone = this.forgotten.get(stat.memberId);
-      if (gone !== undefined) {
-        if (stat.timestamp <= gone) {
-          this.counters.ignoredStats += 1;
-          continue;
-        }
-        // Newer than anything it sent before removal: a member id reused, or an agent that outlived its member.
-        this.forgotten.delete(stat.memberId);
-      }
-      // ports_not_open (1) is a fault of its own (Stratos maps it straight to MemberFault), once per life;
-      // it starts no new life: a member faulted already stays faulted, and it carries no sample. An agent
-      // sends it once its liveness probe failed past its threshold (README "Probes"); an older agent after
-      // one missed answer, which this cannot tell apart (the wire has no agent version): a fault either way.
-      if (stat.healthDescription === 'ports_not_open') {
-        if (stat.value === 1) {
-          const known = this.detector.member(stat.memberId);
-          if (known && known.state !== 'faulted' && known.lastStatAt !== null && stat.timestamp < known.lastStatAt) {
-            this.counters.stalePortsNotOpen += 1;
-            continue;
-          }
-          this.detector.faultNow(stat, 'ports_not_open', stat.timestamp);
-          continue;
-        }
-        // 0: the port answers. A sign of life like any stat, without a sample.
-        this.touch(stat);
-        continue;
-      }
-      this.touch(stat);
-      // A late stat is still a true sample of its time: it counts in the window.
-      this.windows.add(stat, METRIC_OF[stat.healthDescription], stat.timestamp, stat.value);
+    if (isStatColumns(batch)) {
+      // One member's stats: the same steps, stat by stat, with its ids.
+      const { ids, descriptions, values, timestamps } = batch;
+      for (let i = 0; i < values.length; i++)
+        this.applyStat(
+          ids,
+          HEALTH_DESCRIPTIONS[descriptions[i] as number] as HealthDescription,
+          values[i] as number,
+          timestamps[i] as number,
+        );
+      return;
     }
+    for (const stat of batch.stats) this.applyStat(stat, stat.healthDescription, stat.value, stat.timestamp);
+  }
+
+  /** One stat of `member`'s. */
+  private applyStat(member: MemberIdentity, description: HealthDescription, value: number, timestamp: number): void {
+    this.counters.statsApplied += 1;
+    const { memberId } = member;
+    this.importing?.stale?.delete(memberId);
+    const gone = this.forgotten.get(memberId);
+    if (gone !== undefined) {
+      if (timestamp <= gone) {
+        this.counters.ignoredStats += 1;
+        return;
+      }
+      // Newer than anything it sent before removal: a member id reused, or an agent that outlived its member.
+      this.forgotten.delete(memberId);
+    }
+    // ports_not_open (1) is a fault of its own (Stratos maps it straight to MemberFault), once per life;
+    // it starts no new life: a member faulted already stays faulted, and it carries no sample. An agent
+    // sends it once its liveness probe failed past its threshold (README "Probes"); an older agent after
+    // one missed answer, which this cannot tell apart (the wire has no agent version): a fault either way.
+    if (description === 'ports_not_open') {
+      if (value === 1) {
+        const known = this.detector.member(memberId);
+        if (known && known.state !== 'faulted' && known.lastStatAt !== null && timestamp < known.lastStatAt) {
+          this.counters.stalePortsNotOpen += 1;
+          return;
+        }
+        this.detector.faultNow(member, 'ports_not_open', timestamp);
+        return;
+      }
+      // 0: the port answers. A sign of life like any stat, without a sample.
+      this.touch(member, timestamp);
+      return;
+    }
+    this.touch(member, timestamp);
+    // A late stat is still a true sample of its time: it counts in the window.
+    this.windows.add(member, METRIC_OF[description], timestamp, value);
   }
 
   /** A stat arrived: the member's deadline restarts, or a faulted member starts a new life. */
-  private touch(stat: HealthStat): void {
-    const touched = this.detector.touch(stat, stat.timestamp);
+  private touch(member: MemberIdentity, timestamp: number): void {
+    const touched = this.detector.touch(member, timestamp);
     if (touched === 'late') this.counters.lateStats += 1;
     else if (touched === 'revived')
-      this.log.info('member reporting again: a new life', { event: 'cep.member_revived', memberId: stat.memberId });
+      this.log.info('member reporting again: a new life', { event: 'cep.member_revived', memberId: member.memberId });
   }
 
   activate(epoch: number, activation: CepActivation = {}): void {

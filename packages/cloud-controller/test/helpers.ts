@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { REPO_ROOT } from '@faultline/core';
 import {
+  batchOf,
   createHealthStatServer,
   type HealthStat,
   type HealthStatBatch,
@@ -55,12 +56,13 @@ export async function startTestSp(memberKey: Buffer) {
       publish: async (result) => {
         if (!result.ok) throw new thriftGenerated.InvalidBatch({ message: result.error.message });
         // As the real SP: the credential the driver issued at spawn verifies, and names the stats' member.
-        const credential = verifyMemberCredential(memberKey, result.value.credential);
-        if (!credential.ok || result.value.stats.some((s) => s.memberId !== credential.value.memberId)) {
+        const batch = batchOf(result.value);
+        const credential = verifyMemberCredential(memberKey, batch.credential);
+        if (!credential.ok || batch.stats.some((s) => s.memberId !== credential.value.memberId)) {
           throw new thriftGenerated.InvalidBatch({ message: 'credential_invalid: the credential does not verify' });
         }
-        batches.push(result.value);
-        const { agentId, sequence } = result.value;
+        batches.push(batch);
+        const { agentId, sequence } = batch;
         return { agentId, sequence, duplicate: false, epoch: 1, replicated: false };
       },
     },

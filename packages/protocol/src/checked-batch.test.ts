@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeCheckedBatch, encodeCheckedBatch } from './checked-batch.js';
-import { HEALTH_DESCRIPTIONS, type HealthStatBatch, validateBatch } from './health.js';
-import { testStat } from './testing/batch.js';
+import { batchOf, HEALTH_DESCRIPTIONS, type HealthStatBatch, isStatColumns, validateBatch } from './health.js';
+import { columnsOf, testStat } from './testing/batch.js';
 import { prng, randomBatch } from './testing/random-batch.js';
 
 /** The batch as validation hands it on (ids of a repeated stat are one string, descriptions the constants). */
@@ -14,7 +14,7 @@ function validated(batch: HealthStatBatch): HealthStatBatch {
 function decoded(bytes: Buffer): HealthStatBatch {
   const result = decodeCheckedBatch(bytes);
   if (!result.ok) throw result.error;
-  return result.value;
+  return batchOf(result.value);
 }
 
 function refusal(bytes: Buffer): string {
@@ -134,10 +134,37 @@ describe('checked batch: the form the active forwards to the passive', () => {
       const result = decodeCheckedBatch(cut);
       if (!result.ok) continue;
       accepted += 1;
-      expect(validateBatch(result.value)).toEqual({ ok: true, value: result.value });
+      const batch = batchOf(result.value);
+      expect(validateBatch(batch)).toEqual({ ok: true, value: batch });
     }
     // Many flips land in values and timestamps, which stay valid.
     expect(accepted).toBeGreaterThan(100);
+  });
+
+  it('writes a batch in columns byte for byte as the same batch as objects, and reads it back in columns', () => {
+    const random = prng(2028);
+    for (let i = 0; i < 300; i++) {
+      const batch = validated(randomBatch(random, { oneMember: true }));
+      const columns = columnsOf(batch);
+      const bytes = encodeCheckedBatch(columns, 3);
+      expect(bytes.subarray(3)).toEqual(encodeCheckedBatch(batch, 3).subarray(3));
+      const read = decodeCheckedBatch(bytes.subarray(3));
+      expect(read.ok && isStatColumns(read.value)).toBe(true);
+      expect(read.ok && read.value).toEqual(columns);
+    }
+  });
+
+  it('reads a batch whose later stats carry ids as objects, with the same refusals as before', () => {
+    const two = validated({ ...one, stats: [stat, { ...stat, memberId: 'php-m-2' }] });
+    const read = decodeCheckedBatch(encodeCheckedBatch(two));
+    expect(read.ok && isStatColumns(read.value)).toBe(false);
+    expect(read).toEqual({ ok: true, value: two });
+    // The first stat's description is judged before its ids, in columns as in objects.
+    const bytes = encodeCheckedBatch(columnsOf(one));
+    const first = bytes.length - 2 * 17 - 10;
+    bytes[first] = 0x80 | 9;
+    bytes.writeUInt16BE(200, first + 1);
+    expect(refusal(bytes)).toBe('bad checked batch: stats.0: description 9');
   });
 
   it('will not write what it could not read back', () => {

@@ -1,11 +1,14 @@
 import { err, ok, type Result } from '@faultline/core';
 import {
+  type AnyBatch,
   BATCH_LIMITS,
   BatchDecodeError,
   HEALTH_DESCRIPTIONS,
   type HealthDescription,
   type HealthStat,
   type HealthStatBatch,
+  isStatColumns,
+  type StatColumns,
 } from './health.js';
 import { isAgentId, isId } from './identity.js';
 
@@ -54,7 +57,8 @@ const FIXED_BYTES = 8 + 2 + 4 + 2 + 4;
  * the batch cannot be written (an agent id or id of over 65 535 bytes, more
  * than 65 535 distinct ids): validation never lets such a batch through.
  */
-export function encodeCheckedBatch(batch: HealthStatBatch, headroom = 0): Buffer {
+export function encodeCheckedBatch(batch: AnyBatch, headroom = 0): Buffer {
+  if (isStatColumns(batch)) return encodeCheckedColumns(batch, headroom);
   const { stats } = batch;
   // Pass 1: the distinct ids, and the indices of the stats that carry theirs (five each, in order).
   const strings: string[] = [];
@@ -90,38 +94,10 @@ export function encodeCheckedBatch(batch: HealthStatBatch, headroom = 0): Buffer
     }
     last = s;
   }
-  if (strings.length > MAX_U16) throw new RangeError(`${strings.length} distinct ids in one batch`);
-  const stringBytes = strings.map((text) => Buffer.byteLength(text, 'utf8'));
-  const agentBytes = Buffer.byteLength(batch.agentId, 'utf8');
-  const credential = batch.credential;
-  const credentialBytes = credential === undefined ? 0 : Buffer.byteLength(credential, 'utf8');
-  if (agentBytes > MAX_U16) throw new RangeError(`an agent id of ${agentBytes} bytes`);
-  let size = headroom + FIXED_BYTES + agentBytes + credentialBytes + stats.length * STAT_BYTES;
-  size += carried.length * 2;
-  for (const bytes of stringBytes) {
-    if (bytes > MAX_U16) throw new RangeError(`an id of ${bytes} bytes`);
-    size += 2 + bytes;
-  }
-
   // Pass 2: the bytes.
-  const buf = Buffer.allocUnsafe(size);
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  let at = headroom;
-  view.setFloat64(at, batch.sequence);
-  at += 8;
-  view.setUint16(at, agentBytes);
-  at += 2 + buf.write(batch.agentId, at + 2, 'utf8');
-  view.setUint32(at, credential === undefined ? 0 : credentialBytes + 1);
-  at += 4;
-  if (credential !== undefined) at += buf.write(credential, at, 'utf8');
-  view.setUint16(at, strings.length);
-  at += 2;
-  for (let i = 0; i < strings.length; i++) {
-    view.setUint16(at, stringBytes[i] as number);
-    at += 2 + buf.write(strings[i] as string, at + 2, 'utf8');
-  }
-  view.setUint32(at, stats.length);
-  at += 4;
+  const head = writeHead(batch, strings, stats.length, carried.length, headroom);
+  const { buf, view } = head;
+  let at = head.at;
   last = undefined;
   let next = 0;
   for (let i = 0; i < stats.length; i++) {
@@ -138,6 +114,83 @@ export function encodeCheckedBatch(batch: HealthStatBatch, headroom = 0): Buffer
     last = s;
   }
   return buf;
+}
+
+/**
+ * A batch in columns in the checked form: byte for byte what
+ * `encodeCheckedBatch` writes for the same batch as objects (its ids found
+ * once, the first stat carrying them).
+ */
+function encodeCheckedColumns(batch: StatColumns, headroom: number): Buffer {
+  const { ids, descriptions, values, timestamps } = batch;
+  const count = values.length;
+  const fields = [ids.clusterId, ids.clusterInstanceId, ids.networkPartitionId, ids.partitionId, ids.memberId];
+  const strings: string[] = [];
+  const carried = fields.map((text) => {
+    const at = strings.indexOf(text);
+    if (at >= 0) return at;
+    strings.push(text);
+    return strings.length - 1;
+  });
+  const head = writeHead(batch, strings, count, ID_FIELDS, headroom);
+  const { buf, view } = head;
+  let at = head.at;
+  for (let i = 0; i < count; i++) {
+    const description = descriptions[i] as number;
+    if (description >= HEALTH_DESCRIPTIONS.length) throw new RangeError(`stats.${i}: not a health description`);
+    if (i === 0) {
+      buf[at++] = description | IDS_FOLLOW;
+      for (let k = 0; k < ID_FIELDS; k++, at += 2) view.setUint16(at, carried[k] as number);
+    } else buf[at++] = description;
+    view.setFloat64(at, values[i] as number);
+    view.setFloat64(at + 8, timestamps[i] as number);
+    at += 16;
+  }
+  return buf;
+}
+
+/**
+ * A buffer for a batch in the checked form, its fixed part, ids and stat
+ * count written: `at` is where the stats go. `carried` is how many id
+ * indices the stats carry in all. Throws RangeError for what the form
+ * cannot hold.
+ */
+function writeHead(
+  batch: AnyBatch,
+  strings: readonly string[],
+  count: number,
+  carried: number,
+  headroom: number,
+): { buf: Buffer; view: DataView; at: number } {
+  if (strings.length > MAX_U16) throw new RangeError(`${strings.length} distinct ids in one batch`);
+  const stringBytes = strings.map((text) => Buffer.byteLength(text, 'utf8'));
+  const agentBytes = Buffer.byteLength(batch.agentId, 'utf8');
+  const credential = batch.credential;
+  const credentialBytes = credential === undefined ? 0 : Buffer.byteLength(credential, 'utf8');
+  if (agentBytes > MAX_U16) throw new RangeError(`an agent id of ${agentBytes} bytes`);
+  let size = headroom + FIXED_BYTES + agentBytes + credentialBytes + count * STAT_BYTES + carried * 2;
+  for (const bytes of stringBytes) {
+    if (bytes > MAX_U16) throw new RangeError(`an id of ${bytes} bytes`);
+    size += 2 + bytes;
+  }
+  const buf = Buffer.allocUnsafe(size);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let at = headroom;
+  view.setFloat64(at, batch.sequence);
+  at += 8;
+  view.setUint16(at, agentBytes);
+  at += 2 + buf.write(batch.agentId, at + 2, 'utf8');
+  view.setUint32(at, credential === undefined ? 0 : credentialBytes + 1);
+  at += 4;
+  if (credential !== undefined) at += buf.write(credential, at, 'utf8');
+  view.setUint16(at, strings.length);
+  at += 2;
+  for (let i = 0; i < strings.length; i++) {
+    view.setUint16(at, stringBytes[i] as number);
+    at += 2 + buf.write(strings[i] as string, at + 2, 'utf8');
+  }
+  view.setUint32(at, count);
+  return { buf, view, at: at + 4 };
 }
 
 function sameIds(a: HealthStat, b: HealthStat): boolean {
@@ -157,7 +210,7 @@ class CheckedBatchError extends Error {}
  * rules of `validateBatch`; the error names the first thing wrong. A stat's
  * ids are the very strings of the previous stat's when they repeat.
  */
-export function decodeCheckedBatch(bytes: Buffer): Result<HealthStatBatch, BatchDecodeError> {
+export function decodeCheckedBatch(bytes: Buffer): Result<AnyBatch, BatchDecodeError> {
   try {
     return ok(readChecked(bytes));
   } catch (error) {
@@ -166,7 +219,7 @@ export function decodeCheckedBatch(bytes: Buffer): Result<HealthStatBatch, Batch
   }
 }
 
-function readChecked(buf: Buffer): HealthStatBatch {
+function readChecked(buf: Buffer): AnyBatch {
   const end = buf.length;
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   let at = 0;
@@ -202,17 +255,24 @@ function readChecked(buf: Buffer): HealthStatBatch {
   const count = view.getUint32(need(4));
   if (count > BATCH_LIMITS.maxStats) throw new CheckedBatchError(`${count} stats (at most ${BATCH_LIMITS.maxStats})`);
   if (count * STAT_BYTES > end - at) throw new CheckedBatchError(`${count} stats in ${end - at} bytes`);
+  const id = (from: number): string => {
+    const i = view.getUint16(from);
+    if (i >= stringCount) throw new CheckedBatchError(`id index ${i} of ${stringCount}`);
+    return strings[i] as string;
+  };
+  // A batch whose first stat alone carries ids (every agent's: one member's) is read into columns.
+  const columns = readCheckedColumns(buf, view, at, count, id);
+  if (columns !== undefined) {
+    const batch: StatColumns = { agentId, sequence, ids: columns.ids, ...columns.columns };
+    if (credential !== undefined) batch.credential = credential;
+    return batch;
+  }
   const stats: HealthStat[] = new Array(count);
   let clusterId = '';
   let clusterInstanceId = '';
   let networkPartitionId = '';
   let partitionId = '';
   let memberId = '';
-  const id = (from: number): string => {
-    const i = view.getUint16(from);
-    if (i >= stringCount) throw new CheckedBatchError(`id index ${i} of ${stringCount}`);
-    return strings[i] as string;
-  };
   for (let i = 0; i < count; i++) {
     const head = buf[need(1)] as number;
     const description = HEALTH_DESCRIPTIONS[head & ~IDS_FOLLOW] as HealthDescription | undefined;
@@ -246,4 +306,57 @@ function readChecked(buf: Buffer): HealthStatBatch {
   const batch: HealthStatBatch = { agentId, sequence, stats };
   if (credential !== undefined) batch.credential = credential;
   return batch;
+}
+
+/**
+ * The stats at `from` as columns when the first carries ids and no other
+ * does; undefined when a later one carries ids (the caller reads objects).
+ * Holds each stat to the same rules as the object reading, with the same
+ * errors, and the bytes to ending with the last stat.
+ */
+function readCheckedColumns(
+  buf: Buffer,
+  view: DataView,
+  from: number,
+  count: number,
+  id: (at: number) => string,
+): { ids: StatColumns['ids']; columns: Pick<StatColumns, 'descriptions' | 'values' | 'timestamps'> } | undefined {
+  if (count === 0) return undefined;
+  const end = buf.length;
+  // Its exact size, when only the first carries ids: anything else is read as objects (which says what is wrong).
+  if (end - from !== count * STAT_BYTES + ID_FIELDS * 2) return undefined;
+  const first = buf[from] as number;
+  if ((first & IDS_FOLLOW) === 0) return undefined;
+  for (let i = 1, at = from + 1 + ID_FIELDS * 2 + 16; i < count; i++, at += STAT_BYTES)
+    if (((buf[at] as number) & IDS_FOLLOW) !== 0) return undefined;
+  // The first stat's description is judged before its ids, as the object reading does.
+  if ((first & ~IDS_FOLLOW) >= HEALTH_DESCRIPTIONS.length)
+    throw new CheckedBatchError(`stats.0: description ${first & ~IDS_FOLLOW}`);
+  const ids = {
+    clusterId: id(from + 1),
+    clusterInstanceId: id(from + 3),
+    networkPartitionId: id(from + 5),
+    partitionId: id(from + 7),
+    memberId: id(from + 9),
+  };
+  const store = Buffer.allocUnsafe(count * 17);
+  const values = new Float64Array(store.buffer, store.byteOffset, count);
+  const timestamps = new Float64Array(store.buffer, store.byteOffset + count * 8, count);
+  const descriptions = new Uint8Array(store.buffer, store.byteOffset + count * 16, count);
+  let at = from;
+  for (let i = 0; i < count; i++) {
+    const description = (buf[at] as number) & ~IDS_FOLLOW;
+    if (description >= HEALTH_DESCRIPTIONS.length)
+      throw new CheckedBatchError(`stats.${i}: description ${description}`);
+    at += i === 0 ? 1 + ID_FIELDS * 2 : 1;
+    const value = view.getFloat64(at);
+    const timestamp = view.getFloat64(at + 8);
+    at += 16;
+    if (!Number.isFinite(value)) throw new CheckedBatchError(`stats.${i}: value ${value}`);
+    if (!Number.isSafeInteger(timestamp) || timestamp < 0) throw new CheckedBatchError(`stats.${i}: timestamp`);
+    descriptions[i] = description;
+    values[i] = value;
+    timestamps[i] = timestamp;
+  }
+  return { ids, columns: { descriptions, values, timestamps } };
 }

@@ -1,6 +1,6 @@
 import { err, FaultlineError, ok, type Result } from '@faultline/core';
 import { z } from 'zod';
-import { agentIdSchema, idSchema, isAgentId, isId } from './identity.js';
+import { agentIdSchema, idSchema, isAgentId, isId, type MemberIdentity } from './identity.js';
 import {
   type BatchAckWire,
   generated,
@@ -9,7 +9,7 @@ import {
   MAX_CONTAINER_ELEMENTS,
   thrift,
 } from './thrift.js';
-import { readBatchStruct, readPublishCall, type WireBatch } from './wire-codec.js';
+import { readBatchStruct, readPublishCall, readPublishColumns, type WireBatch } from './wire-codec.js';
 
 /**
  * The four health descriptions of the Stratos cartridge agent. Append only: the
@@ -149,6 +149,60 @@ export interface HealthStatBatch {
   stats: HealthStat[];
   /** The member's credential (member-credential.ts), sent with every batch. */
   credential?: string;
+}
+
+/**
+ * A validated batch whose stats all carry the same ids, as columns: what
+ * every agent sends (a batch is one member's), read without an object per
+ * stat. It holds to every rule a `HealthStatBatch` does; `statsOf` makes the
+ * stats of either form. Stat `i` is `ids`, `HEALTH_DESCRIPTIONS[descriptions[i]]`,
+ * `values[i]` and `timestamps[i]`; there is at least one.
+ */
+export interface StatColumns {
+  agentId: string;
+  sequence: number;
+  credential?: string;
+  /** The ids every stat carries: which member of which cluster. */
+  ids: Readonly<MemberIdentity>;
+  descriptions: Uint8Array;
+  values: Float64Array;
+  timestamps: Float64Array;
+}
+
+/** A batch in either validated form. */
+export type AnyBatch = HealthStatBatch | StatColumns;
+
+export function isStatColumns(batch: AnyBatch): batch is StatColumns {
+  return (batch as Partial<HealthStatBatch>).stats === undefined;
+}
+
+/** How many stats a batch holds. */
+export function statCount(batch: AnyBatch): number {
+  return isStatColumns(batch) ? batch.values.length : batch.stats.length;
+}
+
+/** A batch's stats as objects (a batch in columns makes them; tests and rare paths, not the hot one). */
+export function statsOf(batch: AnyBatch): HealthStat[] {
+  if (!isStatColumns(batch)) return batch.stats;
+  const { ids, descriptions, values, timestamps } = batch;
+  return Array.from(values, (value, i) => ({
+    clusterId: ids.clusterId,
+    clusterInstanceId: ids.clusterInstanceId,
+    networkPartitionId: ids.networkPartitionId,
+    partitionId: ids.partitionId,
+    memberId: ids.memberId,
+    healthDescription: HEALTH_DESCRIPTIONS[descriptions[i] as number] as HealthDescription,
+    value,
+    timestamp: timestamps[i] as number,
+  }));
+}
+
+/** The same batch as objects: `statsOf` with the batch's own fields. */
+export function batchOf(batch: AnyBatch): HealthStatBatch {
+  if (!isStatColumns(batch)) return batch;
+  const out: HealthStatBatch = { agentId: batch.agentId, sequence: batch.sequence, stats: statsOf(batch) };
+  if (batch.credential !== undefined) out.credential = batch.credential;
+  return out;
 }
 
 export interface BatchAck {
@@ -330,6 +384,38 @@ export function decodeBatch(bytes: Buffer): Result<HealthStatBatch, BatchDecodeE
     return err(new BatchDecodeError(`undecodable health-stat batch: ${String(cause)}`, { bytes: bytes.length }, cause));
   }
   return validateBatch(wire);
+}
+
+/**
+ * A raw `publish` call (a frame's payload) in the form every agent writes,
+ * read and validated into columns: its seqid and batch. Undefined when the
+ * call is in another form or breaks a rule: `readPublishCall` and
+ * `validateBatch` then read it and say what is wrong. What this accepts, they
+ * accept as the same batch (a test holds the two together).
+ */
+export function decodePublishColumns(call: Buffer): { seqid: number; batch: StatColumns } | undefined {
+  const read = readPublishColumns(call);
+  if (read === undefined) return undefined;
+  const { agentId, sequence, ids } = read;
+  if (!isAgentId(agentId) || sequence === undefined || !Number.isSafeInteger(sequence) || sequence < 1)
+    return undefined;
+  if (!isId(ids[0]) || !isId(ids[1]) || !isId(ids[2]) || !isId(ids[3]) || !isId(ids[4])) return undefined;
+  const batch: StatColumns = {
+    agentId,
+    sequence,
+    ids: {
+      clusterId: ids[0],
+      clusterInstanceId: ids[1],
+      networkPartitionId: ids[2],
+      partitionId: ids[3],
+      memberId: ids[4],
+    },
+    descriptions: read.descriptions,
+    values: read.values,
+    timestamps: read.timestamps,
+  };
+  if (read.credential !== undefined) batch.credential = read.credential;
+  return { seqid: read.seqid, batch };
 }
 
 /**

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { DEFAULTS, type Result } from '@faultline/core';
-import { type BatchAck, type BatchDecodeError, type HealthStatBatch, validateBatch } from './health.js';
+import { DEFAULTS, ok, type Result } from '@faultline/core';
+import { type AnyBatch, type BatchAck, type BatchDecodeError, decodePublishColumns, validateBatch } from './health.js';
 import {
   type BatchAckWire,
   generated,
@@ -332,14 +332,15 @@ function replyOf(seqid: number, outcome: { ack: BatchAck } | { error: unknown })
  */
 export interface HealthStatHandler {
   /**
-   * One `publish` call. `batch` is its batch as `validateBatch` judged it;
-   * `peer` the remote address of the
+   * One `publish` call. `batch` is its batch as `validateBatch` judged it,
+   * in columns (StatColumns) when its stats all carry the same ids in the
+   * form agents write them, else as objects; `peer` the remote address of the
    * connection (the SP rate-limits its log of refusals per peer). Resolves to
    * the acknowledgement. A rejection with thrift's generated NotActive or
    * InvalidBatch reaches the agent as that exception; any other error as a
    * TApplicationException, as thrift's own processor answers it.
    */
-  publish(batch: Result<HealthStatBatch, BatchDecodeError>, peer: string | undefined): Promise<BatchAck>;
+  publish(batch: Result<AnyBatch, BatchDecodeError>, peer: string | undefined): Promise<BatchAck>;
 }
 
 /**
@@ -363,6 +364,9 @@ export function createHealthStatServer(handler: HealthStatHandler, options: Heal
   const heldFrames = options.heldFrames ?? new HeldFrames(maxHeld);
   const serve = (socket: net.Socket): void => {
     const peer = socket.remoteAddress;
+    // Replies are small and already coalesced per turn of the event loop: Nagle's algorithm would hold
+    // one back until the agent's TCP acknowledges the last (up to its delayed-ACK timer).
+    socket.setNoDelay(true);
     let failed = false;
     const fail = (error: Error): void => {
       if (failed) return;
@@ -376,17 +380,27 @@ export function createHealthStatServer(handler: HealthStatHandler, options: Heal
       socket,
       maxFrameBytes,
       (payload) => {
-        let call: PublishCall;
-        try {
-          call = readPublishCall(payload);
-        } catch (error) {
-          fail(error instanceof Error ? error : new Error(String(error)));
-          return;
+        // An agent's call, read into columns; anything else the general way, which says what is wrong.
+        const columns = decodePublishColumns(payload);
+        let seqid: number;
+        let batch: Result<AnyBatch, BatchDecodeError>;
+        if (columns !== undefined) {
+          seqid = columns.seqid;
+          batch = ok(columns.batch);
+        } else {
+          let call: PublishCall;
+          try {
+            call = readPublishCall(payload);
+          } catch (error) {
+            fail(error instanceof Error ? error : new Error(String(error)));
+            return;
+          }
+          seqid = call.seqid;
+          batch = validateBatch(call.batch);
         }
-        const { seqid } = call;
         let reply: Promise<BatchAck>;
         try {
-          reply = handler.publish(validateBatch(call.batch), peer);
+          reply = handler.publish(batch, peer);
         } catch (error) {
           reply = Promise.reject(error);
         }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { type HealthStatBatch, toBatchWire, validateBatch } from './health.js';
+import { batchOf, decodePublishColumns, type HealthStatBatch, toBatchWire, validateBatch } from './health.js';
+import { testStat } from './testing/batch.js';
 import { prng, randomBatch } from './testing/random-batch.js';
 import { generated, HealthStatService, thrift } from './thrift.js';
 import {
@@ -360,6 +361,114 @@ describe('wire codec: reading a publish call', () => {
     const struct = callOf(batch).subarray(4 + 4 + 7 + 4 + 3, -1); // header, the args' field header, their stop
     expect(validateBatch(readBatchStruct(struct))).toEqual({ ok: true, value: batch });
     expect(() => readBatchStruct(Buffer.concat([struct, Buffer.from([0])]))).toThrow('bytes after the batch');
+  });
+});
+
+/** A call of one stat of php-m-1 written field by field; `extra` writes more into the stat after its eight fields. */
+function handCall(extra: (p: Protocol) => void = () => {}, batchExtra: (p: Protocol) => void = () => {}): Buffer {
+  const T = thrift.Thrift.Type;
+  const stat = testStat();
+  return payloadOf((p) => {
+    p.writeMessageBegin('publish', thrift.Thrift.MessageType.CALL, 3);
+    p.writeFieldBegin('batch', T.STRUCT, 1);
+    p.writeFieldBegin('agentId', T.STRING, 1);
+    p.writeString('php-m-1');
+    p.writeFieldBegin('sequence', T.I64, 2);
+    p.writeI64(1);
+    p.writeFieldBegin('stats', T.LIST, 3);
+    p.writeListBegin(T.STRUCT, 1);
+    const ids = ['clusterId', 'clusterInstanceId', 'networkPartitionId', 'partitionId', 'memberId'] as const;
+    ids.forEach((field, i) => {
+      p.writeFieldBegin(field, T.STRING, i + 1);
+      p.writeString(stat[field]);
+    });
+    p.writeFieldBegin('healthDescription', T.STRING, 6);
+    p.writeString(stat.healthDescription);
+    p.writeFieldBegin('value', T.DOUBLE, 7);
+    p.writeDouble(stat.value);
+    p.writeFieldBegin('timestamp', T.I64, 8);
+    p.writeI64(stat.timestamp);
+    extra(p);
+    p.writeFieldStop();
+    batchExtra(p);
+    p.writeFieldStop();
+    p.writeFieldStop();
+  });
+}
+
+describe('wire codec: an agent’s call read into columns', () => {
+  it('reads every call of one member’s stats the generated client writes, as the same batch the general reading makes', () => {
+    const random = prng(2026);
+    for (let i = 0; i < 300; i++) {
+      const batch = randomBatch(random, { oneMember: true });
+      const payload = callOf(batch, 1 + i);
+      const read = decodePublishColumns(payload);
+      expect(read?.seqid).toBe(1 + i);
+      expect(read && batchOf(read.batch)).toEqual(batch);
+      expect(ownRead(payload)).toEqual({ ok: true, value: batch });
+    }
+  });
+
+  it('leaves every other form to the general reading, which reads or refuses it', () => {
+    const one = { agentId: 'php-m-1', sequence: 1, stats: [testStat()] };
+    const T = thrift.Thrift.Type;
+    /** Writes field `id` of `type`: an i32 or a string. */
+    const field = (name: string, type: number, id: number) => (p: Protocol) => {
+      p.writeFieldBegin(name, type, id);
+      if (type === T.I32) p.writeI32(1);
+      else p.writeString('php-m-1');
+    };
+    const cases: [string, Buffer, 'read' | 'refused'][] = [
+      ['stats of two members', callOf({ ...one, stats: [testStat(), testStat({ memberId: 'php-m-2' })] }), 'read'],
+      ['no stats', callOf({ ...one, stats: [] }), 'read'],
+      ['a ninth field in a stat', handCall(field('x', T.I32, 9)), 'read'],
+      ['a field of the batch it does not know', handCall(undefined, field('x', T.I32, 9)), 'read'],
+      ['a field of the batch twice', handCall(undefined, field('agentId', T.STRING, 1)), 'read'],
+      ['a value that is not finite', callOf({ ...one, stats: [testStat({ value: Number.NaN })] }), 'refused'],
+      ['a timestamp past the safe integers', callOf({ ...one, stats: [testStat({ timestamp: 2 ** 60 })] }), 'refused'],
+      ['a negative timestamp', callOf({ ...one, stats: [testStat({ timestamp: -1 })] }), 'refused'],
+      ['an id off its pattern', callOf({ ...one, stats: [testStat({ memberId: 'php m 1' })] }), 'refused'],
+      [
+        'a description it does not know',
+        callOf({ ...one, stats: [testStat({ healthDescription: 'nope' as 'load_average' })] }),
+        'refused',
+      ],
+      ['an agent id off its pattern', callOf({ ...one, agentId: 'php m 1' }), 'refused'],
+      ['sequence 0', callOf({ ...one, sequence: 0 }), 'refused'],
+    ];
+    for (const [name, payload, outcome] of cases) {
+      expect({ name, columns: decodePublishColumns(payload) }).toEqual({ name, columns: undefined });
+      const own = ownRead(payload);
+      expect({ name, outcome: own !== 'throws' && own.ok ? 'read' : 'refused' }).toEqual({ name, outcome });
+    }
+  });
+
+  it('takes from a damaged call only what the general reading takes, as the same batch', () => {
+    const random = prng(2027);
+    let taken = 0;
+    let left = 0;
+    for (let i = 0; i < 5_000; i++) {
+      const payload = Buffer.from(callOf(randomBatch(random, { oneMember: true })));
+      const flips = 1 + Math.floor(random() * 3);
+      for (let f = 0; f < flips; f++) {
+        const at = Math.floor(random() * payload.length);
+        payload[at] =
+          random() < 0.5 ? Math.floor(random() * 256) : (payload[at] as number) ^ (1 << Math.floor(random() * 8));
+      }
+      const cut = random() < 0.2 ? payload.subarray(0, Math.floor(random() * payload.length)) : payload;
+      const read = decodePublishColumns(cut);
+      if (read === undefined) {
+        left += 1;
+        continue;
+      }
+      taken += 1;
+      const own = ownRead(cut);
+      expect(own).toEqual({ ok: true, value: batchOf(read.batch) });
+      expect(readPublishCall(cut).seqid).toBe(read.seqid);
+    }
+    // Many flips land in values and timestamps, which stay valid; many break the form.
+    expect(taken).toBeGreaterThan(150);
+    expect(left).toBeGreaterThan(500);
   });
 });
 

@@ -363,17 +363,17 @@ function sameBytes(a: Buffer, from: number, at: number, size: number, limit: num
  * The health descriptions with their bytes: a stat's field 6 is one of them,
  * and then that very string. Made on first use (health.ts imports this module).
  */
-let known: Map<number, [Buffer, string]> | undefined;
+let known: Map<number, [Buffer, string, number]> | undefined;
 /** By length × 256 + last byte, which tells the four apart. */
-function knownStrings(): Map<number, [Buffer, string]> {
+function knownStrings(): Map<number, [Buffer, string, number]> {
   if (!known) {
     known = new Map();
-    for (const text of HEALTH_DESCRIPTIONS) {
+    for (const [index, text] of HEALTH_DESCRIPTIONS.entries()) {
       const bytes = Buffer.from(text, 'utf8');
       const key = bytes.length * 256 + (bytes[bytes.length - 1] as number);
       if (known.has(key))
         throw new Error(`health descriptions ${text} and ${known.get(key)?.[1]} share a length and last byte`);
-      known.set(key, [bytes, text]);
+      known.set(key, [bytes, text, index]);
     }
   }
   return known;
@@ -421,6 +421,181 @@ export function readPublishCall(frame: Buffer): PublishCall {
   }
   if (r.pos !== frame.length) throw new WireDecodeError('a frame holds more than one call');
   return { seqid, batch };
+}
+
+/**
+ * A `publish` call whose batch is in the form every agent writes, read into
+ * columns: the batch's fields 1–4 once each, and stats that each carry the
+ * five ids as fields 1–5 in order, byte for byte the first stat's, then
+ * fields 6–8 in order and nothing else; at least one stat. Nothing is
+ * validated here beyond what reading takes, except that each value is finite
+ * and each timestamp a safe integer of at least 0 (`decodePublishColumns`
+ * checks the rest).
+ */
+export interface ColumnsCall {
+  seqid: number;
+  agentId: string | undefined;
+  /** NaN when not a safe integer; undefined when absent. */
+  sequence: number | undefined;
+  credential: string | undefined;
+  /** The first stat's ids, in field order. */
+  ids: [string, string, string, string, string];
+  /** Each stat's description, as its index in HEALTH_DESCRIPTIONS. */
+  descriptions: Uint8Array;
+  values: Float64Array;
+  timestamps: Float64Array;
+}
+
+/** Each health description's bytes as big-endian words (the last one padded with zeros), and its length. */
+interface DescriptionWords {
+  words: Uint32Array;
+  size: number;
+}
+let wordsOfDescriptions: DescriptionWords[] | undefined;
+function descriptionWords(): DescriptionWords[] {
+  wordsOfDescriptions ??= HEALTH_DESCRIPTIONS.map((text) => {
+    const bytes = Buffer.from(text, 'utf8');
+    const padded = Buffer.alloc(Math.ceil(bytes.length / 4) * 4);
+    bytes.copy(padded);
+    const words = new Uint32Array(padded.length / 4);
+    for (let k = 0; k < words.length; k++) words[k] = padded.readUInt32BE(k * 4);
+    return { words, size: bytes.length };
+  });
+  return wordsOfDescriptions;
+}
+
+/**
+ * The index of the health description whose bytes are the `size` at `at`
+ * (which must end by the frame's end), or -1: compared four bytes at a time.
+ */
+function knownDescription(all: DescriptionWords[], view: DataView, buf: Buffer, at: number, size: number): number {
+  for (let d = 0; d < all.length; d++) {
+    const { words, size: length } = all[d] as DescriptionWords;
+    if (length !== size) continue;
+    const whole = size >> 2;
+    let k = 0;
+    for (; k < whole; k++) if (view.getUint32(at + k * 4) !== words[k]) break;
+    if (k < whole) continue;
+    let tail = 0;
+    for (let b = whole * 4; b < size; b++)
+      tail = (tail | ((buf[at + b] as number) << (24 - (b - whole * 4) * 8))) >>> 0;
+    if (whole * 4 === size || tail === words[whole]) return d;
+  }
+  return -1;
+}
+
+/** A call that is not in the form `readPublishColumns` reads: the caller reads it the general way. */
+const OTHER_FORM = undefined;
+
+/** Bytes of a stat after its ids, around its description's: three field headers, the length, two numbers, STOP. */
+const STAT_TAIL_BYTES = 3 + 4 + 3 + 8 + 3 + 8 + 1;
+
+/**
+ * Reads a `publish` call in the form agents write (see ColumnsCall) without
+ * making an object per stat; undefined for any other form, or a call that
+ * does not read (the general reader, `readPublishCall`, then decides, with
+ * the same result for a call this accepts: a test holds the two together).
+ */
+export function readPublishColumns(frame: Buffer): ColumnsCall | undefined {
+  try {
+    return readColumns(frame);
+  } catch (error) {
+    if (error instanceof WireDecodeError) return OTHER_FORM;
+    throw error;
+  }
+}
+
+function readColumns(frame: Buffer): ColumnsCall | undefined {
+  const r = new Reader(frame, 0, frame.length);
+  const head = r.i32();
+  if ((head & VERSION_MASK) !== VERSION_1 || (head & 0xff) !== MESSAGE_CALL) return OTHER_FORM;
+  const size = r.length();
+  const at = r.need(size);
+  if (size !== PUBLISH_BYTES.length || frame.compare(PUBLISH_BYTES, 0, size, at, at + size) !== 0) return OTHER_FORM;
+  const seqid = r.i32();
+  // The arguments: the batch as field 1, then STOP.
+  if (r.byte() !== T.STRUCT || r.i16() !== 1) return OTHER_FORM;
+  let agentId: string | undefined;
+  let sequence: number | undefined;
+  let credential: string | undefined;
+  let columns: Omit<ColumnsCall, 'seqid' | 'agentId' | 'sequence' | 'credential'> | undefined;
+  let seen = 0;
+  for (;;) {
+    const type = r.byte();
+    if (type === T.STOP) break;
+    const id = r.i16();
+    const bit = 1 << id;
+    if (id < 1 || id > 4 || (seen & bit) !== 0) return OTHER_FORM;
+    seen |= bit;
+    if (id === 1 && type === T.STRING) agentId = r.string();
+    else if (id === 2 && type === T.I64) sequence = r.i64();
+    else if (id === 3 && type === T.LIST) columns = readStatColumns(r);
+    else if (id === 4 && type === T.STRING) credential = r.string();
+    else return OTHER_FORM;
+    if (id === 3 && columns === undefined) return OTHER_FORM;
+  }
+  if (columns === undefined || r.byte() !== T.STOP || r.pos !== frame.length) return OTHER_FORM;
+  return { seqid, agentId, sequence, credential, ...columns };
+}
+
+function readStatColumns(r: Reader): Omit<ColumnsCall, 'seqid' | 'agentId' | 'sequence' | 'credential'> | undefined {
+  const elementType = r.byte();
+  const count = r.containerSize(elementType);
+  if (elementType !== T.STRUCT || count === 0) return OTHER_FORM;
+  const { buf, end } = r;
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  // The first stat's ids: fields 1–5, strings, in order.
+  const idsFrom = r.pos;
+  const ids: string[] = [];
+  for (let id = 1; id <= 5; id++) {
+    if (r.byte() !== T.STRING || r.i16() !== id) return OTHER_FORM;
+    ids.push(r.string());
+  }
+  const idsBytes = r.pos - idsFrom;
+  // The three columns in one buffer (Buffer's pool for a batch of up to ~240 stats: an ArrayBuffer of
+  // its own per batch was an eighth of this read); its offset in the pool is a multiple of 8.
+  const store = Buffer.allocUnsafe(count * 17);
+  const values = new Float64Array(store.buffer, store.byteOffset, count);
+  const timestamps = new Float64Array(store.buffer, store.byteOffset + count * 8, count);
+  const descriptions = new Uint8Array(store.buffer, store.byteOffset + count * 16, count);
+  const words = descriptionWords();
+  let at = r.pos;
+  for (let i = 0; i < count; i++) {
+    if (i > 0) {
+      if (at + idsBytes > end) return OTHER_FORM;
+      for (let k = 0; k + 4 <= idsBytes; k += 4)
+        if (view.getUint32(idsFrom + k) !== view.getUint32(at + k)) return OTHER_FORM;
+      for (let k = idsBytes & ~3; k < idsBytes; k++) if (buf[idsFrom + k] !== buf[at + k]) return OTHER_FORM;
+      at += idsBytes;
+    }
+    // Field 6, the description: one of the known ones.
+    if (at + STAT_TAIL_BYTES > end || buf[at] !== T.STRING || buf[at + 1] !== 0 || buf[at + 2] !== 6) return OTHER_FORM;
+    const size = view.getInt32(at + 3);
+    at += 7;
+    if (size <= 0 || size > end - at - (STAT_TAIL_BYTES - 7)) return OTHER_FORM;
+    const description = knownDescription(words, view, buf, at, size);
+    if (description < 0) return OTHER_FORM;
+    descriptions[i] = description;
+    at += size;
+    // Fields 7 (double) and 8 (i64), then STOP.
+    if (buf[at] !== T.DOUBLE || buf[at + 1] !== 0 || buf[at + 2] !== 7) return OTHER_FORM;
+    const value = view.getFloat64(at + 3);
+    at += 11;
+    if (buf[at] !== T.I64 || buf[at + 1] !== 0 || buf[at + 2] !== 8) return OTHER_FORM;
+    // A safe integer of at least 0: its high word is under 2^21.
+    const high = view.getInt32(at + 3);
+    if (high < 0 || high >= 0x200000) return OTHER_FORM;
+    const timestamp = high * 4_294_967_296 + view.getUint32(at + 7);
+    at += 11;
+    if (buf[at] !== T.STOP) return OTHER_FORM;
+    at += 1;
+    // Finite: NaN and ±Infinity less themselves are NaN.
+    if (value - value !== 0) return OTHER_FORM;
+    values[i] = value;
+    timestamps[i] = timestamp;
+  }
+  r.pos = at;
+  return { ids: ids as ColumnsCall['ids'], descriptions, values, timestamps };
 }
 
 /** Reads a HealthStatBatch struct that fills `bytes`. Throws WireDecodeError. */

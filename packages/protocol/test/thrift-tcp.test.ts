@@ -2,14 +2,17 @@ import net from 'node:net';
 import type { Result } from '@faultline/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  type AnyBatch,
   type BatchAck,
   type BatchDecodeError,
+  batchOf,
   connectHealthStat,
   createHealthStatServer,
   fromAckWire,
   type HealthStatBatch,
   HealthStatService,
   HeldFrames,
+  isStatColumns,
   thrift,
   thriftGenerated,
   toBatchWire,
@@ -21,7 +24,7 @@ import {
  * frame size, server.on('error'). The SP's own source builds on exactly this.
  */
 async function startServer(
-  handler: (batch: Result<HealthStatBatch, BatchDecodeError>, peer: string | undefined) => Promise<BatchAck>,
+  handler: (batch: Result<AnyBatch, BatchDecodeError>, peer: string | undefined) => Promise<BatchAck>,
   options: { maxHeldFrameBytes?: number; heldFrames?: HeldFrames; maxFrameBytes?: number } = {},
 ) {
   const errors: Error[] = [];
@@ -33,7 +36,7 @@ async function startServer(
 /** A handler acknowledging every valid batch under `epoch`, refusing an invalid one. */
 const acking =
   (epoch: number) =>
-  async (batch: Result<HealthStatBatch, BatchDecodeError>): Promise<BatchAck> => {
+  async (batch: Result<AnyBatch, BatchDecodeError>): Promise<BatchAck> => {
     if (!batch.ok) throw new thriftGenerated.InvalidBatch({ message: batch.error.message });
     const { agentId, sequence } = batch.value;
     return { agentId, sequence, duplicate: false, epoch, replicated: true };
@@ -71,6 +74,26 @@ describe('HealthStatService over TCP', () => {
     );
     const ack = fromAckWire(await client.publish(toBatchWire({ agentId: 'a-1', sequence: 2 ** 40, stats: [stat] })));
     expect(ack).toEqual({ agentId: 'a-1', sequence: 2 ** 40, duplicate: false, epoch: 3, replicated: true });
+  });
+
+  it('hands an agent’s call (one member’s stats) over in columns, a call of two members’ as objects', async () => {
+    const seen: AnyBatch[] = [];
+    const { server, port } = await startServer(async (batch) => {
+      if (!batch.ok) throw batch.error;
+      seen.push(batch.value);
+      return acking(1)(batch);
+    });
+    const { connection, client } = await connect(port);
+    cleanup.push(
+      () => connection.end(),
+      () => server.close(),
+    );
+    const one: HealthStatBatch = { agentId: 'm-1', sequence: 1, stats: [stat, { ...stat, value: 41 }] };
+    const two: HealthStatBatch = { agentId: 'm-1', sequence: 2, stats: [stat, { ...stat, memberId: 'm-2' }] };
+    await client.publish(toBatchWire(one));
+    await client.publish(toBatchWire(two));
+    expect(seen.map(isStatColumns)).toEqual([true, false]);
+    expect(seen.map(batchOf)).toEqual([one, two]);
   });
 
   it('carries NotActive to the client as a declared exception', async () => {

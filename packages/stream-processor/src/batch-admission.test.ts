@@ -6,7 +6,7 @@ import {
   type HealthStatBatch,
   issueMemberCredential,
 } from '@faultline/protocol';
-import { TEST_MEMBER_KEY as key, signedBatch, testMember } from '@faultline/protocol/testing';
+import { columnsOf, TEST_MEMBER_KEY as key, signedBatch, testMember } from '@faultline/protocol/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BatchAdmission } from './batch-admission.js';
 
@@ -98,6 +98,53 @@ describe('BatchAdmission', () => {
   it('refuses a timestamp or value that is not a number at all (a batch that skipped validation)', () => {
     expect(reason(batch([stat({ timestamp: Number.NaN })]))).toBe('timestamp_out_of_window');
     expect(reason(batch([stat({ value: Number.NaN })]))).toBe('value_out_of_range');
+  });
+
+  it("answers a batch in columns (how an agent's call is read) exactly as the same batch as objects", () => {
+    const credential = issueMemberCredential(key, testMember());
+    const of = (stats: HealthStat[], agentId = 'php-m-1:1'): HealthStatBatch => ({
+      agentId,
+      sequence: 1,
+      stats,
+      credential,
+    });
+    const twenty = (at: number, bad: Partial<HealthStat>) =>
+      Array.from({ length: 20 }, (_, i) => stat(i === at ? bad : { value: i }));
+    const cases: [HealthStatBatch, number?][] = [
+      [of([stat(), stat({ healthDescription: 'ports_not_open', value: 1 })])],
+      [{ ...of([stat()]), credential: undefined }],
+      [{ ...of([stat()]), credential: `${credential.slice(0, -2)}AA` }],
+      [of([stat()], 'php-m-2')],
+      [of([stat({ memberId: 'php-m-2' }), stat({ memberId: 'php-m-2' })])],
+      [of([stat({ clusterId: 'other' })])],
+      [of([stat({ networkPartitionId: 'np-2' })])],
+      [of([stat({ partitionId: 'p-9', clusterInstanceId: 'php-9' })])],
+      [of([stat({ timestamp: T0 - WINDOW - 1 })]), 60_000],
+      [of([stat({ timestamp: Number.NaN })])],
+      [of([stat({ value: Number.NaN })])],
+      ...[0, 7, 19].flatMap((at): [HealthStatBatch][] => [
+        [of(twenty(at, { timestamp: T0 + WINDOW + 1 }))],
+        [of(twenty(at, { healthDescription: 'memory_consumption', value: 100.5 }))],
+        [of(twenty(at, { healthDescription: 'ports_not_open', value: 2 }))],
+      ]),
+    ];
+    for (const [b, slackMs] of cases) {
+      const expected = admission().check(b, slackMs);
+      expect(admission().check(columnsOf(b), slackMs)).toEqual(expected);
+    }
+    // Each kind of answer was among them.
+    const reasons = new Set(cases.map(([b, slackMs]) => admission().check(b, slackMs)?.reason));
+    expect(reasons).toEqual(
+      new Set([
+        undefined,
+        'credential_missing',
+        'credential_invalid',
+        'agent_mismatch',
+        'member_mismatch',
+        'timestamp_out_of_window',
+        'value_out_of_range',
+      ]),
+    );
   });
 
   it('names the stat in a short detail', () => {

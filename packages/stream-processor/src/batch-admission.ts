@@ -1,9 +1,14 @@
 import type { Clock } from '@faultline/core';
 import {
+  type AnyBatch,
   type BatchRefusal,
   type CredentialIdentity,
+  HEALTH_DESCRIPTIONS,
+  type HealthDescription,
   type HealthStatBatch,
+  isStatColumns,
   MemberCredentialVerifier,
+  type StatColumns,
   valueInRange,
 } from '@faultline/protocol';
 
@@ -44,7 +49,7 @@ export class BatchAdmission {
   }
 
   /** undefined when the batch is admitted; `slackMs` widens the timestamp window (the passive). */
-  check(batch: HealthStatBatch, slackMs = 0): Refusal | undefined {
+  check(batch: AnyBatch, slackMs = 0): Refusal | undefined {
     const verified = this.verifier.verify(batch.credential);
     if (!verified.ok) {
       return {
@@ -61,6 +66,7 @@ export class BatchAdmission {
     }
     const now = this.options.clock.now();
     const window = this.options.timestampWindowMs + slackMs;
+    if (isStatColumns(batch)) return checkColumns(batch, member, now, window);
     const earliest = now - window;
     const latest = now + window;
     const { stats } = batch;
@@ -101,4 +107,43 @@ export class BatchAdmission {
     }
     return undefined;
   }
+}
+
+/** `BatchAdmission.check` of a batch in columns, past its credential: the same rules, the same first failure. */
+function checkColumns(
+  batch: StatColumns,
+  member: CredentialIdentity,
+  now: number,
+  window: number,
+): Refusal | undefined {
+  const { ids, descriptions, values, timestamps } = batch;
+  if (
+    ids.memberId !== member.memberId ||
+    ids.clusterId !== member.clusterId ||
+    ids.networkPartitionId !== member.networkPartitionId
+  ) {
+    return {
+      reason: 'member_mismatch',
+      detail: `stats.0 is for ${ids.memberId} of ${ids.clusterId}/${ids.networkPartitionId}, the credential for ${member.memberId} of ${member.clusterId}/${member.networkPartitionId}`,
+    };
+  }
+  const earliest = now - window;
+  const latest = now + window;
+  for (let i = 0; i < values.length; i++) {
+    const timestamp = timestamps[i] as number;
+    if (!(timestamp >= earliest && timestamp <= latest)) {
+      return {
+        reason: 'timestamp_out_of_window',
+        detail: `stats.${i} timestamp ${timestamp} is more than ${window} ms from the SP's clock (${now})`,
+      };
+    }
+    const description = HEALTH_DESCRIPTIONS[descriptions[i] as number] as HealthDescription;
+    if (!valueInRange(description, values[i] as number)) {
+      return {
+        reason: 'value_out_of_range',
+        detail: `stats.${i} ${description} ${values[i]} is out of range`,
+      };
+    }
+  }
+  return undefined;
 }

@@ -1,4 +1,4 @@
-import { decodeCheckedBatch } from '@faultline/protocol';
+import { batchOf, decodeCheckedBatch } from '@faultline/protocol';
 import { testStat } from '@faultline/protocol/testing';
 import { describe, expect, it, vi } from 'vitest';
 import {
@@ -69,7 +69,8 @@ describe('sync framing', () => {
     for (let i = 0; i < bytes.length; i += 5) reader.push(bytes.subarray(i, i + 5));
     expect(got[0]).toBeInstanceOf(CheckedBatch);
     expect((got[0] as CheckedBatch).seq).toBe(9);
-    expect(decodeCheckedBatch((got[0] as CheckedBatch).bytes)).toEqual({ ok: true, value: batch });
+    const read = decodeCheckedBatch((got[0] as CheckedBatch).bytes);
+    expect(read.ok && batchOf(read.value)).toEqual(batch);
     expect(got[1]).toEqual({ t: 'ack', seq: 1 });
   });
 

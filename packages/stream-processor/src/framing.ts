@@ -1,5 +1,5 @@
 import { ConfigError } from '@faultline/core';
-import { encodeCheckedBatch, type HealthStatBatch } from '@faultline/protocol';
+import { type AnyBatch, encodeCheckedBatch } from '@faultline/protocol';
 
 /**
  * Length-prefixed frames for the event-sync link between the two SP nodes:
@@ -45,7 +45,7 @@ export class CheckedBatch {
 }
 
 /** The whole frame of a checked batch: one buffer, the batch encoded behind its header. */
-export function encodeCheckedBatchFrame(seq: number, batch: HealthStatBatch): Buffer {
+export function encodeCheckedBatchFrame(seq: number, batch: AnyBatch): Buffer {
   const frame = encodeCheckedBatch(batch, 4 + RAW_BATCH_HEADER);
   frame.writeUInt32BE(frame.length - 4, 0);
   frame[4] = CHECKED_BATCH;

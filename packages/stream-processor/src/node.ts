@@ -1,13 +1,14 @@
 import { LeaderLease, type PreviousHolder } from '@faultline/coordination';
 import { boundLoggedText, once, RateLimitedLog, type Result, type TimerHandle } from '@faultline/core';
 import {
+  type AnyBatch,
   BATCH_REFUSALS,
   type BatchAck,
   type BatchDecodeError,
   type BatchRefusal,
   type Envelope,
-  type HealthStatBatch,
   refusalMessage,
+  statCount,
   thriftGenerated,
 } from '@faultline/protocol';
 import { activationOf, type OwnTerm } from './activation.js';
@@ -138,7 +139,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
       event: 'sp.admission_skipped',
     });
   /** The admission's answer for a validated batch; `slackMs` widens the timestamp window (the passive). */
-  const admit = (batch: HealthStatBatch, slackMs?: number): Refusal | undefined =>
+  const admit = (batch: AnyBatch, slackMs?: number): Refusal | undefined =>
     skipAdmission ? undefined : admission.check(batch, slackMs);
   const peerLog = new RateLimitedLog(log, clock);
   const refusals = Object.fromEntries(BATCH_REFUSALS.map((reason) => [reason, 0])) as Record<BatchRefusal, number>;
@@ -282,7 +283,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     return new thriftGenerated.InvalidBatch({ message });
   }
 
-  function sequenceDetail(batch: HealthStatBatch): string {
+  function sequenceDetail(batch: AnyBatch): string {
     // Refused below the floor: this node took a first batch of this agent id far ahead of it (BatchDedupe).
     if (dedupe.has(batch.agentId, batch.sequence))
       return `sequence ${batch.sequence} is more than ${dedupe.maxGap} below what this node holds of this agent id; start a new agent id`;
@@ -305,7 +306,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
    * passive's acknowledgement, so at full flight they die young instead of
    * being promoted and swept (a fifth of the active's time went to the GC).
    */
-  const publish = (checked: Result<HealthStatBatch, BatchDecodeError>, peer: string | undefined): Promise<BatchAck> => {
+  const publish = (checked: Result<AnyBatch, BatchDecodeError>, peer: string | undefined): Promise<BatchAck> => {
     try {
       return take(checked, peer);
     } catch (error) {
@@ -313,7 +314,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     }
   };
 
-  const take = (checked: Result<HealthStatBatch, BatchDecodeError>, peer: string | undefined): Promise<BatchAck> => {
+  const take = (checked: Result<AnyBatch, BatchDecodeError>, peer: string | undefined): Promise<BatchAck> => {
     const epoch = role === 'ACTIVE' ? lease.epoch : undefined;
     if (epoch === undefined) throw notActive();
     if (!checked.ok) {
@@ -333,7 +334,7 @@ export function createSpNode(input: SpNodeOptions, internals: SpNodeInternals = 
     }
     engine.apply(batch);
     counters.batchesAccepted += 1;
-    counters.eventsAccepted += batch.stats.length;
+    counters.eventsAccepted += statCount(batch);
     return settle(link.replicate(batch), agentId, sequence, epoch, false);
   };
 

@@ -1,4 +1,4 @@
-import type { Envelope, HealthStatBatch } from '@faultline/protocol';
+import type { AnyBatch, Envelope } from '@faultline/protocol';
 
 /**
  * What the SP node asks of its query engine (the CEP monitor implements it).
@@ -28,7 +28,8 @@ export interface EngineExportStream {
 }
 
 export interface QueryEngine {
-  apply(batch: HealthStatBatch): void;
+  /** One accepted batch, as objects or in columns (`statsOf` reads either). */
+  apply(batch: AnyBatch): void;
   /** This node became active under `epoch`: outputs may flow. */
   activate(epoch: number, activation?: Activation): void;
   /** This node is passive (again): outputs stay suppressed. */

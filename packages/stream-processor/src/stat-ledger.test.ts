@@ -1,3 +1,4 @@
+import { columnsOf } from '@faultline/protocol/testing';
 import { describe, expect, it } from 'vitest';
 import { StatLedger } from './stat-ledger.js';
 
@@ -21,5 +22,19 @@ describe('StatLedger', () => {
     expect(ledger.exportMember('nobody')).toEqual({ total: 3, members: {} });
     expect(ledger.trackedMembers()).toBe(2);
     ledger.close();
+  });
+
+  it('takes a batch in columns exactly as the same batch as objects', () => {
+    const objects = new StatLedger();
+    const columns = new StatLedger();
+    for (let sequence = 1; sequence <= 5; sequence++) {
+      const batch = { agentId: 'a', sequence, stats: [stat('m-1', sequence), stat('m-1', 10 * sequence)] };
+      objects.apply(batch);
+      columns.apply(columnsOf(batch));
+    }
+    expect(columns.exportState()).toEqual(objects.exportState());
+    expect(columns.exportState().total).toBe(10);
+    objects.close();
+    columns.close();
   });
 });

@@ -1,5 +1,5 @@
 import { FaultlineError } from '@faultline/core';
-import type { HealthStatBatch } from '@faultline/protocol';
+import { type AnyBatch, isStatColumns } from '@faultline/protocol';
 import type { EngineExportStream, QueryEngine } from './query-engine.js';
 import { MAX_CHUNK_ITEMS } from './sync-messages.js';
 
@@ -21,20 +21,40 @@ export class StatLedger implements QueryEngine {
   private total = 0;
   private epoch: number | undefined;
 
-  apply(batch: HealthStatBatch): void {
+  apply(batch: AnyBatch): void {
+    if (isStatColumns(batch)) {
+      // One member's stats: its record looked up once.
+      const { memberId } = batch.ids;
+      this.stale?.delete(memberId);
+      const ledger = this.ledgerOf(memberId);
+      const { values, timestamps } = batch;
+      for (let i = 0; i < values.length; i++) {
+        ledger.count += 1;
+        ledger.sum += values[i] as number;
+        ledger.lastValue = values[i] as number;
+        ledger.lastTimestamp = timestamps[i] as number;
+      }
+      this.total += values.length;
+      return;
+    }
     for (const stat of batch.stats) {
       this.stale?.delete(stat.memberId);
-      let ledger = this.members.get(stat.memberId);
-      if (!ledger) {
-        ledger = { count: 0, sum: 0, lastValue: 0, lastTimestamp: 0 };
-        this.members.set(stat.memberId, ledger);
-      }
+      const ledger = this.ledgerOf(stat.memberId);
       ledger.count += 1;
       ledger.sum += stat.value;
       ledger.lastValue = stat.value;
       ledger.lastTimestamp = stat.timestamp;
       this.total += 1;
     }
+  }
+
+  private ledgerOf(memberId: string): MemberLedger {
+    let ledger = this.members.get(memberId);
+    if (!ledger) {
+      ledger = { count: 0, sum: 0, lastValue: 0, lastTimestamp: 0 };
+      this.members.set(memberId, ledger);
+    }
+    return ledger;
   }
 
   activate(epoch: number): void {

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { boundLoggedText, type Clock, type Logger, RateLimitedLog, type TimerHandle } from '@faultline/core';
-import type { Endpoint, HealthStatBatch } from '@faultline/protocol';
+import type { AnyBatch, Endpoint } from '@faultline/protocol';
 import { encodeCheckedBatchFrame, encodeFrame, FrameReader } from './framing.js';
 import type { SnapshotStream } from './snapshot-stream.js';
 import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
@@ -257,7 +257,7 @@ export class SyncLink {
    * batch that cannot be encoded at all drops the link: the batch is in this
    * node's state already, and the next link's snapshot carries it.
    */
-  replicate(batch: HealthStatBatch): Promise<boolean> {
+  replicate(batch: AnyBatch): Promise<boolean> {
     const socket = this.socket;
     if (this.status !== 'ready' || !socket) {
       this.degraded += 1;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { Logger } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
-import { encodeBatch, type HealthStatBatch } from '@faultline/protocol';
+import { batchOf, encodeBatch, type HealthStatBatch } from '@faultline/protocol';
 import { testStat } from '@faultline/protocol/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BatchDedupe } from './batch-dedupe.js';
@@ -300,7 +300,7 @@ describe('SyncServer: who may link', () => {
   });
   it('refuses a batch whose link sequence does not rise: the link closes, the batch unapplied', async () => {
     const applied: HealthStatBatch[] = [];
-    const { server, connect } = await start({ onBatch: (b) => void applied.push(b) });
+    const { server, connect } = await start({ onBatch: (b) => void applied.push(batchOf(b)) });
     const { peer } = await linkAs(connect, 'sp-1', 7);
     peer.send({ t: 'snapshot', seq: 5, engine: { total: 0 }, dedupe: { agents: [] } });
     await peer.next('ack');
@@ -314,7 +314,7 @@ describe('SyncServer: who may link', () => {
 
   it('applies a checked batch, and a raw Thrift call of the previous release; a damaged one closes the link unapplied', async () => {
     const applied: HealthStatBatch[] = [];
-    const { server, connect } = await start({ onBatch: (b) => void applied.push(b) });
+    const { server, connect } = await start({ onBatch: (b) => void applied.push(batchOf(b)) });
     const { peer } = await linkAs(connect, 'sp-1', 7);
     peer.send({ t: 'snapshot', seq: 0, engine: { total: 0 }, dedupe: { agents: [] } });
     await peer.next('ack');

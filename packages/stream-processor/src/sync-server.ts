@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { boundLoggedText, type Clock, type Logger, once, RateLimitedLog, type TimerHandle } from '@faultline/core';
-import { decodeCheckedBatch, decodePublishCall, type HealthStatBatch, validateBatch } from '@faultline/protocol';
+import { type AnyBatch, decodeCheckedBatch, decodePublishCall, validateBatch } from '@faultline/protocol';
 import { CheckedBatch, DEFAULT_MAX_MESSAGE_BYTES, encodeFrame, FrameReader, RawBatch } from './framing.js';
 import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
 import {
@@ -49,7 +49,7 @@ export interface SyncServerOptions {
   onSnapshotChunk: (chunk: SnapshotChunkMessage) => void;
   /** The streamed snapshot is whole. */
   onSnapshotEnd: (chunks: number) => void;
-  onBatch: (batch: HealthStatBatch) => void;
+  onBatch: (batch: AnyBatch) => void;
   onPublished: (ids: readonly string[]) => void;
 }
 
@@ -530,7 +530,7 @@ export class SyncServer {
   }
 
   /** Applies one batch and acknowledges it; acks of one turn of the event loop leave as one (they are cumulative). */
-  private applied(connection: Connection, seq: number, batch: HealthStatBatch): void {
+  private applied(connection: Connection, seq: number, batch: AnyBatch): void {
     this.options.onBatch(batch);
     this.counters.batchesApplied += 1;
     this.lastSeq = seq;

@@ -1,4 +1,4 @@
-import type { HealthStat, HealthStatBatch } from '../health.js';
+import { HEALTH_DESCRIPTIONS, type HealthStat, type HealthStatBatch, type StatColumns } from '../health.js';
 import { issueMemberCredential } from '../member-credential.js';
 
 /**
@@ -25,4 +25,21 @@ export function testStat(fields: Partial<HealthStat> = {}): HealthStat {
     timestamp: 1_000,
     ...fields,
   };
+}
+
+/** A batch of one member's stats (at least one) in columns, as the SP reads an agent's call. */
+export function columnsOf(batch: HealthStatBatch): StatColumns {
+  const first = batch.stats[0];
+  if (!first) throw new Error('columnsOf: a batch in columns has at least one stat');
+  const { clusterId, clusterInstanceId, networkPartitionId, partitionId, memberId } = first;
+  const columns: StatColumns = {
+    agentId: batch.agentId,
+    sequence: batch.sequence,
+    ids: { clusterId, clusterInstanceId, networkPartitionId, partitionId, memberId },
+    descriptions: Uint8Array.from(batch.stats, (s) => HEALTH_DESCRIPTIONS.indexOf(s.healthDescription)),
+    values: Float64Array.from(batch.stats, (s) => s.value),
+    timestamps: Float64Array.from(batch.stats, (s) => s.timestamp),
+  };
+  if (batch.credential !== undefined) columns.credential = batch.credential;
+  return columns;
 }

@@ -1,4 +1,4 @@
-export { signedBatch, testStat } from './batch.js';
+export { columnsOf, signedBatch, testStat } from './batch.js';
 export { memberSummary } from './envelopes.js';
 export { testMember } from './identity.js';
 export {

@@ -14,8 +14,12 @@ export function prng(seed: number): () => number {
 
 const ID_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789-_.';
 
-/** A valid batch of 0–19 stats, mostly one member's (its ids repeat), now and then another member's. */
-export function randomBatch(random: () => number): HealthStatBatch {
+/**
+ * A valid batch of 0–19 stats, mostly one member's (its ids repeat), now and
+ * then another member's; with `oneMember`, 1–20 stats all of one member (an
+ * agent's batch).
+ */
+export function randomBatch(random: () => number, { oneMember = false } = {}): HealthStatBatch {
   const char = (chars: string) => chars[Math.floor(random() * chars.length)] as string;
   // An id starts with a letter or digit.
   const id = (n: number) =>
@@ -27,10 +31,10 @@ export function randomBatch(random: () => number): HealthStatBatch {
     partitionId: id(8),
     memberId: id(30),
   };
-  const count = Math.floor(random() * 20);
+  const count = oneMember ? 1 + Math.floor(random() * 20) : Math.floor(random() * 20);
   const stats = Array.from({ length: count }, () => ({
     // Mostly one member's stats (the ids repeat), now and then another's.
-    ...(random() < 0.9 ? member : { ...member, memberId: id(30) }),
+    ...(oneMember || random() < 0.9 ? member : { ...member, memberId: id(30) }),
     healthDescription: HEALTH_DESCRIPTIONS[
       Math.floor(random() * HEALTH_DESCRIPTIONS.length)
     ] as (typeof HEALTH_DESCRIPTIONS)[number],
