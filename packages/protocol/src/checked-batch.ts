@@ -11,6 +11,7 @@ import {
   type StatColumns,
 } from './health.js';
 import { isAgentId, isId } from './identity.js';
+import { columnArrays } from './wire-codec.js';
 
 /*
  * The form in which the active SP forwards a batch it accepted to the
@@ -339,10 +340,7 @@ function readCheckedColumns(
     partitionId: id(from + 7),
     memberId: id(from + 9),
   };
-  const store = Buffer.allocUnsafe(count * 17);
-  const values = new Float64Array(store.buffer, store.byteOffset, count);
-  const timestamps = new Float64Array(store.buffer, store.byteOffset + count * 8, count);
-  const descriptions = new Uint8Array(store.buffer, store.byteOffset + count * 16, count);
+  const { values, timestamps, descriptions } = columnArrays(count);
   let at = from;
   for (let i = 0; i < count; i++) {
     const description = (buf[at] as number) & ~IDS_FOLLOW;

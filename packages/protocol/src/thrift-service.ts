@@ -380,8 +380,14 @@ export function createHealthStatServer(handler: HealthStatHandler, options: Heal
       socket,
       maxFrameBytes,
       (payload) => {
-        // An agent's call, read into columns; anything else the general way, which says what is wrong.
-        const columns = decodePublishColumns(payload);
+        // An agent's call, read into columns; anything else the general way, which says what is wrong
+        // (and so decides a call the columns' reading could not finish for any reason).
+        let columns: ReturnType<typeof decodePublishColumns>;
+        try {
+          columns = decodePublishColumns(payload);
+        } catch {
+          columns = undefined;
+        }
         let seqid: number;
         let batch: Result<AnyBatch, BatchDecodeError>;
         if (columns !== undefined) {

@@ -105,8 +105,12 @@ interface Span {
 
 class Reader {
   pos: number;
-  /** The previous stat's ids, by field id 1–6. */
-  readonly spans: Span[] = [0, 1, 2, 3, 4, 5, 6].map(() => ({ start: 0, end: 0, text: undefined }));
+  /** The previous stat's ids, by field id 1–6; made on first use (a call read into columns needs none). */
+  private spansMade: Span[] | undefined;
+  get spans(): Span[] {
+    this.spansMade ??= [0, 1, 2, 3, 4, 5, 6].map(() => ({ start: 0, end: 0, text: undefined }));
+    return this.spansMade;
+  }
 
   constructor(
     readonly buf: Buffer,
@@ -363,17 +367,17 @@ function sameBytes(a: Buffer, from: number, at: number, size: number, limit: num
  * The health descriptions with their bytes: a stat's field 6 is one of them,
  * and then that very string. Made on first use (health.ts imports this module).
  */
-let known: Map<number, [Buffer, string, number]> | undefined;
+let known: Map<number, [Buffer, string]> | undefined;
 /** By length × 256 + last byte, which tells the four apart. */
-function knownStrings(): Map<number, [Buffer, string, number]> {
+function knownStrings(): Map<number, [Buffer, string]> {
   if (!known) {
     known = new Map();
-    for (const [index, text] of HEALTH_DESCRIPTIONS.entries()) {
+    for (const text of HEALTH_DESCRIPTIONS) {
       const bytes = Buffer.from(text, 'utf8');
       const key = bytes.length * 256 + (bytes[bytes.length - 1] as number);
       if (known.has(key))
         throw new Error(`health descriptions ${text} and ${known.get(key)?.[1]} share a length and last byte`);
-      known.set(key, [bytes, text, index]);
+      known.set(key, [bytes, text]);
     }
   }
   return known;
@@ -484,6 +488,27 @@ function knownDescription(all: DescriptionWords[], view: DataView, buf: Buffer, 
   return -1;
 }
 
+/**
+ * The three columns of `count` stats, in one buffer: Buffer's pool for a
+ * batch of up to ~240 stats (an ArrayBuffer of its own per batch was an
+ * eighth of the whole read). The pool keeps its offsets multiples of 8, as a
+ * Float64Array needs; should one not be, the columns get a buffer of their own.
+ */
+export function columnArrays(count: number): {
+  values: Float64Array;
+  timestamps: Float64Array;
+  descriptions: Uint8Array;
+} {
+  const bytes = count * 17;
+  let store = Buffer.allocUnsafe(bytes);
+  if ((store.byteOffset & 7) !== 0) store = Buffer.from(new ArrayBuffer(bytes));
+  return {
+    values: new Float64Array(store.buffer, store.byteOffset, count),
+    timestamps: new Float64Array(store.buffer, store.byteOffset + count * 8, count),
+    descriptions: new Uint8Array(store.buffer, store.byteOffset + count * 16, count),
+  };
+}
+
 /** A call that is not in the form `readPublishColumns` reads: the caller reads it the general way. */
 const OTHER_FORM = undefined;
 
@@ -552,12 +577,7 @@ function readStatColumns(r: Reader): Omit<ColumnsCall, 'seqid' | 'agentId' | 'se
     ids.push(r.string());
   }
   const idsBytes = r.pos - idsFrom;
-  // The three columns in one buffer (Buffer's pool for a batch of up to ~240 stats: an ArrayBuffer of
-  // its own per batch was an eighth of this read); its offset in the pool is a multiple of 8.
-  const store = Buffer.allocUnsafe(count * 17);
-  const values = new Float64Array(store.buffer, store.byteOffset, count);
-  const timestamps = new Float64Array(store.buffer, store.byteOffset + count * 8, count);
-  const descriptions = new Uint8Array(store.buffer, store.byteOffset + count * 16, count);
+  const { values, timestamps, descriptions } = columnArrays(count);
   const words = descriptionWords();
   let at = r.pos;
   for (let i = 0; i < count; i++) {

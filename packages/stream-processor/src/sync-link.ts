@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { boundLoggedText, type Clock, type Logger, RateLimitedLog, type TimerHandle } from '@faultline/core';
-import type { AnyBatch, Endpoint } from '@faultline/protocol';
+import { type AnyBatch, batchOf, type Endpoint } from '@faultline/protocol';
 import { encodeCheckedBatchFrame, encodeFrame, FrameReader } from './framing.js';
 import type { SnapshotStream } from './snapshot-stream.js';
 import { type HandshakeFacts, newNonce, syncProof, verifySyncProof } from './sync-auth.js';
@@ -268,7 +268,8 @@ export class SyncLink {
     try {
       frame = encodeCheckedBatchFrame(seq, batch);
       if (frame.length - 4 > this.options.maxFrameBytes)
-        frame = encodeFrame({ t: 'batch', seq, batch }, this.options.maxFrameBytes);
+        // JSON carries a batch as objects: typed arrays would not survive it.
+        frame = encodeFrame({ t: 'batch', seq, batch: batchOf(batch) }, this.options.maxFrameBytes);
     } catch (error) {
       this.degraded += 1;
       this.detach(`a batch could not be encoded: ${error instanceof Error ? error.message : String(error)}`);

@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { Logger } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { batchOf, encodeBatch, type HealthStatBatch } from '@faultline/protocol';
-import { testStat } from '@faultline/protocol/testing';
+import { columnsOf, testStat } from '@faultline/protocol/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BatchDedupe } from './batch-dedupe.js';
 import { encodeCheckedBatchFrame, encodeFrame, encodeRawBatch, FrameReader } from './framing.js';
@@ -439,6 +439,11 @@ describe('SyncLink to SyncServer', () => {
     const batch = { agentId: 'php-m-1', sequence: 1, stats };
     expect(await link.replicate(batch)).toBe(true);
     expect(onBatch.mock.calls.map((c) => c[0])).toEqual([batch]);
+    // The same in columns (as the active reads an agent's call): its stats go as objects.
+    const columns = columnsOf({ ...batch, sequence: 2 });
+    expect(await link.replicate(columns)).toBe(true);
+    expect(link.status).toBe('ready');
+    expect(onBatch.mock.calls.map((c) => batchOf(c[0]))).toEqual([batch, { ...batch, sequence: 2 }]);
   });
 
   it('drops the link when a batch cannot be encoded: the next snapshot carries it', async () => {
