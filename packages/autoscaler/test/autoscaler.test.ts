@@ -193,9 +193,11 @@ describe('autoscaler with real members, brokers and PostgreSQL', () => {
     if (!victim) throw new Error('no member');
     const pgid = pgidOf(victim);
     const handle = victim.handle as { workload: { pid: number } };
+    // Counted before the kill: the tick's reconciliation may act on the dead instance before this test
+    // sees it down (seen in CI: both decisions made before the count, the test then waited for two more).
+    const before = decisions().length;
     process.kill(handle.workload.pid, 'SIGKILL');
     await waitFor(async () => !(await iaas.isRunning(victim.memberId)), 'the instance down');
-    const before = decisions().length;
     await sp.publish(memberFault(victim, 1));
     await waitFor(() => decisions().length >= before + 2, 'two decisions');
     await pause(500);
