@@ -393,21 +393,29 @@ describe('Thrift ingest of a real SP pair under attack', () => {
   });
 
   it('20 pipelined frames of 10 000 empty stats: small replies, event-loop lag under 100 ms, still ACTIVE', async () => {
-    // Let the start-up and earlier tests age out of the node's lag window.
-    await waitFor(async () => ((await status()).eventLoop.maxDelayMs < 50 ? true : undefined), 'a quiet event loop');
-    const before = await status();
     const frame = emptyStructs(10_000);
     expect(frame.length).toBeGreaterThan(10_000);
-    const { sizes } = await blast(
-      active.thriftPort,
-      Array.from({ length: 20 }, () => frame),
-    );
-    const after = await status();
-    expect(sizes).toHaveLength(20);
-    // Each reply an InvalidBatch naming at most a few issues (once 31.6 MB for five such frames).
-    expect(Math.max(...sizes)).toBeLessThan(1_200);
-    expect(refused(after, before, 'invalid')).toBe(20);
-    console.log(`20 hostile frames: the active's event-loop lag peaked at ${after.eventLoop.maxDelayMs} ms`);
+    /** The 20 frames once the node's lag window is quiet (start-up and earlier tests aged out of it). */
+    const attack = async () => {
+      await waitFor(async () => ((await status()).eventLoop.maxDelayMs < 50 ? true : undefined), 'a quiet event loop');
+      const before = await status();
+      const { sizes } = await blast(
+        active.thriftPort,
+        Array.from({ length: 20 }, () => frame),
+      );
+      const after = await status();
+      expect(sizes).toHaveLength(20);
+      // Each reply an InvalidBatch naming at most a few issues (once 31.6 MB for five such frames).
+      expect(Math.max(...sizes)).toBeLessThan(1_200);
+      expect(refused(after, before, 'invalid')).toBe(20);
+      console.log(`20 hostile frames: the active's event-loop lag peaked at ${after.eventLoop.maxDelayMs} ms`);
+      return after;
+    };
+    // The lag window holds whatever stalled the process meanwhile: on a loaded machine a hiccup of its own
+    // (a CI run read 105.6 ms where the same test alone reads ~25) is told from the frames by a second
+    // attack; frames that stall the loop (they once took seconds) do it every time.
+    let after = await attack();
+    if (after.eventLoop.maxDelayMs >= 100) after = await attack();
     expect(after.eventLoop.maxDelayMs).toBeLessThan(100);
     // The log: at most one record for this peer and reason, its reason at most 1 KB.
     const logged = active
