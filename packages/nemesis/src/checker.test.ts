@@ -180,6 +180,16 @@ describe('the checker', () => {
       expect(violations[0]?.message).toMatch(/harmed only later/);
     });
 
+    it('not a spawn the registry did not record: that member never ran, and the next spawn replaces it', () => {
+      const o = clean();
+      o.actions.push(
+        spawn(16, 'e'),
+        removed(16.5, 'e', 'spawn not started: the registry did not record its intent'),
+        spawn(19, 'f'),
+      );
+      expect(check(o).filter((v) => v.invariant === 'untouched')).toEqual([]);
+    });
+
     it('a scale-down or an orphan termination of an untouched member', () => {
       const o = clean();
       o.actions.push(action(17, 'ScaleDownAction', 'c'));

@@ -8,6 +8,8 @@ export const TERMINATIONS: ReadonlySet<string> = new Set([
 ]);
 /** The decision that forgets a member (after a termination, or of an instance already gone). */
 export const REMOVAL = 'MemberRemoved';
+/** How a removal of a spawn that never started (its intent not recorded) begins its reason. */
+const SPAWN_NOT_STARTED = 'spawn not started';
 /** Decisions that start a member. */
 export const SPAWNS: ReadonlySet<string> = new Set(['MemberSpawnAction', 'ScaleUpAction']);
 
@@ -143,10 +145,12 @@ export function check(observation: Observation): Violation[] {
     }
   }
 
-  // (ii) nothing the nemesis never harmed is terminated or removed.
+  // (ii) nothing the nemesis never harmed is terminated or removed. A spawn the registry did not record is
+  // removed without ever having run (the autoscaler starts nothing it could not record): no member touched.
   const flagged = new Set<string>();
   for (const a of actions) {
     if (a.memberId === null || !(TERMINATIONS.has(a.action) || a.action === REMOVAL)) continue;
+    if (a.action === REMOVAL && a.reason.startsWith(SPAWN_NOT_STARTED)) continue;
     const h = harmed.get(a.memberId);
     if (h !== undefined && h <= a.at) continue;
     if (flagged.has(a.memberId)) continue;
