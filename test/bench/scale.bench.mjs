@@ -17,7 +17,7 @@
 // Every figure is measured on this machine with the pair, both brokers,
 // PostgreSQL, the load and the benchmark sharing its cores.
 import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { DEFAULTS } from '@faultline/core';
 import {
@@ -76,7 +76,45 @@ const cpuSeconds = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / ticks();
 };
+/** Major page faults of a process so far: each a wait for the disk (a page of code or data read back). */
+const majorFaults = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[9]);
 const rssMb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+/**
+ * How long a process's event-loop thread (its main thread) has run and waited on a run queue, ready while another
+ * thread had every core (ms, /proc schedstat); undefined when unreadable.
+ */
+const schedMs = (pid) =>
+  tryOr(() => {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+    return { run: run / 1e6, wait: wait / 1e6 };
+  }, undefined);
+/** Per second of `wallS`: how long the thread ran and waited between two `schedMs` reads. */
+const schedRate = (a, b, wallS) =>
+  a && b ? { run: (b.run - a.run) / wallS, wait: (b.wait - a.wait) / wallS } : undefined;
+/** CPU seconds of each of the kernel's own threads (a process with no command line), by pid: `{ name, s }`. */
+const kernelThreads = () => {
+  const threads = new Map();
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    tryOr(() => {
+      if (readFileSync(`/proc/${pid}/cmdline`).length > 0) return;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+      threads.set(pid, {
+        name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/[/:].*$/, ''),
+        s: (Number(f[11]) + Number(f[12])) / ticks(),
+      });
+    }, undefined);
+  }
+  return threads;
+};
+/** The kernel's threads' CPU between two `kernelThreads` reads, per second of `wallS`: in all, and the busiest name's. */
+const kernelCpu = (a, b, wallS) => {
+  const byName = new Map();
+  for (const [pid, t] of b) byName.set(t.name, (byName.get(t.name) ?? 0) + (t.s - (a.get(pid)?.s ?? t.s)) / wallS);
+  const [top, topShare] = [...byName].sort((x, y) => y[1] - x[1])[0] ?? ['–', 0];
+  return { all: [...byName.values()].reduce((x, y) => x + y, 0), top, topShare };
+};
 /** Busy and total jiffies of the whole machine (every core), from /proc/stat. */
 const machineJiffies = () => {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
@@ -309,6 +347,9 @@ async function measureSteadyState({
   );
   const bench0 = process.cpuUsage();
   const machine0 = machineJiffies();
+  const sched0 = schedMs(pids.active);
+  const faults0 = tryOr(() => majorFaults(pids.active), Number.NaN);
+  const kernel0 = kernelThreads();
   const loadavg = os.loadavg()[0];
   const status0 = await active.status();
   const load0 = await load.report();
@@ -345,6 +386,9 @@ async function measureSteadyState({
   );
   const benchCpu = process.cpuUsage(bench0);
   const machine1 = machineJiffies();
+  const sched = schedRate(sched0, schedMs(pids.active), wallS);
+  const kernel = kernelCpu(kernel0, kernelThreads(), wallS);
+  const faults = tryOr(() => majorFaults(pids.active), Number.NaN) - faults0;
   const machineBusy = (machine1.busy - machine0.busy) / (machine1.total - machine0.total); // share of all cores
   const status1 = await active.status();
   const load1 = await load.report();
@@ -377,7 +421,7 @@ async function measureSteadyState({
   const machineNote = `machine: ${pct(machineBusy)} of ${os.cpus().length} cores busy over the window, load average ${loadavg.toFixed(2)} at its start`;
   console.log(
     `  scale: ${n} members; active ${pct(cpu.active)}, passive ${pct(cpu.passive)}, load ${pct(cpu.load)}, autoscaler's subscriber (nice ${SUBSCRIBER_NICE}) ${pct(cpu.subscriber)}, ` +
-      `benchmark ${pct((benchCpu.user + benchCpu.system) / 1e6 / wallS)} of a core; ${machineNote}`,
+      `benchmark ${pct((benchCpu.user + benchCpu.system) / 1e6 / wallS)}, the kernel's own threads ${pct(kernel.all)} (${kernel.top} ${pct(kernel.topShare)}) of a core; ${machineNote}`,
   );
   const figures = [
     {
@@ -410,6 +454,11 @@ async function measureSteadyState({
       name: `active SP event-loop delay p99 of its worst 5 s window under the load, ${n} members (worst of ${loop.length} reads, a read a second, of the p99 of its last whole 5 s window; median read ${ms(median(p99s))} ms)`,
       value: ms(worstP99),
       unit: 'ms',
+    },
+    {
+      name: `active SP event-loop thread's wait for a core under the load, ${n} members (ready to run while other threads held both: its run-queue time over the window, from /proc schedstat; it ran ${sched ? int(sched.run) : '–'} ms a second; the active's major page faults: ${Number.isNaN(faults) ? '–' : int(faults)}; the kernel's own threads meanwhile ${pct(kernel.all)} of a core, ${kernel.top} ${pct(kernel.topShare)})`,
+      value: sched ? int(sched.wait) : '–',
+      unit: 'ms a second',
     },
     {
       name: `active SP event-loop delay max under the load, ${n} members`,
@@ -504,6 +553,7 @@ async function relink({ active, passive, epoch }) {
   const appliedBefore = snapshotsApplied(passive).length;
   const t0 = performance.now();
   const wall0 = Date.now();
+  const sched0 = schedMs(active.pid);
   let ownMax = 0;
   let peakRss = 0;
   let unanswered = 0;
@@ -559,6 +609,7 @@ async function relink({ active, passive, epoch }) {
   } finally {
     await probe.stop();
   }
+  const waited = schedRate(sched0, schedMs(active.pid), (performance.now() - t0) / 1000);
   const endWall = wall0 + (followingMs ?? performance.now() - t0) + RELINK_TAIL_MS;
   const before = probe.polls.filter((p) => p.sentWall < wall0);
   const during = probe.polls.filter((p) => p.sentWall + p.ms >= wall0 && p.sentWall <= endWall);
@@ -584,6 +635,7 @@ async function relink({ active, passive, epoch }) {
     baseline: maxOf(before),
     failedPolls: during.filter((p) => !p.ok).length,
     ownMax,
+    waited,
     followingMs,
     listeningMs,
     criterion,
@@ -615,7 +667,8 @@ const relinkFigures = (members, runs, whyNone) => {
           `${int(r.stall)} ms` +
           (r.ticks > 0 ? `, ${r.ticks} summary tick(s) fell within: ${int(r.stallAtTicks)} ms across them` : '') +
           (r.failedPolls > 0 ? `, ${r.failedPolls} polls failed` : '') +
-          `, its own delay histogram's max meanwhile ${int(r.ownMax)} ms (5–10 s windows: may hold the tick before)`,
+          `, its own delay histogram's max meanwhile ${int(r.ownMax)} ms (5–10 s windows: may hold the tick before)` +
+          (r.waited ? `, its event-loop thread waiting for a core ${int(r.waited.wait)} ms a second` : ''),
       )})`,
       value: int(stall),
       unit: 'ms',

@@ -70,6 +70,9 @@ const FRAME_TURN_BUDGET_MS = 5;
 /** When the frames of this turn of the event loop began to be handled (every connection's together). */
 let turnStartedAt: number | undefined;
 
+/** The pumps of connections whose whole frames wait for a later turn, in the order they stopped. */
+let waitingPumps: (() => void)[] = [];
+
 /**
  * Time spent on frames in this turn, by all connections: the budget is the
  * server's, not each connection's. With a budget per connection, a hundred
@@ -79,11 +82,50 @@ let turnStartedAt: number | undefined;
 function turnElapsedMs(): number {
   if (turnStartedAt === undefined) {
     turnStartedAt = performance.now();
-    setImmediate(() => {
-      turnStartedAt = undefined;
-    });
+    setImmediate(endTurn);
   }
   return performance.now() - turnStartedAt;
+}
+
+/**
+ * The turn's last phase: the budget is free again, and the frames left
+ * waiting are handled in the last phase of the next turn (an immediate set
+ * from this phase runs in the next one), after that turn's timers. Resumed
+ * in this phase, they had a budget of their own after the one the turn's
+ * reads spent: a burst arriving at an idle server took the event loop for
+ * two budgets before any timer ran.
+ */
+function endTurn(): void {
+  turnStartedAt = undefined;
+  if (waitingPumps.length > 0) setImmediate(resumeWaiting);
+}
+
+/**
+ * Resumes the waiting connections in the order they stopped, while the
+ * budget lasts. Those it did not reach keep the front of the line; those it
+ * reached and that still have frames go behind them (each puts itself at the
+ * back). A connection read while others wait lines up behind them (`socket`'s
+ * 'data' in `paceFrames`): the reads of every turn could otherwise spend its
+ * budget first, and a connection once stopped would wait as long as others
+ * keep sending.
+ */
+function resumeWaiting(): void {
+  const pumps = waitingPumps;
+  waitingPumps = [];
+  let next = 0;
+  try {
+    while (next < pumps.length && (turnStartedAt === undefined || turnElapsedMs() < FRAME_TURN_BUDGET_MS)) {
+      const pump = pumps[next] as () => void;
+      next += 1;
+      pump();
+    }
+  } finally {
+    if (next < pumps.length) {
+      waitingPumps = pumps.slice(next).concat(waitingPumps);
+      // A turn begun here ends (and resumes them) in the next check phase; none begun: nothing else would.
+      if (turnStartedAt === undefined) setImmediate(resumeWaiting);
+    }
+  }
 }
 
 /** What one connection holds of frames not complete yet, whose it is, and how to close it. */
@@ -237,12 +279,7 @@ function paceFrames(
       }
       if (end - start < 4 + size) break;
       if (turnElapsedMs() >= FRAME_TURN_BUDGET_MS) {
-        waiting = true;
-        socket.pause();
-        setImmediate(pump);
-        // Paused with whole frames waiting for a turn: those are no hoard (a paused socket reads no more, and
-        // a hundred agents catching up after a stall hold many), only a frame still incomplete behind them is.
-        if (!refused) budget.hold(holder, end - incompleteFrom());
+        waitTurn();
         return;
       }
       const payload = held.subarray(start + 4, start + 4 + size);
@@ -266,11 +303,21 @@ function paceFrames(
     if (socket.isPaused() && !socket.destroyed) socket.resume();
     account();
   };
+  /** Stops reading and lines up for a later turn (`resumeWaiting`). */
+  const waitTurn = (): void => {
+    waiting = true;
+    socket.pause();
+    waitingPumps.push(pump);
+    // Paused with whole frames waiting for a turn: those are no hoard (a paused socket reads no more, and
+    // a hundred agents catching up after a stall hold many), only a frame still incomplete behind them is.
+    if (!refused) budget.hold(holder, end - incompleteFrom());
+  };
   socket.on('data', (chunk: Buffer) => {
     if (refused) return;
     append(chunk);
-    if (!waiting) pump();
-    else account();
+    if (waiting) account();
+    else if (waitingPumps.length > 0) waitTurn();
+    else pump();
   });
 }
 

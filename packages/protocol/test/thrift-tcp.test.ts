@@ -48,6 +48,61 @@ async function connect(port: number) {
   return { connection: { end: connection.close }, client: connection.client };
 }
 
+/** A handler whose every call takes 1 ms of this process, then counts it (`onCall`) and acknowledges it. */
+const oneMsCalls =
+  (onCall: () => void) =>
+  async (batch: Result<AnyBatch, BatchDecodeError>): Promise<BatchAck> => {
+    const until = performance.now() + 1;
+    while (performance.now() < until);
+    onCall();
+    if (!batch.ok) throw new Error(batch.error.message);
+    return { ...batch.value, duplicate: false, epoch: 1, replicated: false };
+  };
+
+/** The bytes a client sends for `n` pipelined calls (one member's batches, sequences 1…n), captured off a socket. */
+async function sentBytes(n: number, agentId = 'm-1'): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const sink = net.createServer((socket) => socket.on('data', (chunk) => chunks.push(chunk)));
+  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+  const { connection, client } = await connect((sink.address() as net.AddressInfo).port);
+  for (let i = 0; i < n; i++)
+    void client.publish(toBatchWire({ agentId, sequence: i + 1, stats: [stat] })).catch(() => {});
+  const size = () => chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+  for (let waited = 0; waited < 5_000 && frames(Buffer.concat(chunks)) < n; waited += 10) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  connection.end();
+  sink.close();
+  expect(size()).toBeGreaterThan(0);
+  return Buffer.concat(chunks);
+}
+
+/** Whole frames in `bytes` (framed transport: a 4-byte size before each). */
+function frames(bytes: Buffer): number {
+  return framesOf(bytes).length;
+}
+
+/** The whole frames of `bytes`, each with its size. */
+function framesOf(bytes: Buffer): Buffer[] {
+  const found: Buffer[] = [];
+  for (
+    let at = 0;
+    at + 4 <= bytes.length && at + 4 + bytes.readInt32BE(at) <= bytes.length;
+    at += 4 + bytes.readInt32BE(at)
+  ) {
+    found.push(bytes.subarray(at, at + 4 + bytes.readInt32BE(at)));
+  }
+  return found;
+}
+
+/** Resolves once `count()` reaches 800, or fails after 10 s. */
+async function until800(count: () => number): Promise<void> {
+  for (let waited = 0; count() < 800; waited += 10) {
+    if (waited > 10_000) throw new Error(`${count()} of 800 handled in 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 const stat = {
   clusterId: 'php',
   clusterInstanceId: 'php-1',
@@ -213,14 +268,10 @@ describe('HealthStatService over TCP', () => {
     };
     // A frame budget far below what the 20 connections pipeline: whole frames waiting for their turn are no hoard.
     const { server, port, errors } = await startServer(
-      async (batch) => {
-        const until = performance.now() + 1;
-        while (performance.now() < until);
+      oneMsCalls(() => {
         handled += 1;
         thisTurn += 1;
-        if (!batch.ok) throw new Error(batch.error.message);
-        return { ...batch.value, duplicate: false, epoch: 1, replicated: false };
-      },
+      }),
       { heldFrames: new HeldFrames(16 * 1024) },
     );
     const clients = await Promise.all(Array.from({ length: 20 }, () => connect(port)));
@@ -242,6 +293,102 @@ describe('HealthStatService over TCP', () => {
     // A budget (5 ms: some 5 calls) and at most one call of each other connection (≤ 25); a budget each made
     // up to 100 (42 seen).
     expect(mostInOneTurn).toBeLessThan(30);
+  });
+
+  it('leaves the frames a turn could not take to the next turn, not to a second budget in this one', async () => {
+    // 20 connections' calls arrive at once at an idle server (agents on a common tick), each call taking 1 ms of
+    // this process. A timer fires once a turn of the event loop at most (in its first phase, where the SP's timers
+    // and its delay monitor fire): the calls handled between two firings are one turn's.
+    const calls = await sentBytes(40);
+    let handled = 0;
+    let mostBetweenTimers = 0;
+    let sinceTimer = 0;
+    let ticking = true;
+    const tick = () => {
+      mostBetweenTimers = Math.max(mostBetweenTimers, sinceTimer);
+      sinceTimer = 0;
+      if (ticking) setTimeout(tick, 0);
+    };
+    const { server, port, errors } = await startServer(
+      oneMsCalls(() => {
+        handled += 1;
+        sinceTimer += 1;
+      }),
+      { heldFrames: new HeldFrames(16 * 1024 * 1024) },
+    );
+    const sockets = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const socket = net.connect(port, '127.0.0.1');
+        socket.on('error', () => {});
+        socket.on('data', () => {});
+        await new Promise((resolve) => socket.once('connect', resolve));
+        return socket;
+      }),
+    );
+    cleanup.push(() => {
+      ticking = false;
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    });
+    setTimeout(tick, 0);
+    for (const socket of sockets) socket.write(calls);
+    // Every connection's calls reach the server's sockets before its next read.
+    const until = performance.now() + 20;
+    while (performance.now() < until);
+    await until800(() => handled);
+    expect(errors).toEqual([]);
+    // One budget (5 ms: 5 calls, a sixth begun within it) a turn. The turn's reads used to spend a budget and the
+    // calls they left waiting another one in the same turn's last phase: 10–11 calls between two timers.
+    expect(mostBetweenTimers).toBeLessThanOrEqual(7);
+  });
+
+  it('lets no connection that sends a frame every turn hold back those waiting for a turn', async () => {
+    // One agent's calls take 6 ms each (more than a turn's budget) and each arrives as the last is handled: a read
+    // of one whole frame in every turn, which never leaves that connection waiting. Another agent's 40 calls
+    // (1 ms each) arrive at once: the ones past a budget wait for a turn, and must get one.
+    const steadyFrames = framesOf(await sentBytes(200, 'steady'));
+    let steadyLeft = steadyFrames.length;
+    let steadySocket: net.Socket | undefined;
+    const sendSteady = () => {
+      const frame = steadyFrames.shift();
+      if (frame) steadySocket?.write(frame);
+    };
+    const { server, port, errors } = await startServer(
+      async (batch) => {
+        const steady = batch.ok && batch.value.agentId === 'steady';
+        const until = performance.now() + (steady ? 6 : 1);
+        while (performance.now() < until);
+        if (steady) {
+          steadyLeft -= 1;
+          sendSteady();
+        }
+        if (!batch.ok) throw new Error(batch.error.message);
+        return { ...batch.value, duplicate: false, epoch: 1, replicated: false };
+      },
+      { heldFrames: new HeldFrames(16 * 1024 * 1024) },
+    );
+    const socket = net.connect(port, '127.0.0.1');
+    steadySocket = socket;
+    socket.on('error', () => {});
+    socket.on('data', () => {});
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const burst = await connect(port);
+    cleanup.push(() => {
+      socket.destroy();
+      burst.connection.end();
+      server.close();
+    });
+    sendSteady();
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        burst.client.publish(toBatchWire({ agentId: 'burst', sequence: i + 1, stats: [stat] })),
+      ),
+    );
+    const steadyLeftWhenBurstDone = steadyLeft;
+    expect(errors).toEqual([]);
+    // 40 ms of calls, some turns' worth: done with most of the other agent's 200 calls (1.2 s) still to come,
+    // not after the last of them (the turns' reads used to spend every budget before a waiting frame's turn).
+    expect(steadyLeftWhenBurstDone).toBeGreaterThan(100);
   });
 
   it('ends a connection that announces more than 10 000 elements, or calls anything but publish', async () => {
