@@ -145,7 +145,9 @@ describe.each(BROKER_KINDS)('the full stack, end to end (%s brokers)', (kind) =>
     await sleep(6_000); // longer than the fault timeout and a few monitor ticks: a second action would show now
     expect(handled(memberId).filter((a) => a.action === 'MemberRemoved')).toHaveLength(1);
     const replacements = spawns().filter((a) => a.clusterId === 'web' && a.timestamp >= removed.timestamp);
-    expect(replacements).toHaveLength(1);
+    // On a failure, what the pair did since the kill: which node made each spawn and why.
+    const since = actions().filter((a) => a.timestamp >= new Date(killedAt).toISOString());
+    expect(replacements, JSON.stringify(since, null, 1)).toHaveLength(1);
     // The supervisor brought the killed node back, standing by.
     await waitFor(async () => {
       const now = await roles();
