@@ -72,12 +72,17 @@ const SUBSCRIBER_NICE = 10;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const int = (x) => Math.round(x).toLocaleString('en-US');
 const ticks = () => 100; // USER_HZ on Linux
-const cpuSeconds = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / ticks();
+/** A process's /proc stat: its name and the fields after it (field 3, the state, at index 0). */
+const procStat = (pid) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const close = stat.lastIndexOf(') '); // the name may hold ") " itself
+  return { name: stat.slice(stat.indexOf('(') + 1, close), fields: stat.slice(close + 2).split(' ') };
 };
+/** User + system CPU seconds from `procStat` fields. */
+const cpuOf = (fields) => (Number(fields[11]) + Number(fields[12])) / ticks();
+const cpuSeconds = (pid) => cpuOf(procStat(pid).fields);
 /** Major page faults of a process so far: each a wait for the disk (a page of code or data read back). */
-const majorFaults = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[9]);
+const majorFaults = (pid) => Number(procStat(pid).fields[9]);
 const rssMb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 /**
  * How long a process's event-loop thread (its main thread) has run and waited on a run queue, ready while another
@@ -98,11 +103,10 @@ const kernelThreads = () => {
     if (!/^\d+$/.test(pid)) continue;
     tryOr(() => {
       if (readFileSync(`/proc/${pid}/cmdline`).length > 0) return;
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+      const { name, fields } = procStat(pid);
       threads.set(pid, {
-        name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/[/:].*$/, ''),
-        s: (Number(f[11]) + Number(f[12])) / ticks(),
+        name: name.replace(/[/:].*$/, ''),
+        s: cpuOf(fields),
       });
     }, undefined);
   }

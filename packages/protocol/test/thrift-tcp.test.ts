@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { Result } from '@faultline/core';
+import { waitFor } from '@faultline/test-support';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AnyBatch,
@@ -59,30 +60,26 @@ const oneMsCalls =
     return { ...batch.value, duplicate: false, epoch: 1, replicated: false };
   };
 
-/** The bytes a client sends for `n` pipelined calls (one member's batches, sequences 1…n), captured off a socket. */
-async function sentBytes(n: number, agentId = 'm-1'): Promise<Buffer> {
+/** The frames a client sends for `n` pipelined calls (one member's batches, sequences 1…n), captured off a socket. */
+async function sentFrames(n: number, agentId = 'm-1'): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
   const sink = net.createServer((socket) => socket.on('data', (chunk) => chunks.push(chunk)));
   await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
   const { connection, client } = await connect((sink.address() as net.AddressInfo).port);
   for (let i = 0; i < n; i++)
     void client.publish(toBatchWire({ agentId, sequence: i + 1, stats: [stat] })).catch(() => {});
-  const size = () => chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-  for (let waited = 0; waited < 5_000 && frames(Buffer.concat(chunks)) < n; waited += 10) {
-    await new Promise((resolve) => setTimeout(resolve, 10));
+  try {
+    return await waitFor(() => {
+      const frames = framesOf(Buffer.concat(chunks));
+      return frames.length === n ? frames : undefined;
+    }, `${n} frames sent`);
+  } finally {
+    connection.end();
+    sink.close();
   }
-  connection.end();
-  sink.close();
-  expect(size()).toBeGreaterThan(0);
-  return Buffer.concat(chunks);
 }
 
-/** Whole frames in `bytes` (framed transport: a 4-byte size before each). */
-function frames(bytes: Buffer): number {
-  return framesOf(bytes).length;
-}
-
-/** The whole frames of `bytes`, each with its size. */
+/** The whole frames of `bytes` (framed transport: a 4-byte size before each), each with its size. */
 function framesOf(bytes: Buffer): Buffer[] {
   const found: Buffer[] = [];
   for (
@@ -93,14 +90,6 @@ function framesOf(bytes: Buffer): Buffer[] {
     found.push(bytes.subarray(at, at + 4 + bytes.readInt32BE(at)));
   }
   return found;
-}
-
-/** Resolves once `count()` reaches 800, or fails after 10 s. */
-async function until800(count: () => number): Promise<void> {
-  for (let waited = 0; count() < 800; waited += 10) {
-    if (waited > 10_000) throw new Error(`${count()} of 800 handled in 10 s`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 const stat = {
@@ -299,7 +288,7 @@ describe('HealthStatService over TCP', () => {
     // 20 connections' calls arrive at once at an idle server (agents on a common tick), each call taking 1 ms of
     // this process. A timer fires once a turn of the event loop at most (in its first phase, where the SP's timers
     // and its delay monitor fire): the calls handled between two firings are one turn's.
-    const calls = await sentBytes(40);
+    const calls = Buffer.concat(await sentFrames(40));
     let handled = 0;
     let mostBetweenTimers = 0;
     let sinceTimer = 0;
@@ -335,7 +324,7 @@ describe('HealthStatService over TCP', () => {
     // Every connection's calls reach the server's sockets before its next read.
     const until = performance.now() + 20;
     while (performance.now() < until);
-    await until800(() => handled);
+    await waitFor(() => handled === 800, '800 calls handled');
     expect(errors).toEqual([]);
     // One budget (5 ms: 5 calls, a sixth begun within it) a turn. The turn's reads used to spend a budget and the
     // calls they left waiting another one in the same turn's last phase: 10–11 calls between two timers.
@@ -346,7 +335,7 @@ describe('HealthStatService over TCP', () => {
     // One agent's calls take 6 ms each (more than a turn's budget) and each arrives as the last is handled: a read
     // of one whole frame in every turn, which never leaves that connection waiting. Another agent's 40 calls
     // (1 ms each) arrive at once: the ones past a budget wait for a turn, and must get one.
-    const steadyFrames = framesOf(await sentBytes(200, 'steady'));
+    const steadyFrames = await sentFrames(200, 'steady');
     let steadyLeft = steadyFrames.length;
     let steadySocket: net.Socket | undefined;
     const sendSteady = () => {
