@@ -19,6 +19,7 @@
 import { fork } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { DEFAULTS } from '@faultline/core';
 import {
   brokerEndpoints,
@@ -553,11 +554,14 @@ async function afterSummaryTick(node) {
 async function relink({ active, passive, epoch }) {
   await afterSummaryTick(active);
   const probe = latencyProbe(active);
+  // The probe's answers wait for this process's event loop too: how late it ran is printed beside.
+  const benchLoop = monitorEventLoopDelay({ resolution: 10 });
   await sleep(RELINK_BASELINE_MS);
   const appliedBefore = snapshotsApplied(passive).length;
   const t0 = performance.now();
   const wall0 = Date.now();
   const sched0 = schedMs(active.pid);
+  benchLoop.enable();
   let ownMax = 0;
   let peakRss = 0;
   let unanswered = 0;
@@ -612,6 +616,7 @@ async function relink({ active, passive, epoch }) {
     error = `restart failed: ${reasonOf(e)}`;
   } finally {
     await probe.stop();
+    benchLoop.disable();
   }
   const waited = schedRate(sched0, schedMs(active.pid), (performance.now() - t0) / 1000);
   const endWall = wall0 + (followingMs ?? performance.now() - t0) + RELINK_TAIL_MS;
@@ -639,6 +644,7 @@ async function relink({ active, passive, epoch }) {
     baseline: maxOf(before),
     failedPolls: during.filter((p) => !p.ok).length,
     ownMax,
+    benchLoopMax: benchLoop.max / 1e6,
     waited,
     followingMs,
     listeningMs,
@@ -672,6 +678,7 @@ const relinkFigures = (members, runs, whyNone) => {
           (r.ticks > 0 ? `, ${r.ticks} summary tick(s) fell within: ${int(r.stallAtTicks)} ms across them` : '') +
           (r.failedPolls > 0 ? `, ${r.failedPolls} polls failed` : '') +
           `, its own delay histogram's max meanwhile ${int(r.ownMax)} ms (5–10 s windows: may hold the tick before)` +
+          `, this benchmark's own event-loop delay max meanwhile ${int(r.benchLoopMax)} ms (the round trip holds it too)` +
           (r.waited ? `, its event-loop thread waiting for a core ${int(r.waited.wait)} ms a second` : ''),
       )})`,
       value: int(stall),

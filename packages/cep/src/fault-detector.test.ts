@@ -1,6 +1,7 @@
 import { type Clock, systemClock } from '@faultline/core';
 import type { MemberIdentity } from '@faultline/protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DeadlineHeap } from './deadline-heap.js';
 import { FaultDetector, type FaultInfo } from './fault-detector.js';
 
 const member = (memberId: string): MemberIdentity => ({
@@ -345,6 +346,99 @@ describe('FaultDetector', () => {
       ['silent', 15_000],
     ]);
     next.close();
+  });
+
+  it('a member that keeps reporting is faulted one timeout after its last stat, exactly', async () => {
+    const { d, faults } = detector();
+    d.touch(member('m-1'), 0);
+    await vi.advanceTimersByTimeAsync(30_000);
+    d.touch(member('m-1'), 30_000);
+    await vi.advanceTimersByTimeAsync(29_000);
+    d.touch(member('m-1'), 59_000);
+    await vi.advanceTimersByTimeAsync(59_999); // 118 999: past every deadline but the last stat's
+    expect(faults).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults).toEqual([
+      {
+        memberId: 'm-1',
+        at: 119_000,
+        info: { reason: 'timeout', lastStatAt: 59_000, silentForMs: 60_000, declaredAt: 119_000, lateByMs: 0 },
+      },
+    ]);
+    d.close();
+  });
+
+  it('a stat does not reorder the heap: members that keep reporting are re-placed once per fault timeout, in passes about a second apart', async () => {
+    // Before, every stat sifted its member from near the top of the heap to the bottom. Now a stat leaves its
+    // member's key where it was; the timer pass that finds a stale key at the top sets the keys of the next
+    // second, so the passes are not one per stale key (with 6 000 members reporting every 15 s, one a step).
+    const reordered = vi.spyOn(DeadlineHeap.prototype, 'update');
+    let fired = 0;
+    const counting: Clock = {
+      ...systemClock,
+      setTimeout: (fn, ms) =>
+        systemClock.setTimeout(() => {
+          fired += 1;
+          fn();
+        }, ms),
+    };
+    const { d, faults } = detector(60_000, counting);
+    const members = 6_000;
+    const intervalMs = 15_000;
+    const stepMs = 25;
+    const perStep = (members * stepMs) / intervalMs; // 10 members a step, each at its own phase
+    const minutes = 3;
+    for (let step = 0; step < (minutes * 60_000) / stepMs; step++) {
+      const first = (step * perStep) % members;
+      for (let i = first; i < first + perStep; i++) d.touch(member(`m-${i}`), step * stepMs);
+      await vi.advanceTimersByTimeAsync(stepMs);
+    }
+    expect(faults).toEqual([]);
+    const stats = (minutes * 60_000 * members) / intervalMs; // 72 000: each member 12 times
+    // Each member re-placed about twice (its key reached the top at 60 s and 120 s), not at 11 of its 12 stats.
+    expect(reordered.mock.calls.length).toBeGreaterThan(members);
+    expect(reordered.mock.calls.length).toBeLessThanOrEqual(stats / 4);
+    // The first minute's keys are every member's first deadline: the passes start after it.
+    expect(fired).toBeGreaterThan(0);
+    expect(fired).toBeLessThanOrEqual(2 * (minutes - 1) * 60);
+    reordered.mockRestore();
+    d.close();
+  });
+
+  it('grace, shift and export read the deadline the last stat set, not a key it left behind', async () => {
+    const { d, faults } = detector();
+    for (const id of ['graced', 'shifted', 'exported']) d.touch(member(id), 0);
+    await vi.advanceTimersByTimeAsync(50_000);
+    for (const id of ['graced', 'shifted', 'exported']) d.touch(member(id), 50_000); // due at 110 000
+    await vi.advanceTimersByTimeAsync(5_000);
+    d.grace(10_000); // a floor of 65 000: below 110 000, so nothing is given back
+    expect(d.exportOne('exported')?.remainingMs).toBe(55_000);
+    expect(d.exportOne('graced')?.givenBackMs).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(54_999);
+    expect(faults).toEqual([]);
+    d.shift(5_000, 10_000); // 'shifted' (and the others) now due at 114 999 + 1 + 5 000
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(faults).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults.map((f) => [f.memberId, f.at, f.info.lateByMs]).sort()).toEqual([
+      ['exported', 115_000, 0],
+      ['graced', 115_000, 0],
+      ['shifted', 115_000, 0],
+    ]);
+    d.close();
+  });
+
+  it('a stat that brings a deadline earlier than a grace had set it moves the member up at once', async () => {
+    const { d, faults } = detector();
+    d.touch(member('m-1'), 0);
+    d.grace(120_000); // due at 120 000
+    await vi.advanceTimersByTimeAsync(1_000);
+    d.touch(member('m-1'), 1_000); // due at 61 000, a stat resets what takeovers gave back
+    await vi.advanceTimersByTimeAsync(59_999);
+    expect(faults).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(faults.map((f) => [f.memberId, f.at, f.info.lateByMs])).toEqual([['m-1', 61_000, 0]]);
+    d.close();
   });
 
   it('close stops the timer', async () => {
