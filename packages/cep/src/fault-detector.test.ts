@@ -33,7 +33,9 @@ describe('FaultDetector', () => {
     const clock: Clock = { ...systemClock, monotonicNow: () => performance.now() + stalled };
     const { d, faults } = detector(4_000, clock);
     d.touch(member('m-1'), 0);
-    await vi.advanceTimersByTimeAsync(3_999);
+    await vi.advanceTimersByTimeAsync(2_000);
+    d.touch(member('m-1'), 2_000); // due at 6 000, its key left at 4 000
+    await vi.advanceTimersByTimeAsync(1_999);
     stalled = 7_000; // the process did not run for 7 s: its clock jumped, its fault timer is due at the wake
     await vi.advanceTimersByTimeAsync(1);
     expect(faults).toEqual([]);
@@ -370,7 +372,7 @@ describe('FaultDetector', () => {
 
   it('a stat does not reorder the heap: members that keep reporting are re-placed once per fault timeout, in passes about a second apart', async () => {
     // Before, every stat sifted its member from near the top of the heap to the bottom. Now a stat leaves its
-    // member's key where it was; the timer pass that finds a stale key at the top sets the keys of the next
+    // member's key where it was; the timer pass that finds a stale key at the top sets the stale keys of the next
     // second, so the passes are not one per stale key (with 6 000 members reporting every 15 s, one a step).
     const reordered = vi.spyOn(DeadlineHeap.prototype, 'update');
     let fired = 0;
@@ -407,39 +409,80 @@ describe('FaultDetector', () => {
 
   it('grace, shift and export read the deadline the last stat set, not a key it left behind', async () => {
     const { d, faults } = detector();
-    for (const id of ['graced', 'shifted', 'exported']) d.touch(member(id), 0);
+    const ids = ['graced', 'shifted', 'exported'];
+    for (const id of ids) d.touch(member(id), 0); // key 60 000
     await vi.advanceTimersByTimeAsync(50_000);
-    for (const id of ['graced', 'shifted', 'exported']) d.touch(member(id), 50_000); // due at 110 000
+    for (const id of ids) d.touch(member(id), 50_000); // due at 110 000, key still 60 000
     await vi.advanceTimersByTimeAsync(5_000);
-    d.grace(10_000); // a floor of 65 000: below 110 000, so nothing is given back
+    d.grace(10_000); // a floor of 65 000: below 110 000, so nothing is given back (read from the key: 5 000)
     expect(d.exportOne('exported')?.remainingMs).toBe(55_000);
     expect(d.exportOne('graced')?.givenBackMs).toBeUndefined();
-    await vi.advanceTimersByTimeAsync(54_999);
-    expect(faults).toEqual([]);
-    d.shift(5_000, 10_000); // 'shifted' (and the others) now due at 114 999 + 1 + 5 000
     await vi.advanceTimersByTimeAsync(5_000);
+    for (const id of ids) d.touch(member(id), 60_000); // due at 120 000, key left at 110 000 by the grace
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(d.exportOne('exported')?.remainingMs).toBe(50_000);
+    d.shift(5_000, 10_000); // due at 125 000 (read from the key: 115 000)
+    await vi.advanceTimersByTimeAsync(54_999);
     expect(faults).toEqual([]);
     await vi.advanceTimersByTimeAsync(1);
     expect(faults.map((f) => [f.memberId, f.at, f.info.lateByMs]).sort()).toEqual([
-      ['exported', 115_000, 0],
-      ['graced', 115_000, 0],
-      ['shifted', 115_000, 0],
+      ['exported', 125_000, 0],
+      ['graced', 125_000, 0],
+      ['shifted', 125_000, 0],
     ]);
     d.close();
   });
 
-  it('a stat that brings a deadline earlier than a grace had set it moves the member up at once', async () => {
-    const { d, faults } = detector();
-    d.touch(member('m-1'), 0);
-    d.grace(120_000); // due at 120 000
+  it('a fault declared late, its key older than its deadline: export, reopen and shift read when it was due', async () => {
+    let late = 2_000; // the process ran late: the timer for the key fires 2 s after it
+    const lateClock: Clock = { ...systemClock, setTimeout: (fn, ms) => systemClock.setTimeout(fn, ms + late) };
+    const { d, faults } = detector(60_000, lateClock);
+    d.touch(member('m-1'), 0); // key 60 000
     await vi.advanceTimersByTimeAsync(1_000);
-    d.touch(member('m-1'), 1_000); // due at 61 000, a stat resets what takeovers gave back
-    await vi.advanceTimersByTimeAsync(59_999);
-    expect(faults).toEqual([]);
+    d.touch(member('m-1'), 1_000); // due at 61 000, key still 60 000
+    await vi.advanceTimersByTimeAsync(61_000); // the timer for 60 000 fires at 62 000
+    expect(faults.map((f) => [f.memberId, f.at, f.info.silentForMs, f.info.lateByMs])).toEqual([
+      ['m-1', 62_000, 61_000, 1_000],
+    ]);
+    expect(d.exportOne('m-1')).toMatchObject({
+      state: 'faulted',
+      remainingMs: null,
+      lastSeenAgoMs: 61_000,
+      fault: { reason: 'timeout', silentForMs: 61_000, declaredAt: 62_000 },
+    });
+    late = 0;
+    expect(d.reopen('m-1', true)).toBe(true); // due when it was: 61 000 (the key: 60 000)
+    expect(d.exportOne('m-1')?.remainingMs).toBe(-1_000);
+    d.shift(3_000, 10_000); // due at 64 000
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(faults).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(1);
-    expect(faults.map((f) => [f.memberId, f.at, f.info.lateByMs])).toEqual([['m-1', 61_000, 0]]);
+    expect(faults.map((f) => [f.at, f.info.lateByMs])).toEqual([
+      [62_000, 1_000],
+      [64_000, 0],
+    ]);
     d.close();
   });
+
+  // A grace leaves the timer armed for the earlier deadline; a shift re-arms it for the later one.
+  it.each([
+    ['a grace', (d: FaultDetector) => d.grace(120_000)],
+    ['a shift', (d: FaultDetector) => d.shift(60_000, 120_000)],
+  ])(
+    'a stat that brings a deadline earlier than %s had set it moves the member up and re-arms the timer',
+    async (_, give) => {
+      const { d, faults } = detector();
+      d.touch(member('m-1'), 0);
+      give(d); // due at 120 000
+      await vi.advanceTimersByTimeAsync(1_000);
+      d.touch(member('m-1'), 1_000); // due at 61 000, a stat resets what takeovers gave back
+      await vi.advanceTimersByTimeAsync(59_999);
+      expect(faults).toEqual([]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(faults.map((f) => [f.memberId, f.at, f.info.lateByMs])).toEqual([['m-1', 61_000, 0]]);
+      d.close();
+    },
+  );
 
   it('close stops the timer', async () => {
     const { d, faults } = detector();

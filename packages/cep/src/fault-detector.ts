@@ -111,7 +111,9 @@ interface Tracked extends HeapItem {
  * place in the heap alone: its key stays the deadline it had, earlier than
  * the one it has. The key reaches the top of the heap once per fault timeout
  * (not once per stat: a quarter as often at the default timings), and the
- * timer pass that finds it there sets it to when the member is due. Before,
+ * timer pass that finds it there sets it to when the member is due; so does
+ * it for the stale keys that follow within REKEY_AHEAD_MS, up to the first
+ * key that is a deadline. Before,
  * every stat sifted its member from near the top of a 100 000-member heap to
  * the bottom, 17 levels of scattered reads, and the timer woke at every
  * earlier deadline a stat had moved. A key is never later than its member's
@@ -125,9 +127,11 @@ interface Tracked extends HeapItem {
 const AWAKE_TICK_MS = 250;
 const STALL_MS = 1_000;
 /**
- * A timer pass also sets the key of every member whose key falls within
- * this much of now to when it is due: the pass after is then at most one
- * per this long while members report, not one per stale key.
+ * A timer pass goes on setting stale keys to when their members are due
+ * while the keys at the top fall within this much of now: when every member
+ * reports, the next pass is then this long after, not at the next stale key.
+ * It stops at a key that is its member's deadline (a silent member, one a
+ * takeover gave time): the stale keys behind it wait for that member's pass.
  */
 const REKEY_AHEAD_MS = 1_000;
 
@@ -489,8 +493,9 @@ export class FaultDetector {
     try {
       // Everything due goes in this one pass; onFault may forget or touch members, so re-read the top each time.
       // A key that is not the member's deadline (stats came since it was set) is set to it, and the member
-      // sinks to its place; so is every such key up to REKEY_AHEAD_MS ahead, so that the next pass is not
-      // for the next stale key. The pass stops at the first key that is a deadline still to come.
+      // sinks to its place; so is each such key that comes to the top up to REKEY_AHEAD_MS ahead, so that
+      // the next pass is not for the next stale key. The pass stops at the first key that is a deadline
+      // still to come (the next pass is for it), or beyond REKEY_AHEAD_MS.
       const ahead = now + REKEY_AHEAD_MS;
       for (let top = this.heap.peek(); top && top.deadline <= ahead; top = this.heap.peek()) {
         if (top.dueAt <= now) {
