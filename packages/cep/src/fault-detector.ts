@@ -107,9 +107,10 @@ interface Tracked extends HeapItem {
  * When the timer fires, every member whose deadline has passed is faulted in
  * the same pass, so 10 000 deadlines falling together cost one wake-up.
  *
- * A stat only moves a member's deadline later, so it leaves the member's
- * place in the heap alone: its key stays the deadline it had, earlier than
- * the one it has. The key reaches the top of the heap once per fault timeout
+ * A stat moves a member's deadline later (unless a grace, shift or stall had
+ * given it more than a fault timeout: then its key follows at once), so it
+ * leaves the member's place in the heap alone: its key stays the deadline it
+ * had, earlier than the one it has. The key reaches the top of the heap once per fault timeout
  * (not once per stat: a quarter as often at the default timings), and the
  * timer pass that finds it there sets it to when the member is due; so does
  * it for the stale keys that follow within REKEY_AHEAD_MS, up to the first
