@@ -34,7 +34,7 @@ describe('FaultDetector', () => {
     const { d, faults } = detector(4_000, clock);
     d.touch(member('m-1'), 0);
     await vi.advanceTimersByTimeAsync(2_000);
-    d.touch(member('m-1'), 2_000); // due at 6 000, its key left at 4 000
+    d.touch(member('m-1'), 2_000); // due at 6 000, its key left at 4 000 (the wake's floor is later than either)
     await vi.advanceTimersByTimeAsync(1_999);
     stalled = 7_000; // the process did not run for 7 s: its clock jumped, its fault timer is due at the wake
     await vi.advanceTimersByTimeAsync(1);

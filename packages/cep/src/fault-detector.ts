@@ -110,15 +110,15 @@ interface Tracked extends HeapItem {
  * A stat moves a member's deadline later (unless a grace, shift or stall had
  * given it more than a fault timeout: then its key follows at once), so it
  * leaves the member's place in the heap alone: its key stays the deadline it
- * had, earlier than the one it has. The key reaches the top of the heap once per fault timeout
- * (not once per stat: a quarter as often at the default timings), and the
- * timer pass that finds it there sets it to when the member is due; so does
- * it for the stale keys that follow within REKEY_AHEAD_MS, up to the first
- * key that is a deadline. Before,
- * every stat sifted its member from near the top of a 100 000-member heap to
- * the bottom, 17 levels of scattered reads, and the timer woke at every
- * earlier deadline a stat had moved. A key is never later than its member's
- * deadline, so no fault is declared late for it.
+ * had, earlier than the one it has. The key reaches the top of the heap once
+ * per fault timeout (not once per stat: a quarter as often at the default
+ * timings), and the timer pass that finds it there sets it to when the member
+ * is due, as it does the stale keys that follow within REKEY_AHEAD_MS, up to
+ * the first key that is a deadline. Before, every stat sifted its member from
+ * near the top of a 100 000-member heap to the bottom, 17 levels of scattered
+ * reads, and the timer woke at every earlier deadline a stat had moved. A
+ * key is never later than its member's deadline, so no fault is declared
+ * late for it.
  *
  * Faulted members are also kept in a map of their own, in the order they were
  * last announced, so the engine re-announces them (`reannounce`) at a cost in

@@ -4,6 +4,7 @@ import type { Logger } from '@faultline/core';
 import { createMemoryLogger } from '@faultline/core/testing';
 import { batchOf, encodeBatch, type HealthStatBatch } from '@faultline/protocol';
 import { columnsOf, testStat } from '@faultline/protocol/testing';
+import { waitFor } from '@faultline/test-support';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BatchDedupe } from './batch-dedupe.js';
 import { encodeCheckedBatchFrame, encodeFrame, encodeRawBatch, FrameReader } from './framing.js';
@@ -382,13 +383,13 @@ describe('SyncLink to SyncServer', () => {
     const { server, link, port } = await pair(randomBytes(32));
     link.attach(`127.0.0.1:${port}`, 3);
     // The passive counts the failure, then closes; the link learns of it when the close reaches it.
-    for (let i = 0; i < 1_000 && (server.counters.authFailures === 0 || link.status !== 'none'); i++) await sleep(5);
+    await waitFor(() => server.counters.authFailures > 0 && link.status === 'none', 'the refused link dropped', 5_000);
     expect(server.counters.authFailures).toBe(1);
     expect(link.status).toBe('none');
     expect(server.following).toBeUndefined();
     const right = await pair(KEY);
     right.link.attach(`127.0.0.1:${right.port}`, 3, 'sp-9');
-    for (let i = 0; i < 1_000 && right.link.authFailures === 0; i++) await sleep(5);
+    await waitFor(() => right.link.authFailures > 0, 'the link refusing the wrong node', 5_000);
     expect(right.link.authFailures).toBe(1);
     expect(right.link.status).toBe('none');
   });
